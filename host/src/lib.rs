@@ -1,0 +1,3 @@
+//! Sluice: a transactional-mail platform whose Flowsteps run as sandboxed WebAssembly components.
+
+pub mod message;

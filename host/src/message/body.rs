@@ -1,0 +1,175 @@
+//! The MIME body (RFC 2045-2049): reading the html and text alternatives and the attachments,
+//! and writing a new MIME structure when a step changes them.
+//!
+//! Reading goes through mail-parser; a change re-assembles the body with mail-builder while the
+//! header fields other than the MIME ones stay exactly as they were.
+
+use bytes::Bytes;
+use mail_builder::MessageBuilder;
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+
+use super::{Message, MessageError, header};
+
+/// Top-level fields that describe the MIME structure and are rewritten with it.
+const MIME_FIELDS: &[&str] = &[
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-Disposition",
+    "Content-ID",
+    "Content-Description",
+];
+
+/// What a step learns of one attachment without its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    /// Position among the attachments.
+    pub index: usize,
+    /// File name from Content-Disposition or Content-Type.
+    pub filename: Option<String>,
+    /// Media type, e.g. `application/pdf`.
+    pub content_type: String,
+    /// `attachment` or `inline`.
+    pub disposition: String,
+    /// Content-ID without angle brackets.
+    pub content_id: Option<String>,
+    /// Decoded size in bytes.
+    pub size: usize,
+}
+
+/// An attachment with its decoded content, as read from a message or added by a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAttachment {
+    /// File name.
+    pub filename: String,
+    /// Media type.
+    pub content_type: String,
+    /// Decoded bytes.
+    pub content: Vec<u8>,
+    /// Inline part (referenced by `cid:`) rather than a download.
+    pub inline: bool,
+    /// Content-ID without angle brackets.
+    pub content_id: Option<String>,
+}
+
+/// The parts of a message a step can read and replace.
+pub(super) struct Content {
+    pub(super) text: Option<String>,
+    pub(super) html: Option<String>,
+    pub(super) attachments: Vec<NewAttachment>,
+}
+
+impl Content {
+    /// Reads the alternatives and attachments of a message.
+    pub(super) fn read(message: &Message) -> Self {
+        let raw = message.to_bytes();
+        let Some(parsed) = MessageParser::default().parse(&raw) else {
+            return Self {
+                text: None,
+                html: None,
+                attachments: Vec::new(),
+            };
+        };
+        let body_of = |ids: &[u32], want_html: bool| {
+            ids.iter().find_map(|&id| match &parsed.parts.get(id as usize)?.body {
+                PartType::Html(html) if want_html => Some(html.to_string()),
+                PartType::Text(text) if !want_html => Some(text.to_string()),
+                _ => None,
+            })
+        };
+        let attachments = parsed
+            .attachments()
+            .map(|part| {
+                let (info, content) = describe(0, part);
+                NewAttachment {
+                    filename: info.filename.unwrap_or_default(),
+                    content_type: info.content_type,
+                    content,
+                    inline: info.disposition == "inline",
+                    content_id: info.content_id,
+                }
+            })
+            .collect();
+        Self {
+            text: body_of(&parsed.text_body, false),
+            html: body_of(&parsed.html_body, true),
+            attachments,
+        }
+    }
+
+    /// Writes this content as the message's new MIME body, keeping its non-MIME fields.
+    pub(super) fn write_into(self, message: &mut Message) -> Result<(), MessageError> {
+        let mut builder = MessageBuilder::new();
+        if let Some(text) = self.text {
+            builder = builder.text_body(text);
+        }
+        if let Some(html) = self.html {
+            builder = builder.html_body(html);
+        }
+        for attachment in self.attachments {
+            builder = if attachment.inline {
+                let cid = attachment.content_id.unwrap_or(attachment.filename);
+                builder.inline(attachment.content_type, cid, attachment.content)
+            } else {
+                builder.attachment(attachment.content_type, attachment.filename, attachment.content)
+            };
+        }
+        let mut written = Vec::new();
+        builder
+            .write_body(&mut written)
+            .map_err(|error| MessageError::Malformed(error.to_string()))?;
+        let written = Bytes::from(written);
+        let (mime_head, body) = super::split_head_body(&written)?;
+
+        let mut head = message.head.clone();
+        for name in MIME_FIELDS {
+            head = header::remove(&head, name);
+        }
+        let mut new_head = Vec::with_capacity(head.len() + mime_head.len() + 20);
+        new_head.extend_from_slice(&head);
+        if !header::fields(&head).any(|field| field.is_named("MIME-Version")) {
+            new_head.extend_from_slice(b"MIME-Version: 1.0\r\n");
+        }
+        new_head.extend_from_slice(&mime_head);
+        message.replace_content(Bytes::from(new_head), body);
+        Ok(())
+    }
+}
+
+/// Describes the attachments of a message.
+pub(super) fn attachment_infos(message: &Message) -> Vec<AttachmentInfo> {
+    let raw = message.to_bytes();
+    let Some(parsed) = MessageParser::default().parse(&raw) else {
+        return Vec::new();
+    };
+    parsed
+        .attachments()
+        .enumerate()
+        .map(|(index, part)| describe(index, part).0)
+        .collect()
+}
+
+fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> (AttachmentInfo, Vec<u8>) {
+    let content_type = part.content_type().map_or_else(
+        || "application/octet-stream".to_string(),
+        |ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        },
+    );
+    let inline = match part.content_disposition() {
+        Some(disposition) => disposition.ctype().eq_ignore_ascii_case("inline"),
+        None => matches!(part.body, PartType::InlineBinary(_)),
+    };
+    let content = part.contents().to_vec();
+    let info = AttachmentInfo {
+        index,
+        filename: part.attachment_name().map(str::to_string),
+        content_type,
+        disposition: if inline { "inline" } else { "attachment" }.to_string(),
+        content_id: part
+            .content_id()
+            .map(|cid| cid.trim_matches(|c| c == '<' || c == '>').to_string()),
+        size: content.len(),
+    };
+    (info, content)
+}

@@ -1,0 +1,416 @@
+//! One recipient's copy of a mail as the pipeline carries it, and the edits Flowsteps make.
+//!
+//! The header block and the body are kept apart as shared byte buffers: reading a message or
+//! changing a header never copies the body, and a message nobody changed is written out
+//! byte for byte as it came in.
+
+mod body;
+mod header;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use body::AttachmentInfo;
+pub use body::NewAttachment;
+
+/// The SMTP envelope of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// MAIL FROM; empty for the null sender.
+    pub sender: String,
+    /// RCPT TO: the one recipient this copy is for.
+    pub recipient: String,
+}
+
+/// Why a message or an edit of it was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// A header field name outside RFC 5322 `ftext`.
+    #[error("header name {0:?} is not a valid field name")]
+    InvalidHeaderName(String),
+    /// A header value carrying a line break, which would let a step smuggle in other fields.
+    #[error("the value of header {name:?} contains CR or LF")]
+    HeaderInjection {
+        /// The field whose value was refused.
+        name: String,
+    },
+    /// An envelope address that is not a plain `local@domain`.
+    #[error("{0:?} is not a valid envelope address")]
+    InvalidAddress(String),
+    /// The message would grow past the size limit.
+    #[error("the message would be {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size after the edit.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// Bytes that are not an RFC 5322 message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// A mail message: envelope, RFC 5322 content and the JSON data it was submitted with.
+#[derive(Clone, Debug)]
+pub struct Message {
+    envelope: Envelope,
+    /// Header fields, each ending in CRLF, without the empty line that ends them.
+    head: Bytes,
+    /// Everything after the empty line.
+    body: Bytes,
+    data: Option<Arc<str>>,
+}
+
+impl Message {
+    /// Reads an RFC 5322 message. Bare LF line ends are turned into CRLF, as SMTP requires.
+    pub fn parse(raw: impl Into<Bytes>, envelope: Envelope) -> Result<Self, MessageError> {
+        let raw = normalize_line_ends(raw.into());
+        let (head, body) = split_head_body(&raw)?;
+        header::validate_block(&head)?;
+        Ok(Self {
+            envelope,
+            head,
+            body,
+            data: None,
+        })
+    }
+
+    /// Attaches the JSON `data` the message was submitted with.
+    pub fn with_data(mut self, data: Option<String>) -> Self {
+        self.data = data.map(Arc::from);
+        self
+    }
+
+    /// The SMTP envelope.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The submitted JSON data, if any.
+    pub fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
+    /// The size in bytes of the message as it would be sent.
+    pub fn size(&self) -> usize {
+        self.head.len() + 2 + self.body.len()
+    }
+
+    /// The whole message, CRLF line ends.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut raw = Vec::with_capacity(self.size());
+        raw.extend_from_slice(&self.head);
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(&self.body);
+        raw
+    }
+
+    /// The header fields, without the empty line after them.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The body: everything after the empty line.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The first field with this name (case-insensitive), unfolded and decoded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header::fields(&self.head)
+            .find(|field| field.is_named(name))
+            .map(|field| field.decoded_value())
+    }
+
+    /// Every field with this name, in order, unfolded and decoded.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        header::fields(&self.head)
+            .filter(|field| field.is_named(name))
+            .map(|field| field.decoded_value())
+            .collect()
+    }
+
+    /// Every field of the message as (name, decoded value), in order.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        header::fields(&self.head)
+            .map(|field| (field.name().to_string(), field.decoded_value()))
+            .collect()
+    }
+
+    /// Replaces every field of this name with one, where the first stood (or at the end).
+    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), MessageError> {
+        self.head = header::set(&self.head, name, value)?;
+        Ok(())
+    }
+
+    /// Adds a field after the existing ones.
+    pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), MessageError> {
+        self.head = header::append(&self.head, name, value)?;
+        Ok(())
+    }
+
+    /// Removes every field of this name.
+    pub fn remove_header(&mut self, name: &str) {
+        if header::fields(&self.head).any(|field| field.is_named(name)) {
+            self.head = header::remove(&self.head, name);
+        }
+    }
+
+    /// Sends this copy to another recipient.
+    pub fn set_envelope_recipient(&mut self, address: &str) -> Result<(), MessageError> {
+        if !is_envelope_address(address) {
+            return Err(MessageError::InvalidAddress(address.to_string()));
+        }
+        self.envelope.recipient = address.to_string();
+        Ok(())
+    }
+
+    /// Replaces the whole content; envelope and data stay.
+    pub fn set_raw(&mut self, raw: impl Into<Bytes>) -> Result<(), MessageError> {
+        let replaced = Message::parse(raw, self.envelope.clone())?;
+        self.head = replaced.head;
+        self.body = replaced.body;
+        Ok(())
+    }
+
+    /// The html body, decoded, if there is an html part.
+    pub fn html(&self) -> Option<String> {
+        body::Content::read(self).html
+    }
+
+    /// The plain-text body, decoded, if there is a text part.
+    pub fn text(&self) -> Option<String> {
+        body::Content::read(self).text
+    }
+
+    /// Sets the html body, adding an html alternative when there was none.
+    pub fn set_html(&mut self, html: &str) -> Result<(), MessageError> {
+        let mut content = body::Content::read(self);
+        content.html = Some(html.to_string());
+        content.write_into(self)
+    }
+
+    /// Sets the plain-text body, adding a text alternative when there was none.
+    pub fn set_text(&mut self, text: &str) -> Result<(), MessageError> {
+        let mut content = body::Content::read(self);
+        content.text = Some(text.to_string());
+        content.write_into(self)
+    }
+
+    /// The attachments and inline parts, in order.
+    pub fn attachments(&self) -> Vec<AttachmentInfo> {
+        body::attachment_infos(self)
+    }
+
+    /// The decoded content of attachment `index`.
+    pub fn attachment_content(&self, index: usize) -> Option<Vec<u8>> {
+        body::Content::read(self)
+            .attachments
+            .into_iter()
+            .nth(index)
+            .map(|attachment| attachment.content)
+    }
+
+    /// Adds an attachment or inline part.
+    pub fn add_attachment(&mut self, attachment: NewAttachment) -> Result<(), MessageError> {
+        let mut content = body::Content::read(self);
+        content.attachments.push(attachment);
+        content.write_into(self)
+    }
+
+    /// Removes attachment `index`; false when there is none.
+    pub fn remove_attachment(&mut self, index: usize) -> Result<bool, MessageError> {
+        let mut content = body::Content::read(self);
+        if index >= content.attachments.len() {
+            return Ok(false);
+        }
+        content.attachments.remove(index);
+        content.write_into(self)?;
+        Ok(true)
+    }
+
+    fn replace_content(&mut self, head: Bytes, body: Bytes) {
+        self.head = head;
+        self.body = body;
+    }
+}
+
+/// True for `local@domain` without spaces, controls or angle brackets.
+fn is_envelope_address(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && address.len() <= 320
+        && address
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | ','))
+}
+
+/// Turns bare LF (and bare CR) into CRLF; returns the input untouched when it is already right.
+fn normalize_line_ends(raw: Bytes) -> Bytes {
+    let is_clean = raw.iter().enumerate().all(|(i, &byte)| match byte {
+        b'\n' => i > 0 && raw[i - 1] == b'\r',
+        b'\r' => raw.get(i + 1) == Some(&b'\n'),
+        _ => true,
+    });
+    if is_clean {
+        return raw;
+    }
+    let mut fixed = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut bytes = raw.iter().copied().peekable();
+    while let Some(byte) = bytes.next() {
+        match byte {
+            b'\r' => {
+                if bytes.peek() == Some(&b'\n') {
+                    bytes.next();
+                }
+                fixed.extend_from_slice(b"\r\n");
+            }
+            b'\n' => fixed.extend_from_slice(b"\r\n"),
+            other => fixed.push(other),
+        }
+    }
+    Bytes::from(fixed)
+}
+
+/// Splits CRLF content at the empty line that ends the header fields.
+fn split_head_body(raw: &Bytes) -> Result<(Bytes, Bytes), MessageError> {
+    if raw.starts_with(b"\r\n") {
+        return Ok((Bytes::new(), raw.slice(2..)));
+    }
+    if let Some(end) = raw.windows(4).position(|window| window == b"\r\n\r\n") {
+        return Ok((raw.slice(..end + 2), raw.slice(end + 4..)));
+    }
+    if raw.is_empty() {
+        return Err(MessageError::Malformed("the message is empty".into()));
+    }
+    // Header fields only, no body.
+    if raw.ends_with(b"\r\n") {
+        Ok((raw.clone(), Bytes::new()))
+    } else {
+        let mut head = raw.to_vec();
+        head.extend_from_slice(b"\r\n");
+        Ok((Bytes::from(head), Bytes::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            sender: "app@example.com".into(),
+            recipient: "rcpt@example.net".into(),
+        }
+    }
+
+    const SIMPLE: &[u8] = b"From: App <app@example.com>\r\nTo: rcpt@example.net\r\nSubject: Hello\r\n =?utf-8?q?W=C3=B6rld?=\r\n\r\nBody line\r\n";
+
+    #[test]
+    fn unchanged_message_is_byte_identical() {
+        let message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        assert_eq!(message.to_bytes(), SIMPLE);
+        assert_eq!(message.size(), SIMPLE.len());
+    }
+
+    #[test]
+    fn headers_are_unfolded_and_decoded() {
+        let message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        assert_eq!(message.header("subject").as_deref(), Some("Hello Wörld"));
+        assert_eq!(message.header("X-Missing"), None);
+    }
+
+    #[test]
+    fn set_header_replaces_in_place_and_leaves_body() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        message.set_header("Subject", "Changed").unwrap();
+        assert_eq!(
+            message.to_bytes(),
+            b"From: App <app@example.com>\r\nTo: rcpt@example.net\r\nSubject: Changed\r\n\r\nBody line\r\n"
+        );
+    }
+
+    #[test]
+    fn non_ascii_values_are_encoded() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        message.set_header("Subject", "Grüße aus Köln").unwrap();
+        let head = String::from_utf8(message.head().to_vec()).unwrap();
+        assert!(head.is_ascii(), "{head}");
+        assert_eq!(message.header("Subject").as_deref(), Some("Grüße aus Köln"));
+    }
+
+    #[test]
+    fn line_breaks_in_values_are_refused() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        let error = message.set_header("X-Note", "a\r\nBcc: x@y").unwrap_err();
+        assert_eq!(
+            error,
+            MessageError::HeaderInjection {
+                name: "X-Note".into()
+            }
+        );
+        assert!(matches!(
+            message.set_header("Bad Name", "x"),
+            Err(MessageError::InvalidHeaderName(_))
+        ));
+        assert_eq!(message.to_bytes(), SIMPLE);
+    }
+
+    #[test]
+    fn bare_lf_becomes_crlf() {
+        let message = Message::parse(&b"Subject: x\n\nbody\n"[..], envelope()).unwrap();
+        assert_eq!(message.to_bytes(), b"Subject: x\r\n\r\nbody\r\n");
+    }
+
+    #[test]
+    fn setting_html_on_a_text_message_adds_an_alternative() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        assert_eq!(message.html(), None);
+        message.set_html("<p>Hi</p>").unwrap();
+        assert_eq!(message.html().as_deref(), Some("<p>Hi</p>"));
+        assert_eq!(message.text().as_deref(), Some("Body line\r\n"));
+        assert_eq!(message.header("Subject").as_deref(), Some("Hello Wörld"));
+        let reparsed = Message::parse(message.to_bytes(), envelope()).unwrap();
+        assert_eq!(reparsed.html().as_deref(), Some("<p>Hi</p>"));
+    }
+
+    #[test]
+    fn attachments_can_be_added_read_and_removed() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        message
+            .add_attachment(NewAttachment {
+                filename: "report.pdf".into(),
+                content_type: "application/pdf".into(),
+                content: b"%PDF-1.4 test".to_vec(),
+                inline: false,
+                content_id: None,
+            })
+            .unwrap();
+        let infos = message.attachments();
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].filename.as_deref(), Some("report.pdf"));
+        assert_eq!(infos[0].content_type, "application/pdf");
+        assert_eq!(infos[0].size, 13);
+        assert_eq!(
+            message.attachment_content(0).as_deref(),
+            Some(&b"%PDF-1.4 test"[..])
+        );
+        assert!(message.remove_attachment(0).unwrap());
+        assert!(!message.remove_attachment(0).unwrap());
+        assert!(message.attachments().is_empty());
+        assert_eq!(message.text().as_deref(), Some("Body line\r\n"));
+    }
+
+    #[test]
+    fn envelope_addresses_are_checked() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        message.set_envelope_recipient("other@example.org").unwrap();
+        assert_eq!(message.envelope().recipient, "other@example.org");
+        assert!(message.set_envelope_recipient("a@b>\r\nRCPT TO:<c@d").is_err());
+        assert!(message.set_envelope_recipient("no-at-sign").is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! Write Sluice Flowsteps in Rust.
+//!
+//! A Flowstep is a type that implements [`Flowstep`], exported with [`export_flowstep!`] from a
+//! `cdylib` crate built for `wasm32-wasip2`:
+//!
+//! ```ignore
+//! use sluice_plugin_sdk::{Flowstep, Message, Outcome, StepError, export_flowstep};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Config { prefix: String }
+//!
+//! struct SubjectPrefix;
+//!
+//! impl Flowstep for SubjectPrefix {
+//!     type Config = Config;
+//!     fn process(message: &Message, config: Config) -> Result<Outcome, StepError> {
+//!         let subject = message.header("Subject").unwrap_or_default();
+//!         message.set_header("Subject", &format!("{} {subject}", config.prefix));
+//!         Ok(Outcome::Continue)
+//!     }
+//! }
+//!
+//! export_flowstep!(SubjectPrefix);
+//! ```
+//!
+//! The host owns the message: reading a header does not copy the body into the sandbox, and
+//! changes apply only if `process` returns `Ok`.
+
+/// The bindings generated from `sluice:flowstep@0.1.0` (the `flowstep` world, or
+/// `builtin-flowstep` with the `privileged` feature).
+#[allow(missing_docs, clippy::all, unsafe_code)]
+pub mod bindings {
+    #[cfg(not(feature = "privileged"))]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "flowstep",
+        pub_export_macro: true,
+        export_macro_name: "__export_flowstep_bindings",
+        default_bindings_module: "sluice_plugin_sdk::bindings",
+    });
+
+    #[cfg(feature = "privileged")]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "builtin-flowstep",
+        pub_export_macro: true,
+        export_macro_name: "__export_flowstep_bindings",
+        default_bindings_module: "sluice_plugin_sdk::bindings",
+    });
+}
+
+pub use bindings::sluice::flowstep::types::{
+    AttachmentInfo, Header, Message, NewAttachment, Outcome, StepError,
+};
+
+/// The privileged host capabilities granted to built-in Flowsteps only.
+#[cfg(feature = "privileged")]
+pub mod privileged {
+    pub use crate::bindings::sluice::flowstep::{archive, dkim, online_link, templates, tracking};
+}
+
+/// Writing to the step's log, kept by the host with the message's events.
+pub mod log {
+    use crate::bindings::sluice::flowstep::log::{Level, write};
+
+    /// Records a debugging detail.
+    pub fn debug(message: &str) {
+        write(Level::Debug, message);
+    }
+
+    /// Records something worth knowing about this message.
+    pub fn info(message: &str) {
+        write(Level::Info, message);
+    }
+
+    /// Records something that went wrong but did not stop the step.
+    pub fn warn(message: &str) {
+        write(Level::Warn, message);
+    }
+
+    /// Records an error.
+    pub fn error(message: &str) {
+        write(Level::Error, message);
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the host's clock.
+pub fn now_millis() -> u64 {
+    bindings::sluice::flowstep::clock::now_millis()
+}
+
+/// One Flowstep: called once per message, in a fresh sandbox each time.
+pub trait Flowstep {
+    /// The step's configuration, parsed from the Flowstep's JSON (`serde_json::Value` to take
+    /// it as it is). A configuration that does not parse fails the step with `invalid-config`.
+    type Config: serde::de::DeserializeOwned;
+
+    /// Processes one message. Changes made through `message` apply only when this returns `Ok`.
+    fn process(message: &Message, config: Self::Config) -> Result<Outcome, StepError>;
+}
+
+/// Parses the configuration and runs the step; called by the code [`export_flowstep!`] writes.
+#[doc(hidden)]
+pub fn __run<F: Flowstep>(message: &Message, config: &str) -> Result<Outcome, StepError> {
+    let config = if config.trim().is_empty() { "null" } else { config };
+    let config = serde_json::from_str::<F::Config>(config)
+        .map_err(|error| StepError::InvalidConfig(error.to_string()))?;
+    F::process(message, config)
+}
+
+/// Exports a type that implements [`Flowstep`] as this component's `process` function.
+#[macro_export]
+macro_rules! export_flowstep {
+    ($step:ty) => {
+        const _: () = {
+            struct SluiceFlowstepExport;
+
+            impl $crate::bindings::Guest for SluiceFlowstepExport {
+                fn process(
+                    message: &$crate::Message,
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<$crate::Outcome, $crate::StepError> {
+                    $crate::__run::<$step>(message, &config)
+                }
+            }
+
+            $crate::bindings::__export_flowstep_bindings!(
+                SluiceFlowstepExport with_types_in $crate::bindings
+            );
+        };
+    };
+}

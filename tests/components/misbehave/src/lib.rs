@@ -1,0 +1,103 @@
+//! A test Flowstep that does what its configuration asks, including the things a sandbox must
+//! contain: `{"behaviour": "loop"}` never returns, `"memory"` allocates without end, and so on.
+
+use serde::Deserialize;
+use sluice_plugin_sdk::{Flowstep, Message, Outcome, StepError, export_flowstep, log, now_millis};
+
+/// What the step does on this call.
+#[derive(Deserialize)]
+#[serde(tag = "behaviour", rename_all = "kebab-case")]
+enum Behaviour {
+    /// Reads the subject and changes nothing.
+    ReadHeader,
+    /// Replaces `find` with `replace` in the html body.
+    RewriteHtml { find: String, replace: String },
+    /// Sets one header.
+    SetHeader { name: String, value: String },
+    /// Sets a header, then fails with a step error: the header must not stick.
+    SetHeaderThenFail,
+    /// Busy-waits this long (by the host clock), then marks the message with `version`.
+    Busy { millis: u64, version: String },
+    /// Never returns.
+    Loop,
+    /// Allocates and touches memory until it runs out.
+    Memory,
+    /// Panics, which traps.
+    Trap,
+    /// Makes the text body this many bytes long.
+    Grow { bytes: usize },
+    /// Tries to add a second header through a CR LF in a value.
+    InjectHeader,
+    /// Returns hold with a reason.
+    Hold,
+    /// Returns discard with a reason.
+    Discard,
+    /// Writes to stdout and stderr, and looks for ambient authority (environment, files, clock),
+    /// reporting what it found in `X-Ambient`.
+    Ambient,
+}
+
+struct Misbehave;
+
+impl Flowstep for Misbehave {
+    type Config = Behaviour;
+
+    fn process(message: &Message, behaviour: Behaviour) -> Result<Outcome, StepError> {
+        match behaviour {
+            Behaviour::ReadHeader => {
+                let subject = message.header("Subject");
+                if subject.is_none() {
+                    log::warn("no subject");
+                }
+            }
+            Behaviour::RewriteHtml { find, replace } => {
+                let html = message
+                    .html()
+                    .ok_or_else(|| StepError::UnsupportedMessage("no html part".into()))?;
+                message.set_html(&html.replace(&find, &replace));
+            }
+            Behaviour::SetHeader { name, value } => message.set_header(&name, &value),
+            Behaviour::SetHeaderThenFail => {
+                message.set_header("X-Half-Done", "yes");
+                return Err(StepError::Other("failed after changing the message".into()));
+            }
+            Behaviour::Busy { millis, version } => {
+                let until = now_millis() + millis;
+                while now_millis() < until {
+                    std::hint::spin_loop();
+                }
+                message.set_header("X-Version", &version);
+            }
+            Behaviour::Loop => loop {
+                std::hint::spin_loop();
+            },
+            Behaviour::Memory => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    log::debug(&format!("holding {} MiB", hoard.len()));
+                }
+            }
+            Behaviour::Trap => panic!("the test step panics on purpose"),
+            Behaviour::Grow { bytes } => message.set_text(&"x".repeat(bytes)),
+            Behaviour::InjectHeader => {
+                message.set_header("X-Note", "harmless\r\nBcc: victim@example.net");
+            }
+            Behaviour::Hold => return Ok(Outcome::Hold("needs a look".into())),
+            Behaviour::Discard => return Ok(Outcome::Discard("not wanted".into())),
+            Behaviour::Ambient => {
+                println!("hello on stdout");
+                eprintln!("hello on stderr");
+                let env = std::env::vars().count();
+                let files = match std::fs::read_dir("/") {
+                    Ok(_) => "readable",
+                    Err(_) => "denied",
+                };
+                message.set_header("X-Ambient", &format!("env={env} files={files}"));
+            }
+        }
+        Ok(Outcome::Continue)
+    }
+}
+
+export_flowstep!(Misbehave);
