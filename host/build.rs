@@ -13,13 +13,19 @@ const GUEST_FOLDERS: &[&str] = &["examples", "plugins", "tests/components"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
 
     for watched in ["wit", "plugin-sdk", "Cargo.lock"]
         .into_iter()
         .chain(GUEST_FOLDERS.iter().copied())
     {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
 
     let packages = guest_packages(&workspace);
@@ -101,7 +107,11 @@ fn ensure_wasm_target() {
         .output()
         .expect("rustc --print sysroot");
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
-    if Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET).is_dir() {
+    if Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(WASM_TARGET)
+        .is_dir()
+    {
         return;
     }
     println!("cargo:warning=installing the {WASM_TARGET} target with rustup");

@@ -1,3 +1,5 @@
 //! Sluice: a transactional-mail platform whose Flowsteps run as sandboxed WebAssembly components.
 
+pub mod config;
 pub mod message;
+pub mod plugin;

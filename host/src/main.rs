@@ -1,1 +1,54 @@
-fn main(){}
+//! The `sluice` command: the server, and tools for plugin authors and operators.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Sluice: transactional mail with sandboxed WebAssembly Flowsteps.
+#[derive(Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server with the embedded default configuration, or the file given.
+    Serve {
+        /// A TOML file whose keys override the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The data folder (overrides `data_dir`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Checks and tries out Flowstep plugins.
+    #[command(subcommand)]
+    Plugin(commands::plugin::PluginCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, data } => commands::serve::run(config.as_deref(), data),
+        Command::Plugin(command) => commands::plugin::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("sluice: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

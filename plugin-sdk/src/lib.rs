@@ -102,7 +102,11 @@ pub trait Flowstep {
 /// Parses the configuration and runs the step; called by the code [`export_flowstep!`] writes.
 #[doc(hidden)]
 pub fn __run<F: Flowstep>(message: &Message, config: &str) -> Result<Outcome, StepError> {
-    let config = if config.trim().is_empty() { "null" } else { config };
+    let config = if config.trim().is_empty() {
+        "null"
+    } else {
+        config
+    };
     let config = serde_json::from_str::<F::Config>(config)
         .map_err(|error| StepError::InvalidConfig(error.to_string()))?;
     F::process(message, config)

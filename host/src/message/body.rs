@@ -70,11 +70,12 @@ impl Content {
             };
         };
         let body_of = |ids: &[u32], want_html: bool| {
-            ids.iter().find_map(|&id| match &parsed.parts.get(id as usize)?.body {
-                PartType::Html(html) if want_html => Some(html.to_string()),
-                PartType::Text(text) if !want_html => Some(text.to_string()),
-                _ => None,
-            })
+            ids.iter()
+                .find_map(|&id| match &parsed.parts.get(id as usize)?.body {
+                    PartType::Html(html) if want_html => Some(html.to_string()),
+                    PartType::Text(text) if !want_html => Some(text.to_string()),
+                    _ => None,
+                })
         };
         let attachments = parsed
             .attachments()
@@ -110,7 +111,11 @@ impl Content {
                 let cid = attachment.content_id.unwrap_or(attachment.filename);
                 builder.inline(attachment.content_type, cid, attachment.content)
             } else {
-                builder.attachment(attachment.content_type, attachment.filename, attachment.content)
+                builder.attachment(
+                    attachment.content_type,
+                    attachment.filename,
+                    attachment.content,
+                )
             };
         }
         let mut written = Vec::new();

@@ -15,7 +15,15 @@ const MAX_LINE: usize = 998;
 
 /// Header fields whose value is an address list, encoded as such when not ASCII.
 const ADDRESS_FIELDS: &[&str] = &[
-    "from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "reply-to",
+    "sender",
+    "resent-from",
+    "resent-to",
+    "resent-cc",
 ];
 
 /// One header field inside a header block.
@@ -75,7 +83,10 @@ pub(super) fn fields(head: &[u8]) -> impl Iterator<Item = Field<'_>> {
         }
         position = end;
         let raw = &head[start..end];
-        let name_len = raw.iter().position(|&byte| byte == b':').unwrap_or(raw.len() - 1);
+        let name_len = raw
+            .iter()
+            .position(|&byte| byte == b':')
+            .unwrap_or(raw.len() - 1);
         Some(Field {
             raw,
             name_len,
@@ -95,7 +106,8 @@ pub(super) fn validate_block(head: &[u8]) -> Result<(), MessageError> {
         let name = &field.raw[..field.name_len];
         let has_colon = field.raw.get(field.name_len) == Some(&b':');
         if !has_colon || name.is_empty() || !name.iter().all(|&byte| is_ftext(byte)) {
-            let line = String::from_utf8_lossy(field.raw.split(|&b| b == b'\r').next().unwrap_or(&[]));
+            let line =
+                String::from_utf8_lossy(field.raw.split(|&b| b == b'\r').next().unwrap_or(&[]));
             return Err(MessageError::Malformed(format!(
                 "header line {} is not a field: {:?}",
                 number + 1,
@@ -184,7 +196,9 @@ fn encode_field(name: &str, value: &str) -> Result<Vec<u8>, MessageError> {
     };
     match written {
         Some(result) => result,
-        None => mail_builder::headers::text::Text::new(value).write_header(&mut out, name.len() + 2),
+        None => {
+            mail_builder::headers::text::Text::new(value).write_header(&mut out, name.len() + 2)
+        }
     }
     .map_err(|error| MessageError::Malformed(error.to_string()))?;
     Ok(out)
@@ -256,7 +270,11 @@ mod tests {
     fn long_ascii_values_are_folded() {
         let value = "word ".repeat(300);
         let field = encode_field("X-Long", value.trim()).unwrap();
-        assert!(field.split(|&b| b == b'\n').all(|line| line.len() <= MAX_LINE + 1));
+        assert!(
+            field
+                .split(|&b| b == b'\n')
+                .all(|line| line.len() <= MAX_LINE + 1)
+        );
     }
 
     #[test]

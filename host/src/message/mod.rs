@@ -410,7 +410,11 @@ mod tests {
         let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
         message.set_envelope_recipient("other@example.org").unwrap();
         assert_eq!(message.envelope().recipient, "other@example.org");
-        assert!(message.set_envelope_recipient("a@b>\r\nRCPT TO:<c@d").is_err());
+        assert!(
+            message
+                .set_envelope_recipient("a@b>\r\nRCPT TO:<c@d")
+                .is_err()
+        );
         assert!(message.set_envelope_recipient("no-at-sign").is_err());
     }
 }

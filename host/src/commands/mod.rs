@@ -1,0 +1,4 @@
+//! The subcommands of the `sluice` binary.
+
+pub mod plugin;
+pub mod serve;

@@ -1,0 +1,190 @@
+//! `sluice plugin check` and `sluice plugin run`: the quickest way to try a Flowstep.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use sluice::message::{Envelope, Message};
+use sluice::plugin::policy::check_import;
+use sluice::plugin::{Capability, Grants, PluginRuntime, RuntimeLimits, StepOutcome};
+
+/// Exit code when the step held the message.
+const EXIT_HELD: u8 = 3;
+/// Exit code when the step discarded the message.
+const EXIT_DISCARDED: u8 = 4;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Validates a component against the flowstep world and lists its imports and exports.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// A privileged capability to grant (dkim, archive, tracking, online-link, templates).
+        #[arg(long = "grant", value_parser = parse_capability)]
+        grants: Vec<Capability>,
+    },
+    /// Runs one step on a message read from stdin; prints the resulting message on stdout
+    /// and the outcome and log on stderr.
+    Run {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The step's JSON configuration.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// The JSON data the message was submitted with.
+        #[arg(long)]
+        data: Option<String>,
+        /// Envelope sender.
+        #[arg(long, default_value = "sender@example.com")]
+        sender: String,
+        /// Envelope recipient.
+        #[arg(long, default_value = "recipient@example.net")]
+        recipient: String,
+        /// A privileged capability to grant.
+        #[arg(long = "grant", value_parser = parse_capability)]
+        grants: Vec<Capability>,
+        /// Print a JSON report instead of the message.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_capability(name: &str) -> Result<Capability, String> {
+    Capability::from_interface(name).ok_or_else(|| {
+        let known: Vec<&str> = Capability::ALL.iter().map(|cap| cap.interface()).collect();
+        format!("unknown capability {name:?}; known: {}", known.join(", "))
+    })
+}
+
+pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Check { file, grants } => check(file, Grants::of(grants)),
+        PluginCommand::Run {
+            file,
+            config,
+            data,
+            sender,
+            recipient,
+            grants,
+            json,
+        } => run_step(
+            file,
+            &config,
+            data,
+            Envelope { sender, recipient },
+            Grants::of(grants),
+            json,
+        ),
+    }
+}
+
+fn read_component(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(file).map_err(|error| anyhow::anyhow!("cannot read {}: {error}", file.display()))
+}
+
+fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
+    let bytes = read_component(&file)?;
+    let runtime = PluginRuntime::new(RuntimeLimits::default(), None)?;
+    let summary = match runtime.summarize(&bytes) {
+        Ok(summary) => summary,
+        Err(error) => {
+            eprintln!("{}: rejected: {error}", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", file.display())?;
+    writeln!(out, "  sha256  {}", sluice::plugin::hex_sha256(&bytes))?;
+    writeln!(out, "  imports")?;
+    for import in &summary.imports {
+        let verdict = match check_import(import, &grants) {
+            Ok(()) => "ok".to_string(),
+            Err(error) => format!("REFUSED: {}", error.reason),
+        };
+        writeln!(out, "    {import:<44} {verdict}")?;
+    }
+    writeln!(out, "  exports")?;
+    for export in &summary.exports {
+        writeln!(out, "    {export}")?;
+    }
+    drop(out);
+    match runtime.load("check", &bytes, grants) {
+        Ok(_) => {
+            println!("ok: implements sluice:flowstep@0.1.0");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("{}: rejected: {error}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run_step(
+    file: PathBuf,
+    config: &str,
+    data: Option<String>,
+    envelope: Envelope,
+    grants: Grants,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let bytes = read_component(&file)?;
+    let mut raw = Vec::new();
+    std::io::stdin().read_to_end(&mut raw)?;
+    let message = Message::parse(raw, envelope)
+        .map_err(|error| anyhow::anyhow!("the message on stdin: {error}"))?
+        .with_data(data);
+
+    let runtime = PluginRuntime::new(RuntimeLimits::default(), None)?;
+    let plugin = runtime
+        .load("cli", &bytes, grants)
+        .map_err(|error| anyhow::anyhow!("{}: rejected: {error}", file.display()))?;
+    let result = plugin.run(&message, config);
+
+    let (report, outcome, output, failure) = match &result {
+        Ok(run) => (&run.report, Some(&run.outcome), Some(&run.message), None),
+        Err(failed) => (&failed.report, None, None, Some(&failed.failure)),
+    };
+    if json {
+        let value = serde_json::json!({
+            "outcome": outcome.map(|outcome| match outcome {
+                StepOutcome::Continue => serde_json::json!({"continue": null}),
+                StepOutcome::Hold(reason) => serde_json::json!({"hold": reason}),
+                StepOutcome::Discard(reason) => serde_json::json!({"discard": reason}),
+            }),
+            "error": failure.map(|failure| serde_json::json!({
+                "code": failure.code(),
+                "message": failure.to_string(),
+            })),
+            "changed": output.map(|output| output.to_bytes() != message.to_bytes()),
+            "elapsed_us": report.elapsed.as_micros() as u64,
+            "fuel_consumed": report.fuel_consumed,
+            "logs": report.logs,
+            "message": output.map(|message| String::from_utf8_lossy(&message.to_bytes()).into_owned()),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for line in &report.logs {
+            eprintln!("[{}] {}", line.level, line.message);
+        }
+        if let Some(message) = output {
+            std::io::stdout().write_all(&message.to_bytes())?;
+        }
+        match (outcome, failure) {
+            (Some(StepOutcome::Continue), _) => {
+                eprintln!("outcome: continue ({:?})", report.elapsed)
+            }
+            (Some(StepOutcome::Hold(reason)), _) => eprintln!("outcome: hold: {reason}"),
+            (Some(StepOutcome::Discard(reason)), _) => eprintln!("outcome: discard: {reason}"),
+            (None, Some(failure)) => eprintln!("failed ({}): {failure}", failure.code()),
+            (None, None) => {}
+        }
+    }
+    Ok(match (outcome, failure) {
+        (Some(StepOutcome::Continue), _) => ExitCode::SUCCESS,
+        (Some(StepOutcome::Hold(_)), _) => ExitCode::from(EXIT_HELD),
+        (Some(StepOutcome::Discard(_)), _) => ExitCode::from(EXIT_DISCARDED),
+        _ => ExitCode::FAILURE,
+    })
+}

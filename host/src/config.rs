@@ -1,0 +1,103 @@
+//! The server's configuration: an embedded default, overridden by a TOML file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::plugin::RuntimeLimits;
+
+/// The configuration `sluice serve` starts with when given no file.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Everything `sluice serve` reads from its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store, the compiled-code cache and (by default) the plugin folder live.
+    pub data_dir: PathBuf,
+    /// The folder operators drop plugins into; relative paths are under `data_dir`.
+    pub plugins_dir: PathBuf,
+    /// Limits for every plugin call.
+    #[serde(default)]
+    pub runtime: RuntimeLimits,
+}
+
+impl Config {
+    /// The embedded default, overridden key by key by the file at `path` when given.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG)?;
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+            let overrides: toml::Table = toml::from_str(&text)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            merge(&mut merged, overrides);
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
+        Ok(config)
+    }
+
+    /// The plugin folder, resolved against the data folder.
+    pub fn plugins_path(&self) -> PathBuf {
+        self.data_dir.join(&self.plugins_dir)
+    }
+
+    /// The compiled-code cache folder.
+    pub fn compiled_cache_path(&self) -> PathBuf {
+        self.data_dir.join("cache").join("compiled")
+    }
+}
+
+fn merge(base: &mut toml::Table, overrides: toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(table)) => {
+                merge(base_table, table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.runtime, RuntimeLimits::default());
+        assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
+    }
+
+    #[test]
+    fn a_file_overrides_single_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/sluice\"\n[runtime]\ndeadline = 250\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.data_dir, Path::new("/srv/sluice"));
+        assert_eq!(config.runtime.deadline.as_millis(), 250);
+        assert_eq!(
+            config.runtime.memory_bytes,
+            RuntimeLimits::default().memory_bytes
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "[runtime]\ndeadlin = 250\n").unwrap();
+        let error = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("deadlin"), "{error}");
+    }
+}

@@ -1,0 +1,120 @@
+//! The one wasmtime `Engine` and `Linker` every plugin shares, and the clock for deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::{ResourceTable, WasiView as _};
+
+use super::bindings::Flowstep;
+use super::limits::RuntimeLimits;
+use super::state::StepState;
+
+/// Builds the engine: Cranelift, component model, epoch deadlines, optional fuel, and a
+/// pooling allocator sized from the limits.
+pub(crate) fn build(limits: &RuntimeLimits) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    config.epoch_interruption(true);
+    config.consume_fuel(limits.fuel.is_some());
+
+    let calls = limits.concurrent_calls.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(calls);
+    // A component built from Rust has a handful of core instances (its own code, the WASI
+    // adapter shims) and one or two memories.
+    pool.total_core_instances(calls * 8);
+    pool.max_core_instances_per_component(16);
+    pool.total_memories(calls * 2);
+    pool.max_memories_per_component(4);
+    pool.total_tables(calls * 8);
+    pool.max_tables_per_component(16);
+    pool.max_memory_size(limits.memory_bytes);
+    // Keep the first pages of a freed slot resident: the next call reuses them without page
+    // faults. What lies beyond is returned to the OS.
+    pool.linear_memory_keep_resident(1 << 20);
+    pool.table_keep_resident(64 << 10);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+
+    Engine::new(&config).map_err(|error| anyhow::anyhow!("{error:#}"))
+}
+
+/// The linker: the contract's imports, and the inert WASI subset of the policy. Sockets, HTTP
+/// and anything else are absent, so even a component that slipped past the import check could
+/// not be linked against them.
+pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StepState>> {
+    let mut linker = Linker::new(engine);
+    link(&mut linker).map_err(|error| anyhow::anyhow!("{error:#}"))?;
+    Ok(linker)
+}
+
+fn link(l: &mut Linker<StepState>) -> wasmtime::Result<()> {
+    Flowstep::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+
+    clocks::wall_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;
+    filesystem::preopens::add_to_linker::<StepState, WasiFilesystem>(l, StepState::filesystem)?;
+    sync::filesystem::types::add_to_linker::<StepState, WasiFilesystem>(l, StepState::filesystem)?;
+    random::random::add_to_linker::<StepState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<StepState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<StepState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    cli::exit::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::environment::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::stdin::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::stdout::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::stderr::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::terminal_input::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::terminal_output::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::terminal_stdin::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::terminal_stdout::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    cli::terminal_stderr::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
+    sync::io::error::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
+    sync::io::poll::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
+    sync::io::streams::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
+    Ok(())
+}
+
+/// The WASI io interfaces work on the resource table alone.
+struct IoTable;
+
+impl wasmtime::component::HasData for IoTable {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Advances the engine's epoch every tick, which is what enforces call deadlines. Stops when
+/// dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.clone();
+        let stopping = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("the epoch thread starts");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

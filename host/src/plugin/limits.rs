@@ -1,0 +1,70 @@
+//! Every limit that applies to a plugin call, in one place.
+
+use std::time::Duration;
+
+/// Limits applied to each Flowstep call, and the sizes of the instance pool they imply.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeLimits {
+    /// Linear memory a step may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Wall time one call may take, instantiation included.
+    #[serde(with = "millis")]
+    pub deadline: Duration,
+    /// How often the deadline clock ticks: the deadline is enforced to within one tick.
+    #[serde(with = "millis")]
+    pub epoch_tick: Duration,
+    /// When set, each call gets this much fuel (about one unit per wasm instruction) and its
+    /// consumption is recorded; running out fails the step.
+    pub fuel: Option<u64>,
+    /// The largest message a step may produce, in bytes.
+    pub max_message_bytes: usize,
+    /// Log lines kept per call; more are counted, not kept.
+    pub max_log_lines: usize,
+    /// Bytes kept of one log line.
+    pub max_log_line_bytes: usize,
+    /// Bytes kept of what a step writes to stdout or stderr.
+    pub max_stdio_bytes: usize,
+    /// Sandbox failures in a row (trap, timeout, memory, fuel, invalid output) after which a
+    /// plugin is disabled.
+    pub failures_before_disable: u32,
+    /// Calls that can run at once (instances in the pool).
+    pub concurrent_calls: u32,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_millis(100),
+            epoch_tick: Duration::from_millis(5),
+            fuel: None,
+            max_message_bytes: 25 << 20,
+            max_log_lines: 100,
+            max_log_line_bytes: 2048,
+            max_stdio_bytes: 16 << 10,
+            failures_before_disable: 5,
+            // A 2-core machine runs a few calls at a time; the rest of the pool is headroom
+            // for calls that wait on host capabilities.
+            concurrent_calls: 64,
+        }
+    }
+}
+
+impl RuntimeLimits {
+    /// Epoch ticks that make up the deadline (at least one).
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let tick = self.epoch_tick.as_nanos().max(1);
+        self.deadline.as_nanos().div_ceil(tick).max(1) as u64
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

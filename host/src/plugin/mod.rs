@@ -1,0 +1,537 @@
+//! The sandbox that runs Flowsteps: WebAssembly components of the `sluice:flowstep` world.
+//!
+//! One [`PluginRuntime`] holds the wasmtime `Engine`, the `Linker` and the limits. Loading a
+//! plugin checks its imports against the [policy], compiles it (or takes it from the
+//! [compiled-code cache](cache)) and keeps an `InstancePre`. Each call then gets a fresh
+//! `Store`: no state carries from one message, or one account, to the next.
+
+mod bindings;
+pub mod cache;
+mod engine;
+pub mod limits;
+pub mod policy;
+pub mod registry;
+mod state;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::{ComponentExtern, ComponentItem};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::message::{Message, MessageError};
+pub use cache::CompiledCache;
+pub use limits::RuntimeLimits;
+pub use policy::{Capability, ForbiddenImport, Grants};
+pub use state::LogLine;
+
+use bindings::FlowstepPre;
+use state::StepState;
+
+/// What a step decided about the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Go on to the next step.
+    Continue,
+    /// Stop and keep the message as HELD with this reason.
+    Hold(String),
+    /// Stop and do not send; the reason is recorded.
+    Discard(String),
+}
+
+/// The error a step itself reported, by case (see `step-error` in the WIT).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The step's configuration is wrong.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The submitted data lacks something.
+    #[error("missing data: {0}")]
+    MissingData(String),
+    /// The message has a form the step cannot handle.
+    #[error("unsupported message: {0}")]
+    UnsupportedMessage(String),
+    /// A host capability failed.
+    #[error("capability failed: {0}")]
+    CapabilityFailed(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StepError {
+    /// The machine-readable case name, as in the WIT.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StepError::InvalidConfig(_) => "invalid-config",
+            StepError::MissingData(_) => "missing-data",
+            StepError::UnsupportedMessage(_) => "unsupported-message",
+            StepError::CapabilityFailed(_) => "capability-failed",
+            StepError::Other(_) => "other",
+        }
+    }
+}
+
+/// Why a step failed. Whatever the case, the message is kept as it was before the step.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepFailure {
+    /// The step returned a `step-error`.
+    #[error("the step reported an error: {0}")]
+    Step(StepError),
+    /// The step trapped (a panic, an unreachable, an out-of-bounds access...).
+    #[error("the step trapped: {0}")]
+    Trap(String),
+    /// The step ran past its wall-time deadline.
+    #[error("the step ran past its deadline of {0:?}")]
+    Timeout(Duration),
+    /// The step tried to grow its memory past the cap.
+    #[error("the step hit its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    /// The step used up its fuel.
+    #[error("the step ran out of fuel ({0} units)")]
+    FuelExhausted(u64),
+    /// The step tried to produce an invalid message (a header with CR/LF, a message over the
+    /// size limit, malformed raw content).
+    #[error("the step produced invalid output: {0}")]
+    InvalidOutput(MessageError),
+    /// The plugin was disabled after failing too often in a row.
+    #[error("plugin {plugin} is disabled: {reason}")]
+    Disabled {
+        /// The plugin's name.
+        plugin: String,
+        /// Why it was disabled.
+        reason: String,
+    },
+    /// The component could not be instantiated (for instance, the pool is exhausted).
+    #[error("the step could not be started: {0}")]
+    Instantiate(String),
+}
+
+impl StepFailure {
+    /// A short machine-readable name of the case.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StepFailure::Step(error) => error.code(),
+            StepFailure::Trap(_) => "trap",
+            StepFailure::Timeout(_) => "timeout",
+            StepFailure::MemoryLimit(_) => "memory-limit",
+            StepFailure::FuelExhausted(_) => "fuel-exhausted",
+            StepFailure::InvalidOutput(_) => "invalid-output",
+            StepFailure::Disabled { .. } => "disabled",
+            StepFailure::Instantiate(_) => "instantiate",
+        }
+    }
+
+    /// True for failures of the sandboxed code itself, which count towards disabling it.
+    fn is_sandbox_fault(&self) -> bool {
+        matches!(
+            self,
+            StepFailure::Trap(_)
+                | StepFailure::Timeout(_)
+                | StepFailure::MemoryLimit(_)
+                | StepFailure::FuelExhausted(_)
+                | StepFailure::InvalidOutput(_)
+        )
+    }
+}
+
+/// What the host measured and collected during one call.
+#[derive(Clone, Debug, Default)]
+pub struct StepReport {
+    /// Wall time of the call, instantiation included.
+    pub elapsed: Duration,
+    /// Fuel consumed, when fuel metering is on.
+    pub fuel_consumed: Option<u64>,
+    /// What the step logged, then its captured stdout/stderr.
+    pub logs: Vec<LogLine>,
+}
+
+/// A step that ran to completion.
+#[derive(Debug)]
+pub struct StepRun {
+    /// What the step decided.
+    pub outcome: StepOutcome,
+    /// The message after the step.
+    pub message: Message,
+    /// Measurements and logs.
+    pub report: StepReport,
+}
+
+/// A step that failed; the caller keeps the message it passed in.
+#[derive(Debug)]
+pub struct StepFailed {
+    /// What went wrong.
+    pub failure: StepFailure,
+    /// Measurements and logs up to the failure.
+    pub report: StepReport,
+}
+
+/// Why a component could not be loaded as a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a WebAssembly component.
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// The component imports something the policy refuses.
+    #[error("{0}")]
+    ForbiddenImport(#[from] ForbiddenImport),
+    /// The component does not fit the `flowstep` world (a missing or mistyped export...).
+    #[error("the component does not implement the sluice:flowstep world: {0}")]
+    WrongShape(String),
+    /// Compilation failed.
+    #[error("the component could not be compiled: {0}")]
+    Compile(String),
+}
+
+/// A component's imports and exports, as `sluice plugin check` reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentSummary {
+    /// Imported interfaces or functions, by name.
+    pub imports: Vec<String>,
+    /// Exported items, by name.
+    pub exports: Vec<String>,
+}
+
+/// The engine, linker and limits that every plugin runs with.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<StepState>,
+    limits: RuntimeLimits,
+    cache: Option<CompiledCache>,
+    _ticker: engine::EpochTicker,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginRuntime {
+    /// A runtime with these limits; compiled code is cached in `cache` when given.
+    pub fn new(limits: RuntimeLimits, cache: Option<CompiledCache>) -> anyhow::Result<Arc<Self>> {
+        let engine = engine::build(&limits)?;
+        let linker = engine::linker(&engine)?;
+        let ticker = engine::EpochTicker::start(&engine, limits.epoch_tick);
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            limits,
+            cache,
+            _ticker: ticker,
+        }))
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &RuntimeLimits {
+        &self.limits
+    }
+
+    /// Lists a component's imports and exports without judging them.
+    pub fn summarize(&self, bytes: &[u8]) -> Result<ComponentSummary, LoadError> {
+        let component = self.compile(bytes, &hex_sha256(bytes))?;
+        Ok(summarize(&self.engine, &component))
+    }
+
+    /// Checks, compiles and prepares a plugin. This compiles code: call it off async workers.
+    pub fn load(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: &[u8],
+        grants: Grants,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let sha256 = hex_sha256(bytes);
+        let component = self.compile(bytes, &sha256)?;
+        let summary = summarize(&self.engine, &component);
+        for import in &summary.imports {
+            policy::check_import(import, &grants)?;
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
+        let pre = FlowstepPre::new(instance_pre)
+            .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
+        Ok(Arc::new(Plugin {
+            name: name.to_string(),
+            sha256,
+            imports: summary.imports,
+            grants,
+            pre,
+            runtime: Arc::clone(self),
+            consecutive_failures: AtomicU32::new(0),
+            disabled: AtomicBool::new(false),
+            disabled_reason: Mutex::new(None),
+        }))
+    }
+
+    /// Loads a plugin from a thread where blocking is allowed, for async callers.
+    pub async fn load_async(
+        self: &Arc<Self>,
+        name: String,
+        bytes: Vec<u8>,
+        grants: Grants,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let runtime = Arc::clone(self);
+        tokio::task::spawn_blocking(move || runtime.load(&name, &bytes, grants))
+            .await
+            .map_err(|error| LoadError::Compile(format!("the compile task failed: {error}")))?
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        if !wasmtime::wasmparser::Parser::is_component(bytes) {
+            let what = if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
+                "this is a core WebAssembly module; build for wasm32-wasip2 (or wrap it with \
+                 `wasm-tools component new`)"
+            } else {
+                "the file does not start with the WebAssembly magic number"
+            };
+            return Err(LoadError::NotAComponent(what.into()));
+        }
+        let compile = || {
+            Component::new(&self.engine, bytes)
+                .map_err(|error| LoadError::Compile(format!("{error:#}")))
+        };
+        match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, sha256, compile),
+            None => compile(),
+        }
+    }
+}
+
+fn summarize(engine: &Engine, component: &Component) -> ComponentSummary {
+    let ty = component.component_type();
+    // Type and resource imports (`use types.{message}` in a world) only name types of
+    // imported interfaces; the interfaces and functions are what the policy judges, and the
+    // linker refuses a resource it does not define.
+    let named = |(name, item): (&str, ComponentExtern<'_>)| {
+        (!matches!(item.ty, ComponentItem::Type(_) | ComponentItem::Resource(_)))
+            .then(|| name.to_string())
+    };
+    ComponentSummary {
+        imports: ty.imports(engine).filter_map(named).collect(),
+        exports: ty.exports(engine).filter_map(named).collect(),
+    }
+}
+
+/// The sha256 of some bytes in hex: a plugin's identity.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A loaded plugin version, ready to run: content-addressed by the sha256 of its component.
+pub struct Plugin {
+    name: String,
+    sha256: String,
+    imports: Vec<String>,
+    grants: Grants,
+    pre: FlowstepPre<StepState>,
+    runtime: Arc<PluginRuntime>,
+    consecutive_failures: AtomicU32,
+    disabled: AtomicBool,
+    disabled_reason: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .field("disabled", &self.is_disabled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sha256 of the component, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// What the component imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// The privileges the operator granted it.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// True once it failed too often in a row.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Acquire)
+    }
+
+    /// Why it was disabled, if it was.
+    pub fn disabled_reason(&self) -> Option<String> {
+        self.disabled_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Lets a disabled plugin run again (an operator's decision).
+    pub fn enable(&self) {
+        self.consecutive_failures.store(0, Ordering::Release);
+        *self
+            .disabled_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.disabled.store(false, Ordering::Release);
+    }
+
+    /// Runs the step on a message in a fresh sandbox. Blocks for up to the deadline: call it
+    /// from a thread where blocking is allowed.
+    pub fn run(&self, message: &Message, config: &str) -> Result<StepRun, StepFailed> {
+        let started = Instant::now();
+        if self.is_disabled() {
+            return Err(StepFailed {
+                failure: StepFailure::Disabled {
+                    plugin: self.name.clone(),
+                    reason: self.disabled_reason().unwrap_or_default(),
+                },
+                report: StepReport::default(),
+            });
+        }
+        let limits = &self.runtime.limits;
+        let mut store = Store::new(&self.runtime.engine, StepState::new(limits));
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(limits.deadline_ticks());
+        if let Some(fuel) = limits.fuel {
+            // Fuel is only unavailable when metering is off, which `limits.fuel` rules out.
+            let _ = store.set_fuel(fuel);
+        }
+
+        let result = self.call(&mut store, message, config);
+
+        let fuel_consumed = limits
+            .fuel
+            .map(|fuel| fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
+        let report = StepReport {
+            elapsed: started.elapsed(),
+            fuel_consumed,
+            logs: store.data_mut().finish_logs(),
+        };
+        match result {
+            Ok((outcome, message)) => {
+                self.consecutive_failures.store(0, Ordering::Release);
+                Ok(StepRun {
+                    outcome,
+                    message,
+                    report,
+                })
+            }
+            Err(failure) => {
+                if failure.is_sandbox_fault() {
+                    self.record_fault(&failure);
+                }
+                Err(StepFailed { failure, report })
+            }
+        }
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<StepState>,
+        message: &Message,
+        config: &str,
+    ) -> Result<(StepOutcome, Message), StepFailure> {
+        let limits = &self.runtime.limits;
+        let handle = store
+            .data_mut()
+            .add_message(message.clone(), limits.max_message_bytes)
+            .map_err(|error| StepFailure::Instantiate(format!("{error:#}")))?;
+        let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
+        let instance = self
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|error| self.classify(store, error, true))?;
+        let returned = instance
+            .call_process(&mut *store, borrowed, config)
+            .map_err(|error| self.classify(store, error, false))?;
+        let edited = store
+            .data_mut()
+            .take_message(handle)
+            .map_err(|error| StepFailure::Trap(format!("{error:#}")))?;
+        match returned {
+            Ok(bindings::Outcome::Continue) => Ok((StepOutcome::Continue, edited)),
+            Ok(bindings::Outcome::Hold(reason)) => Ok((StepOutcome::Hold(reason), edited)),
+            Ok(bindings::Outcome::Discard(reason)) => Ok((StepOutcome::Discard(reason), edited)),
+            Err(error) => Err(StepFailure::Step(match error {
+                bindings::StepError::InvalidConfig(text) => StepError::InvalidConfig(text),
+                bindings::StepError::MissingData(text) => StepError::MissingData(text),
+                bindings::StepError::UnsupportedMessage(text) => {
+                    StepError::UnsupportedMessage(text)
+                }
+                bindings::StepError::CapabilityFailed(text) => StepError::CapabilityFailed(text),
+                bindings::StepError::Other(text) => StepError::Other(text),
+            })),
+        }
+    }
+
+    /// Turns a wasmtime error into the failure case it stands for.
+    fn classify(
+        &self,
+        store: &Store<StepState>,
+        error: wasmtime::Error,
+        instantiating: bool,
+    ) -> StepFailure {
+        let limits = &self.runtime.limits;
+        if let Some(invalid) = error.downcast_ref::<MessageError>() {
+            return StepFailure::InvalidOutput(invalid.clone());
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return StepFailure::Timeout(limits.deadline),
+            Some(Trap::OutOfFuel) => return StepFailure::FuelExhausted(limits.fuel.unwrap_or(0)),
+            _ => {}
+        }
+        if store.data().memory.hit {
+            return StepFailure::MemoryLimit(limits.memory_bytes);
+        }
+        if instantiating && error.downcast_ref::<Trap>().is_none() {
+            return StepFailure::Instantiate(format!("{error:#}"));
+        }
+        StepFailure::Trap(trap_summary(&error))
+    }
+
+    fn record_fault(&self, failure: &StepFailure) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        let threshold = self.runtime.limits.failures_before_disable;
+        if threshold > 0 && failures >= threshold && !self.disabled.swap(true, Ordering::AcqRel) {
+            let reason = format!("{failures} failures in a row, the last: {failure}");
+            tracing::warn!(plugin = %self.name, sha256 = %self.sha256, %reason, "plugin disabled");
+            *self
+                .disabled_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        }
+    }
+}
+
+/// The trap's message and the innermost wasm frame, without the long backtrace.
+fn trap_summary(error: &wasmtime::Error) -> String {
+    let mut text = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    if let Some(frame) = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|trace| trace.frames().first())
+        .and_then(|frame| frame.func_name().map(str::to_string))
+    {
+        text.push_str(" in ");
+        text.push_str(&frame);
+    }
+    text
+}

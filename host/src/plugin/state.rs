@@ -1,0 +1,389 @@
+//! What one Flowstep call sees: the store's data and the host side of the contract's imports.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::sluice::flowstep::{clock, log, types};
+use super::limits::RuntimeLimits;
+use crate::message::{Message, MessageError, NewAttachment};
+
+/// The host-owned message a step works on: a copy of the message the call started with,
+/// taken as the result only if the step succeeds.
+#[derive(Debug)]
+pub struct MessageDraft {
+    message: Message,
+    max_bytes: usize,
+}
+
+impl MessageDraft {
+    fn check_size(&self) -> Result<(), MessageError> {
+        let size = self.message.size();
+        if size > self.max_bytes {
+            return Err(MessageError::TooLarge {
+                size,
+                limit: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies an edit to a scratch copy and keeps it only if it is valid and within the size
+    /// limit. The error ends the call as a trap that carries the typed error.
+    fn edit<T>(
+        &mut self,
+        change: impl FnOnce(&mut Message) -> Result<T, MessageError>,
+    ) -> wasmtime::Result<T> {
+        let mut scratch = self.message.clone();
+        let value = change(&mut scratch).map_err(wasmtime::Error::new)?;
+        let before = std::mem::replace(&mut self.message, scratch);
+        if let Err(error) = self.check_size() {
+            self.message = before;
+            return Err(wasmtime::Error::new(error));
+        }
+        Ok(value)
+    }
+}
+
+/// One log line a step wrote.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn`, `error`; `stdout`/`stderr` for captured output.
+    pub level: &'static str,
+    /// The text, cut to the line limit.
+    pub message: String,
+}
+
+/// Memory growth limiter that remembers whether the cap was hit, so a trap that follows a
+/// failed allocation is reported as the memory limit rather than as a bare trap.
+#[derive(Debug)]
+pub(crate) struct MemoryCap {
+    max_bytes: usize,
+    pub(crate) hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The data of one call's Store.
+pub(crate) struct StepState {
+    pub(crate) table: ResourceTable,
+    wasi: WasiCtx,
+    pub(crate) memory: MemoryCap,
+    pub(crate) logs: Vec<LogLine>,
+    dropped_log_lines: usize,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    max_log_lines: usize,
+    max_log_line_bytes: usize,
+}
+
+impl StepState {
+    /// A fresh state: inert WASI (no env, args, preopens or network), captured stdio.
+    pub(crate) fn new(limits: &RuntimeLimits) -> Self {
+        let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            table: ResourceTable::new(),
+            wasi,
+            memory: MemoryCap {
+                max_bytes: limits.memory_bytes,
+                hit: false,
+            },
+            logs: Vec::new(),
+            dropped_log_lines: 0,
+            stdout,
+            stderr,
+            max_log_lines: limits.max_log_lines,
+            max_log_line_bytes: limits.max_log_line_bytes,
+        }
+    }
+
+    /// Puts the message into the call's resource table.
+    pub(crate) fn add_message(
+        &mut self,
+        message: Message,
+        max_bytes: usize,
+    ) -> wasmtime::Result<Resource<MessageDraft>> {
+        Ok(self.table.push(MessageDraft { message, max_bytes })?)
+    }
+
+    /// Takes the message back out after the call.
+    pub(crate) fn take_message(
+        &mut self,
+        handle: Resource<MessageDraft>,
+    ) -> wasmtime::Result<Message> {
+        Ok(self.table.delete(handle)?.message)
+    }
+
+    /// The call's log: what it wrote through `log`, then its stdout and stderr.
+    pub(crate) fn finish_logs(&mut self) -> Vec<LogLine> {
+        for (level, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let captured = pipe.contents();
+            if !captured.is_empty() {
+                let text = String::from_utf8_lossy(&captured).trim_end().to_string();
+                self.logs.push(LogLine {
+                    level,
+                    message: text,
+                });
+            }
+        }
+        if self.dropped_log_lines > 0 {
+            self.logs.push(LogLine {
+                level: "warn",
+                message: format!("{} more log lines were dropped", self.dropped_log_lines),
+            });
+        }
+        std::mem::take(&mut self.logs)
+    }
+
+    fn draft(&self, handle: &Resource<MessageDraft>) -> wasmtime::Result<&MessageDraft> {
+        Ok(self.table.get(handle)?)
+    }
+
+    fn draft_mut(
+        &mut self,
+        handle: &Resource<MessageDraft>,
+    ) -> wasmtime::Result<&mut MessageDraft> {
+        Ok(self.table.get_mut(handle)?)
+    }
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for StepState {}
+
+impl types::HostMessage for StepState {
+    fn envelope_sender(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        Ok(self.draft(&msg)?.message.envelope().sender.clone())
+    }
+
+    fn envelope_recipient(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        Ok(self.draft(&msg)?.message.envelope().recipient.clone())
+    }
+
+    fn set_envelope_recipient(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        address: String,
+    ) -> wasmtime::Result<()> {
+        self.draft_mut(&msg)?
+            .edit(|message| message.set_envelope_recipient(&address))
+    }
+
+    fn header(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message.header(&name))
+    }
+
+    fn header_all(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(self.draft(&msg)?.message.header_all(&name))
+    }
+
+    fn headers(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<types::Header>> {
+        Ok(self
+            .draft(&msg)?
+            .message
+            .headers()
+            .into_iter()
+            .map(|(name, value)| types::Header { name, value })
+            .collect())
+    }
+
+    fn set_header(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        self.draft_mut(&msg)?
+            .edit(|message| message.set_header(&name, &value))
+    }
+
+    fn append_header(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        self.draft_mut(&msg)?
+            .edit(|message| message.append_header(&name, &value))
+    }
+
+    fn remove_header(&mut self, msg: Resource<MessageDraft>, name: String) -> wasmtime::Result<()> {
+        self.draft_mut(&msg)?.message.remove_header(&name);
+        Ok(())
+    }
+
+    fn html(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message.html())
+    }
+
+    fn set_html(&mut self, msg: Resource<MessageDraft>, html: String) -> wasmtime::Result<()> {
+        self.draft_mut(&msg)?
+            .edit(|message| message.set_html(&html))
+    }
+
+    fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message.text())
+    }
+
+    fn set_text(&mut self, msg: Resource<MessageDraft>, text: String) -> wasmtime::Result<()> {
+        self.draft_mut(&msg)?
+            .edit(|message| message.set_text(&text))
+    }
+
+    fn attachments(
+        &mut self,
+        msg: Resource<MessageDraft>,
+    ) -> wasmtime::Result<Vec<types::AttachmentInfo>> {
+        Ok(self
+            .draft(&msg)?
+            .message
+            .attachments()
+            .into_iter()
+            .map(|info| types::AttachmentInfo {
+                index: info.index as u32,
+                filename: info.filename,
+                content_type: info.content_type,
+                disposition: info.disposition,
+                content_id: info.content_id,
+                size: info.size as u64,
+            })
+            .collect())
+    }
+
+    fn attachment_content(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        index: u32,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.draft(&msg)?.message.attachment_content(index as usize))
+    }
+
+    fn add_attachment(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        attachment: types::NewAttachment,
+    ) -> wasmtime::Result<()> {
+        let attachment = NewAttachment {
+            filename: attachment.filename,
+            content_type: attachment.content_type,
+            content: attachment.content,
+            inline: attachment.inline,
+            content_id: attachment.content_id,
+        };
+        self.draft_mut(&msg)?
+            .edit(|message| message.add_attachment(attachment))
+    }
+
+    fn remove_attachment(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        index: u32,
+    ) -> wasmtime::Result<bool> {
+        self.draft_mut(&msg)?
+            .edit(|message| message.remove_attachment(index as usize))
+    }
+
+    fn data(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message.data().map(str::to_string))
+    }
+
+    fn size(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<u64> {
+        Ok(self.draft(&msg)?.message.size() as u64)
+    }
+
+    fn raw(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.draft(&msg)?.message.to_bytes())
+    }
+
+    fn set_raw(&mut self, msg: Resource<MessageDraft>, raw: Vec<u8>) -> wasmtime::Result<()> {
+        self.draft_mut(&msg)?.edit(|message| message.set_raw(raw))
+    }
+
+    fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
+        // The host owns every message; a guest only ever holds borrows, which it cannot drop.
+        Ok(())
+    }
+}
+
+impl log::Host for StepState {
+    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        if self.logs.len() >= self.max_log_lines {
+            self.dropped_log_lines += 1;
+            return Ok(());
+        }
+        let mut message = message;
+        if message.len() > self.max_log_line_bytes {
+            let mut cut = self.max_log_line_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let level = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.logs.push(LogLine { level, message });
+        Ok(())
+    }
+}
+
+impl clock::Host for StepState {
+    fn now_millis(&mut self) -> wasmtime::Result<u64> {
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64))
+    }
+}
