@@ -66,6 +66,7 @@ impl fmt::Display for Capability {
 
 /// The privileged capabilities an operator granted one plugin.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grants {
     /// Granted capabilities.
     #[serde(default)]

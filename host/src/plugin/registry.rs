@@ -57,7 +57,7 @@ impl PluginRegistry {
 }
 
 /// What happened to one file of the plugin folder.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum FolderChange {
     /// A plugin was loaded or replaced.
     Loaded {

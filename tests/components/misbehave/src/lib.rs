@@ -1,6 +1,8 @@
 //! A test Flowstep that does what its configuration asks, including the things a sandbox must
 //! contain: `{"behaviour": "loop"}` never returns, `"memory"` allocates without end, and so on.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use serde::Deserialize;
 use sluice_plugin_sdk::{Flowstep, Message, Outcome, StepError, export_flowstep, log, now_millis};
 
@@ -32,6 +34,8 @@ enum Behaviour {
     Hold,
     /// Returns discard with a reason.
     Discard,
+    /// Counts calls in a static and reports the count in `X-Calls`.
+    CountCalls,
     /// Writes to stdout and stderr, and looks for ambient authority (environment, files, clock),
     /// reporting what it found in `X-Ambient`.
     Ambient,
@@ -85,6 +89,11 @@ impl Flowstep for Misbehave {
             }
             Behaviour::Hold => return Ok(Outcome::Hold("needs a look".into())),
             Behaviour::Discard => return Ok(Outcome::Discard("not wanted".into())),
+            Behaviour::CountCalls => {
+                static CALLS: AtomicU32 = AtomicU32::new(0);
+                let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                message.set_header("X-Calls", &calls.to_string());
+            }
             Behaviour::Ambient => {
                 println!("hello on stdout");
                 eprintln!("hello on stderr");

@@ -1,0 +1,225 @@
+//! A misbehaving Flowstep fails with a distinct typed error, the message stays as it was and
+//! the host keeps serving.
+
+use std::time::{Duration, Instant};
+
+use sluice::message::MessageError;
+use sluice::plugin::{Plugin, RuntimeLimits, StepFailure, StepOutcome};
+
+use crate::util::{load, message, runtime, test_limits};
+
+const READ_HEADER: &str = r#"{"behaviour": "read-header"}"#;
+
+/// The host still runs a well-behaved call after a failure, on the same plugin.
+fn assert_still_serving(plugin: &Plugin) {
+    let input = message("plain.eml");
+    let run = plugin
+        .run(&input, READ_HEADER)
+        .expect("a good call after a failure");
+    assert_eq!(run.outcome, StepOutcome::Continue);
+    assert_eq!(run.message.to_bytes(), input.to_bytes());
+}
+
+fn failure(plugin: &Plugin, config: &str) -> StepFailure {
+    plugin
+        .run(&message("plain.eml"), config)
+        .expect_err("the step must fail")
+        .failure
+}
+
+#[test]
+fn a_trap_fails_the_step_as_a_trap() {
+    let runtime = runtime(test_limits());
+    let plugin = load(&runtime, "test-misbehave");
+    let failure = failure(&plugin, r#"{"behaviour": "trap"}"#);
+    assert!(matches!(failure, StepFailure::Trap(_)), "{failure:?}");
+    assert_eq!(failure.code(), "trap");
+    assert_still_serving(&plugin);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline() {
+    let runtime = runtime(RuntimeLimits {
+        deadline: Duration::from_millis(50),
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    let started = Instant::now();
+    let failure = failure(&plugin, r#"{"behaviour": "loop"}"#);
+    assert_eq!(failure, StepFailure::Timeout(Duration::from_millis(50)));
+    // Generous bound: only shows the loop was cut off, not how precisely.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_still_serving(&plugin);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_cap() {
+    let runtime = runtime(RuntimeLimits {
+        memory_bytes: 16 << 20,
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    let failure = failure(&plugin, r#"{"behaviour": "memory"}"#);
+    assert_eq!(failure, StepFailure::MemoryLimit(16 << 20));
+    assert_still_serving(&plugin);
+}
+
+#[test]
+fn output_over_the_size_limit_is_invalid_output() {
+    let runtime = runtime(RuntimeLimits {
+        max_message_bytes: 64 << 10,
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    let failure = failure(&plugin, r#"{"behaviour": "grow", "bytes": 100000}"#);
+    match failure {
+        StepFailure::InvalidOutput(MessageError::TooLarge { size, limit }) => {
+            assert_eq!(limit, 64 << 10);
+            assert!(size > 100_000);
+        }
+        other => panic!("expected too large, got {other:?}"),
+    }
+    // Below the limit the same step succeeds.
+    let run = plugin
+        .run(
+            &message("plain.eml"),
+            r#"{"behaviour": "grow", "bytes": 1000}"#,
+        )
+        .unwrap();
+    assert_eq!(run.message.text().unwrap().len(), 1000);
+}
+
+#[test]
+fn a_header_with_crlf_is_invalid_output() {
+    let runtime = runtime(test_limits());
+    let plugin = load(&runtime, "test-misbehave");
+    let failure = failure(&plugin, r#"{"behaviour": "inject-header"}"#);
+    assert_eq!(
+        failure,
+        StepFailure::InvalidOutput(MessageError::HeaderInjection {
+            name: "X-Note".into()
+        })
+    );
+    assert_still_serving(&plugin);
+}
+
+#[test]
+fn fuel_is_recorded_and_enforced() {
+    let runtime = runtime(RuntimeLimits {
+        fuel: Some(5_000_000),
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    let run = plugin.run(&message("plain.eml"), READ_HEADER).unwrap();
+    let consumed = run.report.fuel_consumed.expect("fuel is metered");
+    assert!(consumed > 0 && consumed < 5_000_000, "{consumed}");
+    let failure = failure(&plugin, r#"{"behaviour": "loop"}"#);
+    assert_eq!(failure, StepFailure::FuelExhausted(5_000_000));
+}
+
+#[test]
+fn a_failed_step_leaves_no_change_behind() {
+    let runtime = runtime(test_limits());
+    let plugin = load(&runtime, "test-misbehave");
+    let input = message("plain.eml");
+    let failed = plugin
+        .run(&input, r#"{"behaviour": "set-header-then-fail"}"#)
+        .unwrap_err();
+    assert_eq!(failed.failure.code(), "other");
+    // The same step that succeeds keeps its header: changes do reach the result on success.
+    let run = plugin
+        .run(
+            &input,
+            r#"{"behaviour": "set-header", "name": "X-Half-Done", "value": "yes"}"#,
+        )
+        .unwrap();
+    assert_eq!(run.message.header("X-Half-Done").as_deref(), Some("yes"));
+    assert_eq!(input.header("X-Half-Done"), None);
+}
+
+#[test]
+fn a_plugin_that_keeps_failing_is_disabled() {
+    let runtime = runtime(RuntimeLimits {
+        failures_before_disable: 3,
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    let other = load(&runtime, "subject-prefix");
+    let trap = r#"{"behaviour": "trap"}"#;
+
+    // A success in between resets the count.
+    failure(&plugin, trap);
+    failure(&plugin, trap);
+    assert_still_serving(&plugin);
+    failure(&plugin, trap);
+    failure(&plugin, trap);
+    assert!(!plugin.is_disabled());
+    failure(&plugin, trap);
+    assert!(plugin.is_disabled());
+
+    let refused = failure(&plugin, READ_HEADER);
+    match &refused {
+        StepFailure::Disabled {
+            plugin: name,
+            reason,
+        } => {
+            assert_eq!(name, "test-misbehave");
+            assert!(reason.contains("3 failures in a row"), "{reason}");
+        }
+        other => panic!("expected disabled, got {other:?}"),
+    }
+    // Other plugins are not affected, and the operator can enable it again.
+    other
+        .run(&message("plain.eml"), r#"{"prefix": "[x]"}"#)
+        .unwrap();
+    plugin.enable();
+    assert_still_serving(&plugin);
+}
+
+#[test]
+fn step_errors_do_not_count_towards_disabling() {
+    let runtime = runtime(RuntimeLimits {
+        failures_before_disable: 2,
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    for _ in 0..5 {
+        let failure = failure(&plugin, r#"{"behaviour": "no-such-behaviour"}"#);
+        assert_eq!(failure.code(), "invalid-config");
+    }
+    assert!(!plugin.is_disabled());
+}
+
+#[test]
+fn failures_on_some_threads_do_not_disturb_calls_on_others() {
+    let runtime = runtime(RuntimeLimits {
+        deadline: Duration::from_millis(50),
+        failures_before_disable: 0,
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let plugin = &plugin;
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        if i % 2 == 0 {
+                            assert_still_serving(plugin);
+                        } else {
+                            let bad = [
+                                r#"{"behaviour": "trap"}"#,
+                                r#"{"behaviour": "loop"}"#,
+                                r#"{"behaviour": "inject-header"}"#,
+                            ][i % 3];
+                            failure(plugin, bad);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    });
+}

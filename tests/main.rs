@@ -1,0 +1,8 @@
+//! End-to-end tests of Sluice, one binary with a module per topic.
+
+mod cli;
+mod containment;
+mod contract;
+mod hot_reload;
+mod loading;
+mod util;
