@@ -18,7 +18,7 @@ fn main() {
         .expect("host/ sits in the workspace")
         .to_path_buf();
 
-    for watched in ["wit", "plugin-sdk", "Cargo.lock"]
+    for watched in ["wit", "plugin-sdk", "Cargo.lock", ".cargo/config.toml"]
         .into_iter()
         .chain(GUEST_FOLDERS.iter().copied())
     {
