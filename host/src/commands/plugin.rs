@@ -86,8 +86,8 @@ fn read_component(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
 fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
     let bytes = read_component(&file)?;
     let runtime = PluginRuntime::new(RuntimeLimits::default(), None)?;
-    let summary = match runtime.summarize(&bytes) {
-        Ok(summary) => summary,
+    let compiled = match runtime.compile(&bytes) {
+        Ok(compiled) => compiled,
         Err(error) => {
             eprintln!("{}: rejected: {error}", file.display());
             return Ok(ExitCode::FAILURE);
@@ -95,9 +95,9 @@ fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", file.display())?;
-    writeln!(out, "  sha256  {}", sluice::plugin::hex_sha256(&bytes))?;
+    writeln!(out, "  sha256  {}", compiled.sha256())?;
     writeln!(out, "  imports")?;
-    for import in &summary.imports {
+    for import in &compiled.summary().imports {
         let verdict = match check_import(import, &grants) {
             Ok(()) => "ok".to_string(),
             Err(error) => format!("REFUSED: {}", error.reason),
@@ -105,11 +105,11 @@ fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
         writeln!(out, "    {import:<44} {verdict}")?;
     }
     writeln!(out, "  exports")?;
-    for export in &summary.exports {
+    for export in &compiled.summary().exports {
         writeln!(out, "    {export}")?;
     }
     drop(out);
-    match runtime.load("check", &bytes, grants) {
+    match runtime.load_compiled("check", compiled, grants) {
         Ok(_) => {
             println!("ok: implements sluice:flowstep@0.1.0");
             Ok(ExitCode::SUCCESS)

@@ -153,6 +153,16 @@ pub(super) fn attachment_infos(message: &Message) -> Vec<AttachmentInfo> {
         .collect()
 }
 
+/// The decoded content of one attachment.
+pub(super) fn attachment_content(message: &Message, index: usize) -> Option<Vec<u8>> {
+    let raw = message.to_bytes();
+    let parsed = MessageParser::default().parse(&raw)?;
+    parsed
+        .attachments()
+        .nth(index)
+        .map(|part| part.contents().to_vec())
+}
+
 fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> (AttachmentInfo, Vec<u8>) {
     let content_type = part.content_type().map_or_else(
         || "application/octet-stream".to_string(),

@@ -205,11 +205,7 @@ impl Message {
 
     /// The decoded content of attachment `index`.
     pub fn attachment_content(&self, index: usize) -> Option<Vec<u8>> {
-        body::Content::read(self)
-            .attachments
-            .into_iter()
-            .nth(index)
-            .map(|attachment| attachment.content)
+        body::attachment_content(self, index)
     }
 
     /// Adds an attachment or inline part.

@@ -195,6 +195,25 @@ pub struct ComponentSummary {
     pub exports: Vec<String>,
 }
 
+/// A compiled component that has not been checked against the policy yet.
+pub struct CompiledComponent {
+    component: Component,
+    sha256: String,
+    summary: ComponentSummary,
+}
+
+impl CompiledComponent {
+    /// The sha256 of the component, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Its imports and exports.
+    pub fn summary(&self) -> &ComponentSummary {
+        &self.summary
+    }
+}
+
 /// The engine, linker and limits that every plugin runs with.
 pub struct PluginRuntime {
     engine: Engine,
@@ -232,10 +251,17 @@ impl PluginRuntime {
         &self.limits
     }
 
-    /// Lists a component's imports and exports without judging them.
-    pub fn summarize(&self, bytes: &[u8]) -> Result<ComponentSummary, LoadError> {
-        let component = self.compile(bytes, &hex_sha256(bytes))?;
-        Ok(summarize(&self.engine, &component))
+    /// Compiles a component (or takes it from the cache) and lists its imports and exports,
+    /// without judging them yet.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledComponent, LoadError> {
+        let sha256 = hex_sha256(bytes);
+        let component = self.compile_component(bytes, &sha256)?;
+        let summary = summarize(&self.engine, &component);
+        Ok(CompiledComponent {
+            component,
+            sha256,
+            summary,
+        })
     }
 
     /// Checks, compiles and prepares a plugin. This compiles code: call it off async workers.
@@ -245,9 +271,22 @@ impl PluginRuntime {
         bytes: &[u8],
         grants: Grants,
     ) -> Result<Arc<Plugin>, LoadError> {
-        let sha256 = hex_sha256(bytes);
-        let component = self.compile(bytes, &sha256)?;
-        let summary = summarize(&self.engine, &component);
+        let compiled = self.compile(bytes)?;
+        self.load_compiled(name, compiled, grants)
+    }
+
+    /// Checks a compiled component against the import policy and the world, and prepares it.
+    pub fn load_compiled(
+        self: &Arc<Self>,
+        name: &str,
+        compiled: CompiledComponent,
+        grants: Grants,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let CompiledComponent {
+            component,
+            sha256,
+            summary,
+        } = compiled;
         for import in &summary.imports {
             policy::check_import(import, &grants)?;
         }
@@ -283,7 +322,7 @@ impl PluginRuntime {
             .map_err(|error| LoadError::Compile(format!("the compile task failed: {error}")))?
     }
 
-    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+    fn compile_component(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
         if !wasmtime::wasmparser::Parser::is_component(bytes) {
             let what = if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
                 "this is a core WebAssembly module; build for wasm32-wasip2 (or wrap it with \
