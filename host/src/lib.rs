@@ -1,5 +1,7 @@
 //! Sluice: a transactional-mail platform whose Flowsteps run as sandboxed WebAssembly components.
 
 pub mod config;
+pub mod flow;
 pub mod message;
 pub mod plugin;
+pub mod store;

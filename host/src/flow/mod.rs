@@ -1,0 +1,6 @@
+//! Flows: sorting messages by rules, and the pipeline that runs their Flowsteps.
+
+pub mod pipeline;
+pub mod rules;
+
+pub use pipeline::{Pipeline, PipelineHandle};

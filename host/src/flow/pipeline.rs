@@ -1,0 +1,346 @@
+//! The pipeline: takes spooled messages, sorts each into its Flow, runs the Flow's steps in
+//! the sandbox and records the outcome, all from and back into the store. A message leaves
+//! the spool only in the transaction that records its outcome, so a crash at any point is
+//! resumed from the spool on the next start.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use super::rules::{MessageFacts, Routing};
+use crate::message::{Envelope, Message};
+use crate::plugin::registry::PluginRegistry;
+use crate::plugin::{Grants, Plugin, PluginRuntime, StepOutcome};
+use crate::store::{Event, MessageRecord, MessageStatus, Store, StoreError, now_millis};
+
+/// How many ids may wait in the channel; past that the spool itself is the queue.
+const QUEUE_CAPACITY: usize = 10_000;
+/// How often the spool is scanned for messages whose notification did not fit the queue.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs flows for spooled messages.
+pub struct Pipeline {
+    store: Store,
+    runtime: Arc<PluginRuntime>,
+    folder: Arc<PluginRegistry>,
+    stored_plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+    in_flight: Mutex<HashSet<String>>,
+    concurrency: Arc<Semaphore>,
+    overflowed: AtomicBool,
+}
+
+/// Tells the pipeline about newly spooled messages.
+#[derive(Clone, Debug)]
+pub struct PipelineHandle {
+    queue: mpsc::Sender<String>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl PipelineHandle {
+    /// Queues a spooled message; if the queue is full it is picked up from the spool later.
+    pub fn notify(&self, id: String) {
+        if self.queue.try_send(id).is_err() {
+            self.pipeline.overflowed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Messages whose flow is running now.
+    pub fn in_flight(&self) -> usize {
+        self.pipeline
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+/// Why a step could not run at all.
+#[derive(Debug, thiserror::Error)]
+enum StepSetupError {
+    #[error("plugin {0} is neither stored nor in the plugin folder")]
+    MissingPlugin(String),
+    #[error("plugin {plugin} does not load: {error}")]
+    Load { plugin: String, error: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Pipeline {
+    /// Starts the pipeline with `workers` flows running at once; resumes the spool first.
+    pub fn start(
+        store: Store,
+        runtime: Arc<PluginRuntime>,
+        folder: Arc<PluginRegistry>,
+        workers: usize,
+    ) -> PipelineHandle {
+        let pipeline = Arc::new(Self {
+            store,
+            runtime,
+            folder,
+            stored_plugins: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            concurrency: Arc::new(Semaphore::new(workers.max(1))),
+            // Start with a scan: whatever was spooled before a restart is picked up.
+            overflowed: AtomicBool::new(true),
+        });
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(Arc::clone(&pipeline).run(receiver));
+        PipelineHandle { queue, pipeline }
+    }
+
+    async fn run(self: Arc<Self>, mut receiver: mpsc::Receiver<String>) {
+        let mut rescan = tokio::time::interval(RESCAN_INTERVAL);
+        let mut backlog: VecDeque<String> = VecDeque::new();
+        loop {
+            if backlog.is_empty() {
+                tokio::select! {
+                    received = receiver.recv() => match received {
+                        Some(id) => backlog.push_back(id),
+                        None => return,
+                    },
+                    _ = rescan.tick() => {
+                        if self.overflowed.swap(false, Ordering::AcqRel) {
+                            match self.store.spooled() {
+                                Ok(ids) => backlog.extend(ids),
+                                Err(error) => tracing::error!(%error, "cannot read the spool"),
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(id) = backlog.pop_front() else {
+                continue;
+            };
+            if !self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone())
+            {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&self.concurrency).acquire_owned().await else {
+                return;
+            };
+            let pipeline = Arc::clone(&self);
+            tokio::spawn(async move {
+                if let Err(error) = pipeline.process(&id).await {
+                    // The message stays in the spool and is tried again at the next scan.
+                    tracing::error!(message = %id, %error, "flow failed to record; will retry");
+                    pipeline.overflowed.store(true, Ordering::Release);
+                }
+                pipeline
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                drop(permit);
+            });
+        }
+    }
+
+    /// Runs one message's flow and records the outcome.
+    async fn process(self: &Arc<Self>, id: &str) -> Result<(), StoreError> {
+        let Some(mut record) = self.store.message(id)? else {
+            return Ok(());
+        };
+        if record.status != MessageStatus::Submitted {
+            return Ok(());
+        }
+        let Some(body) = self.store.body(id)? else {
+            return Err(StoreError::NotFound(format!("body of message {id}")));
+        };
+        let envelope = Envelope {
+            sender: record.sender.clone(),
+            recipient: record.recipient.clone(),
+        };
+        let data_text = record.data.as_ref().map(|data| data.to_string());
+        let message = match Message::parse(body.clone(), envelope) {
+            Ok(message) => message.with_data(data_text),
+            Err(error) => {
+                let events = vec![held_event(format!("the message cannot be read: {error}"))];
+                return self.finish(record, None, MessageStatus::Held, events).await;
+            }
+        };
+
+        let routing = self.store.routing(record.account_id)?;
+        let Some(flow_id) = routing
+            .as_ref()
+            .map(|routing| select_flow(routing, &record, &message))
+        else {
+            let events = vec![held_event("the account has no default flow".into())];
+            return self.finish(record, None, MessageStatus::Held, events).await;
+        };
+        record.flow_id = Some(flow_id);
+        let Some(flow) = self.store.flow(flow_id)? else {
+            let events = vec![held_event(format!("flow {flow_id} does not exist"))];
+            return self.finish(record, None, MessageStatus::Held, events).await;
+        };
+
+        let mut current = message;
+        let mut events = Vec::new();
+        for (index, step) in flow.steps.iter().enumerate() {
+            let facts = facts(&record, &current);
+            if step
+                .enabled_when
+                .as_ref()
+                .is_some_and(|condition| !condition.holds(&facts))
+            {
+                continue;
+            }
+            let plugin = match self.plugin(&step.plugin).await {
+                Ok(plugin) => plugin,
+                Err(error) => {
+                    events.push(error_event(format!("step {}: {error}", index + 1)));
+                    events.push(held_event(format!("step {} could not run", index + 1)));
+                    return self.finish(record, None, MessageStatus::Held, events).await;
+                }
+            };
+            let config = step.config.to_string();
+            let input = current.clone();
+            let result =
+                match tokio::task::spawn_blocking(move || plugin.run(&input, &config)).await {
+                    Ok(result) => result,
+                    Err(error) => {
+                        // A panic in the host while running the step: keep the message for a
+                        // person, as for any failed step.
+                        events.push(error_event(format!(
+                            "step {}: host error: {error}",
+                            index + 1
+                        )));
+                        events.push(held_event(format!("step {} failed: host-error", index + 1)));
+                        return self.finish(record, None, MessageStatus::Held, events).await;
+                    }
+                };
+            match result {
+                Ok(run) => match run.outcome {
+                    StepOutcome::Continue => current = run.message,
+                    StepOutcome::Hold(reason) => {
+                        events.push(held_event(format!("step {}: {reason}", index + 1)));
+                        return self.finish(record, None, MessageStatus::Held, events).await;
+                    }
+                    StepOutcome::Discard(reason) => {
+                        record.status_reason = Some(reason.clone());
+                        events.push(Event {
+                            kind: "DISCARDED".into(),
+                            at: now_millis(),
+                            detail: Some(format!("step {}: {reason}", index + 1)),
+                        });
+                        return self
+                            .finish(record, None, MessageStatus::Discarded, events)
+                            .await;
+                    }
+                },
+                Err(failed) => {
+                    let failure = failed.failure;
+                    events.push(error_event(format!(
+                        "step {} ({}): {failure}",
+                        index + 1,
+                        failure.code()
+                    )));
+                    events.push(held_event(format!(
+                        "step {} failed: {}",
+                        index + 1,
+                        failure.code()
+                    )));
+                    return self.finish(record, None, MessageStatus::Held, events).await;
+                }
+            }
+        }
+        let new_body = current.to_bytes();
+        let changed = (new_body != body).then_some(new_body);
+        events.push(Event {
+            kind: "PROCESSED".into(),
+            at: now_millis(),
+            detail: Some(format!("flow {}", flow.name)),
+        });
+        self.finish(record, changed, MessageStatus::Processed, events)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        mut record: MessageRecord,
+        body: Option<Vec<u8>>,
+        status: MessageStatus,
+        events: Vec<Event>,
+    ) -> Result<(), StoreError> {
+        record.status = status;
+        if status == MessageStatus::Held {
+            record.status_reason = events.last().and_then(|event| event.detail.clone());
+        }
+        self.store.finish_flow(record, body, events).await
+    }
+
+    /// A plugin by sha256 (uploaded to the store) or by name (the operator's folder).
+    async fn plugin(&self, reference: &str) -> Result<Arc<Plugin>, StepSetupError> {
+        if let Some(plugin) = self.folder.get(reference) {
+            return Ok(plugin);
+        }
+        if let Some(plugin) = self
+            .stored_plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(reference)
+        {
+            return Ok(Arc::clone(plugin));
+        }
+        let bytes = self
+            .store
+            .plugin(reference)?
+            .ok_or_else(|| StepSetupError::MissingPlugin(reference.to_string()))?;
+        let plugin = self
+            .runtime
+            .load_async(reference.to_string(), bytes, Grants::none())
+            .await
+            .map_err(|error| StepSetupError::Load {
+                plugin: reference.to_string(),
+                error: error.to_string(),
+            })?;
+        self.stored_plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reference.to_string(), Arc::clone(&plugin));
+        Ok(plugin)
+    }
+}
+
+fn facts<'a>(record: &'a MessageRecord, message: &'a Message) -> MessageFacts<'a> {
+    MessageFacts {
+        source_id: record.source_id,
+        flow_selector: record.flow_selector.as_deref(),
+        sender: &record.sender,
+        message,
+        data: record.data.as_ref(),
+    }
+}
+
+fn select_flow(routing: &Routing, record: &MessageRecord, message: &Message) -> u64 {
+    routing.select(&facts(record, message))
+}
+
+fn held_event(reason: String) -> Event {
+    Event {
+        kind: "HELD".into(),
+        at: now_millis(),
+        detail: Some(reason),
+    }
+}
+
+fn error_event(detail: String) -> Event {
+    Event {
+        kind: "ERROR".into(),
+        at: now_millis(),
+        detail: Some(detail),
+    }
+}

@@ -1,0 +1,481 @@
+//! The durable store: accounts, sources, credentials, flows, plugins, messages and events,
+//! in one embedded redb database.
+//!
+//! Every change is a committed transaction before anyone is told it happened: a client hears
+//! 250 or 201 only after its message is durable. Writers share commits (group commit): while
+//! one transaction is being made durable, the next writers queue up and are committed
+//! together, so concurrent submissions cost one fsync between them.
+
+pub mod model;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::flow::rules::Routing;
+pub use model::{
+    Account, Credential, CredentialKind, Event, Flow, Flowstep, MessageRecord, MessageStatus,
+    Source,
+};
+
+const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
+const SOURCES: TableDefinition<u64, &[u8]> = TableDefinition::new("sources");
+const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
+const FLOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("flows");
+const ROUTING: TableDefinition<u64, &[u8]> = TableDefinition::new("routing");
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
+const EVENTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("events");
+/// Messages accepted but not yet through their flow: what a restart resumes.
+const SPOOL: TableDefinition<&str, u64> = TableDefinition::new("spool");
+/// Messages through their flow and ready to be delivered.
+const OUTBOX: TableDefinition<&str, u64> = TableDefinition::new("outbox");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(Box<redb::Error>),
+    /// A record could not be (de)serialized.
+    #[error("record encoding: {0}")]
+    Encoding(#[from] serde_json::Error),
+    /// A referenced record does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A record with this key already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// Hashing a secret failed.
+    #[error("hashing a secret: {0}")]
+    Hash(String),
+    /// The writer thread is gone (the store is shutting down).
+    #[error("the store is closed")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                StoreError::Database(Box::new(error.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A new message for the spool: its record and its RFC 5322 bytes.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// The record (status SUBMITTED).
+    pub record: MessageRecord,
+    /// The message as submitted.
+    pub body: Vec<u8>,
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::GroupWriter,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// A new message id: submission time first, so ids sort by time, then randomness.
+pub fn new_message_id() -> String {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("the OS provides randomness");
+    format!("{:012x}{}", now_millis(), hex::encode(random))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
+    let mut counters = txn.open_table(COUNTERS)?;
+    let next = counters.get(counter)?.map_or(1, |value| value.value() + 1);
+    counters.insert(counter, next)?;
+    Ok(next)
+}
+
+/// Hashes a secret with argon2 and a random salt.
+pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|error| StoreError::Hash(error.to_string()))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|error| StoreError::Hash(error.to_string()))?;
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| StoreError::Hash(error.to_string()))
+}
+
+/// Checks a secret against an argon2 hash.
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+impl Store {
+    /// Opens (or creates) the database file and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)
+                .map_err(|error| StoreError::from(redb::StorageError::Io(error)))?;
+        }
+        let db = Arc::new(Database::create(path)?);
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(ACCOUNTS)?;
+            txn.open_table(SOURCES)?;
+            txn.open_table(CREDENTIALS)?;
+            txn.open_table(FLOWS)?;
+            txn.open_table(ROUTING)?;
+            txn.open_table(PLUGINS)?;
+            txn.open_table(MESSAGES)?;
+            txn.open_table(BODIES)?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(SPOOL)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(COUNTERS)?;
+        }
+        txn.commit()?;
+        let writer = writer::GroupWriter::start(Arc::clone(&db));
+        Ok(Self { db, writer })
+    }
+
+    /// Runs `change` in a write transaction shared with other writers, and returns once it is
+    /// durable. `change` may run twice (alone, if a transaction shared with a failing writer
+    /// had to be rolled back), so it must not have effects outside the transaction.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.write(change).await
+    }
+
+    /// The same as [`Store::write`], for threads outside the async runtime.
+    pub fn write_blocking<T: Send + 'static>(
+        &self,
+        change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.write_blocking(change)
+    }
+
+    fn get<K: redb::Key + 'static, T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<K, &[u8]>,
+        key: K::SelfType<'_>,
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        table
+            .get(key)?
+            .map(|value| decode(value.value()))
+            .transpose()
+    }
+
+    // ---- accounts, sources, credentials
+
+    /// Creates an account.
+    pub async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            let account = Account {
+                id: next_id(txn, "account")?,
+                name: name.clone(),
+            };
+            txn.open_table(ACCOUNTS)?
+                .insert(account.id, encode(&account)?.as_slice())?;
+            Ok(account)
+        })
+        .await
+    }
+
+    /// An account by id.
+    pub fn account(&self, id: u64) -> Result<Option<Account>, StoreError> {
+        self.get(ACCOUNTS, id)
+    }
+
+    /// Creates a source; its id is assigned here.
+    pub async fn create_source(&self, source: Source) -> Result<Source, StoreError> {
+        self.write(move |txn| {
+            let mut source = source.clone();
+            if txn.open_table(ACCOUNTS)?.get(source.account_id)?.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "account {}",
+                    source.account_id
+                )));
+            }
+            source.id = next_id(txn, "source")?;
+            txn.open_table(SOURCES)?
+                .insert(source.id, encode(&source)?.as_slice())?;
+            Ok(source)
+        })
+        .await
+    }
+
+    /// A source by id.
+    pub fn source(&self, id: u64) -> Result<Option<Source>, StoreError> {
+        self.get(SOURCES, id)
+    }
+
+    /// Adds a credential for a source; the secret is stored only as an argon2 hash.
+    pub async fn add_credential(
+        &self,
+        source: &Source,
+        kind: CredentialKind,
+        username: &str,
+        secret: &str,
+    ) -> Result<Credential, StoreError> {
+        let secret = secret.to_string();
+        let secret_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
+            .await
+            .map_err(|error| StoreError::Hash(error.to_string()))??;
+        let credential = Credential {
+            username: username.to_string(),
+            kind,
+            source_id: source.id,
+            account_id: source.account_id,
+            secret_hash,
+        };
+        self.write(move |txn| {
+            let mut table = txn.open_table(CREDENTIALS)?;
+            if table.get(credential.username.as_str())?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "credential {}",
+                    credential.username
+                )));
+            }
+            table.insert(
+                credential.username.as_str(),
+                encode(&credential)?.as_slice(),
+            )?;
+            Ok(credential.clone())
+        })
+        .await
+    }
+
+    /// A credential by username.
+    pub fn credential(&self, username: &str) -> Result<Option<Credential>, StoreError> {
+        self.get(CREDENTIALS, username)
+    }
+
+    // ---- flows and routing
+
+    /// Creates a flow; its id is assigned here.
+    pub async fn create_flow(&self, flow: Flow) -> Result<Flow, StoreError> {
+        self.write(move |txn| {
+            let mut flow = flow.clone();
+            flow.id = next_id(txn, "flow")?;
+            txn.open_table(FLOWS)?
+                .insert(flow.id, encode(&flow)?.as_slice())?;
+            Ok(flow)
+        })
+        .await
+    }
+
+    /// A flow by id.
+    pub fn flow(&self, id: u64) -> Result<Option<Flow>, StoreError> {
+        self.get(FLOWS, id)
+    }
+
+    /// Sets an account's flow rules and default flow.
+    pub async fn set_routing(&self, account_id: u64, routing: Routing) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            txn.open_table(ROUTING)?
+                .insert(account_id, encode(&routing)?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// An account's flow rules and default flow.
+    pub fn routing(&self, account_id: u64) -> Result<Option<Routing>, StoreError> {
+        self.get(ROUTING, account_id)
+    }
+
+    // ---- plugins
+
+    /// Stores a plugin component by its sha256.
+    pub async fn put_plugin(&self, sha256: &str, component: Vec<u8>) -> Result<(), StoreError> {
+        let sha256 = sha256.to_string();
+        self.write(move |txn| {
+            txn.open_table(PLUGINS)?
+                .insert(sha256.as_str(), component.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A plugin component by sha256.
+    pub fn plugin(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGINS)?;
+        Ok(table.get(sha256)?.map(|value| value.value().to_vec()))
+    }
+
+    // ---- messages
+
+    /// Spools new messages with their SUBMITTED events, in one durable transaction.
+    pub async fn spool(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut records = txn.open_table(MESSAGES)?;
+            let mut bodies = txn.open_table(BODIES)?;
+            let mut events = txn.open_table(EVENTS)?;
+            let mut spool = txn.open_table(SPOOL)?;
+            for message in &messages {
+                let id = message.record.id.as_str();
+                records.insert(id, encode(&message.record)?.as_slice())?;
+                bodies.insert(id, message.body.as_slice())?;
+                let event = Event {
+                    kind: "SUBMITTED".into(),
+                    at: message.record.submitted_at,
+                    detail: None,
+                };
+                events.insert((id, 0), encode(&event)?.as_slice())?;
+                spool.insert(id, message.record.submitted_at)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Ids of the messages still waiting for their flow, oldest first.
+    pub fn spooled(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SPOOL)?;
+        let mut ids: Vec<(u64, String)> = table
+            .iter()?
+            .map(|entry| entry.map(|(id, at)| (at.value(), id.value().to_string())))
+            .collect::<Result<_, _>>()?;
+        ids.sort();
+        Ok(ids.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Ids of the messages ready for delivery.
+    pub fn outbox(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        table
+            .iter()?
+            .map(|entry| {
+                entry
+                    .map(|(id, _)| id.value().to_string())
+                    .map_err(Into::into)
+            })
+            .collect()
+    }
+
+    /// A message record.
+    pub fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.get(MESSAGES, id)
+    }
+
+    /// A message's current RFC 5322 bytes.
+    pub fn body(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BODIES)?;
+        Ok(table.get(id)?.map(|value| value.value().to_vec()))
+    }
+
+    /// A message's events, in order.
+    pub fn events(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EVENTS)?;
+        table
+            .range((id, 0)..=(id, u32::MAX))?
+            .map(|entry| {
+                let (_, value) = entry?;
+                decode(value.value())
+            })
+            .collect()
+    }
+
+    /// Every message record of an account, oldest first.
+    pub fn messages_of(&self, account_id: u64) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut records = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            let record: MessageRecord = decode(value.value())?;
+            if record.account_id == account_id {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Records the end of a message's flow: its new status, body and events, and moves it from
+    /// the spool to the outbox (when processed) in one transaction.
+    pub async fn finish_flow(
+        &self,
+        record: MessageRecord,
+        body: Option<Vec<u8>>,
+        events: Vec<Event>,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let id = record.id.as_str();
+            let mut event_table = txn.open_table(EVENTS)?;
+            let next = event_table
+                .range((id, 0)..=(id, u32::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(key, _)| key.value().1 + 1);
+            for (seq, event) in (next..).zip(&events) {
+                event_table.insert((id, seq), encode(event)?.as_slice())?;
+            }
+            txn.open_table(MESSAGES)?
+                .insert(id, encode(&record)?.as_slice())?;
+            if let Some(body) = &body {
+                txn.open_table(BODIES)?.insert(id, body.as_slice())?;
+            }
+            txn.open_table(SPOOL)?.remove(id)?;
+            if record.status == MessageStatus::Processed {
+                txn.open_table(OUTBOX)?.insert(id, now_millis())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,152 @@
+//! The records the store keeps, as they are serialized (JSON inside redb values).
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// A tenant. Everything else belongs to exactly one account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Its id.
+    pub id: u64,
+    /// A name for people.
+    pub name: String,
+}
+
+/// One sending application of an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Its id.
+    pub id: u64,
+    /// The account it belongs to.
+    pub account_id: u64,
+    /// A name for people.
+    pub name: String,
+    /// Networks it may connect from; empty means anywhere.
+    #[serde(default)]
+    pub allowed_networks: Vec<IpNet>,
+    /// The largest message it may submit, in bytes.
+    pub max_message_bytes: usize,
+    /// Refuse mail from it over a connection without TLS.
+    pub require_tls: bool,
+    /// Allow AUTH before STARTTLS (for clients on a trusted network that cannot do TLS).
+    pub allow_plain_auth: bool,
+}
+
+/// How a credential may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialKind {
+    /// SMTP AUTH username/password.
+    Smtp,
+    /// REST API client id/secret.
+    Api,
+}
+
+/// A username (SMTP) or client id (API) with the argon2 hash of its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// The username or client id.
+    pub username: String,
+    /// SMTP or API.
+    pub kind: CredentialKind,
+    /// The source it authenticates as.
+    pub source_id: u64,
+    /// The account of that source.
+    pub account_id: u64,
+    /// The secret as an argon2 PHC string; the secret itself is never stored.
+    pub secret_hash: String,
+}
+
+/// One step of a flow: a plugin (by sha256) with its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flowstep {
+    /// The sha256 of the plugin component, or the name of a plugin in the operator's folder.
+    pub plugin: String,
+    /// The step's JSON configuration.
+    #[serde(default = "empty_config")]
+    pub config: serde_json::Value,
+    /// Run the step only when this condition holds on the message.
+    #[serde(default)]
+    pub enabled_when: Option<crate::flow::rules::Condition>,
+}
+
+fn empty_config() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// A message stream with its own steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// Its id.
+    pub id: u64,
+    /// The account it belongs to.
+    pub account_id: u64,
+    /// A name for people.
+    pub name: String,
+    /// The steps, in order.
+    #[serde(default)]
+    pub steps: Vec<Flowstep>,
+}
+
+/// Where a message stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MessageStatus {
+    /// Accepted and spooled, its flow not run yet.
+    Submitted,
+    /// Through its flow, ready for delivery.
+    Processed,
+    /// Stopped by a step or a failing step, kept for a person to look at.
+    Held,
+    /// Dropped by a step on purpose.
+    Discarded,
+}
+
+/// One recipient's copy of a submitted mail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Its id: sortable by submission time.
+    pub id: String,
+    /// The account.
+    pub account_id: u64,
+    /// The source that submitted it.
+    pub source_id: u64,
+    /// SMTP or REST.
+    pub submitted_over: String,
+    /// Envelope sender.
+    pub sender: String,
+    /// Envelope recipient.
+    pub recipient: String,
+    /// Milliseconds since the Unix epoch.
+    pub submitted_at: u64,
+    /// The submitted JSON data, if any.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    /// The flow selector given at submission, if any.
+    #[serde(default)]
+    pub flow_selector: Option<String>,
+    /// The flow it was sorted into, once known.
+    #[serde(default)]
+    pub flow_id: Option<u64>,
+    /// Where it stands.
+    pub status: MessageStatus,
+    /// Why it is held or discarded.
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    /// The Subject header, for lists.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// What happened to a message, with Flowmailer's event names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// SUBMITTED, PROCESSED, HELD, ERROR, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// Details for people (reason, step, error code...).
+    #[serde(default)]
+    pub detail: Option<String>,
+}
