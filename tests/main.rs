@@ -5,4 +5,5 @@ mod containment;
 mod contract;
 mod hot_reload;
 mod loading;
+mod smtp;
 mod util;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::plugin::RuntimeLimits;
+use crate::smtp::SmtpConfig;
 
 /// The configuration `sluice serve` starts with when given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -17,9 +18,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The folder operators drop plugins into; relative paths are under `data_dir`.
     pub plugins_dir: PathBuf,
+    /// Flows that may run at once.
+    #[serde(default = "default_pipeline_workers")]
+    pub pipeline_workers: usize,
     /// Limits for every plugin call.
     #[serde(default)]
     pub runtime: RuntimeLimits,
+    /// The SMTP submission server.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+}
+
+fn default_pipeline_workers() -> usize {
+    8
 }
 
 impl Config {
@@ -42,6 +53,22 @@ impl Config {
     /// The plugin folder, resolved against the data folder.
     pub fn plugins_path(&self) -> PathBuf {
         self.data_dir.join(&self.plugins_dir)
+    }
+
+    /// The database file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("sluice.redb")
+    }
+
+    /// The STARTTLS certificate and key: configured, or made in the data folder.
+    pub fn tls_paths(&self) -> (PathBuf, PathBuf) {
+        match (&self.smtp.tls_cert, &self.smtp.tls_key) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => (
+                self.data_dir.join("tls").join("cert.pem"),
+                self.data_dir.join("tls").join("key.pem"),
+            ),
+        }
     }
 
     /// The compiled-code cache folder.
@@ -71,6 +98,7 @@ mod tests {
     fn embedded_default_parses() {
         let config = Config::load(None).unwrap();
         assert_eq!(config.runtime, RuntimeLimits::default());
+        assert_eq!(config.smtp, SmtpConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

@@ -4,4 +4,7 @@ pub mod config;
 pub mod flow;
 pub mod message;
 pub mod plugin;
+pub mod server;
+pub mod smtp;
 pub mod store;
+pub mod submit;

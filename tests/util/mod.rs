@@ -72,3 +72,71 @@ pub fn load(runtime: &Arc<PluginRuntime>, crate_name: &str) -> Arc<Plugin> {
         .load(crate_name, &guest_bytes(crate_name), Grants::none())
         .unwrap()
 }
+
+/// A server started in this process on a free loopback port, with its own data folder.
+pub struct TestServer {
+    pub server: sluice::server::Server,
+    pub runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with the embedded default configuration, overridden as `adjust` says.
+    pub fn start(adjust: impl FnOnce(&mut sluice::config::Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = sluice::config::Config::load(None).unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        config.smtp.listen = "127.0.0.1:0".parse().unwrap();
+        config.runtime.concurrent_calls = 16;
+        adjust(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime
+            .block_on(sluice::server::Server::start(config))
+            .unwrap();
+        Self {
+            server,
+            runtime,
+            _dir: dir,
+        }
+    }
+
+    /// The store, for setting up and checking.
+    pub fn store(&self) -> &sluice::store::Store {
+        &self.server.store
+    }
+
+    /// Runs a future on the server's runtime.
+    pub fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(future)
+    }
+
+    /// The demo login made on first start.
+    pub fn demo_login(&self) -> (String, String) {
+        let demo = self.server.created_demo.clone().unwrap();
+        (demo.username, demo.password)
+    }
+
+    /// Waits until a message has left the spool, and returns its record.
+    pub fn wait_until_done(&self, id: &str) -> sluice::store::MessageRecord {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let record = self
+                .store()
+                .message(id)
+                .unwrap()
+                .expect("the message exists");
+            if record.status != sluice::store::MessageStatus::Submitted {
+                return record;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "message {id} stayed in the spool"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

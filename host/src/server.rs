@@ -1,0 +1,157 @@
+//! The running server: store, plugin runtime and folder, pipeline and SMTP listener, started
+//! together from a configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::flow::rules::Routing;
+use crate::flow::{Pipeline, PipelineHandle};
+use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
+use crate::plugin::{CompiledCache, PluginRuntime};
+use crate::smtp::{SmtpServer, tls};
+use crate::store::{CredentialKind, Flow, Source, Store};
+
+/// Quiet time after the last change in the plugin folder before it is applied.
+const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// A started server. Dropping it stops the listeners' tasks.
+pub struct Server {
+    /// The store.
+    pub store: Store,
+    /// The address the SMTP server listens on.
+    pub smtp_addr: SocketAddr,
+    /// Hands spooled messages to the flows.
+    pub pipeline: PipelineHandle,
+    /// The operator's plugins.
+    pub plugins: Arc<PluginRegistry>,
+    /// The demo credentials made on first start, if this start made them.
+    pub created_demo: Option<DemoCredentials>,
+    _watch: FolderWatch,
+    smtp_task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("smtp_addr", &self.smtp_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.smtp_task.abort();
+    }
+}
+
+/// The account, source and SMTP login made for a first try.
+#[derive(Clone, Debug)]
+pub struct DemoCredentials {
+    /// The demo account's id.
+    pub account_id: u64,
+    /// The SMTP username.
+    pub username: String,
+    /// The SMTP password (shown once; only its hash is stored).
+    pub password: String,
+}
+
+impl Server {
+    /// Opens the store, loads the plugin folder and starts the pipeline and the SMTP listener.
+    /// On an empty store it first makes a demo account that can send from this machine.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let plugins_dir = config.plugins_path();
+        std::fs::create_dir_all(&plugins_dir)?;
+
+        let store_path = config.store_path();
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_path)).await??;
+        let created_demo = if store.account(1)?.is_none() {
+            Some(create_demo(&store).await?)
+        } else {
+            None
+        };
+
+        let cache = CompiledCache::open(config.compiled_cache_path())?;
+        let runtime = PluginRuntime::new(config.runtime.clone(), Some(cache))?;
+        let plugins = PluginRegistry::new();
+        let folder = PluginFolder::new(&plugins_dir, Arc::clone(&runtime), Arc::clone(&plugins));
+        // Loading compiles; keep it off the async workers.
+        let watch =
+            tokio::task::spawn_blocking(move || folder.watch(PLUGIN_DEBOUNCE, |_| {})).await??;
+
+        let pipeline = Pipeline::start(
+            store.clone(),
+            runtime,
+            Arc::clone(&plugins),
+            config.pipeline_workers,
+        );
+        let (cert, key) = config.tls_paths();
+        let acceptor = tls::acceptor(&cert, &key, &config.smtp.hostname)?;
+        let smtp = SmtpServer::bind(
+            config.smtp.clone(),
+            acceptor,
+            store.clone(),
+            pipeline.clone(),
+        )
+        .await?;
+        let smtp_addr = smtp.local_addr()?;
+        let smtp_task = tokio::spawn(smtp.run());
+        Ok(Self {
+            store,
+            smtp_addr,
+            pipeline,
+            plugins,
+            created_demo,
+            _watch: watch,
+            smtp_task,
+        })
+    }
+}
+
+/// Makes the demo account: a source that may send from this machine, an SMTP login and a
+/// default flow without steps.
+async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
+    let account = store.create_account("demo").await?;
+    let source = store
+        .create_source(Source {
+            id: 0,
+            account_id: account.id,
+            name: "demo".into(),
+            allowed_networks: vec!["127.0.0.0/8".parse()?, "::1/128".parse()?],
+            max_message_bytes: 25 << 20,
+            require_tls: false,
+            // Only from this machine, so a first test with swaks needs no certificate.
+            allow_plain_auth: true,
+        })
+        .await?;
+    let mut secret = [0u8; 12];
+    getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let password = hex::encode(secret);
+    store
+        .add_credential(&source, CredentialKind::Smtp, "demo", &password)
+        .await?;
+    let flow = store
+        .create_flow(Flow {
+            id: 0,
+            account_id: account.id,
+            name: "default".into(),
+            steps: Vec::new(),
+        })
+        .await?;
+    store
+        .set_routing(
+            account.id,
+            Routing {
+                rules: Vec::new(),
+                default_flow_id: flow.id,
+            },
+        )
+        .await?;
+    Ok(DemoCredentials {
+        account_id: account.id,
+        username: "demo".into(),
+        password,
+    })
+}

@@ -1,0 +1,584 @@
+//! One SMTP connection: the command state machine (RFC 5321), with AUTH (RFC 4954),
+//! STARTTLS (RFC 3207), PIPELINING (RFC 2920), SIZE (RFC 1870) and enhanced status codes
+//! (RFC 3463) on every reply.
+
+use std::net::SocketAddr;
+
+use smtp_proto::request::receiver::{DataReceiver, LineReceiver, RequestReceiver};
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Shared;
+use super::auth::{decode_line, decode_plain};
+use crate::store::{CredentialKind, Source, verify_secret};
+use crate::submit::{self, Submission, SubmitError};
+
+/// Failed AUTH attempts on one connection before it is closed.
+const MAX_AUTH_FAILURES_PER_CONNECTION: u32 = 3;
+
+/// How a run over one stream ended.
+enum Next<S> {
+    Close,
+    StartTls(S),
+}
+
+/// What the connection is reading now.
+enum Mode {
+    Command,
+    Data {
+        receiver: DataReceiver,
+        body: Vec<u8>,
+        too_large: bool,
+    },
+    AuthPlain(LineReceiver<()>),
+    AuthLoginUsername(LineReceiver<()>),
+    AuthLoginPassword(LineReceiver<()>, String),
+}
+
+/// What a command asks the loop to do next.
+enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+struct Authenticated {
+    source: Source,
+    username: String,
+}
+
+struct Session {
+    peer: SocketAddr,
+    shared: Shared,
+    tls: bool,
+    helo: Option<String>,
+    auth: Option<Authenticated>,
+    auth_failures: u32,
+    sender: Option<String>,
+    recipients: Vec<String>,
+    out: Vec<u8>,
+}
+
+/// Serves one connection until QUIT, a timeout or an error.
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Shared,
+) -> std::io::Result<()> {
+    let mut session = Session {
+        peer,
+        shared,
+        tls: false,
+        helo: None,
+        auth: None,
+        auth_failures: 0,
+        sender: None,
+        recipients: Vec::new(),
+        out: Vec::new(),
+    };
+    let greeting = format!("220 {} ESMTP Sluice\r\n", session.shared.config.hostname);
+    let mut stream = stream;
+    stream.write_all(greeting.as_bytes()).await?;
+    match session.run(stream).await? {
+        Next::Close => Ok(()),
+        Next::StartTls(stream) => {
+            let handshake = session.shared.tls.accept(stream);
+            let tls = tokio::time::timeout(session.shared.config.command_timeout(), handshake)
+                .await
+                .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+            // RFC 3207: forget everything learned before TLS.
+            session.tls = true;
+            session.helo = None;
+            session.auth = None;
+            session.reset_transaction();
+            match session.run(tls).await? {
+                Next::Close | Next::StartTls(_) => Ok(()),
+            }
+        }
+    }
+}
+
+impl Session {
+    fn reply(&mut self, code: u16, enhanced: &str, text: &str) {
+        self.out
+            .extend_from_slice(format!("{code} {enhanced} {text}\r\n").as_bytes());
+    }
+
+    fn reset_transaction(&mut self) {
+        self.sender = None;
+        self.recipients.clear();
+    }
+
+    fn size_limit(&self) -> usize {
+        let server = self.shared.config.max_message_bytes;
+        self.auth
+            .as_ref()
+            .map_or(server, |auth| auth.source.max_message_bytes.min(server))
+    }
+
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mut stream: S,
+    ) -> std::io::Result<Next<S>> {
+        let mut requests = RequestReceiver::default();
+        let mut mode = Mode::Command;
+        let mut chunk = vec![0u8; 16 << 10];
+        loop {
+            let timeout = match mode {
+                Mode::Data { .. } => self.shared.config.data_timeout(),
+                _ => self.shared.config.command_timeout(),
+            };
+            let read = match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    self.reply(421, "4.4.2", "Timeout, closing connection");
+                    stream.write_all(&self.out).await?;
+                    return Ok(Next::Close);
+                }
+            };
+            if read == 0 {
+                return Ok(Next::Close);
+            }
+            let mut bytes = chunk[..read].iter();
+            loop {
+                let flow = match &mut mode {
+                    Mode::Command => match requests.ingest(&mut bytes) {
+                        Ok(request) => {
+                            let request = request.into_owned();
+                            self.command(request, &mut mode).await
+                        }
+                        Err(ParseError::NeedsMoreData { .. }) => break,
+                        Err(error) => {
+                            self.parse_error(error);
+                            Flow::Continue
+                        }
+                    },
+                    Mode::Data {
+                        receiver,
+                        body,
+                        too_large,
+                    } => {
+                        let done = receiver.ingest(&mut bytes, body);
+                        if body.len() > self.size_limit() {
+                            *too_large = true;
+                            body.clear();
+                        }
+                        if !done {
+                            break;
+                        }
+                        let body = std::mem::take(body);
+                        let too_large = *too_large;
+                        mode = Mode::Command;
+                        self.end_of_data(body, too_large).await;
+                        Flow::Continue
+                    }
+                    Mode::AuthPlain(line) => {
+                        if !line.ingest(&mut bytes) {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&line.buf).into_owned();
+                        mode = Mode::Command;
+                        if text.trim() == "*" {
+                            self.reply(501, "5.0.0", "Authentication cancelled");
+                            Flow::Continue
+                        } else {
+                            self.auth_plain(&text).await
+                        }
+                    }
+                    Mode::AuthLoginUsername(line) => {
+                        if !line.ingest(&mut bytes) {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&line.buf).into_owned();
+                        match decode_line(&text) {
+                            Some(username) if text.trim() != "*" => {
+                                self.out.extend_from_slice(b"334 UGFzc3dvcmQ6\r\n");
+                                mode = Mode::AuthLoginPassword(LineReceiver::default(), username);
+                            }
+                            _ => {
+                                mode = Mode::Command;
+                                self.reply(501, "5.5.2", "Authentication cancelled or not base64");
+                            }
+                        }
+                        Flow::Continue
+                    }
+                    Mode::AuthLoginPassword(line, username) => {
+                        if !line.ingest(&mut bytes) {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&line.buf).into_owned();
+                        let username = std::mem::take(username);
+                        mode = Mode::Command;
+                        match decode_line(&text) {
+                            Some(password) if text.trim() != "*" => {
+                                self.authenticate(username, password).await
+                            }
+                            _ => {
+                                self.reply(501, "5.5.2", "Authentication cancelled or not base64");
+                                Flow::Continue
+                            }
+                        }
+                    }
+                };
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Close => {
+                        stream.write_all(&self.out).await?;
+                        stream.flush().await?;
+                        return Ok(Next::Close);
+                    }
+                    Flow::StartTls => {
+                        // Anything pipelined after STARTTLS is dropped (RFC 3207 section 4.2).
+                        stream.write_all(&self.out).await?;
+                        stream.flush().await?;
+                        self.out.clear();
+                        return Ok(Next::StartTls(stream));
+                    }
+                }
+            }
+            if !self.out.is_empty() {
+                stream.write_all(&self.out).await?;
+                stream.flush().await?;
+                self.out.clear();
+            }
+        }
+    }
+
+    fn parse_error(&mut self, error: ParseError) {
+        match error {
+            ParseError::UnknownCommand => self.reply(500, "5.5.1", "Unknown command"),
+            ParseError::ResponseTooLong => self.reply(500, "5.5.6", "Line too long"),
+            ParseError::InvalidSenderAddress => {
+                self.reply(501, "5.1.7", "Bad sender address syntax")
+            }
+            ParseError::InvalidRecipientAddress => {
+                self.reply(501, "5.1.3", "Bad recipient address syntax")
+            }
+            ParseError::SyntaxError { syntax } => {
+                self.reply(501, "5.5.2", &format!("Syntax: {syntax}"))
+            }
+            ParseError::InvalidParameter { param } => {
+                self.reply(501, "5.5.4", &format!("Invalid parameter {param}"))
+            }
+            ParseError::UnsupportedParameter { param } => {
+                self.reply(504, "5.5.4", &format!("Unsupported parameter {param}"))
+            }
+            _ => self.reply(500, "5.5.2", "Syntax error"),
+        }
+    }
+
+    async fn command(&mut self, request: Request<String>, mode: &mut Mode) -> Flow {
+        match request {
+            Request::Ehlo { host } => {
+                self.helo = Some(host);
+                self.reset_transaction();
+                let config = &self.shared.config;
+                let mut lines = vec![
+                    config.hostname.clone(),
+                    "PIPELINING".into(),
+                    "8BITMIME".into(),
+                    "SMTPUTF8".into(),
+                    format!("SIZE {}", config.max_message_bytes),
+                    "ENHANCEDSTATUSCODES".into(),
+                ];
+                if !self.tls {
+                    lines.push("STARTTLS".into());
+                }
+                lines.push("AUTH PLAIN LOGIN".into());
+                let last = lines.len() - 1;
+                for (index, line) in lines.iter().enumerate() {
+                    let separator = if index == last { ' ' } else { '-' };
+                    self.out
+                        .extend_from_slice(format!("250{separator}{line}\r\n").as_bytes());
+                }
+                Flow::Continue
+            }
+            Request::Helo { host } => {
+                self.helo = Some(host);
+                self.reset_transaction();
+                let hostname = self.shared.config.hostname.clone();
+                self.out
+                    .extend_from_slice(format!("250 {hostname}\r\n").as_bytes());
+                Flow::Continue
+            }
+            Request::StartTls => {
+                if self.tls {
+                    self.reply(503, "5.5.1", "Already in TLS");
+                    Flow::Continue
+                } else {
+                    self.reply(220, "2.0.0", "Ready to start TLS");
+                    Flow::StartTls
+                }
+            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response, mode).await,
+            Request::Mail { from } => {
+                if self.helo.is_none() {
+                    self.reply(503, "5.5.1", "Send EHLO first");
+                } else if self.auth.is_none() {
+                    self.reply(530, "5.7.0", "Authentication required");
+                } else if !self.tls && self.auth.as_ref().is_some_and(|a| a.source.require_tls) {
+                    self.reply(530, "5.7.0", "Must issue a STARTTLS command first");
+                } else if self.sender.is_some() {
+                    self.reply(503, "5.5.1", "Nested MAIL command");
+                } else if from.size > self.size_limit() {
+                    self.reply(
+                        552,
+                        "5.3.4",
+                        "Message size exceeds fixed maximum message size",
+                    );
+                } else {
+                    self.sender = Some(from.address);
+                    self.reply(250, "2.1.0", "Sender OK");
+                }
+                Flow::Continue
+            }
+            Request::Rcpt { to } => {
+                if self.sender.is_none() {
+                    self.reply(503, "5.5.1", "Need MAIL before RCPT");
+                } else if self.recipients.len() >= self.shared.config.max_recipients {
+                    self.reply(452, "4.5.3", "Too many recipients");
+                } else if !to.address.contains('@') {
+                    self.reply(501, "5.1.3", "Bad recipient address syntax");
+                } else {
+                    self.recipients.push(to.address);
+                    self.reply(250, "2.1.5", "Recipient OK");
+                }
+                Flow::Continue
+            }
+            Request::Data => {
+                if self.sender.is_none() || self.recipients.is_empty() {
+                    self.reply(503, "5.5.1", "Need MAIL and RCPT before DATA");
+                } else {
+                    self.out
+                        .extend_from_slice(b"354 Start mail input; end with <CRLF>.<CRLF>\r\n");
+                    let mut body = Vec::with_capacity(64 << 10);
+                    body.extend_from_slice(self.received_header().as_bytes());
+                    *mode = Mode::Data {
+                        receiver: DataReceiver::new(),
+                        body,
+                        too_large: false,
+                    };
+                }
+                Flow::Continue
+            }
+            Request::Rset => {
+                self.reset_transaction();
+                self.reply(250, "2.0.0", "Reset OK");
+                Flow::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply(250, "2.0.0", "OK");
+                Flow::Continue
+            }
+            Request::Quit => {
+                self.reply(221, "2.0.0", "Bye");
+                Flow::Close
+            }
+            Request::Vrfy { .. } => {
+                self.reply(252, "2.5.0", "Cannot VRFY user, but will accept message");
+                Flow::Continue
+            }
+            Request::Help { .. } => {
+                self.reply(214, "2.0.0", "See RFC 5321 and RFC 6409");
+                Flow::Continue
+            }
+            _ => {
+                self.reply(502, "5.5.1", "Command not implemented");
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The trace field a submission server puts on top (RFC 5321 section 4.4).
+    fn received_header(&self) -> String {
+        let protocol = if self.tls { "ESMTPSA" } else { "ESMTPA" };
+        format!(
+            "Received: from {} ([{}])\r\n\tby {} (Sluice) with {protocol};\r\n\t{}\r\n",
+            self.helo.as_deref().unwrap_or("unknown"),
+            self.peer.ip(),
+            self.shared.config.hostname,
+            mail_builder::headers::date::Date::now().to_rfc822()
+        )
+    }
+
+    async fn auth(&mut self, mechanism: u64, initial: String, mode: &mut Mode) -> Flow {
+        if self.auth.is_some() {
+            self.reply(503, "5.5.1", "Already authenticated");
+            return Flow::Continue;
+        }
+        if self.sender.is_some() {
+            self.reply(503, "5.5.1", "AUTH not allowed during a mail transaction");
+            return Flow::Continue;
+        }
+        if self.shared.failures.is_blocked(self.peer.ip()) {
+            self.reply(
+                421,
+                "4.7.0",
+                "Too many failed logins from your address, try later",
+            );
+            return Flow::Close;
+        }
+        match mechanism {
+            AUTH_PLAIN if initial.is_empty() => {
+                self.out.extend_from_slice(b"334 \r\n");
+                *mode = Mode::AuthPlain(LineReceiver::default());
+                Flow::Continue
+            }
+            AUTH_PLAIN => self.auth_plain(&initial).await,
+            AUTH_LOGIN if initial.is_empty() => {
+                self.out.extend_from_slice(b"334 VXNlcm5hbWU6\r\n");
+                *mode = Mode::AuthLoginUsername(LineReceiver::default());
+                Flow::Continue
+            }
+            AUTH_LOGIN => match decode_line(&initial) {
+                Some(username) => {
+                    self.out.extend_from_slice(b"334 UGFzc3dvcmQ6\r\n");
+                    *mode = Mode::AuthLoginPassword(LineReceiver::default(), username);
+                    Flow::Continue
+                }
+                None => {
+                    self.reply(501, "5.5.2", "Not base64");
+                    Flow::Continue
+                }
+            },
+            _ => {
+                self.reply(504, "5.5.4", "Mechanism not supported; use PLAIN or LOGIN");
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn auth_plain(&mut self, response: &str) -> Flow {
+        match decode_plain(response) {
+            Some((username, password)) => self.authenticate(username, password).await,
+            None => {
+                self.reply(501, "5.5.2", "Malformed PLAIN response");
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, username: String, password: String) -> Flow {
+        let ip = self.peer.ip();
+        match self.check_credentials(&username, password).await {
+            Ok(Some(source)) => {
+                if !source.allowed_networks.is_empty()
+                    && !source.allowed_networks.iter().any(|net| net.contains(&ip))
+                {
+                    self.reply(550, "5.7.1", &format!("This source may not send from {ip}"));
+                    return Flow::Continue;
+                }
+                if !self.tls && !source.allow_plain_auth {
+                    self.reply(
+                        538,
+                        "5.7.11",
+                        "Encryption required: use STARTTLS before AUTH",
+                    );
+                    return Flow::Continue;
+                }
+                self.shared.failures.record_success(ip);
+                tracing::debug!(%username, source = source.id, "SMTP AUTH succeeded");
+                self.auth = Some(Authenticated { source, username });
+                self.reply(235, "2.7.0", "Authentication successful");
+                Flow::Continue
+            }
+            Ok(None) => {
+                self.shared.failures.record_failure(ip);
+                self.auth_failures += 1;
+                self.reply(535, "5.7.8", "Authentication credentials invalid");
+                if self.auth_failures >= MAX_AUTH_FAILURES_PER_CONNECTION {
+                    self.reply(421, "4.7.0", "Too many failed logins, closing connection");
+                    return Flow::Close;
+                }
+                Flow::Continue
+            }
+            Err(error) => {
+                tracing::error!(%error, "SMTP AUTH could not be checked");
+                self.reply(454, "4.7.0", "Temporary authentication failure");
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The source of a valid SMTP credential, `None` for a wrong one.
+    async fn check_credentials(
+        &self,
+        username: &str,
+        password: String,
+    ) -> Result<Option<Source>, crate::store::StoreError> {
+        let credential = self
+            .shared
+            .store
+            .credential(username)?
+            .filter(|credential| credential.kind == CredentialKind::Smtp);
+        // Verify against a dummy hash when the user does not exist, so the answer takes as
+        // long either way and does not tell which usernames exist.
+        let hash = credential
+            .as_ref()
+            .map(|credential| credential.secret_hash.clone())
+            .unwrap_or_else(|| DUMMY_HASH.to_string());
+        let valid = tokio::task::spawn_blocking(move || verify_secret(&password, &hash))
+            .await
+            .unwrap_or(false);
+        match credential {
+            Some(credential) if valid => self.shared.store.source(credential.source_id),
+            _ => Ok(None),
+        }
+    }
+
+    async fn end_of_data(&mut self, body: Vec<u8>, too_large: bool) {
+        let sender = self.sender.take().unwrap_or_default();
+        let recipients = std::mem::take(&mut self.recipients);
+        if too_large {
+            self.reply(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            );
+            return;
+        }
+        let Some(auth) = self.auth.as_ref() else {
+            self.reply(530, "5.7.0", "Authentication required");
+            return;
+        };
+        let submission = Submission {
+            source: auth.source.clone(),
+            over: "smtp",
+            sender,
+            recipients,
+            content: body,
+            data: None,
+            flow_selector: None,
+        };
+        match submit::accept(&self.shared.store, &self.shared.pipeline, submission).await {
+            Ok(ids) => {
+                tracing::debug!(user = %auth.username, count = ids.len(), "accepted over SMTP");
+                self.reply(250, "2.0.0", &format!("Ok: queued as {}", ids.join(" ")));
+            }
+            Err(SubmitError::Malformed(error)) => {
+                self.reply(554, "5.6.0", &format!("Message is malformed: {error}"))
+            }
+            Err(SubmitError::TooLarge { .. }) => self.reply(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            ),
+            Err(SubmitError::NoRecipients) => self.reply(554, "5.5.1", "No valid recipients"),
+            Err(SubmitError::Store(error)) => {
+                tracing::error!(%error, "could not spool a message");
+                self.reply(
+                    451,
+                    "4.3.0",
+                    "Temporary failure storing the message, try again",
+                );
+            }
+        }
+    }
+}
+
+/// An argon2 hash of a random secret, checked when a username is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2x1aWNlLWR1bW15LXNhbHQ$9s1ksXhfGyUBMYDaeBf3ElKeANhWaU8gKpcCtpk5cjc";
