@@ -3,6 +3,7 @@
 mod cli;
 mod containment;
 mod contract;
+mod crash;
 mod hot_reload;
 mod loading;
 mod smtp;

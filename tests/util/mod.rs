@@ -77,13 +77,20 @@ pub fn load(runtime: &Arc<PluginRuntime>, crate_name: &str) -> Arc<Plugin> {
 pub struct TestServer {
     pub server: sluice::server::Server,
     pub runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestServer {
     /// Starts a server with the embedded default configuration, overridden as `adjust` says.
     pub fn start(adjust: impl FnOnce(&mut sluice::config::Config)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), adjust)
+    }
+
+    /// Starts a server on an existing data folder.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut sluice::config::Config),
+    ) -> Self {
         let mut config = sluice::config::Config::load(None).unwrap();
         config.data_dir = dir.path().to_path_buf();
         config.smtp.listen = "127.0.0.1:0".parse().unwrap();
@@ -100,8 +107,22 @@ impl TestServer {
         Self {
             server,
             runtime,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Stops the server and gives its data folder back, to start again on it.
+    pub fn stop(self) -> tempfile::TempDir {
+        let Self {
+            server,
+            runtime,
+            dir,
+        } = self;
+        drop(server);
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        // The store's writer thread closes the database once the last handle is gone.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        dir
     }
 
     /// The store, for setting up and checking.

@@ -1,0 +1,125 @@
+//! A server killed (SIGKILL) while it accepts a stream of messages loses none it acknowledged,
+//! and after a restart every one of them continues through its flow.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::{SmtpTransport, Transport};
+use sluice::store::{Flow, Flowstep, MessageStatus};
+
+use crate::util::{TestServer, guest_bytes};
+
+#[test]
+fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
+    // Set up: a default flow with a slow step, so that at the kill some messages are
+    // acknowledged but not yet through their flow.
+    let setup = TestServer::start(|_| {});
+    let (user, password) = setup.demo_login();
+    setup.block_on(async {
+        let store = setup.store();
+        let step = guest_bytes("test-misbehave");
+        let sha = sluice::plugin::hex_sha256(&step);
+        store.put_plugin(&sha, step).await.unwrap();
+        let flow = store
+            .create_flow(Flow {
+                id: 0,
+                account_id: 1,
+                name: "slow".into(),
+                steps: vec![Flowstep {
+                    plugin: sha,
+                    config: serde_json::json!({"behaviour": "busy", "millis": 60, "version": "v"}),
+                    enabled_when: None,
+                }],
+            })
+            .await
+            .unwrap();
+        let mut routing = store.routing(1).unwrap().unwrap();
+        routing.default_flow_id = flow.id;
+        store.set_routing(1, routing).await.unwrap();
+    });
+    let dir = setup.stop();
+
+    // The real binary, on that data folder.
+    let config = dir.path().join("test.toml");
+    // One flow at a time, so the spool holds a backlog when the server is killed.
+    std::fs::write(
+        &config,
+        "pipeline_workers = 1\n[smtp]\nlisten = \"127.0.0.1:0\"\n[runtime]\ndeadline = 5000\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--data"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the log on a thread to its end: the server must never write into a closed pipe.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("smtp=").nth(1) {
+                let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let address = address
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server logs its SMTP address");
+    let (host, port) = address.rsplit_once(':').unwrap();
+
+    let transport = SmtpTransport::builder_dangerous(host)
+        .port(port.parse().unwrap())
+        .credentials(Credentials::new(user, password))
+        .authentication(vec![Mechanism::Plain])
+        .build();
+    let envelope = Envelope::new(
+        Some("shop@example.com".parse().unwrap()),
+        vec!["ann@example.net".parse().unwrap()],
+    )
+    .unwrap();
+    let mut acknowledged = Vec::new();
+    let started = Instant::now();
+    while acknowledged.len() < 40 && started.elapsed() < Duration::from_secs(60) {
+        let content = format!(
+            "From: shop@example.com\r\nSubject: order {}\r\n\r\nx\r\n",
+            acknowledged.len()
+        );
+        let response = transport.send_raw(&envelope, content.as_bytes()).unwrap();
+        let text = response.message().collect::<Vec<_>>().join(" ");
+        let id = text.split_once("queued as ").unwrap().1.trim().to_string();
+        acknowledged.push(id);
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(acknowledged.len(), 40);
+
+    // After a restart every acknowledged message is there and goes through its flow.
+    // A generous deadline: a loaded test machine must not turn the slow step into a timeout.
+    let restarted = TestServer::start_in(dir, |config| {
+        config.runtime.deadline = Duration::from_secs(5)
+    });
+    let still_spooled_at_start = restarted.store().spooled().unwrap().len();
+    for id in &acknowledged {
+        let record = restarted.wait_until_done(id);
+        assert_eq!(
+            record.status,
+            MessageStatus::Processed,
+            "{id}: {:?}",
+            restarted.store().events(id).unwrap()
+        );
+        let body = String::from_utf8(restarted.store().body(id).unwrap().unwrap()).unwrap();
+        assert!(body.contains("X-Version: v"), "{id} went through the step");
+    }
+    assert!(
+        still_spooled_at_start > 0,
+        "the kill should have caught messages before their flow ran"
+    );
+}
