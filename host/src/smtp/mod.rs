@@ -132,6 +132,11 @@ impl SmtpServer {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
+                    // Replies are small writes answering small writes: without NODELAY,
+                    // Nagle's algorithm and delayed ACKs add ~40 ms to every round trip.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+                    }
                     let shared = self.shared.clone();
                     tokio::spawn(async move {
                         if let Err(error) = session::serve(stream, peer, shared).await {
