@@ -3,4 +3,4 @@
 pub mod pipeline;
 pub mod rules;
 
-pub use pipeline::{Pipeline, PipelineHandle};
+pub use pipeline::{FlowRun, Pipeline, PipelineHandle};

@@ -32,6 +32,38 @@ pub struct Pipeline {
     overflowed: AtomicBool,
 }
 
+/// What running a message's flow came to.
+#[derive(Debug)]
+pub struct FlowRun {
+    /// The flow the message was sorted into.
+    pub flow_id: Option<u64>,
+    /// Processed, held or discarded.
+    pub status: MessageStatus,
+    /// Why it was held or discarded.
+    pub reason: Option<String>,
+    /// The message after the steps, when processed.
+    pub message: Option<Message>,
+    /// What happened, in order.
+    pub events: Vec<Event>,
+}
+
+impl FlowRun {
+    fn held(flow_id: Option<u64>, mut events: Vec<Event>, reason: String) -> Self {
+        events.push(Event {
+            kind: "HELD".into(),
+            at: now_millis(),
+            detail: Some(reason.clone()),
+        });
+        Self {
+            flow_id,
+            status: MessageStatus::Held,
+            reason: Some(reason),
+            message: None,
+            events,
+        }
+    }
+}
+
 /// Tells the pipeline about newly spooled messages.
 #[derive(Clone, Debug)]
 pub struct PipelineHandle {
@@ -45,6 +77,15 @@ impl PipelineHandle {
         if self.queue.try_send(id).is_err() {
             self.pipeline.overflowed.store(true, Ordering::Release);
         }
+    }
+
+    /// Runs a message's flow without storing anything (the API's `simulate`).
+    pub async fn simulate(
+        &self,
+        record: &MessageRecord,
+        message: Message,
+    ) -> Result<FlowRun, StoreError> {
+        self.pipeline.run_flow(record, message).await
     }
 
     /// Messages whose flow is running now.
@@ -165,32 +206,46 @@ impl Pipeline {
             recipient: record.recipient.clone(),
         };
         let data_text = record.data.as_ref().map(|data| data.to_string());
-        let message = match Message::parse(body.clone(), envelope) {
-            Ok(message) => message.with_data(data_text),
-            Err(error) => {
-                let events = vec![held_event(format!("the message cannot be read: {error}"))];
-                return self.finish(record, None, MessageStatus::Held, events).await;
-            }
+        let run = match Message::parse(body.clone(), envelope) {
+            Ok(message) => self.run_flow(&record, message.with_data(data_text)).await?,
+            Err(error) => FlowRun::held(
+                None,
+                Vec::new(),
+                format!("the message cannot be read: {error}"),
+            ),
         };
+        record.flow_id = run.flow_id;
+        record.status = run.status;
+        record.status_reason = run.reason;
+        let new_body = run.message.map(|message| message.to_bytes());
+        let changed = new_body.filter(|new_body| *new_body != body);
+        self.store.finish_flow(record, changed, run.events).await
+    }
 
+    /// Sorts a message into its flow and runs the flow's steps; stores nothing.
+    pub async fn run_flow(
+        self: &Arc<Self>,
+        record: &MessageRecord,
+        message: Message,
+    ) -> Result<FlowRun, StoreError> {
         let routing = self.store.routing(record.account_id)?;
         let Some(flow_id) = routing
             .as_ref()
-            .map(|routing| select_flow(routing, &record, &message))
+            .map(|routing| select_flow(routing, record, &message))
         else {
-            let events = vec![held_event("the account has no default flow".into())];
-            return self.finish(record, None, MessageStatus::Held, events).await;
+            let reason = "the account has no default flow".to_string();
+            return Ok(FlowRun::held(None, Vec::new(), reason));
         };
-        record.flow_id = Some(flow_id);
         let Some(flow) = self.store.flow(flow_id)? else {
-            let events = vec![held_event(format!("flow {flow_id} does not exist"))];
-            return self.finish(record, None, MessageStatus::Held, events).await;
+            let reason = format!("flow {flow_id} does not exist");
+            return Ok(FlowRun::held(Some(flow_id), Vec::new(), reason));
         };
 
         let mut current = message;
         let mut events = Vec::new();
         for (index, step) in flow.steps.iter().enumerate() {
-            let facts = facts(&record, &current);
+            let number = index + 1;
+            let facts = facts(record, &current);
             if step
                 .enabled_when
                 .as_ref()
@@ -201,9 +256,9 @@ impl Pipeline {
             let plugin = match self.plugin(&step.plugin).await {
                 Ok(plugin) => plugin,
                 Err(error) => {
-                    events.push(error_event(format!("step {}: {error}", index + 1)));
-                    events.push(held_event(format!("step {} could not run", index + 1)));
-                    return self.finish(record, None, MessageStatus::Held, events).await;
+                    events.push(error_event(format!("step {number}: {error}")));
+                    let reason = format!("step {number} could not run");
+                    return Ok(FlowRun::held(Some(flow_id), events, reason));
                 }
             };
             let config = step.config.to_string();
@@ -214,72 +269,55 @@ impl Pipeline {
                     Err(error) => {
                         // A panic in the host while running the step: keep the message for a
                         // person, as for any failed step.
-                        events.push(error_event(format!(
-                            "step {}: host error: {error}",
-                            index + 1
-                        )));
-                        events.push(held_event(format!("step {} failed: host-error", index + 1)));
-                        return self.finish(record, None, MessageStatus::Held, events).await;
+                        events.push(error_event(format!("step {number}: host error: {error}")));
+                        let reason = format!("step {number} failed: host-error");
+                        return Ok(FlowRun::held(Some(flow_id), events, reason));
                     }
                 };
             match result {
                 Ok(run) => match run.outcome {
                     StepOutcome::Continue => current = run.message,
                     StepOutcome::Hold(reason) => {
-                        events.push(held_event(format!("step {}: {reason}", index + 1)));
-                        return self.finish(record, None, MessageStatus::Held, events).await;
+                        let reason = format!("step {number}: {reason}");
+                        return Ok(FlowRun::held(Some(flow_id), events, reason));
                     }
                     StepOutcome::Discard(reason) => {
-                        record.status_reason = Some(reason.clone());
+                        let reason = format!("step {number}: {reason}");
                         events.push(Event {
                             kind: "DISCARDED".into(),
                             at: now_millis(),
-                            detail: Some(format!("step {}: {reason}", index + 1)),
+                            detail: Some(reason.clone()),
                         });
-                        return self
-                            .finish(record, None, MessageStatus::Discarded, events)
-                            .await;
+                        return Ok(FlowRun {
+                            flow_id: Some(flow_id),
+                            status: MessageStatus::Discarded,
+                            reason: Some(reason),
+                            message: None,
+                            events,
+                        });
                     }
                 },
                 Err(failed) => {
                     let failure = failed.failure;
-                    events.push(error_event(format!(
-                        "step {} ({}): {failure}",
-                        index + 1,
-                        failure.code()
-                    )));
-                    events.push(held_event(format!(
-                        "step {} failed: {}",
-                        index + 1,
-                        failure.code()
-                    )));
-                    return self.finish(record, None, MessageStatus::Held, events).await;
+                    let code = failure.code();
+                    events.push(error_event(format!("step {number} ({code}): {failure}")));
+                    let reason = format!("step {number} failed: {code}");
+                    return Ok(FlowRun::held(Some(flow_id), events, reason));
                 }
             }
         }
-        let new_body = current.to_bytes();
-        let changed = (new_body != body).then_some(new_body);
         events.push(Event {
             kind: "PROCESSED".into(),
             at: now_millis(),
             detail: Some(format!("flow {}", flow.name)),
         });
-        self.finish(record, changed, MessageStatus::Processed, events)
-            .await
-    }
-
-    async fn finish(
-        &self,
-        mut record: MessageRecord,
-        body: Option<Vec<u8>>,
-        status: MessageStatus,
-        events: Vec<Event>,
-    ) -> Result<(), StoreError> {
-        record.status = status;
-        if status == MessageStatus::Held {
-            record.status_reason = events.last().and_then(|event| event.detail.clone());
-        }
-        self.store.finish_flow(record, body, events).await
+        Ok(FlowRun {
+            flow_id: Some(flow_id),
+            status: MessageStatus::Processed,
+            reason: None,
+            message: Some(current),
+            events,
+        })
     }
 
     /// A plugin by sha256 (uploaded to the store) or by name (the operator's folder).
@@ -327,14 +365,6 @@ fn facts<'a>(record: &'a MessageRecord, message: &'a Message) -> MessageFacts<'a
 
 fn select_flow(routing: &Routing, record: &MessageRecord, message: &Message) -> u64 {
     routing.select(&facts(record, message))
-}
-
-fn held_event(reason: String) -> Event {
-    Event {
-        kind: "HELD".into(),
-        at: now_millis(),
-        detail: Some(reason),
-    }
 }
 
 fn error_event(detail: String) -> Event {
