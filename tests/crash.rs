@@ -22,7 +22,7 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
         let store = setup.store();
         let step = guest_bytes("test-misbehave");
         let sha = sluice::plugin::hex_sha256(&step);
-        store.put_plugin(&sha, step).await.unwrap();
+        store.put_plugin(1, &sha, step).await.unwrap();
         let flow = store
             .create_flow(Flow {
                 id: 0,
@@ -47,7 +47,7 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
     // One flow at a time, so the spool holds a backlog when the server is killed.
     std::fs::write(
         &config,
-        "pipeline_workers = 1\n[smtp]\nlisten = \"127.0.0.1:0\"\n[runtime]\ndeadline = 5000\n",
+        "pipeline_workers = 1\n[smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[runtime]\ndeadline = 5000\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))

@@ -1,5 +1,6 @@
 //! End-to-end tests of Sluice, one binary with a module per topic.
 
+mod api;
 mod cli;
 mod containment;
 mod contract;

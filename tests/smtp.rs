@@ -236,8 +236,11 @@ fn flow_rules_sort_messages_and_steps_run() {
     let misbehave_sha = sluice::plugin::hex_sha256(&misbehave);
     let (invoices, broken) = server.block_on(async {
         let store = server.store();
-        store.put_plugin(&sha, prefix).await.unwrap();
-        store.put_plugin(&misbehave_sha, misbehave).await.unwrap();
+        store.put_plugin(1, &sha, prefix).await.unwrap();
+        store
+            .put_plugin(1, &misbehave_sha, misbehave)
+            .await
+            .unwrap();
         let invoices = store
             .create_flow(Flow {
                 id: 0,

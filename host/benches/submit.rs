@@ -34,6 +34,7 @@ fn main() {
     let mut config = Config::load(None).expect("default config");
     config.data_dir = dir.path().to_path_buf();
     config.smtp.listen = "127.0.0.1:0".parse().unwrap();
+    config.api.listen = "127.0.0.1:0".parse().unwrap();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime
         .block_on(Server::start(config))
@@ -44,7 +45,7 @@ fn main() {
         let path = Path::new(env!("SLUICE_GUESTS_DIR")).join("test_misbehave.wasm");
         let step = std::fs::read(path).expect("guest built");
         let sha = sluice::plugin::hex_sha256(&step);
-        store.put_plugin(&sha, step).await.unwrap();
+        store.put_plugin(1, &sha, step).await.unwrap();
         let flow = store
             .create_flow(Flow {
                 id: 0,

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::api::ApiConfig;
 use crate::plugin::RuntimeLimits;
 use crate::smtp::SmtpConfig;
 
@@ -27,6 +28,9 @@ pub struct Config {
     /// The SMTP submission server.
     #[serde(default)]
     pub smtp: SmtpConfig,
+    /// The REST API.
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 fn default_pipeline_workers() -> usize {
@@ -99,6 +103,7 @@ mod tests {
         let config = Config::load(None).unwrap();
         assert_eq!(config.runtime, RuntimeLimits::default());
         assert_eq!(config.smtp, SmtpConfig::default());
+        assert_eq!(config.api, ApiConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

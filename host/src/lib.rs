@@ -1,5 +1,6 @@
 //! Sluice: a transactional-mail platform whose Flowsteps run as sandboxed WebAssembly components.
 
+pub mod api;
 pub mod config;
 pub mod flow;
 pub mod message;

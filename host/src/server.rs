@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::flow::rules::Routing;
 use crate::flow::{Pipeline, PipelineHandle};
@@ -22,6 +23,8 @@ pub struct Server {
     pub store: Store,
     /// The address the SMTP server listens on.
     pub smtp_addr: SocketAddr,
+    /// The address the REST API listens on.
+    pub api_addr: SocketAddr,
     /// Hands spooled messages to the flows.
     pub pipeline: PipelineHandle,
     /// The operator's plugins.
@@ -30,6 +33,7 @@ pub struct Server {
     pub created_demo: Option<DemoCredentials>,
     _watch: FolderWatch,
     smtp_task: tokio::task::JoinHandle<()>,
+    api_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Server {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.smtp_task.abort();
+        self.api_task.abort();
     }
 }
 
@@ -55,6 +60,10 @@ pub struct DemoCredentials {
     pub username: String,
     /// The SMTP password (shown once; only its hash is stored).
     pub password: String,
+    /// The API client id.
+    pub client_id: String,
+    /// The API client secret (shown once).
+    pub client_secret: String,
 }
 
 impl Server {
@@ -83,10 +92,19 @@ impl Server {
 
         let pipeline = Pipeline::start(
             store.clone(),
-            runtime,
+            Arc::clone(&runtime),
             Arc::clone(&plugins),
             config.pipeline_workers,
         );
+        let api_state = ApiState::new(
+            store.clone(),
+            pipeline.clone(),
+            runtime,
+            Arc::clone(&plugins),
+            &config.data_dir.join("api.key"),
+            config.api.token_lifetime_secs,
+        )?;
+        let (api_addr, api_task) = api::serve(&config.api, api_state).await?;
         let (cert, key) = config.tls_paths();
         let acceptor = tls::acceptor(&cert, &key, &config.smtp.hostname)?;
         let smtp = SmtpServer::bind(
@@ -101,11 +119,13 @@ impl Server {
         Ok(Self {
             store,
             smtp_addr,
+            api_addr,
             pipeline,
             plugins,
             created_demo,
             _watch: watch,
             smtp_task,
+            api_task,
         })
     }
 }
@@ -126,11 +146,13 @@ async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
             allow_plain_auth: true,
         })
         .await?;
-    let mut secret = [0u8; 12];
-    getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("{error}"))?;
-    let password = hex::encode(secret);
+    let password = random_secret()?;
     store
         .add_credential(&source, CredentialKind::Smtp, "demo", &password)
+        .await?;
+    let client_secret = random_secret()?;
+    store
+        .add_credential(&source, CredentialKind::Api, "demo-api", &client_secret)
         .await?;
     let flow = store
         .create_flow(Flow {
@@ -153,5 +175,13 @@ async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
         account_id: account.id,
         username: "demo".into(),
         password,
+        client_id: "demo-api".into(),
+        client_secret,
     })
+}
+
+fn random_secret() -> anyhow::Result<String> {
+    let mut secret = [0u8; 12];
+    getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(hex::encode(secret))
 }

@@ -27,6 +27,10 @@ pub struct Submission {
     pub data: Option<serde_json::Value>,
     /// The flow selector, if given apart from the content.
     pub flow_selector: Option<String>,
+    /// Tags for finding the messages later.
+    pub tags: Vec<String>,
+    /// When to send, if not at once (ISO 8601).
+    pub schedule_at: Option<String>,
 }
 
 /// Why a submission was refused. Nothing of it was stored.
@@ -101,6 +105,8 @@ pub async fn accept(
                 status: MessageStatus::Submitted,
                 status_reason: None,
                 subject: subject.clone(),
+                tags: submission.tags.clone(),
+                schedule_at: submission.schedule_at.clone(),
             },
             body: body.clone(),
         })

@@ -94,6 +94,7 @@ impl TestServer {
         let mut config = sluice::config::Config::load(None).unwrap();
         config.data_dir = dir.path().to_path_buf();
         config.smtp.listen = "127.0.0.1:0".parse().unwrap();
+        config.api.listen = "127.0.0.1:0".parse().unwrap();
         config.runtime.concurrent_calls = 16;
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -15,25 +15,40 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
     tokio.block_on(async move {
         let server = Server::start(config.clone()).await?;
         let addr = server.smtp_addr;
+        let api = server.api_addr;
         if let Some(demo) = &server.created_demo {
             let credentials = config.data_dir.join("demo-credentials.txt");
             std::fs::write(
                 &credentials,
-                format!("username={}\npassword={}\n", demo.username, demo.password),
+                format!(
+                    "smtp_username={}\nsmtp_password={}\napi_client_id={}\napi_client_secret={}\n",
+                    demo.username, demo.password, demo.client_id, demo.client_secret
+                ),
             )?;
             println!(
-                "A demo account was made (login kept in {}). Send a first message:\n\n  \
+                "A demo account was made (logins kept in {}). Send a first message over SMTP:\n\n  \
                  swaks --server {} --port {} --auth-user {} --auth-password {} \\\n    \
-                 --from app@example.com --to someone@example.net\n",
+                 --from app@example.com --to someone@example.net\n\n\
+                 or over the REST API:\n\n  \
+                 TOKEN=$(curl -s http://{api}/oauth/token -d client_id={} -d client_secret={} \\\n    \
+                 -d grant_type=client_credentials | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
+                 curl -i http://{api}/{}/messages/submit -H \"Authorization: Bearer $TOKEN\" \\\n    \
+                 -H 'Content-Type: application/json' -d '{{\"messageType\":\"EMAIL\",\
+                 \"senderAddress\":\"app@example.com\",\"recipientAddress\":\"someone@example.net\",\
+                 \"subject\":\"Hello\",\"text\":\"Hello from Sluice\"}}'\n",
                 credentials.display(),
                 addr.ip(),
                 addr.port(),
                 demo.username,
                 demo.password,
+                demo.client_id,
+                demo.client_secret,
+                demo.account_id,
             );
         }
         tracing::info!(
             smtp = %addr,
+            api = %api,
             data = %config.data_dir.display(),
             plugins = %config.plugins_path().display(),
             loaded = ?server.plugins.names(),

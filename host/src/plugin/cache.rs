@@ -40,18 +40,7 @@ impl CompiledCache {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
         restrict(&dir, 0o700)?;
-        let key_path = dir.join("cache.key");
-        let key = match fs::read(&key_path) {
-            Ok(bytes) if bytes.len() == 32 => bytes.try_into().expect("32 bytes"),
-            _ => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key)
-                    .map_err(|error| std::io::Error::other(error.to_string()))?;
-                write_atomically(&key_path, &key)?;
-                restrict(&key_path, 0o600)?;
-                key
-            }
-        };
+        let key = load_or_create_key(&dir.join("cache.key"))?;
         Ok(Self { dir, key })
     }
 
@@ -119,6 +108,23 @@ impl CompiledCache {
         file.extend_from_slice(&tag);
         file.extend_from_slice(code);
         write_atomically(path, &file)
+    }
+}
+
+/// A 32-byte secret kept in a file only the host can read, made on first use.
+pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    match fs::read(path) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes.try_into().expect("32 bytes")),
+        _ => {
+            if let Some(folder) = path.parent() {
+                fs::create_dir_all(folder)?;
+            }
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|error| std::io::Error::other(error.to_string()))?;
+            write_atomically(path, &key)?;
+            restrict(path, 0o600)?;
+            Ok(key)
+        }
     }
 }
 

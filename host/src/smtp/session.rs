@@ -553,6 +553,8 @@ impl Session {
             content: body,
             data: None,
             flow_selector: None,
+            tags: Vec::new(),
+            schedule_at: None,
         };
         match submit::accept(&self.shared.store, &self.shared.pipeline, submission).await {
             Ok(ids) => {

@@ -39,6 +39,8 @@ const SPOOL: TableDefinition<&str, u64> = TableDefinition::new("spool");
 /// Messages through their flow and ready to be delivered.
 const OUTBOX: TableDefinition<&str, u64> = TableDefinition::new("outbox");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// Which account uploaded which plugin: a flow may only use its own account's plugins.
+const PLUGIN_OWNERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("plugin_owners");
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +179,7 @@ impl Store {
             txn.open_table(SPOOL)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(PLUGIN_OWNERS)?;
         }
         txn.commit()?;
         let writer = writer::GroupWriter::start(Arc::clone(&db));
@@ -319,6 +322,47 @@ impl Store {
         self.get(FLOWS, id)
     }
 
+    /// Replaces a flow (same id and account).
+    pub async fn update_flow(&self, flow: Flow) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(FLOWS)?;
+            if table.get(flow.id)?.is_none() {
+                return Err(StoreError::NotFound(format!("flow {}", flow.id)));
+            }
+            table.insert(flow.id, encode(&flow)?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The flows of an account.
+    pub fn flows_of(&self, account_id: u64) -> Result<Vec<Flow>, StoreError> {
+        self.all_of(FLOWS, |flow: &Flow| flow.account_id == account_id)
+    }
+
+    /// The sources of an account.
+    pub fn sources_of(&self, account_id: u64) -> Result<Vec<Source>, StoreError> {
+        self.all_of(SOURCES, |source: &Source| source.account_id == account_id)
+    }
+
+    fn all_of<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        let mut found = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            let item: T = decode(value.value())?;
+            if keep(&item) {
+                found.push(item);
+            }
+        }
+        Ok(found)
+    }
+
     /// Sets an account's flow rules and default flow.
     pub async fn set_routing(&self, account_id: u64, routing: Routing) -> Result<(), StoreError> {
         self.write(move |txn| {
@@ -336,15 +380,29 @@ impl Store {
 
     // ---- plugins
 
-    /// Stores a plugin component by its sha256.
-    pub async fn put_plugin(&self, sha256: &str, component: Vec<u8>) -> Result<(), StoreError> {
+    /// Stores a plugin component by its sha256, owned by (usable in the flows of) an account.
+    pub async fn put_plugin(
+        &self,
+        account_id: u64,
+        sha256: &str,
+        component: Vec<u8>,
+    ) -> Result<(), StoreError> {
         let sha256 = sha256.to_string();
         self.write(move |txn| {
             txn.open_table(PLUGINS)?
                 .insert(sha256.as_str(), component.as_slice())?;
+            txn.open_table(PLUGIN_OWNERS)?
+                .insert((account_id, sha256.as_str()), ())?;
             Ok(())
         })
         .await
+    }
+
+    /// Whether an account uploaded this plugin.
+    pub fn owns_plugin(&self, account_id: u64, sha256: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGIN_OWNERS)?;
+        Ok(table.get((account_id, sha256))?.is_some())
     }
 
     /// A plugin component by sha256.

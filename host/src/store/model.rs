@@ -136,6 +136,12 @@ pub struct MessageRecord {
     /// The Subject header, for lists.
     #[serde(default)]
     pub subject: Option<String>,
+    /// Tags given at submission.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When the sender asked for it to be sent (ISO 8601), if not at once.
+    #[serde(default)]
+    pub schedule_at: Option<String>,
 }
 
 /// What happened to a message, with Flowmailer's event names.

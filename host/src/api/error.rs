@@ -1,0 +1,138 @@
+//! API errors in Flowmailer's shape: `{"allErrors": [{"code", "defaultMessage", "field",
+//! "objectName", "rejectedValue"}]}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One error of a request.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldError {
+    /// Machine-readable code.
+    pub code: String,
+    /// For people.
+    pub default_message: String,
+    /// The JSON field at fault, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The object the field belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_name: Option<String>,
+    /// The value that was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_value: Option<serde_json::Value>,
+}
+
+/// A failed request: a status and its errors.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    errors: Vec<FieldError>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    all_errors: &'a [FieldError],
+}
+
+impl ApiError {
+    /// An error with one entry.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            errors: vec![FieldError {
+                code: code.into(),
+                default_message: message.into(),
+                field: None,
+                object_name: None,
+                rejected_value: None,
+            }],
+        }
+    }
+
+    /// 400 for one field of the request.
+    pub fn field(
+        field: &str,
+        code: &str,
+        message: impl Into<String>,
+        rejected: Option<serde_json::Value>,
+    ) -> Self {
+        Self::fields(vec![FieldError {
+            code: code.into(),
+            default_message: message.into(),
+            field: Some(field.into()),
+            object_name: None,
+            rejected_value: rejected,
+        }])
+    }
+
+    /// 400 with several field errors.
+    pub fn fields(errors: Vec<FieldError>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            errors,
+        }
+    }
+
+    /// 401: no or bad credentials.
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: credentials of another account.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "these credentials do not give access to this account",
+        )
+    }
+
+    /// 404.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 500, logged; the client learns nothing internal.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "API request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internalError",
+            "the request could not be completed; try again",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                all_errors: &self.errors,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::NotFound(what) => ApiError::not_found(&what),
+            crate::store::StoreError::Conflict(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}

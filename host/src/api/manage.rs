@@ -1,0 +1,414 @@
+//! Managing an account: sources and their credentials, flows, flow rules and plugins.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::{ApiError, FieldError};
+use super::messages::parse_json;
+use crate::flow::rules::{Condition, FlowRule, Routing};
+use crate::plugin::Grants;
+use crate::store::{CredentialKind, Flow, Flowstep, Source};
+
+/// A source as the API shows and takes it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceView {
+    #[serde(default)]
+    id: u64,
+    description: String,
+    #[serde(default)]
+    allowed_networks: Vec<IpNet>,
+    #[serde(default = "default_max_size")]
+    max_message_size: usize,
+    #[serde(default)]
+    require_tls: bool,
+    #[serde(default)]
+    allow_plain_auth: bool,
+}
+
+fn default_max_size() -> usize {
+    25 << 20
+}
+
+impl From<Source> for SourceView {
+    fn from(source: Source) -> Self {
+        Self {
+            id: source.id,
+            description: source.name,
+            allowed_networks: source.allowed_networks,
+            max_message_size: source.max_message_bytes,
+            require_tls: source.require_tls,
+            allow_plain_auth: source.allow_plain_auth,
+        }
+    }
+}
+
+/// `GET /{account}/sources`.
+pub async fn list_sources(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+) -> Result<Json<Vec<SourceView>>, ApiError> {
+    caller.require(account_id)?;
+    let sources = state.store.sources_of(account_id)?;
+    Ok(Json(sources.into_iter().map(SourceView::from).collect()))
+}
+
+/// `POST /{account}/sources`.
+pub async fn create_source(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<SourceView>), ApiError> {
+    caller.require(account_id)?;
+    let view: SourceView = parse_json(&body)?;
+    if view.description.trim().is_empty() {
+        return Err(ApiError::field(
+            "description",
+            "required",
+            "description is required",
+            None,
+        ));
+    }
+    let source = state
+        .store
+        .create_source(Source {
+            id: 0,
+            account_id,
+            name: view.description,
+            allowed_networks: view.allowed_networks,
+            max_message_bytes: view.max_message_size,
+            require_tls: view.require_tls,
+            allow_plain_auth: view.allow_plain_auth,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(source.into())))
+}
+
+/// The body of `POST /{account}/sources/{id}/credentials`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewCredential {
+    /// `smtp` or `api`.
+    kind: CredentialKind,
+    /// The SMTP username or API client id.
+    username: String,
+}
+
+/// The answer: the secret, shown this once.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedCredential {
+    kind: CredentialKind,
+    username: String,
+    secret: String,
+}
+
+/// `POST /{account}/sources/{id}/credentials`: makes a credential with a random secret.
+pub async fn create_credential(
+    State(state): State<ApiState>,
+    Path((account_id, source_id)): Path<(u64, u64)>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<IssuedCredential>), ApiError> {
+    caller.require(account_id)?;
+    let request: NewCredential = parse_json(&body)?;
+    let source = state
+        .store
+        .source(source_id)?
+        .filter(|source| source.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    if request.username.trim().is_empty() || request.username.contains(char::is_whitespace) {
+        return Err(ApiError::field(
+            "username",
+            "invalidValue",
+            "username must be non-empty, without spaces",
+            Some(request.username.into()),
+        ));
+    }
+    let mut secret = [0u8; 18];
+    getrandom::fill(&mut secret).map_err(|error| ApiError::internal(error.to_string()))?;
+    let secret = hex::encode(secret);
+    state
+        .store
+        .add_credential(&source, request.kind, &request.username, &secret)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedCredential {
+            kind: request.kind,
+            username: request.username,
+            secret,
+        }),
+    ))
+}
+
+/// A flow as the API takes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlowInput {
+    description: String,
+    #[serde(default)]
+    steps: Vec<StepInput>,
+}
+
+/// A flow step as the API takes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepInput {
+    /// The sha256 of an uploaded plugin, or the name of an operator's plugin.
+    plugin: String,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+    #[serde(default)]
+    enabled_when: Option<Condition>,
+}
+
+/// A flow as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowView {
+    id: u64,
+    description: String,
+    steps: Vec<Flowstep>,
+}
+
+impl From<Flow> for FlowView {
+    fn from(flow: Flow) -> Self {
+        Self {
+            id: flow.id,
+            description: flow.name,
+            steps: flow.steps,
+        }
+    }
+}
+
+/// Checks that every step names a plugin this account may use.
+fn checked_steps(
+    state: &ApiState,
+    account_id: u64,
+    steps: Vec<StepInput>,
+) -> Result<Vec<Flowstep>, ApiError> {
+    let mut errors = Vec::new();
+    let mut checked = Vec::new();
+    for (index, step) in steps.into_iter().enumerate() {
+        let usable = state.plugins.get(&step.plugin).is_some()
+            || state.store.owns_plugin(account_id, &step.plugin)?;
+        if !usable {
+            errors.push(FieldError {
+                code: "unknownPlugin".into(),
+                default_message:
+                    "no plugin of this account or the operator has this sha256 or name".into(),
+                field: Some(format!("steps[{index}].plugin")),
+                object_name: Some("flow".into()),
+                rejected_value: Some(step.plugin.clone().into()),
+            });
+        }
+        checked.push(Flowstep {
+            plugin: step.plugin,
+            config: step.config.unwrap_or_else(|| serde_json::json!({})),
+            enabled_when: step.enabled_when,
+        });
+    }
+    if errors.is_empty() {
+        Ok(checked)
+    } else {
+        Err(ApiError::fields(errors))
+    }
+}
+
+/// `GET /{account}/flows`.
+pub async fn list_flows(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+) -> Result<Json<Vec<FlowView>>, ApiError> {
+    caller.require(account_id)?;
+    let flows = state.store.flows_of(account_id)?;
+    Ok(Json(flows.into_iter().map(FlowView::from).collect()))
+}
+
+/// `POST /{account}/flows`.
+pub async fn create_flow(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<FlowView>), ApiError> {
+    caller.require(account_id)?;
+    let input: FlowInput = parse_json(&body)?;
+    let steps = checked_steps(&state, account_id, input.steps)?;
+    let flow = state
+        .store
+        .create_flow(Flow {
+            id: 0,
+            account_id,
+            name: input.description,
+            steps,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(flow.into())))
+}
+
+fn own_flow(state: &ApiState, account_id: u64, flow_id: u64) -> Result<Flow, ApiError> {
+    state
+        .store
+        .flow(flow_id)?
+        .filter(|flow| flow.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("flow"))
+}
+
+/// `GET /{account}/flows/{id}`.
+pub async fn get_flow(
+    State(state): State<ApiState>,
+    Path((account_id, flow_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<Json<FlowView>, ApiError> {
+    caller.require(account_id)?;
+    Ok(Json(own_flow(&state, account_id, flow_id)?.into()))
+}
+
+/// `PUT /{account}/flows/{id}`.
+pub async fn update_flow(
+    State(state): State<ApiState>,
+    Path((account_id, flow_id)): Path<(u64, u64)>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<FlowView>, ApiError> {
+    caller.require(account_id)?;
+    own_flow(&state, account_id, flow_id)?;
+    let input: FlowInput = parse_json(&body)?;
+    let flow = Flow {
+        id: flow_id,
+        account_id,
+        name: input.description,
+        steps: checked_steps(&state, account_id, input.steps)?,
+    };
+    state.store.update_flow(flow.clone()).await?;
+    Ok(Json(flow.into()))
+}
+
+/// Flow rules as the API shows and takes them.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoutingView {
+    rules: Vec<RuleView>,
+    default_flow_id: u64,
+}
+
+/// One rule.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleView {
+    flow_id: u64,
+    #[serde(default)]
+    conditions: Vec<Condition>,
+}
+
+/// `GET /{account}/flow_rules`.
+pub async fn get_rules(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+) -> Result<Json<RoutingView>, ApiError> {
+    caller.require(account_id)?;
+    let routing = state
+        .store
+        .routing(account_id)?
+        .ok_or_else(|| ApiError::not_found("flow rules"))?;
+    Ok(Json(RoutingView {
+        rules: routing
+            .rules
+            .into_iter()
+            .map(|rule| RuleView {
+                flow_id: rule.flow_id,
+                conditions: rule.conditions,
+            })
+            .collect(),
+        default_flow_id: routing.default_flow_id,
+    }))
+}
+
+/// `PUT /{account}/flow_rules`: replaces the rules; every flow must be the account's own.
+pub async fn put_rules(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<RoutingView>, ApiError> {
+    caller.require(account_id)?;
+    let view: RoutingView = parse_json(&body)?;
+    let mut errors = Vec::new();
+    let mut check = |field: String, flow_id: u64| {
+        if own_flow(&state, account_id, flow_id).is_err() {
+            errors.push(FieldError {
+                code: "unknownFlow".into(),
+                default_message: "this account has no flow with this id".into(),
+                field: Some(field),
+                object_name: Some("flowRules".into()),
+                rejected_value: Some(flow_id.into()),
+            });
+        }
+    };
+    check("defaultFlowId".into(), view.default_flow_id);
+    for (index, rule) in view.rules.iter().enumerate() {
+        check(format!("rules[{index}].flowId"), rule.flow_id);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::fields(errors));
+    }
+    let routing = Routing {
+        rules: view
+            .rules
+            .iter()
+            .map(|rule| FlowRule {
+                flow_id: rule.flow_id,
+                conditions: rule.conditions.clone(),
+            })
+            .collect(),
+        default_flow_id: view.default_flow_id,
+    };
+    state.store.set_routing(account_id, routing).await?;
+    Ok(Json(view))
+}
+
+/// The answer to a plugin upload.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginView {
+    sha256: String,
+    imports: Vec<String>,
+}
+
+/// `POST /{account}/plugins`: the body is a component (`application/wasm`). It is compiled and
+/// checked like any plugin, with no privileges; a refusal says exactly why.
+pub async fn upload_plugin(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<PluginView>), ApiError> {
+    caller.require(account_id)?;
+    let bytes = body.to_vec();
+    let sha256 = crate::plugin::hex_sha256(&bytes);
+    let plugin = Arc::clone(&state.runtime)
+        .load_async(sha256.clone(), bytes.clone(), Grants::none())
+        .await
+        .map_err(|error| ApiError::field("body", "invalidPlugin", error.to_string(), None))?;
+    state.store.put_plugin(account_id, &sha256, bytes).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PluginView {
+            sha256,
+            imports: plugin.imports().to_vec(),
+        }),
+    ))
+}

@@ -1,0 +1,569 @@
+//! Messages: submit, simulate, read and list (Flowmailer's v1 shapes).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::{ApiError, FieldError};
+use super::paging::{iso8601, page};
+use crate::message::{Envelope, Message};
+use crate::store::{MessageRecord, MessageStatus, Source, now_millis};
+use crate::submit::{self, Submission, SubmitError};
+
+/// A header given with a submission.
+#[derive(Debug, Deserialize)]
+pub struct HeaderField {
+    name: String,
+    value: String,
+}
+
+/// An attachment given with a submission.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitAttachment {
+    content: String,
+    content_type: String,
+    filename: Option<String>,
+    disposition: Option<String>,
+    content_id: Option<String>,
+}
+
+/// The body of `POST /{account}/messages/submit` and `.../simulate`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitMessage {
+    message_type: Option<String>,
+    recipient_address: Option<String>,
+    sender_address: Option<String>,
+    header_from_address: Option<String>,
+    header_from_name: Option<String>,
+    header_to_address: Option<String>,
+    header_to_name: Option<String>,
+    subject: Option<String>,
+    html: Option<String>,
+    text: Option<String>,
+    mimedata: Option<String>,
+    data: Option<serde_json::Value>,
+    flow_selector: Option<String>,
+    #[serde(default)]
+    headers: Vec<HeaderField>,
+    #[serde(default)]
+    attachments: Vec<SubmitAttachment>,
+    #[serde(default)]
+    tags: Vec<String>,
+    schedule_at: Option<String>,
+}
+
+/// A submission checked and turned into RFC 5322 content.
+struct Prepared {
+    sender: String,
+    recipient: String,
+    content: Vec<u8>,
+    data: Option<serde_json::Value>,
+    flow_selector: Option<String>,
+    tags: Vec<String>,
+    schedule_at: Option<String>,
+}
+
+fn is_address(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','))
+}
+
+fn required_address(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: &Option<String>,
+) -> Option<String> {
+    match value.as_deref().map(str::trim) {
+        Some(address) if is_address(address) => Some(address.to_string()),
+        Some(other) => {
+            errors.push(field_error(
+                field,
+                "invalidEmailAddress",
+                "not an e-mail address",
+                Some(other.into()),
+            ));
+            None
+        }
+        None => {
+            errors.push(field_error(field, "required", "is required", None));
+            None
+        }
+    }
+}
+
+fn field_error(
+    field: &str,
+    code: &str,
+    message: &str,
+    rejected: Option<serde_json::Value>,
+) -> FieldError {
+    FieldError {
+        code: code.into(),
+        default_message: format!("{field} {message}"),
+        field: Some(field.into()),
+        object_name: Some("submitMessage".into()),
+        rejected_value: rejected,
+    }
+}
+
+impl SubmitMessage {
+    /// Checks every field and builds the message; all problems are reported at once.
+    fn prepare(self) -> Result<Prepared, ApiError> {
+        let mut errors = Vec::new();
+        match self.message_type.as_deref() {
+            Some("EMAIL") => {}
+            Some("SMS") => errors.push(field_error(
+                "messageType",
+                "notSupported",
+                "SMS is not supported by this server",
+                Some("SMS".into()),
+            )),
+            Some(other) => errors.push(field_error(
+                "messageType",
+                "invalidValue",
+                "must be EMAIL",
+                Some(other.into()),
+            )),
+            None => errors.push(field_error("messageType", "required", "is required", None)),
+        }
+        let recipient = required_address(&mut errors, "recipientAddress", &self.recipient_address);
+        let sender = required_address(&mut errors, "senderAddress", &self.sender_address);
+        for (field, value) in [
+            ("headerFromAddress", &self.header_from_address),
+            ("headerToAddress", &self.header_to_address),
+        ] {
+            if value
+                .as_deref()
+                .is_some_and(|address| !is_address(address.trim()))
+            {
+                errors.push(field_error(
+                    field,
+                    "invalidEmailAddress",
+                    "not an e-mail address",
+                    value.clone().map(Into::into),
+                ));
+            }
+        }
+        if self.data.as_ref().is_some_and(|data| !data.is_object()) {
+            errors.push(field_error(
+                "data",
+                "invalidValue",
+                "must be a JSON object",
+                self.data.clone(),
+            ));
+        }
+        let mimedata = match self.mimedata.as_deref().map(|m| STANDARD.decode(m.trim())) {
+            Some(Ok(bytes)) => Some(bytes),
+            Some(Err(_)) => {
+                errors.push(field_error(
+                    "mimedata",
+                    "invalidBase64",
+                    "is not base64",
+                    None,
+                ));
+                None
+            }
+            None => None,
+        };
+        let mut attachments = Vec::new();
+        for (index, attachment) in self.attachments.iter().enumerate() {
+            match STANDARD.decode(attachment.content.trim()) {
+                Ok(bytes) => attachments.push(bytes),
+                Err(_) => errors.push(field_error(
+                    &format!("attachments[{index}].content"),
+                    "invalidBase64",
+                    "is not base64",
+                    None,
+                )),
+            }
+        }
+        for (index, header) in self.headers.iter().enumerate() {
+            if header.name.is_empty()
+                || !header
+                    .name
+                    .bytes()
+                    .all(|b| (33..=126).contains(&b) && b != b':')
+                || header.value.contains(['\r', '\n'])
+            {
+                errors.push(field_error(
+                    &format!("headers[{index}]"),
+                    "invalidHeader",
+                    "needs a field name and a value without line breaks",
+                    Some(header.name.clone().into()),
+                ));
+            }
+        }
+        let (Some(recipient), Some(sender)) = (recipient, sender) else {
+            return Err(ApiError::fields(errors));
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::fields(errors));
+        }
+
+        let content = match mimedata {
+            Some(mut raw) => {
+                if !self.headers.is_empty() {
+                    let mut extra = Vec::new();
+                    for header in &self.headers {
+                        extra.extend_from_slice(
+                            format!("{}: {}\r\n", header.name, header.value).as_bytes(),
+                        );
+                    }
+                    extra.append(&mut raw);
+                    raw = extra;
+                }
+                raw
+            }
+            None => {
+                let from_address = self.header_from_address.clone().unwrap_or(sender.clone());
+                let to_address = self.header_to_address.clone().unwrap_or(recipient.clone());
+                let from = match &self.header_from_name {
+                    Some(name) => Address::new_address(Some(name.clone()), from_address),
+                    None => Address::new_address(None::<String>, from_address),
+                };
+                let to = match &self.header_to_name {
+                    Some(name) => Address::new_address(Some(name.clone()), to_address),
+                    None => Address::new_address(None::<String>, to_address),
+                };
+                let mut builder = MessageBuilder::new().from(from).to(to);
+                if let Some(subject) = &self.subject {
+                    builder = builder.subject(subject.clone());
+                }
+                for header in &self.headers {
+                    builder = builder.header(header.name.clone(), Raw::new(header.value.clone()));
+                }
+                if let Some(text) = &self.text {
+                    builder = builder.text_body(text.clone());
+                }
+                if let Some(html) = &self.html {
+                    builder = builder.html_body(html.clone());
+                }
+                for (attachment, bytes) in self.attachments.iter().zip(attachments) {
+                    let inline = attachment.disposition.as_deref() == Some("inline");
+                    let filename = attachment.filename.clone().unwrap_or_default();
+                    builder = match (&attachment.content_id, inline) {
+                        (Some(cid), true) => builder.inline(
+                            attachment.content_type.clone(),
+                            cid.trim_matches(|c| c == '<' || c == '>').to_string(),
+                            bytes,
+                        ),
+                        _ => builder.attachment(attachment.content_type.clone(), filename, bytes),
+                    };
+                }
+                builder.write_to_vec().map_err(ApiError::internal)?
+            }
+        };
+        Ok(Prepared {
+            sender,
+            recipient,
+            content,
+            data: self.data,
+            flow_selector: self.flow_selector,
+            tags: self.tags,
+            schedule_at: self.schedule_at,
+        })
+    }
+}
+
+fn source_of(state: &ApiState, caller: &Caller) -> Result<Source, ApiError> {
+    state
+        .store
+        .source(caller.source_id)?
+        .filter(|source| source.account_id == caller.account_id)
+        .ok_or_else(|| ApiError::unauthorized("the source of this token no longer exists"))
+}
+
+fn submit_error(error: SubmitError) -> ApiError {
+    match error {
+        SubmitError::Malformed(error) => {
+            ApiError::field("mimedata", "invalidMessage", error.to_string(), None)
+        }
+        SubmitError::TooLarge { size, limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "messageTooLarge",
+            format!("the message is {size} bytes, over the source's limit of {limit}"),
+        ),
+        SubmitError::NoRecipients => {
+            ApiError::field("recipientAddress", "required", "is required", None)
+        }
+        SubmitError::Store(error) => ApiError::internal(error),
+    }
+}
+
+/// `POST /{account}/messages/submit`: 201 with the new message's address once it is durable.
+pub async fn submit(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(account_id)?;
+    let request: SubmitMessage = parse_json(&body)?;
+    let prepared = request.prepare()?;
+    let source = source_of(&state, &caller)?;
+    let submission = Submission {
+        source,
+        over: "api",
+        sender: prepared.sender,
+        recipients: vec![prepared.recipient],
+        content: prepared.content,
+        data: prepared.data,
+        flow_selector: prepared.flow_selector,
+        tags: prepared.tags,
+        schedule_at: prepared.schedule_at,
+    };
+    let ids = submit::accept(&state.store, &state.pipeline, submission)
+        .await
+        .map_err(submit_error)?;
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("localhost");
+    let location = format!("http://{host}/{account_id}/messages/{}", ids[0]);
+    let mut response = StatusCode::CREATED.into_response();
+    response.headers_mut().insert(
+        axum::http::header::LOCATION,
+        HeaderValue::from_str(&location).map_err(ApiError::internal)?,
+    );
+    Ok(response)
+}
+
+/// Parses a JSON body, answering a syntax error with where it is.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalidJson",
+            format!("the request body is not valid JSON for this call: {error}"),
+        )
+    })
+}
+
+/// The answer of `simulate`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Simulation {
+    flow_id: Option<u64>,
+    status: MessageStatus,
+    reason: Option<String>,
+    subject: Option<String>,
+    html: Option<String>,
+    text: Option<String>,
+    data: Option<serde_json::Value>,
+    events: Vec<EventView>,
+}
+
+/// `POST /{account}/messages/simulate`: runs the flow and shows the result; sends nothing.
+pub async fn simulate(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<Simulation>, ApiError> {
+    caller.require(account_id)?;
+    let request: SubmitMessage = parse_json(&body)?;
+    let prepared = request.prepare()?;
+    let source = source_of(&state, &caller)?;
+    let envelope = Envelope {
+        sender: prepared.sender.clone(),
+        recipient: prepared.recipient.clone(),
+    };
+    let message = Message::parse(prepared.content, envelope)
+        .map_err(|error| ApiError::field("mimedata", "invalidMessage", error.to_string(), None))?
+        .with_data(prepared.data.as_ref().map(|data| data.to_string()));
+    let record = MessageRecord {
+        id: "simulation".into(),
+        account_id,
+        source_id: source.id,
+        submitted_over: "api".into(),
+        sender: prepared.sender,
+        recipient: prepared.recipient,
+        submitted_at: now_millis(),
+        data: prepared.data.clone(),
+        flow_selector: prepared.flow_selector,
+        flow_id: None,
+        status: MessageStatus::Submitted,
+        status_reason: None,
+        subject: message.header("Subject"),
+        tags: prepared.tags,
+        schedule_at: prepared.schedule_at,
+    };
+    let run = state
+        .pipeline
+        .simulate(&record, message)
+        .await
+        .map_err(ApiError::from)?;
+    let output = run.message.as_ref();
+    Ok(Json(Simulation {
+        flow_id: run.flow_id,
+        status: run.status,
+        reason: run.reason,
+        subject: output.and_then(|message| message.header("Subject")),
+        html: output.and_then(Message::html),
+        text: output.and_then(Message::text),
+        data: prepared.data,
+        events: run.events.iter().map(EventView::from).collect(),
+    }))
+}
+
+/// An event as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    #[serde(rename = "type")]
+    kind: String,
+    inserted: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snippet: Option<String>,
+}
+
+impl From<&crate::store::Event> for EventView {
+    fn from(event: &crate::store::Event) -> Self {
+        Self {
+            kind: event.kind.clone(),
+            inserted: iso8601(event.at),
+            message_id: None,
+            snippet: event.detail.clone(),
+        }
+    }
+}
+
+/// A message as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    id: String,
+    submitted: String,
+    message_type: &'static str,
+    sender_address: String,
+    recipient_address: String,
+    subject: Option<String>,
+    status: MessageStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_reason: Option<String>,
+    source: serde_json::Value,
+    flow: Option<serde_json::Value>,
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<EventView>>,
+}
+
+fn view(
+    state: &ApiState,
+    record: MessageRecord,
+    with_events: bool,
+) -> Result<MessageView, ApiError> {
+    let events = if with_events {
+        Some(
+            state
+                .store
+                .events(&record.id)?
+                .iter()
+                .map(EventView::from)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(MessageView {
+        submitted: iso8601(record.submitted_at),
+        message_type: "EMAIL",
+        sender_address: record.sender,
+        recipient_address: record.recipient,
+        subject: record.subject,
+        status: record.status,
+        status_reason: record.status_reason,
+        source: json!({"id": record.source_id}),
+        flow: record.flow_id.map(|id| json!({"id": id})),
+        tags: record.tags,
+        events,
+        id: record.id,
+    })
+}
+
+/// Query options of message reads.
+#[derive(Deserialize)]
+pub struct MessageQuery {
+    #[serde(default)]
+    addevents: bool,
+}
+
+/// `GET /{account}/messages/{id}`, with its events.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, String)>,
+    caller: Caller,
+) -> Result<Json<MessageView>, ApiError> {
+    caller.require(account_id)?;
+    let record = state
+        .store
+        .message(&id)?
+        // Another account's message is answered like a missing one.
+        .filter(|record| record.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    Ok(Json(view(&state, record, true)?))
+}
+
+/// `GET /{account}/messages`: newest first, paged with `Range: items=A-B`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    Query(query): Query<MessageQuery>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<(HeaderMap, Json<Vec<MessageView>>), ApiError> {
+    caller.require(account_id)?;
+    let mut records = state.store.messages_of(account_id)?;
+    records.reverse();
+    let (answer, records) = page(&headers, records)?;
+    let views = records
+        .into_iter()
+        .map(|record| view(&state, record, query.addevents))
+        .collect::<Result<_, _>>()?;
+    Ok((answer, Json(views)))
+}
+
+/// `GET /{account}/message_events`: every event of the account's messages, newest first.
+pub async fn events(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<(HeaderMap, Json<Vec<EventView>>), ApiError> {
+    caller.require(account_id)?;
+    let mut all = Vec::new();
+    for record in state.store.messages_of(account_id)? {
+        for event in state.store.events(&record.id)? {
+            let mut view = EventView::from(&event);
+            view.message_id = Some(record.id.clone());
+            all.push((event.at, view));
+        }
+    }
+    all.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    let (answer, page) = page(&headers, all)?;
+    Ok((
+        answer,
+        Json(page.into_iter().map(|(_, view)| view).collect()),
+    ))
+}

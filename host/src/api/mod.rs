@@ -1,0 +1,131 @@
+//! The REST API, in Flowmailer's v1 shapes so existing clients can switch by changing the
+//! base URL: OAuth2 client credentials, then `/{account_id}/...` with a bearer token.
+
+mod auth;
+mod error;
+mod manage;
+mod messages;
+mod openapi;
+mod paging;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::flow::PipelineHandle;
+use crate::plugin::PluginRuntime;
+use crate::plugin::registry::PluginRegistry;
+use crate::store::Store;
+
+pub use auth::{Caller, TokenSigner};
+pub use error::ApiError;
+
+/// The API's settings (`[api]` in the configuration).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Seconds a bearer token is valid.
+    pub token_lifetime_secs: u64,
+    /// The largest request body, in bytes (a submission with attachments, a plugin).
+    pub max_request_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8025".parse().expect("a valid address"),
+            token_lifetime_secs: 3600,
+            max_request_bytes: 40 << 20,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    store: Store,
+    pipeline: PipelineHandle,
+    runtime: Arc<PluginRuntime>,
+    plugins: Arc<PluginRegistry>,
+    tokens: TokenSigner,
+}
+
+impl ApiState {
+    /// The state for a server's API; the token key is kept in `key_file` (made if missing).
+    pub fn new(
+        store: Store,
+        pipeline: PipelineHandle,
+        runtime: Arc<PluginRuntime>,
+        plugins: Arc<PluginRegistry>,
+        key_file: &Path,
+        token_lifetime_secs: u64,
+    ) -> std::io::Result<Self> {
+        let key = crate::plugin::cache::load_or_create_key(key_file)?;
+        Ok(Self {
+            store,
+            pipeline,
+            runtime,
+            plugins,
+            tokens: TokenSigner::new(key, token_lifetime_secs),
+        })
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
+    Router::new()
+        .route("/oauth/token", post(auth::token))
+        .route("/openapi.json", get(openapi::document))
+        .route("/{account}/messages/submit", post(messages::submit))
+        .route("/{account}/messages/simulate", post(messages::simulate))
+        .route("/{account}/messages", get(messages::list))
+        .route("/{account}/messages/{id}", get(messages::get))
+        .route("/{account}/message_events", get(messages::events))
+        .route(
+            "/{account}/sources",
+            get(manage::list_sources).post(manage::create_source),
+        )
+        .route(
+            "/{account}/sources/{source}/credentials",
+            post(manage::create_credential),
+        )
+        .route(
+            "/{account}/flows",
+            get(manage::list_flows).post(manage::create_flow),
+        )
+        .route(
+            "/{account}/flows/{flow}",
+            get(manage::get_flow).put(manage::update_flow),
+        )
+        .route(
+            "/{account}/flow_rules",
+            get(manage::get_rules).put(manage::put_rules),
+        )
+        .route("/{account}/plugins", post(manage::upload_plugin))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(state)
+}
+
+/// Binds the API listener and serves it until the task is dropped.
+pub async fn serve(
+    config: &ApiConfig,
+    state: ApiState,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = router(state, config.max_request_bytes);
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "the API server stopped");
+        }
+    });
+    Ok((addr, task))
+}

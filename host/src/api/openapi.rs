@@ -1,0 +1,132 @@
+//! The OpenAPI 3 description of the API, served at `/openapi.json`.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// `GET /openapi.json`.
+pub async fn document() -> Json<Value> {
+    Json(description())
+}
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"description": "Invalid request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}},
+        "401": {"description": "Missing, invalid or expired token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}},
+        "403": {"description": "The token belongs to another account", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}}
+    })
+}
+
+fn operation(summary: &str, body: Option<&str>, ok: (&str, &str)) -> Value {
+    let mut responses = error_responses();
+    responses[ok.0] = json!({"description": ok.1});
+    let mut op = json!({
+        "summary": summary,
+        "security": [{"oauth2": []}],
+        "parameters": [{"name": "account_id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+        "responses": responses,
+    });
+    if let Some(schema) = body {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    }
+    op
+}
+
+fn description() -> Value {
+    let ranged = |summary: &str| {
+        let mut op = operation(
+            summary,
+            None,
+            ("200", "A page; Content-Range: items FIRST-LAST/TOTAL"),
+        );
+        op["parameters"].as_array_mut().expect("array").push(json!({
+            "name": "Range", "in": "header", "required": false,
+            "schema": {"type": "string", "example": "items=0-9"}
+        }));
+        op
+    };
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Sluice API", "version": "1", "description": "Flowmailer-compatible transactional mail API."},
+        "paths": {
+            "/oauth/token": {"post": {
+                "summary": "Exchange API client credentials for a bearer token",
+                "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "required": ["client_id", "client_secret", "grant_type"],
+                    "properties": {"client_id": {"type": "string"}, "client_secret": {"type": "string"}, "grant_type": {"type": "string", "enum": ["client_credentials"]}}
+                }}}},
+                "responses": {"200": {"description": "access_token, token_type, expires_in"}, "401": {"description": "Wrong credentials"}}
+            }},
+            "/{account_id}/messages/submit": {"post": operation("Submit a message", Some("SubmitMessage"), ("201", "Accepted and durable; Location names the message"))},
+            "/{account_id}/messages/simulate": {"post": operation("Run the flow on a message without sending it", Some("SubmitMessage"), ("200", "The resulting subject, html, text and events"))},
+            "/{account_id}/messages": {"get": ranged("List messages, newest first")},
+            "/{account_id}/messages/{message_id}": {"get": operation("A message with its events", None, ("200", "The message"))},
+            "/{account_id}/message_events": {"get": ranged("List the events of the account's messages, newest first")},
+            "/{account_id}/sources": {
+                "get": operation("List sources", None, ("200", "The sources")),
+                "post": operation("Create a source", Some("Source"), ("201", "The new source"))
+            },
+            "/{account_id}/sources/{source_id}/credentials": {"post": operation("Make an SMTP or API credential for a source; the secret is shown once", Some("NewCredential"), ("201", "kind, username, secret"))},
+            "/{account_id}/flows": {
+                "get": operation("List flows", None, ("200", "The flows")),
+                "post": operation("Create a flow", Some("Flow"), ("201", "The new flow"))
+            },
+            "/{account_id}/flows/{flow_id}": {
+                "get": operation("A flow", None, ("200", "The flow")),
+                "put": operation("Replace a flow", Some("Flow"), ("200", "The flow"))
+            },
+            "/{account_id}/flow_rules": {
+                "get": operation("The flow rules and the default flow", None, ("200", "The rules")),
+                "put": operation("Replace the flow rules", Some("FlowRules"), ("200", "The rules"))
+            },
+            "/{account_id}/plugins": {"post": {
+                "summary": "Upload a Flowstep component; it is validated and refused with the reason when it does not fit",
+                "security": [{"oauth2": []}],
+                "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"201": {"description": "sha256 and imports"}, "400": {"description": "Refused, with the reason"}}
+            }}
+        },
+        "components": {
+            "securitySchemes": {"oauth2": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {"api": "the account's API"}}}}},
+            "schemas": {
+                "Errors": {"type": "object", "properties": {"allErrors": {"type": "array", "items": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "defaultMessage": {"type": "string"}, "field": {"type": "string"},
+                    "objectName": {"type": "string"}, "rejectedValue": {}
+                }}}}},
+                "SubmitMessage": {"type": "object", "required": ["messageType", "recipientAddress", "senderAddress"], "properties": {
+                    "messageType": {"type": "string", "enum": ["EMAIL"]},
+                    "recipientAddress": {"type": "string", "format": "email"},
+                    "senderAddress": {"type": "string", "format": "email"},
+                    "headerFromAddress": {"type": "string"}, "headerFromName": {"type": "string"},
+                    "headerToAddress": {"type": "string"}, "headerToName": {"type": "string"},
+                    "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"},
+                    "mimedata": {"type": "string", "format": "byte", "description": "base64 RFC 5322 message"},
+                    "data": {"type": "object"}, "flowSelector": {"type": "string"},
+                    "headers": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "value": {"type": "string"}}}},
+                    "attachments": {"type": "array", "items": {"type": "object", "properties": {
+                        "content": {"type": "string", "format": "byte"}, "contentType": {"type": "string"},
+                        "filename": {"type": "string"}, "disposition": {"type": "string", "enum": ["attachment", "inline"]}, "contentId": {"type": "string"}
+                    }}},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "scheduleAt": {"type": "string", "format": "date-time"}
+                }},
+                "Source": {"type": "object", "required": ["description"], "properties": {
+                    "description": {"type": "string"}, "allowedNetworks": {"type": "array", "items": {"type": "string", "example": "192.0.2.0/24"}},
+                    "maxMessageSize": {"type": "integer"}, "requireTls": {"type": "boolean"}, "allowPlainAuth": {"type": "boolean"}
+                }},
+                "NewCredential": {"type": "object", "required": ["kind", "username"], "properties": {"kind": {"type": "string", "enum": ["smtp", "api"]}, "username": {"type": "string"}}},
+                "Flow": {"type": "object", "required": ["description"], "properties": {
+                    "description": {"type": "string"},
+                    "steps": {"type": "array", "items": {"type": "object", "required": ["plugin"], "properties": {
+                        "plugin": {"type": "string", "description": "sha256 of an uploaded plugin, or an operator plugin's name"},
+                        "config": {"type": "object"}, "enabledWhen": {"$ref": "#/components/schemas/Condition"}
+                    }}}
+                }},
+                "Condition": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["source", "flow-selector", "sender", "header", "data"]}}},
+                "FlowRules": {"type": "object", "required": ["rules", "defaultFlowId"], "properties": {
+                    "defaultFlowId": {"type": "integer"},
+                    "rules": {"type": "array", "items": {"type": "object", "properties": {"flowId": {"type": "integer"}, "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/Condition"}}}}}
+                }}
+            }
+        }
+    })
+}

@@ -1,0 +1,104 @@
+//! Paging with `Range: items=FIRST-LAST` and `Content-Range: items FIRST-LAST/TOTAL`, as
+//! Flowmailer's lists do; and timestamps in ISO 8601.
+
+use axum::http::{HeaderMap, HeaderValue};
+
+use super::error::ApiError;
+
+/// Items per page when the request names no range.
+const DEFAULT_PAGE: usize = 100;
+/// The most items one page may hold.
+const MAX_PAGE: usize = 1000;
+
+/// Cuts one page out of `items` and names it in a `Content-Range` header.
+pub fn page<T>(headers: &HeaderMap, items: Vec<T>) -> Result<(HeaderMap, Vec<T>), ApiError> {
+    let total = items.len();
+    let (first, last) = match headers.get(axum::http::header::RANGE) {
+        None => (0, DEFAULT_PAGE - 1),
+        Some(value) => parse_range(value.to_str().unwrap_or(""))?,
+    };
+    let last = last.min(first + MAX_PAGE - 1);
+    let page: Vec<T> = items
+        .into_iter()
+        .skip(first)
+        .take(last + 1 - first)
+        .collect();
+    let mut answer = HeaderMap::new();
+    let range = if page.is_empty() {
+        format!("items */{total}")
+    } else {
+        format!("items {first}-{}/{total}", first + page.len() - 1)
+    };
+    answer.insert(
+        axum::http::header::CONTENT_RANGE,
+        HeaderValue::from_str(&range).expect("ASCII"),
+    );
+    Ok((answer, page))
+}
+
+fn parse_range(value: &str) -> Result<(usize, usize), ApiError> {
+    let invalid = || {
+        ApiError::field(
+            "Range",
+            "invalidRange",
+            "use Range: items=FIRST-LAST, e.g. items=0-9",
+            Some(value.into()),
+        )
+    };
+    let spec = value.trim().strip_prefix("items=").ok_or_else(invalid)?;
+    let (first, last) = spec.split_once('-').ok_or_else(invalid)?;
+    let first: usize = first.trim().parse().map_err(|_| invalid())?;
+    let last: usize = last.trim().parse().map_err(|_| invalid())?;
+    if last < first {
+        return Err(invalid());
+    }
+    Ok((first, last))
+}
+
+/// Milliseconds since the Unix epoch as `2026-11-27T08:00:00.000Z`.
+pub fn iso8601(millis: u64) -> String {
+    let secs = millis / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        millis % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_795_764_562_687), "2026-11-27T07:29:22.687Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("items=0-9").unwrap(), (0, 9));
+        assert!(parse_range("items=9-0").is_err());
+        assert!(parse_range("bytes=0-9").is_err());
+        let mut headers = HeaderMap::new();
+        headers.insert("range", HeaderValue::from_static("items=2-3"));
+        let (answer, page) = page(&headers, vec![1, 2, 3, 4, 5]).unwrap();
+        assert_eq!(page, [3, 4]);
+        assert_eq!(answer["content-range"], "items 2-3/5");
+    }
+}

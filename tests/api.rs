@@ -1,0 +1,497 @@
+//! The REST API over real sockets with an HTTP client: Flowmailer's shapes, paging,
+//! simulate, management, plugin upload and tenant isolation.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+use sluice::store::{CredentialKind, Source};
+
+use crate::util::{TestServer, guest_bytes};
+
+struct Api {
+    base: String,
+    http: Client,
+    token: String,
+    account: u64,
+}
+
+impl Api {
+    fn connect(server: &TestServer, account: u64, client_id: &str, secret: &str) -> Self {
+        let base = format!("http://{}", server.server.api_addr);
+        let http = Client::new();
+        let response = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().unwrap();
+        assert_eq!(body["token_type"], "bearer");
+        Self {
+            base,
+            http,
+            token: body["access_token"].as_str().unwrap().to_string(),
+            account,
+        }
+    }
+
+    fn demo(server: &TestServer) -> Self {
+        let demo = server.server.created_demo.clone().unwrap();
+        Self::connect(
+            server,
+            demo.account_id,
+            &demo.client_id,
+            &demo.client_secret,
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}/{}", self.base, self.account, path)
+    }
+
+    fn get(&self, path: &str) -> RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(&self.token)
+    }
+
+    fn post(&self, path: &str) -> RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(&self.token)
+    }
+
+    fn put(&self, path: &str) -> RequestBuilder {
+        self.http.put(self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// Submits and returns the new message's id from the Location header.
+    fn submit(&self, message: Value) -> String {
+        let response = self.post("messages/submit").json(&message).send().unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{:?}",
+            response.text()
+        );
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            location.starts_with(&format!("{}/{}/messages/", self.base, self.account)),
+            "{location}"
+        );
+        location.rsplit('/').next().unwrap().to_string()
+    }
+}
+
+fn email(subject: &str) -> Value {
+    json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "subject": subject,
+        "text": "Hello",
+    })
+}
+
+/// The first error code of an allErrors answer.
+fn error_codes(body: &Value) -> Vec<String> {
+    body["allErrors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an allErrors body: {body}"))
+        .iter()
+        .map(|error| error["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A second account with its own API login.
+fn second_account(server: &TestServer) -> Api {
+    let secret = "other-secret";
+    server.block_on(async {
+        let store = server.store();
+        let account = store.create_account("other").await.unwrap();
+        let source = store
+            .create_source(Source {
+                id: 0,
+                account_id: account.id,
+                name: "other app".into(),
+                allowed_networks: Vec::new(),
+                max_message_bytes: 1 << 20,
+                require_tls: false,
+                allow_plain_auth: false,
+            })
+            .await
+            .unwrap();
+        store
+            .add_credential(&source, CredentialKind::Api, "other-api", secret)
+            .await
+            .unwrap();
+        assert_eq!(account.id, 2);
+    });
+    Api::connect(server, 2, "other-api", secret)
+}
+
+#[test]
+fn wrong_or_missing_credentials_get_401() {
+    let server = TestServer::start(|_| {});
+    let base = format!("http://{}", server.server.api_addr);
+    let http = Client::new();
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("client_id", "demo-api"),
+            ("client_secret", "wrong"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = http.get(format!("{base}/1/messages")).send().unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_codes(&response.json().unwrap()), ["unauthorized"]);
+    let response = http
+        .get(format!("{base}/1/messages"))
+        .bearer_auth("1.1.9999999999.forged")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_submitted_message_is_readable_with_its_events() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "headerFromName": "Shop",
+        "headerToName": "Ann",
+        "subject": "Your order ✓",
+        "text": "Thanks for your order.",
+        "html": "<p>Thanks for your order.</p>",
+        "data": {"order": {"id": 42}},
+        "headers": [{"name": "X-Order", "value": "42"}],
+        "attachments": [{"content": STANDARD.encode(b"%PDF-1.4"), "contentType": "application/pdf", "filename": "invoice.pdf"}],
+        "tags": ["order"],
+    }));
+    let record = server.wait_until_done(&id);
+    assert_eq!(record.data, Some(json!({"order": {"id": 42}})));
+    let message: Value = api
+        .get(&format!("messages/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(message["id"], id.as_str());
+    assert_eq!(message["messageType"], "EMAIL");
+    assert_eq!(message["subject"], "Your order ✓");
+    assert_eq!(message["status"], "PROCESSED");
+    assert_eq!(message["tags"], json!(["order"]));
+    let kinds: Vec<&str> = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["SUBMITTED", "PROCESSED"]);
+
+    let body = server.store().body(&id).unwrap().unwrap();
+    let parsed = sluice::message::Message::parse(body, crate::util::envelope()).unwrap();
+    assert_eq!(parsed.header("X-Order").as_deref(), Some("42"));
+    assert!(parsed.header("From").unwrap().contains("Shop"));
+    assert_eq!(
+        parsed.html().as_deref(),
+        Some("<p>Thanks for your order.</p>")
+    );
+    assert_eq!(
+        parsed.attachments()[0].filename.as_deref(),
+        Some("invoice.pdf")
+    );
+}
+
+#[test]
+fn mimedata_is_taken_as_is() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let raw = b"From: app@example.com\r\nSubject: Raw one\r\n\r\nbody\r\n";
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "mimedata": STANDARD.encode(raw),
+    }));
+    server.wait_until_done(&id);
+    assert_eq!(server.store().body(&id).unwrap().unwrap(), raw);
+}
+
+#[test]
+fn bad_requests_are_answered_with_all_errors() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let response = api
+        .post("messages/submit")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_codes(&response.json().unwrap()), ["invalidJson"]);
+
+    let response = api
+        .post("messages/submit")
+        .json(&json!({"messageType": "EMAIL", "recipientAddress": "not-an-address"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().unwrap();
+    assert_eq!(error_codes(&body), ["invalidEmailAddress", "required"]);
+    assert_eq!(body["allErrors"][0]["field"], "recipientAddress");
+    assert_eq!(body["allErrors"][0]["rejectedValue"], "not-an-address");
+
+    let response = api
+        .post("messages/submit")
+        .json(&json!({
+            "messageType": "EMAIL",
+            "senderAddress": "app@example.com",
+            "recipientAddress": "ann@example.net",
+            "mimedata": STANDARD.encode(b"no header here\r\n\r\nbody"),
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_codes(&response.json().unwrap()), ["invalidMessage"]);
+    assert!(server.store().messages_of(1).unwrap().is_empty());
+}
+
+#[test]
+fn lists_page_with_range_headers() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let ids: Vec<String> = (0..5)
+        .map(|i| api.submit(email(&format!("m{i}"))))
+        .collect();
+    for id in &ids {
+        server.wait_until_done(id);
+    }
+    let response = api
+        .get("messages")
+        .header("Range", "items=1-2")
+        .send()
+        .unwrap();
+    assert_eq!(response.headers()["content-range"], "items 1-2/5");
+    let page: Vec<Value> = response.json().unwrap();
+    let subjects: Vec<&str> = page
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["m3", "m2"], "newest first");
+
+    let response = api
+        .get("message_events")
+        .header("Range", "items=0-3")
+        .send()
+        .unwrap();
+    assert_eq!(response.headers()["content-range"], "items 0-3/10");
+    let events: Vec<Value> = response.json().unwrap();
+    assert_eq!(events.len(), 4);
+    assert!(events.iter().all(|event| event["messageId"].is_string()));
+
+    let response = api
+        .get("messages")
+        .header("Range", "items=9-3")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn simulate_runs_the_flow_and_stores_nothing() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let response = api
+        .post("plugins")
+        .header("content-type", "application/wasm")
+        .body(guest_bytes("subject-prefix"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let plugin: Value = response.json().unwrap();
+    let sha = plugin["sha256"].as_str().unwrap().to_string();
+
+    let response = api
+        .post("flows")
+        .json(&json!({"description": "prefixed", "steps": [{"plugin": sha, "config": {"prefix": "[Sim]"}}]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let flow: Value = response.json().unwrap();
+    let rules: Value = api.get("flow_rules").send().unwrap().json().unwrap();
+    let response = api
+        .put("flow_rules")
+        .json(&json!({
+            "rules": [{"flowId": flow["id"], "conditions": [{"kind": "flow-selector", "equals": "sim"}]}],
+            "defaultFlowId": rules["defaultFlowId"],
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+
+    let mut message = email("Hello");
+    message["flowSelector"] = json!("sim");
+    message["html"] = json!("<b>hi</b>");
+    let result: Value = api
+        .post("messages/simulate")
+        .json(&message)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(result["subject"], "[Sim] Hello");
+    assert_eq!(result["html"], "<b>hi</b>");
+    assert_eq!(result["status"], "PROCESSED");
+    assert_eq!(result["flowId"], flow["id"]);
+    assert!(server.store().messages_of(1).unwrap().is_empty());
+}
+
+#[test]
+fn a_plugin_that_does_not_fit_is_refused_with_the_reason() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let response = api
+        .post("plugins")
+        .body(guest_bytes("test-forbidden-import"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().unwrap();
+    assert_eq!(error_codes(&body), ["invalidPlugin"]);
+    let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
+    assert!(
+        message.contains("wasi:sockets") && message.contains("no network access"),
+        "{message}"
+    );
+}
+
+#[test]
+fn one_account_can_neither_read_nor_use_another_accounts_data() {
+    let server = TestServer::start(|_| {});
+    let first = Api::demo(&server);
+    let second = second_account(&server);
+    let id = first.submit(email("private"));
+    let upload: Value = first
+        .post("plugins")
+        .body(guest_bytes("subject-prefix"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let first_flows: Vec<Value> = first.get("flows").send().unwrap().json().unwrap();
+
+    // The second account's token on the first account's paths.
+    for path in [
+        "messages",
+        "message_events",
+        "flows",
+        "sources",
+        "flow_rules",
+    ] {
+        let response = second
+            .http
+            .get(first.url(path))
+            .bearer_auth(&second.token)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(error_codes(&response.json().unwrap()), ["forbidden"]);
+    }
+    let response = second
+        .http
+        .post(first.url("messages/submit"))
+        .bearer_auth(&second.token)
+        .json(&email("x"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    // Its own paths do not show the first account's things either.
+    let response = second.get(&format!("messages/{id}")).send().unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let listed: Vec<Value> = second.get("messages").send().unwrap().json().unwrap();
+    assert!(listed.is_empty());
+    let response = second
+        .post("flows")
+        .json(&json!({"description": "borrowed", "steps": [{"plugin": upload["sha256"]}]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_codes(&response.json().unwrap()), ["unknownPlugin"]);
+    let response = second
+        .put("flow_rules")
+        .json(&json!({"rules": [], "defaultFlowId": first_flows[0]["id"]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_codes(&response.json().unwrap()), ["unknownFlow"]);
+    let response = second
+        .get(&format!("flows/{}", first_flows[0]["id"]))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn sources_and_credentials_are_managed_through_the_api() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let response = api
+        .post("sources")
+        .json(&json!({"description": "billing", "allowedNetworks": ["10.1.0.0/16"], "requireTls": true}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let source: Value = response.json().unwrap();
+    let response = api
+        .post(&format!("sources/{}/credentials", source["id"]))
+        .json(&json!({"kind": "api", "username": "billing-api"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let credential: Value = response.json().unwrap();
+    let billing = Api::connect(
+        &server,
+        1,
+        "billing-api",
+        credential["secret"].as_str().unwrap(),
+    );
+    let id = billing.submit(email("from billing"));
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().source_id,
+        source["id"].as_u64().unwrap()
+    );
+    let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
+    assert_eq!(sources.len(), 2);
+    assert!(
+        server
+            .store()
+            .credential("billing-api")
+            .unwrap()
+            .unwrap()
+            .secret_hash
+            .starts_with("$argon2")
+    );
+}
+
+#[test]
+fn an_openapi_document_is_served() {
+    let server = TestServer::start(|_| {});
+    let document: Value = Client::new()
+        .get(format!("http://{}/openapi.json", server.server.api_addr))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(document["openapi"], "3.0.3");
+    assert!(document["paths"]["/{account_id}/messages/submit"]["post"].is_object());
+}
