@@ -8,4 +8,5 @@ mod crash;
 mod hot_reload;
 mod loading;
 mod smtp;
+mod smtp_protocol;
 mod util;

@@ -17,6 +17,17 @@ use crate::submit::{self, Submission, SubmitError};
 /// Failed AUTH attempts on one connection before it is closed.
 const MAX_AUTH_FAILURES_PER_CONNECTION: u32 = 3;
 
+/// The longest command line taken (RFC 5321 allows 512 octets; extensions and AUTH PLAIN
+/// with long secrets need more, so the cap is smtp-proto's own).
+const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
+
+/// True when the buffered bytes hold a whole command line longer than the cap.
+fn next_line_too_long(rest: &[u8]) -> bool {
+    rest.iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|end| end > MAX_COMMAND_LINE)
+}
+
 /// How a run over one stream ended.
 enum Next<S> {
     Close,
@@ -143,6 +154,16 @@ impl Session {
             let mut bytes = chunk[..read].iter();
             loop {
                 let flow = match &mut mode {
+                    Mode::Command if next_line_too_long(bytes.as_slice()) => {
+                        let rest = bytes.as_slice();
+                        let end = rest
+                            .iter()
+                            .position(|&b| b == b'\n')
+                            .map_or(rest.len(), |at| at + 1);
+                        bytes = rest[end..].iter();
+                        self.reply(500, "5.5.6", "Line too long");
+                        Flow::Continue
+                    }
                     Mode::Command => match requests.ingest(&mut bytes) {
                         Ok(request) => {
                             let request = request.into_owned();
