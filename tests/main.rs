@@ -9,4 +9,5 @@ mod hot_reload;
 mod loading;
 mod smtp;
 mod smtp_protocol;
+mod tracking;
 mod util;

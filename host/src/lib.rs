@@ -9,3 +9,4 @@ pub mod server;
 pub mod smtp;
 pub mod store;
 pub mod submit;
+pub mod tracking;

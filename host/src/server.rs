@@ -9,10 +9,13 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::flow::rules::Routing;
 use crate::flow::{Pipeline, PipelineHandle};
+use crate::plugin::builtin::load_builtins;
+use crate::plugin::cache::load_or_create_key;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
 use crate::plugin::{CompiledCache, PluginRuntime};
 use crate::smtp::{SmtpServer, tls};
 use crate::store::{CredentialKind, Flow, Source, Store};
+use crate::tracking::LinkSigner;
 
 /// Quiet time after the last change in the plugin folder before it is applied.
 const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(300);
@@ -85,15 +88,25 @@ impl Server {
         let cache = CompiledCache::open(config.compiled_cache_path())?;
         let runtime = PluginRuntime::new(config.runtime.clone(), Some(cache))?;
         let plugins = PluginRegistry::new();
+        let (builtin_runtime, builtin_registry) = (Arc::clone(&runtime), Arc::clone(&plugins));
+        tokio::task::spawn_blocking(move || load_builtins(&builtin_runtime, &builtin_registry))
+            .await??;
         let folder = PluginFolder::new(&plugins_dir, Arc::clone(&runtime), Arc::clone(&plugins));
         // Loading compiles; keep it off the async workers.
         let watch =
             tokio::task::spawn_blocking(move || folder.watch(PLUGIN_DEBOUNCE, |_| {})).await??;
 
+        let api_listener = tokio::net::TcpListener::bind(config.api.listen).await?;
+        let api_addr = api_listener.local_addr()?;
+        let links = Arc::new(LinkSigner::new(
+            load_or_create_key(&config.data_dir.join("links.key"))?,
+            &config.api.public_url(api_addr),
+        ));
         let pipeline = Pipeline::start(
             store.clone(),
             Arc::clone(&runtime),
             Arc::clone(&plugins),
+            Arc::clone(&links),
             config.pipeline_workers,
         );
         let api_state = ApiState::new(
@@ -101,10 +114,11 @@ impl Server {
             pipeline.clone(),
             runtime,
             Arc::clone(&plugins),
+            links,
             &config.data_dir.join("api.key"),
             config.api.token_lifetime_secs,
         )?;
-        let (api_addr, api_task) = api::serve(&config.api, api_state).await?;
+        let api_task = api::spawn(api_listener, &config.api, api_state);
         let (cert, key) = config.tls_paths();
         let acceptor = tls::acceptor(&cert, &key, &config.smtp.hostname)?;
         let smtp = SmtpServer::bind(

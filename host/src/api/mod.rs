@@ -22,6 +22,7 @@ use crate::flow::PipelineHandle;
 use crate::plugin::PluginRuntime;
 use crate::plugin::registry::PluginRegistry;
 use crate::store::Store;
+use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
@@ -36,6 +37,18 @@ pub struct ApiConfig {
     pub token_lifetime_secs: u64,
     /// The largest request body, in bytes (a submission with attachments, a plugin).
     pub max_request_bytes: usize,
+    /// The address recipients reach tracking links at (`https://t.example.com`); by
+    /// default the listen address.
+    pub public_url: Option<String>,
+}
+
+impl ApiConfig {
+    /// Where tracking and online links point, given the address the API is bound to.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
 }
 
 impl Default for ApiConfig {
@@ -44,6 +57,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8025".parse().expect("a valid address"),
             token_lifetime_secs: 3600,
             max_request_bytes: 40 << 20,
+            public_url: None,
         }
     }
 }
@@ -56,6 +70,7 @@ pub struct ApiState {
     runtime: Arc<PluginRuntime>,
     plugins: Arc<PluginRegistry>,
     tokens: TokenSigner,
+    links: Arc<LinkSigner>,
 }
 
 impl ApiState {
@@ -65,6 +80,7 @@ impl ApiState {
         pipeline: PipelineHandle,
         runtime: Arc<PluginRuntime>,
         plugins: Arc<PluginRegistry>,
+        links: Arc<LinkSigner>,
         key_file: &Path,
         token_lifetime_secs: u64,
     ) -> std::io::Result<Self> {
@@ -75,7 +91,18 @@ impl ApiState {
             runtime,
             plugins,
             tokens: TokenSigner::new(key, token_lifetime_secs),
+            links,
         })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The tracking-link signer.
+    pub fn links(&self) -> &LinkSigner {
+        &self.links
     }
 }
 
@@ -84,6 +111,8 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
     Router::new()
         .route("/oauth/token", post(auth::token))
         .route("/openapi.json", get(openapi::document))
+        .route("/c/{token}", get(tracking::http::click))
+        .route("/o/{token}", get(tracking::http::open))
         .route("/{account}/messages/submit", post(messages::submit))
         .route("/{account}/messages/simulate", post(messages::simulate))
         .route("/{account}/messages", get(messages::list))
@@ -114,18 +143,17 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// Binds the API listener and serves it until the task is dropped.
-pub async fn serve(
+/// Serves the API on a bound listener until the task is dropped.
+pub fn spawn(
+    listener: TcpListener,
     config: &ApiConfig,
     state: ApiState,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
-    let app = router(state, config.max_request_bytes);
-    let task = tokio::spawn(async move {
+) -> tokio::task::JoinHandle<()> {
+    let app =
+        router(state, config.max_request_bytes).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "the API server stopped");
         }
-    });
-    Ok((addr, task))
+    })
 }

@@ -13,8 +13,9 @@ use tokio::sync::{Semaphore, mpsc};
 use super::rules::{MessageFacts, Routing};
 use crate::message::{Envelope, Message};
 use crate::plugin::registry::PluginRegistry;
-use crate::plugin::{Grants, Plugin, PluginRuntime, StepOutcome};
+use crate::plugin::{Grants, Plugin, PluginRuntime, StepContext, StepOutcome};
 use crate::store::{Event, MessageRecord, MessageStatus, Store, StoreError, now_millis};
+use crate::tracking::LinkSigner;
 
 /// How many ids may wait in the channel; past that the spool itself is the queue.
 const QUEUE_CAPACITY: usize = 10_000;
@@ -26,6 +27,7 @@ pub struct Pipeline {
     store: Store,
     runtime: Arc<PluginRuntime>,
     folder: Arc<PluginRegistry>,
+    links: Arc<LinkSigner>,
     stored_plugins: Mutex<HashMap<String, Arc<Plugin>>>,
     in_flight: Mutex<HashSet<String>>,
     concurrency: Arc<Semaphore>,
@@ -121,12 +123,14 @@ impl Pipeline {
         store: Store,
         runtime: Arc<PluginRuntime>,
         folder: Arc<PluginRegistry>,
+        links: Arc<LinkSigner>,
         workers: usize,
     ) -> PipelineHandle {
         let pipeline = Arc::new(Self {
             store,
             runtime,
             folder,
+            links,
             stored_plugins: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             concurrency: Arc::new(Semaphore::new(workers.max(1))),
@@ -263,17 +267,24 @@ impl Pipeline {
             };
             let config = step.config.to_string();
             let input = current.clone();
-            let result =
-                match tokio::task::spawn_blocking(move || plugin.run(&input, &config)).await {
-                    Ok(result) => result,
-                    Err(error) => {
-                        // A panic in the host while running the step: keep the message for a
-                        // person, as for any failed step.
-                        events.push(error_event(format!("step {number}: host error: {error}")));
-                        let reason = format!("step {number} failed: host-error");
-                        return Ok(FlowRun::held(Some(flow_id), events, reason));
-                    }
-                };
+            let context = StepContext {
+                message_id: record.id.clone(),
+                links: Arc::clone(&self.links),
+            };
+            let result = match tokio::task::spawn_blocking(move || {
+                plugin.run_in(&input, &config, Some(context))
+            })
+            .await
+            {
+                Ok(result) => result,
+                Err(error) => {
+                    // A panic in the host while running the step: keep the message for a
+                    // person, as for any failed step.
+                    events.push(error_event(format!("step {number}: host error: {error}")));
+                    let reason = format!("step {number} failed: host-error");
+                    return Ok(FlowRun::held(Some(flow_id), events, reason));
+                }
+            };
             match result {
                 Ok(run) => match run.outcome {
                     StepOutcome::Continue => current = run.message,

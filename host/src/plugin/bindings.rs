@@ -8,3 +8,16 @@ wasmtime::component::bindgen!({
         "sluice:flowstep/types.message": crate::plugin::state::MessageDraft,
     },
 });
+
+/// The privileged capabilities the host provides so far, bound on their own so a plain
+/// Flowstep's bindings stay what customers see.
+pub mod privileged {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        interfaces: "import sluice:flowstep/tracking@0.1.0;",
+        imports: { default: trappable },
+        with: {
+            "sluice:flowstep/types": super::sluice::flowstep::types,
+        },
+    });
+}

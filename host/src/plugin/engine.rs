@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{ResourceTable, WasiView as _};
 
-use super::bindings::Flowstep;
+use super::bindings::{Flowstep, privileged};
 use super::limits::RuntimeLimits;
 use super::state::StepState;
 
@@ -63,6 +63,10 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StepState>> {
 
 fn link(l: &mut Linker<StepState>) -> wasmtime::Result<()> {
     Flowstep::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+    privileged::sluice::flowstep::tracking::add_to_linker::<StepState, HasSelf<StepState>>(
+        l,
+        |state| state,
+    )?;
 
     clocks::wall_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;

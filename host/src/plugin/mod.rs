@@ -6,6 +6,7 @@
 //! `Store`: no state carries from one message, or one account, to the next.
 
 mod bindings;
+pub mod builtin;
 pub mod cache;
 mod engine;
 pub mod limits;
@@ -26,7 +27,7 @@ use crate::message::{Message, MessageError};
 pub use cache::CompiledCache;
 pub use limits::RuntimeLimits;
 pub use policy::{Capability, ForbiddenImport, Grants};
-pub use state::LogLine;
+pub use state::{LogLine, StepContext};
 
 use bindings::FlowstepPre;
 use state::StepState;
@@ -430,9 +431,19 @@ impl Plugin {
         self.disabled.store(false, Ordering::Release);
     }
 
-    /// Runs the step on a message in a fresh sandbox. Blocks for up to the deadline: call it
-    /// from a thread where blocking is allowed.
+    /// Runs the step on a message in a fresh sandbox, with no message context (links cannot
+    /// be made). Blocks for up to the deadline: call it where blocking is allowed.
     pub fn run(&self, message: &Message, config: &str) -> Result<StepRun, StepFailed> {
+        self.run_in(message, config, None)
+    }
+
+    /// Runs the step for a stored message, whose context privileged capabilities use.
+    pub fn run_in(
+        &self,
+        message: &Message,
+        config: &str,
+        context: Option<StepContext>,
+    ) -> Result<StepRun, StepFailed> {
         let started = Instant::now();
         if self.is_disabled() {
             return Err(StepFailed {
@@ -444,7 +455,7 @@ impl Plugin {
             });
         }
         let limits = &self.runtime.limits;
-        let mut store = Store::new(&self.runtime.engine, StepState::new(limits));
+        let mut store = Store::new(&self.runtime.engine, StepState::new(limits, context));
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(limits.deadline_ticks());
         if let Some(fuel) = limits.fuel {

@@ -49,7 +49,7 @@ impl Capability {
 
     /// Whether this host links an implementation of the capability yet.
     pub fn is_provided(self) -> bool {
-        false
+        matches!(self, Capability::Tracking)
     }
 
     /// The capability with this interface name.
@@ -217,5 +217,11 @@ mod tests {
         let granted = Grants::of([Capability::Dkim]);
         let error = check_import("sluice:flowstep/dkim@0.1.0", &granted).unwrap_err();
         assert!(error.reason.contains("does not provide it yet"), "{error}");
+        let granted = Grants::of([Capability::Tracking]);
+        assert_eq!(
+            check_import("sluice:flowstep/tracking@0.1.0", &granted),
+            Ok(())
+        );
+        assert!(check_import("sluice:flowstep/tracking@0.1.0", &Grants::none()).is_err());
     }
 }

@@ -13,10 +13,12 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 
 use super::{Grants, Plugin, PluginRuntime};
 
-/// The plugins currently in service, by name.
+/// The plugins currently in service, by name: the operator's folder, then the built-ins
+/// (a folder plugin of the same name takes precedence; removing it brings the built-in back).
 #[derive(Debug, Default)]
 pub struct PluginRegistry {
     plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    builtins: RwLock<HashMap<String, Arc<Plugin>>>,
 }
 
 impl PluginRegistry {
@@ -27,7 +29,21 @@ impl PluginRegistry {
 
     /// The current version of a plugin.
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
-        self.read().get(name).cloned()
+        self.read().get(name).cloned().or_else(|| {
+            self.builtins
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+        })
+    }
+
+    /// Adds a built-in plugin.
+    pub fn insert_builtin(&self, plugin: Arc<Plugin>) {
+        self.builtins
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(plugin.name().to_string(), plugin);
     }
 
     /// Puts a plugin in service under its name; returns the version it replaced.
@@ -40,7 +56,7 @@ impl PluginRegistry {
         self.write().remove(name)
     }
 
-    /// The names in service, sorted.
+    /// The names of the operator's plugins in service, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.read().keys().cloned().collect();
         names.sort();
@@ -147,7 +163,7 @@ impl PluginFolder {
             }
         };
         let sha256 = super::hex_sha256(&bytes);
-        if let Some(current) = self.registry.get(name)
+        if let Some(current) = self.registry.read().get(name).cloned()
             && current.sha256() == sha256
             && current.grants() == &grants
         {

@@ -7,6 +7,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::privileged::sluice::flowstep::tracking;
 use super::bindings::sluice::flowstep::{clock, log, types};
 use super::limits::RuntimeLimits;
 use crate::message::{Message, MessageError, NewAttachment};
@@ -46,6 +47,15 @@ impl MessageDraft {
         }
         Ok(value)
     }
+}
+
+/// Who a call works for: what privileged capabilities need to know about the message.
+#[derive(Clone, Debug)]
+pub struct StepContext {
+    /// The message's id, which tracking links carry.
+    pub message_id: String,
+    /// Signs tracking links.
+    pub links: std::sync::Arc<crate::tracking::LinkSigner>,
 }
 
 /// One log line a step wrote.
@@ -100,11 +110,12 @@ pub(crate) struct StepState {
     stderr: MemoryOutputPipe,
     max_log_lines: usize,
     max_log_line_bytes: usize,
+    context: Option<StepContext>,
 }
 
 impl StepState {
     /// A fresh state: inert WASI (no env, args, preopens or network), captured stdio.
-    pub(crate) fn new(limits: &RuntimeLimits) -> Self {
+    pub(crate) fn new(limits: &RuntimeLimits, context: Option<StepContext>) -> Self {
         let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
         let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
         let wasi = WasiCtx::builder()
@@ -127,7 +138,14 @@ impl StepState {
             stderr,
             max_log_lines: limits.max_log_lines,
             max_log_line_bytes: limits.max_log_line_bytes,
+            context,
         }
+    }
+
+    fn context(&self) -> wasmtime::Result<&StepContext> {
+        self.context
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("this call has no message context for links"))
     }
 
     /// Puts the message into the call's resource table.
@@ -385,5 +403,22 @@ impl clock::Host for StepState {
         Ok(SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64))
+    }
+}
+
+impl tracking::Host for StepState {
+    fn click_url(
+        &mut self,
+        _msg: Resource<MessageDraft>,
+        url: String,
+        index: u32,
+    ) -> wasmtime::Result<String> {
+        let context = self.context()?;
+        Ok(context.links.click_url(&context.message_id, index, &url))
+    }
+
+    fn open_pixel_url(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        let context = self.context()?;
+        Ok(context.links.open_url(&context.message_id))
     }
 }

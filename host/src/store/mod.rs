@@ -134,6 +134,20 @@ fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
     Ok(next)
 }
 
+/// Appends events after a message's last one.
+fn append_events(txn: &WriteTransaction, id: &str, events: &[Event]) -> Result<(), StoreError> {
+    let mut table = txn.open_table(EVENTS)?;
+    let next = table
+        .range((id, 0)..=(id, u32::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(key, _)| key.value().1 + 1);
+    for (seq, event) in (next..).zip(events) {
+        table.insert((id, seq), encode(event)?.as_slice())?;
+    }
+    Ok(())
+}
+
 /// Hashes a secret with argon2 and a random salt.
 pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
     let mut salt = [0u8; 16];
@@ -155,6 +169,28 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// An argon2 hash of a random secret, checked when a username is unknown, so the answer
+/// takes as long either way and does not tell which usernames exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2x1aWNlLWR1bW15LXNhbHQ$9s1ksXhfGyUBMYDaeBf3ElKeANhWaU8gKpcCtpk5cjc";
+
+/// Argon2 checks running at once: each takes ~19 MiB and a core for tens of milliseconds, so
+/// a flood of logins must queue rather than exhaust memory.
+static VERIFICATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Checks a secret against a credential's hash (or a dummy hash when there is none), off the
+/// async workers and at most a few at a time.
+pub async fn verify_credential(secret: String, hash: Option<String>) -> bool {
+    let Ok(_permit) = VERIFICATIONS.acquire().await else {
+        return false;
+    };
+    let known = hash.is_some();
+    let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
+    let valid = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
+        .await
+        .unwrap_or(false);
+    valid && known
 }
 
 impl Store {
@@ -504,6 +540,27 @@ impl Store {
         Ok(records)
     }
 
+    /// Adds an event to a message (an open, a click...).
+    pub async fn append_event(&self, id: &str, event: Event) -> Result<(), StoreError> {
+        let key = id.to_string();
+        // A missing message is an answer, not a failure: returning an error here would roll
+        // back the transaction this writer shares with others.
+        let found = self
+            .write(move |txn| {
+                if txn.open_table(MESSAGES)?.get(key.as_str())?.is_none() {
+                    return Ok(false);
+                }
+                append_events(txn, &key, std::slice::from_ref(&event))?;
+                Ok(true)
+            })
+            .await?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("message {id}")))
+        }
+    }
+
     /// Records the end of a message's flow: its new status, body and events, and moves it from
     /// the spool to the outbox (when processed) in one transaction.
     pub async fn finish_flow(
@@ -514,15 +571,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(move |txn| {
             let id = record.id.as_str();
-            let mut event_table = txn.open_table(EVENTS)?;
-            let next = event_table
-                .range((id, 0)..=(id, u32::MAX))?
-                .next_back()
-                .transpose()?
-                .map_or(0, |(key, _)| key.value().1 + 1);
-            for (seq, event) in (next..).zip(&events) {
-                event_table.insert((id, seq), encode(event)?.as_slice())?;
-            }
+            append_events(txn, id, &events)?;
             txn.open_table(MESSAGES)?
                 .insert(id, encode(&record)?.as_slice())?;
             if let Some(body) = &body {

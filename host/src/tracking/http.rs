@@ -1,0 +1,84 @@
+//! `GET /c/TOKEN` (click: record CLICKED, redirect) and `GET /o/TOKEN` (open: record OPENED,
+//! answer a 1x1 GIF). A token that does not verify gets 404, never a redirect.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::api::ApiState;
+use crate::store::{Event, now_millis};
+
+/// The smallest transparent GIF.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+fn who(headers: &HeaderMap, peer: SocketAddr) -> serde_json::Value {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    serde_json::json!({"userAgent": agent, "ip": peer.ip().to_string()})
+}
+
+/// `GET /c/{token}`.
+pub async fn click(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(target) = state.links().verify_click(&token) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut detail = who(&headers, peer);
+    detail["url"] = target.url.clone().into();
+    detail["linkIndex"] = target.index.into();
+    let event = Event {
+        kind: "CLICKED".into(),
+        at: now_millis(),
+        detail: Some(detail.to_string()),
+    };
+    match state.store().append_event(&target.message_id, event).await {
+        Ok(()) => Redirect::to(&target.url).into_response(),
+        // A genuine token of a message that is gone (simulated, or purged).
+        Err(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not record a click");
+            // The reader still gets where the link pointed.
+            Redirect::to(&target.url).into_response()
+        }
+    }
+}
+
+/// `GET /o/{token}`.
+pub async fn open(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(message_id) = state.links().verify_open(&token) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let event = Event {
+        kind: "OPENED".into(),
+        at: now_millis(),
+        detail: Some(who(&headers, peer).to_string()),
+    };
+    if let Err(error) = state.store().append_event(&message_id, event).await {
+        tracing::debug!(%error, message = %message_id, "open not recorded");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PIXEL,
+    )
+        .into_response()
+}

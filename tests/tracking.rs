@@ -1,0 +1,209 @@
+//! The built-in tracking step end to end: links rewritten into host-signed click links, an
+//! open pixel, CLICKED and OPENED recorded over HTTP, forged tokens refused.
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use sluice::store::{Flow, Flowstep, MessageStatus};
+
+use crate::util::TestServer;
+
+const HTML: &str = r##"<html><body>
+<p><a href="https://shop.example/order?id=1&amp;ref=mail">your order</a></p>
+<p><a href="http://help.example/">help</a> <a href="mailto:help@shop.example">write</a>
+<a href="#top">top</a> <a data-notrack href="https://shop.example/unsubscribe">unsubscribe</a></p>
+</body></html>"##;
+
+/// Sends one html message through a flow whose only step is the built-in tracking step;
+/// returns the message id and the processed html.
+fn tracked_message(server: &TestServer) -> (String, String) {
+    server.block_on(async {
+        let store = server.store();
+        let flow = store
+            .create_flow(Flow {
+                id: 0,
+                account_id: 1,
+                name: "tracked".into(),
+                steps: vec![Flowstep {
+                    plugin: "tracking".into(),
+                    config: json!({}),
+                    enabled_when: None,
+                }],
+            })
+            .await
+            .unwrap();
+        let mut routing = store.routing(1).unwrap().unwrap();
+        routing.default_flow_id = flow.id;
+        store.set_routing(1, routing).await.unwrap();
+    });
+    let demo = server.server.created_demo.clone().unwrap();
+    let base = format!("http://{}", server.server.api_addr);
+    let http = Client::new();
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("client_id", demo.client_id.as_str()),
+            ("client_secret", demo.client_secret.as_str()),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let response = http
+        .post(format!("{base}/1/messages/submit"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&json!({
+            "messageType": "EMAIL",
+            "senderAddress": "shop@example.com",
+            "recipientAddress": "ann@example.net",
+            "subject": "Your order",
+            "html": HTML,
+            "text": "Your order: https://shop.example/order?id=1",
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let id = location.rsplit('/').next().unwrap().to_string();
+    let record = server.wait_until_done(&id);
+    assert_eq!(
+        record.status,
+        MessageStatus::Processed,
+        "{:?}",
+        record.status_reason
+    );
+    let body = server.store().body(&id).unwrap().unwrap();
+    let message = sluice::message::Message::parse(body, crate::util::envelope()).unwrap();
+    (id, message.html().unwrap())
+}
+
+fn hrefs(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
+    server
+        .store()
+        .events(id)
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+#[test]
+fn links_are_tracked_and_clicks_redirect_to_the_original_url() {
+    let server = TestServer::start(|_| {});
+    let (id, html) = tracked_message(&server);
+    let base = format!("http://{}", server.server.api_addr);
+    let links = hrefs(&html);
+    assert_eq!(links.len(), 5, "{html}");
+    assert!(links[0].starts_with(&format!("{base}/c/")), "{html}");
+    assert!(links[1].starts_with(&format!("{base}/c/")), "{html}");
+    assert_eq!(links[2], "mailto:help@shop.example");
+    assert_eq!(links[3], "#top");
+    assert_eq!(links[4], "https://shop.example/unsubscribe");
+    assert!(!html.contains("data-notrack"), "{html}");
+    let pixel = format!("{base}/o/");
+    assert!(html.contains(&format!("<img src=\"{pixel}")), "{html}");
+    assert!(html.find(&pixel).unwrap() < html.find("</body>").unwrap());
+
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("TestMail/1.0")
+        .build()
+        .unwrap();
+    let response = http.get(&links[0]).send().unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(
+        response.headers()["location"],
+        "https://shop.example/order?id=1&ref=mail"
+    );
+    let clicked = server.store().events(&id).unwrap().pop().unwrap();
+    assert_eq!(clicked.kind, "CLICKED");
+    let detail: Value = serde_json::from_str(clicked.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["userAgent"], "TestMail/1.0");
+    assert_eq!(detail["linkIndex"], 0);
+    assert_eq!(detail["ip"], "127.0.0.1");
+
+    let pixel_url = html
+        .split("<img src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let response = http.get(pixel_url).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/gif");
+    assert_eq!(
+        event_kinds(&server, &id),
+        ["SUBMITTED", "PROCESSED", "CLICKED", "OPENED"]
+    );
+}
+
+#[test]
+fn forged_or_altered_tokens_get_404_and_record_nothing() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let server = TestServer::start(|_| {});
+    let (id, html) = tracked_message(&server);
+    let link = hrefs(&html).remove(0);
+    let (prefix, token) = link.rsplit_once('/').unwrap();
+    let (_, tag) = token.split_once('.').unwrap();
+    let evil = URL_SAFE_NO_PAD.encode(format!("c\n{id}\n0\nhttps://evil.example/"));
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for forged in [
+        format!("{prefix}/{evil}.{tag}"),
+        format!("{prefix}/{token}x"),
+        format!("{prefix}/not-a-token"),
+    ] {
+        let response = http.get(&forged).send().unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{forged}");
+    }
+    assert_eq!(event_kinds(&server, &id), ["SUBMITTED", "PROCESSED"]);
+}
+
+#[test]
+fn a_customer_cannot_upload_a_plugin_that_uses_a_privileged_capability() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let base = format!("http://{}", server.server.api_addr);
+    let http = Client::new();
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            ("client_id", demo.client_id.as_str()),
+            ("client_secret", demo.client_secret.as_str()),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let builtin = sluice::plugin::builtin::BUILTINS
+        .iter()
+        .find(|builtin| builtin.name == "tracking")
+        .unwrap();
+    let response = http
+        .post(format!("{base}/1/plugins"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .body(builtin.component)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().unwrap();
+    let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
+    assert!(
+        message.contains("sluice:flowstep/tracking") && message.contains("not granted"),
+        "{message}"
+    );
+}
