@@ -447,7 +447,7 @@ fn sources_and_credentials_are_managed_through_the_api() {
     let api = Api::demo(&server);
     let response = api
         .post("sources")
-        .json(&json!({"description": "billing", "allowedNetworks": ["10.1.0.0/16"], "requireTls": true}))
+        .json(&json!({"description": "billing", "allowedNetworks": ["127.0.0.0/8"], "requireTls": true}))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -494,4 +494,42 @@ fn an_openapi_document_is_served() {
         .unwrap();
     assert_eq!(document["openapi"], "3.0.3");
     assert!(document["paths"]["/{account_id}/messages/submit"]["post"].is_object());
+}
+
+#[test]
+fn a_source_allowlist_applies_to_the_api_too() {
+    let server = TestServer::start(|_| {});
+    server.block_on(async {
+        let store = server.store();
+        let source = store
+            .create_source(Source {
+                id: 0,
+                account_id: 1,
+                name: "office only".into(),
+                allowed_networks: vec!["192.0.2.0/24".parse().unwrap()],
+                max_message_bytes: 1 << 20,
+                require_tls: false,
+                allow_plain_auth: false,
+            })
+            .await
+            .unwrap();
+        store
+            .add_credential(&source, CredentialKind::Api, "office-api", "office-secret")
+            .await
+            .unwrap();
+    });
+    let response = Client::new()
+        .post(format!("http://{}/oauth/token", server.server.api_addr))
+        .form(&[
+            ("client_id", "office-api"),
+            ("client_secret", "office-secret"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_codes(&response.json().unwrap()),
+        ["addressNotAllowed"]
+    );
 }

@@ -152,3 +152,16 @@ fn an_idle_connection_is_closed_with_421() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(dialogue.reply().starts_with("421 4.4.2"));
 }
+
+#[test]
+fn a_dot_right_after_data_ends_the_message() {
+    let server = TestServer::start(|_| {});
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.login(&server);
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.expect("RCPT TO:<a@example.net>", "250 2.1.5");
+    dialogue.expect("DATA", "354");
+    // An empty message: only the trace field the server adds, which is a valid header.
+    dialogue.expect(".", "250 2.0.0");
+    dialogue.expect("QUIT", "221 2.0.0");
+}

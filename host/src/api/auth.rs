@@ -2,7 +2,9 @@
 //! credential of a Source is exchanged for a short-lived bearer token. Tokens are signed by
 //! the host (HMAC-SHA256), so checking one needs no lookup.
 
-use axum::extract::{FromRequestParts, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::{Form, Json};
 use base64::Engine as _;
@@ -13,7 +15,7 @@ use sha2::Sha256;
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::store::{CredentialKind, now_millis, verify_secret};
+use crate::store::{CredentialKind, now_millis, verify_credential};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -88,10 +90,46 @@ impl FromRequestParts<ApiState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthorized("use the Bearer scheme"))?;
-        state
+        let caller = state
             .tokens
             .verify(token.trim())
-            .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))
+            .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
+        check_allowlist(state, caller.source_id, peer)?;
+        Ok(caller)
+    }
+}
+
+/// Refuses a request from outside the source's IP allowlist (a token is no way around it).
+fn check_allowlist(
+    state: &ApiState,
+    source_id: u64,
+    peer: Option<SocketAddr>,
+) -> Result<(), ApiError> {
+    let source = state
+        .store
+        .source(source_id)?
+        .ok_or_else(|| ApiError::unauthorized("the source of this credential no longer exists"))?;
+    if source.allowed_networks.is_empty() {
+        return Ok(());
+    }
+    let allowed = peer.is_some_and(|peer| {
+        source
+            .allowed_networks
+            .iter()
+            .any(|net| net.contains(&peer.ip()))
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "addressNotAllowed",
+            "this source may not be used from your address",
+        ))
     }
 }
 
@@ -126,6 +164,7 @@ pub struct TokenResponse {
 /// `POST /oauth/token`.
 pub async fn token(
     State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Form(request): Form<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     if request.grant_type != "client_credentials" {
@@ -142,15 +181,12 @@ pub async fn token(
         .filter(|credential| credential.kind == CredentialKind::Api);
     let hash = credential
         .as_ref()
-        .map(|credential| credential.secret_hash.clone())
-        .unwrap_or_default();
-    let secret = request.client_secret;
-    let valid = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .unwrap_or(false);
+        .map(|credential| credential.secret_hash.clone());
+    let valid = verify_credential(request.client_secret, hash).await;
     let credential = credential
         .filter(|_| valid)
         .ok_or_else(|| ApiError::unauthorized("client_id or client_secret is wrong"))?;
+    check_allowlist(&state, credential.source_id, Some(peer))?;
     Ok(Json(TokenResponse {
         access_token: state.tokens.issue(Caller {
             account_id: credential.account_id,

@@ -86,6 +86,22 @@ fn is_address(address: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','))
 }
 
+/// `type/subtype` with token characters only (RFC 2045 section 5.1), parameters allowed
+/// after a semicolon but no control characters anywhere.
+fn is_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    !value.chars().any(char::is_control)
+        && essence
+            .split_once('/')
+            .is_some_and(|(kind, sub)| token(kind) && token(sub))
+}
+
 fn required_address(
     errors: &mut Vec<FieldError>,
     field: &str,
@@ -185,6 +201,30 @@ impl SubmitMessage {
         };
         let mut attachments = Vec::new();
         for (index, attachment) in self.attachments.iter().enumerate() {
+            if !is_media_type(&attachment.content_type) {
+                errors.push(field_error(
+                    &format!("attachments[{index}].contentType"),
+                    "invalidValue",
+                    "must be a media type such as application/pdf",
+                    Some(attachment.content_type.clone().into()),
+                ));
+            }
+            let texts = [
+                &attachment.content_id,
+                &attachment.filename,
+                &attachment.disposition,
+            ];
+            if texts.iter().any(|text| {
+                text.as_deref()
+                    .is_some_and(|t| t.chars().any(char::is_control))
+            }) {
+                errors.push(field_error(
+                    &format!("attachments[{index}]"),
+                    "invalidValue",
+                    "filename, disposition and contentId may not hold control characters",
+                    None,
+                ));
+            }
             match STANDARD.decode(attachment.content.trim()) {
                 Ok(bytes) => attachments.push(bytes),
                 Err(_) => errors.push(field_error(

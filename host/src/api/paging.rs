@@ -17,17 +17,17 @@ pub fn page<T>(headers: &HeaderMap, items: Vec<T>) -> Result<(HeaderMap, Vec<T>)
         None => (0, DEFAULT_PAGE - 1),
         Some(value) => parse_range(value.to_str().unwrap_or(""))?,
     };
-    let last = last.min(first + MAX_PAGE - 1);
+    let last = last.min(first.saturating_add(MAX_PAGE - 1));
     let page: Vec<T> = items
         .into_iter()
         .skip(first)
-        .take(last + 1 - first)
+        .take((last - first).saturating_add(1))
         .collect();
     let mut answer = HeaderMap::new();
     let range = if page.is_empty() {
         format!("items */{total}")
     } else {
-        format!("items {first}-{}/{total}", first + page.len() - 1)
+        format!("items {first}-{}/{total}", first + (page.len() - 1))
     };
     answer.insert(
         axum::http::header::CONTENT_RANGE,
@@ -100,5 +100,11 @@ mod tests {
         let (answer, page) = page(&headers, vec![1, 2, 3, 4, 5]).unwrap();
         assert_eq!(page, [3, 4]);
         assert_eq!(answer["content-range"], "items 2-3/5");
+        let mut headers = HeaderMap::new();
+        let huge = format!("items={0}-{0}", usize::MAX);
+        headers.insert("range", HeaderValue::from_str(&huge).unwrap());
+        let (answer, page) = super::page(&headers, vec![1]).unwrap();
+        assert!(page.is_empty());
+        assert_eq!(answer["content-range"], "items */1");
     }
 }

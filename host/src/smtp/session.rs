@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::Shared;
 use super::auth::{decode_line, decode_plain};
-use crate::store::{CredentialKind, Source, verify_secret};
+use crate::store::{CredentialKind, Source, verify_credential};
 use crate::submit::{self, Submission, SubmitError};
 
 /// Failed AUTH attempts on one connection before it is closed.
@@ -378,8 +378,12 @@ impl Session {
                         .extend_from_slice(b"354 Start mail input; end with <CRLF>.<CRLF>\r\n");
                     let mut body = Vec::with_capacity(64 << 10);
                     body.extend_from_slice(self.received_header().as_bytes());
+                    // The receiver recognises "." only after a CRLF; DATA's own line ended
+                    // with one, so prime it, or a message starting with "." would be missed.
+                    let mut receiver = DataReceiver::new();
+                    receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
                     *mode = Mode::Data {
-                        receiver: DataReceiver::new(),
+                        receiver,
                         body,
                         too_large: false,
                     };
@@ -485,14 +489,39 @@ impl Session {
 
     async fn authenticate(&mut self, username: String, password: String) -> Flow {
         let ip = self.peer.ip();
-        match self.check_credentials(&username, password).await {
-            Ok(Some(source)) => {
-                if !source.allowed_networks.is_empty()
-                    && !source.allowed_networks.iter().any(|net| net.contains(&ip))
-                {
-                    self.reply(550, "5.7.1", &format!("This source may not send from {ip}"));
+        let credential = match self.shared.store.credential(&username) {
+            Ok(credential) => credential.filter(|c| c.kind == CredentialKind::Smtp),
+            Err(error) => {
+                tracing::error!(%error, "SMTP AUTH could not be checked");
+                self.reply(454, "4.7.0", "Temporary authentication failure");
+                return Flow::Continue;
+            }
+        };
+        let source = match &credential {
+            Some(credential) => match self.shared.store.source(credential.source_id) {
+                Ok(source) => source,
+                Err(error) => {
+                    tracing::error!(%error, "SMTP AUTH could not be checked");
+                    self.reply(454, "4.7.0", "Temporary authentication failure");
                     return Flow::Continue;
                 }
+            },
+            None => None,
+        };
+        // The allowlist is checked before the password, so an address outside it learns
+        // nothing about the password; it counts as a failed attempt.
+        if let Some(source) = &source
+            && !source.allowed_networks.is_empty()
+            && !source.allowed_networks.iter().any(|net| net.contains(&ip))
+        {
+            self.shared.failures.record_failure(ip);
+            self.reply(550, "5.7.1", &format!("This source may not send from {ip}"));
+            return Flow::Continue;
+        }
+        let hash = credential.map(|credential| credential.secret_hash);
+        let valid = verify_credential(password, hash).await;
+        match source {
+            Some(source) if valid => {
                 if !self.tls && !source.allow_plain_auth {
                     self.reply(
                         538,
@@ -507,7 +536,7 @@ impl Session {
                 self.reply(235, "2.7.0", "Authentication successful");
                 Flow::Continue
             }
-            Ok(None) => {
+            _ => {
                 self.shared.failures.record_failure(ip);
                 self.auth_failures += 1;
                 self.reply(535, "5.7.8", "Authentication credentials invalid");
@@ -517,37 +546,6 @@ impl Session {
                 }
                 Flow::Continue
             }
-            Err(error) => {
-                tracing::error!(%error, "SMTP AUTH could not be checked");
-                self.reply(454, "4.7.0", "Temporary authentication failure");
-                Flow::Continue
-            }
-        }
-    }
-
-    /// The source of a valid SMTP credential, `None` for a wrong one.
-    async fn check_credentials(
-        &self,
-        username: &str,
-        password: String,
-    ) -> Result<Option<Source>, crate::store::StoreError> {
-        let credential = self
-            .shared
-            .store
-            .credential(username)?
-            .filter(|credential| credential.kind == CredentialKind::Smtp);
-        // Verify against a dummy hash when the user does not exist, so the answer takes as
-        // long either way and does not tell which usernames exist.
-        let hash = credential
-            .as_ref()
-            .map(|credential| credential.secret_hash.clone())
-            .unwrap_or_else(|| DUMMY_HASH.to_string());
-        let valid = tokio::task::spawn_blocking(move || verify_secret(&password, &hash))
-            .await
-            .unwrap_or(false);
-        match credential {
-            Some(credential) if valid => self.shared.store.source(credential.source_id),
-            _ => Ok(None),
         }
     }
 
@@ -602,6 +600,3 @@ impl Session {
         }
     }
 }
-
-/// An argon2 hash of a random secret, checked when a username is unknown.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2x1aWNlLWR1bW15LXNhbHQ$9s1ksXhfGyUBMYDaeBf3ElKeANhWaU8gKpcCtpk5cjc";
