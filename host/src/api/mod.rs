@@ -27,6 +27,9 @@ use crate::tracking::{self, LinkSigner};
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
 
+/// The largest `POST /oauth/token` body.
+const TOKEN_REQUEST_BYTES: usize = 8 << 10;
+
 /// The API's settings (`[api]` in the configuration).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -109,7 +112,11 @@ impl ApiState {
 /// Every route of the API.
 pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
     Router::new()
-        .route("/oauth/token", post(auth::token))
+        .route(
+            "/oauth/token",
+            // A token request is a small form: no reason to buffer megabytes unauthenticated.
+            post(auth::token).layer(DefaultBodyLimit::max(TOKEN_REQUEST_BYTES)),
+        )
         .route("/openapi.json", get(openapi::document))
         .route("/c/{token}", get(tracking::http::click))
         .route("/o/{token}", get(tracking::http::open))

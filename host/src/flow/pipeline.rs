@@ -87,6 +87,11 @@ impl PipelineHandle {
         record: &MessageRecord,
         message: Message,
     ) -> Result<FlowRun, StoreError> {
+        // Simulations share the pipeline's bound on flows running at once, so a burst of
+        // them cannot take every instance slot from real mail.
+        let Ok(_permit) = self.pipeline.concurrency.acquire().await else {
+            return Err(StoreError::Closed);
+        };
         self.pipeline.run_flow(record, message).await
     }
 

@@ -27,6 +27,9 @@ pub(super) fn decode_line(line: &str) -> Option<String> {
     String::from_utf8(STANDARD.decode(line.trim()).ok()?).ok()
 }
 
+/// Entries kept before stale ones are pruned.
+const PRUNE_ABOVE: usize = 10_000;
+
 /// Failed AUTH attempts per IP address, and when each may try again.
 #[derive(Debug)]
 pub struct AuthFailures {
@@ -64,6 +67,12 @@ impl AuthFailures {
     /// Counts a failure.
     pub fn record_failure(&self, ip: IpAddr) {
         let mut map = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget addresses whose last failure is older than the back-off, so the map stays
+        // as small as the set of addresses failing right now.
+        if map.len() >= PRUNE_ABOVE {
+            let backoff = self.backoff;
+            map.retain(|_, (_, last)| last.elapsed() < backoff);
+        }
         let entry = map.entry(ip).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= self.backoff {
             *entry = (0, Instant::now());
