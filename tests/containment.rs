@@ -223,3 +223,49 @@ fn failures_on_some_threads_do_not_disturb_calls_on_others() {
         }
     });
 }
+
+#[test]
+fn a_shared_plugin_is_disabled_only_for_the_account_whose_mail_broke_it() {
+    use std::sync::Arc;
+
+    use sluice::plugin::StepContext;
+    use sluice::tracking::LinkSigner;
+
+    let runtime = runtime(RuntimeLimits {
+        failures_before_disable: 2,
+        ..test_limits()
+    });
+    let plugin = load(&runtime, "test-misbehave");
+    let links = Arc::new(LinkSigner::new([1; 32], "http://t.example"));
+    let context = |account_id, simulation| {
+        Some(StepContext {
+            message_id: "m".into(),
+            account_id,
+            simulation,
+            links: Arc::clone(&links),
+        })
+    };
+    let input = message("plain.eml");
+    let trap = r#"{"behaviour": "trap"}"#;
+
+    // Dry runs never count.
+    for _ in 0..3 {
+        plugin.run_in(&input, trap, context(1, true)).unwrap_err();
+    }
+    assert!(!plugin.is_disabled_for(1));
+
+    plugin.run_in(&input, trap, context(1, false)).unwrap_err();
+    plugin.run_in(&input, trap, context(1, false)).unwrap_err();
+    assert!(plugin.is_disabled_for(1));
+    let refused = plugin
+        .run_in(&input, READ_HEADER, context(1, false))
+        .unwrap_err();
+    assert_eq!(refused.failure.code(), "disabled");
+
+    // Another account's mail still runs through the same plugin.
+    let run = plugin
+        .run_in(&input, READ_HEADER, context(2, false))
+        .unwrap();
+    assert_eq!(run.outcome, StepOutcome::Continue);
+    assert!(!plugin.is_disabled_for(2));
+}

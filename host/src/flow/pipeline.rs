@@ -92,7 +92,7 @@ impl PipelineHandle {
         let Ok(_permit) = self.pipeline.concurrency.acquire().await else {
             return Err(StoreError::Closed);
         };
-        self.pipeline.run_flow(record, message).await
+        self.pipeline.run_flow(record, message, true).await
     }
 
     /// Messages whose flow is running now.
@@ -216,7 +216,10 @@ impl Pipeline {
         };
         let data_text = record.data.as_ref().map(|data| data.to_string());
         let run = match Message::parse(body.clone(), envelope) {
-            Ok(message) => self.run_flow(&record, message.with_data(data_text)).await?,
+            Ok(message) => {
+                self.run_flow(&record, message.with_data(data_text), false)
+                    .await?
+            }
             Err(error) => FlowRun::held(
                 None,
                 Vec::new(),
@@ -236,6 +239,7 @@ impl Pipeline {
         self: &Arc<Self>,
         record: &MessageRecord,
         message: Message,
+        simulation: bool,
     ) -> Result<FlowRun, StoreError> {
         let routing = self.store.routing(record.account_id)?;
         let Some(flow_id) = routing
@@ -274,6 +278,8 @@ impl Pipeline {
             let input = current.clone();
             let context = StepContext {
                 message_id: record.id.clone(),
+                account_id: record.account_id,
+                simulation,
                 links: Arc::clone(&self.links),
             };
             let result = match tokio::task::spawn_blocking(move || {

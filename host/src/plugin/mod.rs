@@ -9,13 +9,13 @@ mod bindings;
 pub mod builtin;
 pub mod cache;
 mod engine;
+mod health;
 pub mod limits;
 pub mod policy;
 pub mod registry;
 mod state;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -30,6 +30,7 @@ pub use policy::{Capability, ForbiddenImport, Grants};
 pub use state::{LogLine, StepContext};
 
 use bindings::FlowstepPre;
+use health::Health;
 use state::StepState;
 
 /// What a step decided about the message.
@@ -304,9 +305,7 @@ impl PluginRuntime {
             grants,
             pre,
             runtime: Arc::clone(self),
-            consecutive_failures: AtomicU32::new(0),
-            disabled: AtomicBool::new(false),
-            disabled_reason: Mutex::new(None),
+            health: Health::new(self.limits.failures_before_disable),
         }))
     }
 
@@ -372,9 +371,7 @@ pub struct Plugin {
     grants: Grants,
     pre: FlowstepPre<StepState>,
     runtime: Arc<PluginRuntime>,
-    consecutive_failures: AtomicU32,
-    disabled: AtomicBool,
-    disabled_reason: Mutex<Option<String>>,
+    health: Health,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -408,27 +405,19 @@ impl Plugin {
         &self.grants
     }
 
-    /// True once it failed too often in a row.
+    /// True once calls without an account (CLI, tests) failed too often in a row.
     pub fn is_disabled(&self) -> bool {
-        self.disabled.load(Ordering::Acquire)
+        self.health.disabled(None).is_some()
     }
 
-    /// Why it was disabled, if it was.
-    pub fn disabled_reason(&self) -> Option<String> {
-        self.disabled_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// True once this account's calls failed too often in a row.
+    pub fn is_disabled_for(&self, account_id: u64) -> bool {
+        self.health.disabled(Some(account_id)).is_some()
     }
 
-    /// Lets a disabled plugin run again (an operator's decision).
+    /// Lets a disabled plugin run again for every account (an operator's decision).
     pub fn enable(&self) {
-        self.consecutive_failures.store(0, Ordering::Release);
-        *self
-            .disabled_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        self.disabled.store(false, Ordering::Release);
+        self.health.enable_all();
     }
 
     /// Runs the step on a message in a fresh sandbox, with no message context (links cannot
@@ -445,11 +434,14 @@ impl Plugin {
         context: Option<StepContext>,
     ) -> Result<StepRun, StepFailed> {
         let started = Instant::now();
-        if self.is_disabled() {
+        let tenant = context.as_ref().map(|context| context.account_id);
+        // A simulation is a dry run: its faults say nothing about real mail.
+        let counts = !context.as_ref().is_some_and(|context| context.simulation);
+        if let Some(reason) = self.health.disabled(tenant) {
             return Err(StepFailed {
                 failure: StepFailure::Disabled {
                     plugin: self.name.clone(),
-                    reason: self.disabled_reason().unwrap_or_default(),
+                    reason,
                 },
                 report: StepReport::default(),
             });
@@ -475,7 +467,9 @@ impl Plugin {
         };
         match result {
             Ok((outcome, message)) => {
-                self.consecutive_failures.store(0, Ordering::Release);
+                if counts {
+                    self.health.record_success(tenant);
+                }
                 Ok(StepRun {
                     outcome,
                     message,
@@ -483,8 +477,14 @@ impl Plugin {
                 })
             }
             Err(failure) => {
-                if failure.is_sandbox_fault() {
-                    self.record_fault(&failure);
+                if counts
+                    && failure.is_sandbox_fault()
+                    && let Some(reason) = self.health.record_fault(tenant, &failure.to_string())
+                {
+                    tracing::warn!(
+                        plugin = %self.name, sha256 = %self.sha256, account = ?tenant, %reason,
+                        "plugin disabled"
+                    );
                 }
                 Err(StepFailed { failure, report })
             }
@@ -553,19 +553,6 @@ impl Plugin {
             return StepFailure::Instantiate(format!("{error:#}"));
         }
         StepFailure::Trap(trap_summary(&error))
-    }
-
-    fn record_fault(&self, failure: &StepFailure) {
-        let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
-        let threshold = self.runtime.limits.failures_before_disable;
-        if threshold > 0 && failures >= threshold && !self.disabled.swap(true, Ordering::AcqRel) {
-            let reason = format!("{failures} failures in a row, the last: {failure}");
-            tracing::warn!(plugin = %self.name, sha256 = %self.sha256, %reason, "plugin disabled");
-            *self
-                .disabled_reason
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(reason);
-        }
     }
 }
 

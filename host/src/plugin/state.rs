@@ -54,6 +54,10 @@ impl MessageDraft {
 pub struct StepContext {
     /// The message's id, which tracking links carry.
     pub message_id: String,
+    /// The account the message belongs to.
+    pub account_id: u64,
+    /// A dry run (the API's simulate): its faults do not count towards disabling the plugin.
+    pub simulation: bool,
     /// Signs tracking links.
     pub links: std::sync::Arc<crate::tracking::LinkSigner>,
 }
