@@ -4,86 +4,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use sluice::store::{CredentialKind, Source};
 
-use crate::util::{TestServer, guest_bytes};
-
-struct Api {
-    base: String,
-    http: Client,
-    token: String,
-    account: u64,
-}
-
-impl Api {
-    fn connect(server: &TestServer, account: u64, client_id: &str, secret: &str) -> Self {
-        let base = format!("http://{}", server.server.api_addr);
-        let http = Client::new();
-        let response = http
-            .post(format!("{base}/oauth/token"))
-            .form(&[
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("grant_type", "client_credentials"),
-            ])
-            .send()
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().unwrap();
-        assert_eq!(body["token_type"], "bearer");
-        Self {
-            base,
-            http,
-            token: body["access_token"].as_str().unwrap().to_string(),
-            account,
-        }
-    }
-
-    fn demo(server: &TestServer) -> Self {
-        let demo = server.server.created_demo.clone().unwrap();
-        Self::connect(
-            server,
-            demo.account_id,
-            &demo.client_id,
-            &demo.client_secret,
-        )
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/{}/{}", self.base, self.account, path)
-    }
-
-    fn get(&self, path: &str) -> RequestBuilder {
-        self.http.get(self.url(path)).bearer_auth(&self.token)
-    }
-
-    fn post(&self, path: &str) -> RequestBuilder {
-        self.http.post(self.url(path)).bearer_auth(&self.token)
-    }
-
-    fn put(&self, path: &str) -> RequestBuilder {
-        self.http.put(self.url(path)).bearer_auth(&self.token)
-    }
-
-    /// Submits and returns the new message's id from the Location header.
-    fn submit(&self, message: Value) -> String {
-        let response = self.post("messages/submit").json(&message).send().unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "{:?}",
-            response.text()
-        );
-        let location = response.headers()["location"].to_str().unwrap().to_string();
-        assert!(
-            location.starts_with(&format!("{}/{}/messages/", self.base, self.account)),
-            "{location}"
-        );
-        location.rsplit('/').next().unwrap().to_string()
-    }
-}
+use crate::util::{Api, TestServer, guest_bytes};
 
 fn email(subject: &str) -> Value {
     json!({

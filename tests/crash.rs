@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::{SmtpTransport, Transport};
-use sluice::store::{Flow, Flowstep, MessageStatus};
+use sluice::store::MessageStatus;
 
-use crate::util::{TestServer, guest_bytes};
+use crate::util::TestServer;
 
 #[test]
 fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
@@ -18,28 +18,11 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
     // acknowledged but not yet through their flow.
     let setup = TestServer::start(|_| {});
     let (user, password) = setup.demo_login();
-    setup.block_on(async {
-        let store = setup.store();
-        let step = guest_bytes("test-misbehave");
-        let sha = sluice::plugin::hex_sha256(&step);
-        store.put_plugin(1, &sha, step).await.unwrap();
-        let flow = store
-            .create_flow(Flow {
-                id: 0,
-                account_id: 1,
-                name: "slow".into(),
-                steps: vec![Flowstep {
-                    plugin: sha,
-                    config: serde_json::json!({"behaviour": "busy", "millis": 60, "version": "v"}),
-                    enabled_when: None,
-                }],
-            })
-            .await
-            .unwrap();
-        let mut routing = store.routing(1).unwrap().unwrap();
-        routing.default_flow_id = flow.id;
-        store.set_routing(1, routing).await.unwrap();
-    });
+    let step = setup.upload_guest("test-misbehave");
+    setup.set_default_flow(
+        &step,
+        serde_json::json!({"behaviour": "busy", "millis": 60, "version": "v"}),
+    );
     let dir = setup.stop();
 
     // The real binary, on that data folder.

@@ -4,9 +4,9 @@
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use sluice::store::{Flow, Flowstep, MessageStatus};
+use sluice::store::MessageStatus;
 
-use crate::util::TestServer;
+use crate::util::{Api, TestServer};
 
 const HTML: &str = r##"<html><body>
 <p><a href="https://shop.example/order?id=1&amp;ref=mail">your order</a></p>
@@ -17,55 +17,15 @@ const HTML: &str = r##"<html><body>
 /// Sends one html message through a flow whose only step is the built-in tracking step;
 /// returns the message id and the processed html.
 fn tracked_message(server: &TestServer) -> (String, String) {
-    server.block_on(async {
-        let store = server.store();
-        let flow = store
-            .create_flow(Flow {
-                id: 0,
-                account_id: 1,
-                name: "tracked".into(),
-                steps: vec![Flowstep {
-                    plugin: "tracking".into(),
-                    config: json!({}),
-                    enabled_when: None,
-                }],
-            })
-            .await
-            .unwrap();
-        let mut routing = store.routing(1).unwrap().unwrap();
-        routing.default_flow_id = flow.id;
-        store.set_routing(1, routing).await.unwrap();
-    });
-    let demo = server.server.created_demo.clone().unwrap();
-    let base = format!("http://{}", server.server.api_addr);
-    let http = Client::new();
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("client_id", demo.client_id.as_str()),
-            ("client_secret", demo.client_secret.as_str()),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let response = http
-        .post(format!("{base}/1/messages/submit"))
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .json(&json!({
-            "messageType": "EMAIL",
-            "senderAddress": "shop@example.com",
-            "recipientAddress": "ann@example.net",
-            "subject": "Your order",
-            "html": HTML,
-            "text": "Your order: https://shop.example/order?id=1",
-        }))
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let location = response.headers()["location"].to_str().unwrap().to_string();
-    let id = location.rsplit('/').next().unwrap().to_string();
+    server.set_default_flow("tracking", json!({}));
+    let id = Api::demo(server).submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "shop@example.com",
+        "recipientAddress": "ann@example.net",
+        "subject": "Your order",
+        "html": HTML,
+        "text": "Your order: https://shop.example/order?id=1",
+    }));
     let record = server.wait_until_done(&id);
     assert_eq!(
         record.status,
@@ -175,30 +135,12 @@ fn forged_or_altered_tokens_get_404_and_record_nothing() {
 #[test]
 fn a_customer_cannot_upload_a_plugin_that_uses_a_privileged_capability() {
     let server = TestServer::start(|_| {});
-    let demo = server.server.created_demo.clone().unwrap();
-    let base = format!("http://{}", server.server.api_addr);
-    let http = Client::new();
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .form(&[
-            ("client_id", demo.client_id.as_str()),
-            ("client_secret", demo.client_secret.as_str()),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let api = Api::demo(&server);
     let builtin = sluice::plugin::builtin::BUILTINS
         .iter()
         .find(|builtin| builtin.name == "tracking")
         .unwrap();
-    let response = http
-        .post(format!("{base}/1/plugins"))
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .body(builtin.component)
-        .send()
-        .unwrap();
+    let response = api.post("plugins").body(builtin.component).send().unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().unwrap();
     let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();

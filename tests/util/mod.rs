@@ -162,3 +162,114 @@ impl TestServer {
         }
     }
 }
+
+/// A REST API client logged in as one account.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::blocking::Client,
+    pub token: String,
+    pub account: u64,
+}
+
+impl Api {
+    pub fn connect(server: &TestServer, account: u64, client_id: &str, secret: &str) -> Self {
+        let base = format!("http://{}", server.server.api_addr);
+        let http = reqwest::blocking::Client::new();
+        let response = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        let body: serde_json::Value = response.json().unwrap();
+        assert_eq!(body["token_type"], "bearer");
+        Self {
+            base,
+            http,
+            token: body["access_token"].as_str().unwrap().to_string(),
+            account,
+        }
+    }
+
+    pub fn demo(server: &TestServer) -> Self {
+        let demo = server.server.created_demo.clone().unwrap();
+        Self::connect(
+            server,
+            demo.account_id,
+            &demo.client_id,
+            &demo.client_secret,
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}/{}", self.base, self.account, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub fn put(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.put(self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// Submits and returns the new message's id from the Location header.
+    pub fn submit(&self, message: serde_json::Value) -> String {
+        let response = self.post("messages/submit").json(&message).send().unwrap();
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::CREATED,
+            "{:?}",
+            response.text()
+        );
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            location.starts_with(&format!("{}/{}/messages/", self.base, self.account)),
+            "{location}"
+        );
+        location.rsplit('/').next().unwrap().to_string()
+    }
+}
+
+impl TestServer {
+    /// Stores a guest component as a plugin of the demo account; returns its sha256.
+    pub fn upload_guest(&self, crate_name: &str) -> String {
+        let component = guest_bytes(crate_name);
+        let sha256 = sluice::plugin::hex_sha256(&component);
+        self.block_on(self.store().put_plugin(1, &sha256, component))
+            .unwrap();
+        sha256
+    }
+
+    /// Makes a flow of one step the demo account's default flow; returns the flow's id.
+    pub fn set_default_flow(&self, plugin: &str, config: serde_json::Value) -> u64 {
+        self.block_on(async {
+            let store = self.store();
+            let flow = store
+                .create_flow(sluice::store::Flow {
+                    id: 0,
+                    account_id: 1,
+                    name: "test default".into(),
+                    steps: vec![sluice::store::Flowstep {
+                        plugin: plugin.to_string(),
+                        config,
+                        enabled_when: None,
+                    }],
+                })
+                .await
+                .unwrap();
+            let mut routing = store.routing(1).unwrap().unwrap();
+            routing.default_flow_id = flow.id;
+            store.set_routing(1, routing).await.unwrap();
+            flow.id
+        })
+    }
+}
