@@ -7,6 +7,7 @@ mod contract;
 mod crash;
 mod hot_reload;
 mod loading;
+mod pipeline;
 mod smtp;
 mod smtp_protocol;
 mod tracking;

@@ -136,3 +136,16 @@ impl From<crate::store::StoreError> for ApiError {
         }
     }
 }
+
+impl From<crate::flow::FlowError> for ApiError {
+    fn from(error: crate::flow::FlowError) -> Self {
+        match error {
+            crate::flow::FlowError::Store(error) => error.into(),
+            crate::flow::FlowError::Busy(reason) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("the flow could not run now, try again: {reason}"),
+            ),
+        }
+    }
+}

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::rules::{MessageFacts, Routing};
 use crate::message::{Envelope, Message};
 use crate::plugin::registry::PluginRegistry;
-use crate::plugin::{Grants, Plugin, PluginRuntime, StepContext, StepOutcome};
+use crate::plugin::{Grants, Plugin, PluginRuntime, StepContext, StepFailure, StepOutcome};
 use crate::store::{Event, MessageRecord, MessageStatus, Store, StoreError, now_millis};
 use crate::tracking::LinkSigner;
 
@@ -66,6 +66,17 @@ impl FlowRun {
     }
 }
 
+/// Why a flow could not run to an outcome now; the message stays in the spool.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A step could not be started (the instance pool is full); try again shortly.
+    #[error("a step could not be started: {0}")]
+    Busy(String),
+}
+
 /// Tells the pipeline about newly spooled messages.
 #[derive(Clone, Debug)]
 pub struct PipelineHandle {
@@ -86,11 +97,11 @@ impl PipelineHandle {
         &self,
         record: &MessageRecord,
         message: Message,
-    ) -> Result<FlowRun, StoreError> {
+    ) -> Result<FlowRun, FlowError> {
         // Simulations share the pipeline's bound on flows running at once, so a burst of
         // them cannot take every instance slot from real mail.
         let Ok(_permit) = self.pipeline.concurrency.acquire().await else {
-            return Err(StoreError::Closed);
+            return Err(StoreError::Closed.into());
         };
         self.pipeline.run_flow(record, message, true).await
     }
@@ -186,7 +197,7 @@ impl Pipeline {
             tokio::spawn(async move {
                 if let Err(error) = pipeline.process(&id).await {
                     // The message stays in the spool and is tried again at the next scan.
-                    tracing::error!(message = %id, %error, "flow failed to record; will retry");
+                    tracing::warn!(message = %id, %error, "flow did not finish; retrying from the spool");
                     pipeline.overflowed.store(true, Ordering::Release);
                 }
                 pipeline
@@ -200,7 +211,7 @@ impl Pipeline {
     }
 
     /// Runs one message's flow and records the outcome.
-    async fn process(self: &Arc<Self>, id: &str) -> Result<(), StoreError> {
+    async fn process(self: &Arc<Self>, id: &str) -> Result<(), FlowError> {
         let Some(mut record) = self.store.message(id)? else {
             return Ok(());
         };
@@ -208,7 +219,7 @@ impl Pipeline {
             return Ok(());
         }
         let Some(body) = self.store.body(id)? else {
-            return Err(StoreError::NotFound(format!("body of message {id}")));
+            return Err(StoreError::NotFound(format!("body of message {id}")).into());
         };
         let envelope = Envelope {
             sender: record.sender.clone(),
@@ -231,7 +242,7 @@ impl Pipeline {
         record.status_reason = run.reason;
         let new_body = run.message.map(|message| message.to_bytes());
         let changed = new_body.filter(|new_body| *new_body != body);
-        self.store.finish_flow(record, changed, run.events).await
+        Ok(self.store.finish_flow(record, changed, run.events).await?)
     }
 
     /// Sorts a message into its flow and runs the flow's steps; stores nothing.
@@ -240,7 +251,7 @@ impl Pipeline {
         record: &MessageRecord,
         message: Message,
         simulation: bool,
-    ) -> Result<FlowRun, StoreError> {
+    ) -> Result<FlowRun, FlowError> {
         let routing = self.store.routing(record.account_id)?;
         let Some(flow_id) = routing
             .as_ref()
@@ -321,6 +332,11 @@ impl Pipeline {
                 },
                 Err(failed) => {
                     let failure = failed.failure;
+                    // Not the step's fault nor the message's: the message waits in the
+                    // spool and is tried again at the next scan.
+                    if let StepFailure::Instantiate(reason) = failure {
+                        return Err(FlowError::Busy(reason));
+                    }
                     let code = failure.code();
                     events.push(error_event(format!("step {number} ({code}): {failure}")));
                     let reason = format!("step {number} failed: {code}");
