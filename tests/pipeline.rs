@@ -41,3 +41,20 @@ fn a_full_instance_pool_delays_messages_instead_of_holding_them() {
         );
     }
 }
+
+#[test]
+fn a_step_that_fails_after_changing_the_message_leaves_it_as_submitted() {
+    let server = TestServer::start(|_| {});
+    let step = server.upload_guest("test-misbehave");
+    server.set_default_flow(&step, json!({"behaviour": "set-header-then-fail"}));
+    let raw = b"From: app@example.com\r\nSubject: untouched\r\n\r\nbody\r\n";
+    let id = Api::demo(&server).submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "mimedata": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw),
+    }));
+    let record = server.wait_until_done(&id);
+    assert_eq!(record.status, MessageStatus::Held);
+    assert_eq!(server.store().body(&id).unwrap().unwrap(), raw);
+}

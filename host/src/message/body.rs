@@ -69,14 +69,6 @@ impl Content {
                 attachments: Vec::new(),
             };
         };
-        let body_of = |ids: &[u32], want_html: bool| {
-            ids.iter()
-                .find_map(|&id| match &parsed.parts.get(id as usize)?.body {
-                    PartType::Html(html) if want_html => Some(html.to_string()),
-                    PartType::Text(text) if !want_html => Some(text.to_string()),
-                    _ => None,
-                })
-        };
         let attachments = parsed
             .attachments()
             .map(|part| {
@@ -91,8 +83,8 @@ impl Content {
             })
             .collect();
         Self {
-            text: body_of(&parsed.text_body, false),
-            html: body_of(&parsed.html_body, true),
+            text: first_body(&parsed, Alternative::Text),
+            html: first_body(&parsed, Alternative::Html),
             attachments,
         }
     }
@@ -138,6 +130,35 @@ impl Content {
         message.replace_content(Bytes::from(new_head), body);
         Ok(())
     }
+}
+
+/// The two body alternatives a step can read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Alternative {
+    Text,
+    Html,
+}
+
+/// One body alternative, decoded, without reading the attachments.
+pub(super) fn alternative(message: &Message, which: Alternative) -> Option<String> {
+    let raw = message.to_bytes();
+    let parsed = MessageParser::default().parse(&raw)?;
+    first_body(&parsed, which)
+}
+
+/// The first part of the wanted kind among the parser's text or html bodies (the parser lists
+/// an html part among the text bodies when there is no text part, and the other way round).
+fn first_body(parsed: &mail_parser::Message<'_>, which: Alternative) -> Option<String> {
+    let ids = match which {
+        Alternative::Text => &parsed.text_body,
+        Alternative::Html => &parsed.html_body,
+    };
+    ids.iter()
+        .find_map(|&id| match (&parsed.parts.get(id as usize)?.body, which) {
+            (PartType::Html(html), Alternative::Html) => Some(html.to_string()),
+            (PartType::Text(text), Alternative::Text) => Some(text.to_string()),
+            _ => None,
+        })
 }
 
 /// Describes the attachments of a message.

@@ -176,12 +176,12 @@ impl Message {
 
     /// The html body, decoded, if there is an html part.
     pub fn html(&self) -> Option<String> {
-        body::Content::read(self).html
+        body::alternative(self, body::Alternative::Html)
     }
 
     /// The plain-text body, decoded, if there is a text part.
     pub fn text(&self) -> Option<String> {
-        body::Content::read(self).text
+        body::alternative(self, body::Alternative::Text)
     }
 
     /// Sets the html body, adding an html alternative when there was none.

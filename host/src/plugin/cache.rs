@@ -107,7 +107,7 @@ impl CompiledCache {
         let mut file = Vec::with_capacity(MAC_LEN + code.len());
         file.extend_from_slice(&tag);
         file.extend_from_slice(code);
-        write_atomically(path, &file)
+        write_private(path, &file)
     }
 }
 
@@ -171,16 +171,6 @@ fn engine_fingerprint(engine: &Engine) -> String {
     let mut hasher = Sha256Hasher(Sha256::new());
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
     hex::encode(&hasher.0.finalize()[..12])
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&temporary, path)
 }
 
 #[cfg(unix)]
