@@ -30,33 +30,6 @@ fn error_codes(body: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A second account with its own API login.
-fn second_account(server: &TestServer) -> Api {
-    let secret = "other-secret";
-    server.block_on(async {
-        let store = server.store();
-        let account = store.create_account("other").await.unwrap();
-        let source = store
-            .create_source(Source {
-                id: 0,
-                account_id: account.id,
-                name: "other app".into(),
-                allowed_networks: Vec::new(),
-                max_message_bytes: 1 << 20,
-                require_tls: false,
-                allow_plain_auth: false,
-            })
-            .await
-            .unwrap();
-        store
-            .add_credential(&source, CredentialKind::Api, "other-api", secret)
-            .await
-            .unwrap();
-        assert_eq!(account.id, 2);
-    });
-    Api::connect(server, 2, "other-api", secret)
-}
-
 #[test]
 fn wrong_or_missing_credentials_get_401() {
     let server = TestServer::start(|_| {});
@@ -303,7 +276,7 @@ fn a_plugin_that_does_not_fit_is_refused_with_the_reason() {
 fn one_account_can_neither_read_nor_use_another_accounts_data() {
     let server = TestServer::start(|_| {});
     let first = Api::demo(&server);
-    let second = second_account(&server);
+    let second = crate::util::second_account(&server);
     let id = first.submit(email("private"));
     let upload: Value = first
         .post("plugins")

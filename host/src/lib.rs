@@ -2,10 +2,12 @@
 
 pub mod api;
 pub mod config;
+pub mod dkim;
 pub mod flow;
 pub mod message;
 pub mod plugin;
 pub mod server;
+pub mod services;
 pub mod smtp;
 pub mod store;
 pub mod submit;

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::dkim::Dkim;
 use crate::flow::rules::Routing;
 use crate::flow::{Pipeline, PipelineHandle};
 use crate::plugin::builtin::load_builtins;
 use crate::plugin::cache::load_or_create_key;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
 use crate::plugin::{CompiledCache, PluginRuntime};
+use crate::services::AccountServices;
 use crate::smtp::{SmtpServer, tls};
 use crate::store::{CredentialKind, Flow, Source, Store};
 use crate::tracking::LinkSigner;
@@ -32,11 +34,14 @@ pub struct Server {
     pub pipeline: PipelineHandle,
     /// The operator's plugins.
     pub plugins: Arc<PluginRegistry>,
+    /// The DKIM keys and signing.
+    pub dkim: Arc<Dkim>,
     /// The demo credentials made on first start, if this start made them.
     pub created_demo: Option<DemoCredentials>,
     _watch: FolderWatch,
     smtp_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
+    purge_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Server {
@@ -51,6 +56,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.smtp_task.abort();
         self.api_task.abort();
+        self.purge_task.abort();
     }
 }
 
@@ -102,19 +108,29 @@ impl Server {
             load_or_create_key(&config.data_dir.join("links.key"))?,
             &config.api.public_url(api_addr),
         ));
+        let (dkim_config, data_dir, dkim_store) =
+            (config.dkim.clone(), config.data_dir.clone(), store.clone());
+        let dkim = Arc::new(
+            tokio::task::spawn_blocking(move || Dkim::open(dkim_config, &data_dir, dkim_store))
+                .await??,
+        );
+        let services = Arc::new(AccountServices::new(store.clone(), Arc::clone(&dkim)));
         let pipeline = Pipeline::start(
             store.clone(),
             Arc::clone(&runtime),
             Arc::clone(&plugins),
             Arc::clone(&links),
+            services,
             config.pipeline_workers,
         );
+        let purge_task = tokio::spawn(purge_archives(store.clone()));
         let api_state = ApiState::new(
             store.clone(),
             pipeline.clone(),
             runtime,
             Arc::clone(&plugins),
             links,
+            Arc::clone(&dkim),
             &config.data_dir.join("api.key"),
             config.api.token_lifetime_secs,
         )?;
@@ -136,11 +152,29 @@ impl Server {
             api_addr,
             pipeline,
             plugins,
+            dkim,
             created_demo,
             _watch: watch,
             smtp_task,
             api_task,
+            purge_task,
         })
+    }
+}
+
+/// How often expired archives are purged.
+const ARCHIVE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Removes archives past their retention, at start and then every interval.
+async fn purge_archives(store: Store) {
+    let mut interval = tokio::time::interval(ARCHIVE_PURGE_INTERVAL);
+    loop {
+        interval.tick().await;
+        match store.purge_archives(crate::store::now_millis()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "purged expired archives"),
+            Err(error) => tracing::warn!(%error, "purging archives failed"),
+        }
     }
 }
 

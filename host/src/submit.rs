@@ -107,6 +107,7 @@ pub async fn accept(
                 subject: subject.clone(),
                 tags: submission.tags.clone(),
                 schedule_at: submission.schedule_at.clone(),
+                dmarc: None,
             },
             body: body.clone(),
         })

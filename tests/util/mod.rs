@@ -239,6 +239,33 @@ impl Api {
     }
 }
 
+/// A second account with its own API login.
+pub fn second_account(server: &TestServer) -> Api {
+    let secret = "other-secret";
+    server.block_on(async {
+        let store = server.store();
+        let account = store.create_account("other").await.unwrap();
+        let source = store
+            .create_source(sluice::store::Source {
+                id: 0,
+                account_id: account.id,
+                name: "other app".into(),
+                allowed_networks: Vec::new(),
+                max_message_bytes: 1 << 20,
+                require_tls: false,
+                allow_plain_auth: false,
+            })
+            .await
+            .unwrap();
+        store
+            .add_credential(&source, sluice::store::CredentialKind::Api, "other-api", secret)
+            .await
+            .unwrap();
+        assert_eq!(account.id, 2);
+    });
+    Api::connect(server, 2, "other-api", secret)
+}
+
 impl TestServer {
     /// Stores a guest component as a plugin of the demo account; returns its sha256.
     pub fn upload_guest(&self, crate_name: &str) -> String {

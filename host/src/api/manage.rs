@@ -191,8 +191,9 @@ impl From<Flow> for FlowView {
     }
 }
 
-/// Checks that every step names a plugin this account may use.
-fn checked_steps(
+/// Checks that every step names a plugin this account may use and that the step accepts its
+/// configuration: a bad configuration is refused here, not discovered when mail flows.
+async fn checked_steps(
     state: &ApiState,
     account_id: u64,
     steps: Vec<StepInput>,
@@ -200,6 +201,7 @@ fn checked_steps(
     let mut errors = Vec::new();
     let mut checked = Vec::new();
     for (index, step) in steps.into_iter().enumerate() {
+        let config = step.config.unwrap_or_else(|| serde_json::json!({}));
         let usable = state.plugins.get(&step.plugin).is_some()
             || state.store.owns_plugin(account_id, &step.plugin)?;
         if !usable {
@@ -211,10 +213,22 @@ fn checked_steps(
                 object_name: Some("flow".into()),
                 rejected_value: Some(step.plugin.clone().into()),
             });
+        } else if let Err(reason) = state
+            .pipeline
+            .check_step(account_id, &step.plugin, &config)
+            .await
+        {
+            errors.push(FieldError {
+                code: "invalidConfig".into(),
+                default_message: reason,
+                field: Some(format!("steps[{index}].config")),
+                object_name: Some("flow".into()),
+                rejected_value: Some(config.clone()),
+            });
         }
         checked.push(Flowstep {
             plugin: step.plugin,
-            config: step.config.unwrap_or_else(|| serde_json::json!({})),
+            config,
             enabled_when: step.enabled_when,
         });
     }
@@ -245,7 +259,7 @@ pub async fn create_flow(
 ) -> Result<(StatusCode, Json<FlowView>), ApiError> {
     caller.require(account_id)?;
     let input: FlowInput = parse_json(&body)?;
-    let steps = checked_steps(&state, account_id, input.steps)?;
+    let steps = checked_steps(&state, account_id, input.steps).await?;
     let flow = state
         .store
         .create_flow(Flow {
@@ -290,7 +304,7 @@ pub async fn update_flow(
         id: flow_id,
         account_id,
         name: input.description,
-        steps: checked_steps(&state, account_id, input.steps)?,
+        steps: checked_steps(&state, account_id, input.steps).await?,
     };
     state.store.update_flow(flow.clone()).await?;
     Ok(Json(flow.into()))

@@ -446,6 +446,7 @@ pub async fn simulate(
         subject: message.header("Subject"),
         tags: prepared.tags,
         schedule_at: prepared.schedule_at,
+        dmarc: None,
     };
     let run = state
         .pipeline
@@ -507,6 +508,12 @@ pub struct MessageView {
     tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventView>>,
+    /// Whether DMARC would pass by alignment, once signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dmarc: Option<crate::dkim::DmarcReport>,
+    /// The 'view online' link, while the message is archived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    online_link: Option<String>,
 }
 
 fn view(
@@ -526,6 +533,11 @@ fn view(
     } else {
         None
     };
+    let online_link = if with_events && state.store.archive(&record.id)?.is_some() {
+        Some(state.links.online_url(&record.id))
+    } else {
+        None
+    };
     Ok(MessageView {
         submitted: iso8601(record.submitted_at),
         message_type: "EMAIL",
@@ -538,6 +550,8 @@ fn view(
         flow: record.flow_id.map(|id| json!({"id": id})),
         tags: record.tags,
         events,
+        dmarc: record.dmarc,
+        online_link,
         id: record.id,
     })
 }

@@ -1,12 +1,15 @@
 //! The REST API, in Flowmailer's v1 shapes so existing clients can switch by changing the
 //! base URL: OAuth2 client credentials, then `/{account_id}/...` with a bearer token.
 
+mod archive;
 mod auth;
 mod error;
+mod identities;
 mod manage;
 mod messages;
 mod openapi;
 mod paging;
+mod templates;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +21,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::dkim::Dkim;
 use crate::flow::PipelineHandle;
 use crate::plugin::PluginRuntime;
 use crate::plugin::registry::PluginRegistry;
@@ -74,6 +78,7 @@ pub struct ApiState {
     plugins: Arc<PluginRegistry>,
     tokens: TokenSigner,
     links: Arc<LinkSigner>,
+    dkim: Arc<Dkim>,
 }
 
 impl ApiState {
@@ -84,6 +89,7 @@ impl ApiState {
         runtime: Arc<PluginRuntime>,
         plugins: Arc<PluginRegistry>,
         links: Arc<LinkSigner>,
+        dkim: Arc<Dkim>,
         key_file: &Path,
         token_lifetime_secs: u64,
     ) -> std::io::Result<Self> {
@@ -95,6 +101,7 @@ impl ApiState {
             plugins,
             tokens: TokenSigner::new(key, token_lifetime_secs),
             links,
+            dkim,
         })
     }
 
@@ -111,7 +118,7 @@ impl ApiState {
 
 /// Every route of the API.
 pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(
             "/oauth/token",
             // A token request is a small form: no reason to buffer megabytes unauthenticated.
@@ -120,10 +127,12 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/c/{token}", get(tracking::http::click))
         .route("/o/{token}", get(tracking::http::open))
+        .route("/v/{token}", get(archive::online))
         .route("/{account}/messages/submit", post(messages::submit))
         .route("/{account}/messages/simulate", post(messages::simulate))
         .route("/{account}/messages", get(messages::list))
         .route("/{account}/messages/{id}", get(messages::get))
+        .route("/{account}/messages/{id}/archive", get(archive::get))
         .route("/{account}/message_events", get(messages::events))
         .route(
             "/{account}/sources",
@@ -146,6 +155,36 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             get(manage::get_rules).put(manage::put_rules),
         )
         .route("/{account}/plugins", post(manage::upload_plugin))
+        .route(
+            "/{account}/templates",
+            get(templates::list).post(templates::create),
+        )
+        .route("/{account}/templates/preview", post(templates::preview))
+        .route(
+            "/{account}/templates/{id}",
+            get(templates::get)
+                .put(templates::update)
+                .delete(templates::delete),
+        );
+    // Flowmailer calls them sender domains; both names work.
+    let router = ["sender_identities", "sender_domains"]
+        .into_iter()
+        .fold(router, |router, name| {
+            router
+                .route(
+                    &format!("/{{account}}/{name}"),
+                    get(identities::list).post(identities::create),
+                )
+                .route(
+                    &format!("/{{account}}/{name}/{{id}}"),
+                    get(identities::get).delete(identities::delete),
+                )
+                .route(
+                    &format!("/{{account}}/{name}/{{id}}/validate"),
+                    post(identities::validate),
+                )
+        });
+    router
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(state)
 }

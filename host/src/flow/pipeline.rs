@@ -13,12 +13,23 @@ use tokio::sync::{Semaphore, mpsc};
 use super::rules::{MessageFacts, Routing};
 use crate::message::{Envelope, Message};
 use crate::plugin::registry::PluginRegistry;
-use crate::plugin::{Grants, Plugin, PluginRuntime, StepContext, StepFailure, StepOutcome};
-use crate::store::{Event, MessageRecord, MessageStatus, Store, StoreError, now_millis};
+use crate::plugin::{
+    Grants, HostServices, Plugin, PluginRuntime, StepContext, StepEffects, StepError, StepFailure,
+    StepOutcome,
+};
+use crate::store::{
+    ArchiveEntry, Event, MessageRecord, MessageStatus, Store, StoreError, now_millis,
+};
 use crate::tracking::LinkSigner;
 
 /// How many ids may wait in the channel; past that the spool itself is the queue.
 const QUEUE_CAPACITY: usize = 10_000;
+/// A day in milliseconds, for archive retention.
+const DAY_MILLIS: u64 = 24 * 60 * 60 * 1000;
+/// The message a step's configuration is checked on when a flow is saved.
+const PROBE_MESSAGE: &str = "From: probe@sluice.invalid\r\nTo: probe@sluice.invalid\r\n\
+    Subject: configuration check\r\nMIME-Version: 1.0\r\n\
+    Content-Type: text/html; charset=utf-8\r\n\r\n<p>configuration check</p>\r\n";
 /// How often the spool is scanned for messages whose notification did not fit the queue.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -28,6 +39,7 @@ pub struct Pipeline {
     runtime: Arc<PluginRuntime>,
     folder: Arc<PluginRegistry>,
     links: Arc<LinkSigner>,
+    services: Arc<dyn HostServices>,
     stored_plugins: Mutex<HashMap<String, Arc<Plugin>>>,
     in_flight: Mutex<HashSet<String>>,
     concurrency: Arc<Semaphore>,
@@ -47,6 +59,8 @@ pub struct FlowRun {
     pub message: Option<Message>,
     /// What happened, in order.
     pub events: Vec<Event>,
+    /// What the steps asked the host to do once the outcome is recorded.
+    pub effects: StepEffects,
 }
 
 impl FlowRun {
@@ -62,6 +76,7 @@ impl FlowRun {
             reason: Some(reason),
             message: None,
             events,
+            effects: StepEffects::default(),
         }
     }
 }
@@ -106,6 +121,51 @@ impl PipelineHandle {
         self.pipeline.run_flow(record, message, true).await
     }
 
+    /// Checks a step's configuration as it would be saved into a flow of the account: the
+    /// step runs once on a probe message, as a simulation, and a configuration it calls
+    /// invalid is refused. Other outcomes are the probe message's business, not the config's.
+    pub async fn check_step(
+        &self,
+        account_id: u64,
+        plugin: &str,
+        config: &serde_json::Value,
+    ) -> Result<(), String> {
+        let pipeline = &self.pipeline;
+        let plugin = pipeline
+            .plugin(plugin)
+            .await
+            .map_err(|error| error.to_string())?;
+        let probe = Message::parse(
+            PROBE_MESSAGE.as_bytes().to_vec(),
+            Envelope {
+                sender: "probe@sluice.invalid".into(),
+                recipient: "probe@sluice.invalid".into(),
+            },
+        )
+        .map_err(|error| error.to_string())?;
+        let context = pipeline.context("probe", account_id, true);
+        let config = config.to_string();
+        let Ok(_permit) = pipeline.concurrency.acquire().await else {
+            return Err(StoreError::Closed.to_string());
+        };
+        let result =
+            tokio::task::spawn_blocking(move || plugin.run_in(&probe, &config, Some(context)))
+                .await
+                .map_err(|error| error.to_string())?;
+        match result {
+            Err(failed) => match failed.failure {
+                StepFailure::Step(StepError::InvalidConfig(reason)) => Err(reason),
+                _ => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The account services steps of this pipeline are given.
+    pub fn services(&self) -> Arc<dyn HostServices> {
+        Arc::clone(&self.pipeline.services)
+    }
+
     /// Messages whose flow is running now.
     pub fn in_flight(&self) -> usize {
         self.pipeline
@@ -140,6 +200,7 @@ impl Pipeline {
         runtime: Arc<PluginRuntime>,
         folder: Arc<PluginRegistry>,
         links: Arc<LinkSigner>,
+        services: Arc<dyn HostServices>,
         workers: usize,
     ) -> PipelineHandle {
         let pipeline = Arc::new(Self {
@@ -147,6 +208,7 @@ impl Pipeline {
             runtime,
             folder,
             links,
+            services,
             stored_plugins: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             concurrency: Arc::new(Semaphore::new(workers.max(1))),
@@ -242,7 +304,25 @@ impl Pipeline {
         record.status_reason = run.reason;
         let new_body = run.message.map(|message| message.to_bytes());
         let changed = new_body.filter(|new_body| *new_body != body);
-        Ok(self.store.finish_flow(record, changed, run.events).await?)
+        let archive = run
+            .effects
+            .archive
+            .filter(|_| record.status == MessageStatus::Processed)
+            .map(|request| {
+                let stored_at = now_millis();
+                let entry = ArchiveEntry {
+                    message_id: record.id.clone(),
+                    account_id: record.account_id,
+                    stored_at,
+                    expires_at: stored_at + u64::from(request.retention_days) * DAY_MILLIS,
+                };
+                (entry, request.message)
+            });
+        record.dmarc = run.effects.dmarc;
+        Ok(self
+            .store
+            .finish_flow(record, changed, run.events, archive)
+            .await?)
     }
 
     /// Sorts a message into its flow and runs the flow's steps; stores nothing.
@@ -267,6 +347,7 @@ impl Pipeline {
 
         let mut current = message;
         let mut events = Vec::new();
+        let mut effects = StepEffects::default();
         for (index, step) in flow.steps.iter().enumerate() {
             let number = index + 1;
             let facts = facts(record, &current);
@@ -287,12 +368,7 @@ impl Pipeline {
             };
             let config = step.config.to_string();
             let input = current.clone();
-            let context = StepContext {
-                message_id: record.id.clone(),
-                account_id: record.account_id,
-                simulation,
-                links: Arc::clone(&self.links),
-            };
+            let context = self.context(&record.id, record.account_id, simulation);
             let result = match tokio::task::spawn_blocking(move || {
                 plugin.run_in(&input, &config, Some(context))
             })
@@ -309,7 +385,10 @@ impl Pipeline {
             };
             match result {
                 Ok(run) => match run.outcome {
-                    StepOutcome::Continue => current = run.message,
+                    StepOutcome::Continue => {
+                        current = run.message;
+                        effects.merge(run.effects);
+                    }
                     StepOutcome::Hold(reason) => {
                         let reason = format!("step {number}: {reason}");
                         return Ok(FlowRun::held(Some(flow_id), events, reason));
@@ -327,6 +406,7 @@ impl Pipeline {
                             reason: Some(reason),
                             message: None,
                             events,
+                            effects: StepEffects::default(),
                         });
                     }
                 },
@@ -355,7 +435,18 @@ impl Pipeline {
             reason: None,
             message: Some(current),
             events,
+            effects,
         })
+    }
+
+    fn context(&self, message_id: &str, account_id: u64, simulation: bool) -> StepContext {
+        StepContext {
+            message_id: message_id.to_string(),
+            account_id,
+            simulation,
+            links: Arc::clone(&self.links),
+            services: Some(Arc::clone(&self.services)),
+        }
     }
 
     /// A plugin by sha256 (uploaded to the store) or by name (the operator's folder).

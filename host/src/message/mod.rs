@@ -150,6 +150,18 @@ impl Message {
         Ok(())
     }
 
+    /// Puts complete, already encoded fields (each ending in CRLF, folded as they are) in
+    /// front of the others: trace and signature fields go on top (RFC 5321 §4.4, RFC 6376
+    /// §5.6).
+    pub fn prepend_fields(&mut self, fields: &str) -> Result<(), MessageError> {
+        header::validate_block(fields.as_bytes())?;
+        let mut head = Vec::with_capacity(fields.len() + self.head.len());
+        head.extend_from_slice(fields.as_bytes());
+        head.extend_from_slice(&self.head);
+        self.head = Bytes::from(head);
+        Ok(())
+    }
+
     /// Removes every field of this name.
     pub fn remove_header(&mut self, name: &str) {
         if header::fields(&self.head).any(|field| field.is_named(name)) {

@@ -9,12 +9,18 @@ wasmtime::component::bindgen!({
     },
 });
 
-/// The privileged capabilities the host provides so far, bound on their own so a plain
-/// Flowstep's bindings stay what customers see.
+/// The privileged capabilities, bound on their own so a plain Flowstep's bindings stay what
+/// customers see.
 pub mod privileged {
     wasmtime::component::bindgen!({
         path: "../wit",
-        interfaces: "import sluice:flowstep/tracking@0.1.0;",
+        interfaces: "
+            import sluice:flowstep/tracking@0.1.0;
+            import sluice:flowstep/online-link@0.1.0;
+            import sluice:flowstep/archive@0.1.0;
+            import sluice:flowstep/dkim@0.1.0;
+            import sluice:flowstep/templates@0.1.0;
+        ",
         imports: { default: trappable },
         with: {
             "sluice:flowstep/types": super::sluice::flowstep::types,

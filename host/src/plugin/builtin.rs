@@ -17,15 +17,35 @@ pub struct Builtin {
     pub grants: &'static [Capability],
 }
 
+macro_rules! component {
+    ($file:literal) => {
+        include_bytes!(concat!(env!("SLUICE_GUESTS_DIR"), "/", $file))
+    };
+}
+
 /// Every built-in Flowstep.
-pub const BUILTINS: &[Builtin] = &[Builtin {
-    name: "tracking",
-    component: include_bytes!(concat!(
-        env!("SLUICE_GUESTS_DIR"),
-        "/sluice_builtin_tracking.wasm"
-    )),
-    grants: &[Capability::Tracking],
-}];
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "template",
+        component: component!("sluice_builtin_template.wasm"),
+        grants: &[Capability::Templates, Capability::OnlineLink],
+    },
+    Builtin {
+        name: "tracking",
+        component: component!("sluice_builtin_tracking.wasm"),
+        grants: &[Capability::Tracking],
+    },
+    Builtin {
+        name: "archive",
+        component: component!("sluice_builtin_archive.wasm"),
+        grants: &[Capability::Archive],
+    },
+    Builtin {
+        name: "dkim",
+        component: component!("sluice_builtin_dkim.wasm"),
+        grants: &[Capability::Dkim],
+    },
+];
 
 /// Loads every built-in into the registry. Compiles: call it off async workers.
 pub fn load_builtins(

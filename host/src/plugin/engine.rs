@@ -63,10 +63,14 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StepState>> {
 
 fn link(l: &mut Linker<StepState>) -> wasmtime::Result<()> {
     Flowstep::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
-    privileged::sluice::flowstep::tracking::add_to_linker::<StepState, HasSelf<StepState>>(
-        l,
-        |state| state,
-    )?;
+    {
+        use privileged::sluice::flowstep::{archive, dkim, online_link, templates, tracking};
+        tracking::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        online_link::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        archive::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        dkim::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        templates::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+    }
 
     clocks::wall_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;

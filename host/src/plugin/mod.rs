@@ -27,7 +27,10 @@ use crate::message::{Message, MessageError};
 pub use cache::CompiledCache;
 pub use limits::RuntimeLimits;
 pub use policy::{Capability, ForbiddenImport, Grants};
-pub use state::{LogLine, StepContext};
+pub use state::{
+    ArchiveRequest, HostServices, LogLine, MAX_RETENTION_DAYS, StepContext, StepEffects,
+    TemplateParts,
+};
 
 use bindings::FlowstepPre;
 use health::Health;
@@ -158,6 +161,8 @@ pub struct StepRun {
     pub outcome: StepOutcome,
     /// The message after the step.
     pub message: Message,
+    /// What it asked the host to do when the flow's outcome is recorded.
+    pub effects: StepEffects,
     /// Measurements and logs.
     pub report: StepReport,
 }
@@ -473,6 +478,7 @@ impl Plugin {
                 Ok(StepRun {
                     outcome,
                     message,
+                    effects: std::mem::take(&mut store.data_mut().effects),
                     report,
                 })
             }

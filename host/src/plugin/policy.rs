@@ -47,10 +47,6 @@ impl Capability {
         }
     }
 
-    /// Whether this host links an implementation of the capability yet.
-    pub fn is_provided(self) -> bool {
-        matches!(self, Capability::Tracking)
-    }
 
     /// The capability with this interface name.
     pub fn from_interface(name: &str) -> Option<Self> {
@@ -155,9 +151,6 @@ pub fn check_import(import: &str, grants: &Grants) -> Result<(), ForbiddenImport
                     "`{cap}` is a privileged capability and the operator has not granted it \
                      to this plugin"
                 )),
-                Some(cap) if !cap.is_provided() => refuse(format!(
-                    "`{cap}` is granted but this host does not provide it yet"
-                )),
                 Some(_) => Ok(()),
                 None => refuse(format!("{CONTRACT_PACKAGE} has no interface `{other}`")),
             },
@@ -215,8 +208,9 @@ mod tests {
         let error = check_import("sluice:flowstep/dkim@0.1.0", &Grants::none()).unwrap_err();
         assert!(error.reason.contains("not granted"), "{error}");
         let granted = Grants::of([Capability::Dkim]);
-        let error = check_import("sluice:flowstep/dkim@0.1.0", &granted).unwrap_err();
-        assert!(error.reason.contains("does not provide it yet"), "{error}");
+        assert_eq!(check_import("sluice:flowstep/dkim@0.1.0", &granted), Ok(()));
+        let error = check_import("sluice:flowstep/archive@0.1.0", &granted).unwrap_err();
+        assert!(error.reason.contains("not granted"), "{error}");
         let granted = Grants::of([Capability::Tracking]);
         assert_eq!(
             check_import("sluice:flowstep/tracking@0.1.0", &granted),

@@ -1,5 +1,6 @@
 //! What one Flowstep call sees: the store's data and the host side of the contract's imports.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasmtime::ResourceLimiter;
@@ -7,7 +8,9 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::privileged::sluice::flowstep::tracking;
+use super::bindings::privileged::sluice::flowstep::{
+    archive, dkim, online_link, templates, tracking,
+};
 use super::bindings::sluice::flowstep::{clock, log, types};
 use super::limits::RuntimeLimits;
 use crate::message::{Message, MessageError, NewAttachment};
@@ -50,7 +53,7 @@ impl MessageDraft {
 }
 
 /// Who a call works for: what privileged capabilities need to know about the message.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StepContext {
     /// The message's id, which tracking links carry.
     pub message_id: String,
@@ -58,9 +61,75 @@ pub struct StepContext {
     pub account_id: u64,
     /// A dry run (the API's simulate): its faults do not count towards disabling the plugin.
     pub simulation: bool,
-    /// Signs tracking links.
-    pub links: std::sync::Arc<crate::tracking::LinkSigner>,
+    /// Signs tracking and online links.
+    pub links: Arc<crate::tracking::LinkSigner>,
+    /// The account's templates and keys, where the caller has them.
+    pub services: Option<Arc<dyn HostServices>>,
 }
+
+impl std::fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepContext")
+            .field("message_id", &self.message_id)
+            .field("account_id", &self.account_id)
+            .field("simulation", &self.simulation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What privileged capabilities need from outside the runtime: the account's templates and
+/// DKIM keys. The server implements it over its store; the runtime only calls it.
+pub trait HostServices: Send + Sync {
+    /// The account's template with this name.
+    fn template(&self, account_id: u64, name: &str) -> Result<Option<TemplateParts>, String>;
+    /// DKIM-Signature fields for the message and its DMARC alignment.
+    fn sign(&self, account_id: u64, raw: &[u8]) -> Result<crate::dkim::Signed, String>;
+}
+
+/// A template's sources, as the `templates` capability hands them out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TemplateParts {
+    /// The Subject template.
+    pub subject: Option<String>,
+    /// The html body template.
+    pub html: Option<String>,
+    /// The text body template.
+    pub text: Option<String>,
+}
+
+/// What a step asked of the host beyond changing the message, applied only when the flow's
+/// outcome is recorded (never for a simulation, nor for a step that failed).
+#[derive(Clone, Debug, Default)]
+pub struct StepEffects {
+    /// Archive the message as it was when the step asked.
+    pub archive: Option<ArchiveRequest>,
+    /// The DMARC alignment of the signatures the step added.
+    pub dmarc: Option<crate::dkim::DmarcReport>,
+}
+
+impl StepEffects {
+    /// Adds a later step's effects: the later request of each kind wins.
+    pub fn merge(&mut self, later: StepEffects) {
+        if later.archive.is_some() {
+            self.archive = later.archive;
+        }
+        if later.dmarc.is_some() {
+            self.dmarc = later.dmarc;
+        }
+    }
+}
+
+/// A request to keep a copy of the message.
+#[derive(Clone, Debug)]
+pub struct ArchiveRequest {
+    /// The message as it was.
+    pub message: Vec<u8>,
+    /// How long to keep it.
+    pub retention_days: u32,
+}
+
+/// The longest retention the archive capability accepts (P1Y, counted generously).
+pub const MAX_RETENTION_DAYS: u32 = 366;
 
 /// One log line a step wrote.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -115,6 +184,7 @@ pub(crate) struct StepState {
     max_log_lines: usize,
     max_log_line_bytes: usize,
     context: Option<StepContext>,
+    pub(crate) effects: StepEffects,
 }
 
 impl StepState {
@@ -143,6 +213,7 @@ impl StepState {
             max_log_lines: limits.max_log_lines,
             max_log_line_bytes: limits.max_log_line_bytes,
             context,
+            effects: StepEffects::default(),
         }
     }
 
@@ -150,6 +221,18 @@ impl StepState {
         self.context
             .as_ref()
             .ok_or_else(|| wasmtime::format_err!("this call has no message context for links"))
+    }
+
+    fn services(&self) -> Result<(u64, Arc<dyn HostServices>), String> {
+        let context = self
+            .context
+            .as_ref()
+            .ok_or("this call runs outside any account (no message context)")?;
+        let services = context
+            .services
+            .clone()
+            .ok_or("the host offers no account services to this call")?;
+        Ok((context.account_id, services))
     }
 
     /// Puts the message into the call's resource table.
@@ -424,5 +507,68 @@ impl tracking::Host for StepState {
     fn open_pixel_url(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
         let context = self.context()?;
         Ok(context.links.open_url(&context.message_id))
+    }
+}
+
+impl online_link::Host for StepState {
+    fn url(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        let context = self.context()?;
+        Ok(context.links.online_url(&context.message_id))
+    }
+}
+
+impl archive::Host for StepState {
+    fn store(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        retention_days: u32,
+    ) -> wasmtime::Result<Result<String, String>> {
+        let Some(context) = self.context.as_ref() else {
+            return Ok(Err("this call runs outside any message (no context)".into()));
+        };
+        if !(1..=MAX_RETENTION_DAYS).contains(&retention_days) {
+            return Ok(Err(format!(
+                "retention must be 1 to {MAX_RETENTION_DAYS} days, not {retention_days}"
+            )));
+        }
+        let message_id = context.message_id.clone();
+        let message = self.draft(&msg)?.message.to_bytes();
+        self.effects.archive = Some(ArchiveRequest {
+            message,
+            retention_days,
+        });
+        Ok(Ok(message_id))
+    }
+}
+
+impl dkim::Host for StepState {
+    fn sign(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Result<(), String>> {
+        let (account_id, services) = match self.services() {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(error)),
+        };
+        let raw = self.draft(&msg)?.message.to_bytes();
+        let signed = match services.sign(account_id, &raw) {
+            Ok(signed) => signed,
+            Err(error) => return Ok(Err(error)),
+        };
+        self.draft_mut(&msg)?
+            .edit(|message| message.prepend_fields(&signed.fields))?;
+        self.effects.dmarc = Some(signed.report);
+        Ok(Ok(()))
+    }
+}
+
+impl templates::Host for StepState {
+    fn lookup(&mut self, name: String) -> wasmtime::Result<Option<templates::Template>> {
+        let (account_id, services) = self.services().map_err(wasmtime::Error::msg)?;
+        let found = services
+            .template(account_id, &name)
+            .map_err(wasmtime::Error::msg)?;
+        Ok(found.map(|parts| templates::Template {
+            subject: parts.subject,
+            html: parts.html,
+            text: parts.text,
+        }))
     }
 }

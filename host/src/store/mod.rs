@@ -6,6 +6,8 @@
 //! one transaction is being made durable, the next writers queue up and are committed
 //! together, so concurrent submissions cost one fsync between them.
 
+mod archive;
+mod identities;
 pub mod model;
 mod writer;
 
@@ -21,8 +23,8 @@ use serde::de::DeserializeOwned;
 
 use crate::flow::rules::Routing;
 pub use model::{
-    Account, Credential, CredentialKind, Event, Flow, Flowstep, MessageRecord, MessageStatus,
-    Source,
+    Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
+    MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
 };
 
 const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
@@ -216,6 +218,13 @@ impl Store {
             txn.open_table(OUTBOX)?;
             txn.open_table(COUNTERS)?;
             txn.open_table(PLUGIN_OWNERS)?;
+            txn.open_table(identities::IDENTITIES)?;
+            txn.open_table(identities::IDENTITY_DOMAINS)?;
+            txn.open_table(identities::TEMPLATES)?;
+            txn.open_table(identities::TEMPLATE_NAMES)?;
+            txn.open_table(archive::ARCHIVES)?;
+            txn.open_table(archive::ARCHIVE_BODIES)?;
+            txn.open_table(archive::ARCHIVE_EXPIRY)?;
         }
         txn.commit()?;
         let writer = writer::GroupWriter::start(Arc::clone(&db));
@@ -561,13 +570,14 @@ impl Store {
         }
     }
 
-    /// Records the end of a message's flow: its new status, body and events, and moves it from
-    /// the spool to the outbox (when processed) in one transaction.
+    /// Records the end of a message's flow: its new status, body, events and archived copy, and
+    /// moves it from the spool to the outbox (when processed) in one transaction.
     pub async fn finish_flow(
         &self,
         record: MessageRecord,
         body: Option<Vec<u8>>,
         events: Vec<Event>,
+        archive: Option<(ArchiveEntry, Vec<u8>)>,
     ) -> Result<(), StoreError> {
         self.write(move |txn| {
             let id = record.id.as_str();
@@ -576,6 +586,9 @@ impl Store {
                 .insert(id, encode(&record)?.as_slice())?;
             if let Some(body) = &body {
                 txn.open_table(BODIES)?.insert(id, body.as_slice())?;
+            }
+            if let Some((entry, archived)) = &archive {
+                archive::put_archive(txn, entry, archived)?;
             }
             txn.open_table(SPOOL)?.remove(id)?;
             if record.status == MessageStatus::Processed {

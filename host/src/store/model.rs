@@ -142,6 +142,9 @@ pub struct MessageRecord {
     /// When the sender asked for it to be sent (ISO 8601), if not at once.
     #[serde(default)]
     pub schedule_at: Option<String>,
+    /// Whether DMARC would pass by alignment, once the DKIM step signed it.
+    #[serde(default)]
+    pub dmarc: Option<crate::dkim::DmarcReport>,
 }
 
 /// What happened to a message, with Flowmailer's event names.
@@ -155,4 +158,103 @@ pub struct Event {
     /// Details for people (reason, step, error code...).
     #[serde(default)]
     pub detail: Option<String>,
+}
+
+/// A domain an account sends from, with the DKIM key the host made for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderIdentity {
+    /// Its id.
+    pub id: u64,
+    /// The account it belongs to.
+    pub account_id: u64,
+    /// The From domain it signs for (lower case).
+    pub domain: String,
+    /// The DKIM selector.
+    pub selector: String,
+    /// The key's algorithm.
+    pub algorithm: crate::dkim::KeyAlgorithm,
+    /// The public key, base64, as published in `p=`.
+    pub public_key: String,
+    /// The private key (DER) sealed under the host's master key, hex.
+    pub sealed_private_key: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// The last DNS check, if any.
+    #[serde(default)]
+    pub validation: Option<IdentityValidation>,
+}
+
+/// The result of checking an identity's DNS records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityValidation {
+    /// When it was checked (milliseconds since the Unix epoch).
+    pub checked_at: u64,
+    /// Every required record is published as expected.
+    pub valid: bool,
+    /// The DKIM key is published: signatures with it verify.
+    pub dkim: bool,
+    /// The return-path CNAME points at the platform: bounces can use the customer's domain.
+    pub return_path: bool,
+    /// Each record, as expected and as found.
+    pub records: Vec<RecordCheck>,
+}
+
+/// One DNS record to publish, and what DNS answered for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordCheck {
+    /// What it is for: dkim, spf, dmarc, return-path, web-domain.
+    pub purpose: String,
+    /// TXT or CNAME.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The name to publish.
+    pub name: String,
+    /// The value to publish.
+    pub value: String,
+    /// Whether the record must be there for the identity to be valid.
+    pub required: bool,
+    /// What DNS answered (empty when nothing was found).
+    #[serde(default)]
+    pub found: Vec<String>,
+    /// The answer matches.
+    #[serde(default)]
+    pub ok: bool,
+}
+
+/// A template of an account: template sources for the subject, the html and the text body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Template {
+    /// Its id.
+    pub id: u64,
+    /// The account it belongs to.
+    pub account_id: u64,
+    /// The name template steps refer to it by; unique in the account.
+    pub name: String,
+    /// The Subject template.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The html body template.
+    #[serde(default)]
+    pub html: Option<String>,
+    /// The text body template.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// A message's archived copy: when it was stored and until when it is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveEntry {
+    /// The message.
+    pub message_id: String,
+    /// The account of the message.
+    pub account_id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub stored_at: u64,
+    /// When it is purged (milliseconds since the Unix epoch).
+    pub expires_at: u64,
 }

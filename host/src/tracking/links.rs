@@ -91,6 +91,19 @@ impl LinkSigner {
         })
     }
 
+    /// The 'view online' URL of a message: its archived html, for whoever holds the link.
+    pub fn online_url(&self, message_id: &str) -> String {
+        let token = self.token(&format!("v\n{message_id}"));
+        format!("{}/v/{token}", self.base_url)
+    }
+
+    /// The message of a 'view online' token, if the token is genuine.
+    pub fn verify_online(&self, token: &str) -> Option<String> {
+        let payload = self.open_token(token)?;
+        let (kind, message_id) = payload.split_once('\n')?;
+        (kind == "v").then(|| message_id.to_string())
+    }
+
     /// The message of an open token, if the token is genuine.
     pub fn verify_open(&self, token: &str) -> Option<String> {
         let payload = self.open_token(token)?;
@@ -136,5 +149,11 @@ mod tests {
         let open_token = open.strip_prefix("http://t.example/o/").unwrap();
         assert_eq!(signer.verify_click(open_token), None);
         assert_eq!(signer.verify_open(open_token).as_deref(), Some("m1"));
+        // Nor is it an online-view token, and the other way round.
+        assert_eq!(signer.verify_online(open_token), None);
+        let online = signer.online_url("m1");
+        let online_token = online.strip_prefix("http://t.example/v/").unwrap();
+        assert_eq!(signer.verify_online(online_token).as_deref(), Some("m1"));
+        assert_eq!(signer.verify_open(online_token), None);
     }
 }

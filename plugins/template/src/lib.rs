@@ -67,8 +67,12 @@ impl Flowstep for Template {
     fn process(message: &Message, config: Config) -> Result<Outcome, StepError> {
         let (label, name, parts) = match config {
             Config::Stored(name) => {
+                // A configuration naming no template is wrong the same way at save time (where
+                // the host refuses it) and at send time (where the message is held).
                 let Some(stored) = templates::lookup(&name) else {
-                    return Ok(Outcome::Hold(format!("template `{name}` does not exist")));
+                    return Err(StepError::InvalidConfig(format!(
+                        "template `{name}` does not exist"
+                    )));
                 };
                 let parts = TemplateParts {
                     subject: stored.subject,

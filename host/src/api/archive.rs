@@ -1,0 +1,159 @@
+//! Archived messages: `GET /{account}/messages/{id}/archive` for the account, and `GET
+//! /v/{token}`, the 'view online' page for whoever holds the signed link.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::paging::iso8601;
+use crate::message::{Envelope, Message};
+use crate::store::MessageRecord;
+
+/// Query options of the archive read.
+#[derive(Deserialize)]
+pub struct ArchiveQuery {
+    /// `eml` answers the archived message itself (message/rfc822).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// An attachment of the archived message.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedAttachment {
+    filename: Option<String>,
+    content_type: String,
+    size: usize,
+}
+
+/// The archived message as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveView {
+    message_id: String,
+    subject: Option<String>,
+    html: Option<String>,
+    text: Option<String>,
+    attachments: Vec<ArchivedAttachment>,
+    online_link: String,
+    stored_on: String,
+    expires_on: String,
+}
+
+fn archived_message(record: &MessageRecord, raw: Vec<u8>) -> Result<Message, ApiError> {
+    let envelope = Envelope {
+        sender: record.sender.clone(),
+        recipient: record.recipient.clone(),
+    };
+    Message::parse(raw, envelope).map_err(ApiError::internal)
+}
+
+/// `GET /{account}/messages/{id}/archive`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, String)>,
+    Query(query): Query<ArchiveQuery>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(account_id)?;
+    let record = state
+        .store
+        .message(&id)?
+        .filter(|record| record.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    let (entry, raw) = state
+        .store
+        .archive(&id)?
+        .ok_or_else(|| ApiError::not_found("archive of this message"))?;
+    if query.format.as_deref() == Some("eml") {
+        let mut response = raw.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("message/rfc822"),
+        );
+        return Ok(response);
+    }
+    let message = archived_message(&record, raw)?;
+    Ok(Json(ArchiveView {
+        message_id: id.clone(),
+        subject: message.header("Subject"),
+        html: message.html(),
+        text: message.text(),
+        attachments: message
+            .attachments()
+            .into_iter()
+            .map(|attachment| ArchivedAttachment {
+                filename: attachment.filename,
+                content_type: attachment.content_type,
+                size: attachment.size,
+            })
+            .collect(),
+        online_link: state.links.online_url(&id),
+        stored_on: iso8601(entry.stored_at),
+        expires_on: iso8601(entry.expires_at),
+    })
+    .into_response())
+}
+
+/// The page's policy: the archived html may show images and its own styles, but runs no
+/// script, submits no form and cannot be framed.
+const ONLINE_VIEW_POLICY: &str = "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; \
+     font-src * data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// `GET /v/{token}`: the archived html of the message the token names; 404 for a token that
+/// does not verify, a message without archive, or an expired one.
+pub async fn online(State(state): State<ApiState>, Path(token): Path<String>) -> Response {
+    let Some(message_id) = state.links.verify_online(&token) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let found = state.store.message(&message_id).and_then(|record| {
+        Ok(match record {
+            Some(record) => state.store.archive(&message_id)?.map(|(_, raw)| (record, raw)),
+            None => None,
+        })
+    });
+    let (record, raw) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let Ok(message) = archived_message(&record, raw) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let page = match message.html() {
+        Some(html) => html,
+        None => format!(
+            "<!doctype html><meta charset=\"utf-8\"><pre>{}</pre>",
+            escape_html(&message.text().unwrap_or_default())
+        ),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, ONLINE_VIEW_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}

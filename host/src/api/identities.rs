@@ -1,0 +1,197 @@
+//! Sender identities (`/{account}/sender_identities`, also as Flowmailer's `sender_domains`):
+//! a domain the account sends from, its DKIM key made by the host, the DNS records to publish
+//! and a check of them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::messages::parse_json;
+use super::paging::iso8601;
+use crate::dkim::{KeyAlgorithm, expected_records};
+use crate::store::{RecordCheck, SenderIdentity};
+
+/// What adding an identity takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityInput {
+    /// The domain mail is sent From.
+    #[serde(alias = "senderDomain")]
+    domain: String,
+    /// `rsa-2048` (the default) or `ed25519`.
+    #[serde(default)]
+    algorithm: KeyAlgorithm,
+}
+
+/// An identity as the API shows it; never the private key.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityView {
+    id: u64,
+    domain: String,
+    selector: String,
+    algorithm: KeyAlgorithm,
+    created_on: String,
+    /// The records to publish, with what DNS answered at the last check.
+    dns_records: Vec<RecordCheck>,
+    /// All required records were found at the last check.
+    validated: bool,
+    /// When the records were last checked.
+    validated_on: Option<String>,
+    /// The envelope-sender domain mail from this domain uses now.
+    return_path_domain: String,
+}
+
+fn view(state: &ApiState, identity: SenderIdentity) -> IdentityView {
+    let config = state.dkim.config();
+    let return_path_domain = state.dkim.return_path_domain(Some(&identity));
+    let (dns_records, validated, validated_on) = match &identity.validation {
+        Some(validation) => (
+            validation.records.clone(),
+            validation.valid,
+            Some(iso8601(validation.checked_at)),
+        ),
+        None => (expected_records(config, &identity), false, None),
+    };
+    IdentityView {
+        id: identity.id,
+        domain: identity.domain,
+        selector: identity.selector,
+        algorithm: identity.algorithm,
+        created_on: iso8601(identity.created_at),
+        dns_records,
+        validated,
+        validated_on,
+        return_path_domain,
+    }
+}
+
+/// A domain name as DNS allows it, lower case, without a trailing dot.
+fn checked_domain(domain: &str) -> Result<String, ApiError> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if domain.len() > 253 || !domain.contains('.') || !domain.split('.').all(label_ok) {
+        return Err(ApiError::field(
+            "domain",
+            "invalidDomain",
+            "a domain name such as example.com (ASCII; IDNs in their xn-- form)",
+            Some(domain.into()),
+        ));
+    }
+    Ok(domain)
+}
+
+fn new_selector() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    Ok(format!("sl{}", hex::encode(bytes)))
+}
+
+fn own_identity(
+    state: &ApiState,
+    account_id: u64,
+    identity_id: u64,
+) -> Result<SenderIdentity, ApiError> {
+    state
+        .store
+        .identity(identity_id)?
+        .filter(|identity| identity.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("sender identity"))
+}
+
+/// `GET /{account}/sender_identities`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+) -> Result<Json<Vec<IdentityView>>, ApiError> {
+    caller.require(account_id)?;
+    let identities = state.store.identities_of(account_id)?;
+    Ok(Json(
+        identities
+            .into_iter()
+            .map(|identity| view(&state, identity))
+            .collect(),
+    ))
+}
+
+/// `POST /{account}/sender_identities`: makes the key and answers with the records to publish.
+pub async fn create(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<IdentityView>), ApiError> {
+    caller.require(account_id)?;
+    let input: IdentityInput = parse_json(&body)?;
+    let domain = checked_domain(&input.domain)?;
+    if state.store.identity_for_domain(account_id, &domain)?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("the account already has a sender identity for {domain}"),
+        ));
+    }
+    let selector = new_selector()?;
+    let dkim = std::sync::Arc::clone(&state.dkim);
+    // RSA key generation takes a few hundred milliseconds of CPU.
+    let identity = tokio::task::spawn_blocking(move || {
+        dkim.new_identity(account_id, &domain, input.algorithm, &selector)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let identity = state.store.create_identity(identity).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, identity))))
+}
+
+/// `GET /{account}/sender_identities/{id}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((account_id, identity_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<Json<IdentityView>, ApiError> {
+    caller.require(account_id)?;
+    Ok(Json(view(
+        &state,
+        own_identity(&state, account_id, identity_id)?,
+    )))
+}
+
+/// `POST /{account}/sender_identities/{id}/validate`: looks the records up in DNS now.
+pub async fn validate(
+    State(state): State<ApiState>,
+    Path((account_id, identity_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<Json<IdentityView>, ApiError> {
+    caller.require(account_id)?;
+    let mut identity = own_identity(&state, account_id, identity_id)?;
+    let validation =
+        crate::dkim::validate(state.dkim.config(), &identity, &state.resolver).await;
+    identity.validation = Some(validation);
+    state.store.update_identity(identity.clone()).await?;
+    Ok(Json(view(&state, identity)))
+}
+
+/// `DELETE /{account}/sender_identities/{id}`.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account_id, identity_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    let identity = own_identity(&state, account_id, identity_id)?;
+    state.store.delete_identity(identity).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

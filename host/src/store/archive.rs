@@ -1,0 +1,87 @@
+//! Archived copies of messages, kept until their retention ends.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::model::ArchiveEntry;
+use super::{Store, StoreError, encode};
+
+pub(super) const ARCHIVES: TableDefinition<&str, &[u8]> = TableDefinition::new("archives");
+pub(super) const ARCHIVE_BODIES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("archive_bodies");
+/// (expires_at, message id): the purge walks this from the oldest.
+pub(super) const ARCHIVE_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("archive_expiry");
+
+/// Most archives removed by one purge transaction, so a large backlog does not hold the writer.
+const PURGE_BATCH: usize = 500;
+
+/// Writes an archive entry and its message inside a transaction (the flow's outcome).
+pub(super) fn put_archive(
+    txn: &WriteTransaction,
+    entry: &ArchiveEntry,
+    body: &[u8],
+) -> Result<(), StoreError> {
+    let id = entry.message_id.as_str();
+    let mut archives = txn.open_table(ARCHIVES)?;
+    let mut expiry = txn.open_table(ARCHIVE_EXPIRY)?;
+    if let Some(old) = archives.get(id)? {
+        let old: ArchiveEntry = super::decode(old.value())?;
+        expiry.remove((old.expires_at, id))?;
+    }
+    archives.insert(id, encode(entry)?.as_slice())?;
+    expiry.insert((entry.expires_at, id), ())?;
+    txn.open_table(ARCHIVE_BODIES)?.insert(id, body)?;
+    Ok(())
+}
+
+impl Store {
+    /// A message's archive entry and archived message, while it is kept.
+    pub fn archive(&self, message_id: &str) -> Result<Option<(ArchiveEntry, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(entry) = txn.open_table(ARCHIVES)?.get(message_id)? else {
+            return Ok(None);
+        };
+        let entry: ArchiveEntry = super::decode(entry.value())?;
+        if entry.expires_at <= super::now_millis() {
+            // Past its retention but not purged yet: already gone for readers.
+            return Ok(None);
+        }
+        let body = txn
+            .open_table(ARCHIVE_BODIES)?
+            .get(message_id)?
+            .map(|body| body.value().to_vec())
+            .ok_or_else(|| StoreError::NotFound(format!("archived body of {message_id}")))?;
+        Ok(Some((entry, body)))
+    }
+
+    /// Removes every archive whose retention ended before `now` (milliseconds); returns how
+    /// many were removed.
+    pub async fn purge_archives(&self, now: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        loop {
+            let batch = self
+                .write(move |txn| {
+                    let mut expiry = txn.open_table(ARCHIVE_EXPIRY)?;
+                    let mut due = Vec::new();
+                    for entry in expiry.range((0, "")..(now, ""))?.take(PURGE_BATCH) {
+                        let (key, _) = entry?;
+                        let (at, id) = key.value();
+                        due.push((at, id.to_string()));
+                    }
+                    let mut archives = txn.open_table(ARCHIVES)?;
+                    let mut bodies = txn.open_table(ARCHIVE_BODIES)?;
+                    for (at, id) in &due {
+                        expiry.remove((*at, id.as_str()))?;
+                        archives.remove(id.as_str())?;
+                        bodies.remove(id.as_str())?;
+                    }
+                    Ok(due.len())
+                })
+                .await?;
+            removed += batch;
+            if batch < PURGE_BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+}

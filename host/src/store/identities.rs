@@ -1,0 +1,169 @@
+//! Sender identities and templates: the account's own records the built-in steps use.
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::model::{SenderIdentity, Template};
+use super::{Store, StoreError, decode, encode, next_id};
+
+pub(super) const IDENTITIES: TableDefinition<u64, &[u8]> = TableDefinition::new("identities");
+/// (account, domain) → identity id: one identity per domain and account.
+pub(super) const IDENTITY_DOMAINS: TableDefinition<(u64, &str), u64> =
+    TableDefinition::new("identity_domains");
+pub(super) const TEMPLATES: TableDefinition<u64, &[u8]> = TableDefinition::new("templates");
+/// (account, name) → template id.
+pub(super) const TEMPLATE_NAMES: TableDefinition<(u64, &str), u64> =
+    TableDefinition::new("template_names");
+
+impl Store {
+    /// Adds a sender identity; its id is assigned here. A second identity for the same domain
+    /// in the account is a conflict.
+    pub async fn create_identity(
+        &self,
+        identity: SenderIdentity,
+    ) -> Result<SenderIdentity, StoreError> {
+        self.write(move |txn| {
+            let mut identity = identity.clone();
+            let mut domains = txn.open_table(IDENTITY_DOMAINS)?;
+            let key = (identity.account_id, identity.domain.as_str());
+            if domains.get(key)?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "sender identity for {}",
+                    identity.domain
+                )));
+            }
+            identity.id = next_id(txn, "identity")?;
+            domains.insert(key, identity.id)?;
+            txn.open_table(IDENTITIES)?
+                .insert(identity.id, encode(&identity)?.as_slice())?;
+            Ok(identity)
+        })
+        .await
+    }
+
+    /// A sender identity by id.
+    pub fn identity(&self, id: u64) -> Result<Option<SenderIdentity>, StoreError> {
+        self.get(IDENTITIES, id)
+    }
+
+    /// The account's identity for a domain.
+    pub fn identity_for_domain(
+        &self,
+        account_id: u64,
+        domain: &str,
+    ) -> Result<Option<SenderIdentity>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let domains = txn.open_table(IDENTITY_DOMAINS)?;
+        let Some(id) = domains.get((account_id, domain))?.map(|id| id.value()) else {
+            return Ok(None);
+        };
+        let identities = txn.open_table(IDENTITIES)?;
+        identities
+            .get(id)?
+            .map(|value| decode(value.value()))
+            .transpose()
+    }
+
+    /// The sender identities of an account.
+    pub fn identities_of(&self, account_id: u64) -> Result<Vec<SenderIdentity>, StoreError> {
+        self.all_of(IDENTITIES, |identity: &SenderIdentity| {
+            identity.account_id == account_id
+        })
+    }
+
+    /// Replaces an identity's record (its validation result).
+    pub async fn update_identity(&self, identity: SenderIdentity) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(IDENTITIES)?;
+            if table.get(identity.id)?.is_none() {
+                return Err(StoreError::NotFound(format!("identity {}", identity.id)));
+            }
+            table.insert(identity.id, encode(&identity)?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes an identity: mail from its domain is signed by the platform key alone after.
+    pub async fn delete_identity(&self, identity: SenderIdentity) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            txn.open_table(IDENTITIES)?.remove(identity.id)?;
+            txn.open_table(IDENTITY_DOMAINS)?
+                .remove((identity.account_id, identity.domain.as_str()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    // ---- templates
+
+    /// Creates or replaces the account's template of `template.name` (id 0 creates). Names
+    /// are unique per account.
+    pub async fn put_template(&self, template: Template) -> Result<Template, StoreError> {
+        self.write(move |txn| {
+            let mut template = template.clone();
+            let mut names = txn.open_table(TEMPLATE_NAMES)?;
+            let mut table = txn.open_table(TEMPLATES)?;
+            let holder = names
+                .get((template.account_id, template.name.as_str()))?
+                .map(|id| id.value());
+            if template.id == 0 {
+                if holder.is_some() {
+                    return Err(StoreError::Conflict(format!("template {}", template.name)));
+                }
+                template.id = next_id(txn, "template")?;
+            } else {
+                let Some(old) = table.get(template.id)?.map(|v| decode::<Template>(v.value()))
+                else {
+                    return Err(StoreError::NotFound(format!("template {}", template.id)));
+                };
+                let old = old?;
+                if holder.is_some_and(|id| id != template.id) {
+                    return Err(StoreError::Conflict(format!("template {}", template.name)));
+                }
+                names.remove((old.account_id, old.name.as_str()))?;
+            }
+            names.insert((template.account_id, template.name.as_str()), template.id)?;
+            table.insert(template.id, encode(&template)?.as_slice())?;
+            Ok(template)
+        })
+        .await
+    }
+
+    /// A template by id.
+    pub fn template(&self, id: u64) -> Result<Option<Template>, StoreError> {
+        self.get(TEMPLATES, id)
+    }
+
+    /// The account's template with this name.
+    pub fn template_named(
+        &self,
+        account_id: u64,
+        name: &str,
+    ) -> Result<Option<Template>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let names = txn.open_table(TEMPLATE_NAMES)?;
+        let Some(id) = names.get((account_id, name))?.map(|id| id.value()) else {
+            return Ok(None);
+        };
+        let table = txn.open_table(TEMPLATES)?;
+        table.get(id)?.map(|value| decode(value.value())).transpose()
+    }
+
+    /// The templates of an account.
+    pub fn templates_of(&self, account_id: u64) -> Result<Vec<Template>, StoreError> {
+        self.all_of(TEMPLATES, |template: &Template| {
+            template.account_id == account_id
+        })
+    }
+
+    /// Deletes a template.
+    pub async fn delete_template(&self, template: Template) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            txn.open_table(TEMPLATES)?.remove(template.id)?;
+            txn.open_table(TEMPLATE_NAMES)?
+                .remove((template.account_id, template.name.as_str()))?;
+            Ok(())
+        })
+        .await
+    }
+}

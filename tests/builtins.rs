@@ -1,0 +1,504 @@
+//! The built-in Flowsteps end to end: template → tracking → archive → dkim through the real
+//! server, with DKIM verified by mail-auth's verifier against keys served by a loopback DNS
+//! server, plus templates, archive and sender identities through the API.
+
+use mail_auth::common::verify::VerifySignature;
+use mail_auth::{AuthenticatedMessage, DkimResult};
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use sluice::store::MessageStatus;
+
+use crate::util::dns::DnsServer;
+use crate::util::{Api, TestServer};
+
+/// A server whose resolver asks the test DNS server.
+fn server_with_dns(dns: &DnsServer) -> TestServer {
+    let config = dns.config();
+    TestServer::start(move |server| server.dns = config)
+}
+
+/// Adds a sender identity for `domain` through the API, publishes its records in the test DNS
+/// as a customer would, validates it; returns the identity view.
+fn published_identity(api: &Api, dns: &DnsServer, domain: &str, algorithm: &str) -> Value {
+    let response = api
+        .post("sender_identities")
+        .json(&json!({"domain": domain, "algorithm": algorithm}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let identity: Value = response.json().unwrap();
+    for record in identity["dnsRecords"].as_array().unwrap() {
+        let (name, value) = (
+            record["name"].as_str().unwrap(),
+            record["value"].as_str().unwrap(),
+        );
+        match record["type"].as_str().unwrap() {
+            "TXT" => dns.add_txt(name, value),
+            _ => dns.set_cname(name, value),
+        }
+    }
+    let id = identity["id"].as_u64().unwrap();
+    let response = api
+        .post(&format!("sender_identities/{id}/validate"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let validated: Value = response.json().unwrap();
+    assert_eq!(validated["validated"], true, "{validated:#}");
+    validated
+}
+
+/// Publishes the platform's own key.
+fn publish_platform_key(server: &TestServer, dns: &DnsServer) {
+    let (name, value) = server.server.dkim.platform_record();
+    dns.set_txt(&name, &value);
+}
+
+/// Verifies every DKIM signature of `raw` through the test DNS server: (d=, passed) per
+/// signature.
+fn verify(dns: &DnsServer, raw: &[u8]) -> Vec<(String, bool)> {
+    let resolver = sluice::dns::Resolver::new(&dns.config()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let message = AuthenticatedMessage::parse(raw).expect("a parsable message");
+    runtime.block_on(async {
+        let authenticator = resolver.message_authenticator();
+        authenticator
+            .verify_dkim(&message)
+            .await
+            .iter()
+            .map(|output| {
+                let domain = output
+                    .signature()
+                    .map(|signature| signature.domain().to_string())
+                    .unwrap_or_default();
+                (domain, output.result() == &DkimResult::Pass)
+            })
+            .collect()
+    })
+}
+
+fn set_default_flow_steps(api: &Api, steps: Value) -> u64 {
+    let response = api
+        .post("flows")
+        .json(&json!({"description": "built-ins", "steps": steps}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{:?}", response.text());
+    let flow: Value = response.json().unwrap();
+    let flow_id = flow["id"].as_u64().unwrap();
+    let response = api
+        .put("flow_rules")
+        .json(&json!({"rules": [], "defaultFlowId": flow_id}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+    flow_id
+}
+
+fn processed_body(server: &TestServer, id: &str) -> Vec<u8> {
+    let record = server.wait_until_done(id);
+    assert_eq!(
+        record.status,
+        MessageStatus::Processed,
+        "{:?}",
+        record.status_reason
+    );
+    server.store().body(id).unwrap().unwrap()
+}
+
+fn no_redirects() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The first `href`/`src` value that starts with `prefix`.
+fn url_starting(html: &str, prefix: &str) -> String {
+    html.split(['"', '\''])
+        .find(|part| part.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}… in {html}"))
+        .replace("&amp;", "&")
+}
+
+const LAYOUT: &str = r#"<html><body>
+<h1>Hi {{ name }}</h1>
+{{ message.html }}
+<p><a href="https://shop.example/offer?id={{ id }}">Offer</a>
+<a href="mailto:help@shop.example">Help</a>
+<a href="{{ online_link() }}" data-notrack>View online</a></p>
+</body></html>"#;
+
+#[test]
+fn template_tracking_archive_and_dkim_run_end_to_end() {
+    let dns = DnsServer::start();
+    let server = server_with_dns(&dns);
+    let api = Api::demo(&server);
+    publish_platform_key(&server, &dns);
+    let identity = published_identity(&api, &dns, "shop.example", "ed25519");
+    assert_eq!(identity["returnPathDomain"], "bounce.shop.example");
+
+    let response = api
+        .post("templates")
+        .json(&json!({"name": "welcome", "subject": "Welcome {{ name }}", "html": LAYOUT}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{:?}", response.text());
+    set_default_flow_steps(
+        &api,
+        json!([
+            {"plugin": "template", "config": {"template": "welcome"}},
+            {"plugin": "tracking", "config": {}},
+            {"plugin": "archive", "config": {"retention": "P1M"}},
+            {"plugin": "dkim"},
+        ]),
+    );
+
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "news@shop.example",
+        "headerFromAddress": "news@shop.example",
+        "recipientAddress": "ann@example.net",
+        "subject": "Order 42",
+        "html": "<p>Your order <b>ships</b> today.</p>",
+        "data": {"name": "Ann <A&B>", "id": 42},
+    }));
+    let raw = processed_body(&server, &id);
+    let message = sluice::message::Message::parse(raw.clone(), crate::util::envelope()).unwrap();
+
+    // Rendered: data escaped in html, the submitted html reused as it was, a text part made.
+    assert_eq!(message.header("Subject").unwrap(), "Welcome Ann <A&B>");
+    let html = message.html().unwrap();
+    assert!(html.contains("<h1>Hi Ann &lt;A&amp;B&gt;</h1>"), "{html}");
+    assert!(html.contains("<p>Your order <b>ships</b> today.</p>"), "{html}");
+    let text = message.text().unwrap();
+    assert!(text.contains("Hi Ann <A&B>") && text.contains("Your order ships today."), "{text}");
+
+    // Tracked: the offer link and the pixel point at the host; mailto and the online link not.
+    let base = format!("http://{}", server.server.api_addr);
+    let click = url_starting(&html, &format!("{base}/c/"));
+    url_starting(&html, &format!("{base}/o/"));
+    assert!(html.contains("href=\"mailto:help@shop.example\""), "{html}");
+    assert!(!html.contains("https://shop.example/offer"), "{html}");
+    let online = url_starting(&html, &format!("{base}/v/"));
+
+    // Signed for the platform and the customer, and both verify independently.
+    let mut results = verify(&dns, &raw);
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            ("shop.example".to_string(), true),
+            ("sluice.localhost".to_string(), true)
+        ]
+    );
+    let view: Value = api.get(&format!("messages/{id}")).send().unwrap().json().unwrap();
+    assert_eq!(view["dmarc"]["pass"], true, "{view:#}");
+    assert_eq!(view["dmarc"]["dkimAligned"], true);
+    assert_eq!(view["dmarc"]["spfAligned"], true);
+    assert_eq!(view["dmarc"]["fromDomain"], "shop.example");
+    assert_eq!(view["onlineLink"], online.as_str());
+
+    // Archived, and readable online by whoever has the link.
+    let archive: Value = api
+        .get(&format!("messages/{id}/archive"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(archive["subject"], "Welcome Ann <A&B>");
+    assert!(archive["html"].as_str().unwrap().contains("ships"));
+    let page = no_redirects().get(&online).send().unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert!(page.text().unwrap().contains("Your order <b>ships</b> today."));
+
+    // A click is recorded and goes where the message linked; a forged token goes nowhere.
+    let response = no_redirects()
+        .get(&click)
+        .header("user-agent", "test-agent")
+        .send()
+        .unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(
+        response.headers()["location"],
+        "https://shop.example/offer?id=42"
+    );
+    let kinds: Vec<String> = server
+        .store()
+        .events(&id)
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert!(kinds.contains(&"CLICKED".to_string()), "{kinds:?}");
+    let mut forged = click.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        no_redirects().get(&forged).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let forged_online = format!("{online}x");
+    assert_eq!(
+        no_redirects().get(&forged_online).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Changed after signing: both signatures fail.
+    let altered = String::from_utf8(raw)
+        .unwrap()
+        .replacen("Your order", "Your 0rder", 1);
+    let results = verify(&dns, altered.as_bytes());
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|(_, passed)| !passed), "{results:?}");
+}
+
+#[test]
+fn signatures_verify_for_8bit_content_and_long_lines_with_rsa_keys() {
+    let dns = DnsServer::start();
+    let server = server_with_dns(&dns);
+    let api = Api::demo(&server);
+    publish_platform_key(&server, &dns);
+    published_identity(&api, &dns, "example.org", "rsa-2048");
+    set_default_flow_steps(&api, json!([{"plugin": "dkim"}]));
+
+    let long_line = "word ".repeat(400);
+    let mime = format!(
+        "From: Zoë <news@mail.example.org>\r\nTo: ann@example.net\r\nSubject: Grüße\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\nDiese Nachricht enthält Umlaute: äöü ß.\r\n\
+         {long_line}\r\n  trailing  spaces   \r\n\r\n\r\n"
+    );
+    use base64::Engine as _;
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "news@mail.example.org",
+        "recipientAddress": "ann@example.net",
+        "mimedata": base64::engine::general_purpose::STANDARD.encode(&mime),
+    }));
+    let raw = processed_body(&server, &id);
+    assert!(raw.windows(2).any(|pair| pair == "ä".as_bytes()), "8-bit content kept");
+    let mut results = verify(&dns, &raw);
+    results.sort();
+    // The identity for example.org signs mail from its subdomain mail.example.org.
+    assert_eq!(
+        results,
+        [
+            ("example.org".to_string(), true),
+            ("sluice.localhost".to_string(), true)
+        ]
+    );
+    let text = String::from_utf8(raw).unwrap();
+    assert!(text.contains("a=rsa-sha256") && text.contains("c=relaxed/relaxed"));
+}
+
+#[test]
+fn without_an_identity_only_the_platform_signs_and_dmarc_does_not_align() {
+    let dns = DnsServer::start();
+    let server = server_with_dns(&dns);
+    let api = Api::demo(&server);
+    publish_platform_key(&server, &dns);
+    set_default_flow_steps(&api, json!([{"plugin": "dkim"}]));
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@unregistered.example",
+        "recipientAddress": "ann@example.net",
+        "subject": "Hello",
+        "text": "Hello",
+    }));
+    let raw = processed_body(&server, &id);
+    assert_eq!(verify(&dns, &raw), [("sluice.localhost".to_string(), true)]);
+    let view: Value = api.get(&format!("messages/{id}")).send().unwrap().json().unwrap();
+    assert_eq!(view["dmarc"]["pass"], false, "{view:#}");
+    assert_eq!(view["dmarc"]["returnPathDomain"], "bounce.sluice.localhost");
+}
+
+#[test]
+fn templates_are_checked_when_saved_and_previewed_through_the_step() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+
+    let response = api
+        .post("templates")
+        .json(&json!({"name": "broken", "html": "<p>\n{% if x %}\nunclosed\n</p>"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["allErrors"][0]["code"], "templateSyntax", "{body:#}");
+    assert_eq!(body["allErrors"][0]["field"], "html");
+    assert!(body["allErrors"][0]["rejectedValue"]["line"].as_u64().is_some(), "{body:#}");
+
+    let response = api
+        .post("templates")
+        .json(&json!({"name": "hello", "subject": "Hi {{ name }}", "html": "<p>Hi {{ name }}</p>\n<p>{{ coupon }}</p>"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let preview: Value = api
+        .post("templates/preview")
+        .json(&json!({"name": "hello", "data": {"name": "<Bo>", "coupon": "X1"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(preview["subject"], "Hi <Bo>");
+    assert!(preview["html"].as_str().unwrap().contains("<p>Hi &lt;Bo&gt;</p>"), "{preview:#}");
+    assert!(preview["text"].as_str().unwrap().contains("Hi <Bo>"), "{preview:#}");
+
+    // A missing variable names the part and the line; nothing half-rendered comes back.
+    let response = api
+        .post("templates/preview")
+        .json(&json!({"name": "hello", "data": {"name": "Bo"}}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().unwrap();
+    let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
+    assert!(message.contains("html line 2"), "{message}");
+
+    // The same in a real flow: the message is held with the line, never sent half-rendered.
+    set_default_flow_steps(&api, json!([{"plugin": "template", "config": {"template": "hello"}}]));
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "subject": "x",
+        "text": "x",
+        "data": {"name": "Bo"},
+    }));
+    let record = server.wait_until_done(&id);
+    assert_eq!(record.status, MessageStatus::Held);
+    assert!(record.status_reason.unwrap().contains("html line 2"));
+
+    // Bad built-in configurations are refused when the flow is saved.
+    for (plugin, config, needle) in [
+        ("template", json!({"template": "nope"}), "does not exist"),
+        ("template", json!({"template": "hello", "inline": {}}), ""),
+        ("archive", json!({"retention": "P2Y"}), "P2Y"),
+        ("tracking", json!({"clickz": true}), "clickz"),
+        ("dkim", json!({"key": "mine"}), "key"),
+    ] {
+        let response = api
+            .post("flows")
+            .json(&json!({"description": "bad", "steps": [{"plugin": plugin, "config": config}]}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{plugin} {config}");
+        let body: Value = response.json().unwrap();
+        assert_eq!(body["allErrors"][0]["code"], "invalidConfig", "{body:#}");
+        let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
+        assert!(message.contains(needle), "{plugin}: {message}");
+    }
+}
+
+#[test]
+fn archives_expire_and_their_online_links_stop_working() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    set_default_flow_steps(&api, json!([{"plugin": "archive", "config": {"retention": "P1M"}}]));
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "subject": "Kept",
+        "html": "<p>kept</p>",
+    }));
+    processed_body(&server, &id);
+    let view: Value = api.get(&format!("messages/{id}")).send().unwrap().json().unwrap();
+    let online = view["onlineLink"].as_str().unwrap().to_string();
+    assert_eq!(Client::new().get(&online).send().unwrap().status(), StatusCode::OK);
+    let eml = api
+        .get(&format!("messages/{id}/archive?format=eml"))
+        .send()
+        .unwrap();
+    assert_eq!(eml.headers()["content-type"], "message/rfc822");
+    assert!(eml.text().unwrap().contains("Subject: Kept"));
+
+    let store = server.store().clone();
+    let day = 24 * 60 * 60 * 1000;
+    let now = sluice::store::now_millis();
+    assert_eq!(server.block_on(store.purge_archives(now + 30 * day)).unwrap(), 0);
+    assert_eq!(server.block_on(store.purge_archives(now + 32 * day)).unwrap(), 1);
+    assert_eq!(
+        api.get(&format!("messages/{id}/archive")).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(Client::new().get(&online).send().unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn sender_identities_show_their_records_and_stay_in_their_account() {
+    let dns = DnsServer::start();
+    let server = server_with_dns(&dns);
+    let api = Api::demo(&server);
+    let response = api
+        .post("sender_domains")
+        .json(&json!({"senderDomain": "Brand.Example."}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let identity: Value = response.json().unwrap();
+    assert_eq!(identity["domain"], "brand.example");
+    assert_eq!(identity["algorithm"], "rsa-2048");
+    assert_eq!(identity["validated"], false);
+    let records = identity["dnsRecords"].as_array().unwrap();
+    let dkim = &records[0];
+    let selector = identity["selector"].as_str().unwrap();
+    assert_eq!(dkim["name"], format!("{selector}._domainkey.brand.example"));
+    assert!(dkim["value"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MII"));
+    let purposes: Vec<&str> = records.iter().map(|r| r["purpose"].as_str().unwrap()).collect();
+    assert_eq!(purposes, ["dkim", "spf", "dmarc", "return-path", "web-domain"]);
+    assert!(!identity.to_string().contains("sealed"), "no private key material shown");
+
+    // Nothing published yet: the check says so, record by record.
+    let id = identity["id"].as_u64().unwrap();
+    let checked: Value = api
+        .post(&format!("sender_identities/{id}/validate"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(checked["validated"], false);
+    assert!(checked["dnsRecords"].as_array().unwrap().iter().all(|r| r["ok"] == false));
+
+    let again = api
+        .post("sender_identities")
+        .json(&json!({"domain": "brand.example"}))
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let bad = api
+        .post("sender_identities")
+        .json(&json!({"domain": "not a domain"}))
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // Another account sees nothing of it.
+    let other = crate::util::second_account(&server);
+    assert_eq!(
+        other.get(&format!("sender_identities/{id}")).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        other
+            .get("sender_identities")
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap(),
+        json!([])
+    );
+    let response = api.http.delete(api.url(&format!("sender_identities/{id}"))).bearer_auth(&api.token).send().unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
