@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::api::ApiConfig;
+use crate::dns::DnsConfig;
 use crate::plugin::RuntimeLimits;
 use crate::smtp::SmtpConfig;
 
@@ -31,6 +32,9 @@ pub struct Config {
     /// The REST API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The nameservers for MX lookups and DKIM/SPF/DMARC checks.
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 fn default_pipeline_workers() -> usize {
@@ -104,6 +108,7 @@ mod tests {
         assert_eq!(config.runtime, RuntimeLimits::default());
         assert_eq!(config.smtp, SmtpConfig::default());
         assert_eq!(config.api, ApiConfig::default());
+        assert_eq!(config.dns, DnsConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

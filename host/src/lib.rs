@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dns;
 pub mod flow;
 pub mod message;
 pub mod plugin;
