@@ -5,6 +5,7 @@ mod cli;
 mod containment;
 mod contract;
 mod crash;
+mod dns;
 mod hot_reload;
 mod loading;
 mod pipeline;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::api::ApiConfig;
 use crate::dkim::DkimConfig;
+use crate::dns::DnsConfig;
 use crate::plugin::RuntimeLimits;
 use crate::smtp::SmtpConfig;
 
@@ -35,6 +36,9 @@ pub struct Config {
     /// DKIM keys and the DNS names customers point their records at.
     #[serde(default)]
     pub dkim: DkimConfig,
+    /// The nameservers for MX lookups and DKIM/SPF/DMARC checks.
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 fn default_pipeline_workers() -> usize {
@@ -109,6 +113,7 @@ mod tests {
         assert_eq!(config.smtp, SmtpConfig::default());
         assert_eq!(config.api, ApiConfig::default());
         assert_eq!(config.dkim, DkimConfig::default());
+        assert_eq!(config.dns, DnsConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

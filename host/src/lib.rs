@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod dkim;
+pub mod dns;
 pub mod flow;
 pub mod message;
 pub mod plugin;
