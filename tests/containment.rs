@@ -242,6 +242,7 @@ fn a_shared_plugin_is_disabled_only_for_the_account_whose_mail_broke_it() {
             account_id,
             simulation,
             links: Arc::clone(&links),
+            services: None,
         })
     };
     let input = message("plain.eml");

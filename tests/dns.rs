@@ -3,12 +3,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use mail_auth::common::crypto::{RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::DkimSigner;
-use mail_auth::dkim::generate::DkimKeyPair;
 use mail_auth::hickory_resolver::proto::rr::RData;
 use mail_auth::{AuthenticatedMessage, DkimResult};
+use sluice::dkim::{DomainKey, KeyAlgorithm, dkim_record_value, generate, sign, signing_key};
 use sluice::dns::{DnsError, MxAnswer, Resolver};
 
 use crate::util::dns::DnsServer;
@@ -278,23 +275,18 @@ fn a_new_name_is_seen_at_once() {
 #[test]
 fn mail_auth_verifies_dkim_through_the_test_server() {
     // A 2048-bit RSA key: its TXT record is over 255 bytes, as real ones are.
-    let pair = DkimKeyPair::generate_rsa(2048).unwrap();
-    let key = RsaKey::<Sha256>::from_key_der(rustls::pki_types::PrivateKeyDer::Pkcs1(
-        pair.private_key().to_vec().into(),
-    ))
-    .unwrap();
-    let record = format!("v=DKIM1; k=rsa; p={}", pair.encoded_public_key());
+    let generated = generate(KeyAlgorithm::Rsa2048).unwrap();
+    let record = dkim_record_value(KeyAlgorithm::Rsa2048, &generated.public_key);
     assert!(record.len() > 255, "{}", record.len());
+    let key = DomainKey::new(
+        "example.com",
+        "s2048",
+        signing_key(KeyAlgorithm::Rsa2048, &generated.private_der).unwrap(),
+    );
 
     let message = "From: Ann <ann@example.com>\r\nTo: bob@example.net\r\nSubject: hello\r\n\
                    \r\nA signed body.\r\n";
-    let signature = DkimSigner::from_key(key)
-        .domain("example.com")
-        .selector("s2048")
-        .headers(["From", "To", "Subject"])
-        .sign(message.as_bytes())
-        .unwrap();
-    let signed = format!("{}{message}", signature.to_header());
+    let signed = format!("{}{message}", sign(message.as_bytes(), &[&key]).unwrap());
 
     let server = DnsServer::start();
     server.set_txt("s2048._domainkey.example.com", &record);
@@ -314,10 +306,10 @@ fn mail_auth_verifies_dkim_through_the_test_server() {
         assert_eq!(results[0].result(), &DkimResult::Pass);
 
         // A key that does not match fails: the verdict really comes from the server's record.
-        let other = DkimKeyPair::generate_ed25519().unwrap();
+        let other = generate(KeyAlgorithm::Ed25519).unwrap();
         server.set_txt(
             "s2048._domainkey.example.com",
-            &format!("v=DKIM1; k=rsa; p={}", other.encoded_public_key()),
+            &dkim_record_value(KeyAlgorithm::Rsa2048, &other.public_key),
         );
         resolver.message_authenticator().resolver().clear_cache();
         let results = authenticator.verify_dkim(&parsed).await;

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiParts, ApiState};
 use crate::config::Config;
 use crate::dkim::Dkim;
+use crate::dns::Resolver;
 use crate::flow::rules::Routing;
 use crate::flow::{Pipeline, PipelineHandle};
 use crate::plugin::builtin::load_builtins;
@@ -125,12 +126,15 @@ impl Server {
         );
         let purge_task = tokio::spawn(purge_archives(store.clone()));
         let api_state = ApiState::new(
-            store.clone(),
-            pipeline.clone(),
-            runtime,
-            Arc::clone(&plugins),
-            links,
-            Arc::clone(&dkim),
+            ApiParts {
+                store: store.clone(),
+                pipeline: pipeline.clone(),
+                runtime,
+                plugins: Arc::clone(&plugins),
+                links,
+                dkim: Arc::clone(&dkim),
+                resolver: Resolver::new(&config.dns)?,
+            },
             &config.data_dir.join("api.key"),
             config.api.token_lifetime_secs,
         )?;

@@ -113,7 +113,10 @@ pub async fn online(State(state): State<ApiState>, Path(token): Path<String>) ->
     };
     let found = state.store.message(&message_id).and_then(|record| {
         Ok(match record {
-            Some(record) => state.store.archive(&message_id)?.map(|(_, raw)| (record, raw)),
+            Some(record) => state
+                .store
+                .archive(&message_id)?
+                .map(|(_, raw)| (record, raw)),
             None => None,
         })
     });

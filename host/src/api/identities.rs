@@ -136,7 +136,11 @@ pub async fn create(
     caller.require(account_id)?;
     let input: IdentityInput = parse_json(&body)?;
     let domain = checked_domain(&input.domain)?;
-    if state.store.identity_for_domain(account_id, &domain)?.is_some() {
+    if state
+        .store
+        .identity_for_domain(account_id, &domain)?
+        .is_some()
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
@@ -177,8 +181,7 @@ pub async fn validate(
 ) -> Result<Json<IdentityView>, ApiError> {
     caller.require(account_id)?;
     let mut identity = own_identity(&state, account_id, identity_id)?;
-    let validation =
-        crate::dkim::validate(state.dkim.config(), &identity, &state.resolver).await;
+    let validation = crate::dkim::validate(state.dkim.config(), &identity, &state.resolver).await;
     identity.validation = Some(validation);
     state.store.update_identity(identity.clone()).await?;
     Ok(Json(view(&state, identity)))

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::dkim::Dkim;
+use crate::dns::Resolver;
 use crate::flow::PipelineHandle;
 use crate::plugin::PluginRuntime;
 use crate::plugin::registry::PluginRegistry;
@@ -79,21 +80,45 @@ pub struct ApiState {
     tokens: TokenSigner,
     links: Arc<LinkSigner>,
     dkim: Arc<Dkim>,
+    resolver: Resolver,
+}
+
+/// The server's parts the API reads and drives.
+#[derive(Clone, Debug)]
+pub struct ApiParts {
+    /// The store.
+    pub store: Store,
+    /// Runs flows (simulate, configuration checks).
+    pub pipeline: PipelineHandle,
+    /// Loads uploaded plugins.
+    pub runtime: Arc<PluginRuntime>,
+    /// The operator's and built-in plugins.
+    pub plugins: Arc<PluginRegistry>,
+    /// Signs tracking and online links.
+    pub links: Arc<LinkSigner>,
+    /// DKIM keys and sender identities.
+    pub dkim: Arc<Dkim>,
+    /// Checks sender identities' DNS records.
+    pub resolver: Resolver,
 }
 
 impl ApiState {
     /// The state for a server's API; the token key is kept in `key_file` (made if missing).
     pub fn new(
-        store: Store,
-        pipeline: PipelineHandle,
-        runtime: Arc<PluginRuntime>,
-        plugins: Arc<PluginRegistry>,
-        links: Arc<LinkSigner>,
-        dkim: Arc<Dkim>,
+        parts: ApiParts,
         key_file: &Path,
         token_lifetime_secs: u64,
     ) -> std::io::Result<Self> {
         let key = crate::plugin::cache::load_or_create_key(key_file)?;
+        let ApiParts {
+            store,
+            pipeline,
+            runtime,
+            plugins,
+            links,
+            dkim,
+            resolver,
+        } = parts;
         Ok(Self {
             store,
             pipeline,
@@ -102,6 +127,7 @@ impl ApiState {
             tokens: TokenSigner::new(key, token_lifetime_secs),
             links,
             dkim,
+            resolver,
         })
     }
 
@@ -167,23 +193,24 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
                 .delete(templates::delete),
         );
     // Flowmailer calls them sender domains; both names work.
-    let router = ["sender_identities", "sender_domains"]
-        .into_iter()
-        .fold(router, |router, name| {
-            router
-                .route(
-                    &format!("/{{account}}/{name}"),
-                    get(identities::list).post(identities::create),
-                )
-                .route(
-                    &format!("/{{account}}/{name}/{{id}}"),
-                    get(identities::get).delete(identities::delete),
-                )
-                .route(
-                    &format!("/{{account}}/{name}/{{id}}/validate"),
-                    post(identities::validate),
-                )
-        });
+    let router =
+        ["sender_identities", "sender_domains"]
+            .into_iter()
+            .fold(router, |router, name| {
+                router
+                    .route(
+                        &format!("/{{account}}/{name}"),
+                        get(identities::list).post(identities::create),
+                    )
+                    .route(
+                        &format!("/{{account}}/{name}/{{id}}"),
+                        get(identities::get).delete(identities::delete),
+                    )
+                    .route(
+                        &format!("/{{account}}/{name}/{{id}}/validate"),
+                        post(identities::validate),
+                    )
+            });
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(state)

@@ -88,9 +88,7 @@ fn checked(input: TemplateInput, account_id: u64, id: u64) -> Result<Template, A
         ("text", &input.text),
     ] {
         let Some(source) = source else { continue };
-        if let Err(error) = syntax_check(part, source) {
-            errors.push(error);
-        }
+        errors.extend(syntax_error(part, source));
     }
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
@@ -106,15 +104,15 @@ fn checked(input: TemplateInput, account_id: u64, id: u64) -> Result<Template, A
     })
 }
 
-/// Parses one part with the same template language the step renders with.
-fn syntax_check(part: &str, source: &str) -> Result<(), FieldError> {
+/// Parses one part with the same template language the step renders with; the error, if any.
+fn syntax_error(part: &str, source: &str) -> Option<FieldError> {
     let environment = minijinja::Environment::new();
     match environment.template_from_named_str(part, source) {
-        Ok(_) => Ok(()),
+        Ok(_) => None,
         Err(error) => {
             let line = error.line();
             let detail = error.detail().unwrap_or("syntax error").to_string();
-            Err(FieldError {
+            Some(FieldError {
                 code: "templateSyntax".into(),
                 default_message: match line {
                     Some(line) => format!("{part} line {line}: {detail}"),
@@ -144,7 +142,9 @@ pub async fn list(
 ) -> Result<Json<Vec<TemplateView>>, ApiError> {
     caller.require(account_id)?;
     let templates = state.store.templates_of(account_id)?;
-    Ok(Json(templates.into_iter().map(TemplateView::from).collect()))
+    Ok(Json(
+        templates.into_iter().map(TemplateView::from).collect(),
+    ))
 }
 
 /// `POST /{account}/templates`.
@@ -285,9 +285,8 @@ pub async fn preview(
     let run = tokio::task::spawn_blocking(move || plugin.run_in(&message, &config, Some(context)))
         .await
         .map_err(ApiError::internal)?;
-    let unprocessable = |reason: String| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "templateError", reason)
-    };
+    let unprocessable =
+        |reason: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "templateError", reason);
     match run {
         Ok(run) => match run.outcome {
             StepOutcome::Continue => Ok(Json(PreviewView {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub enum KeyAlgorithm {
     /// RSA with a 2048-bit modulus: what every verifier understands.
     #[default]
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
     /// Ed25519 (RFC 8463): small and fast, not yet verified everywhere.
     Ed25519,
@@ -219,12 +220,21 @@ mod tests {
         let sealed = vault.seal("identity:1", b"private").unwrap();
         assert!(!sealed.windows(7).any(|w| w == b"private"));
         assert_eq!(vault.open("identity:1", &sealed).unwrap(), b"private");
-        assert!(matches!(vault.open("identity:2", &sealed), Err(KeyError::Unseal)));
+        assert!(matches!(
+            vault.open("identity:2", &sealed),
+            Err(KeyError::Unseal)
+        ));
         let other = KeyVault::new(&[8; 32]);
-        assert!(matches!(other.open("identity:1", &sealed), Err(KeyError::Unseal)));
+        assert!(matches!(
+            other.open("identity:1", &sealed),
+            Err(KeyError::Unseal)
+        ));
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(matches!(vault.open("identity:1", &tampered), Err(KeyError::Unseal)));
+        assert!(matches!(
+            vault.open("identity:1", &tampered),
+            Err(KeyError::Unseal)
+        ));
     }
 
     #[test]

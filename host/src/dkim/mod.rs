@@ -54,14 +54,14 @@ pub struct DkimConfig {
 impl Default for DkimConfig {
     fn default() -> Self {
         Self {
-            platform_domain: "sluice.localhost".into(),
+            platform_domain: "sluice.example".into(),
             platform_selector: "sluice1".into(),
             platform_algorithm: KeyAlgorithm::Rsa2048,
             master_key_file: "keys/master.key".into(),
-            spf_include: "_spf.sluice.localhost".into(),
-            return_path_domain: "bounce.sluice.localhost".into(),
+            spf_include: "_spf.sluice.example".into(),
+            return_path_domain: "bounce.sluice.example".into(),
             return_path_label: "bounce".into(),
-            web_domain: "links.sluice.localhost".into(),
+            web_domain: "links.sluice.example".into(),
             web_label: "links".into(),
         }
     }
@@ -118,7 +118,10 @@ impl Dkim {
             "platform-{}-{}.sealed",
             config.platform_domain, config.platform_selector
         ));
-        let label = format!("platform:{}:{}", config.platform_domain, config.platform_selector);
+        let label = format!(
+            "platform:{}:{}",
+            config.platform_domain, config.platform_selector
+        );
         let (algorithm, private_der, public_key) = match std::fs::read_to_string(&key_file) {
             Ok(text) => {
                 let stored: StoredPlatformKey = serde_json::from_str(&text)
@@ -143,7 +146,11 @@ impl Dkim {
                         error: error.to_string(),
                     }
                 })?;
-                (generated.algorithm, generated.private_der, generated.public_key)
+                (
+                    generated.algorithm,
+                    generated.private_der,
+                    generated.public_key,
+                )
             }
             Err(error) => {
                 return Err(KeyError::MasterKeyFile {
@@ -195,9 +202,10 @@ impl Dkim {
     ) -> Result<SenderIdentity, DkimError> {
         let generated = generate(algorithm)?;
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let sealed =
-            self.vault
-                .seal(&identity_label(account_id, &domain, selector), &generated.private_der)?;
+        let sealed = self.vault.seal(
+            &identity_label(account_id, &domain, selector),
+            &generated.private_der,
+        )?;
         Ok(SenderIdentity {
             id: 0,
             account_id,
@@ -232,7 +240,9 @@ impl Dkim {
             .iter()
             .map(|key| (key.domain(), key.selector()))
             .collect();
-        let validation = identity.as_ref().and_then(|identity| identity.validation.as_ref());
+        let validation = identity
+            .as_ref()
+            .and_then(|identity| identity.validation.as_ref());
         let return_path_domain = self.return_path_domain(identity.as_ref());
         let report = dmarc::report(
             from_domain.as_deref(),

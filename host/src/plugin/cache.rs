@@ -132,8 +132,11 @@ pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     }
 }
 
-/// Writes a file only the owner can read, atomically.
+/// Writes a file only the owner can read, atomically, making its folder if needed.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(folder) = path.parent() {
+        fs::create_dir_all(folder)?;
+    }
     let temporary = path.with_extension(format!("tmp{}", std::process::id()));
     {
         let mut options = fs::OpenOptions::new();

@@ -47,7 +47,6 @@ impl Capability {
         }
     }
 
-
     /// The capability with this interface name.
     pub fn from_interface(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|cap| cap.interface() == name)

@@ -112,7 +112,9 @@ impl Store {
                 }
                 template.id = next_id(txn, "template")?;
             } else {
-                let Some(old) = table.get(template.id)?.map(|v| decode::<Template>(v.value()))
+                let Some(old) = table
+                    .get(template.id)?
+                    .map(|v| decode::<Template>(v.value()))
                 else {
                     return Err(StoreError::NotFound(format!("template {}", template.id)));
                 };
@@ -146,7 +148,10 @@ impl Store {
             return Ok(None);
         };
         let table = txn.open_table(TEMPLATES)?;
-        table.get(id)?.map(|value| decode(value.value())).transpose()
+        table
+            .get(id)?
+            .map(|value| decode(value.value()))
+            .transpose()
     }
 
     /// The templates of an account.

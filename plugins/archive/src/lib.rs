@@ -73,8 +73,14 @@ mod tests {
 
     #[test]
     fn retention_periods_parse_and_anything_else_is_refused() {
-        assert_eq!(parse(r#"{"retention":"P1M"}"#).unwrap().retention.days(), 31);
-        assert_eq!(parse(r#"{"retention":"P1Y"}"#).unwrap().retention.days(), 366);
+        assert_eq!(
+            parse(r#"{"retention":"P1M"}"#).unwrap().retention.days(),
+            31
+        );
+        assert_eq!(
+            parse(r#"{"retention":"P1Y"}"#).unwrap().retention.days(),
+            366
+        );
         assert_eq!(parse("{}").unwrap().retention, Retention::ThreeMonths);
         assert!(parse(r#"{"retention":"P2Y"}"#).is_err());
         assert!(parse(r#"{"retention":"P1M","extra":1}"#).is_err());
