@@ -87,7 +87,12 @@ fn set_default_flow_steps(api: &Api, steps: Value) -> u64 {
         .json(&json!({"description": "built-ins", "steps": steps}))
         .send()
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "{:?}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text()
+    );
     let flow: Value = response.json().unwrap();
     let flow_id = flow["id"].as_u64().unwrap();
     let response = api
@@ -147,7 +152,12 @@ fn template_tracking_archive_and_dkim_run_end_to_end() {
         .json(&json!({"name": "welcome", "subject": "Welcome {{ name }}", "html": LAYOUT}))
         .send()
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "{:?}", response.text());
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text()
+    );
     set_default_flow_steps(
         &api,
         json!([
@@ -174,9 +184,15 @@ fn template_tracking_archive_and_dkim_run_end_to_end() {
     assert_eq!(message.header("Subject").unwrap(), "Welcome Ann <A&B>");
     let html = message.html().unwrap();
     assert!(html.contains("<h1>Hi Ann &lt;A&amp;B&gt;</h1>"), "{html}");
-    assert!(html.contains("<p>Your order <b>ships</b> today.</p>"), "{html}");
+    assert!(
+        html.contains("<p>Your order <b>ships</b> today.</p>"),
+        "{html}"
+    );
     let text = message.text().unwrap();
-    assert!(text.contains("Hi Ann <A&B>") && text.contains("Your order ships today."), "{text}");
+    assert!(
+        text.contains("Hi Ann <A&B>") && text.contains("Your order ships today."),
+        "{text}"
+    );
 
     // Tracked: the offer link and the pixel point at the host; mailto and the online link not.
     let base = format!("http://{}", server.server.api_addr);
@@ -193,10 +209,15 @@ fn template_tracking_archive_and_dkim_run_end_to_end() {
         results,
         [
             ("shop.example".to_string(), true),
-            ("sluice.localhost".to_string(), true)
+            ("sluice.example".to_string(), true)
         ]
     );
-    let view: Value = api.get(&format!("messages/{id}")).send().unwrap().json().unwrap();
+    let view: Value = api
+        .get(&format!("messages/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(view["dmarc"]["pass"], true, "{view:#}");
     assert_eq!(view["dmarc"]["dkimAligned"], true);
     assert_eq!(view["dmarc"]["spfAligned"], true);
@@ -214,11 +235,17 @@ fn template_tracking_archive_and_dkim_run_end_to_end() {
     assert!(archive["html"].as_str().unwrap().contains("ships"));
     let page = no_redirects().get(&online).send().unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .contains("default-src 'none'"));
-    assert!(page.text().unwrap().contains("Your order <b>ships</b> today."));
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(
+        page.text()
+            .unwrap()
+            .contains("Your order <b>ships</b> today.")
+    );
 
     // A click is recorded and goes where the message linked; a forged token goes nowhere.
     let response = no_redirects()
@@ -285,7 +312,10 @@ fn signatures_verify_for_8bit_content_and_long_lines_with_rsa_keys() {
         "mimedata": base64::engine::general_purpose::STANDARD.encode(&mime),
     }));
     let raw = processed_body(&server, &id);
-    assert!(raw.windows(2).any(|pair| pair == "ä".as_bytes()), "8-bit content kept");
+    assert!(
+        raw.windows(2).any(|pair| pair == "ä".as_bytes()),
+        "8-bit content kept"
+    );
     let mut results = verify(&dns, &raw);
     results.sort();
     // The identity for example.org signs mail from its subdomain mail.example.org.
@@ -293,7 +323,7 @@ fn signatures_verify_for_8bit_content_and_long_lines_with_rsa_keys() {
         results,
         [
             ("example.org".to_string(), true),
-            ("sluice.localhost".to_string(), true)
+            ("sluice.example".to_string(), true)
         ]
     );
     let text = String::from_utf8(raw).unwrap();
@@ -315,10 +345,15 @@ fn without_an_identity_only_the_platform_signs_and_dmarc_does_not_align() {
         "text": "Hello",
     }));
     let raw = processed_body(&server, &id);
-    assert_eq!(verify(&dns, &raw), [("sluice.localhost".to_string(), true)]);
-    let view: Value = api.get(&format!("messages/{id}")).send().unwrap().json().unwrap();
+    assert_eq!(verify(&dns, &raw), [("sluice.example".to_string(), true)]);
+    let view: Value = api
+        .get(&format!("messages/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(view["dmarc"]["pass"], false, "{view:#}");
-    assert_eq!(view["dmarc"]["returnPathDomain"], "bounce.sluice.localhost");
+    assert_eq!(view["dmarc"]["returnPathDomain"], "bounce.sluice.example");
 }
 
 #[test]
@@ -335,7 +370,12 @@ fn templates_are_checked_when_saved_and_previewed_through_the_step() {
     let body: Value = response.json().unwrap();
     assert_eq!(body["allErrors"][0]["code"], "templateSyntax", "{body:#}");
     assert_eq!(body["allErrors"][0]["field"], "html");
-    assert!(body["allErrors"][0]["rejectedValue"]["line"].as_u64().is_some(), "{body:#}");
+    assert!(
+        body["allErrors"][0]["rejectedValue"]["line"]
+            .as_u64()
+            .is_some(),
+        "{body:#}"
+    );
 
     let response = api
         .post("templates")
@@ -352,8 +392,17 @@ fn templates_are_checked_when_saved_and_previewed_through_the_step() {
         .json()
         .unwrap();
     assert_eq!(preview["subject"], "Hi <Bo>");
-    assert!(preview["html"].as_str().unwrap().contains("<p>Hi &lt;Bo&gt;</p>"), "{preview:#}");
-    assert!(preview["text"].as_str().unwrap().contains("Hi <Bo>"), "{preview:#}");
+    assert!(
+        preview["html"]
+            .as_str()
+            .unwrap()
+            .contains("<p>Hi &lt;Bo&gt;</p>"),
+        "{preview:#}"
+    );
+    assert!(
+        preview["text"].as_str().unwrap().contains("Hi <Bo>"),
+        "{preview:#}"
+    );
 
     // A missing variable names the part and the line; nothing half-rendered comes back.
     let response = api
@@ -367,7 +416,10 @@ fn templates_are_checked_when_saved_and_previewed_through_the_step() {
     assert!(message.contains("html line 2"), "{message}");
 
     // The same in a real flow: the message is held with the line, never sent half-rendered.
-    set_default_flow_steps(&api, json!([{"plugin": "template", "config": {"template": "hello"}}]));
+    set_default_flow_steps(
+        &api,
+        json!([{"plugin": "template", "config": {"template": "hello"}}]),
+    );
     let id = api.submit(json!({
         "messageType": "EMAIL",
         "senderAddress": "app@example.com",
@@ -393,7 +445,11 @@ fn templates_are_checked_when_saved_and_previewed_through_the_step() {
             .json(&json!({"description": "bad", "steps": [{"plugin": plugin, "config": config}]}))
             .send()
             .unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{plugin} {config}");
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{plugin} {config}"
+        );
         let body: Value = response.json().unwrap();
         assert_eq!(body["allErrors"][0]["code"], "invalidConfig", "{body:#}");
         let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
@@ -405,7 +461,10 @@ fn templates_are_checked_when_saved_and_previewed_through_the_step() {
 fn archives_expire_and_their_online_links_stop_working() {
     let server = TestServer::start(|_| {});
     let api = Api::demo(&server);
-    set_default_flow_steps(&api, json!([{"plugin": "archive", "config": {"retention": "P1M"}}]));
+    set_default_flow_steps(
+        &api,
+        json!([{"plugin": "archive", "config": {"retention": "P1M"}}]),
+    );
     let id = api.submit(json!({
         "messageType": "EMAIL",
         "senderAddress": "app@example.com",
@@ -414,9 +473,17 @@ fn archives_expire_and_their_online_links_stop_working() {
         "html": "<p>kept</p>",
     }));
     processed_body(&server, &id);
-    let view: Value = api.get(&format!("messages/{id}")).send().unwrap().json().unwrap();
+    let view: Value = api
+        .get(&format!("messages/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let online = view["onlineLink"].as_str().unwrap().to_string();
-    assert_eq!(Client::new().get(&online).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        Client::new().get(&online).send().unwrap().status(),
+        StatusCode::OK
+    );
     let eml = api
         .get(&format!("messages/{id}/archive?format=eml"))
         .send()
@@ -427,13 +494,29 @@ fn archives_expire_and_their_online_links_stop_working() {
     let store = server.store().clone();
     let day = 24 * 60 * 60 * 1000;
     let now = sluice::store::now_millis();
-    assert_eq!(server.block_on(store.purge_archives(now + 30 * day)).unwrap(), 0);
-    assert_eq!(server.block_on(store.purge_archives(now + 32 * day)).unwrap(), 1);
     assert_eq!(
-        api.get(&format!("messages/{id}/archive")).send().unwrap().status(),
+        server
+            .block_on(store.purge_archives(now + 30 * day))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        server
+            .block_on(store.purge_archives(now + 32 * day))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        api.get(&format!("messages/{id}/archive"))
+            .send()
+            .unwrap()
+            .status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(Client::new().get(&online).send().unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        Client::new().get(&online).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[test]
@@ -455,10 +538,24 @@ fn sender_identities_show_their_records_and_stay_in_their_account() {
     let dkim = &records[0];
     let selector = identity["selector"].as_str().unwrap();
     assert_eq!(dkim["name"], format!("{selector}._domainkey.brand.example"));
-    assert!(dkim["value"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MII"));
-    let purposes: Vec<&str> = records.iter().map(|r| r["purpose"].as_str().unwrap()).collect();
-    assert_eq!(purposes, ["dkim", "spf", "dmarc", "return-path", "web-domain"]);
-    assert!(!identity.to_string().contains("sealed"), "no private key material shown");
+    assert!(
+        dkim["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=MII")
+    );
+    let purposes: Vec<&str> = records
+        .iter()
+        .map(|r| r["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        purposes,
+        ["dkim", "spf", "dmarc", "return-path", "web-domain"]
+    );
+    assert!(
+        !identity.to_string().contains("sealed"),
+        "no private key material shown"
+    );
 
     // Nothing published yet: the check says so, record by record.
     let id = identity["id"].as_u64().unwrap();
@@ -469,7 +566,13 @@ fn sender_identities_show_their_records_and_stay_in_their_account() {
         .json()
         .unwrap();
     assert_eq!(checked["validated"], false);
-    assert!(checked["dnsRecords"].as_array().unwrap().iter().all(|r| r["ok"] == false));
+    assert!(
+        checked["dnsRecords"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["ok"] == false)
+    );
 
     let again = api
         .post("sender_identities")
@@ -487,7 +590,11 @@ fn sender_identities_show_their_records_and_stay_in_their_account() {
     // Another account sees nothing of it.
     let other = crate::util::second_account(&server);
     assert_eq!(
-        other.get(&format!("sender_identities/{id}")).send().unwrap().status(),
+        other
+            .get(&format!("sender_identities/{id}"))
+            .send()
+            .unwrap()
+            .status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -499,6 +606,11 @@ fn sender_identities_show_their_records_and_stay_in_their_account() {
             .unwrap(),
         json!([])
     );
-    let response = api.http.delete(api.url(&format!("sender_identities/{id}"))).bearer_auth(&api.token).send().unwrap();
+    let response = api
+        .http
+        .delete(api.url(&format!("sender_identities/{id}")))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }

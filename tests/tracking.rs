@@ -138,7 +138,12 @@ fn a_customer_cannot_upload_a_plugin_that_uses_a_privileged_capability() {
     let api = Api::demo(&server);
     for builtin in sluice::plugin::builtin::BUILTINS {
         let response = api.post("plugins").body(builtin.component).send().unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", builtin.name);
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{}",
+            builtin.name
+        );
         let body: Value = response.json().unwrap();
         let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
         assert!(

@@ -260,7 +260,12 @@ pub fn second_account(server: &TestServer) -> Api {
             .await
             .unwrap();
         store
-            .add_credential(&source, sluice::store::CredentialKind::Api, "other-api", secret)
+            .add_credential(
+                &source,
+                sluice::store::CredentialKind::Api,
+                "other-api",
+                secret,
+            )
             .await
             .unwrap();
         assert_eq!(account.id, 2);
