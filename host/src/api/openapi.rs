@@ -60,6 +60,26 @@ fn description() -> Value {
             "/{account_id}/messages/simulate": {"post": operation("Run the flow on a message without sending it", Some("SubmitMessage"), ("200", "The resulting subject, html, text and events"))},
             "/{account_id}/messages": {"get": ranged("List messages, newest first")},
             "/{account_id}/messages/{message_id}": {"get": operation("A message with its events", None, ("200", "The message"))},
+            "/{account_id}/messages/{message_id}/archive": {"get": operation("The archived message (JSON; ?format=eml for the message itself) while its retention lasts", None, ("200", "subject, html, text, attachments, onlineLink, storedOn, expiresOn"))},
+            "/{account_id}/templates": {
+                "get": operation("List templates", None, ("200", "The templates")),
+                "post": operation("Create a template; syntax errors are refused with part and line", Some("Template"), ("201", "The new template"))
+            },
+            "/{account_id}/templates/{template_id}": {
+                "get": operation("A template", None, ("200", "The template")),
+                "put": operation("Replace a template", Some("Template"), ("200", "The template")),
+                "delete": operation("Delete a template", None, ("204", "Deleted"))
+            },
+            "/{account_id}/templates/preview": {"post": operation("Render a stored (name) or given template with sample data through the template step; 422 names the part and line of an error", Some("TemplatePreview"), ("200", "subject, html, text"))},
+            "/{account_id}/sender_identities": {
+                "get": operation("List sender identities (also at /sender_domains)", None, ("200", "The identities with their DNS records")),
+                "post": operation("Add a sending domain: the host makes its DKIM key and answers with the DNS records to publish", Some("SenderIdentity"), ("201", "The identity with dnsRecords"))
+            },
+            "/{account_id}/sender_identities/{identity_id}": {
+                "get": operation("A sender identity", None, ("200", "The identity")),
+                "delete": operation("Delete a sender identity", None, ("204", "Deleted"))
+            },
+            "/{account_id}/sender_identities/{identity_id}/validate": {"post": operation("Look the identity's records up in DNS now", None, ("200", "The identity with what DNS answered per record"))},
             "/{account_id}/message_events": {"get": ranged("List the events of the account's messages, newest first")},
             "/{account_id}/sources": {
                 "get": operation("List sources", None, ("200", "The sources")),
@@ -120,6 +140,18 @@ fn description() -> Value {
                         "plugin": {"type": "string", "description": "sha256 of an uploaded plugin, or an operator plugin's name"},
                         "config": {"type": "object"}, "enabledWhen": {"$ref": "#/components/schemas/Condition"}
                     }}}
+                }},
+                "Template": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"}, "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"}
+                }},
+                "TemplatePreview": {"type": "object", "properties": {
+                    "name": {"type": "string", "description": "a stored template; or give subject/html/text"},
+                    "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"},
+                    "data": {"type": "object"},
+                    "message": {"type": "object", "properties": {"subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"}}}
+                }},
+                "SenderIdentity": {"type": "object", "required": ["domain"], "properties": {
+                    "domain": {"type": "string"}, "algorithm": {"type": "string", "enum": ["rsa-2048", "ed25519"]}
                 }},
                 "Condition": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["source", "flow-selector", "sender", "header", "data"]}}},
                 "FlowRules": {"type": "object", "required": ["rules", "defaultFlowId"], "properties": {

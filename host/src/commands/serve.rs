@@ -46,6 +46,8 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
                 demo.account_id,
             );
         }
+        let (dkim_name, dkim_value) = server.dkim.platform_record();
+        println!("Publish the platform's DKIM key as TXT at {dkim_name}:\n  {dkim_value}\n");
         tracing::info!(
             smtp = %addr,
             api = %api,

@@ -229,7 +229,7 @@ mod tests {
             ]),
             cname: HashMap::from([(
                 "bounce.shop.example".into(),
-                "Bounce.Sluice.Localhost.".into(),
+                "Bounce.Sluice.Example.".into(),
             )]),
         };
         let validation = run(&dns);
