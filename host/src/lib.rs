@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod delivery;
 pub mod dkim;
 pub mod dns;
 pub mod flow;
