@@ -32,6 +32,10 @@ enum AtData {
 struct Script {
     extensions: Vec<&'static str>,
     starttls: bool,
+    /// Offers STARTTLS, says 220, then answers the handshake with plain text.
+    broken_tls: bool,
+    /// Offers STARTTLS and sends a forged reply right behind its 220, before any handshake.
+    inject_after_starttls: bool,
     refuse_ehlo: bool,
     silent: bool,
     rcpt_reply: &'static str,
@@ -43,6 +47,8 @@ impl Default for Script {
         Self {
             extensions: vec!["PIPELINING", "8BITMIME", "SIZE 1000000"],
             starttls: false,
+            broken_tls: false,
+            inject_after_starttls: false,
             refuse_ehlo: false,
             silent: false,
             rcpt_reply: "250 2.1.5 ok",
@@ -166,7 +172,8 @@ async fn serve(io: Box<dyn Io>, script: Script, tls: Option<TlsAcceptor>, seen: 
             "EHLO" => {
                 let mut lines = vec!["sink.test"];
                 lines.extend(&script.extensions);
-                if tls.is_some() && !secure {
+                let offers_tls = tls.is_some() || script.broken_tls || script.inject_after_starttls;
+                if offers_tls && !secure {
                     lines.push("STARTTLS");
                 }
                 let last = lines.len() - 1;
@@ -178,8 +185,18 @@ async fn serve(io: Box<dyn Io>, script: Script, tls: Option<TlsAcceptor>, seen: 
                     .join("\r\n")
             }
             "HELO" => "250 sink.test".into(),
+            "STARTTLS" if script.inject_after_starttls => {
+                conn.say("220 2.0.0 go ahead\r\n250 2.0.0 forged\r\n").await;
+                return;
+            }
             "STARTTLS" => {
                 conn.say("220 2.0.0 go ahead\r\n").await;
+                if script.broken_tls {
+                    // After a pause, so it reaches the handshake rather than the 220's read.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    conn.say("250 this is not TLS\r\n").await;
+                    return;
+                }
                 let acceptor = tls.clone().unwrap();
                 let Ok(stream) = acceptor.accept(conn.io).await else {
                     return;
@@ -581,4 +598,43 @@ async fn a_message_over_the_size_limit_is_not_sent() {
         .unwrap_err();
     assert!(failure.is_permanent(), "{failure:?}");
     assert!(failure.snippet().contains("SIZE"), "{failure}");
+}
+
+#[tokio::test]
+async fn a_failed_handshake_is_a_transient_tls_failure() {
+    for policy in [TlsPolicy::Opportunistic, TlsPolicy::Require] {
+        let sink = Sink::start(Script {
+            broken_tls: true,
+            ..Script::default()
+        })
+        .await;
+        let failure = connect(&sink, &config(policy)).await.unwrap_err();
+        let DeliveryFailure::Tls(text) = &failure else {
+            panic!("{policy:?}: {failure:?}");
+        };
+        assert_eq!(
+            text.contains("required"),
+            policy == TlsPolicy::Require,
+            "{text}"
+        );
+        assert!(!failure.is_permanent());
+        // No falling back to plain text on the same connection.
+        assert!(!sink.commands().iter().any(|c| c.starts_with("MAIL")));
+    }
+}
+
+#[tokio::test]
+async fn plain_text_behind_the_starttls_reply_is_refused() {
+    let sink = Sink::start(Script {
+        inject_after_starttls: true,
+        ..Script::default()
+    })
+    .await;
+    let failure = connect(&sink, &config(TlsPolicy::Opportunistic))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&failure, DeliveryFailure::Tls(text) if text.contains("before the TLS handshake")),
+        "{failure:?}"
+    );
 }

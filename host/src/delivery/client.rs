@@ -929,13 +929,15 @@ impl SmtpSession {
             tracing::info!(server = %self.server_name, %reply, "STARTTLS refused; going on without TLS");
             return Ok(());
         }
+        let required_note = if required { " (TLS is required)" } else { "" };
         if !self.buffer.is_empty() {
             // Anything sent before the handshake was not protected by it and could have been
             // injected; the dialogue cannot be trusted (CVE-2011-0411 and kin).
             self.close();
-            return Err(DeliveryFailure::Tls(
-                "the server sent data before the TLS handshake".into(),
-            ));
+            return Err(DeliveryFailure::Tls(format!(
+                "{} sent data before the TLS handshake{required_note}",
+                self.server_name
+            )));
         }
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Err(DeliveryFailure::Tls("TLS is already on".into()));
@@ -950,9 +952,8 @@ impl SmtpSession {
                 });
             }
             Ok(Err(err)) => {
-                let required = if required { " (TLS is required)" } else { "" };
                 return Err(DeliveryFailure::Tls(format!(
-                    "handshake with {} failed{required}: {err}",
+                    "handshake with {} failed{required_note}: {err}",
                     self.server_name
                 )));
             }
