@@ -251,6 +251,7 @@ fn flow_rules_sort_messages_and_steps_run() {
                     config: serde_json::json!({"prefix": "[Invoice]"}),
                     enabled_when: None,
                 }],
+                expiry_hours: None,
             })
             .await
             .unwrap();
@@ -264,6 +265,7 @@ fn flow_rules_sort_messages_and_steps_run() {
                     config: serde_json::json!({"behaviour": "trap"}),
                     enabled_when: None,
                 }],
+                expiry_hours: None,
             })
             .await
             .unwrap();

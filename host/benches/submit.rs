@@ -35,6 +35,8 @@ fn main() {
     config.data_dir = dir.path().to_path_buf();
     config.smtp.listen = "127.0.0.1:0".parse().unwrap();
     config.api.listen = "127.0.0.1:0".parse().unwrap();
+    // Submission alone: processed mail stays queued (benches/deliver.rs measures delivery).
+    config.delivery.enabled = false;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let server = runtime
         .block_on(Server::start(config))
@@ -56,6 +58,7 @@ fn main() {
                     config: serde_json::json!({"behaviour": "read-header"}),
                     enabled_when: None,
                 }],
+                expiry_hours: None,
             })
             .await
             .unwrap();

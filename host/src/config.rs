@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::api::ApiConfig;
+use crate::delivery::DeliveryConfig;
 use crate::dkim::DkimConfig;
 use crate::dns::DnsConfig;
 use crate::plugin::RuntimeLimits;
@@ -39,6 +40,9 @@ pub struct Config {
     /// The nameservers for MX lookups and DKIM/SPF/DMARC checks.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Outbound delivery.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
 }
 
 fn default_pipeline_workers() -> usize {
@@ -114,6 +118,7 @@ mod tests {
         assert_eq!(config.api, ApiConfig::default());
         assert_eq!(config.dkim, DkimConfig::default());
         assert_eq!(config.dns, DnsConfig::default());
+        assert_eq!(config.delivery, DeliveryConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
 use crate::config::Config;
+use crate::delivery::verp::ReturnPath;
+use crate::delivery::{Delivery, QueueSignal};
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
 use crate::flow::rules::Routing;
-use crate::flow::{Pipeline, PipelineHandle};
+use crate::flow::{Pipeline, PipelineHandle, PipelineParts};
 use crate::plugin::builtin::load_builtins;
 use crate::plugin::cache::load_or_create_key;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
@@ -43,6 +45,7 @@ pub struct Server {
     smtp_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
     purge_task: tokio::task::JoinHandle<()>,
+    delivery_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Server {
@@ -58,6 +61,7 @@ impl Drop for Server {
         self.smtp_task.abort();
         self.api_task.abort();
         self.purge_task.abort();
+        self.delivery_task.abort();
     }
 }
 
@@ -116,13 +120,27 @@ impl Server {
                 .await??,
         );
         let services = Arc::new(AccountServices::new(store.clone(), Arc::clone(&dkim)));
-        let pipeline = Pipeline::start(
-            store.clone(),
-            Arc::clone(&runtime),
-            Arc::clone(&plugins),
-            Arc::clone(&links),
+        let queued = QueueSignal::default();
+        let pipeline = Pipeline::start(PipelineParts {
+            store: store.clone(),
+            runtime: Arc::clone(&runtime),
+            folder: Arc::clone(&plugins),
+            links: Arc::clone(&links),
             services,
-            config.pipeline_workers,
+            workers: config.pipeline_workers,
+            delivery: config.delivery.clone(),
+            queued: queued.clone(),
+        });
+        let resolver = Resolver::new(&config.dns)?;
+        let delivery_task = Delivery::start(
+            config.delivery.clone(),
+            store.clone(),
+            resolver.clone(),
+            Arc::clone(&dkim),
+            ReturnPath::new(load_or_create_key(
+                &config.data_dir.join("return-path.key"),
+            )?),
+            queued,
         );
         let purge_task = tokio::spawn(purge_archives(store.clone()));
         let api_state = ApiState::new(
@@ -133,7 +151,7 @@ impl Server {
                 plugins: Arc::clone(&plugins),
                 links,
                 dkim: Arc::clone(&dkim),
-                resolver: Resolver::new(&config.dns)?,
+                resolver,
             },
             &config.data_dir.join("api.key"),
             config.api.token_lifetime_secs,
@@ -162,6 +180,7 @@ impl Server {
             smtp_task,
             api_task,
             purge_task,
+            delivery_task,
         })
     }
 }
@@ -212,6 +231,7 @@ async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
             account_id: account.id,
             name: "default".into(),
             steps: Vec::new(),
+            expiry_hours: None,
         })
         .await?;
     store

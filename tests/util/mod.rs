@@ -98,6 +98,9 @@ impl TestServer {
         config.smtp.listen = "127.0.0.1:0".parse().unwrap();
         config.api.listen = "127.0.0.1:0".parse().unwrap();
         config.runtime.concurrent_calls = 16;
+        // Tests that deliver turn this on with a route to their own sink; the rest never
+        // reach for a real MX.
+        config.delivery.enabled = false;
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -297,6 +300,7 @@ impl TestServer {
                         config,
                         enabled_when: None,
                     }],
+                    expiry_hours: None,
                 })
                 .await
                 .unwrap();

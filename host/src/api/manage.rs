@@ -158,6 +158,9 @@ pub struct FlowInput {
     description: String,
     #[serde(default)]
     steps: Vec<StepInput>,
+    /// Hours a message may keep failing temporarily before it soft-bounces.
+    #[serde(default)]
+    expiry_hours: Option<u64>,
 }
 
 /// A flow step as the API takes it.
@@ -179,6 +182,8 @@ pub struct FlowView {
     id: u64,
     description: String,
     steps: Vec<Flowstep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiry_hours: Option<u64>,
 }
 
 impl From<Flow> for FlowView {
@@ -187,6 +192,7 @@ impl From<Flow> for FlowView {
             id: flow.id,
             description: flow.name,
             steps: flow.steps,
+            expiry_hours: flow.expiry_hours,
         }
     }
 }
@@ -267,6 +273,7 @@ pub async fn create_flow(
             account_id,
             name: input.description,
             steps,
+            expiry_hours: input.expiry_hours,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(flow.into())))
@@ -305,6 +312,7 @@ pub async fn update_flow(
         account_id,
         name: input.description,
         steps: checked_steps(&state, account_id, input.steps).await?,
+        expiry_hours: input.expiry_hours,
     };
     state.store.update_flow(flow.clone()).await?;
     Ok(Json(flow.into()))

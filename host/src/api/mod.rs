@@ -4,6 +4,7 @@
 mod archive;
 mod auth;
 mod error;
+mod filters;
 mod identities;
 mod manage;
 mod messages;
@@ -186,6 +187,14 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             get(templates::list).post(templates::create),
         )
         .route("/{account}/templates/preview", post(templates::preview))
+        .route(
+            "/{account}/filters",
+            get(filters::list).post(filters::create),
+        )
+        .route(
+            "/{account}/filters/{id}",
+            axum::routing::delete(filters::delete),
+        )
         .route(
             "/{account}/templates/{id}",
             get(templates::get)

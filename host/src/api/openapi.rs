@@ -44,6 +44,14 @@ fn description() -> Value {
         }));
         op
     };
+    let mut filter_list = ranged(
+        "The filter list: recipients not sent to (hard bounces, complaints, added by hand); \
+         ?address= searches",
+    );
+    filter_list["parameters"]
+        .as_array_mut()
+        .expect("array")
+        .push(json!({"name": "address", "in": "query", "required": false, "schema": {"type": "string"}}));
     json!({
         "openapi": "3.0.3",
         "info": {"title": "Sluice API", "version": "1", "description": "Flowmailer-compatible transactional mail API."},
@@ -80,6 +88,11 @@ fn description() -> Value {
                 "delete": operation("Delete a sender identity", None, ("204", "Deleted"))
             },
             "/{account_id}/sender_identities/{identity_id}/validate": {"post": operation("Look the identity's records up in DNS now", None, ("200", "The identity with what DNS answered per record"))},
+            "/{account_id}/filters": {
+                "get": filter_list,
+                "post": operation("Add a recipient to the filter list by hand", Some("FilterEntry"), ("201", "The entry"))
+            },
+            "/{account_id}/filters/{filter_id}": {"delete": operation("Remove a recipient from the filter list: mail to it is sent again", None, ("204", "Removed"))},
             "/{account_id}/message_events": {"get": ranged("List the events of the account's messages, newest first")},
             "/{account_id}/sources": {
                 "get": operation("List sources", None, ("200", "The sources")),
@@ -140,6 +153,9 @@ fn description() -> Value {
                         "plugin": {"type": "string", "description": "sha256 of an uploaded plugin, or an operator plugin's name"},
                         "config": {"type": "object"}, "enabledWhen": {"$ref": "#/components/schemas/Condition"}
                     }}}
+                }},
+                "FilterEntry": {"type": "object", "required": ["recipientAddress"], "properties": {
+                    "recipientAddress": {"type": "string", "format": "email"}, "reason": {"type": "string"}
                 }},
                 "Template": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string"}, "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"}

@@ -1,3 +1,439 @@
-//! Outbound delivery: handing accepted messages on to the recipients' mail servers.
+//! Delivery: the outbound queue's scheduler, routing to MX hosts or static routes, the SMTP
+//! client, and what each attempt means for the message.
+//!
+//! A processed message enters the queue in the transaction that records its flow's outcome.
+//! The scheduler hands due messages to one worker per destination connection (at most
+//! `max_connections_per_domain` per domain); a worker sends several messages over one session.
+//! Each attempt is recorded (delivered, rescheduled or bounced) in one transaction right after
+//! the remote's answer and before the next message goes on the same connection, so a restart
+//! repeats at most the one message whose acknowledgement had not been recorded yet.
 
 pub mod client;
+pub mod outcome;
+pub mod routing;
+pub mod verp;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Notify;
+
+use self::client::{ClientConfig, DeliveryFailure, SmtpSession, TlsPolicy};
+use self::outcome::RetryPolicy;
+use self::routing::{Destination, Routes};
+use self::verp::ReturnPath;
+use crate::dkim::Dkim;
+use crate::dns::Resolver;
+use crate::store::{AttemptRecord, Event, MessageStatus, Store, StoreError, now_millis};
+
+/// The `[delivery]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Deliver at all; off keeps processed messages queued (an operator's pause).
+    pub enabled: bool,
+    /// The name this host gives in EHLO.
+    pub hostname: String,
+    /// Messages being delivered at once, over all destinations.
+    pub workers: usize,
+    /// Connections open at once to one destination domain.
+    pub max_connections_per_domain: usize,
+    /// Messages sent over one connection before it is closed.
+    pub max_messages_per_connection: usize,
+    /// How long a message may keep failing temporarily before it soft-bounces (hours); a flow
+    /// may set its own.
+    pub expiry_hours: u64,
+    /// The wait after the first temporary failure (seconds); doubles per attempt.
+    pub retry_initial_secs: u64,
+    /// The longest wait between attempts (seconds).
+    pub retry_max_secs: u64,
+    /// Seconds to wait for a connection, then for each reply (RFC 5321 §4.5.3.2 values are
+    /// minutes; this caps them all when set lower).
+    pub timeout_secs: u64,
+    /// Domains whose mail is only sent over TLS.
+    pub require_tls_domains: Vec<String>,
+    /// Static routes: a domain (or `*` for all) → `host:port` (`[::1]:25` for IPv6).
+    pub routes: BTreeMap<String, String>,
+    /// The port MX hosts are reached on: 25, except where a test or a tunnel says otherwise.
+    pub mx_port: u16,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            hostname: "localhost".into(),
+            workers: 64,
+            max_connections_per_domain: 4,
+            max_messages_per_connection: 100,
+            expiry_hours: 24,
+            retry_initial_secs: 60,
+            retry_max_secs: 3600,
+            timeout_secs: 300,
+            require_tls_domains: Vec::new(),
+            routes: BTreeMap::new(),
+            mx_port: 25,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The expiry of a message entering the queue now.
+    pub fn expires_at(&self, flow_expiry_hours: Option<u64>) -> u64 {
+        let hours = flow_expiry_hours.unwrap_or(self.expiry_hours);
+        now_millis() + hours * 3_600_000
+    }
+
+    fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_secs(self.retry_initial_secs),
+            max: Duration::from_secs(self.retry_max_secs.max(self.retry_initial_secs)),
+        }
+    }
+
+    fn client(&self, domain: &str) -> ClientConfig {
+        let mut config = ClientConfig::new(self.hostname.clone());
+        let cap = Duration::from_secs(self.timeout_secs);
+        for timeout in [
+            &mut config.connect_timeout,
+            &mut config.greeting_timeout,
+            &mut config.ehlo_timeout,
+            &mut config.mail_timeout,
+            &mut config.rcpt_timeout,
+            &mut config.data_init_timeout,
+            &mut config.data_block_timeout,
+            &mut config.data_end_timeout,
+        ] {
+            *timeout = (*timeout).min(cap);
+        }
+        if self
+            .require_tls_domains
+            .iter()
+            .any(|required| required.eq_ignore_ascii_case(domain))
+        {
+            config.tls = TlsPolicy::Require;
+        }
+        config
+    }
+}
+
+/// Wakes the scheduler when a message is queued.
+#[derive(Clone, Debug, Default)]
+pub struct QueueSignal(Arc<Notify>);
+
+impl QueueSignal {
+    /// Says a message was queued.
+    pub fn queued(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// How often the queue is looked at when nothing wakes the scheduler.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The delivery service.
+pub struct Delivery {
+    config: DeliveryConfig,
+    store: Store,
+    resolver: Resolver,
+    dkim: Arc<Dkim>,
+    return_path: ReturnPath,
+    routes: Routes,
+    /// Messages handed to a worker and not recorded yet.
+    in_flight: Mutex<HashSet<String>>,
+    /// Per destination domain: messages waiting for a connection, and connections open.
+    domains: Mutex<HashMap<String, DomainQueue>>,
+    workers: Arc<tokio::sync::Semaphore>,
+}
+
+#[derive(Default)]
+struct DomainQueue {
+    pending: VecDeque<String>,
+    connections: usize,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Starts the scheduler; returns when it is running.
+    pub fn start(
+        config: DeliveryConfig,
+        store: Store,
+        resolver: Resolver,
+        dkim: Arc<Dkim>,
+        return_path: ReturnPath,
+        signal: QueueSignal,
+    ) -> tokio::task::JoinHandle<()> {
+        let delivery = Arc::new(Self {
+            routes: Routes::new(config.routes.clone()),
+            workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
+            config,
+            store,
+            resolver,
+            dkim,
+            return_path,
+            in_flight: Mutex::new(HashSet::new()),
+            domains: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(delivery.schedule(signal))
+    }
+
+    async fn schedule(self: Arc<Self>, signal: QueueSignal) {
+        if !self.config.enabled {
+            return;
+        }
+        loop {
+            let wait = match self.dispatch_due() {
+                Ok(wait) => wait,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the delivery queue");
+                    IDLE_POLL
+                }
+            };
+            tokio::select! {
+                () = signal.0.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Hands every due message to its domain's queue and starts connections as allowed;
+    /// returns how long to sleep before the next look.
+    fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
+        let now = now_millis();
+        let due = self.store.due_deliveries(now, 1000)?;
+        for id in due {
+            if !lock(&self.in_flight).insert(id.clone()) {
+                continue;
+            }
+            let domain = match self.store.message(&id)? {
+                Some(record) => recipient_domain(&record.recipient),
+                None => {
+                    lock(&self.in_flight).remove(&id);
+                    continue;
+                }
+            };
+            let start_worker = {
+                let mut domains = lock(&self.domains);
+                let queue = domains.entry(domain.clone()).or_default();
+                queue.pending.push_back(id);
+                let start = queue.connections < self.config.max_connections_per_domain.max(1);
+                if start {
+                    queue.connections += 1;
+                }
+                start
+            };
+            if start_worker {
+                tokio::spawn(Arc::clone(self).connection(domain));
+            }
+        }
+        let next = self.store.next_due()?;
+        Ok(match next {
+            Some(at) if at > now => Duration::from_millis(at - now).min(IDLE_POLL),
+            _ => IDLE_POLL,
+        })
+    }
+
+    /// One connection's life: take this domain's pending messages one by one and send them
+    /// over one session, reconnecting when the session breaks.
+    async fn connection(self: Arc<Self>, domain: String) {
+        let mut session: Option<(SmtpSession, String)> = None;
+        let mut sent = 0;
+        loop {
+            let next = {
+                let mut domains = lock(&self.domains);
+                let queue = domains.entry(domain.clone()).or_default();
+                match queue.pending.pop_front() {
+                    Some(id) => Some(id),
+                    None => {
+                        queue.connections -= 1;
+                        if queue.connections == 0 && queue.pending.is_empty() {
+                            domains.remove(&domain);
+                        }
+                        None
+                    }
+                }
+            };
+            let Some(id) = next else { break };
+            let Ok(_permit) = Arc::clone(&self.workers).acquire_owned().await else {
+                break;
+            };
+            if sent >= self.config.max_messages_per_connection {
+                if let Some((old, _)) = session.take() {
+                    let _ = old.quit().await;
+                }
+                sent = 0;
+            }
+            if let Err(error) = self.deliver(&id, &domain, &mut session).await {
+                tracing::warn!(message = %id, %error, "a delivery attempt was not recorded");
+            }
+            sent += 1;
+            lock(&self.in_flight).remove(&id);
+        }
+        if let Some((session, _)) = session {
+            let _ = session.quit().await;
+        }
+    }
+
+    /// One attempt for one message, recorded before returning.
+    async fn deliver(
+        &self,
+        id: &str,
+        domain: &str,
+        session: &mut Option<(SmtpSession, String)>,
+    ) -> Result<(), StoreError> {
+        let Some(record) = self.store.message(id)? else {
+            return Ok(());
+        };
+        let Some(state) = self.store.delivery_state(id)? else {
+            return Ok(());
+        };
+        // Added to the filter list while it waited for a retry: not sent after all.
+        if let Some(entry) = self.store.filtered(record.account_id, &record.recipient)? {
+            let reason = format!("the recipient is on the filter list ({})", entry.reason);
+            let outcome = AttemptRecord::Final {
+                status: MessageStatus::Rejected,
+                events: vec![Event {
+                    kind: "REJECT".into(),
+                    at: now_millis(),
+                    detail: Some(reason),
+                }],
+                filter: None,
+            };
+            return self.store.record_attempt(id, outcome).await;
+        }
+        let Some(body) = self.store.body(id)? else {
+            return Err(StoreError::NotFound(format!("body of message {id}")));
+        };
+        let return_domain = self
+            .dkim
+            .return_path_domain_for(record.account_id, &body)
+            .map_err(|error| StoreError::NotFound(error.to_string()))?;
+        let mail_from = self.return_path.address(id, &return_domain);
+
+        if session.as_ref().is_some_and(|(open, _)| !open.is_usable()) {
+            *session = None;
+        }
+        if session.is_none() {
+            match self.connect(domain).await {
+                Ok(Connected::Session(opened, mx)) => *session = Some((*opened, mx)),
+                Ok(Connected::Never(reason)) => {
+                    let outcome = outcome::undeliverable_domain(&reason);
+                    return self.store.record_attempt(id, outcome).await;
+                }
+                Err(failure) => {
+                    let outcome = outcome::failed(
+                        &failure,
+                        None,
+                        state.attempts,
+                        state.expires_at,
+                        &self.config.retry(),
+                        jitter(),
+                    );
+                    return self.store.record_attempt(id, outcome).await;
+                }
+            }
+        }
+        let Some((open, mx)) = session.as_mut() else {
+            return Ok(());
+        };
+        let result = open.send(&mail_from, &record.recipient, &body).await;
+        let outcome = match &result {
+            Ok(reply) => outcome::delivered(reply, mx, open.tls_info()),
+            Err(failure) => {
+                let outcome = outcome::failed(
+                    failure,
+                    Some(mx),
+                    state.attempts,
+                    state.expires_at,
+                    &self.config.retry(),
+                    jitter(),
+                );
+                if open.is_usable() {
+                    let _ = open.reset().await;
+                }
+                outcome
+            }
+        };
+        self.store.record_attempt(id, outcome).await
+    }
+
+    /// Opens a session to the domain's best reachable host.
+    async fn connect(&self, domain: &str) -> Result<Connected, DeliveryFailure> {
+        let destination =
+            routing::destination(&self.routes, &self.resolver, domain, self.config.mx_port)
+                .await
+                .map_err(|error| {
+                    DeliveryFailure::Connection(format!("DNS for {domain}: {error}"))
+                })?;
+        let hops = match destination {
+            Destination::Hops(hops) => hops,
+            Destination::NullMx => {
+                return Ok(Connected::Never(format!(
+                    "{domain} accepts no mail (null MX, RFC 7505)"
+                )));
+            }
+            Destination::NoSuchDomain => {
+                return Ok(Connected::Never(format!(
+                    "the domain {domain} does not exist"
+                )));
+            }
+        };
+        let config = self.config.client(domain);
+        let mut last = DeliveryFailure::Connection(format!("no address for any host of {domain}"));
+        for hop in hops {
+            let addresses = match routing::addresses(&self.resolver, &hop).await {
+                Ok(addresses) => addresses,
+                Err(error) => {
+                    last = DeliveryFailure::Connection(format!("{}: {error}", hop.host));
+                    continue;
+                }
+            };
+            for address in addresses {
+                match SmtpSession::connect(address, &hop.host, &config).await {
+                    Ok(session) => {
+                        return Ok(Connected::Session(
+                            Box::new(session),
+                            format!("{} [{address}]", hop.host),
+                        ));
+                    }
+                    // A 5xx greeting or EHLO is this host's answer for every message.
+                    Err(failure) if failure.is_permanent() => return Err(failure),
+                    Err(failure) => last = failure,
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+enum Connected {
+    Session(Box<SmtpSession>, String),
+    Never(String),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The domain of a recipient address, lower case.
+pub fn recipient_domain(recipient: &str) -> String {
+    recipient
+        .rsplit_once('@')
+        .map_or(recipient, |(_, domain)| domain)
+        .trim_end_matches('>')
+        .to_ascii_lowercase()
+}
+
+/// A uniform number in [0, 1) for retry jitter.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}

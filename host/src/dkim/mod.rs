@@ -253,6 +253,15 @@ impl Dkim {
         Ok(Signed { fields, report })
     }
 
+    /// The envelope-sender domain for a message of the account, by its From domain's identity.
+    pub fn return_path_domain_for(&self, account_id: u64, raw: &[u8]) -> Result<String, DkimError> {
+        let identity = match from_domain(raw) {
+            Some(domain) => self.identity_for(account_id, &domain)?,
+            None => None,
+        };
+        Ok(self.return_path_domain(identity.as_ref()))
+    }
+
     /// The envelope-sender domain for mail of this identity: the customer's return-path name
     /// once its CNAME is validated, the platform's otherwise.
     pub fn return_path_domain(&self, identity: Option<&SenderIdentity>) -> String {

@@ -3,4 +3,4 @@
 pub mod pipeline;
 pub mod rules;
 
-pub use pipeline::{FlowError, FlowRun, Pipeline, PipelineHandle};
+pub use pipeline::{FlowError, FlowRun, Pipeline, PipelineHandle, PipelineParts};

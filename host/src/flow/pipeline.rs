@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::rules::{MessageFacts, Routing};
+use crate::delivery::{DeliveryConfig, QueueSignal};
 use crate::message::{Envelope, Message};
 use crate::plugin::registry::PluginRegistry;
 use crate::plugin::{
@@ -40,10 +41,33 @@ pub struct Pipeline {
     folder: Arc<PluginRegistry>,
     links: Arc<LinkSigner>,
     services: Arc<dyn HostServices>,
+    delivery: DeliveryConfig,
+    queued: QueueSignal,
     stored_plugins: Mutex<HashMap<String, Arc<Plugin>>>,
     in_flight: Mutex<HashSet<String>>,
     concurrency: Arc<Semaphore>,
     overflowed: AtomicBool,
+}
+
+/// What the pipeline is built from.
+#[derive(Clone)]
+pub struct PipelineParts {
+    /// The store.
+    pub store: Store,
+    /// Runs the steps.
+    pub runtime: Arc<PluginRuntime>,
+    /// The operator's and built-in plugins.
+    pub folder: Arc<PluginRegistry>,
+    /// Signs tracking and online links.
+    pub links: Arc<LinkSigner>,
+    /// Templates and keys for privileged steps.
+    pub services: Arc<dyn HostServices>,
+    /// Flows that may run at once.
+    pub workers: usize,
+    /// The delivery settings (a processed message's expiry).
+    pub delivery: DeliveryConfig,
+    /// Told when a message enters the delivery queue.
+    pub queued: QueueSignal,
 }
 
 /// What running a message's flow came to.
@@ -61,6 +85,8 @@ pub struct FlowRun {
     pub events: Vec<Event>,
     /// What the steps asked the host to do once the outcome is recorded.
     pub effects: StepEffects,
+    /// The flow's own delivery expiry, if it sets one.
+    pub expiry_hours: Option<u64>,
 }
 
 impl FlowRun {
@@ -77,6 +103,7 @@ impl FlowRun {
             message: None,
             events,
             effects: StepEffects::default(),
+            expiry_hours: None,
         }
     }
 }
@@ -194,21 +221,26 @@ enum StepSetupError {
 }
 
 impl Pipeline {
-    /// Starts the pipeline with `workers` flows running at once; resumes the spool first.
-    pub fn start(
-        store: Store,
-        runtime: Arc<PluginRuntime>,
-        folder: Arc<PluginRegistry>,
-        links: Arc<LinkSigner>,
-        services: Arc<dyn HostServices>,
-        workers: usize,
-    ) -> PipelineHandle {
+    /// Starts the pipeline; resumes the spool first.
+    pub fn start(parts: PipelineParts) -> PipelineHandle {
+        let PipelineParts {
+            store,
+            runtime,
+            folder,
+            links,
+            services,
+            workers,
+            delivery,
+            queued,
+        } = parts;
         let pipeline = Arc::new(Self {
             store,
             runtime,
             folder,
             links,
             services,
+            delivery,
+            queued,
             stored_plugins: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             concurrency: Arc::new(Semaphore::new(workers.max(1))),
@@ -319,10 +351,15 @@ impl Pipeline {
                 (entry, request.message)
             });
         record.dmarc = run.effects.dmarc;
-        Ok(self
+        let expires_at = self.delivery.expires_at(run.expiry_hours);
+        let status = self
             .store
-            .finish_flow(record, changed, run.events, archive)
-            .await?)
+            .finish_flow(record, changed, run.events, archive, expires_at)
+            .await?;
+        if status == MessageStatus::Processed {
+            self.queued.queued();
+        }
+        Ok(())
     }
 
     /// Sorts a message into its flow and runs the flow's steps; stores nothing.
@@ -407,6 +444,7 @@ impl Pipeline {
                             message: None,
                             events,
                             effects: StepEffects::default(),
+                            expiry_hours: flow.expiry_hours,
                         });
                     }
                 },
@@ -436,6 +474,7 @@ impl Pipeline {
             message: Some(current),
             events,
             effects,
+            expiry_hours: flow.expiry_hours,
         })
     }
 

@@ -7,6 +7,7 @@
 //! together, so concurrent submissions cost one fsync between them.
 
 mod archive;
+mod delivery;
 mod identities;
 pub mod model;
 mod writer;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::flow::rules::Routing;
+pub use delivery::{AttemptRecord, DeliveryState, FilterEntry, filter_key};
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
     MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
@@ -225,6 +227,10 @@ impl Store {
             txn.open_table(archive::ARCHIVES)?;
             txn.open_table(archive::ARCHIVE_BODIES)?;
             txn.open_table(archive::ARCHIVE_EXPIRY)?;
+            txn.open_table(delivery::OUTBOX_DUE)?;
+            txn.open_table(delivery::DELIVERIES)?;
+            txn.open_table(delivery::FILTERS)?;
+            txn.open_table(delivery::FILTER_IDS)?;
         }
         txn.commit()?;
         let writer = writer::GroupWriter::start(Arc::clone(&db));
@@ -571,17 +577,24 @@ impl Store {
     }
 
     /// Records the end of a message's flow: its new status, body, events and archived copy, and
-    /// moves it from the spool to the outbox (when processed) in one transaction.
+    /// moves it from the spool to the delivery queue (when processed; REJECT instead when its
+    /// recipient is filtered) in one transaction. Returns the status recorded.
     pub async fn finish_flow(
         &self,
         record: MessageRecord,
         body: Option<Vec<u8>>,
         events: Vec<Event>,
         archive: Option<(ArchiveEntry, Vec<u8>)>,
-    ) -> Result<(), StoreError> {
+        expires_at: u64,
+    ) -> Result<MessageStatus, StoreError> {
         self.write(move |txn| {
+            let mut record = record.clone();
             let id = record.id.as_str();
             append_events(txn, id, &events)?;
+            if record.status == MessageStatus::Processed {
+                delivery::queue_or_reject(txn, &mut record, expires_at)?;
+            }
+            let id = record.id.as_str();
             txn.open_table(MESSAGES)?
                 .insert(id, encode(&record)?.as_slice())?;
             if let Some(body) = &body {
@@ -591,10 +604,7 @@ impl Store {
                 archive::put_archive(txn, entry, archived)?;
             }
             txn.open_table(SPOOL)?.remove(id)?;
-            if record.status == MessageStatus::Processed {
-                txn.open_table(OUTBOX)?.insert(id, now_millis())?;
-            }
-            Ok(())
+            Ok(record.status)
         })
         .await
     }

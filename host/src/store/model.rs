@@ -86,6 +86,10 @@ pub struct Flow {
     /// The steps, in order.
     #[serde(default)]
     pub steps: Vec<Flowstep>,
+    /// How long its messages may keep failing temporarily before they soft-bounce (hours);
+    /// the delivery default when unset.
+    #[serde(default)]
+    pub expiry_hours: Option<u64>,
 }
 
 /// Where a message stands.
@@ -100,6 +104,17 @@ pub enum MessageStatus {
     Held,
     /// Dropped by a step on purpose.
     Discarded,
+    /// Accepted by the recipient's server.
+    Delivered,
+    /// Not delivered: the recipient's server refused it for now or for this message, or it
+    /// kept failing until it expired.
+    #[serde(rename = "SOFTBOUNCE")]
+    SoftBounce,
+    /// Not delivered: the address does not exist (the recipient is on the filter list now).
+    #[serde(rename = "HARDBOUNCE")]
+    HardBounce,
+    /// Not sent: the recipient is on the account's filter list.
+    Rejected,
 }
 
 /// One recipient's copy of a submitted mail.

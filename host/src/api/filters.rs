@@ -1,0 +1,117 @@
+//! The filter list (`/{account}/filters`): recipients the account does not send to, because
+//! they hard-bounced, complained, or were added by hand. Removing one lets mail through again.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::messages::parse_json;
+use super::paging::{iso8601, page};
+use crate::store::FilterEntry;
+
+/// A filter entry as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterView {
+    id: u64,
+    recipient_address: String,
+    reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snippet: Option<String>,
+    date: String,
+}
+
+impl From<FilterEntry> for FilterView {
+    fn from(entry: FilterEntry) -> Self {
+        Self {
+            id: entry.id,
+            recipient_address: entry.address,
+            reason: entry.reason,
+            message_id: entry.message_id,
+            snippet: entry.detail,
+            date: iso8601(entry.created_at),
+        }
+    }
+}
+
+/// Query options of the list.
+#[derive(Deserialize)]
+pub struct FilterQuery {
+    /// Only addresses containing this.
+    #[serde(default)]
+    address: Option<String>,
+}
+
+/// `GET /{account}/filters`, paged with `Range: items=A-B`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    Query(query): Query<FilterQuery>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<(HeaderMap, Json<Vec<FilterView>>), ApiError> {
+    caller.require(account_id)?;
+    let entries = state
+        .store
+        .filters_of(account_id, query.address.as_deref())?;
+    let (answer, entries) = page(&headers, entries)?;
+    Ok((
+        answer,
+        Json(entries.into_iter().map(FilterView::from).collect()),
+    ))
+}
+
+/// What adding an entry by hand takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterInput {
+    recipient_address: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /{account}/filters`: stops mail to an address by hand.
+pub async fn create(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<FilterView>), ApiError> {
+    caller.require(account_id)?;
+    let input: FilterInput = parse_json(&body)?;
+    let address = input.recipient_address.trim();
+    let valid = address
+        .rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if !valid || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::field(
+            "recipientAddress",
+            "invalidAddress",
+            "an e-mail address",
+            Some(address.into()),
+        ));
+    }
+    let reason = input.reason.unwrap_or_else(|| "manual".into());
+    let entry = state
+        .store
+        .add_filter(account_id, address, &reason, None, None)
+        .await?;
+    Ok((StatusCode::CREATED, Json(entry.into())))
+}
+
+/// `DELETE /{account}/filters/{id}`: the address gets mail again.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    state.store.remove_filter(account_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

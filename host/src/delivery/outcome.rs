@@ -1,0 +1,153 @@
+//! What a delivery attempt means for the message: delivered, try again later, or bounced, and
+//! whether a bounce is hard (the address will fail again: filter it) or soft.
+
+use std::time::Duration;
+
+use super::client::{DeliveryFailure, Reply, TlsInfo};
+use crate::store::{AttemptRecord, Event, MessageStatus, now_millis};
+
+/// How retries are spaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the first failed attempt.
+    pub initial: Duration,
+    /// The longest wait between attempts.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after `attempts` failed attempts: doubling from `initial` up to `max`, with
+    /// ±20 % jitter so messages that failed together do not come back together.
+    pub fn backoff(&self, attempts: u32, jitter_unit: f64) -> Duration {
+        let doubling = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        let base = self.initial.saturating_mul(doubling).min(self.max);
+        base.mul_f64(0.8 + 0.4 * jitter_unit.clamp(0.0, 1.0))
+    }
+}
+
+/// Hard or soft, for a permanent (5xx) reply. Until the bounce classifier judges replies, the
+/// enhanced status code decides: 5.1.x (bad mailbox, bad domain, moved) and 5.4.4 (no route)
+/// mean the address itself is wrong; anything else is about this message or sender.
+pub fn is_hard(reply: &Reply) -> bool {
+    matches!(reply.enhanced, Some((5, 1, _)) | Some((5, 4, 4)))
+}
+
+/// The event detail for a remote's answer: its full reply, where it came from, the TLS used.
+pub fn detail(reply: &str, mx: Option<&str>, tls: Option<&TlsInfo>) -> String {
+    let mut detail = serde_json::json!({ "reply": reply });
+    if let Some(mx) = mx {
+        detail["mx"] = mx.into();
+    }
+    if let Some(tls) = tls {
+        detail["tls"] = serde_json::json!({ "version": tls.version, "cipher": tls.cipher });
+    }
+    detail.to_string()
+}
+
+fn event(kind: &str, detail: String) -> Event {
+    Event {
+        kind: kind.into(),
+        at: now_millis(),
+        detail: Some(detail),
+    }
+}
+
+/// The record for a message the remote accepted.
+pub fn delivered(reply: &Reply, mx: &str, tls: Option<&TlsInfo>) -> AttemptRecord {
+    AttemptRecord::Final {
+        status: MessageStatus::Delivered,
+        events: vec![event(
+            "DELIVERED",
+            detail(&reply.to_string(), Some(mx), tls),
+        )],
+        filter: None,
+    }
+}
+
+/// The record for a failed attempt: retry while the message has not expired, else a soft
+/// bounce; a permanent failure bounces at once, hard or soft.
+pub fn failed(
+    failure: &DeliveryFailure,
+    mx: Option<&str>,
+    attempts_before: u32,
+    expires_at: u64,
+    retry: &RetryPolicy,
+    jitter_unit: f64,
+) -> AttemptRecord {
+    let snippet = failure.snippet();
+    let attempt = event("ATTEMPT", detail(&snippet, mx, None));
+    if failure.is_permanent() {
+        let hard = failure.reply().is_some_and(is_hard);
+        let (kind, status) = if hard {
+            ("HARDBOUNCE", MessageStatus::HardBounce)
+        } else {
+            ("SOFTBOUNCE", MessageStatus::SoftBounce)
+        };
+        return AttemptRecord::Final {
+            status,
+            events: vec![attempt, event(kind, detail(&snippet, mx, None))],
+            filter: hard.then(|| ("hard-bounce".to_string(), snippet)),
+        };
+    }
+    let due_at = now_millis() + retry.backoff(attempts_before + 1, jitter_unit).as_millis() as u64;
+    if due_at < expires_at {
+        return AttemptRecord::Retry {
+            event: attempt,
+            due_at,
+        };
+    }
+    let expired = format!(
+        "expired after {} attempts; last: {snippet}",
+        attempts_before + 1
+    );
+    AttemptRecord::Final {
+        status: MessageStatus::SoftBounce,
+        events: vec![attempt, event("SOFTBOUNCE", detail(&expired, mx, None))],
+        filter: None,
+    }
+}
+
+/// The record for a domain that can never receive mail (RFC 7505 null MX, or no such domain).
+pub fn undeliverable_domain(reason: &str) -> AttemptRecord {
+    AttemptRecord::Final {
+        status: MessageStatus::HardBounce,
+        events: vec![event("HARDBOUNCE", detail(reason, None, None))],
+        filter: Some(("hard-bounce".to_string(), reason.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        let policy = RetryPolicy {
+            initial: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+        };
+        assert_eq!(policy.backoff(1, 0.5), Duration::from_secs(60));
+        assert_eq!(policy.backoff(2, 0.5), Duration::from_secs(120));
+        assert_eq!(policy.backoff(30, 0.5), Duration::from_secs(3600));
+        assert_eq!(policy.backoff(1, 0.0), Duration::from_secs(48));
+        assert_eq!(policy.backoff(1, 1.0), Duration::from_secs(72));
+    }
+
+    fn reply(code: u16, enhanced: Option<(u8, u16, u16)>) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            text: "text".into(),
+        }
+    }
+
+    #[test]
+    fn only_mailbox_and_routing_failures_are_hard() {
+        assert!(is_hard(&reply(550, Some((5, 1, 1)))));
+        assert!(is_hard(&reply(550, Some((5, 1, 2)))));
+        assert!(is_hard(&reply(550, Some((5, 4, 4)))));
+        assert!(!is_hard(&reply(552, Some((5, 2, 2)))));
+        assert!(!is_hard(&reply(550, Some((5, 7, 1)))));
+        assert!(!is_hard(&reply(550, None)));
+    }
+}
