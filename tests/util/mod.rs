@@ -1,6 +1,7 @@
 //! Helpers shared by the test modules: the built guest components, fixtures and runtimes.
 
 pub mod dns;
+pub mod sink;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
