@@ -11,6 +11,7 @@ mod dns;
 mod hot_reload;
 mod loading;
 mod pipeline;
+mod sink;
 mod smtp;
 mod smtp_protocol;
 mod tracking;
