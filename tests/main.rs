@@ -6,6 +6,7 @@ mod cli;
 mod containment;
 mod contract;
 mod crash;
+mod delivery;
 mod delivery_client;
 mod dns;
 mod hot_reload;
