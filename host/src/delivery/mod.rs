@@ -4,9 +4,10 @@
 //! A processed message enters the queue in the transaction that records its flow's outcome.
 //! The scheduler hands due messages to one worker per destination connection (at most
 //! `max_connections_per_domain` per domain); a worker sends several messages over one session.
-//! Each attempt is recorded (delivered, rescheduled or bounced) in one transaction right after
-//! the remote's answer and before the next message goes on the same connection, so a restart
-//! repeats at most the one message whose acknowledgement had not been recorded yet.
+//! Each attempt is recorded (delivered, rescheduled or bounced) in one transaction as soon as
+//! the remote answers, in a group commit shared with the other connections; the message stays
+//! marked in flight until that commit is durable, so it is never handed out twice while
+//! running. A restart repeats only messages whose remote answer had not been recorded yet.
 
 pub mod client;
 pub mod outcome;
@@ -26,7 +27,10 @@ use self::routing::{Destination, Routes};
 use self::verp::ReturnPath;
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
-use crate::store::{AttemptRecord, Event, MessageStatus, Store, StoreError, now_millis};
+pub use crate::store::recipient_domain;
+use crate::store::{
+    AttemptRecord, DeliveryJob, Event, MessageStatus, Store, StoreError, now_millis,
+};
 
 /// The `[delivery]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -208,17 +212,10 @@ impl Delivery {
     fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
         let now = now_millis();
         let due = self.store.due_deliveries(now, 1000)?;
-        for id in due {
+        for (id, domain) in due {
             if !lock(&self.in_flight).insert(id.clone()) {
                 continue;
             }
-            let domain = match self.store.message(&id)? {
-                Some(record) => recipient_domain(&record.recipient),
-                None => {
-                    lock(&self.in_flight).remove(&id);
-                    continue;
-                }
-            };
             let start_worker = {
                 let mut domains = lock(&self.domains);
                 let queue = domains.entry(domain.clone()).or_default();
@@ -270,32 +267,53 @@ impl Delivery {
                 }
                 sent = 0;
             }
-            if let Err(error) = self.deliver(&id, &domain, &mut session).await {
-                tracing::warn!(message = %id, %error, "a delivery attempt was not recorded");
-            }
             sent += 1;
-            lock(&self.in_flight).remove(&id);
+            match self.attempt(&id, &domain, &mut session).await {
+                // Recorded in the background: the next message goes out while this commit is
+                // shared with other connections'. The message stays in flight until it is
+                // durable, so the scheduler cannot hand it out again meanwhile.
+                Ok(Some(outcome)) => {
+                    let delivery = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        if let Err(error) = delivery.store.record_attempt(&id, outcome).await {
+                            tracing::warn!(message = %id, %error, "a delivery attempt was not recorded");
+                        }
+                        lock(&delivery.in_flight).remove(&id);
+                    });
+                }
+                Ok(None) => {
+                    lock(&self.in_flight).remove(&id);
+                }
+                Err(error) => {
+                    tracing::warn!(message = %id, %error, "a delivery attempt could not be made");
+                    lock(&self.in_flight).remove(&id);
+                }
+            }
         }
         if let Some((session, _)) = session {
             let _ = session.quit().await;
         }
     }
 
-    /// One attempt for one message, recorded before returning.
-    async fn deliver(
+    /// One attempt for one message; returns what to record (nothing when the message is gone
+    /// from the queue).
+    async fn attempt(
         &self,
         id: &str,
         domain: &str,
         session: &mut Option<(SmtpSession, String)>,
-    ) -> Result<(), StoreError> {
-        let Some(record) = self.store.message(id)? else {
-            return Ok(());
+    ) -> Result<Option<AttemptRecord>, StoreError> {
+        let Some(job) = self.store.delivery_job(id)? else {
+            return Ok(None);
         };
-        let Some(state) = self.store.delivery_state(id)? else {
-            return Ok(());
-        };
+        let DeliveryJob {
+            record,
+            state,
+            body,
+            filtered,
+        } = job;
         // Added to the filter list while it waited for a retry: not sent after all.
-        if let Some(entry) = self.store.filtered(record.account_id, &record.recipient)? {
+        if let Some(entry) = filtered {
             let reason = format!("the recipient is on the filter list ({})", entry.reason);
             let outcome = AttemptRecord::Final {
                 status: MessageStatus::Rejected,
@@ -306,11 +324,8 @@ impl Delivery {
                 }],
                 filter: None,
             };
-            return self.store.record_attempt(id, outcome).await;
+            return Ok(Some(outcome));
         }
-        let Some(body) = self.store.body(id)? else {
-            return Err(StoreError::NotFound(format!("body of message {id}")));
-        };
         let return_domain = self
             .dkim
             .return_path_domain_for(record.account_id, &body)
@@ -324,8 +339,7 @@ impl Delivery {
             match self.connect(domain).await {
                 Ok(Connected::Session(opened, mx)) => *session = Some((*opened, mx)),
                 Ok(Connected::Never(reason)) => {
-                    let outcome = outcome::undeliverable_domain(&reason);
-                    return self.store.record_attempt(id, outcome).await;
+                    return Ok(Some(outcome::undeliverable_domain(&reason)));
                 }
                 Err(failure) => {
                     let outcome = outcome::failed(
@@ -336,12 +350,12 @@ impl Delivery {
                         &self.config.retry(),
                         jitter(),
                     );
-                    return self.store.record_attempt(id, outcome).await;
+                    return Ok(Some(outcome));
                 }
             }
         }
         let Some((open, mx)) = session.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let result = open.send(&mail_from, &record.recipient, &body).await;
         let outcome = match &result {
@@ -361,7 +375,7 @@ impl Delivery {
                 outcome
             }
         };
-        self.store.record_attempt(id, outcome).await
+        Ok(Some(outcome))
     }
 
     /// Opens a session to the domain's best reachable host.
@@ -420,15 +434,6 @@ enum Connected {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The domain of a recipient address, lower case.
-pub fn recipient_domain(recipient: &str) -> String {
-    recipient
-        .rsplit_once('@')
-        .map_or(recipient, |(_, domain)| domain)
-        .trim_end_matches('>')
-        .to_ascii_lowercase()
 }
 
 /// A uniform number in [0, 1) for retry jitter.

@@ -9,8 +9,10 @@ use super::{
     MESSAGES, OUTBOX, Store, StoreError, append_events, decode, encode, next_id, now_millis,
 };
 
-/// (due at, message id): the queue in the order attempts are due.
-pub(super) const OUTBOX_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("outbox_due");
+/// (due at, message id) → recipient domain: the queue in the order attempts are due, with what
+/// the scheduler groups connections by.
+pub(super) const OUTBOX_DUE: TableDefinition<(u64, &str), &str> =
+    TableDefinition::new("outbox_due");
 /// Message id → its delivery state.
 pub(super) const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
 /// (account, address) → filter entry.
@@ -27,6 +29,28 @@ pub struct DeliveryState {
     pub queued_at: u64,
     /// After this, a temporary failure ends in SOFTBOUNCE instead of another retry.
     pub expires_at: u64,
+}
+
+/// What one delivery attempt works from.
+#[derive(Clone, Debug)]
+pub struct DeliveryJob {
+    /// The message.
+    pub record: MessageRecord,
+    /// Its place in the queue.
+    pub state: DeliveryState,
+    /// What to send.
+    pub body: Vec<u8>,
+    /// The filter entry of its recipient, if it was filtered meanwhile.
+    pub filtered: Option<FilterEntry>,
+}
+
+/// The domain of a recipient address, lower case.
+pub fn recipient_domain(recipient: &str) -> String {
+    recipient
+        .rsplit_once('@')
+        .map_or(recipient, |(_, domain)| domain)
+        .trim_end_matches('>')
+        .to_ascii_lowercase()
 }
 
 /// A recipient an account does not send to any more.
@@ -110,7 +134,8 @@ pub(super) fn queue_or_reject(
     let now = now_millis();
     let id = record.id.as_str();
     txn.open_table(OUTBOX)?.insert(id, now)?;
-    txn.open_table(OUTBOX_DUE)?.insert((now, id), ())?;
+    txn.open_table(OUTBOX_DUE)?
+        .insert((now, id), recipient_domain(&record.recipient).as_str())?;
     let state = DeliveryState {
         attempts: 0,
         queued_at: now,
@@ -150,16 +175,51 @@ fn insert_filter(
 }
 
 impl Store {
-    /// Queued messages due at or before `now`, oldest first, at most `limit`.
-    pub fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// Queued messages due at or before `now`, oldest first, at most `limit`, with their
+    /// recipient domains.
+    pub fn due_deliveries(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(OUTBOX_DUE)?;
-        let mut ids = Vec::new();
+        let mut found = Vec::new();
         for entry in due.range((0, "")..=(now, "\u{10ffff}"))?.take(limit) {
-            let (key, _) = entry?;
-            ids.push(key.value().1.to_string());
+            let (key, domain) = entry?;
+            found.push((key.value().1.to_string(), domain.value().to_string()));
         }
-        Ok(ids)
+        Ok(found)
+    }
+
+    /// Everything one delivery attempt reads, from one snapshot: the message, its delivery
+    /// state, its body and its recipient's filter entry. None when it is no longer queued.
+    pub fn delivery_job(&self, id: &str) -> Result<Option<DeliveryJob>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(state) = txn.open_table(DELIVERIES)?.get(id)? else {
+            return Ok(None);
+        };
+        let state: DeliveryState = decode(state.value())?;
+        let Some(record) = txn.open_table(MESSAGES)?.get(id)? else {
+            return Ok(None);
+        };
+        let record: MessageRecord = decode(record.value())?;
+        let body = txn
+            .open_table(super::BODIES)?
+            .get(id)?
+            .map(|body| body.value().to_vec())
+            .ok_or_else(|| StoreError::NotFound(format!("body of message {id}")))?;
+        let filtered = txn
+            .open_table(FILTERS)?
+            .get((record.account_id, filter_key(&record.recipient).as_str()))?
+            .map(|entry| decode(entry.value()))
+            .transpose()?;
+        Ok(Some(DeliveryJob {
+            record,
+            state,
+            body,
+            filtered,
+        }))
     }
 
     /// When the next queued message is due, if any is queued.
@@ -191,7 +251,10 @@ impl Store {
                 return Ok(());
             };
             let mut due_index = txn.open_table(OUTBOX_DUE)?;
-            due_index.remove((due, id.as_str()))?;
+            let domain = due_index
+                .remove((due, id.as_str()))?
+                .map(|domain| domain.value().to_string())
+                .unwrap_or_default();
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let mut state: DeliveryState = match deliveries.get(id.as_str())? {
                 Some(value) => decode(value.value())?,
@@ -206,7 +269,7 @@ impl Store {
                 AttemptRecord::Retry { event, due_at } => {
                     append_events(txn, &id, std::slice::from_ref(event))?;
                     outbox.insert(id.as_str(), *due_at)?;
-                    due_index.insert((*due_at, id.as_str()), ())?;
+                    due_index.insert((*due_at, id.as_str()), domain.as_str())?;
                     deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
                 }
                 AttemptRecord::Final {

@@ -23,7 +23,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::flow::rules::Routing;
-pub use delivery::{AttemptRecord, DeliveryState, FilterEntry, filter_key};
+pub use delivery::{
+    AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key, recipient_domain,
+};
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
     MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
