@@ -574,6 +574,26 @@ fn sender_identities_show_their_records_and_stay_in_their_account() {
             .all(|r| r["ok"] == false)
     );
 
+    // The return-path CNAME points at a name every account shares: without this identity's
+    // DKIM key published, it does not make the customer's domain the envelope sender.
+    dns.set_cname("bounce.brand.example", "bounce.sluice.example");
+    // The first check's "no such name" is cached for the test server's one-second TTL.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let checked: Value = api
+        .post(&format!("sender_identities/{id}/validate"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let return_path = checked["dnsRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["purpose"] == "return-path")
+        .unwrap();
+    assert_eq!(return_path["ok"], true);
+    assert_eq!(checked["returnPathDomain"], "bounce.sluice.example");
+
     let again = api
         .post("sender_identities")
         .json(&json!({"domain": "brand.example"}))

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
-use crate::util::sink::{Behaviour, SinkOptions, SmtpSink, Stage};
+use crate::util::sink::{Behaviour, OnConnect, SinkOptions, SmtpSink, Stage};
 use crate::util::{Api, TestServer};
 
 /// A server that delivers everything to the sink.
@@ -479,5 +479,61 @@ fn a_restart_during_retries_loses_nothing_and_delivers_once() {
         count("hank@example.net"),
         1,
         "delivered before the restart, not again"
+    );
+}
+
+#[test]
+fn a_step_that_redirects_the_copy_sends_it_to_the_new_recipient() {
+    let sink = SmtpSink::start();
+    let server = server_for(&sink, |_| {});
+    let step = server.upload_guest("test-misbehave");
+    server.set_default_flow(
+        &step,
+        json!({"behaviour": "redirect", "to": "qa@example.org"}),
+    );
+    let api = Api::demo(&server);
+    let id = submit(&api, "customer@example.net");
+    let record = wait_for_status(&server, &id, is_final, FINAL);
+    assert_eq!(record.status, MessageStatus::Delivered);
+    assert_eq!(record.recipient, "qa@example.org");
+    assert_eq!(
+        event_kinds(&server, &id),
+        ["SUBMITTED", "PROCESSED", "REDIRECTED", "DELIVERED"]
+    );
+    let received = sink.wait_for(1, FINAL);
+    assert_eq!(received[0].rcpt_to, ["qa@example.org"]);
+    assert_eq!(sink.attempts_for("customer@example.net"), 0);
+}
+
+#[test]
+fn a_host_that_refuses_the_session_is_retried_not_bounced() {
+    let sink = SmtpSink::start();
+    sink.set_on_connect(OnConnect::Refuse("554 5.7.1 no service for you".into()));
+    let server = server_for(&sink, |_| {});
+    let id = submit(&Api::demo(&server), "ivy@example.net");
+    let started = Instant::now();
+    while !event_kinds(&server, &id).contains(&"ATTEMPT".to_string()) {
+        assert!(started.elapsed() < FINAL, "no attempt");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let attempt = event_detail(&server, &id, "ATTEMPT");
+    assert!(
+        attempt["reply"].as_str().unwrap().contains("554 5.7.1"),
+        "{attempt}"
+    );
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::Processed,
+        "still queued"
+    );
+    sink.set_on_connect(OnConnect::Greet);
+    let record = wait_for_status(&server, &id, is_final, FINAL);
+    assert_eq!(record.status, MessageStatus::Delivered);
+    assert!(
+        server
+            .store()
+            .filtered(1, "ivy@example.net")
+            .unwrap()
+            .is_none()
     );
 }

@@ -101,9 +101,11 @@ pub async fn get(
 }
 
 /// The page's policy: the archived html may show images and its own styles, but runs no
-/// script, submits no form and cannot be framed.
-const ONLINE_VIEW_POLICY: &str = "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; \
-     font-src * data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+/// script, submits no form, cannot be framed, and (sandboxed) lives in an origin of its own,
+/// not the API's.
+const ONLINE_VIEW_POLICY: &str = "sandbox; default-src 'none'; img-src * data:; \
+     style-src 'unsafe-inline' *; font-src * data:; form-action 'none'; frame-ancestors 'none'; \
+     base-uri 'none'";
 
 /// `GET /v/{token}`: the archived html of the message the token names; 404 for a token that
 /// does not verify, a message without archive, or an expired one.

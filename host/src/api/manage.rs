@@ -245,6 +245,21 @@ async fn checked_steps(
     }
 }
 
+/// The longest a flow may let its messages keep failing: 30 days.
+const MAX_EXPIRY_HOURS: u64 = 30 * 24;
+
+fn check_expiry(hours: Option<u64>) -> Result<(), ApiError> {
+    match hours {
+        Some(hours) if hours == 0 || hours > MAX_EXPIRY_HOURS => Err(ApiError::field(
+            "expiryHours",
+            "invalidExpiry",
+            format!("1 to {MAX_EXPIRY_HOURS} hours"),
+            Some(hours.into()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `GET /{account}/flows`.
 pub async fn list_flows(
     State(state): State<ApiState>,
@@ -265,6 +280,7 @@ pub async fn create_flow(
 ) -> Result<(StatusCode, Json<FlowView>), ApiError> {
     caller.require(account_id)?;
     let input: FlowInput = parse_json(&body)?;
+    check_expiry(input.expiry_hours)?;
     let steps = checked_steps(&state, account_id, input.steps).await?;
     let flow = state
         .store
@@ -307,6 +323,7 @@ pub async fn update_flow(
     caller.require(account_id)?;
     own_flow(&state, account_id, flow_id)?;
     let input: FlowInput = parse_json(&body)?;
+    check_expiry(input.expiry_hours)?;
     let flow = Flow {
         id: flow_id,
         account_id,

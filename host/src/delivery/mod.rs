@@ -87,12 +87,13 @@ impl DeliveryConfig {
     /// The expiry of a message entering the queue now.
     pub fn expires_at(&self, flow_expiry_hours: Option<u64>) -> u64 {
         let hours = flow_expiry_hours.unwrap_or(self.expiry_hours);
-        now_millis() + hours * 3_600_000
+        now_millis().saturating_add(hours.saturating_mul(3_600_000))
     }
 
     fn retry(&self) -> RetryPolicy {
         RetryPolicy {
-            initial: Duration::from_secs(self.retry_initial_secs),
+            // Zero would retry back to back until expiry.
+            initial: Duration::from_secs(self.retry_initial_secs.max(1)),
             max: Duration::from_secs(self.retry_max_secs.max(self.retry_initial_secs)),
         }
     }
@@ -211,7 +212,11 @@ impl Delivery {
     /// returns how long to sleep before the next look.
     fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
         let now = now_millis();
-        let due = self.store.due_deliveries(now, 1000)?;
+        let due = {
+            let in_flight = lock(&self.in_flight);
+            self.store
+                .due_deliveries(now, 1000, |id| in_flight.contains(id))?
+        };
         for (id, domain) in due {
             if !lock(&self.in_flight).insert(id.clone()) {
                 continue;
@@ -268,24 +273,35 @@ impl Delivery {
                 sent = 0;
             }
             sent += 1;
-            match self.attempt(&id, &domain, &mut session).await {
+            let outcome = match self.attempt(&id, &domain, &mut session).await {
+                Ok(outcome) => outcome,
+                // The message could not even be prepared (a store error): it is retried like
+                // a connection failure, and expires like one, instead of coming back every tick.
+                Err(error) => match self.store.delivery_state(&id) {
+                    Ok(Some(state)) => Some(outcome::failed(
+                        &DeliveryFailure::Connection(format!(
+                            "the message could not be prepared: {error}"
+                        )),
+                        None,
+                        state.attempts,
+                        state.expires_at,
+                        &self.config.retry(),
+                        jitter(),
+                    )),
+                    _ => {
+                        tracing::warn!(message = %id, %error, "a delivery attempt could not be made");
+                        None
+                    }
+                },
+            };
+            match outcome {
                 // Recorded in the background: the next message goes out while this commit is
-                // shared with other connections'. The message stays in flight until it is
-                // durable, so the scheduler cannot hand it out again meanwhile.
-                Ok(Some(outcome)) => {
-                    let delivery = Arc::clone(&self);
-                    tokio::spawn(async move {
-                        if let Err(error) = delivery.store.record_attempt(&id, outcome).await {
-                            tracing::warn!(message = %id, %error, "a delivery attempt was not recorded");
-                        }
-                        lock(&delivery.in_flight).remove(&id);
-                    });
+                // shared with other connections'. The message stays in flight until the record
+                // is durable, so the scheduler cannot hand it out again meanwhile.
+                Some(outcome) => {
+                    tokio::spawn(Arc::clone(&self).record(id, outcome));
                 }
-                Ok(None) => {
-                    lock(&self.in_flight).remove(&id);
-                }
-                Err(error) => {
-                    tracing::warn!(message = %id, %error, "a delivery attempt could not be made");
+                None => {
                     lock(&self.in_flight).remove(&id);
                 }
             }
@@ -293,6 +309,24 @@ impl Delivery {
         if let Some((session, _)) = session {
             let _ = session.quit().await;
         }
+    }
+
+    /// Records an attempt, retrying until the store takes it: releasing the message before its
+    /// outcome is durable would let the scheduler send it again.
+    async fn record(self: Arc<Self>, id: String, outcome: AttemptRecord) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.store.record_attempt(&id, outcome.clone()).await {
+                Ok(()) => break,
+                Err(StoreError::Closed) => return,
+                Err(error) => {
+                    tracing::error!(message = %id, %error, "recording a delivery attempt failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        lock(&self.in_flight).remove(&id);
     }
 
     /// One attempt for one message; returns what to record (nothing when the message is gone
@@ -417,11 +451,17 @@ impl Delivery {
                             format!("{} [{address}]", hop.host),
                         ));
                     }
-                    // A 5xx greeting or EHLO is this host's answer for every message.
-                    Err(failure) if failure.is_permanent() => return Err(failure),
                     Err(failure) => last = failure,
                 }
             }
+        }
+        // A host refusing the session itself (a 5xx greeting or EHLO) says nothing about this
+        // recipient, often only about our address for now: try again later, never bounce.
+        if last.is_permanent() {
+            return Err(DeliveryFailure::Connection(format!(
+                "every host of {domain} refused the session; last: {}",
+                last.snippet()
+            )));
         }
         Err(last)
     }

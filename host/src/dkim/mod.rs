@@ -263,14 +263,16 @@ impl Dkim {
     }
 
     /// The envelope-sender domain for mail of this identity: the customer's return-path name
-    /// once its CNAME is validated, the platform's otherwise.
+    /// once its CNAME and its DKIM key are validated, the platform's otherwise.
     pub fn return_path_domain(&self, identity: Option<&SenderIdentity>) -> String {
+        // The CNAME alone points at a name every account shares: only the DKIM key, made for
+        // this one identity, proves that the domain's owner set it up for this account.
         match identity {
             Some(identity)
                 if identity
                     .validation
                     .as_ref()
-                    .is_some_and(|validation| validation.return_path) =>
+                    .is_some_and(|validation| validation.return_path && validation.dkim) =>
             {
                 format!("{}.{}", self.config.return_path_label, identity.domain)
             }

@@ -334,6 +334,23 @@ impl Pipeline {
         record.flow_id = run.flow_id;
         record.status = run.status;
         record.status_reason = run.reason;
+        let mut events = run.events;
+        // A step may send this copy elsewhere (a test inbox, a redirect): delivery, the filter
+        // list and the API follow the new recipient.
+        if let Some(message) = &run.message
+            && message.envelope().recipient != record.recipient
+        {
+            events.push(Event {
+                kind: "REDIRECTED".into(),
+                at: now_millis(),
+                detail: Some(format!(
+                    "recipient {} → {}",
+                    record.recipient,
+                    message.envelope().recipient
+                )),
+            });
+            record.recipient = message.envelope().recipient.clone();
+        }
         let new_body = run.message.map(|message| message.to_bytes());
         let changed = new_body.filter(|new_body| *new_body != body);
         let archive = run
@@ -354,7 +371,7 @@ impl Pipeline {
         let expires_at = self.delivery.expires_at(run.expiry_hours);
         let status = self
             .store
-            .finish_flow(record, changed, run.events, archive, expires_at)
+            .finish_flow(record, changed, events, archive, expires_at)
             .await?;
         if status == MessageStatus::Processed {
             self.queued.queued();

@@ -177,17 +177,27 @@ fn insert_filter(
 impl Store {
     /// Queued messages due at or before `now`, oldest first, at most `limit`, with their
     /// recipient domains.
+    /// Messages for which `busy` says yes (in flight) are passed over without counting, so
+    /// a backlog waiting on one slow destination does not hide the rest of the queue.
     pub fn due_deliveries(
         &self,
         now: u64,
         limit: usize,
+        busy: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(OUTBOX_DUE)?;
         let mut found = Vec::new();
-        for entry in due.range((0, "")..=(now, "\u{10ffff}"))?.take(limit) {
+        for entry in due.range((0, "")..=(now, "\u{10ffff}"))? {
             let (key, domain) = entry?;
-            found.push((key.value().1.to_string(), domain.value().to_string()));
+            let id = key.value().1;
+            if busy(id) {
+                continue;
+            }
+            found.push((id.to_string(), domain.value().to_string()));
+            if found.len() == limit {
+                break;
+            }
         }
         Ok(found)
     }

@@ -602,7 +602,10 @@ impl Store {
             if let Some(body) = &body {
                 txn.open_table(BODIES)?.insert(id, body.as_slice())?;
             }
-            if let Some((entry, archived)) = &archive {
+            // A message its filter list stopped is not sent, so it has nothing to view online.
+            if let Some((entry, archived)) = &archive
+                && record.status == MessageStatus::Processed
+            {
                 archive::put_archive(txn, entry, archived)?;
             }
             txn.open_table(SPOOL)?.remove(id)?;

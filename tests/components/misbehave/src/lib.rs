@@ -16,6 +16,8 @@ enum Behaviour {
     RewriteHtml { find: String, replace: String },
     /// Sets one header.
     SetHeader { name: String, value: String },
+    /// Sends this copy to another recipient.
+    Redirect { to: String },
     /// Sets a header, then fails with a step error: the header must not stick.
     SetHeaderThenFail,
     /// Busy-waits this long (by the host clock), then marks the message with `version`.
@@ -61,6 +63,7 @@ impl Flowstep for Misbehave {
                 message.set_html(&html.replace(&find, &replace));
             }
             Behaviour::SetHeader { name, value } => message.set_header(&name, &value),
+            Behaviour::Redirect { to } => message.set_envelope_recipient(&to),
             Behaviour::SetHeaderThenFail => {
                 message.set_header("X-Half-Done", "yes");
                 return Err(StepError::Other("failed after changing the message".into()));
