@@ -13,7 +13,7 @@ use super::error::{ApiError, FieldError};
 use super::messages::parse_json;
 use super::paging::iso8601;
 use crate::message::{Envelope, Message};
-use crate::plugin::{StepContext, StepOutcome};
+use crate::plugin::StepOutcome;
 use crate::store::Template;
 
 /// A template as the API takes it.
@@ -274,17 +274,10 @@ pub async fn preview(
         .plugins
         .get("template")
         .ok_or_else(|| ApiError::internal("the built-in template step is not loaded"))?;
-    let context = StepContext {
-        message_id: "preview".into(),
-        account_id,
-        simulation: true,
-        links: std::sync::Arc::clone(&state.links),
-        services: Some(state.pipeline.services()),
-    };
-    let config = config.to_string();
-    let run = tokio::task::spawn_blocking(move || plugin.run_in(&message, &config, Some(context)))
-        .await
-        .map_err(ApiError::internal)?;
+    let run = state
+        .pipeline
+        .run_dry(plugin, message, config.to_string(), account_id, "preview")
+        .await?;
     let unprocessable =
         |reason: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "templateError", reason);
     match run {

@@ -245,6 +245,12 @@ impl Delivery {
     /// One connection's life: take this domain's pending messages one by one and send them
     /// over one session, reconnecting when the session breaks.
     async fn connection(self: Arc<Self>, domain: String) {
+        let mut slot = WorkerSlot {
+            delivery: Arc::clone(&self),
+            domain: domain.clone(),
+            holding: None,
+            released: false,
+        };
         let mut session: Option<(SmtpSession, String)> = None;
         let mut sent = 0;
         loop {
@@ -255,6 +261,7 @@ impl Delivery {
                     Some(id) => Some(id),
                     None => {
                         queue.connections -= 1;
+                        slot.released = true;
                         if queue.connections == 0 && queue.pending.is_empty() {
                             domains.remove(&domain);
                         }
@@ -263,6 +270,7 @@ impl Delivery {
                 }
             };
             let Some(id) = next else { break };
+            slot.holding = Some(id.clone());
             let Ok(_permit) = Arc::clone(&self.workers).acquire_owned().await else {
                 break;
             };
@@ -294,6 +302,7 @@ impl Delivery {
                     }
                 },
             };
+            slot.holding = None;
             match outcome {
                 // Recorded in the background: the next message goes out while this commit is
                 // shared with other connections'. The message stays in flight until the record
@@ -464,6 +473,41 @@ impl Delivery {
             )));
         }
         Err(last)
+    }
+}
+
+/// A worker's connection slot for its domain, given back however the worker ends (a panic
+/// included): otherwise the domain would keep a slot nobody uses, and the messages waiting
+/// for it would stay marked in flight.
+struct WorkerSlot {
+    delivery: Arc<Delivery>,
+    domain: String,
+    /// The message being attempted.
+    holding: Option<String>,
+    /// The slot was given back on the way out.
+    released: bool,
+}
+
+impl Drop for WorkerSlot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let mut in_flight = lock(&self.delivery.in_flight);
+        if let Some(id) = self.holding.take() {
+            in_flight.remove(&id);
+        }
+        let mut domains = lock(&self.delivery.domains);
+        if let Some(queue) = domains.get_mut(&self.domain) {
+            queue.connections = queue.connections.saturating_sub(1);
+            if queue.connections == 0 {
+                // No worker is left to take them: the scheduler hands them out again.
+                for id in queue.pending.drain(..) {
+                    in_flight.remove(&id);
+                }
+                domains.remove(&self.domain);
+            }
+        }
     }
 }
 

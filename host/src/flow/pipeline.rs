@@ -15,8 +15,8 @@ use crate::delivery::{DeliveryConfig, QueueSignal};
 use crate::message::{Envelope, Message};
 use crate::plugin::registry::PluginRegistry;
 use crate::plugin::{
-    Grants, HostServices, Plugin, PluginRuntime, StepContext, StepEffects, StepError, StepFailure,
-    StepOutcome,
+    Grants, HostServices, Plugin, PluginRuntime, StepContext, StepEffects, StepError, StepFailed,
+    StepFailure, StepOutcome, StepRun,
 };
 use crate::store::{
     ArchiveEntry, Event, MessageRecord, MessageStatus, Store, StoreError, now_millis,
@@ -170,15 +170,10 @@ impl PipelineHandle {
             },
         )
         .map_err(|error| error.to_string())?;
-        let context = pipeline.context("probe", account_id, true);
-        let config = config.to_string();
-        let Ok(_permit) = pipeline.concurrency.acquire().await else {
-            return Err(StoreError::Closed.to_string());
-        };
-        let result =
-            tokio::task::spawn_blocking(move || plugin.run_in(&probe, &config, Some(context)))
-                .await
-                .map_err(|error| error.to_string())?;
+        let result = self
+            .run_dry(plugin, probe, config.to_string(), account_id, "probe")
+            .await
+            .map_err(|error| error.to_string())?;
         match result {
             Err(failed) => match failed.failure {
                 StepFailure::Step(StepError::InvalidConfig(reason)) => Err(reason),
@@ -188,9 +183,25 @@ impl PipelineHandle {
         }
     }
 
-    /// The account services steps of this pipeline are given.
-    pub fn services(&self) -> Arc<dyn HostServices> {
-        Arc::clone(&self.pipeline.services)
+    /// Runs one step as a simulation for the account (a preview, a configuration check),
+    /// within the pipeline's bound on flows at once, so a burst of them cannot take every
+    /// instance slot from real mail.
+    pub async fn run_dry(
+        &self,
+        plugin: Arc<Plugin>,
+        message: Message,
+        config: String,
+        account_id: u64,
+        message_id: &str,
+    ) -> Result<Result<StepRun, StepFailed>, FlowError> {
+        let pipeline = &self.pipeline;
+        let context = pipeline.context(message_id, account_id, true);
+        let Ok(_permit) = pipeline.concurrency.acquire().await else {
+            return Err(StoreError::Closed.into());
+        };
+        tokio::task::spawn_blocking(move || plugin.run_in(&message, &config, Some(context)))
+            .await
+            .map_err(|error| FlowError::Busy(format!("the step did not finish: {error}")))
     }
 
     /// Messages whose flow is running now.
