@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
-use crate::util::{Api, TestServer};
+use crate::util::{Api, TestServer, event_kinds};
 
 /// A server whose resolver asks the test DNS server.
 fn server_with_dns(dns: &DnsServer) -> TestServer {
@@ -258,13 +258,7 @@ fn template_tracking_archive_and_dkim_run_end_to_end() {
         response.headers()["location"],
         "https://shop.example/offer?id=42"
     );
-    let kinds: Vec<String> = server
-        .store()
-        .events(&id)
-        .unwrap()
-        .into_iter()
-        .map(|event| event.kind)
-        .collect();
+    let kinds = event_kinds(&server, &id);
     assert!(kinds.contains(&"CLICKED".to_string()), "{kinds:?}");
     let mut forged = click.clone();
     let last = forged.pop().unwrap();

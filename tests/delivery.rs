@@ -10,7 +10,7 @@ use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
 use crate::util::sink::{Behaviour, OnConnect, SinkOptions, SmtpSink, Stage};
-use crate::util::{Api, TestServer};
+use crate::util::{Api, TestServer, event_kinds};
 
 /// A server that delivers everything to the sink.
 fn server_for(sink: &SmtpSink, adjust: impl FnOnce(&mut sluice::config::Config)) -> TestServer {
@@ -67,16 +67,6 @@ fn is_final(status: MessageStatus) -> bool {
             | MessageStatus::Rejected
             | MessageStatus::Held
     )
-}
-
-fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
-    server
-        .store()
-        .events(id)
-        .unwrap()
-        .into_iter()
-        .map(|event| event.kind)
-        .collect()
 }
 
 fn event_detail(server: &TestServer, id: &str, kind: &str) -> Value {

@@ -6,7 +6,7 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use sluice::store::MessageStatus;
 
-use crate::util::{Api, TestServer};
+use crate::util::{Api, TestServer, event_kinds};
 
 const HTML: &str = r##"<html><body>
 <p><a href="https://shop.example/order?id=1&amp;ref=mail">your order</a></p>
@@ -42,16 +42,6 @@ fn hrefs(html: &str) -> Vec<String> {
     html.split("href=\"")
         .skip(1)
         .map(|rest| rest.split('"').next().unwrap().to_string())
-        .collect()
-}
-
-fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
-    server
-        .store()
-        .events(id)
-        .unwrap()
-        .into_iter()
-        .map(|event| event.kind)
         .collect()
 }
 

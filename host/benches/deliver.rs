@@ -7,16 +7,16 @@
 //!
 //!     cargo bench --bench deliver [-- SESSIONS MESSAGES_PER_SESSION]
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sluice::config::Config;
 use sluice::server::Server;
-use sluice::store::{Flow, Flowstep};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -45,7 +45,7 @@ fn main() {
         .block_on(Server::start(config))
         .expect("server starts");
     let demo = server.created_demo.clone().expect("demo login");
-    runtime.block_on(no_op_flow(&server));
+    runtime.block_on(support::no_op_flow(&server));
 
     let body = "lorem ipsum dolor sit amet consectetur adipiscing elit\r\n".repeat(20_000 / 57);
     let content = format!(
@@ -114,31 +114,6 @@ fn main() {
     );
 }
 
-async fn no_op_flow(server: &Server) {
-    let store = &server.store;
-    let path = Path::new(env!("SLUICE_GUESTS_DIR")).join("test_misbehave.wasm");
-    let step = std::fs::read(path).expect("guest built");
-    let sha = sluice::plugin::hex_sha256(&step);
-    store.put_plugin(1, &sha, step).await.unwrap();
-    let flow = store
-        .create_flow(Flow {
-            id: 0,
-            account_id: 1,
-            name: "no-op".into(),
-            steps: vec![Flowstep {
-                plugin: sha,
-                config: serde_json::json!({"behaviour": "read-header"}),
-                enabled_when: None,
-            }],
-            expiry_hours: None,
-        })
-        .await
-        .unwrap();
-    let mut routing = store.routing(1).unwrap().unwrap();
-    routing.default_flow_id = flow.id;
-    store.set_routing(1, routing).await.unwrap();
-}
-
 fn wait_for(arrivals: &Arrivals, count: usize, timeout: Duration) {
     let started = Instant::now();
     while arrivals.lock().unwrap().len() < count {
@@ -192,15 +167,15 @@ async fn session(
     stream.set_nodelay(true).expect("nodelay");
     let (read, mut write) = stream.into_split();
     let mut replies = BufReader::new(read);
-    reply(&mut replies, "220").await;
+    support::reply(&mut replies, "220").await;
     write.write_all(b"EHLO bench.example\r\n").await.unwrap();
-    reply(&mut replies, "250").await;
+    support::reply(&mut replies, "250").await;
     let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
     write
         .write_all(format!("AUTH PLAIN {plain}\r\n").as_bytes())
         .await
         .unwrap();
-    reply(&mut replies, "235").await;
+    support::reply(&mut replies, "235").await;
     let mut data = content.replace("\r\n.", "\r\n..").into_bytes();
     data.extend_from_slice(b"\r\n.\r\n");
     let mut acked = Vec::with_capacity(count);
@@ -214,11 +189,11 @@ async fn session(
             .write_all(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<ann@example.net>\r\nDATA\r\n")
             .await
             .unwrap();
-        reply(&mut replies, "250").await;
-        reply(&mut replies, "250").await;
-        reply(&mut replies, "354").await;
+        support::reply(&mut replies, "250").await;
+        support::reply(&mut replies, "250").await;
+        support::reply(&mut replies, "354").await;
         write.write_all(&data).await.unwrap();
-        let last = reply(&mut replies, "250").await;
+        let last = support::reply(&mut replies, "250").await;
         let id = last
             .rsplit("queued as ")
             .next()
@@ -229,18 +204,6 @@ async fn session(
     }
     write.write_all(b"QUIT\r\n").await.unwrap();
     acked
-}
-
-/// Reads one (possibly multi-line) reply, checks its code, returns its last line.
-async fn reply(replies: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, code: &str) -> String {
-    loop {
-        let mut line = String::new();
-        replies.read_line(&mut line).await.expect("reply");
-        assert!(line.starts_with(code), "expected {code}, got {line:?}");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return line.trim_end().to_string();
-        }
-    }
 }
 
 /// A minimal receiving MTA: plain ESMTP with PIPELINING, records when each message (by the

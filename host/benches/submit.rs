@@ -10,7 +10,8 @@
 //!
 //!     cargo bench --bench submit [-- SESSIONS MESSAGES_PER_SESSION]
 
-use std::path::Path;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
@@ -18,8 +19,8 @@ use std::net::SocketAddr;
 use base64::Engine as _;
 use sluice::config::Config;
 use sluice::server::Server;
-use sluice::store::{Flow, Flowstep, MessageStatus};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use sluice::store::MessageStatus;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 fn main() {
@@ -42,30 +43,7 @@ fn main() {
         .block_on(Server::start(config))
         .expect("server starts");
     let demo = server.created_demo.clone().expect("demo login");
-    runtime.block_on(async {
-        let store = &server.store;
-        let path = Path::new(env!("SLUICE_GUESTS_DIR")).join("test_misbehave.wasm");
-        let step = std::fs::read(path).expect("guest built");
-        let sha = sluice::plugin::hex_sha256(&step);
-        store.put_plugin(1, &sha, step).await.unwrap();
-        let flow = store
-            .create_flow(Flow {
-                id: 0,
-                account_id: 1,
-                name: "no-op".into(),
-                steps: vec![Flowstep {
-                    plugin: sha,
-                    config: serde_json::json!({"behaviour": "read-header"}),
-                    enabled_when: None,
-                }],
-                expiry_hours: None,
-            })
-            .await
-            .unwrap();
-        let mut routing = store.routing(1).unwrap().unwrap();
-        routing.default_flow_id = flow.id;
-        store.set_routing(1, routing).await.unwrap();
-    });
+    runtime.block_on(support::no_op_flow(&server));
 
     let body = "lorem ipsum dolor sit amet consectetur adipiscing elit\r\n".repeat(20_000 / 57);
     let content = format!(
@@ -230,15 +208,15 @@ async fn session(
     stream.set_nodelay(true).expect("nodelay");
     let (read, mut write) = stream.into_split();
     let mut replies = BufReader::new(read);
-    expect(&mut replies, "220").await;
+    support::reply(&mut replies, "220").await;
     write.write_all(b"EHLO bench.example\r\n").await.unwrap();
-    expect(&mut replies, "250").await;
+    support::reply(&mut replies, "250").await;
     let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
     write
         .write_all(format!("AUTH PLAIN {plain}\r\n").as_bytes())
         .await
         .unwrap();
-    expect(&mut replies, "235").await;
+    support::reply(&mut replies, "235").await;
     let mut data = content.replace("\r\n.", "\r\n..").into_bytes();
     data.extend_from_slice(b"\r\n.\r\n");
     let mut latencies = Vec::with_capacity(count);
@@ -248,25 +226,13 @@ async fn session(
             .write_all(b"MAIL FROM:<shop@example.com> BODY=8BITMIME\r\nRCPT TO:<ann@example.net>\r\nDATA\r\n")
             .await
             .unwrap();
-        expect(&mut replies, "250").await;
-        expect(&mut replies, "250").await;
-        expect(&mut replies, "354").await;
+        support::reply(&mut replies, "250").await;
+        support::reply(&mut replies, "250").await;
+        support::reply(&mut replies, "354").await;
         write.write_all(&data).await.unwrap();
-        expect(&mut replies, "250").await;
+        support::reply(&mut replies, "250").await;
         latencies.push(sent.elapsed());
     }
     write.write_all(b"QUIT\r\n").await.unwrap();
     latencies
-}
-
-/// Reads one (possibly multi-line) reply and checks its code.
-async fn expect(replies: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, code: &str) {
-    loop {
-        let mut line = String::new();
-        replies.read_line(&mut line).await.expect("reply");
-        assert!(line.starts_with(code), "expected {code}, got {line:?}");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return;
-        }
-    }
 }

@@ -277,6 +277,17 @@ pub fn second_account(server: &TestServer) -> Api {
     Api::connect(server, 2, "other-api", secret)
 }
 
+/// The kinds of a message's events, in order.
+pub fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
+    server
+        .store()
+        .events(id)
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
 impl TestServer {
     /// Stores a guest component as a plugin of the demo account; returns its sha256.
     pub fn upload_guest(&self, crate_name: &str) -> String {

@@ -1,0 +1,48 @@
+//! Set-up shared by the benches that run a whole server: a no-op flow, reading SMTP replies.
+
+use std::path::Path;
+
+use sluice::server::Server;
+use sluice::store::{Flow, Flowstep};
+use tokio::io::AsyncBufReadExt;
+
+/// Makes a flow of one step that only reads a header the demo account's default flow.
+pub async fn no_op_flow(server: &Server) {
+    let store = &server.store;
+    let path = Path::new(env!("SLUICE_GUESTS_DIR")).join("test_misbehave.wasm");
+    let step = std::fs::read(path).expect("guest built");
+    let sha = sluice::plugin::hex_sha256(&step);
+    store.put_plugin(1, &sha, step).await.unwrap();
+    let flow = store
+        .create_flow(Flow {
+            id: 0,
+            account_id: 1,
+            name: "no-op".into(),
+            steps: vec![Flowstep {
+                plugin: sha,
+                config: serde_json::json!({"behaviour": "read-header"}),
+                enabled_when: None,
+            }],
+            expiry_hours: None,
+        })
+        .await
+        .unwrap();
+    let mut routing = store.routing(1).unwrap().unwrap();
+    routing.default_flow_id = flow.id;
+    store.set_routing(1, routing).await.unwrap();
+}
+
+/// Reads one (possibly multi-line) SMTP reply, checks its code, returns its last line.
+pub async fn reply(
+    replies: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    code: &str,
+) -> String {
+    loop {
+        let mut line = String::new();
+        replies.read_line(&mut line).await.expect("reply");
+        assert!(line.starts_with(code), "expected {code}, got {line:?}");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_string();
+        }
+    }
+}
