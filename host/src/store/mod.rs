@@ -118,11 +118,25 @@ pub fn now_millis() -> u64 {
         .map_or(0, |since| since.as_millis() as u64)
 }
 
-/// A new message id: submission time first, so ids sort by time, then randomness.
+/// A new message id: submission time in microseconds first, strictly increasing within this
+/// process so that ids sort in submission order even within one clock tick, then randomness
+/// so ids of different processes never collide.
 pub fn new_message_id() -> String {
-    let mut random = [0u8; 8];
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64);
+    let previous = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |last| Some(now.max(last + 1)),
+        )
+        .unwrap_or_else(|last| last);
+    let stamp = now.max(previous + 1);
+    let mut random = [0u8; 6];
     getrandom::fill(&mut random).expect("the OS provides randomness");
-    format!("{:012x}{}", now_millis(), hex::encode(random))
+    format!("{stamp:014x}{}", hex::encode(random))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -612,5 +626,20 @@ impl Store {
             Ok(record.status)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_message_id()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 26 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
     }
 }
