@@ -27,7 +27,6 @@ use self::routing::{Destination, Routes};
 use self::verp::ReturnPath;
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
-pub use crate::store::recipient_domain;
 use crate::store::{
     AttemptRecord, DeliveryJob, Event, MessageStatus, Store, StoreError, now_millis,
 };

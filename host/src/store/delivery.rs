@@ -45,7 +45,7 @@ pub struct DeliveryJob {
 }
 
 /// The domain of a recipient address, lower case.
-pub fn recipient_domain(recipient: &str) -> String {
+pub(super) fn recipient_domain(recipient: &str) -> String {
     recipient
         .rsplit_once('@')
         .map_or(recipient, |(_, domain)| domain)

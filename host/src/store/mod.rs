@@ -23,9 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::flow::rules::Routing;
-pub use delivery::{
-    AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key, recipient_domain,
-};
+pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
     MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
