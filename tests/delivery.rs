@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sluice::delivery::routing::{RouteConfig, SmartHost};
 use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
@@ -20,7 +21,7 @@ fn server_for(sink: &SmtpSink, adjust: impl FnOnce(&mut sluice::config::Config))
         config.delivery.retry_initial_secs = 1;
         config.delivery.retry_max_secs = 2;
         config.delivery.timeout_secs = 5;
-        config.delivery.routes.insert("*".into(), route);
+        config.delivery.routes.insert("*".into(), route.into());
         adjust(config);
     })
 }
@@ -377,7 +378,7 @@ fn messages_to_one_domain_share_a_connection() {
     let server = TestServer::start_in(dir, move |config| {
         config.delivery.enabled = true;
         config.delivery.max_connections_per_domain = 1;
-        config.delivery.routes.insert("*".into(), route);
+        config.delivery.routes.insert("*".into(), route.into());
     });
     for id in &ids {
         let record = wait_for_status(&server, id, is_final, FINAL);
@@ -451,7 +452,7 @@ fn a_restart_during_retries_loses_nothing_and_delivers_once() {
     let server = TestServer::start_in(dir, move |config| {
         config.delivery.enabled = true;
         config.delivery.retry_initial_secs = 1;
-        config.delivery.routes.insert("*".into(), route);
+        config.delivery.routes.insert("*".into(), route.into());
     });
     let record = wait_for_status(&server, &retried, is_final, FINAL);
     assert_eq!(record.status, MessageStatus::Delivered);
@@ -525,5 +526,149 @@ fn a_host_that_refuses_the_session_is_retried_not_bounced() {
             .filtered(1, "ivy@example.net")
             .unwrap()
             .is_none()
+    );
+}
+
+fn smart_host(sink: &SmtpSink, password: &str, verify_certificate: bool) -> RouteConfig {
+    RouteConfig::SmartHost(SmartHost {
+        address: sink.addr().to_string(),
+        username: "relay-user".into(),
+        password: Some(password.into()),
+        password_env: None,
+        verify_certificate,
+    })
+}
+
+fn relay_sink() -> SmtpSink {
+    SmtpSink::start_with(SinkOptions {
+        login: Some(("relay-user".into(), "relay-pass".into())),
+        ..SinkOptions::default()
+    })
+}
+
+#[test]
+fn a_smart_host_takes_mail_for_every_domain_after_auth_over_one_session() {
+    let sink = relay_sink();
+    // Queued while delivery is off, so one session can carry them all.
+    let server = server_for(&sink, |config| config.delivery.enabled = false);
+    let api = Api::demo(&server);
+    let ids: Vec<String> = ["ann@one.example", "bob@two.example", "cy@three.example"]
+        .iter()
+        .map(|recipient| submit(&api, recipient))
+        .collect();
+    for id in &ids {
+        wait_for_status(&server, id, |s| s == MessageStatus::Processed, FINAL);
+    }
+    let dir = server.stop();
+    let route = smart_host(&sink, "relay-pass", false);
+    let server = TestServer::start_in(dir, move |config| {
+        config.delivery.enabled = true;
+        config.delivery.max_connections_per_domain = 1;
+        config.delivery.routes.insert("*".into(), route);
+    });
+    for id in &ids {
+        let record = wait_for_status(&server, id, is_final, FINAL);
+        assert_eq!(record.status, MessageStatus::Delivered);
+    }
+    let received = sink.wait_for(3, FINAL);
+    for message in &received {
+        assert!(message.tls, "credentials only travel over TLS");
+        assert_eq!(message.authenticated.as_deref(), Some("relay-user"));
+        assert_eq!(message.session, received[0].session);
+    }
+    let commands = sink.commands(received[0].session);
+    assert_eq!(
+        commands
+            .iter()
+            .filter(|line| line.starts_with("AUTH"))
+            .count(),
+        1,
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn a_refused_login_or_an_unverified_relay_defers_and_never_bounces() {
+    let sink = relay_sink();
+    let wrong_password = smart_host(&sink, "not-the-password", false);
+    let server = server_for(&sink, move |config| {
+        config.delivery.routes.insert("*".into(), wrong_password);
+    });
+    let api = Api::demo(&server);
+    let id = submit(&api, "ann@example.net");
+    let attempt = wait_for_event(&server, &id, "ATTEMPT");
+    assert!(attempt.contains("535"), "{attempt}");
+    drop(server);
+
+    // The sink's certificate is self-signed: a relay whose certificate must verify gets no
+    // password and no message.
+    let unverified = smart_host(&sink, "relay-pass", true);
+    let server = server_for(&sink, move |config| {
+        config.delivery.routes.insert("*".into(), unverified);
+    });
+    let api = Api::demo(&server);
+    let id = submit(&api, "ann@example.net");
+    let attempt = wait_for_event(&server, &id, "ATTEMPT");
+    assert!(attempt.to_lowercase().contains("certificate"), "{attempt}");
+    let record = server.store().message(&id).unwrap().unwrap();
+    assert!(!is_final(record.status), "{:?}", record.status);
+    assert!(sink.received().is_empty());
+    assert!(
+        sink.commands(sink.connections())
+            .iter()
+            .all(|line| !line.starts_with("AUTH")),
+        "a password went to an unverified relay"
+    );
+}
+
+/// Waits for the message's first event of `kind`; returns its detail.
+fn wait_for_event(server: &TestServer, id: &str, kind: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(event) = server
+            .store()
+            .events(id)
+            .unwrap()
+            .into_iter()
+            .find(|event| event.kind == kind)
+        {
+            return event.detail.unwrap_or_default();
+        }
+        assert!(
+            started.elapsed() < FINAL,
+            "no {kind}: {:?}",
+            event_kinds(server, id)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_rate_limit_spaces_out_one_domain_and_leaves_the_others_alone() {
+    let sink = SmtpSink::start_with(SinkOptions {
+        tls: false,
+        ..SinkOptions::default()
+    });
+    let server = server_for(&sink, |config| {
+        config
+            .delivery
+            .rate_limits
+            .insert("slow.example".into(), "10/s".parse().unwrap());
+    });
+    let api = Api::demo(&server);
+    let started = Instant::now();
+    let limited: Vec<String> = (0..25)
+        .map(|n| submit(&api, &format!("user{n}@slow.example")))
+        .collect();
+    let free = submit(&api, "ann@fast.example");
+    for id in limited.iter().chain([&free]) {
+        let record = wait_for_status(&server, id, is_final, FINAL);
+        assert_eq!(record.status, MessageStatus::Delivered);
+    }
+    // Ten go at once (a full bucket), the other fifteen at ten a second.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1400),
+        "25 messages at 10/s took only {elapsed:?}"
     );
 }

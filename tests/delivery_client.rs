@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice::delivery::client::{ClientConfig, DeliveryFailure, SmtpSession, Stage, TlsPolicy};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sluice::delivery::client::{
+    ClientConfig, Credentials, DeliveryFailure, SmtpSession, Stage, TlsPolicy,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -205,6 +209,23 @@ async fn serve(io: Box<dyn Io>, script: Script, tls: Option<TlsAcceptor>, seen: 
                 secure = true;
                 seen.lock().unwrap().tls = true;
                 continue;
+            }
+            "AUTH" if command.eq_ignore_ascii_case("AUTH LOGIN") => {
+                let mut answers = Vec::new();
+                for prompt in ["VXNlcm5hbWU6", "UGFzc3dvcmQ6"] {
+                    conn.say(&format!("334 {prompt}\r\n")).await;
+                    let Some(answer) = conn.line().await else {
+                        return;
+                    };
+                    let answer = String::from_utf8_lossy(&answer).trim_end().to_string();
+                    answers.push(String::from_utf8(BASE64.decode(answer).unwrap()).unwrap());
+                }
+                seen.lock().unwrap().commands.push(answers.join(":"));
+                if answers == ["relay-user", "relay-pass"] {
+                    "235 2.7.0 ok".into()
+                } else {
+                    "535 5.7.8 no".into()
+                }
             }
             "MAIL" => "250 2.1.0 ok".into(),
             "RCPT" => {
@@ -635,6 +656,73 @@ async fn plain_text_behind_the_starttls_reply_is_refused() {
         .unwrap_err();
     assert!(
         matches!(&failure, DeliveryFailure::Tls(text) if text.contains("before the TLS handshake")),
+        "{failure:?}"
+    );
+}
+
+fn login_config(password: &str) -> ClientConfig {
+    let mut config = config(TlsPolicy::Require);
+    config.credentials = Some(Credentials {
+        username: "relay-user".into(),
+        password: password.into(),
+    });
+    config
+}
+
+#[tokio::test]
+async fn auth_login_is_used_when_plain_is_not_offered() {
+    let sink = Sink::start(Script {
+        starttls: true,
+        extensions: vec!["PIPELINING", "AUTH LOGIN"],
+        ..Script::default()
+    })
+    .await;
+    let mut session = connect(&sink, &login_config("relay-pass")).await.unwrap();
+    session
+        .send("a@example.com", "b@example.net", MESSAGE)
+        .await
+        .unwrap();
+    let commands = sink.commands();
+    assert!(
+        commands.contains(&"relay-user:relay-pass".to_string()),
+        "{commands:?}"
+    );
+
+    let refused = connect(&sink, &login_config("wrong")).await.unwrap_err();
+    assert_eq!(refused.stage(), Some(Stage::Auth));
+    assert!(refused.is_permanent(), "{refused:?}");
+}
+
+#[tokio::test]
+async fn credentials_never_go_out_without_tls_or_a_mechanism_we_speak() {
+    let plain = Sink::start(Script {
+        extensions: vec!["AUTH PLAIN LOGIN"],
+        ..Script::default()
+    })
+    .await;
+    let mut config = login_config("relay-pass");
+    // Even when the policy would allow plain text, AUTH waits for TLS.
+    config.tls = TlsPolicy::Opportunistic;
+    let failure = connect(&plain, &config).await.unwrap_err();
+    assert!(matches!(failure, DeliveryFailure::Tls(_)), "{failure:?}");
+    assert!(
+        plain
+            .commands()
+            .iter()
+            .all(|line| !line.starts_with("AUTH"))
+    );
+
+    let unknown = Sink::start(Script {
+        starttls: true,
+        extensions: vec!["AUTH CRAM-MD5"],
+        ..Script::default()
+    })
+    .await;
+    let failure = connect(&unknown, &login_config("relay-pass"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failure, DeliveryFailure::Unsupported(_)),
         "{failure:?}"
     );
 }

@@ -415,6 +415,7 @@ fn enforces_sequence_and_size() {
         tls: false,
         advertise_pipelining: false,
         max_size: Some(64),
+        login: None,
     });
     let mut raw = Raw::connect(&sink);
     assert!(raw.reply().starts_with("220 "));

@@ -40,7 +40,10 @@ fn main() {
     config.data_dir = dir.path().to_path_buf();
     config.smtp.listen = "127.0.0.1:0".parse().unwrap();
     config.api.listen = "127.0.0.1:0".parse().unwrap();
-    config.delivery.routes.insert("*".into(), sink.to_string());
+    config
+        .delivery
+        .routes
+        .insert("*".into(), sink.to_string().into());
     let server = runtime
         .block_on(Server::start(config))
         .expect("server starts");

@@ -141,7 +141,7 @@ impl Server {
                 &config.data_dir.join("return-path.key"),
             )?),
             queued,
-        );
+        )?;
         let purge_task = tokio::spawn(purge_archives(store.clone()));
         let api_state = ApiState::new(
             ApiParts {

@@ -14,6 +14,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
@@ -80,6 +82,9 @@ pub struct SinkOptions {
     /// The SIZE limit: advertised, checked against `MAIL FROM ... SIZE=` and against the content.
     /// `None` advertises `SIZE 0`, which means no fixed limit (RFC 1870).
     pub max_size: Option<usize>,
+    /// A user name and password the client must log in with (AUTH PLAIN or LOGIN, offered
+    /// only under TLS) before MAIL, as a smart host does.
+    pub login: Option<(String, String)>,
 }
 
 impl Default for SinkOptions {
@@ -88,6 +93,7 @@ impl Default for SinkOptions {
             tls: true,
             advertise_pipelining: true,
             max_size: None,
+            login: None,
         }
     }
 }
@@ -109,6 +115,8 @@ pub struct Received {
     pub session: u64,
     /// The name the client gave in its last EHLO/HELO.
     pub helo: String,
+    /// The user the session logged in as.
+    pub authenticated: Option<String>,
 }
 
 /// A scriptable SMTP server on 127.0.0.1; stops (and closes every connection) when dropped.
@@ -135,6 +143,7 @@ struct Script {
     tls: bool,
     advertise_pipelining: bool,
     max_size: Option<usize>,
+    login: Option<(String, String)>,
     default: Behaviour,
     recipients: HashMap<String, Behaviour>,
     on_connect: OnConnect,
@@ -166,6 +175,7 @@ impl SmtpSink {
                 tls: options.tls,
                 advertise_pipelining: options.advertise_pipelining,
                 max_size: options.max_size,
+                login: options.login,
                 default: Behaviour::Accept,
                 recipients: HashMap::new(),
                 on_connect: OnConnect::Greet,
@@ -440,6 +450,8 @@ enum Mode {
     Commands,
     /// Message content, until CRLF.CRLF.
     Data,
+    /// AUTH LOGIN: the base64 user name is next, or (with it) the password.
+    AuthLogin(Option<String>),
 }
 
 /// The transaction in progress.
@@ -460,6 +472,7 @@ struct Connection<'a> {
     pending: Vec<u8>,
     mode: Mode,
     helo: Option<String>,
+    authenticated: Option<String>,
     transaction: Transaction,
     messages: u64,
 }
@@ -477,6 +490,7 @@ impl<'a> Connection<'a> {
             pending: Vec::new(),
             mode: Mode::Commands,
             helo: None,
+            authenticated: None,
             transaction: Transaction::default(),
             messages: 0,
         }
@@ -570,6 +584,17 @@ impl<'a> Connection<'a> {
                     batch.push(line.clone());
                     self.command(&line)?;
                 }
+                Mode::AuthLogin(_) => {
+                    let Some(end) = self.pending.iter().position(|&b| b == b'\n') else {
+                        return Ok(());
+                    };
+                    let raw: Vec<u8> = self.pending.drain(..=end).collect();
+                    let line = String::from_utf8_lossy(&raw)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string();
+                    batch.push("<auth response>".into());
+                    self.auth_login_step(&line)?;
+                }
                 Mode::Data => {
                     let Some((content, consumed)) = find_data_end(&self.pending) else {
                         return Ok(());
@@ -602,6 +627,7 @@ impl<'a> Connection<'a> {
                 self.reply_multi(&lines)
             }
             "MAIL" => self.mail(argument),
+            "AUTH" => self.auth(argument),
             "RCPT" => self.rcpt(argument),
             "DATA" => {
                 if self.transaction.mail_from.is_none() {
@@ -642,6 +668,9 @@ impl<'a> Connection<'a> {
         if script.tls && !matches!(self.stream, Stream::Tls(_)) {
             lines.push("STARTTLS".into());
         }
+        if script.login.is_some() && matches!(self.stream, Stream::Tls(_)) {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         lines
     }
 
@@ -651,6 +680,9 @@ impl<'a> Connection<'a> {
         }
         if self.transaction.mail_from.is_some() {
             return self.reply("503 5.5.1 nested MAIL command");
+        }
+        if self.script().login.is_some() && self.authenticated.is_none() {
+            return self.reply("530 5.7.0 authentication required");
         }
         let Some((path, params)) = path_argument(argument, "FROM:") else {
             return self.reply("501 5.5.4 syntax: MAIL FROM:<address>");
@@ -769,6 +801,7 @@ impl<'a> Connection<'a> {
             tls: matches!(self.stream, Stream::Tls(_)),
             session: self.session,
             helo: self.helo.clone().unwrap_or_default(),
+            authenticated: self.authenticated.clone(),
         };
         // Recorded before the reply, so a client that saw 250 finds the message recorded.
         self.shared.record.lock().unwrap().received.push(received);
@@ -799,9 +832,70 @@ impl<'a> Connection<'a> {
         self.stream = Stream::Tls(Box::new(StreamOwned::new(connection, tcp)));
         // The session starts over: the client must say EHLO again.
         self.helo = None;
+        self.authenticated = None;
         self.transaction = Transaction::default();
         // Returning ends this read's batch; the handshake runs within the next reads.
         Ok(())
+    }
+
+    /// AUTH PLAIN (with its initial response or after a 334) or AUTH LOGIN.
+    fn auth(&mut self, argument: &str) -> Result<(), End> {
+        let login = self.script().login.clone();
+        if login.is_none() || !matches!(self.stream, Stream::Tls(_)) {
+            return self.reply("503 5.5.1 AUTH not offered");
+        }
+        if self.authenticated.is_some() {
+            return self.reply("503 5.5.1 already authenticated");
+        }
+        let mut words = argument.split_whitespace();
+        let mechanism = words.next().unwrap_or_default().to_ascii_uppercase();
+        match mechanism.as_str() {
+            "PLAIN" => {
+                let Some(initial) = words.next() else {
+                    return self.reply("501 5.5.2 this sink wants the initial response");
+                };
+                let decoded = BASE64.decode(initial).unwrap_or_default();
+                let mut parts = decoded.split(|&b| b == 0).map(String::from_utf8_lossy);
+                let (_authzid, user, password) = (parts.next(), parts.next(), parts.next());
+                let user = user.unwrap_or_default().to_string();
+                let password = password.unwrap_or_default().to_string();
+                self.finish_login(user, &password)
+            }
+            "LOGIN" => {
+                self.mode = Mode::AuthLogin(None);
+                self.reply(&format!("334 {}", BASE64.encode("Username:")))
+            }
+            _ => self.reply("504 5.5.4 unrecognised authentication type"),
+        }
+    }
+
+    fn auth_login_step(&mut self, line: &str) -> Result<(), End> {
+        let decoded =
+            String::from_utf8_lossy(&BASE64.decode(line.trim()).unwrap_or_default()).to_string();
+        match std::mem::replace(&mut self.mode, Mode::Commands) {
+            Mode::AuthLogin(None) => {
+                self.mode = Mode::AuthLogin(Some(decoded));
+                self.reply(&format!("334 {}", BASE64.encode("Password:")))
+            }
+            Mode::AuthLogin(Some(user)) => self.finish_login(user, &decoded),
+            _ => Ok(()),
+        }
+    }
+
+    fn finish_login(&mut self, user: String, password: &str) -> Result<(), End> {
+        let matches = self
+            .script()
+            .login
+            .as_ref()
+            .is_some_and(|(want_user, want_password)| {
+                *want_user == user && want_password == password
+            });
+        if matches {
+            self.authenticated = Some(user);
+            self.reply("235 2.7.0 authentication successful")
+        } else {
+            self.reply("535 5.7.8 authentication credentials invalid")
+        }
     }
 
     /// The script for `rcpt`.

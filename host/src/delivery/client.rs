@@ -1,5 +1,6 @@
 //! The outbound SMTP client (RFC 5321): one session with one remote server, carrying one message
-//! to one recipient per transaction, with STARTTLS, PIPELINING, SIZE, 8BITMIME and SMTPUTF8.
+//! to one recipient per transaction, with STARTTLS, PIPELINING, SIZE, 8BITMIME and SMTPUTF8,
+//! and AUTH (PLAIN or LOGIN, RFC 4954) for smart hosts.
 //!
 //! Every failure is a [`DeliveryFailure`] that says whether retrying can help, so the queue can
 //! decide between a bounce and a later attempt without parsing text.
@@ -11,6 +12,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -50,6 +53,33 @@ pub enum TlsPolicy {
     Require,
     /// Never use STARTTLS.
     Disabled,
+    /// Fail unless the session is encrypted and the certificate verifies for the server's
+    /// name against the public roots: for a smart host we hand credentials to.
+    Verified,
+}
+
+impl TlsPolicy {
+    fn requires_tls(self) -> bool {
+        matches!(self, TlsPolicy::Require | TlsPolicy::Verified)
+    }
+}
+
+/// A user name and password for AUTH.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    // The password stays out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Settings of outbound sessions: the name we give in EHLO, the timeouts, and TLS.
@@ -75,6 +105,8 @@ pub struct ClientConfig {
     pub data_end_timeout: Duration,
     /// How STARTTLS is used.
     pub tls: TlsPolicy,
+    /// Log in after EHLO (only ever over TLS).
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -93,6 +125,7 @@ impl Default for ClientConfig {
             data_block_timeout: minutes(3),
             data_end_timeout: minutes(10),
             tls: TlsPolicy::default(),
+            credentials: None,
         }
     }
 }
@@ -146,6 +179,8 @@ pub enum Stage {
     Ehlo,
     /// The STARTTLS command and the TLS handshake.
     StartTls,
+    /// AUTH, with its challenges.
+    Auth,
     /// MAIL FROM.
     MailFrom,
     /// RCPT TO.
@@ -168,6 +203,7 @@ impl fmt::Display for Stage {
             Stage::Greeting => "greeting",
             Stage::Ehlo => "EHLO",
             Stage::StartTls => "STARTTLS",
+            Stage::Auth => "AUTH",
             Stage::MailFrom => "MAIL FROM",
             Stage::RcptTo => "RCPT TO",
             Stage::Data => "DATA",
@@ -582,13 +618,16 @@ impl SmtpSession {
         if config.tls != TlsPolicy::Disabled {
             if session.has_extension(EXT_START_TLS) {
                 session.start_tls().await?;
-            } else if config.tls == TlsPolicy::Require {
+            } else if config.tls.requires_tls() {
                 session.abandon().await;
                 return Err(DeliveryFailure::Tls(format!(
                     "TLS is required but {} does not offer STARTTLS",
                     session.server_name
                 )));
             }
+        }
+        if let Some(credentials) = &config.credentials {
+            session.authenticate(credentials).await?;
         }
         tracing::debug!(
             server = %session.server_name,
@@ -907,7 +946,7 @@ impl SmtpSession {
     /// STARTTLS, the handshake, and EHLO again (RFC 3207: what was learnt before TLS is void).
     async fn start_tls(&mut self) -> Result<(), DeliveryFailure> {
         let limit = self.config.ehlo_timeout;
-        let required = self.config.tls == TlsPolicy::Require;
+        let required = self.config.tls.requires_tls();
         self.write(b"STARTTLS\r\n", Stage::StartTls, limit).await?;
         let reply = self.read_reply(Stage::StartTls, limit).await?;
         if reply.code != 220 {
@@ -944,7 +983,11 @@ impl SmtpSession {
         };
         let name = ServerName::try_from(self.server_name.clone())
             .unwrap_or_else(|_| ServerName::IpAddress(self.peer.ip().into()));
-        let connector = TlsConnector::from(tls_config());
+        let connector = TlsConnector::from(if self.config.tls == TlsPolicy::Verified {
+            verified_tls_config()
+        } else {
+            tls_config()
+        });
         let tls = match timeout(limit, connector.connect(name, tcp)).await {
             Err(_) => {
                 return Err(DeliveryFailure::Timeout {
@@ -980,6 +1023,60 @@ impl SmtpSession {
         });
         self.stream = Some(Stream::Tls(Box::new(tls)));
         self.hello().await
+    }
+
+    /// AUTH PLAIN, else AUTH LOGIN (RFC 4954), as the server offers them; only under TLS, so
+    /// the password never crosses the network in clear.
+    async fn authenticate(&mut self, credentials: &Credentials) -> Result<(), DeliveryFailure> {
+        if self.tls.is_none() {
+            self.abandon().await;
+            return Err(DeliveryFailure::Tls(format!(
+                "{} did not set up TLS, so the credentials were not sent",
+                self.server_name
+            )));
+        }
+        let mechanisms: Vec<String> = self
+            .extensions
+            .iter()
+            .filter_map(|line| {
+                let (keyword, rest) = line.split_once([' ', '='])?;
+                keyword.eq_ignore_ascii_case("AUTH").then_some(rest)
+            })
+            .flat_map(|rest| rest.split_whitespace().map(str::to_ascii_uppercase))
+            .collect();
+        let limit = self.config.mail_timeout;
+        let reply = if mechanisms.iter().any(|m| m == "PLAIN") {
+            let token = format!("\0{}\0{}", credentials.username, credentials.password);
+            let command = format!("AUTH PLAIN {}\r\n", BASE64.encode(token));
+            self.write(command.as_bytes(), Stage::Auth, limit).await?;
+            self.read_reply(Stage::Auth, limit).await?
+        } else if mechanisms.iter().any(|m| m == "LOGIN") {
+            self.write(b"AUTH LOGIN\r\n", Stage::Auth, limit).await?;
+            let mut reply = self.read_reply(Stage::Auth, limit).await?;
+            for answer in [&credentials.username, &credentials.password] {
+                if reply.code != 334 {
+                    break;
+                }
+                let line = format!("{}\r\n", BASE64.encode(answer));
+                self.write(line.as_bytes(), Stage::Auth, limit).await?;
+                reply = self.read_reply(Stage::Auth, limit).await?;
+            }
+            reply
+        } else {
+            self.abandon().await;
+            return Err(DeliveryFailure::Unsupported(format!(
+                "{} offers neither AUTH PLAIN nor AUTH LOGIN",
+                self.server_name
+            )));
+        };
+        if reply.code == 235 {
+            return Ok(());
+        }
+        self.abandon().await;
+        Err(DeliveryFailure::Rejected {
+            stage: Stage::Auth,
+            reply,
+        })
     }
 
     /// Writes (and flushes) bytes within `limit`; on failure the session is closed.
@@ -1161,6 +1258,25 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
                 .expect("ring supports the default TLS versions")
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// The TLS settings of sessions that check the certificate against the public roots.
+fn verified_tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
                 .with_no_client_auth();
             Arc::new(config)
         })

@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod outcome;
+pub mod rate;
 pub mod routing;
 pub mod verp;
 
@@ -21,9 +22,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use self::client::{ClientConfig, DeliveryFailure, SmtpSession, TlsPolicy};
+use self::client::{ClientConfig, Credentials, DeliveryFailure, SmtpSession, TlsPolicy};
 use self::outcome::RetryPolicy;
-use self::routing::{Destination, Routes};
+use self::rate::{Rate, RateLimiter};
+use self::routing::{Destination, RouteConfig, RouteError, Routes};
 use self::verp::ReturnPath;
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
@@ -57,8 +59,11 @@ pub struct DeliveryConfig {
     pub timeout_secs: u64,
     /// Domains whose mail is only sent over TLS.
     pub require_tls_domains: Vec<String>,
-    /// Static routes: a domain (or `*` for all) → `host:port` (`[::1]:25` for IPv6).
-    pub routes: BTreeMap<String, String>,
+    /// Static routes: a domain (or `*` for all) → `host:port` (`[::1]:25` for IPv6), or a
+    /// smart host table with `address`, `username` and `password` (or `password_env`).
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// Sending rates per recipient domain (or `*` for each other domain), e.g. `"600/min"`.
+    pub rate_limits: BTreeMap<String, Rate>,
     /// The port MX hosts are reached on: 25, except where a test or a tunnel says otherwise.
     pub mx_port: u16,
 }
@@ -77,6 +82,7 @@ impl Default for DeliveryConfig {
             timeout_secs: 300,
             require_tls_domains: Vec::new(),
             routes: BTreeMap::new(),
+            rate_limits: BTreeMap::new(),
             mx_port: 25,
         }
     }
@@ -97,7 +103,7 @@ impl DeliveryConfig {
         }
     }
 
-    fn client(&self, domain: &str) -> ClientConfig {
+    fn client(&self, domain: &str, routes: &Routes) -> ClientConfig {
         let mut config = ClientConfig::new(self.hostname.clone());
         let cap = Duration::from_secs(self.timeout_secs);
         for timeout in [
@@ -112,14 +118,27 @@ impl DeliveryConfig {
         ] {
             *timeout = (*timeout).min(cap);
         }
-        if self
-            .require_tls_domains
-            .iter()
-            .any(|required| required.eq_ignore_ascii_case(domain))
-        {
+        if self.requires_tls(domain) {
             config.tls = TlsPolicy::Require;
         }
+        if let Some(login) = routes.get(domain).and_then(|route| route.login.as_ref()) {
+            config.tls = if login.verify_certificate {
+                TlsPolicy::Verified
+            } else {
+                TlsPolicy::Require
+            };
+            config.credentials = Some(Credentials {
+                username: login.username.clone(),
+                password: login.password.clone(),
+            });
+        }
         config
+    }
+
+    fn requires_tls(&self, domain: &str) -> bool {
+        self.require_tls_domains
+            .iter()
+            .any(|required| required.eq_ignore_ascii_case(domain))
     }
 }
 
@@ -145,16 +164,19 @@ pub struct Delivery {
     dkim: Arc<Dkim>,
     return_path: ReturnPath,
     routes: Routes,
+    rates: RateLimiter,
     /// Messages handed to a worker and not recorded yet.
     in_flight: Mutex<HashSet<String>>,
-    /// Per destination domain: messages waiting for a connection, and connections open.
+    /// Per destination (a recipient domain, or a static route shared by several): messages
+    /// waiting for a connection, and connections open.
     domains: Mutex<HashMap<String, DomainQueue>>,
     workers: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
 struct DomainQueue {
-    pending: VecDeque<String>,
+    /// Message ids with their recipient domains.
+    pending: VecDeque<(String, String)>,
     connections: usize,
 }
 
@@ -165,7 +187,8 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    /// Starts the scheduler; returns when it is running.
+    /// Starts the scheduler; returns when it is running, or at once when a static route
+    /// cannot be used.
     pub fn start(
         config: DeliveryConfig,
         store: Store,
@@ -173,9 +196,10 @@ impl Delivery {
         dkim: Arc<Dkim>,
         return_path: ReturnPath,
         signal: QueueSignal,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> Result<tokio::task::JoinHandle<()>, RouteError> {
         let delivery = Arc::new(Self {
-            routes: Routes::new(config.routes.clone()),
+            routes: Routes::new(&config.routes)?,
+            rates: RateLimiter::new(&config.rate_limits),
             workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
             config,
             store,
@@ -185,7 +209,17 @@ impl Delivery {
             in_flight: Mutex::new(HashSet::new()),
             domains: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(delivery.schedule(signal))
+        Ok(tokio::spawn(delivery.schedule(signal)))
+    }
+
+    /// The connections a message to `domain` may share: its static route's (one relay takes
+    /// every domain routed to it), else its domain's. A domain that requires TLS keeps its
+    /// own, so it never rides a session that could not set TLS up.
+    fn destination_key(&self, domain: &str) -> String {
+        match self.routes.get(domain) {
+            Some(route) if !self.config.requires_tls(domain) => format!("route {}", route.name),
+            _ => domain.to_string(),
+        }
     }
 
     async fn schedule(self: Arc<Self>, signal: QueueSignal) {
@@ -220,10 +254,11 @@ impl Delivery {
             if !lock(&self.in_flight).insert(id.clone()) {
                 continue;
             }
+            let key = self.destination_key(&domain);
             let start_worker = {
                 let mut domains = lock(&self.domains);
-                let queue = domains.entry(domain.clone()).or_default();
-                queue.pending.push_back(id);
+                let queue = domains.entry(key.clone()).or_default();
+                queue.pending.push_back((id, domain));
                 let start = queue.connections < self.config.max_connections_per_domain.max(1);
                 if start {
                     queue.connections += 1;
@@ -231,7 +266,7 @@ impl Delivery {
                 start
             };
             if start_worker {
-                tokio::spawn(Arc::clone(self).connection(domain));
+                tokio::spawn(Arc::clone(self).connection(key));
             }
         }
         let next = self.store.next_due()?;
@@ -241,12 +276,12 @@ impl Delivery {
         })
     }
 
-    /// One connection's life: take this domain's pending messages one by one and send them
-    /// over one session, reconnecting when the session breaks.
-    async fn connection(self: Arc<Self>, domain: String) {
+    /// One connection's life: take this destination's pending messages one by one and send
+    /// them over one session, reconnecting when the session breaks.
+    async fn connection(self: Arc<Self>, key: String) {
         let mut slot = WorkerSlot {
             delivery: Arc::clone(&self),
-            domain: domain.clone(),
+            key: key.clone(),
             holding: None,
             released: false,
         };
@@ -255,21 +290,27 @@ impl Delivery {
         loop {
             let next = {
                 let mut domains = lock(&self.domains);
-                let queue = domains.entry(domain.clone()).or_default();
+                let queue = domains.entry(key.clone()).or_default();
                 match queue.pending.pop_front() {
-                    Some(id) => Some(id),
+                    Some(next) => Some(next),
                     None => {
                         queue.connections -= 1;
                         slot.released = true;
                         if queue.connections == 0 && queue.pending.is_empty() {
-                            domains.remove(&domain);
+                            domains.remove(&key);
                         }
                         None
                     }
                 }
             };
-            let Some(id) = next else { break };
+            let Some((id, domain)) = next else { break };
             slot.holding = Some(id.clone());
+            let wait = self
+                .rates
+                .reserve(&domain, tokio::time::Instant::now().into_std());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let Ok(_permit) = Arc::clone(&self.workers).acquire_owned().await else {
                 break;
             };
@@ -441,7 +482,7 @@ impl Delivery {
                 )));
             }
         };
-        let config = self.config.client(domain);
+        let config = self.config.client(domain, &self.routes);
         let mut last = DeliveryFailure::Connection(format!("no address for any host of {domain}"));
         for hop in hops {
             let addresses = match routing::addresses(&self.resolver, &hop).await {
@@ -480,7 +521,7 @@ impl Delivery {
 /// for it would stay marked in flight.
 struct WorkerSlot {
     delivery: Arc<Delivery>,
-    domain: String,
+    key: String,
     /// The message being attempted.
     holding: Option<String>,
     /// The slot was given back on the way out.
@@ -497,14 +538,14 @@ impl Drop for WorkerSlot {
             in_flight.remove(&id);
         }
         let mut domains = lock(&self.delivery.domains);
-        if let Some(queue) = domains.get_mut(&self.domain) {
+        if let Some(queue) = domains.get_mut(&self.key) {
             queue.connections = queue.connections.saturating_sub(1);
             if queue.connections == 0 {
                 // No worker is left to take them: the scheduler hands them out again.
-                for id in queue.pending.drain(..) {
+                for (id, _) in queue.pending.drain(..) {
                     in_flight.remove(&id);
                 }
-                domains.remove(&self.domain);
+                domains.remove(&self.key);
             }
         }
     }
