@@ -276,21 +276,23 @@ async fn sink_session(stream: TcpStream, arrivals: Arrivals) {
     }
 }
 
-/// Reads message content up to the line with a single dot.
+/// Reads message content up to the line with a single dot. It searches each read as a whole
+/// (with the last four bytes of the one before, for a marker split between reads): the sink
+/// shares the machine with the server, so it must cost little next to it.
 async fn read_data(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<()> {
-    let mut tail = [0u8; 5];
-    let mut buffer = [0u8; 16 * 1024];
+    const END: &[u8] = b"\r\n.\r\n";
+    let mut window = Vec::with_capacity(64 * 1024);
+    let mut buffer = [0u8; 32 * 1024];
     loop {
         let read = reader.read(&mut buffer).await?;
         if read == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        for &byte in &buffer[..read] {
-            tail.rotate_left(1);
-            tail[4] = byte;
-            if &tail == b"\r\n.\r\n" {
-                return Ok(());
-            }
+        let keep = window.len().min(END.len() - 1);
+        window.drain(..window.len() - keep);
+        window.extend_from_slice(&buffer[..read]);
+        if window.windows(END.len()).any(|candidate| candidate == END) {
+            return Ok(());
         }
     }
 }
