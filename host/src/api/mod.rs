@@ -32,6 +32,7 @@ use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
+pub use paging::iso8601;
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;
@@ -82,6 +83,7 @@ pub struct ApiState {
     links: Arc<LinkSigner>,
     dkim: Arc<Dkim>,
     resolver: Resolver,
+    allow_private_webhooks: bool,
 }
 
 /// The server's parts the API reads and drives.
@@ -101,6 +103,8 @@ pub struct ApiParts {
     pub dkim: Arc<Dkim>,
     /// Checks sender identities' DNS records.
     pub resolver: Resolver,
+    /// Webhook URLs may name private addresses (`[webhooks] allow_private_destinations`).
+    pub allow_private_webhooks: bool,
 }
 
 impl ApiState {
@@ -119,6 +123,7 @@ impl ApiState {
             links,
             dkim,
             resolver,
+            allow_private_webhooks,
         } = parts;
         Ok(Self {
             store,
@@ -129,6 +134,7 @@ impl ApiState {
             links,
             dkim,
             resolver,
+            allow_private_webhooks,
         })
     }
 
