@@ -11,6 +11,7 @@ mod messages;
 mod openapi;
 mod paging;
 mod templates;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -200,6 +201,28 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route(
             "/{account}/filters/{id}",
             axum::routing::delete(filters::delete),
+        )
+        .route(
+            "/{account}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/{account}/webhooks/{id}",
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/{account}/webhooks/{id}/dead_letters",
+            get(webhooks::dead_letters),
+        )
+        .route(
+            "/{account}/webhooks/{id}/dead_letters/{dead_letter}",
+            axum::routing::delete(webhooks::discard),
+        )
+        .route(
+            "/{account}/webhooks/{id}/dead_letters/{dead_letter}/redeliver",
+            post(webhooks::redeliver),
         )
         .route(
             "/{account}/templates/{id}",
