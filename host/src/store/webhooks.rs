@@ -28,7 +28,8 @@ pub(super) const WEBHOOK_SUBSCRIPTIONS: TableDefinition<(u64, u64), u32> =
 /// (endpoint, message, event sequence) → [`WebhookCallState`]: every call still to make.
 pub(super) const WEBHOOK_CALLS: TableDefinition<(u64, &str, u32), &[u8]> =
     TableDefinition::new("webhook_calls");
-/// (due at, endpoint, message, event sequence): the head call of each chain, by due time.
+/// (endpoint, due at, message, event sequence): the head call of each chain, by endpoint and
+/// due time, so a backlog at one busy endpoint is never walked to find another's due calls.
 pub(super) const WEBHOOK_DUE: TableDefinition<(u64, u64, &str, u32), ()> =
     TableDefinition::new("webhook_due");
 /// (endpoint, dead letter id) → [`WebhookDeadLetter`].
@@ -307,7 +308,7 @@ fn queue_call(
     calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
     if !chain_waiting {
         txn.open_table(WEBHOOK_DUE)?
-            .insert((now, endpoint_id, message_id, seq), ())?;
+            .insert((endpoint_id, now, message_id, seq), ())?;
         hooks.queued.store(true, Ordering::Release);
     }
     Ok(())
@@ -334,7 +335,7 @@ fn advance_chain(
     state.due_at = now;
     calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
     txn.open_table(WEBHOOK_DUE)?
-        .insert((now, endpoint_id, message_id, seq), ())?;
+        .insert((endpoint_id, now, message_id, seq), ())?;
     hooks.queued.store(true, Ordering::Release);
     Ok(())
 }
@@ -345,21 +346,10 @@ fn remove_endpoint(txn: &WriteTransaction, endpoint: &WebhookEndpoint) -> Result
     txn.open_table(WEBHOOK_ENDPOINTS)?.remove(id)?;
     txn.open_table(WEBHOOK_SUBSCRIPTIONS)?
         .remove((endpoint.account_id, id))?;
-    let mut calls = txn.open_table(WEBHOOK_CALLS)?;
-    let mut due = txn.open_table(WEBHOOK_DUE)?;
-    let queued: Vec<(String, u32, u64)> = calls
-        .range((id, "", 0)..(id + 1, "", 0))?
-        .map(|entry| {
-            let (key, value) = entry?;
-            let (_, message, seq) = key.value();
-            let state: WebhookCallState = decode(value.value())?;
-            Ok((message.to_string(), seq, state.due_at))
-        })
-        .collect::<Result<_, StoreError>>()?;
-    for (message, seq, due_at) in &queued {
-        calls.remove((id, message.as_str(), *seq))?;
-        due.remove((*due_at, id, message.as_str(), *seq))?;
-    }
+    txn.open_table(WEBHOOK_CALLS)?
+        .retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
+    txn.open_table(WEBHOOK_DUE)?
+        .retain_in((id, 0, "", 0)..(id + 1, 0, "", 0), |_, _| false)?;
     txn.open_table(WEBHOOK_DEAD_LETTERS)?
         .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
     Ok(())
@@ -455,30 +445,42 @@ impl Store {
         Arc::clone(&self.webhooks.signal)
     }
 
-    /// Chain heads due at or before `now`, soonest first, at most `limit`. Calls for which
-    /// `busy` says yes (their chain or endpoint is busy) are passed over without counting.
+    /// Chain heads due at or before `now`, soonest first per endpoint: at most `free(endpoint)`
+    /// of each endpoint, passing over chains `busy` says are in flight.
     pub fn due_webhook_calls(
         &self,
         now: u64,
-        limit: usize,
+        free: impl Fn(u64) -> usize,
         busy: impl Fn(u64, &str) -> bool,
     ) -> Result<Vec<WebhookCallKey>, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(WEBHOOK_DUE)?;
         let mut found = Vec::new();
-        for entry in due.range((0, 0, "", 0)..(now.saturating_add(1), 0, "", 0))? {
-            let (key, _) = entry?;
-            let (_, endpoint_id, message_id, seq) = key.value();
-            if busy(endpoint_id, message_id) {
+        for endpoint in txn.open_table(WEBHOOK_ENDPOINTS)?.iter()? {
+            let endpoint_id = endpoint?.0.value();
+            let slots = free(endpoint_id);
+            if slots == 0 {
                 continue;
             }
-            found.push(WebhookCallKey {
-                endpoint_id,
-                message_id: message_id.to_string(),
-                seq,
-            });
-            if found.len() == limit {
-                break;
+            let mut taken = 0;
+            let heads =
+                due.range((endpoint_id, 0, "", 0)..(endpoint_id, now.saturating_add(1), "", 0))?;
+            for entry in heads {
+                let (key, _) = entry?;
+                let (_, _, message_id, seq) = key.value();
+                // Only chains in flight are passed over, and there are fewer than the slots.
+                if busy(endpoint_id, message_id) {
+                    continue;
+                }
+                found.push(WebhookCallKey {
+                    endpoint_id,
+                    message_id: message_id.to_string(),
+                    seq,
+                });
+                taken += 1;
+                if taken == slots {
+                    break;
+                }
             }
         }
         Ok(found)
@@ -488,7 +490,20 @@ impl Store {
     pub fn next_webhook_due(&self) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(WEBHOOK_DUE)?;
-        Ok(due.first()?.map(|(key, _)| key.value().0))
+        let mut next: Option<u64> = None;
+        for endpoint in txn.open_table(WEBHOOK_ENDPOINTS)?.iter()? {
+            let endpoint_id = endpoint?.0.value();
+            let first = due
+                .range((endpoint_id, 0, "", 0)..(endpoint_id + 1, 0, "", 0))?
+                .next()
+                .transpose()?
+                .map(|(key, _)| key.value().1);
+            next = match (next, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(next)
     }
 
     /// Everything one call reads, from one snapshot; None when it is no longer queued.
@@ -548,7 +563,7 @@ impl Store {
                 return Ok(());
             };
             let mut due = txn.open_table(WEBHOOK_DUE)?;
-            due.remove((state.due_at, endpoint_id, message_id, seq))?;
+            due.remove((endpoint_id, state.due_at, message_id, seq))?;
             state.attempts += 1;
             match &outcome {
                 WebhookOutcome::Delivered => {
@@ -563,7 +578,7 @@ impl Store {
                     state.last_status = *status;
                     state.last_error = Some(error.clone());
                     calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
-                    due.insert((*due_at, endpoint_id, message_id, seq), ())?;
+                    due.insert((endpoint_id, *due_at, message_id, seq), ())?;
                     return Ok(());
                 }
                 WebhookOutcome::Dead { status, error } => {

@@ -32,8 +32,6 @@ use crate::store::{Store, StoreError, WebhookCallKey, WebhookOutcome, now_millis
 const ANSWER_SNIPPET_BYTES: usize = 256;
 /// How often the queue is looked at when nothing wakes the dispatcher.
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// Due calls taken per look at the queue.
-const DISPATCH_BATCH: usize = 1000;
 
 /// The `[webhooks]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -202,18 +200,23 @@ impl WebhookDispatcher {
         let per_endpoint = self.config.max_concurrent_per_endpoint.max(1);
         let due = {
             let in_flight = lock(&self.in_flight);
-            self.store
-                .due_webhook_calls(now, DISPATCH_BATCH, |endpoint, message| {
-                    in_flight.get(&endpoint).is_some_and(|chains| {
-                        chains.len() >= per_endpoint || chains.contains(message)
-                    })
-                })?
+            self.store.due_webhook_calls(
+                now,
+                |endpoint| {
+                    let busy = in_flight.get(&endpoint).map_or(0, HashSet::len);
+                    per_endpoint.saturating_sub(busy)
+                },
+                |endpoint, message| {
+                    in_flight
+                        .get(&endpoint)
+                        .is_some_and(|chains| chains.contains(message))
+                },
+            )?
         };
         for key in due {
             {
                 let mut in_flight = lock(&self.in_flight);
                 let chains = in_flight.entry(key.endpoint_id).or_default();
-                // The batch may hold several chains of a busy endpoint: keep to its limit.
                 if chains.len() >= per_endpoint || !chains.insert(key.message_id.clone()) {
                     continue;
                 }
