@@ -321,6 +321,26 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
 }
 
 #[test]
+fn calls_to_one_endpoint_run_in_parallel_up_to_its_limit() {
+    let receiver = Receiver::gated();
+    let server = server(|config| config.webhooks.max_concurrent_per_endpoint = 2);
+    let api = Api::demo(&server);
+    register(&api, &receiver.url(), &["SUBMITTED"]);
+    let ids: Vec<String> = (0..6)
+        .map(|n| submit(&api, &format!("rcpt{n}@example.net")))
+        .collect();
+    // Two messages' calls are held open by the receiver; the other four wait for a slot.
+    receiver.wait_until("two calls at once", |_| receiver.in_progress() == 2);
+    receiver.open();
+    let requests = receiver.wait_until("every message's call", |requests| {
+        ids.iter()
+            .all(|id| requests.iter().any(|request| request.message_id() == *id))
+    });
+    assert_eq!(requests.len(), 6);
+    assert_eq!(receiver.most_in_progress(), 2);
+}
+
+#[test]
 fn webhooks_are_created_read_replaced_and_deleted_with_checked_input() {
     let server = server(|_| {});
     let api = Api::demo(&server);
@@ -374,6 +394,17 @@ fn webhooks_are_created_read_replaced_and_deleted_with_checked_input() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(delete(&api, &path).status(), StatusCode::NOT_FOUND);
+
+    let document: Value = api
+        .http
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let paths = &document["paths"];
+    assert!(paths["/{account_id}/webhooks"]["post"].is_object());
+    assert!(paths["/{account_id}/webhooks/{webhook_id}/dead_letters"]["get"].is_object());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! test's rule gives for it (fail N times then succeed, always fail, ...).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,12 @@ struct Shared {
     requests: Mutex<Vec<Request>>,
     rule: Mutex<Rule>,
     answer_body: &'static str,
+    /// Answers wait until this is open (it is, unless the receiver was started gated).
+    open: AtomicBool,
+    opened: tokio::sync::Notify,
+    /// Requests being answered now, and the most there ever were at once.
+    in_progress: AtomicUsize,
+    most_in_progress: AtomicUsize,
 }
 
 /// The receiver; it stops when dropped.
@@ -80,6 +87,10 @@ impl Receiver {
             requests: Mutex::new(Vec::new()),
             rule: Mutex::new(Box::new(rule)),
             answer_body: "down for maintenance",
+            open: AtomicBool::new(true),
+            opened: tokio::sync::Notify::new(),
+            in_progress: AtomicUsize::new(0),
+            most_in_progress: AtomicUsize::new(0),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -113,6 +124,29 @@ impl Receiver {
                 .count();
             if earlier < failures { 500 } else { 200 }
         })
+    }
+
+    /// A receiver that holds every answer until [`Receiver::open`].
+    pub fn gated() -> Self {
+        let receiver = Self::start();
+        receiver.shared.open.store(false, Ordering::SeqCst);
+        receiver
+    }
+
+    /// Lets held and later requests be answered.
+    pub fn open(&self) {
+        self.shared.open.store(true, Ordering::SeqCst);
+        self.shared.opened.notify_waiters();
+    }
+
+    /// Requests being answered now.
+    pub fn in_progress(&self) -> usize {
+        self.shared.in_progress.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were ever being answered at once.
+    pub fn most_in_progress(&self) -> usize {
+        self.shared.most_in_progress.load(Ordering::SeqCst)
     }
 
     /// The URL to register.
@@ -164,15 +198,28 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    let mut requests = shared.requests.lock().unwrap();
-    let mut request = Request {
-        headers,
-        body: body.to_vec(),
-        status: 0,
+    let now = shared.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.most_in_progress.fetch_max(now, Ordering::SeqCst);
+    let status = {
+        let mut requests = shared.requests.lock().unwrap();
+        let mut request = Request {
+            headers,
+            body: body.to_vec(),
+            status: 0,
+        };
+        request.status = (shared.rule.lock().unwrap())(&request, &requests);
+        let status = request.status;
+        requests.push(request);
+        status
     };
-    request.status = (shared.rule.lock().unwrap())(&request, &requests);
-    let status = request.status;
-    requests.push(request);
+    loop {
+        let opened = shared.opened.notified();
+        if shared.open.load(Ordering::SeqCst) {
+            break;
+        }
+        opened.await;
+    }
+    shared.in_progress.fetch_sub(1, Ordering::SeqCst);
     let body = if (200..300).contains(&status) {
         ""
     } else {
