@@ -17,3 +17,4 @@ mod smtp;
 mod smtp_protocol;
 mod tracking;
 mod util;
+mod webhooks;

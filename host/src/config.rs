@@ -10,6 +10,7 @@ use crate::dkim::DkimConfig;
 use crate::dns::DnsConfig;
 use crate::plugin::RuntimeLimits;
 use crate::smtp::SmtpConfig;
+use crate::webhooks::WebhookConfig;
 
 /// The configuration `sluice serve` starts with when given no file.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -43,6 +44,9 @@ pub struct Config {
     /// Outbound delivery.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Webhook calls.
+    #[serde(default)]
+    pub webhooks: WebhookConfig,
 }
 
 fn default_pipeline_workers() -> usize {
@@ -119,6 +123,7 @@ mod tests {
         assert_eq!(config.dkim, DkimConfig::default());
         assert_eq!(config.dns, DnsConfig::default());
         assert_eq!(config.delivery, DeliveryConfig::default());
+        assert_eq!(config.webhooks, WebhookConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

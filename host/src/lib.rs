@@ -14,3 +14,4 @@ pub mod smtp;
 pub mod store;
 pub mod submit;
 pub mod tracking;
+pub mod webhooks;

@@ -21,6 +21,7 @@ use crate::services::AccountServices;
 use crate::smtp::{SmtpServer, tls};
 use crate::store::{CredentialKind, Flow, Source, Store};
 use crate::tracking::LinkSigner;
+use crate::webhooks::WebhookDispatcher;
 
 /// Quiet time after the last change in the plugin folder before it is applied.
 const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(300);
@@ -46,6 +47,7 @@ pub struct Server {
     api_task: tokio::task::JoinHandle<()>,
     purge_task: tokio::task::JoinHandle<()>,
     delivery_task: tokio::task::JoinHandle<()>,
+    webhook_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Server {
@@ -62,6 +64,7 @@ impl Drop for Server {
         self.api_task.abort();
         self.purge_task.abort();
         self.delivery_task.abort();
+        self.webhook_task.abort();
     }
 }
 
@@ -142,6 +145,7 @@ impl Server {
             )?),
             queued,
         )?;
+        let webhook_task = WebhookDispatcher::start(config.webhooks.clone(), store.clone())?;
         let purge_task = tokio::spawn(purge_archives(store.clone()));
         let api_state = ApiState::new(
             ApiParts {
@@ -152,6 +156,7 @@ impl Server {
                 links,
                 dkim: Arc::clone(&dkim),
                 resolver,
+                allow_private_webhooks: config.webhooks.allow_private_destinations,
             },
             &config.data_dir.join("api.key"),
             config.api.token_lifetime_secs,
@@ -181,6 +186,7 @@ impl Server {
             api_task,
             purge_task,
             delivery_task,
+            webhook_task,
         })
     }
 }

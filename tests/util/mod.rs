@@ -1,6 +1,7 @@
 //! Helpers shared by the test modules: the built guest components, fixtures and runtimes.
 
 pub mod dns;
+pub mod receiver;
 pub mod sink;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,8 @@ impl TestServer {
         // Tests that deliver turn this on with a route to their own sink; the rest never
         // reach for a real MX.
         config.delivery.enabled = false;
+        // Webhook tests receive on loopback; the guard's own test turns it back on.
+        config.webhooks.allow_private_destinations = true;
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -11,6 +11,7 @@ mod messages;
 mod openapi;
 mod paging;
 mod templates;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,6 +33,7 @@ use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
+pub use paging::iso8601;
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;
@@ -82,6 +84,7 @@ pub struct ApiState {
     links: Arc<LinkSigner>,
     dkim: Arc<Dkim>,
     resolver: Resolver,
+    allow_private_webhooks: bool,
 }
 
 /// The server's parts the API reads and drives.
@@ -101,6 +104,8 @@ pub struct ApiParts {
     pub dkim: Arc<Dkim>,
     /// Checks sender identities' DNS records.
     pub resolver: Resolver,
+    /// Webhook URLs may name private addresses (`[webhooks] allow_private_destinations`).
+    pub allow_private_webhooks: bool,
 }
 
 impl ApiState {
@@ -119,6 +124,7 @@ impl ApiState {
             links,
             dkim,
             resolver,
+            allow_private_webhooks,
         } = parts;
         Ok(Self {
             store,
@@ -129,6 +135,7 @@ impl ApiState {
             links,
             dkim,
             resolver,
+            allow_private_webhooks,
         })
     }
 
@@ -194,6 +201,28 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route(
             "/{account}/filters/{id}",
             axum::routing::delete(filters::delete),
+        )
+        .route(
+            "/{account}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/{account}/webhooks/{id}",
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/{account}/webhooks/{id}/dead_letters",
+            get(webhooks::dead_letters),
+        )
+        .route(
+            "/{account}/webhooks/{id}/dead_letters/{dead_letter}",
+            axum::routing::delete(webhooks::discard),
+        )
+        .route(
+            "/{account}/webhooks/{id}/dead_letters/{dead_letter}/redeliver",
+            post(webhooks::redeliver),
         )
         .route(
             "/{account}/templates/{id}",

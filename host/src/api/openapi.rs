@@ -52,6 +52,10 @@ fn description() -> Value {
         .as_array_mut()
         .expect("array")
         .push(json!({"name": "address", "in": "query", "required": false, "schema": {"type": "string"}}));
+    let dead_letters = ranged(
+        "Calls that ran out of retries, oldest first: eventId, messageId, type, sequence, \
+         attempts, lastStatus, lastError",
+    );
     json!({
         "openapi": "3.0.3",
         "info": {"title": "Sluice API", "version": "1", "description": "Flowmailer-compatible transactional mail API."},
@@ -93,6 +97,18 @@ fn description() -> Value {
                 "post": operation("Add a recipient to the filter list by hand", Some("FilterEntry"), ("201", "The entry"))
             },
             "/{account_id}/filters/{filter_id}": {"delete": operation("Remove a recipient from the filter list: mail to it is sent again", None, ("204", "Removed"))},
+            "/{account_id}/webhooks": {
+                "get": operation("List webhooks, with their secrets, queued calls and dead letters", None, ("200", "The webhooks")),
+                "post": operation("Register a URL for the account's message events; the server makes the signing secret", Some("Webhook"), ("201", "The webhook with its secret"))
+            },
+            "/{account_id}/webhooks/{webhook_id}": {
+                "get": operation("A webhook", None, ("200", "The webhook")),
+                "put": operation("Replace a webhook's URL, event types and description (rotateSecret: true makes a new secret); queued calls go to the new URL", Some("Webhook"), ("200", "The webhook")),
+                "delete": operation("Delete a webhook with its queued calls and dead letters", None, ("204", "Deleted"))
+            },
+            "/{account_id}/webhooks/{webhook_id}/dead_letters": {"get": dead_letters},
+            "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}": {"delete": operation("Discard a dead letter", None, ("204", "Discarded"))},
+            "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}/redeliver": {"post": operation("Queue a dead letter's call again with fresh retries", None, ("202", "Queued"))},
             "/{account_id}/message_events": {"get": ranged("List the events of the account's messages, newest first")},
             "/{account_id}/sources": {
                 "get": operation("List sources", None, ("200", "The sources")),
@@ -153,6 +169,12 @@ fn description() -> Value {
                         "plugin": {"type": "string", "description": "sha256 of an uploaded plugin, or an operator plugin's name"},
                         "config": {"type": "object"}, "enabledWhen": {"$ref": "#/components/schemas/Condition"}
                     }}}
+                }},
+                "Webhook": {"type": "object", "required": ["url"], "properties": {
+                    "url": {"type": "string", "format": "uri", "description": "http or https; receives one signed POST per event"},
+                    "eventTypes": {"type": "array", "items": {"type": "string", "enum": crate::store::WEBHOOK_EVENT_TYPES}, "description": "empty or absent: every event"},
+                    "description": {"type": "string"},
+                    "rotateSecret": {"type": "boolean", "description": "PUT only: replace the signing secret"}
                 }},
                 "FilterEntry": {"type": "object", "required": ["recipientAddress"], "properties": {
                     "recipientAddress": {"type": "string", "format": "email"}, "reason": {"type": "string"}

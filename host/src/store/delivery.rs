@@ -105,6 +105,7 @@ pub fn filter_key(address: &str) -> String {
 /// the account's filter list: then it gets REJECT and is not sent. Returns the status to keep.
 pub(super) fn queue_or_reject(
     txn: &WriteTransaction,
+    hooks: &super::webhooks::WebhookHooks,
     record: &mut MessageRecord,
     expires_at: u64,
 ) -> Result<(), StoreError> {
@@ -122,7 +123,8 @@ pub(super) fn queue_or_reject(
         ));
         append_events(
             txn,
-            &record.id,
+            hooks,
+            record,
             &[Event {
                 kind: "REJECT".into(),
                 at: now_millis(),
@@ -254,6 +256,7 @@ impl Store {
     /// recipient joins the filter list).
     pub async fn record_attempt(&self, id: &str, record: AttemptRecord) -> Result<(), StoreError> {
         let id = id.to_string();
+        let hooks = std::sync::Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut outbox = txn.open_table(OUTBOX)?;
             let Some(due) = outbox.get(id.as_str())?.map(|due| due.value()) else {
@@ -266,6 +269,15 @@ impl Store {
                 .map(|domain| domain.value().to_string())
                 .unwrap_or_default();
             let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut message: MessageRecord = match txn.open_table(MESSAGES)?.get(id.as_str())? {
+                Some(value) => decode(value.value())?,
+                None => {
+                    // A queued message without its record: nothing left to deliver or tell.
+                    outbox.remove(id.as_str())?;
+                    deliveries.remove(id.as_str())?;
+                    return Ok(());
+                }
+            };
             let mut state: DeliveryState = match deliveries.get(id.as_str())? {
                 Some(value) => decode(value.value())?,
                 None => DeliveryState {
@@ -277,7 +289,7 @@ impl Store {
             state.attempts += 1;
             match &record {
                 AttemptRecord::Retry { event, due_at } => {
-                    append_events(txn, &id, std::slice::from_ref(event))?;
+                    append_events(txn, &hooks, &message, std::slice::from_ref(event))?;
                     outbox.insert(id.as_str(), *due_at)?;
                     due_index.insert((*due_at, id.as_str()), domain.as_str())?;
                     deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
@@ -287,18 +299,13 @@ impl Store {
                     events,
                     filter,
                 } => {
-                    append_events(txn, &id, events)?;
+                    append_events(txn, &hooks, &message, events)?;
                     outbox.remove(id.as_str())?;
                     deliveries.remove(id.as_str())?;
-                    let mut messages = txn.open_table(MESSAGES)?;
-                    let mut message: MessageRecord = match messages.get(id.as_str())? {
-                        Some(value) => decode(value.value())?,
-                        None => return Ok(()),
-                    };
                     message.status = *status;
                     message.status_reason = events.last().and_then(|event| event.detail.clone());
-                    messages.insert(id.as_str(), encode(&message)?.as_slice())?;
-                    drop(messages);
+                    txn.open_table(MESSAGES)?
+                        .insert(id.as_str(), encode(&message)?.as_slice())?;
                     if let Some((reason, detail)) = filter {
                         insert_filter(
                             txn,

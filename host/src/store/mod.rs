@@ -10,6 +10,7 @@ mod archive;
 mod delivery;
 mod identities;
 pub mod model;
+mod webhooks;
 mod writer;
 
 use std::path::Path;
@@ -27,6 +28,10 @@ pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filte
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
     MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
+};
+pub use webhooks::{
+    WEBHOOK_EVENT_TYPES, WebhookCallKey, WebhookCallState, WebhookDeadLetter, WebhookEndpoint,
+    WebhookJob, WebhookOutcome, event_id,
 };
 
 const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
@@ -101,6 +106,7 @@ pub struct NewMessage {
 pub struct Store {
     db: Arc<Database>,
     writer: writer::GroupWriter,
+    webhooks: Arc<webhooks::WebhookHooks>,
 }
 
 impl std::fmt::Debug for Store {
@@ -152,8 +158,15 @@ fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
     Ok(next)
 }
 
-/// Appends events after a message's last one.
-fn append_events(txn: &WriteTransaction, id: &str, events: &[Event]) -> Result<(), StoreError> {
+/// Appends events after a message's last one, and queues the webhook calls they make in the
+/// same transaction.
+fn append_events(
+    txn: &WriteTransaction,
+    hooks: &webhooks::WebhookHooks,
+    message: &MessageRecord,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    let id = message.id.as_str();
     let mut table = txn.open_table(EVENTS)?;
     let next = table
         .range((id, 0)..=(id, u32::MAX))?
@@ -163,7 +176,8 @@ fn append_events(txn: &WriteTransaction, id: &str, events: &[Event]) -> Result<(
     for (seq, event) in (next..).zip(events) {
         table.insert((id, seq), encode(event)?.as_slice())?;
     }
-    Ok(())
+    drop(table);
+    webhooks::queue_calls(txn, hooks, message, next, events)
 }
 
 /// Hashes a secret with argon2 and a random salt.
@@ -245,10 +259,22 @@ impl Store {
             txn.open_table(delivery::DELIVERIES)?;
             txn.open_table(delivery::FILTERS)?;
             txn.open_table(delivery::FILTER_IDS)?;
+            txn.open_table(webhooks::WEBHOOK_ENDPOINTS)?;
+            txn.open_table(webhooks::WEBHOOK_SUBSCRIPTIONS)?;
+            txn.open_table(webhooks::WEBHOOK_CALLS)?;
+            txn.open_table(webhooks::WEBHOOK_DUE)?;
+            txn.open_table(webhooks::WEBHOOK_DEAD_LETTERS)?;
         }
         txn.commit()?;
-        let writer = writer::GroupWriter::start(Arc::clone(&db));
-        Ok(Self { db, writer })
+        let hooks = Arc::new(webhooks::WebhookHooks::load(&db.begin_read()?)?);
+        let after_commit = Arc::clone(&hooks);
+        let writer =
+            writer::GroupWriter::start(Arc::clone(&db), Box::new(move || after_commit.committed()));
+        Ok(Self {
+            db,
+            writer,
+            webhooks: hooks,
+        })
     }
 
     /// Runs `change` in a write transaction shared with other writers, and returns once it is
@@ -481,6 +507,7 @@ impl Store {
 
     /// Spools new messages with their SUBMITTED events, in one durable transaction.
     pub async fn spool(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
+        let hooks = Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut records = txn.open_table(MESSAGES)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -497,6 +524,7 @@ impl Store {
                 };
                 events.insert((id, 0), encode(&event)?.as_slice())?;
                 spool.insert(id, message.record.submitted_at)?;
+                webhooks::queue_calls(txn, &hooks, &message.record, 0, &[event])?;
             }
             Ok(())
         })
@@ -572,14 +600,20 @@ impl Store {
     /// Adds an event to a message (an open, a click...).
     pub async fn append_event(&self, id: &str, event: Event) -> Result<(), StoreError> {
         let key = id.to_string();
+        let hooks = Arc::clone(&self.webhooks);
         // A missing message is an answer, not a failure: returning an error here would roll
         // back the transaction this writer shares with others.
         let found = self
             .write(move |txn| {
-                if txn.open_table(MESSAGES)?.get(key.as_str())?.is_none() {
+                let message: Option<MessageRecord> = txn
+                    .open_table(MESSAGES)?
+                    .get(key.as_str())?
+                    .map(|value| decode(value.value()))
+                    .transpose()?;
+                let Some(message) = message else {
                     return Ok(false);
-                }
-                append_events(txn, &key, std::slice::from_ref(&event))?;
+                };
+                append_events(txn, &hooks, &message, std::slice::from_ref(&event))?;
                 Ok(true)
             })
             .await?;
@@ -601,12 +635,12 @@ impl Store {
         archive: Option<(ArchiveEntry, Vec<u8>)>,
         expires_at: u64,
     ) -> Result<MessageStatus, StoreError> {
+        let hooks = Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut record = record.clone();
-            let id = record.id.as_str();
-            append_events(txn, id, &events)?;
+            append_events(txn, &hooks, &record, &events)?;
             if record.status == MessageStatus::Processed {
-                delivery::queue_or_reject(txn, &mut record, expires_at)?;
+                delivery::queue_or_reject(txn, &hooks, &mut record, expires_at)?;
             }
             let id = record.id.as_str();
             txn.open_table(MESSAGES)?

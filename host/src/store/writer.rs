@@ -14,6 +14,9 @@ const MAX_GROUP: usize = 512;
 
 type Change = Box<dyn Fn(&WriteTransaction) -> Result<(), StoreError> + Send>;
 
+/// Runs after every successful commit, in the writer thread.
+pub(super) type AfterCommit = Box<dyn Fn() + Send>;
+
 struct Job {
     change: Change,
     done: oneshot::Sender<Result<(), StoreError>>,
@@ -32,11 +35,11 @@ pub(super) struct GroupWriter {
 }
 
 impl GroupWriter {
-    pub(super) fn start(db: Arc<Database>) -> Self {
+    pub(super) fn start(db: Arc<Database>, after_commit: AfterCommit) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sluice-store-writer".into())
-            .spawn(move || run(&db, &queue))
+            .spawn(move || run(&db, &queue, &after_commit))
             .expect("the store writer thread starts");
         Self { jobs }
     }
@@ -88,7 +91,7 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Result<T, StoreError> {
         .ok_or(StoreError::Closed)
 }
 
-fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
+fn run(db: &Database, queue: &mpsc::Receiver<Job>, after_commit: &AfterCommit) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -99,6 +102,7 @@ fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
         }
         match commit_together(db, &group) {
             Ok(()) => {
+                after_commit();
                 for job in group {
                     let _ = job.done.send(Ok(()));
                 }
@@ -108,6 +112,9 @@ fn run(db: &Database, queue: &mpsc::Receiver<Job>) {
             Err(_) => {
                 for job in group {
                     let result = commit_together(db, std::slice::from_ref(&job));
+                    if result.is_ok() {
+                        after_commit();
+                    }
                     let _ = job.done.send(result);
                 }
             }

@@ -1,0 +1,313 @@
+//! Webhooks (`/{account}/webhooks`): URLs that receive the account's message events, signed
+//! with a secret the server makes; and the dead letters of calls that ran out of retries, to
+//! look at, redeliver or discard.
+//!
+//! The secret is shown to the account on every read, not only at creation: the server must
+//! keep it in the clear to sign with, and any holder of the account's API credentials could
+//! register an endpoint of its own anyway. `PUT` with `"rotateSecret": true` replaces it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::messages::parse_json;
+use super::paging::{iso8601, page};
+use crate::store::{WEBHOOK_EVENT_TYPES, WebhookDeadLetter, WebhookEndpoint, event_id, now_millis};
+use crate::webhooks::destination;
+use crate::webhooks::signature::new_secret;
+
+/// The longest URL taken.
+const MAX_URL_BYTES: usize = 2048;
+/// The longest description taken.
+const MAX_DESCRIPTION_BYTES: usize = 1024;
+
+/// An endpoint as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    id: u64,
+    url: String,
+    /// The event types it receives; empty means all.
+    event_types: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// The HMAC-SHA256 key of `Sluice-Signature`.
+    secret: String,
+    created_on: String,
+    updated_on: String,
+    /// Calls waiting or being retried.
+    queued: usize,
+    /// Calls that ran out of retries.
+    dead_letters: usize,
+}
+
+fn view(state: &ApiState, endpoint: WebhookEndpoint) -> Result<WebhookView, ApiError> {
+    let queued = state.store.webhook_calls_queued(endpoint.id)?;
+    let dead_letters = state.store.webhook_dead_letters(endpoint.id)?.len();
+    Ok(WebhookView {
+        id: endpoint.id,
+        url: endpoint.url,
+        event_types: endpoint.event_types,
+        description: endpoint.description,
+        secret: endpoint.secret,
+        created_on: iso8601(endpoint.created_at),
+        updated_on: iso8601(endpoint.updated_at),
+        queued,
+        dead_letters,
+    })
+}
+
+/// What creating or replacing an endpoint takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookInput {
+    url: String,
+    #[serde(default)]
+    event_types: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+    /// On PUT: make a new secret.
+    #[serde(default)]
+    rotate_secret: bool,
+}
+
+/// The input's URL, event types and description, checked.
+fn checked(
+    state: &ApiState,
+    input: &WebhookInput,
+) -> Result<(String, Vec<String>, Option<String>), ApiError> {
+    let url = input.url.trim();
+    let invalid_url =
+        |message: &str| ApiError::field("url", "invalidUrl", message, Some(url.to_string().into()));
+    if url.len() > MAX_URL_BYTES {
+        return Err(invalid_url("at most 2048 bytes"));
+    }
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| invalid_url("an absolute http or https URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(invalid_url("an absolute http or https URL"));
+    }
+    if !state.allow_private_webhooks {
+        destination::check_literal(&parsed).map_err(|message| invalid_url(&message))?;
+    }
+    let mut event_types = Vec::new();
+    for kind in &input.event_types {
+        let kind = kind.trim().to_ascii_uppercase();
+        if !WEBHOOK_EVENT_TYPES.contains(&kind.as_str()) {
+            return Err(ApiError::field(
+                "eventTypes",
+                "invalidEventType",
+                format!("one of {}", WEBHOOK_EVENT_TYPES.join(", ")),
+                Some(kind.into()),
+            ));
+        }
+        if !event_types.contains(&kind) {
+            event_types.push(kind);
+        }
+    }
+    let description = input
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_string);
+    if description
+        .as_ref()
+        .is_some_and(|text| text.len() > MAX_DESCRIPTION_BYTES)
+    {
+        return Err(ApiError::field(
+            "description",
+            "tooLong",
+            "at most 1024 bytes",
+            None,
+        ));
+    }
+    Ok((parsed.to_string(), event_types, description))
+}
+
+fn own_endpoint(state: &ApiState, account_id: u64, id: u64) -> Result<WebhookEndpoint, ApiError> {
+    state
+        .store
+        .webhook(id)?
+        .filter(|endpoint| endpoint.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+/// `GET /{account}/webhooks`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+) -> Result<Json<Vec<WebhookView>>, ApiError> {
+    caller.require(account_id)?;
+    let endpoints = state.store.webhooks_of(account_id)?;
+    let views = endpoints
+        .into_iter()
+        .map(|endpoint| view(&state, endpoint))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(views))
+}
+
+/// `POST /{account}/webhooks`: registers a URL; the answer holds its new secret.
+pub async fn create(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
+    caller.require(account_id)?;
+    let input: WebhookInput = parse_json(&body)?;
+    let (url, event_types, description) = checked(&state, &input)?;
+    let now = now_millis();
+    let endpoint = state
+        .store
+        .create_webhook(WebhookEndpoint {
+            id: 0,
+            account_id,
+            url,
+            event_types,
+            description,
+            secret: new_secret(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&state, endpoint)?)))
+}
+
+/// `GET /{account}/webhooks/{id}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<Json<WebhookView>, ApiError> {
+    caller.require(account_id)?;
+    let endpoint = own_endpoint(&state, account_id, id)?;
+    Ok(Json(view(&state, endpoint)?))
+}
+
+/// `PUT /{account}/webhooks/{id}`: replaces URL, event types and description; calls already
+/// queued go to the new URL.
+pub async fn update(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, u64)>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<WebhookView>, ApiError> {
+    caller.require(account_id)?;
+    let input: WebhookInput = parse_json(&body)?;
+    let mut endpoint = own_endpoint(&state, account_id, id)?;
+    let (url, event_types, description) = checked(&state, &input)?;
+    endpoint.url = url;
+    endpoint.event_types = event_types;
+    endpoint.description = description;
+    if input.rotate_secret {
+        endpoint.secret = new_secret();
+    }
+    endpoint.updated_at = now_millis();
+    state.store.update_webhook(endpoint.clone()).await?;
+    Ok(Json(view(&state, endpoint)?))
+}
+
+/// `DELETE /{account}/webhooks/{id}`: with its queued calls and dead letters.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    state.store.delete_webhook(account_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A dead letter as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterView {
+    id: u64,
+    /// The event's stable id, as sent in `Sluice-Event-Id`.
+    event_id: String,
+    message_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    sequence: u32,
+    /// When the event happened.
+    inserted: String,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    queued_on: String,
+    failed_on: String,
+}
+
+impl From<WebhookDeadLetter> for DeadLetterView {
+    fn from(letter: WebhookDeadLetter) -> Self {
+        Self {
+            id: letter.id,
+            event_id: event_id(&letter.message_id, letter.seq),
+            message_id: letter.message_id,
+            kind: letter.event_type,
+            sequence: letter.seq,
+            inserted: iso8601(letter.event_at),
+            attempts: letter.attempts,
+            last_status: letter.last_status,
+            last_error: letter.last_error,
+            queued_on: iso8601(letter.queued_at),
+            failed_on: iso8601(letter.dead_at),
+        }
+    }
+}
+
+/// `GET /{account}/webhooks/{id}/dead_letters`, oldest first, paged with `Range: items=A-B`.
+pub async fn dead_letters(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, u64)>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<(HeaderMap, Json<Vec<DeadLetterView>>), ApiError> {
+    caller.require(account_id)?;
+    let endpoint = own_endpoint(&state, account_id, id)?;
+    let letters = state.store.webhook_dead_letters(endpoint.id)?;
+    let (answer, letters) = page(&headers, letters)?;
+    Ok((
+        answer,
+        Json(letters.into_iter().map(DeadLetterView::from).collect()),
+    ))
+}
+
+/// `POST /{account}/webhooks/{id}/dead_letters/{dead_letter}/redeliver`: queues the call again
+/// with fresh retries.
+pub async fn redeliver(
+    State(state): State<ApiState>,
+    Path((account_id, id, dead_letter)): Path<(u64, u64, u64)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    let endpoint = own_endpoint(&state, account_id, id)?;
+    state
+        .store
+        .redeliver_webhook_dead_letter(endpoint.id, dead_letter)
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// `DELETE /{account}/webhooks/{id}/dead_letters/{dead_letter}`: discards it.
+pub async fn discard(
+    State(state): State<ApiState>,
+    Path((account_id, id, dead_letter)): Path<(u64, u64, u64)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    let endpoint = own_endpoint(&state, account_id, id)?;
+    state
+        .store
+        .discard_webhook_dead_letter(endpoint.id, dead_letter)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

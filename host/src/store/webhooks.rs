@@ -1,0 +1,717 @@
+//! Webhooks in the store: the endpoints accounts registered, the outbox of event calls still to
+//! make (written in the same transaction as the event itself, so no event is lost across a
+//! crash), and the dead letters of calls that ran out of retries.
+//!
+//! Order per message: the calls of one (endpoint, message) pair form a chain ordered by the
+//! event's sequence number, and only the chain's head is in the due index. The next call of a
+//! chain is indexed only when its head is acknowledged or dead-lettered, so a later event of a
+//! message can never overtake an earlier one that is still being retried.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::model::{Event, MessageRecord};
+use super::{EVENTS, MESSAGES, Store, StoreError, decode, encode, next_id, now_millis};
+
+/// Endpoint id → endpoint.
+pub(super) const WEBHOOK_ENDPOINTS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("webhook_endpoints");
+/// (account, endpoint) → the event kinds it takes, as a [`kind_bit`] mask: what recording an
+/// event reads, without decoding endpoints.
+pub(super) const WEBHOOK_SUBSCRIPTIONS: TableDefinition<(u64, u64), u32> =
+    TableDefinition::new("webhook_subscriptions");
+/// (endpoint, message, event sequence) → [`WebhookCallState`]: every call still to make.
+pub(super) const WEBHOOK_CALLS: TableDefinition<(u64, &str, u32), &[u8]> =
+    TableDefinition::new("webhook_calls");
+/// (endpoint, due at, message, event sequence): the head call of each chain, by endpoint and
+/// due time, so a backlog at one busy endpoint is never walked to find another's due calls.
+pub(super) const WEBHOOK_DUE: TableDefinition<(u64, u64, &str, u32), ()> =
+    TableDefinition::new("webhook_due");
+/// (endpoint, dead letter id) → [`WebhookDeadLetter`].
+pub(super) const WEBHOOK_DEAD_LETTERS: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("webhook_dead_letters");
+
+/// The event kinds a webhook can subscribe to (Flowmailer's names, plus the host's own).
+pub const WEBHOOK_EVENT_TYPES: [&str; 15] = [
+    "SUBMITTED",
+    "PROCESSED",
+    "HELD",
+    "ERROR",
+    "ATTEMPT",
+    "DELIVERED",
+    "SOFTBOUNCE",
+    "HARDBOUNCE",
+    "REJECT",
+    "COMPLAINT",
+    "OPENED",
+    "CLICKED",
+    "UNSUBSCRIBE",
+    "DISCARDED",
+    "REDIRECTED",
+];
+
+/// The bit of an event kind in a subscription mask; kinds not in [`WEBHOOK_EVENT_TYPES`]
+/// share the top bit, which only an all-events subscription has.
+pub fn kind_bit(kind: &str) -> u32 {
+    WEBHOOK_EVENT_TYPES
+        .iter()
+        .position(|known| *known == kind)
+        .map_or(1 << 31, |index| 1 << index)
+}
+
+/// The subscription mask of a list of event types; empty means every event.
+pub fn subscription_mask(event_types: &[String]) -> u32 {
+    if event_types.is_empty() {
+        return u32::MAX;
+    }
+    event_types
+        .iter()
+        .fold(0, |mask, kind| mask | kind_bit(kind))
+}
+
+/// A URL of an account that receives its messages' events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// Its id.
+    pub id: u64,
+    /// The account it belongs to.
+    pub account_id: u64,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The event types it receives; empty means all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// A note for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The HMAC-SHA256 key calls are signed with (its UTF-8 bytes).
+    pub secret: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// Where one queued call stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookCallState {
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When it was queued (milliseconds since the Unix epoch).
+    pub queued_at: u64,
+    /// When it is due, if it heads its chain; otherwise when it was queued.
+    pub due_at: u64,
+    /// The HTTP status of the last attempt, if the receiver answered.
+    #[serde(default)]
+    pub last_status: Option<u16>,
+    /// What went wrong last time (transport error, or the start of the receiver's answer).
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// Names one queued call: an event of a message, for an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WebhookCallKey {
+    /// The endpoint.
+    pub endpoint_id: u64,
+    /// The message.
+    pub message_id: String,
+    /// The event's sequence number among the message's events.
+    pub seq: u32,
+}
+
+impl WebhookCallKey {
+    /// The event's stable id, the same for every attempt: receivers dedupe on it.
+    pub fn event_id(&self) -> String {
+        event_id(&self.message_id, self.seq)
+    }
+}
+
+/// The stable id of a message's event: its message id and sequence number.
+pub fn event_id(message_id: &str, seq: u32) -> String {
+    format!("{message_id}-{seq}")
+}
+
+/// Everything one call is made from, read from one snapshot.
+#[derive(Clone, Debug)]
+pub struct WebhookJob {
+    /// Where to send it.
+    pub endpoint: WebhookEndpoint,
+    /// The message the event belongs to.
+    pub message: MessageRecord,
+    /// The event.
+    pub event: Event,
+    /// Attempts so far.
+    pub state: WebhookCallState,
+}
+
+/// What one attempt came to.
+#[derive(Clone, Debug)]
+pub enum WebhookOutcome {
+    /// The receiver answered 2xx: the call is done and the chain moves on.
+    Delivered,
+    /// Try again at `due_at`.
+    Retry {
+        /// When.
+        due_at: u64,
+        /// The receiver's status, if it answered.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Out of retries: the call becomes a dead letter and the chain moves on.
+    Dead {
+        /// The receiver's status, if it answered.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A call that exhausted its retries, kept for the account to look at and redeliver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDeadLetter {
+    /// Its id.
+    pub id: u64,
+    /// The endpoint.
+    pub endpoint_id: u64,
+    /// The message.
+    pub message_id: String,
+    /// The event's sequence number.
+    pub seq: u32,
+    /// The event's type.
+    pub event_type: String,
+    /// When the event happened (milliseconds since the Unix epoch).
+    pub event_at: u64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the call was first queued.
+    pub queued_at: u64,
+    /// When it was given up.
+    pub dead_at: u64,
+    /// The receiver's last status, if it answered.
+    #[serde(default)]
+    pub last_status: Option<u16>,
+    /// The last error.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// What the event log needs to know about webhooks while it records events, shared by the
+/// store's handles: which accounts may have endpoints (so accounts without any pay one set
+/// lookup per event), and the dispatcher's wake-up.
+#[derive(Debug, Default)]
+pub(super) struct WebhookHooks {
+    /// Accounts that have or had an endpoint since the store was opened: a superset, so a
+    /// missing entry always means "no endpoint" and never loses an event.
+    accounts: RwLock<HashSet<u64>>,
+    /// A call was queued or became due in the transaction being committed.
+    queued: AtomicBool,
+    /// Wakes the dispatcher.
+    signal: Arc<Notify>,
+}
+
+impl WebhookHooks {
+    /// Loads the accounts that have endpoints.
+    pub(super) fn load(txn: &redb::ReadTransaction) -> Result<Self, StoreError> {
+        let table = txn.open_table(WEBHOOK_SUBSCRIPTIONS)?;
+        let mut accounts = HashSet::new();
+        for entry in table.iter()? {
+            let (key, _) = entry?;
+            accounts.insert(key.value().0);
+        }
+        Ok(Self {
+            accounts: RwLock::new(accounts),
+            ..Self::default()
+        })
+    }
+
+    fn may_have_endpoints(&self, account_id: u64) -> bool {
+        self.accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&account_id)
+    }
+
+    fn add_account(&self, account_id: u64) {
+        self.accounts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account_id);
+    }
+
+    /// Called by the writer after each commit: wakes the dispatcher when that commit queued
+    /// a call. Waking before the commit could let it look too early and miss the call.
+    pub(super) fn committed(&self) {
+        if self.queued.swap(false, Ordering::AcqRel) {
+            self.signal.notify_one();
+        }
+    }
+}
+
+/// Queues the calls for events just appended to a message (`first_seq` is the first one's
+/// sequence number), for every endpoint of its account that takes their kinds.
+pub(super) fn queue_calls(
+    txn: &WriteTransaction,
+    hooks: &WebhookHooks,
+    message: &MessageRecord,
+    first_seq: u32,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    if events.is_empty() || !hooks.may_have_endpoints(message.account_id) {
+        return Ok(());
+    }
+    let account = message.account_id;
+    let subscriptions: Vec<(u64, u32)> = txn
+        .open_table(WEBHOOK_SUBSCRIPTIONS)?
+        .range((account, 0)..=(account, u64::MAX))?
+        .map(|entry| entry.map(|(key, mask)| (key.value().1, mask.value())))
+        .collect::<Result<_, _>>()?;
+    let now = now_millis();
+    for (endpoint_id, mask) in subscriptions {
+        for (seq, event) in (first_seq..).zip(events) {
+            if mask & kind_bit(&event.kind) != 0 {
+                queue_call(txn, hooks, endpoint_id, &message.id, seq, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queues one call; it is due at once when it is the only call of its chain, otherwise it
+/// waits for the calls before it.
+fn queue_call(
+    txn: &WriteTransaction,
+    hooks: &WebhookHooks,
+    endpoint_id: u64,
+    message_id: &str,
+    seq: u32,
+    now: u64,
+) -> Result<(), StoreError> {
+    let mut calls = txn.open_table(WEBHOOK_CALLS)?;
+    let chain_waiting = calls
+        .range((endpoint_id, message_id, 0)..=(endpoint_id, message_id, u32::MAX))?
+        .next()
+        .is_some();
+    let state = WebhookCallState {
+        attempts: 0,
+        queued_at: now,
+        due_at: now,
+        last_status: None,
+        last_error: None,
+    };
+    calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
+    if !chain_waiting {
+        txn.open_table(WEBHOOK_DUE)?
+            .insert((endpoint_id, now, message_id, seq), ())?;
+        hooks.queued.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Makes the first remaining call of a chain due now, after its head was settled.
+fn advance_chain(
+    txn: &WriteTransaction,
+    hooks: &WebhookHooks,
+    endpoint_id: u64,
+    message_id: &str,
+) -> Result<(), StoreError> {
+    let mut calls = txn.open_table(WEBHOOK_CALLS)?;
+    let next = calls
+        .range((endpoint_id, message_id, 0)..=(endpoint_id, message_id, u32::MAX))?
+        .next()
+        .transpose()?
+        .map(|(key, value)| (key.value().2, value.value().to_vec()));
+    let Some((seq, state)) = next else {
+        return Ok(());
+    };
+    let mut state: WebhookCallState = decode(&state)?;
+    let now = now_millis();
+    state.due_at = now;
+    calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
+    txn.open_table(WEBHOOK_DUE)?
+        .insert((endpoint_id, now, message_id, seq), ())?;
+    hooks.queued.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Removes everything of an endpoint: its subscription, queued calls and dead letters.
+fn remove_endpoint(txn: &WriteTransaction, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+    let id = endpoint.id;
+    txn.open_table(WEBHOOK_ENDPOINTS)?.remove(id)?;
+    txn.open_table(WEBHOOK_SUBSCRIPTIONS)?
+        .remove((endpoint.account_id, id))?;
+    txn.open_table(WEBHOOK_CALLS)?
+        .retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
+    txn.open_table(WEBHOOK_DUE)?
+        .retain_in((id, 0, "", 0)..(id + 1, 0, "", 0), |_, _| false)?;
+    txn.open_table(WEBHOOK_DEAD_LETTERS)?
+        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    Ok(())
+}
+
+impl Store {
+    /// Registers an endpoint; its id is assigned here. Events recorded after this returns
+    /// reach it.
+    pub async fn create_webhook(
+        &self,
+        endpoint: WebhookEndpoint,
+    ) -> Result<WebhookEndpoint, StoreError> {
+        let hooks = Arc::clone(&self.webhooks);
+        self.write(move |txn| {
+            let mut endpoint = endpoint.clone();
+            endpoint.id = next_id(txn, "webhook")?;
+            txn.open_table(WEBHOOK_ENDPOINTS)?
+                .insert(endpoint.id, encode(&endpoint)?.as_slice())?;
+            txn.open_table(WEBHOOK_SUBSCRIPTIONS)?.insert(
+                (endpoint.account_id, endpoint.id),
+                subscription_mask(&endpoint.event_types),
+            )?;
+            // In the writer thread, before the commit: every later transaction sees it.
+            hooks.add_account(endpoint.account_id);
+            Ok(endpoint)
+        })
+        .await
+    }
+
+    /// An endpoint by id.
+    pub fn webhook(&self, id: u64) -> Result<Option<WebhookEndpoint>, StoreError> {
+        self.get(WEBHOOK_ENDPOINTS, id)
+    }
+
+    /// The endpoints of an account, oldest first.
+    pub fn webhooks_of(&self, account_id: u64) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        self.all_of(WEBHOOK_ENDPOINTS, |endpoint: &WebhookEndpoint| {
+            endpoint.account_id == account_id
+        })
+    }
+
+    /// Replaces an endpoint (same id and account); calls already queued go to its new URL.
+    pub async fn update_webhook(&self, endpoint: WebhookEndpoint) -> Result<(), StoreError> {
+        let hooks = Arc::clone(&self.webhooks);
+        self.write(move |txn| {
+            let mut endpoints = txn.open_table(WEBHOOK_ENDPOINTS)?;
+            let owned = endpoints
+                .get(endpoint.id)?
+                .map(|old| decode::<WebhookEndpoint>(old.value()))
+                .transpose()?
+                .is_some_and(|old| old.account_id == endpoint.account_id);
+            if !owned {
+                return Err(StoreError::NotFound(format!("webhook {}", endpoint.id)));
+            }
+            endpoints.insert(endpoint.id, encode(&endpoint)?.as_slice())?;
+            txn.open_table(WEBHOOK_SUBSCRIPTIONS)?.insert(
+                (endpoint.account_id, endpoint.id),
+                subscription_mask(&endpoint.event_types),
+            )?;
+            hooks.add_account(endpoint.account_id);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes an account's endpoint with its queued calls and dead letters.
+    pub async fn delete_webhook(&self, account_id: u64, id: u64) -> Result<(), StoreError> {
+        let found = self
+            .write(move |txn| {
+                let endpoint = txn
+                    .open_table(WEBHOOK_ENDPOINTS)?
+                    .get(id)?
+                    .map(|value| decode::<WebhookEndpoint>(value.value()))
+                    .transpose()?;
+                match endpoint {
+                    Some(endpoint) if endpoint.account_id == account_id => {
+                        remove_endpoint(txn, &endpoint)?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+            .await?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("webhook {id}")))
+        }
+    }
+
+    /// Wakes the webhook dispatcher; it is notified after every commit that queued a call.
+    pub fn webhook_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.webhooks.signal)
+    }
+
+    /// Chain heads due at or before `now`, soonest first per endpoint: at most `free(endpoint)`
+    /// of each endpoint, passing over chains `busy` says are in flight.
+    pub fn due_webhook_calls(
+        &self,
+        now: u64,
+        free: impl Fn(u64) -> usize,
+        busy: impl Fn(u64, &str) -> bool,
+    ) -> Result<Vec<WebhookCallKey>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(WEBHOOK_DUE)?;
+        let mut found = Vec::new();
+        for endpoint in txn.open_table(WEBHOOK_ENDPOINTS)?.iter()? {
+            let endpoint_id = endpoint?.0.value();
+            let slots = free(endpoint_id);
+            if slots == 0 {
+                continue;
+            }
+            let mut taken = 0;
+            let heads =
+                due.range((endpoint_id, 0, "", 0)..(endpoint_id, now.saturating_add(1), "", 0))?;
+            for entry in heads {
+                let (key, _) = entry?;
+                let (_, _, message_id, seq) = key.value();
+                // Only chains in flight are passed over, and there are fewer than the slots.
+                if busy(endpoint_id, message_id) {
+                    continue;
+                }
+                found.push(WebhookCallKey {
+                    endpoint_id,
+                    message_id: message_id.to_string(),
+                    seq,
+                });
+                taken += 1;
+                if taken == slots {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// When the next chain head is due, if any call is queued.
+    pub fn next_webhook_due(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(WEBHOOK_DUE)?;
+        let mut next: Option<u64> = None;
+        for endpoint in txn.open_table(WEBHOOK_ENDPOINTS)?.iter()? {
+            let endpoint_id = endpoint?.0.value();
+            let first = due
+                .range((endpoint_id, 0, "", 0)..(endpoint_id + 1, 0, "", 0))?
+                .next()
+                .transpose()?
+                .map(|(key, _)| key.value().1);
+            next = match (next, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(next)
+    }
+
+    /// Everything one call reads, from one snapshot; None when it is no longer queued.
+    pub fn webhook_job(&self, key: &WebhookCallKey) -> Result<Option<WebhookJob>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let message_id = key.message_id.as_str();
+        let Some(state) =
+            txn.open_table(WEBHOOK_CALLS)?
+                .get((key.endpoint_id, message_id, key.seq))?
+        else {
+            return Ok(None);
+        };
+        let state: WebhookCallState = decode(state.value())?;
+        let Some(endpoint) = txn.open_table(WEBHOOK_ENDPOINTS)?.get(key.endpoint_id)? else {
+            return Ok(None);
+        };
+        let endpoint = decode(endpoint.value())?;
+        let message = txn
+            .open_table(MESSAGES)?
+            .get(message_id)?
+            .map(|value| decode(value.value()))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("message {message_id}")))?;
+        let event = txn
+            .open_table(EVENTS)?
+            .get((message_id, key.seq))?
+            .map(|value| decode(value.value()))
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("event {}", key.event_id())))?;
+        Ok(Some(WebhookJob {
+            endpoint,
+            message,
+            event,
+            state,
+        }))
+    }
+
+    /// Records what an attempt came to, in one transaction: the call is rescheduled, or it is
+    /// settled (acknowledged or dead-lettered) and the next call of its chain becomes due.
+    pub async fn record_webhook_attempt(
+        &self,
+        key: &WebhookCallKey,
+        outcome: WebhookOutcome,
+    ) -> Result<(), StoreError> {
+        let key = key.clone();
+        let hooks = Arc::clone(&self.webhooks);
+        self.write(move |txn| {
+            let (endpoint_id, message_id, seq) =
+                (key.endpoint_id, key.message_id.as_str(), key.seq);
+            let mut calls = txn.open_table(WEBHOOK_CALLS)?;
+            let state: Option<WebhookCallState> = calls
+                .get((endpoint_id, message_id, seq))?
+                .map(|value| decode(value.value()))
+                .transpose()?;
+            let Some(mut state) = state else {
+                // Gone meanwhile (its endpoint was deleted): nothing to record.
+                return Ok(());
+            };
+            let mut due = txn.open_table(WEBHOOK_DUE)?;
+            due.remove((endpoint_id, state.due_at, message_id, seq))?;
+            state.attempts += 1;
+            match &outcome {
+                WebhookOutcome::Delivered => {
+                    calls.remove((endpoint_id, message_id, seq))?;
+                }
+                WebhookOutcome::Retry {
+                    due_at,
+                    status,
+                    error,
+                } => {
+                    state.due_at = *due_at;
+                    state.last_status = *status;
+                    state.last_error = Some(error.clone());
+                    calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
+                    due.insert((endpoint_id, *due_at, message_id, seq), ())?;
+                    return Ok(());
+                }
+                WebhookOutcome::Dead { status, error } => {
+                    calls.remove((endpoint_id, message_id, seq))?;
+                    let event: Option<Event> = txn
+                        .open_table(EVENTS)?
+                        .get((message_id, seq))?
+                        .map(|value| decode(value.value()))
+                        .transpose()?;
+                    let letter = WebhookDeadLetter {
+                        id: next_id(txn, "webhook_dead_letter")?,
+                        endpoint_id,
+                        message_id: message_id.to_string(),
+                        seq,
+                        event_type: event.as_ref().map(|e| e.kind.clone()).unwrap_or_default(),
+                        event_at: event.as_ref().map_or(0, |e| e.at),
+                        attempts: state.attempts,
+                        queued_at: state.queued_at,
+                        dead_at: now_millis(),
+                        last_status: *status,
+                        last_error: Some(error.clone()),
+                    };
+                    txn.open_table(WEBHOOK_DEAD_LETTERS)?
+                        .insert((endpoint_id, letter.id), encode(&letter)?.as_slice())?;
+                }
+            }
+            drop((calls, due));
+            advance_chain(txn, &hooks, endpoint_id, message_id)
+        })
+        .await
+    }
+
+    /// The calls queued for an endpoint (waiting or being retried).
+    pub fn webhook_calls_queued(&self, endpoint_id: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_read()?;
+        let calls = txn.open_table(WEBHOOK_CALLS)?;
+        let mut count = 0;
+        for entry in calls.range((endpoint_id, "", 0)..(endpoint_id + 1, "", 0))? {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// An endpoint's dead letters, oldest first.
+    pub fn webhook_dead_letters(
+        &self,
+        endpoint_id: u64,
+    ) -> Result<Vec<WebhookDeadLetter>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(WEBHOOK_DEAD_LETTERS)?;
+        table
+            .range((endpoint_id, 0)..=(endpoint_id, u64::MAX))?
+            .map(|entry| decode(entry?.1.value()))
+            .collect()
+    }
+
+    /// Queues a dead letter's call again with fresh retries; the dead letter is removed.
+    /// Later events of its message may already have been sent: receivers order by the
+    /// event's sequence or time, not by arrival, once they redeliver.
+    pub async fn redeliver_webhook_dead_letter(
+        &self,
+        endpoint_id: u64,
+        dead_letter_id: u64,
+    ) -> Result<(), StoreError> {
+        let hooks = Arc::clone(&self.webhooks);
+        let found = self
+            .write(move |txn| {
+                let letter = txn
+                    .open_table(WEBHOOK_DEAD_LETTERS)?
+                    .remove((endpoint_id, dead_letter_id))?
+                    .map(|value| decode::<WebhookDeadLetter>(value.value()))
+                    .transpose()?;
+                let Some(letter) = letter else {
+                    return Ok(false);
+                };
+                queue_call(
+                    txn,
+                    &hooks,
+                    endpoint_id,
+                    &letter.message_id,
+                    letter.seq,
+                    now_millis(),
+                )?;
+                Ok(true)
+            })
+            .await?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!(
+                "dead letter {dead_letter_id}"
+            )))
+        }
+    }
+
+    /// Discards a dead letter.
+    pub async fn discard_webhook_dead_letter(
+        &self,
+        endpoint_id: u64,
+        dead_letter_id: u64,
+    ) -> Result<(), StoreError> {
+        let found = self
+            .write(move |txn| {
+                Ok(txn
+                    .open_table(WEBHOOK_DEAD_LETTERS)?
+                    .remove((endpoint_id, dead_letter_id))?
+                    .is_some())
+            })
+            .await?;
+        if found {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!(
+                "dead letter {dead_letter_id}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_select_event_kinds() {
+        let all = subscription_mask(&[]);
+        let some = subscription_mask(&["DELIVERED".into(), "HARDBOUNCE".into()]);
+        assert_ne!(all & kind_bit("SUBMITTED"), 0);
+        assert_ne!(all & kind_bit("SOMETHING-NEW"), 0);
+        assert_ne!(some & kind_bit("DELIVERED"), 0);
+        assert_ne!(some & kind_bit("HARDBOUNCE"), 0);
+        assert_eq!(some & kind_bit("SUBMITTED"), 0);
+        assert_eq!(some & kind_bit("SOMETHING-NEW"), 0);
+    }
+}
