@@ -200,7 +200,7 @@ fn a_message_s_events_arrive_in_order_when_an_earlier_one_needed_retries() {
     let route = sink.addr().to_string();
     let server = server(move |config| {
         config.delivery.enabled = true;
-        config.delivery.routes.insert("*".into(), route);
+        config.delivery.routes.insert("*".into(), route.into());
     });
     let api = Api::demo(&server);
     register(&api, &receiver.url(), &[]);
