@@ -15,8 +15,8 @@ pub mod parse;
 use serde::Serialize;
 
 pub use classify::{Verdict, classify_reply, classify_reply_to};
-pub use parse::SmtpCommand;
 pub use parse::ReturnedMessage;
+pub use parse::SmtpCommand;
 
 /// What kind of message came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

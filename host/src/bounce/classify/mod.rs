@@ -113,9 +113,7 @@ fn reason_of(finding: &Finding, context: &str) -> Reason {
     let by_text = rules::reason_for_text(&diagnostic);
     let by_status = finding.status.as_deref().and_then(rules::reason_for_status);
     let reason = match (by_text, by_status) {
-        (Some(text), Some(status))
-            if rules::STATUS_REFINES_TEXT.contains(&(status, text)) =>
-        {
+        (Some(text), Some(status)) if rules::STATUS_REFINES_TEXT.contains(&(status, text)) => {
             status
         }
         (Some(text), _) => text,

@@ -72,7 +72,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "exceeded the rate",
         ],
     ),
-    (Reason::VirusDetected, &["virus", "malware", "infected", "trojan"]),
+    (
+        Reason::VirusDetected,
+        &["virus", "malware", "infected", "trojan"],
+    ),
     // The message's form breaks the standards (before spam: Gmail explains the rule
     // with "to reduce the amount of spam").
     (
@@ -390,7 +393,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
         ],
     ),
     // Local policy of the receiving side.
-    (Reason::PolicyViolation, &["policy", "prohibited", "not permitted", "not allowed"]),
+    (
+        Reason::PolicyViolation,
+        &["policy", "prohibited", "not permitted", "not allowed"],
+    ),
     // Too many connections at once.
     (
         Reason::TooManyConn,
@@ -529,18 +535,18 @@ pub const UNCONFIRMED_UNKNOWN_USER: Reason = Reason::Filtered;
 /// Exact enhanced status codes whose meaning the generic subject/detail table gets wrong
 /// (provider-specific details, RFC 7372 / RFC 7505 codes).
 pub const EXACT_STATUS: &[(&str, Reason)] = &[
-    ("5.1.10", Reason::NotAccept),  // RFC 7505: recipient's domain has a null MX
-    ("5.7.27", Reason::NotAccept),  // RFC 7505: sender's domain has a null MX
-    ("5.7.13", Reason::Suspend),    // user account disabled
+    ("5.1.10", Reason::NotAccept), // RFC 7505: recipient's domain has a null MX
+    ("5.7.27", Reason::NotAccept), // RFC 7505: sender's domain has a null MX
+    ("5.7.13", Reason::Suspend),   // user account disabled
     ("5.7.20", Reason::AuthFailure), // no passing DKIM signature
     ("5.7.21", Reason::AuthFailure),
     ("5.7.22", Reason::AuthFailure),
     ("5.7.23", Reason::AuthFailure), // SPF validation failed
     ("5.7.24", Reason::AuthFailure),
-    ("5.7.25", Reason::RequirePtr), // reverse DNS validation failed
-    ("5.7.26", Reason::AuthFailure), // multiple authentication checks failed (DMARC)
+    ("5.7.25", Reason::RequirePtr),   // reverse DNS validation failed
+    ("5.7.26", Reason::AuthFailure),  // multiple authentication checks failed (DMARC)
     ("5.7.509", Reason::AuthFailure), // Microsoft: DMARC reject
-    ("4.4.316", Reason::Expired),   // Microsoft: message expired, connection refused
+    ("4.4.316", Reason::Expired),     // Microsoft: message expired, connection refused
     ("5.4.316", Reason::Expired),
     ("4.7.0", Reason::Blocked),
 ];
@@ -548,41 +554,41 @@ pub const EXACT_STATUS: &[(&str, Reason)] = &[
 /// Enhanced status codes by `subject.detail` (RFC 3463), class digit aside.
 pub const STATUS_RULES: &[(&str, Reason)] = &[
     ("1.0", Reason::UserUnknown),
-    ("1.1", Reason::UserUnknown),   // bad destination mailbox address
-    ("1.2", Reason::HostUnknown),   // bad destination system address
-    ("1.3", Reason::UserUnknown),   // bad destination mailbox address syntax
-    ("1.4", Reason::UserUnknown),   // destination mailbox address ambiguous
-    ("1.6", Reason::HasMoved),      // destination mailbox has moved
-    ("1.7", Reason::Rejected),      // bad sender's mailbox address syntax
-    ("1.8", Reason::Rejected),      // bad sender's system address
-    ("2.0", Reason::Filtered),      // other or undefined mailbox status
-    ("2.1", Reason::Filtered),      // mailbox disabled, not accepting messages
-    ("2.2", Reason::MailboxFull),   // mailbox full
-    ("2.3", Reason::ExceedLimit),   // message length exceeds administrative limit
-    ("2.4", Reason::SystemError),   // mailing list expansion problem
+    ("1.1", Reason::UserUnknown), // bad destination mailbox address
+    ("1.2", Reason::HostUnknown), // bad destination system address
+    ("1.3", Reason::UserUnknown), // bad destination mailbox address syntax
+    ("1.4", Reason::UserUnknown), // destination mailbox address ambiguous
+    ("1.6", Reason::HasMoved),    // destination mailbox has moved
+    ("1.7", Reason::Rejected),    // bad sender's mailbox address syntax
+    ("1.8", Reason::Rejected),    // bad sender's system address
+    ("2.0", Reason::Filtered),    // other or undefined mailbox status
+    ("2.1", Reason::Filtered),    // mailbox disabled, not accepting messages
+    ("2.2", Reason::MailboxFull), // mailbox full
+    ("2.3", Reason::ExceedLimit), // message length exceeds administrative limit
+    ("2.4", Reason::SystemError), // mailing list expansion problem
     ("3.0", Reason::SystemError),
-    ("3.1", Reason::SystemFull),    // mail system full
-    ("3.2", Reason::NotAccept),     // system not accepting network messages
-    ("3.3", Reason::SystemError),   // system not capable of selected features
-    ("3.4", Reason::MesgTooBig),    // message too big for system
-    ("3.5", Reason::SystemError),   // system incorrectly configured
+    ("3.1", Reason::SystemFull),  // mail system full
+    ("3.2", Reason::NotAccept),   // system not accepting network messages
+    ("3.3", Reason::SystemError), // system not capable of selected features
+    ("3.4", Reason::MesgTooBig),  // message too big for system
+    ("3.5", Reason::SystemError), // system incorrectly configured
     ("4.0", Reason::NetworkError),
-    ("4.1", Reason::Expired),       // no answer from host
-    ("4.2", Reason::NetworkError),  // bad connection
-    ("4.3", Reason::SystemError),   // directory server failure
-    ("4.4", Reason::HostUnknown),   // unable to route
-    ("4.5", Reason::SystemFull),    // mail system congestion
-    ("4.6", Reason::NetworkError),  // routing loop detected
-    ("4.7", Reason::Expired),       // delivery time expired
+    ("4.1", Reason::Expired),      // no answer from host
+    ("4.2", Reason::NetworkError), // bad connection
+    ("4.3", Reason::SystemError),  // directory server failure
+    ("4.4", Reason::HostUnknown),  // unable to route
+    ("4.5", Reason::SystemFull),   // mail system congestion
+    ("4.6", Reason::NetworkError), // routing loop detected
+    ("4.7", Reason::Expired),      // delivery time expired
     ("5.0", Reason::SyntaxError),
-    ("5.1", Reason::SyntaxError),   // invalid command
-    ("5.2", Reason::SyntaxError),   // syntax error
-    ("5.3", Reason::TooManyConn),   // too many recipients
-    ("5.4", Reason::SyntaxError),   // invalid command arguments
-    ("5.5", Reason::SyntaxError),   // wrong protocol version
+    ("5.1", Reason::SyntaxError), // invalid command
+    ("5.2", Reason::SyntaxError), // syntax error
+    ("5.3", Reason::TooManyConn), // too many recipients
+    ("5.4", Reason::SyntaxError), // invalid command arguments
+    ("5.5", Reason::SyntaxError), // wrong protocol version
     ("6.0", Reason::ContentError),
-    ("6.1", Reason::ContentError),  // media not supported
-    ("6.2", Reason::ContentError),  // conversion required and prohibited
+    ("6.1", Reason::ContentError), // media not supported
+    ("6.2", Reason::ContentError), // conversion required and prohibited
     ("6.3", Reason::ContentError),
     ("6.4", Reason::ContentError),
     ("6.5", Reason::ContentError),
@@ -592,8 +598,8 @@ pub const STATUS_RULES: &[(&str, Reason)] = &[
     ("6.9", Reason::ContentError),
     ("6.10", Reason::ContentError),
     ("7.0", Reason::SecurityError),
-    ("7.1", Reason::Rejected),      // delivery not authorized, message refused
-    ("7.2", Reason::Rejected),      // mailing list expansion prohibited
+    ("7.1", Reason::Rejected), // delivery not authorized, message refused
+    ("7.2", Reason::Rejected), // mailing list expansion prohibited
     ("7.3", Reason::SecurityError), // security conversion required but not possible
     ("7.4", Reason::SecurityError), // security features not supported
     ("7.5", Reason::SecurityError), // cryptographic failure
@@ -604,29 +610,29 @@ pub const STATUS_RULES: &[(&str, Reason)] = &[
     ("7.10", Reason::SecurityError), // encryption needed
     ("7.11", Reason::SecurityError), // encryption required for requested mechanism
     ("7.15", Reason::SecurityError),
-    ("7.17", Reason::HasMoved),     // mailbox owner has changed
-    ("7.18", Reason::HasMoved),     // domain owner has changed
+    ("7.17", Reason::HasMoved), // mailbox owner has changed
+    ("7.18", Reason::HasMoved), // domain owner has changed
 ];
 
 /// SMTP reply codes, for answers that carry no enhanced status and no telling words.
 pub const REPLY_CODE_RULES: &[(u16, Reason)] = &[
-    (421, Reason::TooManyConn),  // service not available, closing channel
+    (421, Reason::TooManyConn), // service not available, closing channel
     (450, Reason::Undefined),
-    (451, Reason::SystemError),  // local error in processing
-    (452, Reason::SystemFull),   // insufficient system storage
+    (451, Reason::SystemError), // local error in processing
+    (452, Reason::SystemFull),  // insufficient system storage
     (500, Reason::SyntaxError),
     (501, Reason::SyntaxError),
     (502, Reason::SyntaxError),
     (503, Reason::SyntaxError),
     (504, Reason::SyntaxError),
-    (521, Reason::NotAccept),    // RFC 7504: host does not accept mail
+    (521, Reason::NotAccept),     // RFC 7504: host does not accept mail
     (530, Reason::SecurityError), // authentication required
     (535, Reason::SecurityError),
-    (551, Reason::HasMoved),     // user not local; please try <forward-path>
-    (552, Reason::MailboxFull),  // exceeded storage allocation
-    (553, Reason::Rejected),     // mailbox name not allowed
-    (554, Reason::Rejected),     // transaction failed
-    (556, Reason::NotAccept),    // RFC 7504: domain does not accept mail
+    (551, Reason::HasMoved),    // user not local; please try <forward-path>
+    (552, Reason::MailboxFull), // exceeded storage allocation
+    (553, Reason::Rejected),    // mailbox name not allowed
+    (554, Reason::Rejected),    // transaction failed
+    (556, Reason::NotAccept),   // RFC 7504: domain does not accept mail
 ];
 
 /// The status table's reasons that say more than words do: when the status names one of
@@ -702,7 +708,8 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
         let start = from + found;
         let mut at = start + first.len();
         let fits = rest.iter().all(|piece| {
-            let window_end = floor_char_boundary(text, (at + GAP + 2 + piece.len()).min(text.len()));
+            let window_end =
+                floor_char_boundary(text, (at + GAP + 2 + piece.len()).min(text.len()));
             match text[at..window_end].find(piece) {
                 Some(offset) => {
                     at += offset + piece.len();

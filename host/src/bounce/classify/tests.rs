@@ -11,6 +11,10 @@ fn an_unknown_mailbox_is_hard() {
 
 #[test]
 fn a_temporary_reply_is_never_hard() {
-    let verdict = classify_reply(450, Some("4.1.1"), "4.1.1 <ann@example.net>: Recipient address rejected: User unknown");
+    let verdict = classify_reply(
+        450,
+        Some("4.1.1"),
+        "4.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+    );
     assert_eq!(verdict.class, Class::Soft);
 }

@@ -42,7 +42,11 @@ const AUTOREPLY_SUBJECTS: &[&str] = &[
 /// Whether the message is an automatic answer. Delivery notices carry some of the same
 /// headers; the caller decides those first.
 pub fn is_autoreply(message: &Message<'_>, subject: &str) -> bool {
-    let header = |name: &str| message.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
+    let header = |name: &str| {
+        message
+            .header_raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
     if header("Auto-Submitted").is_some_and(|v| v.starts_with("auto-replied")) {
         return true;
     }
@@ -53,7 +57,9 @@ pub fn is_autoreply(message: &Message<'_>, subject: &str) -> bool {
     {
         return true;
     }
-    if header("Precedence").is_some_and(|v| v.starts_with("auto_reply") || v.starts_with("auto-reply")) {
+    if header("Precedence")
+        .is_some_and(|v| v.starts_with("auto_reply") || v.starts_with("auto-reply"))
+    {
         return true;
     }
     let subject = subject.to_lowercase();

@@ -142,21 +142,21 @@ fn fields(text: &str) -> Vec<Option<(String, String)>> {
             continue;
         }
         if line.starts_with([' ', '\t']) && last_was_field {
-            if let Some(Some((_, value))) = fields.last_mut() {
-                if value.len() < 4096 {
-                    value.push(' ');
-                    value.push_str(line.trim());
-                }
+            if let Some(Some((_, value))) = fields.last_mut()
+                && value.len() < 4096
+            {
+                value.push(' ');
+                value.push_str(line.trim());
             }
             continue;
         }
         last_was_field = false;
         let trimmed = line.trim_start();
-        if let Some((name, value)) = trimmed.split_once(':') {
-            if is_field_name(name) {
-                fields.push(Some((name.to_string(), value.trim().to_string())));
-                last_was_field = true;
-            }
+        if let Some((name, value)) = trimmed.split_once(':')
+            && is_field_name(name)
+        {
+            fields.push(Some((name.to_string(), value.trim().to_string())));
+            last_was_field = true;
         }
     }
     fields
@@ -182,7 +182,10 @@ fn strip_type(value: &str) -> &str {
         Some((kind, rest))
             if !kind.is_empty()
                 && kind.len() < 20
-                && kind.trim().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+                && kind
+                    .trim()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
         {
             rest.trim()
         }
@@ -280,6 +283,10 @@ mod tests {
 
     #[test]
     fn text_without_fields_has_no_recipients() {
-        assert!(read("Hello,\nthis is not a report.\n").recipients.is_empty());
+        assert!(
+            read("Hello,\nthis is not a report.\n")
+                .recipients
+                .is_empty()
+        );
     }
 }

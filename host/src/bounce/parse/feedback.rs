@@ -37,10 +37,11 @@ pub fn read(
         return Some(from_arf_fields(report));
     }
     // Feedback fields in a text part (some loops send the report as text/plain).
-    if notice
-        .lines()
-        .any(|line| line.trim_start().to_ascii_lowercase().starts_with("feedback-type:"))
-    {
+    if notice.lines().any(|line| {
+        line.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("feedback-type:")
+    }) {
         return Some(from_arf_fields(notice));
     }
     if let Some(recipient) = returned.and_then(|r| r.header("X-HmXmrOriginalRecipient")) {
@@ -66,7 +67,9 @@ pub fn read(
     }
     let subject = message.subject().unwrap_or_default().to_lowercase();
     if returned.is_some() && COMPLAINT_SUBJECTS.iter().any(|s| subject.contains(s)) {
-        let recipient = returned.and_then(|r| r.header("To")).and_then(first_address);
+        let recipient = returned
+            .and_then(|r| r.header("To"))
+            .and_then(first_address);
         return Some(Complaint {
             findings: vec![finding(recipient)],
             feedback_type: Some("abuse".into()),
@@ -105,7 +108,9 @@ fn finding(recipient: Option<String>) -> Finding {
 fn field(text: &str, name: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let (n, v) = line.trim_start().split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
     })
 }
 

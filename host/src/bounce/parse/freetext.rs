@@ -9,6 +9,8 @@ use super::{Finding, collapse_whitespace, find_command, find_enhanced_status, fi
 const MAX_DIAGNOSTIC: usize = 1000;
 /// At most this many recipients are read from one notice.
 const MAX_RECIPIENTS: usize = 500;
+/// At most this many address mentions are weighed (a hostile notice may hold thousands).
+const MAX_OCCURRENCES: usize = 5000;
 
 /// Words in a separator line that announce the returned original message.
 const ORIGINAL_MARKERS: &[&str] = &[
@@ -159,6 +161,9 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
         if is_other_header_line(line) {
             continue;
         }
+        if occurrences.len() >= MAX_OCCURRENCES {
+            break;
+        }
         for (at, address) in addresses_in(line) {
             if excluded.contains(&address) {
                 continue;
@@ -199,7 +204,9 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
             let end_line = if has_inline_diagnostic(line, address) {
                 let continuation = lines[first_line + 1..next_other]
                     .iter()
-                    .take_while(|(s, e)| notice[*s..*e].starts_with([' ', '\t']) && !notice[*s..*e].trim().is_empty())
+                    .take_while(|(s, e)| {
+                        notice[*s..*e].starts_with([' ', '\t']) && !notice[*s..*e].trim().is_empty()
+                    })
                     .count();
                 first_line + 1 + continuation
             } else {
@@ -256,12 +263,43 @@ fn position(before: &str) -> Position {
     let words = lower
         .trim_end()
         .trim_end_matches(['<', '"', '\'', '(', '[', '`', ' ', '\t']);
-    const SENDER_WORDS: &[&str] = &["from", "from:", "sender", "sender:", "envelope-from", "return-path:", "reply-to:", "by", "contact"];
+    const SENDER_WORDS: &[&str] = &[
+        "from",
+        "from:",
+        "sender",
+        "sender:",
+        "envelope-from",
+        "return-path:",
+        "reply-to:",
+        "by",
+        "contact",
+    ];
     const RECIPIENT_WORDS: &[&str] = &[
-        "to", "to:", "rcpt to:", "recipient", "recipient:", "recipients:", "recipient(s):",
-        "address", "address:", "addresses:", "address(es):", "addressee:", "for", "user",
-        "user:", "mailbox", "mailbox:", "account", "failed:", "errors:", "destinataire:",
-        "empfänger:", "宛先:", "адресат:", "получатель:",
+        "to",
+        "to:",
+        "rcpt to:",
+        "recipient",
+        "recipient:",
+        "recipients:",
+        "recipient(s):",
+        "address",
+        "address:",
+        "addresses:",
+        "address(es):",
+        "addressee:",
+        "for",
+        "user",
+        "user:",
+        "mailbox",
+        "mailbox:",
+        "account",
+        "failed:",
+        "errors:",
+        "destinataire:",
+        "empfänger:",
+        "宛先:",
+        "адресат:",
+        "получатель:",
     ];
     let last_word = words.rsplit([' ', '\t']).next().unwrap_or_default();
     if SENDER_WORDS.contains(&last_word) {

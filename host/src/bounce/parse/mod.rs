@@ -170,13 +170,20 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
         // Fields in the text only count when they name a recipient: a stray "Status:"
         // line in a free-text notice is not a report.
         report = dsn::read(notice);
-        if report.recipients.iter().all(|group| group.recipient.is_none()) {
+        if report
+            .recipients
+            .iter()
+            .all(|group| group.recipient.is_none())
+        {
             report.recipients.clear();
         }
     }
     if !report.recipients.is_empty() {
         let findings = dsn::findings(&report, &blocks, &context);
-        let kind = if findings.iter().all(|finding| is_success(finding.action.as_deref())) {
+        let kind = if findings
+            .iter()
+            .all(|finding| is_success(finding.action.as_deref()))
+        {
             Kind::DeliveryReport
         } else {
             Kind::Bounce
@@ -202,12 +209,13 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
 
     // A gateway's notice that wraps the real one ("the following addresses had errors",
     // then the MTA's own bounce attached) names no recipient itself: read the attached one.
-    if blocks.is_empty() && depth < 2 {
-        if let Some(inner) = parts.returned_raw.as_deref() {
-            let nested = parse_nested(inner, depth + 1);
-            if nested.kind == Kind::Bounce && nested.findings.iter().any(|f| f.recipient.is_some()) {
-                return nested;
-            }
+    if blocks.is_empty()
+        && depth < 2
+        && let Some(inner) = parts.returned_raw.as_deref()
+    {
+        let nested = parse_nested(inner, depth + 1);
+        if nested.kind == Kind::Bounce && nested.findings.iter().any(|f| f.recipient.is_some()) {
+            return nested;
         }
     }
 
@@ -215,7 +223,9 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
         || freetext::is_bounce_subject(&subject)
         || freetext::has_failure_phrase(&context);
     let is_autoreply = autoreply::is_autoreply(&message, &subject);
-    if looks_like_bounce && !(is_autoreply && !sender.is_mail_system()) {
+    // A person's auto-reply may quote a failure; a mail system's notice may carry
+    // Auto-Submitted too: only the sender tells them apart.
+    if looks_like_bounce && (sender.is_mail_system() || !is_autoreply) {
         let findings = freetext::findings(&blocks, &context);
         return Parsed {
             kind: Kind::Bounce,
@@ -288,18 +298,14 @@ fn collect_parts(message: &Message<'_>, part_id: u32, parts: &mut Parts, depth: 
                     parts.delivery_status.push(text)
                 }
                 ("message", "feedback-report") => parts.feedback_reports.push(text),
+                // Returned headers; or an attached message mail-parser could not read as one,
+                // whose headers are still worth having.
                 ("text", "rfc822-headers" | "rfc822-header")
-                | ("message", "rfc822-headers" | "global-headers") => {
-                    if parts.returned.is_none() {
-                        parts.returned = ReturnedMessage::from_header_text(&text);
-                    }
-                }
-                ("message", "rfc822" | "global") => {
-                    // An attached message mail-parser could not read as one: its headers
-                    // are still worth having.
-                    if parts.returned.is_none() {
-                        parts.returned = ReturnedMessage::from_header_text(&text);
-                    }
+                | ("message", "rfc822-headers" | "global-headers" | "rfc822" | "global") => {
+                    parts.returned = parts
+                        .returned
+                        .take()
+                        .or_else(|| ReturnedMessage::from_header_text(&text));
                 }
                 ("text", _) if !is_named_attachment(part) => parts.texts.push(text),
                 // A bare top-level body of an unknown type is still the notice's text.

@@ -70,40 +70,43 @@ pub fn find_enhanced_status(text: &str) -> Option<String> {
 fn enhanced_statuses(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
     let bytes = text.as_bytes();
     (0..bytes.len()).filter_map(move |start| {
-        let first = bytes[start];
-        if !matches!(first, b'2' | b'4' | b'5') {
-            return None;
-        }
-        if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'.') {
-            return None;
-        }
-        let mut at = start + 1;
-        let mut numbers = 0;
-        while numbers < 2 {
-            if bytes.get(at) != Some(&b'.') {
-                return None;
-            }
-            at += 1;
-            let digits = bytes[at..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            if digits == 0 || digits > 3 {
-                return None;
-            }
-            at += digits;
-            numbers += 1;
-        }
-        // "5.1.1." ends a sentence; "5.1.1.3" is something else.
-        let next = bytes.get(at).copied();
-        let after = bytes.get(at + 1).copied();
-        if next.is_some_and(|b| b.is_ascii_alphanumeric())
-            || (next == Some(b'.') && after.is_some_and(|b| b.is_ascii_digit()))
-        {
-            return None;
-        }
-        Some((start, text[start..at].to_string()))
+        let end = enhanced_status_at(bytes, start)?;
+        Some((start, text[start..end].to_string()))
     })
+}
+
+/// The end of the enhanced status code starting exactly at `start`, if one does.
+fn enhanced_status_at(bytes: &[u8], start: usize) -> Option<usize> {
+    if !matches!(bytes.get(start), Some(b'2' | b'4' | b'5')) {
+        return None;
+    }
+    if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'.') {
+        return None;
+    }
+    let mut at = start + 1;
+    for _ in 0..2 {
+        if bytes.get(at) != Some(&b'.') {
+            return None;
+        }
+        at += 1;
+        let digits = bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 3 {
+            return None;
+        }
+        at += digits;
+    }
+    // "5.1.1." ends a sentence; "5.1.1.3" is something else.
+    let next = bytes.get(at).copied();
+    let after = bytes.get(at + 1).copied();
+    if next.is_some_and(|b| b.is_ascii_alphanumeric())
+        || (next == Some(b'.') && after.is_some_and(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some(at)
 }
 
 /// The SMTP reply code in a text: a bare three-digit 2xx/4xx/5xx number, preferring one
@@ -118,7 +121,22 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
         {
             continue;
         }
-        if start > 0 && !matches!(bytes[start - 1], b' ' | b'\t' | b'\n' | b'\r' | b'(' | b'[' | b'"' | b'\'' | b'<' | b':' | b'=' | b'#' | b';')
+        if start > 0
+            && !matches!(
+                bytes[start - 1],
+                b' ' | b'\t'
+                    | b'\n'
+                    | b'\r'
+                    | b'('
+                    | b'['
+                    | b'"'
+                    | b'\''
+                    | b'<'
+                    | b':'
+                    | b'='
+                    | b'#'
+                    | b';'
+            )
         {
             continue;
         }
@@ -131,9 +149,8 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
         let Ok(code) = text[start..start + 3].parse::<u16>() else {
             continue;
         };
-        let rest = text.get(start + 4..).unwrap_or_default();
-        let followed_by_status = matches!(next, Some(b' ' | b'-'))
-            && enhanced_statuses(rest).next().is_some_and(|(at, _)| at == 0);
+        let followed_by_status =
+            matches!(next, Some(b' ' | b'-')) && enhanced_status_at(bytes, start + 4).is_some();
         if followed_by_status {
             return Some(code);
         }
@@ -148,16 +165,28 @@ mod tests {
 
     #[test]
     fn enhanced_status_skips_ip_addresses_and_versions() {
-        assert_eq!(find_enhanced_status("host [192.0.2.5]: 550 5.1.1 <a@b>"), Some("5.1.1".into()));
-        assert_eq!(find_enhanced_status("version 4.8.5.36 said 4.2.2."), Some("4.2.2".into()));
+        assert_eq!(
+            find_enhanced_status("host [192.0.2.5]: 550 5.1.1 <a@b>"),
+            Some("5.1.1".into())
+        );
+        assert_eq!(
+            find_enhanced_status("version 4.8.5.36 said 4.2.2."),
+            Some("4.2.2".into())
+        );
         assert_eq!(find_enhanced_status("Exim 4.72 at 10.5.1.1"), None);
         assert_eq!(find_enhanced_status("#5.1.351"), Some("5.1.351".into()));
     }
 
     #[test]
     fn reply_code_prefers_the_one_before_a_status() {
-        assert_eq!(find_reply_code("id 250 said: 550-5.7.26 Unauthenticated"), Some(550));
-        assert_eq!(find_reply_code("Remote host said: 554 delivery error"), Some(554));
+        assert_eq!(
+            find_reply_code("id 250 said: 550-5.7.26 Unauthenticated"),
+            Some(550)
+        );
+        assert_eq!(
+            find_reply_code("Remote host said: 554 delivery error"),
+            Some(554)
+        );
         assert_eq!(find_reply_code("year 2014 and 5501"), None);
     }
 

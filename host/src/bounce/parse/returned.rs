@@ -63,7 +63,13 @@ impl ReturnedMessage {
     /// The returned message's Message-ID, without angle brackets.
     pub fn message_id(&self) -> Option<String> {
         self.header("Message-ID")
-            .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string())
+            .map(|id| {
+                id.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .trim()
+                    .to_string()
+            })
             .filter(|id| !id.is_empty())
     }
 

@@ -9,7 +9,9 @@ use crate::bounce::Kind;
 /// Reads an SES notification, if the notice is one.
 pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
     let json = notice.trim_start();
-    if !json.starts_with('{') || !json.contains("\"notificationType\"") && !json.contains("\"eventType\"") {
+    if !json.starts_with('{')
+        || !json.contains("\"notificationType\"") && !json.contains("\"eventType\"")
+    {
         return None;
     }
     // The JSON is followed by SNS's footer text: read the first value only.
