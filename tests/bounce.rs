@@ -96,6 +96,7 @@ fn bounce_corpus_agrees_with_the_labels() {
     let mut parsed = Tally::default();
     let mut kind = Tally::default();
     let mut class = Tally::default();
+    let mut class_all = Tally::default();
     let mut reason = Tally::default();
     let mut recipient = Tally::default();
     let mut complaint = Tally::default();
@@ -148,6 +149,21 @@ fn bounce_corpus_agrees_with_the_labels() {
                     || format!("{file}: {address} not found; got {}", describe(verdict)),
                 );
             }
+            if row.kind == "bounce" {
+                class_all.count(
+                    verdict.and_then(|v| v.class).map(|c| c.as_str()) == Some(row.class.as_str()),
+                    || {
+                        format!(
+                            "{file}#{} ({}): expected {}/{}, got {}",
+                            row.index,
+                            row.agreement,
+                            row.reason,
+                            row.class,
+                            describe(verdict)
+                        )
+                    },
+                );
+            }
             if row.kind == "bounce" && row.agreement == "stable" {
                 class.count(
                     verdict.and_then(|v| v.class).map(|c| c.as_str()) == Some(row.class.as_str()),
@@ -185,12 +201,19 @@ fn bounce_corpus_agrees_with_the_labels() {
     println!("{}", kind.line("kind recognised (bounce/complaint/other)"));
     println!("{}", class.line("hard/soft agreement (stable bounce rows)"));
     println!("{}", reason.line("reason agreement (stable bounce rows)"));
+    println!(
+        "{}",
+        class_all.line("hard/soft agreement (all bounce rows)")
+    );
     println!("{}", recipient.line("recipient extraction (labelled rows)"));
     println!("{}", complaint.line("ARF samples recognised as complaints"));
     println!(
         "{}",
         not_bounce.line("other samples not counted as bounces")
     );
+    for miss in class_all.misses.iter().filter(|m| !m.contains("(stable)")) {
+        println!("  hard/soft miss (not scored): {miss}");
+    }
     for (title, tally) in [
         ("kind", &kind),
         ("hard/soft", &class),

@@ -131,8 +131,16 @@ fn reason_of(finding: &Finding, context: &str) -> Reason {
     if reason == Reason::UserUnknown
         && by_status != Some(Reason::UserUnknown)
         && finding.command != Some(SmtpCommand::Rcpt)
+        && !rules::DIRECTORY_VERDICTS.iter().any(|phrase| {
+            rules::pattern_matches(phrase, &diagnostic) || rules::pattern_matches(phrase, context)
+        })
     {
         return rules::UNCONFIRMED_UNKNOWN_USER;
+    }
+    if !is_permanent(finding)
+        && let Some((_, temporary)) = rules::TEMPORARY_READING.iter().find(|(r, _)| *r == reason)
+    {
+        return *temporary;
     }
     reason
 }

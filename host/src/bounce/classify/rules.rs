@@ -27,7 +27,6 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "spf check",
             "spf fail",
             "spf validation",
-            "spf record",
             "sender policy framework",
             "dkim",
             "domainkeys",
@@ -252,6 +251,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "non-existent domain",
             "nxdomain",
             "recipient domain must exist",
+            "domain is not reachable",
         ],
     ),
     // The mailbox does not exist. Only with corroboration (a 5.1.1, or a refusal at RCPT
@@ -267,6 +267,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "recipient not found",
             "recipient does not exist",
             "recipient name is not recognized",
+            "invalid final delivery userid",
+            "not listed in domino directory",
+            "not listed in public name",
+            "account does not exist at the organization",
             "recipient address rejected: access denied",
             "no such user",
             "no such mailbox",
@@ -372,6 +376,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "refused by recipient",
             "rejected by recipient",
             "recipient's preferences",
+            "recipient preferences",
             "accepting mail from specific",
             "user refuses",
             "refuses to accept",
@@ -423,6 +428,26 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "no space left",
         ],
     ),
+    // The message waited too long (before network trouble: "expired after a timeout" is
+    // an expiry; the timeout was only the last attempt's story).
+    (
+        Reason::Expired,
+        &[
+            "retry time",
+            "retry timeout",
+            "expired",
+            "too long in queue",
+            "could not be delivered within",
+            "delivery time",
+            "has been delayed",
+            "delivery is delayed",
+            "will retry",
+            "will keep trying",
+            "no successful delivery",
+            "queue lifetime",
+            "delivery failed * attempts",
+        ],
+    ),
     // Network trouble on the way.
     (
         Reason::NetworkError,
@@ -447,25 +472,6 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mail loop",
             "too many hops",
             "loop detected",
-        ],
-    ),
-    // The message waited too long.
-    (
-        Reason::Expired,
-        &[
-            "retry time",
-            "retry timeout",
-            "expired",
-            "too long in queue",
-            "could not be delivered within",
-            "delivery time",
-            "has been delayed",
-            "delivery is delayed",
-            "will retry",
-            "will keep trying",
-            "no successful delivery",
-            "queue lifetime",
-            "delivery failed * attempts",
         ],
     ),
     // A local delivery program failed.
@@ -526,6 +532,17 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
     ),
 ];
 
+/// Phrases in which the bouncing server speaks for its own mailbox directory (Exchange
+/// 2000/2003, IMail, Lotus Domino): as authoritative as a 5.1.1, so an "unknown user" in
+/// these words needs no other corroboration.
+pub const DIRECTORY_VERDICTS: &[&str] = &[
+    "recipient name is not recognized",
+    "account does not exist at the organization",
+    "invalid final delivery userid",
+    "not listed in domino directory",
+    "not listed in public name",
+];
+
 /// What an "unknown user" answer becomes when nothing corroborates it: neither a status
 /// code saying so (5.1.1) nor a refusal at RCPT TO. A mailbox that passed RCPT TO and is
 /// then "unknown" after DATA is a filter speaking; so is a bare "user unknown" in a gateway's
@@ -549,6 +566,9 @@ pub const EXACT_STATUS: &[(&str, Reason)] = &[
     ("4.4.316", Reason::Expired),     // Microsoft: message expired, connection refused
     ("5.4.316", Reason::Expired),
     ("4.7.0", Reason::Blocked),
+    // RFC 3463 reads x.4.1 as "no answer from host"; a permanent 5.4.1 is Microsoft's
+    // "recipient address rejected: access denied" (the words decide when they say more).
+    ("5.4.1", Reason::Rejected),
 ];
 
 /// Enhanced status codes by `subject.detail` (RFC 3463), class digit aside.
@@ -641,7 +661,13 @@ pub const REPLY_CODE_RULES: &[(u16, Reason)] = &[
 pub const STATUS_REFINES_TEXT: &[(Reason, Reason)] = &[
     (Reason::ExceedLimit, Reason::MesgTooBig),
     (Reason::ExceedLimit, Reason::MailboxFull),
+    // "Connection timed out" with 4.4.1 / 4.4.7: the MTA gave up retrying.
+    (Reason::Expired, Reason::NetworkError),
 ];
+
+/// How a reason reads when the answer was temporary (4xx, or a delay): a domain that
+/// "does not exist" for now is a DNS failure on the way, not a missing domain.
+pub const TEMPORARY_READING: &[(Reason, Reason)] = &[(Reason::HostUnknown, Reason::NetworkError)];
 
 /// Reasons that mean the address itself is bad: later mail will fail the same way.
 /// `NotAccept` is hard only when permanent (a null MX, a 5xx); see [`class_of`].
