@@ -486,8 +486,10 @@ fn a_success_dsn_is_a_delivery_report() {
 
 #[test]
 fn a_person_writing_back_is_not_a_bounce() {
-    let report =
-        read("From: Ann <ann@example.net>\nSubject: Re: your order\n\nThanks, it arrived.\n");
+    let report = read(
+        "From: Ann <ann@example.net>\nSubject: Re: your order\n\n\
+             Thanks, it arrived. The first parcel could not be delivered, though.\n",
+    );
     assert_eq!(report.kind, Kind::NotABounce);
     assert_eq!(report.recipients.len(), 1);
 }

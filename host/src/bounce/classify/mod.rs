@@ -23,6 +23,16 @@ pub struct Verdict {
 
 /// Judges a synchronous SMTP reply to RCPT TO, as delivery gets it: the reply code, the
 /// enhanced status code if the remote sent one (`"5.1.1"`), and the reply's text.
+///
+/// This is meant to replace `delivery::outcome::is_hard`:
+///
+/// ```
+/// use sluice::bounce::{Class, classify_reply};
+/// // From a delivery `Reply { code, enhanced: Some((5, 1, 1)), text }`:
+/// let enhanced = Some((5u8, 1u16, 1u16)).map(|(c, s, d)| format!("{c}.{s}.{d}"));
+/// let verdict = classify_reply(550, enhanced.as_deref(), "5.1.1 <ann@example.net>: User unknown");
+/// assert_eq!(verdict.class, Class::Hard);
+/// ```
 pub fn classify_reply(code: u16, enhanced: Option<&str>, text: &str) -> Verdict {
     classify_reply_to(SmtpCommand::Rcpt, code, enhanced, text)
 }

@@ -317,19 +317,41 @@ fn position(before: &str) -> Position {
     }
 }
 
-/// Header-like lines that name the sender or the message, not a recipient.
+/// Header fields quoted in a notice that name the sender or the original message, never
+/// the failed recipient ("To:" quotes the original's header, not the failure).
+const QUOTED_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "sender",
+    "reply-to",
+    "return-path",
+    "errors-to",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "received",
+    "date",
+    "subject",
+    "delivered-to",
+    "dkim-signature",
+    "authentication-results",
+];
+
+/// Whether a line is a quoted header field of the original (see [`QUOTED_HEADERS`]), or
+/// an `X-` field other than the failed-recipient ones.
 fn is_other_header_line(line: &str) -> bool {
-    if !super::returned::looks_like_header_field(line.trim_start()) {
+    let line = line.trim_start();
+    if !super::returned::looks_like_header_field(line) {
         return false;
     }
     let name = line
-        .trim_start()
         .split(':')
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    // "To:" in a notice quotes the original message's header, not the failed recipient.
-    !(name.contains("recipient") || name == "address" || name.contains("rcpt"))
+    QUOTED_HEADERS.contains(&name.as_str())
+        || (name.starts_with("x-") && !name.contains("recipient"))
 }
 
 /// Every address-looking token in a text, with its byte offset, lower-cased.

@@ -208,28 +208,40 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     }
 
     // A gateway's notice that wraps the real one ("the following addresses had errors",
-    // then the MTA's own bounce attached) names no recipient itself: read the attached one.
-    if blocks.is_empty()
+    // then the MTA's own bounce attached) names no recipient or no cause itself: read the
+    // attached one, when it is a notice with codes of its own.
+    let free_findings = freetext::findings(&blocks, &context);
+    let says_little = free_findings
+        .iter()
+        .all(|f| f.status.is_none() && f.reply_code.is_none());
+    if says_little
         && depth < 2
         && let Some(inner) = parts.returned_raw.as_deref()
     {
         let nested = parse_nested(inner, depth + 1);
-        if nested.kind == Kind::Bounce && nested.findings.iter().any(|f| f.recipient.is_some()) {
+        let useful = nested.findings.iter().any(|f| {
+            f.recipient.is_some()
+                && (blocks.is_empty() || f.status.is_some() || f.reply_code.is_some())
+        });
+        if nested.kind == Kind::Bounce && useful {
             return nested;
         }
     }
 
+    // A person may write "could not be delivered" too: the words alone count only when
+    // the message also returns an original, comes from the null sender, or is itself
+    // attached to a notice.
     let looks_like_bounce = sender.is_mail_system()
         || freetext::is_bounce_subject(&subject)
-        || freetext::has_failure_phrase(&context);
+        || (freetext::has_failure_phrase(&context)
+            && (parts.returned.is_some() || sender.null || depth > 0));
     let is_autoreply = autoreply::is_autoreply(&message, &subject);
     // A person's auto-reply may quote a failure; a mail system's notice may carry
     // Auto-Submitted too: only the sender tells them apart.
     if looks_like_bounce && (sender.is_mail_system() || !is_autoreply) {
-        let findings = freetext::findings(&blocks, &context);
         return Parsed {
             kind: Kind::Bounce,
-            findings,
+            findings: free_findings,
             context,
             subject,
             feedback_type: None,
