@@ -94,3 +94,62 @@ fn run_reports_a_failure_as_json() {
     assert_eq!(report["error"]["code"], "invalid-output");
     assert!(report["message"].is_null());
 }
+
+#[test]
+fn bounce_classify_prints_one_json_line_per_returned_recipient() {
+    let bounce = data("bounces/lhost-postfix-13.eml");
+    let vacation = b"From: ann@example.net\r\nTo: b+1@bounce.example.com\r\n\
+        Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nBack on Monday.\r\n";
+    let output = sluice(
+        &["bounce", "classify", bounce.to_str().unwrap(), "-"],
+        vacation,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let unknown = lines
+        .iter()
+        .find(|l| l["recipient"] == "kijitora@example.jp")
+        .unwrap();
+    assert_eq!(unknown["kind"], "bounce");
+    assert_eq!(unknown["class"], "hard");
+    assert_eq!(unknown["reason"], "userunknown");
+    assert_eq!(unknown["reply_code"], 550);
+    let full = lines
+        .iter()
+        .find(|l| l["recipient"] == "noraneko@example.jp")
+        .unwrap();
+    assert_eq!(full["class"], "soft");
+    assert_eq!(full["reason"], "mailboxfull");
+    assert_eq!(full["status"], "5.2.2");
+    let auto = &lines[2];
+    assert_eq!(auto["file"], "-");
+    assert_eq!(auto["kind"], "autoreply");
+    assert!(auto["recipient"].is_null() && auto["class"].is_null());
+}
+
+#[test]
+fn bounce_classify_names_an_unreadable_file_and_goes_on() {
+    let bounce = data("bounces/arf-01.eml");
+    let output = sluice(
+        &[
+            "bounce",
+            "classify",
+            "/nonexistent/x.eml",
+            bounce.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read /nonexistent/x.eml"));
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(line["kind"], "complaint");
+    assert_eq!(line["reason"], "feedback");
+}

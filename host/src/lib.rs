@@ -1,6 +1,7 @@
 //! Sluice: a transactional-mail platform whose Flowsteps run as sandboxed WebAssembly components.
 
 pub mod api;
+pub mod bounce;
 pub mod config;
 pub mod delivery;
 pub mod dkim;

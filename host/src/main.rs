@@ -29,6 +29,9 @@ enum Command {
     /// Checks and tries out Flowstep plugins.
     #[command(subcommand)]
     Plugin(commands::plugin::PluginCommand),
+    /// Reads returned mail: bounces, complaints, auto-replies.
+    #[command(subcommand)]
+    Bounce(commands::bounce::BounceCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, data } => commands::serve::run(config.as_deref(), data),
         Command::Plugin(command) => commands::plugin::run(command),
+        Command::Bounce(command) => commands::bounce::run(command),
     };
     match result {
         Ok(code) => code,

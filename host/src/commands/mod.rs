@@ -1,4 +1,5 @@
 //! The subcommands of the `sluice` binary.
 
+pub mod bounce;
 pub mod plugin;
 pub mod serve;

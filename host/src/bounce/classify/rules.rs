@@ -1,0 +1,769 @@
+//! The classification rules, as data: what words mean which reason, what each enhanced
+//! status code and reply code means, and which reasons are hard. Everything the classifier
+//! knows about wording lives here, so a reviewer can read it top to bottom.
+//!
+//! Patterns are lower-case phrases matched against the diagnostic after lower-casing it and
+//! collapsing whitespace, so "User  Unknown\n" matches "user unknown". A `*` inside a
+//! pattern stands for up to [`GAP`] characters ("mailbox * full" matches "mailbox is
+//! full" and "mailbox of ann is full"). They are general phrases that many MTAs use, never
+//! one sample's sentence.
+
+use crate::bounce::{Class, Reason};
+
+/// How many characters a `*` in a pattern may stand for.
+pub const GAP: usize = 40;
+
+/// Text patterns, in order: the first reason with a matching pattern wins. Causes that
+/// name the sender or the message's form come first (a refused sender domain "does not
+/// exist" too, but it is the sender's), then what is wrong with the recipient's mailbox or
+/// domain, then blocks and spam, then the generic and the temporary.
+pub const TEXT_RULES: &[(Reason, &[&str])] = &[
+    // Sender authentication: the remote checked SPF, DKIM or DMARC and it failed.
+    (
+        Reason::AuthFailure,
+        &[
+            "dmarc",
+            "unauthenticated email",
+            "spf check",
+            "spf fail",
+            "spf validation",
+            "sender policy framework",
+            "dkim",
+            "domainkeys",
+        ],
+    ),
+    // The sending IP's reverse DNS is missing or does not match.
+    (
+        Reason::RequirePtr,
+        &[
+            "reverse dns",
+            "reverse lookup",
+            "reverse hostname",
+            "reverse host name",
+            "ptr record",
+            "no ptr",
+            "rdns",
+            "cannot find your hostname",
+            "cannot resolve your hostname",
+            "not resolve your address",
+            "cannot find your reverse",
+        ],
+    ),
+    // The sender's reputation (volume, complaints), not one message, is the problem.
+    (
+        Reason::BadReputation,
+        &[
+            "reputation",
+            "user complaints",
+            "unexpected volume",
+            "unusual rate of unsolicited",
+        ],
+    ),
+    // Too fast for this recipient or domain.
+    (
+        Reason::Speeding,
+        &[
+            "receiving mail at a rate",
+            "rate limit",
+            "rate-limit",
+            "ratelimit",
+            "sending too fast",
+            "exceeded the rate",
+        ],
+    ),
+    (
+        Reason::VirusDetected,
+        &["virus", "malware", "infected", "trojan"],
+    ),
+    // The message's form breaks the standards (before spam: Gmail explains the rule
+    // with "to reduce the amount of spam").
+    (
+        Reason::NotCompliantRfc,
+        &[
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "not rfc compliant",
+            "multiple addresses in from",
+        ],
+    ),
+    // The sender address or domain was refused (before the unknown-mailbox phrases: "domain
+    // of sender address does not exist" is about us).
+    (
+        Reason::Rejected,
+        &[
+            "sender rejected",
+            "sender address rejected",
+            "sender denied",
+            "sender not allowed",
+            "sender is not allowed",
+            "sender verify failed",
+            "sender verification failed",
+            "invalid sender",
+            "domain of sender address",
+            "sender domain",
+            "mail from rejected",
+            "bad sender",
+            "unknown sender",
+            "purported responsible address",
+            "permission to post",
+        ],
+    ),
+    // The remote does not relay for us.
+    (
+        Reason::NoRelaying,
+        &[
+            "relay access denied",
+            "relaying denied",
+            "relaying not allowed",
+            "relay not permitted",
+            "not permitted to relay",
+            "unable to relay",
+            "relay denied",
+            "we do not relay",
+            "no relaying",
+            "relay not allowed",
+            "not a gateway",
+        ],
+    ),
+    // The address moved.
+    (
+        Reason::HasMoved,
+        &[
+            "has moved",
+            "address has changed",
+            "mailbox has moved",
+            "no longer valid, please use",
+        ],
+    ),
+    // The mailbox is over quota.
+    (
+        Reason::MailboxFull,
+        &[
+            "mailbox full",
+            "mailbox is full",
+            "mailbox * full",
+            "mail box full",
+            "inbox is full",
+            "inbox full",
+            "quota exceeded",
+            "exceeded * quota",
+            "exceeds * quota",
+            "over quota",
+            "overquota",
+            "quota full",
+            "disk quota",
+            "storage allocation",
+            "mailbox size limit",
+            "mailbox exceeds",
+            "maildir over",
+            "insufficient space in mailbox",
+            "enough space in mailbox",
+            "has exceeded its storage",
+            "переполнен",
+        ],
+    ),
+    // The message is too large for the receiving system.
+    (
+        Reason::MesgTooBig,
+        &[
+            "message too large",
+            "message too big",
+            "message is too large",
+            "message is too big",
+            "message size exceeds",
+            "message exceeds * size",
+            "exceeds * message size",
+            "maximum message size",
+            "message length exceeds",
+            "larger than the maximum",
+            "size limit",
+        ],
+    ),
+    // The mailbox exists but is switched off.
+    (
+        Reason::Suspend,
+        &[
+            "suspended",
+            "account disabled",
+            "mailbox disabled",
+            "is disabled",
+            "has been disabled",
+            "disabled or discontinued",
+            "deactivated",
+            "inactive",
+            "not active",
+            "account is locked",
+            "account locked",
+            "temporarily locked",
+            "temporary locked",
+            "account closed",
+            "account expired",
+            "account is blocked",
+            "account has been blocked",
+            "mailbox is frozen",
+            "заблокирован",
+        ],
+    ),
+    // The domain or host does not accept mail at all (null MX, no mail service).
+    (
+        Reason::NotAccept,
+        &[
+            "does not accept mail",
+            "doesn't accept mail",
+            "not accepting network messages",
+            "not accepting mail",
+            "accept no mail",
+            "accepts no mail",
+            "null mx",
+            "no mx found",
+            "no smtp service",
+            "couldn't find a mail exchanger",
+            "could not find a mail exchanger",
+            "mail receiving disabled",
+        ],
+    ),
+    // The domain does not exist or has no usable mail host.
+    (
+        Reason::HostUnknown,
+        &[
+            "host unknown",
+            "unknown host",
+            "host not found",
+            "host or domain name not found",
+            "domain not found",
+            "no such domain",
+            "domain does not exist",
+            "domain doesn't exist",
+            "domain may not exist",
+            "domain name not found",
+            "unknown domain",
+            "domain unknown",
+            "unrouteable address",
+            "unroutable address",
+            "name or service not known",
+            "host name lookup failure",
+            "hostname lookup failure",
+            "dns lookup failure",
+            "non-existent host",
+            "nonexistent host",
+            "non-existent domain",
+            "nxdomain",
+            "recipient domain must exist",
+            "domain is not reachable",
+        ],
+    ),
+    // The mailbox does not exist. Only with corroboration (a 5.1.1, or a refusal at RCPT
+    // TO) is this the reason; see `UNCONFIRMED_UNKNOWN_USER`.
+    (
+        Reason::UserUnknown,
+        &[
+            "user unknown",
+            "unknown user",
+            "user not found",
+            "unknown recipient",
+            "recipient unknown",
+            "recipient not found",
+            "recipient does not exist",
+            "recipient name is not recognized",
+            "invalid final delivery userid",
+            "not listed in domino directory",
+            "not listed in public name",
+            "account does not exist at the organization",
+            "recipient address rejected: access denied",
+            "no such user",
+            "no such mailbox",
+            "no such recipient",
+            "no such account",
+            "no such address",
+            "no such person",
+            "no mailbox",
+            "mailbox not found",
+            "mailbox does not exist",
+            "mailbox doesn't exist",
+            "mailbox unavailable",
+            "mailbox is unavailable",
+            "mailbox not available",
+            "address not found",
+            "address does not exist",
+            "address doesn't exist",
+            "addressee unknown",
+            "account does not exist",
+            "account doesn't exist",
+            "user does not exist",
+            "user doesn't exist",
+            "user doesn't have a",
+            "doesn't have an account",
+            "not a valid mailbox",
+            "invalid mailbox",
+            "invalid recipient",
+            "invalid address",
+            "invalid user",
+            "not a known user",
+            "bad destination mailbox",
+            "unknown local part",
+            "unknown or illegal alias",
+            "user invalid",
+            "is not a valid user",
+            "no account by that name",
+            "does not exist",
+            "unknown address",
+            "utilisateur inconnu",
+            "destinataire inconnu",
+            "adresse inconnue",
+            "unbekannt",
+            "no existe",
+            "inesistente",
+            "не существует",
+            "нет такого",
+            "не найден",
+            "存在しない",
+            "宛先不明",
+        ],
+    ),
+    // Listed or blocked sending IPs and hosts.
+    (
+        Reason::Blocked,
+        &[
+            "blacklist",
+            "black list",
+            "blocklist",
+            "block list",
+            "denylist",
+            "dnsbl",
+            "spamhaus",
+            "spamcop",
+            "sorbs",
+            "listed in",
+            "listed on",
+            "listed at",
+            "ip blocked",
+            "host blocked",
+            "invalid ip",
+            "your ip",
+            "your host",
+            "client host rejected",
+            "access denied, banned",
+            "banned sending",
+            "not allowed to send from",
+            "please use the smtp server of your isp",
+            "dynamic ip",
+            "dial-up",
+            "dialup",
+            "residential",
+        ],
+    ),
+    // The content was judged spam.
+    (
+        Reason::SpamDetected,
+        &[
+            "spam",
+            "junk mail",
+            "bulk mail",
+            "bulk email",
+            "unsolicited",
+            "content rejected",
+            "phishing",
+        ],
+    ),
+    // A recipient-side filter.
+    (
+        Reason::Filtered,
+        &[
+            "filtered",
+            "content filter",
+            "refused by recipient",
+            "rejected by recipient",
+            "recipient's preferences",
+            "recipient preferences",
+            "accepting mail from specific",
+            "user refuses",
+            "refuses to accept",
+        ],
+    ),
+    // Security requirements not met (before policy: "unauthenticated senders not allowed").
+    (
+        Reason::SecurityError,
+        &[
+            "authentication required",
+            "authentication failed",
+            "unauthenticated",
+            "must issue a starttls",
+            "starttls",
+            "tls required",
+            "encryption required",
+            "certificate",
+            "insecure",
+        ],
+    ),
+    // Local policy of the receiving side.
+    (
+        Reason::PolicyViolation,
+        &["policy", "prohibited", "not permitted", "not allowed"],
+    ),
+    // Too many connections at once.
+    (
+        Reason::TooManyConn,
+        &[
+            "too many connections",
+            "too many concurrent",
+            "too many simultaneous",
+            "connection limit",
+            "connections limit",
+            "frequency limited",
+            "too many sessions",
+            "too many messages",
+        ],
+    ),
+    // The receiving system is out of resources.
+    (
+        Reason::SystemFull,
+        &[
+            "insufficient system storage",
+            "insufficient disk space",
+            "disk full",
+            "system full",
+            "out of disk",
+            "no space left",
+        ],
+    ),
+    // The message waited too long (before network trouble: "expired after a timeout" is
+    // an expiry; the timeout was only the last attempt's story).
+    (
+        Reason::Expired,
+        &[
+            "retry time",
+            "retry timeout",
+            "expired",
+            "too long in queue",
+            "could not be delivered within",
+            "delivery time",
+            "has been delayed",
+            "delivery is delayed",
+            "will retry",
+            "will keep trying",
+            "no successful delivery",
+            "queue lifetime",
+            "delivery failed * attempts",
+        ],
+    ),
+    // Network trouble on the way.
+    (
+        Reason::NetworkError,
+        &[
+            "connection refused",
+            "connection timed out",
+            "timed out",
+            "timeout",
+            "no route to host",
+            "network is unreachable",
+            "network unreachable",
+            "connection reset",
+            "lost connection",
+            "could not connect",
+            "couldn't connect",
+            "unable to connect",
+            "establish an smtp connection",
+            "temporary lookup failure",
+            "name service error",
+            "name server",
+            "routing loop",
+            "mail loop",
+            "too many hops",
+            "loop detected",
+        ],
+    ),
+    // A local delivery program failed.
+    (
+        Reason::MailerError,
+        &[
+            "mailer error",
+            "command failed",
+            "pipe to",
+            "unknown mailer",
+            "procmail",
+            "exit code",
+            "x-unix",
+        ],
+    ),
+    // Malformed content.
+    (
+        Reason::ContentError,
+        &[
+            "header size exceeds",
+            "mime",
+            "8-bit data",
+            "8bit data",
+            "line too long",
+            "header error",
+            "invalid header",
+            "malformed message",
+            "content error",
+        ],
+    ),
+    (
+        Reason::SyntaxError,
+        &[
+            "syntax error",
+            "command unrecognized",
+            "unrecognized command",
+            "bad sequence of commands",
+            "malformed",
+            "invalid command",
+        ],
+    ),
+    (
+        Reason::SystemError,
+        &[
+            "system error",
+            "internal error",
+            "server error",
+            "local error",
+            "temporary failure",
+            "temporarily unavailable",
+            "service unavailable",
+            "service * unavailable",
+            "service refused",
+            "resources temporarily",
+            "i/o error",
+            "configuration error",
+        ],
+    ),
+];
+
+/// Phrases in which the bouncing server speaks for its own mailbox directory (Exchange
+/// 2000/2003, IMail, Lotus Domino): as authoritative as a 5.1.1, so an "unknown user" in
+/// these words needs no other corroboration.
+pub const DIRECTORY_VERDICTS: &[&str] = &[
+    "recipient name is not recognized",
+    "account does not exist at the organization",
+    "invalid final delivery userid",
+    "not listed in domino directory",
+    "not listed in public name",
+];
+
+/// What an "unknown user" answer becomes when nothing corroborates it: neither a status
+/// code saying so (5.1.1) nor a refusal at RCPT TO. A mailbox that passed RCPT TO and is
+/// then "unknown" after DATA is a filter speaking; so is a bare "user unknown" in a gateway's
+/// own words. Soft, so one odd answer does not put a real address on the filter list.
+pub const UNCONFIRMED_UNKNOWN_USER: Reason = Reason::Filtered;
+
+/// Exact enhanced status codes whose meaning the generic subject/detail table gets wrong
+/// (provider-specific details, RFC 7372 / RFC 7505 codes).
+pub const EXACT_STATUS: &[(&str, Reason)] = &[
+    ("5.1.10", Reason::NotAccept), // RFC 7505: recipient's domain has a null MX
+    ("5.7.27", Reason::NotAccept), // RFC 7505: sender's domain has a null MX
+    ("5.7.13", Reason::Suspend),   // user account disabled
+    ("5.7.20", Reason::AuthFailure), // no passing DKIM signature
+    ("5.7.21", Reason::AuthFailure),
+    ("5.7.22", Reason::AuthFailure),
+    ("5.7.23", Reason::AuthFailure), // SPF validation failed
+    ("5.7.24", Reason::AuthFailure),
+    ("5.7.25", Reason::RequirePtr),   // reverse DNS validation failed
+    ("5.7.26", Reason::AuthFailure),  // multiple authentication checks failed (DMARC)
+    ("5.7.509", Reason::AuthFailure), // Microsoft: DMARC reject
+    ("4.4.316", Reason::Expired),     // Microsoft: message expired, connection refused
+    ("5.4.316", Reason::Expired),
+    ("4.7.0", Reason::Blocked),
+    // RFC 3463 reads x.4.1 as "no answer from host"; a permanent 5.4.1 is Microsoft's
+    // "recipient address rejected: access denied" (the words decide when they say more).
+    ("5.4.1", Reason::Rejected),
+];
+
+/// Enhanced status codes by `subject.detail` (RFC 3463), class digit aside.
+pub const STATUS_RULES: &[(&str, Reason)] = &[
+    ("1.0", Reason::UserUnknown),
+    ("1.1", Reason::UserUnknown), // bad destination mailbox address
+    ("1.2", Reason::HostUnknown), // bad destination system address
+    ("1.3", Reason::UserUnknown), // bad destination mailbox address syntax
+    ("1.4", Reason::UserUnknown), // destination mailbox address ambiguous
+    ("1.6", Reason::HasMoved),    // destination mailbox has moved
+    ("1.7", Reason::Rejected),    // bad sender's mailbox address syntax
+    ("1.8", Reason::Rejected),    // bad sender's system address
+    ("2.0", Reason::Filtered),    // other or undefined mailbox status
+    ("2.1", Reason::Filtered),    // mailbox disabled, not accepting messages
+    ("2.2", Reason::MailboxFull), // mailbox full
+    ("2.3", Reason::ExceedLimit), // message length exceeds administrative limit
+    ("2.4", Reason::SystemError), // mailing list expansion problem
+    ("3.0", Reason::SystemError),
+    ("3.1", Reason::SystemFull),  // mail system full
+    ("3.2", Reason::NotAccept),   // system not accepting network messages
+    ("3.3", Reason::SystemError), // system not capable of selected features
+    ("3.4", Reason::MesgTooBig),  // message too big for system
+    ("3.5", Reason::SystemError), // system incorrectly configured
+    ("4.0", Reason::NetworkError),
+    ("4.1", Reason::Expired),      // no answer from host
+    ("4.2", Reason::NetworkError), // bad connection
+    ("4.3", Reason::SystemError),  // directory server failure
+    ("4.4", Reason::HostUnknown),  // unable to route
+    ("4.5", Reason::SystemFull),   // mail system congestion
+    ("4.6", Reason::NetworkError), // routing loop detected
+    ("4.7", Reason::Expired),      // delivery time expired
+    ("5.0", Reason::SyntaxError),
+    ("5.1", Reason::SyntaxError), // invalid command
+    ("5.2", Reason::SyntaxError), // syntax error
+    ("5.3", Reason::TooManyConn), // too many recipients
+    ("5.4", Reason::SyntaxError), // invalid command arguments
+    ("5.5", Reason::SyntaxError), // wrong protocol version
+    ("6.0", Reason::ContentError),
+    ("6.1", Reason::ContentError), // media not supported
+    ("6.2", Reason::ContentError), // conversion required and prohibited
+    ("6.3", Reason::ContentError),
+    ("6.4", Reason::ContentError),
+    ("6.5", Reason::ContentError),
+    ("6.6", Reason::ContentError),
+    ("6.7", Reason::ContentError),
+    ("6.8", Reason::ContentError),
+    ("6.9", Reason::ContentError),
+    ("6.10", Reason::ContentError),
+    ("7.0", Reason::SecurityError),
+    ("7.1", Reason::Rejected), // delivery not authorized, message refused
+    ("7.2", Reason::Rejected), // mailing list expansion prohibited
+    ("7.3", Reason::SecurityError), // security conversion required but not possible
+    ("7.4", Reason::SecurityError), // security features not supported
+    ("7.5", Reason::SecurityError), // cryptographic failure
+    ("7.6", Reason::SecurityError), // cryptographic algorithm not supported
+    ("7.7", Reason::SecurityError), // message integrity failure
+    ("7.8", Reason::SecurityError), // authentication credentials invalid
+    ("7.9", Reason::PolicyViolation), // authentication mechanism is too weak
+    ("7.10", Reason::SecurityError), // encryption needed
+    ("7.11", Reason::SecurityError), // encryption required for requested mechanism
+    ("7.15", Reason::SecurityError),
+    ("7.17", Reason::HasMoved), // mailbox owner has changed
+    ("7.18", Reason::HasMoved), // domain owner has changed
+];
+
+/// SMTP reply codes, for answers that carry no enhanced status and no telling words.
+pub const REPLY_CODE_RULES: &[(u16, Reason)] = &[
+    (421, Reason::TooManyConn), // service not available, closing channel
+    (450, Reason::Undefined),
+    (451, Reason::SystemError), // local error in processing
+    (452, Reason::SystemFull),  // insufficient system storage
+    (500, Reason::SyntaxError),
+    (501, Reason::SyntaxError),
+    (502, Reason::SyntaxError),
+    (503, Reason::SyntaxError),
+    (504, Reason::SyntaxError),
+    (521, Reason::NotAccept),     // RFC 7504: host does not accept mail
+    (530, Reason::SecurityError), // authentication required
+    (535, Reason::SecurityError),
+    (551, Reason::HasMoved),    // user not local; please try <forward-path>
+    (552, Reason::MailboxFull), // exceeded storage allocation
+    (553, Reason::Rejected),    // mailbox name not allowed
+    (554, Reason::Rejected),    // transaction failed
+    (556, Reason::NotAccept),   // RFC 7504: domain does not accept mail
+];
+
+/// The status table's reasons that say more than words do: when the status names one of
+/// these and the text names one of the paired reasons, the status's finer reading wins
+/// (5.2.3 and "message too large" is the recipient's own limit, not the system's).
+pub const STATUS_REFINES_TEXT: &[(Reason, Reason)] = &[
+    (Reason::ExceedLimit, Reason::MesgTooBig),
+    (Reason::ExceedLimit, Reason::MailboxFull),
+    // "Connection timed out" with 4.4.1 / 4.4.7: the MTA gave up retrying.
+    (Reason::Expired, Reason::NetworkError),
+];
+
+/// How a reason reads when the answer was temporary (4xx, or a delay): a domain that
+/// "does not exist" for now is a DNS failure on the way, not a missing domain.
+pub const TEMPORARY_READING: &[(Reason, Reason)] = &[(Reason::HostUnknown, Reason::NetworkError)];
+
+/// Reasons that mean the address itself is bad: later mail will fail the same way.
+/// `NotAccept` is hard only when permanent (a null MX, a 5xx); see [`class_of`].
+pub const HARD_REASONS: &[Reason] = &[Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved];
+
+/// Hard or soft for a bounce reason; `permanent` is false for 4xx codes and delays.
+pub fn class_of(reason: Reason, permanent: bool) -> Class {
+    let hard = HARD_REASONS.contains(&reason) || reason == Reason::NotAccept;
+    if hard && permanent {
+        Class::Hard
+    } else {
+        Class::Soft
+    }
+}
+
+/// The first reason whose patterns match the text (already lower-cased and collapsed).
+pub fn reason_for_text(normalized: &str) -> Option<Reason> {
+    TEXT_RULES
+        .iter()
+        .find(|(_, patterns)| patterns.iter().any(|p| pattern_matches(p, normalized)))
+        .map(|(reason, _)| *reason)
+}
+
+/// The reason an enhanced status code names, if it names one.
+pub fn reason_for_status(status: &str) -> Option<Reason> {
+    if let Some((_, reason)) = EXACT_STATUS.iter().find(|(code, _)| *code == status) {
+        return Some(*reason);
+    }
+    let (_, subject_detail) = status.split_once('.')?;
+    STATUS_RULES
+        .iter()
+        .find(|(code, _)| *code == subject_detail)
+        .map(|(_, reason)| *reason)
+}
+
+/// Whether an enhanced status code is about the destination mailbox address (x.1.y but not
+/// moved or sender codes): 5.1.1, 5.1.0, Microsoft's 5.1.10 "RecipientNotFound" and
+/// 5.1.351 all say the address was looked up and refused.
+pub fn status_names_destination(status: &str) -> bool {
+    let mut parts = status.split('.');
+    let (_, subject, detail) = (parts.next(), parts.next(), parts.next());
+    subject == Some("1") && !matches!(detail, Some("6" | "7" | "8"))
+}
+
+/// The reason a bare reply code names, if it names one.
+pub fn reason_for_reply_code(code: u16) -> Option<Reason> {
+    REPLY_CODE_RULES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, reason)| *reason)
+        .filter(|reason| *reason != Reason::Undefined)
+}
+
+/// Lower-cases and collapses whitespace, the form patterns are matched against.
+pub fn normalize(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Whether a pattern (phrases joined by `*` gaps) occurs in the text.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*').map(str::trim).filter(|p| !p.is_empty());
+    let Some(first) = pieces.next() else {
+        return false;
+    };
+    let rest: Vec<&str> = pieces.collect();
+    // Try every occurrence of the first piece: a later one may be the one whose
+    // neighbours fit within the gaps.
+    let mut from = 0;
+    while let Some(found) = text[from..].find(first) {
+        let start = from + found;
+        let mut at = start + first.len();
+        let fits = rest.iter().all(|piece| {
+            let window_end =
+                floor_char_boundary(text, (at + GAP + 2 + piece.len()).min(text.len()));
+            match text[at..window_end].find(piece) {
+                Some(offset) => {
+                    at += offset + piece.len();
+                    true
+                }
+                None => false,
+            }
+        });
+        if fits {
+            return true;
+        }
+        from = start + first.len();
+    }
+    false
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while index > 0 && !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}

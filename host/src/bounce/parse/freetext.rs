@@ -1,0 +1,434 @@
+//! Reading a notice the way a person does when no machine-readable report is attached:
+//! where the returned original starts, which addresses failed, and which words belong to
+//! which address. Works on any MTA's wording because it looks at layout (an address on its
+//! own line, an address after "to" or "recipient") rather than at one MTA's sentences.
+
+use super::{Finding, collapse_whitespace, find_command, find_enhanced_status, find_reply_code};
+
+/// A recipient's diagnostic is cut to this many bytes (the full text stays in the context).
+const MAX_DIAGNOSTIC: usize = 1000;
+/// At most this many recipients are read from one notice.
+const MAX_RECIPIENTS: usize = 500;
+/// At most this many address mentions are weighed (a hostile notice may hold thousands).
+const MAX_OCCURRENCES: usize = 5000;
+
+/// Words in a separator line that announce the returned original message.
+const ORIGINAL_MARKERS: &[&str] = &[
+    "original message",
+    "copy of the message",
+    "copy of your message",
+    "returned message",
+    "unsent message",
+    "undelivered message",
+    "original mail",
+    "message headers follow",
+    "headers of the original",
+    "header of the original",
+    "original headers",
+    "below this line",
+    "message text follows",
+    "message follows",
+    "received message",
+    "原文",
+    "元のメッセージ",
+];
+
+/// Subjects of delivery notices (lower-case substrings).
+const BOUNCE_SUBJECTS: &[&str] = &[
+    "undeliver",
+    "undelivered",
+    "delivery fail",
+    "delivery status notification",
+    "delivery notification",
+    "delivery failure",
+    "delivery problem",
+    "returned mail",
+    "returning message",
+    "failure notice",
+    "mail delivery",
+    "mail system error",
+    "could not be delivered",
+    "could not send",
+    "not delivered",
+    "delivery has failed",
+    "error sending your mail",
+    "message you sent blocked",
+    "non remis",
+    "non recapitabile",
+    "nicht zustellbar",
+    "unzustellbar",
+    "no entregado",
+    "недоставленное",
+    "не доставлено",
+    "配信不能",
+    "配送エラー",
+];
+
+/// Sentences of delivery notices (lower-case, whitespace-collapsed substrings).
+const FAILURE_PHRASES: &[&str] = &[
+    "could not be delivered",
+    "couldn't be delivered",
+    "was not delivered",
+    "wasn't able to deliver",
+    "unable to deliver",
+    "could not deliver",
+    "delivery has failed",
+    "delivery failed",
+    "failed permanently",
+    "permanent error",
+    "permanent fatal error",
+    "following address(es) failed",
+    "following addresses had",
+    "following recipients",
+    "error delivering your mail",
+    "did not like our",
+    "undeliverable",
+    "delivery to the following recipient",
+    "returned to sender",
+    "message could not be sent",
+];
+
+/// The notice's words up to the returned original, and the rest (if a marker was found).
+pub fn split_at_original(text: &str) -> (&str, Option<&str>) {
+    let mut offset = 0;
+    let mut seen_text = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if seen_text && (is_original_marker(trimmed) || starts_copied_headers(trimmed)) {
+            let rest_start = if is_original_marker(trimmed) {
+                offset + line.len()
+            } else {
+                offset
+            };
+            return (&text[..offset], Some(&text[rest_start..]));
+        }
+        seen_text |= !trimmed.is_empty();
+        offset += line.len();
+    }
+    (text, None)
+}
+
+fn is_original_marker(line: &str) -> bool {
+    if line.is_empty() || line.len() > 120 {
+        return false;
+    }
+    let lower = line.to_lowercase();
+    let separator = line.starts_with(['-', '=', '*', '_', '#']);
+    let bare = lower.trim_end_matches(['.', ':', ' ']);
+    // "... follows", "... below", or a line ending in a colon: what comes next is it.
+    let announces = bare.ends_with("follows")
+        || bare.ends_with("follow")
+        || bare.ends_with("below")
+        || bare.ends_with("attached")
+        || line.ends_with(':');
+    (separator || announces) && ORIGINAL_MARKERS.iter().any(|m| lower.contains(m))
+}
+
+/// A copied header block without a marker line: the original starts here.
+fn starts_copied_headers(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    lower.starts_with("return-path:")
+        || lower.starts_with("received: from")
+        || lower.starts_with("dkim-signature:")
+}
+
+/// Whether a subject reads like a delivery notice's.
+pub fn is_bounce_subject(subject: &str) -> bool {
+    let lower = subject.to_lowercase();
+    BOUNCE_SUBJECTS.iter().any(|s| lower.contains(s))
+}
+
+/// Whether the (whitespace-collapsed) text says a delivery failed.
+pub fn has_failure_phrase(context: &str) -> bool {
+    let lower = context.to_lowercase();
+    FAILURE_PHRASES.iter().any(|p| lower.contains(p))
+}
+
+/// One failed address and the text that belongs to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The address, lower-cased.
+    pub address: String,
+    /// From the address's line to the next recipient's line.
+    pub text: String,
+}
+
+/// The failed addresses of a notice, each with its part of the text.
+pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
+    let lines = line_spans(notice);
+    // Every recipient-looking occurrence: (line number, address, strong?).
+    let mut occurrences: Vec<(usize, String, bool)> = Vec::new();
+    for (number, (start, end)) in lines.iter().enumerate() {
+        let line = &notice[*start..*end];
+        if is_other_header_line(line) {
+            continue;
+        }
+        if occurrences.len() >= MAX_OCCURRENCES {
+            break;
+        }
+        for (at, address) in addresses_in(line) {
+            if excluded.contains(&address) {
+                continue;
+            }
+            match position(&line[..at]) {
+                Position::Sender => {}
+                position => occurrences.push((number, address, position == Position::Strong)),
+            }
+        }
+    }
+    // Strong positions are trusted when there are any; a notice that only mentions the
+    // address in a sentence still names its recipient.
+    let strong = occurrences.iter().any(|o| o.2);
+    occurrences.retain(|o| o.2 || !strong);
+    let mut recipients: Vec<(usize, String)> = Vec::new();
+    for (number, address, _) in &occurrences {
+        if recipients.len() >= MAX_RECIPIENTS {
+            break;
+        }
+        if !recipients.iter().any(|(_, known)| known == address) {
+            recipients.push((*number, address.clone()));
+        }
+    }
+    recipients
+        .iter()
+        .map(|(first_line, address)| {
+            // The block runs to the next line that names another recipient (a notice may
+            // repeat its list, in two languages), or just this line and its indented
+            // continuation when the diagnostic follows the address on the same line.
+            let next_other = occurrences
+                .iter()
+                .map(|(number, other, _)| (*number, other))
+                .find(|(number, other)| number > first_line && *other != address)
+                .map(|(number, _)| number)
+                .unwrap_or(lines.len());
+            let (line_start, line_end) = lines[*first_line];
+            let line = &notice[line_start..line_end];
+            let end_line = if has_inline_diagnostic(line, address) {
+                let continuation = lines[first_line + 1..next_other]
+                    .iter()
+                    .take_while(|(s, e)| {
+                        notice[*s..*e].starts_with([' ', '\t']) && !notice[*s..*e].trim().is_empty()
+                    })
+                    .count();
+                first_line + 1 + continuation
+            } else {
+                next_other
+            };
+            let end = lines.get(end_line).map(|(s, _)| *s).unwrap_or(notice.len());
+            Block {
+                address: address.clone(),
+                text: notice[line_start..end].to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Byte ranges of the lines of a text.
+fn line_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        spans.push((offset, offset + line.len()));
+        offset += line.len();
+    }
+    spans
+}
+
+/// Whether a line says more than the address: "addr: host x said: 550 ...", "addr [User
+/// unknown]". Then the line (and its indented continuation) is the recipient's whole story.
+fn has_inline_diagnostic(line: &str, address: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    let Some(at) = lower.find(address) else {
+        return false;
+    };
+    let after = &lower[at + address.len()..];
+    let words: String = after
+        .chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace())
+        .collect();
+    words.split_whitespace().map(str::len).sum::<usize>() >= 8
+}
+
+/// Where an address sits in its line, judged by the words just before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Position {
+    /// Alone at the start of a line, or right after "to", "recipient", "address", ...
+    Strong,
+    /// Somewhere in a sentence.
+    Weak,
+    /// After "from", "sender", "MAIL FROM": the sender, not a recipient.
+    Sender,
+}
+
+fn position(before: &str) -> Position {
+    let lower = before.to_lowercase();
+    let words = lower
+        .trim_end()
+        .trim_end_matches(['<', '"', '\'', '(', '[', '`', ' ', '\t']);
+    const SENDER_WORDS: &[&str] = &[
+        "from",
+        "from:",
+        "sender",
+        "sender:",
+        "envelope-from",
+        "return-path:",
+        "reply-to:",
+        "by",
+        "contact",
+    ];
+    const RECIPIENT_WORDS: &[&str] = &[
+        "to",
+        "to:",
+        "rcpt to:",
+        "recipient",
+        "recipient:",
+        "recipients:",
+        "recipient(s):",
+        "address",
+        "address:",
+        "addresses:",
+        "address(es):",
+        "addressee:",
+        "for",
+        "user",
+        "user:",
+        "mailbox",
+        "mailbox:",
+        "account",
+        "failed:",
+        "errors:",
+        "destinataire:",
+        "empfänger:",
+        "宛先:",
+        "адресат:",
+        "получатель:",
+    ];
+    let last_word = words.rsplit([' ', '\t']).next().unwrap_or_default();
+    if SENDER_WORDS.contains(&last_word) {
+        return Position::Sender;
+    }
+    let start_of_line = words
+        .trim_matches(|c: char| c.is_whitespace() || "-*>•·:.0123456789)".contains(c))
+        .is_empty();
+    if start_of_line || RECIPIENT_WORDS.contains(&last_word) {
+        Position::Strong
+    } else {
+        Position::Weak
+    }
+}
+
+/// Header fields quoted in a notice that name the sender or the original message, never
+/// the failed recipient ("To:" quotes the original's header, not the failure).
+const QUOTED_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "sender",
+    "reply-to",
+    "return-path",
+    "errors-to",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "received",
+    "date",
+    "subject",
+    "delivered-to",
+    "dkim-signature",
+    "authentication-results",
+];
+
+/// Whether a line is a quoted header field of the original (see [`QUOTED_HEADERS`]), or
+/// an `X-` field other than the failed-recipient ones.
+fn is_other_header_line(line: &str) -> bool {
+    let line = line.trim_start();
+    if !super::returned::looks_like_header_field(line) {
+        return false;
+    }
+    let name = line
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    QUOTED_HEADERS.contains(&name.as_str())
+        || (name.starts_with("x-") && !name.contains("recipient"))
+}
+
+/// Every address-looking token in a text, with its byte offset, lower-cased.
+pub fn addresses_in(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
+    let bytes = text.as_bytes();
+    let local_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b);
+    let domain_char = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-';
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'@')
+        .filter_map(move |(at, _)| {
+            let mut start = at;
+            while start > 0 && local_char(bytes[start - 1]) && at - start < 128 {
+                start -= 1;
+            }
+            while start < at && matches!(bytes[start], b'.' | b'\'' | b'`' | b'=') {
+                start += 1;
+            }
+            let mut end = at + 1;
+            while end < bytes.len() && domain_char(bytes[end]) && end - at < 256 {
+                end += 1;
+            }
+            while end > at + 1 && matches!(bytes[end - 1], b'.' | b'-') {
+                end -= 1;
+            }
+            let local = &text[start..at];
+            let domain = &text[at + 1..end];
+            let valid = !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with(['.', '-'])
+                && domain.rsplit('.').next().is_some_and(|tld| {
+                    tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
+                });
+            valid.then(|| (start, format!("{local}@{domain}").to_ascii_lowercase()))
+        })
+}
+
+/// One finding per block; a notice naming no address still gives one finding.
+pub fn findings(blocks: &[Block], context: &str) -> Vec<Finding> {
+    if blocks.is_empty() {
+        return vec![finding_from_text(None, context, None)];
+    }
+    let single = blocks.len() == 1;
+    blocks
+        .iter()
+        .map(|block| {
+            let fallback = single.then_some(context);
+            finding_from_text(Some(block.address.clone()), &block.text, fallback)
+        })
+        .collect()
+}
+
+fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&str>) -> Finding {
+    let diagnostic = cut(&collapse_whitespace(text), MAX_DIAGNOSTIC);
+    let status = find_enhanced_status(text).or_else(|| fallback.and_then(find_enhanced_status));
+    let reply_code = find_reply_code(text).or_else(|| fallback.and_then(find_reply_code));
+    let command = find_command(text).or_else(|| fallback.and_then(find_command));
+    Finding {
+        recipient,
+        action: Some("failed".into()),
+        status,
+        reply_code,
+        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
+        remote_mta: None,
+        command,
+    }
+}
+
+/// Cuts a string to at most `max` bytes on a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}

@@ -1,0 +1,618 @@
+//! One hand-written minimal message per shape the parser must read (the corpus golden test
+//! in tests/bounce.rs covers real samples), and the synchronous-reply classifier.
+
+use super::*;
+
+fn read(raw: &str) -> Report {
+    classify_message(raw.as_bytes())
+}
+
+fn verdict<'r>(report: &'r Report, recipient: &str) -> &'r RecipientVerdict {
+    report
+        .recipients
+        .iter()
+        .find(|v| v.recipient.as_deref() == Some(recipient))
+        .unwrap_or_else(|| panic!("{recipient} not in {report:#?}"))
+}
+
+#[test]
+fn postfix_dsn_reports_each_recipient_and_the_returned_headers() {
+    let report = read(
+        "From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n\
+         To: b+4711.x@bounce.example.com\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+         \r\n\
+         --B\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         <ann@example.net>: host mx.example.net[192.0.2.1] said: 550 5.1.1 <ann@example.net>:\r\n\
+         \x20   Recipient address rejected: User unknown (in reply to RCPT TO command)\r\n\
+         \r\n\
+         <bob@example.net>: host mx.example.net[192.0.2.1] said: 552 5.2.2 Mailbox full\r\n\
+         \x20   (in reply to RCPT TO command)\r\n\
+         --B\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.example.org\r\n\
+         Original-Envelope-Id: 4711\r\n\
+         \r\n\
+         Final-Recipient: rfc822; ann@example.net\r\n\
+         Action: failed\r\n\
+         Status: 5.1.1\r\n\
+         Remote-MTA: dns; mx.example.net\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>: Recipient address\r\n\
+         \x20   rejected: User unknown\r\n\
+         \r\n\
+         Final-Recipient: rfc822; bob@example.net\r\n\
+         Action: failed\r\n\
+         Status: 5.2.2\r\n\
+         Diagnostic-Code: smtp; 552 5.2.2 Mailbox full\r\n\
+         --B\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         \r\n\
+         Return-Path: <b+4711.x@bounce.example.com>\r\n\
+         Message-ID: <4711@sluice.example.com>\r\n\
+         X-Sluice-Message: 4711\r\n\
+         To: ann@example.net\r\n\
+         --B--\r\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+    assert_eq!(report.envelope_id.as_deref(), Some("4711"));
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    assert_eq!(
+        (ann.status.as_deref(), ann.reply_code),
+        (Some("5.1.1"), Some(550))
+    );
+    assert_eq!(ann.remote_mta.as_deref(), Some("mx.example.net"));
+    let bob = verdict(&report, "bob@example.net");
+    assert_eq!(
+        (bob.reason, bob.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+    let returned = report.returned.as_ref().unwrap();
+    assert_eq!(
+        returned.message_id().as_deref(),
+        Some("4711@sluice.example.com")
+    );
+    assert_eq!(
+        returned.return_path().as_deref(),
+        Some("b+4711.x@bounce.example.com")
+    );
+    assert_eq!(returned.header("x-sluice-message"), Some("4711"));
+}
+
+#[test]
+fn sendmail_dsn_without_blank_lines_between_groups() {
+    let report = read(
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@example.org>\n\
+         Subject: Returned mail: see transcript for details\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"S\"\n\
+         \n\
+         --S\n\
+         \n\
+         ----- The following addresses had permanent fatal errors -----\n\
+         <ann@example.net>\n\
+         --S\n\
+         Content-Type: message/delivery-status\n\
+         \n\
+         Reporting-MTA: dns; example.org\n\
+         \n\
+         Original-Recipient: rfc822;ann@example.net\n\
+         Final-Recipient: RFC822; ann@example.net\n\
+         Action: failed\n\
+         Status: 5.7.1\n\
+         Diagnostic-Code: SMTP; 550 5.7.1 Message rejected as spam by\n\
+         \x20Content Filtering\n\
+         Final-Recipient: RFC822; carl@example.net\n\
+         Action: delayed\n\
+         Status: 4.4.7\n\
+         --S--\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+    assert_eq!(report.recipients.len(), 2);
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::SpamDetected, Some(Class::Soft))
+    );
+    assert_eq!(
+        ann.diagnostic.as_deref(),
+        Some("550 5.7.1 Message rejected as spam by Content Filtering")
+    );
+    let carl = verdict(&report, "carl@example.net");
+    assert_eq!(
+        (carl.reason, carl.action.as_deref()),
+        (Reason::Expired, Some("delayed"))
+    );
+}
+
+#[test]
+fn exim_free_text_with_the_original_copied_below() {
+    let report = read(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n\
+         Subject: Mail delivery failed: returning message to sender\n\
+         Auto-Submitted: auto-replied\n\
+         \n\
+         This message was created automatically by mail delivery software.\n\
+         \n\
+         A message that you sent could not be delivered to one or more of its\n\
+         recipients. This is a permanent error. The following address(es) failed:\n\
+         \n\
+         \x20 ann@example.net\n\
+         \x20   SMTP error from remote mail server after RCPT TO:<ann@example.net>:\n\
+         \x20   host mx.example.net [192.0.2.1]: 550 No such user here\n\
+         \n\
+         ------ This is a copy of the message, including all the headers. ------\n\
+         \n\
+         Return-path: <b+9@bounce.example.com>\n\
+         Message-Id: <9@sluice.example.com>\n\
+         From: shop@example.com\n\
+         To: ann@example.net\n\
+         \n\
+         Hello\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+    assert_eq!(report.recipients.len(), 1);
+    let ann = verdict(&report, "ann@example.net");
+    // No status code, but the remote refused the address at RCPT TO.
+    assert_eq!(
+        (ann.reason, ann.class, ann.reply_code),
+        (Reason::UserUnknown, Some(Class::Hard), Some(550))
+    );
+    let returned = report.returned.as_ref().unwrap();
+    assert_eq!(
+        returned.message_id().as_deref(),
+        Some("9@sluice.example.com")
+    );
+    assert_eq!(
+        returned.return_path().as_deref(),
+        Some("b+9@bounce.example.com")
+    );
+}
+
+#[test]
+fn qmail_free_text_over_quota() {
+    let report = read(
+        "From: MAILER-DAEMON@mail.example.org\n\
+         Subject: failure notice\n\
+         \n\
+         Hi. This is the qmail-send program at mail.example.org.\n\
+         I'm afraid I wasn't able to deliver your message to the following addresses.\n\
+         This is a permanent error; I've given up. Sorry it didn't work out.\n\
+         \n\
+         <bob@example.net>:\n\
+         192.0.2.2 does not like recipient.\n\
+         Remote host said: 552 5.2.2 <bob@example.net>: Mailbox quota exceeded\n\
+         Giving up on 192.0.2.2.\n\
+         \n\
+         --- Below this line is a copy of the message.\n\
+         \n\
+         Return-Path: <b+1@bounce.example.com>\n\
+         Subject: hello\n",
+    );
+    let bob = verdict(&report, "bob@example.net");
+    assert_eq!(
+        (bob.reason, bob.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+    assert_eq!(bob.status.as_deref(), Some("5.2.2"));
+}
+
+#[test]
+fn office365_recipient_not_found_is_hard() {
+    let report = read(
+        "From: Microsoft Outlook <postmaster@outlook.com>\n\
+         Subject: Undeliverable: Hello\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"M\"\n\
+         \n\
+         --M\n\
+         Content-Type: text/plain; charset=utf-8\n\
+         \n\
+         Delivery has failed to these recipients or groups:\n\
+         \n\
+         ann@example.net\n\
+         The email address you entered couldn't be found.\n\
+         --M\n\
+         Content-Type: message/delivery-status\n\
+         \n\
+         Reporting-MTA: dns;AM0PR01MB0001.eurprd01.prod.outlook.com\n\
+         \n\
+         Final-Recipient: rfc822;ann@example.net\n\
+         Action: failed\n\
+         Status: 5.1.10\n\
+         Diagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup\n\
+         --M--\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+}
+
+#[test]
+fn gmail_free_text_names_the_recipient_on_its_own_line() {
+    let report = read(
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n\
+         Subject: Delivery Status Notification (Failure)\n\
+         \n\
+         Delivery to the following recipient failed permanently:\n\
+         \n\
+         \x20    ann@example.net\n\
+         \n\
+         Technical details of permanent failure:\n\
+         Google tried to deliver your message, but it was rejected by the server for the\n\
+         recipient domain example.net by mx.example.net. [192.0.2.1].\n\
+         \n\
+         The error that the other server returned was:\n\
+         550-5.1.1 The email account that you tried to reach does not exist.\n\
+         \n\
+         ----- Original message -----\n\
+         \n\
+         Message-ID: <1@sluice.example.com>\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    assert_eq!(
+        (ann.status.as_deref(), ann.reply_code),
+        (Some("5.1.1"), Some(550))
+    );
+}
+
+#[test]
+fn an_unknown_user_in_a_gateways_own_words_stays_soft() {
+    // Yahoo-style: no status code, no SMTP command: sisimai reads this as filtered, and a
+    // single uncorroborated answer does not put an address on the filter list.
+    let report = read(
+        "From: MAILER-DAEMON@yahoo.com\n\
+         Subject: Failure Notice\n\
+         \n\
+         Sorry, we were unable to deliver your message to the following address.\n\
+         \n\
+         <ann@example.net>:\n\
+         This user doesn't have a example.net account (ann@example.net) [0]\n\
+         \n\
+         --- Below this line is a copy of the message.\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::Filtered, Some(Class::Soft))
+    );
+}
+
+#[test]
+fn opensmtpd_free_text_recipient_colon_reason() {
+    let report = read(
+        "From: Mailer Daemon <MAILER-DAEMON@mx.example.org>\n\
+         Subject: Delivery status notification: error\n\
+         \n\
+         Hi!\n\
+         \n\
+         This is the MAILER-DAEMON, please DO NOT REPLY to this email.\n\
+         \n\
+         An error has occurred while attempting to deliver a message for\n\
+         the following list of recipients:\n\
+         \n\
+         ann@example.net: Domain does not exist\n\
+         \n\
+         Below is a copy of the original message:\n\
+         \n\
+         Message-ID: <2@sluice.example.com>\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::HostUnknown, Some(Class::Hard))
+    );
+    assert_eq!(
+        report
+            .returned
+            .as_ref()
+            .and_then(ReturnedMessage::message_id)
+            .as_deref(),
+        Some("2@sluice.example.com")
+    );
+}
+
+#[test]
+fn domino_directory_verdict_is_hard() {
+    let report = read(
+        "From: Postmaster@example.net\n\
+         Subject: DELIVERY FAILURE: User ann (ann@example.net) not listed in Domino Directory\n\
+         \n\
+         Your message\n\
+         \n\
+         \x20 Subject: Hello\n\
+         \n\
+         was not delivered to:\n\
+         \n\
+         \x20 ann@example.net\n\
+         \n\
+         because:\n\
+         \n\
+         \x20 User ann (ann@example.net) not listed in Domino Directory\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+}
+
+#[test]
+fn japanese_iso_2022_jp_notice_is_decoded() {
+    let mut raw = b"From: MAILER-DAEMON@example.ne.jp\n\
+        Subject: Returned mail\n\
+        Content-Type: text/plain; charset=ISO-2022-JP\n\
+        \n"
+    .to_vec();
+    raw.extend_from_slice(b"\x1b$B08@h$N%a!<%k%\"%I%l%9$,8+$D$+$j$^$;$s$G$7$?!#\x1b(B\n\n");
+    raw.extend_from_slice(
+        b"<ann@example.ne.jp>: 550 5.1.1 User unknown (in reply to RCPT TO command)\n",
+    );
+    let report = classify_message(&raw);
+    let ann = verdict(&report, "ann@example.ne.jp");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+}
+
+#[test]
+fn ses_json_notification_is_read() {
+    let report = read(
+        "From: no-reply@sns.amazonaws.com\n\
+         Subject: AWS Notification Message\n\
+         \n\
+         {\"notificationType\":\"Bounce\",\"bounce\":{\"bounceType\":\"Permanent\",\
+         \"bouncedRecipients\":[{\"emailAddress\":\"Ann@example.net\",\"action\":\"failed\",\
+         \"status\":\"5.1.1\",\"diagnosticCode\":\"smtp; 550 5.1.1 user unknown\"}],\
+         \"reportingMTA\":\"dsn; a1.smtp-out.amazonses.com\"}}\n\
+         --\n\
+         If you wish to stop receiving notifications from this topic, ...\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+}
+
+#[test]
+fn arf_feedback_report_is_a_complaint() {
+    let report = read(
+        "From: fbl@isp.example\n\
+         Subject: FW: hello\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\
+         \n\
+         --F\n\
+         Content-Type: text/plain\n\
+         \n\
+         This is an email abuse report.\n\
+         --F\n\
+         Content-Type: message/feedback-report\n\
+         \n\
+         Feedback-Type: abuse\n\
+         User-Agent: SomeGenerator/1.0\n\
+         Version: 1\n\
+         Original-Rcpt-To: <Ann@example.net>\n\
+         --F\n\
+         Content-Type: message/rfc822\n\
+         \n\
+         Message-ID: <3@sluice.example.com>\n\
+         From: shop@example.com\n\
+         To: ann@example.net\n\
+         \n\
+         Buy now\n\
+         --F--\n",
+    );
+    assert_eq!(report.kind, Kind::Complaint);
+    assert_eq!(report.feedback_type.as_deref(), Some("abuse"));
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!((ann.reason, ann.class), (Reason::Feedback, None));
+    assert_eq!(
+        report
+            .returned
+            .as_ref()
+            .and_then(ReturnedMessage::message_id)
+            .as_deref(),
+        Some("3@sluice.example.com")
+    );
+}
+
+#[test]
+fn microsoft_jmrp_complaint_without_arf() {
+    let report = read(
+        "From: staff@hotmail.com\n\
+         Subject: complaint about message from 192.0.2.1\n\
+         Content-Type: multipart/mixed; boundary=\"J\"\n\
+         \n\
+         --J\n\
+         Content-Type: message/rfc822\n\
+         \n\
+         X-HmXmrOriginalRecipient: ann@example.net\n\
+         Message-ID: <4@sluice.example.com>\n\
+         \n\
+         Hi\n\
+         --J--\n",
+    );
+    assert_eq!(report.kind, Kind::Complaint);
+    verdict(&report, "ann@example.net");
+}
+
+#[test]
+fn vacation_notice_is_an_autoreply() {
+    let report = read(
+        "From: Ann <ann@example.net>\n\
+         Subject: Out of Office: Hello\n\
+         Auto-Submitted: auto-replied\n\
+         \n\
+         I am away until Monday; your message could not be read before then.\n",
+    );
+    assert_eq!(report.kind, Kind::Autoreply);
+    assert_eq!(report.recipients[0].reason, Reason::Vacation);
+    assert_eq!(report.recipients[0].class, None);
+}
+
+#[test]
+fn a_success_dsn_is_a_delivery_report() {
+    let report = read(
+        "From: MAILER-DAEMON@example.org\n\
+         Subject: Successful Mail Delivery Report\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"D\"\n\
+         \n\
+         --D\n\
+         Content-Type: message/delivery-status\n\
+         \n\
+         Final-Recipient: rfc822; ann@example.net\n\
+         Action: relayed\n\
+         Status: 2.0.0\n\
+         --D--\n",
+    );
+    assert_eq!(report.kind, Kind::DeliveryReport);
+    assert_eq!(report.recipients[0].reason, Reason::Delivered);
+}
+
+#[test]
+fn a_person_writing_back_is_not_a_bounce() {
+    let report = read(
+        "From: Ann <ann@example.net>\nSubject: Re: your order\n\n\
+             Thanks, it arrived. The first parcel could not be delivered, though.\n",
+    );
+    assert_eq!(report.kind, Kind::NotABounce);
+    assert_eq!(report.recipients.len(), 1);
+}
+
+#[test]
+fn garbage_is_not_a_bounce_and_does_not_panic() {
+    for raw in [&b""[..], b"\0\0\0", b"\xff\xfe\r\n\r\n\xff", b":\n:\n\n--"] {
+        let report = classify_message(raw);
+        assert_ne!(report.kind, Kind::Complaint);
+        assert!(!report.recipients.is_empty());
+    }
+}
+
+#[test]
+fn reply_codes_are_judged_like_bounces() {
+    let cases = [
+        (
+            550,
+            Some("5.1.1"),
+            "5.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        // A generic 5.7.1 with specific words: the words win.
+        (
+            550,
+            Some("5.7.1"),
+            "User unknown",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            550,
+            Some("5.7.1"),
+            "Message rejected as spam",
+            Reason::SpamDetected,
+            Class::Soft,
+        ),
+        (
+            552,
+            Some("5.2.2"),
+            "Mailbox full",
+            Reason::MailboxFull,
+            Class::Soft,
+        ),
+        (
+            550,
+            None,
+            "Requested action not taken: mailbox unavailable",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            554,
+            Some("5.7.1"),
+            "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            Reason::Blocked,
+            Class::Soft,
+        ),
+        (
+            421,
+            Some("4.7.0"),
+            "Try again later",
+            Reason::Blocked,
+            Class::Soft,
+        ),
+        (
+            450,
+            Some("4.2.1"),
+            "The user you are trying to contact is receiving mail at a rate that prevents additional messages",
+            Reason::Speeding,
+            Class::Soft,
+        ),
+        (
+            556,
+            Some("5.1.10"),
+            "Recipient address has null MX",
+            Reason::NotAccept,
+            Class::Hard,
+        ),
+        (
+            550,
+            Some("5.1.2"),
+            "Host or domain name not found",
+            Reason::HostUnknown,
+            Class::Hard,
+        ),
+        // 5xx alone is not hard.
+        (
+            554,
+            None,
+            "Transaction failed",
+            Reason::Rejected,
+            Class::Soft,
+        ),
+        (
+            550,
+            Some("5.7.26"),
+            "Unauthenticated email is not accepted due to domain's DMARC policy",
+            Reason::AuthFailure,
+            Class::Soft,
+        ),
+    ];
+    for (code, enhanced, text, reason, class) in cases {
+        assert_eq!(
+            classify_reply(code, enhanced, text),
+            Verdict { reason, class },
+            "{code} {text}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_user_after_data_is_a_filter() {
+    let verdict = classify_reply_to(SmtpCommand::Data, 550, Some("5.7.1"), "Unknown user");
+    assert_eq!(
+        verdict,
+        Verdict {
+            reason: Reason::Filtered,
+            class: Class::Soft
+        }
+    );
+    // Unless the status itself says the mailbox is unknown.
+    let verdict = classify_reply_to(SmtpCommand::Data, 550, Some("5.1.1"), "Unknown user");
+    assert_eq!(verdict.class, Class::Hard);
+}

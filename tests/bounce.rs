@@ -1,0 +1,362 @@
+//! The bounce classifier over the labelled corpus (tests/data/bounces): a printed report of
+//! how far it agrees with the labels, the targets asserted, and a bounded
+//! mutation run that must never panic.
+//!
+//! `cargo test --test sluice bounce -- --nocapture` prints the report; with
+//! `BOUNCE_REPORT_ALL=1` it also lists every file's verdicts.
+
+use std::collections::BTreeMap;
+
+use sluice::bounce::{Kind, RecipientVerdict, Report, classify_message};
+
+use crate::util::bounce_corpus::{Label, corpus_dir, labels};
+
+/// A ratio as a percentage, for the report.
+fn percent(hits: usize, total: usize) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        100.0 * hits as f64 / total as f64
+    }
+}
+
+/// The verdict a label row is about: the one for the labelled address if the label names
+/// one and the classifier found it, else the one at the same position.
+fn verdict_for<'r>(
+    label: &Label,
+    verdicts: &'r [RecipientVerdict],
+) -> Option<&'r RecipientVerdict> {
+    label
+        .recipient
+        .as_ref()
+        .and_then(|address| {
+            verdicts
+                .iter()
+                .find(|v| v.recipient.as_deref() == Some(address.as_str()))
+        })
+        .or_else(|| verdicts.get(label.index.saturating_sub(1)))
+}
+
+#[derive(Default)]
+struct Tally {
+    hits: usize,
+    total: usize,
+    misses: Vec<String>,
+}
+
+impl Tally {
+    fn count(&mut self, hit: bool, miss: impl FnOnce() -> String) {
+        self.total += 1;
+        if hit {
+            self.hits += 1;
+        } else {
+            self.misses.push(miss());
+        }
+    }
+
+    fn line(&self, what: &str) -> String {
+        format!(
+            "{what:<44} {:>4}/{:<4} {:6.1} %",
+            self.hits,
+            self.total,
+            percent(self.hits, self.total)
+        )
+    }
+}
+
+fn describe(verdict: Option<&RecipientVerdict>) -> String {
+    match verdict {
+        None => "(no verdict)".into(),
+        Some(v) => format!(
+            "{}/{} status={} code={} rcpt={} diag={:.140}",
+            v.reason,
+            v.class.map(|c| c.as_str()).unwrap_or("-"),
+            v.status.as_deref().unwrap_or("-"),
+            v.reply_code.map(|c| c.to_string()).unwrap_or("-".into()),
+            v.recipient.as_deref().unwrap_or("-"),
+            v.diagnostic.as_deref().unwrap_or("-"),
+        ),
+    }
+}
+
+#[test]
+fn bounce_corpus_agrees_with_the_labels() {
+    let labels = labels();
+    let mut reports: BTreeMap<String, Report> = BTreeMap::new();
+    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "eml") {
+            let raw = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            reports.insert(name, classify_message(&raw));
+        }
+    }
+    let show_all = std::env::var_os("BOUNCE_REPORT_ALL").is_some();
+
+    let mut parsed = Tally::default();
+    let mut kind = Tally::default();
+    let mut class = Tally::default();
+    let mut class_all = Tally::default();
+    let mut reason = Tally::default();
+    let mut recipient = Tally::default();
+    let mut complaint = Tally::default();
+    let mut not_bounce = Tally::default();
+    for (file, report) in &reports {
+        let rows = labels.get(file).cloned().unwrap_or_default();
+        // Parsed: the message was read into something (at least one line to print, and a
+        // bounce has a diagnostic, status or reply code to go on).
+        let read = !report.recipients.is_empty()
+            && (report.kind != Kind::Bounce
+                || report.recipients.iter().any(|v| {
+                    v.diagnostic.is_some() || v.status.is_some() || v.reply_code.is_some()
+                }));
+        parsed.count(read, || format!("{file}: nothing read"));
+        let expected_kind = rows.first().map(|r| r.kind.as_str()).unwrap_or("other");
+        let kind_ok = match expected_kind {
+            "bounce" => report.kind == Kind::Bounce,
+            "arf" => report.kind == Kind::Complaint,
+            _ => report.kind != Kind::Bounce && report.kind != Kind::Complaint,
+        };
+        kind.count(kind_ok, || {
+            format!(
+                "{file}: expected {expected_kind}, got {}",
+                report.kind.as_str()
+            )
+        });
+        if show_all {
+            println!("{file}: {}", report.kind.as_str());
+            for v in &report.recipients {
+                println!("    {}", describe(Some(v)));
+            }
+        }
+        for row in &rows {
+            let verdict = verdict_for(row, &report.recipients);
+            match row.kind.as_str() {
+                "arf" => complaint.count(report.kind == Kind::Complaint, || {
+                    format!("{file}: a feedback report read as {}", report.kind.as_str())
+                }),
+                "other" => not_bounce.count(report.kind != Kind::Bounce, || {
+                    format!("{file}: {} counted as a bounce", row.reason)
+                }),
+                _ => {}
+            }
+            if let Some(address) = &row.recipient {
+                recipient.count(
+                    report
+                        .recipients
+                        .iter()
+                        .any(|v| v.recipient.as_deref() == Some(address.as_str())),
+                    || format!("{file}: {address} not found; got {}", describe(verdict)),
+                );
+            }
+            if row.kind == "bounce" {
+                class_all.count(
+                    verdict.and_then(|v| v.class).map(|c| c.as_str()) == Some(row.class.as_str()),
+                    || {
+                        format!(
+                            "{file}#{} ({}): expected {}/{}, got {}",
+                            row.index,
+                            row.agreement,
+                            row.reason,
+                            row.class,
+                            describe(verdict)
+                        )
+                    },
+                );
+            }
+            if row.kind == "bounce" && row.agreement == "stable" {
+                class.count(
+                    verdict.and_then(|v| v.class).map(|c| c.as_str()) == Some(row.class.as_str()),
+                    || {
+                        format!(
+                            "{file}#{}: expected {}/{}, got {}",
+                            row.index,
+                            row.reason,
+                            row.class,
+                            describe(verdict)
+                        )
+                    },
+                );
+                reason.count(
+                    verdict.map(|v| v.reason.as_str()) == Some(row.reason.as_str()),
+                    || {
+                        format!(
+                            "{file}#{}: expected {}, got {}",
+                            row.index,
+                            row.reason,
+                            describe(verdict)
+                        )
+                    },
+                );
+            }
+        }
+    }
+
+    println!(
+        "bounce corpus: {} files, {} label rows",
+        reports.len(),
+        labels.values().map(Vec::len).sum::<usize>()
+    );
+    println!("{}", parsed.line("files parsed"));
+    println!("{}", kind.line("kind recognised (bounce/complaint/other)"));
+    println!("{}", class.line("hard/soft agreement (stable bounce rows)"));
+    println!("{}", reason.line("reason agreement (stable bounce rows)"));
+    println!(
+        "{}",
+        class_all.line("hard/soft agreement (all bounce rows)")
+    );
+    println!("{}", recipient.line("recipient extraction (labelled rows)"));
+    println!("{}", complaint.line("ARF samples recognised as complaints"));
+    println!(
+        "{}",
+        not_bounce.line("other samples not counted as bounces")
+    );
+    for miss in class_all.misses.iter().filter(|m| !m.contains("(stable)")) {
+        println!("  hard/soft miss (not scored): {miss}");
+    }
+    for (title, tally) in [
+        ("kind", &kind),
+        ("hard/soft", &class),
+        ("recipient", &recipient),
+        ("complaint", &complaint),
+        ("not-a-bounce", &not_bounce),
+        ("reason", &reason),
+    ] {
+        for miss in &tally.misses {
+            println!("  {title} miss: {miss}");
+        }
+    }
+
+    assert!(
+        percent(class.hits, class.total) >= 95.0,
+        "hard/soft agreement below 95 %"
+    );
+    assert!(
+        percent(recipient.hits, recipient.total) >= 98.0,
+        "recipient extraction below 98 %"
+    );
+    assert_eq!(
+        complaint.hits, complaint.total,
+        "a feedback report was not a complaint"
+    );
+    assert_eq!(
+        not_bounce.hits, not_bounce.total,
+        "a sample that is no bounce counted as one"
+    );
+}
+
+/// A small deterministic generator (SplitMix64): the mutation run is the same every time,
+/// so a panic it finds can be replayed.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// One mutation of a message: cut, flipped bytes, repeated header block, a huge line,
+    /// invalid UTF-8 and ISO-2022-JP escapes, spliced-in pieces of another sample.
+    fn mutate(&mut self, raw: &[u8], other: &[u8]) -> Vec<u8> {
+        let mut out = raw.to_vec();
+        match self.below(7) {
+            0 => out.truncate(self.below(out.len() + 1)),
+            1 => {
+                for _ in 0..1 + self.below(64) {
+                    let at = self.below(out.len());
+                    if let Some(byte) = out.get_mut(at) {
+                        *byte = self.next() as u8;
+                    }
+                }
+            }
+            2 => {
+                let header_end = out
+                    .windows(2)
+                    .position(|w| w == b"\n\n")
+                    .unwrap_or(out.len() / 2);
+                let header = out[..header_end].to_vec();
+                for _ in 0..1 + self.below(20) {
+                    out.splice(0..0, header.iter().copied().chain(*b"\n"));
+                }
+            }
+            3 => {
+                let at = self.below(out.len());
+                let long = vec![b'a' + (self.next() % 26) as u8; 100_000 + self.below(300_000)];
+                out.splice(at..at, long);
+            }
+            4 => {
+                let at = self.below(out.len());
+                out.splice(
+                    at..at,
+                    *b"\xff\xfe\x1b$B%(%i!<\x1b(B\xc3\x28 <bad@\xe2\x82> 550 5.1.1\r\n\r\n--",
+                );
+            }
+            5 => {
+                let at = self.below(out.len());
+                let start = self.below(other.len());
+                let end = start + self.below(other.len() - start + 1);
+                out.splice(at..at, other[start..end].iter().copied());
+            }
+            _ => {
+                // Nest the sample in report parts many levels deep.
+                for depth in 0..1 + self.below(40) {
+                    let mut wrapped = format!(
+                        "Content-Type: multipart/report; report-type=delivery-status; boundary=\"b{depth}\"\r\n\r\n--b{depth}\r\nContent-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822; x{depth}@example.com\r\nAction: failed\r\n\r\n--b{depth}\r\nContent-Type: message/rfc822\r\n\r\n"
+                    )
+                    .into_bytes();
+                    wrapped.extend_from_slice(&out);
+                    wrapped.extend_from_slice(format!("\r\n--b{depth}--\r\n").as_bytes());
+                    out = wrapped;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn bounce_parser_survives_mutated_corpus_files() {
+    let mut samples: Vec<Vec<u8>> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "eml"))
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
+    samples.sort();
+    let mut mutator = Mutator(0x5EED_B0B5);
+    let mut runs = 0;
+    for (index, sample) in samples.iter().enumerate() {
+        let other = &samples[(index * 7 + 3) % samples.len()];
+        for _ in 0..3 {
+            let mutated = mutator.mutate(sample, other);
+            // Never panics, always answers with at least one line.
+            let report = classify_message(&mutated);
+            assert!(!report.recipients.is_empty());
+            runs += 1;
+        }
+    }
+    // Inputs no mail system sends, but anyone can.
+    for raw in [
+        &b""[..],
+        b"\n\n\n",
+        b"\xff\xfe\xfd",
+        b"From: MAILER-DAEMON\r\n\r\n<@>: 550 5.1.1 @@@ <a@b.c>",
+        b"Content-Type: multipart/report; boundary=\"\"\r\n\r\n--\r\n--\r\n",
+        b"Content-Type: message/delivery-status\r\n\r\nFinal-Recipient: rfc822;\r\n Action:\r\nStatus: 5.5.5.5.5\r\n",
+    ] {
+        classify_message(raw);
+        runs += 1;
+    }
+    println!("bounce parser: {runs} mutated or hostile messages, no panic");
+}
