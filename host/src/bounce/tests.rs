@@ -495,6 +495,17 @@ fn a_person_writing_back_is_not_a_bounce() {
 }
 
 #[test]
+fn a_message_without_a_from_that_reports_nothing_is_not_a_bounce() {
+    // No From is no proof of a mail system: it still needs a failure to report.
+    for raw in [
+        "Subject: hi\r\n\r\nhi\r\n",
+        "Received: from x by y; Fri, 27 Nov 2026 13:20:00 +0000\r\n\r\nnot a report at all\r\n",
+    ] {
+        assert_eq!(read(raw).kind, Kind::NotABounce, "{raw}");
+    }
+}
+
+#[test]
 fn garbage_is_not_a_bounce_and_does_not_panic() {
     for raw in [&b""[..], b"\0\0\0", b"\xff\xfe\r\n\r\n\xff", b":\n:\n\n--"] {
         let report = classify_message(raw);

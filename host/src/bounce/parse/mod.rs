@@ -427,7 +427,6 @@ impl Sender {
         SYSTEM_LOCAL_PARTS.contains(&local)
             || local.starts_with("mailer-daemon")
             || SYSTEM_NAMES.iter().any(|n| self.name.contains(n))
-            || (self.null && self.address.is_none())
     }
 }
 
