@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::client::{DeliveryFailure, Reply, TlsInfo};
+use super::client::{DeliveryFailure, Reply, Stage, TlsInfo};
+use crate::bounce::{self, Class, SmtpCommand, Verdict};
 use crate::store::{AttemptRecord, Event, MessageStatus, now_millis};
 
 /// How retries are spaced.
@@ -25,15 +26,28 @@ impl RetryPolicy {
     }
 }
 
-/// Hard or soft, for a permanent (5xx) reply. Until the bounce classifier judges replies, the
-/// enhanced status code decides: 5.1.x (bad mailbox, bad domain, moved) and 5.4.4 (no route)
-/// mean the address itself is wrong; anything else is about this message or sender.
-pub fn is_hard(reply: &Reply) -> bool {
-    matches!(reply.enhanced, Some((5, 1, _)) | Some((5, 4, 4)))
+/// The bounce classifier's verdict on a permanent (5xx) reply: hard only when the address
+/// itself is wrong (no such mailbox or domain, moved); a refusal of this message or this
+/// sender is soft, whatever its code.
+pub fn judge(reply: &Reply, stage: Option<Stage>) -> Verdict {
+    let command = match stage {
+        Some(Stage::MailFrom) => SmtpCommand::Mail,
+        Some(Stage::Data | Stage::DataEnd) => SmtpCommand::Data,
+        Some(Stage::RcptTo) | None => SmtpCommand::Rcpt,
+        Some(_) => SmtpCommand::Connect,
+    };
+    let enhanced = reply
+        .enhanced
+        .map(|(class, subject, detail)| format!("{class}.{subject}.{detail}"));
+    bounce::classify_reply_to(command, reply.code, enhanced.as_deref(), &reply.text)
 }
 
 /// The event detail for a remote's answer: its full reply, where it came from, the TLS used.
 pub fn detail(reply: &str, mx: Option<&str>, tls: Option<&TlsInfo>) -> String {
+    detail_value(reply, mx, tls).to_string()
+}
+
+fn detail_value(reply: &str, mx: Option<&str>, tls: Option<&TlsInfo>) -> serde_json::Value {
     let mut detail = serde_json::json!({ "reply": reply });
     if let Some(mx) = mx {
         detail["mx"] = mx.into();
@@ -41,7 +55,7 @@ pub fn detail(reply: &str, mx: Option<&str>, tls: Option<&TlsInfo>) -> String {
     if let Some(tls) = tls {
         detail["tls"] = serde_json::json!({ "version": tls.version, "cipher": tls.cipher });
     }
-    detail.to_string()
+    detail
 }
 
 fn event(kind: &str, detail: String) -> Event {
@@ -77,15 +91,20 @@ pub fn failed(
     let snippet = failure.snippet();
     let attempt = event("ATTEMPT", detail(&snippet, mx, None));
     if failure.is_permanent() {
-        let hard = failure.reply().is_some_and(is_hard);
+        let verdict = failure.reply().map(|reply| judge(reply, failure.stage()));
+        let hard = verdict.is_some_and(|verdict| verdict.class == Class::Hard);
         let (kind, status) = if hard {
             ("HARDBOUNCE", MessageStatus::HardBounce)
         } else {
             ("SOFTBOUNCE", MessageStatus::SoftBounce)
         };
+        let mut bounce_detail = detail_value(&snippet, mx, None);
+        if let Some(verdict) = verdict {
+            bounce_detail["reason"] = verdict.reason.as_str().into();
+        }
         return AttemptRecord::Final {
             status,
-            events: vec![attempt, event(kind, detail(&snippet, mx, None))],
+            events: vec![attempt, event(kind, bounce_detail.to_string())],
             filter: hard.then(|| ("hard-bounce".to_string(), snippet)),
         };
     }
@@ -133,21 +152,36 @@ mod tests {
         assert_eq!(policy.backoff(1, 1.0), Duration::from_secs(72));
     }
 
-    fn reply(code: u16, enhanced: Option<(u8, u16, u16)>) -> Reply {
+    fn reply(code: u16, enhanced: Option<(u8, u16, u16)>, text: &str) -> Reply {
         Reply {
             code,
             enhanced,
-            text: "text".into(),
+            text: text.into(),
         }
     }
 
+    fn hard(reply: &Reply, stage: Stage) -> bool {
+        judge(reply, Some(stage)).class == Class::Hard
+    }
+
     #[test]
-    fn only_mailbox_and_routing_failures_are_hard() {
-        assert!(is_hard(&reply(550, Some((5, 1, 1)))));
-        assert!(is_hard(&reply(550, Some((5, 1, 2)))));
-        assert!(is_hard(&reply(550, Some((5, 4, 4)))));
-        assert!(!is_hard(&reply(552, Some((5, 2, 2)))));
-        assert!(!is_hard(&reply(550, Some((5, 7, 1)))));
-        assert!(!is_hard(&reply(550, None)));
+    fn only_a_wrong_address_is_hard() {
+        let rcpt = Stage::RcptTo;
+        assert!(hard(&reply(550, Some((5, 1, 1)), "User unknown"), rcpt));
+        assert!(hard(
+            &reply(550, Some((5, 1, 2)), "Bad destination system"),
+            rcpt
+        ));
+        assert!(hard(&reply(550, None, "No such user here"), rcpt));
+        assert!(!hard(&reply(552, Some((5, 2, 2)), "Mailbox full"), rcpt));
+        assert!(!hard(
+            &reply(550, Some((5, 7, 1)), "Message rejected as spam"),
+            rcpt
+        ));
+        assert!(!hard(&reply(554, None, "Service unavailable"), rcpt));
+        assert_eq!(
+            judge(&reply(552, Some((5, 2, 2)), "Mailbox full"), Some(rcpt)).reason,
+            bounce::Reason::MailboxFull
+        );
     }
 }

@@ -24,7 +24,7 @@ pub struct Verdict {
 /// Judges a synchronous SMTP reply to RCPT TO, as delivery gets it: the reply code, the
 /// enhanced status code if the remote sent one (`"5.1.1"`), and the reply's text.
 ///
-/// This is meant to replace `delivery::outcome::is_hard`:
+/// Delivery judges its 5xx replies with it (`delivery::outcome::judge`):
 ///
 /// ```
 /// use sluice::bounce::{Class, classify_reply};
