@@ -408,6 +408,7 @@ fn a_source_allowlist_applies_to_the_api_too() {
                 max_message_bytes: 1 << 20,
                 require_tls: false,
                 allow_plain_auth: false,
+                feedback_address: None,
             })
             .await
             .unwrap();

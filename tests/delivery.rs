@@ -11,7 +11,7 @@ use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
 use crate::util::sink::{Behaviour, OnConnect, SinkOptions, SmtpSink, Stage};
-use crate::util::{Api, TestServer, event_kinds};
+use crate::util::{Api, TestServer, event_detail, event_kinds};
 
 /// A server that delivers everything to the sink.
 fn server_for(sink: &SmtpSink, adjust: impl FnOnce(&mut sluice::config::Config)) -> TestServer {
@@ -68,17 +68,6 @@ fn is_final(status: MessageStatus) -> bool {
             | MessageStatus::Rejected
             | MessageStatus::Held
     )
-}
-
-fn event_detail(server: &TestServer, id: &str, kind: &str) -> Value {
-    let event = server
-        .store()
-        .events(id)
-        .unwrap()
-        .into_iter()
-        .rfind(|event| event.kind == kind)
-        .unwrap_or_else(|| panic!("no {kind} event: {:?}", event_kinds(server, id)));
-    serde_json::from_str(event.detail.as_deref().unwrap()).unwrap()
 }
 
 const FINAL: Duration = Duration::from_secs(20);

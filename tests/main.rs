@@ -13,6 +13,7 @@ mod dns;
 mod hot_reload;
 mod loading;
 mod pipeline;
+mod returned;
 mod sink;
 mod smtp;
 mod smtp_protocol;

@@ -76,6 +76,7 @@ fn source(name: &str) -> Source {
         max_message_bytes: 1 << 20,
         require_tls: false,
         allow_plain_auth: false,
+        feedback_address: None,
     }
 }
 

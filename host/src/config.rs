@@ -8,6 +8,7 @@ use crate::api::ApiConfig;
 use crate::delivery::DeliveryConfig;
 use crate::dkim::DkimConfig;
 use crate::dns::DnsConfig;
+use crate::inbound::InboundConfig;
 use crate::plugin::RuntimeLimits;
 use crate::smtp::SmtpConfig;
 use crate::webhooks::WebhookConfig;
@@ -47,6 +48,9 @@ pub struct Config {
     /// Webhook calls.
     #[serde(default)]
     pub webhooks: WebhookConfig,
+    /// The MX for returned mail (bounces, feedback reports).
+    #[serde(default)]
+    pub inbound: InboundConfig,
 }
 
 fn default_pipeline_workers() -> usize {

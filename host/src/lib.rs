@@ -1,5 +1,8 @@
 //! Sluice: a transactional-mail platform whose Flowsteps run as sandboxed WebAssembly components.
 
+// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod bounce;
 pub mod config;
@@ -7,6 +10,7 @@ pub mod delivery;
 pub mod dkim;
 pub mod dns;
 pub mod flow;
+pub mod inbound;
 pub mod message;
 pub mod plugin;
 pub mod server;

@@ -13,6 +13,7 @@ use crate::dkim::Dkim;
 use crate::dns::Resolver;
 use crate::flow::rules::Routing;
 use crate::flow::{Pipeline, PipelineHandle, PipelineParts};
+use crate::inbound::Inbound;
 use crate::plugin::builtin::load_builtins;
 use crate::plugin::cache::load_or_create_key;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
@@ -34,6 +35,10 @@ pub struct Server {
     pub smtp_addr: SocketAddr,
     /// The address the REST API listens on.
     pub api_addr: SocketAddr,
+    /// The address the MX for returned mail listens on, when it runs.
+    pub mx_addr: Option<SocketAddr>,
+    /// Returned mail: what the MX takes and what it means.
+    pub inbound: Arc<Inbound>,
     /// Hands spooled messages to the flows.
     pub pipeline: PipelineHandle,
     /// The operator's plugins.
@@ -48,6 +53,8 @@ pub struct Server {
     purge_task: tokio::task::JoinHandle<()>,
     delivery_task: tokio::task::JoinHandle<()>,
     webhook_task: tokio::task::JoinHandle<()>,
+    mx_task: Option<tokio::task::JoinHandle<()>>,
+    inbound_task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Server {
@@ -64,6 +71,10 @@ impl Drop for Server {
         self.api_task.abort();
         self.purge_task.abort();
         self.delivery_task.abort();
+        self.inbound_task.abort();
+        if let Some(task) = &self.mx_task {
+            task.abort();
+        }
         self.webhook_task.abort();
     }
 }
@@ -135,16 +146,25 @@ impl Server {
             queued: queued.clone(),
         });
         let resolver = Resolver::new(&config.dns)?;
+        let return_path = ReturnPath::new(load_or_create_key(
+            &config.data_dir.join("return-path.key"),
+        )?);
         let delivery_task = Delivery::start(
             config.delivery.clone(),
             store.clone(),
             resolver.clone(),
             Arc::clone(&dkim),
-            ReturnPath::new(load_or_create_key(
-                &config.data_dir.join("return-path.key"),
-            )?),
+            return_path.clone(),
             queued,
         )?;
+        let inbound = Inbound::new(
+            store.clone(),
+            pipeline.clone(),
+            return_path,
+            &config.dkim.return_path_domain,
+            &config.inbound,
+        );
+        let inbound_task = inbound.start();
         let webhook_task = WebhookDispatcher::start(config.webhooks.clone(), store.clone())?;
         let purge_task = tokio::spawn(purge_archives(store.clone()));
         let api_state = ApiState::new(
@@ -166,17 +186,31 @@ impl Server {
         let acceptor = tls::acceptor(&cert, &key, &config.smtp.hostname)?;
         let smtp = SmtpServer::bind(
             config.smtp.clone(),
-            acceptor,
+            acceptor.clone(),
             store.clone(),
             pipeline.clone(),
         )
         .await?;
         let smtp_addr = smtp.local_addr()?;
         let smtp_task = tokio::spawn(smtp.run());
+        let (mx_addr, mx_task) = if config.inbound.enabled {
+            let mx = SmtpServer::bind_mx(
+                config.inbound.smtp(),
+                acceptor.clone(),
+                store.clone(),
+                Arc::clone(&inbound),
+            )
+            .await?;
+            (Some(mx.local_addr()?), Some(tokio::spawn(mx.run())))
+        } else {
+            (None, None)
+        };
         Ok(Self {
             store,
             smtp_addr,
             api_addr,
+            mx_addr,
+            inbound,
             pipeline,
             plugins,
             dkim,
@@ -187,6 +221,8 @@ impl Server {
             purge_task,
             delivery_task,
             webhook_task,
+            mx_task,
+            inbound_task,
         })
     }
 }
@@ -221,6 +257,7 @@ async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
             require_tls: false,
             // Only from this machine, so a first test with swaks needs no certificate.
             allow_plain_auth: true,
+            feedback_address: None,
         })
         .await?;
     let password = random_secret()?;

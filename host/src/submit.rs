@@ -108,6 +108,7 @@ pub async fn accept(
                 tags: submission.tags.clone(),
                 schedule_at: submission.schedule_at.clone(),
                 dmarc: None,
+                header_message_id: None,
             },
             body: body.clone(),
         })

@@ -100,6 +100,7 @@ impl TestServer {
         config.data_dir = dir.path().to_path_buf();
         config.smtp.listen = "127.0.0.1:0".parse().unwrap();
         config.api.listen = "127.0.0.1:0".parse().unwrap();
+        config.inbound.listen = "127.0.0.1:0".parse().unwrap();
         config.runtime.concurrent_calls = 16;
         // Tests that deliver turn this on with a route to their own sink; the rest never
         // reach for a real MX.
@@ -264,6 +265,7 @@ pub fn second_account(server: &TestServer) -> Api {
                 max_message_bytes: 1 << 20,
                 require_tls: false,
                 allow_plain_auth: false,
+                feedback_address: None,
             })
             .await
             .unwrap();
@@ -282,6 +284,18 @@ pub fn second_account(server: &TestServer) -> Api {
 }
 
 /// The kinds of a message's events, in order.
+/// The JSON detail of a message's last event of `kind`.
+pub fn event_detail(server: &TestServer, id: &str, kind: &str) -> serde_json::Value {
+    let event = server
+        .store()
+        .events(id)
+        .unwrap()
+        .into_iter()
+        .rfind(|event| event.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} event: {:?}", event_kinds(server, id)));
+    serde_json::from_str(event.detail.as_deref().unwrap()).unwrap()
+}
+
 pub fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
     server
         .store()

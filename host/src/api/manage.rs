@@ -31,6 +31,8 @@ pub struct SourceView {
     require_tls: bool,
     #[serde(default)]
     allow_plain_auth: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feedback_address: Option<String>,
 }
 
 fn default_max_size() -> usize {
@@ -46,6 +48,7 @@ impl From<Source> for SourceView {
             max_message_size: source.max_message_bytes,
             require_tls: source.require_tls,
             allow_plain_auth: source.allow_plain_auth,
+            feedback_address: source.feedback_address,
         }
     }
 }
@@ -69,7 +72,28 @@ pub async fn create_source(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
     caller.require(account_id)?;
-    let view: SourceView = parse_json(&body)?;
+    let source = state
+        .store
+        .create_source(source_from(account_id, 0, parse_json(&body)?)?)
+        .await?;
+    Ok((StatusCode::CREATED, Json(source.into())))
+}
+
+/// `PUT /{account}/sources/{id}`: replaces a source's settings; its credentials stay.
+pub async fn update_source(
+    State(state): State<ApiState>,
+    Path((account_id, source_id)): Path<(u64, u64)>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<SourceView>, ApiError> {
+    caller.require(account_id)?;
+    let source = source_from(account_id, source_id, parse_json(&body)?)?;
+    state.store.update_source(source.clone()).await?;
+    Ok(Json(source.into()))
+}
+
+/// A source from its view, checked.
+fn source_from(account_id: u64, id: u64, view: SourceView) -> Result<Source, ApiError> {
     if view.description.trim().is_empty() {
         return Err(ApiError::field(
             "description",
@@ -78,19 +102,26 @@ pub async fn create_source(
             None,
         ));
     }
-    let source = state
-        .store
-        .create_source(Source {
-            id: 0,
-            account_id,
-            name: view.description,
-            allowed_networks: view.allowed_networks,
-            max_message_bytes: view.max_message_size,
-            require_tls: view.require_tls,
-            allow_plain_auth: view.allow_plain_auth,
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(source.into())))
+    if let Some(address) = &view.feedback_address
+        && (!address.contains('@') || address.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ApiError::field(
+            "feedbackAddress",
+            "invalid",
+            "feedbackAddress must be one e-mail address",
+            Some(serde_json::json!(address)),
+        ));
+    }
+    Ok(Source {
+        id,
+        account_id,
+        name: view.description,
+        allowed_networks: view.allowed_networks,
+        max_message_bytes: view.max_message_size,
+        require_tls: view.require_tls,
+        allow_plain_auth: view.allow_plain_auth,
+        feedback_address: view.feedback_address,
+    })
 }
 
 /// The body of `POST /{account}/sources/{id}/credentials`.

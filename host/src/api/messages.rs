@@ -447,6 +447,7 @@ pub async fn simulate(
         tags: prepared.tags,
         schedule_at: prepared.schedule_at,
         dmarc: None,
+        header_message_id: None,
     };
     let run = state
         .pipeline

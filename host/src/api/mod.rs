@@ -173,6 +173,10 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             get(manage::list_sources).post(manage::create_source),
         )
         .route(
+            "/{account}/sources/{source}",
+            axum::routing::put(manage::update_source),
+        )
+        .route(
             "/{account}/sources/{source}/credentials",
             post(manage::create_credential),
         )

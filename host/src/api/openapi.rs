@@ -114,6 +114,7 @@ fn description() -> Value {
                 "get": operation("List sources", None, ("200", "The sources")),
                 "post": operation("Create a source", Some("Source"), ("201", "The new source"))
             },
+            "/{account_id}/sources/{source_id}": {"put": operation("Replace a source's settings; its credentials stay", Some("Source"), ("200", "The source"))},
             "/{account_id}/sources/{source_id}/credentials": {"post": operation("Make an SMTP or API credential for a source; the secret is shown once", Some("NewCredential"), ("201", "kind, username, secret"))},
             "/{account_id}/flows": {
                 "get": operation("List flows", None, ("200", "The flows")),
@@ -160,7 +161,8 @@ fn description() -> Value {
                 }},
                 "Source": {"type": "object", "required": ["description"], "properties": {
                     "description": {"type": "string"}, "allowedNetworks": {"type": "array", "items": {"type": "string", "example": "192.0.2.0/24"}},
-                    "maxMessageSize": {"type": "integer"}, "requireTls": {"type": "boolean"}, "allowPlainAuth": {"type": "boolean"}
+                    "maxMessageSize": {"type": "integer"}, "requireTls": {"type": "boolean"}, "allowPlainAuth": {"type": "boolean"},
+                    "feedbackAddress": {"type": "string", "description": "Where spam complaints about this source's messages are forwarded"}
                 }},
                 "NewCredential": {"type": "object", "required": ["kind", "username"], "properties": {"kind": {"type": "string", "enum": ["smtp", "api"]}, "username": {"type": "string"}}},
                 "Flow": {"type": "object", "required": ["description"], "properties": {

@@ -48,9 +48,16 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
         }
         let (dkim_name, dkim_value) = server.dkim.platform_record();
         println!("Publish the platform's DKIM key as TXT at {dkim_name}:\n  {dkim_value}\n");
+        if let Some(mx) = server.mx_addr {
+            println!(
+                "Returned mail (bounces, feedback reports) is taken at {mx}: point the MX of {} there.\n",
+                config.dkim.return_path_domain
+            );
+        }
         tracing::info!(
             smtp = %addr,
             api = %api,
+            mx = ?server.mx_addr,
             data = %config.data_dir.display(),
             plugins = %config.plugins_path().display(),
             loaded = ?server.plugins.names(),

@@ -364,6 +364,8 @@ impl Pipeline {
         }
         let new_body = run.message.map(|message| message.to_bytes());
         let changed = new_body.filter(|new_body| *new_body != body);
+        record.header_message_id =
+            crate::inbound::mapping::header_message_id(changed.as_deref().unwrap_or(&body));
         let archive = run
             .effects
             .archive

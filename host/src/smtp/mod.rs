@@ -1,5 +1,6 @@
-//! The SMTP submission server (RFC 6409): ESMTP with AUTH, STARTTLS and the usual extensions,
-//! for applications that send through a Source's SMTP credentials.
+//! The SMTP servers: submission (RFC 6409) with AUTH, STARTTLS and the usual extensions, for
+//! applications that send through a Source's SMTP credentials; and the MX for returned mail
+//! (bounces, feedback reports, auto-replies), which takes no AUTH and only our own addresses.
 
 mod auth;
 mod session;
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::flow::PipelineHandle;
+use crate::inbound::Inbound;
 use crate::store::Store;
 
 pub use auth::AuthFailures;
@@ -63,14 +65,35 @@ impl Default for SmtpConfig {
     }
 }
 
+/// What a listener is for.
+#[derive(Clone)]
+pub(crate) enum Role {
+    /// Applications submit mail after AUTH with their Source's credentials.
+    Submission {
+        pipeline: PipelineHandle,
+        failures: Arc<AuthFailures>,
+    },
+    /// Other MTAs return mail to our return-path and feedback addresses; nothing else is
+    /// taken (no relaying) and nobody logs in.
+    Mx(Arc<Inbound>),
+}
+
 /// What every session needs.
 #[derive(Clone)]
 pub(crate) struct Shared {
     config: Arc<SmtpConfig>,
     store: Store,
-    pipeline: PipelineHandle,
     tls: TlsAcceptor,
-    failures: Arc<AuthFailures>,
+    role: Role,
+}
+
+impl Shared {
+    fn failures(&self) -> Option<Arc<AuthFailures>> {
+        match &self.role {
+            Role::Submission { failures, .. } => Some(Arc::clone(failures)),
+            Role::Mx(_) => None,
+        }
+    }
 }
 
 impl SmtpConfig {
@@ -98,26 +121,44 @@ impl std::fmt::Debug for SmtpServer {
 }
 
 impl SmtpServer {
-    /// Binds the listener.
+    /// Binds the submission listener.
     pub async fn bind(
         config: SmtpConfig,
         tls: TlsAcceptor,
         store: Store,
         pipeline: PipelineHandle,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
         let failures = Arc::new(AuthFailures::new(
             config.max_auth_failures,
             Duration::from_secs(config.auth_backoff_secs),
         ));
+        Self::bind_as(config, tls, store, Role::Submission { pipeline, failures }).await
+    }
+
+    /// Binds the MX listener for returned mail.
+    pub async fn bind_mx(
+        config: SmtpConfig,
+        tls: TlsAcceptor,
+        store: Store,
+        inbound: Arc<Inbound>,
+    ) -> std::io::Result<Self> {
+        Self::bind_as(config, tls, store, Role::Mx(inbound)).await
+    }
+
+    async fn bind_as(
+        config: SmtpConfig,
+        tls: TlsAcceptor,
+        store: Store,
+        role: Role,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
             shared: Shared {
                 config: Arc::new(config),
                 store,
-                pipeline,
                 tls,
-                failures,
+                role,
             },
         })
     }

@@ -1,16 +1,19 @@
 //! One SMTP connection: the command state machine (RFC 5321), with AUTH (RFC 4954),
 //! STARTTLS (RFC 3207), PIPELINING (RFC 2920), SIZE (RFC 1870) and enhanced status codes
-//! (RFC 3463) on every reply.
+//! (RFC 3463) on every reply. The MX role shares it, without AUTH and with a check of each
+//! recipient.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use smtp_proto::request::receiver::{DataReceiver, LineReceiver, RequestReceiver};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Shared;
 use super::auth::{decode_line, decode_plain};
+use super::{Role, Shared};
+use crate::inbound::Inbound;
 use crate::store::{CredentialKind, Source, verify_credential};
 use crate::submit::{self, Submission, SubmitError};
 
@@ -306,7 +309,9 @@ impl Session {
                 if !self.tls {
                     lines.push("STARTTLS".into());
                 }
-                lines.push("AUTH PLAIN LOGIN".into());
+                if matches!(self.shared.role, Role::Submission { .. }) {
+                    lines.push("AUTH PLAIN LOGIN".into());
+                }
                 let last = lines.len() - 1;
                 for (index, line) in lines.iter().enumerate() {
                     let separator = if index == last { ' ' } else { '-' };
@@ -332,14 +337,19 @@ impl Session {
                     Flow::StartTls
                 }
             }
+            Request::Auth { .. } if matches!(self.shared.role, Role::Mx(_)) => {
+                self.reply(502, "5.5.1", "AUTH not offered here");
+                Flow::Continue
+            }
             Request::Auth {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, initial_response, mode).await,
             Request::Mail { from } => {
+                let submission = matches!(self.shared.role, Role::Submission { .. });
                 if self.helo.is_none() {
                     self.reply(503, "5.5.1", "Send EHLO first");
-                } else if self.auth.is_none() {
+                } else if submission && self.auth.is_none() {
                     self.reply(530, "5.7.0", "Authentication required");
                 } else if !self.tls && self.auth.as_ref().is_some_and(|a| a.source.require_tls) {
                     self.reply(530, "5.7.0", "Must issue a STARTTLS command first");
@@ -364,6 +374,10 @@ impl Session {
                     self.reply(452, "4.5.3", "Too many recipients");
                 } else if !to.address.contains('@') {
                     self.reply(501, "5.1.3", "Bad recipient address syntax");
+                } else if let Role::Mx(inbound) = &self.shared.role
+                    && !inbound.accepts(&to.address)
+                {
+                    self.reply(550, "5.7.1", "Relaying denied: not an address of this host");
                 } else {
                     self.recipients.push(to.address);
                     self.reply(250, "2.1.5", "Recipient OK");
@@ -408,7 +422,11 @@ impl Session {
                 Flow::Continue
             }
             Request::Help { .. } => {
-                self.reply(214, "2.0.0", "See RFC 5321 and RFC 6409");
+                let text = match self.shared.role {
+                    Role::Submission { .. } => "See RFC 5321 and RFC 6409",
+                    Role::Mx(_) => "See RFC 5321; this host takes returned mail only",
+                };
+                self.reply(214, "2.0.0", text);
                 Flow::Continue
             }
             _ => {
@@ -418,9 +436,15 @@ impl Session {
         }
     }
 
-    /// The trace field a submission server puts on top (RFC 5321 section 4.4).
+    /// The trace field a server puts on top (RFC 5321 section 4.4; protocol names from
+    /// RFC 3848).
     fn received_header(&self) -> String {
-        let protocol = if self.tls { "ESMTPSA" } else { "ESMTPA" };
+        let protocol = match (&self.shared.role, self.tls) {
+            (Role::Submission { .. }, true) => "ESMTPSA",
+            (Role::Submission { .. }, false) => "ESMTPA",
+            (Role::Mx(_), true) => "ESMTPS",
+            (Role::Mx(_), false) => "ESMTP",
+        };
         format!(
             "Received: from {} ([{}])\r\n\tby {} (Sluice) with {protocol};\r\n\t{}\r\n",
             self.helo.as_deref().unwrap_or("unknown"),
@@ -431,6 +455,10 @@ impl Session {
     }
 
     async fn auth(&mut self, mechanism: u64, initial: String, mode: &mut Mode) -> Flow {
+        let Some(failures) = self.shared.failures() else {
+            self.reply(502, "5.5.1", "AUTH not offered here");
+            return Flow::Continue;
+        };
         if self.auth.is_some() {
             self.reply(503, "5.5.1", "Already authenticated");
             return Flow::Continue;
@@ -439,7 +467,7 @@ impl Session {
             self.reply(503, "5.5.1", "AUTH not allowed during a mail transaction");
             return Flow::Continue;
         }
-        if self.shared.failures.is_blocked(self.peer.ip()) {
+        if failures.is_blocked(self.peer.ip()) {
             self.reply(
                 421,
                 "4.7.0",
@@ -488,6 +516,10 @@ impl Session {
     }
 
     async fn authenticate(&mut self, username: String, password: String) -> Flow {
+        let Some(failures) = self.shared.failures() else {
+            self.reply(502, "5.5.1", "AUTH not offered here");
+            return Flow::Continue;
+        };
         let ip = self.peer.ip();
         let credential = match self.shared.store.credential(&username) {
             Ok(credential) => credential.filter(|c| c.kind == CredentialKind::Smtp),
@@ -514,7 +546,7 @@ impl Session {
             && !source.allowed_networks.is_empty()
             && !source.allowed_networks.iter().any(|net| net.contains(&ip))
         {
-            self.shared.failures.record_failure(ip);
+            failures.record_failure(ip);
             self.reply(550, "5.7.1", &format!("This source may not send from {ip}"));
             return Flow::Continue;
         }
@@ -530,14 +562,14 @@ impl Session {
                     );
                     return Flow::Continue;
                 }
-                self.shared.failures.record_success(ip);
+                failures.record_success(ip);
                 tracing::debug!(%username, source = source.id, "SMTP AUTH succeeded");
                 self.auth = Some(Authenticated { source, username });
                 self.reply(235, "2.7.0", "Authentication successful");
                 Flow::Continue
             }
             _ => {
-                self.shared.failures.record_failure(ip);
+                failures.record_failure(ip);
                 self.auth_failures += 1;
                 self.reply(535, "5.7.8", "Authentication credentials invalid");
                 if self.auth_failures >= MAX_AUTH_FAILURES_PER_CONNECTION {
@@ -545,6 +577,27 @@ impl Session {
                     return Flow::Close;
                 }
                 Flow::Continue
+            }
+        }
+    }
+
+    /// Keeps returned mail for the MX; 250 once it is stored, whatever it turns out to say.
+    async fn returned(
+        &mut self,
+        inbound: &Inbound,
+        sender: String,
+        recipients: Vec<String>,
+        body: Vec<u8>,
+    ) {
+        match inbound.receive(sender, recipients, self.peer, body).await {
+            Ok(id) => self.reply(250, "2.0.0", &format!("Ok: received as {id}")),
+            Err(error) => {
+                tracing::error!(%error, "could not store returned mail");
+                self.reply(
+                    451,
+                    "4.3.0",
+                    "Temporary failure storing the message, try again",
+                );
             }
         }
     }
@@ -560,6 +613,13 @@ impl Session {
             );
             return;
         }
+        let pipeline = match &self.shared.role {
+            Role::Submission { pipeline, .. } => pipeline.clone(),
+            Role::Mx(inbound) => {
+                let inbound = Arc::clone(inbound);
+                return self.returned(&inbound, sender, recipients, body).await;
+            }
+        };
         let Some(auth) = self.auth.as_ref() else {
             self.reply(530, "5.7.0", "Authentication required");
             return;
@@ -575,7 +635,7 @@ impl Session {
             tags: Vec::new(),
             schedule_at: None,
         };
-        match submit::accept(&self.shared.store, &self.shared.pipeline, submission).await {
+        match submit::accept(&self.shared.store, &pipeline, submission).await {
             Ok(ids) => {
                 tracing::debug!(user = %auth.username, count = ids.len(), "accepted over SMTP");
                 self.reply(250, "2.0.0", &format!("Ok: queued as {}", ids.join(" ")));

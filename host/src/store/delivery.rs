@@ -148,7 +148,16 @@ pub(super) fn queue_or_reject(
     Ok(())
 }
 
-fn insert_filter(
+/// Takes a message out of the delivery queue, if it is queued.
+pub(super) fn dequeue(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
+    if let Some(due) = txn.open_table(OUTBOX)?.remove(id)?.map(|due| due.value()) {
+        txn.open_table(OUTBOX_DUE)?.remove((due, id))?;
+    }
+    txn.open_table(DELIVERIES)?.remove(id)?;
+    Ok(())
+}
+
+pub(super) fn insert_filter(
     txn: &WriteTransaction,
     account_id: u64,
     address: &str,

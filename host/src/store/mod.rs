@@ -10,6 +10,7 @@ mod archive;
 mod delivery;
 mod identities;
 pub mod model;
+mod returned;
 mod webhooks;
 mod writer;
 
@@ -29,6 +30,7 @@ pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
     MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
 };
+pub use returned::{ReturnedEffect, ReturnedMail};
 pub use webhooks::{
     WEBHOOK_EVENT_TYPES, WebhookCallKey, WebhookCallState, WebhookDeadLetter, WebhookEndpoint,
     WebhookJob, WebhookOutcome, event_id,
@@ -259,6 +261,10 @@ impl Store {
             txn.open_table(delivery::DELIVERIES)?;
             txn.open_table(delivery::FILTERS)?;
             txn.open_table(delivery::FILTER_IDS)?;
+            txn.open_table(returned::RETURNED)?;
+            txn.open_table(returned::RETURNED_BODIES)?;
+            txn.open_table(returned::RETURNED_PENDING)?;
+            txn.open_table(returned::SENT_MESSAGE_IDS)?;
             txn.open_table(webhooks::WEBHOOK_ENDPOINTS)?;
             txn.open_table(webhooks::WEBHOOK_SUBSCRIPTIONS)?;
             txn.open_table(webhooks::WEBHOOK_CALLS)?;
@@ -328,6 +334,23 @@ impl Store {
     /// An account by id.
     pub fn account(&self, id: u64) -> Result<Option<Account>, StoreError> {
         self.get(ACCOUNTS, id)
+    }
+
+    /// Replaces a source's settings (its id and account stay).
+    pub async fn update_source(&self, source: Source) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut sources = txn.open_table(SOURCES)?;
+            let existing: Option<Source> = sources
+                .get(source.id)?
+                .map(|value| decode(value.value()))
+                .transpose()?;
+            if existing.is_none_or(|existing| existing.account_id != source.account_id) {
+                return Err(StoreError::NotFound(format!("source {}", source.id)));
+            }
+            sources.insert(source.id, encode(&source)?.as_slice())?;
+            Ok(())
+        })
+        .await
     }
 
     /// Creates a source; its id is assigned here.
@@ -641,6 +664,9 @@ impl Store {
             append_events(txn, &hooks, &record, &events)?;
             if record.status == MessageStatus::Processed {
                 delivery::queue_or_reject(txn, &hooks, &mut record, expires_at)?;
+                if record.status == MessageStatus::Processed {
+                    returned::index_sent(txn, &record)?;
+                }
             }
             let id = record.id.as_str();
             txn.open_table(MESSAGES)?

@@ -30,6 +30,9 @@ pub struct Source {
     pub require_tls: bool,
     /// Allow AUTH before STARTTLS (for clients on a trusted network that cannot do TLS).
     pub allow_plain_auth: bool,
+    /// Where spam complaints about its messages are forwarded, if anywhere.
+    #[serde(default)]
+    pub feedback_address: Option<String>,
 }
 
 /// How a credential may be used.
@@ -160,6 +163,10 @@ pub struct MessageRecord {
     /// Whether DMARC would pass by alignment, once the DKIM step signed it.
     #[serde(default)]
     pub dmarc: Option<crate::dkim::DmarcReport>,
+    /// The Message-ID header of the copy as sent, so returned mail that lost its return path
+    /// can still be tied to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_message_id: Option<String>,
 }
 
 /// What happened to a message, with Flowmailer's event names.

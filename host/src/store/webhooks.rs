@@ -37,7 +37,7 @@ pub(super) const WEBHOOK_DEAD_LETTERS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("webhook_dead_letters");
 
 /// The event kinds a webhook can subscribe to (Flowmailer's names, plus the host's own).
-pub const WEBHOOK_EVENT_TYPES: [&str; 15] = [
+pub const WEBHOOK_EVENT_TYPES: [&str; 17] = [
     "SUBMITTED",
     "PROCESSED",
     "HELD",
@@ -53,6 +53,8 @@ pub const WEBHOOK_EVENT_TYPES: [&str; 15] = [
     "UNSUBSCRIBE",
     "DISCARDED",
     "REDIRECTED",
+    "AUTOREPLY",
+    "DELAYED",
 ];
 
 /// The bit of an event kind in a subscription mask; kinds not in [`WEBHOOK_EVENT_TYPES`]

@@ -138,6 +138,7 @@ mod tests {
                 tags: vec!["order".into()],
                 schedule_at: None,
                 dmarc: None,
+                header_message_id: None,
             },
             event: Event {
                 kind: kind.into(),

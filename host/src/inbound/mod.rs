@@ -1,0 +1,456 @@
+//! Returned mail: the MX that takes bounces, feedback reports and auto-replies for our
+//! return-path and feedback-loop addresses, keeps each one, works out what it says about
+//! which of our messages, and records that on them.
+//!
+//! The MX answers 250 once the message is stored; the analysis runs afterwards from the
+//! store, so a restart resumes it and a report that cannot be read is kept and answered,
+//! never a reason to drop the connection.
+//!
+//! Only a return-path address whose MAC verifies (the envelope recipient of a DSN, or the
+//! `Return-Path` kept in the returned headers of a feedback report) lets a report change a
+//! message's status or the filter list. A match through the returned Message-ID and the
+//! recipient the report names adds the event, marked unverified, and nothing else; an
+//! unmatched report is kept and changes nothing.
+
+pub mod mapping;
+
+use self::mapping::Match;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::bounce::{self, Class, Kind, RecipientVerdict, Report};
+use crate::delivery::verp::ReturnPath;
+use crate::flow::PipelineHandle;
+use crate::smtp::SmtpConfig;
+use crate::store::{
+    Event, MessageRecord, MessageStatus, ReturnedEffect, ReturnedMail, Store, StoreError,
+    filter_key, new_message_id, now_millis,
+};
+use crate::submit::{self, Submission};
+
+/// The `[inbound]` section: the MX for returned mail.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// Run the MX at all.
+    pub enabled: bool,
+    /// Where it listens; port 25 on a public address in production.
+    pub listen: SocketAddr,
+    /// The name it greets with.
+    pub hostname: String,
+    /// The largest returned message taken (a bounce carries the original), in bytes.
+    pub max_message_bytes: usize,
+    /// Recipients taken in one transaction.
+    pub max_recipients: usize,
+    /// Domains that receive feedback-loop reports, besides the return-path domain.
+    pub feedback_domains: Vec<String>,
+    /// Seconds to wait for a command.
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for the whole DATA of a message.
+    pub data_timeout_secs: u64,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:2526".parse().expect("a valid address"),
+            hostname: "localhost".into(),
+            max_message_bytes: 10 << 20,
+            max_recipients: 20,
+            feedback_domains: Vec::new(),
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+        }
+    }
+}
+
+impl InboundConfig {
+    /// The settings the shared SMTP session runs with.
+    pub fn smtp(&self) -> SmtpConfig {
+        SmtpConfig {
+            listen: self.listen,
+            hostname: self.hostname.clone(),
+            max_recipients: self.max_recipients,
+            max_message_bytes: self.max_message_bytes,
+            command_timeout_secs: self.command_timeout_secs,
+            data_timeout_secs: self.data_timeout_secs,
+            ..SmtpConfig::default()
+        }
+    }
+}
+
+/// How often pending returned mail is looked at when nothing wakes the worker.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Pending returned mail read at once.
+const PENDING_BATCH: usize = 256;
+/// Failed analyses of one returned message before it is set aside with its error.
+const MAX_SETTLE_TRIES: u32 = 5;
+/// Bytes of a returned message kept.
+const MAX_KEPT_BYTES: usize = 1 << 20;
+/// The local parts of the return-path domain taken besides return-path addresses: where
+/// providers send feedback reports and people write (RFC 2142).
+const ROLE_ADDRESSES: [&str; 4] = ["postmaster", "abuse", "fbl", "feedback"];
+
+/// The returned-mail service: what the MX may accept, and the worker that analyses it.
+pub struct Inbound {
+    store: Store,
+    pipeline: PipelineHandle,
+    return_path: ReturnPath,
+    /// The platform's return-path domain, which forwarded complaints come from.
+    return_path_domain: String,
+    /// Lower-case domains whose every address is ours.
+    domains: Vec<String>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("domains", &self.domains)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inbound {
+    /// The service for the platform's return-path domain and the configured feedback domains.
+    pub fn new(
+        store: Store,
+        pipeline: PipelineHandle,
+        return_path: ReturnPath,
+        return_path_domain: &str,
+        config: &InboundConfig,
+    ) -> Arc<Self> {
+        let mut domains: Vec<String> = std::iter::once(return_path_domain)
+            .chain(config.feedback_domains.iter().map(String::as_str))
+            .map(|domain| domain.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        domains.sort();
+        domains.dedup();
+        Arc::new(Self {
+            store,
+            pipeline,
+            return_path,
+            return_path_domain: return_path_domain
+                .trim_end_matches('.')
+                .to_ascii_lowercase(),
+            domains,
+            wake: Notify::new(),
+        })
+    }
+
+    /// Whether the MX takes mail for this recipient: a genuine return-path address on any
+    /// domain (a customer's `bounce.` name is a CNAME to ours), the role addresses of the
+    /// return-path domain, and any address of a feedback domain (the ones registered with
+    /// mailbox providers). Everything else would be relaying, or storage for anyone.
+    pub fn accepts(&self, recipient: &str) -> bool {
+        let address = recipient.trim().trim_matches(['<', '>']);
+        let Some((local, domain)) = address.rsplit_once('@') else {
+            return false;
+        };
+        if self.return_path.message_id(address).is_some() {
+            return true;
+        }
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if domain == self.return_path_domain {
+            return ROLE_ADDRESSES
+                .iter()
+                .any(|role| role.eq_ignore_ascii_case(local));
+        }
+        self.domains.contains(&domain)
+    }
+
+    /// Stores a returned message and wakes the worker; returns its id once it is durable.
+    pub async fn receive(
+        &self,
+        mail_from: String,
+        recipients: Vec<String>,
+        peer: SocketAddr,
+        content: Vec<u8>,
+    ) -> Result<String, StoreError> {
+        // The classifier reads the first 256 KB; a bounce that returns a whole large message
+        // need not be kept whole.
+        let mut content = content;
+        content.truncate(MAX_KEPT_BYTES);
+        let mail = ReturnedMail {
+            id: format!("r{}", new_message_id()),
+            received_at: now_millis(),
+            mail_from,
+            recipients,
+            peer: peer.ip().to_string(),
+            analysis: None,
+            matched: Vec::new(),
+        };
+        let stored = self.store.put_returned(mail, content).await?;
+        self.wake.notify_one();
+        Ok(stored.id)
+    }
+
+    /// Starts the worker that analyses returned mail, beginning with what a restart left.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let inbound = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut failures: HashMap<String, u32> = HashMap::new();
+            loop {
+                match inbound.store.pending_returned(PENDING_BATCH) {
+                    Ok(pending) => {
+                        for id in pending {
+                            let Err(error) = inbound.settle(&id).await else {
+                                failures.remove(&id);
+                                continue;
+                            };
+                            tracing::error!(returned = %id, %error, "returned mail not settled");
+                            let tries = failures.entry(id.clone()).or_default();
+                            *tries += 1;
+                            if *tries >= MAX_SETTLE_TRIES {
+                                // Kept with the error for an operator, and out of the way.
+                                let analysis = json!({ "error": error.to_string() });
+                                if inbound
+                                    .store
+                                    .settle_returned(&id, analysis, Vec::new())
+                                    .await
+                                    .is_ok()
+                                {
+                                    failures.remove(&id);
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "cannot read pending returned mail"),
+                }
+                tokio::select! {
+                    () = inbound.wake.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+        })
+    }
+
+    /// Analyses one returned message and records what it means.
+    pub async fn settle(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let Some(mail) = self.store.returned(id)? else {
+            return Ok(Vec::new());
+        };
+        let content = self.store.returned_body(id)?.unwrap_or_default();
+        let readable = content.clone();
+        // The classifier is built never to panic; should it anyway, the report is kept as
+        // unreadable rather than retried for ever.
+        let report = tokio::task::spawn_blocking(move || bounce::classify_message(&readable))
+            .await
+            .unwrap_or_else(|_| unreadable());
+        let messages =
+            mapping::messages_for(&self.store, &self.return_path, &mail, &report, &content)?;
+        let effects = messages
+            .iter()
+            .filter_map(|(message, found)| {
+                effect(message, *found, messages.len(), &report, &mail.id)
+            })
+            .collect();
+        let analysis = serde_json::to_value(&report).unwrap_or_default();
+        let matched = self.store.settle_returned(id, analysis, effects).await?;
+        if report.kind == Kind::Complaint {
+            // After the complaint is recorded: a crash in between loses the copy for the
+            // source, never the complaint, and never sends the copy twice.
+            let verified = messages
+                .iter()
+                .filter(|(message, found)| {
+                    *found == Match::ReturnPath && matched.contains(&message.id)
+                })
+                .map(|(message, _)| message);
+            for message in verified {
+                if let Err(error) = self.forward_complaint(message, &content).await {
+                    tracing::warn!(message = %message.id, %error, "complaint not forwarded");
+                }
+            }
+        }
+        tracing::info!(
+            returned = %id,
+            kind = report.kind.as_str(),
+            matched = matched.len(),
+            "returned mail settled"
+        );
+        Ok(matched)
+    }
+}
+
+fn unreadable() -> Report {
+    Report {
+        kind: Kind::NotABounce,
+        recipients: Vec::new(),
+        feedback_type: None,
+        envelope_id: None,
+        returned: None,
+    }
+}
+
+impl Inbound {
+    /// Sends a copy of a complaint to the feedback address of the source that sent the
+    /// message, as a message of that source (through its flow, so signed like its others).
+    async fn forward_complaint(
+        &self,
+        message: &MessageRecord,
+        report: &[u8],
+    ) -> Result<(), anyhow::Error> {
+        // A complaint about a forwarded complaint is not forwarded again.
+        if message.tags.iter().any(|tag| tag == FORWARD_TAG) {
+            return Ok(());
+        }
+        let Some(source) = self.store.source(message.source_id)? else {
+            return Ok(());
+        };
+        let Some(address) = source.feedback_address.clone() else {
+            return Ok(());
+        };
+        let sender = format!("feedback@{}", self.return_path_domain);
+        let content = mail_builder::MessageBuilder::new()
+            .from(("Sluice feedback loop", sender.as_str()))
+            .to(address.as_str())
+            .subject(format!(
+                "Spam complaint about message {} to {}",
+                message.id, message.recipient
+            ))
+            .text_body(format!(
+                "A recipient reported message {} ({}) as spam, and was put on the account's \
+                 filter list.\r\nThe report as it arrived is attached.\r\n",
+                message.id,
+                message.subject.as_deref().unwrap_or("no subject"),
+            ))
+            .attachment(
+                "message/rfc822",
+                "complaint.eml",
+                String::from_utf8_lossy(report).into_owned(),
+            )
+            .write_to_vec()?;
+        let submission = Submission {
+            source,
+            over: "feedback-loop",
+            sender,
+            recipients: vec![address],
+            content,
+            data: None,
+            flow_selector: None,
+            tags: vec![FORWARD_TAG.to_string()],
+            schedule_at: None,
+        };
+        submit::accept(&self.store, &self.pipeline, submission).await?;
+        Ok(())
+    }
+}
+
+/// The tag of forwarded complaints.
+const FORWARD_TAG: &str = "feedback-forward";
+
+/// What a report does to one of our messages. A match that is not proof only adds the event.
+fn effect(
+    message: &MessageRecord,
+    found: Match,
+    matched: usize,
+    report: &Report,
+    returned_id: &str,
+) -> Option<ReturnedEffect> {
+    let verdict = verdict_for(message, report, matched);
+    let verified = found == Match::ReturnPath;
+    let detail = |kind: &str| {
+        let mut detail = json!({
+            "kind": report.kind.as_str(),
+            "returnedMail": returned_id,
+            "verified": verified,
+        });
+        if let Some(verdict) = verdict {
+            detail["reason"] = json!(verdict.reason.as_str());
+            detail["class"] = json!(verdict.class.map(Class::as_str));
+            detail["status"] = json!(verdict.status);
+            detail["replyCode"] = json!(verdict.reply_code);
+            detail["diagnostic"] = json!(verdict.diagnostic);
+            detail["remoteMta"] = json!(verdict.remote_mta);
+        }
+        if let Some(feedback_type) = &report.feedback_type {
+            detail["feedbackType"] = json!(feedback_type);
+        }
+        Event {
+            kind: kind.into(),
+            at: now_millis(),
+            detail: Some(detail.to_string()),
+        }
+    };
+    match report.kind {
+        Kind::Bounce => {
+            let verdict = verdict?;
+            if verdict
+                .action
+                .as_deref()
+                .is_some_and(|action| action.eq_ignore_ascii_case("delayed"))
+            {
+                // A warning that the remote is still trying: nothing has failed yet.
+                return Some(ReturnedEffect {
+                    message_id: message.id.clone(),
+                    event: detail("DELAYED"),
+                    status: None,
+                    filter_reason: None,
+                });
+            }
+            let hard = verdict.class == Some(Class::Hard);
+            Some(ReturnedEffect {
+                message_id: message.id.clone(),
+                event: detail(if hard { "HARDBOUNCE" } else { "SOFTBOUNCE" }),
+                status: verified.then_some(if hard {
+                    MessageStatus::HardBounce
+                } else {
+                    MessageStatus::SoftBounce
+                }),
+                filter_reason: (verified && hard).then(|| "hard-bounce".to_string()),
+            })
+        }
+        Kind::Complaint => {
+            // A report that mail was wrongly judged spam, or about authentication only, is
+            // no reason to stop writing to the person.
+            let filters = !matches!(
+                report.feedback_type.as_deref(),
+                Some("not-spam" | "auth-failure")
+            );
+            Some(ReturnedEffect {
+                message_id: message.id.clone(),
+                event: detail("COMPLAINT"),
+                status: None,
+                filter_reason: (verified && filters).then(|| "complaint".into()),
+            })
+        }
+        Kind::Autoreply => Some(ReturnedEffect {
+            message_id: message.id.clone(),
+            event: detail("AUTOREPLY"),
+            status: None,
+            filter_reason: None,
+        }),
+        Kind::DeliveryReport | Kind::NotABounce => None,
+    }
+}
+
+/// The report's verdict on this message's recipient: the one naming it, else the only one
+/// when the report is about this message alone.
+fn verdict_for<'a>(
+    message: &MessageRecord,
+    report: &'a Report,
+    matched: usize,
+) -> Option<&'a RecipientVerdict> {
+    let recipient = filter_key(&message.recipient);
+    report
+        .recipients
+        .iter()
+        .find(|verdict| {
+            verdict
+                .recipient
+                .as_deref()
+                .is_some_and(|named| filter_key(named) == recipient)
+        })
+        .or(match report.recipients.as_slice() {
+            [only] if matched == 1 => Some(only),
+            _ => None,
+        })
+}

@@ -1,0 +1,471 @@
+//! Returned mail end to end: a message is delivered to the sink, then a bounce or a feedback
+//! report for it reaches the MX over SMTP, and the message, the filter list and the next
+//! message to that recipient show it.
+
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::{Address, SmtpTransport, Transport};
+use serde_json::{Value, json};
+use sluice::store::MessageStatus;
+
+use crate::util::sink::{SinkOptions, SmtpSink};
+use crate::util::{Api, TestServer, event_detail, event_kinds};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn server_for(sink: &SmtpSink) -> TestServer {
+    let route = sink.addr().to_string();
+    TestServer::start(move |config| {
+        config.delivery.enabled = true;
+        config.delivery.routes.insert("*".into(), route.into());
+        config.inbound.feedback_domains = vec!["fbl.sluice.example".into()];
+    })
+}
+
+fn plain_sink() -> SmtpSink {
+    SmtpSink::start_with(SinkOptions {
+        tls: false,
+        ..SinkOptions::default()
+    })
+}
+
+fn submit(api: &Api, recipient: &str) -> String {
+    api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@shop.example",
+        "recipientAddress": recipient,
+        "subject": "Your order",
+        "text": "It ships today.\n",
+    }))
+}
+
+fn wait_for(server: &TestServer, id: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let kinds = event_kinds(server, id);
+        if done(&kinds) {
+            return kinds;
+        }
+        assert!(started.elapsed() < PATIENCE, "{id}: {kinds:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn delivered(server: &TestServer, sink: &SmtpSink, id: &str) -> (String, String) {
+    wait_for(server, id, |kinds| {
+        kinds.iter().any(|kind| kind == "DELIVERED")
+    });
+    let received = sink
+        .received()
+        .into_iter()
+        .find(|message| message.mail_from.starts_with(&format!("b+{id}.")))
+        .expect("the sink has the message");
+    let data = String::from_utf8(received.data).unwrap();
+    (received.mail_from, data)
+}
+
+/// Sends raw mail to the MX; returns its answer to the end of data.
+fn send_to_mx(
+    server: &TestServer,
+    from: Option<&str>,
+    to: &str,
+    content: &str,
+) -> Result<String, String> {
+    let mx = server.server.mx_addr.expect("the MX runs");
+    let transport = SmtpTransport::builder_dangerous(mx.ip().to_string())
+        .port(mx.port())
+        .build();
+    let envelope = Envelope::new(
+        from.map(|from| from.parse::<Address>().unwrap()),
+        vec![to.parse::<Address>().unwrap()],
+    )
+    .unwrap();
+    transport
+        .send_raw(&envelope, content.as_bytes())
+        .map(|response| response.message().collect::<Vec<_>>().join(" "))
+        .map_err(|error| error.to_string())
+}
+
+/// A Postfix-style DSN for `recipient` with the returned headers of `original`.
+fn dsn(recipient: &str, status: &str, diagnostic: &str, original: &str) -> String {
+    let headers = original.split("\r\n\r\n").next().unwrap();
+    format!(
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n\
+         To: postmaster@bounce.sluice.example\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\
+         \r\n\
+         --b1\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         I'm sorry to have to inform you that your message could not be delivered.\r\n\
+         \r\n\
+         --b1\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.example.net\r\n\
+         \r\n\
+         Final-Recipient: rfc822; {recipient}\r\n\
+         Action: failed\r\n\
+         Status: {status}\r\n\
+         Diagnostic-Code: smtp; {diagnostic}\r\n\
+         \r\n\
+         --b1\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         \r\n\
+         {headers}\r\n\
+         \r\n\
+         --b1--\r\n"
+    )
+}
+
+fn filters(api: &Api) -> Value {
+    api.get("filters").send().unwrap().json().unwrap()
+}
+
+#[test]
+fn a_hard_bounce_filters_the_recipient_and_the_next_message_is_rejected() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+    let first = submit(&api, "ann@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &first);
+
+    let bounce = dsn(
+        "ann@example.net",
+        "5.1.1",
+        "550 5.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+        &sent,
+    );
+    let answer = send_to_mx(&server, None, &return_path, &bounce).unwrap();
+    assert!(answer.contains("received as r"), "{answer}");
+
+    let kinds = wait_for(&server, &first, |kinds| {
+        kinds.iter().any(|kind| kind == "HARDBOUNCE")
+    });
+    assert_eq!(
+        kinds,
+        ["SUBMITTED", "PROCESSED", "DELIVERED", "HARDBOUNCE"],
+        "a bounce after delivery is recorded after it"
+    );
+    let record = server.store().message(&first).unwrap().unwrap();
+    assert_eq!(record.status, MessageStatus::HardBounce);
+    let detail = event_detail(&server, &first, "HARDBOUNCE");
+    assert_eq!(detail["reason"], "userunknown", "{detail}");
+    assert_eq!(detail["status"], "5.1.1", "{detail}");
+    assert_eq!(detail["replyCode"], 550, "{detail}");
+
+    let list = filters(&api);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!(list[0]["recipientAddress"], "ann@example.net");
+    assert_eq!(list[0]["reason"], "hard-bounce");
+    assert_eq!(list[0]["messageId"], first.as_str());
+
+    let second = submit(&api, "ann@example.net");
+    let kinds = wait_for(&server, &second, |kinds| {
+        kinds.iter().any(|kind| kind == "REJECT")
+    });
+    assert_eq!(kinds, ["SUBMITTED", "PROCESSED", "REJECT"]);
+
+    // The customer removes the entry and mail flows again.
+    let entry = list[0]["id"].as_u64().unwrap();
+    let response = api
+        .http
+        .delete(api.url(&format!("filters/{entry}")))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    let third = submit(&api, "ann@example.net");
+    delivered(&server, &sink, &third);
+}
+
+#[test]
+fn a_soft_bounce_marks_the_message_without_filtering() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+    let id = submit(&api, "full@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &id);
+    let bounce = dsn(
+        "full@example.net",
+        "5.2.2",
+        "552 5.2.2 <full@example.net>: Mailbox full",
+        &sent,
+    );
+    send_to_mx(&server, None, &return_path, &bounce).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "SOFTBOUNCE")
+    });
+    assert_eq!(
+        event_detail(&server, &id, "SOFTBOUNCE")["reason"],
+        "mailboxfull"
+    );
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::SoftBounce
+    );
+    assert_eq!(filters(&api).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_feedback_report_is_a_complaint_that_filters_the_recipient() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+    // The source wants a copy of each complaint.
+    let sources: Value = api.get("sources").send().unwrap().json().unwrap();
+    let mut source = sources[0].clone();
+    source["feedbackAddress"] = json!("abuse-desk@shop.example");
+    let response = api
+        .put(&format!("sources/{}", source["id"]))
+        .json(&source)
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{:?}", response.text());
+    let id = submit(&api, "bob@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &id);
+    // The receiving mailbox provider adds Return-Path at final delivery, and its feedback
+    // loop sends the headers back to the address we registered, not to the return path.
+    let original = format!("Return-Path: <{return_path}>\r\n{sent}");
+    let report = format!(
+        "From: feedback@provider.example\r\n\
+         To: fbl@fbl.sluice.example\r\n\
+         Subject: Abuse report\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"f1\"\r\n\
+         \r\n\
+         --f1\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         This is an email abuse report for an email message received from IP 192.0.2.1.\r\n\
+         \r\n\
+         --f1\r\n\
+         Content-Type: message/feedback-report\r\n\
+         \r\n\
+         Feedback-Type: abuse\r\n\
+         User-Agent: Provider-FBL/1.0\r\n\
+         Version: 1\r\n\
+         Original-Rcpt-To: bob@example.net\r\n\
+         \r\n\
+         --f1\r\n\
+         Content-Type: message/rfc822\r\n\
+         \r\n\
+         {original}\r\n\
+         --f1--\r\n"
+    );
+    send_to_mx(
+        &server,
+        Some("feedback@provider.example"),
+        "fbl@fbl.sluice.example",
+        &report,
+    )
+    .unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "COMPLAINT")
+    });
+    assert_eq!(
+        event_detail(&server, &id, "COMPLAINT")["feedbackType"],
+        "abuse"
+    );
+    // Delivered it was; the complaint does not change that.
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::Delivered
+    );
+    let list = filters(&api);
+    assert_eq!(list[0]["recipientAddress"], "bob@example.net");
+    assert_eq!(list[0]["reason"], "complaint");
+    let next = submit(&api, "bob@example.net");
+    wait_for(&server, &next, |kinds| {
+        kinds.iter().any(|kind| kind == "REJECT")
+    });
+
+    // The copy for the source went out as a message of its own.
+    let started = Instant::now();
+    let copy = loop {
+        if let Some(copy) = sink
+            .received()
+            .into_iter()
+            .find(|message| message.rcpt_to == ["abuse-desk@shop.example"])
+        {
+            break copy;
+        }
+        assert!(started.elapsed() < PATIENCE, "no copy of the complaint");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = String::from_utf8_lossy(&copy.data);
+    assert!(
+        text.contains(&format!("Spam complaint about message {id}")),
+        "{text}"
+    );
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&copy.data)
+        .unwrap();
+    let attached = parsed.attachment(0).expect("the report is attached");
+    let attached = String::from_utf8_lossy(attached.contents());
+    assert!(attached.contains("Feedback-Type: abuse"), "{attached}");
+}
+
+#[test]
+fn a_bounce_that_lost_its_return_path_is_noted_by_message_id_but_proves_nothing() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+    let id = submit(&api, "cy@example.net");
+    let (_, sent) = delivered(&server, &sink, &id);
+
+    // Anyone can write to postmaster@ and quote a Message-ID: naming another recipient
+    // matches nothing...
+    let forged = dsn(
+        "someone-else@example.net",
+        "5.1.1",
+        "550 5.1.1 user unknown",
+        &sent,
+    );
+    let answer = send_to_mx(&server, None, "postmaster@bounce.sluice.example", &forged).unwrap();
+    let forged_id = answer.rsplit(' ').next().unwrap().to_string();
+    let settled = wait_settled(&server, &forged_id);
+    assert!(settled.matched.is_empty(), "{settled:?}");
+
+    // ...and naming the right one adds the event, unverified, without bouncing the message
+    // or filtering the address.
+    let bounce = dsn("cy@example.net", "5.1.1", "550 5.1.1 user unknown", &sent);
+    send_to_mx(&server, None, "postmaster@bounce.sluice.example", &bounce).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "HARDBOUNCE")
+    });
+    assert_eq!(event_detail(&server, &id, "HARDBOUNCE")["verified"], false);
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::Delivered
+    );
+    assert_eq!(filters(&api).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_delay_warning_and_a_later_soft_bounce_do_not_undo_what_is_known() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+    let id = submit(&api, "eve@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &id);
+    let delayed = dsn(
+        "eve@example.net",
+        "4.4.1",
+        "451 4.4.1 connection timed out",
+        &sent,
+    )
+    .replace("Action: failed", "Action: delayed");
+    send_to_mx(&server, None, &return_path, &delayed).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "DELAYED")
+    });
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::Delivered
+    );
+
+    let hard = dsn("eve@example.net", "5.1.1", "550 5.1.1 user unknown", &sent);
+    send_to_mx(&server, None, &return_path, &hard).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "HARDBOUNCE")
+    });
+    let soft = dsn("eve@example.net", "5.2.2", "552 5.2.2 mailbox full", &sent);
+    send_to_mx(&server, None, &return_path, &soft).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "SOFTBOUNCE")
+    });
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::HardBounce,
+        "a soft bounce does not undo a hard one"
+    );
+}
+
+/// Waits until returned mail has been analysed; returns its record.
+fn wait_settled(server: &TestServer, returned_id: &str) -> sluice::store::ReturnedMail {
+    let started = Instant::now();
+    loop {
+        let returned = server.store().returned(returned_id).unwrap().unwrap();
+        if returned.analysis.is_some() {
+            return returned;
+        }
+        assert!(started.elapsed() < PATIENCE, "never analysed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_mx_takes_only_our_addresses_and_keeps_what_it_cannot_read() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+    let id = submit(&api, "dan@example.net");
+    let (return_path, _) = delivered(&server, &sink, &id);
+
+    // No relaying, and a return path with a forged MAC is nobody's.
+    for stranger in [
+        "someone@elsewhere.example",
+        "anyone@bounce.sluice.example",
+        "b+0123456789abcdef0123456789.00112233445566778899@elsewhere.example",
+    ] {
+        let refused = send_to_mx(&server, None, stranger, "Subject: x\r\n\r\nx\r\n").unwrap_err();
+        assert!(
+            refused.contains("550") || refused.contains("Relaying"),
+            "{refused}"
+        );
+    }
+    // A genuine return path is taken on any domain (a customer's bounce. CNAME).
+    let (local, _) = return_path.split_once('@').unwrap();
+    let elsewhere = format!("{local}@bounce.customer.example");
+    let garbage = "\u{1}\u{2} not a report at all\r\n\r\n\u{ff}\r\n";
+    let answer = send_to_mx(&server, None, &elsewhere, garbage).unwrap();
+    let returned_id = answer.rsplit(' ').next().unwrap().to_string();
+    let returned = wait_settled(&server, &returned_id);
+    assert_eq!(returned.analysis.unwrap()["kind"], "not-a-bounce");
+    assert_eq!(
+        event_kinds(&server, &id),
+        ["SUBMITTED", "PROCESSED", "DELIVERED"],
+        "an unreadable message changes nothing"
+    );
+    // Nobody logs in here.
+    let mx = server.server.mx_addr.unwrap();
+    let mut stream = std::net::TcpStream::connect(mx).unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"EHLO client.example\r\nAUTH PLAIN AGEAYg==\r\n",
+    )
+    .unwrap();
+    let mut replies = Vec::new();
+    while !replies
+        .last()
+        .is_some_and(|line: &String| line.starts_with("502"))
+    {
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(!line.is_empty(), "{replies:?}");
+        replies.push(line.trim_end().to_string());
+    }
+    assert!(
+        replies
+            .iter()
+            .filter(|line| line.starts_with("250"))
+            .all(|line| !line.contains("AUTH")),
+        "{replies:?}"
+    );
+
+    // The listener is still there.
+    send_to_mx(
+        &server,
+        None,
+        "postmaster@bounce.sluice.example",
+        "Subject: hi\r\n\r\nhi\r\n",
+    )
+    .unwrap();
+}
