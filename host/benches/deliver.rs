@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use sluice::config::Config;
 use sluice::server::Server;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,10 +35,7 @@ fn main() {
     let sink = runtime.block_on(start_sink(Arc::clone(&arrivals)));
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::load(None).expect("default config");
-    config.data_dir = dir.path().to_path_buf();
-    config.smtp.listen = "127.0.0.1:0".parse().unwrap();
-    config.api.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = support::config(dir.path());
     config
         .delivery
         .routes

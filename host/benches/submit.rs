@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use std::net::SocketAddr;
 
 use base64::Engine as _;
-use sluice::config::Config;
 use sluice::server::Server;
 use sluice::store::MessageStatus;
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -32,10 +31,7 @@ fn main() {
     let per_session = numbers.get(1).copied().unwrap_or(250);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::load(None).expect("default config");
-    config.data_dir = dir.path().to_path_buf();
-    config.smtp.listen = "127.0.0.1:0".parse().unwrap();
-    config.api.listen = "127.0.0.1:0".parse().unwrap();
+    let mut config = support::config(dir.path());
     // Submission alone: processed mail stays queued (benches/deliver.rs measures delivery).
     config.delivery.enabled = false;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

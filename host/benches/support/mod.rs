@@ -2,9 +2,21 @@
 
 use std::path::Path;
 
+use sluice::config::Config;
 use sluice::server::Server;
 use sluice::store::{Flow, Flowstep};
 use tokio::io::AsyncBufReadExt;
+
+/// The embedded default configuration on a data folder, every listener on a free loopback
+/// port.
+pub fn config(data_dir: &Path) -> Config {
+    let mut config = Config::load(None).expect("default config");
+    config.data_dir = data_dir.to_path_buf();
+    config.smtp.listen = "127.0.0.1:0".parse().unwrap();
+    config.api.listen = "127.0.0.1:0".parse().unwrap();
+    config.inbound.listen = "127.0.0.1:0".parse().unwrap();
+    config
+}
 
 /// Makes a flow of one step that only reads a header the demo account's default flow.
 pub async fn no_op_flow(server: &Server) {
