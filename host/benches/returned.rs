@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sluice::delivery::verp::ReturnPath;
 use sluice::server::Server;
-use sluice::store::{MessageRecord, MessageStatus, NewMessage, Store, new_message_id, now_millis};
+use sluice::store::{MessageRecord, MessageStatus, NewMessage, new_message_id, now_millis};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -39,7 +39,7 @@ fn main() {
     let return_path = ReturnPath::new(key.try_into().expect("32 bytes"));
 
     // The messages the bounces are about, as the pipeline leaves them.
-    let ids = runtime.block_on(messages(&server.store, total));
+    let ids = runtime.block_on(messages(&server, total));
 
     let started = Instant::now();
     let mx = server.mx_addr.expect("the MX runs");
@@ -96,7 +96,8 @@ fn main() {
 }
 
 /// Spools `count` messages and waits until the pipeline has processed them.
-async fn messages(store: &Store, count: usize) -> Vec<(String, String)> {
+async fn messages(server: &Server, count: usize) -> Vec<(String, String)> {
+    let store = &server.store;
     let body = b"From: Shop <shop@example.com>\r\nTo: someone@example.net\r\nSubject: Your order\r\nMessage-ID: <order@shop.example>\r\n\r\nIt ships today.\r\n";
     let new: Vec<NewMessage> = (0..count)
         .map(|n| NewMessage {
@@ -128,6 +129,9 @@ async fn messages(store: &Store, count: usize) -> Vec<(String, String)> {
         .collect();
     for batch in new.chunks(500) {
         store.spool(batch.to_vec()).await.expect("spooled");
+        for message in batch {
+            server.pipeline.notify(message.record.id.clone());
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     for (id, _) in &ids {

@@ -91,6 +91,8 @@ impl InboundConfig {
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// Pending returned mail read at once.
 const PENDING_BATCH: usize = 256;
+/// Returned messages analysed at once.
+const SETTLE_CONCURRENCY: usize = 32;
 /// Failed analyses of one returned message before it is set aside with its error.
 const MAX_SETTLE_TRIES: u32 = 5;
 /// Bytes of a returned message kept.
@@ -199,31 +201,40 @@ impl Inbound {
         tokio::spawn(async move {
             let mut failures: HashMap<String, u32> = HashMap::new();
             loop {
-                match inbound.store.pending_returned(PENDING_BATCH) {
-                    Ok(pending) => {
-                        for id in pending {
-                            let Err(error) = inbound.settle(&id).await else {
-                                failures.remove(&id);
-                                continue;
-                            };
-                            tracing::error!(returned = %id, %error, "returned mail not settled");
-                            let tries = failures.entry(id.clone()).or_default();
-                            *tries += 1;
-                            if *tries >= MAX_SETTLE_TRIES {
-                                // Kept with the error for an operator, and out of the way.
-                                let analysis = json!({ "error": error.to_string() });
-                                if inbound
-                                    .store
-                                    .settle_returned(&id, analysis, Vec::new())
-                                    .await
-                                    .is_ok()
-                                {
-                                    failures.remove(&id);
-                                }
-                            }
-                        }
+                let pending = match inbound.store.pending_returned(PENDING_BATCH) {
+                    Ok(pending) => pending,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot read pending returned mail");
+                        Vec::new()
                     }
-                    Err(error) => tracing::error!(%error, "cannot read pending returned mail"),
+                };
+                let full = pending.len() == PENDING_BATCH;
+                // Several at once, so their commits share a group commit instead of paying
+                // one flush each.
+                let mut running = tokio::task::JoinSet::new();
+                let mut queue = pending.into_iter();
+                loop {
+                    while running.len() < SETTLE_CONCURRENCY {
+                        let Some(id) = queue.next() else { break };
+                        let worker = Arc::clone(&inbound);
+                        running.spawn(async move {
+                            let result = worker.settle(&id).await;
+                            (id, result)
+                        });
+                    }
+                    let Some(joined) = running.join_next().await else {
+                        break;
+                    };
+                    let Ok((id, result)) = joined else { continue };
+                    match result {
+                        Ok(_) => {
+                            failures.remove(&id);
+                        }
+                        Err(error) => inbound.note_failure(&mut failures, id, error).await,
+                    }
+                }
+                if full {
+                    continue;
                 }
                 tokio::select! {
                     () = inbound.wake.notified() => {}
@@ -231,6 +242,30 @@ impl Inbound {
                 }
             }
         })
+    }
+
+    /// Counts a failed analysis; after too many, sets the returned mail aside with its
+    /// error, kept for an operator and out of the worker's way.
+    async fn note_failure(
+        &self,
+        failures: &mut HashMap<String, u32>,
+        id: String,
+        error: StoreError,
+    ) {
+        tracing::error!(returned = %id, %error, "returned mail not settled");
+        let tries = failures.entry(id.clone()).or_default();
+        *tries += 1;
+        if *tries >= MAX_SETTLE_TRIES {
+            let analysis = json!({ "error": error.to_string() });
+            if self
+                .store
+                .settle_returned(&id, analysis, Vec::new())
+                .await
+                .is_ok()
+            {
+                failures.remove(&id);
+            }
+        }
     }
 
     /// Analyses one returned message and records what it means.
