@@ -469,3 +469,64 @@ fn the_mx_takes_only_our_addresses_and_keeps_what_it_cannot_read() {
     )
     .unwrap();
 }
+
+#[test]
+fn returned_mail_kept_before_a_restart_is_settled_after_it_and_its_content_expires() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+    let id = submit(&api, "fay@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &id);
+    let dir = server.stop();
+
+    // Stored with no worker running, as a crash right after the MX's 250 would leave it.
+    let bounce = dsn("fay@example.net", "5.1.1", "550 5.1.1 user unknown", &sent);
+    let returned_id = {
+        let store = sluice::store::Store::open(&dir.path().join("sluice.redb")).unwrap();
+        let mail = sluice::store::ReturnedMail {
+            id: format!("r{}", sluice::store::new_message_id()),
+            received_at: sluice::store::now_millis(),
+            mail_from: String::new(),
+            recipients: vec![return_path],
+            peer: "192.0.2.1".into(),
+            analysis: None,
+            matched: Vec::new(),
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let id = runtime
+            .block_on(store.put_returned(mail, bounce.into_bytes()))
+            .unwrap()
+            .id;
+        drop(store);
+        // The writer thread closes the database once the last handle is gone.
+        std::thread::sleep(Duration::from_millis(300));
+        id
+    };
+
+    let sink_route = sink.addr().to_string();
+    let server = TestServer::start_in(dir, move |config| {
+        config.delivery.enabled = true;
+        config.delivery.routes.insert("*".into(), sink_route.into());
+    });
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "HARDBOUNCE")
+    });
+    let settled = wait_settled(&server, &returned_id);
+    assert_eq!(settled.matched, std::slice::from_ref(&id));
+
+    // Past the keeping time the content goes and the analysis stays.
+    let later = sluice::store::now_millis() + 1000;
+    let dropped = server
+        .block_on(server.store().purge_returned_bodies(later))
+        .unwrap();
+    assert_eq!(dropped, 1);
+    assert!(
+        server
+            .store()
+            .returned_body(&returned_id)
+            .unwrap()
+            .is_none()
+    );
+    let kept = server.store().returned(&returned_id).unwrap().unwrap();
+    assert_eq!(kept.analysis.unwrap()["kind"], "bounce");
+}

@@ -166,7 +166,7 @@ impl Server {
         );
         let inbound_task = inbound.start();
         let webhook_task = WebhookDispatcher::start(config.webhooks.clone(), store.clone())?;
-        let purge_task = tokio::spawn(purge_archives(store.clone()));
+        let purge_task = tokio::spawn(purge_expired(store.clone(), config.inbound.keep_days));
         let api_state = ApiState::new(
             ApiParts {
                 store: store.clone(),
@@ -227,18 +227,26 @@ impl Server {
     }
 }
 
-/// How often expired archives are purged.
-const ARCHIVE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often expired archives and old returned mail are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Removes archives past their retention, at start and then every interval.
-async fn purge_archives(store: Store) {
-    let mut interval = tokio::time::interval(ARCHIVE_PURGE_INTERVAL);
+/// Removes archives past their retention and the content of old returned mail, at start
+/// and then every interval.
+async fn purge_expired(store: Store, returned_keep_days: u64) {
+    let mut interval = tokio::time::interval(PURGE_INTERVAL);
     loop {
         interval.tick().await;
-        match store.purge_archives(crate::store::now_millis()).await {
+        let now = crate::store::now_millis();
+        match store.purge_archives(now).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "purged expired archives"),
             Err(error) => tracing::warn!(%error, "purging archives failed"),
+        }
+        let before = now.saturating_sub(returned_keep_days.saturating_mul(86_400_000));
+        match store.purge_returned_bodies(before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "dropped the content of old returned mail"),
+            Err(error) => tracing::warn!(%error, "purging returned mail failed"),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct InboundConfig {
     pub command_timeout_secs: u64,
     /// Seconds to wait for the whole DATA of a message.
     pub data_timeout_secs: u64,
+    /// Days the content of returned mail is kept (its analysis stays).
+    pub keep_days: u64,
 }
 
 impl Default for InboundConfig {
@@ -68,6 +70,7 @@ impl Default for InboundConfig {
             feedback_domains: Vec::new(),
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            keep_days: 30,
         }
     }
 }

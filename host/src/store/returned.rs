@@ -18,6 +18,9 @@ pub(super) const RETURNED_BODIES: TableDefinition<&str, &[u8]> =
 pub(super) const RETURNED_PENDING: TableDefinition<&str, ()> =
     TableDefinition::new("returned_pending");
 
+/// Returned messages whose content is dropped in one transaction.
+const PURGE_BATCH: usize = 500;
+
 /// (Message-ID header as sent, our message id) → (): the copies that went out under one
 /// Message-ID (a submission to several recipients shares it).
 pub(super) const SENT_MESSAGE_IDS: TableDefinition<(&str, &str), ()> =
@@ -118,6 +121,39 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(RETURNED_BODIES)?;
         Ok(table.get(id)?.map(|body| body.value().to_vec()))
+    }
+
+    /// Drops the content of returned mail received before `before` (milliseconds since the
+    /// Unix epoch), keeping each record and its analysis; mail not settled yet is kept whole.
+    /// Returns how many were dropped.
+    pub async fn purge_returned_bodies(&self, before: u64) -> Result<usize, StoreError> {
+        // Returned-mail ids start with the time they were made, in microseconds.
+        let cutoff = format!("r{:014x}", before.saturating_mul(1000));
+        let mut removed = 0;
+        loop {
+            let cutoff = cutoff.clone();
+            let batch = self
+                .write(move |txn| {
+                    let mut bodies = txn.open_table(RETURNED_BODIES)?;
+                    let pending = txn.open_table(RETURNED_PENDING)?;
+                    let mut due = Vec::new();
+                    for entry in bodies.range(..cutoff.as_str())?.take(PURGE_BATCH) {
+                        let id = entry?.0.value().to_string();
+                        if pending.get(id.as_str())?.is_none() {
+                            due.push(id);
+                        }
+                    }
+                    for id in &due {
+                        bodies.remove(id.as_str())?;
+                    }
+                    Ok(due.len())
+                })
+                .await?;
+            removed += batch;
+            if batch < PURGE_BATCH {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Records the analysis of returned mail and applies its effects, in one transaction, once:
