@@ -9,7 +9,7 @@ use lettre::{Address, SmtpTransport, Transport};
 use serde_json::{Value, json};
 use sluice::store::MessageStatus;
 
-use crate::util::sink::{SinkOptions, SmtpSink};
+use crate::util::sink::{Behaviour, SinkOptions, SmtpSink, Stage};
 use crate::util::{Api, TestServer, event_detail, event_kinds};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -529,4 +529,85 @@ fn returned_mail_kept_before_a_restart_is_settled_after_it_and_its_content_expir
     );
     let kept = server.store().returned(&returned_id).unwrap().unwrap();
     assert_eq!(kept.analysis.unwrap()["kind"], "bounce");
+}
+
+#[test]
+fn an_accounts_own_classifier_overrides_the_built_in_verdict() {
+    let sink = plain_sink();
+    let server = server_for(&sink);
+    let api = Api::demo(&server);
+
+    // Uploaded like any plugin; the API says which kind it is.
+    let component = crate::util::guest_bytes("test_bounce_override");
+    let uploaded: Value = api
+        .post("plugins")
+        .header("Content-Type", "application/wasm")
+        .body(component)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(uploaded["kind"], "bounce-classifier", "{uploaded}");
+    let sha = uploaded["sha256"].as_str().unwrap().to_string();
+
+    // A Flowstep is not a classifier.
+    let flowstep = server.upload_guest("test_misbehave");
+    let refused = api
+        .put("bounce_classifier")
+        .json(&json!({ "plugin": flowstep }))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    let installed = api
+        .put("bounce_classifier")
+        .json(&json!({ "plugin": sha }))
+        .send()
+        .unwrap();
+    assert!(installed.status().is_success(), "{:?}", installed.text());
+
+    // The built-in verdict on a full mailbox is soft; this account's classifier says hard.
+    let id = submit(&api, "gil@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &id);
+    let full = dsn("gil@example.net", "5.2.2", "552 5.2.2 Mailbox full", &sent);
+    send_to_mx(&server, None, &return_path, &full).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "HARDBOUNCE")
+    });
+    let detail = event_detail(&server, &id, "HARDBOUNCE");
+    assert_eq!(detail["reason"], "mailbox-abandoned", "{detail}");
+    assert_eq!(detail["builtInReason"], "mailboxfull", "{detail}");
+    assert_eq!(detail["classifiedBy"], sha.as_str(), "{detail}");
+    assert_eq!(filters(&api)[0]["recipientAddress"], "gil@example.net");
+
+    // It judges the remote's 5xx replies during delivery too.
+    sink.set_behaviour(
+        "ida@example.net",
+        Behaviour::PermFail {
+            at: Stage::Rcpt,
+            reply: "552 5.2.2 Mailbox full".into(),
+        },
+    );
+    let id = submit(&api, "ida@example.net");
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "HARDBOUNCE")
+    });
+    let detail = event_detail(&server, &id, "HARDBOUNCE");
+    assert_eq!(detail["classifiedBy"], sha.as_str(), "{detail}");
+    assert_eq!(detail["builtInReason"], "mailboxfull", "{detail}");
+
+    // Removed, the built-in verdict applies again.
+    let removed = api
+        .http
+        .delete(api.url("bounce_classifier"))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(removed.status(), reqwest::StatusCode::NO_CONTENT);
+    let id = submit(&api, "hal@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &id);
+    let full = dsn("hal@example.net", "5.2.2", "552 5.2.2 Mailbox full", &sent);
+    send_to_mx(&server, None, &return_path, &full).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "SOFTBOUNCE")
+    });
 }

@@ -16,6 +16,7 @@ use crate::flow::{Pipeline, PipelineHandle, PipelineParts};
 use crate::inbound::Inbound;
 use crate::plugin::builtin::load_builtins;
 use crate::plugin::cache::load_or_create_key;
+use crate::plugin::classifier::AccountClassifiers;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
 use crate::plugin::{CompiledCache, PluginRuntime};
 use crate::services::AccountServices;
@@ -149,17 +150,20 @@ impl Server {
         let return_path = ReturnPath::new(load_or_create_key(
             &config.data_dir.join("return-path.key"),
         )?);
+        let classifiers = AccountClassifiers::new(store.clone(), Arc::clone(&runtime));
         let delivery_task = Delivery::start(
             config.delivery.clone(),
             store.clone(),
             resolver.clone(),
             Arc::clone(&dkim),
             return_path.clone(),
+            Arc::clone(&classifiers),
             queued,
         )?;
         let inbound = Inbound::new(
             store.clone(),
             pipeline.clone(),
+            Arc::clone(&classifiers),
             return_path,
             &config.dkim.return_path_domain,
             &config.inbound,

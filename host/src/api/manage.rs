@@ -456,6 +456,8 @@ pub async fn put_rules(
 pub struct PluginView {
     sha256: String,
     imports: Vec<String>,
+    /// flowstep, or bounce-classifier.
+    kind: &'static str,
 }
 
 /// `POST /{account}/plugins`: the body is a component (`application/wasm`). It is compiled and
@@ -469,16 +471,34 @@ pub async fn upload_plugin(
     caller.require(account_id)?;
     let bytes = body.to_vec();
     let sha256 = crate::plugin::hex_sha256(&bytes);
-    let plugin = Arc::clone(&state.runtime)
+    let invalid = |error: crate::plugin::LoadError| {
+        ApiError::field("body", "invalidPlugin", error.to_string(), None)
+    };
+    let view = match Arc::clone(&state.runtime)
         .load_async(sha256.clone(), bytes.clone(), Grants::none())
         .await
-        .map_err(|error| ApiError::field("body", "invalidPlugin", error.to_string(), None))?;
-    state.store.put_plugin(account_id, &sha256, bytes).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(PluginView {
-            sha256,
+    {
+        Ok(plugin) => PluginView {
+            sha256: sha256.clone(),
             imports: plugin.imports().to_vec(),
-        }),
-    ))
+            kind: "flowstep",
+        },
+        // Not a Flowstep: it may be the other kind of component an account uploads.
+        Err(crate::plugin::LoadError::WrongShape(why)) => {
+            let runtime = Arc::clone(&state.runtime);
+            let candidate = bytes.clone();
+            tokio::task::spawn_blocking(move || runtime.load_classifier(&candidate))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(|_| invalid(crate::plugin::LoadError::WrongShape(why)))?;
+            PluginView {
+                sha256: sha256.clone(),
+                imports: Vec::new(),
+                kind: "bounce-classifier",
+            }
+        }
+        Err(error) => return Err(invalid(error)),
+    };
+    state.store.put_plugin(account_id, &sha256, bytes).await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }

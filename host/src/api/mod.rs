@@ -3,6 +3,7 @@
 
 mod archive;
 mod auth;
+mod classifier;
 mod error;
 mod filters;
 mod identities;
@@ -193,6 +194,12 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             get(manage::get_rules).put(manage::put_rules),
         )
         .route("/{account}/plugins", post(manage::upload_plugin))
+        .route(
+            "/{account}/bounce_classifier",
+            get(classifier::get)
+                .put(classifier::put)
+                .delete(classifier::delete),
+        )
         .route(
             "/{account}/templates",
             get(templates::list).post(templates::create),

@@ -129,11 +129,16 @@ fn description() -> Value {
                 "put": operation("Replace the flow rules", Some("FlowRules"), ("200", "The rules"))
             },
             "/{account_id}/plugins": {"post": {
-                "summary": "Upload a Flowstep component; it is validated and refused with the reason when it does not fit",
+                "summary": "Upload a Flowstep or bounce-classifier component; it is validated and refused with the reason when it does not fit",
                 "security": [{"oauth2": []}],
                 "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
-                "responses": {"201": {"description": "sha256 and imports"}, "400": {"description": "Refused, with the reason"}}
-            }}
+                "responses": {"201": {"description": "sha256, imports and kind (flowstep or bounce-classifier)"}, "400": {"description": "Refused, with the reason"}}
+            }},
+            "/{account_id}/bounce_classifier": {
+                "get": operation("The account's own bounce classifier, if installed", None, ("200", "plugin: its sha256")),
+                "put": operation("Install an uploaded bounce classifier; it may replace the built-in verdict on returned mail and 5xx replies", Some("BounceClassifier"), ("200", "Installed")),
+                "delete": operation("Remove it: the built-in verdicts apply again", None, ("204", "Removed"))
+            }
         },
         "components": {
             "securitySchemes": {"oauth2": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {"api": "the account's API"}}}}},
@@ -158,6 +163,9 @@ fn description() -> Value {
                     }}},
                     "tags": {"type": "array", "items": {"type": "string"}},
                     "scheduleAt": {"type": "string", "format": "date-time"}
+                }},
+                "BounceClassifier": {"type": "object", "required": ["plugin"], "properties": {
+                    "plugin": {"type": "string", "description": "sha256 of an uploaded bounce-classifier component"}
                 }},
                 "Source": {"type": "object", "required": ["description"], "properties": {
                     "description": {"type": "string"}, "allowedNetworks": {"type": "array", "items": {"type": "string", "example": "192.0.2.0/24"}},

@@ -29,6 +29,7 @@ use self::routing::{Destination, RouteConfig, RouteError, Routes};
 use self::verp::ReturnPath;
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
+use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
 use crate::store::{
     AttemptRecord, DeliveryJob, Event, MessageStatus, Store, StoreError, now_millis,
 };
@@ -163,6 +164,8 @@ pub struct Delivery {
     resolver: Resolver,
     dkim: Arc<Dkim>,
     return_path: ReturnPath,
+    /// Accounts' own bounce classifiers, for 5xx replies.
+    classifiers: Arc<AccountClassifiers>,
     routes: Routes,
     rates: RateLimiter,
     /// Messages handed to a worker and not recorded yet.
@@ -195,9 +198,11 @@ impl Delivery {
         resolver: Resolver,
         dkim: Arc<Dkim>,
         return_path: ReturnPath,
+        classifiers: Arc<AccountClassifiers>,
         signal: QueueSignal,
     ) -> Result<tokio::task::JoinHandle<()>, RouteError> {
         let delivery = Arc::new(Self {
+            classifiers,
             routes: Routes::new(&config.routes)?,
             rates: RateLimiter::new(&config.rate_limits),
             workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
@@ -335,6 +340,7 @@ impl Delivery {
                         state.expires_at,
                         &self.config.retry(),
                         jitter(),
+                        None,
                     )),
                     _ => {
                         tracing::warn!(message = %id, %error, "a delivery attempt could not be made");
@@ -432,15 +438,26 @@ impl Delivery {
                         state.expires_at,
                         &self.config.retry(),
                         jitter(),
+                        None,
                     );
                     return Ok(Some(outcome));
                 }
             }
         }
-        let Some((open, mx)) = session.as_mut() else {
+        let Some((open, _)) = session.as_mut() else {
             return Ok(None);
         };
         let result = open.send(&mail_from, &record.recipient, &body).await;
+        let custom = match &result {
+            Err(failure) if failure.is_permanent() => {
+                self.account_verdict(record.account_id, &record.recipient, failure)
+                    .await
+            }
+            _ => None,
+        };
+        let Some((open, mx)) = session.as_mut() else {
+            return Ok(None);
+        };
         let outcome = match &result {
             Ok(reply) => outcome::delivered(reply, mx, open.tls_info()),
             Err(failure) => {
@@ -451,6 +468,7 @@ impl Delivery {
                     state.expires_at,
                     &self.config.retry(),
                     jitter(),
+                    custom.as_ref(),
                 );
                 if open.is_usable() {
                     let _ = open.reset().await;
@@ -459,6 +477,29 @@ impl Delivery {
             }
         };
         Ok(Some(outcome))
+    }
+
+    /// The verdict of the account's own classifier on a 5xx reply, if it has one.
+    async fn account_verdict(
+        &self,
+        account_id: u64,
+        recipient: &str,
+        failure: &DeliveryFailure,
+    ) -> Option<AccountVerdict> {
+        let reply = failure.reply()?;
+        let built_in = outcome::judge(reply, failure.stage());
+        let asked = ReturnedRecipient {
+            kind: "bounce".into(),
+            recipient: Some(recipient.to_string()),
+            status: reply
+                .enhanced
+                .map(|(class, subject, detail)| format!("{class}.{subject}.{detail}")),
+            reply_code: Some(reply.code),
+            diagnostic: Some(reply.text.clone()),
+            reason: built_in.reason.as_str().to_string(),
+            hard: built_in.class == crate::bounce::Class::Hard,
+        };
+        self.classifiers.verdict(account_id, asked).await
     }
 
     /// Opens a session to the domain's best reachable host.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::client::{DeliveryFailure, Reply, Stage, TlsInfo};
 use crate::bounce::{self, Class, SmtpCommand, Verdict};
+use crate::plugin::classifier::AccountVerdict;
 use crate::store::{AttemptRecord, Event, MessageStatus, now_millis};
 
 /// How retries are spaced.
@@ -87,12 +88,16 @@ pub fn failed(
     expires_at: u64,
     retry: &RetryPolicy,
     jitter_unit: f64,
+    custom: Option<&AccountVerdict>,
 ) -> AttemptRecord {
     let snippet = failure.snippet();
     let attempt = event("ATTEMPT", detail(&snippet, mx, None));
     if failure.is_permanent() {
         let verdict = failure.reply().map(|reply| judge(reply, failure.stage()));
-        let hard = verdict.is_some_and(|verdict| verdict.class == Class::Hard);
+        let hard = match custom {
+            Some(custom) => custom.verdict.hard,
+            None => verdict.is_some_and(|verdict| verdict.class == Class::Hard),
+        };
         let (kind, status) = if hard {
             ("HARDBOUNCE", MessageStatus::HardBounce)
         } else {
@@ -101,6 +106,11 @@ pub fn failed(
         let mut bounce_detail = detail_value(&snippet, mx, None);
         if let Some(verdict) = verdict {
             bounce_detail["reason"] = verdict.reason.as_str().into();
+        }
+        if let Some(custom) = custom {
+            bounce_detail["builtInReason"] = bounce_detail["reason"].clone();
+            bounce_detail["reason"] = custom.verdict.reason.clone().into();
+            bounce_detail["classifiedBy"] = custom.plugin.clone().into();
         }
         return AttemptRecord::Final {
             status,

@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 use crate::bounce::{self, Class, Kind, RecipientVerdict, Report};
 use crate::delivery::verp::ReturnPath;
 use crate::flow::PipelineHandle;
+use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
 use crate::smtp::SmtpConfig;
 use crate::store::{
     Event, MessageRecord, MessageStatus, ReturnedEffect, ReturnedMail, Store, StoreError,
@@ -108,6 +109,7 @@ const ROLE_ADDRESSES: [&str; 4] = ["postmaster", "abuse", "fbl", "feedback"];
 pub struct Inbound {
     store: Store,
     pipeline: PipelineHandle,
+    classifiers: Arc<AccountClassifiers>,
     return_path: ReturnPath,
     /// The platform's return-path domain, which forwarded complaints come from.
     return_path_domain: String,
@@ -129,6 +131,7 @@ impl Inbound {
     pub fn new(
         store: Store,
         pipeline: PipelineHandle,
+        classifiers: Arc<AccountClassifiers>,
         return_path: ReturnPath,
         return_path_domain: &str,
         config: &InboundConfig,
@@ -142,6 +145,7 @@ impl Inbound {
         Arc::new(Self {
             store,
             pipeline,
+            classifiers,
             return_path,
             return_path_domain: return_path_domain
                 .trim_end_matches('.')
@@ -285,12 +289,20 @@ impl Inbound {
             .unwrap_or_else(|_| unreadable());
         let messages =
             mapping::messages_for(&self.store, &self.return_path, &mail, &report, &content)?;
-        let effects = messages
-            .iter()
-            .filter_map(|(message, found)| {
-                effect(message, *found, messages.len(), &report, &mail.id)
-            })
-            .collect();
+        let mut effects = Vec::new();
+        for (message, found) in &messages {
+            let custom = self
+                .account_verdict(message, *found, messages.len(), &report)
+                .await;
+            effects.extend(effect(
+                message,
+                *found,
+                messages.len(),
+                &report,
+                &mail.id,
+                custom.as_ref(),
+            ));
+        }
         let analysis = serde_json::to_value(&report).unwrap_or_default();
         let matched = self.store.settle_returned(id, analysis, effects).await?;
         if report.kind == Kind::Complaint {
@@ -329,6 +341,30 @@ fn unreadable() -> Report {
 }
 
 impl Inbound {
+    /// The verdict of the account's own classifier on a verified bounce, if it has one.
+    async fn account_verdict(
+        &self,
+        message: &MessageRecord,
+        found: Match,
+        matched: usize,
+        report: &Report,
+    ) -> Option<AccountVerdict> {
+        if report.kind != Kind::Bounce || found != Match::ReturnPath {
+            return None;
+        }
+        let verdict = verdict_for(message, report, matched)?;
+        let asked = ReturnedRecipient {
+            kind: report.kind.as_str().to_string(),
+            recipient: verdict.recipient.clone(),
+            status: verdict.status.clone(),
+            reply_code: verdict.reply_code,
+            diagnostic: verdict.diagnostic.clone(),
+            reason: verdict.reason.as_str().to_string(),
+            hard: verdict.class == Some(Class::Hard),
+        };
+        self.classifiers.verdict(message.account_id, asked).await
+    }
+
     /// Sends a copy of a complaint to the feedback address of the source that sent the
     /// message, as a message of that source (through its flow, so signed like its others).
     async fn forward_complaint(
@@ -392,6 +428,7 @@ fn effect(
     matched: usize,
     report: &Report,
     returned_id: &str,
+    custom: Option<&AccountVerdict>,
 ) -> Option<ReturnedEffect> {
     let verdict = verdict_for(message, report, matched);
     let verified = found == Match::ReturnPath;
@@ -434,10 +471,26 @@ fn effect(
                     filter_reason: None,
                 });
             }
-            let hard = verdict.class == Some(Class::Hard);
+            let hard = match custom {
+                Some(custom) => custom.verdict.hard,
+                None => verdict.class == Some(Class::Hard),
+            };
+            let mut event = detail(if hard { "HARDBOUNCE" } else { "SOFTBOUNCE" });
+            if let Some(custom) = custom {
+                let mut patched: serde_json::Value = event
+                    .detail
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str(text).ok())
+                    .unwrap_or_default();
+                patched["builtInReason"] = patched["reason"].clone();
+                patched["reason"] = json!(custom.verdict.reason);
+                patched["class"] = json!(if hard { "hard" } else { "soft" });
+                patched["classifiedBy"] = json!(custom.plugin);
+                event.detail = Some(patched.to_string());
+            }
             Some(ReturnedEffect {
                 message_id: message.id.clone(),
-                event: detail(if hard { "HARDBOUNCE" } else { "SOFTBOUNCE" }),
+                event,
                 status: verified.then_some(if hard {
                     MessageStatus::HardBounce
                 } else {

@@ -27,3 +27,16 @@ pub mod privileged {
         },
     });
 }
+
+/// An account's bounce classifier: the `bounce-classifier` world, whose only import (the
+/// log) is the Flowstep's own.
+pub mod classifier {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "bounce-classifier",
+        imports: { default: trappable },
+        with: {
+            "sluice:flowstep/log": super::sluice::flowstep::log,
+        },
+    });
+}

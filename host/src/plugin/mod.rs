@@ -8,6 +8,7 @@
 mod bindings;
 pub mod builtin;
 pub mod cache;
+pub mod classifier;
 mod engine;
 mod health;
 pub mod limits;

@@ -323,6 +323,7 @@ impl Store {
             let account = Account {
                 id: next_id(txn, "account")?,
                 name: name.clone(),
+                bounce_classifier: None,
             };
             txn.open_table(ACCOUNTS)?
                 .insert(account.id, encode(&account)?.as_slice())?;
@@ -334,6 +335,26 @@ impl Store {
     /// An account by id.
     pub fn account(&self, id: u64) -> Result<Option<Account>, StoreError> {
         self.get(ACCOUNTS, id)
+    }
+
+    /// Installs (or, with `None`, removes) an account's own bounce classifier.
+    pub async fn set_bounce_classifier(
+        &self,
+        account_id: u64,
+        sha256: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut accounts = txn.open_table(ACCOUNTS)?;
+            let mut account: Account = accounts
+                .get(account_id)?
+                .map(|value| decode(value.value()))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))?;
+            account.bounce_classifier = sha256.clone();
+            accounts.insert(account_id, encode(&account)?.as_slice())?;
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces a source's settings (its id and account stay).

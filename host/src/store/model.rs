@@ -10,6 +10,9 @@ pub struct Account {
     pub id: u64,
     /// A name for people.
     pub name: String,
+    /// The sha256 of the account's own bounce classifier, if it installed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce_classifier: Option<String>,
 }
 
 /// One sending application of an account.

@@ -1,0 +1,36 @@
+//! A test bounce classifier, as an account would write one: a full mailbox counts as hard
+//! (the account knows its recipients abandon full mailboxes), and every other verdict stays
+//! the built-in one.
+
+// The exported entry points the bindings generate are `unsafe extern` functions.
+#![allow(unsafe_code)]
+
+#[allow(clippy::all, missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../../wit",
+        world: "bounce-classifier",
+        pub_export_macro: true,
+        default_bindings_module: "crate::bindings",
+    });
+}
+
+use bindings::sluice::flowstep::log::{Level, write};
+use bindings::{Guest, ReturnedRecipient, Verdict};
+
+struct FullIsGone;
+
+impl Guest for FullIsGone {
+    fn classify(returned: ReturnedRecipient) -> Option<Verdict> {
+        if returned.kind != "bounce" || returned.reason != "mailboxfull" {
+            return None;
+        }
+        write(Level::Info, "a full mailbox is taken as abandoned");
+        Some(Verdict {
+            reason: "mailbox-abandoned".into(),
+            hard: true,
+        })
+    }
+}
+
+bindings::export!(FullIsGone with_types_in bindings);
