@@ -360,3 +360,76 @@ fn bounce_parser_survives_mutated_corpus_files() {
     }
     println!("bounce parser: {runs} mutated or hostile messages, no panic");
 }
+
+/// The parts a generated report is built from: real field names and shapes, with random
+/// values, folding, missing pieces and junk in between.
+fn report_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let field = prop::sample::select(vec![
+        "Final-Recipient",
+        "Original-Recipient",
+        "Action",
+        "Status",
+        "Diagnostic-Code",
+        "Remote-MTA",
+        "Reporting-MTA",
+        "Feedback-Type",
+        "Original-Rcpt-To",
+        "Content-Type",
+        "Return-Path",
+        "Message-ID",
+        "Auto-Submitted",
+        "From",
+        "Subject",
+    ]);
+    let value = prop_oneof![
+        "[ -~]{0,80}",
+        Just("rfc822; ann@example.net".to_string()),
+        Just("smtp; 550 5.1.1 <ann@example.net>: user unknown".to_string()),
+        Just("multipart/report; report-type=delivery-status; boundary=\"b\"".to_string()),
+        Just("message/delivery-status".to_string()),
+        Just("message/feedback-report".to_string()),
+        Just("failed".to_string()),
+        "[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}",
+    ];
+    let line = prop_oneof![
+        (field, value).prop_map(|(name, value)| format!("{name}: {value}\r\n")),
+        "[ -~]{0,120}".prop_map(|text| format!("{text}\r\n")),
+        Just("\r\n".to_string()),
+        Just("--b\r\n".to_string()),
+        Just("--b--\r\n".to_string()),
+        Just(" folded continuation\r\n".to_string()),
+    ];
+    (
+        prop::collection::vec(line, 0..60),
+        prop::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(lines, junk)| {
+            let mut raw = lines.concat().into_bytes();
+            let at = raw.len() / 2;
+            raw.splice(at..at, junk);
+            raw
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 512,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Any bytes at all: the parser answers and never panics.
+    #[test]
+    fn any_bytes_are_answered(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+        let report = classify_message(&raw);
+        proptest::prop_assert!(!report.recipients.is_empty());
+    }
+
+    /// Report-shaped messages with random fields: the parser answers and never panics.
+    #[test]
+    fn report_shaped_messages_are_answered(raw in report_strategy()) {
+        let report = classify_message(&raw);
+        proptest::prop_assert!(!report.recipients.is_empty());
+    }
+}
