@@ -595,6 +595,23 @@ fn an_accounts_own_classifier_overrides_the_built_in_verdict() {
     assert_eq!(detail["classifiedBy"], sha.as_str(), "{detail}");
     assert_eq!(detail["builtInReason"], "mailboxfull", "{detail}");
 
+    // A classifier that traps leaves the built-in verdict.
+    let id = submit(&api, "jo@example.net");
+    let (return_path, sent) = delivered(&server, &sink, &id);
+    let trap = dsn(
+        "jo@example.net",
+        "5.2.2",
+        "552 5.2.2 Mailbox full classifier-trap",
+        &sent,
+    );
+    send_to_mx(&server, None, &return_path, &trap).unwrap();
+    wait_for(&server, &id, |kinds| {
+        kinds.iter().any(|kind| kind == "SOFTBOUNCE")
+    });
+    let detail = event_detail(&server, &id, "SOFTBOUNCE");
+    assert_eq!(detail["reason"], "mailboxfull", "{detail}");
+    assert!(detail.get("classifiedBy").is_none(), "{detail}");
+
     // Removed, the built-in verdict applies again.
     let removed = api
         .http
@@ -610,4 +627,38 @@ fn an_accounts_own_classifier_overrides_the_built_in_verdict() {
     wait_for(&server, &id, |kinds| {
         kinds.iter().any(|kind| kind == "SOFTBOUNCE")
     });
+}
+
+#[test]
+fn the_mx_tells_one_address_with_too_many_connections_to_come_back_later() {
+    let sink = plain_sink();
+    let route = sink.addr().to_string();
+    let server = TestServer::start(move |config| {
+        config.delivery.routes.insert("*".into(), route.into());
+        config.inbound.max_connections_per_ip = 2;
+    });
+    let mx = server.server.mx_addr.unwrap();
+    let greeting = |stream: &std::net::TcpStream| {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line).unwrap();
+        line
+    };
+    let first = std::net::TcpStream::connect(mx).unwrap();
+    let second = std::net::TcpStream::connect(mx).unwrap();
+    assert!(greeting(&first).starts_with("220"));
+    assert!(greeting(&second).starts_with("220"));
+    let third = std::net::TcpStream::connect(mx).unwrap();
+    assert!(greeting(&third).starts_with("421"));
+
+    // A connection that ends gives its place back.
+    drop(first);
+    let started = Instant::now();
+    loop {
+        let again = std::net::TcpStream::connect(mx).unwrap();
+        if greeting(&again).starts_with("220") {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "the place never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

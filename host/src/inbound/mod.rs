@@ -58,6 +58,10 @@ pub struct InboundConfig {
     pub data_timeout_secs: u64,
     /// Days the content of returned mail is kept (its analysis stays).
     pub keep_days: u64,
+    /// Connections open at once; more are told to come back later.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for InboundConfig {
@@ -72,6 +76,8 @@ impl Default for InboundConfig {
             command_timeout_secs: 300,
             data_timeout_secs: 600,
             keep_days: 30,
+            max_connections: 200,
+            max_connections_per_ip: 10,
         }
     }
 }
@@ -86,6 +92,8 @@ impl InboundConfig {
             max_message_bytes: self.max_message_bytes,
             command_timeout_secs: self.command_timeout_secs,
             data_timeout_secs: self.data_timeout_secs,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             ..SmtpConfig::default()
         }
     }

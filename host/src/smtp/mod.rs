@@ -6,12 +6,14 @@ mod auth;
 mod session;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -41,6 +43,10 @@ pub struct SmtpConfig {
     pub max_auth_failures: u32,
     /// Seconds an IP address waits after too many failed AUTH attempts.
     pub auth_backoff_secs: u64,
+    /// Connections open at once; more are told to come back later (421).
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
     /// PEM certificate chain for STARTTLS; a self-signed one is made in the data folder when
     /// absent.
     pub tls_cert: Option<PathBuf>,
@@ -59,6 +65,8 @@ impl Default for SmtpConfig {
             data_timeout_secs: 600,
             max_auth_failures: 5,
             auth_backoff_secs: 60,
+            max_connections: 1000,
+            max_connections_per_ip: 100,
             tls_cert: None,
             tls_key: None,
         }
@@ -106,10 +114,52 @@ impl SmtpConfig {
     }
 }
 
+/// Connections open now, in all and per address, for the listener's limits.
+#[derive(Default)]
+struct OpenConnections {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted when dropped, however the session ends.
+struct ConnectionSlot {
+    open: Arc<OpenConnections>,
+    ip: IpAddr,
+}
+
+impl OpenConnections {
+    /// Counts a new connection from `ip`, unless a limit is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr, config: &SmtpConfig) -> Option<ConnectionSlot> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = per_ip.values().sum();
+        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
+        if total >= config.max_connections || from_ip >= config.max_connections_per_ip {
+            return None;
+        }
+        *per_ip.entry(ip).or_default() += 1;
+        Some(ConnectionSlot {
+            open: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.open.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// A bound SMTP listener.
 pub struct SmtpServer {
     listener: TcpListener,
     shared: Shared,
+    open: Arc<OpenConnections>,
 }
 
 impl std::fmt::Debug for SmtpServer {
@@ -160,6 +210,7 @@ impl SmtpServer {
                 tls,
                 role,
             },
+            open: Arc::default(),
         })
     }
 
@@ -172,14 +223,24 @@ impl SmtpServer {
     pub async fn run(self) {
         loop {
             match self.listener.accept().await {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
                     // Replies are small writes answering small writes: without NODELAY,
                     // Nagle's algorithm and delayed ACKs add ~40 ms to every round trip.
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                     }
+                    let Some(slot) = self.open.admit(peer.ip(), &self.shared.config) else {
+                        tracing::info!(%peer, "too many SMTP connections; refused");
+                        tokio::spawn(async move {
+                            let _ = stream
+                                .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                                .await;
+                        });
+                        continue;
+                    };
                     let shared = self.shared.clone();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(error) = session::serve(stream, peer, shared).await {
                             tracing::debug!(%peer, %error, "SMTP session ended with an error");
                         }

@@ -1,6 +1,6 @@
 //! A test bounce classifier, as an account would write one: a full mailbox counts as hard
 //! (the account knows its recipients abandon full mailboxes), and every other verdict stays
-//! the built-in one.
+//! the built-in one. A diagnostic saying `classifier-trap` makes it trap.
 
 // The exported entry points the bindings generate are `unsafe extern` functions.
 #![allow(unsafe_code)]
@@ -22,6 +22,14 @@ struct FullIsGone;
 
 impl Guest for FullIsGone {
     fn classify(returned: ReturnedRecipient) -> Option<Verdict> {
+        // A way for tests to see a classifier fail: the built-in verdict must stand.
+        if returned
+            .diagnostic
+            .as_deref()
+            .is_some_and(|text| text.contains("classifier-trap"))
+        {
+            panic!("asked to trap");
+        }
         if returned.kind != "bounce" || returned.reason != "mailboxfull" {
             return None;
         }
