@@ -288,8 +288,8 @@ impl Inbound {
         let Some(mail) = self.store.returned(id)? else {
             return Ok(Vec::new());
         };
-        let content = self.store.returned_body(id)?.unwrap_or_default();
-        let readable = content.clone();
+        let content: Arc<[u8]> = self.store.returned_body(id)?.unwrap_or_default().into();
+        let readable = Arc::clone(&content);
         // The classifier is built never to panic; should it anyway, the report is kept as
         // unreadable rather than retried for ever.
         let report = tokio::task::spawn_blocking(move || bounce::classify_message(&readable))
@@ -361,6 +361,9 @@ impl Inbound {
             return None;
         }
         let verdict = verdict_for(message, report, matched)?;
+        if is_delay_warning(verdict) {
+            return None;
+        }
         let asked = ReturnedRecipient {
             kind: report.kind.as_str().to_string(),
             recipient: verdict.recipient.clone(),
@@ -457,6 +460,12 @@ fn effect(
         if let Some(feedback_type) = &report.feedback_type {
             detail["feedbackType"] = json!(feedback_type);
         }
+        if let Some(custom) = custom.filter(|_| report.kind == Kind::Bounce) {
+            detail["builtInReason"] = detail["reason"].clone();
+            detail["reason"] = json!(custom.verdict.reason);
+            detail["class"] = json!(if custom.verdict.hard { "hard" } else { "soft" });
+            detail["classifiedBy"] = json!(custom.plugin);
+        }
         Event {
             kind: kind.into(),
             at: now_millis(),
@@ -466,12 +475,7 @@ fn effect(
     match report.kind {
         Kind::Bounce => {
             let verdict = verdict?;
-            if verdict
-                .action
-                .as_deref()
-                .is_some_and(|action| action.eq_ignore_ascii_case("delayed"))
-            {
-                // A warning that the remote is still trying: nothing has failed yet.
+            if is_delay_warning(verdict) {
                 return Some(ReturnedEffect {
                     message_id: message.id.clone(),
                     event: detail("DELAYED"),
@@ -483,22 +487,9 @@ fn effect(
                 Some(custom) => custom.verdict.hard,
                 None => verdict.class == Some(Class::Hard),
             };
-            let mut event = detail(if hard { "HARDBOUNCE" } else { "SOFTBOUNCE" });
-            if let Some(custom) = custom {
-                let mut patched: serde_json::Value = event
-                    .detail
-                    .as_deref()
-                    .and_then(|text| serde_json::from_str(text).ok())
-                    .unwrap_or_default();
-                patched["builtInReason"] = patched["reason"].clone();
-                patched["reason"] = json!(custom.verdict.reason);
-                patched["class"] = json!(if hard { "hard" } else { "soft" });
-                patched["classifiedBy"] = json!(custom.plugin);
-                event.detail = Some(patched.to_string());
-            }
             Some(ReturnedEffect {
                 message_id: message.id.clone(),
-                event,
+                event: detail(if hard { "HARDBOUNCE" } else { "SOFTBOUNCE" }),
                 status: verified.then_some(if hard {
                     MessageStatus::HardBounce
                 } else {
@@ -529,6 +520,14 @@ fn effect(
         }),
         Kind::DeliveryReport | Kind::NotABounce => None,
     }
+}
+
+/// A DSN saying the remote is still trying (Action: delayed): nothing has failed yet.
+fn is_delay_warning(verdict: &RecipientVerdict) -> bool {
+    verdict
+        .action
+        .as_deref()
+        .is_some_and(|action| action.eq_ignore_ascii_case("delayed"))
 }
 
 /// The report's verdict on this message's recipient: the one naming it, else the only one
