@@ -13,6 +13,7 @@ pub mod flow;
 pub mod inbound;
 pub mod message;
 pub mod plugin;
+pub mod schedule;
 pub mod server;
 pub mod services;
 pub mod smtp;

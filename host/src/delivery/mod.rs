@@ -30,6 +30,7 @@ use self::verp::ReturnPath;
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
 use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
+use crate::schedule;
 use crate::store::{
     AttemptRecord, DeliveryJob, Event, MessageStatus, Store, StoreError, now_millis,
 };
@@ -154,9 +155,6 @@ impl QueueSignal {
     }
 }
 
-/// How often the queue is looked at when nothing wakes the scheduler.
-const IDLE_POLL: Duration = Duration::from_secs(1);
-
 /// The delivery service.
 pub struct Delivery {
     config: DeliveryConfig,
@@ -231,19 +229,7 @@ impl Delivery {
         if !self.config.enabled {
             return;
         }
-        loop {
-            let wait = match self.dispatch_due() {
-                Ok(wait) => wait,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read the delivery queue");
-                    IDLE_POLL
-                }
-            };
-            tokio::select! {
-                () = signal.0.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
-        }
+        schedule::run("delivery", &signal.0, || self.dispatch_due()).await;
     }
 
     /// Hands every due message to its domain's queue and starts connections as allowed;
@@ -274,11 +260,7 @@ impl Delivery {
                 tokio::spawn(Arc::clone(self).connection(key));
             }
         }
-        let next = self.store.next_due()?;
-        Ok(match next {
-            Some(at) if at > now => Duration::from_millis(at - now).min(IDLE_POLL),
-            _ => IDLE_POLL,
-        })
+        Ok(schedule::until(self.store.next_due()?, now))
     }
 
     /// One connection's life: take this destination's pending messages one by one and send

@@ -362,10 +362,11 @@ impl Pipeline {
             });
             record.recipient = message.envelope().recipient.clone();
         }
+        // Read from the message as the flow left it, already parsed; a message that could not
+        // be parsed is held, never sent, so it needs none.
+        record.header_message_id = run.message.as_ref().and_then(Message::message_id);
         let new_body = run.message.map(|message| message.to_bytes());
         let changed = new_body.filter(|new_body| *new_body != body);
-        record.header_message_id =
-            crate::inbound::mapping::header_message_id(changed.as_deref().unwrap_or(&body));
         let archive = run
             .effects
             .archive

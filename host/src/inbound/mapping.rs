@@ -25,12 +25,6 @@ pub enum Match {
     MessageId,
 }
 
-/// The Message-ID header of a raw message, without angle brackets.
-pub fn header_message_id(raw: &[u8]) -> Option<String> {
-    let headers = mail_parser::MessageParser::new().parse_headers(raw)?;
-    headers.message_id().map(str::to_string)
-}
-
 /// Our messages the returned mail is about, with how each was found.
 pub fn messages_for(
     store: &Store,
@@ -169,12 +163,5 @@ mod tests {
         );
         assert_eq!(return_path_candidates(b"b+").count(), 0);
         assert_eq!(return_path_candidates(b"").count(), 0);
-    }
-
-    #[test]
-    fn the_message_id_header_is_read_without_brackets() {
-        let raw = b"Message-ID: <abc@shop.example>\r\nSubject: x\r\n\r\nbody";
-        assert_eq!(header_message_id(raw).as_deref(), Some("abc@shop.example"));
-        assert_eq!(header_message_id(b"Subject: x\r\n\r\nbody"), None);
     }
 }

@@ -62,6 +62,17 @@ pub struct Message {
     data: Option<Arc<str>>,
 }
 
+/// A Message-ID field's value without white space and angle brackets, as both sent copies
+/// and returned mail are indexed by it; none when nothing is left.
+pub fn bare_message_id(value: &str) -> Option<String> {
+    let id = value
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
 impl Message {
     /// Reads an RFC 5322 message. Bare LF line ends are turned into CRLF, as SMTP requires.
     pub fn parse(raw: impl Into<Bytes>, envelope: Envelope) -> Result<Self, MessageError> {
@@ -121,6 +132,12 @@ impl Message {
         header::fields(&self.head)
             .find(|field| field.is_named(name))
             .map(|field| field.decoded_value())
+    }
+
+    /// The Message-ID, without its angle brackets.
+    pub fn message_id(&self) -> Option<String> {
+        self.header("Message-ID")
+            .and_then(|value| bare_message_id(&value))
     }
 
     /// Every field with this name, in order, unfolded and decoded.
@@ -323,6 +340,16 @@ mod tests {
         let message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
         assert_eq!(message.to_bytes(), SIMPLE);
         assert_eq!(message.size(), SIMPLE.len());
+    }
+
+    #[test]
+    fn the_message_id_is_read_without_brackets() {
+        let raw = b"Message-ID:\r\n <abc@shop.example> \r\nSubject: x\r\n\r\nbody";
+        let message = Message::parse(Bytes::from_static(raw), envelope()).unwrap();
+        assert_eq!(message.message_id().as_deref(), Some("abc@shop.example"));
+        let message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        assert_eq!(message.message_id(), None);
+        assert_eq!(bare_message_id(" <> "), None);
     }
 
     #[test]

@@ -26,12 +26,11 @@ use tokio::sync::{Notify, Semaphore};
 
 use self::payload::EventPayload;
 use self::signature::{ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, WEBHOOK_ID_HEADER};
+use crate::schedule;
 use crate::store::{Store, StoreError, WebhookCallKey, WebhookOutcome, now_millis};
 
 /// The most of a failing receiver's answer kept for the dead-letter view.
 const ANSWER_SNIPPET_BYTES: usize = 256;
-/// How often the queue is looked at when nothing wakes the dispatcher.
-const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The `[webhooks]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -178,19 +177,7 @@ impl WebhookDispatcher {
         if !self.config.enabled {
             return;
         }
-        loop {
-            let wait = match self.dispatch_due() {
-                Ok(wait) => wait,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read the webhook queue");
-                    IDLE_POLL
-                }
-            };
-            tokio::select! {
-                () = self.signal.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
-        }
+        schedule::run("webhooks", &self.signal, || self.dispatch_due()).await;
     }
 
     /// Starts a task for every due call whose chain and endpoint are free; returns how long to
@@ -223,11 +210,7 @@ impl WebhookDispatcher {
             }
             tokio::spawn(Arc::clone(self).call(key));
         }
-        let next = self.store.next_webhook_due()?;
-        Ok(match next {
-            Some(at) if at > now => Duration::from_millis(at - now).min(IDLE_POLL),
-            _ => IDLE_POLL,
-        })
+        Ok(schedule::until(self.store.next_webhook_due()?, now))
     }
 
     /// One call: send it, record what came of it, free its chain.

@@ -63,14 +63,7 @@ impl ReturnedMessage {
     /// The returned message's Message-ID, without angle brackets.
     pub fn message_id(&self) -> Option<String> {
         self.header("Message-ID")
-            .map(|id| {
-                id.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .trim()
-                    .to_string()
-            })
-            .filter(|id| !id.is_empty())
+            .and_then(crate::message::bare_message_id)
     }
 
     /// The returned message's Return-Path address (its envelope sender: our VERP address).
