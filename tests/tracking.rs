@@ -143,3 +143,73 @@ fn a_customer_cannot_upload_a_plugin_that_uses_a_privileged_capability() {
         );
     }
 }
+
+#[test]
+fn repeated_opens_and_clicks_are_counted_but_only_the_first_are_kept() {
+    let server = TestServer::start(|_| {});
+    let (id, html) = tracked_message(&server);
+    let links = hrefs(&html);
+    let pixel_url = html
+        .split("<img src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("A".repeat(60_000))
+        .build()
+        .unwrap();
+    let limit = sluice::store::MAX_KEPT_ENGAGEMENTS as usize;
+    for _ in 0..limit + 15 {
+        assert_eq!(
+            http.get(&pixel_url).send().unwrap().status(),
+            StatusCode::OK
+        );
+        assert!(
+            http.get(&links[0])
+                .send()
+                .unwrap()
+                .status()
+                .is_redirection()
+        );
+    }
+    // Another link has a count of its own.
+    assert!(
+        http.get(&links[1])
+            .send()
+            .unwrap()
+            .status()
+            .is_redirection()
+    );
+
+    let kinds = event_kinds(&server, &id);
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!(count("OPENED"), limit);
+    assert_eq!(count("CLICKED"), limit + 1);
+    let counts = server.store().engagement_counts(&id).unwrap();
+    assert!(
+        counts.contains(&("open".to_string(), (limit + 15) as u64)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&("click:0".to_string(), (limit + 15) as u64)),
+        "{counts:?}"
+    );
+    assert!(counts.contains(&("click:1".to_string(), 1)), "{counts:?}");
+
+    // The User-Agent is kept cut, so the message's view stays small.
+    let opened = crate::util::event_detail(&server, &id, "OPENED");
+    let agent = opened["userAgent"].as_str().unwrap();
+    assert!(agent.len() < 400, "{}", agent.len());
+    assert!(agent.ends_with("[cut: 60000 bytes in all]"), "{agent}");
+    let view = Api::demo(&server)
+        .get(&format!("messages/{id}?addevents=true"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(view.len() < 64 << 10, "{}", view.len());
+}

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::api::ApiState;
 use crate::store::{Event, now_millis};
+use crate::truncate::cut_to;
 
 /// The smallest transparent GIF.
 const PIXEL: &[u8] = &[
@@ -17,12 +18,21 @@ const PIXEL: &[u8] = &[
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
+/// The longest User-Agent kept with an open or a click: the reader's client names itself in
+/// far less, and anything longer is noise someone chose to send.
+const MAX_USER_AGENT_BYTES: usize = 256;
+/// The longest link target kept with a click event (the redirect still goes to all of it).
+const MAX_KEPT_URL_BYTES: usize = 2048;
+
 fn who(headers: &HeaderMap, peer: SocketAddr) -> serde_json::Value {
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    serde_json::json!({"userAgent": agent, "ip": peer.ip().to_string()})
+    serde_json::json!({
+        "userAgent": cut_to(agent.to_string(), MAX_USER_AGENT_BYTES),
+        "ip": peer.ip().to_string(),
+    })
 }
 
 /// `GET /c/{token}`.
@@ -36,15 +46,20 @@ pub async fn click(
         return StatusCode::NOT_FOUND.into_response();
     };
     let mut detail = who(&headers, peer);
-    detail["url"] = target.url.clone().into();
+    detail["url"] = cut_to(target.url.clone(), MAX_KEPT_URL_BYTES).into();
     detail["linkIndex"] = target.index.into();
     let event = Event {
         kind: "CLICKED".into(),
         at: now_millis(),
         detail: Some(detail.to_string()),
     };
-    match state.store().append_event(&target.message_id, event).await {
-        Ok(()) => Redirect::to(&target.url).into_response(),
+    let counter = format!("click:{}", target.index);
+    match state
+        .store()
+        .record_engagement(&target.message_id, &counter, event)
+        .await
+    {
+        Ok(_) => Redirect::to(&target.url).into_response(),
         // A genuine token of a message that is gone (simulated, or purged).
         Err(crate::store::StoreError::NotFound(_)) => StatusCode::NOT_FOUND.into_response(),
         Err(error) => {
@@ -70,7 +85,11 @@ pub async fn open(
         at: now_millis(),
         detail: Some(who(&headers, peer).to_string()),
     };
-    if let Err(error) = state.store().append_event(&message_id, event).await {
+    if let Err(error) = state
+        .store()
+        .record_engagement(&message_id, "open", event)
+        .await
+    {
         tracing::debug!(%error, message = %message_id, "open not recorded");
     }
     (

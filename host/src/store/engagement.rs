@@ -1,0 +1,182 @@
+//! Opens and clicks: each one is counted, but only the first few of a message (opens) and of
+//! each of its links (clicks) are kept as events. Anyone holding a tracking URL can fetch it
+//! in a loop; that must not grow the message's record, its views or its webhook calls
+//! without end.
+
+use std::sync::Arc;
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::{MESSAGES, Store, StoreError, append_events, decode};
+use crate::store::{Event, MessageRecord};
+
+/// Counts per message and counter (`open`, `click:INDEX`).
+const ENGAGEMENT: TableDefinition<(&str, &str), u64> = TableDefinition::new("engagement");
+
+/// Opens kept as events per message, and clicks per link; later ones are only counted.
+pub const MAX_KEPT_ENGAGEMENTS: u64 = 20;
+
+/// What recording an open or a click came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engagement {
+    /// Kept as an event; this many in all under its counter.
+    Kept(u64),
+    /// Counted only; this many in all under its counter.
+    Counted(u64),
+}
+
+impl Store {
+    /// Counts an open or a click of a message under `counter` and keeps it as an event while
+    /// fewer than [`MAX_KEPT_ENGAGEMENTS`] are. `NotFound` when the message does not exist.
+    pub async fn record_engagement(
+        &self,
+        id: &str,
+        counter: &str,
+        event: Event,
+    ) -> Result<Engagement, StoreError> {
+        let key = id.to_string();
+        let counter = counter.to_string();
+        let hooks = Arc::clone(&self.webhooks);
+        // A missing message is an answer, not a failure: an error would roll back the
+        // transaction this writer shares with others.
+        let recorded = self
+            .write(move |txn| {
+                let message: Option<MessageRecord> = txn
+                    .open_table(MESSAGES)?
+                    .get(key.as_str())?
+                    .map(|value| decode(value.value()))
+                    .transpose()?;
+                let Some(message) = message else {
+                    return Ok(None);
+                };
+                let mut counts = txn.open_table(ENGAGEMENT)?;
+                let seen = counts
+                    .get((key.as_str(), counter.as_str()))?
+                    .map_or(0, |count| count.value())
+                    + 1;
+                counts.insert((key.as_str(), counter.as_str()), seen)?;
+                drop(counts);
+                if seen > MAX_KEPT_ENGAGEMENTS {
+                    return Ok(Some(Engagement::Counted(seen)));
+                }
+                append_events(txn, &hooks, &message, std::slice::from_ref(&event))?;
+                Ok(Some(Engagement::Kept(seen)))
+            })
+            .await?;
+        recorded.ok_or_else(|| StoreError::NotFound(format!("message {id}")))
+    }
+
+    /// A message's open and click counts by counter (`open`, `click:INDEX`).
+    pub fn engagement_counts(&self, id: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(ENGAGEMENT) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        table
+            .range((id, "")..)?
+            .map_while(|entry| match entry {
+                Ok((key, count)) => {
+                    let (message, counter) = key.value();
+                    (message == id).then(|| Ok((counter.to_string(), count.value())))
+                }
+                Err(error) => Some(Err(error.into())),
+            })
+            .collect()
+    }
+
+    /// The events of a message, for tests of the caps.
+    #[cfg(test)]
+    fn event_count(&self, id: &str) -> usize {
+        let txn = self.db.begin_read().unwrap();
+        let table = txn.open_table(super::EVENTS).unwrap();
+        table.range((id, 0)..=(id, u32::MAX)).unwrap().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MessageStatus, NewMessage, new_message_id, now_millis};
+
+    fn temp_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        (store, dir)
+    }
+
+    async fn spooled_message(store: &Store) -> String {
+        let id = new_message_id();
+        let record = MessageRecord {
+            id: id.clone(),
+            account_id: 1,
+            source_id: 1,
+            submitted_over: "api".into(),
+            sender: "app@example.com".into(),
+            recipient: "ann@example.net".into(),
+            submitted_at: now_millis(),
+            data: None,
+            flow_selector: None,
+            flow_id: None,
+            status: MessageStatus::Submitted,
+            status_reason: None,
+            subject: None,
+            tags: Vec::new(),
+            schedule_at: None,
+            dmarc: None,
+            header_message_id: None,
+        };
+        let body = b"Subject: hi\r\n\r\nhello\r\n".to_vec();
+        store
+            .spool(vec![NewMessage { record, body }])
+            .await
+            .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn opens_past_the_cap_are_counted_not_kept() {
+        let (store, _dir) = temp_store();
+        let id = spooled_message(&store).await;
+        let open = || Event {
+            kind: "OPENED".into(),
+            at: 1,
+            detail: None,
+        };
+        for _ in 0..MAX_KEPT_ENGAGEMENTS {
+            let recorded = store.record_engagement(&id, "open", open()).await.unwrap();
+            assert!(matches!(recorded, Engagement::Kept(_)));
+        }
+        let before = store.event_count(&id);
+        let recorded = store.record_engagement(&id, "open", open()).await.unwrap();
+        assert_eq!(recorded, Engagement::Counted(MAX_KEPT_ENGAGEMENTS + 1));
+        assert_eq!(store.event_count(&id), before);
+        // Each link has a count of its own.
+        let click = store
+            .record_engagement(&id, "click:0", open())
+            .await
+            .unwrap();
+        assert_eq!(click, Engagement::Kept(1));
+        let counts = store.engagement_counts(&id).unwrap();
+        assert_eq!(
+            counts,
+            vec![
+                ("click:0".to_string(), 1),
+                ("open".to_string(), MAX_KEPT_ENGAGEMENTS + 1)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_message_is_not_found() {
+        let (store, _dir) = temp_store();
+        let event = Event {
+            kind: "OPENED".into(),
+            at: 1,
+            detail: None,
+        };
+        let error = store.record_engagement("nope", "open", event).await;
+        assert!(matches!(error, Err(StoreError::NotFound(_))));
+    }
+}
