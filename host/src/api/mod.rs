@@ -11,6 +11,7 @@ mod manage;
 mod messages;
 mod openapi;
 mod paging;
+mod plugins;
 mod templates;
 mod webhooks;
 
@@ -194,6 +195,8 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             get(manage::get_rules).put(manage::put_rules),
         )
         .route("/{account}/plugins", post(manage::upload_plugin))
+        .route("/{account}/plugins/{plugin}", get(plugins::get))
+        .route("/{account}/plugins/{plugin}/enable", post(plugins::enable))
         .route(
             "/{account}/bounce_classifier",
             get(classifier::get)

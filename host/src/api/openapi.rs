@@ -134,6 +134,12 @@ fn description() -> Value {
                 "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
                 "responses": {"201": {"description": "sha256, imports and kind (flowstep or bounce-classifier)"}, "400": {"description": "Refused, with the reason"}}
             }},
+            "/{account_id}/plugins/{plugin}": {
+                "get": operation("Whether a plugin (uploaded, by sha256; the operator's, by name) runs for the account, or why it was disabled", None, ("200", "sha256, name, enabled, disabledReason"))
+            },
+            "/{account_id}/plugins/{plugin}/enable": {
+                "post": operation("Let a plugin that failed its way to disabled run again for the account, with a fresh count of failures", None, ("200", "The plugin's state"))
+            },
             "/{account_id}/bounce_classifier": {
                 "get": operation("The account's own bounce classifier, if installed", None, ("200", "plugin: its sha256")),
                 "put": operation("Install an uploaded bounce classifier; it may replace the built-in verdict on returned mail and 5xx replies", Some("BounceClassifier"), ("200", "Installed")),

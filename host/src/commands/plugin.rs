@@ -1,4 +1,5 @@
-//! `sluice plugin check` and `sluice plugin run`: the quickest way to try a Flowstep.
+//! `sluice plugin check` and `sluice plugin run`: the quickest way to try a Flowstep; and
+//! `sluice plugin enable`, an operator's way to let a disabled plugin run again.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -48,6 +49,21 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Lets a plugin that failed its way to disabled run again for an account, in the store
+    /// of a stopped server (a running one takes `POST /{account}/plugins/{plugin}/enable`).
+    Enable {
+        /// The plugin: an uploaded one's sha256, or the name of one in the plugin folder.
+        plugin: String,
+        /// The account it was disabled for.
+        #[arg(long)]
+        account: u64,
+        /// The server's configuration file, when it has one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The data folder (overrides `data_dir`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 fn parse_capability(name: &str) -> Result<Capability, String> {
@@ -76,7 +92,51 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Grants::of(grants),
             json,
         ),
+        PluginCommand::Enable {
+            plugin,
+            account,
+            config,
+            data,
+        } => enable(&plugin, account, config.as_deref(), data),
     }
+}
+
+fn enable(
+    reference: &str,
+    account_id: u64,
+    config: Option<&std::path::Path>,
+    data: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = sluice::config::Config::load(config)?;
+    if let Some(data) = data {
+        config.data_dir = data;
+    }
+    let is_sha256 = reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit());
+    let sha256 = if is_sha256 {
+        reference.to_ascii_lowercase()
+    } else {
+        let file = config.plugins_path().join(format!("{reference}.wasm"));
+        let bytes = std::fs::read(&file).map_err(|error| {
+            anyhow::anyhow!("no plugin {reference} ({}): {error}", file.display())
+        })?;
+        sluice::plugin::hex_sha256(&bytes)
+    };
+    let store = sluice::store::Store::open(&config.store_path()).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot open the store ({error}); while the server runs, use \
+             POST /{account_id}/plugins/{reference}/enable"
+        )
+    })?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let was_disabled = tokio.block_on(store.clear_plugin_disabled(&sha256, account_id))?;
+    if was_disabled {
+        println!("plugin {reference} ({sha256}) runs again for account {account_id}");
+    } else {
+        println!("plugin {reference} ({sha256}) was not disabled for account {account_id}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_component(file: &PathBuf) -> anyhow::Result<Vec<u8>> {

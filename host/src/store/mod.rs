@@ -8,8 +8,10 @@
 
 mod archive;
 mod delivery;
+mod engagement;
 mod identities;
 pub mod model;
+mod plugin_health;
 mod returned;
 mod webhooks;
 mod writer;
@@ -26,6 +28,7 @@ use serde::de::DeserializeOwned;
 
 use crate::flow::rules::Routing;
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
+pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
     MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,

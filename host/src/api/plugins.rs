@@ -1,0 +1,78 @@
+//! `GET /{account}/plugins/{plugin}` and `POST /{account}/plugins/{plugin}/enable`: whether a
+//! plugin (an uploaded one by sha256, an operator's by name) runs for the account, and
+//! letting one that failed its way to disabled run again.
+//!
+//! A plugin is disabled per account: the account whose mail made it fail is the one that
+//! decides when it has seen enough, and its decision touches no other account.
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+
+/// A plugin as the account sees it run.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStateView {
+    /// The sha256 of the version in service.
+    sha256: String,
+    /// Its name: the sha256 for an uploaded plugin, the file name for an operator's.
+    name: String,
+    /// False once it failed too often in a row for this account.
+    enabled: bool,
+    /// Why it was disabled.
+    disabled_reason: Option<String>,
+}
+
+/// Finds a plugin the account may use, or 404 (the same answer for another account's).
+async fn usable(
+    state: &ApiState,
+    account_id: u64,
+    reference: &str,
+) -> Result<PluginStateView, ApiError> {
+    let usable =
+        state.plugins.get(reference).is_some() || state.store.owns_plugin(account_id, reference)?;
+    if !usable {
+        return Err(ApiError::not_found("plugin"));
+    }
+    let (plugin, reason) = state
+        .pipeline
+        .plugin_disabled(account_id, reference)
+        .await
+        .map_err(|_| ApiError::not_found("plugin"))?;
+    Ok(PluginStateView {
+        sha256: plugin.sha256().to_string(),
+        name: plugin.name().to_string(),
+        enabled: reason.is_none(),
+        disabled_reason: reason,
+    })
+}
+
+/// `GET /{account}/plugins/{plugin}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((account_id, reference)): Path<(u64, String)>,
+    caller: Caller,
+) -> Result<Json<PluginStateView>, ApiError> {
+    caller.require(account_id)?;
+    Ok(Json(usable(&state, account_id, &reference).await?))
+}
+
+/// `POST /{account}/plugins/{plugin}/enable`: runs the plugin again for this account, with a
+/// fresh count of failures. Enabling one that runs changes nothing.
+pub async fn enable(
+    State(state): State<ApiState>,
+    Path((account_id, reference)): Path<(u64, String)>,
+    caller: Caller,
+) -> Result<Json<PluginStateView>, ApiError> {
+    caller.require(account_id)?;
+    usable(&state, account_id, &reference).await?;
+    state
+        .pipeline
+        .enable_plugin(account_id, &reference)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(usable(&state, account_id, &reference).await?))
+}

@@ -1,0 +1,62 @@
+//! Which plugin versions are disabled for which account, kept across a restart: a plugin
+//! that failed its way to being disabled stays so until the account (or an operator)
+//! enables it again.
+
+use redb::TableDefinition;
+
+use super::{Store, StoreError};
+
+/// (plugin sha256, account) → why it was disabled.
+const DISABLED_PLUGINS: TableDefinition<(&str, u64), &str> =
+    TableDefinition::new("disabled_plugins");
+
+impl Store {
+    /// Records that a plugin version is disabled for an account.
+    pub async fn record_plugin_disabled(
+        &self,
+        sha256: &str,
+        account_id: u64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let sha256 = sha256.to_string();
+        let reason = reason.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(DISABLED_PLUGINS)?;
+            table.insert((sha256.as_str(), account_id), reason.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets that a plugin version is disabled for an account; true when it was.
+    pub async fn clear_plugin_disabled(
+        &self,
+        sha256: &str,
+        account_id: u64,
+    ) -> Result<bool, StoreError> {
+        let sha256 = sha256.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(DISABLED_PLUGINS)?;
+            let removed = table.remove((sha256.as_str(), account_id))?.is_some();
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// The accounts a plugin version is disabled for, with why.
+    pub fn plugin_disabled_accounts(&self, sha256: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(DISABLED_PLUGINS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        table
+            .range((sha256, 0)..=(sha256, u64::MAX))?
+            .map(|entry| {
+                let (key, reason) = entry?;
+                Ok((key.value().1, reason.value().to_string()))
+            })
+            .collect()
+    }
+}
