@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod delivery_client;
 mod dns;
+mod fairness;
 mod hot_reload;
 mod loading;
 mod pipeline;

@@ -662,3 +662,107 @@ fn the_mx_tells_one_address_with_too_many_connections_to_come_back_later() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn another_accounts_bounce_settles_while_one_accounts_classifier_sleeps() {
+    let sink = plain_sink();
+    let route = sink.addr().to_string();
+    let server = TestServer::start(move |config| {
+        config.delivery.enabled = true;
+        config.delivery.routes.insert("*".into(), route.into());
+        // Never disabled here, so only the account's share of classifier calls bounds it.
+        config.runtime.failures_before_disable = 0;
+    });
+    let api = Api::demo(&server);
+    let component = crate::util::guest_bytes("test_bounce_override");
+    let uploaded: Value = api
+        .post("plugins")
+        .header("Content-Type", "application/wasm")
+        .body(component)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let installed = api
+        .put("bounce_classifier")
+        .json(&json!({ "plugin": uploaded["sha256"] }))
+        .send()
+        .unwrap();
+    assert!(installed.status().is_success(), "{:?}", installed.text());
+
+    let other = crate::util::second_account(&server);
+    server.block_on(async {
+        let store = server.store();
+        let flow = store
+            .create_flow(sluice::store::Flow {
+                id: 0,
+                account_id: 2,
+                name: "plain".into(),
+                steps: Vec::new(),
+                expiry_hours: None,
+            })
+            .await
+            .unwrap();
+        let routing = sluice::flow::rules::Routing {
+            rules: Vec::new(),
+            default_flow_id: flow.id,
+        };
+        store.set_routing(2, routing).await.unwrap();
+    });
+
+    // Each of these asks the first account's classifier, which sleeps until stopped: at
+    // least 40 x 100 ms / 4 calls at once = 1 s of it.
+    let submitted: Vec<(String, String)> = (0..40)
+        .map(|n| {
+            let recipient = format!("full{n}@example.net");
+            (submit(&api, &recipient), recipient)
+        })
+        .collect();
+    let sleepy: Vec<(String, String, String)> = submitted
+        .into_iter()
+        .map(|(id, recipient)| {
+            let (return_path, sent) = delivered(&server, &sink, &id);
+            let report = dsn(
+                &recipient,
+                "5.2.2",
+                "552 5.2.2 Mailbox full classifier-sleep",
+                &sent,
+            );
+            (id, return_path, report)
+        })
+        .collect();
+    let theirs = submit(&other, "gone@example.org");
+    let (their_return_path, their_sent) = delivered(&server, &sink, &theirs);
+    let their_bounce = dsn(
+        "gone@example.org",
+        "5.1.1",
+        "550 5.1.1 No such user",
+        &their_sent,
+    );
+
+    for (_, return_path, report) in &sleepy {
+        send_to_mx(&server, None, return_path, report).unwrap();
+    }
+    send_to_mx(&server, None, &their_return_path, &their_bounce).unwrap();
+    wait_for(&server, &theirs, |kinds| {
+        kinds.iter().any(|kind| kind == "HARDBOUNCE")
+    });
+    let unsettled = sleepy
+        .iter()
+        .filter(|(id, _, _)| {
+            !event_kinds(&server, id)
+                .iter()
+                .any(|kind| kind.ends_with("BOUNCE"))
+        })
+        .count();
+    assert!(
+        unsettled > 0,
+        "the other account's bounce settled only after every sleeping classifier call"
+    );
+    // The sleeping classifier was stopped each time; the built-in verdict stands.
+    for (id, _, _) in &sleepy {
+        wait_for(&server, id, |kinds| {
+            kinds.iter().any(|kind| kind == "SOFTBOUNCE")
+        });
+    }
+}

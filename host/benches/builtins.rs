@@ -166,7 +166,7 @@ impl Flow<'_> {
             }
             let started = Instant::now();
             let run = plugin
-                .run_in(&current, config, Some(self.context.clone()))
+                .run_blocking(&current, config, Some(self.context.clone()))
                 .expect("step runs");
             times.push(started.elapsed());
             current = run.message;

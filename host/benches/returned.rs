@@ -130,7 +130,9 @@ async fn messages(server: &Server, count: usize) -> Vec<(String, String)> {
     for batch in new.chunks(500) {
         store.spool(batch.to_vec()).await.expect("spooled");
         for message in batch {
-            server.pipeline.notify(message.record.id.clone());
+            server
+                .pipeline
+                .notify(message.record.account_id, message.record.id.clone());
         }
     }
     let deadline = Instant::now() + Duration::from_secs(300);

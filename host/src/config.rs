@@ -24,9 +24,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The folder operators drop plugins into; relative paths are under `data_dir`.
     pub plugins_dir: PathBuf,
-    /// Flows that may run at once.
+    /// Flows that may run at once. A flow waiting on its steps costs an instance slot, not
+    /// a thread.
     #[serde(default = "default_pipeline_workers")]
     pub pipeline_workers: usize,
+    /// Flows one account may run at once, its simulations and previews included; absent,
+    /// half of `pipeline_workers`, so one account's slow steps leave the other half to the
+    /// rest.
+    #[serde(default)]
+    pub pipeline_account_share: Option<usize>,
     /// Limits for every plugin call.
     #[serde(default)]
     pub runtime: RuntimeLimits,
@@ -54,7 +60,7 @@ pub struct Config {
 }
 
 fn default_pipeline_workers() -> usize {
-    8
+    16
 }
 
 impl Config {
@@ -72,6 +78,13 @@ impl Config {
             .try_into()
             .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))?;
         Ok(config)
+    }
+
+    /// Flows one account may run at once.
+    pub fn account_share(&self) -> usize {
+        self.pipeline_account_share
+            .unwrap_or(self.pipeline_workers / 2)
+            .max(1)
     }
 
     /// The plugin folder, resolved against the data folder.

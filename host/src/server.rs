@@ -143,6 +143,7 @@ impl Server {
             links: Arc::clone(&links),
             services,
             workers: config.pipeline_workers,
+            account_share: config.account_share(),
             delivery: config.delivery.clone(),
             queued: queued.clone(),
         });

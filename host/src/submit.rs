@@ -116,7 +116,7 @@ pub async fn accept(
     let ids: Vec<String> = messages.iter().map(|m| m.record.id.clone()).collect();
     store.spool(messages).await?;
     for id in &ids {
-        pipeline.notify(id.clone());
+        pipeline.notify(submission.source.account_id, id.clone());
     }
     Ok(ids)
 }

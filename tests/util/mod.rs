@@ -24,6 +24,15 @@ pub fn guest_bytes(crate_name: &str) -> Vec<u8> {
     std::fs::read(guest(crate_name)).unwrap()
 }
 
+/// Runs a future to its end on a runtime of its own, from a sync test.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 /// A file from tests/data.
 pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

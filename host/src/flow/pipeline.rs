@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::rules::{MessageFacts, Routing};
 use crate::delivery::{DeliveryConfig, QueueSignal};
+use crate::fairness::{FairShare, NoSlot, Slot};
 use crate::message::{Envelope, Message};
 use crate::plugin::registry::PluginRegistry;
 use crate::plugin::{
@@ -45,7 +46,7 @@ pub struct Pipeline {
     queued: QueueSignal,
     stored_plugins: Mutex<HashMap<String, Arc<Plugin>>>,
     in_flight: Mutex<HashSet<String>>,
-    concurrency: Arc<Semaphore>,
+    share: Arc<FairShare>,
     overflowed: AtomicBool,
 }
 
@@ -64,6 +65,8 @@ pub struct PipelineParts {
     pub services: Arc<dyn HostServices>,
     /// Flows that may run at once.
     pub workers: usize,
+    /// Flows one account may run at once (simulations and previews included).
+    pub account_share: usize,
     /// The delivery settings (a processed message's expiry).
     pub delivery: DeliveryConfig,
     /// Told when a message enters the delivery queue.
@@ -122,14 +125,18 @@ pub enum FlowError {
 /// Tells the pipeline about newly spooled messages.
 #[derive(Clone, Debug)]
 pub struct PipelineHandle {
-    queue: mpsc::Sender<String>,
+    queue: mpsc::Sender<Spooled>,
     pipeline: Arc<Pipeline>,
 }
 
+/// A spooled message waiting for its flow: its account and id.
+type Spooled = (u64, String);
+
 impl PipelineHandle {
-    /// Queues a spooled message; if the queue is full it is picked up from the spool later.
-    pub fn notify(&self, id: String) {
-        if self.queue.try_send(id).is_err() {
+    /// Queues an account's spooled message; if the queue is full it is picked up from the
+    /// spool later.
+    pub fn notify(&self, account_id: u64, id: String) {
+        if self.queue.try_send((account_id, id)).is_err() {
             self.pipeline.overflowed.store(true, Ordering::Release);
         }
     }
@@ -140,9 +147,9 @@ impl PipelineHandle {
         record: &MessageRecord,
         message: Message,
     ) -> Result<FlowRun, FlowError> {
-        // Simulations share the pipeline's bound on flows running at once, so a burst of
-        // them cannot take every instance slot from real mail.
-        let Ok(_permit) = self.pipeline.concurrency.acquire().await else {
+        // Simulations count against the account's share of the flows running at once, so a
+        // burst of them cannot take slots from real mail or from other accounts.
+        let Ok(_slot) = self.pipeline.share.acquire(record.account_id).await else {
             return Err(StoreError::Closed.into());
         };
         self.pipeline.run_flow(record, message, true).await
@@ -184,8 +191,8 @@ impl PipelineHandle {
     }
 
     /// Runs one step as a simulation for the account (a preview, a configuration check),
-    /// within the pipeline's bound on flows at once, so a burst of them cannot take every
-    /// instance slot from real mail.
+    /// within the account's share of the flows running at once, so a burst of them cannot
+    /// take slots from real mail or from other accounts.
     pub async fn run_dry(
         &self,
         plugin: Arc<Plugin>,
@@ -196,12 +203,42 @@ impl PipelineHandle {
     ) -> Result<Result<StepRun, StepFailed>, FlowError> {
         let pipeline = &self.pipeline;
         let context = pipeline.context(message_id, account_id, true);
-        let Ok(_permit) = pipeline.concurrency.acquire().await else {
+        let Ok(_slot) = pipeline.share.acquire(account_id).await else {
             return Err(StoreError::Closed.into());
         };
-        tokio::task::spawn_blocking(move || plugin.run_in(&message, &config, Some(context)))
+        Ok(plugin.run_in(&message, &config, Some(context)).await)
+    }
+
+    /// Why a plugin (by sha256 or folder name) is disabled for the account; `None` when it
+    /// runs. An error when there is no such plugin.
+    pub async fn plugin_disabled(
+        &self,
+        account_id: u64,
+        reference: &str,
+    ) -> Result<(Arc<Plugin>, Option<String>), String> {
+        let plugin = self
+            .pipeline
+            .plugin(reference)
             .await
-            .map_err(|error| FlowError::Busy(format!("the step did not finish: {error}")))
+            .map_err(|error| error.to_string())?;
+        let reason = plugin.disabled_for(account_id);
+        Ok((plugin, reason))
+    }
+
+    /// Lets a plugin that failed its way to disabled run again for the account. Returns
+    /// whether it was disabled.
+    pub async fn enable_plugin(&self, account_id: u64, reference: &str) -> Result<bool, String> {
+        let (plugin, reason) = self.plugin_disabled(account_id, reference).await?;
+        self.pipeline
+            .store
+            .clear_plugin_disabled(plugin.sha256(), account_id)
+            .await
+            .map_err(|error| error.to_string())?;
+        plugin.enable_for(account_id);
+        if reason.is_some() {
+            tracing::info!(account = account_id, plugin = %plugin.name(), sha256 = %plugin.sha256(), "plugin enabled again");
+        }
+        Ok(reason.is_some())
     }
 
     /// Messages whose flow is running now.
@@ -241,6 +278,7 @@ impl Pipeline {
             links,
             services,
             workers,
+            account_share,
             delivery,
             queued,
         } = parts;
@@ -254,7 +292,7 @@ impl Pipeline {
             queued,
             stored_plugins: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
-            concurrency: Arc::new(Semaphore::new(workers.max(1))),
+            share: FairShare::new(workers, account_share),
             // Start with a scan: whatever was spooled before a restart is picked up.
             overflowed: AtomicBool::new(true),
         });
@@ -263,56 +301,87 @@ impl Pipeline {
         PipelineHandle { queue, pipeline }
     }
 
-    async fn run(self: Arc<Self>, mut receiver: mpsc::Receiver<String>) {
+    /// Takes spooled messages in turn by account: each account's messages wait in its own
+    /// queue, and the next flow to start is the next account's whose share has room.
+    async fn run(self: Arc<Self>, mut receiver: mpsc::Receiver<Spooled>) {
         let mut rescan = tokio::time::interval(RESCAN_INTERVAL);
-        let mut backlog: VecDeque<String> = VecDeque::new();
+        let mut backlog = Backlog::default();
         loop {
-            if backlog.is_empty() {
-                tokio::select! {
-                    received = receiver.recv() => match received {
-                        Some(id) => backlog.push_back(id),
-                        None => return,
-                    },
-                    _ = rescan.tick() => {
-                        if self.overflowed.swap(false, Ordering::AcqRel) {
-                            match self.store.spooled() {
-                                Ok(ids) => backlog.extend(ids),
-                                Err(error) => tracing::error!(%error, "cannot read the spool"),
-                            }
-                        }
-                        continue;
+            while let Ok((account_id, id)) = receiver.try_recv() {
+                backlog.push(account_id, id);
+            }
+            let released = self.share.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match backlog.next(&self.share) {
+                Some((id, slot)) => {
+                    self.start_flow(id, slot);
+                    continue;
+                }
+                None if backlog.closed => return,
+                None => {}
+            }
+            // Nothing can start now: wait for a new message, a slot given back, or a scan.
+            tokio::select! {
+                received = receiver.recv() => match received {
+                    Some((account_id, id)) => backlog.push(account_id, id),
+                    None => return,
+                },
+                () = &mut released, if !backlog.is_empty() => {}
+                _ = rescan.tick() => {
+                    if self.overflowed.swap(false, Ordering::AcqRel) {
+                        self.rescan(&mut backlog);
                     }
                 }
             }
-            let Some(id) = backlog.pop_front() else {
-                continue;
-            };
-            if !self
-                .in_flight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.clone())
-            {
-                continue;
-            }
-            let Ok(permit) = Arc::clone(&self.concurrency).acquire_owned().await else {
-                return;
-            };
-            let pipeline = Arc::clone(&self);
-            tokio::spawn(async move {
-                if let Err(error) = pipeline.process(&id).await {
-                    // The message stays in the spool and is tried again at the next scan.
-                    tracing::warn!(message = %id, %error, "flow did not finish; retrying from the spool");
-                    pipeline.overflowed.store(true, Ordering::Release);
-                }
-                pipeline
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                drop(permit);
-            });
         }
+    }
+
+    /// Queues whatever is in the spool (after a restart, or when the channel overflowed).
+    fn rescan(&self, backlog: &mut Backlog) {
+        let ids = match self.store.spooled() {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the spool");
+                return;
+            }
+        };
+        let queued: HashSet<&String> = backlog.queues.values().flatten().collect();
+        let fresh: Vec<String> = ids.into_iter().filter(|id| !queued.contains(id)).collect();
+        for id in fresh {
+            match self.store.message(&id) {
+                Ok(Some(record)) => backlog.push(record.account_id, id),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(message = %id, %error, "cannot read a spooled message")
+                }
+            }
+        }
+    }
+
+    /// Runs one message's flow in its own task, holding its account's slot until it ends.
+    fn start_flow(self: &Arc<Self>, id: String, slot: Slot) {
+        if !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone())
+        {
+            return;
+        }
+        let pipeline = Arc::clone(self);
+        tokio::spawn(async move {
+            let _running = InFlight {
+                pipeline: &pipeline,
+                id: &id,
+                _slot: slot,
+            };
+            if let Err(error) = pipeline.process(&id).await {
+                // The message stays in the spool and is tried again at the next scan.
+                tracing::warn!(message = %id, %error, "flow did not finish; retrying from the spool");
+                pipeline.overflowed.store(true, Ordering::Release);
+            }
+        });
     }
 
     /// Runs one message's flow and records the outcome.
@@ -435,22 +504,8 @@ impl Pipeline {
                 }
             };
             let config = step.config.to_string();
-            let input = current.clone();
             let context = self.context(&record.id, record.account_id, simulation);
-            let result = match tokio::task::spawn_blocking(move || {
-                plugin.run_in(&input, &config, Some(context))
-            })
-            .await
-            {
-                Ok(result) => result,
-                Err(error) => {
-                    // A panic in the host while running the step: keep the message for a
-                    // person, as for any failed step.
-                    events.push(error_event(format!("step {number}: host error: {error}")));
-                    let reason = format!("step {number} failed: host-error");
-                    return Ok(FlowRun::held(Some(flow_id), events, reason));
-                }
-            };
+            let result = plugin.run_in(&current, &config, Some(context)).await;
             match result {
                 Ok(run) => match run.outcome {
                     StepOutcome::Continue => {
@@ -480,6 +535,14 @@ impl Pipeline {
                     }
                 },
                 Err(failed) => {
+                    if failed.disabled
+                        && let Some(reason) = plugin.disabled_for(record.account_id)
+                    {
+                        // Kept, so a restart does not hand the plugin fresh tries.
+                        self.store
+                            .record_plugin_disabled(plugin.sha256(), record.account_id, &reason)
+                            .await?;
+                    }
                     let failure = failed.failure;
                     // Not the step's fault nor the message's: the message waits in the
                     // spool and is tried again at the next scan.
@@ -519,8 +582,15 @@ impl Pipeline {
         }
     }
 
-    /// A plugin by sha256 (uploaded to the store) or by name (the operator's folder).
+    /// A plugin by sha256 (uploaded to the store) or by name (the operator's folder), with
+    /// the disabled states recorded for its version.
     async fn plugin(&self, reference: &str) -> Result<Arc<Plugin>, StepSetupError> {
+        let plugin = self.load_plugin(reference).await?;
+        plugin.restore_disabled(|| self.store.plugin_disabled_accounts(plugin.sha256()))?;
+        Ok(plugin)
+    }
+
+    async fn load_plugin(&self, reference: &str) -> Result<Arc<Plugin>, StepSetupError> {
         if let Some(plugin) = self.folder.get(reference) {
             return Ok(plugin);
         }
@@ -549,6 +619,78 @@ impl Pipeline {
             .unwrap_or_else(|e| e.into_inner())
             .insert(reference.to_string(), Arc::clone(&plugin));
         Ok(plugin)
+    }
+}
+
+/// A message whose flow is running: it leaves the in-flight set and gives its slot back
+/// however the flow ends, a panic included.
+struct InFlight<'a> {
+    pipeline: &'a Pipeline,
+    id: &'a str,
+    _slot: Slot,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.pipeline
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.id);
+    }
+}
+
+/// Spooled messages waiting for a slot, one queue per account, accounts in turn.
+#[derive(Default)]
+struct Backlog {
+    queues: HashMap<u64, VecDeque<String>>,
+    turns: VecDeque<u64>,
+    closed: bool,
+}
+
+impl Backlog {
+    fn push(&mut self, account_id: u64, id: String) {
+        let queue = self.queues.entry(account_id).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(account_id);
+        }
+        queue.push_back(id);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    /// The next message that can start now with its slot: accounts take turns, and one
+    /// whose share is full is passed over until a slot of its own is given back.
+    fn next(&mut self, share: &FairShare) -> Option<(String, Slot)> {
+        for _ in 0..self.turns.len() {
+            let account_id = self.turns.pop_front()?;
+            match share.try_acquire(account_id) {
+                Ok(slot) => {
+                    let queue = self.queues.get_mut(&account_id)?;
+                    let id = queue.pop_front()?;
+                    if queue.is_empty() {
+                        self.queues.remove(&account_id);
+                    } else {
+                        self.turns.push_back(account_id);
+                    }
+                    return Some((id, slot));
+                }
+                Err(NoSlot::AccountFull) => self.turns.push_back(account_id),
+                Err(NoSlot::PoolFull) => {
+                    // Its turn is kept for the next free slot.
+                    self.turns.push_front(account_id);
+                    return None;
+                }
+                Err(NoSlot::Closed) => {
+                    self.turns.push_front(account_id);
+                    self.closed = true;
+                    return None;
+                }
+            }
+        }
+        None
     }
 }
 

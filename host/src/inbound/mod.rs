@@ -16,14 +16,14 @@ pub mod mapping;
 
 use self::mapping::Match;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::bounce::{self, Class, Kind, RecipientVerdict, Report};
 use crate::delivery::verp::ReturnPath;
@@ -101,9 +101,10 @@ impl InboundConfig {
 
 /// How often pending returned mail is looked at when nothing wakes the worker.
 const IDLE_POLL: Duration = Duration::from_secs(5);
-/// Pending returned mail read at once.
-const PENDING_BATCH: usize = 256;
-/// Returned messages analysed at once.
+/// Returned messages being settled at once, those waiting for an account's classifier
+/// included.
+const MAX_IN_FLIGHT: usize = 256;
+/// Returned messages parsed and matched at once.
 const SETTLE_CONCURRENCY: usize = 32;
 /// Failed analyses of one returned message before it is set aside with its error.
 const MAX_SETTLE_TRIES: u32 = 5;
@@ -124,6 +125,7 @@ pub struct Inbound {
     /// Lower-case domains whose every address is ours.
     domains: Vec<String>,
     wake: Notify,
+    parsing: Semaphore,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -160,6 +162,7 @@ impl Inbound {
                 .to_ascii_lowercase(),
             domains,
             wake: Notify::new(),
+            parsing: Semaphore::new(SETTLE_CONCURRENCY),
         })
     }
 
@@ -211,49 +214,60 @@ impl Inbound {
     }
 
     /// Starts the worker that analyses returned mail, beginning with what a restart left.
+    ///
+    /// Returned messages are settled side by side as a stream, not in batches: one whose
+    /// account's classifier is slow waits for that account's share of classifier calls while
+    /// the others go on and new ones are taken up.
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let inbound = Arc::clone(self);
         tokio::spawn(async move {
             let mut failures: HashMap<String, u32> = HashMap::new();
+            let mut running = tokio::task::JoinSet::new();
+            let mut in_flight: HashSet<String> = HashSet::new();
+            let mut look = true;
             loop {
-                let pending = match inbound.store.pending_returned(PENDING_BATCH) {
-                    Ok(pending) => pending,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot read pending returned mail");
-                        Vec::new()
-                    }
-                };
-                let full = pending.len() == PENDING_BATCH;
-                // Several at once, so their commits share a group commit instead of paying
-                // one flush each.
-                let mut running = tokio::task::JoinSet::new();
-                let mut queue = pending.into_iter();
-                loop {
-                    while running.len() < SETTLE_CONCURRENCY {
-                        let Some(id) = queue.next() else { break };
-                        let worker = Arc::clone(&inbound);
-                        running.spawn(async move {
-                            let result = worker.settle(&id).await;
-                            (id, result)
-                        });
-                    }
-                    let Some(joined) = running.join_next().await else {
-                        break;
-                    };
-                    let Ok((id, result)) = joined else { continue };
-                    match result {
-                        Ok(_) => {
-                            failures.remove(&id);
+                // Reading the pending table costs a walk past what is already running, so
+                // it is topped up when woken, or once half of what runs has finished.
+                if look || in_flight.len() <= MAX_IN_FLIGHT / 2 {
+                    look = false;
+                    match inbound.store.pending_returned(MAX_IN_FLIGHT) {
+                        Ok(pending) => {
+                            for id in pending {
+                                if in_flight.len() >= MAX_IN_FLIGHT {
+                                    break;
+                                }
+                                if in_flight.insert(id.clone()) {
+                                    let worker = Arc::clone(&inbound);
+                                    running.spawn(async move {
+                                        let result = worker.settle(&id).await;
+                                        (id, result)
+                                    });
+                                }
+                            }
                         }
-                        Err(error) => inbound.note_failure(&mut failures, id, error).await,
+                        Err(error) => tracing::error!(%error, "cannot read pending returned mail"),
                     }
                 }
-                if full {
+                if running.is_empty() {
+                    tokio::select! {
+                        () = inbound.wake.notified() => {}
+                        () = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                    look = true;
                     continue;
                 }
                 tokio::select! {
-                    () = inbound.wake.notified() => {}
-                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    joined = running.join_next() => {
+                        let Some(Ok((id, result))) = joined else { continue };
+                        in_flight.remove(&id);
+                        match result {
+                            Ok(_) => {
+                                failures.remove(&id);
+                            }
+                            Err(error) => inbound.note_failure(&mut failures, id, error).await,
+                        }
+                    }
+                    () = inbound.wake.notified() => look = true,
                 }
             }
         })
@@ -285,6 +299,13 @@ impl Inbound {
 
     /// Analyses one returned message and records what it means.
     pub async fn settle(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        // Parsing and matching share a bound; the wait for an account's classifier below
+        // does not hold it, so a slow classifier delays only its own account's mail.
+        let parsing = self
+            .parsing
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let Some(mail) = self.store.returned(id)? else {
             return Ok(Vec::new());
         };
@@ -297,6 +318,7 @@ impl Inbound {
             .unwrap_or_else(|_| unreadable());
         let messages =
             mapping::messages_for(&self.store, &self.return_path, &mail, &report, &content)?;
+        drop(parsing);
         let mut effects = Vec::new();
         for (message, found) in &messages {
             let custom = self

@@ -4,6 +4,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "flowstep",
     imports: { default: trappable },
+    exports: { default: async },
     with: {
         "sluice:flowstep/types.message": crate::plugin::state::MessageDraft,
     },
@@ -35,6 +36,7 @@ pub mod classifier {
         path: "../wit",
         world: "bounce-classifier",
         imports: { default: trappable },
+        exports: { default: async },
         with: {
             "sluice:flowstep/log": super::sluice::flowstep::log,
         },

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::{Store, Trap};
-
 use crate::store::Store as DataStore;
 
 use super::bindings::classifier::{self as wit, BounceClassifierPre};
+use super::health::Health;
 use super::state::StepState;
-use super::{Grants, LoadError, PluginRuntime, StepFailure, policy, trap_summary};
+use super::{Grants, LoadError, PluginRuntime, StepFailure, policy};
+use crate::fairness::FairShare;
 
 /// One returned recipient as the built-in classifier judged it: what the account's
 /// classifier is asked about.
@@ -47,6 +47,7 @@ pub struct ClassifierPlugin {
     sha256: String,
     pre: BounceClassifierPre<StepState>,
     runtime: Arc<PluginRuntime>,
+    health: Health,
 }
 
 impl std::fmt::Debug for ClassifierPlugin {
@@ -78,6 +79,7 @@ impl PluginRuntime {
             sha256: compiled.sha256,
             pre,
             runtime: Arc::clone(self),
+            health: Health::new(self.limits.failures_before_disable),
         }))
     }
 }
@@ -89,18 +91,13 @@ impl ClassifierPlugin {
     }
 
     /// Asks the classifier about one returned recipient: a verdict replaces the built-in
-    /// one, none keeps it.
-    pub fn classify(
+    /// one, none keeps it. The call ends at its deadline whatever the classifier is doing.
+    pub async fn classify(
         &self,
         returned: &ReturnedRecipient,
     ) -> Result<Option<ClassifierVerdict>, StepFailure> {
-        let limits = &self.runtime.limits;
-        let mut store = Store::new(&self.runtime.engine, StepState::new(limits, None));
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(limits.deadline_ticks());
-        if let Some(fuel) = limits.fuel {
-            let _ = store.set_fuel(fuel);
-        }
+        let runtime = &self.runtime;
+        let mut store = runtime.store(None);
         let asked = wit::ReturnedRecipient {
             kind: returned.kind.clone(),
             recipient: returned.recipient.clone(),
@@ -110,24 +107,22 @@ impl ClassifierPlugin {
             reason: returned.reason.clone(),
             hard: returned.hard,
         };
-        let failure =
-            |store: &Store<StepState>, error: wasmtime::Error| match error.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => StepFailure::Timeout(limits.deadline),
-                Some(Trap::OutOfFuel) => StepFailure::FuelExhausted(limits.fuel.unwrap_or(0)),
-                _ if store.data().memory.hit => StepFailure::MemoryLimit(limits.memory_bytes),
-                _ => StepFailure::Trap(trap_summary(&error)),
-            };
-        let instance = match self.pre.instantiate(&mut store) {
-            Ok(instance) => instance,
-            Err(error) => return Err(failure(&store, error)),
-        };
-        match instance.call_classify(&mut store, &asked) {
-            Ok(answer) => Ok(answer.map(|verdict| ClassifierVerdict {
-                reason: verdict.reason,
-                hard: verdict.hard,
-            })),
-            Err(error) => Err(failure(&store, error)),
-        }
+        let answer = runtime
+            .within_deadline(&mut store, |store| async {
+                let instance = match self.pre.instantiate_async(&mut *store).await {
+                    Ok(instance) => instance,
+                    Err(error) => return Err(runtime.classify(store, error, true)),
+                };
+                match instance.call_classify(&mut *store, &asked).await {
+                    Ok(answer) => Ok(answer),
+                    Err(error) => Err(runtime.classify(store, error, false)),
+                }
+            })
+            .await?;
+        Ok(answer.map(|verdict| ClassifierVerdict {
+            reason: crate::truncate::cut_to(verdict.reason, super::MAX_REASON_BYTES),
+            hard: verdict.hard,
+        }))
     }
 }
 
@@ -137,7 +132,12 @@ pub struct AccountClassifiers {
     store: DataStore,
     runtime: Arc<PluginRuntime>,
     loaded: Mutex<HashMap<String, Arc<ClassifierPlugin>>>,
+    share: Arc<FairShare>,
 }
+
+/// Classifier calls that may run at once, and how many of them one account may hold.
+const CLASSIFIER_CALLS: usize = 16;
+const CLASSIFIER_CALLS_PER_ACCOUNT: usize = 4;
 
 impl std::fmt::Debug for AccountClassifiers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,12 +161,15 @@ impl AccountClassifiers {
             store,
             runtime,
             loaded: Mutex::new(HashMap::new()),
+            share: FairShare::new(CLASSIFIER_CALLS, CLASSIFIER_CALLS_PER_ACCOUNT),
         })
     }
 
     /// The verdict of the account's classifier on one returned recipient, when the account
     /// installed one and it gives one. A classifier that cannot be loaded or fails leaves the
-    /// built-in verdict, and says so in the log.
+    /// built-in verdict, and says so in the log; one that fails too often in a row is
+    /// disabled for the account until it installs a classifier again. An account's calls
+    /// wait for its own share of the calls running at once.
     pub async fn verdict(
         &self,
         account_id: u64,
@@ -185,16 +188,27 @@ impl AccountClassifiers {
                 return None;
             }
         };
-        let answer = tokio::task::spawn_blocking(move || plugin.classify(&returned))
-            .await
-            .ok()?;
-        match answer {
-            Ok(verdict) => verdict.map(|verdict| AccountVerdict {
-                verdict,
-                plugin: sha256,
-            }),
+        let tenant = Some(account_id);
+        if let Some(reason) = plugin.health.disabled(tenant) {
+            tracing::debug!(account = account_id, %sha256, %reason, "bounce classifier disabled; the built-in verdict stands");
+            return None;
+        }
+        let _slot = self.share.acquire(account_id).await.ok()?;
+        match plugin.classify(&returned).await {
+            Ok(verdict) => {
+                plugin.health.record_success(tenant);
+                verdict.map(|verdict| AccountVerdict {
+                    verdict,
+                    plugin: sha256,
+                })
+            }
             Err(failure) => {
                 tracing::warn!(account = account_id, %sha256, %failure, "bounce classifier failed; the built-in verdict stands");
+                if failure.is_sandbox_fault()
+                    && let Some(reason) = plugin.health.record_fault(tenant, &failure.to_string())
+                {
+                    tracing::warn!(account = account_id, %sha256, %reason, "bounce classifier disabled");
+                }
                 None
             }
         }

@@ -9,7 +9,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{ResourceTable, WasiView as _};
 
@@ -20,8 +20,12 @@ use super::state::StepState;
 /// Bytes of each linear-memory slot kept resident between calls.
 const KEEP_RESIDENT_BYTES: usize = 256 << 10;
 
-/// Builds the engine: Cranelift, component model, epoch deadlines, optional fuel, and a
-/// pooling allocator sized from the limits.
+/// Builds the engine: Cranelift, component model, async calls, epoch deadlines, optional
+/// fuel, and a pooling allocator sized from the limits.
+///
+/// Calls are async so that a call's deadline is a wall-clock bound on all of it: a step that
+/// waits in a host call (a WASI sleep, a poll) is a future that the deadline's timeout drops,
+/// and a step that computes yields to the executor at every epoch tick.
 pub(crate) fn build(limits: &RuntimeLimits) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -75,7 +79,7 @@ fn link(l: &mut Linker<StepState>) -> wasmtime::Result<()> {
     clocks::wall_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<StepState, WasiClocks>(l, StepState::clocks)?;
     filesystem::preopens::add_to_linker::<StepState, WasiFilesystem>(l, StepState::filesystem)?;
-    sync::filesystem::types::add_to_linker::<StepState, WasiFilesystem>(l, StepState::filesystem)?;
+    filesystem::types::add_to_linker::<StepState, WasiFilesystem>(l, StepState::filesystem)?;
     random::random::add_to_linker::<StepState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure::add_to_linker::<StepState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<StepState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
@@ -89,9 +93,11 @@ fn link(l: &mut Linker<StepState>) -> wasmtime::Result<()> {
     cli::terminal_stdin::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
     cli::terminal_stdout::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
     cli::terminal_stderr::add_to_linker::<StepState, WasiCli>(l, StepState::cli)?;
-    sync::io::error::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
-    sync::io::poll::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
-    sync::io::streams::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
+    // The async flavour: a guest blocked in `poll` (a sleep) waits on a future the call's
+    // deadline can drop, where the sync flavour would block the thread until it returned.
+    io::error::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
+    io::poll::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
+    io::streams::add_to_linker::<StepState, IoTable>(l, |t| t.ctx().table)?;
     Ok(())
 }
 

@@ -71,4 +71,14 @@ impl Health {
     pub(crate) fn enable_all(&self) {
         self.tenants().clear();
     }
+
+    /// Enables the plugin again for one tenant, with a fresh count.
+    pub(crate) fn enable(&self, tenant: Tenant) {
+        self.tenants().remove(&tenant);
+    }
+
+    /// Disables the plugin for a tenant (a state kept across a restart).
+    pub(crate) fn disable(&self, tenant: Tenant, reason: String) {
+        self.tenants().entry(tenant).or_default().disabled = Some(reason);
+    }
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 pub struct RuntimeLimits {
     /// Linear memory a step may grow to, in bytes.
     pub memory_bytes: usize,
-    /// Wall time one call may take, instantiation included.
+    /// Wall time one call may take, instantiation and waits in host calls included.
     #[serde(with = "millis")]
     pub deadline: Duration,
-    /// How often the deadline clock ticks: the deadline is enforced to within one tick.
+    /// How often the deadline clock ticks: a computing step yields to other work and checks
+    /// its deadline at every tick.
     #[serde(with = "millis")]
     pub epoch_tick: Duration,
     /// When set, each call gets this much fuel (about one unit per wasm instruction) and its
@@ -48,14 +49,6 @@ impl Default for RuntimeLimits {
             // for calls that wait on host capabilities.
             concurrent_calls: 64,
         }
-    }
-}
-
-impl RuntimeLimits {
-    /// Epoch ticks that make up the deadline (at least one).
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let tick = self.epoch_tick.as_nanos().max(1);
-        self.deadline.as_nanos().div_ceil(tick).max(1) as u64
     }
 }
 

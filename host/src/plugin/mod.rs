@@ -15,14 +15,16 @@ pub mod limits;
 pub mod policy;
 pub mod registry;
 mod state;
+mod stdio;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::message::{Message, MessageError};
 pub use cache::CompiledCache;
@@ -111,7 +113,14 @@ pub enum StepFailure {
         /// Why it was disabled.
         reason: String,
     },
-    /// The component could not be instantiated (for instance, the pool is exhausted).
+    /// The call stack ran past its end (deep or endless recursion).
+    #[error("the step overflowed its stack: {0}")]
+    StackOverflow(String),
+    /// The component failed while it was being started: its start function trapped, called
+    /// `exit`, or asked for something the host refuses.
+    #[error("the step failed while starting: {0}")]
+    Start(String),
+    /// No instance could be had now (the pool is exhausted): not the step's fault, try again.
     #[error("the step could not be started: {0}")]
     Instantiate(String),
 }
@@ -127,6 +136,8 @@ impl StepFailure {
             StepFailure::FuelExhausted(_) => "fuel-exhausted",
             StepFailure::InvalidOutput(_) => "invalid-output",
             StepFailure::Disabled { .. } => "disabled",
+            StepFailure::StackOverflow(_) => "stack-overflow",
+            StepFailure::Start(_) => "start-failed",
             StepFailure::Instantiate(_) => "instantiate",
         }
     }
@@ -140,6 +151,8 @@ impl StepFailure {
                 | StepFailure::MemoryLimit(_)
                 | StepFailure::FuelExhausted(_)
                 | StepFailure::InvalidOutput(_)
+                | StepFailure::StackOverflow(_)
+                | StepFailure::Start(_)
         )
     }
 }
@@ -175,6 +188,8 @@ pub struct StepFailed {
     pub failure: StepFailure,
     /// Measurements and logs up to the failure.
     pub report: StepReport,
+    /// True when this failure disabled the plugin for the call's account.
+    pub disabled: bool,
 }
 
 /// Why a component could not be loaded as a plugin.
@@ -312,6 +327,7 @@ impl PluginRuntime {
             pre,
             runtime: Arc::clone(self),
             health: Health::new(self.limits.failures_before_disable),
+            restored: std::sync::Mutex::new(false),
         }))
     }
 
@@ -378,6 +394,7 @@ pub struct Plugin {
     pre: FlowstepPre<StepState>,
     runtime: Arc<PluginRuntime>,
     health: Health,
+    restored: std::sync::Mutex<bool>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -421,19 +438,59 @@ impl Plugin {
         self.health.disabled(Some(account_id)).is_some()
     }
 
+    /// Why the plugin is disabled for this account, if it is.
+    pub fn disabled_for(&self, account_id: u64) -> Option<String> {
+        self.health.disabled(Some(account_id))
+    }
+
     /// Lets a disabled plugin run again for every account (an operator's decision).
     pub fn enable(&self) {
         self.health.enable_all();
     }
 
-    /// Runs the step on a message in a fresh sandbox, with no message context (links cannot
-    /// be made). Blocks for up to the deadline: call it where blocking is allowed.
-    pub fn run(&self, message: &Message, config: &str) -> Result<StepRun, StepFailed> {
-        self.run_in(message, config, None)
+    /// Lets a disabled plugin run again for one account, with a fresh count of failures.
+    pub fn enable_for(&self, account_id: u64) {
+        self.health.enable(Some(account_id));
     }
 
-    /// Runs the step for a stored message, whose context privileged capabilities use.
-    pub fn run_in(
+    /// Applies disabled states recorded before (in the store, across a restart), once per
+    /// loaded plugin: `recorded` is asked only the first time.
+    pub fn restore_disabled<E>(
+        &self,
+        recorded: impl FnOnce() -> Result<Vec<(u64, String)>, E>,
+    ) -> Result<(), E> {
+        let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        if *restored {
+            return Ok(());
+        }
+        for (account_id, reason) in recorded()? {
+            self.health.disable(Some(account_id), reason);
+        }
+        *restored = true;
+        Ok(())
+    }
+
+    /// Runs the step on a message in a fresh sandbox, with no message context (links cannot
+    /// be made). Blocks for up to the deadline: for the CLI, tests and benches, never call
+    /// it from async code (use [`Plugin::run_in`] there).
+    pub fn run(&self, message: &Message, config: &str) -> Result<StepRun, StepFailed> {
+        self.run_blocking(message, config, None)
+    }
+
+    /// [`Plugin::run_in`] for sync code (the CLI, tests, benches): blocks for up to the
+    /// deadline on an executor of the calling thread's own. Never call it from async code.
+    pub fn run_blocking(
+        &self,
+        message: &Message,
+        config: &str,
+        context: Option<StepContext>,
+    ) -> Result<StepRun, StepFailed> {
+        block_on(self.run_in(message, config, context))
+    }
+
+    /// Runs the step for a stored message, whose context privileged capabilities use. The
+    /// call ends at its deadline whatever the step is doing, waiting in a host call included.
+    pub async fn run_in(
         &self,
         message: &Message,
         config: &str,
@@ -450,18 +507,15 @@ impl Plugin {
                     reason,
                 },
                 report: StepReport::default(),
+                disabled: false,
             });
         }
         let limits = &self.runtime.limits;
-        let mut store = Store::new(&self.runtime.engine, StepState::new(limits, context));
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(limits.deadline_ticks());
-        if let Some(fuel) = limits.fuel {
-            // Fuel is only unavailable when metering is off, which `limits.fuel` rules out.
-            let _ = store.set_fuel(fuel);
-        }
-
-        let result = self.call(&mut store, message, config);
+        let mut store = self.runtime.store(context);
+        let result = self
+            .runtime
+            .within_deadline(&mut store, |store| self.call(store, message, config))
+            .await;
 
         let fuel_consumed = limits
             .fuel
@@ -484,21 +538,25 @@ impl Plugin {
                 })
             }
             Err(failure) => {
-                if counts
-                    && failure.is_sandbox_fault()
-                    && let Some(reason) = self.health.record_fault(tenant, &failure.to_string())
-                {
+                let disabled = (counts && failure.is_sandbox_fault())
+                    .then(|| self.health.record_fault(tenant, &failure.to_string()))
+                    .flatten();
+                if let Some(reason) = &disabled {
                     tracing::warn!(
                         plugin = %self.name, sha256 = %self.sha256, account = ?tenant, %reason,
                         "plugin disabled"
                     );
                 }
-                Err(StepFailed { failure, report })
+                Err(StepFailed {
+                    failure,
+                    report,
+                    disabled: disabled.is_some(),
+                })
             }
         }
     }
 
-    fn call(
+    async fn call(
         &self,
         store: &mut Store<StepState>,
         message: &Message,
@@ -510,31 +568,80 @@ impl Plugin {
             .add_message(message.clone(), limits.max_message_bytes)
             .map_err(|error| StepFailure::Instantiate(format!("{error:#}")))?;
         let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
-        let instance = self
-            .pre
-            .instantiate(&mut *store)
-            .map_err(|error| self.classify(store, error, true))?;
-        let returned = instance
-            .call_process(&mut *store, borrowed, config)
-            .map_err(|error| self.classify(store, error, false))?;
+        let instance = match self.pre.instantiate_async(&mut *store).await {
+            Ok(instance) => instance,
+            Err(error) => return Err(self.runtime.classify(store, error, true)),
+        };
+        let returned = match instance.call_process(&mut *store, borrowed, config).await {
+            Ok(returned) => returned,
+            Err(error) => return Err(self.runtime.classify(store, error, false)),
+        };
         let edited = store
             .data_mut()
             .take_message(handle)
             .map_err(|error| StepFailure::Trap(format!("{error:#}")))?;
+        // Reasons and error texts are stored with the message and shown in every view of
+        // it: a step decides what they say, not how much room they take.
+        let cap = |text: String| crate::truncate::cut_to(text, MAX_REASON_BYTES);
         match returned {
             Ok(bindings::Outcome::Continue) => Ok((StepOutcome::Continue, edited)),
-            Ok(bindings::Outcome::Hold(reason)) => Ok((StepOutcome::Hold(reason), edited)),
-            Ok(bindings::Outcome::Discard(reason)) => Ok((StepOutcome::Discard(reason), edited)),
+            Ok(bindings::Outcome::Hold(reason)) => Ok((StepOutcome::Hold(cap(reason)), edited)),
+            Ok(bindings::Outcome::Discard(reason)) => {
+                Ok((StepOutcome::Discard(cap(reason)), edited))
+            }
             Err(error) => Err(StepFailure::Step(match error {
-                bindings::StepError::InvalidConfig(text) => StepError::InvalidConfig(text),
-                bindings::StepError::MissingData(text) => StepError::MissingData(text),
+                bindings::StepError::InvalidConfig(text) => StepError::InvalidConfig(cap(text)),
+                bindings::StepError::MissingData(text) => StepError::MissingData(cap(text)),
                 bindings::StepError::UnsupportedMessage(text) => {
-                    StepError::UnsupportedMessage(text)
+                    StepError::UnsupportedMessage(cap(text))
                 }
-                bindings::StepError::CapabilityFailed(text) => StepError::CapabilityFailed(text),
-                bindings::StepError::Other(text) => StepError::Other(text),
+                bindings::StepError::CapabilityFailed(text) => {
+                    StepError::CapabilityFailed(cap(text))
+                }
+                bindings::StepError::Other(text) => StepError::Other(cap(text)),
             })),
         }
+    }
+}
+
+impl PluginRuntime {
+    /// A fresh store for one call: the memory cap, the deadline and the fuel in force.
+    fn store(&self, context: Option<StepContext>) -> Store<StepState> {
+        let limits = &self.limits;
+        let mut store = Store::new(&self.engine, StepState::new(limits, context));
+        store.limiter(|state| &mut state.memory);
+        let deadline_at = store.data().deadline_at();
+        // Computing code yields to the executor at every tick, so other calls and the
+        // deadline's timer run; past the deadline it traps.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline_at {
+                Err(wasmtime::Error::new(Trap::Interrupt))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        if let Some(fuel) = limits.fuel {
+            // Fuel is only unavailable when metering is off, which `limits.fuel` rules out.
+            let _ = store.set_fuel(fuel);
+        }
+        store
+    }
+
+    /// Runs a call on the store and ends it at the store's deadline, wherever it is: a guest
+    /// waiting in a host future is dropped there, one computing traps at its next tick.
+    async fn within_deadline<'s, T, F>(
+        &self,
+        store: &'s mut Store<StepState>,
+        call: impl FnOnce(&'s mut Store<StepState>) -> F,
+    ) -> Result<T, StepFailure>
+    where
+        F: Future<Output = Result<T, StepFailure>> + 's,
+    {
+        let deadline_at = tokio::time::Instant::from_std(store.data().deadline_at());
+        tokio::time::timeout_at(deadline_at, call(store))
+            .await
+            .unwrap_or(Err(StepFailure::Timeout(self.limits.deadline)))
     }
 
     /// Turns a wasmtime error into the failure case it stands for.
@@ -544,23 +651,83 @@ impl Plugin {
         error: wasmtime::Error,
         instantiating: bool,
     ) -> StepFailure {
-        let limits = &self.runtime.limits;
+        let limits = &self.limits;
         if let Some(invalid) = error.downcast_ref::<MessageError>() {
             return StepFailure::InvalidOutput(invalid.clone());
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => return StepFailure::Timeout(limits.deadline),
             Some(Trap::OutOfFuel) => return StepFailure::FuelExhausted(limits.fuel.unwrap_or(0)),
+            Some(Trap::StackOverflow) => {
+                return StepFailure::StackOverflow(trap_summary(&error));
+            }
+            Some(Trap::MemoryOutOfBounds) if recursed(&error) => {
+                // The shadow stack of a language like Rust or C lives in linear memory: running
+                // past its end shows as an access below address 0, deep in a recursion.
+                return StepFailure::StackOverflow(trap_summary(&error));
+            }
             _ => {}
         }
         if store.data().memory.hit {
             return StepFailure::MemoryLimit(limits.memory_bytes);
         }
-        if instantiating && error.downcast_ref::<Trap>().is_none() {
-            return StepFailure::Instantiate(format!("{error:#}"));
+        if instantiating {
+            // The pool being full is the host's state, worth a retry; anything else is the
+            // component's own doing while it started (a trap, `exit`), a fault like any other.
+            if error
+                .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
+                return StepFailure::Instantiate(format!("{error:#}"));
+            }
+            return StepFailure::Start(start_summary(&error));
         }
         StepFailure::Trap(trap_summary(&error))
     }
+}
+
+/// The longest hold or discard reason, or step error text, kept from a step.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Frames of one function, in a row at the top of a backtrace, that make a trap a stack
+/// overflow rather than a stray access (wasmtime keeps 20 frames of a backtrace).
+const RECURSION_FRAMES: usize = 16;
+
+/// True when the innermost function of the trap's backtrace called itself many times over.
+fn recursed(error: &wasmtime::Error) -> bool {
+    let Some(trace) = error.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = trace.frames();
+    let Some(top) = frames.first() else {
+        return false;
+    };
+    frames
+        .iter()
+        .take_while(|frame| frame.func_index() == top.func_index())
+        .count()
+        >= RECURSION_FRAMES
+}
+
+/// Why a component failed to start: an `exit` code, or the trap.
+fn start_summary(error: &wasmtime::Error) -> String {
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!("the component called exit({}) while starting", exit.0);
+    }
+    trap_summary(error)
+}
+
+thread_local! {
+    /// The executor that sync callers' calls run on, one per thread.
+    static BLOCKING_RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime builds");
+}
+
+/// Runs a call to completion from sync code.
+fn block_on<F: Future>(future: F) -> F::Output {
+    BLOCKING_RUNTIME.with(|runtime| runtime.block_on(future))
 }
 
 /// The trap's message and the innermost wasm frame, without the long backtrace.

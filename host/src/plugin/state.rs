@@ -1,11 +1,10 @@
 //! What one Flowstep call sees: the store's data and the host side of the contract's imports.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::privileged::sluice::flowstep::{
@@ -13,6 +12,7 @@ use super::bindings::privileged::sluice::flowstep::{
 };
 use super::bindings::sluice::flowstep::{clock, log, types};
 use super::limits::RuntimeLimits;
+use super::stdio::CapturedOutput;
 use crate::message::{Message, MessageError, NewAttachment};
 
 /// The host-owned message a step works on: a copy of the message the call started with,
@@ -24,6 +24,18 @@ pub struct MessageDraft {
 }
 
 impl MessageDraft {
+    /// Refuses an input that alone is over the size limit before any work is done with it, so
+    /// a huge argument costs the host no more than its copy into the call.
+    fn check_input(&self, size: usize) -> wasmtime::Result<()> {
+        if size > self.max_bytes {
+            return Err(wasmtime::Error::new(MessageError::TooLarge {
+                size,
+                limit: self.max_bytes,
+            }));
+        }
+        Ok(())
+    }
+
     fn check_size(&self) -> Result<(), MessageError> {
         let size = self.message.size();
         if size > self.max_bytes {
@@ -179,19 +191,22 @@ pub(crate) struct StepState {
     pub(crate) memory: MemoryCap,
     pub(crate) logs: Vec<LogLine>,
     dropped_log_lines: usize,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
     max_log_lines: usize,
     max_log_line_bytes: usize,
     context: Option<StepContext>,
     pub(crate) effects: StepEffects,
+    /// When the call's deadline passes: host calls that do real work check it first, so a
+    /// step cannot chain them past its deadline.
+    deadline_at: Instant,
 }
 
 impl StepState {
     /// A fresh state: inert WASI (no env, args, preopens or network), captured stdio.
     pub(crate) fn new(limits: &RuntimeLimits, context: Option<StepContext>) -> Self {
-        let stdout = MemoryOutputPipe::new(limits.max_stdio_bytes);
-        let stderr = MemoryOutputPipe::new(limits.max_stdio_bytes);
+        let stdout = CapturedOutput::new(limits.max_stdio_bytes);
+        let stderr = CapturedOutput::new(limits.max_stdio_bytes);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -214,7 +229,21 @@ impl StepState {
             max_log_line_bytes: limits.max_log_line_bytes,
             context,
             effects: StepEffects::default(),
+            deadline_at: Instant::now() + limits.deadline,
         }
+    }
+
+    /// The instant the call's deadline passes.
+    pub(crate) fn deadline_at(&self) -> Instant {
+        self.deadline_at
+    }
+
+    /// Ends the call as a timeout when its deadline has passed.
+    fn check_deadline(&self) -> wasmtime::Result<()> {
+        if Instant::now() >= self.deadline_at {
+            return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
+        }
+        Ok(())
     }
 
     fn context(&self) -> wasmtime::Result<&StepContext> {
@@ -255,9 +284,12 @@ impl StepState {
     /// The call's log: what it wrote through `log`, then its stdout and stderr.
     pub(crate) fn finish_logs(&mut self) -> Vec<LogLine> {
         for (level, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let captured = pipe.contents();
+            let (captured, dropped) = pipe.contents();
             if !captured.is_empty() {
-                let text = String::from_utf8_lossy(&captured).trim_end().to_string();
+                let mut text = String::from_utf8_lossy(&captured).trim_end().to_string();
+                if dropped > 0 {
+                    text.push_str(&format!("… ({dropped} more bytes dropped)"));
+                }
                 self.logs.push(LogLine {
                     level,
                     message: text,
@@ -277,10 +309,13 @@ impl StepState {
         Ok(self.table.get(handle)?)
     }
 
+    /// The message to change; every change does work proportional to the message, so it
+    /// starts only while the deadline has not passed.
     fn draft_mut(
         &mut self,
         handle: &Resource<MessageDraft>,
     ) -> wasmtime::Result<&mut MessageDraft> {
+        self.check_deadline()?;
         Ok(self.table.get_mut(handle)?)
     }
 }
@@ -370,8 +405,9 @@ impl types::HostMessage for StepState {
     }
 
     fn set_html(&mut self, msg: Resource<MessageDraft>, html: String) -> wasmtime::Result<()> {
-        self.draft_mut(&msg)?
-            .edit(|message| message.set_html(&html))
+        let draft = self.draft_mut(&msg)?;
+        draft.check_input(html.len())?;
+        draft.edit(|message| message.set_html(&html))
     }
 
     fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
@@ -379,8 +415,9 @@ impl types::HostMessage for StepState {
     }
 
     fn set_text(&mut self, msg: Resource<MessageDraft>, text: String) -> wasmtime::Result<()> {
-        self.draft_mut(&msg)?
-            .edit(|message| message.set_text(&text))
+        let draft = self.draft_mut(&msg)?;
+        draft.check_input(text.len())?;
+        draft.edit(|message| message.set_text(&text))
     }
 
     fn attachments(
@@ -423,8 +460,9 @@ impl types::HostMessage for StepState {
             inline: attachment.inline,
             content_id: attachment.content_id,
         };
-        self.draft_mut(&msg)?
-            .edit(|message| message.add_attachment(attachment))
+        let draft = self.draft_mut(&msg)?;
+        draft.check_input(attachment.content.len())?;
+        draft.edit(|message| message.add_attachment(attachment))
     }
 
     fn remove_attachment(
@@ -445,11 +483,14 @@ impl types::HostMessage for StepState {
     }
 
     fn raw(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<u8>> {
+        self.check_deadline()?;
         Ok(self.draft(&msg)?.message.to_bytes())
     }
 
     fn set_raw(&mut self, msg: Resource<MessageDraft>, raw: Vec<u8>) -> wasmtime::Result<()> {
-        self.draft_mut(&msg)?.edit(|message| message.set_raw(raw))
+        let draft = self.draft_mut(&msg)?;
+        draft.check_input(raw.len())?;
+        draft.edit(|message| message.set_raw(raw))
     }
 
     fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
@@ -532,6 +573,7 @@ impl archive::Host for StepState {
             )));
         }
         let message_id = context.message_id.clone();
+        self.check_deadline()?;
         let message = self.draft(&msg)?.message.to_bytes();
         self.effects.archive = Some(ArchiveRequest {
             message,
@@ -547,6 +589,7 @@ impl dkim::Host for StepState {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
+        self.check_deadline()?;
         let raw = self.draft(&msg)?.message.to_bytes();
         let signed = match services.sign(account_id, &raw) {
             Ok(signed) => signed,

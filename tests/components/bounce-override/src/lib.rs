@@ -1,6 +1,7 @@
 //! A test bounce classifier, as an account would write one: a full mailbox counts as hard
 //! (the account knows its recipients abandon full mailboxes), and every other verdict stays
-//! the built-in one. A diagnostic saying `classifier-trap` makes it trap.
+//! the built-in one. A diagnostic saying `classifier-trap` makes it trap, one saying
+//! `classifier-sleep` makes it sleep far past any deadline.
 
 // The exported entry points the bindings generate are `unsafe extern` functions.
 #![allow(unsafe_code)]
@@ -29,6 +30,14 @@ impl Guest for FullIsGone {
             .is_some_and(|text| text.contains("classifier-trap"))
         {
             panic!("asked to trap");
+        }
+        // And one to see a classifier that waits: the deadline must stop it.
+        if returned
+            .diagnostic
+            .as_deref()
+            .is_some_and(|text| text.contains("classifier-sleep"))
+        {
+            std::thread::sleep(std::time::Duration::from_secs(30));
         }
         if returned.kind != "bounce" || returned.reason != "mailboxfull" {
             return None;

@@ -41,6 +41,25 @@ enum Behaviour {
     /// Writes to stdout and stderr, and looks for ambient authority (environment, files, clock),
     /// reporting what it found in `X-Ambient`.
     Ambient,
+    /// Sleeps through WASI's clocks (a host call that blocks), then marks the message.
+    Sleep { millis: u64 },
+    /// Prints this many bytes to stdout, then marks the message.
+    Print { bytes: usize },
+    /// Recurses until the stack runs out.
+    Recurse,
+    /// Holds with a reason this many bytes long.
+    LongHold { bytes: usize },
+}
+
+/// Recurses until the stack runs out (the depth never gets near the base case); the array
+/// on the stack makes each frame use the shadow stack in linear memory.
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return depth;
+    }
+    let frame = [depth; 32];
+    let next = std::hint::black_box(&frame)[depth as usize % 32] + 1;
+    recurse(next) + std::hint::black_box(frame[0])
 }
 
 struct Misbehave;
@@ -107,6 +126,22 @@ impl Flowstep for Misbehave {
                 };
                 message.set_header("X-Ambient", &format!("env={env} files={files}"));
             }
+            Behaviour::Sleep { millis } => {
+                std::thread::sleep(std::time::Duration::from_millis(millis));
+                message.set_header("X-Slept", &millis.to_string());
+            }
+            Behaviour::Print { bytes } => {
+                let line = "x".repeat(1023);
+                for _ in 0..bytes / 1024 {
+                    println!("{line}");
+                }
+                message.set_header("X-Printed", &bytes.to_string());
+            }
+            Behaviour::Recurse => {
+                let depth = recurse(0);
+                message.set_header("X-Depth", &depth.to_string());
+            }
+            Behaviour::LongHold { bytes } => return Ok(Outcome::Hold("h".repeat(bytes))),
         }
         Ok(Outcome::Continue)
     }
