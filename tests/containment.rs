@@ -416,3 +416,23 @@ fn a_huge_argument_to_a_host_call_is_refused_before_any_work() {
         other => panic!("expected too large, got {other:?}"),
     }
 }
+
+#[test]
+fn a_large_edit_in_a_host_call_does_not_hold_the_call_past_its_deadline() {
+    // Rebuilding a 24 MB message takes far longer than the deadline in this build; the
+    // call ends at its deadline while the abandoned edit finishes elsewhere.
+    let runtime = runtime(test_limits());
+    let plugin = load(&runtime, "test-misbehave");
+    let input = message("plain.eml");
+    let config = r#"{"behaviour": "grow", "bytes": 24000000}"#;
+    let started = Instant::now();
+    let result = plugin.run(&input, config);
+    let elapsed = started.elapsed();
+    match result {
+        Err(failed) => assert_eq!(failed.failure.code(), "timeout", "{}", failed.failure),
+        // A machine fast enough to rebuild it within the deadline proves nothing here.
+        Ok(run) => assert_eq!(run.message.text().unwrap().len(), 24_000_000),
+    }
+    // Generous: several deadlines, far below the edit's own time.
+    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+}

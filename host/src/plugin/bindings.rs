@@ -3,7 +3,16 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "flowstep",
-    imports: { default: trappable },
+    // Edits that rebuild the message run off the executor when the message is large, as
+    // futures the call's deadline can drop: a single such call cannot overrun the deadline.
+    imports: {
+        "sluice:flowstep/types.[method]message.set-html": async | trappable,
+        "sluice:flowstep/types.[method]message.set-text": async | trappable,
+        "sluice:flowstep/types.[method]message.set-raw": async | trappable,
+        "sluice:flowstep/types.[method]message.add-attachment": async | trappable,
+        "sluice:flowstep/types.[method]message.remove-attachment": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     with: {
         "sluice:flowstep/types.message": crate::plugin::state::MessageDraft,

@@ -47,6 +47,37 @@ impl MessageDraft {
         Ok(())
     }
 
+    /// [`MessageDraft::edit`] for edits that rebuild the message: on a large message it runs
+    /// on a blocking thread and is awaited, so the call's deadline can drop the wait (the
+    /// abandoned edit finishes in the background and is thrown away).
+    async fn edit_rebuilding<T: Send + 'static>(
+        &mut self,
+        input_bytes: usize,
+        change: impl FnOnce(&mut Message) -> Result<T, MessageError> + Send + 'static,
+    ) -> wasmtime::Result<T> {
+        if self.message.size() + input_bytes <= INLINE_EDIT_BYTES {
+            return self.edit(change);
+        }
+        let mut scratch = self.message.clone();
+        let max_bytes = self.max_bytes;
+        let edited = tokio::task::spawn_blocking(move || {
+            let value = change(&mut scratch)?;
+            let size = scratch.size();
+            if size > max_bytes {
+                return Err(MessageError::TooLarge {
+                    size,
+                    limit: max_bytes,
+                });
+            }
+            Ok((scratch, value))
+        })
+        .await
+        .map_err(|error| wasmtime::format_err!("the edit failed in the host: {error}"))?;
+        let (message, value) = edited.map_err(wasmtime::Error::new)?;
+        self.message = message;
+        Ok(value)
+    }
+
     /// Applies an edit to a scratch copy and keeps it only if it is valid and within the size
     /// limit. The error ends the call as a trap that carries the typed error.
     fn edit<T>(
@@ -63,6 +94,10 @@ impl MessageDraft {
         Ok(value)
     }
 }
+
+/// Up to this size (message and argument), an edit runs inline: a thread hop would cost more
+/// than the edit.
+const INLINE_EDIT_BYTES: usize = 256 << 10;
 
 /// Who a call works for: what privileged capabilities need to know about the message.
 #[derive(Clone)]
@@ -404,20 +439,32 @@ impl types::HostMessage for StepState {
         Ok(self.draft(&msg)?.message.html())
     }
 
-    fn set_html(&mut self, msg: Resource<MessageDraft>, html: String) -> wasmtime::Result<()> {
+    async fn set_html(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        html: String,
+    ) -> wasmtime::Result<()> {
         let draft = self.draft_mut(&msg)?;
         draft.check_input(html.len())?;
-        draft.edit(|message| message.set_html(&html))
+        draft
+            .edit_rebuilding(html.len(), move |message| message.set_html(&html))
+            .await
     }
 
     fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
         Ok(self.draft(&msg)?.message.text())
     }
 
-    fn set_text(&mut self, msg: Resource<MessageDraft>, text: String) -> wasmtime::Result<()> {
+    async fn set_text(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        text: String,
+    ) -> wasmtime::Result<()> {
         let draft = self.draft_mut(&msg)?;
         draft.check_input(text.len())?;
-        draft.edit(|message| message.set_text(&text))
+        draft
+            .edit_rebuilding(text.len(), move |message| message.set_text(&text))
+            .await
     }
 
     fn attachments(
@@ -448,7 +495,7 @@ impl types::HostMessage for StepState {
         Ok(self.draft(&msg)?.message.attachment_content(index as usize))
     }
 
-    fn add_attachment(
+    async fn add_attachment(
         &mut self,
         msg: Resource<MessageDraft>,
         attachment: types::NewAttachment,
@@ -461,17 +508,21 @@ impl types::HostMessage for StepState {
             content_id: attachment.content_id,
         };
         let draft = self.draft_mut(&msg)?;
-        draft.check_input(attachment.content.len())?;
-        draft.edit(|message| message.add_attachment(attachment))
+        let size = attachment.content.len();
+        draft.check_input(size)?;
+        draft
+            .edit_rebuilding(size, move |message| message.add_attachment(attachment))
+            .await
     }
 
-    fn remove_attachment(
+    async fn remove_attachment(
         &mut self,
         msg: Resource<MessageDraft>,
         index: u32,
     ) -> wasmtime::Result<bool> {
         self.draft_mut(&msg)?
-            .edit(|message| message.remove_attachment(index as usize))
+            .edit_rebuilding(0, move |message| message.remove_attachment(index as usize))
+            .await
     }
 
     fn data(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
@@ -487,10 +538,13 @@ impl types::HostMessage for StepState {
         Ok(self.draft(&msg)?.message.to_bytes())
     }
 
-    fn set_raw(&mut self, msg: Resource<MessageDraft>, raw: Vec<u8>) -> wasmtime::Result<()> {
+    async fn set_raw(&mut self, msg: Resource<MessageDraft>, raw: Vec<u8>) -> wasmtime::Result<()> {
         let draft = self.draft_mut(&msg)?;
-        draft.check_input(raw.len())?;
-        draft.edit(|message| message.set_raw(raw))
+        let size = raw.len();
+        draft.check_input(size)?;
+        draft
+            .edit_rebuilding(size, move |message| message.set_raw(raw))
+            .await
     }
 
     fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
