@@ -28,7 +28,7 @@ use crate::flow::rules::Routing;
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
-    MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
+    MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template, present,
 };
 pub use returned::{ReturnedEffect, ReturnedMail};
 pub use webhooks::{
