@@ -18,9 +18,9 @@ fn server_with_dns(dns: &DnsServer) -> TestServer {
     TestServer::start(move |server| server.dns = config)
 }
 
-/// Adds a sender identity for `domain` through the API, publishes its records in the test DNS
-/// as a customer would, validates it; returns the identity view.
-fn published_identity(api: &Api, dns: &DnsServer, domain: &str, algorithm: &str) -> Value {
+/// Adds a sender identity for `domain` through the API and publishes its records in the test
+/// DNS as a customer would, without validating it; returns the identity view.
+fn unvalidated_identity(api: &Api, dns: &DnsServer, domain: &str, algorithm: &str) -> Value {
     let response = api
         .post("sender_identities")
         .json(&json!({"domain": domain, "algorithm": algorithm}))
@@ -38,11 +38,20 @@ fn published_identity(api: &Api, dns: &DnsServer, domain: &str, algorithm: &str)
             _ => dns.set_cname(name, value),
         }
     }
-    let id = identity["id"].as_u64().unwrap();
-    let response = api
-        .post(&format!("sender_identities/{id}/validate"))
+    identity
+}
+
+fn validate_identity(api: &Api, identity: &Value) -> reqwest::blocking::Response {
+    api.post(&format!("sender_identities/{}/validate", identity["id"]))
         .send()
-        .unwrap();
+        .unwrap()
+}
+
+/// Adds a sender identity for `domain` through the API, publishes its records in the test DNS
+/// as a customer would, validates it; returns the identity view.
+fn published_identity(api: &Api, dns: &DnsServer, domain: &str, algorithm: &str) -> Value {
+    let identity = unvalidated_identity(api, dns, domain, algorithm);
+    let response = validate_identity(api, &identity);
     assert_eq!(response.status(), StatusCode::OK);
     let validated: Value = response.json().unwrap();
     assert_eq!(validated["validated"], true, "{validated:#}");
@@ -627,4 +636,95 @@ fn sender_identities_show_their_records_and_stay_in_their_account() {
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+fn signed_message(api: &Api, server: &TestServer, from: &str) -> Vec<u8> {
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": from,
+        "recipientAddress": "ann@example.net",
+        "subject": "Hello",
+        "text": "Hello",
+    }));
+    processed_body(server, &id)
+}
+
+#[test]
+fn an_unvalidated_identity_does_not_sign_for_its_domain() {
+    let dns = DnsServer::start();
+    let server = server_with_dns(&dns);
+    let api = Api::demo(&server);
+    publish_platform_key(&server, &dns);
+    // Its key is even in DNS, but nobody asked to validate it: only the platform signs.
+    unvalidated_identity(&api, &dns, "brand.example", "ed25519");
+    set_default_flow_steps(&api, json!([{"plugin": "dkim"}]));
+    let raw = signed_message(&api, &server, "news@brand.example");
+    assert_eq!(verify(&dns, &raw), [("sluice.example".to_string(), true)]);
+    let text = String::from_utf8(raw).unwrap();
+    assert!(!text.contains("d=brand.example"), "{text}");
+}
+
+#[test]
+fn a_domain_validated_by_one_account_is_neither_validated_nor_signed_for_another() {
+    let dns = DnsServer::start();
+    let server = server_with_dns(&dns);
+    let owner = Api::demo(&server);
+    publish_platform_key(&server, &dns);
+    let owners = published_identity(&owner, &dns, "brand.example", "ed25519");
+
+    // Another account may register the domain, and even find its key published, but it is
+    // refused at validation and never signs.
+    let other = crate::util::second_account(&server);
+    let others = unvalidated_identity(&other, &dns, "brand.example", "ed25519");
+    let response = validate_identity(&other, &others);
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let errors: Value = response.json().unwrap();
+    let message = errors["allErrors"][0]["defaultMessage"].as_str().unwrap();
+    assert!(
+        message.contains("brand.example") && message.contains("another account"),
+        "{errors}"
+    );
+    let view: Value = other
+        .get(&format!("sender_identities/{}", others["id"]))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(view["validated"], false, "{view}");
+    set_default_flow_steps(&other, json!([{"plugin": "dkim"}]));
+    let raw = signed_message(&other, &server, "news@brand.example");
+    assert_eq!(verify(&dns, &raw), [("sluice.example".to_string(), true)]);
+
+    // The owner still signs; once it gives the domain up, the other account may take it.
+    set_default_flow_steps(&owner, json!([{"plugin": "dkim"}]));
+    let raw = signed_message(&owner, &server, "news@brand.example");
+    let mut results = verify(&dns, &raw);
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            ("brand.example".to_string(), true),
+            ("sluice.example".to_string(), true)
+        ]
+    );
+    let response = owner
+        .http
+        .delete(owner.url(&format!("sender_identities/{}", owners["id"])))
+        .bearer_auth(&owner.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = validate_identity(&other, &others);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().unwrap()["validated"], true);
+    let raw = signed_message(&other, &server, "news@brand.example");
+    let mut results = verify(&dns, &raw);
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            ("brand.example".to_string(), true),
+            ("sluice.example".to_string(), true)
+        ]
+    );
 }

@@ -252,6 +252,8 @@ impl Store {
             txn.open_table(PLUGIN_OWNERS)?;
             txn.open_table(identities::IDENTITIES)?;
             txn.open_table(identities::IDENTITY_DOMAINS)?;
+            txn.open_table(identities::DOMAIN_SIGNERS)?;
+            identities::assign_domain_signers(&txn)?;
             txn.open_table(identities::TEMPLATES)?;
             txn.open_table(identities::TEMPLATE_NAMES)?;
             txn.open_table(archive::ARCHIVES)?;
