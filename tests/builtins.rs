@@ -728,3 +728,109 @@ fn a_domain_validated_by_one_account_is_neither_validated_nor_signed_for_another
         ]
     );
 }
+
+/// A Python that has dkimpy (Debian's python3-dkim), if any.
+fn python_with_dkimpy() -> Option<&'static str> {
+    ["/usr/bin/python3", "python3"].into_iter().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", "import dkim"])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    })
+}
+
+/// dkimpy's verdict on every signature of `raw`, with the TXT records given: "<d=> pass" or
+/// "<d=> fail <reason>" per signature.
+fn dkimpy_verdicts(python: &str, raw: &[u8], records: &[(String, String)]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("message.eml");
+    std::fs::write(&message, raw).unwrap();
+    let table: serde_json::Map<String, Value> = records
+        .iter()
+        .map(|(name, value)| (name.clone(), json!(value)))
+        .collect();
+    let records = dir.path().join("records.json");
+    std::fs::write(&records, Value::Object(table).to_string()).unwrap();
+    let output = std::process::Command::new(python)
+        .arg(crate::util::data("dkimpy_verify.py"))
+        .arg(&message)
+        .arg(&records)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim().is_empty(), "dkimpy_verify.py: {stderr}");
+    let mut verdicts: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    verdicts.sort();
+    verdicts
+}
+
+#[test]
+fn dkimpy_accepts_platform_and_customer_signatures_with_rsa_and_ed25519_keys() {
+    use std::io::Write as _;
+    let Some(python) = python_with_dkimpy() else {
+        // Straight to the process's stderr, past the test harness's capture: a skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED dkimpy_accepts_platform_and_customer_signatures_with_rsa_and_ed25519_keys: \
+             python3-dkim is not installed (apt-get install python3-dkim)"
+        );
+        return;
+    };
+    for (algorithm, name) in [
+        (sluice::dkim::KeyAlgorithm::Rsa2048, "rsa-2048"),
+        (sluice::dkim::KeyAlgorithm::Ed25519, "ed25519"),
+    ] {
+        let dns = DnsServer::start();
+        let config = dns.config();
+        let server = TestServer::start(move |server| {
+            server.dns = config;
+            server.dkim.platform_algorithm = algorithm;
+        });
+        let api = Api::demo(&server);
+        publish_platform_key(&server, &dns);
+        let identity = published_identity(&api, &dns, "shop.example", name);
+        set_default_flow_steps(&api, json!([{"plugin": "dkim"}]));
+        let mut records = vec![server.server.dkim.platform_record()];
+        let dkim = &identity["dnsRecords"][0];
+        records.push((
+            dkim["name"].as_str().unwrap().to_string(),
+            dkim["value"].as_str().unwrap().to_string(),
+        ));
+        // Several messages: where mail-auth folds the header depends on its length.
+        for subject in [
+            "Hi",
+            "Your order 42 ships today",
+            &"long subject ".repeat(12),
+        ] {
+            let id = api.submit(json!({
+                "messageType": "EMAIL",
+                "senderAddress": "news@shop.example",
+                "recipientAddress": "ann@example.net",
+                "subject": subject,
+                "html": "<p>Grüße, <b>Zoë</b></p>",
+            }));
+            let raw = processed_body(&server, &id);
+            assert_eq!(
+                dkimpy_verdicts(python, &raw, &records),
+                ["shop.example pass", "sluice.example pass"],
+                "{name}: {}",
+                String::from_utf8_lossy(&raw)
+            );
+            // mail-auth's own verifier agrees.
+            let mut results = verify(&dns, &raw);
+            results.sort();
+            assert_eq!(
+                results,
+                [
+                    ("shop.example".to_string(), true),
+                    ("sluice.example".to_string(), true)
+                ],
+                "{name}"
+            );
+        }
+    }
+}
