@@ -404,7 +404,7 @@ fn a_source_allowlist_applies_to_the_api_too() {
                 id: 0,
                 account_id: 1,
                 name: "office only".into(),
-                allowed_networks: vec!["192.0.2.0/24".parse().unwrap()],
+                allowed_networks: Some(vec!["192.0.2.0/24".parse().unwrap()]),
                 max_message_bytes: 1 << 20,
                 require_tls: false,
                 allow_plain_auth: false,
@@ -430,5 +430,124 @@ fn a_source_allowlist_applies_to_the_api_too() {
     assert_eq!(
         error_codes(&response.json().unwrap()),
         ["addressNotAllowed"]
+    );
+}
+
+/// Makes a source through the API with an API credential; returns its view and the secret.
+fn source_with_api_login(api: &Api, source: Value, client_id: &str) -> (Value, String) {
+    let response = api.post("sources").json(&source).send().unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let source: Value = response.json().unwrap();
+    let response = api
+        .post(&format!("sources/{}/credentials", source["id"]))
+        .json(&json!({"kind": "api", "username": client_id}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let credential: Value = response.json().unwrap();
+    (source, credential["secret"].as_str().unwrap().to_string())
+}
+
+fn token_status(server: &TestServer, client_id: &str, secret: &str) -> StatusCode {
+    Client::new()
+        .post(format!("http://{}/oauth/token", server.server.api_addr))
+        .form(&[
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .unwrap()
+        .status()
+}
+
+#[test]
+fn a_partial_source_update_keeps_the_settings_it_leaves_out() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let settings = json!({
+        "description": "office",
+        "allowedNetworks": ["192.0.2.0/24"],
+        "maxMessageSize": 4096,
+        "requireTls": true,
+        "allowPlainAuth": true,
+        "feedbackAddress": "abuse@shop.example",
+    });
+    let response = api.post("sources").json(&settings).send().unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().unwrap()["id"].as_u64().unwrap();
+    let source_view = |api: &Api| -> Value {
+        let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
+        sources.into_iter().find(|s| s["id"] == id).unwrap()
+    };
+
+    let response = api
+        .put(&format!("sources/{id}"))
+        .json(&json!({"description": "office (renamed)"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut expected = settings.clone();
+    expected["id"] = json!(id);
+    expected["description"] = json!("office (renamed)");
+    assert_eq!(response.json::<Value>().unwrap(), expected);
+    assert_eq!(source_view(&api), expected);
+
+    // A field given as null is changed: the allowlist lifted, the feedback address removed.
+    let response = api
+        .put(&format!("sources/{id}"))
+        .json(&json!({"allowedNetworks": null, "feedbackAddress": null}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let view = source_view(&api);
+    assert_eq!(view["allowedNetworks"], Value::Null, "{view}");
+    assert!(view.get("feedbackAddress").is_none(), "{view}");
+    assert_eq!(view["allowPlainAuth"], true, "{view}");
+    assert_eq!(view["maxMessageSize"], 4096, "{view}");
+
+    // A view sent back as it is changes nothing.
+    let response = api
+        .put(&format!("sources/{id}"))
+        .json(&view)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(source_view(&api), view);
+}
+
+#[test]
+fn an_empty_allowlist_admits_nobody_and_no_allowlist_anybody() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let (nobody, secret) = source_with_api_login(
+        &api,
+        json!({"description": "locked", "allowedNetworks": []}),
+        "locked-api",
+    );
+    assert_eq!(nobody["allowedNetworks"], json!([]));
+    assert_eq!(
+        token_status(&server, "locked-api", &secret),
+        StatusCode::FORBIDDEN
+    );
+
+    let (anybody, secret) = source_with_api_login(&api, json!({"description": "open"}), "open-api");
+    assert_eq!(anybody["allowedNetworks"], Value::Null, "{anybody}");
+    assert_eq!(token_status(&server, "open-api", &secret), StatusCode::OK);
+    // A token issued while the source was open stops working once its allowlist is emptied.
+    let open = Api::connect(&server, 1, "open-api", &secret);
+    let response = api
+        .put(&format!("sources/{}", anybody["id"]))
+        .json(&json!({"allowedNetworks": []}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        open.get("sources").send().unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        token_status(&server, "open-api", &secret),
+        StatusCode::FORBIDDEN
     );
 }

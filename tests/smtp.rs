@@ -7,7 +7,9 @@ use lettre::{SmtpTransport, Transport};
 use sluice::flow::rules::{Condition, FlowRule, Routing};
 use sluice::store::{CredentialKind, Flow, Flowstep, MessageStatus, Source};
 
-use crate::util::{TestServer, guest_bytes};
+use serde_json::json;
+
+use crate::util::{Api, TestServer, guest_bytes};
 
 const MESSAGE: &[u8] =
     b"From: Shop <shop@example.com>\r\nTo: ann@example.net\r\nSubject: Your order\r\n\r\nThanks.\r\n";
@@ -72,7 +74,7 @@ fn source(name: &str) -> Source {
         id: 0,
         account_id: 1,
         name: name.into(),
-        allowed_networks: Vec::new(),
+        allowed_networks: None,
         max_message_bytes: 1 << 20,
         require_tls: false,
         allow_plain_auth: false,
@@ -182,19 +184,59 @@ fn auth_needs_starttls_unless_the_source_allows_plain() {
     assert!(body.contains("with ESMTPSA"), "{body}");
 }
 
+/// Makes a source through the API with an SMTP login; returns the login.
+fn source_with_smtp_login(server: &TestServer, source: serde_json::Value) -> (String, String) {
+    let api = Api::demo(server);
+    let response = api.post("sources").json(&source).send().unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let source: serde_json::Value = response.json().unwrap();
+    let username = format!("user-{}", source["id"]);
+    let response = api
+        .post(&format!("sources/{}/credentials", source["id"]))
+        .json(&json!({"kind": "smtp", "username": username}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let credential: serde_json::Value = response.json().unwrap();
+    (username, credential["secret"].as_str().unwrap().to_string())
+}
+
 #[test]
-fn a_source_refuses_addresses_outside_its_allowlist() {
+fn an_address_outside_the_allowlist_is_answered_like_an_unknown_user() {
     let server = TestServer::start(|_| {});
-    let mut restricted = source("office");
-    restricted.allowed_networks = vec!["192.0.2.0/24".parse().unwrap()];
-    add_source(&server, restricted, "office");
-    let error = send(
-        &client(&server, ("office".into(), "s3cret".into()), true),
+    let (office, secret) = source_with_smtp_login(
+        &server,
+        json!({"description": "office", "allowedNetworks": ["192.0.2.0/24"]}),
+    );
+    let outside = send(
+        &client(&server, (office, secret), true),
         &["a@example.net"],
         MESSAGE,
     )
     .unwrap_err();
-    assert_eq!(status_code(&error), "550");
+    let unknown = send(
+        &client(&server, ("nobody-here".into(), "guess".into()), true),
+        &["a@example.net"],
+        MESSAGE,
+    )
+    .unwrap_err();
+    // The same answer, so a client cannot tell which usernames exist.
+    assert_eq!(status_code(&outside), "535");
+    assert_eq!(outside.to_string(), unknown.to_string());
+}
+
+#[test]
+fn an_empty_smtp_allowlist_admits_nobody_and_no_allowlist_anybody() {
+    let server = TestServer::start(|_| {});
+    let locked = source_with_smtp_login(
+        &server,
+        json!({"description": "locked", "allowedNetworks": []}),
+    );
+    let error = send(&client(&server, locked, true), &["a@example.net"], MESSAGE).unwrap_err();
+    assert_eq!(status_code(&error), "535");
+    let open = source_with_smtp_login(&server, json!({"description": "open"}));
+    let ids = send(&client(&server, open, true), &["a@example.net"], MESSAGE).unwrap();
+    assert_eq!(ids.len(), 1);
 }
 
 #[test]

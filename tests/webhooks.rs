@@ -508,9 +508,25 @@ fn private_destinations_are_refused_unless_the_operator_allows_them() {
     let errors: Value = response.json().unwrap();
     assert_eq!(errors["allErrors"][0]["field"], "url", "{errors}");
 
-    // A name is checked when it resolves: localhost is loopback, so the call never leaves.
+    // A name is checked again when the call resolves it (its DNS may have changed since it
+    // was registered): localhost is loopback, so the call never leaves. Registered in the
+    // store, as the API refuses the name already.
     let by_name = receiver.url().replace("127.0.0.1", "localhost");
-    let webhook = register(&api, &by_name, &["SUBMITTED"]);
+    let webhook = server.block_on(
+        server
+            .store()
+            .create_webhook(sluice::store::WebhookEndpoint {
+                id: 0,
+                account_id: api.account,
+                url: by_name,
+                event_types: vec!["SUBMITTED".into()],
+                description: None,
+                secret: "whsec_test".into(),
+                created_at: 0,
+                updated_at: 0,
+            }),
+    );
+    let webhook = json!({"id": webhook.unwrap().id});
     submit(&api, "ann@example.net");
     let letters = wait_for_json(
         &api,
@@ -525,4 +541,52 @@ fn private_destinations_are_refused_unless_the_operator_allows_them() {
         "{letters}"
     );
     assert!(receiver.requests().is_empty());
+}
+
+#[test]
+fn names_of_internal_addresses_are_refused_when_registered() {
+    let dns = crate::util::dns::DnsServer::start();
+    dns.set_a("hooks.inside.example", "10.1.2.3".parse().unwrap());
+    dns.set_a("hooks.mixed.example", "93.184.215.14".parse().unwrap());
+    dns.add_a("hooks.mixed.example", "127.0.0.1".parse().unwrap());
+    dns.set_a("hooks.public.example", "93.184.215.14".parse().unwrap());
+    let config = dns.config();
+    let server = server(move |config_| {
+        config_.webhooks.allow_private_destinations = false;
+        config_.dns = config;
+    });
+    let api = Api::demo(&server);
+    for url in [
+        "http://localhost:8080/hook",
+        "http://LocalHost./hook",
+        "https://admin.localhost/hook",
+        "https://hooks.inside.example/hook",
+        "https://hooks.mixed.example/hook",
+    ] {
+        let response = api
+            .post("webhooks")
+            .json(&json!({"url": url}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url}");
+        let errors: Value = response.json().unwrap();
+        assert_eq!(errors["allErrors"][0]["field"], "url", "{url}: {errors}");
+        assert!(
+            errors["allErrors"][0]["defaultMessage"]
+                .as_str()
+                .unwrap()
+                .contains("not a public address"),
+            "{url}: {errors}"
+        );
+    }
+    // A public name is taken, and a PUT to an internal one is refused like a POST.
+    let webhook = register(&api, "https://hooks.public.example/hook", &[]);
+    let response = api
+        .put(&format!("webhooks/{}", webhook["id"]))
+        .json(&json!({"url": "http://localhost/hook"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let view = get_json(&api, &format!("webhooks/{}", webhook["id"]));
+    assert_eq!(view["url"], "https://hooks.public.example/hook");
 }

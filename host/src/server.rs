@@ -265,7 +265,7 @@ async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
             id: 0,
             account_id: account.id,
             name: "demo".into(),
-            allowed_networks: vec!["127.0.0.0/8".parse()?, "::1/128".parse()?],
+            allowed_networks: Some(vec!["127.0.0.0/8".parse()?, "::1/128".parse()?]),
             max_message_bytes: 25 << 20,
             require_tls: false,
             // Only from this machine, so a first test with swaks needs no certificate.

@@ -270,7 +270,7 @@ pub fn second_account(server: &TestServer) -> Api {
                 id: 0,
                 account_id: account.id,
                 name: "other app".into(),
-                allowed_networks: Vec::new(),
+                allowed_networks: None,
                 max_message_bytes: 1 << 20,
                 require_tls: false,
                 allow_plain_auth: false,

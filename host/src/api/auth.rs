@@ -113,15 +113,11 @@ fn check_allowlist(
         .store
         .source(source_id)?
         .ok_or_else(|| ApiError::unauthorized("the source of this credential no longer exists"))?;
-    if source.allowed_networks.is_empty() {
-        return Ok(());
-    }
-    let allowed = peer.is_some_and(|peer| {
-        source
-            .allowed_networks
-            .iter()
-            .any(|net| net.contains(&peer.ip()))
-    });
+    // No allowlist admits anybody; an empty one nobody.
+    let allowed = match peer {
+        Some(peer) => source.admits(peer.ip()),
+        None => source.allowed_networks.is_none(),
+    };
     if allowed {
         Ok(())
     } else {

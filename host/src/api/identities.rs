@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::messages::parse_json;
 use super::paging::iso8601;
 use crate::dkim::{KeyAlgorithm, expected_records};
-use crate::store::{RecordCheck, SenderIdentity};
+use crate::store::{RecordCheck, SenderIdentity, StoreError};
 
 /// What adding an identity takes.
 #[derive(Deserialize)]
@@ -183,8 +183,19 @@ pub async fn validate(
     let mut identity = own_identity(&state, account_id, identity_id)?;
     let validation = crate::dkim::validate(state.dkim.config(), &identity, &state.resolver).await;
     identity.validation = Some(validation);
-    state.store.update_identity(identity.clone()).await?;
-    Ok(Json(view(&state, identity)))
+    match state.store.update_identity(identity.clone()).await {
+        Ok(()) => Ok(Json(view(&state, identity))),
+        Err(StoreError::Conflict(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "domainTaken",
+            format!(
+                "{} is already validated by another account, and a domain signs for one \
+                 account only: this identity stays unvalidated and its key signs nothing",
+                identity.domain
+            ),
+        )),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// `DELETE /{account}/sender_identities/{id}`.

@@ -16,23 +16,44 @@ use crate::flow::rules::{Condition, FlowRule, Routing};
 use crate::plugin::Grants;
 use crate::store::{CredentialKind, Flow, Flowstep, Source};
 
-/// A source as the API shows and takes it.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A source as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SourceView {
-    #[serde(default)]
     id: u64,
     description: String,
-    #[serde(default)]
-    allowed_networks: Vec<IpNet>,
-    #[serde(default = "default_max_size")]
+    /// `null`: any address may use the source; `[]`: none may.
+    allowed_networks: Option<Vec<IpNet>>,
     max_message_size: usize,
-    #[serde(default)]
     require_tls: bool,
-    #[serde(default)]
     allow_plain_auth: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     feedback_address: Option<String>,
+}
+
+/// A source as the API takes it. On `POST` a field left out takes its default; on `PUT` it
+/// keeps its value, so a client may send only what it changes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceInput {
+    /// Ignored: the path names the source (accepted so a view can be sent back as it is).
+    #[serde(default, rename = "id")]
+    _id: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    description: Option<String>,
+    /// Left out or `null` on `POST`: no restriction. `null` on `PUT` lifts the restriction;
+    /// `[]` admits nobody.
+    #[serde(default, deserialize_with = "crate::store::present")]
+    allowed_networks: Option<Option<Vec<IpNet>>>,
+    #[serde(default)]
+    max_message_size: Option<usize>,
+    #[serde(default)]
+    require_tls: Option<bool>,
+    #[serde(default)]
+    allow_plain_auth: Option<bool>,
+    /// `null` on `PUT` removes it.
+    #[serde(default, deserialize_with = "crate::store::present")]
+    feedback_address: Option<Option<String>>,
 }
 
 fn default_max_size() -> usize {
@@ -72,14 +93,25 @@ pub async fn create_source(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
     caller.require(account_id)?;
+    let defaults = Source {
+        id: 0,
+        account_id,
+        name: String::new(),
+        allowed_networks: None,
+        max_message_bytes: default_max_size(),
+        require_tls: false,
+        allow_plain_auth: false,
+        feedback_address: None,
+    };
     let source = state
         .store
-        .create_source(source_from(account_id, 0, parse_json(&body)?)?)
+        .create_source(source_from(defaults, parse_json(&body)?)?)
         .await?;
     Ok((StatusCode::CREATED, Json(source.into())))
 }
 
-/// `PUT /{account}/sources/{id}`: replaces a source's settings; its credentials stay.
+/// `PUT /{account}/sources/{id}`: changes the settings given and keeps the others; its
+/// credentials stay.
 pub async fn update_source(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,
@@ -87,14 +119,23 @@ pub async fn update_source(
     body: axum::body::Bytes,
 ) -> Result<Json<SourceView>, ApiError> {
     caller.require(account_id)?;
-    let source = source_from(account_id, source_id, parse_json(&body)?)?;
+    let input: SourceInput = parse_json(&body)?;
+    let current = state
+        .store
+        .source(source_id)?
+        .filter(|source| source.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    let source = source_from(current, input)?;
     state.store.update_source(source.clone()).await?;
     Ok(Json(source.into()))
 }
 
-/// A source from its view, checked.
-fn source_from(account_id: u64, id: u64, view: SourceView) -> Result<Source, ApiError> {
-    if view.description.trim().is_empty() {
+/// `source` with the input's fields applied, checked.
+fn source_from(mut source: Source, input: SourceInput) -> Result<Source, ApiError> {
+    if let Some(description) = input.description {
+        source.name = description;
+    }
+    if source.name.trim().is_empty() {
         return Err(ApiError::field(
             "description",
             "required",
@@ -102,7 +143,10 @@ fn source_from(account_id: u64, id: u64, view: SourceView) -> Result<Source, Api
             None,
         ));
     }
-    if let Some(address) = &view.feedback_address
+    if let Some(address) = input.feedback_address {
+        source.feedback_address = address;
+    }
+    if let Some(address) = &source.feedback_address
         && (!address.contains('@') || address.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
         return Err(ApiError::field(
@@ -112,16 +156,19 @@ fn source_from(account_id: u64, id: u64, view: SourceView) -> Result<Source, Api
             Some(serde_json::json!(address)),
         ));
     }
-    Ok(Source {
-        id,
-        account_id,
-        name: view.description,
-        allowed_networks: view.allowed_networks,
-        max_message_bytes: view.max_message_size,
-        require_tls: view.require_tls,
-        allow_plain_auth: view.allow_plain_auth,
-        feedback_address: view.feedback_address,
-    })
+    if let Some(networks) = input.allowed_networks {
+        source.allowed_networks = networks;
+    }
+    if let Some(size) = input.max_message_size {
+        source.max_message_bytes = size;
+    }
+    if let Some(require_tls) = input.require_tls {
+        source.require_tls = require_tls;
+    }
+    if let Some(allow_plain_auth) = input.allow_plain_auth {
+        source.allow_plain_auth = allow_plain_auth;
+    }
+    Ok(source)
 }
 
 /// The body of `POST /{account}/sources/{id}/credentials`.

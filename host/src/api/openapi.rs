@@ -114,7 +114,7 @@ fn description() -> Value {
                 "get": operation("List sources", None, ("200", "The sources")),
                 "post": operation("Create a source", Some("Source"), ("201", "The new source"))
             },
-            "/{account_id}/sources/{source_id}": {"put": operation("Replace a source's settings; its credentials stay", Some("Source"), ("200", "The source"))},
+            "/{account_id}/sources/{source_id}": {"put": operation("Change a source's settings (fields left out keep their value); its credentials stay", Some("Source"), ("200", "The source"))},
             "/{account_id}/sources/{source_id}/credentials": {"post": operation("Make an SMTP or API credential for a source; the secret is shown once", Some("NewCredential"), ("201", "kind, username, secret"))},
             "/{account_id}/flows": {
                 "get": operation("List flows", None, ("200", "The flows")),
@@ -174,7 +174,7 @@ fn description() -> Value {
                     "plugin": {"type": "string", "description": "sha256 of an uploaded bounce-classifier component"}
                 }},
                 "Source": {"type": "object", "required": ["description"], "properties": {
-                    "description": {"type": "string"}, "allowedNetworks": {"type": "array", "items": {"type": "string", "example": "192.0.2.0/24"}},
+                    "description": {"type": "string"}, "allowedNetworks": {"type": ["array", "null"], "items": {"type": "string", "example": "192.0.2.0/24"}, "description": "Networks that may use the source: null (or left out when created) means any address, [] none. On PUT a field left out keeps its value"},
                     "maxMessageSize": {"type": "integer"}, "requireTls": {"type": "boolean"}, "allowPlainAuth": {"type": "boolean"},
                     "feedbackAddress": {"type": "string", "description": "Where spam complaints about this source's messages are forwarded"}
                 }},

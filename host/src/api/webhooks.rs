@@ -75,8 +75,9 @@ pub struct WebhookInput {
     rotate_secret: bool,
 }
 
-/// The input's URL, event types and description, checked.
-fn checked(
+/// The input's URL, event types and description, checked; the URL's host name is resolved
+/// too unless private destinations are allowed.
+async fn checked(
     state: &ApiState,
     input: &WebhookInput,
 ) -> Result<(String, Vec<String>, Option<String>), ApiError> {
@@ -126,6 +127,12 @@ fn checked(
             None,
         ));
     }
+    // Last, so a request with other faults is answered without a DNS lookup.
+    if !state.allow_private_webhooks {
+        destination::check_name(&parsed, &state.resolver)
+            .await
+            .map_err(|message| invalid_url(&message))?;
+    }
     Ok((parsed.to_string(), event_types, description))
 }
 
@@ -161,7 +168,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     caller.require(account_id)?;
     let input: WebhookInput = parse_json(&body)?;
-    let (url, event_types, description) = checked(&state, &input)?;
+    let (url, event_types, description) = checked(&state, &input).await?;
     let now = now_millis();
     let endpoint = state
         .store
@@ -201,7 +208,7 @@ pub async fn update(
     caller.require(account_id)?;
     let input: WebhookInput = parse_json(&body)?;
     let mut endpoint = own_endpoint(&state, account_id, id)?;
-    let (url, event_types, description) = checked(&state, &input)?;
+    let (url, event_types, description) = checked(&state, &input).await?;
     endpoint.url = url;
     endpoint.event_types = event_types;
     endpoint.description = description;

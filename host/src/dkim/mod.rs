@@ -220,7 +220,8 @@ impl Dkim {
     }
 
     /// Signs `raw` for the account: always with the platform key, and with the account's
-    /// identity for the From domain when there is one. Blocking (store read, RSA).
+    /// identity for the From domain when there is one that signs (its DKIM key validated,
+    /// and the domain not validated by another account first). Blocking (store read, RSA).
     pub fn sign(&self, account_id: u64, raw: &[u8]) -> Result<Signed, DkimError> {
         let from_domain = from_domain(raw);
         let identity = match &from_domain {
@@ -280,8 +281,9 @@ impl Dkim {
         }
     }
 
-    /// The account's identity for the From domain or, failing that, for its parent domains
-    /// (an identity for example.com signs mail from news.example.com).
+    /// The account's signing identity for the From domain or, failing that, for its parent
+    /// domains (an identity for example.com signs mail from news.example.com). An identity
+    /// not validated, or for a domain another account validated first, never signs.
     fn identity_for(
         &self,
         account_id: u64,
@@ -289,7 +291,7 @@ impl Dkim {
     ) -> Result<Option<SenderIdentity>, StoreError> {
         let mut domain = from_domain;
         loop {
-            if let Some(identity) = self.store.identity_for_domain(account_id, domain)? {
+            if let Some(identity) = self.store.signing_identity(account_id, domain)? {
                 return Ok(Some(identity));
             }
             match domain.split_once('.') {

@@ -73,7 +73,77 @@ impl DomainKey {
 pub fn sign(raw: &[u8], keys: &[&DomainKey]) -> Result<String, mail_auth::Error> {
     let mut fields = String::new();
     for domain_key in keys {
-        fields.push_str(&domain_key.signer.sign(raw)?.to_header());
+        let signature = domain_key.signer.sign(raw)?;
+        let header = signature.to_header();
+        // Only relaxed header canonicalization lets the emitted whitespace differ from what
+        // mail-auth wrote; DomainKey::new asks for nothing else.
+        debug_assert!(signature.ch == Canonicalization::Relaxed);
+        fields.push_str(&without_fold_after_b(&header));
     }
     Ok(fields)
+}
+
+/// The DKIM-Signature field with nothing between the end of its `b=` value (its last tag) and
+/// the closing `;`.
+///
+/// mail-auth folds the field every 76 columns, also right after the last character of the
+/// `b=` value, which leaves the closing `;` alone on a continuation line. RFC 6376 has a
+/// verifier delete the `b=` value with the whitespace around it before hashing the field, but
+/// dkimpy (used by many Python mail systems) keeps that trailing fold, hashes `b= ;` where
+/// the signer hashed `b=;`, and rejects the signature. The signer hashed the field with an
+/// empty `b=` in relaxed canonicalization, where the fold is no part of anything hashed:
+/// dropping it gives a field that hashes the same for every verifier.
+fn without_fold_after_b(header: &str) -> String {
+    let field = header.strip_suffix("\r\n").unwrap_or(header);
+    let field = field.strip_suffix(';').unwrap_or(field).trim_end();
+    debug_assert!(
+        field.rfind("b=") > field.rfind(';'),
+        "b= is the last tag: {field}"
+    );
+    format!("{field};\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dkim::{KeyAlgorithm, generate, signing_key};
+
+    #[test]
+    fn the_b_value_runs_to_the_end_of_the_field() {
+        for algorithm in [KeyAlgorithm::Rsa2048, KeyAlgorithm::Ed25519] {
+            let generated = generate(algorithm).unwrap();
+            let key = DomainKey::new(
+                "shop.example",
+                "sl1",
+                signing_key(algorithm, &generated.private_der).unwrap(),
+            );
+            // Headers of many lengths move mail-auth's folds to every column.
+            for length in 0..80 {
+                let raw = format!(
+                    "From: a@shop.example\r\nSubject: {}\r\n\r\nHello\r\n",
+                    "x".repeat(length)
+                );
+                let field = sign(raw.as_bytes(), &[&key]).unwrap();
+                assert!(field.ends_with(";\r\n"), "{field}");
+                let b_tag = &field[field.rfind("b=").unwrap()..];
+                let value = b_tag.trim_start_matches("b=").trim_end_matches(";\r\n");
+                assert!(
+                    !value.ends_with(|c: char| c.is_whitespace()) && !value.contains(';'),
+                    "{algorithm:?}: {field}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_fold_before_the_closing_semicolon_is_dropped() {
+        assert_eq!(
+            without_fold_after_b("DKIM-Signature: v=1; bh=x=; b=abc\r\n\tdef\r\n\t;\r\n"),
+            "DKIM-Signature: v=1; bh=x=; b=abc\r\n\tdef;\r\n"
+        );
+        assert_eq!(
+            without_fold_after_b("DKIM-Signature: v=1; b=abc;\r\n"),
+            "DKIM-Signature: v=1; b=abc;\r\n"
+        );
+    }
 }

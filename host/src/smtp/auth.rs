@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::store::Source;
+
 /// Decodes a PLAIN response (`authzid NUL authcid NUL password`, base64).
 pub(super) fn decode_plain(response: &str) -> Option<(String, String)> {
     let bytes = STANDARD.decode(response.trim()).ok()?;
@@ -25,6 +27,21 @@ pub(super) fn decode_plain(response: &str) -> Option<(String, String)> {
 /// Decodes one base64 line of a LOGIN exchange.
 pub(super) fn decode_line(line: &str) -> Option<String> {
     String::from_utf8(STANDARD.decode(line.trim()).ok()?).ok()
+}
+
+/// Why a login must fail whatever the password, for the log only: the client gets the same
+/// 535 as for a wrong password. `None` when the password decides.
+pub(super) fn login_refusal(
+    known_user: bool,
+    source: Option<&Source>,
+    ip: IpAddr,
+) -> Option<&'static str> {
+    match source {
+        _ if !known_user => Some("unknown user"),
+        None => Some("the credential's source no longer exists"),
+        Some(source) if !source.admits(ip) => Some("address outside the source's allowlist"),
+        Some(_) => None,
+    }
 }
 
 /// Entries kept before stale ones are pruned.

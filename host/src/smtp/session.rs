@@ -11,7 +11,7 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::auth::{decode_line, decode_plain};
+use super::auth::{decode_line, decode_plain, login_refusal};
 use super::{Role, Shared};
 use crate::inbound::Inbound;
 use crate::store::{CredentialKind, Source, verify_credential};
@@ -540,16 +540,11 @@ impl Session {
             },
             None => None,
         };
-        // The allowlist is checked before the password, so an address outside it learns
-        // nothing about the password; it counts as a failed attempt.
-        if let Some(source) = &source
-            && !source.allowed_networks.is_empty()
-            && !source.allowed_networks.iter().any(|net| net.contains(&ip))
-        {
-            failures.record_failure(ip);
-            self.reply(550, "5.7.1", &format!("This source may not send from {ip}"));
-            return Flow::Continue;
-        }
+        // An unknown user, an address outside the source's allowlist and a wrong password
+        // get the same answer after the same work (a password check, against a dummy hash
+        // for an unknown user), so the answer never tells which usernames exist; the log does.
+        let refusal = login_refusal(credential.is_some(), source.as_ref(), ip);
+        let source = source.filter(|_| refusal.is_none());
         let hash = credential.map(|credential| credential.secret_hash);
         let valid = verify_credential(password, hash).await;
         match source {
@@ -569,6 +564,8 @@ impl Session {
                 Flow::Continue
             }
             _ => {
+                let reason = refusal.unwrap_or("wrong password");
+                tracing::info!(%username, %ip, reason, "SMTP AUTH refused");
                 failures.record_failure(ip);
                 self.auth_failures += 1;
                 self.reply(535, "5.7.8", "Authentication credentials invalid");

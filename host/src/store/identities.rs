@@ -9,10 +9,33 @@ pub(super) const IDENTITIES: TableDefinition<u64, &[u8]> = TableDefinition::new(
 /// (account, domain) → identity id: one identity per domain and account.
 pub(super) const IDENTITY_DOMAINS: TableDefinition<(u64, &str), u64> =
     TableDefinition::new("identity_domains");
+/// domain → the identity whose validated DKIM key signs for it: a domain signs for one account
+/// only, the first whose key was found in its DNS.
+pub(super) const DOMAIN_SIGNERS: TableDefinition<&str, u64> =
+    TableDefinition::new("domain_signers");
 pub(super) const TEMPLATES: TableDefinition<u64, &[u8]> = TableDefinition::new("templates");
 /// (account, name) → template id.
 pub(super) const TEMPLATE_NAMES: TableDefinition<(u64, &str), u64> =
     TableDefinition::new("template_names");
+
+/// Gives each domain without a signer to the first identity whose DKIM key was validated for
+/// it: records from before domains had one signer, or a signer deleted meanwhile.
+pub(super) fn assign_domain_signers(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let identities = txn.open_table(IDENTITIES)?;
+    let mut signers = txn.open_table(DOMAIN_SIGNERS)?;
+    for entry in identities.iter()? {
+        let (id, value) = entry?;
+        let identity: SenderIdentity = decode(value.value())?;
+        let validated = identity
+            .validation
+            .as_ref()
+            .is_some_and(|validation| validation.dkim);
+        if validated && signers.get(identity.domain.as_str())?.is_none() {
+            signers.insert(identity.domain.as_str(), id.value())?;
+        }
+    }
+    Ok(())
+}
 
 impl Store {
     /// Adds a sender identity; its id is assigned here. A second identity for the same domain
@@ -70,12 +93,69 @@ impl Store {
         })
     }
 
-    /// Replaces an identity's record (its validation result).
+    /// The account's identity that signs mail from `domain`: one whose DKIM key was validated
+    /// and that holds the domain (no other account's identity validated it first).
+    pub fn signing_identity(
+        &self,
+        account_id: u64,
+        domain: &str,
+    ) -> Result<Option<SenderIdentity>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let domains = txn.open_table(IDENTITY_DOMAINS)?;
+        let Some(id) = domains.get((account_id, domain))?.map(|id| id.value()) else {
+            return Ok(None);
+        };
+        let signers = txn.open_table(DOMAIN_SIGNERS)?;
+        if signers.get(domain)?.map(|holder| holder.value()) != Some(id) {
+            return Ok(None);
+        }
+        let identities = txn.open_table(IDENTITIES)?;
+        let identity: Option<SenderIdentity> = identities
+            .get(id)?
+            .map(|value| decode(value.value()))
+            .transpose()?;
+        Ok(identity.filter(|identity| {
+            identity
+                .validation
+                .as_ref()
+                .is_some_and(|validation| validation.dkim)
+        }))
+    }
+
+    /// Records an identity's validation. A DKIM key found in DNS makes the identity its
+    /// domain's signer, unless another account's identity already is: then nothing is recorded
+    /// and the answer is [`StoreError::Conflict`]. A key no longer found gives the domain up.
     pub async fn update_identity(&self, identity: SenderIdentity) -> Result<(), StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(IDENTITIES)?;
             if table.get(identity.id)?.is_none() {
                 return Err(StoreError::NotFound(format!("identity {}", identity.id)));
+            }
+            let mut signers = txn.open_table(DOMAIN_SIGNERS)?;
+            let domain = identity.domain.as_str();
+            let holder = signers.get(domain)?.map(|holder| holder.value());
+            let validated = identity
+                .validation
+                .as_ref()
+                .is_some_and(|validation| validation.dkim);
+            match holder {
+                Some(holder) if holder != identity.id => {
+                    if validated && table.get(holder)?.is_some() {
+                        return Err(StoreError::Conflict(format!(
+                            "{domain} is already validated by another account"
+                        )));
+                    }
+                    if validated {
+                        signers.insert(domain, identity.id)?;
+                    }
+                }
+                Some(_) if !validated => {
+                    signers.remove(domain)?;
+                }
+                None if validated => {
+                    signers.insert(domain, identity.id)?;
+                }
+                _ => {}
             }
             table.insert(identity.id, encode(&identity)?.as_slice())?;
             Ok(())
@@ -89,6 +169,11 @@ impl Store {
             txn.open_table(IDENTITIES)?.remove(identity.id)?;
             txn.open_table(IDENTITY_DOMAINS)?
                 .remove((identity.account_id, identity.domain.as_str()))?;
+            let mut signers = txn.open_table(DOMAIN_SIGNERS)?;
+            let domain = identity.domain.as_str();
+            if signers.get(domain)?.map(|holder| holder.value()) == Some(identity.id) {
+                signers.remove(domain)?;
+            }
             Ok(())
         })
         .await

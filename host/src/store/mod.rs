@@ -31,7 +31,7 @@ pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filte
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
-    MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template,
+    MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template, present,
 };
 pub use returned::{ReturnedEffect, ReturnedMail};
 pub use webhooks::{
@@ -255,6 +255,8 @@ impl Store {
             txn.open_table(PLUGIN_OWNERS)?;
             txn.open_table(identities::IDENTITIES)?;
             txn.open_table(identities::IDENTITY_DOMAINS)?;
+            txn.open_table(identities::DOMAIN_SIGNERS)?;
+            identities::assign_domain_signers(&txn)?;
             txn.open_table(identities::TEMPLATES)?;
             txn.open_table(identities::TEMPLATE_NAMES)?;
             txn.open_table(archive::ARCHIVES)?;

@@ -17,6 +17,7 @@ pub struct Account {
 
 /// One sending application of an account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredSource")]
 pub struct Source {
     /// Its id.
     pub id: u64,
@@ -24,9 +25,11 @@ pub struct Source {
     pub account_id: u64,
     /// A name for people.
     pub name: String,
-    /// Networks it may connect from; empty means anywhere.
-    #[serde(default)]
-    pub allowed_networks: Vec<IpNet>,
+    /// Networks it may connect from: `None` means anywhere, an empty list nobody. Kept under
+    /// its own key: records written before it used `allowed_networks`, where empty meant
+    /// anywhere.
+    #[serde(rename = "allowlist")]
+    pub allowed_networks: Option<Vec<IpNet>>,
     /// The largest message it may submit, in bytes.
     pub max_message_bytes: usize,
     /// Refuse mail from it over a connection without TLS.
@@ -36,6 +39,64 @@ pub struct Source {
     /// Where spam complaints about its messages are forwarded, if anywhere.
     #[serde(default)]
     pub feedback_address: Option<String>,
+}
+
+impl Source {
+    /// Whether a client at `ip` may use the source.
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        self.allowed_networks
+            .as_ref()
+            .is_none_or(|networks| networks.iter().any(|net| net.contains(&ip)))
+    }
+}
+
+/// A source as stored, old records included.
+#[derive(Deserialize)]
+struct StoredSource {
+    id: u64,
+    account_id: u64,
+    name: String,
+    /// The allowlist as written since empty lists mean nobody; absent in older records.
+    #[serde(default, deserialize_with = "present")]
+    allowlist: Option<Option<Vec<IpNet>>>,
+    /// The allowlist of older records, where empty meant anywhere.
+    #[serde(default)]
+    allowed_networks: Vec<IpNet>,
+    max_message_bytes: usize,
+    require_tls: bool,
+    allow_plain_auth: bool,
+    #[serde(default)]
+    feedback_address: Option<String>,
+}
+
+impl From<StoredSource> for Source {
+    fn from(stored: StoredSource) -> Self {
+        let allowed_networks = match stored.allowlist {
+            Some(allowlist) => allowlist,
+            None if stored.allowed_networks.is_empty() => None,
+            None => Some(stored.allowed_networks),
+        };
+        Self {
+            id: stored.id,
+            account_id: stored.account_id,
+            name: stored.name,
+            allowed_networks,
+            max_message_bytes: stored.max_message_bytes,
+            require_tls: stored.require_tls,
+            allow_plain_auth: stored.allow_plain_auth,
+            feedback_address: stored.feedback_address,
+        }
+    }
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`, with
+/// `#[serde(default)]`).
+pub fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// How a credential may be used.
@@ -282,4 +343,40 @@ pub struct ArchiveEntry {
     pub stored_at: u64,
     /// When it is purged (milliseconds since the Unix epoch).
     pub expires_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(json: serde_json::Value) -> Source {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn an_empty_allowlist_admits_nobody_and_none_anybody() {
+        let base = serde_json::json!({"id": 1, "account_id": 1, "name": "s",
+            "max_message_bytes": 10, "require_tls": false, "allow_plain_auth": false});
+        let ip = "192.0.2.7".parse().unwrap();
+        let with = |key: &str, value: serde_json::Value| {
+            let mut json = base.clone();
+            json[key] = value;
+            source(json)
+        };
+        assert!(!with("allowlist", serde_json::json!([])).admits(ip));
+        assert!(with("allowlist", serde_json::Value::Null).admits(ip));
+        assert!(with("allowlist", serde_json::json!(["192.0.2.0/24"])).admits(ip));
+        assert!(!with("allowlist", serde_json::json!(["198.51.100.0/24"])).admits(ip));
+        // Records written before the allowlist key: an empty list meant anywhere.
+        assert!(with("allowed_networks", serde_json::json!([])).admits(ip));
+        assert!(source(base.clone()).admits(ip));
+        assert!(!with("allowed_networks", serde_json::json!(["198.51.100.0/24"])).admits(ip));
+        // What is written reads back the same.
+        let nobody = with("allowlist", serde_json::json!([]));
+        let again: Source = serde_json::from_slice(&serde_json::to_vec(&nobody).unwrap()).unwrap();
+        assert_eq!(again, nobody);
+        let anybody = source(base);
+        let again: Source = serde_json::from_slice(&serde_json::to_vec(&anybody).unwrap()).unwrap();
+        assert_eq!(again, anybody);
+    }
 }

@@ -2,7 +2,8 @@
 //! make requests into its own network on the customer's behalf (SSRF): to loopback admin
 //! ports, cloud metadata at 169.254.169.254, private services. Unless the operator allows
 //! private destinations, calls go only to public addresses, checked after DNS resolution (a
-//! public name may resolve to a private address) and for address literals in the URL.
+//! public name may resolve to a private address) and for address literals in the URL. A URL is
+//! checked when registered too, so a customer learns at once that it cannot work.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -68,6 +69,36 @@ pub fn check_literal(url: &reqwest::Url) -> Result<(), String> {
         Ok(())
     } else {
         Err(refusal(&ip.to_string()))
+    }
+}
+
+/// Refuses a URL whose host name is internal: `localhost` or a name under it (always loopback,
+/// RFC 6761), or a name with any address that is not public as `resolver` (the server's own)
+/// answers now. A name that does not resolve (yet) passes: the call checks again, after its
+/// own resolution.
+pub async fn check_name(url: &reqwest::Url, resolver: &crate::dns::Resolver) -> Result<(), String> {
+    let host = url.host_str().unwrap_or("");
+    let literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok();
+    if literal || host.is_empty() {
+        return Ok(());
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return Err(refusal(host));
+    }
+    match resolver.ips(&name).await {
+        Ok(ips) => match ips.into_iter().find(|ip| !is_public(*ip)) {
+            Some(ip) => Err(refusal(&format!("{host} resolves to {ip}, which"))),
+            None => Ok(()),
+        },
+        Err(error) => {
+            tracing::debug!(%host, %error, "webhook host not resolved at registration");
+            Ok(())
+        }
     }
 }
 
