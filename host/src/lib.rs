@@ -12,6 +12,7 @@ pub mod dns;
 pub mod flow;
 pub mod inbound;
 pub mod message;
+mod net;
 pub mod plugin;
 pub mod schedule;
 pub mod server;
