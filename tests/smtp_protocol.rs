@@ -203,6 +203,53 @@ fn a_data_that_trickles_in_is_cut_off_with_421() {
     );
 }
 
+#[test]
+fn the_bytes_of_a_bdat_chunk_are_never_run_as_commands() {
+    let server = TestServer::start(|_| {});
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.login(&server);
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    let chunk = "RCPT TO:<victim@example.net>\r\nNOOP\r\nQUIT\r\n";
+    dialogue.send(&format!("BDAT {} LAST\r\n{chunk}", chunk.len()));
+    let mut replies = Vec::new();
+    loop {
+        let mut line = String::new();
+        match dialogue.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => replies.push(line.trim_end().to_string()),
+        }
+    }
+    assert!(
+        !replies.iter().any(|reply| reply.starts_with("250 2.1.5")
+            || reply.starts_with("250 2.0.0 OK")
+            || reply.starts_with("221")),
+        "the chunk was read as commands: {replies:?}"
+    );
+    assert!(
+        replies
+            .first()
+            .is_some_and(|reply| reply.starts_with("421 ")),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn a_bdat_whose_size_cannot_be_read_closes_the_connection() {
+    let server = TestServer::start(|_| {});
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.login(&server);
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.send("BDAT 12x\r\nNOOP\r\nQUIT\r\n");
+    let reply = dialogue.reply();
+    assert!(reply.starts_with("421 "), "{reply}");
+    let mut rest = String::new();
+    assert_eq!(
+        dialogue.reader.read_line(&mut rest).unwrap_or(0),
+        0,
+        "{rest}"
+    );
+}
+
 /// Starts a transaction and sends `body` (without the final dot); returns the reply to DATA
 /// if it was not 354.
 fn start_data(dialogue: &mut Dialogue, body: &[u8]) -> Option<String> {

@@ -212,6 +212,11 @@ impl Session {
                             self.command(request, &mut mode).await
                         }
                         Err(ParseError::NeedsMoreData { .. }) => break,
+                        // Its chunk's length is unknown, so where the next command starts is
+                        // too.
+                        Err(ParseError::SyntaxError { syntax }) if syntax.starts_with("BDAT") => {
+                            self.refuse_bdat()
+                        }
                         Err(error) => {
                             self.parse_error(error);
                             Flow::Continue
@@ -327,6 +332,18 @@ impl Session {
             discard(incoming, Discard::TooLarge);
         }
         done
+    }
+
+    /// Refuses a BDAT and closes: CHUNKING is not offered, and the chunk's bytes must never
+    /// be read as commands.
+    fn refuse_bdat(&mut self) -> Flow {
+        self.reset_transaction();
+        self.reply(
+            421,
+            "4.5.1",
+            "BDAT is not offered here (no CHUNKING); closing connection",
+        );
+        Flow::Close
     }
 
     fn parse_error(&mut self, error: ParseError) {
@@ -473,6 +490,7 @@ impl Session {
                 }
                 Flow::Continue
             }
+            Request::Bdat { .. } => self.refuse_bdat(),
             Request::Rset => {
                 self.reset_transaction();
                 self.reply(250, "2.0.0", "Reset OK");
