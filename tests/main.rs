@@ -4,6 +4,7 @@ mod api;
 mod bounce;
 mod builtins;
 mod cli;
+mod connections;
 mod containment;
 mod contract;
 mod crash;

@@ -165,3 +165,193 @@ fn a_dot_right_after_data_ends_the_message() {
     dialogue.expect(".", "250 2.0.0");
     dialogue.expect("QUIT", "221 2.0.0");
 }
+
+#[test]
+fn a_data_that_trickles_in_is_cut_off_with_421() {
+    let server = TestServer::start(|config| config.smtp.max_data_secs = 2);
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.login(&server);
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.expect("RCPT TO:<a@example.net>", "250 2.1.5");
+    dialogue.expect("DATA", "354");
+    // One byte at a time, each well within the per-read timeout, for longer than DATA may
+    // take in all.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let mut writer = dialogue.writer.try_clone().unwrap();
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for _ in 0..150 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || writer.write_all(b"x").is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let reply = dialogue.reply();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+    let mut rest = String::new();
+    assert_eq!(
+        dialogue.reader.read_line(&mut rest).unwrap_or(0),
+        0,
+        "{rest}"
+    );
+}
+
+#[test]
+fn the_bytes_of_a_bdat_chunk_are_never_run_as_commands() {
+    let server = TestServer::start(|_| {});
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.login(&server);
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    let chunk = "RCPT TO:<victim@example.net>\r\nNOOP\r\nQUIT\r\n";
+    dialogue.send(&format!("BDAT {} LAST\r\n{chunk}", chunk.len()));
+    let mut replies = Vec::new();
+    loop {
+        let mut line = String::new();
+        match dialogue.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => replies.push(line.trim_end().to_string()),
+        }
+    }
+    assert!(
+        !replies.iter().any(|reply| reply.starts_with("250 2.1.5")
+            || reply.starts_with("250 2.0.0 OK")
+            || reply.starts_with("221")),
+        "the chunk was read as commands: {replies:?}"
+    );
+    assert!(
+        replies
+            .first()
+            .is_some_and(|reply| reply.starts_with("421 ")),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn a_bdat_whose_size_cannot_be_read_closes_the_connection() {
+    let server = TestServer::start(|_| {});
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.login(&server);
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.send("BDAT 12x\r\nNOOP\r\nQUIT\r\n");
+    let reply = dialogue.reply();
+    assert!(reply.starts_with("421 "), "{reply}");
+    let mut rest = String::new();
+    assert_eq!(
+        dialogue.reader.read_line(&mut rest).unwrap_or(0),
+        0,
+        "{rest}"
+    );
+}
+
+/// Starts a transaction and sends `body` (without the final dot); returns the reply to DATA
+/// if it was not 354.
+fn start_data(dialogue: &mut Dialogue, body: &[u8]) -> Option<String> {
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.expect("RCPT TO:<a@example.net>", "250 2.1.5");
+    dialogue.send("DATA\r\n");
+    let reply = dialogue.reply();
+    if !reply.starts_with("354") {
+        return Some(reply);
+    }
+    dialogue.writer.write_all(body).unwrap();
+    None
+}
+
+/// A whole transaction; returns the last reply (to DATA or to the final dot).
+fn transaction(dialogue: &mut Dialogue, body: &[u8]) -> String {
+    if let Some(reply) = start_data(dialogue, body) {
+        return reply;
+    }
+    dialogue.send(".\r\n");
+    dialogue.reply()
+}
+
+/// A message of about `bytes` bytes in lines of 100.
+fn big_message(bytes: usize) -> Vec<u8> {
+    let mut message = b"Subject: big\r\n\r\n".to_vec();
+    let line = format!("{}\r\n", "y".repeat(98));
+    while message.len() < bytes {
+        message.extend_from_slice(line.as_bytes());
+    }
+    message
+}
+
+/// Runs transactions on `dialogue` until one ends with a reply starting with `wanted`.
+fn until_reply(dialogue: &mut Dialogue, body: &[u8], wanted: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let reply = transaction(dialogue, body);
+        if reply.starts_with(wanted) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never got {wanted}, last {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until unfinished messages hold at least `bytes` of the server's memory budget.
+fn wait_for_budget_use(server: &TestServer, at_least: usize) {
+    let budget = &server.server.data_budget;
+    let started = std::time::Instant::now();
+    while budget.used() < at_least {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the unfinished message never arrived: {} bytes held",
+            budget.used()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn unfinished_data_over_the_memory_budget_gets_452_until_it_is_released() {
+    let server = TestServer::start(|config| config.smtp.max_data_memory_bytes = 2 << 20);
+    let big = big_message(1_500_000);
+    let second = big_message(1_000_000);
+
+    let mut holder = Dialogue::open(&server);
+    holder.login(&server);
+    assert_eq!(start_data(&mut holder, &big), None);
+    wait_for_budget_use(&server, big.len());
+    // The other's message does not fit beside it: its bytes are read and dropped, and the
+    // connection goes on.
+    let mut other = Dialogue::open(&server);
+    other.login(&server);
+    let refused = transaction(&mut other, &second);
+    assert!(refused.starts_with("452 4.3.1"), "{refused}");
+
+    holder.send(".\r\n");
+    let done = holder.reply();
+    assert!(done.starts_with("250 2.0.0"), "{done}");
+    let accepted = transaction(&mut other, &second);
+    assert!(accepted.starts_with("250 2.0.0"), "{accepted}");
+
+    // A holder that goes away gives its memory back too.
+    let mut quitter = Dialogue::open(&server);
+    quitter.login(&server);
+    assert_eq!(start_data(&mut quitter, &big), None);
+    wait_for_budget_use(&server, big.len());
+    let refused = transaction(&mut other, &second);
+    assert!(refused.starts_with("452 4.3.1"), "{refused}");
+    drop(quitter);
+    until_reply(&mut other, &second, "250 2.0.0");
+    other.expect("QUIT", "221 2.0.0");
+    let started = std::time::Instant::now();
+    while server.server.data_budget.used() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "memory never given back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

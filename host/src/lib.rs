@@ -13,6 +13,7 @@ pub mod fairness;
 pub mod flow;
 pub mod inbound;
 pub mod message;
+mod net;
 pub mod plugin;
 pub mod schedule;
 pub mod server;

@@ -20,7 +20,7 @@ use crate::plugin::classifier::AccountClassifiers;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
 use crate::plugin::{CompiledCache, PluginRuntime};
 use crate::services::AccountServices;
-use crate::smtp::{SmtpServer, tls};
+use crate::smtp::{DataBudget, SmtpServer, tls};
 use crate::store::{CredentialKind, Flow, Source, Store};
 use crate::tracking::LinkSigner;
 use crate::webhooks::WebhookDispatcher;
@@ -46,6 +46,8 @@ pub struct Server {
     pub plugins: Arc<PluginRegistry>,
     /// The DKIM keys and signing.
     pub dkim: Arc<Dkim>,
+    /// The memory held by messages still coming in over SMTP (submission and MX).
+    pub data_budget: Arc<DataBudget>,
     /// The demo credentials made on first start, if this start made them.
     pub created_demo: Option<DemoCredentials>,
     _watch: FolderWatch,
@@ -189,11 +191,14 @@ impl Server {
         let api_task = api::spawn(api_listener, &config.api, api_state);
         let (cert, key) = config.tls_paths();
         let acceptor = tls::acceptor(&cert, &key, &config.smtp.hostname)?;
+        // One budget for the messages coming in on both SMTP listeners.
+        let data_budget = DataBudget::new(config.smtp.max_data_memory_bytes);
         let smtp = SmtpServer::bind(
             config.smtp.clone(),
             acceptor.clone(),
             store.clone(),
             pipeline.clone(),
+            Arc::clone(&data_budget),
         )
         .await?;
         let smtp_addr = smtp.local_addr()?;
@@ -204,6 +209,7 @@ impl Server {
                 acceptor.clone(),
                 store.clone(),
                 Arc::clone(&inbound),
+                Arc::clone(&data_budget),
             )
             .await?;
             (Some(mx.local_addr()?), Some(tokio::spawn(mx.run())))
@@ -219,6 +225,7 @@ impl Server {
             pipeline,
             plugins,
             dkim,
+            data_budget,
             created_demo,
             _watch: watch,
             smtp_task,

@@ -7,6 +7,7 @@ mod classifier;
 mod error;
 mod filters;
 mod identities;
+mod listener;
 mod manage;
 mod messages;
 mod openapi;
@@ -53,6 +54,17 @@ pub struct ApiConfig {
     /// The address recipients reach tracking links at (`https://t.example.com`); by
     /// default the listen address.
     pub public_url: Option<String>,
+    /// Connections open at once; a connection over the limit is closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers, counted from the moment the
+    /// connection opens or the previous response went out: it closes slow headers and idle
+    /// keep-alive connections alike.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may carry no byte either way (a stalled body or a reader that
+    /// stopped reading) before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 impl ApiConfig {
@@ -71,6 +83,10 @@ impl Default for ApiConfig {
             token_lifetime_secs: 3600,
             max_request_bytes: 40 << 20,
             public_url: None,
+            max_connections: 512,
+            max_connections_per_ip: 64,
+            header_timeout_secs: 20,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -268,17 +284,17 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on a bound listener until the task is dropped.
+/// Serves the API on a bound listener until the task is dropped, with the configuration's
+/// connection limits and timeouts.
 pub fn spawn(
     listener: TcpListener,
     config: &ApiConfig,
     state: ApiState,
 ) -> tokio::task::JoinHandle<()> {
-    let app =
-        router(state, config.max_request_bytes).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the API server stopped");
-        }
-    })
+    let app = router(state, config.max_request_bytes);
+    tokio::spawn(listener::serve(
+        listener,
+        app,
+        listener::HttpLimits::new(config),
+    ))
 }

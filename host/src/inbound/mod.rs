@@ -54,8 +54,10 @@ pub struct InboundConfig {
     pub feedback_domains: Vec<String>,
     /// Seconds to wait for a command.
     pub command_timeout_secs: u64,
-    /// Seconds to wait for the whole DATA of a message.
+    /// Seconds to wait for each read while a message's DATA comes in.
     pub data_timeout_secs: u64,
+    /// Seconds the whole DATA of one message may take, however its bytes trickle in.
+    pub max_data_secs: u64,
     /// Days the content of returned mail is kept (its analysis stays).
     pub keep_days: u64,
     /// Connections open at once; more are told to come back later.
@@ -74,7 +76,8 @@ impl Default for InboundConfig {
             max_recipients: 20,
             feedback_domains: Vec::new(),
             command_timeout_secs: 300,
-            data_timeout_secs: 600,
+            data_timeout_secs: 180,
+            max_data_secs: 600,
             keep_days: 30,
             max_connections: 200,
             max_connections_per_ip: 10,
@@ -92,6 +95,7 @@ impl InboundConfig {
             max_message_bytes: self.max_message_bytes,
             command_timeout_secs: self.command_timeout_secs,
             data_timeout_secs: self.data_timeout_secs,
+            max_data_secs: self.max_data_secs,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             ..SmtpConfig::default()

@@ -3,13 +3,13 @@
 //! (bounces, feedback reports, auto-replies), which takes no AUTH and only our own addresses.
 
 mod auth;
+mod memory;
 mod session;
 pub mod tls;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -19,9 +19,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::flow::PipelineHandle;
 use crate::inbound::Inbound;
+use crate::net::{Acceptor, ConnectionLimits, OpenConnections};
 use crate::store::Store;
 
 pub use auth::AuthFailures;
+pub use memory::DataBudget;
 
 /// The SMTP server's settings (`[smtp]` in the configuration).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -37,8 +39,15 @@ pub struct SmtpConfig {
     pub max_message_bytes: usize,
     /// Seconds to wait for a command.
     pub command_timeout_secs: u64,
-    /// Seconds to wait for the whole DATA of a message.
+    /// Seconds to wait for each read while a message's DATA comes in.
     pub data_timeout_secs: u64,
+    /// Seconds the whole DATA of one message may take, however its bytes trickle in; then
+    /// 421 and the connection is closed.
+    pub max_data_secs: u64,
+    /// Bytes of unfinished messages (DATA still coming in) held in memory at once, over all
+    /// connections of the submission server and the MX together; a message that would go
+    /// over gets 452 4.3.1. Read from `[smtp]` only.
+    pub max_data_memory_bytes: usize,
     /// Failed AUTH attempts from one IP address before it must wait.
     pub max_auth_failures: u32,
     /// Seconds an IP address waits after too many failed AUTH attempts.
@@ -62,7 +71,9 @@ impl Default for SmtpConfig {
             max_recipients: 100,
             max_message_bytes: 25 << 20,
             command_timeout_secs: 300,
-            data_timeout_secs: 600,
+            data_timeout_secs: 180,
+            max_data_secs: 600,
+            max_data_memory_bytes: 256 << 20,
             max_auth_failures: 5,
             auth_backoff_secs: 60,
             max_connections: 1000,
@@ -93,6 +104,8 @@ pub(crate) struct Shared {
     store: Store,
     tls: TlsAcceptor,
     role: Role,
+    /// Unfinished messages' memory, shared with the other SMTP listener.
+    data_budget: Arc<DataBudget>,
 }
 
 impl Shared {
@@ -112,45 +125,15 @@ impl SmtpConfig {
     fn data_timeout(&self) -> Duration {
         Duration::from_secs(self.data_timeout_secs)
     }
-}
 
-/// Connections open now, in all and per address, for the listener's limits.
-#[derive(Default)]
-struct OpenConnections {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One counted connection; uncounted when dropped, however the session ends.
-struct ConnectionSlot {
-    open: Arc<OpenConnections>,
-    ip: IpAddr,
-}
-
-impl OpenConnections {
-    /// Counts a new connection from `ip`, unless a limit is reached.
-    fn admit(self: &Arc<Self>, ip: IpAddr, config: &SmtpConfig) -> Option<ConnectionSlot> {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = per_ip.values().sum();
-        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
-        if total >= config.max_connections || from_ip >= config.max_connections_per_ip {
-            return None;
-        }
-        *per_ip.entry(ip).or_default() += 1;
-        Some(ConnectionSlot {
-            open: Arc::clone(self),
-            ip,
-        })
+    fn max_data_time(&self) -> Duration {
+        Duration::from_secs(self.max_data_secs)
     }
-}
 
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut per_ip = self.open.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
+    fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            total: self.max_connections,
+            per_ip: self.max_connections_per_ip,
         }
     }
 }
@@ -171,18 +154,21 @@ impl std::fmt::Debug for SmtpServer {
 }
 
 impl SmtpServer {
-    /// Binds the submission listener.
+    /// Binds the submission listener. Unfinished messages hold memory from `data_budget`,
+    /// which the MX may share.
     pub async fn bind(
         config: SmtpConfig,
         tls: TlsAcceptor,
         store: Store,
         pipeline: PipelineHandle,
+        data_budget: Arc<DataBudget>,
     ) -> std::io::Result<Self> {
         let failures = Arc::new(AuthFailures::new(
             config.max_auth_failures,
             Duration::from_secs(config.auth_backoff_secs),
         ));
-        Self::bind_as(config, tls, store, Role::Submission { pipeline, failures }).await
+        let role = Role::Submission { pipeline, failures };
+        Self::bind_as(config, tls, store, role, data_budget).await
     }
 
     /// Binds the MX listener for returned mail.
@@ -191,8 +177,9 @@ impl SmtpServer {
         tls: TlsAcceptor,
         store: Store,
         inbound: Arc<Inbound>,
+        data_budget: Arc<DataBudget>,
     ) -> std::io::Result<Self> {
-        Self::bind_as(config, tls, store, Role::Mx(inbound)).await
+        Self::bind_as(config, tls, store, Role::Mx(inbound), data_budget).await
     }
 
     async fn bind_as(
@@ -200,6 +187,7 @@ impl SmtpServer {
         tls: TlsAcceptor,
         store: Store,
         role: Role,
+        data_budget: Arc<DataBudget>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
@@ -209,6 +197,7 @@ impl SmtpServer {
                 store,
                 tls,
                 role,
+                data_budget,
             },
             open: Arc::default(),
         })
@@ -221,36 +210,38 @@ impl SmtpServer {
 
     /// Accepts connections until the task is dropped.
     pub async fn run(self) {
+        let name = match self.shared.role {
+            Role::Submission { .. } => "SMTP",
+            Role::Mx(_) => "MX",
+        };
+        let limits = self.shared.config.connection_limits();
+        let mut acceptor = Acceptor::new(name);
         loop {
-            match self.listener.accept().await {
-                Ok((mut stream, peer)) => {
-                    // Replies are small writes answering small writes: without NODELAY,
-                    // Nagle's algorithm and delayed ACKs add ~40 ms to every round trip.
-                    if let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
-                    }
-                    let Some(slot) = self.open.admit(peer.ip(), &self.shared.config) else {
-                        tracing::info!(%peer, "too many SMTP connections; refused");
-                        tokio::spawn(async move {
-                            let _ = stream
-                                .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-                                .await;
-                        });
-                        continue;
-                    };
-                    let shared = self.shared.clone();
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        if let Err(error) = session::serve(stream, peer, shared).await {
-                            tracing::debug!(%peer, %error, "SMTP session ended with an error");
-                        }
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "SMTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            let (mut stream, peer) = acceptor.accept(&self.listener).await;
+            // Replies are small writes answering small writes: without NODELAY,
+            // Nagle's algorithm and delayed ACKs add ~40 ms to every round trip.
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
             }
+            let Some(slot) = self.open.admit(peer.ip(), limits) else {
+                tracing::info!(%peer, "too many {name} connections; refused");
+                tokio::spawn(async move {
+                    // Never wait long on a refused peer: its descriptor is what it costs.
+                    let refusal = b"421 4.7.0 Too many connections, try again later\r\n";
+                    let _ = tokio::time::timeout(REFUSAL_WRITE, stream.write_all(refusal)).await;
+                });
+                continue;
+            };
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(error) = session::serve(stream, peer, shared).await {
+                    tracing::debug!(%peer, %error, "SMTP session ended with an error");
+                }
+            });
         }
     }
 }
+
+/// The longest a refusal (421, too many connections) may take to write.
+const REFUSAL_WRITE: Duration = Duration::from_secs(5);

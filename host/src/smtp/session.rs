@@ -4,14 +4,17 @@
 //! recipient.
 
 use std::net::SocketAddr;
+use std::slice::Iter;
 use std::sync::Arc;
 
 use smtp_proto::request::receiver::{DataReceiver, LineReceiver, RequestReceiver};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::auth::{decode_line, decode_plain, login_refusal};
+use super::memory::Reservation;
 use super::{Role, Shared};
 use crate::inbound::Inbound;
 use crate::store::{CredentialKind, Source, verify_credential};
@@ -23,6 +26,12 @@ const MAX_AUTH_FAILURES_PER_CONNECTION: u32 = 3;
 /// The longest command line taken (RFC 5321 allows 512 octets; extensions and AUTH PLAIN
 /// with long secrets need more, so the cap is smtp-proto's own).
 const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
+
+/// Bytes read from the socket at once.
+const READ_CHUNK: usize = 16 << 10;
+
+/// Memory a message's DATA starts with, taken from the shared budget when DATA is accepted.
+const INITIAL_DATA_BYTES: usize = 64 << 10;
 
 /// True when the buffered bytes hold a whole command line longer than the cap.
 fn next_line_too_long(rest: &[u8]) -> bool {
@@ -37,14 +46,30 @@ enum Next<S> {
     StartTls(S),
 }
 
+/// Why a message's bytes are read and dropped instead of kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Discard {
+    /// Over the size limit.
+    TooLarge,
+    /// Over the memory budget of unfinished messages.
+    NoMemory,
+}
+
+/// A message's DATA coming in.
+struct Incoming {
+    receiver: DataReceiver,
+    body: Vec<u8>,
+    /// The budget's bytes the body's memory is counted against; at least its capacity.
+    reservation: Reservation,
+    discard: Option<Discard>,
+    /// When the whole DATA must be in, however its bytes trickle.
+    deadline: Instant,
+}
+
 /// What the connection is reading now.
 enum Mode {
     Command,
-    Data {
-        receiver: DataReceiver,
-        body: Vec<u8>,
-        too_large: bool,
-    },
+    Data(Incoming),
     AuthPlain(LineReceiver<()>),
     AuthLoginUsername(LineReceiver<()>),
     AuthLoginPassword(LineReceiver<()>, String),
@@ -137,19 +162,33 @@ impl Session {
     ) -> std::io::Result<Next<S>> {
         let mut requests = RequestReceiver::default();
         let mut mode = Mode::Command;
-        let mut chunk = vec![0u8; 16 << 10];
+        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
-            let timeout = match mode {
-                Mode::Data { .. } => self.shared.config.data_timeout(),
-                _ => self.shared.config.command_timeout(),
+            let (timeout, data_deadline) = match &mode {
+                Mode::Data(incoming) => {
+                    let left = incoming.deadline.saturating_duration_since(Instant::now());
+                    (
+                        self.shared.config.data_timeout().min(left),
+                        Some(incoming.deadline),
+                    )
+                }
+                _ => (self.shared.config.command_timeout(), None),
             };
             let read = match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
-                Ok(read) => read?,
-                Err(_) => {
+                // A steady trickle never lets a read time out: the whole DATA has a deadline.
+                Ok(_) if data_deadline.is_some_and(|deadline| Instant::now() >= deadline) => None,
+                Ok(read) => Some(read?),
+                Err(_) => None,
+            };
+            let Some(read) = read else {
+                if data_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    tracing::debug!(peer = %self.peer, "DATA took too long");
+                    self.reply(421, "4.4.2", "DATA took too long, closing connection");
+                } else {
                     self.reply(421, "4.4.2", "Timeout, closing connection");
-                    stream.write_all(&self.out).await?;
-                    return Ok(Next::Close);
                 }
+                stream.write_all(&self.out).await?;
+                return Ok(Next::Close);
             };
             if read == 0 {
                 return Ok(Next::Close);
@@ -173,28 +212,33 @@ impl Session {
                             self.command(request, &mut mode).await
                         }
                         Err(ParseError::NeedsMoreData { .. }) => break,
+                        // Its chunk's length is unknown, so where the next command starts is
+                        // too.
+                        Err(ParseError::SyntaxError { syntax }) if syntax.starts_with("BDAT") => {
+                            self.refuse_bdat()
+                        }
                         Err(error) => {
                             self.parse_error(error);
                             Flow::Continue
                         }
                     },
-                    Mode::Data {
-                        receiver,
-                        body,
-                        too_large,
-                    } => {
-                        let done = receiver.ingest(&mut bytes, body);
-                        if body.len() > self.size_limit() {
-                            *too_large = true;
-                            body.clear();
-                        }
-                        if !done {
+                    Mode::Data(incoming) => {
+                        if !self.ingest_data(incoming, &mut bytes) {
                             break;
                         }
-                        let body = std::mem::take(body);
-                        let too_large = *too_large;
-                        mode = Mode::Command;
-                        self.end_of_data(body, too_large).await;
+                        let Mode::Data(incoming) = std::mem::replace(&mut mode, Mode::Command)
+                        else {
+                            unreachable!("reading DATA");
+                        };
+                        let Incoming {
+                            body,
+                            discard,
+                            reservation,
+                            ..
+                        } = incoming;
+                        self.end_of_data(body, discard).await;
+                        // Held until the message is spooled or refused.
+                        drop(reservation);
                         Flow::Continue
                     }
                     Mode::AuthPlain(line) => {
@@ -267,6 +311,39 @@ impl Session {
                 self.out.clear();
             }
         }
+    }
+
+    /// Takes the bytes of a DATA, keeping them while the size limit and the memory budget
+    /// allow and dropping them after; true once the final dot was read.
+    fn ingest_data(&self, incoming: &mut Incoming, bytes: &mut Iter<'_, u8>) -> bool {
+        if incoming.discard.is_some() {
+            return incoming.receiver.ingest(bytes, &mut Vec::new());
+        }
+        // Room for all this read may add, counted against the budget before it is used.
+        let limit = self.size_limit();
+        let needed = incoming.body.len() + bytes.len();
+        if !make_room(incoming, needed, limit.saturating_add(2 * READ_CHUNK)) {
+            tracing::info!(peer = %self.peer, "unfinished messages hold all the memory allowed");
+            discard(incoming, Discard::NoMemory);
+            return incoming.receiver.ingest(bytes, &mut Vec::new());
+        }
+        let done = incoming.receiver.ingest(bytes, &mut incoming.body);
+        if incoming.body.len() > limit {
+            discard(incoming, Discard::TooLarge);
+        }
+        done
+    }
+
+    /// Refuses a BDAT and closes: CHUNKING is not offered, and the chunk's bytes must never
+    /// be read as commands.
+    fn refuse_bdat(&mut self) -> Flow {
+        self.reset_transaction();
+        self.reply(
+            421,
+            "4.5.1",
+            "BDAT is not offered here (no CHUNKING); closing connection",
+        );
+        Flow::Close
     }
 
     fn parse_error(&mut self, error: ParseError) {
@@ -388,22 +465,32 @@ impl Session {
                 if self.sender.is_none() || self.recipients.is_empty() {
                     self.reply(503, "5.5.1", "Need MAIL and RCPT before DATA");
                 } else {
+                    let mut reservation = self.shared.data_budget.reservation();
+                    if !reservation.grow_to(INITIAL_DATA_BYTES) {
+                        tracing::info!(peer = %self.peer, "unfinished messages hold all the memory allowed");
+                        self.reset_transaction();
+                        self.reply(452, "4.3.1", "Insufficient system storage, try again later");
+                        return Flow::Continue;
+                    }
                     self.out
                         .extend_from_slice(b"354 Start mail input; end with <CRLF>.<CRLF>\r\n");
-                    let mut body = Vec::with_capacity(64 << 10);
+                    let mut body = Vec::with_capacity(INITIAL_DATA_BYTES);
                     body.extend_from_slice(self.received_header().as_bytes());
                     // The receiver recognises "." only after a CRLF; DATA's own line ended
                     // with one, so prime it, or a message starting with "." would be missed.
                     let mut receiver = DataReceiver::new();
                     receiver.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-                    *mode = Mode::Data {
+                    *mode = Mode::Data(Incoming {
                         receiver,
                         body,
-                        too_large: false,
-                    };
+                        reservation,
+                        discard: None,
+                        deadline: Instant::now() + self.shared.config.max_data_time(),
+                    });
                 }
                 Flow::Continue
             }
+            Request::Bdat { .. } => self.refuse_bdat(),
             Request::Rset => {
                 self.reset_transaction();
                 self.reply(250, "2.0.0", "Reset OK");
@@ -599,16 +686,21 @@ impl Session {
         }
     }
 
-    async fn end_of_data(&mut self, body: Vec<u8>, too_large: bool) {
+    async fn end_of_data(&mut self, body: Vec<u8>, discard: Option<Discard>) {
         let sender = self.sender.take().unwrap_or_default();
         let recipients = std::mem::take(&mut self.recipients);
-        if too_large {
-            self.reply(
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            );
-            return;
+        match discard {
+            Some(Discard::TooLarge) => {
+                return self.reply(
+                    552,
+                    "5.3.4",
+                    "Message size exceeds fixed maximum message size",
+                );
+            }
+            Some(Discard::NoMemory) => {
+                return self.reply(452, "4.3.1", "Insufficient system storage, try again later");
+            }
+            None => {}
         }
         let pipeline = match &self.shared.role {
             Role::Submission { pipeline, .. } => pipeline.clone(),
@@ -656,4 +748,28 @@ impl Session {
             }
         }
     }
+}
+
+/// Grows the body's memory to hold `needed` bytes, reserving it from the budget first:
+/// doubling (up to `ceiling`) while the budget allows, else as much as is left.
+fn make_room(incoming: &mut Incoming, needed: usize, ceiling: usize) -> bool {
+    let body = &mut incoming.body;
+    if needed <= body.capacity() && body.capacity() <= incoming.reservation.bytes() {
+        return true;
+    }
+    let doubled = body.capacity().saturating_mul(2).min(ceiling);
+    if !incoming.reservation.grow_between(needed, doubled) {
+        return false;
+    }
+    let room = incoming.reservation.bytes().max(needed) - body.len();
+    body.reserve_exact(room);
+    true
+}
+
+/// Drops what was kept of a message and gives its memory back; the rest of it will be read
+/// into nothing.
+fn discard(incoming: &mut Incoming, why: Discard) {
+    incoming.discard = Some(why);
+    incoming.body = Vec::new();
+    incoming.reservation.release();
 }
