@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::store::{Flow, Flowstep, MessageStatus};
+use sluice::store::{Flowstep, MessageStatus};
 
 use crate::util::{Api, TestServer, guest_bytes, second_account};
 
@@ -31,34 +31,15 @@ fn message(recipient: &str) -> Value {
 fn quick_default_flow_for_second_account(server: &TestServer) {
     let component = guest_bytes("test-misbehave");
     let sha256 = sluice::plugin::hex_sha256(&component);
-    server.block_on(async {
-        let store = server.store();
-        store.put_plugin(2, &sha256, component).await.unwrap();
-        let flow = store
-            .create_flow(Flow {
-                id: 0,
-                account_id: 2,
-                name: "quick".into(),
-                steps: vec![Flowstep {
-                    plugin: sha256.clone(),
-                    config: json!({"behaviour": "read-header"}),
-                    enabled_when: None,
-                }],
-                expiry_hours: None,
-            })
-            .await
-            .unwrap();
-        store
-            .set_routing(
-                2,
-                sluice::flow::rules::Routing {
-                    rules: Vec::new(),
-                    default_flow_id: flow.id,
-                },
-            )
-            .await
-            .unwrap();
-    });
+    server
+        .block_on(server.store().put_plugin(2, &sha256, component))
+        .unwrap();
+    let step = Flowstep {
+        plugin: sha256,
+        config: json!({"behaviour": "read-header"}),
+        enabled_when: None,
+    };
+    server.set_default_flow_of(2, vec![step]);
 }
 
 fn status(server: &TestServer, id: &str) -> MessageStatus {

@@ -121,6 +121,28 @@ fn dsn(recipient: &str, status: &str, diagnostic: &str, original: &str) -> Strin
     )
 }
 
+/// Uploads the test bounce classifier; returns the API's view of it.
+fn upload_classifier(api: &Api) -> Value {
+    api.post("plugins")
+        .header("Content-Type", "application/wasm")
+        .body(crate::util::guest_bytes("test_bounce_override"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// Uploads the test bounce classifier and installs it as the account's.
+fn install_classifier(api: &Api) {
+    let uploaded = upload_classifier(api);
+    let installed = api
+        .put("bounce_classifier")
+        .json(&json!({ "plugin": uploaded["sha256"] }))
+        .send()
+        .unwrap();
+    assert!(installed.status().is_success(), "{:?}", installed.text());
+}
+
 fn filters(api: &Api) -> Value {
     api.get("filters").send().unwrap().json().unwrap()
 }
@@ -538,15 +560,7 @@ fn an_accounts_own_classifier_overrides_the_built_in_verdict() {
     let api = Api::demo(&server);
 
     // Uploaded like any plugin; the API says which kind it is.
-    let component = crate::util::guest_bytes("test_bounce_override");
-    let uploaded: Value = api
-        .post("plugins")
-        .header("Content-Type", "application/wasm")
-        .body(component)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let uploaded = upload_classifier(&api);
     assert_eq!(uploaded["kind"], "bounce-classifier", "{uploaded}");
     let sha = uploaded["sha256"].as_str().unwrap().to_string();
 
@@ -674,41 +688,10 @@ fn another_accounts_bounce_settles_while_one_accounts_classifier_sleeps() {
         config.runtime.failures_before_disable = 0;
     });
     let api = Api::demo(&server);
-    let component = crate::util::guest_bytes("test_bounce_override");
-    let uploaded: Value = api
-        .post("plugins")
-        .header("Content-Type", "application/wasm")
-        .body(component)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let installed = api
-        .put("bounce_classifier")
-        .json(&json!({ "plugin": uploaded["sha256"] }))
-        .send()
-        .unwrap();
-    assert!(installed.status().is_success(), "{:?}", installed.text());
+    install_classifier(&api);
 
     let other = crate::util::second_account(&server);
-    server.block_on(async {
-        let store = server.store();
-        let flow = store
-            .create_flow(sluice::store::Flow {
-                id: 0,
-                account_id: 2,
-                name: "plain".into(),
-                steps: Vec::new(),
-                expiry_hours: None,
-            })
-            .await
-            .unwrap();
-        let routing = sluice::flow::rules::Routing {
-            rules: Vec::new(),
-            default_flow_id: flow.id,
-        };
-        store.set_routing(2, routing).await.unwrap();
-    });
+    server.set_default_flow_of(2, Vec::new());
 
     // Each of these asks the first account's classifier, which sleeps until stopped: at
     // least 40 x 100 ms / 4 calls at once = 1 s of it.

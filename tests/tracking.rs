@@ -38,6 +38,12 @@ fn tracked_message(server: &TestServer) -> (String, String) {
     (id, message.html().unwrap())
 }
 
+/// The open pixel's URL in processed html.
+fn pixel_url(html: &str) -> String {
+    let after = html.split("<img src=\"").nth(1).expect("an open pixel");
+    after.split('"').next().unwrap().to_string()
+}
+
 fn hrefs(html: &str) -> Vec<String> {
     html.split("href=\"")
         .skip(1)
@@ -80,14 +86,8 @@ fn links_are_tracked_and_clicks_redirect_to_the_original_url() {
     assert_eq!(detail["linkIndex"], 0);
     assert_eq!(detail["ip"], "127.0.0.1");
 
-    let pixel_url = html
-        .split("<img src=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let response = http.get(pixel_url).send().unwrap();
+    let pixel_url = pixel_url(&html);
+    let response = http.get(&pixel_url).send().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "image/gif");
     assert_eq!(
@@ -149,14 +149,7 @@ fn repeated_opens_and_clicks_are_counted_but_only_the_first_are_kept() {
     let server = TestServer::start(|_| {});
     let (id, html) = tracked_message(&server);
     let links = hrefs(&html);
-    let pixel_url = html
-        .split("<img src=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let pixel_url = pixel_url(&html);
     let http = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent("A".repeat(60_000))

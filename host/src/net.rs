@@ -20,6 +20,46 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often a lasting accept error is logged.
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// Descriptors kept for what is not a client connection: the store, plugin files, outbound
+/// SMTP and webhook connections, DNS.
+const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// Raises the limit of open files to the most the system allows this process, and warns when
+/// the listeners' limits together could still use up the descriptors: a flood of one listener
+/// would then make every listener (and the store) fail with `Too many open files`.
+pub(crate) fn raise_open_file_limit(connection_totals: &[(&str, usize)]) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(%error, "cannot raise the limit of open files");
+        }
+    }
+    let Some(available) = getrlimit(Resource::Nofile).current else {
+        return;
+    };
+    let wanted: u64 = connection_totals
+        .iter()
+        .map(|(_, total)| *total as u64)
+        .sum::<u64>()
+        + RESERVED_DESCRIPTORS;
+    if wanted > available {
+        let keys: Vec<String> = connection_totals
+            .iter()
+            .map(|(key, total)| format!("{key} = {total}"))
+            .collect();
+        tracing::warn!(
+            open_files = available,
+            needed = wanted,
+            "the connection limits ({}) and {RESERVED_DESCRIPTORS} descriptors for the rest \
+             exceed the limit of open files: lower them, or raise the limit (ulimit -n)",
+            keys.join(", ")
+        );
+    }
+}
+
 /// Limits of open connections.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnectionLimits {

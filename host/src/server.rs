@@ -101,6 +101,11 @@ impl Server {
     /// Opens the store, loads the plugin folder and starts the pipeline and the SMTP listener.
     /// On an empty store it first makes a demo account that can send from this machine.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        crate::net::raise_open_file_limit(&[
+            ("smtp.max_connections", config.smtp.max_connections),
+            ("inbound.max_connections", config.inbound.max_connections),
+            ("api.max_connections", config.api.max_connections),
+        ]);
         std::fs::create_dir_all(&config.data_dir)?;
         let plugins_dir = config.plugins_path();
         std::fs::create_dir_all(&plugins_dir)?;

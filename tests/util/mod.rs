@@ -327,25 +327,39 @@ impl TestServer {
 
     /// Makes a flow of one step the demo account's default flow; returns the flow's id.
     pub fn set_default_flow(&self, plugin: &str, config: serde_json::Value) -> u64 {
+        let step = sluice::store::Flowstep {
+            plugin: plugin.to_string(),
+            config,
+            enabled_when: None,
+        };
+        self.set_default_flow_of(1, vec![step])
+    }
+
+    /// Makes a flow of these steps an account's default flow; returns the flow's id.
+    pub fn set_default_flow_of(&self, account_id: u64, steps: Vec<sluice::store::Flowstep>) -> u64 {
         self.block_on(async {
             let store = self.store();
             let flow = store
                 .create_flow(sluice::store::Flow {
                     id: 0,
-                    account_id: 1,
+                    account_id,
                     name: "test default".into(),
-                    steps: vec![sluice::store::Flowstep {
-                        plugin: plugin.to_string(),
-                        config,
-                        enabled_when: None,
-                    }],
+                    steps,
                     expiry_hours: None,
                 })
                 .await
                 .unwrap();
-            let mut routing = store.routing(1).unwrap().unwrap();
-            routing.default_flow_id = flow.id;
-            store.set_routing(1, routing).await.unwrap();
+            let routing = match store.routing(account_id).unwrap() {
+                Some(routing) => sluice::flow::rules::Routing {
+                    default_flow_id: flow.id,
+                    ..routing
+                },
+                None => sluice::flow::rules::Routing {
+                    rules: Vec::new(),
+                    default_flow_id: flow.id,
+                },
+            };
+            store.set_routing(account_id, routing).await.unwrap();
             flow.id
         })
     }
