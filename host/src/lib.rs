@@ -15,6 +15,7 @@ pub mod inbound;
 pub mod message;
 mod net;
 pub mod plugin;
+pub mod private_file;
 pub mod schedule;
 pub mod server;
 pub mod services;

@@ -133,7 +133,7 @@ impl ApiState {
         key_file: &Path,
         token_lifetime_secs: u64,
     ) -> std::io::Result<Self> {
-        let key = crate::plugin::cache::load_or_create_key(key_file)?;
+        let key = crate::private_file::load_or_create_key(key_file)?;
         let ApiParts {
             store,
             pipeline,
@@ -165,6 +165,15 @@ impl ApiState {
     /// The tracking-link signer.
     pub fn links(&self) -> &LinkSigner {
         &self.links
+    }
+}
+
+impl axum::extract::FromRef<ApiState> for tracking::http::TrackingState {
+    fn from_ref(state: &ApiState) -> Self {
+        Self {
+            store: state.store.clone(),
+            links: Arc::clone(&state.links),
+        }
     }
 }
 

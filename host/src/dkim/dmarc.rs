@@ -3,40 +3,7 @@
 //! receiver can verify the signature (the key published) is the identity's validation, shown
 //! beside it.
 
-use serde::{Deserialize, Serialize};
-
-/// One DKIM signature the host added, and whether its domain aligns with From.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SignatureAlignment {
-    /// The `d=` domain.
-    pub domain: String,
-    /// The `s=` selector.
-    pub selector: String,
-    /// Same organizational domain as the From domain (relaxed alignment).
-    pub aligned: bool,
-}
-
-/// The DMARC alignment of one message, as shown on the message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DmarcReport {
-    /// The domain of the From address; none when the message has no parsable From.
-    pub from_domain: Option<String>,
-    /// The signatures added.
-    pub signatures: Vec<SignatureAlignment>,
-    /// Some signature's domain aligns with From.
-    pub dkim_aligned: bool,
-    /// The domain of the envelope sender delivery will use.
-    pub return_path_domain: String,
-    /// The return-path domain aligns with From (SPF alignment).
-    pub spf_aligned: bool,
-    /// DMARC passes by alignment: DKIM or SPF aligned.
-    pub pass: bool,
-    /// The account's sender identity for the From domain has its DNS records validated, so
-    /// receivers can verify its signature.
-    pub identity_validated: bool,
-}
+pub use crate::store::model::{DmarcReport, SignatureAlignment};
 
 /// The organizational domain (RFC 7489 §3.2) by the public suffix list; the name itself when
 /// the list does not know it (a test or internal domain).

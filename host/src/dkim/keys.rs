@@ -9,19 +9,8 @@ use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
-use serde::{Deserialize, Serialize};
 
-/// The signature algorithm of a DKIM key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyAlgorithm {
-    /// RSA with a 2048-bit modulus: what every verifier understands.
-    #[default]
-    #[serde(rename = "rsa-2048")]
-    Rsa2048,
-    /// Ed25519 (RFC 8463): small and fast, not yet verified everywhere.
-    Ed25519,
-}
+pub use crate::store::model::KeyAlgorithm;
 
 impl KeyAlgorithm {
     /// The `k=` tag of the DNS record.
@@ -167,7 +156,7 @@ impl KeyVault {
                 SystemRandom::new()
                     .fill(&mut key)
                     .map_err(|_| file_error(&"no randomness"))?;
-                crate::plugin::cache::write_private(path, hex::encode(key).as_bytes())
+                crate::private_file::write_private(path, hex::encode(key).as_bytes())
                     .map_err(|e| file_error(&e))?;
                 Ok(Self::new(&key))
             }

@@ -140,7 +140,7 @@ impl Dkim {
                 };
                 let text = serde_json::to_vec_pretty(&stored)
                     .map_err(|e| KeyError::Crypto(e.to_string()))?;
-                crate::plugin::cache::write_private(&key_file, &text).map_err(|error| {
+                crate::private_file::write_private(&key_file, &text).map_err(|error| {
                     KeyError::MasterKeyFile {
                         path: key_file.display().to_string(),
                         error: error.to_string(),

@@ -1,71 +1,9 @@
 //! Flow rules: ordered lists of conditions that sort a message into a Flow. All conditions of
 //! a rule must hold; the first rule that matches wins; the default flow takes the rest.
 
-use serde::{Deserialize, Serialize};
-
 use crate::message::Message;
 
-/// One condition on a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Condition {
-    /// Submitted by this source.
-    Source {
-        /// The source's id.
-        source_id: u64,
-    },
-    /// Submitted with this flow selector (REST `flowSelector`, SMTP `X-Flow-Selector`).
-    FlowSelector {
-        /// The selector, compared exactly.
-        equals: String,
-    },
-    /// The envelope sender matches: `user@example.com`, `*@example.com` or `example.com`
-    /// (the domain and its subdomains).
-    Sender {
-        /// The pattern, case-insensitive.
-        pattern: String,
-    },
-    /// A header is present, optionally with a value (case-insensitive) or containing text.
-    Header {
-        /// The header name.
-        name: String,
-        /// The whole decoded value must equal this.
-        #[serde(default)]
-        equals: Option<String>,
-        /// The decoded value must contain this.
-        #[serde(default)]
-        contains: Option<String>,
-    },
-    /// A value in the submitted JSON data, found by JSON pointer (`/order/type`), equals this.
-    Data {
-        /// RFC 6901 pointer into the data.
-        pointer: String,
-        /// The value it must have.
-        equals: serde_json::Value,
-    },
-}
-
-/// A rule: when every condition holds, the message goes to `flow_id`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowRule {
-    /// The flow the message goes to.
-    pub flow_id: u64,
-    /// Conditions that must all hold; none means always.
-    #[serde(default)]
-    pub conditions: Vec<Condition>,
-}
-
-/// An account's flow rules, in order, and its default flow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Routing {
-    /// Tried in order.
-    #[serde(default)]
-    pub rules: Vec<FlowRule>,
-    /// Where a message goes when no rule matches.
-    pub default_flow_id: u64,
-}
+pub use crate::store::model::{Condition, FlowRule, Routing};
 
 /// What the rules look at.
 #[derive(Clone, Copy, Debug)]

@@ -17,7 +17,7 @@ pub fn acceptor(cert: &Path, key: &Path, hostname: &str) -> anyhow::Result<TlsAc
             std::fs::create_dir_all(folder)?;
         }
         std::fs::write(cert, generated.cert.pem())?;
-        crate::plugin::cache::write_private(key, generated.key_pair.serialize_pem().as_bytes())?;
+        crate::private_file::write_private(key, generated.key_pair.serialize_pem().as_bytes())?;
         tracing::info!(cert = %cert.display(), "made a self-signed certificate for STARTTLS");
     }
     let certs: Vec<CertificateDer<'static>> =

@@ -26,9 +26,9 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::flow::rules::Routing;
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
+use model::Routing;
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
     MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template, present,

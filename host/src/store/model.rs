@@ -134,7 +134,7 @@ pub struct Flowstep {
     pub config: serde_json::Value,
     /// Run the step only when this condition holds on the message.
     #[serde(default)]
-    pub enabled_when: Option<crate::flow::rules::Condition>,
+    pub enabled_when: Option<Condition>,
 }
 
 fn empty_config() -> serde_json::Value {
@@ -226,7 +226,7 @@ pub struct MessageRecord {
     pub schedule_at: Option<String>,
     /// Whether DMARC would pass by alignment, once the DKIM step signed it.
     #[serde(default)]
-    pub dmarc: Option<crate::dkim::DmarcReport>,
+    pub dmarc: Option<DmarcReport>,
     /// The Message-ID header of the copy as sent, so returned mail that lost its return path
     /// can still be tied to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,7 +258,7 @@ pub struct SenderIdentity {
     /// The DKIM selector.
     pub selector: String,
     /// The key's algorithm.
-    pub algorithm: crate::dkim::KeyAlgorithm,
+    pub algorithm: KeyAlgorithm,
     /// The public key, base64, as published in `p=`.
     pub public_key: String,
     /// The private key (DER) sealed under the host's master key, hex.
@@ -379,4 +379,115 @@ mod tests {
         let again: Source = serde_json::from_slice(&serde_json::to_vec(&anybody).unwrap()).unwrap();
         assert_eq!(again, anybody);
     }
+}
+
+// ---- flow rules (evaluated in `flow::rules`)
+
+/// One condition on a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Condition {
+    /// Submitted by this source.
+    Source {
+        /// The source's id.
+        source_id: u64,
+    },
+    /// Submitted with this flow selector (REST `flowSelector`, SMTP `X-Flow-Selector`).
+    FlowSelector {
+        /// The selector, compared exactly.
+        equals: String,
+    },
+    /// The envelope sender matches: `user@example.com`, `*@example.com` or `example.com`
+    /// (the domain and its subdomains).
+    Sender {
+        /// The pattern, case-insensitive.
+        pattern: String,
+    },
+    /// A header is present, optionally with a value (case-insensitive) or containing text.
+    Header {
+        /// The header name.
+        name: String,
+        /// The whole decoded value must equal this.
+        #[serde(default)]
+        equals: Option<String>,
+        /// The decoded value must contain this.
+        #[serde(default)]
+        contains: Option<String>,
+    },
+    /// A value in the submitted JSON data, found by JSON pointer (`/order/type`), equals this.
+    Data {
+        /// RFC 6901 pointer into the data.
+        pointer: String,
+        /// The value it must have.
+        equals: serde_json::Value,
+    },
+}
+
+/// A rule: when every condition holds, the message goes to `flow_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRule {
+    /// The flow the message goes to.
+    pub flow_id: u64,
+    /// Conditions that must all hold; none means always.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// An account's flow rules, in order, and its default flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// Tried in order.
+    #[serde(default)]
+    pub rules: Vec<FlowRule>,
+    /// Where a message goes when no rule matches.
+    pub default_flow_id: u64,
+}
+
+// ---- DKIM (keys made and used in `dkim`)
+
+/// The signature algorithm of a DKIM key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    /// RSA with a 2048-bit modulus: what every verifier understands.
+    #[default]
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    /// Ed25519 (RFC 8463): small and fast, not yet verified everywhere.
+    Ed25519,
+}
+
+/// One DKIM signature the host added, and whether its domain aligns with From.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureAlignment {
+    /// The `d=` domain.
+    pub domain: String,
+    /// The `s=` selector.
+    pub selector: String,
+    /// Same organizational domain as the From domain (relaxed alignment).
+    pub aligned: bool,
+}
+
+/// The DMARC alignment of one message, as shown on the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DmarcReport {
+    /// The domain of the From address; none when the message has no parsable From.
+    pub from_domain: Option<String>,
+    /// The signatures added.
+    pub signatures: Vec<SignatureAlignment>,
+    /// Some signature's domain aligns with From.
+    pub dkim_aligned: bool,
+    /// The domain of the envelope sender delivery will use.
+    pub return_path_domain: String,
+    /// The return-path domain aligns with From (SPF alignment).
+    pub spf_aligned: bool,
+    /// DMARC passes by alignment: DKIM or SPF aligned.
+    pub pass: bool,
+    /// The account's sender identity for the From domain has its DNS records validated, so
+    /// receivers can verify its signature.
+    pub identity_validated: bool,
 }

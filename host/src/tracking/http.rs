@@ -7,9 +7,22 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::api::ApiState;
+use std::sync::Arc;
+
+use crate::store::Store;
 use crate::store::{Event, now_millis};
+use crate::tracking::LinkSigner;
 use crate::truncate::cut_to;
+
+/// What the tracking endpoints need: where events go, and the signer that checks tokens.
+/// Whatever serves them provides it (the API implements `FromRef` for it).
+#[derive(Clone)]
+pub struct TrackingState {
+    /// Where opens and clicks are recorded.
+    pub store: Store,
+    /// Checks the tokens of tracking links.
+    pub links: Arc<LinkSigner>,
+}
 
 /// The smallest transparent GIF.
 const PIXEL: &[u8] = &[
@@ -37,12 +50,12 @@ fn who(headers: &HeaderMap, peer: SocketAddr) -> serde_json::Value {
 
 /// `GET /c/{token}`.
 pub async fn click(
-    State(state): State<ApiState>,
+    State(state): State<TrackingState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(target) = state.links().verify_click(&token) else {
+    let Some(target) = state.links.verify_click(&token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let mut detail = who(&headers, peer);
@@ -55,7 +68,7 @@ pub async fn click(
     };
     let counter = format!("click:{}", target.index);
     match state
-        .store()
+        .store
         .record_engagement(&target.message_id, &counter, event)
         .await
     {
@@ -72,12 +85,12 @@ pub async fn click(
 
 /// `GET /o/{token}`.
 pub async fn open(
-    State(state): State<ApiState>,
+    State(state): State<TrackingState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(message_id) = state.links().verify_open(&token) else {
+    let Some(message_id) = state.links.verify_open(&token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let event = Event {
@@ -86,7 +99,7 @@ pub async fn open(
         detail: Some(who(&headers, peer).to_string()),
     };
     if let Err(error) = state
-        .store()
+        .store
         .record_engagement(&message_id, "open", event)
         .await
     {
