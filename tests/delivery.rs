@@ -619,7 +619,7 @@ fn wait_for_event(server: &TestServer, id: &str, kind: &str) -> String {
             .events(id)
             .unwrap()
             .into_iter()
-            .find(|event| event.kind == kind)
+            .find(|event| event.kind.as_str() == kind)
         {
             return event.detail.unwrap_or_default();
         }

@@ -104,7 +104,7 @@ fn a_mail_to_three_recipients_becomes_three_processed_messages() {
             .events(id)
             .unwrap()
             .into_iter()
-            .map(|event| event.kind)
+            .map(|event| event.kind.to_string())
             .collect();
         assert_eq!(kinds, ["SUBMITTED", "PROCESSED"]);
         let body = server.store().body(id).unwrap().unwrap();
@@ -367,7 +367,7 @@ fn flow_rules_sort_messages_and_steps_run() {
         .events(&id)
         .unwrap()
         .into_iter()
-        .map(|event| event.kind)
+        .map(|event| event.kind.to_string())
         .collect();
     assert_eq!(kinds, ["SUBMITTED", "ERROR", "HELD"]);
     assert!(record.status_reason.unwrap().contains("trap"));

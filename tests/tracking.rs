@@ -80,7 +80,7 @@ fn links_are_tracked_and_clicks_redirect_to_the_original_url() {
         "https://shop.example/order?id=1&ref=mail"
     );
     let clicked = server.store().events(&id).unwrap().pop().unwrap();
-    assert_eq!(clicked.kind, "CLICKED");
+    assert_eq!(clicked.kind, sluice::store::EventKind::Clicked);
     let detail: Value = serde_json::from_str(clicked.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["userAgent"], "TestMail/1.0");
     assert_eq!(detail["linkIndex"], 0);

@@ -519,7 +519,7 @@ fn private_destinations_are_refused_unless_the_operator_allows_them() {
                 id: 0,
                 account_id: api.account,
                 url: by_name,
-                event_types: vec!["SUBMITTED".into()],
+                event_types: vec![sluice::store::EventKind::Submitted],
                 description: None,
                 secret: "whsec_test".into(),
                 created_at: 0,

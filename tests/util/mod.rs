@@ -300,7 +300,7 @@ pub fn event_detail(server: &TestServer, id: &str, kind: &str) -> serde_json::Va
         .events(id)
         .unwrap()
         .into_iter()
-        .rfind(|event| event.kind == kind)
+        .rfind(|event| event.kind.as_str() == kind)
         .unwrap_or_else(|| panic!("no {kind} event: {:?}", event_kinds(server, id)));
     serde_json::from_str(event.detail.as_deref().unwrap()).unwrap()
 }
@@ -311,7 +311,7 @@ pub fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
         .events(id)
         .unwrap()
         .into_iter()
-        .map(|event| event.kind)
+        .map(|event| event.kind.to_string())
         .collect()
 }
 

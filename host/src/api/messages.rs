@@ -472,7 +472,7 @@ pub async fn simulate(
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     #[serde(rename = "type")]
-    kind: String,
+    kind: crate::store::EventKind,
     inserted: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_id: Option<String>,
@@ -483,7 +483,7 @@ pub struct EventView {
 impl From<&crate::store::Event> for EventView {
     fn from(event: &crate::store::Event) -> Self {
         Self {
-            kind: event.kind.clone(),
+            kind: event.kind,
             inserted: iso8601(event.at),
             message_id: None,
             snippet: event.detail.clone(),

@@ -188,7 +188,7 @@ fn description() -> Value {
                 }},
                 "Webhook": {"type": "object", "required": ["url"], "properties": {
                     "url": {"type": "string", "format": "uri", "description": "http or https; receives one signed POST per event"},
-                    "eventTypes": {"type": "array", "items": {"type": "string", "enum": crate::store::WEBHOOK_EVENT_TYPES}, "description": "empty or absent: every event"},
+                    "eventTypes": {"type": "array", "items": {"type": "string", "enum": crate::store::EventKind::ALL.map(crate::store::EventKind::as_str)}, "description": "empty or absent: every event"},
                     "description": {"type": "string"},
                     "rotateSecret": {"type": "boolean", "description": "PUT only: replace the signing secret"}
                 }},

@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
 use super::paging::{iso8601, page};
-use crate::store::{WEBHOOK_EVENT_TYPES, WebhookDeadLetter, WebhookEndpoint, event_id, now_millis};
+use crate::store::{EventKind, WebhookDeadLetter, WebhookEndpoint, event_id, now_millis};
 use crate::webhooks::destination;
 use crate::webhooks::signature::new_secret;
 
@@ -32,7 +32,7 @@ pub struct WebhookView {
     id: u64,
     url: String,
     /// The event types it receives; empty means all.
-    event_types: Vec<String>,
+    event_types: Vec<EventKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     /// The HMAC-SHA256 key of `Sluice-Signature`.
@@ -80,7 +80,7 @@ pub struct WebhookInput {
 async fn checked(
     state: &ApiState,
     input: &WebhookInput,
-) -> Result<(String, Vec<String>, Option<String>), ApiError> {
+) -> Result<(String, Vec<EventKind>, Option<String>), ApiError> {
     let url = input.url.trim();
     let invalid_url =
         |message: &str| ApiError::field("url", "invalidUrl", message, Some(url.to_string().into()));
@@ -96,16 +96,17 @@ async fn checked(
         destination::check_literal(&parsed).map_err(|message| invalid_url(&message))?;
     }
     let mut event_types = Vec::new();
-    for kind in &input.event_types {
-        let kind = kind.trim().to_ascii_uppercase();
-        if !WEBHOOK_EVENT_TYPES.contains(&kind.as_str()) {
+    for name in &input.event_types {
+        let name = name.trim().to_ascii_uppercase();
+        let Some(kind) = EventKind::from_name(&name) else {
+            let known: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
             return Err(ApiError::field(
                 "eventTypes",
                 "invalidEventType",
-                format!("one of {}", WEBHOOK_EVENT_TYPES.join(", ")),
-                Some(kind.into()),
+                format!("one of {}", known.join(", ")),
+                Some(name.into()),
             ));
-        }
+        };
         if !event_types.contains(&kind) {
             event_types.push(kind);
         }

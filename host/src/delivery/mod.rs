@@ -31,6 +31,7 @@ use crate::dkim::Dkim;
 use crate::dns::Resolver;
 use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
 use crate::schedule;
+use crate::store::EventKind;
 use crate::store::{
     AttemptRecord, DeliveryJob, Event, MessageStatus, Store, StoreError, now_millis,
 };
@@ -389,7 +390,7 @@ impl Delivery {
             let outcome = AttemptRecord::Final {
                 status: MessageStatus::Rejected,
                 events: vec![Event {
-                    kind: "REJECT".into(),
+                    kind: EventKind::Reject,
                     at: now_millis(),
                     detail: Some(reason),
                 }],

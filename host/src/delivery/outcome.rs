@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::client::{DeliveryFailure, Reply, Stage, TlsInfo};
 use crate::bounce::{self, Class, SmtpCommand, Verdict};
 use crate::plugin::classifier::AccountVerdict;
+use crate::store::EventKind;
 use crate::store::{AttemptRecord, Event, MessageStatus, now_millis};
 
 /// How retries are spaced.
@@ -59,9 +60,9 @@ fn detail_value(reply: &str, mx: Option<&str>, tls: Option<&TlsInfo>) -> serde_j
     detail
 }
 
-fn event(kind: &str, detail: String) -> Event {
+fn event(kind: EventKind, detail: String) -> Event {
     Event {
-        kind: kind.into(),
+        kind,
         at: now_millis(),
         detail: Some(detail),
     }
@@ -72,7 +73,7 @@ pub fn delivered(reply: &Reply, mx: &str, tls: Option<&TlsInfo>) -> AttemptRecor
     AttemptRecord::Final {
         status: MessageStatus::Delivered,
         events: vec![event(
-            "DELIVERED",
+            EventKind::Delivered,
             detail(&reply.to_string(), Some(mx), tls),
         )],
         filter: None,
@@ -91,7 +92,7 @@ pub fn failed(
     custom: Option<&AccountVerdict>,
 ) -> AttemptRecord {
     let snippet = failure.snippet();
-    let attempt = event("ATTEMPT", detail(&snippet, mx, None));
+    let attempt = event(EventKind::Attempt, detail(&snippet, mx, None));
     if failure.is_permanent() {
         let verdict = failure.reply().map(|reply| judge(reply, failure.stage()));
         let hard = match custom {
@@ -99,9 +100,9 @@ pub fn failed(
             None => verdict.is_some_and(|verdict| verdict.class == Class::Hard),
         };
         let (kind, status) = if hard {
-            ("HARDBOUNCE", MessageStatus::HardBounce)
+            (EventKind::HardBounce, MessageStatus::HardBounce)
         } else {
-            ("SOFTBOUNCE", MessageStatus::SoftBounce)
+            (EventKind::SoftBounce, MessageStatus::SoftBounce)
         };
         let mut bounce_detail = detail_value(&snippet, mx, None);
         if let Some(verdict) = verdict {
@@ -131,7 +132,10 @@ pub fn failed(
     );
     AttemptRecord::Final {
         status: MessageStatus::SoftBounce,
-        events: vec![attempt, event("SOFTBOUNCE", detail(&expired, mx, None))],
+        events: vec![
+            attempt,
+            event(EventKind::SoftBounce, detail(&expired, mx, None)),
+        ],
         filter: None,
     }
 }
@@ -140,7 +144,7 @@ pub fn failed(
 pub fn undeliverable_domain(reason: &str) -> AttemptRecord {
     AttemptRecord::Final {
         status: MessageStatus::HardBounce,
-        events: vec![event("HARDBOUNCE", detail(reason, None, None))],
+        events: vec![event(EventKind::HardBounce, detail(reason, None, None))],
         filter: Some(("hard-bounce".to_string(), reason.to_string())),
     }
 }

@@ -19,6 +19,7 @@ use crate::plugin::{
     Grants, HostServices, Plugin, PluginRuntime, StepContext, StepEffects, StepError, StepFailed,
     StepFailure, StepOutcome, StepRun,
 };
+use crate::store::EventKind;
 use crate::store::{
     ArchiveEntry, Event, MessageRecord, MessageStatus, Store, StoreError, now_millis,
 };
@@ -95,7 +96,7 @@ pub struct FlowRun {
 impl FlowRun {
     fn held(flow_id: Option<u64>, mut events: Vec<Event>, reason: String) -> Self {
         events.push(Event {
-            kind: "HELD".into(),
+            kind: EventKind::Held,
             at: now_millis(),
             detail: Some(reason.clone()),
         });
@@ -421,7 +422,7 @@ impl Pipeline {
             && message.envelope().recipient != record.recipient
         {
             events.push(Event {
-                kind: "REDIRECTED".into(),
+                kind: EventKind::Redirected,
                 at: now_millis(),
                 detail: Some(format!(
                     "recipient {} → {}",
@@ -519,7 +520,7 @@ impl Pipeline {
                     StepOutcome::Discard(reason) => {
                         let reason = format!("step {number}: {reason}");
                         events.push(Event {
-                            kind: "DISCARDED".into(),
+                            kind: EventKind::Discarded,
                             at: now_millis(),
                             detail: Some(reason.clone()),
                         });
@@ -557,7 +558,7 @@ impl Pipeline {
             }
         }
         events.push(Event {
-            kind: "PROCESSED".into(),
+            kind: EventKind::Processed,
             at: now_millis(),
             detail: Some(format!("flow {}", flow.name)),
         });
@@ -710,7 +711,7 @@ fn select_flow(routing: &Routing, record: &MessageRecord, message: &Message) -> 
 
 fn error_event(detail: String) -> Event {
     Event {
-        kind: "ERROR".into(),
+        kind: EventKind::Error,
         at: now_millis(),
         detail: Some(detail),
     }

@@ -30,6 +30,7 @@ use crate::delivery::verp::ReturnPath;
 use crate::flow::PipelineHandle;
 use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
 use crate::smtp::SmtpConfig;
+use crate::store::EventKind;
 use crate::store::{
     Event, MessageRecord, MessageStatus, ReturnedEffect, ReturnedMail, Store, StoreError,
     filter_key, new_message_id, now_millis,
@@ -469,7 +470,7 @@ fn effect(
 ) -> Option<ReturnedEffect> {
     let verdict = verdict_for(message, report, matched);
     let verified = found == Match::ReturnPath;
-    let detail = |kind: &str| {
+    let detail = |kind: EventKind| {
         let mut detail = json!({
             "kind": report.kind.as_str(),
             "returnedMail": returned_id,
@@ -493,7 +494,7 @@ fn effect(
             detail["classifiedBy"] = json!(custom.plugin);
         }
         Event {
-            kind: kind.into(),
+            kind,
             at: now_millis(),
             detail: Some(detail.to_string()),
         }
@@ -504,7 +505,7 @@ fn effect(
             if is_delay_warning(verdict) {
                 return Some(ReturnedEffect {
                     message_id: message.id.clone(),
-                    event: detail("DELAYED"),
+                    event: detail(EventKind::Delayed),
                     status: None,
                     filter_reason: None,
                 });
@@ -515,7 +516,11 @@ fn effect(
             };
             Some(ReturnedEffect {
                 message_id: message.id.clone(),
-                event: detail(if hard { "HARDBOUNCE" } else { "SOFTBOUNCE" }),
+                event: detail(if hard {
+                    EventKind::HardBounce
+                } else {
+                    EventKind::SoftBounce
+                }),
                 status: verified.then_some(if hard {
                     MessageStatus::HardBounce
                 } else {
@@ -533,14 +538,14 @@ fn effect(
             );
             Some(ReturnedEffect {
                 message_id: message.id.clone(),
-                event: detail("COMPLAINT"),
+                event: detail(EventKind::Complaint),
                 status: None,
                 filter_reason: (verified && filters).then(|| "complaint".into()),
             })
         }
         Kind::Autoreply => Some(ReturnedEffect {
             message_id: message.id.clone(),
-            event: detail("AUTOREPLY"),
+            event: detail(EventKind::AutoReply),
             status: None,
             filter_reason: None,
         }),

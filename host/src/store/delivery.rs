@@ -8,6 +8,7 @@ use super::model::{Event, MessageRecord, MessageStatus};
 use super::{
     MESSAGES, OUTBOX, Store, StoreError, append_events, decode, encode, next_id, now_millis,
 };
+use crate::store::EventKind;
 
 /// (due at, message id) → recipient domain: the queue in the order attempts are due, with what
 /// the scheduler groups connections by.
@@ -126,7 +127,7 @@ pub(super) fn queue_or_reject(
             hooks,
             record,
             &[Event {
-                kind: "REJECT".into(),
+                kind: EventKind::Reject,
                 at: now_millis(),
                 detail: record.status_reason.clone(),
             }],

@@ -98,6 +98,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::EventKind;
     use crate::store::{MessageStatus, NewMessage, new_message_id, now_millis};
 
     fn temp_store() -> (Store, tempfile::TempDir) {
@@ -140,7 +141,7 @@ mod tests {
         let (store, _dir) = temp_store();
         let id = spooled_message(&store).await;
         let open = || Event {
-            kind: "OPENED".into(),
+            kind: EventKind::Opened,
             at: 1,
             detail: None,
         };
@@ -172,7 +173,7 @@ mod tests {
     async fn a_missing_message_is_not_found() {
         let (store, _dir) = temp_store();
         let event = Event {
-            kind: "OPENED".into(),
+            kind: EventKind::Opened,
             at: 1,
             detail: None,
         };

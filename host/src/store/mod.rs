@@ -30,13 +30,14 @@ pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filte
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 use model::Routing;
 pub use model::{
-    Account, ArchiveEntry, Credential, CredentialKind, Event, Flow, Flowstep, IdentityValidation,
-    MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source, Template, present,
+    Account, ArchiveEntry, Credential, CredentialKind, Event, EventKind, Flow, Flowstep,
+    IdentityValidation, MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source,
+    Template, present,
 };
 pub use returned::{ReturnedEffect, ReturnedMail};
 pub use webhooks::{
-    WEBHOOK_EVENT_TYPES, WebhookCallKey, WebhookCallState, WebhookDeadLetter, WebhookEndpoint,
-    WebhookJob, WebhookOutcome, event_id,
+    WebhookCallKey, WebhookCallState, WebhookDeadLetter, WebhookEndpoint, WebhookJob,
+    WebhookOutcome, event_id,
 };
 
 const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
@@ -567,7 +568,7 @@ impl Store {
                 records.insert(id, encode(&message.record)?.as_slice())?;
                 bodies.insert(id, message.body.as_slice())?;
                 let event = Event {
-                    kind: "SUBMITTED".into(),
+                    kind: EventKind::Submitted,
                     at: message.record.submitted_at,
                     detail: None,
                 };

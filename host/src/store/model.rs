@@ -233,12 +233,86 @@ pub struct MessageRecord {
     pub header_message_id: Option<String>,
 }
 
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// The kind of an event: Flowmailer's event names, and the host's own (DISCARDED,
+        /// REDIRECTED, AUTOREPLY, DELAYED), spelled the same in the store, the API and webhooks.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum EventKind {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in the order webhook subscriptions number them.
+            pub const ALL: [EventKind; [$($name),*].len()] = [$(EventKind::$variant),*];
+
+            /// The name as Flowmailer spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $name,)*
+                }
+            }
+
+            /// The kind with this name, exactly as spelled.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(EventKind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// Accepted and stored.
+    Submitted = "SUBMITTED",
+    /// Through its flow, waiting for delivery.
+    Processed = "PROCESSED",
+    /// Stopped for a person: a step held it or failed.
+    Held = "HELD",
+    /// Something went wrong (a step's error, with its code).
+    Error = "ERROR",
+    /// A delivery attempt that will be retried.
+    Attempt = "ATTEMPT",
+    /// Accepted by the recipient's server.
+    Delivered = "DELIVERED",
+    /// A temporary failure that ended delivery (expiry) or a soft bounce.
+    SoftBounce = "SOFTBOUNCE",
+    /// A permanent failure: the recipient goes on the filter list.
+    HardBounce = "HARDBOUNCE",
+    /// Not sent: the recipient is on the filter list.
+    Reject = "REJECT",
+    /// The recipient complained (a feedback report).
+    Complaint = "COMPLAINT",
+    /// The open pixel was fetched.
+    Opened = "OPENED",
+    /// A tracked link was followed.
+    Clicked = "CLICKED",
+    /// The recipient unsubscribed.
+    Unsubscribe = "UNSUBSCRIBE",
+    /// A step discarded the message.
+    Discarded = "DISCARDED",
+    /// A step sent the copy to another recipient.
+    Redirected = "REDIRECTED",
+    /// The recipient's mailbox answered automatically (vacation, out of office).
+    AutoReply = "AUTOREPLY",
+    /// The recipient's server reported a delay.
+    Delayed = "DELAYED",
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened to a message, with Flowmailer's event names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// SUBMITTED, PROCESSED, HELD, ERROR, ...
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     /// Milliseconds since the Unix epoch.
     pub at: u64,
     /// Details for people (reason, step, error code...).
@@ -490,4 +564,26 @@ pub struct DmarcReport {
     /// The account's sender identity for the From domain has its DNS records validated, so
     /// receivers can verify its signature.
     pub identity_validated: bool,
+}
+
+#[cfg(test)]
+mod event_kind_tests {
+    use super::EventKind;
+
+    #[test]
+    fn every_kind_is_spelled_as_flowmailer_spells_it_everywhere() {
+        for kind in EventKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), kind);
+            assert_eq!(EventKind::from_name(kind.as_str()), Some(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        assert_eq!(EventKind::SoftBounce.as_str(), "SOFTBOUNCE");
+        assert_eq!(EventKind::from_name("delivered"), None);
+        // An event stored before kinds were typed reads back the same.
+        let stored = r#"{"type":"HARDBOUNCE","at":1,"detail":null}"#;
+        let event: super::Event = serde_json::from_str(stored).unwrap();
+        assert_eq!(event.kind, EventKind::HardBounce);
+    }
 }

@@ -15,7 +15,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::model::{Event, MessageRecord};
+use super::model::{Event, EventKind, MessageRecord};
 use super::{EVENTS, MESSAGES, Store, StoreError, decode, encode, next_id, now_millis};
 
 /// Endpoint id → endpoint.
@@ -36,44 +36,22 @@ pub(super) const WEBHOOK_DUE: TableDefinition<(u64, u64, &str, u32), ()> =
 pub(super) const WEBHOOK_DEAD_LETTERS: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("webhook_dead_letters");
 
-/// The event kinds a webhook can subscribe to (Flowmailer's names, plus the host's own).
-pub const WEBHOOK_EVENT_TYPES: [&str; 17] = [
-    "SUBMITTED",
-    "PROCESSED",
-    "HELD",
-    "ERROR",
-    "ATTEMPT",
-    "DELIVERED",
-    "SOFTBOUNCE",
-    "HARDBOUNCE",
-    "REJECT",
-    "COMPLAINT",
-    "OPENED",
-    "CLICKED",
-    "UNSUBSCRIBE",
-    "DISCARDED",
-    "REDIRECTED",
-    "AUTOREPLY",
-    "DELAYED",
-];
-
-/// The bit of an event kind in a subscription mask; kinds not in [`WEBHOOK_EVENT_TYPES`]
-/// share the top bit, which only an all-events subscription has.
-pub fn kind_bit(kind: &str) -> u32 {
-    WEBHOOK_EVENT_TYPES
+/// The bit of an event kind in a subscription mask: its place in [`EventKind::ALL`].
+pub fn kind_bit(kind: EventKind) -> u32 {
+    EventKind::ALL
         .iter()
         .position(|known| *known == kind)
         .map_or(1 << 31, |index| 1 << index)
 }
 
-/// The subscription mask of a list of event types; empty means every event.
-pub fn subscription_mask(event_types: &[String]) -> u32 {
+/// The subscription mask of a list of event kinds; empty means every event.
+pub fn subscription_mask(event_types: &[EventKind]) -> u32 {
     if event_types.is_empty() {
         return u32::MAX;
     }
     event_types
         .iter()
-        .fold(0, |mask, kind| mask | kind_bit(kind))
+        .fold(0, |mask, kind| mask | kind_bit(*kind))
 }
 
 /// A URL of an account that receives its messages' events.
@@ -87,7 +65,7 @@ pub struct WebhookEndpoint {
     pub url: String,
     /// The event types it receives; empty means all.
     #[serde(default)]
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventKind>,
     /// A note for people.
     #[serde(default)]
     pub description: Option<String>,
@@ -277,7 +255,7 @@ pub(super) fn queue_calls(
     let now = now_millis();
     for (endpoint_id, mask) in subscriptions {
         for (seq, event) in (first_seq..).zip(events) {
-            if mask & kind_bit(&event.kind) != 0 {
+            if mask & kind_bit(event.kind) != 0 {
                 queue_call(txn, hooks, endpoint_id, &message.id, seq, now)?;
             }
         }
@@ -595,7 +573,10 @@ impl Store {
                         endpoint_id,
                         message_id: message_id.to_string(),
                         seq,
-                        event_type: event.as_ref().map(|e| e.kind.clone()).unwrap_or_default(),
+                        event_type: event
+                            .as_ref()
+                            .map(|e| e.kind.as_str().to_string())
+                            .unwrap_or_default(),
                         event_at: event.as_ref().map_or(0, |e| e.at),
                         attempts: state.attempts,
                         queued_at: state.queued_at,
@@ -708,12 +689,13 @@ mod tests {
     #[test]
     fn masks_select_event_kinds() {
         let all = subscription_mask(&[]);
-        let some = subscription_mask(&["DELIVERED".into(), "HARDBOUNCE".into()]);
-        assert_ne!(all & kind_bit("SUBMITTED"), 0);
-        assert_ne!(all & kind_bit("SOMETHING-NEW"), 0);
-        assert_ne!(some & kind_bit("DELIVERED"), 0);
-        assert_ne!(some & kind_bit("HARDBOUNCE"), 0);
-        assert_eq!(some & kind_bit("SUBMITTED"), 0);
-        assert_eq!(some & kind_bit("SOMETHING-NEW"), 0);
+        let some = subscription_mask(&[EventKind::Delivered, EventKind::HardBounce]);
+        assert!(EventKind::ALL.iter().all(|kind| all & kind_bit(*kind) != 0));
+        assert_ne!(some & kind_bit(EventKind::Delivered), 0);
+        assert_ne!(some & kind_bit(EventKind::HardBounce), 0);
+        assert_eq!(some & kind_bit(EventKind::Submitted), 0);
+        // Every kind has a bit of its own.
+        let bits: u32 = EventKind::ALL.iter().map(|kind| kind_bit(*kind)).sum();
+        assert_eq!(bits.count_ones() as usize, EventKind::ALL.len());
     }
 }

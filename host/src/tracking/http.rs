@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use std::sync::Arc;
 
+use crate::store::EventKind;
 use crate::store::Store;
 use crate::store::{Event, now_millis};
 use crate::tracking::LinkSigner;
@@ -62,7 +63,7 @@ pub async fn click(
     detail["url"] = cut_to(target.url.clone(), MAX_KEPT_URL_BYTES).into();
     detail["linkIndex"] = target.index.into();
     let event = Event {
-        kind: "CLICKED".into(),
+        kind: EventKind::Clicked,
         at: now_millis(),
         detail: Some(detail.to_string()),
     };
@@ -94,7 +95,7 @@ pub async fn open(
         return StatusCode::NOT_FOUND.into_response();
     };
     let event = Event {
-        kind: "OPENED".into(),
+        kind: EventKind::Opened,
         at: now_millis(),
         detail: Some(who(&headers, peer).to_string()),
     };

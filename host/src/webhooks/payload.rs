@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::iso8601;
-use crate::store::{WebhookCallKey, WebhookJob};
+use crate::store::{EventKind, WebhookCallKey, WebhookJob};
 
 /// One event as a webhook receives it.
 #[derive(Debug, Serialize)]
@@ -15,7 +15,7 @@ pub struct EventPayload {
     pub id: String,
     /// SUBMITTED, PROCESSED, DELIVERED, HARDBOUNCE, OPENED, CLICKED, ...
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     /// The event's position among its message's events, from 0: what to order by.
     pub sequence: u32,
     /// When it happened (ISO 8601, UTC).
@@ -82,7 +82,7 @@ impl EventPayload {
         };
         Self {
             id: key.event_id(),
-            kind: event.kind.clone(),
+            kind: event.kind,
             sequence: key.seq,
             inserted: iso8601(event.at),
             message_id: message.id.clone(),
@@ -109,7 +109,7 @@ mod tests {
     use super::*;
     use crate::store::{Event, MessageRecord, MessageStatus, WebhookCallState, WebhookEndpoint};
 
-    fn job(kind: &str, detail: Option<&str>) -> WebhookJob {
+    fn job(kind: EventKind, detail: Option<&str>) -> WebhookJob {
         WebhookJob {
             endpoint: WebhookEndpoint {
                 id: 1,
@@ -141,7 +141,7 @@ mod tests {
                 header_message_id: None,
             },
             event: Event {
-                kind: kind.into(),
+                kind,
                 at: 1_700_000_000_123,
                 detail: detail.map(str::to_string),
             },
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn a_delivery_carries_the_reply_and_the_mx() {
         let job = job(
-            "DELIVERED",
+            EventKind::Delivered,
             Some(r#"{"reply":"250 2.0.0 Ok: queued","mx":"mx.example.net [192.0.2.1]"}"#),
         );
         let payload = serde_json::to_value(EventPayload::new(&key(), &job)).unwrap();
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn a_click_carries_its_link_and_requester() {
         let job = job(
-            "CLICKED",
+            EventKind::Clicked,
             Some(
                 r#"{"url":"https://shop.example/o/42","linkIndex":0,"ip":"198.51.100.7","userAgent":"Mail/1.0"}"#,
             ),
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_plain_detail_is_the_snippet() {
-        let job = job("HELD", Some("step 1 held it: missing variable"));
+        let job = job(EventKind::Held, Some("step 1 held it: missing variable"));
         let payload = serde_json::to_value(EventPayload::new(&key(), &job)).unwrap();
         assert_eq!(payload["snippet"], "step 1 held it: missing variable");
         assert!(payload.get("data").is_none());
