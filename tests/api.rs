@@ -604,3 +604,65 @@ fn unicode_tabs_and_folded_raw_headers_are_still_taken() {
     assert_eq!(record.subject.as_deref(), Some("folded over two lines"));
     assert_eq!(server.store().body(&id).unwrap().unwrap(), raw);
 }
+
+/// The subjects of a page of `GET /{account}/messages` and its Content-Range.
+fn listed(api: &Api, range: &str) -> (String, Vec<String>) {
+    let response = api.get("messages").header("Range", range).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_range = response.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let page: Vec<Value> = response.json().unwrap();
+    let subjects = page
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    (content_range, subjects)
+}
+
+#[test]
+fn an_accounts_list_holds_exactly_its_messages_newest_first_page_by_page() {
+    let server = TestServer::start(|_| {});
+    let first = Api::demo(&server);
+    let second = crate::util::second_account(&server);
+    let mut second_ids = Vec::new();
+    for n in 0..4 {
+        first.submit(email(&format!("first {n}")));
+        second_ids.push(second.submit(email(&format!("second {n}"))));
+        first.submit(email(&format!("first {n}b")));
+    }
+    let (range, subjects) = listed(&second, "items=0-9");
+    assert_eq!(range, "items 0-3/4");
+    assert_eq!(subjects, ["second 3", "second 2", "second 1", "second 0"]);
+    assert_eq!(
+        listed(&second, "items=1-2"),
+        (
+            "items 1-2/4".to_string(),
+            vec!["second 2".into(), "second 1".into()]
+        )
+    );
+    assert_eq!(
+        listed(&second, "items=3-7"),
+        ("items 3-3/4".to_string(), vec!["second 0".into()])
+    );
+    assert_eq!(
+        listed(&second, "items=4-9"),
+        ("items */4".to_string(), Vec::new())
+    );
+    let (range, subjects) = listed(&first, "items=0-2");
+    assert_eq!(range, "items 0-2/8");
+    assert_eq!(subjects, ["first 3b", "first 3", "first 2b"]);
+
+    for id in &second_ids {
+        server.wait_until_done(id);
+    }
+    let events: Vec<Value> = second.get("message_events").send().unwrap().json().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|event| second_ids
+            .iter()
+            .any(|id| event["messageId"] == id.as_str())),
+        "{events:?}"
+    );
+}

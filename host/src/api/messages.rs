@@ -15,7 +15,7 @@ use serde_json::json;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
-use super::paging::{iso8601, page};
+use super::paging::{content_range, iso8601, page, requested};
 use crate::message::{Envelope, ForbiddenInHeader, Message, describe_control, forbidden_in_header};
 use crate::store::{MessageRecord, MessageStatus, Source, now_millis};
 use crate::submit::{self, Submission, SubmitError};
@@ -635,9 +635,9 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Vec<MessageView>>), ApiError> {
     caller.require(account_id)?;
-    let mut records = state.store.messages_of(account_id)?;
-    records.reverse();
-    let (answer, records) = page(&headers, records)?;
+    let (first, count) = requested(&headers)?;
+    let (total, records) = state.store.messages_page(account_id, first, count)?;
+    let answer = content_range(first, records.len(), total);
     let views = records
         .into_iter()
         .map(|record| view(&state, record, query.addevents))
@@ -654,10 +654,10 @@ pub async fn events(
 ) -> Result<(HeaderMap, Json<Vec<EventView>>), ApiError> {
     caller.require(account_id)?;
     let mut all = Vec::new();
-    for record in state.store.messages_of(account_id)? {
-        for event in state.store.events(&record.id)? {
+    for id in state.store.message_ids_of(account_id)? {
+        for event in state.store.events(&id)? {
             let mut view = EventView::from(&event);
-            view.message_id = Some(record.id.clone());
+            view.message_id = Some(id.clone());
             all.push((event.at, view));
         }
     }
