@@ -551,3 +551,237 @@ fn an_empty_allowlist_admits_nobody_and_no_allowlist_anybody() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// Submits `email("ok")` with `fields` put over it; expects 400 and returns the error naming
+/// `field`.
+fn refused_field(api: &Api, fields: Value, field: &str) -> Value {
+    let mut message = email("ok");
+    for (key, value) in fields.as_object().unwrap() {
+        message[key] = value.clone();
+    }
+    let response = api.post("messages/submit").json(&message).send().unwrap();
+    let status = response.status();
+    let text = response.text().unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    body["allErrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|error| error["field"] == field)
+        .unwrap_or_else(|| panic!("no error names {field}: {body}"))
+        .clone()
+}
+
+#[test]
+fn a_line_break_in_any_field_that_becomes_a_header_is_refused_naming_the_field() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let bcc = "s\r\nBcc: v@example.org";
+    let address = "shop@example.com\r\nBcc: v@example.org";
+    let pdf = STANDARD.encode(b"%PDF-1.4");
+    let cases = [
+        ("subject", json!({"subject": bcc}), bcc),
+        (
+            "subject",
+            json!({"subject": "s\n\n<html>replaced</html>"}),
+            "s\n\n<html>replaced</html>",
+        ),
+        ("headerFromName", json!({"headerFromName": bcc}), bcc),
+        ("headerToName", json!({"headerToName": bcc}), bcc),
+        (
+            "headerFromAddress",
+            json!({"headerFromAddress": address}),
+            address,
+        ),
+        (
+            "headerToAddress",
+            json!({"headerToAddress": address}),
+            address,
+        ),
+        (
+            "headerFromAddress",
+            json!({"headerFromAddress": "shop@example.com\r\n\r\n"}),
+            "shop@example.com\r\n\r\n",
+        ),
+        ("senderAddress", json!({"senderAddress": address}), address),
+        (
+            "recipientAddress",
+            json!({"recipientAddress": address}),
+            address,
+        ),
+        (
+            "headers[0].value",
+            json!({"headers": [{"name": "X-Order", "value": bcc}]}),
+            bcc,
+        ),
+        (
+            "headers[1].name",
+            json!({"headers": [{"name": "X-Ok", "value": "1"}, {"name": "X-A\r\nBcc", "value": "1"}]}),
+            "X-A\r\nBcc",
+        ),
+        (
+            "attachments[0].filename",
+            json!({"attachments": [{"content": pdf, "contentType": "application/pdf", "filename": bcc}]}),
+            bcc,
+        ),
+        (
+            "attachments[0].contentType",
+            json!({"attachments": [{"content": pdf, "contentType": "application/pdf\r\nBcc: v@example.org"}]}),
+            "application/pdf\r\nBcc: v@example.org",
+        ),
+        (
+            "attachments[0].contentId",
+            json!({"attachments": [{"content": pdf, "contentType": "image/png", "disposition": "inline", "contentId": "<a\r\nBcc: v@example.org>"}]}),
+            "<a\r\nBcc: v@example.org>",
+        ),
+    ];
+    for (field, fields, rejected) in cases {
+        let error = refused_field(&api, fields, field);
+        assert_eq!(error["code"], "lineBreak", "{field}: {error}");
+        assert_eq!(error["objectName"], "submitMessage", "{error}");
+        assert_eq!(error["rejectedValue"], rejected, "{error}");
+        let message = error["defaultMessage"].as_str().unwrap();
+        assert!(
+            message.starts_with(field) && message.contains("line break"),
+            "{message}"
+        );
+    }
+    // simulate checks the same way.
+    let mut message = email("ok");
+    message["subject"] = json!(bcc);
+    let response = api.post("messages/simulate").json(&message).send().unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(server.store().messages_of(1).unwrap().is_empty());
+}
+
+#[test]
+fn a_nul_or_another_control_character_in_a_header_field_is_refused_as_such() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let error = refused_field(&api, json!({"subject": "a\u{0}b"}), "subject");
+    assert_eq!(error["code"], "controlCharacter", "{error}");
+    let message = error["defaultMessage"].as_str().unwrap();
+    assert!(
+        message.contains("NUL") && !message.contains("line break"),
+        "{message}"
+    );
+    let error = refused_field(
+        &api,
+        json!({"headers": [{"name": "X-Order", "value": "4\u{1b}2"}]}),
+        "headers[0].value",
+    );
+    assert_eq!(error["code"], "controlCharacter", "{error}");
+    assert!(
+        error["defaultMessage"].as_str().unwrap().contains("U+001B"),
+        "{error}"
+    );
+    let error = refused_field(
+        &api,
+        json!({"headerFromName": "Sh\u{7f}op"}),
+        "headerFromName",
+    );
+    assert_eq!(error["code"], "controlCharacter", "{error}");
+
+    // Raw content is checked when it is parsed: the error says NUL, not CR or LF.
+    let error = refused_field(
+        &api,
+        json!({"mimedata": STANDARD.encode(b"Subject: a\0b\r\n\r\nbody\r\n")}),
+        "mimedata",
+    );
+    let message = error["defaultMessage"].as_str().unwrap();
+    assert!(
+        message.contains("NUL") && !message.contains("CR or LF"),
+        "{message}"
+    );
+    assert!(server.store().messages_of(1).unwrap().is_empty());
+}
+
+#[test]
+fn unicode_tabs_and_folded_raw_headers_are_still_taken() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "headerFromName": "Grüße GmbH",
+        "subject": "Bestellung\t✓ für Jörg",
+        "text": "Hallo\r\n\r\nZeile zwei",
+        "headers": [{"name": "X-Tab", "value": "a\tb"}],
+    }));
+    let record = server.wait_until_done(&id);
+    assert_eq!(record.subject.as_deref(), Some("Bestellung\t✓ für Jörg"));
+    let raw = b"Subject: folded\r\n over two lines\r\nX-Tab:\ta\tb\r\n\r\nbody\r\n";
+    let id = api.submit(json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "mimedata": STANDARD.encode(raw),
+    }));
+    let record = server.wait_until_done(&id);
+    assert_eq!(record.subject.as_deref(), Some("folded over two lines"));
+    assert_eq!(server.store().body(&id).unwrap().unwrap(), raw);
+}
+
+/// The subjects of a page of `GET /{account}/messages` and its Content-Range.
+fn listed(api: &Api, range: &str) -> (String, Vec<String>) {
+    let response = api.get("messages").header("Range", range).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_range = response.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let page: Vec<Value> = response.json().unwrap();
+    let subjects = page
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    (content_range, subjects)
+}
+
+#[test]
+fn an_accounts_list_holds_exactly_its_messages_newest_first_page_by_page() {
+    let server = TestServer::start(|_| {});
+    let first = Api::demo(&server);
+    let second = crate::util::second_account(&server);
+    let mut second_ids = Vec::new();
+    for n in 0..4 {
+        first.submit(email(&format!("first {n}")));
+        second_ids.push(second.submit(email(&format!("second {n}"))));
+        first.submit(email(&format!("first {n}b")));
+    }
+    let (range, subjects) = listed(&second, "items=0-9");
+    assert_eq!(range, "items 0-3/4");
+    assert_eq!(subjects, ["second 3", "second 2", "second 1", "second 0"]);
+    assert_eq!(
+        listed(&second, "items=1-2"),
+        (
+            "items 1-2/4".to_string(),
+            vec!["second 2".into(), "second 1".into()]
+        )
+    );
+    assert_eq!(
+        listed(&second, "items=3-7"),
+        ("items 3-3/4".to_string(), vec!["second 0".into()])
+    );
+    assert_eq!(
+        listed(&second, "items=4-9"),
+        ("items */4".to_string(), Vec::new())
+    );
+    let (range, subjects) = listed(&first, "items=0-2");
+    assert_eq!(range, "items 0-2/8");
+    assert_eq!(subjects, ["first 3b", "first 3", "first 2b"]);
+
+    for id in &second_ids {
+        server.wait_until_done(id);
+    }
+    let events: Vec<Value> = second.get("message_events").send().unwrap().json().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|event| second_ids
+            .iter()
+            .any(|id| event["messageId"] == id.as_str())),
+        "{events:?}"
+    );
+}

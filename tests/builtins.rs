@@ -407,6 +407,20 @@ fn templates_are_checked_when_saved_and_previewed_through_the_step() {
         "{preview:#}"
     );
 
+    // The sample message's subject is a header too: no line breaks in it.
+    let response = api
+        .post("templates/preview")
+        .json(
+            &json!({"name": "hello", "data": {"name": "Bo", "coupon": "X1"},
+                      "message": {"subject": "s\r\nBcc: v@example.org"}}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["allErrors"][0]["field"], "message.subject", "{body:#}");
+    assert_eq!(body["allErrors"][0]["code"], "lineBreak", "{body:#}");
+
     // A missing variable names the part and the line; nothing half-rendered comes back.
     let response = api
         .post("templates/preview")

@@ -104,6 +104,37 @@ fn a_header_with_crlf_is_invalid_output() {
 }
 
 #[test]
+fn raw_content_with_a_nul_in_a_header_is_invalid_output_that_names_the_nul() {
+    let runtime = runtime(test_limits());
+    let plugin = load(&runtime, "test-misbehave");
+    let nul = failure(
+        &plugin,
+        r#"{"behaviour": "set-raw", "raw": "Subject: a\u0000b\r\n\r\nbody\r\n"}"#,
+    );
+    assert!(matches!(nul, StepFailure::InvalidOutput(_)), "{nul:?}");
+    assert_eq!(nul.code(), "invalid-output");
+    let text = nul.to_string();
+    assert!(
+        text.contains("Subject") && text.contains("NUL") && !text.contains("CR or LF"),
+        "{text}"
+    );
+    // An escape character is refused the same way; a folded field with a tab is fine.
+    let escape = failure(
+        &plugin,
+        r#"{"behaviour": "set-raw", "raw": "X-Note: a\u001bb\r\n\r\nbody\r\n"}"#,
+    );
+    assert!(escape.to_string().contains("U+001B"), "{escape}");
+    let run = plugin
+        .run(
+            &message("plain.eml"),
+            r#"{"behaviour": "set-raw", "raw": "Subject: one\r\n two\r\nX-Tab: a\tb\r\n\r\nbody\r\n"}"#,
+        )
+        .unwrap();
+    assert_eq!(run.message.header("Subject").as_deref(), Some("one two"));
+    assert_still_serving(&plugin);
+}
+
+#[test]
 fn fuel_is_recorded_and_enforced() {
     let runtime = runtime(RuntimeLimits {
         fuel: Some(5_000_000),

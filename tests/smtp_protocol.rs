@@ -355,3 +355,65 @@ fn unfinished_data_over_the_memory_budget_gets_452_until_it_is_released() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_helo_name_with_control_characters_is_refused_and_never_reaches_received() {
+    let server = TestServer::start(|_| {});
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.expect("EHLO evil\0name.example", "501 5.5.2");
+    dialogue.expect("HELO evil\u{1}name", "501 5.5.2");
+    dialogue.expect("EHLO evil\tname", "501 5.5.2");
+    // Nothing was greeted, so no transaction can start.
+    dialogue.expect("MAIL FROM:<app@example.com>", "503 5.5.1");
+    dialogue.login(&server);
+    dialogue.expect("EHLO bad\u{7f}.example", "501 5.5.2");
+    // The earlier, valid name stays the one recorded.
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.expect("RCPT TO:<a@example.net>", "250 2.1.5");
+    dialogue.expect("DATA", "354");
+    dialogue.send("Subject: greeted\r\n\r\nbody\r\n.\r\n");
+    let queued = dialogue.reply();
+    assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
+    let id = &queued["250 2.0.0 Ok: queued as ".len()..];
+    let body = String::from_utf8(server.store().body(id).unwrap().unwrap()).unwrap();
+    assert!(
+        body.starts_with("Received: from client.example ("),
+        "{body:?}"
+    );
+}
+
+#[test]
+fn a_header_with_a_nul_is_refused_at_the_end_of_data_and_folded_ones_are_taken() {
+    let server = TestServer::start(|_| {});
+    let mut dialogue = Dialogue::open(&server);
+    dialogue.login(&server);
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.expect("RCPT TO:<a@example.net>", "250 2.1.5");
+    dialogue.expect("DATA", "354");
+    dialogue.send("Subject: a\0b\r\n\r\nbody\r\n.\r\n");
+    let refused = dialogue.reply();
+    assert!(refused.starts_with("554 5.6.0"), "{refused}");
+    assert!(
+        refused.contains("NUL") && !refused.contains("CR or LF"),
+        "{refused}"
+    );
+    assert!(server.store().messages_of(1).unwrap().is_empty());
+
+    dialogue.expect("MAIL FROM:<app@example.com>", "250 2.1.0");
+    dialogue.expect("RCPT TO:<a@example.net>", "250 2.1.5");
+    dialogue.expect("DATA", "354");
+    dialogue.send("Subject: folded\r\n over two lines\r\nX-Tab:\ta\tb\r\n\r\nbody\r\n.\r\n");
+    let queued = dialogue.reply();
+    assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
+    let id = &queued["250 2.0.0 Ok: queued as ".len()..];
+    assert_eq!(
+        server
+            .store()
+            .message(id)
+            .unwrap()
+            .unwrap()
+            .subject
+            .as_deref(),
+        Some("folded over two lines")
+    );
+}

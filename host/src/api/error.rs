@@ -77,6 +77,11 @@ impl ApiError {
         }
     }
 
+    /// The errors it answers with.
+    pub fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+
     /// 401: no or bad credentials.
     pub fn unauthorized(message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)

@@ -15,8 +15,8 @@ use serde_json::json;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
-use super::paging::{iso8601, page};
-use crate::message::{Envelope, Message};
+use super::paging::{content_range, iso8601, page, requested};
+use crate::message::{Envelope, ForbiddenInHeader, Message, describe_control, forbidden_in_header};
 use crate::store::{MessageRecord, MessageStatus, Source, now_millis};
 use crate::submit::{self, Submission, SubmitError};
 
@@ -102,11 +102,43 @@ fn is_media_type(value: &str) -> bool {
             .is_some_and(|(kind, sub)| token(kind) && token(sub))
 }
 
+/// The error for a value that would be written into a header field with a character it may
+/// not hold there; none when it is fine.
+pub(super) fn header_text_error(object: &str, field: &str, value: &str) -> Option<FieldError> {
+    let (code, message) = match forbidden_in_header(value)? {
+        ForbiddenInHeader::LineBreak => (
+            "lineBreak",
+            "may not contain a line break (CR or LF)".to_string(),
+        ),
+        ForbiddenInHeader::Control(character) => (
+            "controlCharacter",
+            format!("may not contain {}", describe_control(character)),
+        ),
+    };
+    let mut error = field_error(field, code, &message, Some(value.into()));
+    error.object_name = Some(object.into());
+    Some(error)
+}
+
+/// Records an error when `value` (if given) may not go into a header; true when it may.
+fn check_header_text(errors: &mut Vec<FieldError>, field: &str, value: Option<&str>) -> bool {
+    match value.and_then(|value| header_text_error("submitMessage", field, value)) {
+        Some(error) => {
+            errors.push(error);
+            false
+        }
+        None => true,
+    }
+}
+
 fn required_address(
     errors: &mut Vec<FieldError>,
     field: &str,
     value: &Option<String>,
 ) -> Option<String> {
+    if !check_header_text(errors, field, value.as_deref()) {
+        return None;
+    }
     match value.as_deref().map(str::trim) {
         Some(address) if is_address(address) => Some(address.to_string()),
         Some(other) => {
@@ -166,6 +198,9 @@ impl SubmitMessage {
             ("headerFromAddress", &self.header_from_address),
             ("headerToAddress", &self.header_to_address),
         ] {
+            if !check_header_text(&mut errors, field, value.as_deref()) {
+                continue;
+            }
             if value
                 .as_deref()
                 .is_some_and(|address| !is_address(address.trim()))
@@ -177,6 +212,13 @@ impl SubmitMessage {
                     value.clone().map(Into::into),
                 ));
             }
+        }
+        for (field, value) in [
+            ("headerFromName", &self.header_from_name),
+            ("headerToName", &self.header_to_name),
+            ("subject", &self.subject),
+        ] {
+            check_header_text(&mut errors, field, value.as_deref());
         }
         if self.data.as_ref().is_some_and(|data| !data.is_object()) {
             errors.push(field_error(
@@ -201,29 +243,24 @@ impl SubmitMessage {
         };
         let mut attachments = Vec::new();
         for (index, attachment) in self.attachments.iter().enumerate() {
-            if !is_media_type(&attachment.content_type) {
+            let content_type = format!("attachments[{index}].contentType");
+            if check_header_text(&mut errors, &content_type, Some(&attachment.content_type))
+                && !is_media_type(&attachment.content_type)
+            {
                 errors.push(field_error(
-                    &format!("attachments[{index}].contentType"),
+                    &content_type,
                     "invalidValue",
                     "must be a media type such as application/pdf",
                     Some(attachment.content_type.clone().into()),
                 ));
             }
-            let texts = [
-                &attachment.content_id,
-                &attachment.filename,
-                &attachment.disposition,
-            ];
-            if texts.iter().any(|text| {
-                text.as_deref()
-                    .is_some_and(|t| t.chars().any(char::is_control))
-            }) {
-                errors.push(field_error(
-                    &format!("attachments[{index}]"),
-                    "invalidValue",
-                    "filename, disposition and contentId may not hold control characters",
-                    None,
-                ));
+            for (name, value) in [
+                ("filename", &attachment.filename),
+                ("contentId", &attachment.content_id),
+                ("disposition", &attachment.disposition),
+            ] {
+                let field = format!("attachments[{index}].{name}");
+                check_header_text(&mut errors, &field, value.as_deref());
             }
             match STANDARD.decode(attachment.content.trim()) {
                 Ok(bytes) => attachments.push(bytes),
@@ -236,20 +273,26 @@ impl SubmitMessage {
             }
         }
         for (index, header) in self.headers.iter().enumerate() {
-            if header.name.is_empty()
-                || !header
-                    .name
-                    .bytes()
-                    .all(|b| (33..=126).contains(&b) && b != b':')
-                || header.value.contains(['\r', '\n'])
+            let name = format!("headers[{index}].name");
+            if check_header_text(&mut errors, &name, Some(&header.name))
+                && (header.name.is_empty()
+                    || !header
+                        .name
+                        .bytes()
+                        .all(|b| (33..=126).contains(&b) && b != b':'))
             {
                 errors.push(field_error(
-                    &format!("headers[{index}]"),
+                    &name,
                     "invalidHeader",
-                    "needs a field name and a value without line breaks",
+                    "must be a field name: printable ASCII without spaces or colons",
                     Some(header.name.clone().into()),
                 ));
             }
+            check_header_text(
+                &mut errors,
+                &format!("headers[{index}].value"),
+                Some(&header.value),
+            );
         }
         let (Some(recipient), Some(sender)) = (recipient, sender) else {
             return Err(ApiError::fields(errors));
@@ -273,8 +316,11 @@ impl SubmitMessage {
                 raw
             }
             None => {
-                let from_address = self.header_from_address.clone().unwrap_or(sender.clone());
-                let to_address = self.header_to_address.clone().unwrap_or(recipient.clone());
+                // Checked above in their trimmed form: written in that form too.
+                let trimmed =
+                    |address: &Option<String>| address.as_deref().map(|a| a.trim().to_string());
+                let from_address = trimmed(&self.header_from_address).unwrap_or(sender.clone());
+                let to_address = trimmed(&self.header_to_address).unwrap_or(recipient.clone());
                 let from = match &self.header_from_name {
                     Some(name) => Address::new_address(Some(name.clone()), from_address),
                     None => Address::new_address(None::<String>, from_address),
@@ -589,9 +635,9 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Vec<MessageView>>), ApiError> {
     caller.require(account_id)?;
-    let mut records = state.store.messages_of(account_id)?;
-    records.reverse();
-    let (answer, records) = page(&headers, records)?;
+    let (first, count) = requested(&headers)?;
+    let (total, records) = state.store.messages_page(account_id, first, count)?;
+    let answer = content_range(first, records.len(), total);
     let views = records
         .into_iter()
         .map(|record| view(&state, record, query.addevents))
@@ -608,10 +654,10 @@ pub async fn events(
 ) -> Result<(HeaderMap, Json<Vec<EventView>>), ApiError> {
     caller.require(account_id)?;
     let mut all = Vec::new();
-    for record in state.store.messages_of(account_id)? {
-        for event in state.store.events(&record.id)? {
+    for id in state.store.message_ids_of(account_id)? {
+        for event in state.store.events(&id)? {
             let mut view = EventView::from(&event);
-            view.message_id = Some(record.id.clone());
+            view.message_id = Some(id.clone());
             all.push((event.at, view));
         }
     }
@@ -621,4 +667,109 @@ pub async fn events(
         answer,
         Json(page.into_iter().map(|(_, view)| view).collect()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepare(extra: serde_json::Value) -> Result<Prepared, Vec<FieldError>> {
+        let mut body = json!({
+            "messageType": "EMAIL",
+            "senderAddress": "app@example.com",
+            "recipientAddress": "ann@example.net",
+            "subject": "ok",
+            "text": "body",
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let request: SubmitMessage = serde_json::from_value(body).unwrap();
+        request.prepare().map_err(|error| error.errors().to_vec())
+    }
+
+    #[test]
+    fn header_text_is_refused_with_a_line_break_or_control_and_named() {
+        let lf = header_text_error("o", "subject", "a\nb").unwrap();
+        assert_eq!(lf.code, "lineBreak");
+        assert_eq!(lf.field.as_deref(), Some("subject"));
+        assert_eq!(lf.object_name.as_deref(), Some("o"));
+        assert_eq!(lf.rejected_value, Some(json!("a\nb")));
+        let nul = header_text_error("o", "subject", "a\0b").unwrap();
+        assert_eq!(nul.code, "controlCharacter");
+        assert!(
+            nul.default_message.contains("NUL"),
+            "{}",
+            nul.default_message
+        );
+        assert!(header_text_error("o", "subject", "Grüße\tund ✓").is_none());
+    }
+
+    #[test]
+    fn every_field_written_into_a_header_is_checked() {
+        let pdf = STANDARD.encode(b"%PDF");
+        for (extra, field) in [
+            (json!({"subject": "a\r\nBcc: x@y.example"}), "subject"),
+            (json!({"headerFromName": "a\0"}), "headerFromName"),
+            (json!({"headerToName": "a\r"}), "headerToName"),
+            (
+                json!({"headerFromAddress": "a@b.example\n"}),
+                "headerFromAddress",
+            ),
+            (
+                json!({"headerToAddress": "a@b.example\u{1}"}),
+                "headerToAddress",
+            ),
+            (json!({"senderAddress": "a@b.example\r\n"}), "senderAddress"),
+            (
+                json!({"recipientAddress": "\na@b.example"}),
+                "recipientAddress",
+            ),
+            (
+                json!({"headers": [{"name": "X\n", "value": "1"}]}),
+                "headers[0].name",
+            ),
+            (
+                json!({"headers": [{"name": "X", "value": "1\u{7f}"}]}),
+                "headers[0].value",
+            ),
+            (
+                json!({"attachments": [{"content": pdf, "contentType": "a/b\n"}]}),
+                "attachments[0].contentType",
+            ),
+            (
+                json!({"attachments": [{"content": pdf, "contentType": "a/b", "filename": "f\0"}]}),
+                "attachments[0].filename",
+            ),
+            (
+                json!({"attachments": [{"content": pdf, "contentType": "a/b", "contentId": "c\r"}]}),
+                "attachments[0].contentId",
+            ),
+            (
+                json!({"attachments": [{"content": pdf, "contentType": "a/b", "disposition": "inline\n"}]}),
+                "attachments[0].disposition",
+            ),
+        ] {
+            let errors = prepare(extra)
+                .err()
+                .unwrap_or_else(|| panic!("{field} taken"));
+            assert_eq!(errors.len(), 1, "{field}: {errors:?}");
+            assert_eq!(errors[0].field.as_deref(), Some(field), "{errors:?}");
+            assert!(
+                matches!(errors[0].code.as_str(), "lineBreak" | "controlCharacter"),
+                "{errors:?}"
+            );
+        }
+        assert!(prepare(json!({"subject": "Grüße\tund ✓"})).is_ok());
+    }
+
+    #[test]
+    fn header_addresses_are_written_as_checked() {
+        let prepared = prepare(json!({"headerFromAddress": "  shop@example.com  "})).unwrap();
+        let content = String::from_utf8(prepared.content).unwrap();
+        assert!(
+            content.contains("From: <shop@example.com>\r\n"),
+            "{content}"
+        );
+    }
 }

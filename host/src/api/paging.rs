@@ -10,30 +10,38 @@ const DEFAULT_PAGE: usize = 100;
 /// The most items one page may hold.
 const MAX_PAGE: usize = 1000;
 
-/// Cuts one page out of `items` and names it in a `Content-Range` header.
-pub fn page<T>(headers: &HeaderMap, items: Vec<T>) -> Result<(HeaderMap, Vec<T>), ApiError> {
-    let total = items.len();
+/// The items a request asks for, as (first position, how many): its `Range` header, or the
+/// first page when it names none; never more than a page's worth.
+pub fn requested(headers: &HeaderMap) -> Result<(usize, usize), ApiError> {
     let (first, last) = match headers.get(axum::http::header::RANGE) {
         None => (0, DEFAULT_PAGE - 1),
         Some(value) => parse_range(value.to_str().unwrap_or(""))?,
     };
     let last = last.min(first.saturating_add(MAX_PAGE - 1));
-    let page: Vec<T> = items
-        .into_iter()
-        .skip(first)
-        .take((last - first).saturating_add(1))
-        .collect();
-    let mut answer = HeaderMap::new();
-    let range = if page.is_empty() {
+    Ok((first, last - first + 1))
+}
+
+/// The `Content-Range` header of a page of `len` items from position `first`, out of `total`.
+pub fn content_range(first: usize, len: usize, total: usize) -> HeaderMap {
+    let range = if len == 0 {
         format!("items */{total}")
     } else {
-        format!("items {first}-{}/{total}", first + (page.len() - 1))
+        format!("items {first}-{}/{total}", first + (len - 1))
     };
+    let mut answer = HeaderMap::new();
     answer.insert(
         axum::http::header::CONTENT_RANGE,
         HeaderValue::from_str(&range).expect("ASCII"),
     );
-    Ok((answer, page))
+    answer
+}
+
+/// Cuts one page out of `items` and names it in a `Content-Range` header.
+pub fn page<T>(headers: &HeaderMap, items: Vec<T>) -> Result<(HeaderMap, Vec<T>), ApiError> {
+    let (first, count) = requested(headers)?;
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(first).take(count).collect();
+    Ok((content_range(first, page.len(), total), page))
 }
 
 fn parse_range(value: &str) -> Result<(usize, usize), ApiError> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
-use super::messages::parse_json;
+use super::messages::{header_text_error, parse_json};
 use super::paging::iso8601;
 use crate::message::{Envelope, Message};
 use crate::plugin::StepOutcome;
@@ -254,6 +254,13 @@ pub async fn preview(
         }}),
     };
     let sample = input.message.unwrap_or_default();
+    if let Some(error) = sample
+        .subject
+        .as_deref()
+        .and_then(|subject| header_text_error("previewInput", "message.subject", subject))
+    {
+        return Err(ApiError::fields(vec![error]));
+    }
     let mut builder = MessageBuilder::new()
         .from("preview@sluice.invalid")
         .to("preview@sluice.invalid")

@@ -8,7 +8,7 @@ use mail_builder::headers::Header as _;
 use mail_parser::HeaderValue;
 use mail_parser::parsers::MessageStream;
 
-use super::MessageError;
+use super::{ForbiddenInHeader, MessageError};
 
 /// RFC 5322 section 2.1.1: a line may not exceed 998 characters before CRLF.
 const MAX_LINE: usize = 998;
@@ -95,7 +95,8 @@ pub(super) fn fields(head: &[u8]) -> impl Iterator<Item = Field<'_>> {
     })
 }
 
-/// Checks that every line of a block is a field or the continuation of one.
+/// Checks that every line of a block is a field or the continuation of one, and that no
+/// value holds a control character other than TAB (and the CRLF that folds it).
 pub(super) fn validate_block(head: &[u8]) -> Result<(), MessageError> {
     if matches!(head.first(), Some(b' ' | b'\t')) {
         return Err(MessageError::Malformed(
@@ -114,8 +115,33 @@ pub(super) fn validate_block(head: &[u8]) -> Result<(), MessageError> {
                 line.chars().take(80).collect::<String>()
             )));
         }
+        if let Some(character) = control_in_value(&field.raw[field.name_len + 1..]) {
+            return Err(MessageError::ControlCharacter {
+                name: field.name().to_string(),
+                character,
+            });
+        }
     }
     Ok(())
+}
+
+/// The first control character of a raw field value (folding CRLFs aside), as ASCII: bytes of
+/// 8-bit text are left alone, they are not controls in any charset mail uses for headers.
+fn control_in_value(value: &[u8]) -> Option<char> {
+    let mut bytes = value.iter().copied().enumerate();
+    while let Some((at, byte)) = bytes.next() {
+        match byte {
+            // Line ends were made CRLF when the message was read; a field's CRLFs are the one
+            // that ends it and those before a continuation line.
+            b'\r' if value.get(at + 1) == Some(&b'\n') => {
+                bytes.next();
+            }
+            b'\t' => {}
+            0..=0x1f | 0x7f => return Some(char::from(byte)),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// RFC 5322 `ftext`: printable ASCII except colon.
@@ -175,10 +201,19 @@ fn encode_field(name: &str, value: &str) -> Result<Vec<u8>, MessageError> {
     if name.is_empty() || !name.bytes().all(is_ftext) {
         return Err(MessageError::InvalidHeaderName(name.to_string()));
     }
-    if value.contains(['\r', '\n', '\0']) {
-        return Err(MessageError::HeaderInjection {
-            name: name.to_string(),
-        });
+    match super::forbidden_in_header(value) {
+        None => {}
+        Some(ForbiddenInHeader::LineBreak) => {
+            return Err(MessageError::HeaderInjection {
+                name: name.to_string(),
+            });
+        }
+        Some(ForbiddenInHeader::Control(character)) => {
+            return Err(MessageError::ControlCharacter {
+                name: name.to_string(),
+                character,
+            });
+        }
     }
     let mut out = Vec::with_capacity(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
@@ -275,6 +310,34 @@ mod tests {
                 .split(|&b| b == b'\n')
                 .all(|line| line.len() <= MAX_LINE + 1)
         );
+    }
+
+    #[test]
+    fn control_characters_in_values_are_found_but_not_folding_or_tabs() {
+        assert!(validate_block(b"A: one\r\n\ttwo\r\nB:\tx\ty\r\n").is_ok());
+        assert!(validate_block("C: Jörg Müller\r\n".as_bytes()).is_ok());
+        assert_eq!(
+            validate_block(b"A: ok\r\nB: one\r\n two\0\r\n"),
+            Err(MessageError::ControlCharacter {
+                name: "B".into(),
+                character: '\0'
+            })
+        );
+        assert_eq!(control_in_value(b" a\x1bb\r\n"), Some('\u{1b}'));
+        assert_eq!(control_in_value(b" a\x7f\r\n"), Some('\u{7f}'));
+        // A CR that is not part of a CRLF is not a line end.
+        assert_eq!(control_in_value(b" a\rb\r\n"), Some('\r'));
+        assert!(matches!(
+            encode_field("X", "a\u{0}b"),
+            Err(MessageError::ControlCharacter {
+                character: '\0',
+                ..
+            })
+        ));
+        assert!(matches!(
+            encode_field("X", "a\nb\0"),
+            Err(MessageError::HeaderInjection { .. })
+        ));
     }
 
     #[test]

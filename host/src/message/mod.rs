@@ -35,6 +35,15 @@ pub enum MessageError {
         /// The field whose value was refused.
         name: String,
     },
+    /// A header value holding NUL or another control character (TAB aside), which receivers
+    /// truncate or read differently from what the checks here saw.
+    #[error("the value of header {name:?} contains {}", describe_control(*character))]
+    ControlCharacter {
+        /// The field whose value was refused.
+        name: String,
+        /// The first control character found.
+        character: char,
+    },
     /// An envelope address that is not a plain `local@domain`.
     #[error("{0:?} is not a valid envelope address")]
     InvalidAddress(String),
@@ -49,6 +58,37 @@ pub enum MessageError {
     /// Bytes that are not an RFC 5322 message.
     #[error("malformed message: {0}")]
     Malformed(String),
+}
+
+/// A character a header value may not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForbiddenInHeader {
+    /// CR or LF: it would end the field, and what follows would be read as another field or
+    /// as the body.
+    LineBreak,
+    /// NUL or another control character other than TAB.
+    Control(char),
+}
+
+/// The first reason `value` may not be written as (part of) a header field's value: a line
+/// break before any other control character, as that is the one that injects. TAB is allowed.
+pub fn forbidden_in_header(value: &str) -> Option<ForbiddenInHeader> {
+    if value.contains(['\r', '\n']) {
+        return Some(ForbiddenInHeader::LineBreak);
+    }
+    value
+        .chars()
+        .find(|&c| c.is_control() && c != '\t')
+        .map(ForbiddenInHeader::Control)
+}
+
+/// A control character as people read it in an error: `a NUL character (U+0000)`.
+pub fn describe_control(character: char) -> String {
+    match character {
+        '\0' => "a NUL character (U+0000)".into(),
+        '\r' | '\n' => format!("a line break (U+{:04X})", u32::from(character)),
+        other => format!("the control character U+{:04X}", u32::from(other)),
+    }
 }
 
 /// A mail message: envelope, RFC 5322 content and the JSON data it was submitted with.
@@ -393,6 +433,46 @@ mod tests {
             Err(MessageError::InvalidHeaderName(_))
         ));
         assert_eq!(message.to_bytes(), SIMPLE);
+    }
+
+    #[test]
+    fn a_nul_or_control_character_in_a_value_is_refused_as_such() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        let error = message.set_header("X-Note", "a\0b").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("NUL") && !text.contains("CR or LF"), "{text}");
+        let error = message.append_header("X-Note", "a\u{1b}b").unwrap_err();
+        assert!(error.to_string().contains("U+001B"), "{error}");
+        let error = message.set_header("X-Note", "a\u{85}b").unwrap_err();
+        assert!(error.to_string().contains("U+0085"), "{error}");
+        assert_eq!(message.to_bytes(), SIMPLE);
+        message.set_header("X-Note", "tab\tis fine").unwrap();
+        assert_eq!(message.header("X-Note").as_deref(), Some("tab\tis fine"));
+    }
+
+    #[test]
+    fn raw_content_with_control_characters_in_a_header_is_refused() {
+        for raw in [
+            &b"Subject: a\0b\r\n\r\nbody"[..],
+            b"Subject: ok\r\nX-Note: one\r\n two\x01\r\n\r\nbody",
+            b"Subject: a\x7fb\r\n\r\nbody",
+        ] {
+            let error = Message::parse(raw, envelope()).unwrap_err();
+            assert!(
+                !error.to_string().contains("CR or LF"),
+                "{error} for {raw:?}"
+            );
+            let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+            assert!(message.set_raw(raw).is_err(), "{raw:?}");
+            assert_eq!(message.to_bytes(), SIMPLE);
+        }
+        let error = Message::parse(&b"Subject: a\0b\r\n\r\nbody"[..], envelope()).unwrap_err();
+        assert!(error.to_string().contains("NUL"), "{error}");
+        // Folding, tabs, 8-bit text and control bytes in the body stay allowed.
+        let raw = "Subject: one\r\n two\r\nX-Name: Jörg\tMüller\r\n\r\nbody \0 \x1b\r\n";
+        let message = Message::parse(raw.as_bytes().to_vec(), envelope()).unwrap();
+        assert_eq!(message.header("Subject").as_deref(), Some("one two"));
+        assert_eq!(message.to_bytes(), raw.as_bytes());
     }
 
     #[test]

@@ -40,6 +40,13 @@ fn next_line_too_long(rest: &[u8]) -> bool {
         .is_some_and(|end| end > MAX_COMMAND_LINE)
 }
 
+/// Whether a HELO/EHLO name may be recorded: not empty and without control characters or
+/// white space. Its syntax is otherwise not judged (clients send all sorts of names), but it
+/// is written into the Received field, so nothing in it may end or bend that field.
+fn is_helo_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
 /// How a run over one stream ended.
 enum Next<S> {
     Close,
@@ -371,6 +378,16 @@ impl Session {
 
     async fn command(&mut self, request: Request<String>, mode: &mut Mode) -> Flow {
         match request {
+            Request::Ehlo { host } | Request::Helo { host } if !is_helo_name(&host) => {
+                // The name goes into the Received field: a control character there would
+                // break or forge it.
+                self.reply(
+                    501,
+                    "5.5.2",
+                    "Syntax: a domain or address literal, no control characters",
+                );
+                Flow::Continue
+            }
             Request::Ehlo { host } => {
                 self.helo = Some(host);
                 self.reset_transaction();
@@ -772,4 +789,24 @@ fn discard(incoming: &mut Incoming, why: Discard) {
     incoming.discard = Some(why);
     incoming.body = Vec::new();
     incoming.reservation.release();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helo_names_with_controls_or_spaces_are_refused() {
+        for name in [
+            "client.example",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "bücher.example",
+        ] {
+            assert!(is_helo_name(name), "{name}");
+        }
+        for name in ["", "a\0b", "a\tb", "a\u{1b}b", "a\u{7f}", "a\u{85}b", "a b"] {
+            assert!(!is_helo_name(name), "{name:?}");
+        }
+    }
 }

@@ -22,7 +22,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -49,6 +52,12 @@ const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
 const EVENTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("events");
+/// Each account's messages, in id (so submission) order: a list reads its own account's
+/// entries and decodes only the records of the page it shows. Written in the transaction that
+/// spools a message; a message's account never changes, and whatever removes a message must
+/// remove its entry in the same transaction. Built from `messages` when a store made before
+/// it is opened.
+const ACCOUNT_MESSAGES: TableDefinition<(u64, &str), ()> = TableDefinition::new("account_messages");
 /// Messages accepted but not yet through their flow: what a restart resumes.
 const SPOOL: TableDefinition<&str, u64> = TableDefinition::new("spool");
 /// Messages through their flow and ready to be delivered.
@@ -186,6 +195,42 @@ fn append_events(
     webhooks::queue_calls(txn, hooks, message, next, events)
 }
 
+/// Fills the per-account message index from the message records, for a store made before
+/// the index existed (in the transaction that creates the index table, so it is never seen
+/// half-built).
+fn index_messages_by_account(txn: &WriteTransaction) -> Result<(), StoreError> {
+    /// The one field of a record the index needs.
+    #[derive(serde::Deserialize)]
+    struct AccountOf {
+        account_id: u64,
+    }
+    let records = txn.open_table(MESSAGES)?;
+    let mut index = txn.open_table(ACCOUNT_MESSAGES)?;
+    for entry in records.iter()? {
+        let (id, record) = entry?;
+        let record: AccountOf = decode(record.value())?;
+        index.insert((record.account_id, id.value()), ())?;
+    }
+    if !records.is_empty()? {
+        tracing::info!(
+            messages = records.len()?,
+            "indexed the stored messages by account"
+        );
+    }
+    Ok(())
+}
+
+/// The index entries of one account, oldest message first.
+fn account_entries(
+    index: &ReadOnlyTable<(u64, &'static str), ()>,
+    account_id: u64,
+) -> Result<redb::Range<'static, (u64, &'static str), ()>, StoreError> {
+    Ok(match account_id.checked_add(1) {
+        Some(next) => index.range((account_id, "")..(next, ""))?,
+        None => index.range((account_id, "")..)?,
+    })
+}
+
 /// Hashes a secret with argon2 and a random salt.
 pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
     let mut salt = [0u8; 16];
@@ -231,6 +276,17 @@ pub async fn verify_credential(secret: String, hash: Option<String>) -> bool {
     valid && known
 }
 
+/// The record of a message found in the per-account index.
+fn read_indexed(
+    records: &ReadOnlyTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<MessageRecord, StoreError> {
+    let record = records
+        .get(id)?
+        .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+    decode(record.value())
+}
+
 impl Store {
     /// Opens (or creates) the database file and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -240,6 +296,9 @@ impl Store {
         }
         let db = Arc::new(Database::create(path)?);
         let txn = db.begin_write()?;
+        let has_account_index = txn
+            .list_tables()?
+            .any(|table| table.name() == ACCOUNT_MESSAGES.name());
         {
             txn.open_table(ACCOUNTS)?;
             txn.open_table(SOURCES)?;
@@ -248,6 +307,7 @@ impl Store {
             txn.open_table(ROUTING)?;
             txn.open_table(PLUGINS)?;
             txn.open_table(MESSAGES)?;
+            txn.open_table(ACCOUNT_MESSAGES)?;
             txn.open_table(BODIES)?;
             txn.open_table(EVENTS)?;
             txn.open_table(SPOOL)?;
@@ -276,6 +336,9 @@ impl Store {
             txn.open_table(webhooks::WEBHOOK_CALLS)?;
             txn.open_table(webhooks::WEBHOOK_DUE)?;
             txn.open_table(webhooks::WEBHOOK_DEAD_LETTERS)?;
+        }
+        if !has_account_index {
+            index_messages_by_account(&txn)?;
         }
         txn.commit()?;
         let hooks = Arc::new(webhooks::WebhookHooks::load(&db.begin_read()?)?);
@@ -563,9 +626,11 @@ impl Store {
             let mut bodies = txn.open_table(BODIES)?;
             let mut events = txn.open_table(EVENTS)?;
             let mut spool = txn.open_table(SPOOL)?;
+            let mut by_account = txn.open_table(ACCOUNT_MESSAGES)?;
             for message in &messages {
                 let id = message.record.id.as_str();
                 records.insert(id, encode(&message.record)?.as_slice())?;
+                by_account.insert((message.record.account_id, id), ())?;
                 bodies.insert(id, message.body.as_slice())?;
                 let event = Event {
                     kind: EventKind::Submitted,
@@ -635,16 +700,44 @@ impl Store {
     /// Every message record of an account, oldest first.
     pub fn messages_of(&self, account_id: u64) -> Result<Vec<MessageRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(MESSAGES)?;
-        let mut records = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
-            let record: MessageRecord = decode(value.value())?;
-            if record.account_id == account_id {
-                records.push(record);
+        let index = txn.open_table(ACCOUNT_MESSAGES)?;
+        let records = txn.open_table(MESSAGES)?;
+        account_entries(&index, account_id)?
+            .map(|entry| read_indexed(&records, entry?.0.value().1))
+            .collect()
+    }
+
+    /// The ids of an account's messages, oldest first, read from the index alone.
+    pub fn message_ids_of(&self, account_id: u64) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(ACCOUNT_MESSAGES)?;
+        account_entries(&index, account_id)?
+            .map(|entry| Ok(entry?.0.value().1.to_string()))
+            .collect()
+    }
+
+    /// One page of an account's messages, newest first: at most `count` records from
+    /// position `first`, and how many messages the account has in all. Only the records of
+    /// the page are read.
+    pub fn messages_page(
+        &self,
+        account_id: u64,
+        first: usize,
+        count: usize,
+    ) -> Result<(usize, Vec<MessageRecord>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(ACCOUNT_MESSAGES)?;
+        let records = txn.open_table(MESSAGES)?;
+        let mut total = 0;
+        let mut page = Vec::new();
+        for entry in account_entries(&index, account_id)?.rev() {
+            let (key, _) = entry?;
+            if total >= first && page.len() < count {
+                page.push(read_indexed(&records, key.value().1)?);
             }
+            total += 1;
         }
-        Ok(records)
+        Ok((total, page))
     }
 
     /// Adds an event to a message (an open, a click...).
@@ -717,6 +810,146 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(account_id: u64, subject: &str) -> MessageRecord {
+        MessageRecord {
+            id: new_message_id(),
+            account_id,
+            source_id: account_id,
+            submitted_over: "api".into(),
+            sender: "app@example.com".into(),
+            recipient: "ann@example.net".into(),
+            submitted_at: now_millis(),
+            data: None,
+            flow_selector: None,
+            flow_id: None,
+            status: MessageStatus::Submitted,
+            status_reason: None,
+            subject: Some(subject.into()),
+            tags: Vec::new(),
+            schedule_at: None,
+            dmarc: None,
+            header_message_id: None,
+        }
+    }
+
+    /// Spools one message per subject, alternating between accounts 1 and 2; returns the ids
+    /// of each account's messages, oldest first.
+    async fn spool_alternating(store: &Store, count: usize) -> (Vec<String>, Vec<String>) {
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for n in 0..count {
+            let account = 1 + (n % 2) as u64;
+            let record = record(account, &format!("m{n}"));
+            if account == 1 {
+                first.push(record.id.clone());
+            } else {
+                second.push(record.id.clone());
+            }
+            let body = b"Subject: x\r\n\r\nbody\r\n".to_vec();
+            store
+                .spool(vec![NewMessage { record, body }])
+                .await
+                .unwrap();
+        }
+        (first, second)
+    }
+
+    #[tokio::test]
+    async fn an_accounts_messages_are_listed_without_reading_another_accounts_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let (first, second) = spool_alternating(&store, 8).await;
+        // Spoil every record of account 1: a list that decoded them would fail.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut records = txn.open_table(MESSAGES).unwrap();
+            for id in &first {
+                records.insert(id.as_str(), &b"not a record"[..]).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let listed: Vec<String> = store
+            .messages_of(2)
+            .unwrap()
+            .into_iter()
+            .map(|record| record.id)
+            .collect();
+        assert_eq!(listed, second);
+        assert!(store.messages_of(1).is_err());
+        assert!(store.messages_of(3).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_page_holds_the_accounts_newest_messages_and_reads_only_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let (first, second) = spool_alternating(&store, 12).await;
+        // Spoil the other account's records and this account's oldest one: only the records
+        // of the page asked for are decoded.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut records = txn.open_table(MESSAGES).unwrap();
+            for id in first.iter().chain(&second[..1]) {
+                records.insert(id.as_str(), &b"not a record"[..]).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let newest: Vec<String> = second.iter().rev().cloned().collect();
+        let page = |first, count| {
+            let (total, records) = store.messages_page(2, first, count).unwrap();
+            let ids: Vec<String> = records.into_iter().map(|record| record.id).collect();
+            (total, ids)
+        };
+        assert_eq!(page(0, 2), (6, newest[..2].to_vec()));
+        assert_eq!(page(2, 3), (6, newest[2..5].to_vec()));
+        assert_eq!(page(6, 10), (6, Vec::new()));
+        assert!(
+            store.messages_page(2, 0, 6).is_err(),
+            "the spoiled one is read"
+        );
+        assert_eq!(store.messages_page(7, 0, 10).unwrap(), (0, Vec::new()));
+        assert_eq!(store.message_ids_of(1).unwrap(), first);
+        assert_eq!(
+            store.message_ids_of(u64::MAX).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_store_made_before_the_account_index_gets_it_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let records: Vec<MessageRecord> = (0..5)
+            .map(|n| record(if n == 2 { 1 } else { 2 }, &format!("m{n}")))
+            .collect();
+        {
+            // The layout of before: message records and nothing to find them by account.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(MESSAGES).unwrap();
+                for record in &records {
+                    table
+                        .insert(record.id.as_str(), encode(record).unwrap().as_slice())
+                        .unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let ids = |account| -> Vec<String> {
+            records
+                .iter()
+                .filter(|record| record.account_id == account)
+                .map(|record| record.id.clone())
+                .collect()
+        };
+        assert_eq!(store.message_ids_of(1).unwrap(), ids(1));
+        assert_eq!(store.message_ids_of(2).unwrap(), ids(2));
+        let (total, page) = store.messages_page(2, 0, 1).unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(page[0].subject.as_deref(), Some("m4"));
+    }
 
     #[test]
     fn message_ids_sort_in_the_order_they_were_made() {

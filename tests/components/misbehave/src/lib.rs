@@ -32,6 +32,8 @@ enum Behaviour {
     Grow { bytes: usize },
     /// Tries to add a second header through a CR LF in a value.
     InjectHeader,
+    /// Replaces the whole message with these bytes.
+    SetRaw { raw: String },
     /// Returns hold with a reason.
     Hold,
     /// Returns discard with a reason.
@@ -109,6 +111,7 @@ impl Flowstep for Misbehave {
             Behaviour::InjectHeader => {
                 message.set_header("X-Note", "harmless\r\nBcc: victim@example.net");
             }
+            Behaviour::SetRaw { raw } => message.set_raw(raw.as_bytes()),
             Behaviour::Hold => return Ok(Outcome::Hold("needs a look".into())),
             Behaviour::Discard => return Ok(Outcome::Discard("not wanted".into())),
             Behaviour::CountCalls => {
