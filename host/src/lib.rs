@@ -22,6 +22,7 @@ pub mod services;
 pub mod smtp;
 pub mod store;
 pub mod submit;
+pub mod timestamp;
 pub mod tracking;
 pub mod truncate;
 pub mod webhooks;

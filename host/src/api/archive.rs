@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::paging::iso8601;
 use crate::message::{Envelope, Message};
 use crate::store::MessageRecord;
+use crate::timestamp::iso8601;
 
 /// Query options of the archive read.
 #[derive(Deserialize)]

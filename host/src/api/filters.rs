@@ -10,8 +10,9 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
-use super::paging::{iso8601, page};
+use super::paging::page;
 use crate::store::FilterEntry;
+use crate::timestamp::iso8601;
 
 /// A filter entry as the API shows it.
 #[derive(Serialize)]

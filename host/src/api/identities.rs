@@ -11,9 +11,9 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
-use super::paging::iso8601;
 use crate::dkim::{KeyAlgorithm, expected_records};
 use crate::store::{RecordCheck, SenderIdentity, StoreError};
+use crate::timestamp::iso8601;
 
 /// What adding an identity takes.
 #[derive(Deserialize)]

@@ -15,10 +15,11 @@ use serde_json::json;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
-use super::paging::{content_range, iso8601, page, requested};
+use super::paging::{content_range, page, requested};
 use crate::message::{Envelope, ForbiddenInHeader, Message, describe_control, forbidden_in_header};
 use crate::store::{MessageRecord, MessageStatus, Source, now_millis};
 use crate::submit::{self, Submission, SubmitError};
+use crate::timestamp::iso8601;
 
 /// A header given with a submission.
 #[derive(Debug, Deserialize)]

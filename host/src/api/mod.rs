@@ -36,7 +36,6 @@ use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
-pub use paging::iso8601;
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;

@@ -11,10 +11,10 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
 use super::messages::{header_text_error, parse_json};
-use super::paging::iso8601;
 use crate::message::{Envelope, Message};
 use crate::plugin::StepOutcome;
 use crate::store::Template;
+use crate::timestamp::iso8601;
 
 /// A template as the API takes it.
 #[derive(Deserialize)]

@@ -15,8 +15,9 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
-use super::paging::{iso8601, page};
+use super::paging::page;
 use crate::store::{EventKind, WebhookDeadLetter, WebhookEndpoint, event_id, now_millis};
+use crate::timestamp::iso8601;
 use crate::webhooks::destination;
 use crate::webhooks::signature::new_secret;
 

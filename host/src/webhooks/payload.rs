@@ -4,8 +4,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::iso8601;
 use crate::store::{EventKind, WebhookCallKey, WebhookJob};
+use crate::timestamp::iso8601;
 
 /// One event as a webhook receives it.
 #[derive(Debug, Serialize)]
