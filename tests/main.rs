@@ -1,7 +1,6 @@
 //! End-to-end tests of Sluice, one binary with a module per topic.
 
 mod api;
-mod bounce;
 mod builtins;
 mod cli;
 mod connections;

@@ -4,7 +4,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
-pub mod bounce;
+pub use sluice_bounce as bounce;
 pub mod config;
 pub mod delivery;
 pub mod dkim;

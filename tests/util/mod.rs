@@ -1,6 +1,5 @@
 //! Helpers shared by the test modules: the built guest components, fixtures and runtimes.
 
-pub mod bounce_corpus;
 pub mod dns;
 pub mod receiver;
 pub mod sink;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::Finding;
-use crate::bounce::Kind;
+use crate::Kind;
 
 /// Reads an SES notification, if the notice is one.
 pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {

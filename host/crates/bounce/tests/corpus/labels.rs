@@ -21,9 +21,9 @@ pub struct Label {
     pub agreement: String,
 }
 
-/// The corpus folder.
+/// The corpus folder, kept with the workspace's test data.
 pub fn corpus_dir() -> PathBuf {
-    super::data("bounces")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../tests/data/bounces")
 }
 
 /// The labels, grouped by file, each file's rows in recipient order.

@@ -8,7 +8,7 @@
 //! full" and "mailbox of ann is full"). They are general phrases that many MTAs use, never
 //! one sample's sentence.
 
-use crate::bounce::{Class, Reason};
+use crate::{Class, Reason};
 
 /// How many characters a `*` in a pattern may stand for.
 pub const GAP: usize = 40;

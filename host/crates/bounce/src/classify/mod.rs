@@ -27,7 +27,7 @@ pub struct Verdict {
 /// Delivery judges its 5xx replies with it (`delivery::outcome::judge`):
 ///
 /// ```
-/// use sluice::bounce::{Class, classify_reply};
+/// use sluice_bounce::{Class, classify_reply};
 /// // From a delivery `Reply { code, enhanced: Some((5, 1, 1)), text }`:
 /// let enhanced = Some((5u8, 1u16, 1u16)).map(|(c, s, d)| format!("{c}.{s}.{d}"));
 /// let verdict = classify_reply(550, enhanced.as_deref(), "5.1.1 <ann@example.net>: User unknown");

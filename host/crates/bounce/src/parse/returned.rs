@@ -62,8 +62,9 @@ impl ReturnedMessage {
 
     /// The returned message's Message-ID, without angle brackets.
     pub fn message_id(&self) -> Option<String> {
-        self.header("Message-ID")
-            .and_then(crate::message::bare_message_id)
+        let value = self.header("Message-ID")?;
+        let id = value.trim().trim_matches(['<', '>']).trim();
+        (!id.is_empty()).then(|| id.to_string())
     }
 
     /// The returned message's Return-Path address (its envelope sender: our VERP address).

@@ -2,14 +2,16 @@
 //! how far it agrees with the labels, the targets asserted, and a bounded
 //! mutation run that must never panic.
 //!
-//! `cargo test --test sluice bounce -- --nocapture` prints the report; with
+//! `cargo test -p sluice-bounce --test corpus -- --nocapture` prints the report; with
 //! `BOUNCE_REPORT_ALL=1` it also lists every file's verdicts.
 
 use std::collections::BTreeMap;
 
-use sluice::bounce::{Kind, RecipientVerdict, Report, classify_message};
+use sluice_bounce::{Kind, RecipientVerdict, Report, classify_message};
 
-use crate::util::bounce_corpus::{Label, corpus_dir, labels};
+mod labels;
+
+use labels::{Label, corpus_dir, labels};
 
 /// A ratio as a percentage, for the report.
 fn percent(hits: usize, total: usize) -> f64 {
