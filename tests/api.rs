@@ -8,6 +8,7 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use sluice::store::{CredentialKind, Source};
 
+use crate::util::guests;
 use crate::util::{Api, TestServer, guest_bytes};
 
 fn email(subject: &str) -> Value {
@@ -211,7 +212,7 @@ fn simulate_runs_the_flow_and_stores_nothing() {
     let response = api
         .post("plugins")
         .header("content-type", "application/wasm")
-        .body(guest_bytes("subject-prefix"))
+        .body(guest_bytes(guests::SUBJECT_PREFIX))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -259,7 +260,7 @@ fn a_plugin_that_does_not_fit_is_refused_with_the_reason() {
     let api = Api::demo(&server);
     let response = api
         .post("plugins")
-        .body(guest_bytes("test-forbidden-import"))
+        .body(guest_bytes(guests::TEST_FORBIDDEN_IMPORT))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -280,7 +281,7 @@ fn one_account_can_neither_read_nor_use_another_accounts_data() {
     let id = first.submit(email("private"));
     let upload: Value = first
         .post("plugins")
-        .body(guest_bytes("subject-prefix"))
+        .body(guest_bytes(guests::SUBJECT_PREFIX))
         .send()
         .unwrap()
         .json()

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use crate::util::guests;
 use crate::util::{data, guest};
 
 fn sluice(args: &[&str], stdin: &[u8]) -> Output {
@@ -20,7 +21,7 @@ fn sluice(args: &[&str], stdin: &[u8]) -> Output {
 
 #[test]
 fn check_lists_imports_and_accepts_a_good_component() {
-    let path = guest("subject-prefix");
+    let path = guest(guests::SUBJECT_PREFIX);
     let output = sluice(&["plugin", "check", path.to_str().unwrap()], b"");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -38,7 +39,7 @@ fn check_lists_imports_and_accepts_a_good_component() {
 
 #[test]
 fn check_says_exactly_why_a_component_is_rejected() {
-    let path = guest("test-forbidden-import");
+    let path = guest(guests::TEST_FORBIDDEN_IMPORT);
     let output = sluice(&["plugin", "check", path.to_str().unwrap()], b"");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -50,7 +51,7 @@ fn check_says_exactly_why_a_component_is_rejected() {
 
 #[test]
 fn run_prints_the_changed_message() {
-    let path = guest("subject-prefix");
+    let path = guest(guests::SUBJECT_PREFIX);
     let input = std::fs::read(data("plain.eml")).unwrap();
     let output = sluice(
         &[
@@ -76,7 +77,7 @@ fn run_prints_the_changed_message() {
 
 #[test]
 fn run_reports_a_failure_as_json() {
-    let path = guest("test-misbehave");
+    let path = guest(guests::TEST_MISBEHAVE);
     let input = std::fs::read(data("plain.eml")).unwrap();
     let output = sluice(
         &[

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use sluice::message::MessageError;
 use sluice::plugin::{Plugin, RuntimeLimits, StepFailure, StepOutcome};
 
+use crate::util::guests;
 use crate::util::{block_on, guest_bytes, load, message, runtime, test_limits};
 
 const READ_HEADER: &str = r#"{"behaviour": "read-header"}"#;
@@ -30,7 +31,7 @@ fn failure(plugin: &Plugin, config: &str) -> StepFailure {
 #[test]
 fn a_trap_fails_the_step_as_a_trap() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let failure = failure(&plugin, r#"{"behaviour": "trap"}"#);
     assert!(matches!(failure, StepFailure::Trap(_)), "{failure:?}");
     assert_eq!(failure.code(), "trap");
@@ -43,7 +44,7 @@ fn an_endless_loop_is_stopped_at_the_deadline() {
         deadline: Duration::from_millis(50),
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let started = Instant::now();
     let failure = failure(&plugin, r#"{"behaviour": "loop"}"#);
     assert_eq!(failure, StepFailure::Timeout(Duration::from_millis(50)));
@@ -58,7 +59,7 @@ fn a_memory_bomb_hits_the_memory_cap() {
         memory_bytes: 16 << 20,
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let failure = failure(&plugin, r#"{"behaviour": "memory"}"#);
     assert_eq!(failure, StepFailure::MemoryLimit(16 << 20));
     assert_still_serving(&plugin);
@@ -70,7 +71,7 @@ fn output_over_the_size_limit_is_invalid_output() {
         max_message_bytes: 64 << 10,
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let failure = failure(&plugin, r#"{"behaviour": "grow", "bytes": 100000}"#);
     match failure {
         StepFailure::InvalidOutput(MessageError::TooLarge { size, limit }) => {
@@ -92,7 +93,7 @@ fn output_over_the_size_limit_is_invalid_output() {
 #[test]
 fn a_header_with_crlf_is_invalid_output() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let failure = failure(&plugin, r#"{"behaviour": "inject-header"}"#);
     assert_eq!(
         failure,
@@ -106,7 +107,7 @@ fn a_header_with_crlf_is_invalid_output() {
 #[test]
 fn raw_content_with_a_nul_in_a_header_is_invalid_output_that_names_the_nul() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let nul = failure(
         &plugin,
         r#"{"behaviour": "set-raw", "raw": "Subject: a\u0000b\r\n\r\nbody\r\n"}"#,
@@ -140,7 +141,7 @@ fn fuel_is_recorded_and_enforced() {
         fuel: Some(5_000_000),
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let run = plugin.run(&message("plain.eml"), READ_HEADER).unwrap();
     let consumed = run.report.fuel_consumed.expect("fuel is metered");
     assert!(consumed > 0 && consumed < 5_000_000, "{consumed}");
@@ -151,7 +152,7 @@ fn fuel_is_recorded_and_enforced() {
 #[test]
 fn a_step_error_comes_back_with_its_code() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let input = message("plain.eml");
     let failed = plugin
         .run(&input, r#"{"behaviour": "set-header-then-fail"}"#)
@@ -173,8 +174,8 @@ fn a_plugin_that_keeps_failing_is_disabled() {
         failures_before_disable: 3,
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
-    let other = load(&runtime, "subject-prefix");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
+    let other = load(&runtime, guests::SUBJECT_PREFIX);
     let trap = r#"{"behaviour": "trap"}"#;
 
     // A success in between resets the count.
@@ -193,7 +194,7 @@ fn a_plugin_that_keeps_failing_is_disabled() {
             plugin: name,
             reason,
         } => {
-            assert_eq!(name, "test-misbehave");
+            assert_eq!(name, "test_misbehave");
             assert!(reason.contains("3 failures in a row"), "{reason}");
         }
         other => panic!("expected disabled, got {other:?}"),
@@ -212,7 +213,7 @@ fn step_errors_do_not_count_towards_disabling() {
         failures_before_disable: 2,
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     for _ in 0..5 {
         let failure = failure(&plugin, r#"{"behaviour": "no-such-behaviour"}"#);
         assert_eq!(failure.code(), "invalid-config");
@@ -227,7 +228,7 @@ fn failures_on_some_threads_do_not_disturb_calls_on_others() {
         failures_before_disable: 0,
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|i| {
@@ -265,7 +266,7 @@ fn a_shared_plugin_is_disabled_only_for_the_account_whose_mail_broke_it() {
         failures_before_disable: 2,
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let links = Arc::new(LinkSigner::new([1; 32], "http://t.example"));
     let context = |account_id, simulation| {
         Some(StepContext {
@@ -300,7 +301,7 @@ fn a_shared_plugin_is_disabled_only_for_the_account_whose_mail_broke_it() {
 #[test]
 fn a_step_that_sleeps_is_stopped_at_its_deadline_not_at_the_end_of_its_sleep() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let started = Instant::now();
     let failure = failure(&plugin, r#"{"behaviour": "sleep", "millis": 30000}"#);
     assert_eq!(failure, StepFailure::Timeout(Duration::from_millis(100)));
@@ -325,7 +326,7 @@ fn a_step_that_sleeps_is_stopped_at_its_deadline_not_at_the_end_of_its_sleep() {
 fn many_sleeping_steps_at_once_end_together_at_their_deadline() {
     // Calls wait as futures, not threads: 12 at once on one thread all end at the deadline.
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let started = Instant::now();
     let failures = block_on(async {
         let mut calls = tokio::task::JoinSet::new();
@@ -352,7 +353,7 @@ fn many_sleeping_steps_at_once_end_together_at_their_deadline() {
 #[test]
 fn output_past_the_stdio_cap_is_cut_not_a_fault() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let run = plugin
         .run(
             &message("plain.eml"),
@@ -377,7 +378,7 @@ fn output_past_the_stdio_cap_is_cut_not_a_fault() {
 #[test]
 fn a_stack_overflow_is_reported_as_one() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let failure = failure(&plugin, r#"{"behaviour": "recurse"}"#);
     assert_eq!(failure.code(), "stack-overflow", "{failure}");
     assert_still_serving(&plugin);
@@ -386,7 +387,7 @@ fn a_stack_overflow_is_reported_as_one() {
 #[test]
 fn a_long_hold_reason_is_cut_and_says_so() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let run = plugin
         .run(
             &message("plain.eml"),
@@ -417,7 +418,7 @@ fn a_component_that_exits_while_starting_is_a_fault_that_disables_it() {
     let plugin = runtime
         .load(
             "exit-on-start",
-            &guest_bytes("test-exit-on-start"),
+            &guest_bytes(guests::TEST_EXIT_ON_START),
             sluice::plugin::Grants::none(),
         )
         .expect("it loads: nothing runs before the first call");
@@ -436,7 +437,7 @@ fn a_huge_argument_to_a_host_call_is_refused_before_any_work() {
         max_message_bytes: 1 << 20,
         ..test_limits()
     });
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let failure = failure(&plugin, r#"{"behaviour": "grow", "bytes": 30000000}"#);
     match failure {
         StepFailure::InvalidOutput(MessageError::TooLarge { size, limit }) => {
@@ -453,7 +454,7 @@ fn a_large_edit_in_a_host_call_does_not_hold_the_call_past_its_deadline() {
     // Rebuilding a 24 MB message takes far longer than the deadline in this build; the
     // call ends at its deadline while the abandoned edit finishes elsewhere.
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let input = message("plain.eml");
     let config = r#"{"behaviour": "grow", "bytes": 24000000}"#;
     let started = Instant::now();

@@ -2,12 +2,13 @@
 
 use sluice::plugin::{StepError, StepFailure, StepOutcome};
 
+use crate::util::guests;
 use crate::util::{data, load, message, runtime, test_limits};
 
 #[test]
 fn the_sdk_example_prefixes_the_subject_and_changes_nothing_else() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "subject-prefix");
+    let plugin = load(&runtime, guests::SUBJECT_PREFIX);
     let run = plugin
         .run(&message("plain.eml"), r#"{"prefix": "[TEST]"}"#)
         .unwrap();
@@ -26,7 +27,7 @@ fn the_sdk_example_prefixes_the_subject_and_changes_nothing_else() {
 #[test]
 fn the_sdk_reports_a_bad_configuration_as_invalid_config() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "subject-prefix");
+    let plugin = load(&runtime, guests::SUBJECT_PREFIX);
     for config in [r#"{"prefx": "x"}"#, "not json", r#"{"prefix": "  "}"#] {
         let failed = plugin.run(&message("plain.eml"), config).unwrap_err();
         assert!(
@@ -43,7 +44,7 @@ fn the_sdk_reports_a_bad_configuration_as_invalid_config() {
 #[test]
 fn a_step_that_only_reads_leaves_the_message_byte_identical() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     for fixture in ["plain.eml", "newsletter.eml"] {
         let input = message(fixture);
         let run = plugin
@@ -59,7 +60,7 @@ fn a_step_that_only_reads_leaves_the_message_byte_identical() {
 #[test]
 fn rewriting_the_html_keeps_the_text_alternative_and_the_headers() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let input = message("newsletter.eml");
     let run = plugin
         .run(
@@ -83,7 +84,7 @@ fn rewriting_the_html_keeps_the_text_alternative_and_the_headers() {
 #[test]
 fn hold_and_discard_come_back_with_their_reasons() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let held = plugin
         .run(&message("plain.eml"), r#"{"behaviour": "hold"}"#)
         .unwrap();
@@ -97,7 +98,7 @@ fn hold_and_discard_come_back_with_their_reasons() {
 #[test]
 fn a_step_has_no_environment_or_files_and_its_output_is_logged() {
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let run = plugin
         .run(&message("plain.eml"), r#"{"behaviour": "ambient"}"#)
         .unwrap();
@@ -122,7 +123,7 @@ fn no_state_survives_from_one_call_to_the_next() {
     // The step counts its calls in a static; a fresh instance per call always starts at zero,
     // also after a call that trapped.
     let runtime = runtime(test_limits());
-    let plugin = load(&runtime, "test-misbehave");
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     for _ in 0..3 {
         let run = plugin
             .run(&message("plain.eml"), r#"{"behaviour": "count-calls"}"#)

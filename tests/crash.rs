@@ -11,6 +11,7 @@ use lettre::{SmtpTransport, Transport};
 use sluice::store::MessageStatus;
 
 use crate::util::TestServer;
+use crate::util::guests;
 
 #[test]
 fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
@@ -18,7 +19,7 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
     // acknowledged but not yet through their flow.
     let setup = TestServer::start(|_| {});
     let (user, password) = setup.demo_login();
-    let step = setup.upload_guest("test-misbehave");
+    let step = setup.upload_guest(guests::TEST_MISBEHAVE);
     setup.set_default_flow(
         &step,
         serde_json::json!({"behaviour": "busy", "millis": 60, "version": "v"}),

@@ -10,6 +10,7 @@ use sluice::delivery::routing::{RouteConfig, SmartHost};
 use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
+use crate::util::guests;
 use crate::util::sink::{Behaviour, OnConnect, SinkOptions, SmtpSink, Stage};
 use crate::util::{Api, TestServer, event_detail, event_kinds};
 
@@ -466,7 +467,7 @@ fn a_restart_during_retries_loses_nothing_and_delivers_once() {
 fn a_step_that_redirects_the_copy_sends_it_to_the_new_recipient() {
     let sink = SmtpSink::start();
     let server = server_for(&sink, |_| {});
-    let step = server.upload_guest("test-misbehave");
+    let step = server.upload_guest(guests::TEST_MISBEHAVE);
     server.set_default_flow(
         &step,
         json!({"behaviour": "redirect", "to": "qa@example.org"}),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sluice::store::{Flowstep, MessageStatus};
 
+use crate::util::guests;
 use crate::util::{Api, TestServer, guest_bytes, second_account};
 
 /// A step that sleeps far past any deadline: only a deadline that stops a waiting guest
@@ -29,7 +30,7 @@ fn message(recipient: &str) -> Value {
 
 /// Gives account 2 its own plugin and a default flow of one quick step.
 fn quick_default_flow_for_second_account(server: &TestServer) {
-    let component = guest_bytes("test-misbehave");
+    let component = guest_bytes(guests::TEST_MISBEHAVE);
     let sha256 = sluice::plugin::hex_sha256(&component);
     server
         .block_on(server.store().put_plugin(2, &sha256, component))
@@ -54,7 +55,7 @@ fn another_accounts_mail_is_processed_while_one_accounts_steps_sleep() {
         config.pipeline_account_share = Some(4);
         config.runtime.failures_before_disable = 0;
     });
-    let step = server.upload_guest("test-misbehave");
+    let step = server.upload_guest(guests::TEST_MISBEHAVE);
     server.set_default_flow(&step, sleeping());
     let first = Api::demo(&server);
     let second = second_account(&server);
@@ -93,7 +94,7 @@ fn another_accounts_mail_is_processed_while_one_account_simulates_sleeping_steps
         config.pipeline_workers = 8;
         config.pipeline_account_share = Some(4);
     });
-    let step = server.upload_guest("test-misbehave");
+    let step = server.upload_guest(guests::TEST_MISBEHAVE);
     server.set_default_flow(&step, sleeping());
     let first = Api::demo(&server);
     let second = second_account(&server);
@@ -141,7 +142,7 @@ fn another_accounts_mail_is_processed_while_one_account_simulates_sleeping_steps
 #[test]
 fn saving_a_flow_whose_step_sleeps_is_answered_at_the_steps_deadline() {
     let server = TestServer::start(|_| {});
-    let step = server.upload_guest("test-misbehave");
+    let step = server.upload_guest(guests::TEST_MISBEHAVE);
     let api = Api::demo(&server);
     let started = std::time::Instant::now();
     let saved = api

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sluice::plugin::registry::{FolderChange, PluginFolder, PluginRegistry};
 use sluice::plugin::{RuntimeLimits, StepOutcome, hex_sha256};
 
+use crate::util::guests;
 use crate::util::{guest_bytes, message, runtime, test_limits};
 
 /// Waits for the folder watch to report a change, passing over the `Unchanged` reports of
@@ -30,8 +31,8 @@ fn install(dir: &std::path::Path, name: &str, bytes: &[u8]) {
 #[test]
 fn plugins_are_hot_swapped_while_calls_are_in_flight() {
     let dir = tempfile::tempdir().unwrap();
-    let first = guest_bytes("test-misbehave");
-    let second = guest_bytes("subject-prefix");
+    let first = guest_bytes(guests::TEST_MISBEHAVE);
+    let second = guest_bytes(guests::SUBJECT_PREFIX);
     install(dir.path(), "step.wasm", &first);
 
     let runtime = runtime(RuntimeLimits {
@@ -120,14 +121,22 @@ fn plugins_are_hot_swapped_while_calls_are_in_flight() {
 #[test]
 fn a_manifest_beside_the_component_states_its_grants() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), "prefix.wasm", &guest_bytes("subject-prefix"));
+    install(
+        dir.path(),
+        "prefix.wasm",
+        &guest_bytes(guests::SUBJECT_PREFIX),
+    );
     std::fs::write(
         dir.path().join("prefix.toml"),
         "capabilities = [\"dkim\"]\n",
     )
     .unwrap();
     std::fs::write(dir.path().join("typo.toml"), "capabilitys = 1\n").unwrap();
-    install(dir.path(), "typo.wasm", &guest_bytes("subject-prefix"));
+    install(
+        dir.path(),
+        "typo.wasm",
+        &guest_bytes(guests::SUBJECT_PREFIX),
+    );
 
     let registry = PluginRegistry::new();
     let folder = PluginFolder::new(dir.path(), runtime(test_limits()), registry.clone());

@@ -2,6 +2,7 @@
 
 use sluice::plugin::{Capability, CompiledCache, Grants, LoadError, PluginRuntime};
 
+use crate::util::guests;
 use crate::util::{guest_bytes, message, test_limits};
 
 fn fresh_runtime() -> std::sync::Arc<PluginRuntime> {
@@ -14,7 +15,7 @@ fn a_component_importing_sockets_is_refused_with_the_import_named() {
     let error = runtime
         .load(
             "phone-home",
-            &guest_bytes("test-forbidden-import"),
+            &guest_bytes(guests::TEST_FORBIDDEN_IMPORT),
             Grants::none(),
         )
         .unwrap_err();
@@ -29,7 +30,11 @@ fn a_component_importing_sockets_is_refused_with_the_import_named() {
     let all = Grants::of(Capability::ALL);
     assert!(
         runtime
-            .load("phone-home", &guest_bytes("test-forbidden-import"), all)
+            .load(
+                "phone-home",
+                &guest_bytes(guests::TEST_FORBIDDEN_IMPORT),
+                all
+            )
             .is_err()
     );
 }
@@ -52,7 +57,7 @@ fn bytes_that_are_not_a_component_are_refused_clearly() {
 #[test]
 fn compiled_code_is_reused_from_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = guest_bytes("subject-prefix");
+    let bytes = guest_bytes(guests::SUBJECT_PREFIX);
     let cache = CompiledCache::open(dir.path()).unwrap();
     let first = PluginRuntime::new(test_limits(), Some(cache.clone())).unwrap();
     first.load("p", &bytes, Grants::none()).unwrap();
@@ -75,7 +80,7 @@ fn compiled_code_is_reused_from_the_cache() {
 
 #[test]
 fn a_cache_entry_the_host_did_not_write_is_never_loaded() {
-    let bytes = guest_bytes("subject-prefix");
+    let bytes = guest_bytes(guests::SUBJECT_PREFIX);
     // Another host (another key) writes an entry; this host must not trust it.
     let foreign_dir = tempfile::tempdir().unwrap();
     let foreign = CompiledCache::open(foreign_dir.path()).unwrap();

@@ -4,6 +4,7 @@
 use serde_json::json;
 use sluice::store::MessageStatus;
 
+use crate::util::guests;
 use crate::util::{Api, TestServer};
 
 #[test]
@@ -14,7 +15,7 @@ fn a_full_instance_pool_delays_messages_instead_of_holding_them() {
         config.runtime.deadline = std::time::Duration::from_secs(5);
         config.pipeline_workers = 4;
     });
-    let step = server.upload_guest("test-misbehave");
+    let step = server.upload_guest(guests::TEST_MISBEHAVE);
     server.set_default_flow(
         &step,
         json!({"behaviour": "busy", "millis": 30, "version": "v"}),
@@ -45,7 +46,7 @@ fn a_full_instance_pool_delays_messages_instead_of_holding_them() {
 #[test]
 fn a_step_that_fails_after_changing_the_message_leaves_it_as_submitted() {
     let server = TestServer::start(|_| {});
-    let step = server.upload_guest("test-misbehave");
+    let step = server.upload_guest(guests::TEST_MISBEHAVE);
     server.set_default_flow(&step, json!({"behaviour": "set-header-then-fail"}));
     let raw = b"From: app@example.com\r\nSubject: untouched\r\n\r\nbody\r\n";
     let id = Api::demo(&server).submit(json!({
@@ -62,7 +63,7 @@ fn a_step_that_fails_after_changing_the_message_leaves_it_as_submitted() {
 #[test]
 fn a_step_that_exits_while_starting_is_held_disabled_across_a_restart_and_enabled_by_the_account() {
     let server = TestServer::start(|config| config.runtime.failures_before_disable = 2);
-    let step = server.upload_guest("test-exit-on-start");
+    let step = server.upload_guest(guests::TEST_EXIT_ON_START);
     server.set_default_flow(&step, json!({}));
     let api = Api::demo(&server);
     let submit = |api: &Api, n: u32| {

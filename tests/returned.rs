@@ -9,6 +9,7 @@ use lettre::{Address, SmtpTransport, Transport};
 use serde_json::{Value, json};
 use sluice::store::MessageStatus;
 
+use crate::util::guests;
 use crate::util::sink::{Behaviour, SinkOptions, SmtpSink, Stage};
 use crate::util::{Api, TestServer, event_detail, event_kinds};
 
@@ -125,7 +126,7 @@ fn dsn(recipient: &str, status: &str, diagnostic: &str, original: &str) -> Strin
 fn upload_classifier(api: &Api) -> Value {
     api.post("plugins")
         .header("Content-Type", "application/wasm")
-        .body(crate::util::guest_bytes("test_bounce_override"))
+        .body(crate::util::guest_bytes(guests::TEST_BOUNCE_OVERRIDE))
         .send()
         .unwrap()
         .json()
@@ -565,7 +566,7 @@ fn an_accounts_own_classifier_overrides_the_built_in_verdict() {
     let sha = uploaded["sha256"].as_str().unwrap().to_string();
 
     // A Flowstep is not a classifier.
-    let flowstep = server.upload_guest("test_misbehave");
+    let flowstep = server.upload_guest(guests::TEST_MISBEHAVE);
     let refused = api
         .put("bounce_classifier")
         .json(&json!({ "plugin": flowstep }))

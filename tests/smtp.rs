@@ -9,6 +9,7 @@ use sluice::store::{CredentialKind, Flow, Flowstep, MessageStatus, Source};
 
 use serde_json::json;
 
+use crate::util::guests;
 use crate::util::{Api, TestServer, guest_bytes};
 
 const MESSAGE: &[u8] =
@@ -273,9 +274,9 @@ fn malformed_content_is_refused_with_554() {
 #[test]
 fn flow_rules_sort_messages_and_steps_run() {
     let server = TestServer::start(|_| {});
-    let prefix = guest_bytes("subject-prefix");
+    let prefix = guest_bytes(guests::SUBJECT_PREFIX);
     let sha = sluice::plugin::hex_sha256(&prefix);
-    let misbehave = guest_bytes("test-misbehave");
+    let misbehave = guest_bytes(guests::TEST_MISBEHAVE);
     let misbehave_sha = sluice::plugin::hex_sha256(&misbehave);
     let (invoices, broken) = server.block_on(async {
         let store = server.store();

@@ -4,7 +4,6 @@
 //! `cargo bench --bench flowstep` prints one line per case: median, p90 and p99 of single
 //! calls timed one by one.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,8 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter word selects cases by name.
     let filter: Option<String> = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
     let runtime = PluginRuntime::new(RuntimeLimits::default(), None).expect("runtime");
-    let misbehave = load(&runtime, "test_misbehave");
-    let prefix = load(&runtime, "subject_prefix");
+    let misbehave = load(&runtime, guests::TEST_MISBEHAVE);
+    let prefix = load(&runtime, guests::SUBJECT_PREFIX);
 
     println!(
         "{:<34} {:>10} {:>10} {:>10}",
@@ -63,10 +62,16 @@ fn main() {
     });
 }
 
-fn load(runtime: &Arc<PluginRuntime>, file: &str) -> Arc<Plugin> {
-    let path = Path::new(env!("SLUICE_GUESTS_DIR")).join(format!("{file}.wasm"));
-    let bytes = std::fs::read(&path).expect("guest component built by build.rs");
-    runtime.load(file, &bytes, Grants::none()).expect("loads")
+/// The guest components host/build.rs builds, one constant per crate.
+// A bench uses only some of them.
+#[allow(dead_code)]
+mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+fn load(runtime: &Arc<PluginRuntime>, component: &str) -> Arc<Plugin> {
+    let bytes = std::fs::read(component).expect("guest component built by build.rs");
+    runtime.load(component, &bytes, Grants::none()).expect("loads")
 }
 
 /// A multipart/alternative message of about `size` bytes, half text, half html.

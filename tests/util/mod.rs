@@ -10,17 +10,32 @@ use std::sync::{Arc, OnceLock};
 use sluice::message::{Envelope, Message};
 use sluice::plugin::{CompiledCache, Grants, Plugin, PluginRuntime, RuntimeLimits};
 
-/// A guest component built by host/build.rs, by crate name (`test-misbehave`).
-pub fn guest(crate_name: &str) -> PathBuf {
-    let file = format!("{}.wasm", crate_name.replace('-', "_"));
-    let path = Path::new(env!("SLUICE_GUESTS_DIR")).join(file);
+/// The guest components host/build.rs builds, one constant per crate (`TEST_MISBEHAVE`).
+/// The built-ins among them are loaded by the server itself, not by name in tests.
+#[allow(dead_code)]
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// A guest component built by host/build.rs, by its constant in [`guests`].
+pub fn guest(component: &str) -> PathBuf {
+    let path = PathBuf::from(component);
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
 
 /// The bytes of a guest component.
-pub fn guest_bytes(crate_name: &str) -> Vec<u8> {
-    std::fs::read(guest(crate_name)).unwrap()
+pub fn guest_bytes(component: &str) -> Vec<u8> {
+    std::fs::read(guest(component)).unwrap()
+}
+
+/// A guest's name as a plugin: its file name without `.wasm` (`test_misbehave`).
+pub fn guest_name(component: &str) -> String {
+    Path::new(component)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or(component)
+        .to_string()
 }
 
 /// Runs a future to its end on a runtime of its own, from a sync test.
@@ -79,10 +94,14 @@ pub fn runtime(limits: RuntimeLimits) -> Arc<PluginRuntime> {
     PluginRuntime::new(limits, Some(shared_cache())).unwrap()
 }
 
-/// Loads a guest with no privileges.
-pub fn load(runtime: &Arc<PluginRuntime>, crate_name: &str) -> Arc<Plugin> {
+/// Loads a guest with no privileges, named after its file.
+pub fn load(runtime: &Arc<PluginRuntime>, component: &str) -> Arc<Plugin> {
     runtime
-        .load(crate_name, &guest_bytes(crate_name), Grants::none())
+        .load(
+            &guest_name(component),
+            &guest_bytes(component),
+            Grants::none(),
+        )
         .unwrap()
 }
 
@@ -316,8 +335,8 @@ pub fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
 
 impl TestServer {
     /// Stores a guest component as a plugin of the demo account; returns its sha256.
-    pub fn upload_guest(&self, crate_name: &str) -> String {
-        let component = guest_bytes(crate_name);
+    pub fn upload_guest(&self, component: &str) -> String {
+        let component = guest_bytes(component);
         let sha256 = sluice::plugin::hex_sha256(&component);
         self.block_on(self.store().put_plugin(1, &sha256, component))
             .unwrap();

@@ -7,6 +7,13 @@ use sluice::server::Server;
 use sluice::store::{Flow, Flowstep};
 use tokio::io::AsyncBufReadExt;
 
+/// The guest components host/build.rs builds, one constant per crate (`TEST_MISBEHAVE`).
+// A bench uses only some of them.
+#[allow(dead_code)]
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
 /// The embedded default configuration on a data folder, every listener on a free loopback
 /// port.
 pub fn config(data_dir: &Path) -> Config {
@@ -21,8 +28,7 @@ pub fn config(data_dir: &Path) -> Config {
 /// Makes a flow of one step that only reads a header the demo account's default flow.
 pub async fn no_op_flow(server: &Server) {
     let store = &server.store;
-    let path = Path::new(env!("SLUICE_GUESTS_DIR")).join("test_misbehave.wasm");
-    let step = std::fs::read(path).expect("guest built");
+    let step = std::fs::read(guests::TEST_MISBEHAVE).expect("guest built");
     let sha = sluice::plugin::hex_sha256(&step);
     store.put_plugin(1, &sha, step).await.unwrap();
     let flow = store
