@@ -259,7 +259,35 @@ impl ReplyReader {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncWriteExt, ReadBuf};
+
     use super::*;
+
+    /// Hands out its bytes one at a time, as a network that splits every segment would.
+    struct Trickle(VecDeque<u8>);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(byte) = self.0.pop_front() {
+                buf.put_slice(&[byte]);
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn trickle(bytes: &[u8]) -> Trickle {
+        Trickle(bytes.iter().copied().collect())
+    }
 
     #[test]
     fn single_line_reply_with_enhanced_code() {
@@ -349,5 +377,169 @@ mod tests {
     fn control_characters_do_not_reach_the_text() {
         let reply = Reply::parse(b"550 bad\x1b[31m\xff text\r\n").unwrap();
         assert!(!reply.text.chars().any(char::is_control));
+    }
+
+    #[tokio::test]
+    async fn a_reply_split_across_reads_reads_as_one() {
+        let raw =
+            b"250-mx.example says hi\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 2.0.0 SMTPUTF8\r\n";
+        let mut reader = ReplyReader::default();
+        let reply = reader.read(&mut trickle(raw)).await.unwrap();
+        assert_eq!(reply, Reply::parse(raw).unwrap());
+        assert_eq!(
+            reply.text,
+            "mx.example says hi\nPIPELINING\nSIZE 1000\n2.0.0 SMTPUTF8"
+        );
+        assert!(!reader.has_buffered());
+    }
+
+    #[tokio::test]
+    async fn pipelined_replies_in_one_read_are_kept_apart() {
+        let mut stream = &b"250 2.1.0 ok\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\n354 go\r\n"[..];
+        let mut reader = ReplyReader::default();
+        let first = reader.read(&mut stream).await.unwrap();
+        assert_eq!((first.code, first.text.as_str()), (250, "ok"));
+        assert!(reader.has_buffered());
+        let second = reader.read(&mut stream).await.unwrap();
+        assert_eq!((second.code, second.text.as_str()), (550, "no\nsuch user"));
+        let third = reader.read(&mut stream).await.unwrap();
+        assert_eq!((third.code, third.text.as_str()), (354, "go"));
+        assert!(!reader.has_buffered());
+        assert!(matches!(
+            reader.read(&mut stream).await,
+            Err(ReadError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_reply_without_its_line_end_is_not_taken() {
+        for raw in [&b"250 ok"[..], b"250-ok\r\n250 and then", b"250 ok\r"] {
+            let closed = ReplyReader::default().read(&mut trickle(raw)).await;
+            assert!(matches!(closed, Err(ReadError::Closed)), "{closed:?}");
+        }
+
+        // A server that goes quiet mid-line keeps the read waiting, not spinning: the session's
+        // timeout ends it.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        server.write_all(b"250 ok").await.unwrap();
+        let mut reader = ReplyReader::default();
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(50), reader.read(&mut client)).await;
+        assert!(waiting.is_err());
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_cut_off() {
+        let mut endless = b"250 ".to_vec();
+        endless.resize(1 << 20, b'x');
+        let mut stream = &endless[..];
+        let mut reader = ReplyReader::default();
+        let failure = reader.read(&mut stream).await;
+        assert!(
+            matches!(failure, Err(ReadError::LineTooLong)),
+            "{failure:?}"
+        );
+        let taken = endless.len() - stream.len();
+        assert!(taken <= MAX_LINE + READ_CHUNK, "{taken} bytes read");
+        assert!(reader.buffer.len() <= MAX_LINE + READ_CHUNK);
+
+        // A bare CR does not end a line either.
+        let endless = "250 x\r".repeat(1 << 16);
+        let failure = reader.read(&mut endless.as_bytes()).await;
+        assert!(
+            matches!(failure, Err(ReadError::LineTooLong)),
+            "{failure:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_reply_is_cut_off() {
+        // Empty continuation lines carry no text, so a cap on text alone would not stop them.
+        for line in [
+            "250-\r\n",
+            "250-\n",
+            &format!("250-{}\r\n", "x".repeat(MAX_LINE - 4)),
+        ] {
+            let endless = line.repeat(MAX_LINES * 10);
+            let mut stream = endless.as_bytes();
+            let mut reader = ReplyReader::default();
+            let failure = reader.read(&mut stream).await;
+            assert!(
+                matches!(&failure, Err(ReadError::Malformed(why)) if why.contains("lines")),
+                "{failure:?}"
+            );
+            let taken = endless.len() - stream.len();
+            assert!(
+                taken <= (MAX_LINES + 1) * line.len() + READ_CHUNK,
+                "{taken} bytes read"
+            );
+        }
+
+        // The largest reply allowed is still read whole.
+        let largest = format!("250-{}\r\n", "x".repeat(MAX_LINE - 4)).repeat(MAX_LINES - 1)
+            + &format!("250 {}\r\n", "y".repeat(MAX_LINE - 4));
+        let reply = ReplyReader::default().read(&mut largest.as_bytes()).await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(err) => panic!("{err:?}"),
+        };
+        assert_eq!(reply.lines().count(), MAX_LINES);
+    }
+
+    #[test]
+    fn wrong_codes_in_continuation_lines_are_refused() {
+        for raw in [
+            &b"250-first\r\n550 second\r\n"[..],
+            b"250-first\r\n25 short\r\n",
+            b"250-first\r\n2500 long\r\n",
+            b"250-first\r\nno code\r\n",
+            b"250-first\r\n\r\n250 last\r\n",
+            b"250-first\r\n250_last\r\n",
+            "250-first\r\n2\u{FF15}0 wide digit\r\n".as_bytes(),
+            b"550-5.1.1 first\r\n450 4.1.1 second\r\n",
+        ] {
+            let parsed = Reply::parse(raw);
+            assert!(
+                parsed.is_err(),
+                "{}: {parsed:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn non_ascii_text_is_kept_and_invalid_bytes_replaced() {
+        let text = "Zugriff verweigert – Grüße, 你好";
+        let reply = Reply::parse(format!("550 5.7.1 {text}\r\n").as_bytes()).unwrap();
+        assert_eq!(reply.enhanced, Some((5, 7, 1)));
+        assert_eq!(reply.text, text);
+
+        let reply = Reply::parse(b"550 caf\xc3 \xff\xfe\r\n").unwrap();
+        assert_eq!(reply.text, "caf\u{FFFD} \u{FFFD}\u{FFFD}");
+
+        // Unicode line breaks and other controls become spaces, so a reply stays one log line.
+        let reply = Reply::parse("550 a\u{85}b\u{2028}c\u{0}d\r\n".as_bytes()).unwrap();
+        assert!(
+            !reply.text.chars().any(char::is_control),
+            "{:?}",
+            reply.text
+        );
+
+        // Digits are ASCII digits only, in the code and in the enhanced code.
+        assert!(Reply::parse("\u{FF12}50 ok\r\n".as_bytes()).is_err());
+        let reply = Reply::parse("550 \u{FF15}.1.1 wide\r\n".as_bytes()).unwrap();
+        assert_eq!(reply.enhanced, None);
+        assert_eq!(reply.text, "\u{FF15}.1.1 wide");
+    }
+
+    #[test]
+    fn three_digit_enhanced_details_are_kept_whole() {
+        // Microsoft's rate limiting and reputation codes; a u8 per part would lose them.
+        let reply = Reply::parse(b"451 4.7.650 The mail server has been rate limited\r\n").unwrap();
+        assert_eq!(reply.enhanced, Some((4, 7, 650)));
+        let reply = Reply::parse(b"550 5.7.708 Service unavailable\r\n").unwrap();
+        assert_eq!(reply.enhanced, Some((5, 7, 708)));
+        assert_eq!(reply.to_string(), "550 5.7.708 Service unavailable");
     }
 }
