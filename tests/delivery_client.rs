@@ -1,5 +1,6 @@
 //! The outbound SMTP client against a small scripted server on loopback: pipelining, session
-//! reuse, STARTTLS, refusals, broken and stalled connections, dot-stuffing and 8BITMIME.
+//! reuse, STARTTLS, refusals, broken and stalled connections, endless and trickled replies,
+//! dot-stuffing and 8BITMIME.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -725,4 +726,58 @@ async fn credentials_never_go_out_without_tls_or_a_mechanism_we_speak() {
         matches!(failure, DeliveryFailure::Unsupported(_)),
         "{failure:?}"
     );
+}
+
+/// A server that greets with `bytes`, written `piece` bytes at a time `pause` apart, and then
+/// holds the connection open without a word.
+async fn greeter(bytes: Vec<u8>, piece: usize, pause: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        for chunk in bytes.chunks(piece) {
+            if socket.write_all(chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        tokio::time::sleep(PATIENT).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_endless_greeting_is_refused_not_buffered() {
+    // Empty continuation lines: nothing but line ends, as fast as the network goes.
+    let flood = b"220-\r\n".repeat(1 << 20);
+    let addr = greeter(flood, 64 * 1024, Duration::ZERO).await;
+    let started = Instant::now();
+    let failure = SmtpSession::connect(addr, "mx.test", &config(TlsPolicy::Opportunistic))
+        .await
+        .unwrap_err();
+    match &failure {
+        DeliveryFailure::Connection(why) => assert!(why.contains("lines"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!failure.is_permanent());
+    assert!(started.elapsed() < PATIENT);
+}
+
+#[tokio::test]
+async fn a_trickled_greeting_cannot_outlast_the_timeout() {
+    // A byte every 10 ms keeps the connection busy, but the timeout is for the whole reply.
+    let slow = [&b"220 mx.test "[..], &b"x".repeat(10_000)].concat();
+    let addr = greeter(slow, 1, Duration::from_millis(10)).await;
+    let config = ClientConfig::new("client.test").with_all_timeouts(IMPATIENT);
+    let started = Instant::now();
+    let failure = SmtpSession::connect(addr, "mx.test", &config)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure,
+        DeliveryFailure::Timeout {
+            stage: Stage::Greeting
+        }
+    );
+    assert!(started.elapsed() < IMPATIENT * 5);
 }
