@@ -433,8 +433,11 @@ fn a_component_that_exits_while_starting_is_a_fault_that_disables_it() {
 
 #[test]
 fn a_huge_argument_to_a_host_call_is_refused_before_any_work() {
+    // A deadline far away: this is about size, and building 30 MB in the guest takes a while
+    // on a busy machine.
     let runtime = runtime(RuntimeLimits {
         max_message_bytes: 1 << 20,
+        deadline: Duration::from_secs(20),
         ..test_limits()
     });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
@@ -465,6 +468,6 @@ fn a_large_edit_in_a_host_call_does_not_hold_the_call_past_its_deadline() {
         // A machine fast enough to rebuild it within the deadline proves nothing here.
         Ok(run) => assert_eq!(run.message.text().unwrap().len(), 24_000_000),
     }
-    // Generous: several deadlines, far below the edit's own time.
-    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+    // Generous: many deadlines, below the edit's own time (1.25 s in a debug build).
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
 }
