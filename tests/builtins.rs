@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
+use crate::util::dns::ResolveThrough as _;
 use crate::util::{Api, TestServer, event_kinds};
 
 /// A server whose resolver asks the test DNS server.

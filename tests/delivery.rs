@@ -10,6 +10,7 @@ use sluice::delivery::routing::{RouteConfig, SmartHost};
 use sluice::store::MessageStatus;
 
 use crate::util::dns::DnsServer;
+use crate::util::dns::ResolveThrough as _;
 use crate::util::guests;
 use crate::util::sink::{Behaviour, OnConnect, SinkOptions, SmtpSink, Stage};
 use crate::util::{Api, TestServer, event_detail, event_kinds};

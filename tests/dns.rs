@@ -9,6 +9,7 @@ use sluice::dkim::{DomainKey, KeyAlgorithm, dkim_record_value, generate, sign, s
 use sluice::dns::{DnsError, MxAnswer, Resolver};
 
 use crate::util::dns::DnsServer;
+use crate::util::dns::ResolveThrough as _;
 
 /// Runs `test` with a resolver pointed at `server`, on a runtime of its own.
 fn with_resolver<T>(server: &DnsServer, test: impl AsyncFnOnce(Resolver) -> T) -> T {

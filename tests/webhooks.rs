@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::util::dns::ResolveThrough as _;
 use crate::util::receiver::{Receiver, Request};
 use crate::util::sink::SmtpSink;
 use crate::util::{Api, TestServer, second_account};

@@ -71,7 +71,9 @@ mod guests {
 
 fn load(runtime: &Arc<PluginRuntime>, component: &str) -> Arc<Plugin> {
     let bytes = std::fs::read(component).expect("guest component built by build.rs");
-    runtime.load(component, &bytes, Grants::none()).expect("loads")
+    runtime
+        .load(component, &bytes, Grants::none())
+        .expect("loads")
 }
 
 /// A multipart/alternative message of about `size` bytes, half text, half html.

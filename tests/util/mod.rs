@@ -1,8 +1,26 @@
 //! Helpers shared by the test modules: the built guest components, fixtures and runtimes.
 
-pub mod dns;
-pub mod receiver;
-pub mod sink;
+pub use sluice_test_support::{receiver, sink};
+
+/// The loopback DNS server, and how the host resolves through it.
+pub mod dns {
+    pub use sluice_test_support::dns::*;
+
+    /// A host's DNS configuration that resolves through a test DNS server only.
+    pub trait ResolveThrough {
+        /// The configuration for resolving through this server only.
+        fn config(&self) -> sluice::dns::DnsConfig;
+    }
+
+    impl ResolveThrough for DnsServer {
+        fn config(&self) -> sluice::dns::DnsConfig {
+            sluice::dns::DnsConfig {
+                nameservers: vec![self.addr()],
+                timeout_ms: Some(2000),
+            }
+        }
+    }
+}
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

@@ -88,14 +88,6 @@ impl DnsServer {
         self.addr
     }
 
-    /// A host configuration for resolving through this server only.
-    pub fn config(&self) -> sluice::dns::DnsConfig {
-        sluice::dns::DnsConfig {
-            nameservers: vec![self.addr()],
-            timeout_ms: Some(2000),
-        }
-    }
-
     /// The TTL of answers from now on, also the negative TTL of NXDOMAIN/NODATA (default 1 s).
     pub fn set_ttl(&self, seconds: u32) {
         self.zone().ttl = seconds;
