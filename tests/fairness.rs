@@ -54,6 +54,8 @@ fn another_accounts_mail_is_processed_while_one_accounts_steps_sleep() {
         config.pipeline_workers = 8;
         config.pipeline_account_share = Some(4);
         config.runtime.failures_before_disable = 0;
+        // Each sleeping step holds its slot for a whole second.
+        config.runtime.deadline = Duration::from_secs(1);
     });
     let step = server.upload_guest(guests::TEST_MISBEHAVE);
     server.set_default_flow(&step, sleeping());
@@ -61,8 +63,8 @@ fn another_accounts_mail_is_processed_while_one_accounts_steps_sleep() {
     let second = second_account(&server);
     quick_default_flow_for_second_account(&server);
 
-    // At least 60 x 100 ms / 4 slots = 1.5 s of the first account's sleeping steps.
-    let sleepers: Vec<String> = (0..60)
+    // At least 24 x 1 s / 4 slots = 6 s of the first account's sleeping steps.
+    let sleepers: Vec<String> = (0..24)
         .map(|n| first.submit(message(&format!("s{n}@example.net"))))
         .collect();
     let other = second.submit(message("ann@example.net"));
@@ -93,6 +95,9 @@ fn another_accounts_mail_is_processed_while_one_account_simulates_sleeping_steps
     let server = TestServer::start(|config| {
         config.pipeline_workers = 8;
         config.pipeline_account_share = Some(4);
+        // Each simulated sleeping step holds its slot for half a second: 24 of them, 4 at a
+        // time, at least 3 s.
+        config.runtime.deadline = Duration::from_millis(500);
     });
     let step = server.upload_guest(guests::TEST_MISBEHAVE);
     server.set_default_flow(&step, sleeping());
@@ -102,12 +107,12 @@ fn another_accounts_mail_is_processed_while_one_account_simulates_sleeping_steps
 
     // Simulations never count as faults, so they never disable the plugin: only the
     // account's share bounds them.
-    let simulating: Vec<_> = (0..12)
+    let simulating: Vec<_> = (0..8)
         .map(|n| {
             let api = Api::demo(&server);
             std::thread::spawn(move || {
                 let mut answers = Vec::new();
-                for round in 0..6 {
+                for round in 0..3 {
                     let answer = api
                         .post("messages/simulate")
                         .json(&message(&format!("sim{n}-{round}@example.net")))

@@ -685,8 +685,10 @@ fn another_accounts_bounce_settles_while_one_accounts_classifier_sleeps() {
     let server = TestServer::start(move |config| {
         config.delivery.enabled = true;
         config.delivery.routes.insert("*".into(), route.into());
-        // Never disabled here, so only the account's share of classifier calls bounds it.
+        // Never disabled here, so only the account's share of classifier calls bounds it; a
+        // long deadline makes each sleeping call hold its slot for a second.
         config.runtime.failures_before_disable = 0;
+        config.runtime.deadline = Duration::from_secs(1);
     });
     let api = Api::demo(&server);
     install_classifier(&api);
@@ -695,8 +697,8 @@ fn another_accounts_bounce_settles_while_one_accounts_classifier_sleeps() {
     server.set_default_flow_of(2, Vec::new());
 
     // Each of these asks the first account's classifier, which sleeps until stopped: at
-    // least 40 x 100 ms / 4 calls at once = 1 s of it.
-    let submitted: Vec<(String, String)> = (0..40)
+    // least 24 x 1 s / 4 calls at once = 6 s of it.
+    let submitted: Vec<(String, String)> = (0..24)
         .map(|n| {
             let recipient = format!("full{n}@example.net");
             (submit(&api, &recipient), recipient)
