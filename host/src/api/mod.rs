@@ -36,6 +36,8 @@ use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
+/// Paging by a `Range` header as every list answers it; public for the fuzz target in `fuzz/`.
+pub use paging::page;
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;
