@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::{MESSAGES, Store, StoreError, append_events, decode};
-use crate::store::{Event, MessageRecord};
+use super::{Store, StoreError, append_events, record_in};
+use crate::store::Event;
 
 /// Counts per message and counter (`open`, `click:INDEX`).
 const ENGAGEMENT: TableDefinition<(&str, &str), u64> = TableDefinition::new("engagement");
@@ -41,12 +41,7 @@ impl Store {
         // transaction this writer shares with others.
         let recorded = self
             .write(move |txn| {
-                let message: Option<MessageRecord> = txn
-                    .open_table(MESSAGES)?
-                    .get(key.as_str())?
-                    .map(|value| decode(value.value()))
-                    .transpose()?;
-                let Some(message) = message else {
+                let Some(message) = record_in(txn, &key)? else {
                     return Ok(None);
                 };
                 let mut counts = txn.open_table(ENGAGEMENT)?;
@@ -99,7 +94,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::EventKind;
-    use crate::store::{MessageStatus, NewMessage, new_message_id, now_millis};
+    use crate::store::{MessageRecord, MessageStatus, NewMessage, new_message_id, now_millis};
 
     fn temp_store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -231,6 +231,14 @@ fn account_entries(
     })
 }
 
+/// A message's record as a write transaction sees it.
+fn record_in(txn: &WriteTransaction, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+    txn.open_table(MESSAGES)?
+        .get(id)?
+        .map(|value| decode(value.value()))
+        .transpose()
+}
+
 /// Hashes a secret with argon2 and a random salt.
 pub fn hash_secret(secret: &str) -> Result<String, StoreError> {
     let mut salt = [0u8; 16];
@@ -748,12 +756,7 @@ impl Store {
         // back the transaction this writer shares with others.
         let found = self
             .write(move |txn| {
-                let message: Option<MessageRecord> = txn
-                    .open_table(MESSAGES)?
-                    .get(key.as_str())?
-                    .map(|value| decode(value.value()))
-                    .transpose()?;
-                let Some(message) = message else {
+                let Some(message) = record_in(txn, &key)? else {
                     return Ok(false);
                 };
                 append_events(txn, &hooks, &message, std::slice::from_ref(&event))?;
