@@ -94,7 +94,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::EventKind;
-    use crate::store::{MessageRecord, MessageStatus, NewMessage, new_message_id, now_millis};
+    use crate::store::NewMessage;
 
     fn temp_store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -103,26 +103,8 @@ mod tests {
     }
 
     async fn spooled_message(store: &Store) -> String {
-        let id = new_message_id();
-        let record = MessageRecord {
-            id: id.clone(),
-            account_id: 1,
-            source_id: 1,
-            submitted_over: "api".into(),
-            sender: "app@example.com".into(),
-            recipient: "ann@example.net".into(),
-            submitted_at: now_millis(),
-            data: None,
-            flow_selector: None,
-            flow_id: None,
-            status: MessageStatus::Submitted,
-            status_reason: None,
-            subject: None,
-            tags: Vec::new(),
-            schedule_at: None,
-            dmarc: None,
-            header_message_id: None,
-        };
+        let record = crate::store::tests::record(1, "hi");
+        let id = record.id.clone();
         let body = b"Subject: hi\r\n\r\nhello\r\n".to_vec();
         store
             .spool(vec![NewMessage { record, body }])

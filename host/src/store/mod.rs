@@ -814,7 +814,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn record(account_id: u64, subject: &str) -> MessageRecord {
+    /// A submitted message's record for tests of the store.
+    pub(super) fn record(account_id: u64, subject: &str) -> MessageRecord {
         MessageRecord {
             id: new_message_id(),
             account_id,
