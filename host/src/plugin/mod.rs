@@ -328,6 +328,7 @@ impl PluginRuntime {
             runtime: Arc::clone(self),
             health: Health::new(self.limits.failures_before_disable),
             restored: std::sync::Mutex::new(false),
+            restored_once: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -395,6 +396,7 @@ pub struct Plugin {
     runtime: Arc<PluginRuntime>,
     health: Health,
     restored: std::sync::Mutex<bool>,
+    restored_once: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -459,6 +461,13 @@ impl Plugin {
         &self,
         recorded: impl FnOnce() -> Result<Vec<(u64, String)>, E>,
     ) -> Result<(), E> {
+        // Every step call comes through here: after the first, one atomic load.
+        if self
+            .restored_once
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
         let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
         if *restored {
             return Ok(());
@@ -467,6 +476,8 @@ impl Plugin {
             self.health.disable(Some(account_id), reason);
         }
         *restored = true;
+        self.restored_once
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
