@@ -29,8 +29,21 @@ fn check_lists_imports_and_accepts_a_good_component() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("sluice:flowstep/types@0.1.0"), "{stdout}");
-    assert!(stdout.contains("process"), "{stdout}");
+    assert!(stdout.contains("sluice:flowstep/types@0.2.0"), "{stdout}");
+    assert!(stdout.contains("sluice:flowstep/handler@0.2.0"), "{stdout}");
+    assert!(
+        stdout.contains("ok: implements sluice:flowstep@0.2.0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_accepts_a_component_built_against_0_1_0() {
+    let path = guest(guests::TEST_CONTRACT_V0_1);
+    let output = sluice(&["plugin", "check", path.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("sluice:flowstep/clock@0.1.0"), "{stdout}");
     assert!(
         stdout.contains("ok: implements sluice:flowstep@0.1.0"),
         "{stdout}"
@@ -86,13 +99,13 @@ fn run_reports_a_failure_as_json() {
             path.to_str().unwrap(),
             "--json",
             "--config",
-            r#"{"behaviour":"inject-header"}"#,
+            r#"{"behaviour":"trap"}"#,
         ],
         &input,
     );
     assert_eq!(output.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["error"]["code"], "invalid-output");
+    assert_eq!(report["error"]["code"], "trap");
     assert!(report["message"].is_null());
 }
 

@@ -170,8 +170,11 @@ fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
     }
     drop(out);
     match runtime.load_compiled("check", compiled, grants) {
-        Ok(_) => {
-            println!("ok: implements sluice:flowstep@0.1.0");
+        Ok(plugin) => {
+            println!(
+                "ok: implements sluice:flowstep@{}",
+                plugin.contract_version()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {

@@ -1,0 +1,272 @@
+//! `sluice:flowstep@0.1.0`, kept so components built against it run unchanged: a refused
+//! change traps (the step fails as invalid output and the message is kept), and the privileged
+//! capabilities answer with text errors.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::Resource;
+
+use super::super::bindings::v0_1::privileged::sluice::flowstep::{
+    archive, dkim, online_link, templates, tracking,
+};
+use super::super::bindings::v0_1::sluice::flowstep::{clock, log, types};
+use super::Edit;
+use crate::message::NewAttachment;
+use crate::plugin::state::{MessageDraft, StepState};
+
+/// A refused change ends the call as a trap that carries the typed refusal.
+fn trap_on_refusal<T>(edit: Edit<T>) -> wasmtime::Result<T> {
+    edit?.map_err(wasmtime::Error::new)
+}
+
+impl types::Host for StepState {}
+
+impl types::HostMessage for StepState {
+    fn envelope_sender(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        Ok(self.draft(&msg)?.message().envelope().sender.clone())
+    }
+
+    fn envelope_recipient(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        Ok(self.draft(&msg)?.message().envelope().recipient.clone())
+    }
+
+    fn set_envelope_recipient(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        address: String,
+    ) -> wasmtime::Result<()> {
+        trap_on_refusal(super::set_envelope_recipient(self, &msg, &address))
+    }
+
+    fn header(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message().header(&name))
+    }
+
+    fn header_all(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(self.draft(&msg)?.message().header_all(&name))
+    }
+
+    fn headers(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<types::Header>> {
+        Ok(self
+            .draft(&msg)?
+            .message()
+            .headers()
+            .into_iter()
+            .map(|(name, value)| types::Header { name, value })
+            .collect())
+    }
+
+    fn set_header(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        trap_on_refusal(super::set_header(self, &msg, &name, &value))
+    }
+
+    fn append_header(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        trap_on_refusal(super::append_header(self, &msg, &name, &value))
+    }
+
+    fn remove_header(&mut self, msg: Resource<MessageDraft>, name: String) -> wasmtime::Result<()> {
+        super::remove_header(self, &msg, &name)
+    }
+
+    fn html(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message().html())
+    }
+
+    async fn set_html(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        html: String,
+    ) -> wasmtime::Result<()> {
+        trap_on_refusal(super::set_html(self, &msg, html).await)
+    }
+
+    fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message().text())
+    }
+
+    async fn set_text(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        text: String,
+    ) -> wasmtime::Result<()> {
+        trap_on_refusal(super::set_text(self, &msg, text).await)
+    }
+
+    fn attachments(
+        &mut self,
+        msg: Resource<MessageDraft>,
+    ) -> wasmtime::Result<Vec<types::AttachmentInfo>> {
+        Ok(self
+            .draft(&msg)?
+            .message()
+            .attachments()
+            .into_iter()
+            .map(|info| types::AttachmentInfo {
+                index: info.index as u32,
+                filename: info.filename,
+                content_type: info.content_type,
+                disposition: info.disposition,
+                content_id: info.content_id,
+                size: info.size as u64,
+            })
+            .collect())
+    }
+
+    fn attachment_content(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        index: u32,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self
+            .draft(&msg)?
+            .message()
+            .attachment_content(index as usize))
+    }
+
+    async fn add_attachment(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        attachment: types::NewAttachment,
+    ) -> wasmtime::Result<()> {
+        let attachment = NewAttachment {
+            filename: attachment.filename,
+            content_type: attachment.content_type,
+            content: attachment.content,
+            inline: attachment.inline,
+            content_id: attachment.content_id,
+        };
+        trap_on_refusal(super::add_attachment(self, &msg, attachment).await)
+    }
+
+    async fn remove_attachment(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        index: u32,
+    ) -> wasmtime::Result<bool> {
+        trap_on_refusal(super::remove_attachment(self, &msg, index).await)
+    }
+
+    fn data(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+        Ok(self.draft(&msg)?.message().data().map(str::to_string))
+    }
+
+    fn size(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<u64> {
+        Ok(self.draft(&msg)?.message().size() as u64)
+    }
+
+    fn raw(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<u8>> {
+        super::raw(self, &msg)
+    }
+
+    async fn set_raw(&mut self, msg: Resource<MessageDraft>, raw: Vec<u8>) -> wasmtime::Result<()> {
+        trap_on_refusal(super::set_raw(self, &msg, raw).await)
+    }
+
+    fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
+        // The host owns every message; a guest only ever holds borrows, which it cannot drop.
+        Ok(())
+    }
+}
+
+impl log::Host for StepState {
+    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => "trace",
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.write_log(level, message);
+        Ok(())
+    }
+}
+
+impl clock::Host for StepState {
+    fn now_millis(&mut self) -> wasmtime::Result<u64> {
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64))
+    }
+}
+
+impl tracking::Host for StepState {
+    fn click_url(
+        &mut self,
+        _msg: Resource<MessageDraft>,
+        url: String,
+        index: u32,
+    ) -> wasmtime::Result<String> {
+        super::click_url(self, &url, index).map_err(wasmtime::Error::msg)
+    }
+
+    fn open_pixel_url(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        super::open_pixel_url(self).map_err(wasmtime::Error::msg)
+    }
+}
+
+impl online_link::Host for StepState {
+    fn url(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+        super::online_url(self).map_err(wasmtime::Error::msg)
+    }
+}
+
+impl archive::Host for StepState {
+    fn store(
+        &mut self,
+        msg: Resource<MessageDraft>,
+        retention_days: u32,
+    ) -> wasmtime::Result<Result<String, String>> {
+        Ok(super::archive(self, &msg, retention_days)?.map_err(|refused| refused.to_string()))
+    }
+}
+
+impl dkim::Host for StepState {
+    fn sign(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Result<(), String>> {
+        Ok(super::sign(self, &msg)?.map_err(|refused| refused.to_string()))
+    }
+}
+
+impl templates::Host for StepState {
+    fn lookup(&mut self, name: String) -> wasmtime::Result<Option<templates::Template>> {
+        let found = super::template(self, &name).map_err(wasmtime::Error::msg)?;
+        Ok(found.map(|parts| templates::Template {
+            subject: parts.subject,
+            html: parts.html,
+            text: parts.text,
+        }))
+    }
+}
+
+/// What the step returned, in the host's terms.
+pub(super) fn returned(returned: Result<types::Outcome, types::StepError>) -> super::Returned {
+    use crate::plugin::{StepError, StepOutcome};
+    match returned {
+        Ok(types::Outcome::Continue) => Ok(StepOutcome::Continue),
+        Ok(types::Outcome::Hold(reason)) => Ok(StepOutcome::Hold(reason)),
+        Ok(types::Outcome::Discard(reason)) => Ok(StepOutcome::Discard(reason)),
+        Err(types::StepError::InvalidConfig(text)) => Err(StepError::InvalidConfig(text)),
+        Err(types::StepError::MissingData(text)) => Err(StepError::MissingData(text)),
+        Err(types::StepError::UnsupportedMessage(text)) => Err(StepError::UnsupportedMessage(text)),
+        Err(types::StepError::CapabilityFailed(text)) => Err(StepError::CapabilityFailed(text)),
+        Err(types::StepError::Other(text)) => Err(StepError::Other(text)),
+    }
+}
