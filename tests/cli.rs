@@ -167,3 +167,109 @@ fn bounce_classify_names_an_unreadable_file_and_goes_on() {
     assert_eq!(line["kind"], "complaint");
     assert_eq!(line["reason"], "feedback");
 }
+
+/// Runs `cargo` as a customer would in their own project: none of this test run's cargo
+/// settings (its target folder, flags, wrappers) leak in.
+fn customer_cargo(project: &std::path::Path, args: &[&str]) -> Output {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(project).args(args);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let keep = key == "CARGO_HOME" || key == "CARGO_NET_OFFLINE";
+        if (key.starts_with("CARGO_") && !keep)
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS" | "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOC"
+            )
+        {
+            command.env_remove(&key);
+        }
+    }
+    // Compiled dependencies are kept between runs; the project itself is new every time.
+    command.env(
+        "CARGO_TARGET_DIR",
+        workspace.join("target").join("scaffolded-projects"),
+    );
+    command.output().unwrap()
+}
+
+#[test]
+fn plugin_new_makes_a_rust_project_that_builds_and_passes_check() {
+    let parent = tempfile::tempdir().unwrap();
+    let made = sluice(
+        &[
+            "plugin",
+            "new",
+            "--lang",
+            "rust",
+            "my-step",
+            "--dir",
+            parent.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let project = parent.path().join("my-step");
+    // The versions this workspace was built with are on this machine: no network needed.
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(workspace.join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+    let built = customer_cargo(&project, &["build", "--release", "--offline"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let component = workspace
+        .join("target/scaffolded-projects/wasm32-wasip2/release/my_step.wasm")
+        .to_string_lossy()
+        .into_owned();
+
+    let checked = sluice(&["plugin", "check", &component], b"");
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok: implements sluice:flowstep@0.2.0"),
+        "{stdout}"
+    );
+
+    // The starter step does what its README says, exactly like the SDK's example.
+    let input = std::fs::read(data("plain.eml")).unwrap();
+    let ran = sluice(
+        &[
+            "plugin",
+            "run",
+            &component,
+            "--config",
+            r#"{"prefix":"[TEST]"}"#,
+        ],
+        &input,
+    );
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(
+        ran.stdout,
+        std::fs::read(data("plain.prefixed.eml")).unwrap()
+    );
+
+    // Nothing is overwritten.
+    let again = sluice(
+        &[
+            "plugin",
+            "new",
+            "my-step",
+            "--dir",
+            parent.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+}

@@ -1,4 +1,4 @@
-//! `sluice plugin check` and `sluice plugin run`: the quickest way to try a Flowstep; and
+//! `sluice plugin new`, `check` and `run`: the quickest way to write and try a Flowstep; and
 //! `sluice plugin enable`, an operator's way to let a disabled plugin run again.
 
 use std::io::{Read, Write};
@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+
+use super::scaffold::{self, Language};
 use sluice::message::{Envelope, Message};
 use sluice::plugin::policy::check_import;
 use sluice::plugin::{Capability, Grants, PluginRuntime, RuntimeLimits, StepOutcome};
@@ -48,6 +50,17 @@ pub enum PluginCommand {
         /// Print a JSON report instead of the message.
         #[arg(long)]
         json: bool,
+    },
+    /// Creates a Flowstep project that builds with one command and passes `plugin check`.
+    New {
+        /// The project's name (lowercase letters, digits, '-'); also its folder's.
+        name: String,
+        /// The language to write the step in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Language,
+        /// The folder to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Lets a plugin that failed its way to disabled run again for an account, in the store
     /// of a stopped server (a running one takes `POST /{account}/plugins/{plugin}/enable`).
@@ -92,6 +105,7 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Grants::of(grants),
             json,
         ),
+        PluginCommand::New { name, lang, dir } => new_project(lang, &name, &dir),
         PluginCommand::Enable {
             plugin,
             account,
@@ -99,6 +113,27 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             data,
         } => enable(&plugin, account, config.as_deref(), data),
     }
+}
+
+fn new_project(language: Language, name: &str, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let root = scaffold::create(language, name, dir)?;
+    println!("created {}", root.display());
+    match language {
+        Language::Rust => {
+            let component = format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                name.replace('-', "_")
+            );
+            println!("next:");
+            println!("    cd {}", root.display());
+            println!("    cargo build --release");
+            println!("    sluice plugin check {component}");
+            println!(
+                "    sluice plugin run {component} --config '{{\"prefix\": \"[TEST]\"}}' < message.eml"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn enable(
