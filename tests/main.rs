@@ -11,6 +11,7 @@ mod delivery;
 mod delivery_client;
 mod dns;
 mod fairness;
+mod flowmailer_api;
 mod hot_reload;
 mod loading;
 mod pipeline;

@@ -36,11 +36,17 @@ fn description() -> Value {
         let mut op = operation(
             summary,
             None,
-            ("200", "A page; Content-Range: items FIRST-LAST/TOTAL"),
+            (
+                "200",
+                "A page. By position: Content-Range: items FIRST-LAST/TOTAL. By reference: \
+                 Content-Range: items FIRSTREF:LASTREF/* and, while items follow, \
+                 Next-Range: items=LASTREF:COUNT to send back as the next Range",
+            ),
         );
         op["parameters"].as_array_mut().expect("array").push(json!({
             "name": "Range", "in": "header", "required": false,
-            "schema": {"type": "string", "example": "items=0-9"}
+            "description": "items=FIRST-LAST (positions) or items=REFERENCE:COUNT (after a reference; items=:COUNT for the first page)",
+            "schema": {"type": "string", "example": "items=:100"}
         }));
         op
     };
