@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use sluice::message::{Envelope, Message};
-use sluice::plugin::policy::check_import;
+use sluice::plugin::policy::{ImportTreatment, check_import, denial_reason};
 use sluice::plugin::{Capability, Grants, PluginRuntime, RuntimeLimits, StepOutcome};
 
 /// Exit code when the step held the message.
@@ -17,7 +17,8 @@ const EXIT_DISCARDED: u8 = 4;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Validates a component against the flowstep world and lists its imports and exports.
+    /// Validates a component against the flowstep world and lists its exports and its
+    /// imports, each as granted, inert, denied-if-called or refused (with the reason).
     Check {
         /// The component (.wasm).
         file: PathBuf,
@@ -159,7 +160,10 @@ fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
     writeln!(out, "  imports")?;
     for import in &compiled.summary().imports {
         let verdict = match check_import(import, &grants) {
-            Ok(()) => "ok".to_string(),
+            Ok(ImportTreatment::DeniedIfCalled) => {
+                format!("denied-if-called: {}", denial_reason(import))
+            }
+            Ok(treatment) => treatment.to_string(),
             Err(error) => format!("REFUSED: {}", error.reason),
         };
         writeln!(out, "    {import:<44} {verdict}")?;

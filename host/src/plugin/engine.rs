@@ -56,9 +56,10 @@ pub(crate) fn build(limits: &RuntimeLimits) -> anyhow::Result<Engine> {
     Engine::new(&config).map_err(|error| anyhow::anyhow!("{error:#}"))
 }
 
-/// The linker: the contract's imports, and the inert WASI subset of the policy. Sockets, HTTP
-/// and anything else are absent, so even a component that slipped past the import check could
-/// not be linked against them.
+/// The linker every plugin shares: the contract's imports, and the inert WASI subset of the
+/// policy. Sockets, HTTP and any other WASI interface are absent: a component that imports
+/// them gets a clone of this linker with denials for exactly those imports (`denial.rs`), so
+/// nothing here can ever hand a step a working socket.
 pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StepState>> {
     let mut linker = Linker::new(engine);
     link(&mut linker).map_err(|error| anyhow::anyhow!("{error:#}"))?;
