@@ -108,6 +108,41 @@ fn run_reports_a_denied_call_with_the_import_named() {
     );
 }
 
+#[test]
+fn run_can_repeat_a_call_and_report_its_times() {
+    let path = guest(guests::SUBJECT_PREFIX);
+    let input = std::fs::read(data("plain.eml")).unwrap();
+    let output = sluice(
+        &[
+            "plugin",
+            "run",
+            path.to_str().unwrap(),
+            "--json",
+            "--repeat",
+            "5",
+            "--config",
+            r#"{"prefix":"[TEST]"}"#,
+        ],
+        &input,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["timing"]["calls"], 5);
+    let median = report["timing"]["median_us"].as_u64().unwrap();
+    let p99 = report["timing"]["p99_us"].as_u64().unwrap();
+    assert!(median <= p99, "{report}");
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap()
+            .contains("[TEST] Your order")
+    );
+}
+
 /// The line `plugin check` prints for the import that starts with `import`.
 fn import_line<'a>(stdout: &'a str, import: &str) -> &'a str {
     stdout
