@@ -1,7 +1,8 @@
 //! What is refused at load time, what is linked only as a denial, and the compiled-code cache.
 
 use sluice::plugin::{
-    Capability, CompiledCache, Grants, LoadError, PluginRuntime, StepFailure, StepOutcome,
+    Capability, CompiledCache, Grants, LoadError, PluginRuntime, RuntimeLimits, StepFailure,
+    StepOutcome,
 };
 
 use crate::util::guests;
@@ -117,6 +118,70 @@ fn an_ungranted_privileged_capability_is_still_refused_at_load() {
     runtime
         .load("dkim", &guest_bytes(guests::SLUICE_BUILTIN_DKIM), granted)
         .unwrap();
+}
+
+#[test]
+fn a_component_with_as_many_core_instances_as_a_python_runtime_compiles() {
+    let limits = test_limits();
+    let runtime = PluginRuntime::new(limits.clone(), None).unwrap();
+    // componentize-py's output built with --stub-wasi has 38.
+    runtime
+        .compile(&component_of_core_instances(38))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let over = limits.core_instances_per_component + 1;
+    let error = runtime
+        .compile(&component_of_core_instances(over))
+        .err()
+        .expect("one core instance over the limit is refused");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("{over} core module instances")),
+        "{error}"
+    );
+}
+
+#[test]
+fn core_instances_per_component_is_configurable() {
+    let limits = RuntimeLimits {
+        core_instances_per_component: 8,
+        ..test_limits()
+    };
+    let runtime = PluginRuntime::new(limits, None).unwrap();
+    runtime.compile(&component_of_core_instances(8)).unwrap();
+    assert!(runtime.compile(&component_of_core_instances(9)).is_err());
+}
+
+/// A component that instantiates an empty core module `count` times, the way a language
+/// runtime instantiates the modules its interpreter is linked from.
+fn component_of_core_instances(count: u32) -> Vec<u8> {
+    let mut component = wasm_encoder::Component::new();
+    component.section(&wasm_encoder::ModuleSection(&wasm_encoder::Module::new()));
+    let mut instances = wasm_encoder::InstanceSection::new();
+    for _ in 0..count {
+        instances.instantiate(0, Vec::<(&str, wasm_encoder::ModuleArg)>::new());
+    }
+    component.section(&instances);
+    component.finish()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_instance_maps_its_initial_memory_copy_on_write() {
+    let runtime = fresh_runtime();
+    let plugin = runtime
+        .load("p", &guest_bytes(guests::SUBJECT_PREFIX), Grants::none())
+        .unwrap();
+    plugin
+        .run(&message("plain.eml"), r#"{"prefix": "[x]"}"#)
+        .unwrap();
+    // The image wasmtime made of the initial memory is a memfd the instance's slot maps; with
+    // copy-on-write off the memory would be plain anonymous pages filled by copying.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(
+        maps.contains("memfd:wasm-memory-image"),
+        "no memory image is mapped"
+    );
 }
 
 #[test]
