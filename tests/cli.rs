@@ -29,8 +29,21 @@ fn check_lists_imports_and_accepts_a_good_component() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("sluice:flowstep/types@0.1.0"), "{stdout}");
-    assert!(stdout.contains("process"), "{stdout}");
+    assert!(stdout.contains("sluice:flowstep/types@0.2.0"), "{stdout}");
+    assert!(stdout.contains("sluice:flowstep/handler@0.2.0"), "{stdout}");
+    assert!(
+        stdout.contains("ok: implements sluice:flowstep@0.2.0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_accepts_a_component_built_against_0_1_0() {
+    let path = guest(guests::TEST_CONTRACT_V0_1);
+    let output = sluice(&["plugin", "check", path.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("sluice:flowstep/clock@0.1.0"), "{stdout}");
     assert!(
         stdout.contains("ok: implements sluice:flowstep@0.1.0"),
         "{stdout}"
@@ -45,7 +58,7 @@ fn check_says_exactly_why_a_component_is_rejected() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("import `sluice:flowstep/dkim@0.1.0`") && stderr.contains("not granted"),
+        stderr.contains("import `sluice:flowstep/dkim@") && stderr.contains("not granted"),
         "{stderr}"
     );
     let line = import_line(&stdout, "sluice:flowstep/dkim@");
@@ -189,13 +202,13 @@ fn run_reports_a_failure_as_json() {
             path.to_str().unwrap(),
             "--json",
             "--config",
-            r#"{"behaviour":"inject-header"}"#,
+            r#"{"behaviour":"trap"}"#,
         ],
         &input,
     );
     assert_eq!(output.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["error"]["code"], "invalid-output");
+    assert_eq!(report["error"]["code"], "trap");
     assert!(report["message"].is_null());
 }
 
@@ -256,4 +269,110 @@ fn bounce_classify_names_an_unreadable_file_and_goes_on() {
     let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(line["kind"], "complaint");
     assert_eq!(line["reason"], "feedback");
+}
+
+/// Runs `cargo` as a customer would in their own project: none of this test run's cargo
+/// settings (its target folder, flags, wrappers) leak in.
+fn customer_cargo(project: &std::path::Path, args: &[&str]) -> Output {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(project).args(args);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let keep = key == "CARGO_HOME" || key == "CARGO_NET_OFFLINE";
+        if (key.starts_with("CARGO_") && !keep)
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS" | "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOC"
+            )
+        {
+            command.env_remove(&key);
+        }
+    }
+    // Compiled dependencies are kept between runs; the project itself is new every time.
+    command.env(
+        "CARGO_TARGET_DIR",
+        workspace.join("target").join("scaffolded-projects"),
+    );
+    command.output().unwrap()
+}
+
+#[test]
+fn plugin_new_makes_a_rust_project_that_builds_and_passes_check() {
+    let parent = tempfile::tempdir().unwrap();
+    let made = sluice(
+        &[
+            "plugin",
+            "new",
+            "--lang",
+            "rust",
+            "my-step",
+            "--dir",
+            parent.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let project = parent.path().join("my-step");
+    // The versions this workspace was built with are on this machine: no network needed.
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(workspace.join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+    let built = customer_cargo(&project, &["build", "--release", "--offline"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let component = workspace
+        .join("target/scaffolded-projects/wasm32-wasip2/release/my_step.wasm")
+        .to_string_lossy()
+        .into_owned();
+
+    let checked = sluice(&["plugin", "check", &component], b"");
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok: implements sluice:flowstep@0.2.0"),
+        "{stdout}"
+    );
+
+    // The starter step does what its README says, exactly like the SDK's example.
+    let input = std::fs::read(data("plain.eml")).unwrap();
+    let ran = sluice(
+        &[
+            "plugin",
+            "run",
+            &component,
+            "--config",
+            r#"{"prefix":"[TEST]"}"#,
+        ],
+        &input,
+    );
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(
+        ran.stdout,
+        std::fs::read(data("plain.prefixed.eml")).unwrap()
+    );
+
+    // Nothing is overwritten.
+    let again = sluice(
+        &[
+            "plugin",
+            "new",
+            "my-step",
+            "--dir",
+            parent.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use sluice::message::MessageError;
-use sluice::plugin::{Plugin, RuntimeLimits, StepFailure, StepOutcome};
+use sluice::plugin::{Plugin, RuntimeLimits, StepError, StepFailure, StepOutcome};
 
 use crate::util::guests;
 use crate::util::{block_on, guest_bytes, load, message, runtime, test_limits};
@@ -65,21 +65,37 @@ fn a_memory_bomb_hits_the_memory_cap() {
     assert_still_serving(&plugin);
 }
 
+/// The refusal a 0.2 step passed on as its error, and what the host logged about it.
+fn refused(plugin: &Plugin, config: &str) -> (String, String) {
+    let failed = plugin
+        .run(&message("plain.eml"), config)
+        .expect_err("the step must fail");
+    let StepFailure::Step(StepError::Other(text)) = failed.failure else {
+        panic!(
+            "expected the step to pass on the refusal, got {:?}",
+            failed.failure
+        );
+    };
+    let logged = failed
+        .report
+        .logs
+        .iter()
+        .map(|line| line.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (text, logged)
+}
+
 #[test]
-fn output_over_the_size_limit_is_invalid_output() {
+fn output_over_the_size_limit_is_refused_and_the_step_told() {
     let runtime = runtime(RuntimeLimits {
         max_message_bytes: 64 << 10,
         ..test_limits()
     });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
-    let failure = failure(&plugin, r#"{"behaviour": "grow", "bytes": 100000}"#);
-    match failure {
-        StepFailure::InvalidOutput(MessageError::TooLarge { size, limit }) => {
-            assert_eq!(limit, 64 << 10);
-            assert!(size >= 100_000);
-        }
-        other => panic!("expected too large, got {other:?}"),
-    }
+    let (text, logged) = refused(&plugin, r#"{"behaviour": "grow", "bytes": 100000}"#);
+    assert!(text.contains("limit of 65536 bytes"), "{text}");
+    assert!(logged.contains("over the limit of 65536 bytes"), "{logged}");
     // Below the limit the same step succeeds.
     let run = plugin
         .run(
@@ -91,40 +107,64 @@ fn output_over_the_size_limit_is_invalid_output() {
 }
 
 #[test]
-fn a_header_with_crlf_is_invalid_output() {
+fn a_header_with_crlf_is_refused_and_the_step_may_go_on() {
     let runtime = runtime(test_limits());
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
-    let failure = failure(&plugin, r#"{"behaviour": "inject-header"}"#);
+    let (text, logged) = refused(&plugin, r#"{"behaviour": "inject-header"}"#);
+    assert!(text.contains("X-Note"), "{text}");
+    assert!(logged.contains("contains CR or LF"), "{logged}");
+
+    let run = plugin
+        .run(
+            &message("plain.eml"),
+            r#"{"behaviour": "inject-header-and-recover"}"#,
+        )
+        .expect("a step that handles the refusal succeeds");
+    assert_eq!(
+        run.message.header("X-Refused").as_deref(),
+        Some(r#"EditError::InvalidHeaderValue("X-Note")"#)
+    );
+    assert_eq!(run.message.header("X-Note"), None);
+    assert_eq!(run.message.header("Bcc"), None);
+    assert_still_serving(&plugin);
+}
+
+#[test]
+fn a_0_1_component_still_traps_on_a_header_with_crlf() {
+    let runtime = runtime(test_limits());
+    let plugin = load(&runtime, guests::TEST_CONTRACT_V0_1);
+    assert_eq!(plugin.contract_version(), "0.1.0");
+    let failure = failure(
+        &plugin,
+        r#"{"set": [["X-Note", "harmless\r\nBcc: victim@example.net"]]}"#,
+    );
     assert_eq!(
         failure,
         StepFailure::InvalidOutput(MessageError::HeaderInjection {
             name: "X-Note".into()
         })
     );
-    assert_still_serving(&plugin);
 }
 
 #[test]
-fn raw_content_with_a_nul_in_a_header_is_invalid_output_that_names_the_nul() {
+fn raw_content_with_a_nul_in_a_header_is_refused_and_the_log_names_the_nul() {
     let runtime = runtime(test_limits());
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
-    let nul = failure(
+    let (text, logged) = refused(
         &plugin,
         r#"{"behaviour": "set-raw", "raw": "Subject: a\u0000b\r\n\r\nbody\r\n"}"#,
     );
-    assert!(matches!(nul, StepFailure::InvalidOutput(_)), "{nul:?}");
-    assert_eq!(nul.code(), "invalid-output");
-    let text = nul.to_string();
+    assert!(text.contains("Subject"), "{text}");
     assert!(
-        text.contains("Subject") && text.contains("NUL") && !text.contains("CR or LF"),
-        "{text}"
+        logged.contains("Subject") && logged.contains("NUL") && !logged.contains("CR or LF"),
+        "{logged}"
     );
     // An escape character is refused the same way; a folded field with a tab is fine.
-    let escape = failure(
+    let (_, escape) = refused(
         &plugin,
         r#"{"behaviour": "set-raw", "raw": "X-Note: a\u001bb\r\n\r\nbody\r\n"}"#,
     );
-    assert!(escape.to_string().contains("U+001B"), "{escape}");
+    assert!(escape.contains("U+001B"), "{escape}");
     let run = plugin
         .run(
             &message("plain.eml"),
@@ -441,15 +481,10 @@ fn a_huge_argument_to_a_host_call_is_refused_before_any_work() {
         ..test_limits()
     });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
-    let failure = failure(&plugin, r#"{"behaviour": "grow", "bytes": 30000000}"#);
-    match failure {
-        StepFailure::InvalidOutput(MessageError::TooLarge { size, limit }) => {
-            assert_eq!(limit, 1 << 20);
-            // The argument alone, not the message built from it.
-            assert_eq!(size, 30_000_000);
-        }
-        other => panic!("expected too large, got {other:?}"),
-    }
+    let (text, logged) = refused(&plugin, r#"{"behaviour": "grow", "bytes": 30000000}"#);
+    assert!(text.contains("limit of 1048576 bytes"), "{text}");
+    // The argument alone, not the message built from it.
+    assert!(logged.contains("would be 30000000 bytes"), "{logged}");
 }
 
 #[test]

@@ -134,3 +134,77 @@ fn no_state_survives_from_one_call_to_the_next() {
             .unwrap_err();
     }
 }
+
+#[test]
+fn a_component_built_against_0_1_0_runs_beside_0_2_ones() {
+    let runtime = runtime(test_limits());
+    let legacy = load(&runtime, guests::TEST_CONTRACT_V0_1);
+    let current = load(&runtime, guests::SUBJECT_PREFIX);
+    assert_eq!(legacy.contract_version(), "0.1.0");
+    assert_eq!(current.contract_version(), "0.2.0");
+
+    let run = legacy
+        .run(&message("plain.eml"), r#"{"set": [["X-Legacy", "yes"]]}"#)
+        .unwrap();
+    assert_eq!(run.outcome, StepOutcome::Continue);
+    assert_eq!(run.message.header("X-Legacy").as_deref(), Some("yes"));
+    // The 0.1.0 clock still answers.
+    assert!(
+        run.message
+            .header("Subject")
+            .is_some_and(|subject| subject.starts_with("[0.1.0 true] ")),
+        "{:?}",
+        run.message.header("Subject")
+    );
+    assert!(
+        run.report
+            .logs
+            .iter()
+            .any(|line| line.message == "processed by a 0.1.0 component")
+    );
+    let after = current.run(&run.message, r#"{"prefix": "[0.2]"}"#).unwrap();
+    assert!(
+        after
+            .message
+            .header("Subject")
+            .is_some_and(|subject| subject.starts_with("[0.2] [0.1.0 true] "))
+    );
+}
+
+#[test]
+fn bounce_classifiers_of_both_versions_give_their_verdicts() {
+    use sluice::bounce::Kind;
+    use sluice::plugin::classifier::ReturnedRecipient;
+
+    let runtime = runtime(test_limits());
+    let full = ReturnedRecipient {
+        kind: Kind::Bounce,
+        recipient: Some("ann@example.net".into()),
+        status: Some("4.2.2".into()),
+        reply_code: Some(452),
+        diagnostic: Some("mailbox full".into()),
+        reason: "mailboxfull".into(),
+        hard: false,
+    };
+    let complaint = ReturnedRecipient {
+        kind: Kind::Complaint,
+        ..full.clone()
+    };
+    for (component, reason) in [
+        (guests::TEST_BOUNCE_OVERRIDE, "mailbox-abandoned"),
+        (guests::TEST_CLASSIFIER_V0_1, "mailbox-abandoned-v0.1"),
+    ] {
+        let classifier = runtime
+            .load_classifier(&crate::util::guest_bytes(component))
+            .unwrap();
+        let verdict = crate::util::block_on(classifier.classify(&full))
+            .unwrap()
+            .expect("a full mailbox gets a verdict");
+        assert_eq!((verdict.reason.as_str(), verdict.hard), (reason, true));
+        // The kind reaches the component: a complaint keeps the built-in verdict.
+        assert_eq!(
+            crate::util::block_on(classifier.classify(&complaint)).unwrap(),
+            None
+        );
+    }
+}

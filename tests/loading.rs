@@ -109,7 +109,10 @@ fn an_ungranted_privileged_capability_is_still_refused_at_load() {
         .unwrap_err();
     match &error {
         LoadError::ForbiddenImport(forbidden) => {
-            assert_eq!(forbidden.import, "sluice:flowstep/dkim@0.1.0", "{error}");
+            assert!(
+                forbidden.import.starts_with("sluice:flowstep/dkim@"),
+                "{error}"
+            );
             assert!(forbidden.reason.contains("not granted"), "{error}");
         }
         other => panic!("expected a forbidden import, got {other}"),

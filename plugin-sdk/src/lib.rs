@@ -15,7 +15,9 @@
 //!     type Config = Config;
 //!     fn process(message: &Message, config: Config) -> Result<Outcome, StepError> {
 //!         let subject = message.header("Subject").unwrap_or_default();
-//!         message.set_header("Subject", &format!("{} {subject}", config.prefix));
+//!         // A change the host refuses (here: a prefix with a line break) comes back as an
+//!         // `EditError`; `?` turns it into the step's error and the message is kept.
+//!         message.set_header("Subject", &format!("{} {subject}", config.prefix))?;
 //!         Ok(Outcome::Continue)
 //!     }
 //! }
@@ -26,7 +28,7 @@
 //! The host owns the message: reading a header does not copy the body into the sandbox, and
 //! changes apply only if `process` returns `Ok`.
 
-/// The bindings generated from `sluice:flowstep@0.1.0` (the `flowstep` world, or
+/// The bindings generated from `sluice:flowstep@0.2.0` (the `flowstep` world, or
 /// `builtin-flowstep` with the `privileged` feature).
 #[allow(missing_docs, clippy::all, unsafe_code)]
 pub mod bindings {
@@ -50,8 +52,39 @@ pub mod bindings {
 }
 
 pub use bindings::sluice::flowstep::types::{
-    AttachmentInfo, Header, Message, NewAttachment, Outcome, StepError,
+    AttachmentInfo, CapabilityError, Disposition, EditError, Header, Message, NewAttachment,
+    Outcome, StepError,
 };
+
+/// A change the host refused ends the step with that reason, unless the step handles it.
+impl From<EditError> for StepError {
+    fn from(refused: EditError) -> Self {
+        let why = match refused {
+            EditError::InvalidHeaderName(name) => format!("{name:?} is not a header name"),
+            EditError::InvalidHeaderValue(name) => {
+                format!("the value of header {name:?} holds a line break or control character")
+            }
+            EditError::InvalidAddress(address) => format!("{address:?} is not an address"),
+            EditError::MalformedMessage(why) => format!("malformed message: {why}"),
+            EditError::TooLarge(limit) => {
+                format!("the message would be larger than the limit of {limit} bytes")
+            }
+            EditError::NoSuchAttachment(index) => format!("there is no attachment {index}"),
+        };
+        StepError::Other(format!("the host refused a change: {why}"))
+    }
+}
+
+/// A privileged capability that could not help fails the step as `capability-failed`.
+impl From<CapabilityError> for StepError {
+    fn from(refused: CapabilityError) -> Self {
+        StepError::CapabilityFailed(match refused {
+            CapabilityError::NoMessageContext => "the call runs outside any stored message".into(),
+            CapabilityError::InvalidArgument(why) => format!("invalid argument: {why}"),
+            CapabilityError::Failed(why) => why,
+        })
+    }
+}
 
 /// The privileged host capabilities granted to built-in Flowsteps only.
 #[cfg(feature = "privileged")]
@@ -84,9 +117,11 @@ pub mod log {
     }
 }
 
-/// Milliseconds since the Unix epoch, from the host's clock.
+/// Milliseconds since the Unix epoch, from the host's clock (`wasi:clocks/wall-clock`).
 pub fn now_millis() -> u64 {
-    bindings::sluice::flowstep::clock::now_millis()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 /// One Flowstep: called once per message, in a fresh sandbox each time.
@@ -112,14 +147,18 @@ pub fn __run<F: Flowstep>(message: &Message, config: &str) -> Result<Outcome, St
     F::process(message, config)
 }
 
-/// Exports a type that implements [`Flowstep`] as this component's `process` function.
+/// Exports a type that implements [`Flowstep`] as this component's `handler` interface.
 #[macro_export]
 macro_rules! export_flowstep {
     ($step:ty) => {
         const _: () = {
+            // Used only where the export is emitted, in the wasm build.
+            #[allow(dead_code)]
             struct SluiceFlowstepExport;
 
-            impl $crate::bindings::Guest for SluiceFlowstepExport {
+            impl $crate::bindings::exports::sluice::flowstep::handler::Guest
+                for SluiceFlowstepExport
+            {
                 fn process(
                     message: &$crate::Message,
                     config: ::std::string::String,
@@ -128,9 +167,25 @@ macro_rules! export_flowstep {
                 }
             }
 
+            // The export's symbol is named after the interface (`sluice:flowstep/handler@…`),
+            // which a native linker refuses: a step's crate also builds natively for its unit
+            // tests, so the export exists only in the component.
+            #[cfg(target_family = "wasm")]
             $crate::bindings::__export_flowstep_bindings!(
                 SluiceFlowstepExport with_types_in $crate::bindings
             );
         };
+
+        /// The step's entry point in a native build, where there is no export: it keeps the
+        /// step's code reachable, so a native build of the crate (for its unit tests) sees no
+        /// dead code.
+        #[cfg(not(target_family = "wasm"))]
+        #[doc(hidden)]
+        pub fn __sluice_flowstep_process(
+            message: &$crate::Message,
+            config: &str,
+        ) -> ::std::result::Result<$crate::Outcome, $crate::StepError> {
+            $crate::__run::<$step>(message, config)
+        }
     };
 }

@@ -39,7 +39,7 @@ impl Flowstep for SubjectPrefix {
         } else {
             format!("{} {subject}", config.prefix)
         };
-        message.set_header("Subject", &prefixed);
+        message.set_header("Subject", &prefixed)?;
         Ok(Outcome::Continue)
     }
 }

@@ -1,4 +1,4 @@
-//! `sluice plugin check` and `sluice plugin run`: the quickest way to try a Flowstep; and
+//! `sluice plugin new`, `check` and `run`: the quickest way to write and try a Flowstep; and
 //! `sluice plugin enable`, an operator's way to let a disabled plugin run again.
 
 use std::io::{Read, Write};
@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+
+use super::scaffold::{self, Language};
 use sluice::message::{Envelope, Message};
 use sluice::plugin::policy::{ImportTreatment, check_import, denial_reason};
 use sluice::plugin::{Capability, Grants, PluginRuntime, RuntimeLimits, StepOutcome};
@@ -55,6 +57,17 @@ pub enum PluginCommand {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
     },
+    /// Creates a Flowstep project that builds with one command and passes `plugin check`.
+    New {
+        /// The project's name (lowercase letters, digits, '-'); also its folder's.
+        name: String,
+        /// The language to write the step in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Language,
+        /// The folder to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Lets a plugin that failed its way to disabled run again for an account, in the store
     /// of a stopped server (a running one takes `POST /{account}/plugins/{plugin}/enable`).
     Enable {
@@ -100,6 +113,7 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             json,
             repeat,
         ),
+        PluginCommand::New { name, lang, dir } => new_project(lang, &name, &dir),
         PluginCommand::Enable {
             plugin,
             account,
@@ -107,6 +121,27 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             data,
         } => enable(&plugin, account, config.as_deref(), data),
     }
+}
+
+fn new_project(language: Language, name: &str, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let root = scaffold::create(language, name, dir)?;
+    println!("created {}", root.display());
+    match language {
+        Language::Rust => {
+            let component = format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                name.replace('-', "_")
+            );
+            println!("next:");
+            println!("    cd {}", root.display());
+            println!("    cargo build --release");
+            println!("    sluice plugin check {component}");
+            println!(
+                "    sluice plugin run {component} --config '{{\"prefix\": \"[TEST]\"}}' < message.eml"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn enable(
@@ -181,8 +216,11 @@ fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
     }
     drop(out);
     match runtime.load_compiled("check", compiled, grants) {
-        Ok(_) => {
-            println!("ok: implements sluice:flowstep@0.1.0");
+        Ok(plugin) => {
+            println!(
+                "ok: implements sluice:flowstep@{}",
+                plugin.contract_version()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {

@@ -472,7 +472,7 @@ impl Delivery {
         let reply = failure.reply()?;
         let built_in = outcome::judge(reply, failure.stage());
         let asked = ReturnedRecipient {
-            kind: "bounce".into(),
+            kind: crate::bounce::Kind::Bounce,
             recipient: Some(recipient.to_string()),
             status: reply
                 .enhanced

@@ -392,7 +392,7 @@ impl Inbound {
             return None;
         }
         let asked = ReturnedRecipient {
-            kind: report.kind.as_str().to_string(),
+            kind: report.kind,
             recipient: verdict.recipient.clone(),
             status: verdict.status.clone(),
             reply_code: verdict.reply_code,

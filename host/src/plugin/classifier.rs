@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::store::Store as DataStore;
 
-use super::bindings::classifier::{self as wit, BounceClassifierPre};
+use super::bindings::{v0_1, v0_2};
 use super::health::Health;
 use super::state::StepState;
 use super::{Grants, LoadError, PluginRuntime, StepFailure, policy};
@@ -17,8 +17,8 @@ use crate::fairness::FairShare;
 /// classifier is asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReturnedRecipient {
-    /// bounce, complaint, autoreply, delivery-report or not-a-bounce.
-    pub kind: String,
+    /// What kind of report it is.
+    pub kind: crate::bounce::Kind,
     /// The recipient the report names.
     pub recipient: Option<String>,
     /// The enhanced status code.
@@ -45,7 +45,7 @@ pub struct ClassifierVerdict {
 /// A loaded bounce classifier.
 pub struct ClassifierPlugin {
     sha256: String,
-    pre: BounceClassifierPre<StepState>,
+    pre: ClassifierPre,
     runtime: Arc<PluginRuntime>,
     health: Health,
 }
@@ -73,8 +73,7 @@ impl PluginRuntime {
             .linker_for(&compiled.component, &Grants::none())?
             .instantiate_pre(&compiled.component)
             .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
-        let pre = BounceClassifierPre::new(instance_pre)
-            .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
+        let pre = ClassifierPre::new(instance_pre).map_err(LoadError::WrongShape)?;
         Ok(Arc::new(ClassifierPlugin {
             sha256: compiled.sha256,
             pre,
@@ -98,31 +97,111 @@ impl ClassifierPlugin {
     ) -> Result<Option<ClassifierVerdict>, StepFailure> {
         let runtime = &self.runtime;
         let mut store = runtime.store(None);
-        let asked = wit::ReturnedRecipient {
-            kind: returned.kind.clone(),
-            recipient: returned.recipient.clone(),
-            status: returned.status.clone(),
-            reply_code: returned.reply_code,
-            diagnostic: returned.diagnostic.clone(),
-            reason: returned.reason.clone(),
-            hard: returned.hard,
-        };
         let answer = runtime
             .within_deadline(&mut store, |store| async {
-                let instance = match self.pre.instantiate_async(&mut *store).await {
-                    Ok(instance) => instance,
-                    Err(error) => return Err(runtime.classify(store, error, true)),
-                };
-                match instance.call_classify(&mut *store, &asked).await {
-                    Ok(answer) => Ok(answer),
-                    Err(error) => Err(runtime.classify(store, error, false)),
-                }
+                self.pre
+                    .classify(store, returned)
+                    .await
+                    .map_err(|(error, instantiating)| runtime.classify(store, error, instantiating))
             })
             .await?;
         Ok(answer.map(|verdict| ClassifierVerdict {
             reason: crate::truncate::cut_to(verdict.reason, super::MAX_REASON_BYTES),
             hard: verdict.hard,
         }))
+    }
+}
+
+/// A classifier component prepared for instantiation, by the contract version it was built
+/// for.
+enum ClassifierPre {
+    /// Exports `sluice:flowstep/classifier@0.2.x`.
+    V0_2(v0_2::classifier::BounceClassifierPre<StepState>),
+    /// Exports the bare `classify` function of 0.1.0.
+    V0_1(v0_1::classifier::BounceClassifierPre<StepState>),
+}
+
+impl ClassifierPre {
+    /// Takes the version whose exports the component has: 0.2 first, then 0.1.0.
+    fn new(instance_pre: wasmtime::component::InstancePre<StepState>) -> Result<Self, String> {
+        let current = match v0_2::classifier::BounceClassifierPre::new(instance_pre.clone()) {
+            Ok(pre) => return Ok(ClassifierPre::V0_2(pre)),
+            Err(error) => error,
+        };
+        v0_1::classifier::BounceClassifierPre::new(instance_pre)
+            .map(ClassifierPre::V0_1)
+            .map_err(|_| {
+                format!(
+                    "it must export `sluice:flowstep/classifier@0.2.0` (or the `classify` \
+                     function of 0.1.0): {current:#}"
+                )
+            })
+    }
+
+    /// Instantiates the component in `store` and asks it. An `Err` is wasmtime's, with
+    /// whether it happened while instantiating.
+    async fn classify(
+        &self,
+        store: &mut wasmtime::Store<StepState>,
+        returned: &ReturnedRecipient,
+    ) -> Result<Option<ClassifierVerdict>, (wasmtime::Error, bool)> {
+        match self {
+            ClassifierPre::V0_2(pre) => {
+                use v0_2::classifier::exports::sluice::flowstep::classifier as wit;
+                let kind = match returned.kind {
+                    crate::bounce::Kind::Bounce => wit::ReportKind::Bounce,
+                    crate::bounce::Kind::Complaint => wit::ReportKind::Complaint,
+                    crate::bounce::Kind::Autoreply => wit::ReportKind::Autoreply,
+                    crate::bounce::Kind::DeliveryReport => wit::ReportKind::DeliveryReport,
+                    crate::bounce::Kind::NotABounce => wit::ReportKind::NotABounce,
+                };
+                let asked = wit::ReturnedRecipient {
+                    kind,
+                    recipient: returned.recipient.clone(),
+                    status: returned.status.clone(),
+                    reply_code: returned.reply_code,
+                    diagnostic: returned.diagnostic.clone(),
+                    reason: returned.reason.clone(),
+                    hard: returned.hard,
+                };
+                let instance = pre
+                    .instantiate_async(&mut *store)
+                    .await
+                    .map_err(|error| (error, true))?;
+                let answer = instance
+                    .sluice_flowstep_classifier()
+                    .call_classify(&mut *store, &asked)
+                    .await
+                    .map_err(|error| (error, false))?;
+                Ok(answer.map(|verdict| ClassifierVerdict {
+                    reason: verdict.reason,
+                    hard: verdict.hard,
+                }))
+            }
+            ClassifierPre::V0_1(pre) => {
+                let asked = v0_1::classifier::ReturnedRecipient {
+                    kind: returned.kind.as_str().to_string(),
+                    recipient: returned.recipient.clone(),
+                    status: returned.status.clone(),
+                    reply_code: returned.reply_code,
+                    diagnostic: returned.diagnostic.clone(),
+                    reason: returned.reason.clone(),
+                    hard: returned.hard,
+                };
+                let instance = pre
+                    .instantiate_async(&mut *store)
+                    .await
+                    .map_err(|error| (error, true))?;
+                let answer = instance
+                    .call_classify(&mut *store, &asked)
+                    .await
+                    .map_err(|error| (error, false))?;
+                Ok(answer.map(|verdict| ClassifierVerdict {
+                    reason: verdict.reason,
+                    hard: verdict.hard,
+                }))
+            }
+        }
     }
 }
 

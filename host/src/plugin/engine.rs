@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{ResourceTable, WasiView as _};
 
-use super::bindings::{Flowstep, privileged};
+use super::bindings::{v0_1, v0_2};
 use super::limits::RuntimeLimits;
 use super::state::StepState;
 
@@ -69,9 +69,20 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StepState>> {
 }
 
 fn link(l: &mut Linker<StepState>) -> wasmtime::Result<()> {
-    Flowstep::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+    // Both versions of the contract, side by side: a component links against the one it was
+    // built for.
+    v0_2::Flowstep::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
     {
-        use privileged::sluice::flowstep::{archive, dkim, online_link, templates, tracking};
+        use v0_2::privileged::sluice::flowstep::{archive, dkim, online_link, templates, tracking};
+        tracking::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        online_link::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        archive::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        dkim::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+        templates::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+    }
+    v0_1::Flowstep::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
+    {
+        use v0_1::privileged::sluice::flowstep::{archive, dkim, online_link, templates, tracking};
         tracking::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
         online_link::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;
         archive::add_to_linker::<StepState, HasSelf<StepState>>(l, |state| state)?;

@@ -9,6 +9,7 @@ mod bindings;
 pub mod builtin;
 pub mod cache;
 pub mod classifier;
+mod contract;
 mod denial;
 mod engine;
 mod health;
@@ -37,7 +38,7 @@ pub use state::{
     TemplateParts,
 };
 
-use bindings::FlowstepPre;
+use contract::FlowstepPre;
 use health::Health;
 use state::StepState;
 
@@ -327,8 +328,7 @@ impl PluginRuntime {
             .linker_for(&component, &grants)?
             .instantiate_pre(&component)
             .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
-        let pre = FlowstepPre::new(instance_pre)
-            .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
+        let pre = FlowstepPre::new(instance_pre).map_err(LoadError::WrongShape)?;
         Ok(Arc::new(Plugin {
             name: name.to_string(),
             sha256,
@@ -402,7 +402,7 @@ pub struct Plugin {
     sha256: String,
     imports: Vec<String>,
     grants: Grants,
-    pre: FlowstepPre<StepState>,
+    pre: FlowstepPre,
     runtime: Arc<PluginRuntime>,
     health: Health,
     restored: std::sync::Mutex<bool>,
@@ -428,6 +428,11 @@ impl Plugin {
     /// The sha256 of the component, in hex.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The version of the contract the component was built for (`0.2.0`, `0.1.0`).
+    pub fn contract_version(&self) -> &'static str {
+        self.pre.version()
     }
 
     /// What the component imports.
@@ -588,14 +593,11 @@ impl Plugin {
             .data_mut()
             .add_message(message.clone(), limits.max_message_bytes)
             .map_err(|error| StepFailure::Instantiate(format!("{error:#}")))?;
-        let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
-        let instance = match self.pre.instantiate_async(&mut *store).await {
-            Ok(instance) => instance,
-            Err(error) => return Err(self.runtime.classify(store, error, true)),
-        };
-        let returned = match instance.call_process(&mut *store, borrowed, config).await {
+        let returned = match self.pre.process(&mut *store, &handle, config).await {
             Ok(returned) => returned,
-            Err(error) => return Err(self.runtime.classify(store, error, false)),
+            Err((error, instantiating)) => {
+                return Err(self.runtime.classify(store, error, instantiating));
+            }
         };
         let edited = store
             .data_mut()
@@ -605,21 +607,15 @@ impl Plugin {
         // it: a step decides what they say, not how much room they take.
         let cap = |text: String| crate::truncate::cut_to(text, MAX_REASON_BYTES);
         match returned {
-            Ok(bindings::Outcome::Continue) => Ok((StepOutcome::Continue, edited)),
-            Ok(bindings::Outcome::Hold(reason)) => Ok((StepOutcome::Hold(cap(reason)), edited)),
-            Ok(bindings::Outcome::Discard(reason)) => {
-                Ok((StepOutcome::Discard(cap(reason)), edited))
-            }
+            Ok(StepOutcome::Continue) => Ok((StepOutcome::Continue, edited)),
+            Ok(StepOutcome::Hold(reason)) => Ok((StepOutcome::Hold(cap(reason)), edited)),
+            Ok(StepOutcome::Discard(reason)) => Ok((StepOutcome::Discard(cap(reason)), edited)),
             Err(error) => Err(StepFailure::Step(match error {
-                bindings::StepError::InvalidConfig(text) => StepError::InvalidConfig(cap(text)),
-                bindings::StepError::MissingData(text) => StepError::MissingData(cap(text)),
-                bindings::StepError::UnsupportedMessage(text) => {
-                    StepError::UnsupportedMessage(cap(text))
-                }
-                bindings::StepError::CapabilityFailed(text) => {
-                    StepError::CapabilityFailed(cap(text))
-                }
-                bindings::StepError::Other(text) => StepError::Other(cap(text)),
+                StepError::InvalidConfig(text) => StepError::InvalidConfig(cap(text)),
+                StepError::MissingData(text) => StepError::MissingData(cap(text)),
+                StepError::UnsupportedMessage(text) => StepError::UnsupportedMessage(cap(text)),
+                StepError::CapabilityFailed(text) => StepError::CapabilityFailed(cap(text)),
+                StepError::Other(text) => StepError::Other(cap(text)),
             })),
         }
     }

@@ -11,8 +11,8 @@ use std::fmt;
 
 /// The version of the contract this host implements.
 pub const CONTRACT_PACKAGE: &str = "sluice:flowstep";
-/// Major.minor of the contract; imports of any 0.1.x match.
-const CONTRACT_VERSION_PREFIX: &str = "0.1.";
+/// Major.minor of each contract version the host binds; imports of any patch of them match.
+const CONTRACT_VERSIONS: [&str; 2] = ["0.1.", "0.2."];
 
 /// A privileged host capability, granted per plugin by the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
@@ -175,13 +175,18 @@ pub fn check_import(import: &str, grants: &Grants) -> Result<ImportTreatment, Fo
     };
 
     if package == CONTRACT_PACKAGE {
-        if !version.is_some_and(|v| v.starts_with(CONTRACT_VERSION_PREFIX)) {
+        let Some(version) =
+            version.filter(|v| CONTRACT_VERSIONS.iter().any(|known| v.starts_with(known)))
+        else {
             return refuse(format!(
-                "this host implements {CONTRACT_PACKAGE}@0.1.0; rebuild the plugin against it"
+                "this host implements {CONTRACT_PACKAGE}@0.2.0 (and 0.1.0); rebuild the plugin \
+                 against 0.2.0"
             ));
-        }
+        };
         return match interface {
-            "types" | "log" | "clock" => Ok(ImportTreatment::Granted),
+            "types" | "log" => Ok(ImportTreatment::Granted),
+            // 0.2 leaves the time to wasi:clocks.
+            "clock" if version.starts_with("0.1.") => Ok(ImportTreatment::Granted),
             other => match Capability::from_interface(other) {
                 Some(cap) if !grants.capabilities.contains(&cap) => refuse(format!(
                     "`{cap}` is a privileged capability and the operator has not granted it \
@@ -238,6 +243,8 @@ mod tests {
             "sluice:flowstep/types@0.1.0",
             "sluice:flowstep/log@0.1.0",
             "sluice:flowstep/clock@0.1.3",
+            "sluice:flowstep/types@0.2.0",
+            "sluice:flowstep/log@0.2.1",
         ] {
             assert_eq!(
                 check_import(import, &none),
@@ -298,7 +305,8 @@ mod tests {
         let none = Grants::none();
         let error = check_import("acme:evil/thing@1.0.0", &none).unwrap_err();
         assert!(error.reason.contains("not `acme:evil`"), "{error}");
-        assert!(check_import("sluice:flowstep/types@0.2.0", &none).is_err());
+        assert!(check_import("sluice:flowstep/clock@0.2.0", &none).is_err());
+        assert!(check_import("sluice:flowstep/types@0.3.0", &none).is_err());
         assert!(check_import("sluice:flowstep/nothing@0.1.0", &none).is_err());
         for import in [
             "wasi:cli/environment@0.3.0",

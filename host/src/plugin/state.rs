@@ -1,19 +1,15 @@
 //! What one Flowstep call sees: the store's data and the host side of the contract's imports.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::privileged::sluice::flowstep::{
-    archive, dkim, online_link, templates, tracking,
-};
-use super::bindings::sluice::flowstep::{clock, log, types};
 use super::limits::RuntimeLimits;
 use super::stdio::CapturedOutput;
-use crate::message::{Message, MessageError, NewAttachment};
+use crate::message::{Message, MessageError};
 
 /// The host-owned message a step works on: a copy of the message the call started with,
 /// taken as the result only if the step succeeds.
@@ -26,12 +22,12 @@ pub struct MessageDraft {
 impl MessageDraft {
     /// Refuses an input that alone is over the size limit before any work is done with it, so
     /// a huge argument costs the host no more than its copy into the call.
-    fn check_input(&self, size: usize) -> wasmtime::Result<()> {
+    pub(super) fn check_input(&self, size: usize) -> Result<(), MessageError> {
         if size > self.max_bytes {
-            return Err(wasmtime::Error::new(MessageError::TooLarge {
+            return Err(MessageError::TooLarge {
                 size,
                 limit: self.max_bytes,
-            }));
+            });
         }
         Ok(())
     }
@@ -50,13 +46,13 @@ impl MessageDraft {
     /// [`MessageDraft::edit`] for edits that rebuild the message: on a large message it runs
     /// on a blocking thread and is awaited, so the call's deadline can drop the wait (the
     /// abandoned edit finishes in the background and is thrown away).
-    async fn edit_rebuilding<T: Send + 'static>(
+    pub(super) async fn edit_rebuilding<T: Send + 'static>(
         &mut self,
         input_bytes: usize,
         change: impl FnOnce(&mut Message) -> Result<T, MessageError> + Send + 'static,
-    ) -> wasmtime::Result<T> {
+    ) -> wasmtime::Result<Result<T, MessageError>> {
         if self.message.size() + input_bytes <= INLINE_EDIT_BYTES {
-            return self.edit(change);
+            return Ok(self.edit(change));
         }
         let mut scratch = self.message.clone();
         let max_bytes = self.max_bytes;
@@ -73,25 +69,36 @@ impl MessageDraft {
         })
         .await
         .map_err(|error| wasmtime::format_err!("the edit failed in the host: {error}"))?;
-        let (message, value) = edited.map_err(wasmtime::Error::new)?;
-        self.message = message;
-        Ok(value)
+        Ok(edited.map(|(message, value)| {
+            self.message = message;
+            value
+        }))
     }
 
     /// Applies an edit to a scratch copy and keeps it only if it is valid and within the size
-    /// limit. The error ends the call as a trap that carries the typed error.
-    fn edit<T>(
+    /// limit; a refused edit leaves the message as it was.
+    pub(super) fn edit<T>(
         &mut self,
         change: impl FnOnce(&mut Message) -> Result<T, MessageError>,
-    ) -> wasmtime::Result<T> {
+    ) -> Result<T, MessageError> {
         let mut scratch = self.message.clone();
-        let value = change(&mut scratch).map_err(wasmtime::Error::new)?;
+        let value = change(&mut scratch)?;
         let before = std::mem::replace(&mut self.message, scratch);
         if let Err(error) = self.check_size() {
             self.message = before;
-            return Err(wasmtime::Error::new(error));
+            return Err(error);
         }
         Ok(value)
+    }
+
+    /// The message as it is now.
+    pub(super) fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Removes every field of this name: it only shrinks the message, so nothing is checked.
+    pub(super) fn remove_header(&mut self, name: &str) {
+        self.message.remove_header(name);
     }
 }
 
@@ -274,20 +281,18 @@ impl StepState {
     }
 
     /// Ends the call as a timeout when its deadline has passed.
-    fn check_deadline(&self) -> wasmtime::Result<()> {
+    pub(super) fn check_deadline(&self) -> wasmtime::Result<()> {
         if Instant::now() >= self.deadline_at {
             return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
         }
         Ok(())
     }
 
-    fn context(&self) -> wasmtime::Result<&StepContext> {
-        self.context
-            .as_ref()
-            .ok_or_else(|| wasmtime::format_err!("this call has no message context for links"))
+    pub(super) fn context(&self) -> Option<&StepContext> {
+        self.context.as_ref()
     }
 
-    fn services(&self) -> Result<(u64, Arc<dyn HostServices>), String> {
+    pub(super) fn services(&self) -> Result<(u64, Arc<dyn HostServices>), String> {
         let context = self
             .context
             .as_ref()
@@ -316,6 +321,23 @@ impl StepState {
         Ok(self.table.delete(handle)?.message)
     }
 
+    /// Records one line the step logged, within the call's caps on lines and their length.
+    pub(super) fn write_log(&mut self, level: &'static str, mut message: String) {
+        if self.logs.len() >= self.max_log_lines {
+            self.dropped_log_lines += 1;
+            return;
+        }
+        if message.len() > self.max_log_line_bytes {
+            let mut cut = self.max_log_line_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.logs.push(LogLine { level, message });
+    }
+
     /// The call's log: what it wrote through `log`, then its stdout and stderr.
     pub(crate) fn finish_logs(&mut self) -> Vec<LogLine> {
         for (level, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
@@ -340,13 +362,13 @@ impl StepState {
         std::mem::take(&mut self.logs)
     }
 
-    fn draft(&self, handle: &Resource<MessageDraft>) -> wasmtime::Result<&MessageDraft> {
+    pub(super) fn draft(&self, handle: &Resource<MessageDraft>) -> wasmtime::Result<&MessageDraft> {
         Ok(self.table.get(handle)?)
     }
 
     /// The message to change; every change does work proportional to the message, so it
     /// starts only while the deadline has not passed.
-    fn draft_mut(
+    pub(super) fn draft_mut(
         &mut self,
         handle: &Resource<MessageDraft>,
     ) -> wasmtime::Result<&mut MessageDraft> {
@@ -361,311 +383,5 @@ impl WasiView for StepState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl types::Host for StepState {}
-
-impl types::HostMessage for StepState {
-    fn envelope_sender(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        Ok(self.draft(&msg)?.message.envelope().sender.clone())
-    }
-
-    fn envelope_recipient(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        Ok(self.draft(&msg)?.message.envelope().recipient.clone())
-    }
-
-    fn set_envelope_recipient(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        address: String,
-    ) -> wasmtime::Result<()> {
-        self.draft_mut(&msg)?
-            .edit(|message| message.set_envelope_recipient(&address))
-    }
-
-    fn header(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message.header(&name))
-    }
-
-    fn header_all(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-    ) -> wasmtime::Result<Vec<String>> {
-        Ok(self.draft(&msg)?.message.header_all(&name))
-    }
-
-    fn headers(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<types::Header>> {
-        Ok(self
-            .draft(&msg)?
-            .message
-            .headers()
-            .into_iter()
-            .map(|(name, value)| types::Header { name, value })
-            .collect())
-    }
-
-    fn set_header(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-        value: String,
-    ) -> wasmtime::Result<()> {
-        self.draft_mut(&msg)?
-            .edit(|message| message.set_header(&name, &value))
-    }
-
-    fn append_header(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-        value: String,
-    ) -> wasmtime::Result<()> {
-        self.draft_mut(&msg)?
-            .edit(|message| message.append_header(&name, &value))
-    }
-
-    fn remove_header(&mut self, msg: Resource<MessageDraft>, name: String) -> wasmtime::Result<()> {
-        self.draft_mut(&msg)?.message.remove_header(&name);
-        Ok(())
-    }
-
-    fn html(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message.html())
-    }
-
-    async fn set_html(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        html: String,
-    ) -> wasmtime::Result<()> {
-        let draft = self.draft_mut(&msg)?;
-        draft.check_input(html.len())?;
-        draft
-            .edit_rebuilding(html.len(), move |message| message.set_html(&html))
-            .await
-    }
-
-    fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message.text())
-    }
-
-    async fn set_text(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        text: String,
-    ) -> wasmtime::Result<()> {
-        let draft = self.draft_mut(&msg)?;
-        draft.check_input(text.len())?;
-        draft
-            .edit_rebuilding(text.len(), move |message| message.set_text(&text))
-            .await
-    }
-
-    fn attachments(
-        &mut self,
-        msg: Resource<MessageDraft>,
-    ) -> wasmtime::Result<Vec<types::AttachmentInfo>> {
-        Ok(self
-            .draft(&msg)?
-            .message
-            .attachments()
-            .into_iter()
-            .map(|info| types::AttachmentInfo {
-                index: info.index as u32,
-                filename: info.filename,
-                content_type: info.content_type,
-                disposition: info.disposition,
-                content_id: info.content_id,
-                size: info.size as u64,
-            })
-            .collect())
-    }
-
-    fn attachment_content(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        index: u32,
-    ) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.draft(&msg)?.message.attachment_content(index as usize))
-    }
-
-    async fn add_attachment(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        attachment: types::NewAttachment,
-    ) -> wasmtime::Result<()> {
-        let attachment = NewAttachment {
-            filename: attachment.filename,
-            content_type: attachment.content_type,
-            content: attachment.content,
-            inline: attachment.inline,
-            content_id: attachment.content_id,
-        };
-        let draft = self.draft_mut(&msg)?;
-        let size = attachment.content.len();
-        draft.check_input(size)?;
-        draft
-            .edit_rebuilding(size, move |message| message.add_attachment(attachment))
-            .await
-    }
-
-    async fn remove_attachment(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        index: u32,
-    ) -> wasmtime::Result<bool> {
-        self.draft_mut(&msg)?
-            .edit_rebuilding(0, move |message| message.remove_attachment(index as usize))
-            .await
-    }
-
-    fn data(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message.data().map(str::to_string))
-    }
-
-    fn size(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<u64> {
-        Ok(self.draft(&msg)?.message.size() as u64)
-    }
-
-    fn raw(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<u8>> {
-        self.check_deadline()?;
-        Ok(self.draft(&msg)?.message.to_bytes())
-    }
-
-    async fn set_raw(&mut self, msg: Resource<MessageDraft>, raw: Vec<u8>) -> wasmtime::Result<()> {
-        let draft = self.draft_mut(&msg)?;
-        let size = raw.len();
-        draft.check_input(size)?;
-        draft
-            .edit_rebuilding(size, move |message| message.set_raw(raw))
-            .await
-    }
-
-    fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
-        // The host owns every message; a guest only ever holds borrows, which it cannot drop.
-        Ok(())
-    }
-}
-
-impl log::Host for StepState {
-    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        if self.logs.len() >= self.max_log_lines {
-            self.dropped_log_lines += 1;
-            return Ok(());
-        }
-        let mut message = message;
-        if message.len() > self.max_log_line_bytes {
-            let mut cut = self.max_log_line_bytes;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
-        let level = match level {
-            log::Level::Trace => "trace",
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
-        };
-        self.logs.push(LogLine { level, message });
-        Ok(())
-    }
-}
-
-impl clock::Host for StepState {
-    fn now_millis(&mut self) -> wasmtime::Result<u64> {
-        Ok(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64))
-    }
-}
-
-impl tracking::Host for StepState {
-    fn click_url(
-        &mut self,
-        _msg: Resource<MessageDraft>,
-        url: String,
-        index: u32,
-    ) -> wasmtime::Result<String> {
-        let context = self.context()?;
-        Ok(context.links.click_url(&context.message_id, index, &url))
-    }
-
-    fn open_pixel_url(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        let context = self.context()?;
-        Ok(context.links.open_url(&context.message_id))
-    }
-}
-
-impl online_link::Host for StepState {
-    fn url(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        let context = self.context()?;
-        Ok(context.links.online_url(&context.message_id))
-    }
-}
-
-impl archive::Host for StepState {
-    fn store(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        retention_days: u32,
-    ) -> wasmtime::Result<Result<String, String>> {
-        let Some(context) = self.context.as_ref() else {
-            return Ok(Err("this call runs outside any message (no context)".into()));
-        };
-        if !(1..=MAX_RETENTION_DAYS).contains(&retention_days) {
-            return Ok(Err(format!(
-                "retention must be 1 to {MAX_RETENTION_DAYS} days, not {retention_days}"
-            )));
-        }
-        let message_id = context.message_id.clone();
-        self.check_deadline()?;
-        let message = self.draft(&msg)?.message.to_bytes();
-        self.effects.archive = Some(ArchiveRequest {
-            message,
-            retention_days,
-        });
-        Ok(Ok(message_id))
-    }
-}
-
-impl dkim::Host for StepState {
-    fn sign(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Result<(), String>> {
-        let (account_id, services) = match self.services() {
-            Ok(found) => found,
-            Err(error) => return Ok(Err(error)),
-        };
-        self.check_deadline()?;
-        let raw = self.draft(&msg)?.message.to_bytes();
-        let signed = match services.sign(account_id, &raw) {
-            Ok(signed) => signed,
-            Err(error) => return Ok(Err(error)),
-        };
-        self.draft_mut(&msg)?
-            .edit(|message| message.prepend_fields(&signed.fields))?;
-        self.effects.dmarc = Some(signed.report);
-        Ok(Ok(()))
-    }
-}
-
-impl templates::Host for StepState {
-    fn lookup(&mut self, name: String) -> wasmtime::Result<Option<templates::Template>> {
-        let (account_id, services) = self.services().map_err(wasmtime::Error::msg)?;
-        let found = services
-            .template(account_id, &name)
-            .map_err(wasmtime::Error::msg)?;
-        Ok(found.map(|parts| templates::Template {
-            subject: parts.subject,
-            html: parts.html,
-            text: parts.text,
-        }))
     }
 }

@@ -55,7 +55,7 @@ impl Flowstep for Archive {
 
     fn process(message: &Message, config: Option<Config>) -> Result<Outcome, StepError> {
         let retention = config.unwrap_or_default().retention;
-        let id = archive::store(message, retention.days()).map_err(StepError::CapabilityFailed)?;
+        let id = archive::store(message, retention.days())?;
         log::debug(&format!("archive {id} kept for {} days", retention.days()));
         Ok(Outcome::Continue)
     }

@@ -22,7 +22,7 @@ impl Flowstep for Dkim {
     type Config = Option<Config>;
 
     fn process(message: &Message, _config: Option<Config>) -> Result<Outcome, StepError> {
-        dkim::sign(message).map_err(StepError::CapabilityFailed)?;
+        dkim::sign(message)?;
         Ok(Outcome::Continue)
     }
 }

@@ -17,7 +17,7 @@ mod text;
 
 use serde::Deserialize;
 use sluice_plugin_sdk::privileged::{online_link, templates};
-use sluice_plugin_sdk::{Flowstep, Message, Outcome, StepError, export_flowstep, log};
+use sluice_plugin_sdk::{Disposition, Flowstep, Message, Outcome, StepError, export_flowstep, log};
 
 pub use render::{
     AttachmentView, MessageView, Part, RenderContext, RenderError, Rendered, TemplateParts, render,
@@ -69,7 +69,7 @@ impl Flowstep for Template {
             Config::Stored(name) => {
                 // A configuration naming no template is wrong the same way at save time (where
                 // the host refuses it) and at send time (where the message is held).
-                let Some(stored) = templates::lookup(&name) else {
+                let Some(stored) = templates::lookup(&name)? else {
                     return Err(StepError::InvalidConfig(format!(
                         "template `{name}` does not exist"
                     )));
@@ -89,13 +89,13 @@ impl Flowstep for Template {
             Err(error) => return Ok(Outcome::Hold(format!("{label} {error}"))),
         };
         if let Some(subject) = &rendered.subject {
-            message.set_header("Subject", subject);
+            message.set_header("Subject", subject)?;
         }
         if let Some(html) = &rendered.html {
-            message.set_html(html);
+            message.set_html(html)?;
         }
         if let Some(text) = &rendered.text {
-            message.set_text(text);
+            message.set_text(text)?;
         }
         log::debug(&format!("rendered {label}"));
         Ok(Outcome::Continue)
@@ -132,7 +132,10 @@ fn gather(message: &Message, parts: &TemplateParts) -> Result<RenderContext, Ste
                 .map(|info| AttachmentView {
                     filename: info.filename,
                     content_type: info.content_type,
-                    disposition: info.disposition,
+                    disposition: match info.disposition {
+                        Disposition::Inline => "inline".into(),
+                        Disposition::Attachment => "attachment".into(),
+                    },
                     content_id: info.content_id,
                     size: info.size,
                 })
@@ -147,7 +150,7 @@ fn gather(message: &Message, parts: &TemplateParts) -> Result<RenderContext, Ste
             .collect();
     }
     if mentions("online_link") {
-        context.online_link = Some(online_link::url(message));
+        context.online_link = Some(online_link::url(message)?);
     }
     Ok(context)
 }

@@ -61,12 +61,15 @@ impl Flowstep for Tracking {
         };
         let index = Cell::new(0u32);
         let pixel_placed = Cell::new(false);
-        let pixel = config.opens.then(|| {
-            format!(
+        let pixel = match config.opens {
+            true => Some(format!(
                 r#"<img src="{}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">"#,
-                tracking::open_pixel_url(message)
-            )
-        });
+                tracking::open_pixel_url(message)?
+            )),
+            false => None,
+        };
+        // The first link the host could not make, reported once the html is rewritten.
+        let refused = RefCell::new(None);
         let output = RefCell::new(Vec::with_capacity(html.len() + 1024));
         let mut handlers = Vec::new();
         if config.clicks {
@@ -77,9 +80,13 @@ impl Flowstep for Tracking {
                 }
                 let href = decode_attribute(&el.get_attribute("href").unwrap_or_default());
                 if is_trackable(&href) {
-                    let url = tracking::click_url(message, href.trim(), index.get());
+                    match tracking::click_url(message, href.trim(), index.get()) {
+                        Ok(url) => el.set_attribute("href", &url)?,
+                        Err(error) => {
+                            refused.borrow_mut().get_or_insert(error);
+                        }
+                    }
                     index.set(index.get() + 1);
-                    el.set_attribute("href", &url)?;
                 }
                 Ok(())
             }));
@@ -102,6 +109,9 @@ impl Flowstep for Tracking {
             .write(html.as_bytes())
             .and_then(|()| rewriter.end())
             .map_err(|error| StepError::UnsupportedMessage(format!("html: {error}")))?;
+        if let Some(error) = refused.into_inner() {
+            return Err(error.into());
+        }
         let mut output = output.into_inner();
         if let (Some(pixel), false) = (&pixel, pixel_placed.get()) {
             output.extend_from_slice(pixel.as_bytes());
@@ -109,7 +119,7 @@ impl Flowstep for Tracking {
         let rewritten = String::from_utf8(output)
             .map_err(|_| StepError::UnsupportedMessage("html is not UTF-8".into()))?;
         if rewritten != html {
-            message.set_html(&rewritten);
+            message.set_html(&rewritten)?;
         }
         Ok(Outcome::Continue)
     }

@@ -16,8 +16,10 @@ mod bindings {
     });
 }
 
+use bindings::exports::sluice::flowstep::classifier::{
+    Guest, ReportKind, ReturnedRecipient, Verdict,
+};
 use bindings::sluice::flowstep::log::{Level, write};
-use bindings::{Guest, ReturnedRecipient, Verdict};
 
 struct FullIsGone;
 
@@ -39,7 +41,7 @@ impl Guest for FullIsGone {
         {
             std::thread::sleep(std::time::Duration::from_secs(30));
         }
-        if returned.kind != "bounce" || returned.reason != "mailboxfull" {
+        if returned.kind != ReportKind::Bounce || returned.reason != "mailboxfull" {
             return None;
         }
         write(Level::Info, "a full mailbox is taken as abandoned");

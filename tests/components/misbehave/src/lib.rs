@@ -32,6 +32,9 @@ enum Behaviour {
     Grow { bytes: usize },
     /// Tries to add a second header through a CR LF in a value.
     InjectHeader,
+    /// Tries the same, and when the host refuses, records the refusal in `X-Refused` and goes
+    /// on: a 0.2 step can handle a refused change.
+    InjectHeaderAndRecover,
     /// Replaces the whole message with these bytes.
     SetRaw { raw: String },
     /// Returns hold with a reason.
@@ -81,12 +84,12 @@ impl Flowstep for Misbehave {
                 let html = message
                     .html()
                     .ok_or_else(|| StepError::UnsupportedMessage("no html part".into()))?;
-                message.set_html(&html.replace(&find, &replace));
+                message.set_html(&html.replace(&find, &replace))?;
             }
-            Behaviour::SetHeader { name, value } => message.set_header(&name, &value),
-            Behaviour::Redirect { to } => message.set_envelope_recipient(&to),
+            Behaviour::SetHeader { name, value } => message.set_header(&name, &value)?,
+            Behaviour::Redirect { to } => message.set_envelope_recipient(&to)?,
             Behaviour::SetHeaderThenFail => {
-                message.set_header("X-Half-Done", "yes");
+                message.set_header("X-Half-Done", "yes")?;
                 return Err(StepError::Other("failed after changing the message".into()));
             }
             Behaviour::Busy { millis, version } => {
@@ -94,7 +97,7 @@ impl Flowstep for Misbehave {
                 while now_millis() < until {
                     std::hint::spin_loop();
                 }
-                message.set_header("X-Version", &version);
+                message.set_header("X-Version", &version)?;
             }
             Behaviour::Loop => loop {
                 std::hint::spin_loop();
@@ -107,17 +110,24 @@ impl Flowstep for Misbehave {
                 }
             }
             Behaviour::Trap => panic!("the test step panics on purpose"),
-            Behaviour::Grow { bytes } => message.set_text(&"x".repeat(bytes)),
+            Behaviour::Grow { bytes } => message.set_text(&"x".repeat(bytes))?,
             Behaviour::InjectHeader => {
-                message.set_header("X-Note", "harmless\r\nBcc: victim@example.net");
+                message.set_header("X-Note", "harmless\r\nBcc: victim@example.net")?;
             }
-            Behaviour::SetRaw { raw } => message.set_raw(raw.as_bytes()),
+            Behaviour::InjectHeaderAndRecover => {
+                if let Err(refused) =
+                    message.set_header("X-Note", "harmless\r\nBcc: victim@example.net")
+                {
+                    message.set_header("X-Refused", &format!("{refused:?}"))?;
+                }
+            }
+            Behaviour::SetRaw { raw } => message.set_raw(raw.as_bytes())?,
             Behaviour::Hold => return Ok(Outcome::Hold("needs a look".into())),
             Behaviour::Discard => return Ok(Outcome::Discard("not wanted".into())),
             Behaviour::CountCalls => {
                 static CALLS: AtomicU32 = AtomicU32::new(0);
                 let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-                message.set_header("X-Calls", &calls.to_string());
+                message.set_header("X-Calls", &calls.to_string())?;
             }
             Behaviour::Ambient => {
                 println!("hello on stdout");
@@ -127,22 +137,22 @@ impl Flowstep for Misbehave {
                     Ok(_) => "readable",
                     Err(_) => "denied",
                 };
-                message.set_header("X-Ambient", &format!("env={env} files={files}"));
+                message.set_header("X-Ambient", &format!("env={env} files={files}"))?;
             }
             Behaviour::Sleep { millis } => {
                 std::thread::sleep(std::time::Duration::from_millis(millis));
-                message.set_header("X-Slept", &millis.to_string());
+                message.set_header("X-Slept", &millis.to_string())?;
             }
             Behaviour::Print { bytes } => {
                 let line = "x".repeat(1023);
                 for _ in 0..bytes / 1024 {
                     println!("{line}");
                 }
-                message.set_header("X-Printed", &bytes.to_string());
+                message.set_header("X-Printed", &bytes.to_string())?;
             }
             Behaviour::Recurse => {
                 let depth = recurse(0);
-                message.set_header("X-Depth", &depth.to_string());
+                message.set_header("X-Depth", &depth.to_string())?;
             }
             Behaviour::LongHold { bytes } => return Ok(Outcome::Hold("h".repeat(bytes))),
         }

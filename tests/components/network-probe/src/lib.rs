@@ -37,7 +37,7 @@ impl Flowstep for NetworkProbe {
     fn process(message: &Message, config: Config) -> Result<Outcome, StepError> {
         let failed = |error: &dyn std::fmt::Debug| StepError::Other(format!("{error:?}"));
         match config.reach {
-            Reach::Nothing => message.set_header("X-Probe", "stayed home"),
+            Reach::Nothing => message.set_header("X-Probe", "stayed home")?,
             Reach::Tcp => {
                 let socket = tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
                     .map_err(|error| failed(&error))?;
