@@ -347,7 +347,7 @@ fn a_plugin_that_does_not_fit_is_refused_with_the_reason() {
     let api = Api::demo(&server);
     let response = api
         .post("plugins")
-        .body(guest_bytes(guests::TEST_FORBIDDEN_IMPORT))
+        .body(guest_bytes(guests::SLUICE_BUILTIN_DKIM))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -355,7 +355,7 @@ fn a_plugin_that_does_not_fit_is_refused_with_the_reason() {
     assert_eq!(error_codes(&body), ["invalidPlugin"]);
     let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
     assert!(
-        message.contains("wasi:sockets") && message.contains("no network access"),
+        message.contains("sluice:flowstep/dkim") && message.contains("not granted"),
         "{message}"
     );
 }
