@@ -17,9 +17,6 @@ use super::bindings::{v0_1, v0_2};
 use super::limits::RuntimeLimits;
 use super::state::StepState;
 
-/// Bytes of each linear-memory slot kept resident between calls.
-const KEEP_RESIDENT_BYTES: usize = 256 << 10;
-
 /// Builds the engine: Cranelift, component model, async calls, epoch deadlines, optional
 /// fuel, and a pooling allocator sized from the limits.
 ///
@@ -47,12 +44,17 @@ pub(crate) fn build(limits: &RuntimeLimits) -> anyhow::Result<Engine> {
     pool.total_tables(limits.total_tables());
     pool.table_elements(limits.table_elements as usize);
     pool.max_memory_size(limits.memory_bytes);
-    // A freed slot's first 256 KiB are zeroed in place and stay resident, so the next call
-    // does not page-fault on them; the rest goes back to the OS. With guests linked with a
-    // 64 KiB stack (.cargo/config.toml) a small step touches only those pages: measured in
-    // benches/flowstep.rs, a header read drops from 24 us to 10 us.
-    pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+    // A freed slot keeps its first pages resident, restored in place, so the next call does
+    // not page-fault on them; the rest goes back to the OS. With guests linked with a 64 KiB
+    // stack (.cargo/config.toml) a small Rust step touches only the first 256 KiB: a header
+    // read drops from 24 us to 10 us (benches/flowstep.rs). A JavaScript or Python step
+    // touches megabytes of its pre-initialised heap; where the kernel can say which pages a
+    // call dirtied (PAGEMAP_SCAN), only those are restored, so 16 MiB can stay resident and
+    // such a call stops faulting on its heap at all (see BENCHMARKS.md).
+    pool.pagemap_scan(wasmtime::Enabled::Auto);
+    pool.linear_memory_keep_resident(limits.keep_resident());
     pool.table_keep_resident(64 << 10);
+    pool.max_unused_warm_slots(limits.warm_slots);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
     Engine::new(&config).map_err(|error| anyhow::anyhow!("{error:#}"))
