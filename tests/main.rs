@@ -1,6 +1,7 @@
 //! End-to-end tests of Sluice, one binary with a module per topic.
 
 mod api;
+mod arrivals;
 mod builtins;
 mod cli;
 mod connections;

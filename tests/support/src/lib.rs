@@ -1,8 +1,10 @@
 //! Loopback peers for Sluice's tests and benches, each started on 127.0.0.1 and stopped when
 //! dropped: a scriptable SMTP sink that records what it receives, a DNS server with a zone the
-//! test sets, a webhook receiver that answers by a rule. They know nothing of Sluice itself,
-//! so tests and benches alike can use them.
+//! test sets, a webhook receiver that answers by a rule, and for benches an SMTP sink that only
+//! notes when each message arrived. They know nothing of Sluice itself, so tests and benches
+//! alike can use them.
 
+pub mod arrivals;
 pub mod dns;
 pub mod receiver;
 pub mod sink;
