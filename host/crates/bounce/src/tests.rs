@@ -627,3 +627,109 @@ fn an_unknown_user_after_data_is_a_filter() {
     let verdict = classify_reply_to(SmtpCommand::Data, 550, Some("5.1.1"), "Unknown user");
     assert_eq!(verdict.class, Class::Hard);
 }
+
+/// A one-recipient DSN with the given action, status and diagnostic.
+fn dsn(action: &str, status: &str, diagnostic: &str) -> Report {
+    read(&format!(
+        "From: MAILER-DAEMON@mx.example.org\r\n\
+         Subject: Delivery Status Notification\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+         \r\n\
+         --B\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         Your message could not be delivered.\r\n\
+         --B\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.example.org\r\n\
+         \r\n\
+         Final-Recipient: rfc822; ann@example.net\r\n\
+         Action: {action}\r\n\
+         Status: {status}\r\n\
+         Diagnostic-Code: smtp; {diagnostic}\r\n\
+         --B--\r\n"
+    ))
+}
+
+#[test]
+fn a_temporary_unknown_user_is_hard_once_given_up_and_soft_while_delayed() {
+    let given_up = dsn(
+        "failed",
+        "4.1.1",
+        "450 4.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+    );
+    let ann = verdict(&given_up, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class, ann.explanation.finality),
+        (
+            Reason::UserUnknown,
+            Some(Class::Hard),
+            Some(Finality::GaveUp)
+        )
+    );
+    let delayed = dsn(
+        "delayed",
+        "4.1.1",
+        "450 4.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+    );
+    let ann = verdict(&delayed, "ann@example.net");
+    assert_eq!(ann.class, Some(Class::Soft));
+    assert_eq!(ann.explanation.finality, Some(Finality::Delayed));
+}
+
+#[test]
+fn the_words_outweigh_a_status_code_that_says_something_else() {
+    // A catch-all 5.1.1 whose words say the mailbox is full: full, so soft.
+    let report = dsn("failed", "5.1.1", "550 5.1.1 Mailbox is full");
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+    assert_eq!(ann.explanation.evidence, Some(Evidence::Words));
+    assert_eq!(ann.explanation.matched.as_deref(), Some("Mailbox is full"));
+    // A relay's own code wrapping the remote's answer: the remote's words and code agree.
+    let report = dsn(
+        "failed",
+        "5.1.0",
+        "5.1.0 - Unknown address error 550-'5.2.2 <ann@example.net>... Mailbox Full'",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(ann.reason, Reason::MailboxFull);
+    assert_eq!(ann.explanation.evidence, Some(Evidence::WordsAndStatus));
+}
+
+#[test]
+fn addresses_in_the_answer_are_not_read_as_words() {
+    let report = dsn(
+        "failed",
+        "5.1.1",
+        "550 5.1.1 <filtered@example.net>... Mailbox not found",
+    );
+    assert_eq!(
+        verdict(&report, "ann@example.net").reason,
+        Reason::UserUnknown
+    );
+}
+
+#[test]
+fn a_postfix_recipient_rejection_confirms_an_unknown_user() {
+    // "Recipient address rejected" is Postfix's RCPT TO answer, quoted here by another MTA
+    // that does not name the command.
+    let report = read(
+        "From: MAILER-DAEMON@mx.example.org\n\
+         Subject: Returned mail: see transcript for details\n\
+         \n\
+         ----- The following addresses had permanent fatal errors -----\n\
+         <ann@example.net>\n\
+         \n\
+         550 <ann@example.net>: Recipient address rejected: User unknown in local recipient table\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    assert_eq!(ann.explanation.rule.as_deref(), Some("user unknown"));
+}

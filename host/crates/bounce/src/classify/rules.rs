@@ -8,6 +8,8 @@
 //! full" and "mailbox of ann is full"). They are general phrases that many MTAs use, never
 //! one sample's sentence.
 
+use serde::Serialize;
+
 use crate::{Class, Reason};
 
 /// How many characters a `*` in a pattern may stand for.
@@ -543,10 +545,23 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
     "not listed in public name",
 ];
 
+/// Phrases that only an answer to RCPT TO carries, whatever MTA wrote the notice: Postfix's
+/// smtpd words every recipient check as "Recipient address rejected", Exim and Sendmail
+/// call a refused recipient "unrouteable" or "not like recipient" before any data is sent.
+/// They corroborate an "unknown user" as much as the command named outright.
+pub const RCPT_STAGE_PHRASES: &[&str] = &[
+    "recipient address rejected",
+    "unrouteable address",
+    "unroutable address",
+    "does not like recipient",
+    "did not like recipient",
+];
+
 /// What an "unknown user" answer becomes when nothing corroborates it: neither a status
-/// code saying so (5.1.1) nor a refusal at RCPT TO. A mailbox that passed RCPT TO and is
-/// then "unknown" after DATA is a filter speaking; so is a bare "user unknown" in a gateway's
-/// own words. Soft, so one odd answer does not put a real address on the filter list.
+/// code saying so (x.1.x), nor a refusal at RCPT TO, nor a directory's own verdict. A mailbox
+/// that passed RCPT TO and is then "unknown" after DATA is a filter speaking; so is a bare
+/// "user unknown" in a gateway's own words. Soft, so one odd answer does not put a real
+/// address on the filter list.
 pub const UNCONFIRMED_UNKNOWN_USER: Reason = Reason::Filtered;
 
 /// Exact enhanced status codes whose meaning the generic subject/detail table gets wrong
@@ -666,21 +681,87 @@ pub const STATUS_REFINES_TEXT: &[(Reason, Reason)] = &[
 ];
 
 /// How a reason reads when the answer was temporary (4xx, or a delay): a domain that
-/// "does not exist" for now is a DNS failure on the way, not a missing domain.
+/// "does not exist" for now is a DNS failure on the way (SERVFAIL, a timeout), not a missing
+/// domain, which DNS answers permanently (NXDOMAIN).
 pub const TEMPORARY_READING: &[(Reason, Reason)] = &[(Reason::HostUnknown, Reason::NetworkError)];
 
-/// Reasons that mean the address itself is bad: later mail will fail the same way.
-/// `NotAccept` is hard only when permanent (a null MX, a 5xx); see [`class_of`].
-pub const HARD_REASONS: &[Reason] = &[Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved];
+/// How final a recipient's failure is: the second axis of the hard/soft table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Finality {
+    /// A permanent answer: a 5xx reply or 5.x.x status (or no code at all in a failure notice).
+    Permanent,
+    /// A temporary answer (4xx, 4.x.x) that the sending MTA stopped retrying: the notice's
+    /// action is `failed`, the message left the queue.
+    GaveUp,
+    /// Still being retried: a DSN with `Action: delayed`, or a live 4xx reply to us.
+    Delayed,
+}
 
-/// Hard or soft for a bounce reason; `permanent` is false for 4xx codes and delays.
-pub fn class_of(reason: Reason, permanent: bool) -> Class {
-    let hard = HARD_REASONS.contains(&reason) || reason == Reason::NotAccept;
-    if hard && permanent {
-        Class::Hard
-    } else {
-        Class::Soft
-    }
+/// Reasons that say the address itself is bad, whatever the code: later mail will fail the
+/// same way.
+pub const ADDRESS_REASONS: &[Reason] =
+    &[Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved];
+
+/// The hard/soft table: a bounce is hard when both its reason and its finality say the
+/// address will fail again.
+///
+/// | reason | permanent (5xx, 5.x.x) | temporary, given up (4.x.x, failed) | delayed |
+/// |---|---|---|---|
+/// | userunknown, hasmoved | hard | hard | soft |
+/// | hostunknown | hard | – (read as networkerror) | soft |
+/// | notaccept | hard | soft | soft |
+/// | every other reason | soft | soft | soft |
+///
+/// Why these rows:
+/// - The reason comes from the words and the code weighed together (see
+///   [`crate::classify`]): a 5.1.1 whose words say "mailbox full" is `mailboxfull`, so soft;
+///   a 5.7.1 whose words say "no such user" at RCPT TO is `userunknown`, so hard.
+/// - A 4.x.x "unknown user" in a notice whose action is `failed` is hard: the sending MTA
+///   asked again for days and the mailbox was unknown every time, which is what a
+///   permanent refusal predicts. While the message is only delayed it stays soft: the next
+///   attempt may succeed (a directory being rebuilt, a mailbox created late).
+/// - `hostunknown` under a temporary code is read as `networkerror` first
+///   ([`TEMPORARY_READING`]), so it never reaches the table as hard.
+/// - `notaccept` (null MX, RFC 7505; "does not accept mail") is hard only when permanent:
+///   a 4xx "not accepting mail" is a host refusing for now.
+/// - Every other reason is about this message, this sender or the receiving system (full,
+///   filtered, blocked, spam, policy, expired...), so the address stays deliverable.
+pub fn class_of(reason: Reason, finality: Finality) -> Class {
+    let hard = match finality {
+        Finality::Delayed => false,
+        Finality::GaveUp => ADDRESS_REASONS.contains(&reason),
+        Finality::Permanent => ADDRESS_REASONS.contains(&reason) || reason == Reason::NotAccept,
+    };
+    if hard { Class::Hard } else { Class::Soft }
+}
+
+/// One phrase of [`TEXT_RULES`] found in a normalized text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhraseMatch {
+    /// The reason the phrase names.
+    pub reason: Reason,
+    /// The rule's phrase as written in [`TEXT_RULES`].
+    pub phrase: &'static str,
+    /// Where the phrase matched, as a byte range of the normalized text.
+    pub span: (usize, usize),
+}
+
+/// Every reason whose phrases occur in the text (already normalized), in the order of
+/// [`TEXT_RULES`], each with its first matching phrase.
+pub fn phrase_matches(normalized: &str) -> Vec<PhraseMatch> {
+    TEXT_RULES
+        .iter()
+        .filter_map(|(reason, patterns)| {
+            patterns.iter().find_map(|phrase| {
+                find_pattern(phrase, normalized).map(|span| PhraseMatch {
+                    reason: *reason,
+                    phrase,
+                    span,
+                })
+            })
+        })
+        .collect()
 }
 
 /// The first reason whose patterns match the text (already lower-cased and collapsed).
@@ -721,20 +802,34 @@ pub fn reason_for_reply_code(code: u16) -> Option<Reason> {
         .filter(|reason| *reason != Reason::Undefined)
 }
 
-/// Lower-cases and collapses whitespace, the form patterns are matched against.
+/// Lower-cases and collapses whitespace, the form patterns are matched against. Mail
+/// addresses become `<>`: their local parts are names, not words ("filtered@example.jp",
+/// "no-such-user@...") and must not read as a cause.
 pub fn normalize(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut masked = String::with_capacity(collapsed.len());
+    let mut at = 0;
+    for (start, address) in crate::parse::addresses_in(&collapsed) {
+        if start < at {
+            continue;
+        }
+        masked.push_str(&collapsed[at..start]);
+        masked.push_str("<>");
+        at = start + address.len();
+    }
+    masked.push_str(&collapsed[at..]);
+    masked.to_lowercase()
 }
 
 /// Whether a pattern (phrases joined by `*` gaps) occurs in the text.
 pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    find_pattern(pattern, text).is_some()
+}
+
+/// Where a pattern (phrases joined by `*` gaps) first occurs in the text, as a byte range.
+pub fn find_pattern(pattern: &str, text: &str) -> Option<(usize, usize)> {
     let mut pieces = pattern.split('*').map(str::trim).filter(|p| !p.is_empty());
-    let Some(first) = pieces.next() else {
-        return false;
-    };
+    let first = pieces.next()?;
     let rest: Vec<&str> = pieces.collect();
     // Try every occurrence of the first piece: a later one may be the one whose
     // neighbours fit within the gaps.
@@ -754,11 +849,11 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
             }
         });
         if fits {
-            return true;
+            return Some((start, at));
         }
         from = start + first.len();
     }
-    false
+    None
 }
 
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {

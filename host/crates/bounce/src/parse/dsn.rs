@@ -16,6 +16,8 @@ const MAX_GROUPS: usize = 500;
 pub struct RecipientFields {
     /// Final-Recipient (or Original-Recipient, X-Actual-Recipient), lower-cased.
     pub recipient: Option<String>,
+    /// Original-Recipient, lower-cased: the address as the sender gave it.
+    pub original: Option<String>,
     /// Action, lower-cased.
     pub action: Option<String>,
     /// Status.
@@ -82,7 +84,13 @@ pub fn read(text: &str) -> DeliveryStatus {
                     fields.recipient = Some(address);
                 }
             }
-            "original-recipient" | "x-actual-recipient" => {
+            "original-recipient" => {
+                fields.original = address_of(value);
+                if fields.recipient.is_none() {
+                    fields.recipient = fields.original.clone();
+                }
+            }
+            "x-actual-recipient" => {
                 if fields.recipient.is_none() {
                     fields.recipient = address_of(value);
                 }
@@ -239,6 +247,10 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 .or_else(|| block_text.as_deref().and_then(find_reply_code));
             Finding {
                 recipient: group.recipient.clone(),
+                original_recipient: group
+                    .original
+                    .clone()
+                    .filter(|original| group.recipient.as_ref() != Some(original)),
                 action: group.action.clone(),
                 status,
                 reply_code,

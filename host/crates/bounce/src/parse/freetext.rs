@@ -412,6 +412,7 @@ fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&st
     let command = find_command(text).or_else(|| fallback.and_then(find_command));
     Finding {
         recipient,
+        original_recipient: None,
         action: Some("failed".into()),
         status,
         reply_code,

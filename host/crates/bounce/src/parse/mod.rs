@@ -18,7 +18,10 @@ mod ses;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Kind;
-pub use reply::{SmtpCommand, find_command, find_enhanced_status, find_reply_code};
+pub(crate) use freetext::addresses_in;
+pub use reply::{
+    SmtpCommand, all_enhanced_statuses, find_command, find_enhanced_status, find_reply_code,
+};
 pub use returned::ReturnedMessage;
 
 /// Bodies larger than this are cut before the text scans: a notice says what it has to say
@@ -30,6 +33,8 @@ const MAX_TEXT: usize = 256 * 1024;
 pub struct Finding {
     /// The failed (or reported) recipient, lower-cased.
     pub recipient: Option<String>,
+    /// The address as the sender wrote it, when the notice gives it beside the failed one.
+    pub original_recipient: Option<String>,
     /// The DSN `Action` field, lower-cased (failed, delayed, delivered, relayed, expanded).
     pub action: Option<String>,
     /// The enhanced status code, e.g. `5.1.1`.
