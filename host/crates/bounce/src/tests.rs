@@ -733,3 +733,57 @@ fn a_postfix_recipient_rejection_confirms_an_unknown_user() {
     );
     assert_eq!(ann.explanation.rule.as_deref(), Some("user unknown"));
 }
+
+#[test]
+fn every_listed_recipient_is_returned_with_the_address_it_was_made_from() {
+    let report = read(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n\
+         Subject: Mail delivery failed: returning message to sender\n\
+         \n\
+         This message was created automatically by mail delivery software.\n\
+         \n\
+         A message that you sent could not be delivered to one or more of its\n\
+         recipients. This is a permanent error. The following address(es) failed:\n\
+         \n\
+         \x20 ann@example.net, bob@example.net\n\
+         \x20   SMTP error from remote mail server after RCPT TO: 550 5.1.1 No such user\n\
+         \x20 carol@forward.example.net\n\
+         \x20   (generated from carol@example.com)\n\
+         \x20   SMTP error from remote mail server after RCPT TO: 550 5.1.1 No such user\n",
+    );
+    for address in ["ann@example.net", "bob@example.net"] {
+        assert_eq!(verdict(&report, address).class, Some(Class::Hard));
+    }
+    let carol = verdict(&report, "carol@forward.example.net");
+    assert_eq!(
+        carol.original_recipient.as_deref(),
+        Some("carol@example.com")
+    );
+}
+
+#[test]
+fn a_dsn_group_without_a_final_address_takes_the_original_one() {
+    let report = read(
+        "From: MAILER-DAEMON@mx.example.org\r\n\
+         Subject: Undeliverable\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+         \r\n\
+         --B\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         Delivery to the following recipient failed permanently:\r\n\
+         \r\n\
+         \x20    ann@example.net\r\n\
+         --B\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Final-Recipient: LOCAL; ann\r\n\
+         Original-Recipient: rfc822; info@example.com\r\n\
+         Action: failed\r\n\
+         Status: 5.1.1\r\n\
+         --B--\r\n",
+    );
+    // Original-Recipient fills in when Final-Recipient has no domain.
+    let info = verdict(&report, "info@example.com");
+    assert_eq!(info.class, Some(Class::Hard));
+}

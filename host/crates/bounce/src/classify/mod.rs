@@ -114,7 +114,7 @@ pub fn classify_reply_to(
         command: Some(command),
         ..Finding::default()
     };
-    let (reason, explanation) = decide(&finding, "");
+    let (reason, explanation) = decide(&finding, ("", ""));
     Verdict {
         reason,
         class: rules::class_of(reason, explanation.finality.unwrap_or(Finality::Permanent)),
@@ -134,7 +134,7 @@ pub fn classify(parsed: Parsed) -> Report {
         .map(|finding| {
             let (reason, class, explanation) = match parsed.kind {
                 Kind::Bounce => {
-                    let (reason, explanation) = decide(finding, &context);
+                    let (reason, explanation) = decide(finding, (&parsed.context, &context));
                     let finality = explanation.finality.unwrap_or(Finality::Permanent);
                     (reason, Some(rules::class_of(reason, finality)), explanation)
                 }
@@ -195,8 +195,9 @@ pub fn classify(parsed: Parsed) -> Report {
     }
 }
 
-/// The reason for one finding and why: the table of the module documentation.
-fn decide(finding: &Finding, context: &str) -> (Reason, Explanation) {
+/// The reason for one finding and why: the table of the module documentation. `context` is
+/// the notice's own words, as written and normalized.
+fn decide(finding: &Finding, (raw_context, context): (&str, &str)) -> (Reason, Explanation) {
     let raw_diagnostic = finding.diagnostic.as_deref().unwrap_or_default();
     let diagnostic = rules::normalize(raw_diagnostic);
     let words = rules::phrase_matches(&diagnostic);
@@ -243,7 +244,7 @@ fn decide(finding: &Finding, context: &str) -> (Reason, Explanation) {
     } else if let Some(m) = rules::phrase_matches(context).into_iter().next() {
         explanation.evidence = Some(Evidence::NoticeWords);
         explanation.rule = Some(m.phrase.to_string());
-        explanation.matched = Some(context[m.span.0..m.span.1].to_string());
+        explanation.matched = Some(original_words(raw_context, context, m.span));
         m.reason
     } else if let Some(reason) = finding.reply_code.and_then(rules::reason_for_reply_code) {
         explanation.evidence = Some(Evidence::ReplyCode);
@@ -288,10 +289,10 @@ fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str)
         || (finding.command.is_none() && said(rules::RCPT_STAGE_PHRASES))
 }
 
-/// The words of `raw` at a span of its normalized form: the same bytes when normalizing
-/// kept the length (lower-casing ASCII does), else the normalized words.
+/// The words of `raw` at a span of its normalized form: the same bytes when lower-casing
+/// kept the length (it does for ASCII), else the normalized words.
 fn original_words(raw: &str, normalized: &str, (start, end): (usize, usize)) -> String {
-    let collapsed = super::parse::collapse_whitespace(raw);
+    let collapsed = rules::collapse_and_mask(raw);
     if collapsed.len() == normalized.len()
         && collapsed.is_char_boundary(start)
         && collapsed.is_char_boundary(end)

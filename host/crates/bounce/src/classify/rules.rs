@@ -802,10 +802,16 @@ pub fn reason_for_reply_code(code: u16) -> Option<Reason> {
         .filter(|reason| *reason != Reason::Undefined)
 }
 
-/// Lower-cases and collapses whitespace, the form patterns are matched against. Mail
-/// addresses become `<>`: their local parts are names, not words ("filtered@example.jp",
-/// "no-such-user@...") and must not read as a cause.
+/// Lower-cases, collapses whitespace and masks addresses: the form patterns are matched
+/// against.
 pub fn normalize(text: &str) -> String {
+    collapse_and_mask(text).to_lowercase()
+}
+
+/// Collapses whitespace and turns mail addresses into `<>`, keeping the case: their local
+/// parts are names, not words ("filtered@example.jp", "no-such-user@...") and must not read
+/// as a cause.
+pub fn collapse_and_mask(text: &str) -> String {
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut masked = String::with_capacity(collapsed.len());
     let mut at = 0;
@@ -818,7 +824,7 @@ pub fn normalize(text: &str) -> String {
         at = start + address.len();
     }
     masked.push_str(&collapsed[at..]);
-    masked.to_lowercase()
+    masked
 }
 
 /// Whether a pattern (phrases joined by `*` gaps) occurs in the text.

@@ -213,9 +213,14 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 .recipient
                 .as_ref()
                 .and_then(|address| blocks.iter().find(|b| &b.address == address))
-                .map(|b| b.text.as_str())
-                .or_else(|| (single && blocks.len() == 1).then(|| blocks[0].text.as_str()));
-            let block_text = block.map(collapse_whitespace);
+                .or_else(|| (single && blocks.len() == 1).then(|| &blocks[0]));
+            let block_text = block.map(|b| collapse_whitespace(&b.text));
+            // A group that names no address (an empty or local-only Final-Recipient) is
+            // about the one address the human-readable part names.
+            let recipient = group
+                .recipient
+                .clone()
+                .or_else(|| block.map(|b| b.address.clone()));
             let diagnostic = group
                 .diagnostic
                 .clone()
@@ -245,12 +250,14 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 .as_deref()
                 .and_then(find_reply_code)
                 .or_else(|| block_text.as_deref().and_then(find_reply_code));
+            let original_recipient = group
+                .original
+                .clone()
+                .or_else(|| block.and_then(|b| b.original.clone()))
+                .filter(|original| recipient.as_ref() != Some(original));
             Finding {
-                recipient: group.recipient.clone(),
-                original_recipient: group
-                    .original
-                    .clone()
-                    .filter(|original| group.recipient.as_ref() != Some(original)),
+                recipient,
+                original_recipient,
                 action: group.action.clone(),
                 status,
                 reply_code,

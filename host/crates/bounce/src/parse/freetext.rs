@@ -151,6 +151,31 @@ pub struct Block {
     pub address: String,
     /// From the address's line to the next recipient's line.
     pub text: String,
+    /// The address the sender used, when the block says the failed one came from it
+    /// ("expanded from", "generated from": an alias or a forward).
+    pub original: Option<String>,
+}
+
+/// Words that introduce the address an alias or forward was made from.
+const ORIGINAL_RECIPIENT_MARKERS: &[&str] = &[
+    "expanded from",
+    "generated from",
+    "forwarded from",
+    "original recipient",
+    "aliased from",
+];
+
+/// The address after an [`ORIGINAL_RECIPIENT_MARKERS`] phrase near the start of a block.
+fn original_recipient_in(block: &str, address: &str) -> Option<String> {
+    let head = cut(block, 600).to_lowercase();
+    ORIGINAL_RECIPIENT_MARKERS.iter().find_map(|marker| {
+        let at = head.find(marker)? + marker.len();
+        let window = cut(&head[at..], 120);
+        addresses_in(&window)
+            .next()
+            .map(|(_, original)| original)
+            .filter(|original| original != address)
+    })
 }
 
 /// The failed addresses of a notice, each with its part of the text.
@@ -166,11 +191,18 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
         if occurrences.len() >= MAX_OCCURRENCES {
             break;
         }
+        // An address right after another one ("to: a@x, b@y") stands where that one does.
+        let mut previous: Option<(usize, Position)> = None;
         for (at, address) in addresses_in(line) {
+            let listed = previous
+                .filter(|(end, _)| *end <= at && is_list_separator(&line[*end..at]))
+                .map(|(_, position)| position);
+            let position = listed.unwrap_or_else(|| position(&line[..at]));
+            previous = Some((at + address.len(), position));
             if excluded.contains(&address) {
                 continue;
             }
-            match position(&line[..at]) {
+            match position {
                 Position::Sender => {}
                 position => occurrences.push((number, address, position == Position::Strong)),
             }
@@ -215,12 +247,20 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
                 next_other
             };
             let end = lines.get(end_line).map(|(s, _)| *s).unwrap_or(notice.len());
+            let text = notice[line_start..end].to_string();
             Block {
+                original: original_recipient_in(&text, address),
                 address: address.clone(),
-                text: notice[line_start..end].to_string(),
+                text,
             }
         })
         .collect()
+}
+
+/// Whether the text between two addresses only separates list items (`>, <`, `; `, ` and `).
+fn is_list_separator(between: &str) -> bool {
+    let rest = between.trim_matches(|c: char| c.is_whitespace() || "<>\"',;".contains(c));
+    rest.is_empty() || rest.eq_ignore_ascii_case("and")
 }
 
 /// Byte ranges of the lines of a text.
@@ -400,7 +440,9 @@ pub fn findings(blocks: &[Block], context: &str) -> Vec<Finding> {
         .iter()
         .map(|block| {
             let fallback = single.then_some(context);
-            finding_from_text(Some(block.address.clone()), &block.text, fallback)
+            let mut finding = finding_from_text(Some(block.address.clone()), &block.text, fallback);
+            finding.original_recipient = block.original.clone();
+            finding
         })
         .collect()
 }

@@ -74,12 +74,13 @@ fn describe(verdict: Option<&RecipientVerdict>) -> String {
     match verdict {
         None => "(no verdict)".into(),
         Some(v) => format!(
-            "{}/{} status={} code={} rcpt={} diag={:.140}",
+            "{}/{} status={} code={} rcpt={} orig={} diag={:.140}",
             v.reason,
             v.class.map(|c| c.as_str()).unwrap_or("-"),
             v.status.as_deref().unwrap_or("-"),
             v.reply_code.map(|c| c.to_string()).unwrap_or("-".into()),
             v.recipient.as_deref().unwrap_or("-"),
+            v.original_recipient.as_deref().unwrap_or("-"),
             v.diagnostic.as_deref().unwrap_or("-"),
         ),
     }
