@@ -787,3 +787,32 @@ fn a_dsn_group_without_a_final_address_takes_the_original_one() {
     let info = verdict(&report, "info@example.com");
     assert_eq!(info.class, Some(Class::Hard));
 }
+
+#[test]
+fn a_postmaster_complaining_about_content_is_not_a_bounce() {
+    let report = read(
+        "From: Postmaster <postmaster@example.net>\n\
+         To: b+4711.x@bounce.example.com\n\
+         Subject: Your newsletter\n\
+         \n\
+         We have received a complaint from one of our users about the message below,\n\
+         which they consider unsolicited. Please check your list.\n\
+         \n\
+         ----- Original message follows -----\n\
+         From: news@example.com\n\
+         To: ann@example.net\n\
+         Subject: Our offers\n\
+         \n\
+         Buy now.\n",
+    );
+    assert_ne!(report.kind, Kind::Bounce);
+    // The same postmaster saying the delivery failed is a bounce.
+    let report = read(
+        "From: Postmaster <postmaster@example.net>\n\
+         Subject: Your newsletter\n\
+         \n\
+         Your message to ann@example.net could not be delivered: the recipient filed a\n\
+         complaint and refuses mail from you.\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+}

@@ -88,6 +88,30 @@ const FAILURE_PHRASES: &[&str] = &[
     "message could not be sent",
 ];
 
+/// Words of a message that complains about a message's content rather than reporting a
+/// failed delivery (an abuse desk, a postmaster, a recipient objecting to spam).
+const CONTENT_COMPLAINT_PHRASES: &[&str] = &[
+    "complaint",
+    "abuse report",
+    "abuse desk",
+    "reported as spam",
+    "marked as spam",
+    "spam report",
+    "unsolicited",
+    "inappropriate content",
+    "offensive content",
+    "objectionable",
+    "stop sending",
+    "remove me",
+    "unsubscribe me",
+];
+
+/// Whether a message complains about content (see [`CONTENT_COMPLAINT_PHRASES`]).
+pub fn is_content_complaint(subject: &str, context: &str) -> bool {
+    let text = format!("{subject} {context}").to_lowercase();
+    CONTENT_COMPLAINT_PHRASES.iter().any(|p| text.contains(p))
+}
+
 /// The notice's words up to the returned original, and the rest (if a marker was found).
 pub fn split_at_original(text: &str) -> (&str, Option<&str>) {
     let mut offset = 0;
