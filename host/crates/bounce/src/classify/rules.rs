@@ -59,6 +59,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "user complaints",
             "unexpected volume",
             "unusual rate of unsolicited",
+            "untrusted ip",
         ],
     ),
     // Too fast for this recipient or domain.
@@ -70,6 +71,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "rate-limit",
             "ratelimit",
             "sending too fast",
+            "too quickly",
             "exceeded the rate",
         ],
     ),
@@ -101,6 +103,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "sender not allowed",
             "sender is not allowed",
             "sender verify failed",
+            "unauthorized sender",
+            "unauthorised sender",
             "sender verification failed",
             "invalid sender",
             "domain of sender address",
@@ -285,6 +289,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox does not exist",
             "mailbox doesn't exist",
             "mailbox unavailable",
+            "mailbox <> unavailable",
+            "n't exist",
             "mailbox is unavailable",
             "mailbox not available",
             "address not found",
@@ -334,6 +340,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "block list",
             "denylist",
             "dnsbl",
+            "blocked using",
+            "rejected using",
             "spamhaus",
             "spamcop",
             "sorbs",
@@ -808,11 +816,15 @@ pub fn normalize(text: &str) -> String {
     collapse_and_mask(text).to_lowercase()
 }
 
-/// Collapses whitespace and turns mail addresses into `<>`, keeping the case: their local
-/// parts are names, not words ("filtered@example.jp", "no-such-user@...") and must not read
-/// as a cause.
+/// Collapses whitespace and turns mail addresses into `<>` and host names into `<host>`,
+/// keeping the case: they are names, not words ("filtered@example.jp",
+/// "spamrelay.example.net") and must not read as a cause.
 pub fn collapse_and_mask(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let collapsed = text
+        .split_whitespace()
+        .map(|word| if is_host_name(word) { "<host>" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut masked = String::with_capacity(collapsed.len());
     let mut at = 0;
     for (start, address) in crate::parse::addresses_in(&collapsed) {
@@ -825,6 +837,30 @@ pub fn collapse_and_mask(text: &str) -> String {
     }
     masked.push_str(&collapsed[at..]);
     masked
+}
+
+/// Whether a word is a host name ("mx.spam-filter.example.net", "host.example[192.0.2.1]"):
+/// labels of letters, digits and hyphens joined by inner dots, with a letter somewhere
+/// (not a status code or an IP address), and no `@` (addresses are masked on their own).
+fn is_host_name(word: &str) -> bool {
+    let name = word
+        .trim_start_matches(['(', '[', '<', '"', '\''])
+        .split(['[', ']', '(', ')', '>', ',', ';', '"', '\''])
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(['.', ':']);
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 2
+        && !name.contains('@')
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
 }
 
 /// Whether a pattern (phrases joined by `*` gaps) occurs in the text.

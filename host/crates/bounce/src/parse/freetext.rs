@@ -207,8 +207,17 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
     let lines = line_spans(notice);
     // Every recipient-looking occurrence: (line number, address, strong?).
     let mut occurrences: Vec<(usize, String, bool)> = Vec::new();
+    // The lines indented deeper than "<ann@...>: host x said: 550 ..." continue that
+    // answer: an address there is quoted by the remote (often our own sender), not another
+    // recipient. Holds the indent of the line that started such an answer.
+    let mut answer_indent: Option<usize> = None;
     for (number, (start, end)) in lines.iter().enumerate() {
         let line = &notice[*start..*end];
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if !line.trim().is_empty() && answer_indent.is_some_and(|outer| indent > outer) {
+            continue;
+        }
+        answer_indent = None;
         if is_other_header_line(line) {
             continue;
         }
@@ -228,7 +237,12 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
             }
             match position {
                 Position::Sender => {}
-                position => occurrences.push((number, address, position == Position::Strong)),
+                position => {
+                    if says_more_after(line, at + address.len()) {
+                        answer_indent = Some(indent);
+                    }
+                    occurrences.push((number, address, position == Position::Strong));
+                }
             }
         }
     }
@@ -279,6 +293,16 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
             }
         })
         .collect()
+}
+
+/// Whether a line goes on after an address ends ("<ann@...>: host x said:", "ann@..., bob@...")
+/// rather than closing it.
+fn says_more_after(line: &str, address_end: usize) -> bool {
+    line.get(address_end..).is_some_and(|rest| {
+        !rest
+            .trim_matches(|c: char| c.is_whitespace() || ">)]\"'".contains(c))
+            .is_empty()
+    })
 }
 
 /// Whether the text between two addresses only separates list items (`>, <`, `; `, ` and `).
@@ -367,13 +391,23 @@ fn position(before: &str) -> Position {
         "адресат:",
         "получатель:",
     ];
-    let last_word = words.rsplit([' ', '\t']).next().unwrap_or_default();
-    if SENDER_WORDS.contains(&last_word) {
+    let mut last_words = words.rsplit([' ', '\t']);
+    let last_word = last_words.next().unwrap_or_default();
+    let word_before = last_words.next().unwrap_or_default();
+    // "Sender Address:", "Return address:", "From address": the sender, however labelled.
+    let names_sender = matches!(word_before, "sender" | "from" | "return" | "reply")
+        && last_word.trim_end_matches(':') == "address";
+    if SENDER_WORDS.contains(&last_word) || names_sender {
         return Position::Sender;
     }
-    let start_of_line = words
-        .trim_matches(|c: char| c.is_whitespace() || "-*>•·:.0123456789)".contains(c))
-        .is_empty();
+    // A list marker ("1)", "-", "*") may precede a listed address; a reply code or status
+    // ("550 5.1.1 <ann@...>") means the line is an answer that quotes it.
+    let quotes_an_answer =
+        find_reply_code(words).is_some() || find_enhanced_status(words).is_some();
+    let start_of_line = !quotes_an_answer
+        && words
+            .trim_matches(|c: char| c.is_whitespace() || "-*>•·:.0123456789)".contains(c))
+            .is_empty();
     if start_of_line || RECIPIENT_WORDS.contains(&last_word) {
         Position::Strong
     } else {
