@@ -8,7 +8,7 @@
 //! | name a reason the code refines | 5.2.3, 4.4.7, ... | the code's finer reason ([`rules::STATUS_REFINES_TEXT`]) |
 //! | name a reason | says something else, or generic | the words' first reason ([`rules::TEXT_RULES`] order) |
 //! | name nothing | names a reason | the code's reason (RFC 3463, [`rules::STATUS_RULES`]) |
-//! | name nothing | none or generic (x.0.0) | the notice's own words, then the reply code, then `expired` for a delay, else `undefined` |
+//! | name nothing | none, generic (x.0.0) or unknown | the notice's own words, then the code's subject alone ([`rules::STATUS_SUBJECT_RULES`]), then the reply code, then `expired` for a delay, else `undefined` |
 //!
 //! Then two corrections: an "unknown user" that nothing corroborates (no x.1.x code, no
 //! refusal at RCPT TO, no directory's own verdict) is a filter speaking
@@ -246,6 +246,15 @@ fn decide(finding: &Finding, (raw_context, context): (&str, &str)) -> (Reason, E
         explanation.rule = Some(m.phrase.to_string());
         explanation.matched = Some(original_words(raw_context, context, m.span));
         m.reason
+    } else if let Some(status) = finding
+        .status
+        .as_deref()
+        .and_then(rules::reason_for_status_subject)
+    {
+        explanation.evidence = Some(Evidence::Status);
+        explanation.rule = finding.status.clone();
+        explanation.matched = finding.status.clone();
+        status
     } else if let Some(reason) = finding.reply_code.and_then(rules::reason_for_reply_code) {
         explanation.evidence = Some(Evidence::ReplyCode);
         explanation.rule = finding.reply_code.map(|code| code.to_string());

@@ -235,6 +235,9 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
         Reason::HostUnknown,
         &[
             "host unknown",
+            "find any host",
+            "host by that name",
+            "no such host",
             "unknown host",
             "host not found",
             "host or domain name not found",
@@ -472,6 +475,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "connection reset",
             "lost connection",
             "could not connect",
+            "requests to connect",
             "couldn't connect",
             "unable to connect",
             "establish an smtp connection",
@@ -657,6 +661,20 @@ pub const STATUS_RULES: &[(&str, Reason)] = &[
     ("7.18", Reason::HasMoved), // domain owner has changed
 ];
 
+/// Enhanced status codes by subject alone, for details neither RFC 3463 nor the tables
+/// above know (providers mint their own: 5.7.129, 4.4.316, 5.2.121): the subject still says
+/// what kind of trouble it is. Subject 1 (addressing) is left out on purpose: its
+/// provider details are as often about the sender (5.1.90, a sending limit) as about the
+/// recipient, and an unknown-user verdict needs more than a guess.
+pub const STATUS_SUBJECT_RULES: &[(&str, Reason)] = &[
+    ("2", Reason::Filtered),        // mailbox status
+    ("3", Reason::SystemError),     // mail system status
+    ("4", Reason::NetworkError),    // network and routing status
+    ("5", Reason::SyntaxError),     // mail delivery protocol status
+    ("6", Reason::ContentError),    // message content or media status
+    ("7", Reason::PolicyViolation), // security or policy status
+];
+
 /// SMTP reply codes, for answers that carry no enhanced status and no telling words.
 pub const REPLY_CODE_RULES: &[(u16, Reason)] = &[
     (421, Reason::TooManyConn), // service not available, closing channel
@@ -789,6 +807,21 @@ pub fn reason_for_status(status: &str) -> Option<Reason> {
     STATUS_RULES
         .iter()
         .find(|(code, _)| *code == subject_detail)
+        .map(|(_, reason)| *reason)
+}
+
+/// The reason the subject of a status code names when its detail is unknown (see
+/// [`STATUS_SUBJECT_RULES`]); weaker evidence than the notice's own words.
+pub fn reason_for_status_subject(status: &str) -> Option<Reason> {
+    let mut parts = status.split('.');
+    let (_, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+    // x.y.0 is "other or undefined": it names no reason of its own.
+    if detail == "0" {
+        return None;
+    }
+    STATUS_SUBJECT_RULES
+        .iter()
+        .find(|(code, _)| *code == subject)
         .map(|(_, reason)| *reason)
 }
 
