@@ -816,3 +816,23 @@ fn a_postmaster_complaining_about_content_is_not_a_bounce() {
     );
     assert_eq!(report.kind, Kind::Bounce);
 }
+
+#[test]
+fn a_free_text_delay_warning_is_soft_whatever_it_quotes() {
+    let report = read(
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n\
+         Subject: Delivery Status Notification (Delay)\n\
+         \n\
+         ** Delivery incomplete **\n\
+         \n\
+         There was a temporary problem delivering your message to ann@example.net. Gmail\n\
+         will retry for 47 more hours.\n\
+         \n\
+         The response from the remote server was:\n\
+         450 4.1.1 <ann@example.net>: Recipient address rejected: User unknown\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(ann.action.as_deref(), Some("delayed"));
+    assert_eq!(ann.class, Some(Class::Soft));
+    assert_eq!(ann.explanation.finality, Some(Finality::Delayed));
+}

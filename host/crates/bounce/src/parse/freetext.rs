@@ -490,19 +490,55 @@ pub fn addresses_in(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
 
 /// One finding per block; a notice naming no address still gives one finding.
 pub fn findings(blocks: &[Block], context: &str) -> Vec<Finding> {
-    if blocks.is_empty() {
-        return vec![finding_from_text(None, context, None)];
+    let action = if is_delay_notice(context) {
+        "delayed"
+    } else {
+        "failed"
+    };
+    let mut findings = if blocks.is_empty() {
+        vec![finding_from_text(None, context, None)]
+    } else {
+        let single = blocks.len() == 1;
+        blocks
+            .iter()
+            .map(|block| {
+                let fallback = single.then_some(context);
+                let mut finding =
+                    finding_from_text(Some(block.address.clone()), &block.text, fallback);
+                finding.original_recipient = block.original.clone();
+                finding
+            })
+            .collect()
+    };
+    for finding in &mut findings {
+        finding.action = Some(action.into());
     }
-    let single = blocks.len() == 1;
-    blocks
-        .iter()
-        .map(|block| {
-            let fallback = single.then_some(context);
-            let mut finding = finding_from_text(Some(block.address.clone()), &block.text, fallback);
-            finding.original_recipient = block.original.clone();
-            finding
-        })
-        .collect()
+    findings
+}
+
+/// What the sending MTA says of itself when it has not given up yet: a delay warning, the
+/// free-text counterpart of a DSN's `Action: delayed`. Only the sender's own sentences: a
+/// remote's "temporarily deferred" is quoted in final notices too.
+const DELAY_PHRASES: &[&str] = &[
+    "warning only",
+    "will be retried",
+    "will retry",
+    "will keep trying",
+    "will continue trying",
+    "will continue to try",
+    "delivery attempts will continue",
+    "has not yet been delivered",
+    "not yet been delivered",
+    "delivery incomplete",
+    "delivery has been delayed",
+    "delay notification",
+    "no action is required on your part",
+];
+
+/// Whether a notice (whitespace-collapsed) is a delay warning, not a final failure.
+pub fn is_delay_notice(context: &str) -> bool {
+    let lower = context.to_lowercase();
+    DELAY_PHRASES.iter().any(|p| lower.contains(p))
 }
 
 fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&str>) -> Finding {
