@@ -836,3 +836,23 @@ fn a_free_text_delay_warning_is_soft_whatever_it_quotes() {
     assert_eq!(ann.class, Some(Class::Soft));
     assert_eq!(ann.explanation.finality, Some(Finality::Delayed));
 }
+
+#[test]
+fn exims_failed_recipients_header_names_every_failed_recipient() {
+    let report = read(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n\
+         X-Failed-Recipients: ann@example.net, bob@example.net\n\
+         Subject: Mail delivery failed: returning message to sender\n\
+         \n\
+         A message that you sent could not be delivered to one or more of its\n\
+         recipients. This is a permanent error. The following address(es) failed:\n\
+         \n\
+         \x20 ann@example.net\n\
+         \x20   SMTP error from remote mail server after RCPT TO:<ann@example.net>:\n\
+         \x20   550 5.1.1 User unknown\n\
+         \n\
+         The mailing list behind bob@example.net refused it, too.\n",
+    );
+    assert_eq!(verdict(&report, "ann@example.net").class, Some(Class::Hard));
+    verdict(&report, "bob@example.net");
+}

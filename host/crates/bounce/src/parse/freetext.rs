@@ -295,6 +295,31 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
         .collect()
 }
 
+/// The block of an address known to have failed: the first line that names it and the
+/// indented lines after it, or the whole notice when it does not name the address.
+pub fn block_around(notice: &str, address: &str) -> Block {
+    let lower = notice.to_ascii_lowercase();
+    let text = lower
+        .find(address)
+        .map(|at| {
+            let start = notice[..at].rfind('\n').map_or(0, |n| n + 1);
+            let mut end = notice[at..].find('\n').map_or(notice.len(), |n| at + n + 1);
+            for line in notice[end..].split_inclusive('\n') {
+                if !line.starts_with([' ', '\t']) || line.trim().is_empty() {
+                    break;
+                }
+                end += line.len();
+            }
+            notice[start..end].to_string()
+        })
+        .unwrap_or_else(|| notice.to_string());
+    Block {
+        original: original_recipient_in(&text, address),
+        address: address.to_string(),
+        text,
+    }
+}
+
 /// Whether a line goes on after an address ends ("<ann@...>: host x said:", "ann@..., bob@...")
 /// rather than closing it.
 fn says_more_after(line: &str, address_end: usize) -> bool {

@@ -162,7 +162,16 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     }
 
     let excluded = excluded_addresses(&sender, parts.returned.as_ref());
-    let blocks = freetext::recipient_blocks(notice, &excluded);
+    let mut blocks = freetext::recipient_blocks(notice, &excluded);
+    // Exim names every failed recipient in a header of the notice: any the text did not
+    // single out still failed.
+    if let Some(listed) = message.header_raw("X-Failed-Recipients") {
+        for (_, address) in freetext::addresses_in(listed) {
+            if !blocks.iter().any(|block| block.address == address) {
+                blocks.push(freetext::block_around(notice, &address));
+            }
+        }
+    }
 
     // RFC 3464 first; text parts that carry DSN fields count too (some MTAs send the
     // delivery status as text/plain, or inline).
