@@ -856,3 +856,39 @@ fn exims_failed_recipients_header_names_every_failed_recipient() {
     assert_eq!(verdict(&report, "ann@example.net").class, Some(Class::Hard));
     verdict(&report, "bob@example.net");
 }
+
+#[test]
+fn a_bare_5_1_1_yields_to_the_texts_mailbox_full_but_not_to_boilerplate() {
+    let report = |text: &str| {
+        read(&format!(
+            "From: MAILER-DAEMON@mx.example.org\r\n\
+             Subject: Undelivered Mail Returned to Sender\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+             \r\n\
+             --B\r\n\
+             Content-Type: text/plain\r\n\
+             \r\n\
+             <ann@example.net>: {text}\r\n\
+             --B\r\n\
+             Content-Type: message/delivery-status\r\n\
+             \r\n\
+             Final-Recipient: rfc822; ann@example.net\r\n\
+             Action: failed\r\n\
+             Status: 5.1.1\r\n\
+             Diagnostic-Code: smtp; 550 5.1.1 requested action not taken\r\n\
+             --B--\r\n"
+        ))
+    };
+    let full = report("the recipient's mailbox is full, try again later");
+    assert_eq!(
+        verdict(&full, "ann@example.net").reason,
+        Reason::MailboxFull
+    );
+    // A system error in the text does not explain away an unknown address.
+    let boilerplate = report("a system error occurred while talking to the remote host");
+    let ann = verdict(&boilerplate, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+}

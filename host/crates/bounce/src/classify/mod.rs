@@ -2,6 +2,11 @@
 //!
 //! The reason weighs the remote's words and its enhanced status code together:
 //!
+//! The words are the remote's answer for the recipient. When it names no cause, what the
+//! notice's human-readable part says about the same recipient counts where it fills in for a
+//! missing code, agrees with the code, or names a reason that contradicts an x.1.1
+//! ([`rules::CONTRADICTS_UNKNOWN_USER`]).
+//!
 //! | words for this recipient | status code | reason |
 //! |---|---|---|
 //! | name a reason that a code of the answer names too | any | that reason (both agree) |
@@ -198,10 +203,31 @@ pub fn classify(parsed: Parsed) -> Report {
 /// The reason for one finding and why: the table of the module documentation. `context` is
 /// the notice's own words, as written and normalized.
 fn decide(finding: &Finding, (raw_context, context): (&str, &str)) -> (Reason, Explanation) {
-    let raw_diagnostic = finding.diagnostic.as_deref().unwrap_or_default();
-    let diagnostic = rules::normalize(raw_diagnostic);
-    let words = rules::phrase_matches(&diagnostic);
     let by_status = finding.status.as_deref().and_then(rules::reason_for_status);
+    // The remote's words; when they name no cause, the human-readable part's words about
+    // the same recipient, where they fill in for a missing code, agree with it, or say why
+    // an address-level code (5.1.1 "mailbox full") was really given.
+    let mut raw_diagnostic = finding.diagnostic.as_deref().unwrap_or_default();
+    let mut diagnostic = rules::normalize(raw_diagnostic);
+    let mut words = rules::phrase_matches(&diagnostic);
+    if words.is_empty()
+        && let Some(text) = finding.notice_text.as_deref()
+    {
+        let normalized = rules::normalize(text);
+        let found = rules::phrase_matches(&normalized);
+        let weighs = match (by_status, found.first()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(status), Some(first)) => {
+                found.iter().any(|m| m.reason == status)
+                    || (status == Reason::UserUnknown
+                        && rules::CONTRADICTS_UNKNOWN_USER.contains(&first.reason))
+            }
+        };
+        if weighs {
+            (raw_diagnostic, diagnostic, words) = (text, normalized, found);
+        }
+    }
     let finality = finality_of(finding);
     let mut explanation = Explanation {
         finality: Some(finality),

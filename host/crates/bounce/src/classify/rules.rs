@@ -569,6 +569,20 @@ pub const RCPT_STAGE_PHRASES: &[&str] = &[
     "did not like recipient",
 ];
 
+/// Reasons that say an address exists but refused this message, or refused us: when the
+/// notice's words name one of them, an address-level status code (x.1.1, often a receiver's
+/// catch-all refusal code) does not make the address unknown.
+pub const CONTRADICTS_UNKNOWN_USER: &[Reason] = &[
+    Reason::MailboxFull,
+    Reason::Suspend,
+    Reason::HasMoved,
+    Reason::Rejected,
+    Reason::Blocked,
+    Reason::NoRelaying,
+    Reason::PolicyViolation,
+    Reason::SpamDetected,
+];
+
 /// What an "unknown user" answer becomes when nothing corroborates it: neither a status
 /// code saying so (x.1.x), nor a refusal at RCPT TO, nor a directory's own verdict. A mailbox
 /// that passed RCPT TO and is then "unknown" after DATA is a filter speaking; so is a bare

@@ -255,9 +255,13 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 .clone()
                 .or_else(|| block.and_then(|b| b.original.clone()))
                 .filter(|original| recipient.as_ref() != Some(original));
+            let notice_text = block_text
+                .filter(|_| group.diagnostic.is_some())
+                .map(|text| cut(&text, MAX_DIAGNOSTIC));
             Finding {
                 recipient,
                 original_recipient,
+                notice_text,
                 action: group.action.clone(),
                 status,
                 reply_code,

@@ -578,6 +578,7 @@ fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&st
         status,
         reply_code,
         diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
+        notice_text: None,
         remote_mta: None,
         command,
     }

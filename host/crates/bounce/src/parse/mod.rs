@@ -43,6 +43,9 @@ pub struct Finding {
     pub reply_code: Option<u16>,
     /// The remote's answer or the notice's words about this recipient.
     pub diagnostic: Option<String>,
+    /// The human-readable part's words about this recipient, when the diagnostic came from
+    /// elsewhere (a DSN's Diagnostic-Code): a second witness for the cause.
+    pub notice_text: Option<String>,
     /// The remote MTA, when stated.
     pub remote_mta: Option<String>,
     /// The SMTP command the remote refused, when the notice says.

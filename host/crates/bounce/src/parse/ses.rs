@@ -37,6 +37,7 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
                         .as_deref()
                         .and_then(super::find_reply_code),
                     diagnostic: text(r, "diagnosticCode"),
+                    notice_text: None,
                     remote_mta: text(bounce, "reportingMTA"),
                     command: None,
                 })
@@ -65,6 +66,7 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
                     status: response.as_deref().and_then(super::find_enhanced_status),
                     reply_code: response.as_deref().and_then(super::find_reply_code),
                     diagnostic: response.clone(),
+                    notice_text: None,
                     remote_mta: text(delivery, "reportingMTA"),
                     command: None,
                 })
