@@ -714,9 +714,9 @@ fn addresses_in_the_answer_are_not_read_as_words() {
 }
 
 #[test]
-fn a_postfix_recipient_rejection_confirms_an_unknown_user() {
-    // "Recipient address rejected" is Postfix's RCPT TO answer, quoted here by another MTA
-    // that does not name the command.
+fn a_recipient_rejection_quoted_by_a_gateway_stays_unconfirmed() {
+    // "Recipient address rejected" quoted by a gateway that names no command: the gateway
+    // had taken the message, so the refusal came after our RCPT TO passed.
     let report = read(
         "From: MAILER-DAEMON@mx.example.org\n\
          Subject: Returned mail: see transcript for details\n\
@@ -729,9 +729,13 @@ fn a_postfix_recipient_rejection_confirms_an_unknown_user() {
     let ann = verdict(&report, "ann@example.net");
     assert_eq!(
         (ann.reason, ann.class),
-        (Reason::UserUnknown, Some(Class::Hard))
+        (Reason::Filtered, Some(Class::Soft))
     );
     assert_eq!(ann.explanation.rule.as_deref(), Some("user unknown"));
+    assert_eq!(
+        ann.explanation.correction,
+        Some(Correction::UnconfirmedUnknownUser)
+    );
 }
 
 #[test]

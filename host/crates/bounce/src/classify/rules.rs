@@ -547,9 +547,12 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 ];
 
 /// Phrases in which the bouncing server speaks for its own mailbox directory (Exchange
-/// 2000/2003, IMail, Lotus Domino): as authoritative as a 5.1.1, so an "unknown user" in
-/// these words needs no other corroboration.
+/// 2000/2003, IMail, Lotus Domino, and Microsoft 365's directory-based edge blocking, whose
+/// "5.4.1 Recipient address rejected: Access denied" means the directory has no such
+/// recipient): as authoritative as a 5.1.1, so an "unknown user" in these words needs no
+/// other corroboration.
 pub const DIRECTORY_VERDICTS: &[&str] = &[
+    "recipient address rejected: access denied",
     "recipient name is not recognized",
     "account does not exist at the organization",
     "invalid final delivery userid",
@@ -557,12 +560,12 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
     "not listed in public name",
 ];
 
-/// Phrases that only an answer to RCPT TO carries, whatever MTA wrote the notice: Postfix's
-/// smtpd words every recipient check as "Recipient address rejected", Exim and Sendmail
-/// call a refused recipient "unrouteable" or "not like recipient" before any data is sent.
-/// They corroborate an "unknown user" as much as the command named outright.
+/// Phrases in which the notice's own MTA says it was refused at RCPT TO: qmail's "does not
+/// like recipient", Exim's "unrouteable address". They corroborate an "unknown user" as
+/// much as the command named outright. Postfix's "Recipient address rejected" is left out:
+/// quoted by a gateway that had accepted the message, it tells of a refusal further on,
+/// after the gateway's own RCPT TO had passed.
 pub const RCPT_STAGE_PHRASES: &[&str] = &[
-    "recipient address rejected",
     "unrouteable address",
     "unroutable address",
     "does not like recipient",
