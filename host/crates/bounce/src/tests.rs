@@ -896,3 +896,28 @@ fn a_bare_5_1_1_yields_to_the_texts_mailbox_full_but_not_to_boilerplate() {
         (Reason::UserUnknown, Some(Class::Hard))
     );
 }
+
+#[test]
+fn host_names_are_not_words_but_exchange_codes_are() {
+    let verdict = classify_reply_to(
+        SmtpCommand::Data,
+        552,
+        None,
+        "host spam-filter.example.net[192.0.2.7] said: 552 Mailbox full",
+    );
+    assert_eq!(verdict.reason, Reason::MailboxFull);
+    // Exchange's directory verdict, even from a relay after DATA.
+    let verdict = classify_reply_to(
+        SmtpCommand::Data,
+        550,
+        None,
+        "Remote Server returned '550 RESOLVER.ADR.RecipNotFound; not found'",
+    );
+    assert_eq!(
+        verdict,
+        Verdict {
+            reason: Reason::UserUnknown,
+            class: Class::Hard
+        }
+    );
+}

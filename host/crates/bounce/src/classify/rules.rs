@@ -165,6 +165,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox exceeds",
             "maildir over",
             "insufficient space in mailbox",
+            "out of storage space",
             "enough space in mailbox",
             "has exceeded its storage",
             "переполнен",
@@ -293,6 +294,9 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox doesn't exist",
             "mailbox unavailable",
             "mailbox <> unavailable",
+            "recipnotfound",
+            "not our customer",
+            "destinataire invalide",
             "n't exist",
             "mailbox is unavailable",
             "mailbox not available",
@@ -553,6 +557,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 /// other corroboration.
 pub const DIRECTORY_VERDICTS: &[&str] = &[
     "recipient address rejected: access denied",
+    "recipnotfound",
     "recipient name is not recognized",
     "account does not exist at the organization",
     "invalid final delivery userid",
@@ -908,9 +913,12 @@ fn is_host_name(word: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
+        && labels.last().is_some_and(|tld| {
+            // One case throughout: "RESOLVER.ADR.RecipNotFound" is an Exchange code, not a name.
+            tld.len() >= 2
+                && (tld.bytes().all(|b| b.is_ascii_lowercase())
+                    || tld.bytes().all(|b| b.is_ascii_uppercase()))
+        })
 }
 
 /// Whether a pattern (phrases joined by `*` gaps) occurs in the text.
