@@ -170,6 +170,13 @@ fn bounce_classify_explain_names_the_rule_and_the_matched_words() {
     assert_eq!(explanation["rule"], "mailbox full");
     assert_eq!(explanation["finality"], "permanent");
     assert!(
+        explanation["sentence"]
+            .as_str()
+            .unwrap()
+            .ends_with("permanent, so soft"),
+        "{explanation}"
+    );
+    assert!(
         explanation["matched"]
             .as_str()
             .unwrap()

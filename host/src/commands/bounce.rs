@@ -18,8 +18,8 @@ pub enum BounceCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Adds `explanation` to each line: which rule decided the reason (evidence, the
-        /// rule's phrase or code, the notice's matched words, a correction) and the column
-        /// of the hard/soft table (finality).
+        /// rule's phrase or code, the notice's matched words, a correction), the column of
+        /// the hard/soft table (finality), and all of it as one `sentence`.
         #[arg(long)]
         explain: bool,
     },
@@ -80,8 +80,13 @@ fn json_lines(file: &str, report: &Report, explain: bool) -> Vec<String> {
                 "diagnostic": verdict.diagnostic,
             });
             if explain {
-                line["explanation"] =
+                let mut explanation =
                     serde_json::to_value(&verdict.explanation).unwrap_or(serde_json::Value::Null);
+                explanation["sentence"] = verdict
+                    .explanation
+                    .sentence(verdict.reason, verdict.class)
+                    .into();
+                line["explanation"] = explanation;
             }
             line.to_string()
         })

@@ -921,3 +921,14 @@ fn host_names_are_not_words_but_exchange_codes_are() {
         }
     );
 }
+
+#[test]
+fn the_explanation_reads_as_one_sentence() {
+    let report = dsn("failed", "5.2.2", "552 5.2.2 Mailbox full");
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        ann.explanation.sentence(ann.reason, ann.class),
+        "the answer's words \"Mailbox full\" (rule \"mailbox full\") and its status code both \
+         say mailboxfull; permanent, so soft"
+    );
+}

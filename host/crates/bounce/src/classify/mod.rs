@@ -88,6 +88,56 @@ pub struct Explanation {
     pub finality: Option<Finality>,
 }
 
+impl Explanation {
+    /// One sentence for people: which evidence decided, on which words, and what followed.
+    pub fn sentence(&self, reason: Reason, class: Option<Class>) -> String {
+        let matched = self.matched.as_deref().unwrap_or_default();
+        let rule = self.rule.as_deref().unwrap_or_default();
+        // What the evidence said before a correction turned it into `reason`.
+        let said = match self.correction {
+            Some(Correction::UnconfirmedUnknownUser) => Reason::UserUnknown,
+            Some(Correction::TemporaryHostLookup) => Reason::HostUnknown,
+            None => reason,
+        };
+        let mut sentence = match self.evidence {
+            Some(Evidence::WordsAndStatus) => format!(
+                "the answer's words \"{matched}\" (rule \"{rule}\") and its status code both say {said}"
+            ),
+            Some(Evidence::Words) => {
+                format!("the answer's words \"{matched}\" (rule \"{rule}\") say {said}")
+            }
+            Some(Evidence::StatusRefinesWords) => {
+                format!("the words \"{matched}\" are refined by status {rule} to {said}")
+            }
+            Some(Evidence::Status) => format!("status code {rule} means {said}"),
+            Some(Evidence::NoticeWords) => {
+                format!("the notice's words \"{matched}\" (rule \"{rule}\") say {said}")
+            }
+            Some(Evidence::ReplyCode) => format!("reply code {rule} means {said}"),
+            Some(Evidence::DelayedAction) => format!("the message is delayed, so {said}"),
+            Some(Evidence::Nothing) => format!("nothing in the notice names a cause: {said}"),
+            Some(Evidence::MessageKind) | None => format!("the message is {said}"),
+        };
+        match self.correction {
+            Some(Correction::UnconfirmedUnknownUser) => sentence.push_str(
+                ", read as filtered: no x.1.x code, RCPT TO refusal or directory verdict confirms it",
+            ),
+            Some(Correction::TemporaryHostLookup) => sentence
+                .push_str(", read as networkerror: a temporary code means a DNS failure on the way"),
+            None => {}
+        }
+        if let (Some(class), Some(finality)) = (class, self.finality) {
+            let finality = match finality {
+                Finality::Permanent => "permanent",
+                Finality::GaveUp => "temporary, but given up",
+                Finality::Delayed => "still delayed",
+            };
+            sentence.push_str(&format!("; {finality}, so {}", class.as_str()));
+        }
+        sentence
+    }
+}
+
 /// Judges a synchronous SMTP reply to RCPT TO, as delivery gets it: the reply code, the
 /// enhanced status code if the remote sent one (`"5.1.1"`), and the reply's text.
 ///
