@@ -253,6 +253,42 @@ fn bounce_classify_prints_one_json_line_per_returned_recipient() {
 }
 
 #[test]
+fn bounce_classify_explain_names_the_rule_and_the_matched_words() {
+    let bounce = data("bounces/lhost-postfix-13.eml");
+    let output = sluice(
+        &["bounce", "classify", "--explain", bounce.to_str().unwrap()],
+        b"",
+    );
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let full = lines
+        .iter()
+        .find(|l| l["recipient"] == "noraneko@example.jp")
+        .unwrap();
+    let explanation = &full["explanation"];
+    assert_eq!(explanation["evidence"], "words-and-status");
+    assert_eq!(explanation["rule"], "mailbox full");
+    assert_eq!(explanation["finality"], "permanent");
+    assert!(
+        explanation["sentence"]
+            .as_str()
+            .unwrap()
+            .ends_with("permanent, so soft"),
+        "{explanation}"
+    );
+    assert!(
+        explanation["matched"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("mailbox full"),
+        "{explanation}"
+    );
+}
+
+#[test]
 fn bounce_classify_names_an_unreadable_file_and_goes_on() {
     let bounce = data("bounces/arf-01.eml");
     let output = sluice(

@@ -11,21 +11,27 @@ use sluice::bounce::{Report, classify_message};
 #[derive(Subcommand)]
 pub enum BounceCommand {
     /// Classifies returned messages; prints one JSON object per line per returned recipient:
-    /// file, kind, recipient, class, reason, status, reply_code, diagnostic.
+    /// file, kind, recipient, original_recipient, class, reason, status, reply_code,
+    /// diagnostic.
     Classify {
         /// Raw messages (.eml); `-` reads one message from stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Adds `explanation` to each line: which rule decided the reason (evidence, the
+        /// rule's phrase or code, the notice's matched words, a correction), the column of
+        /// the hard/soft table (finality), and all of it as one `sentence`.
+        #[arg(long)]
+        explain: bool,
     },
 }
 
 pub fn run(command: BounceCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BounceCommand::Classify { files } => classify(&files),
+        BounceCommand::Classify { files, explain } => classify(&files, explain),
     }
 }
 
-fn classify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn classify(files: &[PathBuf], explain: bool) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for file in files {
@@ -38,7 +44,7 @@ fn classify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         };
         match raw {
             Ok(raw) => {
-                for line in json_lines(&name, &classify_message(&raw)) {
+                for line in json_lines(&name, &classify_message(&raw), explain) {
                     writeln!(out, "{line}")?;
                 }
             }
@@ -57,22 +63,32 @@ fn classify(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
 }
 
 /// One JSON object per returned recipient (a report always has at least one).
-fn json_lines(file: &str, report: &Report) -> Vec<String> {
+fn json_lines(file: &str, report: &Report, explain: bool) -> Vec<String> {
     report
         .recipients
         .iter()
         .map(|verdict| {
-            serde_json::json!({
+            let mut line = serde_json::json!({
                 "file": file,
                 "kind": report.kind.as_str(),
                 "recipient": verdict.recipient,
+                "original_recipient": verdict.original_recipient,
                 "class": verdict.class.map(|class| class.as_str()),
                 "reason": verdict.reason.as_str(),
                 "status": verdict.status,
                 "reply_code": verdict.reply_code,
                 "diagnostic": verdict.diagnostic,
-            })
-            .to_string()
+            });
+            if explain {
+                let mut explanation =
+                    serde_json::to_value(&verdict.explanation).unwrap_or(serde_json::Value::Null);
+                explanation["sentence"] = verdict
+                    .explanation
+                    .sentence(verdict.reason, verdict.class)
+                    .into();
+                line["explanation"] = explanation;
+            }
+            line.to_string()
         })
         .collect()
 }

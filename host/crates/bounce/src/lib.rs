@@ -14,7 +14,9 @@ pub mod parse;
 
 use serde::Serialize;
 
-pub use classify::{Verdict, classify_reply, classify_reply_to};
+pub use classify::{
+    Correction, Evidence, Explanation, Finality, Verdict, classify_reply, classify_reply_to,
+};
 pub use parse::ReturnedMessage;
 pub use parse::SmtpCommand;
 
@@ -195,6 +197,9 @@ impl std::fmt::Display for Reason {
 pub struct RecipientVerdict {
     /// The recipient the notice is about, lower-cased, when the notice names one.
     pub recipient: Option<String>,
+    /// The address the sender used, when the notice names another one before forwarding or
+    /// aliasing (DSN `Original-Recipient`, "generated from", "expanded from"), lower-cased.
+    pub original_recipient: Option<String>,
     /// The enhanced status code (RFC 3463), e.g. `5.1.1`.
     pub status: Option<String>,
     /// The SMTP reply code, e.g. 550.
@@ -209,6 +214,8 @@ pub struct RecipientVerdict {
     pub action: Option<String>,
     /// The remote MTA that answered, when stated.
     pub remote_mta: Option<String>,
+    /// Which rule decided the reason and on which words.
+    pub explanation: Explanation,
 }
 
 /// Everything learnt from one inbound message.

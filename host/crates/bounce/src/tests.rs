@@ -627,3 +627,308 @@ fn an_unknown_user_after_data_is_a_filter() {
     let verdict = classify_reply_to(SmtpCommand::Data, 550, Some("5.1.1"), "Unknown user");
     assert_eq!(verdict.class, Class::Hard);
 }
+
+/// A one-recipient DSN with the given action, status and diagnostic.
+fn dsn(action: &str, status: &str, diagnostic: &str) -> Report {
+    read(&format!(
+        "From: MAILER-DAEMON@mx.example.org\r\n\
+         Subject: Delivery Status Notification\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+         \r\n\
+         --B\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         Your message could not be delivered.\r\n\
+         --B\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.example.org\r\n\
+         \r\n\
+         Final-Recipient: rfc822; ann@example.net\r\n\
+         Action: {action}\r\n\
+         Status: {status}\r\n\
+         Diagnostic-Code: smtp; {diagnostic}\r\n\
+         --B--\r\n"
+    ))
+}
+
+#[test]
+fn a_temporary_unknown_user_is_hard_once_given_up_and_soft_while_delayed() {
+    let given_up = dsn(
+        "failed",
+        "4.1.1",
+        "450 4.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+    );
+    let ann = verdict(&given_up, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class, ann.explanation.finality),
+        (
+            Reason::UserUnknown,
+            Some(Class::Hard),
+            Some(Finality::GaveUp)
+        )
+    );
+    let delayed = dsn(
+        "delayed",
+        "4.1.1",
+        "450 4.1.1 <ann@example.net>: Recipient address rejected: User unknown",
+    );
+    let ann = verdict(&delayed, "ann@example.net");
+    assert_eq!(ann.class, Some(Class::Soft));
+    assert_eq!(ann.explanation.finality, Some(Finality::Delayed));
+}
+
+#[test]
+fn the_words_outweigh_a_status_code_that_says_something_else() {
+    // A catch-all 5.1.1 whose words say the mailbox is full: full, so soft.
+    let report = dsn("failed", "5.1.1", "550 5.1.1 Mailbox is full");
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+    assert_eq!(ann.explanation.evidence, Some(Evidence::Words));
+    assert_eq!(ann.explanation.matched.as_deref(), Some("Mailbox is full"));
+    // A relay's own code wrapping the remote's answer: the remote's words and code agree.
+    let report = dsn(
+        "failed",
+        "5.1.0",
+        "5.1.0 - Unknown address error 550-'5.2.2 <ann@example.net>... Mailbox Full'",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(ann.reason, Reason::MailboxFull);
+    assert_eq!(ann.explanation.evidence, Some(Evidence::WordsAndStatus));
+}
+
+#[test]
+fn addresses_in_the_answer_are_not_read_as_words() {
+    let report = dsn(
+        "failed",
+        "5.1.1",
+        "550 5.1.1 <filtered@example.net>... Mailbox not found",
+    );
+    assert_eq!(
+        verdict(&report, "ann@example.net").reason,
+        Reason::UserUnknown
+    );
+}
+
+#[test]
+fn a_recipient_rejection_quoted_by_a_gateway_stays_unconfirmed() {
+    // "Recipient address rejected" quoted by a gateway that names no command: the gateway
+    // had taken the message, so the refusal came after our RCPT TO passed.
+    let report = read(
+        "From: MAILER-DAEMON@mx.example.org\n\
+         Subject: Returned mail: see transcript for details\n\
+         \n\
+         ----- The following addresses had permanent fatal errors -----\n\
+         <ann@example.net>\n\
+         \n\
+         550 <ann@example.net>: Recipient address rejected: User unknown in local recipient table\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::Filtered, Some(Class::Soft))
+    );
+    assert_eq!(ann.explanation.rule.as_deref(), Some("user unknown"));
+    assert_eq!(
+        ann.explanation.correction,
+        Some(Correction::UnconfirmedUnknownUser)
+    );
+}
+
+#[test]
+fn every_listed_recipient_is_returned_with_the_address_it_was_made_from() {
+    let report = read(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n\
+         Subject: Mail delivery failed: returning message to sender\n\
+         \n\
+         This message was created automatically by mail delivery software.\n\
+         \n\
+         A message that you sent could not be delivered to one or more of its\n\
+         recipients. This is a permanent error. The following address(es) failed:\n\
+         \n\
+         \x20 ann@example.net, bob@example.net\n\
+         \x20   SMTP error from remote mail server after RCPT TO: 550 5.1.1 No such user\n\
+         \x20 carol@forward.example.net\n\
+         \x20   (generated from carol@example.com)\n\
+         \x20   SMTP error from remote mail server after RCPT TO: 550 5.1.1 No such user\n",
+    );
+    for address in ["ann@example.net", "bob@example.net"] {
+        assert_eq!(verdict(&report, address).class, Some(Class::Hard));
+    }
+    let carol = verdict(&report, "carol@forward.example.net");
+    assert_eq!(
+        carol.original_recipient.as_deref(),
+        Some("carol@example.com")
+    );
+}
+
+#[test]
+fn a_dsn_group_without_a_final_address_takes_the_original_one() {
+    let report = read(
+        "From: MAILER-DAEMON@mx.example.org\r\n\
+         Subject: Undeliverable\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+         \r\n\
+         --B\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         Delivery to the following recipient failed permanently:\r\n\
+         \r\n\
+         \x20    ann@example.net\r\n\
+         --B\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Final-Recipient: LOCAL; ann\r\n\
+         Original-Recipient: rfc822; info@example.com\r\n\
+         Action: failed\r\n\
+         Status: 5.1.1\r\n\
+         --B--\r\n",
+    );
+    // Original-Recipient fills in when Final-Recipient has no domain.
+    let info = verdict(&report, "info@example.com");
+    assert_eq!(info.class, Some(Class::Hard));
+}
+
+#[test]
+fn a_postmaster_complaining_about_content_is_not_a_bounce() {
+    let report = read(
+        "From: Postmaster <postmaster@example.net>\n\
+         To: b+4711.x@bounce.example.com\n\
+         Subject: Your newsletter\n\
+         \n\
+         We have received a complaint from one of our users about the message below,\n\
+         which they consider unsolicited. Please check your list.\n\
+         \n\
+         ----- Original message follows -----\n\
+         From: news@example.com\n\
+         To: ann@example.net\n\
+         Subject: Our offers\n\
+         \n\
+         Buy now.\n",
+    );
+    assert_ne!(report.kind, Kind::Bounce);
+    // The same postmaster saying the delivery failed is a bounce.
+    let report = read(
+        "From: Postmaster <postmaster@example.net>\n\
+         Subject: Your newsletter\n\
+         \n\
+         Your message to ann@example.net could not be delivered: the recipient filed a\n\
+         complaint and refuses mail from you.\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+}
+
+#[test]
+fn a_free_text_delay_warning_is_soft_whatever_it_quotes() {
+    let report = read(
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n\
+         Subject: Delivery Status Notification (Delay)\n\
+         \n\
+         ** Delivery incomplete **\n\
+         \n\
+         There was a temporary problem delivering your message to ann@example.net. Gmail\n\
+         will retry for 47 more hours.\n\
+         \n\
+         The response from the remote server was:\n\
+         450 4.1.1 <ann@example.net>: Recipient address rejected: User unknown\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(ann.action.as_deref(), Some("delayed"));
+    assert_eq!(ann.class, Some(Class::Soft));
+    assert_eq!(ann.explanation.finality, Some(Finality::Delayed));
+}
+
+#[test]
+fn exims_failed_recipients_header_names_every_failed_recipient() {
+    let report = read(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\n\
+         X-Failed-Recipients: ann@example.net, bob@example.net\n\
+         Subject: Mail delivery failed: returning message to sender\n\
+         \n\
+         A message that you sent could not be delivered to one or more of its\n\
+         recipients. This is a permanent error. The following address(es) failed:\n\
+         \n\
+         \x20 ann@example.net\n\
+         \x20   SMTP error from remote mail server after RCPT TO:<ann@example.net>:\n\
+         \x20   550 5.1.1 User unknown\n\
+         \n\
+         The mailing list behind bob@example.net refused it, too.\n",
+    );
+    assert_eq!(verdict(&report, "ann@example.net").class, Some(Class::Hard));
+    verdict(&report, "bob@example.net");
+}
+
+#[test]
+fn a_bare_5_1_1_yields_to_the_texts_mailbox_full_but_not_to_boilerplate() {
+    let report = |text: &str| {
+        read(&format!(
+            "From: MAILER-DAEMON@mx.example.org\r\n\
+             Subject: Undelivered Mail Returned to Sender\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+             \r\n\
+             --B\r\n\
+             Content-Type: text/plain\r\n\
+             \r\n\
+             <ann@example.net>: {text}\r\n\
+             --B\r\n\
+             Content-Type: message/delivery-status\r\n\
+             \r\n\
+             Final-Recipient: rfc822; ann@example.net\r\n\
+             Action: failed\r\n\
+             Status: 5.1.1\r\n\
+             Diagnostic-Code: smtp; 550 5.1.1 requested action not taken\r\n\
+             --B--\r\n"
+        ))
+    };
+    let full = report("the recipient's mailbox is full, try again later");
+    assert_eq!(
+        verdict(&full, "ann@example.net").reason,
+        Reason::MailboxFull
+    );
+    // A system error in the text does not explain away an unknown address.
+    let boilerplate = report("a system error occurred while talking to the remote host");
+    let ann = verdict(&boilerplate, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+}
+
+#[test]
+fn host_names_are_not_words_but_exchange_codes_are() {
+    let verdict = classify_reply_to(
+        SmtpCommand::Data,
+        552,
+        None,
+        "host spam-filter.example.net[192.0.2.7] said: 552 Mailbox full",
+    );
+    assert_eq!(verdict.reason, Reason::MailboxFull);
+    // Exchange's directory verdict, even from a relay after DATA.
+    let verdict = classify_reply_to(
+        SmtpCommand::Data,
+        550,
+        None,
+        "Remote Server returned '550 RESOLVER.ADR.RecipNotFound; not found'",
+    );
+    assert_eq!(
+        verdict,
+        Verdict {
+            reason: Reason::UserUnknown,
+            class: Class::Hard
+        }
+    );
+}
+
+#[test]
+fn the_explanation_reads_as_one_sentence() {
+    let report = dsn("failed", "5.2.2", "552 5.2.2 Mailbox full");
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        ann.explanation.sentence(ann.reason, ann.class),
+        "the answer's words \"Mailbox full\" (rule \"mailbox full\") and its status code both \
+         say mailboxfull; permanent, so soft"
+    );
+}

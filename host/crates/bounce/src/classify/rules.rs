@@ -8,6 +8,8 @@
 //! full" and "mailbox of ann is full"). They are general phrases that many MTAs use, never
 //! one sample's sentence.
 
+use serde::Serialize;
+
 use crate::{Class, Reason};
 
 /// How many characters a `*` in a pattern may stand for.
@@ -57,6 +59,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "user complaints",
             "unexpected volume",
             "unusual rate of unsolicited",
+            "untrusted ip",
         ],
     ),
     // Too fast for this recipient or domain.
@@ -68,6 +71,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "rate-limit",
             "ratelimit",
             "sending too fast",
+            "too quickly",
             "exceeded the rate",
         ],
     ),
@@ -99,6 +103,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "sender not allowed",
             "sender is not allowed",
             "sender verify failed",
+            "unauthorized sender",
+            "unauthorised sender",
             "sender verification failed",
             "invalid sender",
             "domain of sender address",
@@ -159,6 +165,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox exceeds",
             "maildir over",
             "insufficient space in mailbox",
+            "out of storage space",
             "enough space in mailbox",
             "has exceeded its storage",
             "переполнен",
@@ -229,6 +236,9 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
         Reason::HostUnknown,
         &[
             "host unknown",
+            "find any host",
+            "host by that name",
+            "no such host",
             "unknown host",
             "host not found",
             "host or domain name not found",
@@ -283,6 +293,11 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox does not exist",
             "mailbox doesn't exist",
             "mailbox unavailable",
+            "mailbox <> unavailable",
+            "recipnotfound",
+            "not our customer",
+            "destinataire invalide",
+            "n't exist",
             "mailbox is unavailable",
             "mailbox not available",
             "address not found",
@@ -332,6 +347,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "block list",
             "denylist",
             "dnsbl",
+            "blocked using",
+            "rejected using",
             "spamhaus",
             "spamcop",
             "sorbs",
@@ -462,6 +479,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "connection reset",
             "lost connection",
             "could not connect",
+            "requests to connect",
             "couldn't connect",
             "unable to connect",
             "establish an smtp connection",
@@ -533,9 +551,13 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 ];
 
 /// Phrases in which the bouncing server speaks for its own mailbox directory (Exchange
-/// 2000/2003, IMail, Lotus Domino): as authoritative as a 5.1.1, so an "unknown user" in
-/// these words needs no other corroboration.
+/// 2000/2003, IMail, Lotus Domino, and Microsoft 365's directory-based edge blocking, whose
+/// "5.4.1 Recipient address rejected: Access denied" means the directory has no such
+/// recipient): as authoritative as a 5.1.1, so an "unknown user" in these words needs no
+/// other corroboration.
 pub const DIRECTORY_VERDICTS: &[&str] = &[
+    "recipient address rejected: access denied",
+    "recipnotfound",
     "recipient name is not recognized",
     "account does not exist at the organization",
     "invalid final delivery userid",
@@ -543,10 +565,37 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
     "not listed in public name",
 ];
 
+/// Phrases in which the notice's own MTA says it was refused at RCPT TO: qmail's "does not
+/// like recipient", Exim's "unrouteable address". They corroborate an "unknown user" as
+/// much as the command named outright. Postfix's "Recipient address rejected" is left out:
+/// quoted by a gateway that had accepted the message, it tells of a refusal further on,
+/// after the gateway's own RCPT TO had passed.
+pub const RCPT_STAGE_PHRASES: &[&str] = &[
+    "unrouteable address",
+    "unroutable address",
+    "does not like recipient",
+    "did not like recipient",
+];
+
+/// Reasons that say an address exists but refused this message, or refused us: when the
+/// notice's words name one of them, an address-level status code (x.1.1, often a receiver's
+/// catch-all refusal code) does not make the address unknown.
+pub const CONTRADICTS_UNKNOWN_USER: &[Reason] = &[
+    Reason::MailboxFull,
+    Reason::Suspend,
+    Reason::HasMoved,
+    Reason::Rejected,
+    Reason::Blocked,
+    Reason::NoRelaying,
+    Reason::PolicyViolation,
+    Reason::SpamDetected,
+];
+
 /// What an "unknown user" answer becomes when nothing corroborates it: neither a status
-/// code saying so (5.1.1) nor a refusal at RCPT TO. A mailbox that passed RCPT TO and is
-/// then "unknown" after DATA is a filter speaking; so is a bare "user unknown" in a gateway's
-/// own words. Soft, so one odd answer does not put a real address on the filter list.
+/// code saying so (x.1.x), nor a refusal at RCPT TO, nor a directory's own verdict. A mailbox
+/// that passed RCPT TO and is then "unknown" after DATA is a filter speaking; so is a bare
+/// "user unknown" in a gateway's own words. Soft, so one odd answer does not put a real
+/// address on the filter list.
 pub const UNCONFIRMED_UNKNOWN_USER: Reason = Reason::Filtered;
 
 /// Exact enhanced status codes whose meaning the generic subject/detail table gets wrong
@@ -634,6 +683,20 @@ pub const STATUS_RULES: &[(&str, Reason)] = &[
     ("7.18", Reason::HasMoved), // domain owner has changed
 ];
 
+/// Enhanced status codes by subject alone, for details neither RFC 3463 nor the tables
+/// above know (providers mint their own: 5.7.129, 4.4.316, 5.2.121): the subject still says
+/// what kind of trouble it is. Subject 1 (addressing) is left out on purpose: its
+/// provider details are as often about the sender (5.1.90, a sending limit) as about the
+/// recipient, and an unknown-user verdict needs more than a guess.
+pub const STATUS_SUBJECT_RULES: &[(&str, Reason)] = &[
+    ("2", Reason::Filtered),        // mailbox status
+    ("3", Reason::SystemError),     // mail system status
+    ("4", Reason::NetworkError),    // network and routing status
+    ("5", Reason::SyntaxError),     // mail delivery protocol status
+    ("6", Reason::ContentError),    // message content or media status
+    ("7", Reason::PolicyViolation), // security or policy status
+];
+
 /// SMTP reply codes, for answers that carry no enhanced status and no telling words.
 pub const REPLY_CODE_RULES: &[(u16, Reason)] = &[
     (421, Reason::TooManyConn), // service not available, closing channel
@@ -666,21 +729,87 @@ pub const STATUS_REFINES_TEXT: &[(Reason, Reason)] = &[
 ];
 
 /// How a reason reads when the answer was temporary (4xx, or a delay): a domain that
-/// "does not exist" for now is a DNS failure on the way, not a missing domain.
+/// "does not exist" for now is a DNS failure on the way (SERVFAIL, a timeout), not a missing
+/// domain, which DNS answers permanently (NXDOMAIN).
 pub const TEMPORARY_READING: &[(Reason, Reason)] = &[(Reason::HostUnknown, Reason::NetworkError)];
 
-/// Reasons that mean the address itself is bad: later mail will fail the same way.
-/// `NotAccept` is hard only when permanent (a null MX, a 5xx); see [`class_of`].
-pub const HARD_REASONS: &[Reason] = &[Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved];
+/// How final a recipient's failure is: the second axis of the hard/soft table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Finality {
+    /// A permanent answer: a 5xx reply or 5.x.x status (or no code at all in a failure notice).
+    Permanent,
+    /// A temporary answer (4xx, 4.x.x) that the sending MTA stopped retrying: the notice's
+    /// action is `failed`, the message left the queue.
+    GaveUp,
+    /// Still being retried: a DSN with `Action: delayed`, or a live 4xx reply to us.
+    Delayed,
+}
 
-/// Hard or soft for a bounce reason; `permanent` is false for 4xx codes and delays.
-pub fn class_of(reason: Reason, permanent: bool) -> Class {
-    let hard = HARD_REASONS.contains(&reason) || reason == Reason::NotAccept;
-    if hard && permanent {
-        Class::Hard
-    } else {
-        Class::Soft
-    }
+/// Reasons that say the address itself is bad, whatever the code: later mail will fail the
+/// same way.
+pub const ADDRESS_REASONS: &[Reason] =
+    &[Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved];
+
+/// The hard/soft table: a bounce is hard when both its reason and its finality say the
+/// address will fail again.
+///
+/// | reason | permanent (5xx, 5.x.x) | temporary, given up (4.x.x, failed) | delayed |
+/// |---|---|---|---|
+/// | userunknown, hasmoved | hard | hard | soft |
+/// | hostunknown | hard | – (read as networkerror) | soft |
+/// | notaccept | hard | soft | soft |
+/// | every other reason | soft | soft | soft |
+///
+/// Why these rows:
+/// - The reason comes from the words and the code weighed together (see
+///   [`crate::classify`]): a 5.1.1 whose words say "mailbox full" is `mailboxfull`, so soft;
+///   a 5.7.1 whose words say "no such user" at RCPT TO is `userunknown`, so hard.
+/// - A 4.x.x "unknown user" in a notice whose action is `failed` is hard: the sending MTA
+///   asked again for days and the mailbox was unknown every time, which is what a
+///   permanent refusal predicts. While the message is only delayed it stays soft: the next
+///   attempt may succeed (a directory being rebuilt, a mailbox created late).
+/// - `hostunknown` under a temporary code is read as `networkerror` first
+///   ([`TEMPORARY_READING`]), so it never reaches the table as hard.
+/// - `notaccept` (null MX, RFC 7505; "does not accept mail") is hard only when permanent:
+///   a 4xx "not accepting mail" is a host refusing for now.
+/// - Every other reason is about this message, this sender or the receiving system (full,
+///   filtered, blocked, spam, policy, expired...), so the address stays deliverable.
+pub fn class_of(reason: Reason, finality: Finality) -> Class {
+    let hard = match finality {
+        Finality::Delayed => false,
+        Finality::GaveUp => ADDRESS_REASONS.contains(&reason),
+        Finality::Permanent => ADDRESS_REASONS.contains(&reason) || reason == Reason::NotAccept,
+    };
+    if hard { Class::Hard } else { Class::Soft }
+}
+
+/// One phrase of [`TEXT_RULES`] found in a normalized text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhraseMatch {
+    /// The reason the phrase names.
+    pub reason: Reason,
+    /// The rule's phrase as written in [`TEXT_RULES`].
+    pub phrase: &'static str,
+    /// Where the phrase matched, as a byte range of the normalized text.
+    pub span: (usize, usize),
+}
+
+/// Every reason whose phrases occur in the text (already normalized), in the order of
+/// [`TEXT_RULES`], each with its first matching phrase.
+pub fn phrase_matches(normalized: &str) -> Vec<PhraseMatch> {
+    TEXT_RULES
+        .iter()
+        .filter_map(|(reason, patterns)| {
+            patterns.iter().find_map(|phrase| {
+                find_pattern(phrase, normalized).map(|span| PhraseMatch {
+                    reason: *reason,
+                    phrase,
+                    span,
+                })
+            })
+        })
+        .collect()
 }
 
 /// The first reason whose patterns match the text (already lower-cased and collapsed).
@@ -703,6 +832,21 @@ pub fn reason_for_status(status: &str) -> Option<Reason> {
         .map(|(_, reason)| *reason)
 }
 
+/// The reason the subject of a status code names when its detail is unknown (see
+/// [`STATUS_SUBJECT_RULES`]); weaker evidence than the notice's own words.
+pub fn reason_for_status_subject(status: &str) -> Option<Reason> {
+    let mut parts = status.split('.');
+    let (_, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+    // x.y.0 is "other or undefined": it names no reason of its own.
+    if detail == "0" {
+        return None;
+    }
+    STATUS_SUBJECT_RULES
+        .iter()
+        .find(|(code, _)| *code == subject)
+        .map(|(_, reason)| *reason)
+}
+
 /// Whether an enhanced status code is about the destination mailbox address (x.1.y but not
 /// moved or sender codes): 5.1.1, 5.1.0, Microsoft's 5.1.10 "RecipientNotFound" and
 /// 5.1.351 all say the address was looked up and refused.
@@ -721,20 +865,71 @@ pub fn reason_for_reply_code(code: u16) -> Option<Reason> {
         .filter(|reason| *reason != Reason::Undefined)
 }
 
-/// Lower-cases and collapses whitespace, the form patterns are matched against.
+/// Lower-cases, collapses whitespace and masks addresses: the form patterns are matched
+/// against.
 pub fn normalize(text: &str) -> String {
-    text.split_whitespace()
+    collapse_and_mask(text).to_lowercase()
+}
+
+/// Collapses whitespace and turns mail addresses into `<>` and host names into `<host>`,
+/// keeping the case: they are names, not words ("filtered@example.jp",
+/// "spamrelay.example.net") and must not read as a cause.
+pub fn collapse_and_mask(text: &str) -> String {
+    let collapsed = text
+        .split_whitespace()
+        .map(|word| if is_host_name(word) { "<host>" } else { word })
         .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+        .join(" ");
+    let mut masked = String::with_capacity(collapsed.len());
+    let mut at = 0;
+    for (start, address) in crate::parse::addresses_in(&collapsed) {
+        if start < at {
+            continue;
+        }
+        masked.push_str(&collapsed[at..start]);
+        masked.push_str("<>");
+        at = start + address.len();
+    }
+    masked.push_str(&collapsed[at..]);
+    masked
+}
+
+/// Whether a word is a host name ("mx.spam-filter.example.net", "host.example[192.0.2.1]"):
+/// labels of letters, digits and hyphens joined by inner dots, with a letter somewhere
+/// (not a status code or an IP address), and no `@` (addresses are masked on their own).
+fn is_host_name(word: &str) -> bool {
+    let name = word
+        .trim_start_matches(['(', '[', '<', '"', '\''])
+        .split(['[', ']', '(', ')', '>', ',', ';', '"', '\''])
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(['.', ':']);
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 2
+        && !name.contains('@')
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && labels.last().is_some_and(|tld| {
+            // One case throughout: "RESOLVER.ADR.RecipNotFound" is an Exchange code, not a name.
+            tld.len() >= 2
+                && (tld.bytes().all(|b| b.is_ascii_lowercase())
+                    || tld.bytes().all(|b| b.is_ascii_uppercase()))
+        })
 }
 
 /// Whether a pattern (phrases joined by `*` gaps) occurs in the text.
 pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    find_pattern(pattern, text).is_some()
+}
+
+/// Where a pattern (phrases joined by `*` gaps) first occurs in the text, as a byte range.
+pub fn find_pattern(pattern: &str, text: &str) -> Option<(usize, usize)> {
     let mut pieces = pattern.split('*').map(str::trim).filter(|p| !p.is_empty());
-    let Some(first) = pieces.next() else {
-        return false;
-    };
+    let first = pieces.next()?;
     let rest: Vec<&str> = pieces.collect();
     // Try every occurrence of the first piece: a later one may be the one whose
     // neighbours fit within the gaps.
@@ -754,11 +949,11 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
             }
         });
         if fits {
-            return true;
+            return Some((start, at));
         }
         from = start + first.len();
     }
-    false
+    None
 }
 
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {

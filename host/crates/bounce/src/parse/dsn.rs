@@ -16,6 +16,8 @@ const MAX_GROUPS: usize = 500;
 pub struct RecipientFields {
     /// Final-Recipient (or Original-Recipient, X-Actual-Recipient), lower-cased.
     pub recipient: Option<String>,
+    /// Original-Recipient, lower-cased: the address as the sender gave it.
+    pub original: Option<String>,
     /// Action, lower-cased.
     pub action: Option<String>,
     /// Status.
@@ -82,7 +84,13 @@ pub fn read(text: &str) -> DeliveryStatus {
                     fields.recipient = Some(address);
                 }
             }
-            "original-recipient" | "x-actual-recipient" => {
+            "original-recipient" => {
+                fields.original = address_of(value);
+                if fields.recipient.is_none() {
+                    fields.recipient = fields.original.clone();
+                }
+            }
+            "x-actual-recipient" => {
                 if fields.recipient.is_none() {
                     fields.recipient = address_of(value);
                 }
@@ -205,9 +213,14 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 .recipient
                 .as_ref()
                 .and_then(|address| blocks.iter().find(|b| &b.address == address))
-                .map(|b| b.text.as_str())
-                .or_else(|| (single && blocks.len() == 1).then(|| blocks[0].text.as_str()));
-            let block_text = block.map(collapse_whitespace);
+                .or_else(|| (single && blocks.len() == 1).then(|| &blocks[0]));
+            let block_text = block.map(|b| collapse_whitespace(&b.text));
+            // A group that names no address (an empty or local-only Final-Recipient) is
+            // about the one address the human-readable part names.
+            let recipient = group
+                .recipient
+                .clone()
+                .or_else(|| block.map(|b| b.address.clone()));
             let diagnostic = group
                 .diagnostic
                 .clone()
@@ -237,8 +250,18 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 .as_deref()
                 .and_then(find_reply_code)
                 .or_else(|| block_text.as_deref().and_then(find_reply_code));
+            let original_recipient = group
+                .original
+                .clone()
+                .or_else(|| block.and_then(|b| b.original.clone()))
+                .filter(|original| recipient.as_ref() != Some(original));
+            let notice_text = block_text
+                .filter(|_| group.diagnostic.is_some())
+                .map(|text| cut(&text, MAX_DIAGNOSTIC));
             Finding {
-                recipient: group.recipient.clone(),
+                recipient,
+                original_recipient,
+                notice_text,
                 action: group.action.clone(),
                 status,
                 reply_code,

@@ -88,6 +88,30 @@ const FAILURE_PHRASES: &[&str] = &[
     "message could not be sent",
 ];
 
+/// Words of a message that complains about a message's content rather than reporting a
+/// failed delivery (an abuse desk, a postmaster, a recipient objecting to spam).
+const CONTENT_COMPLAINT_PHRASES: &[&str] = &[
+    "complaint",
+    "abuse report",
+    "abuse desk",
+    "reported as spam",
+    "marked as spam",
+    "spam report",
+    "unsolicited",
+    "inappropriate content",
+    "offensive content",
+    "objectionable",
+    "stop sending",
+    "remove me",
+    "unsubscribe me",
+];
+
+/// Whether a message complains about content (see [`CONTENT_COMPLAINT_PHRASES`]).
+pub fn is_content_complaint(subject: &str, context: &str) -> bool {
+    let text = format!("{subject} {context}").to_lowercase();
+    CONTENT_COMPLAINT_PHRASES.iter().any(|p| text.contains(p))
+}
+
 /// The notice's words up to the returned original, and the rest (if a marker was found).
 pub fn split_at_original(text: &str) -> (&str, Option<&str>) {
     let mut offset = 0;
@@ -151,6 +175,31 @@ pub struct Block {
     pub address: String,
     /// From the address's line to the next recipient's line.
     pub text: String,
+    /// The address the sender used, when the block says the failed one came from it
+    /// ("expanded from", "generated from": an alias or a forward).
+    pub original: Option<String>,
+}
+
+/// Words that introduce the address an alias or forward was made from.
+const ORIGINAL_RECIPIENT_MARKERS: &[&str] = &[
+    "expanded from",
+    "generated from",
+    "forwarded from",
+    "original recipient",
+    "aliased from",
+];
+
+/// The address after an [`ORIGINAL_RECIPIENT_MARKERS`] phrase near the start of a block.
+fn original_recipient_in(block: &str, address: &str) -> Option<String> {
+    let head = cut(block, 600).to_lowercase();
+    ORIGINAL_RECIPIENT_MARKERS.iter().find_map(|marker| {
+        let at = head.find(marker)? + marker.len();
+        let window = cut(&head[at..], 120);
+        addresses_in(&window)
+            .next()
+            .map(|(_, original)| original)
+            .filter(|original| original != address)
+    })
 }
 
 /// The failed addresses of a notice, each with its part of the text.
@@ -158,21 +207,42 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
     let lines = line_spans(notice);
     // Every recipient-looking occurrence: (line number, address, strong?).
     let mut occurrences: Vec<(usize, String, bool)> = Vec::new();
+    // The lines indented deeper than "<ann@...>: host x said: 550 ..." continue that
+    // answer: an address there is quoted by the remote (often our own sender), not another
+    // recipient. Holds the indent of the line that started such an answer.
+    let mut answer_indent: Option<usize> = None;
     for (number, (start, end)) in lines.iter().enumerate() {
         let line = &notice[*start..*end];
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if !line.trim().is_empty() && answer_indent.is_some_and(|outer| indent > outer) {
+            continue;
+        }
+        answer_indent = None;
         if is_other_header_line(line) {
             continue;
         }
         if occurrences.len() >= MAX_OCCURRENCES {
             break;
         }
+        // An address right after another one ("to: a@x, b@y") stands where that one does.
+        let mut previous: Option<(usize, Position)> = None;
         for (at, address) in addresses_in(line) {
+            let listed = previous
+                .filter(|(end, _)| *end <= at && is_list_separator(&line[*end..at]))
+                .map(|(_, position)| position);
+            let position = listed.unwrap_or_else(|| position(&line[..at]));
+            previous = Some((at + address.len(), position));
             if excluded.contains(&address) {
                 continue;
             }
-            match position(&line[..at]) {
+            match position {
                 Position::Sender => {}
-                position => occurrences.push((number, address, position == Position::Strong)),
+                position => {
+                    if says_more_after(line, at + address.len()) {
+                        answer_indent = Some(indent);
+                    }
+                    occurrences.push((number, address, position == Position::Strong));
+                }
             }
         }
     }
@@ -215,12 +285,55 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
                 next_other
             };
             let end = lines.get(end_line).map(|(s, _)| *s).unwrap_or(notice.len());
+            let text = notice[line_start..end].to_string();
             Block {
+                original: original_recipient_in(&text, address),
                 address: address.clone(),
-                text: notice[line_start..end].to_string(),
+                text,
             }
         })
         .collect()
+}
+
+/// The block of an address known to have failed: the first line that names it and the
+/// indented lines after it, or the whole notice when it does not name the address.
+pub fn block_around(notice: &str, address: &str) -> Block {
+    let lower = notice.to_ascii_lowercase();
+    let text = lower
+        .find(address)
+        .map(|at| {
+            let start = notice[..at].rfind('\n').map_or(0, |n| n + 1);
+            let mut end = notice[at..].find('\n').map_or(notice.len(), |n| at + n + 1);
+            for line in notice[end..].split_inclusive('\n') {
+                if !line.starts_with([' ', '\t']) || line.trim().is_empty() {
+                    break;
+                }
+                end += line.len();
+            }
+            notice[start..end].to_string()
+        })
+        .unwrap_or_else(|| notice.to_string());
+    Block {
+        original: original_recipient_in(&text, address),
+        address: address.to_string(),
+        text,
+    }
+}
+
+/// Whether a line goes on after an address ends ("<ann@...>: host x said:", "ann@..., bob@...")
+/// rather than closing it.
+fn says_more_after(line: &str, address_end: usize) -> bool {
+    line.get(address_end..).is_some_and(|rest| {
+        !rest
+            .trim_matches(|c: char| c.is_whitespace() || ">)]\"'".contains(c))
+            .is_empty()
+    })
+}
+
+/// Whether the text between two addresses only separates list items (`>, <`, `; `, ` and `).
+fn is_list_separator(between: &str) -> bool {
+    let rest = between.trim_matches(|c: char| c.is_whitespace() || "<>\"',;".contains(c));
+    rest.is_empty() || rest.eq_ignore_ascii_case("and")
 }
 
 /// Byte ranges of the lines of a text.
@@ -303,13 +416,23 @@ fn position(before: &str) -> Position {
         "адресат:",
         "получатель:",
     ];
-    let last_word = words.rsplit([' ', '\t']).next().unwrap_or_default();
-    if SENDER_WORDS.contains(&last_word) {
+    let mut last_words = words.rsplit([' ', '\t']);
+    let last_word = last_words.next().unwrap_or_default();
+    let word_before = last_words.next().unwrap_or_default();
+    // "Sender Address:", "Return address:", "From address": the sender, however labelled.
+    let names_sender = matches!(word_before, "sender" | "from" | "return" | "reply")
+        && last_word.trim_end_matches(':') == "address";
+    if SENDER_WORDS.contains(&last_word) || names_sender {
         return Position::Sender;
     }
-    let start_of_line = words
-        .trim_matches(|c: char| c.is_whitespace() || "-*>•·:.0123456789)".contains(c))
-        .is_empty();
+    // A list marker ("1)", "-", "*") may precede a listed address; a reply code or status
+    // ("550 5.1.1 <ann@...>") means the line is an answer that quotes it.
+    let quotes_an_answer =
+        find_reply_code(words).is_some() || find_enhanced_status(words).is_some();
+    let start_of_line = !quotes_an_answer
+        && words
+            .trim_matches(|c: char| c.is_whitespace() || "-*>•·:.0123456789)".contains(c))
+            .is_empty();
     if start_of_line || RECIPIENT_WORDS.contains(&last_word) {
         Position::Strong
     } else {
@@ -392,17 +515,55 @@ pub fn addresses_in(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
 
 /// One finding per block; a notice naming no address still gives one finding.
 pub fn findings(blocks: &[Block], context: &str) -> Vec<Finding> {
-    if blocks.is_empty() {
-        return vec![finding_from_text(None, context, None)];
+    let action = if is_delay_notice(context) {
+        "delayed"
+    } else {
+        "failed"
+    };
+    let mut findings = if blocks.is_empty() {
+        vec![finding_from_text(None, context, None)]
+    } else {
+        let single = blocks.len() == 1;
+        blocks
+            .iter()
+            .map(|block| {
+                let fallback = single.then_some(context);
+                let mut finding =
+                    finding_from_text(Some(block.address.clone()), &block.text, fallback);
+                finding.original_recipient = block.original.clone();
+                finding
+            })
+            .collect()
+    };
+    for finding in &mut findings {
+        finding.action = Some(action.into());
     }
-    let single = blocks.len() == 1;
-    blocks
-        .iter()
-        .map(|block| {
-            let fallback = single.then_some(context);
-            finding_from_text(Some(block.address.clone()), &block.text, fallback)
-        })
-        .collect()
+    findings
+}
+
+/// What the sending MTA says of itself when it has not given up yet: a delay warning, the
+/// free-text counterpart of a DSN's `Action: delayed`. Only the sender's own sentences: a
+/// remote's "temporarily deferred" is quoted in final notices too.
+const DELAY_PHRASES: &[&str] = &[
+    "warning only",
+    "will be retried",
+    "will retry",
+    "will keep trying",
+    "will continue trying",
+    "will continue to try",
+    "delivery attempts will continue",
+    "has not yet been delivered",
+    "not yet been delivered",
+    "delivery incomplete",
+    "delivery has been delayed",
+    "delay notification",
+    "no action is required on your part",
+];
+
+/// Whether a notice (whitespace-collapsed) is a delay warning, not a final failure.
+pub fn is_delay_notice(context: &str) -> bool {
+    let lower = context.to_lowercase();
+    DELAY_PHRASES.iter().any(|p| lower.contains(p))
 }
 
 fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&str>) -> Finding {
@@ -412,10 +573,12 @@ fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&st
     let command = find_command(text).or_else(|| fallback.and_then(find_command));
     Finding {
         recipient,
+        original_recipient: None,
         action: Some("failed".into()),
         status,
         reply_code,
         diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
+        notice_text: None,
         remote_mta: None,
         command,
     }

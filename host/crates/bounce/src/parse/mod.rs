@@ -18,7 +18,10 @@ mod ses;
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::Kind;
-pub use reply::{SmtpCommand, find_command, find_enhanced_status, find_reply_code};
+pub(crate) use freetext::addresses_in;
+pub use reply::{
+    SmtpCommand, all_enhanced_statuses, find_command, find_enhanced_status, find_reply_code,
+};
 pub use returned::ReturnedMessage;
 
 /// Bodies larger than this are cut before the text scans: a notice says what it has to say
@@ -30,6 +33,8 @@ const MAX_TEXT: usize = 256 * 1024;
 pub struct Finding {
     /// The failed (or reported) recipient, lower-cased.
     pub recipient: Option<String>,
+    /// The address as the sender wrote it, when the notice gives it beside the failed one.
+    pub original_recipient: Option<String>,
     /// The DSN `Action` field, lower-cased (failed, delayed, delivered, relayed, expanded).
     pub action: Option<String>,
     /// The enhanced status code, e.g. `5.1.1`.
@@ -38,6 +43,9 @@ pub struct Finding {
     pub reply_code: Option<u16>,
     /// The remote's answer or the notice's words about this recipient.
     pub diagnostic: Option<String>,
+    /// The human-readable part's words about this recipient, when the diagnostic came from
+    /// elsewhere (a DSN's Diagnostic-Code): a second witness for the cause.
+    pub notice_text: Option<String>,
     /// The remote MTA, when stated.
     pub remote_mta: Option<String>,
     /// The SMTP command the remote refused, when the notice says.
@@ -157,7 +165,16 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     }
 
     let excluded = excluded_addresses(&sender, parts.returned.as_ref());
-    let blocks = freetext::recipient_blocks(notice, &excluded);
+    let mut blocks = freetext::recipient_blocks(notice, &excluded);
+    // Exim names every failed recipient in a header of the notice: any the text did not
+    // single out still failed.
+    if let Some(listed) = message.header_raw("X-Failed-Recipients") {
+        for (_, address) in freetext::addresses_in(listed) {
+            if !blocks.iter().any(|block| block.address == address) {
+                blocks.push(freetext::block_around(notice, &address));
+            }
+        }
+    }
 
     // RFC 3464 first; text parts that carry DSN fields count too (some MTAs send the
     // delivery status as text/plain, or inline).
@@ -231,7 +248,16 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     // A person may write "could not be delivered" too: the words alone count only when
     // the message also returns an original, comes from the null sender, or is itself
     // attached to a notice.
-    let looks_like_bounce = sender.is_mail_system()
+    // A mail system's own message is a bounce when it says a delivery failed: a
+    // postmaster complaining about a message's content (spam, a virus, abuse) says nothing
+    // of the kind, and is no bounce.
+    let says_failure = freetext::is_bounce_subject(&subject)
+        || freetext::has_failure_phrase(&context)
+        || free_findings
+            .iter()
+            .any(|f| f.status.is_some() || f.reply_code.is_some());
+    let looks_like_bounce = (sender.is_mail_system()
+        && (says_failure || !freetext::is_content_complaint(&subject, &context)))
         || freetext::is_bounce_subject(&subject)
         || (freetext::has_failure_phrase(&context)
             && (parts.returned.is_some() || sender.null || depth > 0));

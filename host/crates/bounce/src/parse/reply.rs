@@ -66,6 +66,12 @@ pub fn find_enhanced_status(text: &str) -> Option<String> {
     enhanced_statuses(text).next().map(|(_, code)| code)
 }
 
+/// Every enhanced status code in a text, in order: a relay quoting the remote's answer
+/// gives two ("5.1.0 - Unknown address error 550-'5.2.2 Mailbox full'").
+pub fn all_enhanced_statuses(text: &str) -> impl Iterator<Item = String> + '_ {
+    enhanced_statuses(text).map(|(_, code)| code)
+}
+
 /// Every enhanced status code in a text with its byte offset.
 fn enhanced_statuses(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
     let bytes = text.as_bytes();

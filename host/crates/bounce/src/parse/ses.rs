@@ -30,12 +30,14 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
             let findings = list(bounce, "bouncedRecipients")
                 .map(|r| Finding {
                     recipient: text(r, "emailAddress").map(|a| a.to_ascii_lowercase()),
+                    original_recipient: None,
                     action: text(r, "action"),
                     status: text(r, "status"),
                     reply_code: text(r, "diagnosticCode")
                         .as_deref()
                         .and_then(super::find_reply_code),
                     diagnostic: text(r, "diagnosticCode"),
+                    notice_text: None,
                     remote_mta: text(bounce, "reportingMTA"),
                     command: None,
                 })
@@ -59,10 +61,12 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
                 .filter_map(Value::as_str)
                 .map(|r| Finding {
                     recipient: Some(r.to_ascii_lowercase()),
+                    original_recipient: None,
                     action: Some("delivered".into()),
                     status: response.as_deref().and_then(super::find_enhanced_status),
                     reply_code: response.as_deref().and_then(super::find_reply_code),
                     diagnostic: response.clone(),
+                    notice_text: None,
                     remote_mta: text(delivery, "reportingMTA"),
                     command: None,
                 })

@@ -17,8 +17,16 @@ pub struct Label {
     pub recipient: Option<String>,
     /// 1-based position among the file's expected recipients.
     pub index: usize,
-    /// stable, contested or single-source.
+    /// stable, contested, single-source or hand-labelled.
     pub agreement: String,
+}
+
+impl Label {
+    /// Whether the row's reason and class are scored: every sisimai version agrees on it
+    /// (`stable`), or it was labelled by hand from the notice's words (`hand-labelled`).
+    pub fn is_scored(&self) -> bool {
+        matches!(self.agreement.as_str(), "stable" | "hand-labelled")
+    }
 }
 
 /// The corpus folder, kept with the workspace's test data.
