@@ -151,10 +151,20 @@ export function editErrorOf(thrown) {
   return refused && editTags.includes(refused.tag) ? refused : undefined;
 }
 
-// Whatever `process` throws must reach the host as a `step-error`: an exception that escapes
-// componentize-js's export unconverted would be a trap, which costs the step its log and
-// counts towards disabling the plugin.
+// SpiderMonkey reports a failed allocation as a catchable "out of memory". It means the step
+// hit the host's memory cap, which the host reports as such only if the call traps.
+function isOutOfMemory(thrown) {
+  const message = thrown instanceof Error ? thrown.message : thrown;
+  return message === 'out of memory';
+}
+
+// Whatever else `process` throws must reach the host as a `step-error`: an exception that
+// escapes componentize-js's export unconverted would be a trap, which counts towards
+// disabling the plugin.
 function toStepError(thrown) {
+  if (isOutOfMemory(thrown)) {
+    return undefined;
+  }
   if (thrown instanceof StepError) {
     return thrown;
   }
@@ -178,7 +188,9 @@ export function flowstep(process, fields) {
         const config = fields === undefined ? configText : parseConfig(configText, fields);
         return process(msg, config) ?? outcome.continue();
       } catch (thrown) {
-        throw toStepError(thrown);
+        // Without a step error (out of memory), the original is rethrown: not a `step-error`,
+        // it cannot be returned, and the call traps.
+        throw toStepError(thrown) ?? thrown;
       }
     },
   };
