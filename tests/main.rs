@@ -12,6 +12,7 @@ mod delivery_client;
 mod dns;
 mod fairness;
 mod hot_reload;
+mod languages;
 mod loading;
 mod pipeline;
 mod returned;
