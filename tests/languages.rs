@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use sluice::message::Message;
 use sluice::plugin::{
-    CompiledCache, Grants, LoadError, Plugin, PluginRuntime, RuntimeLimits, StepError,
-    StepFailure, StepOutcome,
+    CompiledCache, Grants, LoadError, Plugin, PluginRuntime, RuntimeLimits, StepError, StepFailure,
+    StepOutcome,
 };
 use sluice_test_support::languages;
 
