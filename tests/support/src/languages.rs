@@ -224,6 +224,8 @@ fn fail_or_unavailable(what: &str, output: &Output) -> Result<(), Unavailable> {
         "Temporary failure in name resolution",
         "Network is unreachable",
         "Max retries exceeded",
+        // pip's words when the index listed nothing at all for a pinned package that exists.
+        "(from versions: none)",
     ];
     if unreachable.iter().any(|sign| said.contains(sign)) {
         let last = said.lines().rev().find(|line| !line.trim().is_empty());
