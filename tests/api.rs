@@ -45,16 +45,103 @@ fn wrong_or_missing_credentials_get_401() {
         ])
         .send()
         .unwrap();
+    // RFC 6749 section 5.2: invalid_client, with a challenge and never cached.
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Basic realm=\"sluice\""
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"], "invalid_client", "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+
+    // RFC 6750 section 3: a resource asked without a token challenges for one.
     let response = http.get(format!("{base}/1/messages")).send().unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(error_codes(&response.json().unwrap()), ["unauthorized"]);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"sluice\""
+    );
+    let body: Value = response.json().unwrap();
+    assert_eq!(error_codes(&body), ["unauthorized"]);
+    assert_eq!(body["error"], "invalid_request");
     let response = http
         .get(format!("{base}/1/messages"))
         .bearer_auth("1.1.9999999999.forged")
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.starts_with("Bearer realm=\"sluice\", error=\"invalid_token\""),
+        "{challenge}"
+    );
+    assert_eq!(response.json::<Value>().unwrap()["error"], "invalid_token");
+}
+
+#[test]
+fn a_token_request_answers_in_oauth_shapes_and_takes_http_basic() {
+    let server = TestServer::start(|_| {});
+    let base = format!("http://{}", server.server.api_addr);
+    let demo = server.server.created_demo.clone().unwrap();
+    let http = Client::new();
+    // Client authentication with HTTP Basic instead of the body.
+    let response = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&demo.client_id, Some(&demo.client_secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "api")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let token: Value = response.json().unwrap();
+    assert_eq!(token["token_type"], "bearer");
+    assert!(token["access_token"].is_string());
+
+    for (form, status, error) in [
+        (
+            vec![("client_id", "x")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![("client_id", "x"), ("client_secret", "y")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("client_id", "x"),
+                ("client_secret", "y"),
+                ("grant_type", "password"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![
+                ("client_id", "x"),
+                ("client_secret", "y"),
+                ("grant_type", "client_credentials"),
+                ("scope", "admin"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+        ),
+    ] {
+        let response = http
+            .post(format!("{base}/oauth/token"))
+            .form(&form)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), status, "{form:?}");
+        let body: Value = response.json().unwrap();
+        assert_eq!(body["error"], error, "{form:?}: {body}");
+    }
 }
 
 #[test]
@@ -260,7 +347,7 @@ fn a_plugin_that_does_not_fit_is_refused_with_the_reason() {
     let api = Api::demo(&server);
     let response = api
         .post("plugins")
-        .body(guest_bytes(guests::TEST_FORBIDDEN_IMPORT))
+        .body(guest_bytes(guests::SLUICE_BUILTIN_DKIM))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -268,7 +355,7 @@ fn a_plugin_that_does_not_fit_is_refused_with_the_reason() {
     assert_eq!(error_codes(&body), ["invalidPlugin"]);
     let message = body["allErrors"][0]["defaultMessage"].as_str().unwrap();
     assert!(
-        message.contains("wasi:sockets") && message.contains("no network access"),
+        message.contains("sluice:flowstep/dkim") && message.contains("not granted"),
         "{message}"
     );
 }
@@ -428,9 +515,13 @@ fn a_source_allowlist_applies_to_the_api_too() {
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        error_codes(&response.json().unwrap()),
-        ["addressNotAllowed"]
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"], "unauthorized_client", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|text| text.contains("address")),
+        "{body}"
     );
 }
 

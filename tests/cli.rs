@@ -52,14 +52,117 @@ fn check_accepts_a_component_built_against_0_1_0() {
 
 #[test]
 fn check_says_exactly_why_a_component_is_rejected() {
-    let path = guest(guests::TEST_FORBIDDEN_IMPORT);
+    let path = guest(guests::SLUICE_BUILTIN_DKIM);
     let output = sluice(&["plugin", "check", path.to_str().unwrap()], b"");
     assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("import `wasi:sockets/") && stderr.contains("no network access"),
+        stderr.contains("import `sluice:flowstep/dkim@") && stderr.contains("not granted"),
         "{stderr}"
     );
+    let line = import_line(&stdout, "sluice:flowstep/dkim@");
+    assert!(
+        line.contains("REFUSED") && line.contains("not granted"),
+        "{line}"
+    );
+}
+
+#[test]
+fn check_lists_each_import_as_granted_inert_or_denied_if_called() {
+    let path = guest(guests::TEST_NETWORK_PROBE);
+    let output = sluice(&["plugin", "check", path.to_str().unwrap()], b"");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        import_line(&stdout, "sluice:flowstep/types@").ends_with(" granted"),
+        "{stdout}"
+    );
+    assert!(
+        import_line(&stdout, "wasi:io/streams@").ends_with(" inert"),
+        "{stdout}"
+    );
+    for import in ["wasi:sockets/tcp-create-socket@", "wasi:http/types@"] {
+        let line = import_line(&stdout, import);
+        assert!(
+            line.contains(" denied-if-called: Flowsteps have no network access"),
+            "{line}"
+        );
+    }
+    assert!(!stdout.contains("REFUSED"), "{stdout}");
+}
+
+#[test]
+fn run_reports_a_denied_call_with_the_import_named() {
+    let path = guest(guests::TEST_NETWORK_PROBE);
+    let input = std::fs::read(data("plain.eml")).unwrap();
+    let output = sluice(
+        &[
+            "plugin",
+            "run",
+            path.to_str().unwrap(),
+            "--json",
+            "--config",
+            r#"{"reach":"tcp"}"#,
+        ],
+        &input,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["error"]["code"], "capability-denied");
+    let text = report["error"]["message"].as_str().unwrap();
+    assert!(
+        text.starts_with("capability denied: wasi:sockets/tcp-create-socket"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_can_repeat_a_call_and_report_its_times() {
+    let path = guest(guests::SUBJECT_PREFIX);
+    let input = std::fs::read(data("plain.eml")).unwrap();
+    let output = sluice(
+        &[
+            "plugin",
+            "run",
+            path.to_str().unwrap(),
+            "--json",
+            "--repeat",
+            "5",
+            "--config",
+            r#"{"prefix":"[TEST]"}"#,
+        ],
+        &input,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["timing"]["calls"], 5);
+    let median = report["timing"]["median_us"].as_u64().unwrap();
+    let p99 = report["timing"]["p99_us"].as_u64().unwrap();
+    assert!(median <= p99, "{report}");
+    assert!(
+        report["message"]
+            .as_str()
+            .unwrap()
+            .contains("[TEST] Your order")
+    );
+}
+
+/// The line `plugin check` prints for the import that starts with `import`.
+fn import_line<'a>(stdout: &'a str, import: &str) -> &'a str {
+    stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(import))
+        .unwrap_or_else(|| panic!("no import {import} in:\n{stdout}"))
 }
 
 #[test]
@@ -166,4 +269,110 @@ fn bounce_classify_names_an_unreadable_file_and_goes_on() {
     let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(line["kind"], "complaint");
     assert_eq!(line["reason"], "feedback");
+}
+
+/// Runs `cargo` as a customer would in their own project: none of this test run's cargo
+/// settings (its target folder, flags, wrappers) leak in.
+fn customer_cargo(project: &std::path::Path, args: &[&str]) -> Output {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(project).args(args);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let keep = key == "CARGO_HOME" || key == "CARGO_NET_OFFLINE";
+        if (key.starts_with("CARGO_") && !keep)
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS" | "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOC"
+            )
+        {
+            command.env_remove(&key);
+        }
+    }
+    // Compiled dependencies are kept between runs; the project itself is new every time.
+    command.env(
+        "CARGO_TARGET_DIR",
+        workspace.join("target").join("scaffolded-projects"),
+    );
+    command.output().unwrap()
+}
+
+#[test]
+fn plugin_new_makes_a_rust_project_that_builds_and_passes_check() {
+    let parent = tempfile::tempdir().unwrap();
+    let made = sluice(
+        &[
+            "plugin",
+            "new",
+            "--lang",
+            "rust",
+            "my-step",
+            "--dir",
+            parent.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let project = parent.path().join("my-step");
+    // The versions this workspace was built with are on this machine: no network needed.
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::copy(workspace.join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+    let built = customer_cargo(&project, &["build", "--release", "--offline"]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let component = workspace
+        .join("target/scaffolded-projects/wasm32-wasip2/release/my_step.wasm")
+        .to_string_lossy()
+        .into_owned();
+
+    let checked = sluice(&["plugin", "check", &component], b"");
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok: implements sluice:flowstep@0.2.0"),
+        "{stdout}"
+    );
+
+    // The starter step does what its README says, exactly like the SDK's example.
+    let input = std::fs::read(data("plain.eml")).unwrap();
+    let ran = sluice(
+        &[
+            "plugin",
+            "run",
+            &component,
+            "--config",
+            r#"{"prefix":"[TEST]"}"#,
+        ],
+        &input,
+    );
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(
+        ran.stdout,
+        std::fs::read(data("plain.prefixed.eml")).unwrap()
+    );
+
+    // Nothing is overwritten.
+    let again = sluice(
+        &[
+            "plugin",
+            "new",
+            "my-step",
+            "--dir",
+            parent.path().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of Sluice, one binary with a module per topic.
 
 mod api;
+mod arrivals;
 mod builtins;
 mod cli;
 mod connections;
@@ -11,6 +12,7 @@ mod delivery;
 mod delivery_client;
 mod dns;
 mod fairness;
+mod flowmailer_api;
 mod hot_reload;
 mod languages;
 mod loading;

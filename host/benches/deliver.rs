@@ -11,16 +11,13 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sluice::server::Server;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-
-/// When each message (by id) reached the sink.
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+use sluice_test_support::arrivals::ArrivalSink;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 fn main() {
     let numbers: Vec<usize> = std::env::args()
@@ -31,15 +28,14 @@ fn main() {
     let per_session = numbers.get(1).copied().unwrap_or(250);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
-    let arrivals: Arrivals = Arc::default();
-    let sink = runtime.block_on(start_sink(Arc::clone(&arrivals)));
+    let sink = runtime.block_on(ArrivalSink::start());
 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = support::config(dir.path());
     config
         .delivery
         .routes
-        .insert("*".into(), sink.to_string().into());
+        .insert("*".into(), sink.addr().to_string().into());
     let server = runtime
         .block_on(Server::start(config))
         .expect("server starts");
@@ -69,7 +65,7 @@ fn main() {
         None,
     ));
     let submitted = started.elapsed();
-    wait_for(&arrivals, total, Duration::from_secs(300));
+    wait_for(&sink, total, Duration::from_secs(300));
     let elapsed = started.elapsed();
     let full_rate = total as f64 / elapsed.as_secs_f64();
     println!("  full speed    {sessions} sessions x {per_session} messages");
@@ -88,7 +84,7 @@ fn main() {
     let paced_total = total.min((rate * 10.0) as usize).max(sessions);
     let paced_per_session = paced_total / sessions;
     let interval = Duration::from_secs_f64(sessions as f64 / rate);
-    let before = arrivals.lock().unwrap().len();
+    let before = sink.count();
     let acked = runtime.block_on(submit_all(
         addr,
         &login,
@@ -97,8 +93,12 @@ fn main() {
         paced_per_session,
         Some(interval),
     ));
-    wait_for(&arrivals, before + acked.len(), Duration::from_secs(300));
-    let arrived = arrivals.lock().unwrap();
+    wait_for(&sink, before + acked.len(), Duration::from_secs(300));
+    let arrived: HashMap<String, Instant> = sink
+        .arrivals()
+        .into_iter()
+        .filter_map(|arrival| Some((verp_id(&arrival.return_path)?.to_string(), arrival.at)))
+        .collect();
     let mut latencies: Vec<Duration> = acked
         .iter()
         .filter_map(|(id, at)| Some(arrived.get(id)?.saturating_duration_since(*at)))
@@ -113,16 +113,23 @@ fn main() {
     );
 }
 
-fn wait_for(arrivals: &Arrivals, count: usize, timeout: Duration) {
+fn wait_for(sink: &ArrivalSink, count: usize, timeout: Duration) {
     let started = Instant::now();
-    while arrivals.lock().unwrap().len() < count {
+    while sink.count() < count {
         assert!(
             started.elapsed() < timeout,
             "only {} of {count} delivered",
-            arrivals.lock().unwrap().len()
+            sink.count()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The message id in a VERP return path, `b+<id>.<mac>@domain`.
+fn verp_id(return_path: &str) -> Option<&str> {
+    let (local, _domain) = return_path.rsplit_once('@')?;
+    let (id, _mac) = local.strip_prefix("b+")?.rsplit_once('.')?;
+    Some(id)
 }
 
 /// Runs `sessions` SMTP sessions of `count` messages each, `interval` apart when pacing;
@@ -203,92 +210,4 @@ async fn session(
     }
     write.write_all(b"QUIT\r\n").await.unwrap();
     acked
-}
-
-/// A minimal receiving MTA: plain ESMTP with PIPELINING, records when each message (by the
-/// id in its VERP return path) was accepted.
-async fn start_sink(arrivals: Arrivals) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(sink_session(stream, Arc::clone(&arrivals)));
-        }
-    });
-    addr
-}
-
-async fn sink_session(stream: TcpStream, arrivals: Arrivals) {
-    stream.set_nodelay(true).ok();
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    if write.write_all(b"220 sink ESMTP\r\n").await.is_err() {
-        return;
-    }
-    let mut current = None;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let command = line.trim_end().to_ascii_uppercase();
-        let answer: &[u8] = if command.starts_with("EHLO") {
-            b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n"
-        } else if command.starts_with("MAIL FROM:") {
-            // b+<id>.<mac>@domain
-            current = line
-                .split("b+")
-                .nth(1)
-                .and_then(|rest| rest.split('.').next())
-                .map(str::to_string);
-            b"250 2.1.0 ok\r\n"
-        } else if command.starts_with("RCPT TO:") {
-            b"250 2.1.5 ok\r\n"
-        } else if command == "DATA" {
-            if write.write_all(b"354 go on\r\n").await.is_err() {
-                return;
-            }
-            if read_data(&mut reader).await.is_err() {
-                return;
-            }
-            if let Some(id) = current.take() {
-                arrivals.lock().unwrap().insert(id, Instant::now());
-            }
-            b"250 2.0.0 queued\r\n"
-        } else if command == "QUIT" {
-            let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
-            return;
-        } else {
-            b"250 2.0.0 ok\r\n"
-        };
-        if write.write_all(answer).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads message content up to the line with a single dot. It searches each read as a whole
-/// (with the last four bytes of the one before, for a marker split between reads): the sink
-/// shares the machine with the server, so it must cost little next to it.
-async fn read_data(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<()> {
-    const END: &[u8] = b"\r\n.\r\n";
-    let mut window = Vec::with_capacity(64 * 1024);
-    let mut buffer = [0u8; 32 * 1024];
-    loop {
-        let read = reader.read(&mut buffer).await?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let keep = window.len().min(END.len() - 1);
-        window.drain(..window.len() - keep);
-        window.extend_from_slice(&buffer[..read]);
-        if window.windows(END.len()).any(|candidate| candidate == END) {
-            return Ok(());
-        }
-    }
 }

@@ -9,7 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use sluice::store::{MessageRecord, MessageStatus, NewMessage, Store, new_message_id, now_millis};
+use sluice::store::{
+    MessageRecord, MessageSelection, MessageStatus, NewMessage, PageStart, Store, new_message_id,
+    now_millis,
+};
 
 /// Spools `count` messages of an account, each record carrying `data_bytes` of JSON data.
 async fn spool(store: &Store, account_id: u64, count: usize, data_bytes: usize) {
@@ -60,8 +63,15 @@ fn time_page(store: &Store, account_id: u64, runs: usize) -> Vec<Duration> {
     (0..runs)
         .map(|_| {
             let started = Instant::now();
-            let (total, page) = store.messages_page(account_id, 0, 100).expect("listed");
-            std::hint::black_box((total, page));
+            let page = store
+                .message_list(
+                    account_id,
+                    &MessageSelection::default(),
+                    PageStart::Position(0),
+                    100,
+                )
+                .expect("listed");
+            std::hint::black_box(page);
             started.elapsed()
         })
         .collect()

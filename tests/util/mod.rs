@@ -1,6 +1,6 @@
 //! Helpers shared by the test modules: the built guest components, fixtures and runtimes.
 
-pub use sluice_test_support::{receiver, sink};
+pub use sluice_test_support::{arrivals, receiver, sink};
 
 /// The loopback DNS server, and how the host resolves through it.
 pub mod dns {

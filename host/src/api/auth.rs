@@ -4,13 +4,16 @@
 
 use std::net::SocketAddr;
 
+use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::{Form, Json};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
 
 use super::ApiState;
@@ -85,11 +88,11 @@ impl FromRequestParts<ApiState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+            .ok_or_else(|| ApiError::no_token("an Authorization: Bearer token is required"))?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("use the Bearer scheme"))?;
+            .ok_or_else(|| ApiError::no_token("use the Bearer scheme"))?;
         let caller = state
             .tokens
             .verify(token.trim())
@@ -140,12 +143,160 @@ impl Caller {
     }
 }
 
-/// The form of `POST /oauth/token`.
-#[derive(Deserialize)]
-pub struct TokenRequest {
+/// An error of the token endpoint, shaped as RFC 6749 section 5.2 says:
+/// `{"error": "invalid_client", "error_description": "…"}`.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    /// 400 with one of the RFC's error codes.
+    fn bad(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+        }
+    }
+
+    /// 401 `invalid_client`: unknown client, wrong secret, or no client authentication.
+    fn invalid_client(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            description: description.into(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "token request failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "server_error",
+            description: "the request could not be completed; try again".into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct OAuthErrorBody<'a> {
+    error: &'static str,
+    error_description: &'a str,
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = Json(OAuthErrorBody {
+            error: self.error,
+            error_description: &self.description,
+        });
+        let mut response = (self.status, no_store(), body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sluice\""),
+            );
+        }
+        response
+    }
+}
+
+/// Token answers, good or bad, must not be cached (RFC 6749 section 5.1).
+fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+    ]
+}
+
+/// The parameters of a token request, from its form and its `Authorization: Basic` header.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TokenRequest {
     client_id: String,
     client_secret: String,
     grant_type: String,
+    scope: Option<String>,
+}
+
+impl TokenRequest {
+    /// Reads the form and the client authentication; a parameter given twice, or the client
+    /// authenticated in both the header and the body, is refused (RFC 6749 sections 2.3 and 3.2).
+    fn read(headers: &HeaderMap, form: &[u8]) -> Result<Self, OAuthError> {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(form) {
+            if fields.iter().any(|(seen, _)| *seen == name) {
+                return Err(OAuthError::bad(
+                    "invalid_request",
+                    format!("{name} is given more than once"),
+                ));
+            }
+            fields.push((name.into_owned(), value.into_owned()));
+        }
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(seen, _)| seen == name)
+                .map(|(_, value)| value.clone())
+        };
+        let basic = basic_credentials(headers)?;
+        let in_body = (field("client_id"), field("client_secret"));
+        let (client_id, client_secret) = match (basic, in_body) {
+            (Some(_), (Some(_), _) | (_, Some(_))) => {
+                return Err(OAuthError::bad(
+                    "invalid_request",
+                    "authenticate the client in the Authorization header or in the body, not both",
+                ));
+            }
+            (Some(basic), _) => basic,
+            (None, (Some(id), Some(secret))) => (id, secret),
+            (None, _) => {
+                return Err(OAuthError::invalid_client(
+                    "client_id and client_secret are required (in the body or with HTTP Basic)",
+                ));
+            }
+        };
+        let grant_type = field("grant_type")
+            .ok_or_else(|| OAuthError::bad("invalid_request", "grant_type is required"))?;
+        Ok(Self {
+            client_id,
+            client_secret,
+            grant_type,
+            scope: field("scope"),
+        })
+    }
+}
+
+/// The client's id and secret from `Authorization: Basic`, form-decoded as RFC 6749 section
+/// 2.3.1 asks.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || OAuthError::invalid_client("the Authorization header is not valid Basic");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
+        return Err(malformed());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(malformed());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let unescape = |text: &str| -> String {
+        form_urlencoded::parse(format!("v={text}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
 }
 
 /// The answer to a token request.
@@ -157,19 +308,22 @@ pub struct TokenResponse {
     scope: &'static str,
 }
 
-/// `POST /oauth/token`.
+/// `POST /oauth/token`: client credentials in the form body or with HTTP Basic.
 pub async fn token(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Form(request): Form<TokenRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+    headers: HeaderMap,
+    form: Bytes,
+) -> Result<Response, OAuthError> {
+    let request = TokenRequest::read(&headers, &form)?;
     if request.grant_type != "client_credentials" {
-        return Err(ApiError::field(
-            "grant_type",
-            "unsupportedGrantType",
+        return Err(OAuthError::bad(
+            "unsupported_grant_type",
             "only client_credentials is supported",
-            Some(request.grant_type.into()),
         ));
+    }
+    if request.scope.as_deref().is_some_and(|scope| scope != "api") {
+        return Err(OAuthError::bad("invalid_scope", "the only scope is api"));
     }
     let credential = state
         .store
@@ -181,9 +335,21 @@ pub async fn token(
     let valid = verify_credential(request.client_secret, hash).await;
     let credential = credential
         .filter(|_| valid)
-        .ok_or_else(|| ApiError::unauthorized("client_id or client_secret is wrong"))?;
-    check_allowlist(&state, credential.source_id, Some(peer))?;
-    Ok(Json(TokenResponse {
+        .ok_or_else(|| OAuthError::invalid_client("client_id or client_secret is wrong"))?;
+    if let Err(refused) = check_allowlist(&state, credential.source_id, Some(peer)) {
+        let description = refused
+            .errors()
+            .first()
+            .map(|error| error.default_message.clone())
+            .unwrap_or_default();
+        // 403 as on every other route: the client is known, its address is not allowed.
+        return Err(OAuthError {
+            status: StatusCode::FORBIDDEN,
+            error: "unauthorized_client",
+            description,
+        });
+    }
+    let answer = TokenResponse {
         access_token: state.tokens.issue(Caller {
             account_id: credential.account_id,
             source_id: credential.source_id,
@@ -191,5 +357,71 @@ pub async fn token(
         token_type: "bearer",
         expires_in: state.tokens.lifetime_secs,
         scope: "api",
-    }))
+    };
+    Ok((no_store(), Json(answer)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(id: &str, secret: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {encoded}")).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn the_client_authenticates_in_the_body_or_with_basic_never_both() {
+        let body = TokenRequest::read(
+            &HeaderMap::new(),
+            b"grant_type=client_credentials&client_id=app&client_secret=s%3Dx",
+        )
+        .unwrap();
+        assert_eq!(
+            (body.client_id.as_str(), body.client_secret.as_str()),
+            ("app", "s=x")
+        );
+
+        // Basic credentials are form-encoded before base64.
+        let header =
+            TokenRequest::read(&basic("app", "s%3Ax"), b"grant_type=client_credentials").unwrap();
+        assert_eq!(
+            (header.client_id.as_str(), header.client_secret.as_str()),
+            ("app", "s:x")
+        );
+
+        let both = TokenRequest::read(
+            &basic("app", "s"),
+            b"grant_type=client_credentials&client_id=app",
+        )
+        .unwrap_err();
+        assert_eq!(both.error, "invalid_request");
+        let none =
+            TokenRequest::read(&HeaderMap::new(), b"grant_type=client_credentials").unwrap_err();
+        assert_eq!(
+            (none.status, none.error),
+            (StatusCode::UNAUTHORIZED, "invalid_client")
+        );
+    }
+
+    #[test]
+    fn a_parameter_given_twice_or_missing_is_an_invalid_request() {
+        let twice = TokenRequest::read(
+            &HeaderMap::new(),
+            b"grant_type=client_credentials&client_id=a&client_id=b&client_secret=s",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (twice.status, twice.error),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        let no_grant =
+            TokenRequest::read(&HeaderMap::new(), b"client_id=a&client_secret=s").unwrap_err();
+        assert_eq!(no_grant.error, "invalid_request");
+    }
 }

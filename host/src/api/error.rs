@@ -1,5 +1,6 @@
 //! API errors in Flowmailer's shape: `{"allErrors": [{"code", "defaultMessage", "field",
-//! "objectName", "rejectedValue"}]}`.
+//! "objectName", "rejectedValue"}]}`; a 401 also carries RFC 6750's challenge and RFC 6749's
+//! `error`/`error_description`, which OAuth clients read.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -30,12 +31,20 @@ pub struct FieldError {
 pub struct ApiError {
     status: StatusCode,
     errors: Vec<FieldError>,
+    /// For a 401 on a resource: the RFC 6750 error code (`invalid_token`), or none when the
+    /// request carried no token at all.
+    bearer_error: Option<&'static str>,
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct ErrorBody<'a> {
+    #[serde(rename = "allErrors")]
     all_errors: &'a [FieldError],
+    /// RFC 6749's error code, for OAuth clients that read a 401's body that way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
 }
 
 impl ApiError {
@@ -50,6 +59,7 @@ impl ApiError {
                 object_name: None,
                 rejected_value: None,
             }],
+            bearer_error: None,
         }
     }
 
@@ -74,6 +84,7 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             errors,
+            bearer_error: None,
         }
     }
 
@@ -82,8 +93,16 @@ impl ApiError {
         &self.errors
     }
 
-    /// 401: no or bad credentials.
+    /// 401: a token that is invalid, expired, or of a source that is gone.
     pub fn unauthorized(message: &str) -> Self {
+        Self {
+            bearer_error: Some("invalid_token"),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
+    }
+
+    /// 401: no token, or another scheme than Bearer.
+    pub fn no_token(message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
@@ -118,13 +137,34 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                all_errors: &self.errors,
-            }),
-        )
-            .into_response()
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let description = self
+            .errors
+            .first()
+            .map(|error| error.default_message.as_str());
+        let body = Json(ErrorBody {
+            all_errors: &self.errors,
+            error: unauthorized.then_some(self.bearer_error.unwrap_or("invalid_request")),
+            error_description: description.filter(|_| unauthorized),
+        });
+        let mut response = (self.status, body).into_response();
+        if unauthorized {
+            // RFC 6750 section 3: the challenge names the scheme, and the error when a token
+            // was given; the description is quoted, so it must not hold a quote itself.
+            let challenge = match (self.bearer_error, description) {
+                (Some(error), Some(description)) => format!(
+                    "Bearer realm=\"sluice\", error=\"{error}\", error_description=\"{}\"",
+                    description.replace(['"', '\\'], "'")
+                ),
+                _ => "Bearer realm=\"sluice\"".to_string(),
+            };
+            if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
     }
 }
 

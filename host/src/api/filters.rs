@@ -10,8 +10,8 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
-use super::paging::page;
-use crate::store::FilterEntry;
+use super::paging::{Order, page, requested};
+use crate::store::{FilterEntry, filter_key};
 use crate::timestamp::iso8601;
 
 /// A filter entry as the API shows it.
@@ -49,7 +49,7 @@ pub struct FilterQuery {
     address: Option<String>,
 }
 
-/// `GET /{account}/filters`, paged with `Range: items=A-B`.
+/// `GET /{account}/filters`, in address order, paged by `Range` (see `paging`).
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -61,7 +61,10 @@ pub async fn list(
     let entries = state
         .store
         .filters_of(account_id, query.address.as_deref())?;
-    let (answer, entries) = page(&headers, entries)?;
+    // Entries come in address order: an address is the reference of its entry.
+    let (answer, entries) = page(&requested(&headers)?, entries, Order::Ascending, |entry| {
+        filter_key(&entry.address)
+    })?;
     Ok((
         answer,
         Json(entries.into_iter().map(FilterView::from).collect()),

@@ -77,6 +77,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, router: Router, limits:
     let inner = TowerToHyperService::new(router);
     let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        // Before routing: routes match the path without its matrix parameters.
+        super::parameters::split_matrix(&mut request);
         inner.call(request)
     });
     let mut builder = http1::Builder::new();

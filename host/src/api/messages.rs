@@ -15,9 +15,11 @@ use serde_json::json;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
-use super::paging::{content_range, page, requested};
+use super::paging::{Order, Requested, content_range, page, reference_range, requested};
+use super::parameters::{Matrix, date_range, flexible_bool, id_list, oldest_first};
 use crate::message::{Envelope, ForbiddenInHeader, Message, describe_control, forbidden_in_header};
 use crate::store::{MessageRecord, MessageStatus, Source, now_millis};
+use crate::store::{MessageSelection, PageStart};
 use crate::submit::{self, Submission, SubmitError};
 use crate::timestamp::iso8601;
 
@@ -604,11 +606,23 @@ fn view(
     })
 }
 
-/// Query options of message reads.
+/// Query options of message reads, as Flowmailer's clients send them (PHP writes booleans as
+/// 0 and 1).
 #[derive(Deserialize)]
 pub struct MessageQuery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flexible_bool")]
     addevents: bool,
+    /// ASC (oldest first) or DESC (the default).
+    #[serde(default)]
+    sortorder: Option<String>,
+}
+
+/// Query options of the event list.
+#[derive(Deserialize)]
+pub struct EventQuery {
+    /// ASC (oldest first) or DESC (the default).
+    #[serde(default)]
+    sortorder: Option<String>,
 }
 
 /// `GET /{account}/messages/{id}`, with its events.
@@ -627,43 +641,113 @@ pub async fn get(
     Ok(Json(view(&state, record, true)?))
 }
 
-/// `GET /{account}/messages`: newest first, paged with `Range: items=A-B`.
+/// `GET /{account}/messages`: newest first (`?sortorder=ASC` for oldest first), paged by
+/// `Range` with a message's id as its reference (see `paging`); matrix parameters
+/// `daterange` (when the message was accepted) and `flow_ids`.
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
     Query(query): Query<MessageQuery>,
+    matrix: Matrix,
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Vec<MessageView>>), ApiError> {
     caller.require(account_id)?;
-    let (first, count) = requested(&headers)?;
-    let (total, records) = state.store.messages_page(account_id, first, count)?;
-    let answer = content_range(first, records.len(), total);
-    let views = records
+    let (since_millis, before_millis) = match matrix.get("daterange") {
+        Some(range) => {
+            let (since, before) = date_range("daterange", range)?;
+            (Some(since), Some(before))
+        }
+        None => (None, None),
+    };
+    let selection = MessageSelection {
+        oldest_first: oldest_first(query.sortorder.as_deref())?,
+        since_millis,
+        before_millis,
+        flow_ids: id_list(&matrix, "flow_ids")?,
+    };
+    let requested = requested(&headers)?;
+    let start = match &requested {
+        Requested::Items { first, .. } => PageStart::Position(*first),
+        Requested::After { reference, .. } => PageStart::After(reference.as_deref()),
+    };
+    let listed = state
+        .store
+        .message_list(account_id, &selection, start, requested.count())?;
+    let answer = match &requested {
+        Requested::Items { first, .. } => content_range(
+            *first,
+            listed.records.len(),
+            listed.total.unwrap_or_default(),
+        ),
+        Requested::After { reference, count } => reference_range(
+            reference.as_deref(),
+            listed.records.first().map(|record| record.id.as_str()),
+            listed.records.last().map(|record| record.id.as_str()),
+            *count,
+            listed.more,
+        ),
+    };
+    let views = listed
+        .records
         .into_iter()
         .map(|record| view(&state, record, query.addevents))
         .collect::<Result<_, _>>()?;
     Ok((answer, Json(views)))
 }
 
-/// `GET /{account}/message_events`: every event of the account's messages, newest first.
+/// `GET /{account}/message_events`: every event of the account's messages, newest first
+/// (`?sortorder=ASC` for oldest first), paged by `Range` (see `paging`); matrix parameters
+/// `daterange` (when the event happened), `flow_ids` and `source_ids`.
 pub async fn events(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
+    Query(query): Query<EventQuery>,
+    matrix: Matrix,
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Vec<EventView>>), ApiError> {
     caller.require(account_id)?;
+    let requested = requested(&headers)?;
+    let oldest_first = oldest_first(query.sortorder.as_deref())?;
+    let within = match matrix.get("daterange") {
+        Some(range) => Some(date_range("daterange", range)?),
+        None => None,
+    };
+    let flow_ids = id_list(&matrix, "flow_ids")?;
+    let source_ids = id_list(&matrix, "source_ids")?;
     let mut all = Vec::new();
     for id in state.store.message_ids_of(account_id)? {
-        for event in state.store.events(&id)? {
+        if flow_ids.is_some() || source_ids.is_some() {
+            let Some(record) = state.store.message(&id)? else {
+                continue;
+            };
+            let chosen = |ids: &Option<Vec<u64>>, value: Option<u64>| {
+                ids.as_ref()
+                    .is_none_or(|ids| value.is_some_and(|value| ids.contains(&value)))
+            };
+            if !chosen(&flow_ids, record.flow_id) || !chosen(&source_ids, Some(record.source_id)) {
+                continue;
+            }
+        }
+        for (seq, event) in state.store.events(&id)?.into_iter().enumerate() {
+            if within.is_some_and(|(since, before)| event.at < since || event.at >= before) {
+                continue;
+            }
             let mut view = EventView::from(&event);
             view.message_id = Some(id.clone());
-            all.push((event.at, view));
+            // Time, then message, then place in the message: a total order, so a reference
+            // names one place in the list.
+            all.push((format!("{:020}.{id}.{seq:010}", event.at), view));
         }
     }
-    all.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    let (answer, page) = page(&headers, all)?;
+    all.sort_by(|(a, _), (b, _)| if oldest_first { a.cmp(b) } else { b.cmp(a) });
+    let order = if oldest_first {
+        Order::Ascending
+    } else {
+        Order::Descending
+    };
+    let (answer, page) = page(&requested, all, order, |(key, _)| key.clone())?;
     Ok((
         answer,
         Json(page.into_iter().map(|(_, view)| view).collect()),

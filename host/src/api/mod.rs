@@ -12,6 +12,7 @@ mod manage;
 mod messages;
 mod openapi;
 mod paging;
+mod parameters;
 mod plugins;
 mod templates;
 mod webhooks;
@@ -37,7 +38,7 @@ use crate::tracking::{self, LinkSigner};
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
 /// Paging by a `Range` header as every list answers it; public for the fuzz target in `fuzz/`.
-pub use paging::page;
+pub use paging::{Order, page, requested};
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;
@@ -291,7 +292,39 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             });
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(axum::middleware::from_fn(vendor_media_type))
         .with_state(state)
+}
+
+/// Answers JSON in the media type a Flowmailer client asks for
+/// (`Accept: application/vnd.flowmailer.v1.12+json`); the body is the same.
+async fn vendor_media_type(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::header::{ACCEPT, CONTENT_TYPE};
+    let asked = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|accept| {
+            accept
+                .split(',')
+                .map(|range| range.split(';').next().unwrap_or("").trim())
+                .find(|range| {
+                    range.starts_with("application/vnd.flowmailer.") && range.ends_with("+json")
+                })
+                .and_then(|range| axum::http::HeaderValue::from_str(range).ok())
+        });
+    let mut response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if let (Some(asked), true) = (asked, is_json) {
+        response.headers_mut().insert(CONTENT_TYPE, asked);
+    }
+    response
 }
 
 /// Serves the API on a bound listener until the task is dropped, with the configuration's

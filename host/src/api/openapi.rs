@@ -11,7 +11,7 @@ pub async fn document() -> Json<Value> {
 fn error_responses() -> Value {
     json!({
         "400": {"description": "Invalid request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}},
-        "401": {"description": "Missing, invalid or expired token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}},
+        "401": {"description": "Missing, invalid or expired token; WWW-Authenticate: Bearer, and error/error_description as RFC 6750 gives them", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}},
         "403": {"description": "The token belongs to another account", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}}
     })
 }
@@ -36,11 +36,17 @@ fn description() -> Value {
         let mut op = operation(
             summary,
             None,
-            ("200", "A page; Content-Range: items FIRST-LAST/TOTAL"),
+            (
+                "200",
+                "A page. By position: Content-Range: items FIRST-LAST/TOTAL. By reference: \
+                 Content-Range: items FIRSTREF:LASTREF/* and, while items follow, \
+                 Next-Range: items=LASTREF:COUNT to send back as the next Range",
+            ),
         );
         op["parameters"].as_array_mut().expect("array").push(json!({
             "name": "Range", "in": "header", "required": false,
-            "schema": {"type": "string", "example": "items=0-9"}
+            "description": "items=FIRST-LAST (positions) or items=REFERENCE:COUNT (after a reference; items=:COUNT for the first page)",
+            "schema": {"type": "string", "example": "items=:100"}
         }));
         op
     };
@@ -61,12 +67,17 @@ fn description() -> Value {
         "info": {"title": "Sluice API", "version": "1", "description": "Flowmailer-compatible transactional mail API."},
         "paths": {
             "/oauth/token": {"post": {
-                "summary": "Exchange API client credentials for a bearer token",
+                "summary": "Exchange API client credentials for a bearer token (RFC 6749 section 4.4); the client authenticates in the body or with HTTP Basic",
                 "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
-                    "type": "object", "required": ["client_id", "client_secret", "grant_type"],
-                    "properties": {"client_id": {"type": "string"}, "client_secret": {"type": "string"}, "grant_type": {"type": "string", "enum": ["client_credentials"]}}
+                    "type": "object", "required": ["grant_type"],
+                    "properties": {"client_id": {"type": "string"}, "client_secret": {"type": "string"}, "grant_type": {"type": "string", "enum": ["client_credentials"]}, "scope": {"type": "string", "enum": ["api"]}}
                 }}}},
-                "responses": {"200": {"description": "access_token, token_type, expires_in"}, "401": {"description": "Wrong credentials"}}
+                "responses": {
+                    "200": {"description": "access_token, token_type, expires_in, scope"},
+                    "400": {"description": "error: invalid_request, unsupported_grant_type or invalid_scope, with error_description"},
+                    "401": {"description": "error: invalid_client, with error_description and WWW-Authenticate: Basic"},
+                    "403": {"description": "error: unauthorized_client: the source may not be used from this address"}
+                }
             }},
             "/{account_id}/messages/submit": {"post": operation("Submit a message", Some("SubmitMessage"), ("201", "Accepted and durable; Location names the message"))},
             "/{account_id}/messages/simulate": {"post": operation("Run the flow on a message without sending it", Some("SubmitMessage"), ("200", "The resulting subject, html, text and events"))},

@@ -15,7 +15,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
-use super::paging::page;
+use super::paging::{Order, page, requested};
 use crate::store::{EventKind, WebhookDeadLetter, WebhookEndpoint, event_id, now_millis};
 use crate::timestamp::iso8601;
 use crate::webhooks::destination;
@@ -273,7 +273,7 @@ impl From<WebhookDeadLetter> for DeadLetterView {
     }
 }
 
-/// `GET /{account}/webhooks/{id}/dead_letters`, oldest first, paged with `Range: items=A-B`.
+/// `GET /{account}/webhooks/{id}/dead_letters`, oldest first, paged by `Range` (see `paging`).
 pub async fn dead_letters(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -283,7 +283,9 @@ pub async fn dead_letters(
     caller.require(account_id)?;
     let endpoint = own_endpoint(&state, account_id, id)?;
     let letters = state.store.webhook_dead_letters(endpoint.id)?;
-    let (answer, letters) = page(&headers, letters)?;
+    let (answer, letters) = page(&requested(&headers)?, letters, Order::Ascending, |letter| {
+        format!("{:020}", letter.id)
+    })?;
     Ok((
         answer,
         Json(letters.into_iter().map(DeadLetterView::from).collect()),

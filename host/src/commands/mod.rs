@@ -2,4 +2,5 @@
 
 pub mod bounce;
 pub mod plugin;
+pub mod scaffold;
 pub mod serve;

@@ -1,13 +1,16 @@
-//! `sluice plugin check` and `sluice plugin run`: the quickest way to try a Flowstep; and
+//! `sluice plugin new`, `check` and `run`: the quickest way to write and try a Flowstep; and
 //! `sluice plugin enable`, an operator's way to let a disabled plugin run again.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Subcommand;
+
+use super::scaffold::{self, Language};
 use sluice::message::{Envelope, Message};
-use sluice::plugin::policy::check_import;
+use sluice::plugin::policy::{ImportTreatment, check_import, denial_reason};
 use sluice::plugin::{Capability, Grants, PluginRuntime, RuntimeLimits, StepOutcome};
 
 /// Exit code when the step held the message.
@@ -17,7 +20,8 @@ const EXIT_DISCARDED: u8 = 4;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Validates a component against the flowstep world and lists its imports and exports.
+    /// Validates a component against the flowstep world and lists its exports and its
+    /// imports, each as granted, inert, denied-if-called or refused (with the reason).
     Check {
         /// The component (.wasm).
         file: PathBuf,
@@ -48,6 +52,21 @@ pub enum PluginCommand {
         /// Print a JSON report instead of the message.
         #[arg(long)]
         json: bool,
+        /// Run the step this many times, each in a fresh sandbox as in service, and report
+        /// the first call's time and the median, p90 and p99 of the others.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+    },
+    /// Creates a Flowstep project that builds with one command and passes `plugin check`.
+    New {
+        /// The project's name (lowercase letters, digits, '-'); also its folder's.
+        name: String,
+        /// The language to write the step in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Language,
+        /// The folder to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Lets a plugin that failed its way to disabled run again for an account, in the store
     /// of a stopped server (a running one takes `POST /{account}/plugins/{plugin}/enable`).
@@ -84,6 +103,7 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             recipient,
             grants,
             json,
+            repeat,
         } => run_step(
             file,
             &config,
@@ -91,7 +111,9 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             Envelope { sender, recipient },
             Grants::of(grants),
             json,
+            repeat,
         ),
+        PluginCommand::New { name, lang, dir } => new_project(lang, &name, &dir),
         PluginCommand::Enable {
             plugin,
             account,
@@ -99,6 +121,27 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             data,
         } => enable(&plugin, account, config.as_deref(), data),
     }
+}
+
+fn new_project(language: Language, name: &str, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let root = scaffold::create(language, name, dir)?;
+    println!("created {}", root.display());
+    match language {
+        Language::Rust => {
+            let component = format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                name.replace('-', "_")
+            );
+            println!("next:");
+            println!("    cd {}", root.display());
+            println!("    cargo build --release");
+            println!("    sluice plugin check {component}");
+            println!(
+                "    sluice plugin run {component} --config '{{\"prefix\": \"[TEST]\"}}' < message.eml"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn enable(
@@ -159,7 +202,10 @@ fn check(file: PathBuf, grants: Grants) -> anyhow::Result<ExitCode> {
     writeln!(out, "  imports")?;
     for import in &compiled.summary().imports {
         let verdict = match check_import(import, &grants) {
-            Ok(()) => "ok".to_string(),
+            Ok(ImportTreatment::DeniedIfCalled) => {
+                format!("denied-if-called: {}", denial_reason(import))
+            }
+            Ok(treatment) => treatment.to_string(),
             Err(error) => format!("REFUSED: {}", error.reason),
         };
         writeln!(out, "    {import:<44} {verdict}")?;
@@ -191,6 +237,7 @@ fn run_step(
     envelope: Envelope,
     grants: Grants,
     json: bool,
+    repeat: u32,
 ) -> anyhow::Result<ExitCode> {
     let bytes = read_component(&file)?;
     let mut raw = Vec::new();
@@ -203,7 +250,16 @@ fn run_step(
     let plugin = runtime
         .load("cli", &bytes, grants)
         .map_err(|error| anyhow::anyhow!("{}: rejected: {error}", file.display()))?;
-    let result = plugin.run(&message, config);
+    let mut result = plugin.run(&message, config);
+    let mut elapsed = Vec::new();
+    while let Ok(run) = &result {
+        elapsed.push(run.report.elapsed);
+        if elapsed.len() >= repeat as usize {
+            break;
+        }
+        result = plugin.run(&message, config);
+    }
+    let timing = (repeat > 1 && !elapsed.is_empty()).then(|| CallTimes::of(&elapsed));
 
     let (report, outcome, output, failure) = match &result {
         Ok(run) => (&run.report, Some(&run.outcome), Some(&run.message), None),
@@ -224,6 +280,7 @@ fn run_step(
             "elapsed_us": report.elapsed.as_micros() as u64,
             "fuel_consumed": report.fuel_consumed,
             "logs": report.logs,
+            "timing": timing.as_ref().map(CallTimes::to_json),
             "message": output.map(|message| String::from_utf8_lossy(&message.to_bytes()).into_owned()),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -243,6 +300,9 @@ fn run_step(
             (None, Some(failure)) => eprintln!("failed ({}): {failure}", failure.code()),
             (None, None) => {}
         }
+        if let Some(timing) = &timing {
+            eprintln!("{timing}");
+        }
     }
     Ok(match (outcome, failure) {
         (Some(StepOutcome::Continue), _) => ExitCode::SUCCESS,
@@ -250,4 +310,46 @@ fn run_step(
         (Some(StepOutcome::Discard(_)), _) => ExitCode::from(EXIT_DISCARDED),
         _ => ExitCode::FAILURE,
     })
+}
+
+/// The times of repeated calls: the first apart, since it pays for what later calls reuse.
+struct CallTimes {
+    calls: usize,
+    first: Duration,
+    /// Median, p90 and p99 of the calls after the first, when there were any.
+    rest: Option<[Duration; 3]>,
+}
+
+impl CallTimes {
+    fn of(elapsed: &[Duration]) -> Self {
+        let mut rest = elapsed.get(1..).unwrap_or_default().to_vec();
+        rest.sort();
+        let at = |quantile: f64| rest[((rest.len() - 1) as f64 * quantile).round() as usize];
+        Self {
+            calls: elapsed.len(),
+            first: elapsed.first().copied().unwrap_or_default(),
+            rest: (!rest.is_empty()).then(|| [at(0.5), at(0.9), at(0.99)]),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let micros = |duration: Duration| duration.as_micros() as u64;
+        serde_json::json!({
+            "calls": self.calls,
+            "first_us": micros(self.first),
+            "median_us": self.rest.map(|[median, _, _]| micros(median)),
+            "p90_us": self.rest.map(|[_, p90, _]| micros(p90)),
+            "p99_us": self.rest.map(|[_, _, p99]| micros(p99)),
+        })
+    }
+}
+
+impl std::fmt::Display for CallTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "timing: {} calls, first {:?}", self.calls, self.first)?;
+        if let Some([median, p90, p99]) = self.rest {
+            write!(f, "; then median {median:?}, p90 {p90:?}, p99 {p99:?}")?;
+        }
+        Ok(())
+    }
 }

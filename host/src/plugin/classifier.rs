@@ -70,7 +70,7 @@ impl PluginRuntime {
             policy::check_import(import, &Grants::none())?;
         }
         let instance_pre = self
-            .linker
+            .linker_for(&compiled.component, &Grants::none())?
             .instantiate_pre(&compiled.component)
             .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
         let pre = ClassifierPre::new(instance_pre).map_err(LoadError::WrongShape)?;

@@ -17,9 +17,6 @@ use super::bindings::{v0_1, v0_2};
 use super::limits::RuntimeLimits;
 use super::state::StepState;
 
-/// Bytes of each linear-memory slot kept resident between calls.
-const KEEP_RESIDENT_BYTES: usize = 256 << 10;
-
 /// Builds the engine: Cranelift, component model, async calls, epoch deadlines, optional
 /// fuel, and a pooling allocator sized from the limits.
 ///
@@ -32,33 +29,41 @@ pub(crate) fn build(limits: &RuntimeLimits) -> anyhow::Result<Engine> {
     config.cranelift_opt_level(OptLevel::Speed);
     config.epoch_interruption(true);
     config.consume_fuel(limits.fuel.is_some());
+    // A JavaScript or Python step starts from a pre-initialised heap of 10-20 MB: mapped
+    // copy-on-write from an image made at compile time, an instance costs page faults on what
+    // the call touches instead of a copy of the whole heap. The default, set so it stays so.
+    config.memory_init_cow(true);
 
-    let calls = limits.concurrent_calls.max(1);
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(calls);
-    // A component built from Rust has a handful of core instances (its own code, the WASI
-    // adapter shims) and one or two memories.
-    pool.total_core_instances(calls * 8);
-    pool.max_core_instances_per_component(16);
-    pool.total_memories(calls * 2);
-    pool.max_memories_per_component(4);
-    pool.total_tables(calls * 8);
-    pool.max_tables_per_component(16);
+    pool.total_component_instances(limits.pool_calls());
+    pool.max_core_instances_per_component(limits.core_instances_per_component);
+    pool.total_core_instances(limits.total_core_instances());
+    pool.max_memories_per_component(limits.memories_per_component);
+    pool.total_memories(limits.total_memories());
+    pool.max_tables_per_component(limits.tables_per_component);
+    pool.total_tables(limits.total_tables());
+    pool.table_elements(limits.table_elements as usize);
     pool.max_memory_size(limits.memory_bytes);
-    // A freed slot's first 256 KiB are zeroed in place and stay resident, so the next call
-    // does not page-fault on them; the rest goes back to the OS. With guests linked with a
-    // 64 KiB stack (.cargo/config.toml) a small step touches only those pages: measured in
-    // benches/flowstep.rs, a header read drops from 24 us to 10 us.
-    pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+    // A freed slot keeps its first pages resident, restored in place, so the next call does
+    // not page-fault on them; the rest goes back to the OS. With guests linked with a 64 KiB
+    // stack (.cargo/config.toml) a small Rust step touches only the first 256 KiB: a header
+    // read drops from 24 us to 10 us (benches/flowstep.rs). A JavaScript or Python step
+    // touches megabytes of its pre-initialised heap; where the kernel can say which pages a
+    // call dirtied (PAGEMAP_SCAN), only those are restored, so 16 MiB can stay resident and
+    // such a call stops faulting on its heap at all (see BENCHMARKS.md).
+    pool.pagemap_scan(wasmtime::Enabled::Auto);
+    pool.linear_memory_keep_resident(limits.keep_resident());
     pool.table_keep_resident(64 << 10);
+    pool.max_unused_warm_slots(limits.warm_slots);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
     Engine::new(&config).map_err(|error| anyhow::anyhow!("{error:#}"))
 }
 
-/// The linker: the contract's imports, and the inert WASI subset of the policy. Sockets, HTTP
-/// and anything else are absent, so even a component that slipped past the import check could
-/// not be linked against them.
+/// The linker every plugin shares: the contract's imports, and the inert WASI subset of the
+/// policy. Sockets, HTTP and any other WASI interface are absent: a component that imports
+/// them gets a clone of this linker with denials for exactly those imports (`denial.rs`), so
+/// nothing here can ever hand a step a working socket.
 pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<StepState>> {
     let mut linker = Linker::new(engine);
     link(&mut linker).map_err(|error| anyhow::anyhow!("{error:#}"))?;

@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod cache;
 pub mod classifier;
 mod contract;
+mod denial;
 mod engine;
 mod health;
 pub mod limits;
@@ -29,8 +30,9 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use crate::message::{Message, MessageError};
 pub use cache::CompiledCache;
+pub use denial::CapabilityDenied;
 pub use limits::RuntimeLimits;
-pub use policy::{Capability, ForbiddenImport, Grants};
+pub use policy::{Capability, ForbiddenImport, Grants, ImportTreatment};
 pub use state::{
     ArchiveRequest, HostServices, LogLine, MAX_RETENTION_DAYS, StepContext, StepEffects,
     TemplateParts,
@@ -124,6 +126,10 @@ pub enum StepFailure {
     /// No instance could be had now (the pool is exhausted): not the step's fault, try again.
     #[error("the step could not be started: {0}")]
     Instantiate(String),
+    /// The step called a function of an interface it is linked against only as a denial
+    /// (the network, the file system's other half, anything outside the inert WASI subset).
+    #[error("{0}")]
+    Denied(CapabilityDenied),
 }
 
 impl StepFailure {
@@ -140,10 +146,13 @@ impl StepFailure {
             StepFailure::StackOverflow(_) => "stack-overflow",
             StepFailure::Start(_) => "start-failed",
             StepFailure::Instantiate(_) => "instantiate",
+            StepFailure::Denied(_) => "capability-denied",
         }
     }
 
-    /// True for failures of the sandboxed code itself, which count towards disabling it.
+    /// True for failures of the sandboxed code itself, which count towards disabling it. A
+    /// denied call is one: like a trap it ends the call where the step cannot catch it, and a
+    /// step that reaches for the network will on every message.
     fn is_sandbox_fault(&self) -> bool {
         matches!(
             self,
@@ -154,6 +163,7 @@ impl StepFailure {
                 | StepFailure::InvalidOutput(_)
                 | StepFailure::StackOverflow(_)
                 | StepFailure::Start(_)
+                | StepFailure::Denied(_)
         )
     }
 }
@@ -315,7 +325,7 @@ impl PluginRuntime {
             policy::check_import(import, &grants)?;
         }
         let instance_pre = self
-            .linker
+            .linker_for(&component, &grants)?
             .instantiate_pre(&component)
             .map_err(|error| LoadError::WrongShape(format!("{error:#}")))?;
         let pre = FlowstepPre::new(instance_pre).map_err(LoadError::WrongShape)?;
@@ -661,6 +671,9 @@ impl PluginRuntime {
         let limits = &self.limits;
         if let Some(invalid) = error.downcast_ref::<MessageError>() {
             return StepFailure::InvalidOutput(invalid.clone());
+        }
+        if let Some(denied) = error.downcast_ref::<CapabilityDenied>() {
+            return StepFailure::Denied(denied.clone());
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => return StepFailure::Timeout(limits.deadline),

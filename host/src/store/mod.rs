@@ -10,6 +10,7 @@ mod archive;
 mod delivery;
 mod engagement;
 mod identities;
+mod listing;
 pub mod model;
 mod plugin_health;
 mod returned;
@@ -31,6 +32,7 @@ use serde::de::DeserializeOwned;
 
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
+pub use listing::{MessagePage, MessageSelection, PageStart};
 use model::Routing;
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, EventKind, Flow, Flowstep,
@@ -724,30 +726,6 @@ impl Store {
             .collect()
     }
 
-    /// One page of an account's messages, newest first: at most `count` records from
-    /// position `first`, and how many messages the account has in all. Only the records of
-    /// the page are read.
-    pub fn messages_page(
-        &self,
-        account_id: u64,
-        first: usize,
-        count: usize,
-    ) -> Result<(usize, Vec<MessageRecord>), StoreError> {
-        let txn = self.db.begin_read()?;
-        let index = txn.open_table(ACCOUNT_MESSAGES)?;
-        let records = txn.open_table(MESSAGES)?;
-        let mut total = 0;
-        let mut page = Vec::new();
-        for entry in account_entries(&index, account_id)?.rev() {
-            let (key, _) = entry?;
-            if total >= first && page.len() < count {
-                page.push(read_indexed(&records, key.value().1)?);
-            }
-            total += 1;
-        }
-        Ok((total, page))
-    }
-
     /// Adds an event to a message (an open, a click...).
     pub async fn append_event(&self, id: &str, event: Event) -> Result<(), StoreError> {
         let key = id.to_string();
@@ -811,7 +789,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A submitted message's record for tests of the store.
@@ -900,9 +878,9 @@ mod tests {
         txn.commit().unwrap();
         let newest: Vec<String> = second.iter().rev().cloned().collect();
         let page = |first, count| {
-            let (total, records) = store.messages_page(2, first, count).unwrap();
-            let ids: Vec<String> = records.into_iter().map(|record| record.id).collect();
-            (total, ids)
+            let listed = store.messages_page(2, first, count).unwrap();
+            let ids: Vec<String> = listed.1.into_iter().map(|record| record.id).collect();
+            (listed.0, ids)
         };
         assert_eq!(page(0, 2), (6, newest[..2].to_vec()));
         assert_eq!(page(2, 3), (6, newest[2..5].to_vec()));
@@ -917,6 +895,24 @@ mod tests {
             store.message_ids_of(u64::MAX).unwrap(),
             Vec::<String>::new()
         );
+    }
+
+    impl Store {
+        /// Newest first by position, as the API's lists ask by default.
+        fn messages_page(
+            &self,
+            account_id: u64,
+            first: usize,
+            count: usize,
+        ) -> Result<(usize, Vec<MessageRecord>), StoreError> {
+            let listed = self.message_list(
+                account_id,
+                &MessageSelection::default(),
+                PageStart::Position(first),
+                count,
+            )?;
+            Ok((listed.total.unwrap_or_default(), listed.records))
+        }
     }
 
     #[test]

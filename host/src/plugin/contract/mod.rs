@@ -3,6 +3,133 @@
 //! (the step fails and the message is kept), 0.2 returns an `edit-error` or a
 //! `capability-error` the step can handle.
 
+/// The methods of `types::HostMessage` that read the message, the same in every version: each
+/// version's impl expands them where its own `types` is in scope.
+macro_rules! message_reads {
+    () => {
+        fn envelope_sender(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+            Ok(self.draft(&msg)?.message().envelope().sender.clone())
+        }
+
+        fn envelope_recipient(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
+            Ok(self.draft(&msg)?.message().envelope().recipient.clone())
+        }
+
+        fn header(
+            &mut self,
+            msg: Resource<MessageDraft>,
+            name: String,
+        ) -> wasmtime::Result<Option<String>> {
+            Ok(self.draft(&msg)?.message().header(&name))
+        }
+
+        fn header_all(
+            &mut self,
+            msg: Resource<MessageDraft>,
+            name: String,
+        ) -> wasmtime::Result<Vec<String>> {
+            Ok(self.draft(&msg)?.message().header_all(&name))
+        }
+
+        fn headers(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<types::Header>> {
+            Ok(self
+                .draft(&msg)?
+                .message()
+                .headers()
+                .into_iter()
+                .map(|(name, value)| types::Header { name, value })
+                .collect())
+        }
+
+        fn remove_header(
+            &mut self,
+            msg: Resource<MessageDraft>,
+            name: String,
+        ) -> wasmtime::Result<()> {
+            self.draft_mut(&msg)?.remove_header(&name);
+            Ok(())
+        }
+
+        fn html(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+            Ok(self.draft(&msg)?.message().html())
+        }
+
+        fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+            Ok(self.draft(&msg)?.message().text())
+        }
+
+        fn attachment_content(
+            &mut self,
+            msg: Resource<MessageDraft>,
+            index: u32,
+        ) -> wasmtime::Result<Option<Vec<u8>>> {
+            Ok(self
+                .draft(&msg)?
+                .message()
+                .attachment_content(index as usize))
+        }
+
+        fn data(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
+            Ok(self.draft(&msg)?.message().data().map(str::to_string))
+        }
+
+        fn size(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<u64> {
+            Ok(self.draft(&msg)?.message().size() as u64)
+        }
+
+        fn raw(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<u8>> {
+            super::raw(self, &msg)
+        }
+
+        fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
+            // The host owns every message; a guest only ever holds borrows, which it cannot
+            // drop.
+            Ok(())
+        }
+    };
+}
+
+/// The `log` interface and the conversion of what `process` returned, the same in every
+/// version but for the types.
+macro_rules! log_and_returned {
+    () => {
+        impl log::Host for StepState {
+            fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+                let level = match level {
+                    log::Level::Trace => "trace",
+                    log::Level::Debug => "debug",
+                    log::Level::Info => "info",
+                    log::Level::Warn => "warn",
+                    log::Level::Error => "error",
+                };
+                self.write_log(level, message);
+                Ok(())
+            }
+        }
+
+        /// What the step returned, in the host's terms.
+        pub(super) fn returned(
+            returned: Result<types::Outcome, types::StepError>,
+        ) -> super::Returned {
+            use crate::plugin::{StepError, StepOutcome};
+            match returned {
+                Ok(types::Outcome::Continue) => Ok(StepOutcome::Continue),
+                Ok(types::Outcome::Hold(reason)) => Ok(StepOutcome::Hold(reason)),
+                Ok(types::Outcome::Discard(reason)) => Ok(StepOutcome::Discard(reason)),
+                Err(types::StepError::InvalidConfig(text)) => Err(StepError::InvalidConfig(text)),
+                Err(types::StepError::MissingData(text)) => Err(StepError::MissingData(text)),
+                Err(types::StepError::UnsupportedMessage(text)) => {
+                    Err(StepError::UnsupportedMessage(text))
+                }
+                Err(types::StepError::CapabilityFailed(text)) => {
+                    Err(StepError::CapabilityFailed(text))
+                }
+                Err(types::StepError::Other(text)) => Err(StepError::Other(text)),
+            }
+        }
+    };
+}
+
 mod v0_1;
 mod v0_2;
 
@@ -69,15 +196,6 @@ fn append_header(
     Ok(state
         .draft_mut(msg)?
         .edit(|message| message.append_header(name, value)))
-}
-
-fn remove_header(
-    state: &mut StepState,
-    msg: &Resource<MessageDraft>,
-    name: &str,
-) -> wasmtime::Result<()> {
-    state.draft_mut(msg)?.remove_header(name);
-    Ok(())
 }
 
 async fn set_html(state: &mut StepState, msg: &Resource<MessageDraft>, html: String) -> Edit<()> {

@@ -22,13 +22,7 @@ fn trap_on_refusal<T>(edit: Edit<T>) -> wasmtime::Result<T> {
 impl types::Host for StepState {}
 
 impl types::HostMessage for StepState {
-    fn envelope_sender(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        Ok(self.draft(&msg)?.message().envelope().sender.clone())
-    }
-
-    fn envelope_recipient(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        Ok(self.draft(&msg)?.message().envelope().recipient.clone())
-    }
+    message_reads!();
 
     fn set_envelope_recipient(
         &mut self,
@@ -36,32 +30,6 @@ impl types::HostMessage for StepState {
         address: String,
     ) -> wasmtime::Result<()> {
         trap_on_refusal(super::set_envelope_recipient(self, &msg, &address))
-    }
-
-    fn header(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().header(&name))
-    }
-
-    fn header_all(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-    ) -> wasmtime::Result<Vec<String>> {
-        Ok(self.draft(&msg)?.message().header_all(&name))
-    }
-
-    fn headers(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<types::Header>> {
-        Ok(self
-            .draft(&msg)?
-            .message()
-            .headers()
-            .into_iter()
-            .map(|(name, value)| types::Header { name, value })
-            .collect())
     }
 
     fn set_header(
@@ -82,24 +50,12 @@ impl types::HostMessage for StepState {
         trap_on_refusal(super::append_header(self, &msg, &name, &value))
     }
 
-    fn remove_header(&mut self, msg: Resource<MessageDraft>, name: String) -> wasmtime::Result<()> {
-        super::remove_header(self, &msg, &name)
-    }
-
-    fn html(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().html())
-    }
-
     async fn set_html(
         &mut self,
         msg: Resource<MessageDraft>,
         html: String,
     ) -> wasmtime::Result<()> {
         trap_on_refusal(super::set_html(self, &msg, html).await)
-    }
-
-    fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().text())
     }
 
     async fn set_text(
@@ -130,17 +86,6 @@ impl types::HostMessage for StepState {
             .collect())
     }
 
-    fn attachment_content(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        index: u32,
-    ) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self
-            .draft(&msg)?
-            .message()
-            .attachment_content(index as usize))
-    }
-
     async fn add_attachment(
         &mut self,
         msg: Resource<MessageDraft>,
@@ -164,41 +109,12 @@ impl types::HostMessage for StepState {
         trap_on_refusal(super::remove_attachment(self, &msg, index).await)
     }
 
-    fn data(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().data().map(str::to_string))
-    }
-
-    fn size(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<u64> {
-        Ok(self.draft(&msg)?.message().size() as u64)
-    }
-
-    fn raw(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<u8>> {
-        super::raw(self, &msg)
-    }
-
     async fn set_raw(&mut self, msg: Resource<MessageDraft>, raw: Vec<u8>) -> wasmtime::Result<()> {
         trap_on_refusal(super::set_raw(self, &msg, raw).await)
     }
-
-    fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
-        // The host owns every message; a guest only ever holds borrows, which it cannot drop.
-        Ok(())
-    }
 }
 
-impl log::Host for StepState {
-    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => "trace",
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
-        };
-        self.write_log(level, message);
-        Ok(())
-    }
-}
+log_and_returned!();
 
 impl clock::Host for StepState {
     fn now_millis(&mut self) -> wasmtime::Result<u64> {
@@ -253,20 +169,5 @@ impl templates::Host for StepState {
             html: parts.html,
             text: parts.text,
         }))
-    }
-}
-
-/// What the step returned, in the host's terms.
-pub(super) fn returned(returned: Result<types::Outcome, types::StepError>) -> super::Returned {
-    use crate::plugin::{StepError, StepOutcome};
-    match returned {
-        Ok(types::Outcome::Continue) => Ok(StepOutcome::Continue),
-        Ok(types::Outcome::Hold(reason)) => Ok(StepOutcome::Hold(reason)),
-        Ok(types::Outcome::Discard(reason)) => Ok(StepOutcome::Discard(reason)),
-        Err(types::StepError::InvalidConfig(text)) => Err(StepError::InvalidConfig(text)),
-        Err(types::StepError::MissingData(text)) => Err(StepError::MissingData(text)),
-        Err(types::StepError::UnsupportedMessage(text)) => Err(StepError::UnsupportedMessage(text)),
-        Err(types::StepError::CapabilityFailed(text)) => Err(StepError::CapabilityFailed(text)),
-        Err(types::StepError::Other(text)) => Err(StepError::Other(text)),
     }
 }

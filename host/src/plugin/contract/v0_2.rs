@@ -56,13 +56,7 @@ pub(in crate::plugin) fn disposition(name: &str) -> types::Disposition {
 impl types::Host for StepState {}
 
 impl types::HostMessage for StepState {
-    fn envelope_sender(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        Ok(self.draft(&msg)?.message().envelope().sender.clone())
-    }
-
-    fn envelope_recipient(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<String> {
-        Ok(self.draft(&msg)?.message().envelope().recipient.clone())
-    }
+    message_reads!();
 
     fn set_envelope_recipient(
         &mut self,
@@ -70,32 +64,6 @@ impl types::HostMessage for StepState {
         address: String,
     ) -> wasmtime::Result<Result<(), types::EditError>> {
         refusal(super::set_envelope_recipient(self, &msg, &address), self)
-    }
-
-    fn header(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().header(&name))
-    }
-
-    fn header_all(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        name: String,
-    ) -> wasmtime::Result<Vec<String>> {
-        Ok(self.draft(&msg)?.message().header_all(&name))
-    }
-
-    fn headers(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<types::Header>> {
-        Ok(self
-            .draft(&msg)?
-            .message()
-            .headers()
-            .into_iter()
-            .map(|(name, value)| types::Header { name, value })
-            .collect())
     }
 
     fn set_header(
@@ -116,24 +84,12 @@ impl types::HostMessage for StepState {
         refusal(super::append_header(self, &msg, &name, &value), self)
     }
 
-    fn remove_header(&mut self, msg: Resource<MessageDraft>, name: String) -> wasmtime::Result<()> {
-        super::remove_header(self, &msg, &name)
-    }
-
-    fn html(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().html())
-    }
-
     async fn set_html(
         &mut self,
         msg: Resource<MessageDraft>,
         html: String,
     ) -> wasmtime::Result<Result<(), types::EditError>> {
         refusal(super::set_html(self, &msg, html).await, self)
-    }
-
-    fn text(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().text())
     }
 
     async fn set_text(
@@ -162,17 +118,6 @@ impl types::HostMessage for StepState {
                 size: info.size as u64,
             })
             .collect())
-    }
-
-    fn attachment_content(
-        &mut self,
-        msg: Resource<MessageDraft>,
-        index: u32,
-    ) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self
-            .draft(&msg)?
-            .message()
-            .attachment_content(index as usize))
     }
 
     async fn add_attachment(
@@ -204,18 +149,6 @@ impl types::HostMessage for StepState {
         )
     }
 
-    fn data(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Option<String>> {
-        Ok(self.draft(&msg)?.message().data().map(str::to_string))
-    }
-
-    fn size(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<u64> {
-        Ok(self.draft(&msg)?.message().size() as u64)
-    }
-
-    fn raw(&mut self, msg: Resource<MessageDraft>) -> wasmtime::Result<Vec<u8>> {
-        super::raw(self, &msg)
-    }
-
     async fn set_raw(
         &mut self,
         msg: Resource<MessageDraft>,
@@ -223,26 +156,9 @@ impl types::HostMessage for StepState {
     ) -> wasmtime::Result<Result<(), types::EditError>> {
         refusal(super::set_raw(self, &msg, raw).await, self)
     }
-
-    fn drop(&mut self, _msg: Resource<MessageDraft>) -> wasmtime::Result<()> {
-        // The host owns every message; a guest only ever holds borrows, which it cannot drop.
-        Ok(())
-    }
 }
 
-impl log::Host for StepState {
-    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => "trace",
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
-        };
-        self.write_log(level, message);
-        Ok(())
-    }
-}
+log_and_returned!();
 
 impl tracking::Host for StepState {
     fn click_url(
@@ -304,20 +220,5 @@ impl templates::Host for StepState {
                 })
             })
             .map_err(capability_error))
-    }
-}
-
-/// What the step returned, in the host's terms.
-pub(super) fn returned(returned: Result<types::Outcome, types::StepError>) -> super::Returned {
-    use crate::plugin::{StepError, StepOutcome};
-    match returned {
-        Ok(types::Outcome::Continue) => Ok(StepOutcome::Continue),
-        Ok(types::Outcome::Hold(reason)) => Ok(StepOutcome::Hold(reason)),
-        Ok(types::Outcome::Discard(reason)) => Ok(StepOutcome::Discard(reason)),
-        Err(types::StepError::InvalidConfig(text)) => Err(StepError::InvalidConfig(text)),
-        Err(types::StepError::MissingData(text)) => Err(StepError::MissingData(text)),
-        Err(types::StepError::UnsupportedMessage(text)) => Err(StepError::UnsupportedMessage(text)),
-        Err(types::StepError::CapabilityFailed(text)) => Err(StepError::CapabilityFailed(text)),
-        Err(types::StepError::Other(text)) => Err(StepError::Other(text)),
     }
 }
