@@ -115,9 +115,15 @@ pub fn build(folder: &str) -> Result<BuiltComponent, Unavailable> {
         copy_tree(&root.join(input), &work.join(input));
     }
     let work_project = work.join(folder);
-    match language {
-        Language::JavaScript => build_javascript(&root, &work_project)?,
-        Language::Python => build_python(&root, &work_project)?,
+    let made = match language {
+        Language::JavaScript => build_javascript(&root, &work_project),
+        Language::Python => build_python(&root, &work_project),
+    };
+    if let Err(unavailable) = made {
+        // A failed build's folder is kept to look into; one that never got its toolchain
+        // holds nothing worth it.
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(unavailable);
     }
     let built = single_wasm(&work_project.join("dist"));
     let staged = builds.join(format!(".{name}-{key}.{}.tmp", std::process::id()));
