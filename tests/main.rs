@@ -14,6 +14,7 @@ mod dns;
 mod fairness;
 mod flowmailer_api;
 mod hot_reload;
+mod languages;
 mod loading;
 mod pipeline;
 mod returned;

@@ -2,9 +2,11 @@
 //! dropped: a scriptable SMTP sink that records what it receives, a DNS server with a zone the
 //! test sets, a webhook receiver that answers by a rule, and for benches an SMTP sink that only
 //! notes when each message arrived. They know nothing of Sluice itself, so tests and benches
-//! alike can use them.
+//! alike can use them. Beside them, builds of the Flowsteps written in JavaScript and Python,
+//! with their pinned toolchains kept under `target/`.
 
 pub mod arrivals;
 pub mod dns;
+pub mod languages;
 pub mod receiver;
 pub mod sink;
