@@ -347,3 +347,54 @@ fn an_endless_python_loop_and_memory_bomb_are_stopped() {
         matches!(failure, StepFailure::MemoryLimit(_))
     });
 }
+
+/// Makes a project with `sluice plugin new --lang LANGUAGE`, under `target/` where the
+/// builds can see it; returns its folder relative to the workspace.
+fn scaffold(language: &str, name: &str) -> String {
+    let parent = format!("target/scaffolded-projects/{language}");
+    let root = languages::workspace();
+    let _ = std::fs::remove_dir_all(root.join(&parent).join(name));
+    std::fs::create_dir_all(root.join(&parent)).unwrap();
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "new", "--lang", language, name, "--dir"])
+        .arg(root.join(&parent))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    assert!(text(&made.stdout).contains("sluice plugin check dist/"));
+    format!("{parent}/{name}")
+}
+
+/// A new project's starter step, as its README says: the prefix before the subject, once.
+fn assert_starter_prefixes_the_subject(plugin: &Plugin) {
+    let expected = std::fs::read(data("plain.prefixed.eml")).unwrap();
+    let run = plugin
+        .run(&message("plain.eml"), r#"{"prefix": "[TEST]"}"#)
+        .unwrap();
+    assert_eq!(text(&run.message.to_bytes()), text(&expected));
+    let failed = plugin
+        .run(&message("plain.eml"), r#"{"prefix": " "}"#)
+        .unwrap_err();
+    assert!(
+        matches!(
+            failed.failure,
+            StepFailure::Step(StepError::InvalidConfig(_))
+        ),
+        "{:?}",
+        failed.failure
+    );
+}
+
+#[test]
+fn plugin_new_makes_javascript_and_python_projects_that_build_and_run() {
+    let runtime = language_runtime(language_limits());
+    for (language, name) in [("js", "my-js-step"), ("python", "my-python-step")] {
+        let folder = scaffold(language, name);
+        let test = "plugin_new_makes_javascript_and_python_projects_that_build_and_run";
+        let Some(plugin) = build_and_load(&runtime, &folder, test) else {
+            return;
+        };
+        assert_eq!(plugin.contract_version(), "0.2.0");
+        assert_starter_prefixes_the_subject(&plugin);
+    }
+}

@@ -125,22 +125,15 @@ pub fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
 
 fn new_project(language: Language, name: &str, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let root = scaffold::create(language, name, dir)?;
+    let (build, component) = language.build_hint(name);
     println!("created {}", root.display());
-    match language {
-        Language::Rust => {
-            let component = format!(
-                "target/wasm32-wasip2/release/{}.wasm",
-                name.replace('-', "_")
-            );
-            println!("next:");
-            println!("    cd {}", root.display());
-            println!("    cargo build --release");
-            println!("    sluice plugin check {component}");
-            println!(
-                "    sluice plugin run {component} --config '{{\"prefix\": \"[TEST]\"}}' < message.eml"
-            );
-        }
-    }
+    println!("next:");
+    println!("    cd {}", root.display());
+    println!("    {build}");
+    println!("    sluice plugin check {component}");
+    println!(
+        "    sluice plugin run {component} --config '{{\"prefix\": \"[TEST]\"}}' < message.eml"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

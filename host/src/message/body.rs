@@ -93,10 +93,10 @@ impl Content {
     pub(super) fn write_into(self, message: &mut Message) -> Result<(), MessageError> {
         let mut builder = MessageBuilder::new();
         if let Some(text) = self.text {
-            builder = builder.text_body(text);
+            builder = builder.text_body(crlf_line_ends(text));
         }
         if let Some(html) = self.html {
-            builder = builder.html_body(html);
+            builder = builder.html_body(crlf_line_ends(html));
         }
         for attachment in self.attachments {
             builder = if attachment.inline {
@@ -130,6 +130,27 @@ impl Content {
         message.replace_content(Bytes::from(new_head), body);
         Ok(())
     }
+}
+
+/// A body's lines ended with CRLF whatever a step wrote (LF, CR or a mix): a bare LF or CR
+/// in a message is against RFC 5322, and receivers read it in different ways.
+fn crlf_line_ends(text: String) -> String {
+    if !text.bytes().any(|byte| byte == b'\n' || byte == b'\r') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\r\n");
+            }
+            '\n' => out.push_str("\r\n"),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The two body alternatives a step can read.

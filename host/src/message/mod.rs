@@ -383,6 +383,25 @@ mod tests {
     }
 
     #[test]
+    fn a_body_a_step_writes_with_bare_line_feeds_goes_out_with_crlf() {
+        let mut message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
+        message.set_text("order.\r\n\n-- \nbye\rend\n").unwrap();
+        message.set_html("<p>a</p>\n<p>b</p>").unwrap();
+        let raw = message.to_bytes();
+        for (at, byte) in raw.iter().enumerate() {
+            match byte {
+                b'\n' => assert_eq!(raw[at - 1], b'\r', "bare LF at {at}: {raw:?}"),
+                b'\r' => assert_eq!(raw[at + 1], b'\n', "bare CR at {at}: {raw:?}"),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            message.text().as_deref(),
+            Some("order.\r\n\r\n-- \r\nbye\r\nend\r\n")
+        );
+    }
+
+    #[test]
     fn the_message_id_is_read_without_brackets() {
         let raw = b"Message-ID:\r\n <abc@shop.example> \r\nSubject: x\r\n\r\nbody";
         let message = Message::parse(Bytes::from_static(raw), envelope()).unwrap();

@@ -156,9 +156,16 @@ fn build_javascript(root: &Path, project: &Path) -> Result<(), Unavailable> {
             .env("npm_config_audit", "false");
         command
     };
-    let install = run(&mut npm(&["ci"]));
+    // A project with a lockfile installs exactly it; a new one (as `sluice plugin new` makes
+    // it) resolves its pinned versions, from the cache when they are there.
+    let (what, args): (&str, &[&str]) = if project.join("package-lock.json").is_file() {
+        ("npm ci", &["ci"])
+    } else {
+        ("npm install", &["install", "--prefer-offline"])
+    };
+    let install = run(&mut npm(args));
     if !install.status.success() {
-        fail_or_unavailable("npm ci", &install)?;
+        fail_or_unavailable(what, &install)?;
     }
     let build = run(&mut npm(&["run", "build"]));
     assert_success("npm run build", project, &build);
