@@ -62,9 +62,9 @@ fn language_runtime(limits: RuntimeLimits) -> Arc<PluginRuntime> {
     PluginRuntime::new(limits, Some(cache.clone())).unwrap()
 }
 
-/// Builds the project in `folder` and loads it, or says why this machine cannot and returns
-/// None.
-fn build_and_load(runtime: &Arc<PluginRuntime>, folder: &str, test: &str) -> Option<Arc<Plugin>> {
+/// Builds the project in `folder` and returns its component, or says why this machine cannot
+/// and returns None.
+fn build_component(folder: &str, test: &str) -> Option<Vec<u8>> {
     let built = match languages::build(folder) {
         Ok(built) => built,
         Err(unavailable) => {
@@ -80,7 +80,13 @@ fn build_and_load(runtime: &Arc<PluginRuntime>, folder: &str, test: &str) -> Opt
     if let Some(took) = built.build_time {
         say(&format!("built {folder} in {:.1} s", took.as_secs_f64()));
     }
-    let bytes = std::fs::read(&built.path).unwrap();
+    Some(std::fs::read(&built.path).unwrap())
+}
+
+/// Builds the project in `folder` and loads it, or says why this machine cannot and returns
+/// None.
+fn build_and_load(runtime: &Arc<PluginRuntime>, folder: &str, test: &str) -> Option<Arc<Plugin>> {
+    let bytes = build_component(folder, test)?;
     let name = folder.rsplit('/').next().unwrap();
     // The toolchains' default output imports wasi:http (componentize-js) and wasi:sockets
     // (componentize-py) without calling them: the host must load it as it is.
@@ -396,5 +402,85 @@ fn plugin_new_makes_javascript_and_python_projects_that_build_and_run() {
         };
         assert_eq!(plugin.contract_version(), "0.2.0");
         assert_starter_prefixes_the_subject(&plugin);
+    }
+}
+
+/// The README's path for a customer: upload the component through the API, make it the step
+/// of the default flow, send a message over SMTP and see it arrive changed at the recipient's
+/// server.
+#[test]
+fn javascript_and_python_steps_run_in_a_flow_over_smtp() {
+    use lettre::address::Envelope;
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::{SmtpTransport, Transport};
+    use serde_json::{Value, json};
+
+    use crate::util::sink::SmtpSink;
+    use crate::util::{Api, TestServer};
+
+    let test = "javascript_and_python_steps_run_in_a_flow_over_smtp";
+    for (folder, prefix) in [(SUBJECT_PREFIX_JS, "[JS]"), (SUBJECT_PREFIX_PYTHON, "[PY]")] {
+        let Some(component) = build_component(folder, test) else {
+            return;
+        };
+        let sink = SmtpSink::start();
+        let route = sink.addr().to_string();
+        let server = TestServer::start(move |config| {
+            config.delivery.enabled = true;
+            config.delivery.timeout_secs = 5;
+            config.delivery.routes.insert("*".into(), route.into());
+            // An interpreter's first call on a busy two-core machine.
+            config.runtime.deadline = Duration::from_secs(5);
+        });
+        let api = Api::demo(&server);
+        let uploaded = api
+            .post("plugins")
+            .header("content-type", "application/wasm")
+            .body(component)
+            .send()
+            .unwrap();
+        assert_eq!(uploaded.status().as_u16(), 201, "{folder}");
+        let uploaded: Value = uploaded.json().unwrap();
+        let flow = api
+            .post("flows")
+            .json(&json!({
+                "description": folder,
+                "steps": [{"plugin": uploaded["sha256"], "config": {"prefix": prefix}}],
+            }))
+            .send()
+            .unwrap();
+        assert_eq!(flow.status().as_u16(), 201, "{folder}: {:?}", flow.text());
+        let flow: Value = flow.json().unwrap();
+        let rules = api
+            .put("flow_rules")
+            .json(&json!({"rules": [], "defaultFlowId": flow["id"]}))
+            .send()
+            .unwrap();
+        assert_eq!(rules.status().as_u16(), 200, "{folder}");
+
+        let demo = server.server.created_demo.clone().unwrap();
+        let smtp = server.server.smtp_addr;
+        let transport = SmtpTransport::builder_dangerous(smtp.ip().to_string())
+            .port(smtp.port())
+            .credentials(Credentials::new(demo.username, demo.password))
+            .authentication(vec![Mechanism::Plain])
+            .build();
+        let envelope = Envelope::new(
+            Some("shop@example.com".parse().unwrap()),
+            vec!["ann@example.net".parse().unwrap()],
+        )
+        .unwrap();
+        transport
+            .send_raw(
+                &envelope,
+                b"From: shop@example.com\r\nSubject: Your order\r\n\r\nIt ships today.\r\n",
+            )
+            .unwrap();
+        let received = sink.wait_for(1, Duration::from_secs(60));
+        let data = text(&received[0].data);
+        assert!(
+            data.contains(&format!("Subject: {prefix} Your order\r\n")),
+            "{folder}: {data}"
+        );
     }
 }
