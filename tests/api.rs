@@ -9,17 +9,7 @@ use serde_json::{Value, json};
 use sluice::store::{CredentialKind, Source};
 
 use crate::util::guests;
-use crate::util::{Api, TestServer, guest_bytes};
-
-fn email(subject: &str) -> Value {
-    json!({
-        "messageType": "EMAIL",
-        "senderAddress": "app@example.com",
-        "recipientAddress": "ann@example.net",
-        "subject": subject,
-        "text": "Hello",
-    })
-}
+use crate::util::{Api, TestServer, email, guest_bytes};
 
 /// The first error code of an allErrors answer.
 fn error_codes(body: &Value) -> Vec<String> {

@@ -6,19 +6,9 @@ use std::collections::HashSet;
 
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::util::{Api, TestServer};
-
-fn email(subject: &str) -> Value {
-    json!({
-        "messageType": "EMAIL",
-        "senderAddress": "app@example.com",
-        "recipientAddress": "ann@example.net",
-        "subject": subject,
-        "text": "Hello",
-    })
-}
+use crate::util::{Api, TestServer, email};
 
 /// Reads a `Content-Range` the way the SDK's `ContentRange::fromString` does: a reference
 /// range ends in `/*` and holds two references around a ':'.

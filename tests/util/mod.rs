@@ -400,3 +400,14 @@ impl TestServer {
         })
     }
 }
+
+/// A plain text message for `POST /{account}/messages/submit`, with this subject.
+pub fn email(subject: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@example.com",
+        "recipientAddress": "ann@example.net",
+        "subject": subject,
+        "text": "Hello",
+    })
+}
