@@ -341,3 +341,12 @@ pub fn spawn(
         listener::HttpLimits::new(config),
     ))
 }
+
+/// Serves another router (the dashboard's) with the API's connection limits and timeouts.
+pub fn serve_http(
+    listener: TcpListener,
+    app: Router,
+    config: &ApiConfig,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    listener::serve(listener, app, listener::HttpLimits::new(config))
+}

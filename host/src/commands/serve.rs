@@ -46,6 +46,20 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
                 demo.account_id,
             );
         }
+        if let (Some(demo), Some(dashboard)) = (&server.created_demo, server.dashboard_addr) {
+            std::fs::write(
+                config.data_dir.join("demo-dashboard.txt"),
+                format!(
+                    "dashboard_url=http://{dashboard}\ndashboard_email={}\ndashboard_password={}\n",
+                    demo.dashboard_email, demo.dashboard_password
+                ),
+            )?;
+            println!(
+                "The dashboard is at http://{dashboard}: log in as {} with the password {}, then \
+                 type the code mailed to that address.\n",
+                demo.dashboard_email, demo.dashboard_password,
+            );
+        }
         let (dkim_name, dkim_value) = server.dkim.platform_record();
         println!("Publish the platform's DKIM key as TXT at {dkim_name}:\n  {dkim_value}\n");
         if let Some(mx) = server.mx_addr {
@@ -57,6 +71,7 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
         tracing::info!(
             smtp = %addr,
             api = %api,
+            dashboard = ?server.dashboard_addr,
             mx = ?server.mx_addr,
             data = %config.data_dir.display(),
             plugins = %config.plugins_path().display(),
