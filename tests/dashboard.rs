@@ -599,3 +599,74 @@ fn pages_carry_headers_that_keep_them_private() {
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(browser.get("/nothing-here").status(), StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn a_template_is_made_previewed_by_the_template_step_and_saved() {
+    let server = TestServer::start(|_| {});
+    let (login, password) = demo_login(&server);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&server, &login, &password);
+    let csrf = browser.csrf();
+    let form = |action: &'static str, html: &'static str| {
+        vec![
+            ("name", "welcome"),
+            ("subject", "Hello {{ name }}"),
+            ("html", html),
+            ("text", ""),
+            ("data", r#"{"name": "Ann"}"#),
+            ("action", action),
+        ]
+    };
+    let mut fields = form("preview", "<p>Dear {{ name }}</p>{{ message.html }}");
+    fields.push(("csrf", &csrf));
+    let page = browser.post("/templates/0", &fields).text().unwrap();
+    assert!(
+        page.contains("<strong>Subject:</strong> Hello Ann"),
+        "{page}"
+    );
+    // The html preview sits escaped in a sandboxed frame's srcdoc.
+    assert!(
+        page.contains("&lt;p&gt;Dear Ann&lt;&#x2f;p&gt;")
+            || page.contains("&lt;p&gt;Dear Ann&lt;/p&gt;"),
+        "{page}"
+    );
+    assert!(
+        page.contains("submitted message"),
+        "the sample message's html was reused: {page}"
+    );
+    assert!(
+        server.store().templates_of(1).unwrap().is_empty(),
+        "a preview saves nothing"
+    );
+
+    // A syntax error is named with its part, as the API names it.
+    let mut fields = form("save", "<p>{% if %}</p>");
+    fields.push(("csrf", &csrf));
+    let page = browser.post("/templates/0", &fields).text().unwrap();
+    assert!(page.contains("html"), "{page}");
+    assert!(server.store().templates_of(1).unwrap().is_empty());
+
+    let mut fields = form("save", "<p>Dear {{ name }}</p>");
+    fields.push(("csrf", &csrf));
+    let saved = browser.post("/templates/0", &fields);
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let templates = server.store().templates_of(1).unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].subject.as_deref(), Some("Hello {{ name }}"));
+    assert!(browser.page("/templates").contains("welcome"));
+
+    // A viewer may preview but not save.
+    let viewer_password = add_user(&server, Some(1), "viewer@example.com", Role::Viewer);
+    let mut viewer = Browser::new(&server);
+    viewer.log_in(&server, "viewer@example.com", &viewer_password);
+    let csrf = viewer.csrf();
+    let path = format!("/templates/{}", templates[0].id);
+    assert!(!viewer.page(&path).contains("value=\"save\""));
+    let mut fields = form("save", "<p>changed</p>");
+    fields.push(("csrf", &csrf));
+    assert_eq!(viewer.post(&path, &fields).status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.store().templates_of(1).unwrap()[0].html.as_deref(),
+        Some("<p>Dear {{ name }}</p>")
+    );
+}

@@ -213,6 +213,7 @@ impl Server {
                 bound,
                 store.clone(),
                 pipeline.clone(),
+                Arc::clone(&plugins),
             );
             (
                 Some(bound),

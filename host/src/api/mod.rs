@@ -39,6 +39,10 @@ pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
 /// Paging by a `Range` header as every list answers it; public for the fuzz target in `fuzz/`.
 pub use paging::{Order, page, requested};
+/// Template checks and previews, shared with the dashboard.
+pub(crate) use templates::{
+    PreviewView, SampleMessage, TemplateInput, checked as check_template, render_preview,
+};
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;

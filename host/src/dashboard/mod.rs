@@ -14,6 +14,7 @@ mod pages;
 mod secret;
 mod session;
 mod system_mail;
+mod templates;
 mod throttle;
 mod users;
 
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::api::ApiConfig;
 use crate::flow::PipelineHandle;
+use crate::plugin::registry::PluginRegistry;
 use crate::store::Store;
 
 pub use system_mail::SystemMail;
@@ -100,22 +102,26 @@ pub struct DashboardState {
     config: Arc<DashboardConfig>,
     public_url: Arc<str>,
     mail: Arc<SystemMail>,
+    pipeline: PipelineHandle,
+    plugins: Arc<PluginRegistry>,
     throttle: Arc<throttle::LoginThrottle>,
     templates: Arc<pages::Templates>,
 }
 
 impl DashboardState {
-    /// The state for a dashboard bound to `bound`, mailing through `pipeline`.
+    /// The state for a dashboard bound to `bound`, mailing through `pipeline`; previews run
+    /// the built-in steps of `plugins`.
     pub fn new(
         config: DashboardConfig,
         bound: SocketAddr,
         store: Store,
         pipeline: PipelineHandle,
+        plugins: Arc<PluginRegistry>,
     ) -> Self {
         let public_url: Arc<str> = config.public_url(bound).into();
         let mail = Arc::new(SystemMail::new(
             store.clone(),
-            pipeline,
+            pipeline.clone(),
             config.mail_from.clone(),
         ));
         Self {
@@ -123,6 +129,8 @@ impl DashboardState {
             config: Arc::new(config),
             public_url,
             mail,
+            pipeline,
+            plugins,
             throttle: Arc::new(throttle::LoginThrottle::default()),
             templates: Arc::new(pages::Templates::new()),
         }
@@ -150,6 +158,11 @@ pub fn router(state: DashboardState) -> Router {
         .route("/messages", get(messages::list))
         .route("/messages/{id}", get(messages::detail))
         .route("/messages/{id}/archive", get(messages::archived_copy))
+        .route("/templates", get(templates::list))
+        .route(
+            "/templates/{id}",
+            get(templates::edit).post(templates::change),
+        )
         .route("/filters", get(filters::list).post(filters::add))
         .route("/filters/{id}/remove", post(filters::remove))
         .route("/users", get(users::list).post(users::add))
