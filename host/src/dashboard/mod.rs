@@ -7,6 +7,7 @@
 
 mod chart;
 mod filters;
+mod flows;
 mod login;
 mod messages;
 mod overview;
@@ -158,6 +159,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/messages", get(messages::list))
         .route("/messages/{id}", get(messages::detail))
         .route("/messages/{id}/archive", get(messages::archived_copy))
+        .route("/flows", get(flows::list))
         .route("/templates", get(templates::list))
         .route(
             "/templates/{id}",
