@@ -670,3 +670,40 @@ fn a_template_is_made_previewed_by_the_template_step_and_saved() {
         Some("<p>Dear {{ name }}</p>")
     );
 }
+
+#[test]
+fn an_operator_sees_every_account_and_the_platform_and_changes_no_customer_mail() {
+    let server = TestServer::start(|_| {});
+    let other = second_account(&server);
+    let id = other.submit(email("for account two"));
+    server.wait_until_done(&id);
+    let password = add_user(&server, None, "ops@example.com", Role::Operator);
+    let mut operator = Browser::new(&server);
+    operator.log_in(&server, "ops@example.com", &password);
+    let platform = operator.page("/operator");
+    assert!(
+        platform.contains("demo") && platform.contains("other"),
+        "{platform}"
+    );
+    assert!(
+        platform.contains("template"),
+        "the built-in steps are listed: {platform}"
+    );
+
+    // It chooses account 2 and reads its messages, but may not change its filter list.
+    let csrf = operator.csrf();
+    let chosen = operator.post("/account", &[("account", "2"), ("csrf", &csrf)]);
+    assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
+    assert!(operator.page("/messages").contains("for account two"));
+    let refused = operator.post("/filters", &[("address", "x@example.net"), ("csrf", &csrf)]);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // A customer's owner has no platform page.
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    assert_eq!(owner.get("/operator").status(), StatusCode::FORBIDDEN);
+    let csrf = owner.csrf();
+    let response = owner.post("/account", &[("account", "2"), ("csrf", &csrf)]);
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}

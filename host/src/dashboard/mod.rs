@@ -10,6 +10,7 @@ mod filters;
 mod flows;
 mod login;
 mod messages;
+mod operator;
 mod overview;
 mod pages;
 mod secret;
@@ -160,6 +161,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/messages/{id}", get(messages::detail))
         .route("/messages/{id}/archive", get(messages::archived_copy))
         .route("/flows", get(flows::list))
+        .route("/operator", get(operator::page))
         .route("/templates", get(templates::list))
         .route(
             "/templates/{id}",
