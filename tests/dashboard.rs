@@ -707,3 +707,61 @@ fn an_operator_sees_every_account_and_the_platform_and_changes_no_customer_mail(
     let response = owner.post("/account", &[("account", "2"), ("csrf", &csrf)]);
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
+
+#[test]
+fn an_invitation_mails_a_link_that_sets_the_password_and_invitations_are_bounded() {
+    let server = TestServer::start(|_| {});
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+    let invited = owner.post(
+        "/users",
+        &[
+            ("email", "new@example.com"),
+            ("role", "editor"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(invited.status(), StatusCode::SEE_OTHER);
+    assert!(owner.page("/users").contains("new@example.com"));
+    let mail = newest_system_mail(&server, "new@example.com");
+    assert!(
+        mail.contains("You are invited to Sluice") && mail.contains("editor"),
+        "{mail}"
+    );
+
+    let link = mailed_link(&server, "new@example.com");
+    let mut newcomer = Browser::new(&server);
+    let form = newcomer.page(&link);
+    let token = hidden(&form, "form_token");
+    let chosen = "the newcomer's own password";
+    let page = newcomer
+        .post(
+            &link,
+            &[
+                ("password", chosen),
+                ("confirm", chosen),
+                ("form_token", &token),
+            ],
+        )
+        .text()
+        .unwrap();
+    assert!(page.contains("Your password is set"), "{page}");
+    newcomer.log_in(&server, "new@example.com", chosen);
+    assert!(newcomer.page("/").contains("(editor)"));
+
+    // An account cannot turn the platform's mail into a spam cannon.
+    let mut refused = 0;
+    for n in 0..25 {
+        let address = format!("someone{n}@example.com");
+        let response = owner.post(
+            "/users",
+            &[("email", &address), ("role", "viewer"), ("csrf", &csrf)],
+        );
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 6, "20 invitations an hour, one already sent");
+}

@@ -18,6 +18,8 @@ pub(super) enum Attempt {
     CodeFromAddress,
     /// A reset link asked for, per e-mail address or client address.
     Reset,
+    /// An invitation mailed by an account (the platform's mail must not become its spam).
+    Invitation,
 }
 
 impl Attempt {
@@ -30,6 +32,7 @@ impl Attempt {
             Attempt::CodeMailed => (5, ten_minutes),
             Attempt::CodeFromAddress => (30, ten_minutes),
             Attempt::Reset => (5, Duration::from_secs(3600)),
+            Attempt::Invitation => (20, Duration::from_secs(3600)),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::DashboardState;
 use super::login::send_password_link;
 use super::pages::render_page;
 use super::session::{Refusal, Viewer, internal, refused};
+use super::throttle::Attempt;
 use crate::access::{Action, may_assign};
 use crate::store::{NewUser, Role, StoreError, User};
 
@@ -91,6 +92,16 @@ pub(super) async fn add(
     }
     if !valid_email(&form.email) {
         return (StatusCode::BAD_REQUEST, "That is not an e-mail address.").into_response();
+    }
+    if !state
+        .throttle
+        .allow(Attempt::Invitation, &account_id.to_string())
+    {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "This account has sent many invitations in the last hour; try again later.",
+        )
+            .into_response();
     }
     let user = match state
         .store
