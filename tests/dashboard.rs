@@ -765,3 +765,101 @@ fn an_invitation_mails_a_link_that_sets_the_password_and_invitations_are_bounded
     }
     assert_eq!(refused, 6, "20 invitations an hour, one already sent");
 }
+
+/// The authenticator code of a hex secret now (what the user's phone shows).
+fn authenticator_code(secret_hex: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sluice::totp::code_at(
+        &hex::decode(secret_hex).unwrap(),
+        now / sluice::totp::STEP_SECS,
+    )
+}
+
+#[test]
+fn an_authenticator_app_replaces_the_mailed_code_and_recovery_codes_work_once() {
+    let server = TestServer::start(|_| {});
+    let (login, password) = demo_login(&server);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&server, &login, &password);
+    let page = browser.page("/security");
+    let secret = hidden(&page, "secret");
+    let csrf = hidden(&page, "csrf");
+    let wrong = browser
+        .post(
+            "/security/authenticator",
+            &[("secret", &secret), ("code", "12345"), ("csrf", &csrf)],
+        )
+        .text()
+        .unwrap();
+    assert!(wrong.contains("does not match"), "{wrong}");
+    let code = authenticator_code(&secret);
+    let done = browser
+        .post(
+            "/security/authenticator",
+            &[("secret", &secret), ("code", &code), ("csrf", &csrf)],
+        )
+        .text()
+        .unwrap();
+    let recovery: Vec<String> = done
+        .split("<li><code>")
+        .skip(1)
+        .map(|rest| rest[..rest.find('<').unwrap()].to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10, "{done}");
+    let platform = server
+        .store()
+        .platform_record("system-account")
+        .unwrap()
+        .unwrap();
+    let mails_before = server.store().messages_of(platform).unwrap().len();
+
+    // The next login asks for the app's code and mails nothing.
+    let mut phone = Browser::new(&server);
+    let response = phone.password(&login, &password);
+    assert_eq!(response.headers()["location"], "/login/code");
+    assert!(phone.page("/login/code").contains("authenticator app"));
+    assert_eq!(
+        server.store().messages_of(platform).unwrap().len(),
+        mails_before
+    );
+    // The code the set-up used is spent: the same time step is never taken twice.
+    let page = phone
+        .post("/login/code", &[("code", &code)])
+        .text()
+        .unwrap();
+    assert!(page.contains("Wrong code"), "{page}");
+    let response = phone.post("/login/code", &[("code", &recovery[0].to_uppercase())]);
+    assert_eq!(
+        response.headers()["location"],
+        "/",
+        "a recovery code, in any case"
+    );
+
+    // A recovery code works once.
+    let mut again = Browser::new(&server);
+    again.password(&login, &password);
+    let page = again
+        .post("/login/code", &[("code", &recovery[0])])
+        .text()
+        .unwrap();
+    assert!(page.contains("Wrong code"), "{page}");
+    // Asking for a mail instead mails a code that works in this browser.
+    let response = again.post("/login/mail", &[]);
+    assert_eq!(response.headers()["location"], "/login/code");
+    let mailed = mailed_code(&server, &login);
+    let response = again.post("/login/code", &[("code", &mailed)]);
+    assert_eq!(response.headers()["location"], "/");
+    assert_eq!(
+        server
+            .store()
+            .user(1)
+            .unwrap()
+            .unwrap()
+            .recovery_codes
+            .len(),
+        9
+    );
+}

@@ -14,6 +14,7 @@ mod operator;
 mod overview;
 mod pages;
 mod secret;
+mod security;
 mod session;
 mod system_mail;
 mod templates;
@@ -150,6 +151,10 @@ pub fn router(state: DashboardState) -> Router {
         .route("/", get(overview::page))
         .route("/login", get(login::form).post(login::password))
         .route("/login/code", get(login::code_form).post(login::code))
+        .route("/login/mail", post(login::mail_instead))
+        .route("/security", get(security::show))
+        .route("/security/authenticator", post(security::set_up))
+        .route("/security/authenticator/remove", post(security::remove))
         .route("/logout", post(login::logout))
         .route("/logout/everywhere", post(login::logout_everywhere))
         .route("/reset", get(login::reset_form).post(login::reset_request))
