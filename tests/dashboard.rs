@@ -863,3 +863,60 @@ fn an_authenticator_app_replaces_the_mailed_code_and_recovery_codes_work_once() 
         9
     );
 }
+
+#[test]
+fn sending_shows_the_records_to_publish_and_webhooks_of_the_account_only() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let made = api
+        .post("sender_identities")
+        .json(&serde_json::json!({ "domain": "shop.example" }))
+        .send()
+        .unwrap();
+    assert!(made.status().is_success(), "{:?}", made.text());
+    let webhook = api
+        .post("webhooks")
+        .json(&serde_json::json!({ "url": "http://127.0.0.1:9/hook", "eventTypes": ["DELIVERED"] }))
+        .send()
+        .unwrap();
+    assert!(webhook.status().is_success(), "{:?}", webhook.text());
+    let webhook: serde_json::Value = webhook.json().unwrap();
+    // (Made before any login: the platform's own account takes the next number then.)
+    let other = second_account(&server);
+
+    let (login, password) = demo_login(&server);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&server, &login, &password);
+    let page = browser.page("/sending");
+    assert!(
+        page.contains("shop.example") && page.contains("_domainkey.shop.example"),
+        "{page}"
+    );
+    assert!(page.contains("not checked yet"), "{page}");
+    assert!(
+        // (minijinja writes the slashes as &#x2f;, which a browser shows as '/'.)
+        page.contains("127.0.0.1:9&#x2f;hook") && page.contains("Receives DELIVERED"),
+        "{page}"
+    );
+
+    // Another account's owner sees none of it and cannot reach the webhook's dead letters.
+    let other_password = add_user(
+        &server,
+        Some(other.account),
+        "other@example.com",
+        Role::Owner,
+    );
+    let mut stranger = Browser::new(&server);
+    stranger.log_in(&server, "other@example.com", &other_password);
+    let page = stranger.page("/sending");
+    assert!(
+        !page.contains("shop.example") && !page.contains("127.0.0.1:9"),
+        "{page}"
+    );
+    let csrf = stranger.csrf();
+    let path = format!("/sending/webhooks/{}/dead/1/redeliver", webhook["id"]);
+    assert_eq!(
+        stranger.post(&path, &[("csrf", &csrf)]).status(),
+        StatusCode::NOT_FOUND
+    );
+}
