@@ -4,11 +4,15 @@
 mod archive;
 mod auth;
 mod classifier;
+mod dialect;
 mod error;
 mod filters;
+mod flows;
 mod identities;
 mod listener;
 mod manage;
+mod message_lists;
+mod message_views;
 mod messages;
 mod openapi;
 mod paging;
@@ -198,6 +202,29 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route("/{account}/messages/{id}/archive", get(archive::get))
         .route("/{account}/message_events", get(messages::events))
         .route(
+            "/{account}/recipient/{address}/messages",
+            get(message_lists::by_recipient),
+        )
+        .route(
+            "/{account}/sender/{address}/messages",
+            get(message_lists::by_sender),
+        )
+        .route("/{account}/tag/{tag}/messages", get(message_lists::by_tag))
+        .route(
+            "/{account}/sources/{source}/messages",
+            get(message_lists::by_source),
+        )
+        .route(
+            "/{account}/flows/{flow}/messages",
+            get(message_lists::by_flow),
+        )
+        .route(
+            "/{account}/undeliveredmessages",
+            get(message_lists::undelivered),
+        )
+        .route("/{account}/message_hold", get(message_lists::holds))
+        .route("/{account}/message_hold/{id}", get(message_lists::hold))
+        .route(
             "/{account}/sources",
             get(manage::list_sources).post(manage::create_source),
         )
@@ -209,17 +236,14 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             "/{account}/sources/{source}/credentials",
             post(manage::create_credential),
         )
-        .route(
-            "/{account}/flows",
-            get(manage::list_flows).post(manage::create_flow),
-        )
+        .route("/{account}/flows", get(flows::list).post(flows::create))
         .route(
             "/{account}/flows/{flow}",
-            get(manage::get_flow).put(manage::update_flow),
+            get(flows::get).put(flows::update),
         )
         .route(
             "/{account}/flow_rules",
-            get(manage::get_rules).put(manage::put_rules),
+            get(flows::get_rules).put(flows::put_rules),
         )
         .route("/{account}/plugins", post(manage::upload_plugin))
         .route("/{account}/plugins/{plugin}", get(plugins::get))
@@ -289,6 +313,14 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
                         &format!("/{{account}}/{name}/{{id}}/validate"),
                         post(identities::validate),
                     )
+                    .route(
+                        &format!("/{{account}}/{name}/by_domain/{{domain}}"),
+                        get(identities::by_domain),
+                    )
+                    .route(
+                        &format!("/{{account}}/{name}/validate"),
+                        post(identities::validate_domain),
+                    )
             });
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
@@ -296,35 +328,43 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// The largest JSON answer rewritten for the Flowmailer dialect; larger ones (an archive with
+/// big attachments) go out as they are, with a 500 rather than in the wrong shape.
+const MAX_REWRITTEN_BYTES: usize = 64 << 20;
+
 /// Answers JSON in the media type a Flowmailer client asks for
-/// (`Accept: application/vnd.flowmailer.v1.12+json`); the body is the same.
+/// (`Accept: application/vnd.flowmailer.v1.12+json`), with its identifiers as strings (see
+/// `dialect`).
 async fn vendor_media_type(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::http::header::{ACCEPT, CONTENT_TYPE};
-    let asked = request
-        .headers()
-        .get(ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|accept| {
-            accept
-                .split(',')
-                .map(|range| range.split(';').next().unwrap_or("").trim())
-                .find(|range| {
-                    range.starts_with("application/vnd.flowmailer.") && range.ends_with("+json")
-                })
-                .and_then(|range| axum::http::HeaderValue::from_str(range).ok())
-        });
-    let mut response = next.run(request).await;
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let asked = dialect::vendor_media_type(request.headers());
+    let response = next.run(request).await;
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if let (Some(asked), true) = (asked, is_json) {
-        response.headers_mut().insert(CONTENT_TYPE, asked);
-    }
-    response
+    let Some(asked) = asked.filter(|_| is_json) else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_REWRITTEN_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error) => return ApiError::internal(error).into_response(),
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut value) => {
+            dialect::identifiers_as_strings(&mut value);
+            serde_json::to_vec(&value).map_or(bytes, axum::body::Bytes::from)
+        }
+        Err(_) => bytes,
+    };
+    parts.headers.insert(CONTENT_TYPE, asked);
+    parts.headers.remove(CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Serves the API on a bound listener until the task is dropped, with the configuration's
