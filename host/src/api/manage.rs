@@ -124,6 +124,21 @@ pub async fn create_source(
     Ok((StatusCode::CREATED, Json(source.into())))
 }
 
+/// `GET /{account}/sources/{id}`.
+pub async fn get_source(
+    State(state): State<ApiState>,
+    Path((account_id, source_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<Json<SourceView>, ApiError> {
+    caller.require(account_id)?;
+    let source = state
+        .store
+        .source(source_id)?
+        .filter(|source| source.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    Ok(Json(source.into()))
+}
+
 /// `PUT /{account}/sources/{id}`: changes the settings given and keeps the others; its
 /// credentials stay.
 pub async fn update_source(

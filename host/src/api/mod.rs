@@ -19,6 +19,7 @@ mod paging;
 mod parameters;
 mod plugins;
 mod templates;
+mod unsupported;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -230,7 +231,7 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         )
         .route(
             "/{account}/sources/{source}",
-            axum::routing::put(manage::update_source),
+            get(manage::get_source).put(manage::update_source),
         )
         .route(
             "/{account}/sources/{source}/credentials",
@@ -322,10 +323,90 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
                         post(identities::validate_domain),
                     )
             });
+    let router = unsupported_routes(router);
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(axum::middleware::from_fn(vendor_media_type))
         .with_state(state)
+}
+
+/// Flowmailer's calls that Sluice does not serve (see `unsupported`).
+fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
+    use axum::routing::{delete, put};
+    use unsupported::{Unsupported as U, handler};
+    router
+        .route("/accounts", post(unsupported::accounts))
+        .route(
+            "/{account}/api_credentials",
+            get(handler(U::ApiCredentials)).post(handler(U::ApiCredentials)),
+        )
+        .route(
+            "/{account}/api_credentials/{client}",
+            get(handler(U::ApiCredentials))
+                .put(handler(U::ApiCredentials))
+                .delete(handler(U::ApiCredentials)),
+        )
+        .route("/{account}/event_flow_rules", get(handler(U::EventFlows)))
+        .route(
+            "/{account}/event_flow_rules/hierarchy",
+            get(handler(U::EventFlows)),
+        )
+        .route(
+            "/{account}/event_flows",
+            get(handler(U::EventFlows)).post(handler(U::EventFlows)),
+        )
+        .route(
+            "/{account}/event_flows/{id}",
+            get(handler(U::EventFlows))
+                .put(handler(U::EventFlows))
+                .delete(handler(U::EventFlows)),
+        )
+        .route(
+            "/{account}/event_flows/{id}/rule",
+            get(handler(U::EventFlows)).put(handler(U::EventFlows)),
+        )
+        .route("/{account}/flow_templates", get(handler(U::FlowTemplates)))
+        .route(
+            "/{account}/flows/{flow}/rule",
+            get(handler(U::FlowRule)).put(handler(U::FlowRule)),
+        )
+        .route("/{account}/messagestats", get(handler(U::Statistics)))
+        .route("/{account}/flows/{flow}/stats", get(handler(U::Statistics)))
+        .route(
+            "/{account}/sources/{source}/stats",
+            get(handler(U::Statistics)),
+        )
+        .route(
+            "/{account}/messages/{id}/archive/{step}/attachment/{content}",
+            get(handler(U::ArchiveAttachment)),
+        )
+        .route(
+            "/{account}/messages/{id}/error_archive",
+            get(handler(U::ErrorArchive)),
+        )
+        .route("/{account}/messages/{id}/resend", post(handler(U::Resend)))
+        .route("/{account}/recipient/{address}", get(handler(U::Recipient)))
+        .route("/{account}/roles", get(handler(U::Users)))
+        .route(
+            "/{account}/users",
+            get(handler(U::Users)).post(handler(U::Users)),
+        )
+        .route(
+            "/{account}/sources/{source}/users",
+            get(handler(U::SourceUsers)).post(handler(U::SourceUsers)),
+        )
+        .route(
+            "/{account}/sources/{source}/users/{user}",
+            get(handler(U::SourceUsers))
+                .put(handler(U::SourceUsers))
+                .delete(handler(U::SourceUsers)),
+        )
+        .route(
+            "/{account}/sender_domains/{id}",
+            put(handler(U::SenderDomainUpdate)),
+        )
+        .route("/{account}/flows/{flow}", delete(handler(U::Deletion)))
+        .route("/{account}/sources/{source}", delete(handler(U::Deletion)))
 }
 
 /// The largest JSON answer rewritten for the Flowmailer dialect; larger ones (an archive with
