@@ -630,6 +630,17 @@ fn every_sdk_call_answers_as_this_table_says() {
         .map(|row| (row.method.to_string(), row.path.clone()))
         .collect();
     assert_eq!(distinct.len(), 73);
+    let tally = |support: &str| rows.iter().filter(|row| row.support == support).count();
+    let counts = format!(
+        "Counts: {} supported, {} partly, {} not.",
+        tally("supported"),
+        tally("partly"),
+        tally("not")
+    );
+    assert!(
+        include_str!("../docs/flowmailer-compatibility.md").contains(&counts),
+        "the table's counts line should read {counts:?}"
+    );
 
     let server = TestServer::start(|_| {});
     let api = Api::demo(&server);
@@ -738,5 +749,72 @@ fn every_sdk_call_answers_as_this_table_says() {
             }
             other => panic!("unknown support {other:?} for {path}"),
         }
+    }
+}
+
+#[test]
+fn statistics_count_events_per_interval_and_keep_to_their_account() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let first = api.submit(email("one"));
+    let second = api.submit(email("two"));
+    server.wait_until_done(&first);
+    server.wait_until_done(&second);
+    let flow = sdk_get(&api, &format!("messages/{first}"))["flow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let range = "daterange=2000-01-01T00:00:00Z,2100-01-01T00:00:00Z";
+    let processed = |stats: &Value| -> u64 {
+        let sets = stats["list"].as_array().unwrap();
+        let set = sets.iter().find(|set| set["name"] == "processed").unwrap();
+        set["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|sample| sample["value"].as_u64().unwrap())
+            .sum()
+    };
+    // A century in 100 intervals of a bit over a year.
+    let interval = 3_155_760_000u64 / 100 + 1;
+    let account = sdk_get(&api, &format!("messagestats;{range}?interval={interval}"));
+    assert_eq!(processed(&account), 2, "{account:#}");
+    assert_eq!(account["list"][0]["samples"].as_array().unwrap().len(), 100);
+    let by_flow = sdk_get(
+        &api,
+        &format!("flows/{flow}/stats;{range};interval={interval}"),
+    );
+    assert_eq!(processed(&by_flow), 2);
+    let by_source = sdk_get(
+        &api,
+        &format!("sources/1/stats;{range};interval={interval}"),
+    );
+    assert_eq!(processed(&by_source), 2);
+    let none = sdk_get(
+        &api,
+        &format!("messagestats;{range};flow_ids=999999?interval={interval}"),
+    );
+    assert_eq!(processed(&none), 0);
+    // Unbounded asks are refused, not cut short.
+    for path in [
+        "messagestats".to_string(),
+        format!("messagestats;{range}?interval=60"),
+    ] {
+        assert_eq!(
+            api.get(&path).send().unwrap().status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    let other = crate::util::second_account(&server);
+    for path in [
+        format!("flows/{flow}/stats;{range}"),
+        format!("sources/1/stats;{range}"),
+    ] {
+        assert_eq!(
+            other.get(&path).send().unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
 }

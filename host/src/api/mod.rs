@@ -18,6 +18,7 @@ mod openapi;
 mod paging;
 mod parameters;
 mod plugins;
+mod stats;
 mod templates;
 mod unsupported;
 mod webhooks;
@@ -202,6 +203,9 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route("/{account}/messages/{id}", get(messages::get))
         .route("/{account}/messages/{id}/archive", get(archive::get))
         .route("/{account}/message_events", get(messages::events))
+        .route("/{account}/messagestats", get(stats::account))
+        .route("/{account}/flows/{flow}/stats", get(stats::flow))
+        .route("/{account}/sources/{source}/stats", get(stats::source))
         .route(
             "/{account}/recipient/{address}/messages",
             get(message_lists::by_recipient),
@@ -369,12 +373,6 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route(
             "/{account}/flows/{flow}/rule",
             get(handler(U::FlowRule)).put(handler(U::FlowRule)),
-        )
-        .route("/{account}/messagestats", get(handler(U::Statistics)))
-        .route("/{account}/flows/{flow}/stats", get(handler(U::Statistics)))
-        .route(
-            "/{account}/sources/{source}/stats",
-            get(handler(U::Statistics)),
         )
         .route(
             "/{account}/messages/{id}/archive/{step}/attachment/{content}",

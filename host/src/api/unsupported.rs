@@ -27,8 +27,6 @@ pub enum Unsupported {
     Deletion,
     /// `/flows/{id}/rule`.
     FlowRule,
-    /// `/messagestats`, `/flows/{id}/stats`, `/sources/{id}/stats`.
-    Statistics,
     /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
     ArchiveAttachment,
     /// `GET /messages/{id}/error_archive`.
@@ -67,7 +65,6 @@ impl Unsupported {
             Unsupported::FlowRule => {
                 "a flow's rule is read and written with the account's rules: /{account}/flow_rules"
             }
-            Unsupported::Statistics => "statistics over time are not served yet",
             Unsupported::ArchiveAttachment => {
                 "attachments of an archived message are not served one by one: GET \
                  /{account}/messages/{id}/archive?format=eml answers the whole message"
