@@ -818,3 +818,94 @@ fn statistics_count_events_per_interval_and_keep_to_their_account() {
         );
     }
 }
+
+#[test]
+fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let response = api
+        .post("sources/1/users")
+        .header("Accept", VENDOR)
+        .json(&serde_json::json!({"username": "shop-smtp", "password": "correct horse battery", "protocol": "SMTP"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let made: Value = response.json().unwrap();
+    assert_identifiers_are_strings(&made, "user");
+    assert_eq!(made["id"], "shop-smtp");
+    assert_eq!(made["sourceId"], "1");
+    assert_eq!(made["password"], "correct horse battery");
+    // A made-up password when none is given, shown once; never again.
+    let generated: Value = api
+        .post("sources/1/users")
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(generated["password"].as_str().unwrap().len() >= 24);
+    let listed = sdk_get(&api, "sources/1/users");
+    let names: HashSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["username"].as_str().unwrap())
+        .collect();
+    assert!(names.contains("shop-smtp") && names.contains(generated["id"].as_str().unwrap()));
+    assert!(listed.to_string().find("password").is_none(), "{listed}");
+    assert_eq!(
+        sdk_get(&api, "sources/1/users/shop-smtp")["protocol"],
+        "SMTP"
+    );
+    // Refused: a short password, another protocol, a taken name.
+    for body in [
+        serde_json::json!({"password": "short"}),
+        serde_json::json!({"protocol": "SMPP"}),
+    ] {
+        let response = api.post("sources/1/users").json(&body).send().unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    let taken = api
+        .post("sources/1/users")
+        .json(&serde_json::json!({"username": "shop-smtp"}))
+        .send()
+        .unwrap();
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+
+    // Another account neither sees nor removes them.
+    let other = crate::util::second_account(&server);
+    for path in ["sources/1/users", "sources/1/users/shop-smtp"] {
+        assert_eq!(
+            other.get(path).send().unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let theirs: Vec<Value> = other.get("sources").send().unwrap().json().unwrap();
+    let their_source = theirs[0]["id"].clone();
+    assert_eq!(
+        other
+            .http
+            .delete(other.url(&format!("sources/{their_source}/users/shop-smtp")))
+            .bearer_auth(&other.token)
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let removed = api
+        .http
+        .delete(api.url("sources/1/users/shop-smtp"))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert!(server.store().credential("shop-smtp").unwrap().is_none());
+    assert_eq!(
+        api.get("sources/1/users/shop-smtp")
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

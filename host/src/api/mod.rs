@@ -18,6 +18,7 @@ mod openapi;
 mod paging;
 mod parameters;
 mod plugins;
+mod source_users;
 mod stats;
 mod templates;
 mod unsupported;
@@ -391,13 +392,13 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         )
         .route(
             "/{account}/sources/{source}/users",
-            get(handler(U::SourceUsers)).post(handler(U::SourceUsers)),
+            get(source_users::list).post(source_users::create),
         )
         .route(
             "/{account}/sources/{source}/users/{user}",
-            get(handler(U::SourceUsers))
-                .put(handler(U::SourceUsers))
-                .delete(handler(U::SourceUsers)),
+            get(source_users::get)
+                .put(handler(U::SourceUserUpdate))
+                .delete(source_users::delete),
         )
         .route(
             "/{account}/sender_domains/{id}",

@@ -39,8 +39,8 @@ pub enum Unsupported {
     Users,
     /// `PUT /sender_domains/{id}`.
     SenderDomainUpdate,
-    /// `/sources/{id}/users…`.
-    SourceUsers,
+    /// `PUT /sources/{id}/users/{user}`.
+    SourceUserUpdate,
 }
 
 impl Unsupported {
@@ -83,9 +83,9 @@ impl Unsupported {
                 "Sluice chooses a sender domain's return-path and web domains itself; there is \
                  nothing to update"
             }
-            Unsupported::SourceUsers => {
-                "SMTP users belong to a source here: POST /{account}/sources/{id}/credentials \
-                 with {\"kind\": \"smtp\"} makes one"
+            Unsupported::SourceUserUpdate => {
+                "an SMTP user's password is not changed in place: DELETE the user and POST a \
+                 new one"
             }
         }
     }
