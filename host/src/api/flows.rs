@@ -120,13 +120,15 @@ fn condition_views(condition: &Condition) -> Vec<ConditionView> {
 }
 
 /// A condition from Flowmailer's shape, checked; `field` names it in an error.
-fn condition_from(view: &ConditionView, field: &str) -> Result<Condition, FieldError> {
-    let refuse = |code: &str, message: String| FieldError {
-        code: code.into(),
-        default_message: message,
-        field: Some(field.into()),
-        object_name: Some("flowCondition".into()),
-        rejected_value: serde_json::to_value(view).ok(),
+fn condition_from(view: &ConditionView, field: &str) -> Result<Condition, Box<FieldError>> {
+    let refuse = |code: &str, message: String| {
+        Box::new(FieldError {
+            code: code.into(),
+            default_message: message,
+            field: Some(field.into()),
+            object_name: Some("flowCondition".into()),
+            rejected_value: serde_json::to_value(view).ok(),
+        })
     };
     if view.expression.is_some() {
         return Err(refuse(
@@ -361,13 +363,15 @@ fn step_input(
     account_id: u64,
     step: StepView,
     field: &str,
-) -> Result<(String, serde_json::Value, Option<ConditionView>), FieldError> {
-    let refuse = |code: &str, message: String| FieldError {
-        code: code.into(),
-        default_message: message,
-        field: Some(field.into()),
-        object_name: Some("flowStep".into()),
-        rejected_value: step.kind.clone().map(Into::into),
+) -> Result<(String, serde_json::Value, Option<ConditionView>), Box<FieldError>> {
+    let refuse = |code: &str, message: String| {
+        Box::new(FieldError {
+            code: code.into(),
+            default_message: message,
+            field: Some(field.into()),
+            object_name: Some("flowStep".into()),
+            rejected_value: step.kind.clone().map(Into::into),
+        })
     };
     if let Some(plugin) = step.plugin {
         let config = step.config.unwrap_or_else(|| json!({}));
@@ -456,7 +460,7 @@ async fn checked_steps(
         let (plugin, config, enabled_when) = match step_input(state, account_id, step, &field) {
             Ok(step) => step,
             Err(error) => {
-                errors.push(error);
+                errors.push(*error);
                 continue;
             }
         };
@@ -464,7 +468,7 @@ async fn checked_steps(
             Some(view) => match condition_from(&view, &format!("{field}.enabledWhen")) {
                 Ok(condition) => Some(condition),
                 Err(error) => {
-                    errors.push(error);
+                    errors.push(*error);
                     None
                 }
             },
@@ -774,7 +778,7 @@ pub async fn put_rules(
                     }
                     conditions.push(condition);
                 }
-                Err(error) => errors.push(error),
+                Err(error) => errors.push(*error),
             }
         }
         routing.rules.push(FlowRule {
