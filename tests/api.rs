@@ -171,7 +171,8 @@ fn a_submitted_message_is_readable_with_its_events() {
         .iter()
         .map(|event| event["type"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["SUBMITTED", "PROCESSED"]);
+    // Newest first, as Flowmailer lists a message's events.
+    assert_eq!(kinds, ["PROCESSED", "SUBMITTED"]);
 
     let body = server.store().body(&id).unwrap().unwrap();
     let parsed = sluice::message::Message::parse(body, crate::util::envelope()).unwrap();
@@ -303,15 +304,16 @@ fn simulate_runs_the_flow_and_stores_nothing() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let flow: Value = response.json().unwrap();
-    let rules: Value = api.get("flow_rules").send().unwrap().json().unwrap();
-    let response = api
-        .put("flow_rules")
-        .json(&json!({
-            "rules": [{"flowId": flow["id"], "conditions": [{"kind": "flow-selector", "equals": "sim"}]}],
-            "defaultFlowId": rules["defaultFlowId"],
-        }))
-        .send()
-        .unwrap();
+    // Flowmailer's list: the default flow last, with no conditions.
+    let mut rules: Vec<Value> = api.get("flow_rules").send().unwrap().json().unwrap();
+    rules.insert(
+        0,
+        json!({
+            "flow": {"id": flow["id"]},
+            "conditions": [{"type": "flowSelector", "matchType": "equals", "value": "sim"}],
+        }),
+    );
+    let response = api.put("flow_rules").json(&rules).send().unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
 
     let mut message = email("Hello");
@@ -328,6 +330,8 @@ fn simulate_runs_the_flow_and_stores_nothing() {
     assert_eq!(result["html"], "<b>hi</b>");
     assert_eq!(result["status"], "PROCESSED");
     assert_eq!(result["flowId"], flow["id"]);
+    assert_eq!(result["flow"]["id"], flow["id"]);
+    assert_eq!(result["flow"]["description"], "prefixed");
     assert!(server.store().messages_of(1).unwrap().is_empty());
 }
 
@@ -572,6 +576,9 @@ fn a_partial_source_update_keeps_the_settings_it_leaves_out() {
     let mut expected = settings.clone();
     expected["id"] = json!(id);
     expected["description"] = json!("office (renamed)");
+    // Flowmailer's names beside Sluice's: its source type, and requireTls as tlsRequired.
+    expected["type"] = json!("API");
+    expected["tlsRequired"] = json!(true);
     assert_eq!(response.json::<Value>().unwrap(), expected);
     assert_eq!(source_view(&api), expected);
 

@@ -25,6 +25,8 @@ fn reference_content_range(response: &Response) -> (String, String) {
 /// Pages through `path` as the SDK's loops do: `items=:COUNT`, then each answer's
 /// `Next-Range` as it is, until an answer has none. Returns every item.
 fn page_through(api: &Api, path: &str, count: usize) -> Vec<Value> {
+    // A message is its own reference; an event's reference is its place in time, not its id.
+    let ids_are_references = path.starts_with("messages");
     let mut range = format!("items=:{count}");
     let mut items = Vec::new();
     for _ in 0..1000 {
@@ -37,9 +39,8 @@ fn page_through(api: &Api, path: &str, count: usize) -> Vec<Value> {
             .map(|value| value.to_str().unwrap().to_string());
         let page: Vec<Value> = response.json().unwrap();
         assert!(page.len() <= count);
-        // Messages are their own references.
         if let (Some(head), Some(tail)) = (page.first(), page.last())
-            && head.get("id").is_some()
+            && ids_are_references
         {
             assert_eq!(head["id"], first.as_str());
             assert_eq!(tail["id"], last.as_str());
@@ -183,4 +184,728 @@ fn php_booleans_matrix_parameters_and_the_vendor_media_type_are_understood() {
         "application/vnd.flowmailer.v1.12+json"
     );
     assert_eq!(response.json::<Value>().unwrap()["id"], id.as_str());
+}
+
+/// Flowmailer's vendor media type, which every SDK request carries.
+const VENDOR: &str = "application/vnd.flowmailer.v1.12+json";
+
+/// A GET as the SDK sends it, answered 200 with JSON.
+fn sdk_get(api: &Api, path: &str) -> Value {
+    let response = api.get(path).header("Accept", VENDOR).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    assert_eq!(response.headers()["content-type"], VENDOR, "{path}");
+    response.json().unwrap()
+}
+
+/// The SDK's models type every identifier as a string and refuse a number: none may be one.
+fn assert_identifiers_are_strings(value: &Value, at: &str) {
+    match value {
+        Value::Object(members) => {
+            for (key, member) in members {
+                let names_an_id = key == "id" || (key.len() > 2 && key.ends_with("Id"));
+                assert!(
+                    !(names_an_id && member.is_number()),
+                    "{at}.{key} is a number: {member}"
+                );
+                assert_identifiers_are_strings(member, &format!("{at}.{key}"));
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| assert_identifiers_are_strings(item, &format!("{at}[]"))),
+        _ => {}
+    }
+}
+
+#[test]
+fn messages_and_their_events_come_in_the_sdk_s_shapes() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let mut message = email("Shapes");
+    message["headerFromName"] = "Shop".into();
+    message["headerToName"] = "Ann".into();
+    message["tags"] = serde_json::json!(["welcome"]);
+    let id = api.submit(message);
+    server.wait_until_done(&id);
+
+    let read = sdk_get(&api, &format!("messages/{id}"));
+    assert_identifiers_are_strings(&read, "message");
+    assert_eq!(read["id"], id.as_str());
+    assert_eq!(read["messageType"], "EMAIL");
+    assert_eq!(read["source"]["id"], "1");
+    assert!(read["source"]["description"].is_string(), "{read:#}");
+    assert!(read["flow"]["id"].is_string(), "{read:#}");
+    assert!(read["backendDone"].is_string(), "{read:#}");
+    assert_eq!(read["fromAddress"]["address"], "app@example.com");
+    assert_eq!(read["fromAddress"]["name"], "Shop");
+    assert_eq!(read["from"], "app@example.com");
+    assert_eq!(read["toAddressList"][0]["address"], "ann@example.net");
+    assert_eq!(read["toAddressList"][0]["name"], "Ann");
+    let headers = read["headersOut"].as_array().expect("headersOut");
+    assert!(
+        headers
+            .iter()
+            .any(|header| header["name"] == "Subject" && header["value"] == "Shapes"),
+        "{headers:?}"
+    );
+    assert!(read["messageIdHeader"].is_string(), "{read:#}");
+    assert_eq!(read["tags"], serde_json::json!(["welcome"]));
+    // Events newest first, each with its own id and the times Flowmailer gives.
+    let events = read["events"].as_array().unwrap();
+    assert_eq!(events.last().unwrap()["type"], "SUBMITTED");
+    for event in events {
+        assert_eq!(event["messageId"], id.as_str());
+        assert!(event["id"].as_str().unwrap().starts_with(&id));
+        assert!(event["received"].is_string() && event["inserted"].is_string());
+        assert!(event["snippet"].is_null() || event["snippet"].is_string());
+    }
+
+    // A list adds only what it is asked for, as PHP writes the booleans.
+    let plain = sdk_get(&api, "messages");
+    assert!(plain[0].get("headersOut").is_none() && plain[0].get("events").is_none());
+    let full = sdk_get(
+        &api,
+        "messages?addevents=1&addheaders=1&addonlinelink=1&addtags=1",
+    );
+    assert_eq!(full[0]["fromAddress"], read["fromAddress"]);
+    assert_eq!(full[0]["headersOut"], read["headersOut"]);
+    assert!(!full[0]["events"].as_array().unwrap().is_empty());
+
+    // The event list: the same events, with the message's tags when asked.
+    let listed = sdk_get(&api, "message_events?addmessagetags=true");
+    assert_identifiers_are_strings(&listed, "events");
+    assert!(listed.as_array().unwrap().len() >= events.len());
+    for event in listed.as_array().unwrap() {
+        assert_eq!(event["messageTags"], serde_json::json!(["welcome"]));
+    }
+
+    // Simulate names its flow as the SDK's SimulateMessageResult does.
+    let simulated: Value = api
+        .post("messages/simulate")
+        .header("Accept", VENDOR)
+        .json(&email("dry run"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(simulated["flow"]["id"], read["flow"]["id"]);
+    assert_eq!(simulated["messageType"], "EMAIL");
+
+    // Sluice's own clients keep numbers.
+    let sluice: Value = api
+        .get(&format!("messages/{id}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(sluice["source"]["id"], 1);
+}
+
+/// GETs `path` and PUTs the answer back unchanged: it must be taken and read back the same.
+fn read_and_write_back(api: &Api, path: &str) {
+    let before: Value = api.get(path).send().unwrap().json().unwrap();
+    let response = api.put(path).json(&before).send().unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{path}: {}",
+        response.text().unwrap()
+    );
+    let after: Value = api.get(path).send().unwrap().json().unwrap();
+    assert_eq!(after, before, "{path}");
+}
+
+#[test]
+fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let template: Value = api
+        .post("templates")
+        .json(&serde_json::json!({"name": "welcome", "subject": "Hi {{ name }}", "text": "x"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    // One flow as Sluice's clients write it, with a condition on a step.
+    let response = api
+        .post("flows")
+        .json(&serde_json::json!({
+            "description": "native",
+            "steps": [
+                {"plugin": "template", "config": {"template": "welcome"},
+                 "enabledWhen": {"type": "header", "matchType": "contains", "name": "X-Kind", "value": "news"}},
+                {"plugin": "tracking", "config": {"clicks": true, "opens": false}},
+                {"plugin": "archive", "config": {"retention": "P6M"}},
+                {"plugin": "dkim"},
+            ],
+            "expiryHours": 12,
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text()
+    );
+    let native: Value = response.json().unwrap();
+    assert_eq!(native["steps"][0]["type"], "template");
+    assert_eq!(native["steps"][0]["template"]["id"], template["id"]);
+    assert_eq!(native["steps"][2]["archive"]["retention"], "P6M");
+    // One as the SDK writes it: Flowmailer's typed steps, no plugin named.
+    let response = api
+        .post("flows")
+        .json(&serde_json::json!({
+            "description": "typed",
+            "templateId": "1",
+            "steps": [
+                {"type": "template", "template": {"id": template["id"].to_string()}},
+                {"type": "openTracking"},
+                {"type": "archive", "archive": {"retention": "P1M", "onlineLink": true}},
+            ],
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text()
+    );
+    let typed: Value = response.json().unwrap();
+    assert_eq!(typed["steps"][0]["plugin"], "template");
+    assert_eq!(typed["steps"][0]["config"]["template"], "welcome");
+    assert_eq!(typed["steps"][2]["config"]["retention"], "P1M");
+    // A step type Sluice has no built-in for is refused, by name.
+    let response = api
+        .post("flows")
+        .json(&serde_json::json!({"description": "ldap", "steps": [{"type": "ldapSearch"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let refused = response.text().unwrap();
+    assert!(
+        refused.contains("notSupported") && refused.contains("ldapSearch"),
+        "{refused}"
+    );
+
+    // Rules with every kind of condition, in Flowmailer's list shape.
+    let source = api.get("sources").send().unwrap().json::<Value>().unwrap()[0]["id"].clone();
+    let mut rules: Vec<Value> = api.get("flow_rules").send().unwrap().json().unwrap();
+    let default_flow = rules.last().unwrap()["flow"]["id"].clone();
+    rules.insert(
+        0,
+        serde_json::json!({
+            "flow": {"id": native["id"]},
+            "conditions": [
+                {"type": "source", "matchType": "equals", "value": source.to_string()},
+                {"type": "flowSelector", "matchType": "equals", "value": "news"},
+                {"type": "sender", "matchType": "pattern", "value": "*@example.com"},
+                {"type": "header", "matchType": "exists", "name": "X-Campaign"},
+                {"type": "data", "matchType": "equals", "name": "/order/total", "value": "12"},
+            ],
+        }),
+    );
+    rules.insert(
+        1,
+        serde_json::json!({"flow": {"id": typed["id"]}, "conditions": [
+        {"type": "header", "matchType": "equals", "name": "X-Kind", "value": "typed"}]}),
+    );
+    let response = api.put("flow_rules").json(&rules).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+    let stored: Vec<Value> = api.get("flow_rules").send().unwrap().json().unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[2]["flow"]["id"], default_flow);
+    assert_eq!(stored[0]["flow"]["description"], "native");
+
+    // Everything read back and written back unchanged.
+    let flows: Vec<Value> = api.get("flows").send().unwrap().json().unwrap();
+    assert!(flows.len() >= 3);
+    for flow in &flows {
+        read_and_write_back(&api, &format!("flows/{}", flow["id"]));
+    }
+    read_and_write_back(&api, "flow_rules");
+    let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
+    for source in &sources {
+        let path = format!("sources/{}", source["id"]);
+        let response = api.put(&path).json(source).send().unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+        assert_eq!(&response.json::<Value>().unwrap(), source);
+    }
+
+    // The SDK's own round trip: it keeps only the fields its models have, ids as strings.
+    let as_sdk_reads = sdk_get(&api, &format!("flows/{}", typed["id"]));
+    assert_identifiers_are_strings(&as_sdk_reads, "flow");
+    let sdk_fields: Vec<Value> = as_sdk_reads["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            let mut kept = serde_json::Map::new();
+            for field in ["type", "template", "archive"] {
+                if let Some(value) = step.get(field) {
+                    kept.insert(field.into(), value.clone());
+                }
+            }
+            Value::Object(kept)
+        })
+        .collect();
+    let response = api
+        .put(&format!("flows/{}", typed["id"]))
+        .json(&serde_json::json!({"id": as_sdk_reads["id"], "description": "typed", "steps": sdk_fields}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+    assert_eq!(response.json::<Value>().unwrap()["steps"], typed["steps"]);
+
+    // Another account can neither read these nor point its rules at them.
+    let other = crate::util::second_account(&server);
+    for path in [
+        format!("flows/{}", native["id"]),
+        format!("flows/{}/messages", native["id"]),
+    ] {
+        assert_eq!(
+            other.get(&path).send().unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let own: Value = other
+        .post("flows")
+        .json(&serde_json::json!({"description": "own", "steps": []}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let response = other
+        .put("flow_rules")
+        .json(&serde_json::json!([
+            {"flow": {"id": native["id"]}, "conditions": [{"type": "flowSelector", "value": "x"}]},
+            {"flow": {"id": own["id"]}},
+        ]))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().unwrap().contains("unknownFlow"));
+    let response = other
+        .put("flow_rules")
+        .json(&serde_json::json!([
+            {"flow": {"id": own["id"]}, "conditions": [{"type": "source", "value": source.to_string()}]},
+            {"flow": {"id": own["id"]}},
+        ]))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().unwrap().contains("unknownSource"));
+}
+
+#[test]
+fn the_narrower_message_lists_choose_their_messages_and_keep_to_their_account() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let mut tagged = email("tagged");
+    tagged["tags"] = serde_json::json!(["invoice"]);
+    tagged["recipientAddress"] = "bob@example.net".into();
+    let bob = api.submit(tagged);
+    let ann = api.submit(email("plain"));
+    server.wait_until_done(&bob);
+    server.wait_until_done(&ann);
+    let ids = |path: &str| -> Vec<String> {
+        sdk_get(&api, path)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|message| message["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("recipient/BOB@example.net/messages"), [bob.as_str()]);
+    assert_eq!(ids("tag/invoice/messages"), [bob.as_str()]);
+    assert_eq!(
+        ids("sender/app@example.com/messages"),
+        [ann.clone(), bob.clone()]
+    );
+    assert_eq!(ids("sources/1/messages"), [ann.clone(), bob.clone()]);
+    let flow = sdk_get(&api, &format!("messages/{ann}"))["flow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ids(&format!("flows/{flow}/messages")),
+        [ann.clone(), bob.clone()]
+    );
+    assert_eq!(
+        ids("sender/app@example.com/messages;daterange=2000-01-01T00:00:00Z,2000-01-02T00:00:00Z"),
+        Vec::<String>::new()
+    );
+    // Paged by reference like every list.
+    let first = api
+        .get("sources/1/messages")
+        .header("Range", "items=:1")
+        .send()
+        .unwrap();
+    assert!(first.headers().get("next-range").is_some());
+    // Nothing bounced and nothing is held.
+    assert!(ids("undeliveredmessages").is_empty());
+    assert!(sdk_get(&api, "message_hold").as_array().unwrap().is_empty());
+    assert_eq!(
+        api.get(&format!("message_hold/{ann}"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Another account sees none of it: its token on these paths is refused, and the first
+    // account's source and flow are unknown on its own paths.
+    let other = crate::util::second_account(&server);
+    for path in [
+        "recipient/bob@example.net/messages",
+        "tag/invoice/messages",
+        "undeliveredmessages",
+        "message_hold",
+    ] {
+        let response = other
+            .http
+            .get(api.url(path))
+            .bearer_auth(&other.token)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    for path in [
+        "sources/1/messages".to_string(),
+        format!("flows/{flow}/messages"),
+    ] {
+        assert_eq!(
+            other.get(&path).send().unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let theirs: Vec<Value> = other
+        .get("recipient/bob@example.net/messages")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(theirs.is_empty());
+}
+
+/// One call of the compatibility table in `docs/flowmailer-compatibility.md`.
+struct TableRow {
+    method: reqwest::Method,
+    path: String,
+    support: String,
+}
+
+fn compatibility_table() -> Vec<TableRow> {
+    let table = include_str!("../docs/flowmailer-compatibility.md");
+    table
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let method = match *cells.get(1)? {
+                "GET" => reqwest::Method::GET,
+                "POST" => reqwest::Method::POST,
+                "PUT" => reqwest::Method::PUT,
+                "DELETE" => reqwest::Method::DELETE,
+                _ => return None,
+            };
+            Some(TableRow {
+                method,
+                path: cells.get(2)?.to_string(),
+                support: cells.get(3)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_sdk_call_answers_as_this_table_says() {
+    let rows = compatibility_table();
+    // Every call of the SDK's src/Endpoints.php, once.
+    assert_eq!(rows.len(), 73);
+    let distinct: HashSet<(String, String)> = rows
+        .iter()
+        .map(|row| (row.method.to_string(), row.path.clone()))
+        .collect();
+    assert_eq!(distinct.len(), 73);
+    let tally = |support: &str| rows.iter().filter(|row| row.support == support).count();
+    let counts = format!(
+        "Counts: {} supported, {} partly, {} not.",
+        tally("supported"),
+        tally("partly"),
+        tally("not")
+    );
+    assert!(
+        include_str!("../docs/flowmailer-compatibility.md").contains(&counts),
+        "the table's counts line should read {counts:?}"
+    );
+
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let message = api.submit(email("walked"));
+    server.wait_until_done(&message);
+    let flow = sdk_get(&api, &format!("messages/{message}"))["flow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created = |path: &str, body: Value| -> String {
+        let response = api.post(path).json(&body).send().unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{path}");
+        response.json::<Value>().unwrap()["id"].to_string()
+    };
+    let domain = created(
+        "sender_domains",
+        serde_json::json!({"senderDomain": "walk.example"}),
+    );
+    let filter = created(
+        "filters",
+        serde_json::json!({"address": "gone@example.net"}),
+    );
+    let template = created(
+        "templates",
+        serde_json::json!({"name": "walk", "text": "x"}),
+    );
+    let other = crate::util::second_account(&server);
+
+    let concrete = |path: &str| -> String {
+        let id = if path.contains("/sender_domains/") {
+            domain.as_str()
+        } else if path.contains("/event_flows/") {
+            "1"
+        } else {
+            message.as_str()
+        };
+        path.replace("{account}", "1")
+            .replace("{id}", id)
+            .replace("{flow}", &flow)
+            .replace("{source}", "1")
+            .replace("{filter}", &filter)
+            .replace("{template}", &template)
+            .replace("{client}", "walk-client")
+            .replace("{user}", "walk-user")
+            .replace("{address}", "ann@example.net")
+            .replace("{domain}", "walk.example")
+            .replace("{tag}", "walk")
+            .replace("{step}", "1")
+            .replace("{content}", "1")
+    };
+    // Deletions last, so the calls before them find what they name.
+    let mut ordered: Vec<&TableRow> = rows.iter().collect();
+    ordered.sort_by_key(|row| row.method == reqwest::Method::DELETE);
+    for row in ordered {
+        let path = concrete(&row.path);
+        let request = |as_who: &Api| {
+            let mut request = as_who
+                .http
+                .request(row.method.clone(), format!("{}{path}", api.base))
+                .bearer_auth(&as_who.token)
+                .header("Accept", VENDOR)
+                .header("Range", "items=:10");
+            if matches!(row.method, reqwest::Method::POST | reqwest::Method::PUT) {
+                request = request.json(&serde_json::json!({}));
+            }
+            request.send().unwrap()
+        };
+        // Another account's token is refused on every call of the account.
+        if row.path.contains("{account}") {
+            let response = request(&other);
+            assert_eq!(
+                response.status(),
+                StatusCode::FORBIDDEN,
+                "{} {path}",
+                row.method
+            );
+        }
+        let response = request(&api);
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        let code = body["allErrors"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        match row.support.as_str() {
+            "supported" | "partly" => {
+                assert!(
+                    status != StatusCode::METHOD_NOT_ALLOWED
+                        && status != StatusCode::NOT_IMPLEMENTED
+                        && !status.is_server_error()
+                        // A 404 names what is missing; a route that is missing names nothing.
+                        && (status != StatusCode::NOT_FOUND || code == "notFound"),
+                    "{} {path}: {status} {body}",
+                    row.method
+                );
+            }
+            "not" => {
+                assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{} {path}", row.method);
+                assert_eq!(code, "notSupported", "{} {path}", row.method);
+                assert!(
+                    body["allErrors"][0]["defaultMessage"]
+                        .as_str()
+                        .is_some_and(|message| message.len() > 20),
+                    "{body}"
+                );
+            }
+            other => panic!("unknown support {other:?} for {path}"),
+        }
+    }
+}
+
+#[test]
+fn statistics_count_events_per_interval_and_keep_to_their_account() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let first = api.submit(email("one"));
+    let second = api.submit(email("two"));
+    server.wait_until_done(&first);
+    server.wait_until_done(&second);
+    let flow = sdk_get(&api, &format!("messages/{first}"))["flow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let range = "daterange=2000-01-01T00:00:00Z,2100-01-01T00:00:00Z";
+    let processed = |stats: &Value| -> u64 {
+        let sets = stats["list"].as_array().unwrap();
+        let set = sets.iter().find(|set| set["name"] == "processed").unwrap();
+        set["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|sample| sample["value"].as_u64().unwrap())
+            .sum()
+    };
+    // A century in 100 intervals of a bit over a year.
+    let interval = 3_155_760_000u64 / 100 + 1;
+    let account = sdk_get(&api, &format!("messagestats;{range}?interval={interval}"));
+    assert_eq!(processed(&account), 2, "{account:#}");
+    assert_eq!(account["list"][0]["samples"].as_array().unwrap().len(), 100);
+    let by_flow = sdk_get(
+        &api,
+        &format!("flows/{flow}/stats;{range};interval={interval}"),
+    );
+    assert_eq!(processed(&by_flow), 2);
+    let by_source = sdk_get(
+        &api,
+        &format!("sources/1/stats;{range};interval={interval}"),
+    );
+    assert_eq!(processed(&by_source), 2);
+    let none = sdk_get(
+        &api,
+        &format!("messagestats;{range};flow_ids=999999?interval={interval}"),
+    );
+    assert_eq!(processed(&none), 0);
+    // Unbounded asks are refused, not cut short.
+    for path in [
+        "messagestats".to_string(),
+        format!("messagestats;{range}?interval=60"),
+    ] {
+        assert_eq!(
+            api.get(&path).send().unwrap().status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    let other = crate::util::second_account(&server);
+    for path in [
+        format!("flows/{flow}/stats;{range}"),
+        format!("sources/1/stats;{range}"),
+    ] {
+        assert_eq!(
+            other.get(&path).send().unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let response = api
+        .post("sources/1/users")
+        .header("Accept", VENDOR)
+        .json(&serde_json::json!({"username": "shop-smtp", "password": "correct horse battery", "protocol": "SMTP"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let made: Value = response.json().unwrap();
+    assert_identifiers_are_strings(&made, "user");
+    assert_eq!(made["id"], "shop-smtp");
+    assert_eq!(made["sourceId"], "1");
+    assert_eq!(made["password"], "correct horse battery");
+    // A made-up password when none is given, shown once; never again.
+    let generated: Value = api
+        .post("sources/1/users")
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(generated["password"].as_str().unwrap().len() >= 24);
+    let listed = sdk_get(&api, "sources/1/users");
+    let names: HashSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["username"].as_str().unwrap())
+        .collect();
+    assert!(names.contains("shop-smtp") && names.contains(generated["id"].as_str().unwrap()));
+    assert!(listed.to_string().find("password").is_none(), "{listed}");
+    assert_eq!(
+        sdk_get(&api, "sources/1/users/shop-smtp")["protocol"],
+        "SMTP"
+    );
+    // Refused: a short password, another protocol, a taken name.
+    for body in [
+        serde_json::json!({"password": "short"}),
+        serde_json::json!({"protocol": "SMPP"}),
+    ] {
+        let response = api.post("sources/1/users").json(&body).send().unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    let taken = api
+        .post("sources/1/users")
+        .json(&serde_json::json!({"username": "shop-smtp"}))
+        .send()
+        .unwrap();
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+
+    // Another account neither sees nor removes them.
+    let other = crate::util::second_account(&server);
+    for path in ["sources/1/users", "sources/1/users/shop-smtp"] {
+        assert_eq!(
+            other.get(path).send().unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let theirs: Vec<Value> = other.get("sources").send().unwrap().json().unwrap();
+    let their_source = theirs[0]["id"].clone();
+    assert_eq!(
+        other
+            .http
+            .delete(other.url(&format!("sources/{their_source}/users/shop-smtp")))
+            .bearer_auth(&other.token)
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let removed = api
+        .http
+        .delete(api.url("sources/1/users/shop-smtp"))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert!(server.store().credential("shop-smtp").unwrap().is_none());
+    assert_eq!(
+        api.get("sources/1/users/shop-smtp")
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
+use super::dialect::Dialect;
 use super::error::ApiError;
 use crate::message::{Envelope, Message};
 use crate::store::MessageRecord;
@@ -20,6 +21,16 @@ pub struct ArchiveQuery {
     /// `eml` answers the archived message itself (message/rfc822).
     #[serde(default)]
     format: Option<String>,
+    /// Adds the submitted JSON data.
+    #[serde(default, deserialize_with = "super::parameters::flexible_bool")]
+    adddata: bool,
+    /// Attachments are listed without their content; accepted so the SDK's requests are.
+    #[serde(
+        default,
+        deserialize_with = "super::parameters::flexible_bool",
+        rename = "addattachments"
+    )]
+    _addattachments: bool,
 }
 
 /// An attachment of the archived message.
@@ -36,6 +47,12 @@ pub struct ArchivedAttachment {
 #[serde(rename_all = "camelCase")]
 pub struct ArchiveView {
     message_id: String,
+    message_type: &'static str,
+    /// The archive keeps the copy for viewing online.
+    online_version: bool,
+    /// The submitted JSON data (`adddata=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
     subject: Option<String>,
     html: Option<String>,
     text: Option<String>,
@@ -59,6 +76,7 @@ pub async fn get(
     Path((account_id, id)): Path<(u64, String)>,
     Query(query): Query<ArchiveQuery>,
     caller: Caller,
+    dialect: Dialect,
 ) -> Result<Response, ApiError> {
     caller.require(account_id)?;
     let record = state
@@ -78,9 +96,13 @@ pub async fn get(
         );
         return Ok(response);
     }
+    let data = query.adddata.then(|| record.data.clone()).flatten();
     let message = archived_message(&record, raw)?;
-    Ok(Json(ArchiveView {
+    let archive = ArchiveView {
         message_id: id.clone(),
+        message_type: "EMAIL",
+        online_version: true,
+        data,
         subject: message.header("Subject"),
         html: message.html(),
         text: message.text(),
@@ -96,8 +118,12 @@ pub async fn get(
         online_link: state.links.online_url(&id),
         stored_on: iso8601(entry.stored_at),
         expires_on: iso8601(entry.expires_at),
+    };
+    // Flowmailer answers a list: one archive per archiving step (Sluice keeps one).
+    Ok(match dialect {
+        Dialect::Flowmailer => Json(vec![archive]).into_response(),
+        Dialect::Sluice => Json(archive).into_response(),
     })
-    .into_response())
 }
 
 /// The page's policy: the archived html may show images and its own styles, but runs no

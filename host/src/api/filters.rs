@@ -19,7 +19,12 @@ use crate::timestamp::iso8601;
 #[serde(rename_all = "camelCase")]
 pub struct FilterView {
     id: u64,
+    account_id: u64,
+    /// The filtered address (Flowmailer's name).
+    address: String,
+    /// The same address (Sluice's earlier name, kept for its clients).
     recipient_address: String,
+    message_type: &'static str,
     reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_id: Option<String>,
@@ -32,7 +37,10 @@ impl From<FilterEntry> for FilterView {
     fn from(entry: FilterEntry) -> Self {
         Self {
             id: entry.id,
+            account_id: entry.account_id,
+            address: entry.address.clone(),
             recipient_address: entry.address,
+            message_type: "EMAIL",
             reason: entry.reason,
             message_id: entry.message_id,
             snippet: entry.detail,
@@ -75,6 +83,7 @@ pub async fn list(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterInput {
+    #[serde(alias = "address")]
     recipient_address: String,
     #[serde(default)]
     reason: Option<String>,

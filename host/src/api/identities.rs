@@ -32,12 +32,18 @@ pub struct IdentityInput {
 #[serde(rename_all = "camelCase")]
 pub struct IdentityView {
     id: u64,
+    /// The domain (Sluice's name).
     domain: String,
+    /// The same domain (Flowmailer's name).
+    sender_domain: String,
+    /// The domain its tracking and online links use, once published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    web_domain: Option<String>,
     selector: String,
     algorithm: KeyAlgorithm,
     created_on: String,
     /// The records to publish, with what DNS answered at the last check.
-    dns_records: Vec<RecordCheck>,
+    dns_records: Vec<DnsRecordView>,
     /// All required records were found at the last check.
     validated: bool,
     /// When the records were last checked.
@@ -57,16 +63,62 @@ fn view(state: &ApiState, identity: SenderIdentity) -> IdentityView {
         ),
         None => (expected_records(config, &identity), false, None),
     };
+    let checked = identity.validation.is_some();
+    let web_domain = dns_records
+        .iter()
+        .find(|record| record.purpose == "web-domain")
+        .map(|record| record.name.clone());
     IdentityView {
         id: identity.id,
+        sender_domain: identity.domain.clone(),
+        web_domain,
         domain: identity.domain,
         selector: identity.selector,
         algorithm: identity.algorithm,
         created_on: iso8601(identity.created_at),
-        dns_records,
+        dns_records: dns_records
+            .into_iter()
+            .map(|record| record_view(record, checked))
+            .collect(),
         validated,
         validated_on,
         return_path_domain,
+    }
+}
+
+/// A record to publish (Flowmailer's `DnsRecord`: `type`, `name`, `value`, `status`,
+/// `errorMessages`), with Sluice's `purpose`, `required`, `found` and `ok`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsRecordView {
+    #[serde(flatten)]
+    check: RecordCheck,
+    /// UNKNOWN before a check, OK or ERROR after.
+    status: &'static str,
+    error_messages: Vec<String>,
+}
+
+fn record_view(check: RecordCheck, checked: bool) -> DnsRecordView {
+    let (status, error_messages) = match (checked, check.ok) {
+        (false, _) => ("UNKNOWN", Vec::new()),
+        (true, true) => ("OK", Vec::new()),
+        (true, false) if check.found.is_empty() => (
+            "ERROR",
+            vec![format!("no {} record found at {}", check.kind, check.name)],
+        ),
+        (true, false) => (
+            "ERROR",
+            vec![format!(
+                "{} has {} instead of the expected value",
+                check.name,
+                check.found.join(", ")
+            )],
+        ),
+    };
+    DnsRecordView {
+        check,
+        status,
+        error_messages,
     }
 }
 
@@ -180,11 +232,39 @@ pub async fn validate(
     caller: Caller,
 ) -> Result<Json<IdentityView>, ApiError> {
     caller.require(account_id)?;
-    let mut identity = own_identity(&state, account_id, identity_id)?;
+    let identity = own_identity(&state, account_id, identity_id)?;
+    Ok(Json(validated(&state, identity).await?))
+}
+
+/// `DELETE /{account}/sender_identities/{id}`.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account_id, identity_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    let identity = own_identity(&state, account_id, identity_id)?;
+    state.store.delete_identity(identity).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query options of a sender domain read.
+#[derive(Deserialize)]
+pub struct DomainQuery {
+    /// Look the records up in DNS now, as `validate` does.
+    #[serde(default, deserialize_with = "super::parameters::flexible_bool")]
+    validate: bool,
+}
+
+/// Checks an identity's records in DNS now and keeps the result.
+async fn validated(
+    state: &ApiState,
+    mut identity: SenderIdentity,
+) -> Result<IdentityView, ApiError> {
     let validation = crate::dkim::validate(state.dkim.config(), &identity, &state.resolver).await;
     identity.validation = Some(validation);
     match state.store.update_identity(identity.clone()).await {
-        Ok(()) => Ok(Json(view(&state, identity))),
+        Ok(()) => Ok(view(state, identity)),
         Err(StoreError::Conflict(_)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "domainTaken",
@@ -198,14 +278,49 @@ pub async fn validate(
     }
 }
 
-/// `DELETE /{account}/sender_identities/{id}`.
-pub async fn delete(
+/// `GET /{account}/sender_domains/by_domain/{domain}` (`?validate=true` checks DNS first).
+pub async fn by_domain(
     State(state): State<ApiState>,
-    Path((account_id, identity_id)): Path<(u64, u64)>,
+    Path((account_id, domain)): Path<(u64, String)>,
+    axum::extract::Query(query): axum::extract::Query<DomainQuery>,
     caller: Caller,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<IdentityView>, ApiError> {
     caller.require(account_id)?;
-    let identity = own_identity(&state, account_id, identity_id)?;
-    state.store.delete_identity(identity).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let domain = checked_domain(&domain)?;
+    let identity = state
+        .store
+        .identity_for_domain(account_id, &domain)?
+        .ok_or_else(|| ApiError::not_found("sender domain"))?;
+    if query.validate {
+        return Ok(Json(validated(&state, identity).await?));
+    }
+    Ok(Json(view(&state, identity)))
+}
+
+/// The body of `POST /{account}/sender_domains/validate` (Flowmailer's `SenderDomain`; only
+/// `senderDomain` is read: Sluice chooses the return-path and web domains itself).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidateInput {
+    #[serde(alias = "domain")]
+    sender_domain: String,
+}
+
+/// `POST /{account}/sender_domains/validate`: checks the DNS records of the account's identity
+/// for `senderDomain`. Flowmailer also checks a domain it has no identity for; Sluice makes the
+/// DKIM key when the identity is added, so there is nothing to check before that (404).
+pub async fn validate_domain(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<IdentityView>, ApiError> {
+    caller.require(account_id)?;
+    let input: ValidateInput = parse_json(&body)?;
+    let domain = checked_domain(&input.sender_domain)?;
+    let identity = state
+        .store
+        .identity_for_domain(account_id, &domain)?
+        .ok_or_else(|| ApiError::not_found("sender domain (add it first: POST sender_domains)"))?;
+    Ok(Json(validated(&state, identity).await?))
 }

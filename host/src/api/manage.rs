@@ -1,4 +1,4 @@
-//! Managing an account: sources and their credentials, flows, flow rules and plugins.
+//! Managing an account: sources and their credentials, and plugins (flows are in `flows`).
 
 use std::sync::Arc;
 
@@ -10,11 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, FieldError};
+use super::error::ApiError;
 use super::messages::parse_json;
-use crate::flow::rules::{Condition, FlowRule, Routing};
 use crate::plugin::Grants;
-use crate::store::{CredentialKind, Flow, Flowstep, Source};
+use crate::store::{CredentialKind, Source};
 
 /// A source as the API shows it.
 #[derive(Debug, Serialize)]
@@ -22,10 +21,16 @@ use crate::store::{CredentialKind, Flow, Flowstep, Source};
 pub struct SourceView {
     id: u64,
     description: String,
+    /// Flowmailer's source type, which its clients require; a Sluice source takes both SMTP
+    /// and the API, and is shown as `API`.
+    #[serde(rename = "type")]
+    kind: &'static str,
     /// `null`: any address may use the source; `[]`: none may.
     allowed_networks: Option<Vec<IpNet>>,
     max_message_size: usize,
     require_tls: bool,
+    /// The same as `requireTls`, as Flowmailer names it.
+    tls_required: bool,
     allow_plain_auth: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     feedback_address: Option<String>,
@@ -39,6 +44,13 @@ pub struct SourceInput {
     /// Ignored: the path names the source (accepted so a view can be sent back as it is).
     #[serde(default, rename = "id")]
     _id: Option<serde::de::IgnoredAny>,
+    /// Ignored: every Sluice source takes SMTP and the API (accepted as Flowmailer's clients
+    /// send it).
+    #[serde(default, rename = "type")]
+    _kind: Option<serde::de::IgnoredAny>,
+    /// Flowmailer's name of `requireTls`; when both are given they must agree.
+    #[serde(default)]
+    tls_required: Option<bool>,
     #[serde(default)]
     description: Option<String>,
     /// Left out or `null` on `POST`: no restriction. `null` on `PUT` lifts the restriction;
@@ -65,9 +77,11 @@ impl From<Source> for SourceView {
         Self {
             id: source.id,
             description: source.name,
+            kind: "API",
             allowed_networks: source.allowed_networks,
             max_message_size: source.max_message_bytes,
             require_tls: source.require_tls,
+            tls_required: source.require_tls,
             allow_plain_auth: source.allow_plain_auth,
             feedback_address: source.feedback_address,
         }
@@ -108,6 +122,21 @@ pub async fn create_source(
         .create_source(source_from(defaults, parse_json(&body)?)?)
         .await?;
     Ok((StatusCode::CREATED, Json(source.into())))
+}
+
+/// `GET /{account}/sources/{id}`.
+pub async fn get_source(
+    State(state): State<ApiState>,
+    Path((account_id, source_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<Json<SourceView>, ApiError> {
+    caller.require(account_id)?;
+    let source = state
+        .store
+        .source(source_id)?
+        .filter(|source| source.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    Ok(Json(source.into()))
 }
 
 /// `PUT /{account}/sources/{id}`: changes the settings given and keeps the others; its
@@ -162,8 +191,17 @@ fn source_from(mut source: Source, input: SourceInput) -> Result<Source, ApiErro
     if let Some(size) = input.max_message_size {
         source.max_message_bytes = size;
     }
-    if let Some(require_tls) = input.require_tls {
-        source.require_tls = require_tls;
+    match (input.require_tls, input.tls_required) {
+        (Some(sluice), Some(flowmailer)) if sluice != flowmailer => {
+            return Err(ApiError::field(
+                "tlsRequired",
+                "invalidValue",
+                "requireTls and tlsRequired are one setting and must agree",
+                Some(serde_json::json!(flowmailer)),
+            ));
+        }
+        (Some(require_tls), _) | (None, Some(require_tls)) => source.require_tls = require_tls,
+        (None, None) => {}
     }
     if let Some(allow_plain_auth) = input.allow_plain_auth {
         source.allow_plain_auth = allow_plain_auth;
@@ -227,274 +265,6 @@ pub async fn create_credential(
             secret,
         }),
     ))
-}
-
-/// A flow as the API takes it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FlowInput {
-    description: String,
-    #[serde(default)]
-    steps: Vec<StepInput>,
-    /// Hours a message may keep failing temporarily before it soft-bounces.
-    #[serde(default)]
-    expiry_hours: Option<u64>,
-}
-
-/// A flow step as the API takes it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StepInput {
-    /// The sha256 of an uploaded plugin, or the name of an operator's plugin.
-    plugin: String,
-    #[serde(default)]
-    config: Option<serde_json::Value>,
-    #[serde(default)]
-    enabled_when: Option<Condition>,
-}
-
-/// A flow as the API shows it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FlowView {
-    id: u64,
-    description: String,
-    steps: Vec<Flowstep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expiry_hours: Option<u64>,
-}
-
-impl From<Flow> for FlowView {
-    fn from(flow: Flow) -> Self {
-        Self {
-            id: flow.id,
-            description: flow.name,
-            steps: flow.steps,
-            expiry_hours: flow.expiry_hours,
-        }
-    }
-}
-
-/// Checks that every step names a plugin this account may use and that the step accepts its
-/// configuration: a bad configuration is refused here, not discovered when mail flows.
-async fn checked_steps(
-    state: &ApiState,
-    account_id: u64,
-    steps: Vec<StepInput>,
-) -> Result<Vec<Flowstep>, ApiError> {
-    let mut errors = Vec::new();
-    let mut checked = Vec::new();
-    for (index, step) in steps.into_iter().enumerate() {
-        let config = step.config.unwrap_or_else(|| serde_json::json!({}));
-        let usable = state.plugins.get(&step.plugin).is_some()
-            || state.store.owns_plugin(account_id, &step.plugin)?;
-        if !usable {
-            errors.push(FieldError {
-                code: "unknownPlugin".into(),
-                default_message:
-                    "no plugin of this account or the operator has this sha256 or name".into(),
-                field: Some(format!("steps[{index}].plugin")),
-                object_name: Some("flow".into()),
-                rejected_value: Some(step.plugin.clone().into()),
-            });
-        } else if let Err(reason) = state
-            .pipeline
-            .check_step(account_id, &step.plugin, &config)
-            .await
-        {
-            errors.push(FieldError {
-                code: "invalidConfig".into(),
-                default_message: reason,
-                field: Some(format!("steps[{index}].config")),
-                object_name: Some("flow".into()),
-                rejected_value: Some(config.clone()),
-            });
-        }
-        checked.push(Flowstep {
-            plugin: step.plugin,
-            config,
-            enabled_when: step.enabled_when,
-        });
-    }
-    if errors.is_empty() {
-        Ok(checked)
-    } else {
-        Err(ApiError::fields(errors))
-    }
-}
-
-/// The longest a flow may let its messages keep failing: 30 days.
-const MAX_EXPIRY_HOURS: u64 = 30 * 24;
-
-fn check_expiry(hours: Option<u64>) -> Result<(), ApiError> {
-    match hours {
-        Some(hours) if hours == 0 || hours > MAX_EXPIRY_HOURS => Err(ApiError::field(
-            "expiryHours",
-            "invalidExpiry",
-            format!("1 to {MAX_EXPIRY_HOURS} hours"),
-            Some(hours.into()),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// `GET /{account}/flows`.
-pub async fn list_flows(
-    State(state): State<ApiState>,
-    Path(account_id): Path<u64>,
-    caller: Caller,
-) -> Result<Json<Vec<FlowView>>, ApiError> {
-    caller.require(account_id)?;
-    let flows = state.store.flows_of(account_id)?;
-    Ok(Json(flows.into_iter().map(FlowView::from).collect()))
-}
-
-/// `POST /{account}/flows`.
-pub async fn create_flow(
-    State(state): State<ApiState>,
-    Path(account_id): Path<u64>,
-    caller: Caller,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<FlowView>), ApiError> {
-    caller.require(account_id)?;
-    let input: FlowInput = parse_json(&body)?;
-    check_expiry(input.expiry_hours)?;
-    let steps = checked_steps(&state, account_id, input.steps).await?;
-    let flow = state
-        .store
-        .create_flow(Flow {
-            id: 0,
-            account_id,
-            name: input.description,
-            steps,
-            expiry_hours: input.expiry_hours,
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(flow.into())))
-}
-
-fn own_flow(state: &ApiState, account_id: u64, flow_id: u64) -> Result<Flow, ApiError> {
-    state
-        .store
-        .flow(flow_id)?
-        .filter(|flow| flow.account_id == account_id)
-        .ok_or_else(|| ApiError::not_found("flow"))
-}
-
-/// `GET /{account}/flows/{id}`.
-pub async fn get_flow(
-    State(state): State<ApiState>,
-    Path((account_id, flow_id)): Path<(u64, u64)>,
-    caller: Caller,
-) -> Result<Json<FlowView>, ApiError> {
-    caller.require(account_id)?;
-    Ok(Json(own_flow(&state, account_id, flow_id)?.into()))
-}
-
-/// `PUT /{account}/flows/{id}`.
-pub async fn update_flow(
-    State(state): State<ApiState>,
-    Path((account_id, flow_id)): Path<(u64, u64)>,
-    caller: Caller,
-    body: axum::body::Bytes,
-) -> Result<Json<FlowView>, ApiError> {
-    caller.require(account_id)?;
-    own_flow(&state, account_id, flow_id)?;
-    let input: FlowInput = parse_json(&body)?;
-    check_expiry(input.expiry_hours)?;
-    let flow = Flow {
-        id: flow_id,
-        account_id,
-        name: input.description,
-        steps: checked_steps(&state, account_id, input.steps).await?,
-        expiry_hours: input.expiry_hours,
-    };
-    state.store.update_flow(flow.clone()).await?;
-    Ok(Json(flow.into()))
-}
-
-/// Flow rules as the API shows and takes them.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RoutingView {
-    rules: Vec<RuleView>,
-    default_flow_id: u64,
-}
-
-/// One rule.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RuleView {
-    flow_id: u64,
-    #[serde(default)]
-    conditions: Vec<Condition>,
-}
-
-/// `GET /{account}/flow_rules`.
-pub async fn get_rules(
-    State(state): State<ApiState>,
-    Path(account_id): Path<u64>,
-    caller: Caller,
-) -> Result<Json<RoutingView>, ApiError> {
-    caller.require(account_id)?;
-    let routing = state
-        .store
-        .routing(account_id)?
-        .ok_or_else(|| ApiError::not_found("flow rules"))?;
-    Ok(Json(RoutingView {
-        rules: routing
-            .rules
-            .into_iter()
-            .map(|rule| RuleView {
-                flow_id: rule.flow_id,
-                conditions: rule.conditions,
-            })
-            .collect(),
-        default_flow_id: routing.default_flow_id,
-    }))
-}
-
-/// `PUT /{account}/flow_rules`: replaces the rules; every flow must be the account's own.
-pub async fn put_rules(
-    State(state): State<ApiState>,
-    Path(account_id): Path<u64>,
-    caller: Caller,
-    body: axum::body::Bytes,
-) -> Result<Json<RoutingView>, ApiError> {
-    caller.require(account_id)?;
-    let view: RoutingView = parse_json(&body)?;
-    let mut errors = Vec::new();
-    let mut check = |field: String, flow_id: u64| {
-        if own_flow(&state, account_id, flow_id).is_err() {
-            errors.push(FieldError {
-                code: "unknownFlow".into(),
-                default_message: "this account has no flow with this id".into(),
-                field: Some(field),
-                object_name: Some("flowRules".into()),
-                rejected_value: Some(flow_id.into()),
-            });
-        }
-    };
-    check("defaultFlowId".into(), view.default_flow_id);
-    for (index, rule) in view.rules.iter().enumerate() {
-        check(format!("rules[{index}].flowId"), rule.flow_id);
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::fields(errors));
-    }
-    let routing = Routing {
-        rules: view
-            .rules
-            .iter()
-            .map(|rule| FlowRule {
-                flow_id: rule.flow_id,
-                conditions: rule.conditions.clone(),
-            })
-            .collect(),
-        default_flow_id: view.default_flow_id,
-    };
-    state.store.set_routing(account_id, routing).await?;
-    Ok(Json(view))
 }
 
 /// The answer to a plugin upload.

@@ -14,14 +14,15 @@ use serde_json::json;
 
 use super::ApiState;
 use super::auth::Caller;
+use super::dialect::Dialect;
 use super::error::{ApiError, FieldError};
+use super::message_views::{Additions, EventView, MessageView, view};
 use super::paging::{Order, Requested, content_range, page, reference_range, requested};
 use super::parameters::{Matrix, date_range, flexible_bool, id_list, oldest_first};
 use crate::message::{Envelope, ForbiddenInHeader, Message, describe_control, forbidden_in_header};
 use crate::store::{MessageRecord, MessageStatus, Source, now_millis};
 use crate::store::{MessageSelection, PageStart};
 use crate::submit::{self, Submission, SubmitError};
-use crate::timestamp::iso8601;
 
 /// A header given with a submission.
 #[derive(Debug, Deserialize)]
@@ -451,7 +452,11 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Simulation {
+    /// The flow the message was sorted into (Flowmailer's field).
+    flow: Option<serde_json::Value>,
+    /// The same flow's id (Sluice's earlier field, kept for its clients).
     flow_id: Option<u64>,
+    message_type: &'static str,
     status: MessageStatus,
     reason: Option<String>,
     subject: Option<String>,
@@ -466,6 +471,7 @@ pub async fn simulate(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
     caller: Caller,
+    dialect: Dialect,
     body: axum::body::Bytes,
 ) -> Result<Json<Simulation>, ApiError> {
     caller.require(account_id)?;
@@ -504,106 +510,30 @@ pub async fn simulate(
         .await
         .map_err(ApiError::from)?;
     let output = run.message.as_ref();
+    let flow = match run.flow_id {
+        Some(id) => Some(json!({
+            "id": id,
+            "description": state.store.flow(id)?.map(|flow| flow.name),
+        })),
+        None => None,
+    };
     Ok(Json(Simulation {
+        flow,
         flow_id: run.flow_id,
+        message_type: "EMAIL",
         status: run.status,
         reason: run.reason,
         subject: output.and_then(|message| message.header("Subject")),
         html: output.and_then(Message::html),
         text: output.and_then(Message::text),
         data: prepared.data,
-        events: run.events.iter().map(EventView::from).collect(),
+        events: run
+            .events
+            .iter()
+            .enumerate()
+            .map(|(seq, event)| EventView::new("simulation", seq, event, dialect))
+            .collect(),
     }))
-}
-
-/// An event as the API shows it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventView {
-    #[serde(rename = "type")]
-    kind: crate::store::EventKind,
-    inserted: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snippet: Option<String>,
-}
-
-impl From<&crate::store::Event> for EventView {
-    fn from(event: &crate::store::Event) -> Self {
-        Self {
-            kind: event.kind,
-            inserted: iso8601(event.at),
-            message_id: None,
-            snippet: event.detail.clone(),
-        }
-    }
-}
-
-/// A message as the API shows it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageView {
-    id: String,
-    submitted: String,
-    message_type: &'static str,
-    sender_address: String,
-    recipient_address: String,
-    subject: Option<String>,
-    status: MessageStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_reason: Option<String>,
-    source: serde_json::Value,
-    flow: Option<serde_json::Value>,
-    tags: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    events: Option<Vec<EventView>>,
-    /// Whether DMARC would pass by alignment, once signed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dmarc: Option<crate::dkim::DmarcReport>,
-    /// The 'view online' link, while the message is archived.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    online_link: Option<String>,
-}
-
-fn view(
-    state: &ApiState,
-    record: MessageRecord,
-    with_events: bool,
-) -> Result<MessageView, ApiError> {
-    let events = if with_events {
-        Some(
-            state
-                .store
-                .events(&record.id)?
-                .iter()
-                .map(EventView::from)
-                .collect(),
-        )
-    } else {
-        None
-    };
-    let online_link = if with_events && state.store.archive(&record.id)?.is_some() {
-        Some(state.links.online_url(&record.id))
-    } else {
-        None
-    };
-    Ok(MessageView {
-        submitted: iso8601(record.submitted_at),
-        message_type: "EMAIL",
-        sender_address: record.sender,
-        recipient_address: record.recipient,
-        subject: record.subject,
-        status: record.status,
-        status_reason: record.status_reason,
-        source: json!({"id": record.source_id}),
-        flow: record.flow_id.map(|id| json!({"id": id})),
-        tags: record.tags,
-        events,
-        dmarc: record.dmarc,
-        online_link,
-        id: record.id,
-    })
 }
 
 /// Query options of message reads, as Flowmailer's clients send them (PHP writes booleans as
@@ -612,6 +542,17 @@ fn view(
 pub struct MessageQuery {
     #[serde(default, deserialize_with = "flexible_bool")]
     addevents: bool,
+    #[serde(default, deserialize_with = "flexible_bool")]
+    addheaders: bool,
+    #[serde(default, deserialize_with = "flexible_bool")]
+    addonlinelink: bool,
+    /// Tags are always shown; accepted so the SDK's requests are.
+    #[serde(default, deserialize_with = "flexible_bool", rename = "addtags")]
+    _addtags: bool,
+    /// Messages are ordered by submission time only; `submitted` (the one Flowmailer
+    /// supports for this list) is accepted, any other refused.
+    #[serde(default)]
+    sortfield: Option<String>,
     /// ASC (oldest first) or DESC (the default).
     #[serde(default)]
     sortorder: Option<String>,
@@ -623,13 +564,17 @@ pub struct EventQuery {
     /// ASC (oldest first) or DESC (the default).
     #[serde(default)]
     sortorder: Option<String>,
+    /// Each event with its message's tags.
+    #[serde(default, deserialize_with = "flexible_bool")]
+    addmessagetags: bool,
 }
 
-/// `GET /{account}/messages/{id}`, with its events.
+/// `GET /{account}/messages/{id}`, with its events, headers and online link.
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, String)>,
     caller: Caller,
+    dialect: Dialect,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(account_id)?;
     let record = state
@@ -638,42 +583,80 @@ pub async fn get(
         // Another account's message is answered like a missing one.
         .filter(|record| record.account_id == account_id)
         .ok_or_else(|| ApiError::not_found("message"))?;
-    Ok(Json(view(&state, record, true)?))
+    let everything = Additions {
+        events: true,
+        headers: true,
+        online_link: true,
+    };
+    Ok(Json(view(&state, record, everything, dialect)?))
 }
 
-/// `GET /{account}/messages`: newest first (`?sortorder=ASC` for oldest first), paged by
-/// `Range` with a message's id as its reference (see `paging`); matrix parameters
-/// `daterange` (when the message was accepted) and `flow_ids`.
-pub async fn list(
-    State(state): State<ApiState>,
-    Path(account_id): Path<u64>,
-    Query(query): Query<MessageQuery>,
-    matrix: Matrix,
-    caller: Caller,
-    headers: HeaderMap,
-) -> Result<(HeaderMap, Json<Vec<MessageView>>), ApiError> {
-    caller.require(account_id)?;
-    let (since_millis, before_millis) = match matrix.get("daterange") {
+/// The date range of a list (matrix parameter `daterange`), as milliseconds.
+pub(super) fn matrix_date_range(
+    matrix: &Matrix,
+    name: &str,
+) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    Ok(match matrix.get(name) {
         Some(range) => {
-            let (since, before) = date_range("daterange", range)?;
+            let (since, before) = date_range(name, range)?;
             (Some(since), Some(before))
         }
         None => (None, None),
-    };
-    let selection = MessageSelection {
-        oldest_first: oldest_first(query.sortorder.as_deref())?,
-        since_millis,
-        before_millis,
-        flow_ids: id_list(&matrix, "flow_ids")?,
-    };
-    let requested = requested(&headers)?;
+    })
+}
+
+/// A request for one of the message lists: what the query, the matrix parameters and the
+/// `Range` header ask for.
+pub struct ListRequest {
+    query: MessageQuery,
+    matrix: Matrix,
+    headers: HeaderMap,
+    dialect: Dialect,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ListRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(query) = Query::<MessageQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalidQuery",
+                    rejection.body_text(),
+                )
+            })?;
+        let Ok(matrix) = Matrix::from_request_parts(parts, state).await;
+        let Ok(dialect) = Dialect::from_request_parts(parts, state).await;
+        Ok(Self {
+            query,
+            matrix,
+            headers: parts.headers.clone(),
+            dialect,
+        })
+    }
+}
+
+/// The page of records of `selection` that the `Range` header asks for, and the headers that
+/// name it.
+pub(super) fn records_page(
+    state: &ApiState,
+    account_id: u64,
+    selection: &MessageSelection,
+    headers: &HeaderMap,
+) -> Result<(HeaderMap, Vec<MessageRecord>), ApiError> {
+    let requested = requested(headers)?;
     let start = match &requested {
         Requested::Items { first, .. } => PageStart::Position(*first),
         Requested::After { reference, .. } => PageStart::After(reference.as_deref()),
     };
     let listed = state
         .store
-        .message_list(account_id, &selection, start, requested.count())?;
+        .message_list(account_id, selection, start, requested.count())?;
     let answer = match &requested {
         Requested::Items { first, .. } => content_range(
             *first,
@@ -688,29 +671,81 @@ pub async fn list(
             listed.more,
         ),
     };
-    let views = listed
-        .records
+    Ok((answer, listed.records))
+}
+
+/// One page of the account's messages that `choose` narrows the selection to, answered the
+/// way every message list of the API answers.
+pub(super) fn message_page(
+    state: &ApiState,
+    account_id: u64,
+    request: &ListRequest,
+    choose: impl FnOnce(&mut MessageSelection),
+) -> Result<(HeaderMap, Json<Vec<MessageView>>), ApiError> {
+    let query = &request.query;
+    if let Some(field) = query.sortfield.as_deref()
+        && !field.eq_ignore_ascii_case("submitted")
+        && !field.eq_ignore_ascii_case("insertedAt")
+    {
+        return Err(ApiError::field(
+            "sortfield",
+            "invalidValue",
+            "messages are ordered by when they were submitted: sortfield=submitted",
+            Some(field.into()),
+        ));
+    }
+    let (since_millis, before_millis) = matrix_date_range(&request.matrix, "daterange")?;
+    let mut selection = MessageSelection {
+        oldest_first: oldest_first(query.sortorder.as_deref())?,
+        since_millis,
+        before_millis,
+        flow_ids: id_list(&request.matrix, "flow_ids")?,
+        ..MessageSelection::default()
+    };
+    choose(&mut selection);
+    let (answer, records) = records_page(state, account_id, &selection, &request.headers)?;
+    let add = Additions {
+        events: query.addevents,
+        headers: query.addheaders,
+        online_link: query.addonlinelink,
+    };
+    let views = records
         .into_iter()
-        .map(|record| view(&state, record, query.addevents))
+        .map(|record| view(state, record, add, request.dialect))
         .collect::<Result<_, _>>()?;
     Ok((answer, Json(views)))
 }
 
+/// `GET /{account}/messages`: newest first (`?sortorder=ASC` for oldest first), paged by
+/// `Range` with a message's id as its reference (see `paging`); matrix parameters
+/// `daterange` (when the message was accepted) and `flow_ids`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    request: ListRequest,
+) -> Result<(HeaderMap, Json<Vec<MessageView>>), ApiError> {
+    caller.require(account_id)?;
+    message_page(&state, account_id, &request, |_| {})
+}
+
 /// `GET /{account}/message_events`: every event of the account's messages, newest first
 /// (`?sortorder=ASC` for oldest first), paged by `Range` (see `paging`); matrix parameters
-/// `daterange` (when the event happened), `flow_ids` and `source_ids`.
+/// `daterange` and `receivedrange` (when the event happened: Sluice records an event when it
+/// happens), `flow_ids` and `source_ids`.
 pub async fn events(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
     Query(query): Query<EventQuery>,
     matrix: Matrix,
     caller: Caller,
+    dialect: Dialect,
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Vec<EventView>>), ApiError> {
     caller.require(account_id)?;
     let requested = requested(&headers)?;
     let oldest_first = oldest_first(query.sortorder.as_deref())?;
-    let within = match matrix.get("daterange") {
+    let within = match matrix.get("daterange").or(matrix.get("receivedrange")) {
         Some(range) => Some(date_range("daterange", range)?),
         None => None,
     };
@@ -718,10 +753,15 @@ pub async fn events(
     let source_ids = id_list(&matrix, "source_ids")?;
     let mut all = Vec::new();
     for id in state.store.message_ids_of(account_id)? {
-        if flow_ids.is_some() || source_ids.is_some() {
-            let Some(record) = state.store.message(&id)? else {
-                continue;
-            };
+        let needs_record = flow_ids.is_some() || source_ids.is_some() || query.addmessagetags;
+        let record = match needs_record {
+            true => match state.store.message(&id)? {
+                Some(record) => Some(record),
+                None => continue,
+            },
+            false => None,
+        };
+        if let Some(record) = &record {
             let chosen = |ids: &Option<Vec<u64>>, value: Option<u64>| {
                 ids.as_ref()
                     .is_none_or(|ids| value.is_some_and(|value| ids.contains(&value)))
@@ -734,8 +774,12 @@ pub async fn events(
             if within.is_some_and(|(since, before)| event.at < since || event.at >= before) {
                 continue;
             }
-            let mut view = EventView::from(&event);
-            view.message_id = Some(id.clone());
+            let mut view = EventView::new(&id, seq, &event, dialect);
+            if query.addmessagetags
+                && let Some(record) = &record
+            {
+                view = view.with_tags(record.tags.clone());
+            }
             // Time, then message, then place in the message: a total order, so a reference
             // names one place in the list.
             all.push((format!("{:020}.{id}.{seq:010}", event.at), view));

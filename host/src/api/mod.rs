@@ -4,17 +4,24 @@
 mod archive;
 mod auth;
 mod classifier;
+mod dialect;
 mod error;
 mod filters;
+mod flows;
 mod identities;
 mod listener;
 mod manage;
+mod message_lists;
+mod message_views;
 mod messages;
 mod openapi;
 mod paging;
 mod parameters;
 mod plugins;
+mod source_users;
+mod stats;
 mod templates;
+mod unsupported;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -201,29 +208,52 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route("/{account}/messages/{id}", get(messages::get))
         .route("/{account}/messages/{id}/archive", get(archive::get))
         .route("/{account}/message_events", get(messages::events))
+        .route("/{account}/messagestats", get(stats::account))
+        .route("/{account}/flows/{flow}/stats", get(stats::flow))
+        .route("/{account}/sources/{source}/stats", get(stats::source))
+        .route(
+            "/{account}/recipient/{address}/messages",
+            get(message_lists::by_recipient),
+        )
+        .route(
+            "/{account}/sender/{address}/messages",
+            get(message_lists::by_sender),
+        )
+        .route("/{account}/tag/{tag}/messages", get(message_lists::by_tag))
+        .route(
+            "/{account}/sources/{source}/messages",
+            get(message_lists::by_source),
+        )
+        .route(
+            "/{account}/flows/{flow}/messages",
+            get(message_lists::by_flow),
+        )
+        .route(
+            "/{account}/undeliveredmessages",
+            get(message_lists::undelivered),
+        )
+        .route("/{account}/message_hold", get(message_lists::holds))
+        .route("/{account}/message_hold/{id}", get(message_lists::hold))
         .route(
             "/{account}/sources",
             get(manage::list_sources).post(manage::create_source),
         )
         .route(
             "/{account}/sources/{source}",
-            axum::routing::put(manage::update_source),
+            get(manage::get_source).put(manage::update_source),
         )
         .route(
             "/{account}/sources/{source}/credentials",
             post(manage::create_credential),
         )
-        .route(
-            "/{account}/flows",
-            get(manage::list_flows).post(manage::create_flow),
-        )
+        .route("/{account}/flows", get(flows::list).post(flows::create))
         .route(
             "/{account}/flows/{flow}",
-            get(manage::get_flow).put(manage::update_flow),
+            get(flows::get).put(flows::update),
         )
         .route(
             "/{account}/flow_rules",
-            get(manage::get_rules).put(manage::put_rules),
+            get(flows::get_rules).put(flows::put_rules),
         )
         .route("/{account}/plugins", post(manage::upload_plugin))
         .route("/{account}/plugins/{plugin}", get(plugins::get))
@@ -293,42 +323,132 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
                         &format!("/{{account}}/{name}/{{id}}/validate"),
                         post(identities::validate),
                     )
+                    .route(
+                        &format!("/{{account}}/{name}/by_domain/{{domain}}"),
+                        get(identities::by_domain),
+                    )
+                    .route(
+                        &format!("/{{account}}/{name}/validate"),
+                        post(identities::validate_domain),
+                    )
             });
+    let router = unsupported_routes(router);
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(axum::middleware::from_fn(vendor_media_type))
         .with_state(state)
 }
 
+/// Flowmailer's calls that Sluice does not serve (see `unsupported`).
+fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
+    use axum::routing::{delete, put};
+    use unsupported::{Unsupported as U, handler};
+    router
+        .route("/accounts", post(unsupported::accounts))
+        .route(
+            "/{account}/api_credentials",
+            get(handler(U::ApiCredentials)).post(handler(U::ApiCredentials)),
+        )
+        .route(
+            "/{account}/api_credentials/{client}",
+            get(handler(U::ApiCredentials))
+                .put(handler(U::ApiCredentials))
+                .delete(handler(U::ApiCredentials)),
+        )
+        .route("/{account}/event_flow_rules", get(handler(U::EventFlows)))
+        .route(
+            "/{account}/event_flow_rules/hierarchy",
+            get(handler(U::EventFlows)),
+        )
+        .route(
+            "/{account}/event_flows",
+            get(handler(U::EventFlows)).post(handler(U::EventFlows)),
+        )
+        .route(
+            "/{account}/event_flows/{id}",
+            get(handler(U::EventFlows))
+                .put(handler(U::EventFlows))
+                .delete(handler(U::EventFlows)),
+        )
+        .route(
+            "/{account}/event_flows/{id}/rule",
+            get(handler(U::EventFlows)).put(handler(U::EventFlows)),
+        )
+        .route("/{account}/flow_templates", get(handler(U::FlowTemplates)))
+        .route(
+            "/{account}/flows/{flow}/rule",
+            get(handler(U::FlowRule)).put(handler(U::FlowRule)),
+        )
+        .route(
+            "/{account}/messages/{id}/archive/{step}/attachment/{content}",
+            get(handler(U::ArchiveAttachment)),
+        )
+        .route(
+            "/{account}/messages/{id}/error_archive",
+            get(handler(U::ErrorArchive)),
+        )
+        .route("/{account}/messages/{id}/resend", post(handler(U::Resend)))
+        .route("/{account}/recipient/{address}", get(handler(U::Recipient)))
+        .route("/{account}/roles", get(handler(U::Users)))
+        .route(
+            "/{account}/users",
+            get(handler(U::Users)).post(handler(U::Users)),
+        )
+        .route(
+            "/{account}/sources/{source}/users",
+            get(source_users::list).post(source_users::create),
+        )
+        .route(
+            "/{account}/sources/{source}/users/{user}",
+            get(source_users::get)
+                .put(handler(U::SourceUserUpdate))
+                .delete(source_users::delete),
+        )
+        .route(
+            "/{account}/sender_domains/{id}",
+            put(handler(U::SenderDomainUpdate)),
+        )
+        .route("/{account}/flows/{flow}", delete(handler(U::Deletion)))
+        .route("/{account}/sources/{source}", delete(handler(U::Deletion)))
+}
+
+/// The largest JSON answer rewritten for the Flowmailer dialect; larger ones (an archive with
+/// big attachments) go out as they are, with a 500 rather than in the wrong shape.
+const MAX_REWRITTEN_BYTES: usize = 64 << 20;
+
 /// Answers JSON in the media type a Flowmailer client asks for
-/// (`Accept: application/vnd.flowmailer.v1.12+json`); the body is the same.
+/// (`Accept: application/vnd.flowmailer.v1.12+json`), with its identifiers as strings (see
+/// `dialect`).
 async fn vendor_media_type(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    use axum::http::header::{ACCEPT, CONTENT_TYPE};
-    let asked = request
-        .headers()
-        .get(ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|accept| {
-            accept
-                .split(',')
-                .map(|range| range.split(';').next().unwrap_or("").trim())
-                .find(|range| {
-                    range.starts_with("application/vnd.flowmailer.") && range.ends_with("+json")
-                })
-                .and_then(|range| axum::http::HeaderValue::from_str(range).ok())
-        });
-    let mut response = next.run(request).await;
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let asked = dialect::vendor_media_type(request.headers());
+    let response = next.run(request).await;
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if let (Some(asked), true) = (asked, is_json) {
-        response.headers_mut().insert(CONTENT_TYPE, asked);
-    }
-    response
+    let Some(asked) = asked.filter(|_| is_json) else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_REWRITTEN_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error) => return ApiError::internal(error).into_response(),
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut value) => {
+            dialect::identifiers_as_strings(&mut value);
+            serde_json::to_vec(&value).map_or(bytes, axum::body::Bytes::from)
+        }
+        Err(_) => bytes,
+    };
+    parts.headers.insert(CONTENT_TYPE, asked);
+    parts.headers.remove(CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Serves the API on a bound listener until the task is dropped, with the configuration's

@@ -121,11 +121,32 @@ fn description() -> Value {
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}": {"delete": operation("Discard a dead letter", None, ("204", "Discarded"))},
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}/redeliver": {"post": operation("Queue a dead letter's call again with fresh retries", None, ("202", "Queued"))},
             "/{account_id}/message_events": {"get": ranged("List the events of the account's messages, newest first")},
+            "/{account_id}/recipient/{address}/messages": {"get": ranged("List the messages to a recipient, newest first")},
+            "/{account_id}/sender/{address}/messages": {"get": ranged("List the messages from an envelope sender, newest first")},
+            "/{account_id}/tag/{tag}/messages": {"get": ranged("List the messages with a tag, newest first")},
+            "/{account_id}/sources/{source_id}/messages": {"get": ranged("List a source's messages, newest first")},
+            "/{account_id}/flows/{flow_id}/messages": {"get": ranged("List a flow's messages, newest first")},
+            "/{account_id}/undeliveredmessages": {"get": ranged("List the bounced and rejected messages, newest first")},
+            "/{account_id}/message_hold": {"get": ranged("List the held messages, newest first")},
+            "/{account_id}/message_hold/{message_id}": {"get": operation("A held message", None, ("200", "The held message; 404 when it is not held"))},
+            "/{account_id}/messagestats": {"get": operation("Counts of events per interval (;daterange=FROM,TO required, ?interval=SECONDS, ;flow_ids=)", None, ("200", "DataSets: {list: [{name, samples: [{timestamp, value}]}]}"))},
+            "/{account_id}/flows/{flow_id}/stats": {"get": operation("A flow's counts of events per interval (;daterange= required, ;interval=)", None, ("200", "DataSets"))},
+            "/{account_id}/sources/{source_id}/stats": {"get": operation("A source's counts of events per interval (;daterange= required, ;interval=)", None, ("200", "DataSets"))},
+            "/{account_id}/sources/{source_id}/users": {
+                "get": operation("A source's SMTP users", None, ("200", "id, username, protocol, sourceId")),
+                "post": operation("Make an SMTP user (username and password given or made; the password is answered once)", None, ("201", "The user with its password"))
+            },
+            "/{account_id}/sources/{source_id}/users/{username}": {
+                "get": operation("An SMTP user", None, ("200", "The user, never its password")),
+                "delete": operation("Remove an SMTP user", None, ("204", "Removed"))
+            },
+            "/{account_id}/sender_domains/by_domain/{domain}": {"get": operation("The sender domain of that name (?validate=true checks DNS first)", None, ("200", "The sender domain"))},
+            "/{account_id}/sender_domains/validate": {"post": operation("Check the DNS records of the sender domain named senderDomain", None, ("200", "The sender domain with what DNS answered per record"))},
             "/{account_id}/sources": {
                 "get": operation("List sources", None, ("200", "The sources")),
                 "post": operation("Create a source", Some("Source"), ("201", "The new source"))
             },
-            "/{account_id}/sources/{source_id}": {"put": operation("Change a source's settings (fields left out keep their value); its credentials stay", Some("Source"), ("200", "The source"))},
+            "/{account_id}/sources/{source_id}": {"get": operation("A source", None, ("200", "The source")), "put": operation("Change a source's settings (fields left out keep their value); its credentials stay", Some("Source"), ("200", "The source"))},
             "/{account_id}/sources/{source_id}/credentials": {"post": operation("Make an SMTP or API credential for a source; the secret is shown once", Some("NewCredential"), ("201", "kind, username, secret"))},
             "/{account_id}/flows": {
                 "get": operation("List flows", None, ("200", "The flows")),
@@ -192,9 +213,13 @@ fn description() -> Value {
                 "NewCredential": {"type": "object", "required": ["kind", "username"], "properties": {"kind": {"type": "string", "enum": ["smtp", "api"]}, "username": {"type": "string"}}},
                 "Flow": {"type": "object", "required": ["description"], "properties": {
                     "description": {"type": "string"},
-                    "steps": {"type": "array", "items": {"type": "object", "required": ["plugin"], "properties": {
+                    "expiryHours": {"type": "integer"},
+                    "steps": {"type": "array", "items": {"type": "object", "description": "plugin (and config), or Flowmailer's type with its typed settings", "properties": {
+                        "type": {"type": "string", "description": "template, archive, openTracking, clickTracking; plugin for a step Flowmailer has no type for"},
                         "plugin": {"type": "string", "description": "sha256 of an uploaded plugin, or an operator plugin's name"},
-                        "config": {"type": "object"}, "enabledWhen": {"$ref": "#/components/schemas/Condition"}
+                        "config": {"type": "object"}, "enabledWhen": {"$ref": "#/components/schemas/Condition"},
+                        "template": {"type": "object", "properties": {"id": {"type": "string"}, "description": {"type": "string"}}},
+                        "archive": {"type": "object", "properties": {"retention": {"type": "string", "enum": ["P1M", "P3M", "P6M", "P1Y"]}, "onlineLink": {"type": "boolean"}}}
                     }}}
                 }},
                 "Webhook": {"type": "object", "required": ["url"], "properties": {
@@ -203,8 +228,8 @@ fn description() -> Value {
                     "description": {"type": "string"},
                     "rotateSecret": {"type": "boolean", "description": "PUT only: replace the signing secret"}
                 }},
-                "FilterEntry": {"type": "object", "required": ["recipientAddress"], "properties": {
-                    "recipientAddress": {"type": "string", "format": "email"}, "reason": {"type": "string"}
+                "FilterEntry": {"type": "object", "required": ["address"], "properties": {
+                    "address": {"type": "string", "format": "email", "description": "also taken as recipientAddress"}, "reason": {"type": "string"}
                 }},
                 "Template": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string"}, "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"}
@@ -218,11 +243,16 @@ fn description() -> Value {
                 "SenderIdentity": {"type": "object", "required": ["domain"], "properties": {
                     "domain": {"type": "string"}, "algorithm": {"type": "string", "enum": ["rsa-2048", "ed25519"]}
                 }},
-                "Condition": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["source", "flow-selector", "sender", "header", "data"]}}},
-                "FlowRules": {"type": "object", "required": ["rules", "defaultFlowId"], "properties": {
-                    "defaultFlowId": {"type": "integer"},
-                    "rules": {"type": "array", "items": {"type": "object", "properties": {"flowId": {"type": "integer"}, "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/Condition"}}}}}
-                }}
+                "Condition": {"type": "object", "required": ["type"], "properties": {
+                    "type": {"type": "string", "enum": ["source", "flowSelector", "sender", "header", "data"]},
+                    "matchType": {"type": "string", "enum": ["equals", "contains", "exists", "pattern"]},
+                    "name": {"type": "string", "description": "a header's name, or a JSON pointer into the data"},
+                    "value": {"type": "string"}
+                }},
+                "FlowRules": {"type": "array", "description": "in order; the last rule names the default flow and has no conditions", "items": {"type": "object", "required": ["flow"], "properties": {
+                    "flow": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "description": {"type": "string"}}},
+                    "conditions": {"type": "array", "items": {"$ref": "#/components/schemas/Condition"}}
+                }}}
             }
         }
     })

@@ -5,7 +5,9 @@
 
 use std::ops::Bound;
 
-use super::{ACCOUNT_MESSAGES, MESSAGES, MessageRecord, Store, StoreError, read_indexed};
+use super::{
+    ACCOUNT_MESSAGES, MESSAGES, MessageRecord, MessageStatus, Store, StoreError, read_indexed,
+};
 
 /// Which of an account's messages a list shows, and in what order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,6 +20,54 @@ pub struct MessageSelection {
     pub before_millis: Option<u64>,
     /// Only messages that went through one of these flows.
     pub flow_ids: Option<Vec<u64>>,
+    /// Only messages submitted by one of these sources.
+    pub source_ids: Option<Vec<u64>>,
+    /// Only messages to this recipient (compared without regard to case).
+    pub recipient: Option<String>,
+    /// Only messages from this envelope sender (compared without regard to case).
+    pub sender: Option<String>,
+    /// Only messages with this tag.
+    pub tag: Option<String>,
+    /// Only messages in one of these states.
+    pub statuses: Option<Vec<MessageStatus>>,
+}
+
+impl MessageSelection {
+    /// Whether the selection looks at records, not only at ids.
+    fn reads_records(&self) -> bool {
+        self.flow_ids.is_some()
+            || self.source_ids.is_some()
+            || self.recipient.is_some()
+            || self.sender.is_some()
+            || self.tag.is_some()
+            || self.statuses.is_some()
+    }
+
+    /// Whether a record is one the selection shows (its time and account aside).
+    fn chooses(&self, record: &MessageRecord) -> bool {
+        let among = |ids: &Option<Vec<u64>>, id: Option<u64>| {
+            ids.as_ref()
+                .is_none_or(|ids| id.is_some_and(|id| ids.contains(&id)))
+        };
+        among(&self.flow_ids, record.flow_id)
+            && among(&self.source_ids, Some(record.source_id))
+            && self
+                .recipient
+                .as_ref()
+                .is_none_or(|address| address.eq_ignore_ascii_case(&record.recipient))
+            && self
+                .sender
+                .as_ref()
+                .is_none_or(|address| address.eq_ignore_ascii_case(&record.sender))
+            && self
+                .tag
+                .as_ref()
+                .is_none_or(|tag| record.tags.contains(tag))
+            && self
+                .statuses
+                .as_ref()
+                .is_none_or(|statuses| statuses.contains(&record.status))
+    }
 }
 
 /// Where a page starts.
@@ -97,16 +147,15 @@ impl Store {
         for entry in ids {
             let (key, _) = entry?;
             let id = key.value().1;
-            let record = match &selection.flow_ids {
-                // Choosing by flow reads every record looked at.
-                Some(flows) => {
-                    let record = read_indexed(&records, id)?;
-                    if !record.flow_id.is_some_and(|flow| flows.contains(&flow)) {
-                        continue;
-                    }
-                    Some(record)
+            let record = if selection.reads_records() {
+                // Choosing by a record's fields reads every record looked at.
+                let record = read_indexed(&records, id)?;
+                if !selection.chooses(&record) {
+                    continue;
                 }
-                None => None,
+                Some(record)
+            } else {
+                None
             };
             if seen >= skip {
                 if page.len() == count {
@@ -161,6 +210,7 @@ mod tests {
             let mut message = record(2, &format!("m{n}"));
             message.id = format!("{:014x}{:012x}", millis * 1000, n);
             message.flow_id = *flow;
+            message.recipient = format!("m{n}@example.net");
             ids.push(message.id.clone());
             let body = b"Subject: x\r\n\r\nbody\r\n".to_vec();
             store
@@ -242,7 +292,7 @@ mod tests {
             oldest_first: true,
             since_millis: Some(2000),
             before_millis: Some(4000),
-            flow_ids: None,
+            ..MessageSelection::default()
         };
         let page = store
             .message_list(2, &within, PageStart::Position(0), 10)
@@ -259,6 +309,23 @@ mod tests {
             .unwrap();
         assert_eq!(ids(&page), [&made[2]]);
         assert_eq!((page.total, page.more), (Some(2), true));
+        let to_m2_held = MessageSelection {
+            recipient: Some("M2@Example.NET".into()),
+            statuses: Some(vec![MessageStatus::Submitted]),
+            ..MessageSelection::default()
+        };
+        let page = store
+            .message_list(2, &to_m2_held, PageStart::Position(0), 10)
+            .unwrap();
+        assert_eq!(ids(&page), [&made[2]]);
+        let held = MessageSelection {
+            statuses: Some(vec![MessageStatus::Held]),
+            ..MessageSelection::default()
+        };
+        let page = store
+            .message_list(2, &held, PageStart::After(None), 10)
+            .unwrap();
+        assert!(page.records.is_empty());
         // Another account sees none of them.
         let other = store
             .message_list(1, &MessageSelection::default(), PageStart::Position(0), 10)

@@ -7,6 +7,7 @@
 //! together, so concurrent submissions cost one fsync between them.
 
 mod archive;
+mod credentials;
 mod delivery;
 mod engagement;
 mod identities;

@@ -1,0 +1,151 @@
+//! Which representation a client asked for. Flowmailer versions its representation by media
+//! type (`Accept: application/vnd.flowmailer.v1.12+json`, which every Flowmailer SDK sends);
+//! a client asking for it gets Flowmailer's shapes exactly where Sluice's own differ:
+//!
+//! - identifiers are JSON strings (the SDK's models type every `id` and `…Id` as a string and
+//!   refuse a number);
+//! - event types Flowmailer does not have are written as the nearest of its own, with Sluice's
+//!   name in `subType` (the SDK's `EventType` enum refuses an unknown name);
+//! - the archive of a message is a list (one entry per archiving step).
+//!
+//! A client asking for plain `application/json` gets Sluice's representation, a superset in
+//! every other respect: the same fields plus Sluice's extensions.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::ACCEPT;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+
+/// The representation a request asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Flowmailer's own, asked for with its vendor media type.
+    Flowmailer,
+    /// Sluice's (`application/json`, or no `Accept`).
+    Sluice,
+}
+
+impl Dialect {
+    /// The dialect of a request with these headers.
+    pub fn of(headers: &HeaderMap) -> Self {
+        if vendor_media_type(headers).is_some() {
+            Dialect::Flowmailer
+        } else {
+            Dialect::Sluice
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Dialect {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Dialect::of(&parts.headers))
+    }
+}
+
+/// The Flowmailer media type the `Accept` header names, if any
+/// (`application/vnd.flowmailer.v1.12+json`).
+pub fn vendor_media_type(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|accept| {
+            accept
+                .split(',')
+                .map(|range| range.split(';').next().unwrap_or("").trim())
+                .find(|range| {
+                    range.starts_with("application/vnd.flowmailer.") && range.ends_with("+json")
+                })
+                .and_then(|range| HeaderValue::from_str(range).ok())
+        })
+}
+
+/// Whether a JSON member of this name holds an identifier: `id`, or a camelCase name ending in
+/// `Id` (`flowId`, `sourceId`, `accountId`, `messageId`, ...).
+fn names_an_identifier(key: &str) -> bool {
+    key == "id" || (key.len() > 2 && key.ends_with("Id"))
+}
+
+/// Writes every identifier that is a JSON number as a string, at any depth, as Flowmailer does.
+pub fn identifiers_as_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(members) => {
+            for (key, member) in members.iter_mut() {
+                match member {
+                    serde_json::Value::Number(number) if names_an_identifier(key) => {
+                        *member = serde_json::Value::String(number.to_string());
+                    }
+                    serde_json::Value::Array(items) if key.ends_with("Ids") => {
+                        for item in items.iter_mut() {
+                            if let serde_json::Value::Number(number) = item {
+                                *item = serde_json::Value::String(number.to_string());
+                            }
+                        }
+                    }
+                    _ => identifiers_as_strings(member),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(identifiers_as_strings),
+        _ => {}
+    }
+}
+
+/// An identifier given in a request body as a string (Flowmailer) or a number (Sluice).
+pub fn flexible_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Number(u64),
+        Text(String),
+    }
+    match <Given as serde::Deserialize>::deserialize(deserializer)? {
+        Given::Number(number) => Ok(number),
+        Given::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an id"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn identifiers_become_strings_and_nothing_else_changes() {
+        let mut value = json!({
+            "id": 7, "flowId": 3, "size": 12, "valid": true,
+            "flow": {"id": 2, "description": "d"},
+            "list": [{"sourceId": 4, "hold": 1}],
+            "flowIds": [1, 2], "paid": 5,
+            "messageId": "0a1b",
+        });
+        identifiers_as_strings(&mut value);
+        assert_eq!(
+            value,
+            json!({
+                "id": "7", "flowId": "3", "size": 12, "valid": true,
+                "flow": {"id": "2", "description": "d"},
+                "list": [{"sourceId": "4", "hold": 1}],
+                "flowIds": ["1", "2"], "paid": 5,
+                "messageId": "0a1b",
+            })
+        );
+    }
+
+    #[test]
+    fn the_vendor_media_type_chooses_flowmailer() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(Dialect::of(&headers), Dialect::Sluice);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        assert_eq!(Dialect::of(&headers), Dialect::Sluice);
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("text/html, application/vnd.flowmailer.v1.12+json;q=0.9"),
+        );
+        assert_eq!(Dialect::of(&headers), Dialect::Flowmailer);
+    }
+}

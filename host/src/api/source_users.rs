@@ -1,0 +1,196 @@
+//! A source's SMTP users, as Flowmailer's `sources/{id}/users` shows them (its `Credentials`
+//! model with `protocol: SMTP`). A password is shown once, when the user is made; Sluice keeps
+//! only its argon2 hash.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::messages::parse_json;
+use crate::store::{Credential, CredentialKind, Source};
+
+/// The shortest password a client may choose; a generated one is longer.
+const MIN_PASSWORD_CHARS: usize = 12;
+/// The longest username or password taken.
+const MAX_FIELD_CHARS: usize = 256;
+
+/// An SMTP user as the API shows it (Flowmailer's `Credentials`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// The username: it names the user in paths.
+    id: String,
+    username: String,
+    protocol: &'static str,
+    source_id: u64,
+    /// Only in the answer that made the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+fn user_view(credential: Credential, password: Option<String>) -> UserView {
+    UserView {
+        id: credential.username.clone(),
+        username: credential.username,
+        protocol: "SMTP",
+        source_id: credential.source_id,
+        password,
+    }
+}
+
+/// The body of `POST /{account}/sources/{id}/users`: every field may be left out.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewUser {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+fn own_source(state: &ApiState, account_id: u64, source_id: u64) -> Result<Source, ApiError> {
+    state
+        .store
+        .source(source_id)?
+        .filter(|source| source.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("source"))
+}
+
+fn own_user(state: &ApiState, source: &Source, username: &str) -> Result<Credential, ApiError> {
+    state
+        .store
+        .credential(username)?
+        .filter(|credential| {
+            credential.source_id == source.id && credential.kind == CredentialKind::Smtp
+        })
+        .ok_or_else(|| ApiError::not_found("SMTP user of this source"))
+}
+
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random).map_err(ApiError::internal)?;
+    Ok(hex::encode(random))
+}
+
+/// `GET /{account}/sources/{id}/users`.
+pub async fn list(
+    State(state): State<ApiState>,
+    Path((account_id, source_id)): Path<(u64, u64)>,
+    caller: Caller,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    caller.require(account_id)?;
+    let source = own_source(&state, account_id, source_id)?;
+    let users = state
+        .store
+        .credentials_of_source(source.id, CredentialKind::Smtp)?;
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|user| user_view(user, None))
+            .collect(),
+    ))
+}
+
+/// `POST /{account}/sources/{id}/users`: makes an SMTP user, with the username and password
+/// given or generated ones; answers 201 with the password, shown this once.
+pub async fn create(
+    State(state): State<ApiState>,
+    Path((account_id, source_id)): Path<(u64, u64)>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    caller.require(account_id)?;
+    let source = own_source(&state, account_id, source_id)?;
+    let input: NewUser = parse_json(&body)?;
+    if let Some(protocol) = input.protocol.as_deref()
+        && protocol != "SMTP"
+    {
+        return Err(ApiError::field(
+            "protocol",
+            "notSupported",
+            "a Sluice source's users log in over SMTP AUTH: protocol SMTP",
+            Some(protocol.into()),
+        ));
+    }
+    let username = match input.username {
+        Some(username) => username,
+        None => format!("source{}-{}", source.id, random_hex(4)?),
+    };
+    if username.is_empty()
+        || username.chars().count() > MAX_FIELD_CHARS
+        || username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ApiError::field(
+            "username",
+            "invalidValue",
+            format!("1 to {MAX_FIELD_CHARS} characters, no spaces or control characters"),
+            Some(username.into()),
+        ));
+    }
+    let password = match input.password {
+        Some(password) => password,
+        None => random_hex(18)?,
+    };
+    let length = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_FIELD_CHARS).contains(&length) {
+        return Err(ApiError::field(
+            "password",
+            "invalidValue",
+            format!(
+                "{MIN_PASSWORD_CHARS} to {MAX_FIELD_CHARS} characters (leave it out to have one made)"
+            ),
+            None,
+        ));
+    }
+    let credential = match state
+        .store
+        .add_credential(&source, CredentialKind::Smtp, &username, &password)
+        .await
+    {
+        Ok(credential) => credential,
+        Err(crate::store::StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this username is taken",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(user_view(credential, Some(password))),
+    ))
+}
+
+/// `GET /{account}/sources/{id}/users/{username}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((account_id, source_id, username)): Path<(u64, u64, String)>,
+    caller: Caller,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(account_id)?;
+    let source = own_source(&state, account_id, source_id)?;
+    Ok(Json(user_view(own_user(&state, &source, &username)?, None)))
+}
+
+/// `DELETE /{account}/sources/{id}/users/{username}`: the user can no longer log in.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account_id, source_id, username)): Path<(u64, u64, String)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    let source = own_source(&state, account_id, source_id)?;
+    let user = own_user(&state, &source, &username)?;
+    state.store.remove_credential(&user.username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

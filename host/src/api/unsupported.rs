@@ -1,0 +1,133 @@
+//! The calls of Flowmailer's API that Sluice does not serve. Each still checks the caller as
+//! every call does (401 without a token, 403 for another account), then answers `501 Not
+//! Implemented` with `allErrors` saying why and what to use instead: a client learns at once
+//! that the call is not there, never a made-up answer. `docs/flowmailer-compatibility.md` lists
+//! them, and a test checks that list against these answers.
+
+use std::collections::HashMap;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+
+use super::auth::Caller;
+use super::error::ApiError;
+
+/// Why Sluice does not serve a call, and what serves the need instead.
+#[derive(Clone, Copy, Debug)]
+pub enum Unsupported {
+    /// `POST /accounts`.
+    Accounts,
+    /// `/api_credentials…`.
+    ApiCredentials,
+    /// `/event_flows…`, `/event_flow_rules…`.
+    EventFlows,
+    /// `GET /flow_templates`.
+    FlowTemplates,
+    /// `DELETE /flows/{id}`, `DELETE /sources/{id}`.
+    Deletion,
+    /// `/flows/{id}/rule`.
+    FlowRule,
+    /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
+    ArchiveAttachment,
+    /// `GET /messages/{id}/error_archive`.
+    ErrorArchive,
+    /// `POST /messages/{id}/resend`.
+    Resend,
+    /// `GET /recipient/{address}`.
+    Recipient,
+    /// `/roles`, `/users`.
+    Users,
+    /// `PUT /sender_domains/{id}`.
+    SenderDomainUpdate,
+    /// `PUT /sources/{id}/users/{user}`.
+    SourceUserUpdate,
+}
+
+impl Unsupported {
+    /// What the client is told.
+    fn reason(self) -> &'static str {
+        match self {
+            Unsupported::Accounts => {
+                "accounts are made by the operator of this Sluice server, not over the API"
+            }
+            Unsupported::ApiCredentials => {
+                "API credentials belong to a source here: POST /{account}/sources/{id}/credentials \
+                 with {\"kind\": \"api\"} makes one"
+            }
+            Unsupported::EventFlows => {
+                "Sluice calls webhooks instead of running event flows: see /{account}/webhooks"
+            }
+            Unsupported::FlowTemplates => "Sluice has no flow templates",
+            Unsupported::Deletion => {
+                "flows and sources cannot be deleted over the API yet; a flow no rule names \
+                 receives no mail"
+            }
+            Unsupported::FlowRule => {
+                "a flow's rule is read and written with the account's rules: /{account}/flow_rules"
+            }
+            Unsupported::ArchiveAttachment => {
+                "attachments of an archived message are not served one by one: GET \
+                 /{account}/messages/{id}/archive?format=eml answers the whole message"
+            }
+            Unsupported::ErrorArchive => {
+                "Sluice keeps no copy of a message as it was when a step failed; the HELD \
+                 event says why"
+            }
+            Unsupported::Resend => "resending a message is not supported yet",
+            Unsupported::Recipient => {
+                "a recipient's filters are at /{account}/filters?address=, their messages at \
+                 /{account}/recipient/{address}/messages"
+            }
+            Unsupported::Users => "account users and roles are not served over the API yet",
+            Unsupported::SenderDomainUpdate => {
+                "Sluice chooses a sender domain's return-path and web domains itself; there is \
+                 nothing to update"
+            }
+            Unsupported::SourceUserUpdate => {
+                "an SMTP user's password is not changed in place: DELETE the user and POST a \
+                 new one"
+            }
+        }
+    }
+
+    /// The answer, after the caller's account was checked.
+    pub fn answer(
+        self,
+        path: &HashMap<String, String>,
+        caller: Caller,
+    ) -> Result<std::convert::Infallible, ApiError> {
+        let account = path
+            .get("account")
+            .and_then(|account| account.parse::<u64>().ok());
+        if let Some(account) = account {
+            caller.require(account)?;
+        }
+        Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "notSupported",
+            self.reason(),
+        ))
+    }
+}
+
+/// A handler that answers that `what` is not supported.
+pub fn handler(
+    what: Unsupported,
+) -> impl Fn(Path<HashMap<String, String>>, Caller) -> std::future::Ready<Result<(), ApiError>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |Path(path), caller| {
+        std::future::ready(what.answer(&path, caller).map(|never| match never {}))
+    }
+}
+
+/// `POST /accounts`: refused for every caller with a valid token.
+pub async fn accounts(_caller: Caller) -> Result<(), ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "notSupported",
+        Unsupported::Accounts.reason(),
+    ))
+}
