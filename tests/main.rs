@@ -2,6 +2,7 @@
 
 mod api;
 mod arrivals;
+mod browser;
 mod builtins;
 mod cli;
 mod connections;
