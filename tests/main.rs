@@ -13,6 +13,7 @@ mod delivery;
 mod delivery_client;
 mod dns;
 mod fairness;
+mod first_run;
 mod flowmailer_api;
 mod hot_reload;
 mod languages;

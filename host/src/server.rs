@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
-use crate::config::Config;
+use crate::config::{Config, DemoConfig};
 use crate::delivery::verp::ReturnPath;
 use crate::delivery::{Delivery, QueueSignal};
 use crate::dkim::Dkim;
@@ -21,7 +21,7 @@ use crate::plugin::{CompiledCache, PluginRuntime};
 use crate::private_file::load_or_create_key;
 use crate::services::AccountServices;
 use crate::smtp::{DataBudget, SmtpServer, tls};
-use crate::store::{CredentialKind, Flow, Source, Store};
+use crate::store::{CredentialKind, Flow, Flowstep, Source, Store};
 use crate::tracking::LinkSigner;
 use crate::webhooks::WebhookDispatcher;
 
@@ -113,7 +113,7 @@ impl Server {
         let store_path = config.store_path();
         let store = tokio::task::spawn_blocking(move || Store::open(&store_path)).await??;
         let created_demo = if store.account(1)?.is_none() {
-            Some(create_demo(&store).await?)
+            Some(create_demo(&store, &config.demo).await?)
         } else {
             None
         };
@@ -161,6 +161,7 @@ impl Server {
         let classifiers = AccountClassifiers::new(store.clone(), Arc::clone(&runtime));
         let delivery_task = Delivery::start(
             config.delivery.clone(),
+            &config.data_dir,
             store.clone(),
             resolver.clone(),
             Arc::clone(&dkim),
@@ -268,9 +269,9 @@ async fn purge_expired(store: Store, returned_keep_days: u64) {
     }
 }
 
-/// Makes the demo account: a source that may send from this machine, an SMTP login and a
-/// default flow without steps.
-async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
+/// Makes the demo account: a source that may send from this machine, an SMTP login, an API
+/// client and a default flow of the configured steps.
+async fn create_demo(store: &Store, demo: &DemoConfig) -> anyhow::Result<DemoCredentials> {
     let account = store.create_account("demo").await?;
     let source = store
         .create_source(Source {
@@ -298,7 +299,15 @@ async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
             id: 0,
             account_id: account.id,
             name: "default".into(),
-            steps: Vec::new(),
+            steps: demo
+                .flow_steps
+                .iter()
+                .map(|plugin| Flowstep {
+                    plugin: plugin.clone(),
+                    config: serde_json::json!({}),
+                    enabled_when: None,
+                })
+                .collect(),
             expiry_hours: None,
         })
         .await?;

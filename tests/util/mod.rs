@@ -152,6 +152,12 @@ impl TestServer {
         config.delivery.enabled = false;
         // Webhook tests receive on loopback; the guard's own test turns it back on.
         config.webhooks.allow_private_destinations = true;
+        // The tests' mail goes to example domains on purpose, to their own sinks and DNS
+        // servers: the capture stays off unless a test is about it.
+        config.delivery.capture_example_domains = false;
+        // Tests set the flows they need; the demo account's default flow starts without steps,
+        // so a message leaves it byte for byte as it came in.
+        config.demo.flow_steps = Vec::new();
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
