@@ -305,10 +305,8 @@ fn the_printed_recipe_run_twice_ends_delivered_to_the_capture_both_times() {
 fn a_static_route_takes_example_mail_past_the_capture() {
     let sink = SmtpSink::start();
     let route = sink.addr().to_string();
-    let server = TestServer::start(move |config| {
-        config.delivery.enabled = true;
+    let server = TestServer::start_capturing(move |config| {
         config.delivery.timeout_secs = 5;
-        config.delivery.capture_example_domains = true;
         config
             .delivery
             .routes
@@ -339,11 +337,19 @@ fn a_static_route_takes_example_mail_past_the_capture() {
     assert_ne!(sent["mx"], "sluice-capture", "{sent}");
     let kept = event_detail(&server, &captured, "DELIVERED");
     assert_eq!(kept["mx"], "sluice-capture", "{kept}");
+
+    assert!(server.captured_to("ann@routed.example").is_empty());
+    let copies = server.wait_for_captured("bob@shop.example", 1);
+    assert_eq!(copies.len(), 1);
+    assert!(copies[0].contains("Subject: Captured"), "{}", copies[0]);
+    // The second message to the same address is kept after the first.
+    let mut again = email("Captured again");
+    again["recipientAddress"] = "bob@shop.example".into();
+    api.submit(again);
+    let copies = server.wait_for_captured("bob@shop.example", 2);
     assert!(
-        server
-            .stop()
-            .path()
-            .join(format!("captured/{captured}.eml"))
-            .is_file()
+        copies[1].contains("Subject: Captured again"),
+        "{}",
+        copies[1]
     );
 }
