@@ -412,3 +412,72 @@ fn plugin_new_makes_a_rust_project_that_builds_and_passes_check() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 }
+
+#[test]
+fn user_add_makes_a_user_and_prints_its_set_password_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let made = sluice(
+        &[
+            "user",
+            "add",
+            "--data",
+            data,
+            "--email",
+            "Ops@Example.com",
+            "--role",
+            "operator",
+        ],
+        b"",
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let stdout = String::from_utf8(made.stdout).unwrap();
+    assert!(
+        stdout.contains("User ops@example.com (operator) made"),
+        "{stdout}"
+    );
+    let link = stdout
+        .split_whitespace()
+        .find(|word| word.contains("/reset/"))
+        .unwrap_or_else(|| panic!("no link in {stdout}"));
+    assert_eq!(link.rsplit('/').next().unwrap().len(), 64, "{link}");
+
+    // The same address again, a customer role without an account, an account that does not
+    // exist: refused with a reason, nothing made.
+    for (args, reason) in [
+        (
+            &["--email", "ops@example.com", "--role", "operator"][..],
+            "already exists",
+        ),
+        (
+            &["--email", "ann@example.com", "--role", "owner"][..],
+            "--account is needed",
+        ),
+        (
+            &[
+                "--account",
+                "7",
+                "--email",
+                "ann@example.com",
+                "--role",
+                "owner",
+            ][..],
+            "no account 7",
+        ),
+        (
+            &["--email", "ann@example.com", "--role", "boss"][..],
+            "unknown role",
+        ),
+    ] {
+        let mut all = vec!["user", "add", "--data", data];
+        all.extend_from_slice(args);
+        let refused = sluice(&all, b"");
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}

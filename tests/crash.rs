@@ -32,7 +32,8 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
     std::fs::write(
         &config,
         "pipeline_workers = 1\n[smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-         [runtime]\ndeadline = 5000\n[delivery]\nenabled = false\n[inbound]\nlisten = \"127.0.0.1:0\"\n",
+         [runtime]\ndeadline = 5000\n[delivery]\nenabled = false\n[inbound]\nlisten = \"127.0.0.1:0\"\n\
+         [dashboard]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))

@@ -9,6 +9,7 @@ mod connections;
 mod containment;
 mod contract;
 mod crash;
+mod dashboard;
 mod delivery;
 mod delivery_client;
 mod dns;

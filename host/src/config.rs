@@ -42,6 +42,9 @@ pub struct Config {
     /// The REST API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The web dashboard.
+    #[serde(default)]
+    pub dashboard: crate::dashboard::DashboardConfig,
     /// DKIM keys and the DNS names customers point their records at.
     #[serde(default)]
     pub dkim: DkimConfig,
@@ -157,6 +160,10 @@ mod tests {
         assert_eq!(config.runtime, RuntimeLimits::default());
         assert_eq!(config.smtp, SmtpConfig::default());
         assert_eq!(config.api, ApiConfig::default());
+        assert_eq!(
+            config.dashboard,
+            crate::dashboard::DashboardConfig::default()
+        );
         assert_eq!(config.dkim, DkimConfig::default());
         assert_eq!(config.dns, DnsConfig::default());
         assert_eq!(config.delivery, DeliveryConfig::default());

@@ -3,9 +3,11 @@
 // The OpenAPI document is one `json!` literal, deeper than the default limit allows.
 #![recursion_limit = "256"]
 
+pub mod access;
 pub mod api;
 pub use sluice_bounce as bounce;
 pub mod config;
+pub mod dashboard;
 pub mod delivery;
 pub mod dkim;
 pub mod dns;

@@ -32,6 +32,9 @@ enum Command {
     /// Reads returned mail: bounces, complaints, auto-replies.
     #[command(subcommand)]
     Bounce(commands::bounce::BounceCommand),
+    /// Manages the dashboard's users.
+    #[command(subcommand)]
+    User(commands::user::UserCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Serve { config, data } => commands::serve::run(config.as_deref(), data),
         Command::Plugin(command) => commands::plugin::run(command),
         Command::Bounce(command) => commands::bounce::run(command),
+        Command::User(command) => commands::user::run(command),
     };
     match result {
         Ok(code) => code,

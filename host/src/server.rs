@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
 use crate::config::{Config, DemoConfig};
+use crate::dashboard::{self, DashboardState};
 use crate::delivery::verp::ReturnPath;
 use crate::delivery::{Delivery, QueueSignal};
 use crate::dkim::Dkim;
@@ -21,7 +22,7 @@ use crate::plugin::{CompiledCache, PluginRuntime};
 use crate::private_file::load_or_create_key;
 use crate::services::AccountServices;
 use crate::smtp::{DataBudget, SmtpServer, tls};
-use crate::store::{CredentialKind, Flow, Flowstep, Source, Store};
+use crate::store::{CredentialKind, Flow, Flowstep, NewUser, Role, Source, Store};
 use crate::tracking::LinkSigner;
 use crate::webhooks::WebhookDispatcher;
 
@@ -36,6 +37,8 @@ pub struct Server {
     pub smtp_addr: SocketAddr,
     /// The address the REST API listens on.
     pub api_addr: SocketAddr,
+    /// The address the dashboard listens on, when it runs.
+    pub dashboard_addr: Option<SocketAddr>,
     /// The address the MX for returned mail listens on, when it runs.
     pub mx_addr: Option<SocketAddr>,
     /// Returned mail: what the MX takes and what it means.
@@ -53,6 +56,7 @@ pub struct Server {
     _watch: FolderWatch,
     smtp_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
+    dashboard_task: Option<tokio::task::JoinHandle<()>>,
     purge_task: tokio::task::JoinHandle<()>,
     delivery_task: tokio::task::JoinHandle<()>,
     webhook_task: tokio::task::JoinHandle<()>,
@@ -72,6 +76,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.smtp_task.abort();
         self.api_task.abort();
+        if let Some(task) = &self.dashboard_task {
+            task.abort();
+        }
         self.purge_task.abort();
         self.delivery_task.abort();
         self.inbound_task.abort();
@@ -95,6 +102,10 @@ pub struct DemoCredentials {
     pub client_id: String,
     /// The API client secret (shown once).
     pub client_secret: String,
+    /// The dashboard login of the demo account's owner.
+    pub dashboard_email: String,
+    /// Its password (shown once).
+    pub dashboard_password: String,
 }
 
 impl Server {
@@ -195,6 +206,23 @@ impl Server {
             config.api.token_lifetime_secs,
         )?;
         let api_task = api::spawn(api_listener, &config.api, api_state);
+        let (dashboard_addr, dashboard_task) = if config.dashboard.enabled {
+            let listener = tokio::net::TcpListener::bind(config.dashboard.listen).await?;
+            let bound = listener.local_addr()?;
+            let state = DashboardState::new(
+                config.dashboard.clone(),
+                bound,
+                store.clone(),
+                pipeline.clone(),
+                Arc::clone(&plugins),
+            );
+            (
+                Some(bound),
+                Some(dashboard::spawn(listener, &config.api, state)),
+            )
+        } else {
+            (None, None)
+        };
         let (cert, key) = config.tls_paths();
         let acceptor = tls::acceptor(&cert, &key, &config.smtp.hostname)?;
         // One budget for the messages coming in on both SMTP listeners.
@@ -226,6 +254,7 @@ impl Server {
             store,
             smtp_addr,
             api_addr,
+            dashboard_addr,
             mx_addr,
             inbound,
             pipeline,
@@ -236,6 +265,7 @@ impl Server {
             _watch: watch,
             smtp_task,
             api_task,
+            dashboard_task,
             purge_task,
             delivery_task,
             webhook_task,
@@ -269,8 +299,12 @@ async fn purge_expired(store: Store, returned_keep_days: u64) {
     }
 }
 
+/// The demo owner's dashboard login: a reserved domain (RFC 2606), so its login codes never
+/// leave the machine (the capture keeps them, see `delivery::capture`).
+pub const DEMO_DASHBOARD_EMAIL: &str = "demo@example.com";
+
 /// Makes the demo account: a source that may send from this machine, an SMTP login, an API
-/// client and a default flow of the configured steps.
+/// client, a dashboard owner and a default flow of the configured steps.
 async fn create_demo(store: &Store, demo: &DemoConfig) -> anyhow::Result<DemoCredentials> {
     let account = store.create_account("demo").await?;
     let source = store
@@ -320,12 +354,27 @@ async fn create_demo(store: &Store, demo: &DemoConfig) -> anyhow::Result<DemoCre
             },
         )
         .await?;
+    let dashboard_password = random_secret()?;
+    let hash = {
+        let password = dashboard_password.clone();
+        tokio::task::spawn_blocking(move || crate::store::hash_secret(&password)).await??
+    };
+    let owner = store
+        .create_user(NewUser {
+            account_id: Some(account.id),
+            email: DEMO_DASHBOARD_EMAIL.into(),
+            role: Role::Owner,
+            password_hash: Some(hash),
+        })
+        .await?;
     Ok(DemoCredentials {
         account_id: account.id,
         username: "demo".into(),
         password,
         client_id: "demo-api".into(),
         client_secret,
+        dashboard_email: owner.email,
+        dashboard_password,
     })
 }
 

@@ -146,6 +146,7 @@ impl TestServer {
         config.smtp.listen = "127.0.0.1:0".parse().unwrap();
         config.api.listen = "127.0.0.1:0".parse().unwrap();
         config.inbound.listen = "127.0.0.1:0".parse().unwrap();
+        config.dashboard.listen = "127.0.0.1:0".parse().unwrap();
         config.runtime.concurrent_calls = 16;
         // Tests that deliver turn this on with a route to their own sink; the rest never
         // reach for a real MX.

@@ -18,6 +18,7 @@ use sha2::Sha256;
 
 use super::ApiState;
 use super::error::ApiError;
+use crate::access::{self, Action, Principal};
 use crate::store::{CredentialKind, now_millis, verify_credential};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -133,9 +134,14 @@ fn check_allowlist(
 }
 
 impl Caller {
-    /// Refuses a caller that is not of `account_id`.
+    /// Refuses a caller that may not use the API in `account_id`. Every API call reads,
+    /// sends, edits or configures; `crate::access` grants a credential all four in its own
+    /// account and nothing elsewhere (users and operator pages are the dashboard's).
     pub fn require(&self, account_id: u64) -> Result<(), ApiError> {
-        if self.account_id == account_id {
+        let caller = Principal::Credential {
+            account_id: self.account_id,
+        };
+        if access::may(caller, Action::Configure, account_id) {
             Ok(())
         } else {
             Err(ApiError::forbidden())

@@ -39,6 +39,10 @@ pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
 /// Paging by a `Range` header as every list answers it; public for the fuzz target in `fuzz/`.
 pub use paging::{Order, page, requested};
+/// Template checks and previews, shared with the dashboard.
+pub(crate) use templates::{
+    PreviewView, SampleMessage, TemplateInput, checked as check_template, render_preview,
+};
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;
@@ -340,4 +344,13 @@ pub fn spawn(
         app,
         listener::HttpLimits::new(config),
     ))
+}
+
+/// Serves another router (the dashboard's) with the API's connection limits and timeouts.
+pub fn serve_http(
+    listener: TcpListener,
+    app: Router,
+    config: &ApiConfig,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    listener::serve(listener, app, listener::HttpLimits::new(config))
 }

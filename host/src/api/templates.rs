@@ -20,13 +20,17 @@ use crate::timestamp::iso8601;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateInput {
-    name: String,
+    /// The name steps refer to it by.
+    pub name: String,
+    /// The Subject template.
     #[serde(default)]
-    subject: Option<String>,
+    pub subject: Option<String>,
+    /// The html template.
     #[serde(default)]
-    html: Option<String>,
+    pub html: Option<String>,
+    /// The text template.
     #[serde(default)]
-    text: Option<String>,
+    pub text: Option<String>,
 }
 
 /// A template as the API shows it.
@@ -56,7 +60,11 @@ impl From<Template> for TemplateView {
 
 /// Refuses a template whose parts do not parse, naming the part and the line; also checks
 /// the name is one a flow can refer to.
-fn checked(input: TemplateInput, account_id: u64, id: u64) -> Result<Template, ApiError> {
+pub(crate) fn checked(
+    input: TemplateInput,
+    account_id: u64,
+    id: u64,
+) -> Result<Template, ApiError> {
     let mut errors = Vec::new();
     let name_ok = !input.name.is_empty()
         && input.name.len() <= 100
@@ -219,21 +227,27 @@ pub struct PreviewInput {
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SampleMessage {
+    /// Its subject.
     #[serde(default)]
-    subject: Option<String>,
+    pub subject: Option<String>,
+    /// Its html part.
     #[serde(default)]
-    html: Option<String>,
+    pub html: Option<String>,
+    /// Its text part.
     #[serde(default)]
-    text: Option<String>,
+    pub text: Option<String>,
 }
 
 /// The rendered parts.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewView {
-    subject: Option<String>,
-    html: Option<String>,
-    text: Option<String>,
+    /// The rendered Subject.
+    pub subject: Option<String>,
+    /// The rendered html part.
+    pub html: Option<String>,
+    /// The rendered text part.
+    pub text: Option<String>,
 }
 
 /// `POST /{account}/templates/preview`: renders through the built-in `template` step itself,
@@ -254,6 +268,28 @@ pub async fn preview(
         }}),
     };
     let sample = input.message.unwrap_or_default();
+    render_preview(
+        &state.pipeline,
+        &state.plugins,
+        account_id,
+        config,
+        input.data,
+        sample,
+    )
+    .await
+    .map(Json)
+}
+
+/// Renders a template step's `config` over a sample message with `data`, through the
+/// built-in `template` step itself (the API's and the dashboard's previews alike).
+pub(crate) async fn render_preview(
+    pipeline: &crate::flow::PipelineHandle,
+    plugins: &crate::plugin::registry::PluginRegistry,
+    account_id: u64,
+    config: serde_json::Value,
+    data: Option<serde_json::Value>,
+    sample: SampleMessage,
+) -> Result<PreviewView, ApiError> {
     if let Some(error) = sample
         .subject
         .as_deref()
@@ -276,24 +312,22 @@ pub async fn preview(
     };
     let message = Message::parse(raw, envelope)
         .map_err(ApiError::internal)?
-        .with_data(input.data.map(|data| data.to_string()));
-    let plugin = state
-        .plugins
+        .with_data(data.map(|data| data.to_string()));
+    let plugin = plugins
         .get("template")
         .ok_or_else(|| ApiError::internal("the built-in template step is not loaded"))?;
-    let run = state
-        .pipeline
+    let run = pipeline
         .run_dry(plugin, message, config.to_string(), account_id, "preview")
         .await?;
     let unprocessable =
         |reason: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "templateError", reason);
     match run {
         Ok(run) => match run.outcome {
-            StepOutcome::Continue => Ok(Json(PreviewView {
+            StepOutcome::Continue => Ok(PreviewView {
                 subject: run.message.header("Subject"),
                 html: run.message.html(),
                 text: run.message.text(),
-            })),
+            }),
             StepOutcome::Hold(reason) | StepOutcome::Discard(reason) => Err(unprocessable(reason)),
         },
         Err(failed) => Err(unprocessable(failed.failure.to_string())),

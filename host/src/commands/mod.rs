@@ -4,3 +4,4 @@ pub mod bounce;
 pub mod plugin;
 pub mod scaffold;
 pub mod serve;
+pub mod user;

@@ -37,6 +37,20 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
                 first_run_text(&config, &server, demo, &credentials)
             );
         }
+        if let (Some(demo), Some(dashboard)) = (&server.created_demo, server.dashboard_addr) {
+            std::fs::write(
+                config.data_dir.join("demo-dashboard.txt"),
+                format!(
+                    "dashboard_url=http://{dashboard}\ndashboard_email={}\ndashboard_password={}\n",
+                    demo.dashboard_email, demo.dashboard_password
+                ),
+            )?;
+            println!(
+                "The dashboard is at http://{dashboard}: log in as {} with the password {}, then \
+                 type the code mailed to that address.\n",
+                demo.dashboard_email, demo.dashboard_password,
+            );
+        }
         let (dkim_name, dkim_value) = server.dkim.platform_record();
         println!("Publish the platform's DKIM key as TXT at {dkim_name}:\n  {dkim_value}\n");
         if let Some(mx) = server.mx_addr {
@@ -48,6 +62,7 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
         tracing::info!(
             smtp = %addr,
             api = %api,
+            dashboard = ?server.dashboard_addr,
             mx = ?server.mx_addr,
             data = %config.data_dir.display(),
             plugins = %config.plugins_path().display(),
@@ -118,8 +133,7 @@ fn first_run_text(
         "See the messages, newest first, with their events (after the TOKEN line above):\n\n  \
          curl -s 'http://{api}/{account}/messages?addevents=true' -H \"Authorization: Bearer $TOKEN\"\n\n"
     ));
-    // ---- DASHBOARD (issue 13) ----
-    // The dashboard's address and how the demo user logs in are added to `text` here, once
-    // the dashboard is served (e.g. "Open http://{api}/dashboard/ and log in as ...").
+    // The dashboard's address and the demo owner's login follow, printed by `run` when the
+    // dashboard is served.
     text
 }

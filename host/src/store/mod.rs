@@ -14,6 +14,7 @@ mod listing;
 pub mod model;
 mod plugin_health;
 mod returned;
+mod users;
 mod webhooks;
 mod writer;
 
@@ -40,6 +41,10 @@ pub use model::{
     Template, present,
 };
 pub use returned::{ReturnedEffect, ReturnedMail};
+pub use users::{
+    AUDIT_KEPT_PER_ACCOUNT, AuditEntry, AuditOutcome, CodeCheck, NewUser, PendingCode, Role,
+    SessionRecord, User,
+};
 pub use webhooks::{
     WebhookCallKey, WebhookCallState, WebhookDeadLetter, WebhookEndpoint, WebhookJob,
     WebhookOutcome, event_id,
@@ -338,6 +343,14 @@ impl Store {
             txn.open_table(delivery::FILTERS)?;
             txn.open_table(delivery::FILTER_IDS)?;
             txn.open_table(returned::RETURNED)?;
+            txn.open_table(users::USERS)?;
+            txn.open_table(users::USER_EMAILS)?;
+            txn.open_table(users::LOGIN_CODES)?;
+            txn.open_table(users::SESSIONS)?;
+            txn.open_table(users::USER_SESSIONS)?;
+            txn.open_table(users::RESET_TOKENS)?;
+            txn.open_table(users::LOGIN_AUDIT)?;
+            txn.open_table(users::PLATFORM)?;
             txn.open_table(returned::RETURNED_BODIES)?;
             txn.open_table(returned::RETURNED_PENDING)?;
             txn.open_table(returned::SENT_MESSAGE_IDS)?;
@@ -409,6 +422,11 @@ impl Store {
             Ok(account)
         })
         .await
+    }
+
+    /// Every account, in id order.
+    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.all_of(ACCOUNTS, |_: &Account| true)
     }
 
     /// An account by id.

@@ -1,0 +1,198 @@
+//! The web dashboard: people log in with a password and a code mailed to them, then see and
+//! manage their account's flows, messages, statistics and filter list. Pages are rendered on
+//! the server from templates embedded in the binary and work without JavaScript.
+//!
+//! The dashboard reads and changes the same store as the API, and every page and form asks
+//! [`crate::access`] whether the logged-in user may do what it does.
+
+mod chart;
+mod filters;
+mod flows;
+mod login;
+mod messages;
+mod operator;
+mod overview;
+mod pages;
+mod secret;
+mod session;
+mod system_mail;
+mod templates;
+mod throttle;
+mod users;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::api::ApiConfig;
+use crate::flow::PipelineHandle;
+use crate::plugin::registry::PluginRegistry;
+use crate::store::Store;
+
+pub use system_mail::SystemMail;
+
+/// Makes a one-time token for `user`'s set-password link (`{public_url}/reset/{token}`), for
+/// `sluice user add`; any earlier link of the user stops working.
+pub async fn new_password_link_token(
+    store: &Store,
+    user: &crate::store::User,
+    config: &DashboardConfig,
+) -> Result<String, crate::store::StoreError> {
+    login::password_link_token(store, user, config).await
+}
+
+/// The dashboard's settings (`[dashboard]` in the configuration).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serve the dashboard at all.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The address people reach the dashboard at (`https://mail.example.com`), used in the
+    /// links it mails; by default the listen address. Cookies are marked `Secure` when it is
+    /// `https`.
+    pub public_url: Option<String>,
+    /// The sender of login codes, invitations and reset links.
+    pub mail_from: String,
+    /// Seconds a session lasts without being used.
+    pub session_idle_secs: u64,
+    /// Seconds a session lasts at most, however busy.
+    pub session_max_secs: u64,
+    /// Seconds a mailed login code works.
+    pub code_valid_secs: u64,
+    /// Wrong guesses a login code allows before it is void.
+    pub code_tries: u32,
+    /// Seconds a password-reset or invitation link works.
+    pub reset_valid_secs: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8026".parse().expect("a valid address"),
+            public_url: None,
+            mail_from: "dashboard@sluice.localhost".into(),
+            session_idle_secs: 30 * 60,
+            session_max_secs: 12 * 3600,
+            code_valid_secs: 10 * 60,
+            code_tries: 5,
+            reset_valid_secs: 24 * 3600,
+        }
+    }
+}
+
+impl DashboardConfig {
+    /// Where the dashboard is reached, given the address it is bound to.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .map(|url| url.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// What the dashboard's handlers share.
+#[derive(Clone)]
+pub struct DashboardState {
+    store: Store,
+    config: Arc<DashboardConfig>,
+    public_url: Arc<str>,
+    mail: Arc<SystemMail>,
+    pipeline: PipelineHandle,
+    plugins: Arc<PluginRegistry>,
+    throttle: Arc<throttle::LoginThrottle>,
+    templates: Arc<pages::Templates>,
+}
+
+impl DashboardState {
+    /// The state for a dashboard bound to `bound`, mailing through `pipeline`; previews run
+    /// the built-in steps of `plugins`.
+    pub fn new(
+        config: DashboardConfig,
+        bound: SocketAddr,
+        store: Store,
+        pipeline: PipelineHandle,
+        plugins: Arc<PluginRegistry>,
+    ) -> Self {
+        let public_url: Arc<str> = config.public_url(bound).into();
+        let mail = Arc::new(SystemMail::new(
+            store.clone(),
+            pipeline.clone(),
+            config.mail_from.clone(),
+        ));
+        Self {
+            store,
+            config: Arc::new(config),
+            public_url,
+            mail,
+            pipeline,
+            plugins,
+            throttle: Arc::new(throttle::LoginThrottle::default()),
+            templates: Arc::new(pages::Templates::new()),
+        }
+    }
+
+    /// Whether cookies must only travel over TLS.
+    fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+/// Every route of the dashboard.
+pub fn router(state: DashboardState) -> Router {
+    Router::new()
+        .route("/", get(overview::page))
+        .route("/login", get(login::form).post(login::password))
+        .route("/login/code", get(login::code_form).post(login::code))
+        .route("/logout", post(login::logout))
+        .route("/logout/everywhere", post(login::logout_everywhere))
+        .route("/reset", get(login::reset_form).post(login::reset_request))
+        .route(
+            "/reset/{token}",
+            get(login::new_password_form).post(login::new_password),
+        )
+        .route("/messages", get(messages::list))
+        .route("/messages/{id}", get(messages::detail))
+        .route("/messages/{id}/archive", get(messages::archived_copy))
+        .route("/flows", get(flows::list))
+        .route("/operator", get(operator::page))
+        .route("/templates", get(templates::list))
+        .route(
+            "/templates/{id}",
+            get(templates::edit).post(templates::change),
+        )
+        .route("/filters", get(filters::list).post(filters::add))
+        .route("/filters/{id}/remove", post(filters::remove))
+        .route("/users", get(users::list).post(users::add))
+        .route("/users/{id}/role", post(users::change_role))
+        .route("/users/{id}/remove", post(users::remove))
+        .route("/audit", get(users::audit))
+        .route("/account", post(pages::choose_account))
+        .route("/style.css", get(pages::style))
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn(pages::security_headers))
+        .with_state(state)
+}
+
+/// Serves the dashboard on `listener` with the API's connection limits.
+pub fn spawn(
+    listener: TcpListener,
+    api: &ApiConfig,
+    state: DashboardState,
+) -> tokio::task::JoinHandle<()> {
+    let purge = tokio::spawn(session::purge_expired(
+        state.store.clone(),
+        Arc::clone(&state.config),
+    ));
+    let serve = crate::api::serve_http(listener, router(state), api);
+    tokio::spawn(async move {
+        serve.await;
+        purge.abort();
+    })
+}

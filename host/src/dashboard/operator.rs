@@ -1,0 +1,87 @@
+//! The operator's page: every account with its users, the delivery queue by destination,
+//! and the plugins in service (built in or hot-loaded from the folder) with their state.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+
+use super::DashboardState;
+use super::pages::render_page;
+use super::session::{Refusal, Viewer, internal};
+use crate::access::Action;
+use crate::store::now_millis;
+
+/// Queued messages counted at most; past it, the page says the counts are a lower bound.
+const MAX_COUNTED: usize = 100_000;
+/// Destinations listed, busiest first.
+const DESTINATIONS_SHOWN: usize = 50;
+
+/// `GET /operator`.
+pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) -> Response {
+    if !viewer.may(Action::Operate) {
+        return Refusal::Role.into_response();
+    }
+    let store = state.store.clone();
+    let counted = tokio::task::spawn_blocking(move || {
+        let queued = store.due_deliveries(u64::MAX, MAX_COUNTED, |_| false)?;
+        let due_now = store.due_deliveries(now_millis(), MAX_COUNTED, |_| false)?;
+        let mut by_domain: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (_, domain) in &queued {
+            by_domain.entry(domain.clone()).or_default().0 += 1;
+        }
+        for (_, domain) in &due_now {
+            by_domain.entry(domain.clone()).or_default().1 += 1;
+        }
+        let mut rows: Vec<_> = by_domain.into_iter().collect();
+        rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
+        Ok::<_, crate::store::StoreError>((queued.len(), rows))
+    })
+    .await;
+    let (queued, destinations) = match counted {
+        Ok(Ok(counted)) => counted,
+        Ok(Err(error)) => return internal(error),
+        Err(error) => return internal(error),
+    };
+    let accounts = match state.store.accounts() {
+        Ok(accounts) => accounts,
+        Err(error) => return internal(error),
+    };
+    let platform = state.store.platform_record("system-account").ok().flatten();
+    let plugins: Vec<_> = state
+        .plugins
+        .names()
+        .into_iter()
+        .filter_map(|name| state.plugins.get(&name))
+        .map(|plugin| {
+            context! {
+                name => plugin.name(),
+                contract => plugin.contract_version(),
+                disabled => plugin.is_disabled(),
+                imports => plugin.imports().len(),
+            }
+        })
+        .collect();
+    render_page(
+        &state,
+        &viewer,
+        "operator.html",
+        "operator",
+        context! {
+            accounts => accounts.iter().map(|account| context! {
+                id => account.id,
+                name => &account.name,
+                users => state.store.users_of(Some(account.id)).map(|users| users.len()).unwrap_or(0),
+                platform => Some(account.id) == platform,
+                classifier => account.bounce_classifier.is_some(),
+            }).collect::<Vec<_>>(),
+            queued => queued,
+            capped => queued >= MAX_COUNTED,
+            destinations => destinations.iter().take(DESTINATIONS_SHOWN).map(|(domain, (all, due))| context! {
+                domain => domain, queued => all, due => due,
+            }).collect::<Vec<_>>(),
+            plugins => plugins,
+        },
+    )
+}

@@ -1,0 +1,183 @@
+//! Rendering: the page templates embedded in the binary, the layout every page shares, the
+//! style sheet, and the headers that keep pages from being framed, cached or sniffed.
+
+use axum::extract::{Form, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::{Environment, Value, context};
+use serde::Deserialize;
+
+use super::DashboardState;
+use super::session::{ACCOUNT_COOKIE, Viewer, set_cookie};
+use crate::access::Action;
+
+/// Every page template, by name.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("templates/layout.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("code.html", include_str!("templates/code.html")),
+    ("reset.html", include_str!("templates/reset.html")),
+    (
+        "new_password.html",
+        include_str!("templates/new_password.html"),
+    ),
+    ("overview.html", include_str!("templates/overview.html")),
+    ("messages.html", include_str!("templates/messages.html")),
+    ("message.html", include_str!("templates/message.html")),
+    ("filters.html", include_str!("templates/filters.html")),
+    ("users.html", include_str!("templates/users.html")),
+    ("audit.html", include_str!("templates/audit.html")),
+    ("operator.html", include_str!("templates/operator.html")),
+    ("flows.html", include_str!("templates/flows.html")),
+    ("templates.html", include_str!("templates/templates.html")),
+    ("template.html", include_str!("templates/template.html")),
+    ("not_found.html", include_str!("templates/not_found.html")),
+];
+
+const STYLE: &str = include_str!("templates/style.css");
+
+/// The compiled templates.
+pub(super) struct Templates {
+    environment: Environment<'static>,
+}
+
+impl Templates {
+    /// Compiles every template (a broken one fails the dashboard's own tests).
+    pub(super) fn new() -> Self {
+        let mut environment = Environment::new();
+        // Names end in .html, so every value is HTML-escaped unless a template says otherwise.
+        for (name, source) in TEMPLATES {
+            environment
+                .add_template(name, source)
+                .unwrap_or_else(|error| panic!("dashboard template {name}: {error:#}"));
+        }
+        environment.add_filter("time", format_time);
+        Self { environment }
+    }
+
+    /// Renders `name` with `context`.
+    pub(super) fn render(&self, name: &str, context: Value) -> Response {
+        match self
+            .environment
+            .get_template(name)
+            .and_then(|template| template.render(context))
+        {
+            Ok(html) => Html(html).into_response(),
+            Err(error) => super::session::internal(format!("template {name}: {error:#}")),
+        }
+    }
+}
+
+/// Milliseconds since the epoch as `2026-11-30 12:00:05 UTC`.
+fn format_time(millis: u64) -> String {
+    crate::timestamp::iso8601(millis)
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_string()
+        + " UTC"
+}
+
+/// What the layout needs of a logged-in viewer: who, where, which links to show.
+pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> Value {
+    let accounts = if viewer.is_operator() {
+        state.store.accounts().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    context! {
+        section => section,
+        viewer_email => &viewer.user.email,
+        role => viewer.user.role.as_str(),
+        account_id => viewer.account_id,
+        operator => viewer.is_operator(),
+        accounts => accounts.iter().map(|account| context! { id => account.id, name => &account.name }).collect::<Vec<_>>(),
+        csrf => &viewer.csrf_token,
+        may_edit => viewer.may(Action::Edit),
+        may_manage_users => viewer.may(Action::ManageUsers),
+    }
+}
+
+/// Renders a logged-in page: `page` merged over the layout's frame.
+pub(super) fn render_page(
+    state: &DashboardState,
+    viewer: &Viewer,
+    template: &str,
+    section: &str,
+    page: Value,
+) -> Response {
+    let context = context! { ..page, ..frame(state, viewer, section) };
+    state.templates.render(template, context)
+}
+
+/// The style sheet.
+pub(super) async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// Any other path.
+pub(super) async fn not_found(State(state): State<DashboardState>) -> Response {
+    let mut page = state.templates.render("not_found.html", context! {});
+    *page.status_mut() = StatusCode::NOT_FOUND;
+    page
+}
+
+/// The account an operator chooses to look at.
+#[derive(Deserialize)]
+pub(super) struct AccountChoice {
+    account: u64,
+    csrf: String,
+}
+
+/// Remembers which account an operator looks at.
+pub(super) async fn choose_account(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Form(choice): Form<AccountChoice>,
+) -> Response {
+    if let Err(refusal) = viewer.check_csrf(&choice.csrf) {
+        return refusal.into_response();
+    }
+    if !viewer.is_operator() {
+        return super::session::refused();
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            set_cookie(&state, ACCOUNT_COOKIE, &choice.account.to_string(), None),
+        )],
+        Redirect::to("/"),
+    )
+        .into_response()
+}
+
+/// Headers every answer carries: no framing (the archived copy sets its own, stricter
+/// policy), no inline script, no caching of pages with account data, no MIME sniffing.
+pub(super) async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in defaults {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
+}
