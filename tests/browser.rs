@@ -1,8 +1,10 @@
-//! The real-browser harness (tests/support/src/browser.rs) proved on pages that exist today:
-//! a headless Debian Chromium under chromedriver opens what Sluice serves (the OpenAPI
-//! document, the signed 'view online' page of an archived message), reads it and saves a
-//! screenshot under `target/dashboard-screenshots`; and it fills and submits a form, follows a
-//! link and reads a cookie on a small page served by the test, as the dashboard's tests will.
+//! Sluice in a real browser: a headless Debian Chromium under chromedriver
+//! (tests/support/src/browser.rs). First the harness itself, on pages that need no login (the
+//! OpenAPI document, the signed 'view online' page of an archived message) and on a small form
+//! page served by the test; then the dashboard: logging in with the code read from the mail
+//! the platform sent (kept by the capture of example domains), refused codes, what a viewer
+//! sees, a form posted without its CSRF token. Each page is saved as a screenshot under
+//! `target/dashboard-screenshots` for a reviewer to look at.
 //!
 //! A machine without chromium and chromedriver skips these tests and says so on the terminal
 //! (`SKIPPED browser::...`), unless `SLUICE_REQUIRE_BROWSER` is set, as `.ci/run` sets it.
@@ -166,4 +168,280 @@ fn chromium_fills_and_submits_a_form_follows_a_link_and_keeps_a_cookie() {
     assert_eq!(browser.url(), format!("{base}/elsewhere"));
     assert_eq!(browser.text(), "Arrived");
     assert!(browser.find("form").is_none());
+}
+
+// The dashboard.
+
+/// The dashboard's address.
+fn dashboard(server: &TestServer) -> String {
+    format!(
+        "http://{}",
+        server
+            .server
+            .dashboard_addr
+            .expect("the dashboard is served")
+    )
+}
+
+/// The six-digit code in a captured login mail, read from its text as a mail client shows it.
+fn code_in(mail: &str) -> String {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mail.as_bytes())
+        .expect("a parsable mail");
+    assert_eq!(parsed.subject(), Some("Your Sluice login code"), "{mail}");
+    let text = parsed.body_text(0).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no code in {text}"))
+        .to_string()
+}
+
+/// Gives the password on the login page and returns the code from the mail it sent, the
+/// `mails_before + 1`th the capture kept for `email`.
+fn ask_for_code(
+    browser: &Browser,
+    server: &TestServer,
+    email: &str,
+    password: &str,
+    mails_before: usize,
+) -> String {
+    browser.open(&format!("{}/login", dashboard(server)));
+    browser.fill("email", email);
+    browser.fill("password", password);
+    browser.submit("password");
+    assert!(
+        browser.url().ends_with("/login/code"),
+        "{}: {}",
+        browser.url(),
+        browser.text()
+    );
+    let mails = server.wait_for_captured(email, mails_before + 1);
+    code_in(mails.last().unwrap())
+}
+
+/// Types the code into the code form and sends it.
+fn enter_code(browser: &Browser, code: &str) {
+    browser.fill("code", code);
+    browser.submit("code");
+}
+
+/// Whether the browser has a session: the overview opens instead of the login page.
+fn has_session(browser: &Browser, server: &TestServer) -> bool {
+    browser.open(&format!("{}/", dashboard(server)));
+    !browser.url().contains("/login")
+}
+
+/// A wrong code, different from the right one.
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" { "111111" } else { "000000" }
+}
+
+/// A user of the demo account with a password, made directly in the store.
+fn add_user(server: &TestServer, email: &str, role: sluice::store::Role) -> String {
+    let password = format!("{email}-password-1");
+    let account = server.server.created_demo.clone().unwrap().account_id;
+    server
+        .block_on(server.store().create_user(sluice::store::NewUser {
+            account_id: Some(account),
+            email: email.into(),
+            role,
+            password_hash: Some(sluice::store::hash_secret(&password).unwrap()),
+        }))
+        .unwrap();
+    password
+}
+
+#[test]
+fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
+    let Some(browser) =
+        browser_for("the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted")
+    else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let api = Api::demo(&server);
+    let message = api.submit(crate::util::email("Order 4711 shipped"));
+    let base = dashboard(&server);
+
+    browser.open(&format!("{base}/"));
+    assert!(browser.url().ends_with("/login"), "pages need a session");
+    assert_screenshot(&browser.screenshot("dashboard-login"));
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    assert_screenshot(&browser.screenshot("dashboard-code"));
+    enter_code(&browser, &code);
+    assert_eq!(browser.url(), format!("{base}/"));
+    assert!(
+        browser.text().contains(&demo.dashboard_email),
+        "{}",
+        browser.text()
+    );
+    assert!(
+        browser.find("svg").is_some(),
+        "the overview draws its chart"
+    );
+    assert_screenshot(&browser.screenshot("dashboard-overview"));
+
+    server.wait_until_done(&message);
+    for (page, name, expect) in [
+        ("/messages".to_string(), "messages", "Order 4711 shipped"),
+        (
+            format!("/messages/{message}"),
+            "message",
+            "Message to ann@example.net",
+        ),
+        ("/flows".to_string(), "flows", "default"),
+        ("/templates".to_string(), "templates", "Templates"),
+        ("/filters".to_string(), "filters", "Filter list"),
+        ("/users".to_string(), "users", "demo@example.com"),
+        ("/audit".to_string(), "audit", "logged in"),
+    ] {
+        browser.open(&format!("{base}{page}"));
+        assert_eq!(browser.url(), format!("{base}{page}"));
+        let text = browser.text();
+        assert!(text.contains(expect), "{page}: {text}");
+        assert_screenshot(&browser.screenshot(&format!("dashboard-{name}")));
+    }
+}
+
+#[test]
+fn wrong_and_too_many_codes_open_no_session() {
+    let Some(browser) = browser_for("wrong_and_too_many_codes_open_no_session") else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let (login, password) = (demo.dashboard_email, demo.dashboard_password);
+
+    // A wrong code counts down; the right one still works after it.
+    let code = ask_for_code(&browser, &server, &login, &password, 0);
+    enter_code(&browser, wrong(&code));
+    assert_eq!(browser.text_of("#error"), "Wrong code. 4 tries left.");
+    assert_screenshot(&browser.screenshot("dashboard-wrong-code"));
+    enter_code(&browser, &code);
+    assert!(has_session(&browser, &server));
+    browser.click("form[action='/logout'] button");
+    assert!(!has_session(&browser, &server));
+
+    // Five wrong tries void the code.
+    let code = ask_for_code(&browser, &server, &login, &password, 1);
+    for _ in 0..4 {
+        enter_code(&browser, wrong(&code));
+    }
+    enter_code(&browser, wrong(&code));
+    let text = browser.text();
+    assert!(text.contains("Too many wrong codes"), "{text}");
+    assert_screenshot(&browser.screenshot("dashboard-too-many-codes"));
+    assert!(!has_session(&browser, &server));
+}
+
+#[test]
+fn an_expired_code_opens_no_session() {
+    let Some(browser) = browser_for("an_expired_code_opens_no_session") else {
+        return;
+    };
+    let server = TestServer::start_capturing(|config| config.dashboard.code_valid_secs = 1);
+    let demo = server.server.created_demo.clone().unwrap();
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    enter_code(&browser, &code);
+    assert_screenshot(&browser.screenshot("dashboard-expired-code"));
+    assert!(!has_session(&browser, &server));
+}
+
+#[test]
+fn a_viewer_gets_no_forms_and_a_post_without_its_csrf_token_changes_nothing() {
+    let Some(browser) =
+        browser_for("a_viewer_gets_no_forms_and_a_post_without_its_csrf_token_changes_nothing")
+    else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let account = demo.account_id;
+    server
+        .block_on(
+            server
+                .store()
+                .add_filter(account, "gone@example.net", "hard-bounce", None, None),
+        )
+        .unwrap();
+    let viewer = "viewer@example.com";
+    let viewer_password = add_user(&server, viewer, sluice::store::Role::Viewer);
+    let base = dashboard(&server);
+
+    // The viewer sees the list but no form to change it, and a form forged in the page is
+    // refused.
+    let code = ask_for_code(&browser, &server, viewer, &viewer_password, 0);
+    enter_code(&browser, &code);
+    browser.open(&format!("{base}/filters"));
+    assert!(browser.text().contains("gone@example.net"));
+    assert!(browser.find("#add-filter").is_none());
+    assert!(browser.find("form[action$='/remove']").is_none());
+    assert_screenshot(&browser.screenshot("dashboard-filters-viewer"));
+    browser.execute(
+        "const form = document.createElement('form'); \
+         form.method = 'post'; form.action = '/filters'; \
+         const csrf = document.querySelector('[name=csrf]'); \
+         form.innerHTML = '<input name=\"address\" value=\"forged@example.net\">' + \
+           '<input type=\"hidden\" name=\"csrf\" value=\"' + (csrf ? csrf.value : '') + '\">'; \
+         document.body.appendChild(form);",
+    );
+    browser.submit("address");
+    assert_eq!(browser.text(), "Your role does not allow this change.");
+    assert!(
+        server
+            .store()
+            .filtered(account, "forged@example.net")
+            .unwrap()
+            .is_none()
+    );
+    browser.open(&format!("{base}/filters"));
+    browser.click("form[action='/logout'] button");
+
+    // The owner's form without its token is refused; with it, the address is added.
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    enter_code(&browser, &code);
+    browser.open(&format!("{base}/filters"));
+    browser.execute("document.querySelector('#add-filter [name=csrf]').remove();");
+    browser.fill("address", "tokenless@example.net");
+    browser.submit("address");
+    assert_screenshot(&browser.screenshot("dashboard-csrf-refused"));
+    assert!(
+        server
+            .store()
+            .filtered(account, "tokenless@example.net")
+            .unwrap()
+            .is_none()
+    );
+    browser.open(&format!("{base}/filters"));
+    browser.fill("address", "added@example.net");
+    browser.submit("address");
+    assert!(browser.text().contains("added@example.net"));
+    assert!(
+        server
+            .store()
+            .filtered(account, "added@example.net")
+            .unwrap()
+            .is_some()
+    );
 }
