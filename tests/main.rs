@@ -2,6 +2,7 @@
 
 mod api;
 mod arrivals;
+mod browser;
 mod builtins;
 mod cli;
 mod connections;
@@ -13,6 +14,7 @@ mod delivery;
 mod delivery_client;
 mod dns;
 mod fairness;
+mod first_run;
 mod flowmailer_api;
 mod hot_reload;
 mod languages;

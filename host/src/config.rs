@@ -60,6 +60,26 @@ pub struct Config {
     /// The MX for returned mail (bounces, feedback reports).
     #[serde(default)]
     pub inbound: InboundConfig,
+    /// What the first start makes for a first try.
+    #[serde(default)]
+    pub demo: DemoConfig,
+}
+
+/// The `[demo]` section: the account made on the first start.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// The plugins of the demo account's default flow, in order, each with its default
+    /// configuration.
+    pub flow_steps: Vec<String>,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            flow_steps: vec!["archive".into(), "dkim".into()],
+        }
+    }
 }
 
 fn default_pipeline_workers() -> usize {
@@ -148,6 +168,7 @@ mod tests {
         assert_eq!(config.dns, DnsConfig::default());
         assert_eq!(config.delivery, DeliveryConfig::default());
         assert_eq!(config.webhooks, WebhookConfig::default());
+        assert_eq!(config.demo, DemoConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
-use crate::config::Config;
+use crate::config::{Config, DemoConfig};
 use crate::dashboard::{self, DashboardState};
 use crate::delivery::verp::ReturnPath;
 use crate::delivery::{Delivery, QueueSignal};
@@ -22,7 +22,7 @@ use crate::plugin::{CompiledCache, PluginRuntime};
 use crate::private_file::load_or_create_key;
 use crate::services::AccountServices;
 use crate::smtp::{DataBudget, SmtpServer, tls};
-use crate::store::{CredentialKind, Flow, NewUser, Role, Source, Store};
+use crate::store::{CredentialKind, Flow, Flowstep, NewUser, Role, Source, Store};
 use crate::tracking::LinkSigner;
 use crate::webhooks::WebhookDispatcher;
 
@@ -124,7 +124,7 @@ impl Server {
         let store_path = config.store_path();
         let store = tokio::task::spawn_blocking(move || Store::open(&store_path)).await??;
         let created_demo = if store.account(1)?.is_none() {
-            Some(create_demo(&store).await?)
+            Some(create_demo(&store, &config.demo).await?)
         } else {
             None
         };
@@ -172,6 +172,7 @@ impl Server {
         let classifiers = AccountClassifiers::new(store.clone(), Arc::clone(&runtime));
         let delivery_task = Delivery::start(
             config.delivery.clone(),
+            &config.data_dir,
             store.clone(),
             resolver.clone(),
             Arc::clone(&dkim),
@@ -300,12 +301,12 @@ async fn purge_expired(store: Store, returned_keep_days: u64) {
 }
 
 /// The demo owner's dashboard login: a reserved domain (RFC 2606), so its login codes never
-/// leave the machine.
+/// leave the machine (the capture keeps them, see `delivery::capture`).
 pub const DEMO_DASHBOARD_EMAIL: &str = "demo@example.com";
 
-/// Makes the demo account: a source that may send from this machine, an SMTP login and a
-/// default flow without steps.
-async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
+/// Makes the demo account: a source that may send from this machine, an SMTP login, an API
+/// client, a dashboard owner and a default flow of the configured steps.
+async fn create_demo(store: &Store, demo: &DemoConfig) -> anyhow::Result<DemoCredentials> {
     let account = store.create_account("demo").await?;
     let source = store
         .create_source(Source {
@@ -333,7 +334,15 @@ async fn create_demo(store: &Store) -> anyhow::Result<DemoCredentials> {
             id: 0,
             account_id: account.id,
             name: "default".into(),
-            steps: Vec::new(),
+            steps: demo
+                .flow_steps
+                .iter()
+                .map(|plugin| Flowstep {
+                    plugin: plugin.clone(),
+                    config: serde_json::json!({}),
+                    enabled_when: None,
+                })
+                .collect(),
             expiry_hours: None,
         })
         .await?;

@@ -153,6 +153,12 @@ impl TestServer {
         config.delivery.enabled = false;
         // Webhook tests receive on loopback; the guard's own test turns it back on.
         config.webhooks.allow_private_destinations = true;
+        // The tests' mail goes to example domains on purpose, to their own sinks and DNS
+        // servers: the capture stays off unless a test is about it.
+        config.delivery.capture_example_domains = false;
+        // Tests set the flows they need; the demo account's default flow starts without steps,
+        // so a message leaves it byte for byte as it came in.
+        config.demo.flow_steps = Vec::new();
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -411,4 +417,68 @@ pub fn email(subject: &str) -> serde_json::Value {
         "subject": subject,
         "text": "Hello",
     })
+}
+
+/// Mail the server keeps instead of sending: its capture of the domains reserved for examples
+/// (`[delivery] capture_example_domains`), for tests that read what the platform mailed (a
+/// login code, an invitation) the way a newcomer's first messages are kept.
+impl TestServer {
+    /// Starts a server that delivers, with the capture on: mail to example domains is kept in
+    /// its data folder (see [`TestServer::captured_to`]), never sent.
+    pub fn start_capturing(adjust: impl FnOnce(&mut sluice::config::Config)) -> Self {
+        Self::start(|config| {
+            config.delivery.enabled = true;
+            config.delivery.capture_example_domains = true;
+            adjust(config);
+        })
+    }
+
+    /// The server's data folder.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The copies the capture kept for `recipient` (its Delivered-To), oldest first.
+    pub fn captured_to(&self, recipient: &str) -> Vec<String> {
+        let folder = self
+            .data_dir()
+            .join(sluice::delivery::capture::CAPTURE_FOLDER);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return Vec::new();
+        };
+        let delivered_to = format!("\r\nDelivered-To: {recipient}\r\n");
+        let mut kept: Vec<(String, String)> = entries
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let name = path
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".eml")?
+                    .to_string();
+                let text = String::from_utf8_lossy(&std::fs::read(&path).ok()?).into_owned();
+                text.contains(&delivered_to).then_some((name, text))
+            })
+            .collect();
+        // Message ids begin with the time they were accepted.
+        kept.sort();
+        kept.into_iter().map(|(_, text)| text).collect()
+    }
+
+    /// Waits until the capture holds at least `count` copies for `recipient`, and returns
+    /// them, oldest first.
+    pub fn wait_for_captured(&self, recipient: &str, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let kept = self.captured_to(recipient);
+            if kept.len() >= count {
+                return kept;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {count} messages to {recipient} were captured",
+                kept.len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
 }

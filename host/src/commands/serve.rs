@@ -4,7 +4,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use sluice::config::Config;
-use sluice::server::Server;
+use sluice::delivery::capture::{CAPTURE_FOLDER, CAPTURE_MTA};
+use sluice::server::{DemoCredentials, Server};
+
+/// Where the first try sends: a domain reserved for examples, so with the capture on (the
+/// default) the message is kept on this machine instead of bouncing.
+const FIRST_TRY_RECIPIENT: &str = "someone@example.net";
+/// The sender of the first try.
+const FIRST_TRY_SENDER: &str = "app@example.com";
 
 pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(config_path)?;
@@ -25,25 +32,9 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
                     demo.username, demo.password, demo.client_id, demo.client_secret
                 ),
             )?;
-            println!(
-                "A demo account was made (logins kept in {}). Send a first message over SMTP:\n\n  \
-                 swaks --server {} --port {} --auth-user {} --auth-password {} \\\n    \
-                 --from app@example.com --to someone@example.net\n\n\
-                 or over the REST API:\n\n  \
-                 TOKEN=$(curl -s http://{api}/oauth/token -d client_id={} -d client_secret={} \\\n    \
-                 -d grant_type=client_credentials | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
-                 curl -i http://{api}/{}/messages/submit -H \"Authorization: Bearer $TOKEN\" \\\n    \
-                 -H 'Content-Type: application/json' -d '{{\"messageType\":\"EMAIL\",\
-                 \"senderAddress\":\"app@example.com\",\"recipientAddress\":\"someone@example.net\",\
-                 \"subject\":\"Hello\",\"text\":\"Hello from Sluice\"}}'\n",
-                credentials.display(),
-                addr.ip(),
-                addr.port(),
-                demo.username,
-                demo.password,
-                demo.client_id,
-                demo.client_secret,
-                demo.account_id,
+            print!(
+                "{}",
+                first_run_text(&config, &server, demo, &credentials)
             );
         }
         if let (Some(demo), Some(dashboard)) = (&server.created_demo, server.dashboard_addr) {
@@ -84,4 +75,65 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a newcomer reads after the first start: how to send a first message over SMTP and
+/// over the REST API, where it ends up, and the API call that shows it with its events.
+fn first_run_text(
+    config: &Config,
+    server: &Server,
+    demo: &DemoCredentials,
+    credentials: &Path,
+) -> String {
+    let smtp = server.smtp_addr;
+    let api = server.api_addr;
+    let account = demo.account_id;
+    let mut text = format!(
+        "A demo account was made (logins kept in {credentials}). Send a first message over SMTP:\n\n  \
+         swaks --server {smtp_host} --port {smtp_port} --auth-user {user} --auth-password {password} \\\n    \
+         --from {FIRST_TRY_SENDER} --to {FIRST_TRY_RECIPIENT}\n\n\
+         or over the REST API:\n\n  \
+         TOKEN=$(curl -s http://{api}/oauth/token -d client_id={client_id} -d client_secret={secret} \\\n    \
+         -d grant_type=client_credentials | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
+         curl -i http://{api}/{account}/messages/submit -H \"Authorization: Bearer $TOKEN\" \\\n    \
+         -H 'Content-Type: application/json' -d '{{\"messageType\":\"EMAIL\",\
+         \"senderAddress\":\"{FIRST_TRY_SENDER}\",\"recipientAddress\":\"{FIRST_TRY_RECIPIENT}\",\
+         \"subject\":\"Hello\",\"text\":\"Hello from Sluice\"}}'\n\n",
+        credentials = credentials.display(),
+        smtp_host = smtp.ip(),
+        smtp_port = smtp.port(),
+        user = demo.username,
+        password = demo.password,
+        client_id = demo.client_id,
+        secret = demo.client_secret,
+    );
+    let steps = &config.demo.flow_steps;
+    if !steps.is_empty() {
+        text.push_str(&format!(
+            "The demo account's default flow runs these steps on every message: {}.\n",
+            steps.join(" -> ")
+        ));
+    }
+    if config.delivery.capture_example_domains {
+        text.push_str(&format!(
+            "Mail to example.com, example.net, example.org and *.example (RFC 2606) is not sent \
+             unless a [delivery.routes] entry sends it:\nit is kept in {captured}/<message id>.eml \
+             and shown as DELIVERED to {CAPTURE_MTA}\n([delivery] capture_example_domains = false \
+             turns this off).\n",
+            captured = config.data_dir.join(CAPTURE_FOLDER).display(),
+        ));
+    } else {
+        text.push_str(&format!(
+            "The capture of example domains is off: put an address you read in place of \
+             {FIRST_TRY_RECIPIENT}\n(example.net takes no mail, so a message to it bounces and \
+             the address goes on the filter list).\n"
+        ));
+    }
+    text.push_str(&format!(
+        "See the messages, newest first, with their events (after the TOKEN line above):\n\n  \
+         curl -s 'http://{api}/{account}/messages?addevents=true' -H \"Authorization: Bearer $TOKEN\"\n\n"
+    ));
+    // The dashboard's address and the demo owner's login follow, printed by `run` when the
+    // dashboard is served.
+    text
 }

@@ -9,6 +9,7 @@
 //! marked in flight until that commit is durable, so it is never handed out twice while
 //! running. A restart repeats only messages whose remote answer had not been recorded yet.
 
+pub mod capture;
 pub mod client;
 pub mod outcome;
 pub mod rate;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
+use self::capture::{Capture, is_example_domain};
 use self::client::{ClientConfig, Credentials, DeliveryFailure, SmtpSession, TlsPolicy};
 use self::outcome::RetryPolicy;
 use self::rate::{Rate, RateLimiter};
@@ -69,6 +71,10 @@ pub struct DeliveryConfig {
     pub rate_limits: BTreeMap<String, Rate>,
     /// The port MX hosts are reached on: 25, except where a test or a tunnel says otherwise.
     pub mx_port: u16,
+    /// Keep mail for the domains reserved for examples (RFC 2606) in `captured/` under the
+    /// data folder instead of sending it, recorded as delivered to the capture (see
+    /// [`capture`]). A static route covering the domain wins.
+    pub capture_example_domains: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -87,6 +93,7 @@ impl Default for DeliveryConfig {
             routes: BTreeMap::new(),
             rate_limits: BTreeMap::new(),
             mx_port: 25,
+            capture_example_domains: true,
         }
     }
 }
@@ -166,6 +173,8 @@ pub struct Delivery {
     /// Accounts' own bounce classifiers, for 5xx replies.
     classifiers: Arc<AccountClassifiers>,
     routes: Routes,
+    /// Where mail for example domains is kept instead of sent, when the capture is on.
+    capture: Option<Capture>,
     rates: RateLimiter,
     /// Messages handed to a worker and not recorded yet.
     in_flight: Mutex<HashSet<String>>,
@@ -190,9 +199,11 @@ impl std::fmt::Debug for Delivery {
 
 impl Delivery {
     /// Starts the scheduler; returns when it is running, or at once when a static route
-    /// cannot be used.
+    /// cannot be used. Captured mail is written under `data_dir`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: DeliveryConfig,
+        data_dir: &std::path::Path,
         store: Store,
         resolver: Resolver,
         dkim: Arc<Dkim>,
@@ -203,6 +214,9 @@ impl Delivery {
         let delivery = Arc::new(Self {
             classifiers,
             routes: Routes::new(&config.routes)?,
+            capture: config
+                .capture_example_domains
+                .then(|| Capture::new(data_dir)),
             rates: RateLimiter::new(&config.rate_limits),
             workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
             config,
@@ -403,6 +417,23 @@ impl Delivery {
             .return_path_domain_for(record.account_id, &body)
             .map_err(|error| StoreError::NotFound(error.to_string()))?;
         let mail_from = self.return_path.address(id, &return_domain);
+        if let Some(capture) = self.capture_for(domain) {
+            let outcome = match capture.keep(id, &mail_from, &record.recipient, &body).await {
+                Ok(delivered) => delivered,
+                Err(error) => outcome::failed(
+                    &DeliveryFailure::Connection(format!(
+                        "the capture could not keep the message: {error}"
+                    )),
+                    None,
+                    state.attempts,
+                    state.expires_at,
+                    &self.config.retry(),
+                    jitter(),
+                    None,
+                ),
+            };
+            return Ok(Some(outcome));
+        }
 
         if session.as_ref().is_some_and(|(open, _)| !open.is_usable()) {
             *session = None;
@@ -460,6 +491,14 @@ impl Delivery {
             }
         };
         Ok(Some(outcome))
+    }
+
+    /// The capture, when it takes mail for `domain`: an example domain no static route
+    /// covers.
+    fn capture_for(&self, domain: &str) -> Option<&Capture> {
+        self.capture
+            .as_ref()
+            .filter(|_| is_example_domain(domain) && self.routes.get(domain).is_none())
     }
 
     /// The verdict of the account's own classifier on a 5xx reply, if it has one.

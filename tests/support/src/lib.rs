@@ -3,9 +3,11 @@
 //! test sets, a webhook receiver that answers by a rule, and for benches an SMTP sink that only
 //! notes when each message arrived. They know nothing of Sluice itself, so tests and benches
 //! alike can use them. Beside them, builds of the Flowsteps written in JavaScript and Python,
-//! with their pinned toolchains kept under `target/`.
+//! with their pinned toolchains kept under `target/`, and a headless Chromium driven over
+//! WebDriver for tests of the web pages.
 
 pub mod arrivals;
+pub mod browser;
 pub mod dns;
 pub mod languages;
 pub mod receiver;
