@@ -54,8 +54,13 @@ pub struct RuntimeLimits {
     pub warm_slots: u32,
 }
 
-/// Kept resident when the kernel can tell which pages a call dirtied: a JavaScript or Python
-/// step's working set stays mapped, and only what a call wrote is restored after it.
+/// Kept resident when the kernel can tell which pages are dirty: a JavaScript or Python step's
+/// working set stays mapped, and only the pages written since the slot was last given back
+/// are restored (copied from the image) after a call. More
+/// brings nothing: wasmtime 48 restores at most the first 32 runs of dirty pages it finds and
+/// gives back everything after them, and an interpreter's heap is dirtied in more runs than
+/// that, so what bounds the faults left (about 50 a call for JavaScript, 280 for Python) is
+/// that count, not this size (64 MiB measured the same as 16 MiB; see BENCHMARKS.md).
 const KEEP_RESIDENT_WITH_PAGEMAP_SCAN: usize = 16 << 20;
 /// Kept resident otherwise: the whole region is restored with `memset` after every call, so
 /// it stays small; a Rust step's stack, data and first heap pages fit in it.
