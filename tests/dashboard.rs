@@ -765,3 +765,158 @@ fn an_invitation_mails_a_link_that_sets_the_password_and_invitations_are_bounded
     }
     assert_eq!(refused, 6, "20 invitations an hour, one already sent");
 }
+
+/// The authenticator code of a hex secret now (what the user's phone shows).
+fn authenticator_code(secret_hex: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sluice::totp::code_at(
+        &hex::decode(secret_hex).unwrap(),
+        now / sluice::totp::STEP_SECS,
+    )
+}
+
+#[test]
+fn an_authenticator_app_replaces_the_mailed_code_and_recovery_codes_work_once() {
+    let server = TestServer::start(|_| {});
+    let (login, password) = demo_login(&server);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&server, &login, &password);
+    let page = browser.page("/security");
+    let secret = hidden(&page, "secret");
+    let csrf = hidden(&page, "csrf");
+    let wrong = browser
+        .post(
+            "/security/authenticator",
+            &[("secret", &secret), ("code", "12345"), ("csrf", &csrf)],
+        )
+        .text()
+        .unwrap();
+    assert!(wrong.contains("does not match"), "{wrong}");
+    let code = authenticator_code(&secret);
+    let done = browser
+        .post(
+            "/security/authenticator",
+            &[("secret", &secret), ("code", &code), ("csrf", &csrf)],
+        )
+        .text()
+        .unwrap();
+    let recovery: Vec<String> = done
+        .split("<li><code>")
+        .skip(1)
+        .map(|rest| rest[..rest.find('<').unwrap()].to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10, "{done}");
+    let platform = server
+        .store()
+        .platform_record("system-account")
+        .unwrap()
+        .unwrap();
+    let mails_before = server.store().messages_of(platform).unwrap().len();
+
+    // The next login asks for the app's code and mails nothing.
+    let mut phone = Browser::new(&server);
+    let response = phone.password(&login, &password);
+    assert_eq!(response.headers()["location"], "/login/code");
+    assert!(phone.page("/login/code").contains("authenticator app"));
+    assert_eq!(
+        server.store().messages_of(platform).unwrap().len(),
+        mails_before
+    );
+    // The code the set-up used is spent: the same time step is never taken twice.
+    let page = phone
+        .post("/login/code", &[("code", &code)])
+        .text()
+        .unwrap();
+    assert!(page.contains("Wrong code"), "{page}");
+    let response = phone.post("/login/code", &[("code", &recovery[0].to_uppercase())]);
+    assert_eq!(
+        response.headers()["location"],
+        "/",
+        "a recovery code, in any case"
+    );
+
+    // A recovery code works once.
+    let mut again = Browser::new(&server);
+    again.password(&login, &password);
+    let page = again
+        .post("/login/code", &[("code", &recovery[0])])
+        .text()
+        .unwrap();
+    assert!(page.contains("Wrong code"), "{page}");
+    // Asking for a mail instead mails a code that works in this browser.
+    let response = again.post("/login/mail", &[]);
+    assert_eq!(response.headers()["location"], "/login/code");
+    let mailed = mailed_code(&server, &login);
+    let response = again.post("/login/code", &[("code", &mailed)]);
+    assert_eq!(response.headers()["location"], "/");
+    assert_eq!(
+        server
+            .store()
+            .user(1)
+            .unwrap()
+            .unwrap()
+            .recovery_codes
+            .len(),
+        9
+    );
+}
+
+#[test]
+fn sending_shows_the_records_to_publish_and_webhooks_of_the_account_only() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let made = api
+        .post("sender_identities")
+        .json(&serde_json::json!({ "domain": "shop.example" }))
+        .send()
+        .unwrap();
+    assert!(made.status().is_success(), "{:?}", made.text());
+    let webhook = api
+        .post("webhooks")
+        .json(&serde_json::json!({ "url": "http://127.0.0.1:9/hook", "eventTypes": ["DELIVERED"] }))
+        .send()
+        .unwrap();
+    assert!(webhook.status().is_success(), "{:?}", webhook.text());
+    let webhook: serde_json::Value = webhook.json().unwrap();
+    // (Made before any login: the platform's own account takes the next number then.)
+    let other = second_account(&server);
+
+    let (login, password) = demo_login(&server);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&server, &login, &password);
+    let page = browser.page("/sending");
+    assert!(
+        page.contains("shop.example") && page.contains("_domainkey.shop.example"),
+        "{page}"
+    );
+    assert!(page.contains("not checked yet"), "{page}");
+    assert!(
+        // (minijinja writes the slashes as &#x2f;, which a browser shows as '/'.)
+        page.contains("127.0.0.1:9&#x2f;hook") && page.contains("Receives DELIVERED"),
+        "{page}"
+    );
+
+    // Another account's owner sees none of it and cannot reach the webhook's dead letters.
+    let other_password = add_user(
+        &server,
+        Some(other.account),
+        "other@example.com",
+        Role::Owner,
+    );
+    let mut stranger = Browser::new(&server);
+    stranger.log_in(&server, "other@example.com", &other_password);
+    let page = stranger.page("/sending");
+    assert!(
+        !page.contains("shop.example") && !page.contains("127.0.0.1:9"),
+        "{page}"
+    );
+    let csrf = stranger.csrf();
+    let path = format!("/sending/webhooks/{}/dead/1/redeliver", webhook["id"]);
+    assert_eq!(
+        stranger.post(&path, &[("csrf", &csrf)]).status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -25,6 +25,7 @@ pub mod smtp;
 pub mod store;
 pub mod submit;
 pub mod timestamp;
+pub mod totp;
 pub mod tracking;
 pub mod truncate;
 pub mod webhooks;

@@ -215,6 +215,7 @@ impl Server {
                 store.clone(),
                 pipeline.clone(),
                 Arc::clone(&plugins),
+                Arc::clone(&dkim),
             );
             (
                 Some(bound),

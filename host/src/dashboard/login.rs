@@ -160,24 +160,74 @@ pub(super) async fn password(
         audit(&state, None, &email, peer, AuditOutcome::WrongPassword).await;
         return refuse(StatusCode::OK, "Wrong e-mail address or password.");
     };
+    if user.totp_secret.is_some() {
+        let challenge = secret::token();
+        let pending = PendingCode {
+            challenge_digest: secret::digest(&[&challenge]),
+            code_digest: String::new(),
+            expires_at: now_millis() + state.config.code_valid_secs.saturating_mul(1000),
+            tries_left: state.config.code_tries,
+            authenticator: true,
+        };
+        if let Err(error) = state.store.set_login_code(user.id, pending).await {
+            return internal(error);
+        }
+        return to_code_form(&state, user.id, &challenge);
+    }
+    mail_code(&state, &user, peer, &email, None).await
+}
+
+/// Sends the browser on to the code form, holding its challenge.
+fn to_code_form(state: &DashboardState, user_id: u64, challenge: &str) -> Response {
+    (
+        [(
+            header::SET_COOKIE,
+            set_cookie(
+                state,
+                CHALLENGE_COOKIE,
+                &format!("{user_id}.{challenge}"),
+                Some(state.config.code_valid_secs),
+            ),
+        )],
+        Redirect::to("/login/code"),
+    )
+        .into_response()
+}
+
+/// Mails `user` a login code for a new challenge (or for `challenge`, when the browser that
+/// gave the password asks for a mail instead of its authenticator app).
+async fn mail_code(
+    state: &DashboardState,
+    user: &User,
+    peer: SocketAddr,
+    email: &str,
+    challenge: Option<String>,
+) -> Response {
     if !state
         .throttle
         .allow(Attempt::CodeMailed, &user.id.to_string())
     {
-        audit(&state, Some(&user), &email, peer, AuditOutcome::Throttled).await;
-        return refuse(
+        audit(state, Some(user), email, peer, AuditOutcome::Throttled).await;
+        return login_page(
+            state,
+            "login.html",
             StatusCode::TOO_MANY_REQUESTS,
-            "Several codes were mailed to you in the last minutes. Wait a few minutes, then \
-             use the newest one or log in again.",
+            context! {
+                error => "Several codes were mailed to you in the last minutes. Wait a few \
+                          minutes, then use the newest one or log in again.",
+                email => email,
+            },
+            Vec::new(),
         );
     }
-    let challenge = secret::token();
+    let challenge = challenge.unwrap_or_else(secret::token);
     let code = secret::login_code();
     let pending = PendingCode {
         challenge_digest: secret::digest(&[&challenge]),
         code_digest: secret::digest(&[&challenge, &code]),
         expires_at: now_millis() + state.config.code_valid_secs.saturating_mul(1000),
         tries_left: state.config.code_tries,
+        authenticator: false,
     };
     if let Err(error) = state.store.set_login_code(user.id, pending).await {
         return internal(error);
@@ -196,20 +246,35 @@ pub(super) async fn password(
     {
         return internal(error);
     }
-    audit(&state, Some(&user), &email, peer, AuditOutcome::CodeSent).await;
-    (
-        [(
-            header::SET_COOKIE,
-            set_cookie(
-                &state,
-                CHALLENGE_COOKIE,
-                &format!("{}.{challenge}", user.id),
-                Some(state.config.code_valid_secs),
-            ),
-        )],
-        Redirect::to("/login/code"),
-    )
-        .into_response()
+    audit(state, Some(user), email, peer, AuditOutcome::CodeSent).await;
+    to_code_form(state, user.id, &challenge)
+}
+
+/// `POST /login/mail`: the browser holding a challenge asks for a mailed code instead of
+/// its authenticator app.
+pub(super) async fn mail_instead(
+    State(state): State<DashboardState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((user_id, challenge)) = challenge(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let user = match state.store.user(user_id) {
+        Ok(Some(user)) => user,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(error) => return internal(error),
+    };
+    // Only the browser whose challenge is the one waiting may ask: a stale cookie gets nothing.
+    let waiting = state
+        .store
+        .login_code_waiting(user.id, secret::digest(&[challenge]))
+        .unwrap_or(false);
+    if !waiting {
+        return Redirect::to("/login").into_response();
+    }
+    let (challenge, email) = (challenge.to_string(), user.email.clone());
+    mail_code(&state, &user, peer, &email, Some(challenge)).await
 }
 
 /// The login in progress in this browser: the user and the challenge.
@@ -220,10 +285,14 @@ fn challenge(headers: &HeaderMap) -> Option<(u64, &str)> {
 
 /// `GET /login/code`.
 pub(super) async fn code_form(State(state): State<DashboardState>, headers: HeaderMap) -> Response {
-    if challenge(&headers).is_none() {
+    let Some((user_id, _)) = challenge(&headers) else {
         return Redirect::to("/login").into_response();
-    }
-    state.templates.render("code.html", context! {})
+    };
+    let authenticator =
+        matches!(state.store.user(user_id), Ok(Some(user)) if user.totp_secret.is_some());
+    state
+        .templates
+        .render("code.html", context! { authenticator => authenticator })
 }
 
 /// The code form.
@@ -288,6 +357,8 @@ pub(super) async fn code(
             user.id,
             secret::digest(&[challenge]),
             secret::digest(&[challenge, &typed]),
+            typed.clone(),
+            secret::recovery_digest(&typed),
             now_millis(),
         )
         .await;
@@ -343,9 +414,10 @@ pub(super) async fn code(
             } else {
                 format!("Wrong code. {tries_left} tries left.")
             };
-            state
-                .templates
-                .render("code.html", context! { error => error })
+            state.templates.render(
+                "code.html",
+                context! { error => error, authenticator => user.totp_secret.is_some() },
+            )
         }
         Ok(CodeCheck::TooManyTries) => {
             audit(

@@ -14,6 +14,8 @@ mod operator;
 mod overview;
 mod pages;
 mod secret;
+mod security;
+mod sending;
 mod session;
 mod system_mail;
 mod templates;
@@ -29,6 +31,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::api::ApiConfig;
+use crate::dkim::Dkim;
 use crate::flow::PipelineHandle;
 use crate::plugin::registry::PluginRegistry;
 use crate::store::Store;
@@ -106,6 +109,7 @@ pub struct DashboardState {
     mail: Arc<SystemMail>,
     pipeline: PipelineHandle,
     plugins: Arc<PluginRegistry>,
+    dkim: Arc<Dkim>,
     throttle: Arc<throttle::LoginThrottle>,
     templates: Arc<pages::Templates>,
 }
@@ -119,6 +123,7 @@ impl DashboardState {
         store: Store,
         pipeline: PipelineHandle,
         plugins: Arc<PluginRegistry>,
+        dkim: Arc<Dkim>,
     ) -> Self {
         let public_url: Arc<str> = config.public_url(bound).into();
         let mail = Arc::new(SystemMail::new(
@@ -133,6 +138,7 @@ impl DashboardState {
             mail,
             pipeline,
             plugins,
+            dkim,
             throttle: Arc::new(throttle::LoginThrottle::default()),
             templates: Arc::new(pages::Templates::new()),
         }
@@ -150,6 +156,10 @@ pub fn router(state: DashboardState) -> Router {
         .route("/", get(overview::page))
         .route("/login", get(login::form).post(login::password))
         .route("/login/code", get(login::code_form).post(login::code))
+        .route("/login/mail", post(login::mail_instead))
+        .route("/security", get(security::show))
+        .route("/security/authenticator", post(security::set_up))
+        .route("/security/authenticator/remove", post(security::remove))
         .route("/logout", post(login::logout))
         .route("/logout/everywhere", post(login::logout_everywhere))
         .route("/reset", get(login::reset_form).post(login::reset_request))
@@ -162,6 +172,15 @@ pub fn router(state: DashboardState) -> Router {
         .route("/messages/{id}/archive", get(messages::archived_copy))
         .route("/flows", get(flows::list))
         .route("/operator", get(operator::page))
+        .route("/sending", get(sending::page))
+        .route(
+            "/sending/webhooks/{endpoint}/dead/{id}/redeliver",
+            post(sending::redeliver),
+        )
+        .route(
+            "/sending/webhooks/{endpoint}/dead/{id}/discard",
+            post(sending::discard),
+        )
         .route("/templates", get(templates::list))
         .route(
             "/templates/{id}",

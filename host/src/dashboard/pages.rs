@@ -28,6 +28,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("filters.html", include_str!("templates/filters.html")),
     ("users.html", include_str!("templates/users.html")),
     ("audit.html", include_str!("templates/audit.html")),
+    ("sending.html", include_str!("templates/sending.html")),
+    ("security.html", include_str!("templates/security.html")),
     ("operator.html", include_str!("templates/operator.html")),
     ("flows.html", include_str!("templates/flows.html")),
     ("templates.html", include_str!("templates/templates.html")),

@@ -34,6 +34,25 @@ pub(super) fn digest(parts: &[&str]) -> String {
     hex::encode(hash.finalize())
 }
 
+/// A new recovery code: ten lower-case hex digits in two groups (40 random bits; each code
+/// works once).
+pub(super) fn recovery_code() -> String {
+    let mut bytes = [0u8; 5];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    let hex = hex::encode(bytes);
+    format!("{}-{}", &hex[..5], &hex[5..])
+}
+
+/// The stored digest of a recovery code as typed (case and the dash do not matter).
+pub(super) fn recovery_digest(typed: &str) -> String {
+    let normalised: String = typed
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    digest(&["recovery", &normalised])
+}
+
 /// Compares two strings without stopping at the first difference.
 pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()

@@ -95,6 +95,15 @@ pub struct User {
     /// Raised by "log out everywhere" and password changes: sessions made before are void.
     #[serde(default)]
     pub sessions_valid_from: u64,
+    /// The authenticator app's secret (hex), when the user set one up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret: Option<String>,
+    /// The last time step whose authenticator code was taken (never twice).
+    #[serde(default)]
+    pub totp_last_step: u64,
+    /// SHA-256 digests of the recovery codes not yet used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<String>,
 }
 
 /// The fields of a user to make.
@@ -121,6 +130,9 @@ pub struct PendingCode {
     pub expires_at: u64,
     /// Wrong guesses still allowed.
     pub tries_left: u32,
+    /// No code was mailed: the user answers with its authenticator app or a recovery code.
+    #[serde(default)]
+    pub authenticator: bool,
 }
 
 /// What checking a login code found.
@@ -255,6 +267,9 @@ impl Store {
                 password_hash: new.password_hash.clone(),
                 created_at: super::now_millis(),
                 sessions_valid_from: 0,
+                totp_secret: None,
+                totp_last_step: 0,
+                recovery_codes: Vec::new(),
             };
             emails.insert(email.as_str(), user.id)?;
             txn.open_table(USERS)?
@@ -368,13 +383,47 @@ impl Store {
         .await
     }
 
-    /// Checks a code typed in the browser holding `challenge_digest`, counting the try; a right
-    /// code is spent. `code_digest` is the digest of what was typed, made as the code's was.
+    /// Sets up (or, with `None`, removes) a user's authenticator app with its recovery codes'
+    /// digests; `last_step` is the step of the code that proved the set-up (spent).
+    pub async fn set_authenticator(
+        &self,
+        id: u64,
+        secret: Option<String>,
+        recovery_digests: Vec<String>,
+        last_step: u64,
+    ) -> Result<User, StoreError> {
+        self.change_user(id, move |user| {
+            user.totp_secret = secret.clone();
+            user.recovery_codes = recovery_digests.clone();
+            user.totp_last_step = last_step;
+        })
+        .await
+    }
+
+    /// Whether a login code is waiting for the browser holding `challenge_digest`.
+    pub fn login_code_waiting(
+        &self,
+        user_id: u64,
+        challenge_digest: String,
+    ) -> Result<bool, StoreError> {
+        let pending: Option<PendingCode> = self.get(LOGIN_CODES, user_id)?;
+        Ok(pending.is_some_and(|pending| {
+            constant_time_eq(&pending.challenge_digest, &challenge_digest)
+                && pending.expires_at > super::now_millis()
+        }))
+    }
+
+    /// Checks a second factor typed in the browser holding `challenge_digest`, counting the
+    /// try: the mailed code (`code_digest`, made as the code's was), the user's authenticator
+    /// code (`typed`, checked at `now`, never the same step twice) or one of its recovery codes
+    /// (`recovery_digest`). What was right is spent.
     pub async fn check_login_code(
         &self,
         user_id: u64,
         challenge_digest: String,
         code_digest: String,
+        typed: String,
+        recovery_digest: String,
         now: u64,
     ) -> Result<CodeCheck, StoreError> {
         self.write(move |txn| {
@@ -396,7 +445,9 @@ impl Store {
             if pending.tries_left == 0 {
                 return Ok(CodeCheck::TooManyTries);
             }
-            if constant_time_eq(&pending.code_digest, &code_digest) {
+            let mailed =
+                !pending.authenticator && constant_time_eq(&pending.code_digest, &code_digest);
+            if mailed || other_factor(txn, user_id, &typed, &recovery_digest, now)? {
                 codes.remove(user_id)?;
                 return Ok(CodeCheck::Accepted);
             }
@@ -602,6 +653,41 @@ impl Store {
             .map(|entry| decode(entry?.1.value()))
             .collect()
     }
+}
+
+/// Whether `typed` is the user's authenticator code now or one of its recovery codes; what
+/// matched is spent.
+fn other_factor(
+    txn: &WriteTransaction,
+    user_id: u64,
+    typed: &str,
+    recovery_digest: &str,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let Some(mut user) = user_in(txn, user_id)? else {
+        return Ok(false);
+    };
+    let secret = user
+        .totp_secret
+        .as_deref()
+        .and_then(|hex| hex::decode(hex).ok());
+    let step = secret.and_then(|secret| {
+        crate::totp::matching_step(&secret, typed, now / 1000, user.totp_last_step)
+    });
+    if let Some(step) = step {
+        user.totp_last_step = step;
+    } else if let Some(index) = user
+        .recovery_codes
+        .iter()
+        .position(|digest| constant_time_eq(digest, recovery_digest))
+    {
+        user.recovery_codes.remove(index);
+    } else {
+        return Ok(false);
+    }
+    txn.open_table(USERS)?
+        .insert(user_id, encode(&user)?.as_slice())?;
+    Ok(true)
 }
 
 fn end_sessions_in(txn: &WriteTransaction, user_id: u64) -> Result<(), StoreError> {
