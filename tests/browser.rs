@@ -307,6 +307,8 @@ fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
         ("/filters".to_string(), "filters", "Filter list"),
         ("/users".to_string(), "users", "demo@example.com"),
         ("/audit".to_string(), "audit", "logged in"),
+        ("/sending".to_string(), "sending", "Sending"),
+        ("/security".to_string(), "security", "Security"),
     ] {
         browser.open(&format!("{base}{page}"));
         assert_eq!(browser.url(), format!("{base}{page}"));
