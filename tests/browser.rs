@@ -3,7 +3,8 @@
 //! OpenAPI document, the signed 'view online' page of an archived message) and on a small form
 //! page served by the test; then the dashboard: logging in with the code read from the mail
 //! the platform sent (kept by the capture of example domains), refused codes, what a viewer
-//! sees, a form posted without its CSRF token. Each page is saved as a screenshot under
+//! sees, a form posted without its CSRF token, a filter entry removed, a template previewed by
+//! the template step and saved. Each page is saved as a screenshot under
 //! `target/dashboard-screenshots` for a reviewer to look at.
 //!
 //! A machine without chromium and chromedriver skips these tests and says so on the terminal
@@ -289,7 +290,11 @@ fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
     );
     assert_screenshot(&browser.screenshot("dashboard-overview"));
 
-    server.wait_until_done(&message);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.store().message(&message).unwrap().unwrap().status != MessageStatus::Delivered {
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
     for (page, name, expect) in [
         ("/messages".to_string(), "messages", "Order 4711 shipped"),
         (
@@ -302,6 +307,8 @@ fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
         ("/filters".to_string(), "filters", "Filter list"),
         ("/users".to_string(), "users", "demo@example.com"),
         ("/audit".to_string(), "audit", "logged in"),
+        ("/sending".to_string(), "sending", "Sending"),
+        ("/security".to_string(), "security", "Security"),
     ] {
         browser.open(&format!("{base}{page}"));
         assert_eq!(browser.url(), format!("{base}{page}"));
@@ -309,11 +316,17 @@ fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
         assert!(text.contains(expect), "{page}: {text}");
         assert_screenshot(&browser.screenshot(&format!("dashboard-{name}")));
     }
+    // The message's page shows it delivered, to the capture, with its events.
+    browser.open(&format!("{base}/messages/{message}"));
+    let text = browser.text();
+    for shown in ["SUBMITTED", "PROCESSED", "DELIVERED", "sluice-capture"] {
+        assert!(text.contains(shown), "{shown}: {text}");
+    }
 }
 
 #[test]
-fn wrong_and_too_many_codes_open_no_session() {
-    let Some(browser) = browser_for("wrong_and_too_many_codes_open_no_session") else {
+fn wrong_reused_and_too_many_codes_open_no_session() {
+    let Some(browser) = browser_for("wrong_reused_and_too_many_codes_open_no_session") else {
         return;
     };
     let server = TestServer::start_capturing(|_| {});
@@ -322,12 +335,24 @@ fn wrong_and_too_many_codes_open_no_session() {
 
     // A wrong code counts down; the right one still works after it.
     let code = ask_for_code(&browser, &server, &login, &password, 0);
+    let challenge = browser
+        .cookie("sluice_login")
+        .expect("the code form's challenge cookie");
     enter_code(&browser, wrong(&code));
     assert_eq!(browser.text_of("#error"), "Wrong code. 4 tries left.");
     assert_screenshot(&browser.screenshot("dashboard-wrong-code"));
     enter_code(&browser, &code);
     assert!(has_session(&browser, &server));
     browser.click("form[action='/logout'] button");
+    assert!(!has_session(&browser, &server));
+
+    // The same code again, with the challenge the browser held for it: spent.
+    browser.set_cookie("sluice_login", &challenge);
+    browser.open(&format!("{}/login/code", dashboard(&server)));
+    enter_code(&browser, &code);
+    let text = browser.text();
+    assert!(text.contains("was already used"), "{text}");
+    assert_screenshot(&browser.screenshot("dashboard-reused-code"));
     assert!(!has_session(&browser, &server));
 
     // Five wrong tries void the code.
@@ -363,10 +388,10 @@ fn an_expired_code_opens_no_session() {
 }
 
 #[test]
-fn a_viewer_gets_no_forms_and_a_post_without_its_csrf_token_changes_nothing() {
-    let Some(browser) =
-        browser_for("a_viewer_gets_no_forms_and_a_post_without_its_csrf_token_changes_nothing")
-    else {
+fn a_viewer_gets_no_forms_a_tokenless_post_changes_nothing_and_an_owner_adds_and_removes() {
+    let Some(browser) = browser_for(
+        "a_viewer_gets_no_forms_a_tokenless_post_changes_nothing_and_an_owner_adds_and_removes",
+    ) else {
         return;
     };
     let server = TestServer::start_capturing(|_| {});
@@ -444,4 +469,78 @@ fn a_viewer_gets_no_forms_and_a_post_without_its_csrf_token_changes_nothing() {
             .unwrap()
             .is_some()
     );
+
+    // The customer's removal: the entry's own Remove button.
+    let gone = server
+        .store()
+        .filtered(account, "gone@example.net")
+        .unwrap()
+        .expect("still filtered");
+    browser.click(&format!(
+        "form[action='/filters/{}/remove'] button",
+        gone.id
+    ));
+    assert!(
+        server
+            .store()
+            .filtered(account, "gone@example.net")
+            .unwrap()
+            .is_none()
+    );
+    browser.open(&format!("{base}/filters"));
+    let text = browser.text();
+    assert!(!text.contains("gone@example.net"), "{text}");
+    assert!(text.contains("added@example.net"), "{text}");
+    assert_screenshot(&browser.screenshot("dashboard-filters-owner"));
+}
+
+#[test]
+fn a_template_is_previewed_by_the_template_step_and_saved() {
+    let Some(browser) = browser_for("a_template_is_previewed_by_the_template_step_and_saved")
+    else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    enter_code(&browser, &code);
+    let base = dashboard(&server);
+
+    browser.open(&format!("{base}/templates/0"));
+    browser.fill("name", "welcome");
+    browser.fill("subject", "Hello {{ name }}");
+    browser.fill("html", "<p>Dear {{ name }}</p>");
+    browser.fill("data", r#"{"name": "Ann"}"#);
+    // The form has two buttons; the preview is the one pressed.
+    browser.click("button[value=preview]");
+    assert_eq!(browser.text_of("#preview-subject"), "Subject: Hello Ann");
+    let html = browser.execute("return document.querySelector('#preview-html').srcdoc;");
+    assert!(html.as_str().unwrap().contains("<p>Dear Ann</p>"), "{html}");
+    // The preview sits below the editor: in view for the screenshot.
+    browser.execute("document.querySelector('#preview-subject').scrollIntoView();");
+    assert_screenshot(&browser.screenshot("dashboard-template-preview"));
+    assert!(
+        server
+            .store()
+            .templates_of(demo.account_id)
+            .unwrap()
+            .is_empty(),
+        "a preview saves nothing"
+    );
+
+    browser.click("button[value=save]");
+    let templates = server.store().templates_of(demo.account_id).unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].subject.as_deref(), Some("Hello {{ name }}"));
+    assert_eq!(
+        browser.url(),
+        format!("{base}/templates/{}", templates[0].id)
+    );
+    assert_screenshot(&browser.screenshot("dashboard-template"));
 }

@@ -45,9 +45,19 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
                     demo.dashboard_email, demo.dashboard_password
                 ),
             )?;
+            // The demo owner's address is an example domain: its code is in the capture.
+            let code_at = if config.delivery.capture_example_domains {
+                format!(
+                    " (the capture keeps it: the newest file in {} with Delivered-To: {})",
+                    config.data_dir.join(CAPTURE_FOLDER).display(),
+                    demo.dashboard_email
+                )
+            } else {
+                String::new()
+            };
             println!(
                 "The dashboard is at http://{dashboard}: log in as {} with the password {}, then \
-                 type the code mailed to that address.\n",
+                 type the code mailed to that address{code_at}.\n",
                 demo.dashboard_email, demo.dashboard_password,
             );
         }

@@ -276,6 +276,19 @@ impl Browser {
             .map(|cookie| cookie.value)
     }
 
+    /// Puts the cookie `name` back into the browser for the page's site, HttpOnly as a server
+    /// would set it: for replaying what a user's browser once held (a spent login challenge).
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        let mut cookie = thirtyfour::Cookie::new(name, value);
+        cookie.set_path("/");
+        cookie.http_only = Some(true);
+        cookie.same_site = Some(thirtyfour::SameSite::Strict);
+        self.run(
+            &format!("set the cookie {name}"),
+            self.driver().add_cookie(cookie),
+        );
+    }
+
     /// Saves a screenshot of the page to `target/dashboard-screenshots/NAME.png` and returns
     /// its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
