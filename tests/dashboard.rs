@@ -407,6 +407,8 @@ fn a_viewer_sees_but_cannot_change_and_forms_need_their_csrf_token() {
     owner.log_in(&server, &login, &password);
     let without = owner.post(&format!("/filters/{}/remove", entry.id), &[("csrf", "")]);
     assert_eq!(without.status(), StatusCode::FORBIDDEN);
+    let no_field = owner.post(&format!("/filters/{}/remove", entry.id), &[]);
+    assert_eq!(no_field.status(), StatusCode::FORBIDDEN);
     let other_sessions_token =
         owner.post(&format!("/filters/{}/remove", entry.id), &[("csrf", &csrf)]);
     assert_eq!(other_sessions_token.status(), StatusCode::FORBIDDEN);

@@ -61,6 +61,8 @@ pub(super) async fn list(
 #[derive(Deserialize)]
 pub(super) struct AddFilter {
     address: String,
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 
@@ -103,6 +105,8 @@ pub(super) async fn add(
 /// A form with only the CSRF token.
 #[derive(Deserialize)]
 pub(super) struct RemoveFilter {
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 

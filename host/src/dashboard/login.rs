@@ -454,6 +454,8 @@ pub(super) async fn code(
 /// A form with only the CSRF token.
 #[derive(Deserialize)]
 pub(super) struct CsrfForm {
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 

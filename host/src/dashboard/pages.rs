@@ -135,6 +135,8 @@ pub(super) async fn not_found(State(state): State<DashboardState>) -> Response {
 #[derive(Deserialize)]
 pub(super) struct AccountChoice {
     account: u64,
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 

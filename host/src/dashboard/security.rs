@@ -51,6 +51,8 @@ pub(super) async fn show(State(state): State<DashboardState>, viewer: Viewer) ->
 pub(super) struct SetUp {
     secret: String,
     code: String,
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 
@@ -104,6 +106,8 @@ pub(super) async fn set_up(
 /// A form with only the CSRF token.
 #[derive(Deserialize)]
 pub(super) struct Remove {
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 

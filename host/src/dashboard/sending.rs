@@ -90,6 +90,8 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
 /// A form with only the CSRF token.
 #[derive(Deserialize)]
 pub(super) struct DeadLetterForm {
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 

@@ -58,6 +58,7 @@ pub(super) struct TemplateForm {
     /// `preview` or `save`.
     #[serde(default)]
     action: String,
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
     #[serde(default)]
     csrf: String,
 }

@@ -59,6 +59,8 @@ pub(super) async fn list(State(state): State<DashboardState>, viewer: Viewer) ->
 pub(super) struct AddUser {
     email: String,
     role: String,
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 
@@ -147,6 +149,8 @@ fn changeable(state: &DashboardState, viewer: &Viewer, id: u64) -> Result<(u64, 
 #[derive(Deserialize)]
 pub(super) struct ChangeRole {
     role: String,
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 
@@ -179,6 +183,8 @@ pub(super) async fn change_role(
 /// A form with only the CSRF token.
 #[derive(Deserialize)]
 pub(super) struct RemoveUser {
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
     csrf: String,
 }
 
