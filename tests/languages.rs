@@ -437,6 +437,9 @@ fn javascript_and_python_steps_run_in_a_flow_over_smtp() {
             .post("plugins")
             .header("content-type", "application/wasm")
             .body(component)
+            // The server compiles a 12-19 MB interpreter before it answers; a debug build on a
+            // busy machine has taken more than the client's default 30 s.
+            .timeout(std::time::Duration::from_secs(300))
             .send()
             .unwrap();
         assert_eq!(uploaded.status().as_u16(), 201, "{folder}");

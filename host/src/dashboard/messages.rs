@@ -86,6 +86,7 @@ impl Search {
             since_millis: day_start(&self.from),
             before_millis: day_start(&self.to).map(|start| start + 86_400_000),
             flow_ids: self.flow.trim().parse::<u64>().ok().map(|id| vec![id]),
+            ..MessageSelection::default()
         }
     }
 }

@@ -74,6 +74,7 @@ pub(super) fn statistics(
         since_millis: Some(since),
         before_millis: Some(until),
         flow_ids: None,
+        ..MessageSelection::default()
     };
     let mut after: Option<String> = None;
     let mut scanned = 0;
