@@ -101,10 +101,9 @@ pub(super) async fn list(
         Ok(account) => account,
         Err(refusal) => return refusal.into_response(),
     };
-    let store = state.store.clone();
     let search = std::sync::Arc::new(search);
     let searching = std::sync::Arc::clone(&search);
-    let found = tokio::task::spawn_blocking(move || {
+    let found = state.scan(account_id, move |store| {
         let selection = searching.selection();
         let mut shown = Vec::new();
         let mut examined = 0;
@@ -136,13 +135,11 @@ pub(super) async fn list(
                 break;
             }
         }
-        Ok::<_, crate::store::StoreError>((shown, examined, more.then_some(after).flatten()))
-    })
-    .await;
-    let (shown, examined, next) = match found {
-        Ok(Ok(found)) => found,
-        Ok(Err(error)) => return internal(error),
-        Err(error) => return internal(error),
+        Ok((shown, examined, more.then_some(after).flatten()))
+    });
+    let (shown, examined, next) = match found.await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
     };
     let flows = state.store.flows_of(account_id).unwrap_or_default();
     let rows: Vec<_> = shown

@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 
 use crate::api::ApiConfig;
 use crate::dkim::Dkim;
+use crate::fairness::FairShare;
 use crate::flow::PipelineHandle;
 use crate::plugin::registry::PluginRegistry;
 use crate::store::Store;
@@ -47,6 +48,9 @@ pub async fn new_password_link_token(
 ) -> Result<String, crate::store::StoreError> {
     login::password_link_token(store, user, config).await
 }
+
+/// Record-scanning page reads running at once, over all accounts.
+const SCANS_AT_ONCE: usize = 2;
 
 /// The dashboard's settings (`[dashboard]` in the configuration).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -112,6 +116,7 @@ pub struct DashboardState {
     dkim: Arc<Dkim>,
     throttle: Arc<throttle::LoginThrottle>,
     templates: Arc<pages::Templates>,
+    scans: Arc<FairShare>,
 }
 
 impl DashboardState {
@@ -141,6 +146,29 @@ impl DashboardState {
             dkim,
             throttle: Arc::new(throttle::LoginThrottle::default()),
             templates: Arc::new(pages::Templates::new()),
+            scans: FairShare::new(SCANS_AT_ONCE, 1),
+        }
+    }
+
+    /// Runs a page's read over many records (statistics, a search, the queue) off the async
+    /// workers, in a slot of a small pool of which one account holds one at a time: a
+    /// tenant reloading a heavy page waits for its own earlier reads, not the others.
+    /// `account_key` is the account read (the platform's pages use `u64::MAX`).
+    async fn scan<T: Send + 'static>(
+        &self,
+        account_key: u64,
+        read: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, axum::response::Response> {
+        let _slot = self
+            .scans
+            .acquire(account_key)
+            .await
+            .map_err(|_| session::internal("the dashboard is shutting down"))?;
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || read(&store)).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(error)) => Err(session::internal(error)),
+            Err(error) => Err(session::internal(error)),
         }
     }
 

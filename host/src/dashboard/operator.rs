@@ -23,8 +23,8 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
     if !viewer.may(Action::Operate) {
         return Refusal::Role.into_response();
     }
-    let store = state.store.clone();
-    let counted = tokio::task::spawn_blocking(move || {
+    // The platform's own key in the pool: an operator's reload waits for its earlier one.
+    let counted = state.scan(u64::MAX, move |store| {
         let queued = store.due_deliveries(u64::MAX, MAX_COUNTED, |_| false)?;
         let due_now = store.due_deliveries(now_millis(), MAX_COUNTED, |_| false)?;
         let mut by_domain: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -36,13 +36,11 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
         }
         let mut rows: Vec<_> = by_domain.into_iter().collect();
         rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
-        Ok::<_, crate::store::StoreError>((queued.len(), rows))
-    })
-    .await;
-    let (queued, destinations) = match counted {
-        Ok(Ok(counted)) => counted,
-        Ok(Err(error)) => return internal(error),
-        Err(error) => return internal(error),
+        Ok((queued.len(), rows))
+    });
+    let (queued, destinations) = match counted.await {
+        Ok(counted) => counted,
+        Err(refusal) => return refusal,
     };
     let accounts = match state.store.accounts() {
         Ok(accounts) => accounts,

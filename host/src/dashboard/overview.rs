@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::DashboardState;
 use super::chart::{Series, line_chart};
 use super::pages::render_page;
-use super::session::{Viewer, internal};
+use super::session::Viewer;
 use crate::access::Action;
 use crate::store::{EventKind, MessageSelection, PageStart, Store, StoreError, now_millis};
 
@@ -169,14 +169,14 @@ pub(super) async fn page(
         .unwrap_or(PERIODS[1]);
     let until = now_millis();
     let since = until.saturating_sub(days * 86_400_000);
-    let store = state.store.clone();
-    let computed =
-        tokio::task::spawn_blocking(move || statistics(&store, account_id, since, until, buckets))
-            .await;
-    let mut stats = match computed {
-        Ok(Ok(stats)) => stats,
-        Ok(Err(error)) => return internal(error),
-        Err(error) => return internal(error),
+    let mut stats = match state
+        .scan(account_id, move |store| {
+            statistics(store, account_id, since, until, buckets)
+        })
+        .await
+    {
+        Ok(stats) => stats,
+        Err(refusal) => return refusal,
     };
     stats.latencies_millis.sort_unstable();
     let width = (until - since) / buckets as u64;
