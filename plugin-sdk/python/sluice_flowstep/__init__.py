@@ -146,6 +146,32 @@ def _has_type(value: typing.Any, expected: typing.Any) -> bool:
     return isinstance(value, origin)
 
 
+_CONFIG_FIELDS: dict = {}
+
+
+def _config_fields(config_type: type) -> list:
+    """The dataclass's fields as (name, type, has a default), worked out once per type.
+
+    A Handler's ``config_type`` is worked out when its class is defined, at import: the
+    toolchain snapshots the component after importing the app, so each call (in a fresh
+    instance of that snapshot) finds the answer instead of asking ``typing`` again.
+    """
+    known = _CONFIG_FIELDS.get(config_type)
+    if known is None:
+        hints = typing.get_type_hints(config_type)
+        known = [
+            (
+                field.name,
+                hints[field.name],
+                field.default is not dataclasses.MISSING
+                or field.default_factory is not dataclasses.MISSING,
+            )
+            for field in dataclasses.fields(config_type)
+        ]
+        _CONFIG_FIELDS[config_type] = known
+    return known
+
+
 def parse_config(text: str, config_type: type):
     """Parses the step's JSON configuration into the dataclass ``config_type``.
 
@@ -158,19 +184,17 @@ def parse_config(text: str, config_type: type):
         raise invalid_config(f"the configuration is not JSON: {error}") from None
     if not isinstance(parsed, dict):
         raise invalid_config("the configuration must be a JSON object")
-    fields = {field.name: field for field in dataclasses.fields(config_type)}
+    fields = _config_fields(config_type)
+    names = [name for name, _, _ in fields]
     for key in parsed:
-        if key not in fields:
-            raise invalid_config(f"unknown field `{key}`, expected one of {', '.join(fields)}")
-    hints = typing.get_type_hints(config_type)
+        if key not in names:
+            raise invalid_config(f"unknown field `{key}`, expected one of {', '.join(names)}")
     values = {}
-    for name, field in fields.items():
+    for name, expected, has_default in fields:
         if name not in parsed:
-            has_default = field.default is not dataclasses.MISSING
-            if not has_default and field.default_factory is dataclasses.MISSING:
+            if not has_default:
                 raise invalid_config(f"missing field `{name}`")
             continue
-        expected = hints[name]
         if not _has_type(parsed[name], expected):
             raise invalid_config(f"field `{name}` must be a {_type_name(expected)}")
         values[name] = parsed[name]
@@ -216,6 +240,11 @@ class Flowstep(exports.Handler):
 
     config_type: typing.Optional[type] = None
     """A dataclass the JSON configuration is parsed into; None passes the raw string."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.config_type is not None:
+            _config_fields(cls.config_type)
 
     def step(self, msg: Message, config) -> typing.Optional[Outcome]:
         """Processes one message; returns an outcome (None means continue) or raises."""
