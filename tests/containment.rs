@@ -426,7 +426,12 @@ fn a_stack_overflow_is_reported_as_one() {
 
 #[test]
 fn a_long_hold_reason_is_cut_and_says_so() {
-    let runtime = runtime(test_limits());
+    // Building a 5 MB reason takes a debug build tens of milliseconds: on a busy machine the
+    // default deadline would end the call before the cut is tested.
+    let runtime = runtime(RuntimeLimits {
+        deadline: Duration::from_secs(5),
+        ..test_limits()
+    });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let run = plugin
         .run(
