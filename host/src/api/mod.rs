@@ -44,6 +44,11 @@ use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
+/// Flow checks (steps, conditions, rule limits), shared with the dashboard's flow editor.
+pub(crate) use flows::{
+    ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_owned, checked_steps, condition_from,
+    condition_views, step_view,
+};
 /// Paging by a `Range` header as every list answers it; public for the fuzz target in `fuzz/`.
 pub use paging::{Order, page, requested};
 /// Template checks and previews, shared with the dashboard.

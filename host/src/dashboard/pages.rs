@@ -32,6 +32,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("security.html", include_str!("templates/security.html")),
     ("operator.html", include_str!("templates/operator.html")),
     ("flows.html", include_str!("templates/flows.html")),
+    ("flow.html", include_str!("templates/flow.html")),
+    ("simulate.html", include_str!("templates/simulate.html")),
     ("templates.html", include_str!("templates/templates.html")),
     ("template.html", include_str!("templates/template.html")),
     ("not_found.html", include_str!("templates/not_found.html")),

@@ -1,0 +1,478 @@
+//! Changing an account from the dashboard's pages, over HTTP as a browser without JavaScript
+//! does: flows, their steps and the flow rules, and simulating a message against them. Each
+//! change is checked by the API's own rules, refused to roles that may not make it and to
+//! forms without the session's CSRF token. (The main path in a real browser is in `browser`.)
+
+use reqwest::StatusCode;
+use sluice::flow::rules::Condition;
+use sluice::store::{Flow, Role};
+
+use crate::dashboard::{Browser, add_user, demo_login, hidden};
+use crate::util::{TestServer, second_account};
+
+/// The id of the flow a `POST /flows` redirected to.
+fn created_flow(response: reqwest::blocking::Response) -> u64 {
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        response.text()
+    );
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    location
+        .strip_prefix("/flows/")
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("{location}"))
+}
+
+/// A second account's API client and a flow of that account.
+fn foreign_flow(server: &TestServer) -> (crate::util::Api, u64) {
+    let other = second_account(server);
+    let flow = server
+        .block_on(server.store().create_flow(Flow {
+            id: 0,
+            account_id: other.account,
+            name: "theirs".into(),
+            steps: Vec::new(),
+            expiry_hours: None,
+        }))
+        .unwrap()
+        .id;
+    (other, flow)
+}
+
+fn plugins_of(server: &TestServer, flow: u64) -> Vec<String> {
+    server
+        .store()
+        .flow(flow)
+        .unwrap()
+        .unwrap()
+        .steps
+        .into_iter()
+        .map(|step| step.plugin)
+        .collect()
+}
+
+#[test]
+fn an_editor_builds_a_flow_its_steps_checked_as_the_api_checks_them() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    // Made first: the platform's own account comes with the first login code.
+    let (_, theirs) = foreign_flow(&server);
+    let password = add_user(
+        &server,
+        Some(demo.account_id),
+        "editor@example.com",
+        Role::Editor,
+    );
+    let mut editor = Browser::new(&server);
+    editor.log_in(&server, "editor@example.com", &password);
+    let csrf = editor.csrf();
+
+    let empty = editor.post("/flows", &[("name", "  "), ("csrf", &csrf)]);
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    let flow = created_flow(editor.post("/flows", &[("name", "Invoices"), ("csrf", &csrf)]));
+    let page = editor.page(&format!("/flows/{flow}"));
+    assert!(
+        page.contains("Invoices") && page.contains("id=\"add-step\""),
+        "{page}"
+    );
+    // The picker offers the built-in steps.
+    for builtin in ["archive", "dkim", "template", "tracking"] {
+        assert!(
+            page.contains(&format!("<option value=\"{builtin}\"")),
+            "{builtin}: {page}"
+        );
+    }
+
+    // A configuration the archive step refuses is refused here with the step's own words,
+    // as the API refuses it; the form keeps what was typed.
+    let path = format!("/flows/{flow}/steps");
+    let refused = editor.post(
+        &path,
+        &[
+            ("plugin", "archive"),
+            ("config", r#"{"retention": "P2Y"}"#),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let page = refused.text().unwrap();
+    assert!(
+        page.contains("steps[0].config") && page.contains("P2Y"),
+        "{page}"
+    );
+    let not_json = editor.post(
+        &path,
+        &[
+            ("plugin", "archive"),
+            ("config", "{retention"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    assert!(not_json.text().unwrap().contains("not JSON"));
+    let unknown = editor.post(&path, &[("plugin", "no-such-plugin"), ("csrf", &csrf)]);
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        unknown
+            .text()
+            .unwrap()
+            .contains("no plugin of this account")
+    );
+    assert!(
+        plugins_of(&server, flow).is_empty(),
+        "nothing refused was kept"
+    );
+
+    for (plugin, config) in [
+        ("archive", r#"{"retention": "P1M"}"#),
+        ("tracking", "{}"),
+        ("dkim", ""),
+    ] {
+        let added = editor.post(
+            &path,
+            &[("plugin", plugin), ("config", config), ("csrf", &csrf)],
+        );
+        assert_eq!(
+            added.status(),
+            StatusCode::SEE_OTHER,
+            "{plugin}: {:?}",
+            added.text()
+        );
+    }
+    assert_eq!(plugins_of(&server, flow), ["archive", "tracking", "dkim"]);
+
+    // Reordered, edited (with a condition in Flowmailer's shape), removed.
+    let moved = editor.post(&format!("/flows/{flow}/steps/2/up"), &[("csrf", &csrf)]);
+    assert_eq!(moved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(plugins_of(&server, flow), ["archive", "dkim", "tracking"]);
+    let moved = editor.post(&format!("/flows/{flow}/steps/0/down"), &[("csrf", &csrf)]);
+    assert_eq!(moved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(plugins_of(&server, flow), ["dkim", "archive", "tracking"]);
+    let past_the_end = editor.post(&format!("/flows/{flow}/steps/2/down"), &[("csrf", &csrf)]);
+    assert_eq!(past_the_end.status(), StatusCode::NOT_FOUND);
+
+    let saved = editor.post(
+        &format!("/flows/{flow}/steps/2"),
+        &[
+            ("plugin", "tracking"),
+            ("config", r#"{"opens": false}"#),
+            (
+                "enabled_when",
+                r#"{"type":"header","matchType":"exists","name":"X-Track"}"#,
+            ),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER, "{:?}", saved.text());
+    let stored = server.store().flow(flow).unwrap().unwrap();
+    assert_eq!(stored.steps[2].config, serde_json::json!({"opens": false}));
+    assert_eq!(
+        stored.steps[2].enabled_when,
+        Some(Condition::Header {
+            name: "X-Track".into(),
+            equals: None,
+            contains: None,
+        })
+    );
+    // The page shows the condition back in the shape it was typed in.
+    let page = editor.page(&format!("/flows/{flow}"));
+    assert!(page.contains("X-Track"), "{page}");
+    let bad_condition = editor.post(
+        &format!("/flows/{flow}/steps/2"),
+        &[
+            ("plugin", "tracking"),
+            ("enabled_when", r#"{"type":"expression","expression":"x"}"#),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(bad_condition.status(), StatusCode::BAD_REQUEST);
+    assert!(bad_condition.text().unwrap().contains("enabledWhen"));
+
+    let removed = editor.post(&format!("/flows/{flow}/steps/0/remove"), &[("csrf", &csrf)]);
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(plugins_of(&server, flow), ["archive", "tracking"]);
+
+    let renamed = editor.post(
+        &format!("/flows/{flow}/name"),
+        &[("name", "Invoices and receipts"), ("csrf", &csrf)],
+    );
+    assert_eq!(renamed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        server.store().flow(flow).unwrap().unwrap().name,
+        "Invoices and receipts"
+    );
+
+    // Another account's flow looks missing, for reading and for changing.
+    assert_eq!(
+        editor.get(&format!("/flows/{theirs}")).status(),
+        StatusCode::NOT_FOUND
+    );
+    let reach = editor.post(
+        &format!("/flows/{theirs}/name"),
+        &[("name", "mine now"), ("csrf", &csrf)],
+    );
+    assert_eq!(reach.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn rules_are_added_reordered_and_removed_and_a_simulation_shows_the_rule_that_matched() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    // Made first: the platform's own account comes with the first login code.
+    let (other_api, theirs) = foreign_flow(&server);
+    let theirs = theirs.to_string();
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+    let invoices = created_flow(owner.post("/flows", &[("name", "Invoices"), ("csrf", &csrf)]));
+    let shop = created_flow(owner.post("/flows", &[("name", "Shop"), ("csrf", &csrf)]));
+    let invoices_text = invoices.to_string();
+    let shop_text = shop.to_string();
+
+    let added = owner.post(
+        "/flows/rules",
+        &[
+            ("flow", invoices_text.as_str()),
+            ("type0", "header"),
+            ("match0", "equals"),
+            ("name0", "X-Kind"),
+            ("value0", "invoice"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(added.status(), StatusCode::SEE_OTHER, "{:?}", added.text());
+    let added = owner.post(
+        "/flows/rules",
+        &[
+            ("flow", shop_text.as_str()),
+            ("type0", "sender"),
+            ("value0", "*@shop.example"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(added.status(), StatusCode::SEE_OTHER, "{:?}", added.text());
+
+    // Conditions Sluice cannot evaluate, and another account's source, are refused with
+    // the API's words; nothing is added.
+    let refused = owner.post(
+        "/flows/rules",
+        &[
+            ("flow", invoices_text.as_str()),
+            ("type0", "recipient"),
+            ("value0", "x"),
+            ("type1", "source"),
+            ("value1", "999999"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let page = refused.text().unwrap();
+    assert!(
+        page.contains("condition 1: ") && page.contains("recipient"),
+        "{page}"
+    );
+    assert!(
+        page.contains("condition 2: this account has no source"),
+        "{page}"
+    );
+    let foreign_flow = owner.post(
+        "/flows/rules",
+        &[("flow", theirs.as_str()), ("csrf", &csrf)],
+    );
+    assert_eq!(foreign_flow.status(), StatusCode::NOT_FOUND);
+    let routing = server.store().routing(demo.account_id).unwrap().unwrap();
+    let order: Vec<u64> = routing.rules.iter().map(|rule| rule.flow_id).collect();
+    assert_eq!(order, [invoices, shop]);
+
+    // A message from the shop with the invoice header: the first rule wins.
+    let simulate = |owner: &mut Browser| {
+        let response = owner.post(
+            "/flows/simulate",
+            &[
+                ("sender", "orders@shop.example"),
+                ("recipient", "ann@example.net"),
+                ("subject", "Invoice 17"),
+                ("headers", "X-Kind: invoice"),
+                ("text", "Hello"),
+                ("csrf", &csrf),
+            ],
+        );
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().unwrap()
+    };
+    let page = simulate(&mut owner);
+    assert!(page.contains("Rule 1 matched"), "{page}");
+    assert!(
+        page.contains(&format!("<a href=\"/flows/{invoices}\">Invoices</a>")),
+        "{page}"
+    );
+    assert!(page.contains("PROCESSED"), "{page}");
+
+    // Moved down, the sender rule is tried first and takes the message.
+    let moved = owner.post("/flows/rules/0/down", &[("csrf", &csrf)]);
+    assert_eq!(moved.status(), StatusCode::SEE_OTHER);
+    let page = simulate(&mut owner);
+    assert!(page.contains("Rule 1 matched"), "{page}");
+    assert!(
+        page.contains(&format!("<a href=\"/flows/{shop}\">Shop</a>")),
+        "{page}"
+    );
+
+    // Without either rule the default flow takes it.
+    for _ in 0..2 {
+        let removed = owner.post("/flows/rules/0/remove", &[("csrf", &csrf)]);
+        assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    }
+    assert!(
+        server
+            .store()
+            .routing(demo.account_id)
+            .unwrap()
+            .unwrap()
+            .rules
+            .is_empty()
+    );
+    let page = simulate(&mut owner);
+    assert!(page.contains("No rule matched"), "{page}");
+    let default = owner.post(
+        "/flows/default",
+        &[("flow", shop_text.as_str()), ("csrf", &csrf)],
+    );
+    assert_eq!(default.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        server
+            .store()
+            .routing(demo.account_id)
+            .unwrap()
+            .unwrap()
+            .default_flow_id,
+        shop
+    );
+
+    // A message the account sent is the starting point of a simulation; another account's
+    // is not found.
+    let api = crate::util::Api::demo(&server);
+    let sent = api.submit(crate::util::email("Order 4711"));
+    server.wait_until_done(&sent);
+    let message_page = owner.page(&format!("/messages/{sent}"));
+    assert!(message_page.contains(&format!("/flows/simulate?message={sent}")));
+    let page = owner.page(&format!("/flows/simulate?message={sent}"));
+    assert!(
+        page.contains("value=\"Order 4711\"") && page.contains("value=\"ann@example.net\""),
+        "{page}"
+    );
+    let theirs_sent = other_api.submit(crate::util::email("Theirs"));
+    assert_eq!(
+        owner
+            .get(&format!("/flows/simulate?message={theirs_sent}"))
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // A bad header is refused.
+    let bad = owner.post(
+        "/flows/simulate",
+        &[
+            ("sender", "orders@shop.example"),
+            ("recipient", "ann@example.net"),
+            ("headers", "Injected\r\nBcc: x@example.net"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().unwrap().contains("Name: value"));
+}
+
+#[test]
+fn viewers_read_flows_without_forms_and_operators_and_forged_forms_change_nothing() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let flow = server.store().flows_of(demo.account_id).unwrap()[0].clone();
+    let viewer_password = add_user(
+        &server,
+        Some(demo.account_id),
+        "viewer@example.com",
+        Role::Viewer,
+    );
+    let operator_password = add_user(&server, None, "operator@example.com", Role::Operator);
+
+    let mut viewer = Browser::new(&server);
+    viewer.log_in(&server, "viewer@example.com", &viewer_password);
+    let list = viewer.page("/flows");
+    assert!(list.contains(&flow.name), "{list}");
+    for form in ["id=\"new-flow\"", "id=\"add-rule\"", "/remove"] {
+        assert!(!list.contains(form), "{form}: {list}");
+    }
+    let page = viewer.page(&format!("/flows/{}", flow.id));
+    assert!(
+        !page.contains("<form method=\"post\" action=\"/flows/"),
+        "{page}"
+    );
+    let simulate = viewer.page("/flows/simulate");
+    assert!(!simulate.contains("id=\"simulate\""), "{simulate}");
+
+    let csrf = viewer.csrf();
+    let id = flow.id;
+    let forged: [(String, Vec<(&str, &str)>); 6] = [
+        ("/flows".into(), vec![("name", "x")]),
+        (format!("/flows/{id}/name"), vec![("name", "x")]),
+        (format!("/flows/{id}/steps"), vec![("plugin", "dkim")]),
+        (format!("/flows/{id}/steps/0/remove"), vec![]),
+        ("/flows/rules".into(), vec![("flow", "1")]),
+        (
+            "/flows/simulate".into(),
+            vec![("sender", "a@b.example"), ("recipient", "c@d.example")],
+        ),
+    ];
+    let mut operator = Browser::new(&server);
+    operator.log_in(&server, "operator@example.com", &operator_password);
+    let operator_csrf = operator.csrf();
+    let account = demo.account_id.to_string();
+    let chosen = operator.post(
+        "/account",
+        &[("account", &account), ("csrf", &operator_csrf)],
+    );
+    assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    for (path, fields) in &forged {
+        let mut with_token = fields.clone();
+        with_token.push(("csrf", &csrf));
+        assert_eq!(
+            viewer.post(path, &with_token).status(),
+            StatusCode::FORBIDDEN,
+            "viewer {path}"
+        );
+        let mut with_token = fields.clone();
+        with_token.push(("csrf", &operator_csrf));
+        assert_eq!(
+            operator.post(path, &with_token).status(),
+            StatusCode::FORBIDDEN,
+            "operator {path}"
+        );
+        // The owner may, but not with another session's token or none.
+        let mut with_token = fields.clone();
+        with_token.push(("csrf", &csrf));
+        assert_eq!(
+            owner.post(path, &with_token).status(),
+            StatusCode::FORBIDDEN,
+            "owner {path}"
+        );
+        assert_eq!(
+            owner.post(path, fields).status(),
+            StatusCode::FORBIDDEN,
+            "owner {path}"
+        );
+    }
+    let after = server.store().flows_of(demo.account_id).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0], flow, "nothing changed");
+    // The operator reads the account's flows.
+    let page = operator.page("/flows");
+    assert!(page.contains(&flow.name));
+    assert!(hidden(&page, "csrf") == operator_csrf);
+}
