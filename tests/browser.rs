@@ -677,3 +677,78 @@ fn a_flow_made_in_the_browser_takes_the_message_its_rule_routes_and_it_is_delive
     );
     assert_screenshot(&browser.screenshot("dashboard-message-new-flow"));
 }
+
+#[test]
+fn a_source_made_in_the_browser_gets_an_api_client_whose_secret_works_and_an_allowlist() {
+    let Some(browser) = browser_for(
+        "a_source_made_in_the_browser_gets_an_api_client_whose_secret_works_and_an_allowlist",
+    ) else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    enter_code(&browser, &code);
+    let base = dashboard(&server);
+
+    browser.open(&format!("{base}/"));
+    browser.click("a[href='/sources']");
+    browser.fill_at("#new-source [name=name]", "Billing app");
+    browser.click("#new-source button");
+    let source = server
+        .store()
+        .sources_of(demo.account_id)
+        .unwrap()
+        .into_iter()
+        .find(|source| source.name == "Billing app")
+        .expect("the source was made");
+    let section = format!("#source-{}", source.id);
+
+    browser.fill_at(&format!("{section} [name=username]"), "billing");
+    browser.click(&format!("{section} form[action$='/credentials'] button"));
+    assert_eq!(browser.text_of("#issued-username"), "billing");
+    let secret = browser.text_of("#issued-secret");
+    assert_screenshot(&browser.screenshot("dashboard-sources-secret"));
+    let api = Api::connect(&server, demo.account_id, "billing", &secret);
+    assert_eq!(api.account, demo.account_id);
+    // Shown once: the list does not hold it.
+    browser.open(&format!("{base}/sources"));
+    assert!(!browser.source().contains(&secret));
+
+    browser.click(&format!("{section} [name=access][value=listed]"));
+    browser.fill_at(
+        &format!("{section} [name=networks]"),
+        "192.0.2.0/24\nnot-a-network",
+    );
+    browser.click(&format!(
+        "{section} form[action='/sources/{}'] button",
+        source.id
+    ));
+    assert!(
+        browser.text_of("[role=alert]").contains("not-a-network"),
+        "{}",
+        browser.text()
+    );
+    browser.open(&format!("{base}/sources"));
+    browser.click(&format!("{section} [name=access][value=listed]"));
+    browser.fill_at(&format!("{section} [name=networks]"), "192.0.2.0/24");
+    browser.click(&format!(
+        "{section} form[action='/sources/{}'] button",
+        source.id
+    ));
+    let networks = server
+        .store()
+        .source(source.id)
+        .unwrap()
+        .unwrap()
+        .allowed_networks
+        .expect("a list");
+    assert_eq!(networks, ["192.0.2.0/24".parse().unwrap()]);
+    assert_screenshot(&browser.screenshot("dashboard-sources"));
+}

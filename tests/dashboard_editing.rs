@@ -476,3 +476,293 @@ fn viewers_read_flows_without_forms_and_operators_and_forged_forms_change_nothin
     assert!(page.contains(&flow.name));
     assert!(hidden(&page, "csrf") == operator_csrf);
 }
+
+/// The status of `POST /oauth/token` with these client credentials.
+fn token_status(server: &TestServer, client_id: &str, secret: &str) -> StatusCode {
+    reqwest::blocking::Client::new()
+        .post(format!("http://{}/oauth/token", server.server.api_addr))
+        .form(&[
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .unwrap()
+        .status()
+}
+
+/// The text of the element with this id in `page`.
+fn text_of_id(page: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {page}"))
+        + marker.len();
+    page[start..][..page[start..].find('<').unwrap()].to_string()
+}
+
+#[test]
+fn an_admin_makes_a_source_whose_secrets_are_shown_once_rotated_and_revoked() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let password = add_user(
+        &server,
+        Some(demo.account_id),
+        "admin@example.com",
+        Role::Admin,
+    );
+    let mut admin = Browser::new(&server);
+    admin.log_in(&server, "admin@example.com", &password);
+    let csrf = admin.csrf();
+    assert!(admin.page("/").contains("href=\"/sources\""));
+
+    let made = admin.post("/sources", &[("name", "Billing app"), ("csrf", &csrf)]);
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let source = server
+        .store()
+        .sources_of(demo.account_id)
+        .unwrap()
+        .into_iter()
+        .find(|source| source.name == "Billing app")
+        .expect("the source was made");
+    assert_eq!(
+        source.allowed_networks, None,
+        "anyone, until a list says otherwise"
+    );
+    let credentials = format!("/sources/{}/credentials", source.id);
+
+    // An API client: its secret is on the answer, works once, and is never shown again.
+    let issued = admin.post(
+        &credentials,
+        &[("kind", "api"), ("username", "billing"), ("csrf", &csrf)],
+    );
+    assert_eq!(issued.status(), StatusCode::OK);
+    let page = issued.text().unwrap();
+    assert_eq!(text_of_id(&page, "issued-username"), "billing");
+    let secret = text_of_id(&page, "issued-secret");
+    assert_eq!(secret.len(), 36, "{secret}");
+    assert_eq!(token_status(&server, "billing", &secret), StatusCode::OK);
+    let listed = admin.page("/sources");
+    assert!(
+        listed.contains("billing") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let taken = admin.post(
+        &credentials,
+        &[("kind", "smtp"), ("username", "billing"), ("csrf", &csrf)],
+    );
+    assert_eq!(taken.status(), StatusCode::BAD_REQUEST);
+    assert!(taken.text().unwrap().contains("is taken"));
+
+    // A new secret: the old one stops working, the new one works.
+    let rotated = admin.post(
+        &format!("{credentials}/rotate"),
+        &[("username", "billing"), ("csrf", &csrf)],
+    );
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let new_secret = text_of_id(&rotated.text().unwrap(), "issued-secret");
+    assert_ne!(new_secret, secret);
+    assert_eq!(
+        token_status(&server, "billing", &secret),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token_status(&server, "billing", &new_secret),
+        StatusCode::OK
+    );
+
+    // An SMTP user with a made-up name, then both revoked.
+    let issued = admin.post(&credentials, &[("kind", "smtp"), ("csrf", &csrf)]);
+    let page = issued.text().unwrap();
+    let smtp_user = text_of_id(&page, "issued-username");
+    assert!(
+        smtp_user.starts_with(&format!("source{}-smtp-", source.id)),
+        "{smtp_user}"
+    );
+    let stored = server.store().credential(&smtp_user).unwrap().unwrap();
+    assert_eq!(stored.kind, sluice::store::CredentialKind::Smtp);
+    for username in ["billing", smtp_user.as_str()] {
+        let revoked = admin.post(
+            &format!("{credentials}/revoke"),
+            &[("username", username), ("csrf", &csrf)],
+        );
+        assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+        assert!(server.store().credential(username).unwrap().is_none());
+    }
+    assert_eq!(
+        token_status(&server, "billing", &new_secret),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The allowlist: every line that is no network is named and nothing changes; a valid
+    // list is kept; an empty list admits nobody.
+    let settings = |access: &str, networks: &str| {
+        vec![
+            ("name", "Billing app"),
+            ("access", access),
+            ("networks", networks),
+            ("max_message_bytes", "1048576"),
+            ("require_tls", "on"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key, value.to_string()))
+        .collect::<Vec<_>>()
+    };
+    let post_settings = |admin: &mut Browser, fields: Vec<(&str, String)>| {
+        let mut form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(key, value)| (*key, value.as_str()))
+            .collect();
+        form.push(("csrf", &csrf));
+        admin.post(&format!("/sources/{}", source.id), &form)
+    };
+    let wrong = post_settings(
+        &mut admin,
+        settings("listed", "192.0.2.0/24\n10.0.0.0/33\nexample.com"),
+    );
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    let page = wrong.text().unwrap();
+    assert!(
+        // (minijinja escapes the slash.)
+        page.contains("10.0.0.0&#x2f;33") && page.contains("&quot;example.com&quot; is not"),
+        "{page}"
+    );
+    assert_eq!(server.store().source(source.id).unwrap().unwrap(), source);
+    let saved = post_settings(&mut admin, settings("listed", "192.0.2.0/24\n2001:db8::1"));
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let changed = server.store().source(source.id).unwrap().unwrap();
+    let kept: Vec<String> = changed
+        .allowed_networks
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(kept, ["192.0.2.0/24", "2001:db8::1/128"]);
+    assert!(changed.require_tls);
+    assert_eq!(changed.max_message_bytes, 1 << 20);
+    post_settings(&mut admin, settings("listed", ""));
+    assert_eq!(
+        server
+            .store()
+            .source(source.id)
+            .unwrap()
+            .unwrap()
+            .allowed_networks,
+        Some(Vec::new())
+    );
+    post_settings(&mut admin, settings("anywhere", "192.0.2.0/24"));
+    assert_eq!(
+        server
+            .store()
+            .source(source.id)
+            .unwrap()
+            .unwrap()
+            .allowed_networks,
+        None
+    );
+    // The API's own checks apply: a feedback address must be one address.
+    let mut bad_feedback = settings("anywhere", "");
+    bad_feedback.push(("feedback_address", "not an address".into()));
+    let refused = post_settings(&mut admin, bad_feedback);
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().unwrap().contains("feedbackAddress"));
+}
+
+#[test]
+fn only_admins_reach_sources_and_another_accounts_credentials_stay_out_of_reach() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    // Made first: the platform's own account comes with the first login code.
+    let other = second_account(&server);
+    let their_source = server.store().sources_of(other.account).unwrap()[0].clone();
+    let our_source = server.store().sources_of(demo.account_id).unwrap()[0].clone();
+    let editor_password = add_user(
+        &server,
+        Some(demo.account_id),
+        "editor@example.com",
+        Role::Editor,
+    );
+    let mut editor = Browser::new(&server);
+    editor.log_in(&server, "editor@example.com", &editor_password);
+    assert!(!editor.page("/").contains("href=\"/sources\""));
+    assert_eq!(editor.get("/sources").status(), StatusCode::FORBIDDEN);
+    let csrf = editor.csrf();
+    let our = our_source.id;
+    for (path, fields) in [
+        ("/sources".to_string(), vec![("name", "x")]),
+        (
+            format!("/sources/{our}"),
+            vec![("name", "x"), ("access", "anywhere")],
+        ),
+        (format!("/sources/{our}/credentials"), vec![("kind", "api")]),
+        (
+            format!("/sources/{our}/credentials/revoke"),
+            vec![("username", &*demo.client_id)],
+        ),
+    ] {
+        let mut form = fields.clone();
+        form.push(("csrf", &csrf));
+        assert_eq!(
+            editor.post(&path, &form).status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+    // Without the token, nothing.
+    let tokenless = owner.post(
+        &format!("/sources/{our}/credentials/revoke"),
+        &[("username", &demo.client_id)],
+    );
+    assert_eq!(tokenless.status(), StatusCode::FORBIDDEN);
+    // Another account's source, and its credential named through our own source, look
+    // missing; its secret keeps working.
+    let theirs = their_source.id;
+    for (path, fields) in [
+        (
+            format!("/sources/{theirs}"),
+            vec![("name", "x"), ("access", "anywhere")],
+        ),
+        (
+            format!("/sources/{theirs}/credentials"),
+            vec![("kind", "api")],
+        ),
+        (
+            format!("/sources/{theirs}/credentials/rotate"),
+            vec![("username", "other-api")],
+        ),
+        (
+            format!("/sources/{our}/credentials/rotate"),
+            vec![("username", "other-api")],
+        ),
+        (
+            format!("/sources/{our}/credentials/revoke"),
+            vec![("username", "other-api")],
+        ),
+    ] {
+        let mut form = fields.clone();
+        form.push(("csrf", &csrf));
+        assert_eq!(
+            owner.post(&path, &form).status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        token_status(&server, "other-api", "other-secret"),
+        StatusCode::OK
+    );
+    assert_eq!(
+        token_status(&server, &demo.client_id, &demo.client_secret),
+        StatusCode::OK
+    );
+    let page = owner.page("/sources");
+    assert!(
+        page.contains(&demo.client_id) && !page.contains("other-api"),
+        "{page}"
+    );
+}

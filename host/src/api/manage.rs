@@ -160,7 +160,7 @@ pub async fn update_source(
 }
 
 /// `source` with the input's fields applied, checked.
-fn source_from(mut source: Source, input: SourceInput) -> Result<Source, ApiError> {
+pub(crate) fn source_from(mut source: Source, input: SourceInput) -> Result<Source, ApiError> {
     if let Some(description) = input.description {
         source.name = description;
     }

@@ -49,6 +49,8 @@ pub(crate) use flows::{
     ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_owned, checked_steps, condition_from,
     condition_views, step_view,
 };
+/// A source's settings as the API takes and checks them, shared with the dashboard.
+pub(crate) use manage::{SourceInput, source_from};
 /// Paging by a `Range` header as every list answers it; public for the fuzz target in `fuzz/`.
 pub use paging::{Order, page, requested};
 /// Template checks and previews, shared with the dashboard.

@@ -18,6 +18,7 @@ mod security;
 mod sending;
 mod session;
 mod simulate;
+mod sources;
 mod system_mail;
 mod templates;
 mod throttle;
@@ -227,6 +228,17 @@ pub fn router(state: DashboardState) -> Router {
         .route(
             "/sending/webhooks/{endpoint}/dead/{id}/discard",
             post(sending::discard),
+        )
+        .route("/sources", get(sources::list).post(sources::create))
+        .route("/sources/{id}", post(sources::update))
+        .route("/sources/{id}/credentials", post(sources::add_credential))
+        .route(
+            "/sources/{id}/credentials/rotate",
+            post(sources::rotate_credential),
+        )
+        .route(
+            "/sources/{id}/credentials/revoke",
+            post(sources::revoke_credential),
         )
         .route("/templates", get(templates::list))
         .route(

@@ -34,6 +34,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("flows.html", include_str!("templates/flows.html")),
     ("flow.html", include_str!("templates/flow.html")),
     ("simulate.html", include_str!("templates/simulate.html")),
+    ("sources.html", include_str!("templates/sources.html")),
     ("templates.html", include_str!("templates/templates.html")),
     ("template.html", include_str!("templates/template.html")),
     ("not_found.html", include_str!("templates/not_found.html")),
@@ -99,6 +100,7 @@ pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> V
         csrf => &viewer.csrf_token,
         may_edit => viewer.may(Action::Edit),
         may_manage_users => viewer.may(Action::ManageUsers),
+        may_configure => viewer.may(Action::Configure),
     }
 }
 
