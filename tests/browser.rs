@@ -752,3 +752,44 @@ fn a_source_made_in_the_browser_gets_an_api_client_whose_secret_works_and_an_all
     assert_eq!(networks, ["192.0.2.0/24".parse().unwrap()]);
     assert_screenshot(&browser.screenshot("dashboard-sources"));
 }
+
+#[test]
+fn a_component_uploaded_in_the_browser_is_listed_and_offered_to_flows() {
+    let Some(browser) =
+        browser_for("a_component_uploaded_in_the_browser_is_listed_and_offered_to_flows")
+    else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    enter_code(&browser, &code);
+    let base = dashboard(&server);
+    let path = crate::util::guest(crate::util::guests::SUBJECT_PREFIX);
+    let sha256 = sluice::plugin::hex_sha256(&std::fs::read(&path).unwrap());
+
+    browser.open(&format!("{base}/plugins"));
+    // A file input takes the file's path as typed keys, as chromedriver chooses a file.
+    browser.fill("component", path.to_str().unwrap());
+    browser.submit("component");
+    assert_eq!(browser.url(), format!("{base}/plugins#plugin-{sha256}"));
+    let row = browser.text_of(&format!("[id='plugin-{sha256}']"));
+    assert!(row.contains("runs"), "{row}");
+    assert!(
+        server
+            .store()
+            .owns_plugin(demo.account_id, &sha256)
+            .unwrap()
+    );
+    assert_screenshot(&browser.screenshot("dashboard-plugins"));
+
+    let flow = server.store().flows_of(demo.account_id).unwrap()[0].id;
+    browser.open(&format!("{base}/flows/{flow}"));
+    choose(&browser, "#add-step", "plugin", &sha256);
+}

@@ -75,6 +75,20 @@ impl Browser {
         response
     }
 
+    /// Posts a body of its own content type (a `multipart/form-data` upload).
+    pub(crate) fn post_raw(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        self.keep_cookies(&response);
+        response
+    }
+
     /// A page's text, after checking its status.
     pub(crate) fn page(&mut self, path: &str) -> String {
         let response = self.get(path);

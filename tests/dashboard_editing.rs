@@ -766,3 +766,176 @@ fn only_admins_reach_sources_and_another_accounts_credentials_stay_out_of_reach(
         "{page}"
     );
 }
+
+/// A `multipart/form-data` upload form as a browser sends it: the token and the file.
+fn upload_form(csrf: Option<&str>, component: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----SluiceTestBoundary7MA4YWxk";
+    let mut body = Vec::new();
+    if let Some(csrf) = csrf {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; \
+             filename=\"step.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(component);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn an_admin_uploads_a_component_through_the_apis_checks_and_editors_cannot() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let password = add_user(
+        &server,
+        Some(demo.account_id),
+        "admin@example.com",
+        Role::Admin,
+    );
+    let editor_password = add_user(
+        &server,
+        Some(demo.account_id),
+        "editor@example.com",
+        Role::Editor,
+    );
+    let mut admin = Browser::new(&server);
+    admin.log_in(&server, "admin@example.com", &password);
+    let csrf = admin.csrf();
+    let component = crate::util::guest_bytes(crate::util::guests::SUBJECT_PREFIX);
+    let sha256 = sluice::plugin::hex_sha256(&component);
+
+    // Not a component: refused with the loader's reason, nothing kept.
+    let (content_type, body) = upload_form(Some(&csrf), b"not wasm at all");
+    let refused = admin.post_raw("/plugins", &content_type, body);
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .text()
+            .unwrap()
+            .contains("The component was refused")
+    );
+    // No token, or a body that is no form: refused as forged.
+    let (content_type, body) = upload_form(None, &component);
+    let forged = admin.post_raw("/plugins", &content_type, body);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let forged = admin.post_raw("/plugins", "application/wasm", component.clone());
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !server
+            .store()
+            .owns_plugin(demo.account_id, &sha256)
+            .unwrap()
+    );
+
+    let (content_type, body) = upload_form(Some(&csrf), &component);
+    let uploaded = admin.post_raw("/plugins", &content_type, body);
+    assert_eq!(
+        uploaded.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        uploaded.text()
+    );
+    assert_eq!(
+        uploaded.headers()["location"],
+        format!("/plugins#plugin-{sha256}").as_str()
+    );
+    assert!(
+        server
+            .store()
+            .owns_plugin(demo.account_id, &sha256)
+            .unwrap()
+    );
+    let page = admin.page("/plugins");
+    assert!(page.contains(&format!("id=\"plugin-{sha256}\"")), "{page}");
+    // The flow editor's picker offers the new version.
+    let flow = server.store().flows_of(demo.account_id).unwrap()[0].id;
+    assert!(admin.page(&format!("/flows/{flow}")).contains(&sha256));
+
+    let mut editor = Browser::new(&server);
+    editor.log_in(&server, "editor@example.com", &editor_password);
+    assert_eq!(editor.get("/plugins").status(), StatusCode::FORBIDDEN);
+    let editor_csrf = editor.csrf();
+    let (content_type, body) = upload_form(Some(&editor_csrf), &component);
+    assert_eq!(
+        editor.post_raw("/plugins", &content_type, body).status(),
+        StatusCode::FORBIDDEN
+    );
+    let enable = editor.post(
+        "/plugins/enable",
+        &[("plugin", sha256.as_str()), ("csrf", &editor_csrf)],
+    );
+    assert_eq!(enable.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn a_plugin_disabled_by_its_failures_shows_why_and_is_enabled_again_from_the_page() {
+    let server = TestServer::start(|config| config.runtime.failures_before_disable = 2);
+    let step = server.upload_guest(crate::util::guests::TEST_EXIT_ON_START);
+    server.set_default_flow(&step, serde_json::json!({}));
+    let api = crate::util::Api::demo(&server);
+    for n in 0..2 {
+        let mut message = crate::util::email("hello");
+        message["recipientAddress"] = format!("r{n}@example.net").into();
+        server.wait_until_done(&api.submit(message));
+    }
+    // Another account's upload, made before the login (the platform's own account comes
+    // with the first login code).
+    let (other, _) = foreign_flow(&server);
+    let theirs = crate::util::guest_bytes(crate::util::guests::TEST_MISBEHAVE);
+    let their_sha256 = sluice::plugin::hex_sha256(&theirs);
+    server
+        .block_on(
+            server
+                .store()
+                .put_plugin(other.account, &their_sha256, theirs),
+        )
+        .unwrap();
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let page = owner.page("/plugins");
+    let row = &page[page.find(&format!("id=\"plugin-{step}\"")).expect("listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("disabled") && row.contains("called exit"),
+        "{row}"
+    );
+    assert!(row.contains("Enable again"), "{row}");
+
+    let csrf = owner.csrf();
+    let tokenless = owner.post("/plugins/enable", &[("plugin", step.as_str())]);
+    assert_eq!(tokenless.status(), StatusCode::FORBIDDEN);
+    for unknown in ["0000000000000000", their_sha256.as_str()] {
+        let refused = owner.post("/plugins/enable", &[("plugin", unknown), ("csrf", &csrf)]);
+        assert_eq!(refused.status(), StatusCode::NOT_FOUND, "{unknown}");
+    }
+    assert!(!page.contains(&their_sha256));
+    let enabled = owner.post(
+        "/plugins/enable",
+        &[("plugin", step.as_str()), ("csrf", &csrf)],
+    );
+    assert_eq!(enabled.status(), StatusCode::SEE_OTHER);
+    assert!(
+        server
+            .store()
+            .plugin_disabled_accounts(&step)
+            .unwrap()
+            .is_empty()
+    );
+    let page = owner.page("/plugins");
+    let row = &page[page.find(&format!("id=\"plugin-{step}\"")).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("runs") && !row.contains("Enable again"),
+        "{row}"
+    );
+}

@@ -10,9 +10,11 @@ mod filters;
 mod flows;
 mod login;
 mod messages;
+mod multipart;
 mod operator;
 mod overview;
 mod pages;
+mod plugins;
 mod secret;
 mod security;
 mod sending;
@@ -28,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -229,6 +232,13 @@ pub fn router(state: DashboardState) -> Router {
             "/sending/webhooks/{endpoint}/dead/{id}/discard",
             post(sending::discard),
         )
+        .route(
+            "/plugins",
+            get(plugins::list)
+                .post(plugins::upload)
+                .layer(DefaultBodyLimit::max(plugins::MAX_UPLOAD_BYTES)),
+        )
+        .route("/plugins/enable", post(plugins::enable))
         .route("/sources", get(sources::list).post(sources::create))
         .route("/sources/{id}", post(sources::update))
         .route("/sources/{id}/credentials", post(sources::add_credential))
