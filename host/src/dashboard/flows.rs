@@ -12,12 +12,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::DashboardState;
-use super::pages::render_page;
+use super::pages::{error_lines, render_page};
 use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
 use crate::api::{
-    ApiError, ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_owned, checked_steps,
-    condition_from, condition_views, step_view,
+    ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_owned, checked_steps, condition_from,
+    condition_views, step_view,
 };
 use crate::flow::rules::{Condition, FlowRule, Routing};
 use crate::store::Flow;
@@ -56,18 +56,6 @@ fn name_of(flows: &[Flow], id: u64) -> String {
         .iter()
         .find(|flow| flow.id == id)
         .map_or_else(|| format!("flow {id}"), |flow| flow.name.clone())
-}
-
-/// The page's lines for a list of API errors: `field: message`.
-pub(super) fn error_lines(error: &ApiError) -> Vec<String> {
-    error
-        .errors()
-        .iter()
-        .map(|field| match &field.field {
-            Some(name) => format!("{name}: {}", field.default_message),
-            None => field.default_message.clone(),
-        })
-        .collect()
 }
 
 /// `GET /flows`.
@@ -362,7 +350,8 @@ async fn change_steps(
     let api = &state.api;
     let mut steps: Vec<Value> = Vec::with_capacity(flow.steps.len() + 1);
     for step in &flow.steps {
-        let view = step_view(api, flow.account_id, step).map_err(|_| Refusal::Store)?;
+        let view = step_view(api, flow.account_id, step)
+            .map_err(|error| Refusal::store(format!("{error:?}")))?;
         steps.push(serde_json::to_value(view).map_err(Refusal::store)?);
     }
     let missing = || Refusal::NotFound("No such step.");
@@ -617,7 +606,7 @@ pub(super) async fn add_rule(
                         errors.push(format!("{name}: {}", error.default_message));
                     }
                     Ok(None) => {}
-                    Err(_) => return Err(Refusal::Store),
+                    Err(error) => return Err(Refusal::store(format!("{error:?}"))),
                 }
                 conditions.push(condition);
             }

@@ -105,6 +105,18 @@ pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> V
     }
 }
 
+/// The page's lines for a list of API errors: `field: message`.
+pub(super) fn error_lines(error: &crate::api::ApiError) -> Vec<String> {
+    error
+        .errors()
+        .iter()
+        .map(|field| match &field.field {
+            Some(name) => format!("{name}: {}", field.default_message),
+            None => field.default_message.clone(),
+        })
+        .collect()
+}
+
 /// Renders a logged-in page: `page` merged over the layout's frame.
 pub(super) fn render_page(
     state: &DashboardState,

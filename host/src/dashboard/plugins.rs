@@ -143,7 +143,7 @@ pub(super) async fn upload(
             Ok(Redirect::to(&format!("/plugins#plugin-{sha256}")).into_response())
         }
         Err(error) => {
-            let errors = super::flows::error_lines(&error)
+            let errors = super::pages::error_lines(&error)
                 .into_iter()
                 .map(|line| format!("The component was refused: {line}"))
                 .collect();

@@ -212,7 +212,7 @@ fn input_of(form: &SourceForm, full: bool) -> Result<SourceInput, Vec<String>> {
 
 /// The API's check of the settings, as page lines.
 fn checked(source: Source, input: SourceInput) -> Result<Source, Vec<String>> {
-    source_from(source, input).map_err(|error| super::flows::error_lines(&error))
+    source_from(source, input).map_err(|error| super::pages::error_lines(&error))
 }
 
 /// `POST /sources`: a new source that anyone may connect to until its allowlist says
