@@ -644,6 +644,8 @@ fn a_flow_made_in_the_browser_takes_the_message_its_rule_routes_and_it_is_delive
     );
     assert!(browser.text_of("#simulated-flow").contains("Invoices"));
     assert!(browser.text_of("#simulated-status").contains("PROCESSED"));
+    // The result sits below the form: in view for the screenshot.
+    browser.execute("document.querySelector('#simulation').scrollIntoView();");
     assert_screenshot(&browser.screenshot("dashboard-simulate"));
 
     // Sent through the API, it goes through the new flow and is delivered to the capture.

@@ -709,6 +709,23 @@ fn only_admins_reach_sources_and_another_accounts_credentials_stay_out_of_reach(
         );
     }
 
+    // Operators look after the platform, not a customer's sources or plugins.
+    let operator_password = add_user(&server, None, "operator@example.com", Role::Operator);
+    let mut operator = Browser::new(&server);
+    operator.log_in(&server, "operator@example.com", &operator_password);
+    let operator_csrf = operator.csrf();
+    let account = demo.account_id.to_string();
+    operator.post(
+        "/account",
+        &[("account", &account), ("csrf", &operator_csrf)],
+    );
+    for page in ["/sources", "/plugins"] {
+        assert_eq!(operator.get(page).status(), StatusCode::FORBIDDEN, "{page}");
+    }
+    let made = operator.post("/sources", &[("name", "x"), ("csrf", &operator_csrf)]);
+    assert_eq!(made.status(), StatusCode::FORBIDDEN);
+    assert_eq!(server.store().sources_of(demo.account_id).unwrap().len(), 1);
+
     let (login, password) = demo_login(&server);
     let mut owner = Browser::new(&server);
     owner.log_in(&server, &login, &password);
