@@ -544,3 +544,254 @@ fn a_template_is_previewed_by_the_template_step_and_saved() {
     );
     assert_screenshot(&browser.screenshot("dashboard-template"));
 }
+
+/// Sets a `<select>` inside `form` (a CSS selector) to `value`, as choosing from the list does.
+fn choose(browser: &Browser, form: &str, field: &str, value: &str) {
+    let chosen = browser.execute(&format!(
+        "const select = document.querySelector('{form} [name={field}]'); \
+         select.value = '{value}'; return select.value;"
+    ));
+    assert_eq!(chosen, Value::from(value), "{form} {field}");
+}
+
+#[test]
+fn a_flow_made_in_the_browser_takes_the_message_its_rule_routes_and_it_is_delivered() {
+    let Some(browser) = browser_for(
+        "a_flow_made_in_the_browser_takes_the_message_its_rule_routes_and_it_is_delivered",
+    ) else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    enter_code(&browser, &code);
+    let base = dashboard(&server);
+
+    // A new flow, with an archive step whose configuration the step itself checked.
+    browser.open(&format!("{base}/flows"));
+    browser.fill("name", "Invoices");
+    browser.submit("name");
+    let flow = server
+        .store()
+        .flows_of(demo.account_id)
+        .unwrap()
+        .into_iter()
+        .find(|flow| flow.name == "Invoices")
+        .expect("the flow was made");
+    assert_eq!(browser.url(), format!("{base}/flows/{}", flow.id));
+    choose(&browser, "#add-step", "plugin", "archive");
+    browser.fill("config", r#"{"retention": "P2Y"}"#);
+    browser.submit("config");
+    assert!(
+        browser.text_of("[role=alert]").contains("P2Y"),
+        "{}",
+        browser.text()
+    );
+    browser.fill("config", r#"{"retention": "P1M"}"#);
+    browser.submit("config");
+    assert_eq!(browser.url(), format!("{base}/flows/{}", flow.id));
+    // The page now has the archive step's form too: the new step's fields are named by form.
+    choose(&browser, "#add-step", "plugin", "dkim");
+    browser.fill_at("#add-step [name=config]", "{}");
+    browser.click("#add-step button");
+    let steps: Vec<_> = server
+        .store()
+        .flow(flow.id)
+        .unwrap()
+        .unwrap()
+        .steps
+        .into_iter()
+        .map(|step| step.plugin)
+        .collect();
+    assert_eq!(steps, ["archive", "dkim"]);
+    assert_screenshot(&browser.screenshot("dashboard-flow-editor"));
+
+    // A rule sends invoices to it.
+    browser.open(&format!("{base}/flows"));
+    choose(&browser, "#add-rule", "flow", &flow.id.to_string());
+    choose(&browser, "#add-rule", "type0", "header");
+    choose(&browser, "#add-rule", "match0", "equals");
+    browser.fill("name0", "X-Kind");
+    browser.fill("value0", "invoice");
+    browser.submit("name0");
+    assert!(browser.url().starts_with(&format!("{base}/flows")));
+    let rules = browser.text_of("#rules");
+    assert!(
+        rules.contains("X-Kind") && rules.contains("Invoices"),
+        "{rules}"
+    );
+    assert_screenshot(&browser.screenshot("dashboard-flows-rules"));
+
+    // Simulated first: the rule matches and the flow's steps run.
+    browser.open(&format!("{base}/flows/simulate"));
+    browser.fill("sender", "app@example.com");
+    browser.fill("recipient", "ann@example.net");
+    browser.fill("subject", "Invoice 17");
+    browser.fill("headers", "X-Kind: invoice");
+    browser.submit("sender");
+    assert!(
+        browser
+            .text_of("#matched-rule")
+            .starts_with("Rule 1 matched"),
+        "{}",
+        browser.text()
+    );
+    assert!(browser.text_of("#simulated-flow").contains("Invoices"));
+    assert!(browser.text_of("#simulated-status").contains("PROCESSED"));
+    // The result sits below the form: in view for the screenshot.
+    browser.execute("document.querySelector('#simulation').scrollIntoView();");
+    assert_screenshot(&browser.screenshot("dashboard-simulate"));
+
+    // Sent through the API, it goes through the new flow and is delivered to the capture.
+    let api = Api::demo(&server);
+    let mut message = crate::util::email("Invoice 17");
+    message["headers"] = json!([{"name": "X-Kind", "value": "invoice"}]);
+    let id = api.submit(message);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.store().message(&id).unwrap().unwrap().status != MessageStatus::Delivered {
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().flow_id,
+        Some(flow.id)
+    );
+    browser.open(&format!("{base}/messages/{id}"));
+    let text = browser.text();
+    for shown in [
+        "Invoices",
+        "SUBMITTED",
+        "PROCESSED",
+        "DELIVERED",
+        "sluice-capture",
+    ] {
+        assert!(text.contains(shown), "{shown}: {text}");
+    }
+    assert!(
+        !text.contains("No archived copy") && !text.contains("Not signed"),
+        "the new flow archived and signed it: {text}"
+    );
+    assert_screenshot(&browser.screenshot("dashboard-message-new-flow"));
+}
+
+#[test]
+fn a_source_made_in_the_browser_gets_an_api_client_whose_secret_works_and_an_allowlist() {
+    let Some(browser) = browser_for(
+        "a_source_made_in_the_browser_gets_an_api_client_whose_secret_works_and_an_allowlist",
+    ) else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    enter_code(&browser, &code);
+    let base = dashboard(&server);
+
+    browser.open(&format!("{base}/"));
+    browser.click("a[href='/sources']");
+    browser.fill_at("#new-source [name=name]", "Billing app");
+    browser.click("#new-source button");
+    let source = server
+        .store()
+        .sources_of(demo.account_id)
+        .unwrap()
+        .into_iter()
+        .find(|source| source.name == "Billing app")
+        .expect("the source was made");
+    let section = format!("#source-{}", source.id);
+
+    browser.fill_at(&format!("{section} [name=username]"), "billing");
+    browser.click(&format!("{section} form[action$='/credentials'] button"));
+    assert_eq!(browser.text_of("#issued-username"), "billing");
+    let secret = browser.text_of("#issued-secret");
+    assert_screenshot(&browser.screenshot("dashboard-sources-secret"));
+    let api = Api::connect(&server, demo.account_id, "billing", &secret);
+    assert_eq!(api.account, demo.account_id);
+    // Shown once: the list does not hold it.
+    browser.open(&format!("{base}/sources"));
+    assert!(!browser.source().contains(&secret));
+
+    browser.click(&format!("{section} [name=access][value=listed]"));
+    browser.fill_at(
+        &format!("{section} [name=networks]"),
+        "192.0.2.0/24\nnot-a-network",
+    );
+    browser.click(&format!(
+        "{section} form[action='/sources/{}'] button",
+        source.id
+    ));
+    assert!(
+        browser.text_of("[role=alert]").contains("not-a-network"),
+        "{}",
+        browser.text()
+    );
+    browser.open(&format!("{base}/sources"));
+    browser.click(&format!("{section} [name=access][value=listed]"));
+    browser.fill_at(&format!("{section} [name=networks]"), "192.0.2.0/24");
+    browser.click(&format!(
+        "{section} form[action='/sources/{}'] button",
+        source.id
+    ));
+    let networks = server
+        .store()
+        .source(source.id)
+        .unwrap()
+        .unwrap()
+        .allowed_networks
+        .expect("a list");
+    assert_eq!(networks, ["192.0.2.0/24".parse().unwrap()]);
+    assert_screenshot(&browser.screenshot("dashboard-sources"));
+}
+
+#[test]
+fn a_component_uploaded_in_the_browser_is_listed_and_offered_to_flows() {
+    let Some(browser) =
+        browser_for("a_component_uploaded_in_the_browser_is_listed_and_offered_to_flows")
+    else {
+        return;
+    };
+    let server = TestServer::start_capturing(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let code = ask_for_code(
+        &browser,
+        &server,
+        &demo.dashboard_email,
+        &demo.dashboard_password,
+        0,
+    );
+    enter_code(&browser, &code);
+    let base = dashboard(&server);
+    let path = crate::util::guest(crate::util::guests::SUBJECT_PREFIX);
+    let sha256 = sluice::plugin::hex_sha256(&std::fs::read(&path).unwrap());
+
+    browser.open(&format!("{base}/plugins"));
+    // A file input takes the file's path as typed keys, as chromedriver chooses a file.
+    browser.fill("component", path.to_str().unwrap());
+    browser.submit("component");
+    assert_eq!(browser.url(), format!("{base}/plugins#plugin-{sha256}"));
+    let row = browser.text_of(&format!("[id='plugin-{sha256}']"));
+    assert!(row.contains("runs"), "{row}");
+    assert!(
+        server
+            .store()
+            .owns_plugin(demo.account_id, &sha256)
+            .unwrap()
+    );
+    assert_screenshot(&browser.screenshot("dashboard-plugins"));
+
+    let flow = server.store().flows_of(demo.account_id).unwrap()[0].id;
+    browser.open(&format!("{base}/flows/{flow}"));
+    choose(&browser, "#add-step", "plugin", &sha256);
+}

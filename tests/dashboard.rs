@@ -10,15 +10,15 @@ use sluice::store::{NewUser, Role};
 
 use crate::util::{Api, TestServer, email, second_account};
 
-/// A browser: its own cookies, no redirects followed (the tests look at them).
-struct Browser {
+/// A browser without JavaScript: its own cookies, no redirects followed (the tests look at them).
+pub(crate) struct Browser {
     base: String,
     http: Client,
-    cookies: HashMap<String, String>,
+    pub(crate) cookies: HashMap<String, String>,
 }
 
 impl Browser {
-    fn new(server: &TestServer) -> Self {
+    pub(crate) fn new(server: &TestServer) -> Self {
         Self {
             base: format!("http://{}", server.server.dashboard_addr.unwrap()),
             http: Client::builder()
@@ -52,7 +52,7 @@ impl Browser {
             .join("; ")
     }
 
-    fn get(&mut self, path: &str) -> Response {
+    pub(crate) fn get(&mut self, path: &str) -> Response {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -63,7 +63,7 @@ impl Browser {
         response
     }
 
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
+    pub(crate) fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Response {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -75,8 +75,22 @@ impl Browser {
         response
     }
 
+    /// Posts a body of its own content type (a `multipart/form-data` upload).
+    pub(crate) fn post_raw(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Response {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        self.keep_cookies(&response);
+        response
+    }
+
     /// A page's text, after checking its status.
-    fn page(&mut self, path: &str) -> String {
+    pub(crate) fn page(&mut self, path: &str) -> String {
         let response = self.get(path);
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
         response.text().unwrap()
@@ -97,7 +111,7 @@ impl Browser {
     }
 
     /// Logs in all the way with the code from the mail.
-    fn log_in(&mut self, server: &TestServer, email: &str, password: &str) {
+    pub(crate) fn log_in(&mut self, server: &TestServer, email: &str, password: &str) {
         let response = self.password(email, password);
         assert_eq!(
             response.status(),
@@ -114,14 +128,14 @@ impl Browser {
     }
 
     /// The CSRF token of the logged-in layout.
-    fn csrf(&mut self) -> String {
+    pub(crate) fn csrf(&mut self) -> String {
         let page = self.page("/");
         hidden(&page, "csrf")
     }
 }
 
 /// The value of the first hidden input named `name`.
-fn hidden(page: &str, name: &str) -> String {
+pub(crate) fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page
         .find(&marker)
@@ -176,13 +190,18 @@ fn mailed_link(server: &TestServer, to: &str) -> String {
     mail[start..].split_whitespace().next().unwrap().to_string()
 }
 
-fn demo_login(server: &TestServer) -> (String, String) {
+pub(crate) fn demo_login(server: &TestServer) -> (String, String) {
     let demo = server.server.created_demo.clone().unwrap();
     (demo.dashboard_email, demo.dashboard_password)
 }
 
 /// A user with a password, made directly in the store.
-fn add_user(server: &TestServer, account: Option<u64>, email: &str, role: Role) -> String {
+pub(crate) fn add_user(
+    server: &TestServer,
+    account: Option<u64>,
+    email: &str,
+    role: Role,
+) -> String {
     let password = format!("{email}-password-1");
     let hash = sluice::store::hash_secret(&password).unwrap();
     server

@@ -10,6 +10,7 @@ mod containment;
 mod contract;
 mod crash;
 mod dashboard;
+mod dashboard_editing;
 mod delivery;
 mod delivery_client;
 mod dns;

@@ -205,7 +205,7 @@ impl Server {
             &config.data_dir.join("api.key"),
             config.api.token_lifetime_secs,
         )?;
-        let api_task = api::spawn(api_listener, &config.api, api_state);
+        let api_task = api::spawn(api_listener, &config.api, api_state.clone());
         let (dashboard_addr, dashboard_task) = if config.dashboard.enabled {
             let listener = tokio::net::TcpListener::bind(config.dashboard.listen).await?;
             let bound = listener.local_addr()?;
@@ -216,6 +216,7 @@ impl Server {
                 pipeline.clone(),
                 Arc::clone(&plugins),
                 Arc::clone(&dkim),
+                api_state,
             );
             (
                 Some(bound),

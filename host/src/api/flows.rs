@@ -20,9 +20,9 @@ use crate::store::{Flow, Flowstep};
 /// The most steps one flow may have, and the most rules or conditions one account may have.
 const MAX_STEPS: usize = 64;
 /// The most flow rules of an account.
-const MAX_RULES: usize = 1000;
+pub(crate) const MAX_RULES: usize = 1000;
 /// The most conditions of one rule.
-const MAX_CONDITIONS: usize = 32;
+pub(crate) const MAX_CONDITIONS: usize = 32;
 
 /// One condition as Flowmailer writes it (its `FlowCondition`).
 ///
@@ -63,7 +63,7 @@ impl ConditionView {
 
 /// A condition in Flowmailer's shape; a header condition with both a value and a text to
 /// contain becomes two, which hold together exactly when it holds.
-fn condition_views(condition: &Condition) -> Vec<ConditionView> {
+pub(crate) fn condition_views(condition: &Condition) -> Vec<ConditionView> {
     match condition {
         Condition::Source { source_id } => vec![ConditionView::new(
             "source",
@@ -120,7 +120,10 @@ fn condition_views(condition: &Condition) -> Vec<ConditionView> {
 }
 
 /// A condition from Flowmailer's shape, checked; `field` names it in an error.
-fn condition_from(view: &ConditionView, field: &str) -> Result<Condition, Box<FieldError>> {
+pub(crate) fn condition_from(
+    view: &ConditionView,
+    field: &str,
+) -> Result<Condition, Box<FieldError>> {
     let refuse = |code: &str, message: String| {
         Box::new(FieldError {
             code: code.into(),
@@ -207,7 +210,7 @@ fn condition_from(view: &ConditionView, field: &str) -> Result<Condition, Box<Fi
 }
 
 /// Checks that a condition names only the account's own things.
-fn check_owned(
+pub(crate) fn check_owned(
     state: &ApiState,
     account_id: u64,
     condition: &Condition,
@@ -302,7 +305,11 @@ fn ignored_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, 
 }
 
 /// A stored step as the API shows it.
-fn step_view(state: &ApiState, account_id: u64, step: &Flowstep) -> Result<StepView, ApiError> {
+pub(crate) fn step_view(
+    state: &ApiState,
+    account_id: u64,
+    step: &Flowstep,
+) -> Result<StepView, ApiError> {
     let mut view = StepView {
         kind: Some("plugin".into()),
         id: None,
@@ -440,7 +447,7 @@ fn flow_view(state: &ApiState, flow: Flow) -> Result<FlowView, ApiError> {
 
 /// Checks that every step names a plugin this account may use and that the step accepts its
 /// configuration: a bad configuration is refused here, not discovered when mail flows.
-async fn checked_steps(
+pub(crate) async fn checked_steps(
     state: &ApiState,
     account_id: u64,
     steps: Vec<StepView>,

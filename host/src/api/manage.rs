@@ -160,7 +160,7 @@ pub async fn update_source(
 }
 
 /// `source` with the input's fields applied, checked.
-fn source_from(mut source: Source, input: SourceInput) -> Result<Source, ApiError> {
+pub(crate) fn source_from(mut source: Source, input: SourceInput) -> Result<Source, ApiError> {
     if let Some(description) = input.description {
         source.name = description;
     }
@@ -286,7 +286,17 @@ pub async fn upload_plugin(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<PluginView>), ApiError> {
     caller.require(account_id)?;
-    let bytes = body.to_vec();
+    let view = checked_upload(&state, account_id, body.to_vec()).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Compiles and checks an uploaded component like any plugin, with no privileges, and keeps
+/// it for the account; shared with the dashboard's upload form.
+pub(crate) async fn checked_upload(
+    state: &ApiState,
+    account_id: u64,
+    bytes: Vec<u8>,
+) -> Result<PluginView, ApiError> {
     let sha256 = crate::plugin::hex_sha256(&bytes);
     let invalid = |error: crate::plugin::LoadError| {
         ApiError::field("body", "invalidPlugin", error.to_string(), None)
@@ -317,5 +327,5 @@ pub async fn upload_plugin(
         Err(error) => return Err(invalid(error)),
     };
     state.store.put_plugin(account_id, &sha256, bytes).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok(view)
 }

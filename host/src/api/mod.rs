@@ -44,8 +44,18 @@ use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
+/// Flow checks (steps, conditions, rule limits), shared with the dashboard's flow editor.
+pub(crate) use flows::{
+    ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_owned, checked_steps, condition_from,
+    condition_views, step_view,
+};
+/// The plugin upload's checks and a plugin's state for an account, shared with the dashboard.
+pub(crate) use manage::checked_upload;
+/// A source's settings as the API takes and checks them, shared with the dashboard.
+pub(crate) use manage::{SourceInput, source_from};
 /// Paging by a `Range` header as every list answers it; public for the fuzz target in `fuzz/`.
 pub use paging::{Order, page, requested};
+pub(crate) use plugins::usable as usable_plugin;
 /// Template checks and previews, shared with the dashboard.
 pub(crate) use templates::{
     PreviewView, SampleMessage, TemplateInput, checked as check_template, render_preview,

@@ -27,7 +27,7 @@ pub struct PluginStateView {
 }
 
 /// Finds a plugin the account may use, or 404 (the same answer for another account's).
-async fn usable(
+pub(crate) async fn usable(
     state: &ApiState,
     account_id: u64,
     reference: &str,

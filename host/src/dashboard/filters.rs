@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::DashboardState;
 use super::pages::render_page;
-use super::session::{Viewer, internal};
+use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
 
 /// Entries shown at most; a search narrows the list.
@@ -71,43 +71,31 @@ pub(super) async fn add(
     State(state): State<DashboardState>,
     viewer: Viewer,
     Form(form): Form<AddFilter>,
-) -> Response {
-    if let Err(refusal) = viewer.check_csrf(&form.csrf) {
-        return refusal.into_response();
-    }
-    let account_id = match viewer.account_for(Action::Edit) {
-        Ok(account) => account,
-        Err(refusal) => return refusal.into_response(),
-    };
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
     let address = form.address.trim();
     if address.is_empty()
         || address.len() > 254
         || !address.contains('@')
         || address.chars().any(char::is_control)
     {
-        return (
+        return Ok((
             axum::http::StatusCode::BAD_REQUEST,
             "An e-mail address is needed (at most 254 bytes).",
         )
-            .into_response();
+            .into_response());
     }
     let detail = format!("added in the dashboard by {}", viewer.user.email);
-    match state
-        .store
-        .add_filter(account_id, address, "manual", None, Some(detail))
-        .await
-    {
-        Ok(_) => Redirect::to("/filters").into_response(),
-        Err(error) => internal(error),
-    }
-}
-
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub(super) struct RemoveFilter {
-    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
-    #[serde(default)]
-    csrf: String,
+    Ok(
+        match state
+            .store
+            .add_filter(account_id, address, "manual", None, Some(detail))
+            .await
+        {
+            Ok(_) => Redirect::to("/filters").into_response(),
+            Err(error) => internal(error),
+        },
+    )
 }
 
 /// `POST /filters/{id}/remove`: later mail to the address is sent again.
@@ -115,20 +103,14 @@ pub(super) async fn remove(
     State(state): State<DashboardState>,
     viewer: Viewer,
     Path(id): Path<u64>,
-    Form(form): Form<RemoveFilter>,
-) -> Response {
-    if let Err(refusal) = viewer.check_csrf(&form.csrf) {
-        return refusal.into_response();
-    }
-    let account_id = match viewer.account_for(Action::Edit) {
-        Ok(account) => account,
-        Err(refusal) => return refusal.into_response(),
-    };
-    match state.store.remove_filter(account_id, id).await {
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
+    Ok(match state.store.remove_filter(account_id, id).await {
         Ok(()) => Redirect::to("/filters").into_response(),
         Err(crate::store::StoreError::NotFound(_)) => {
             (axum::http::StatusCode::NOT_FOUND, "No such entry.").into_response()
         }
         Err(error) => internal(error),
-    }
+    })
 }

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use super::DashboardState;
 use super::secret;
-use super::session::{CHALLENGE_COOKIE, SESSION_COOKIE, Viewer, cookie, internal, set_cookie};
+use super::session::{
+    CHALLENGE_COOKIE, CsrfOnly, SESSION_COOKIE, Viewer, cookie, internal, set_cookie,
+};
 use super::throttle::Attempt;
 use crate::store::{
     AuditEntry, AuditOutcome, CodeCheck, PendingCode, SessionRecord, User, now_millis,
@@ -451,20 +453,12 @@ pub(super) async fn code(
     }
 }
 
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /logout`.
 pub(super) async fn logout(
     State(state): State<DashboardState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     viewer: Viewer,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     if let Err(refusal) = viewer.check_csrf(&form.csrf) {
         return refusal.into_response();
@@ -488,7 +482,7 @@ pub(super) async fn logout_everywhere(
     State(state): State<DashboardState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     viewer: Viewer,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     if let Err(refusal) = viewer.check_csrf(&form.csrf) {
         return refusal.into_response();

@@ -10,13 +10,17 @@ mod filters;
 mod flows;
 mod login;
 mod messages;
+mod multipart;
 mod operator;
 mod overview;
 mod pages;
+mod plugins;
 mod secret;
 mod security;
 mod sending;
 mod session;
+mod simulate;
+mod sources;
 mod system_mail;
 mod templates;
 mod throttle;
@@ -26,11 +30,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::api::ApiConfig;
+use crate::api::{ApiConfig, ApiState};
 use crate::dkim::Dkim;
 use crate::fairness::FairShare;
 use crate::flow::PipelineHandle;
@@ -117,11 +122,14 @@ pub struct DashboardState {
     throttle: Arc<throttle::LoginThrottle>,
     templates: Arc<pages::Templates>,
     scans: Arc<FairShare>,
+    /// The API's state, whose checks the editing pages call so a page accepts exactly what
+    /// the API accepts.
+    api: ApiState,
 }
 
 impl DashboardState {
     /// The state for a dashboard bound to `bound`, mailing through `pipeline`; previews run
-    /// the built-in steps of `plugins`.
+    /// the built-in steps of `plugins`; changes are checked by `api`'s rules.
     pub fn new(
         config: DashboardConfig,
         bound: SocketAddr,
@@ -129,6 +137,7 @@ impl DashboardState {
         pipeline: PipelineHandle,
         plugins: Arc<PluginRegistry>,
         dkim: Arc<Dkim>,
+        api: ApiState,
     ) -> Self {
         let public_url: Arc<str> = config.public_url(bound).into();
         let mail = Arc::new(SystemMail::new(
@@ -147,6 +156,7 @@ impl DashboardState {
             throttle: Arc::new(throttle::LoginThrottle::default()),
             templates: Arc::new(pages::Templates::new()),
             scans: FairShare::new(SCANS_AT_ONCE, 1),
+            api,
         }
     }
 
@@ -198,7 +208,20 @@ pub fn router(state: DashboardState) -> Router {
         .route("/messages", get(messages::list))
         .route("/messages/{id}", get(messages::detail))
         .route("/messages/{id}/archive", get(messages::archived_copy))
-        .route("/flows", get(flows::list))
+        .route("/flows", get(flows::list).post(flows::create))
+        .route("/flows/simulate", get(simulate::form).post(simulate::run))
+        .route("/flows/rules", post(flows::add_rule))
+        .route("/flows/rules/{index}/up", post(flows::rule_up))
+        .route("/flows/rules/{index}/down", post(flows::rule_down))
+        .route("/flows/rules/{index}/remove", post(flows::remove_rule))
+        .route("/flows/default", post(flows::set_default))
+        .route("/flows/{id}", get(flows::show))
+        .route("/flows/{id}/name", post(flows::rename))
+        .route("/flows/{id}/steps", post(flows::add_step))
+        .route("/flows/{id}/steps/{index}", post(flows::save_step))
+        .route("/flows/{id}/steps/{index}/up", post(flows::step_up))
+        .route("/flows/{id}/steps/{index}/down", post(flows::step_down))
+        .route("/flows/{id}/steps/{index}/remove", post(flows::remove_step))
         .route("/operator", get(operator::page))
         .route("/sending", get(sending::page))
         .route(
@@ -208,6 +231,24 @@ pub fn router(state: DashboardState) -> Router {
         .route(
             "/sending/webhooks/{endpoint}/dead/{id}/discard",
             post(sending::discard),
+        )
+        .route(
+            "/plugins",
+            get(plugins::list)
+                .post(plugins::upload)
+                .layer(DefaultBodyLimit::max(plugins::MAX_UPLOAD_BYTES)),
+        )
+        .route("/plugins/enable", post(plugins::enable))
+        .route("/sources", get(sources::list).post(sources::create))
+        .route("/sources/{id}", post(sources::update))
+        .route("/sources/{id}/credentials", post(sources::add_credential))
+        .route(
+            "/sources/{id}/credentials/rotate",
+            post(sources::rotate_credential),
+        )
+        .route(
+            "/sources/{id}/credentials/revoke",
+            post(sources::revoke_credential),
         )
         .route("/templates", get(templates::list))
         .route(

@@ -32,6 +32,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("security.html", include_str!("templates/security.html")),
     ("operator.html", include_str!("templates/operator.html")),
     ("flows.html", include_str!("templates/flows.html")),
+    ("flow.html", include_str!("templates/flow.html")),
+    ("simulate.html", include_str!("templates/simulate.html")),
+    ("sources.html", include_str!("templates/sources.html")),
+    ("plugins.html", include_str!("templates/plugins.html")),
     ("templates.html", include_str!("templates/templates.html")),
     ("template.html", include_str!("templates/template.html")),
     ("not_found.html", include_str!("templates/not_found.html")),
@@ -97,7 +101,20 @@ pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> V
         csrf => &viewer.csrf_token,
         may_edit => viewer.may(Action::Edit),
         may_manage_users => viewer.may(Action::ManageUsers),
+        may_configure => viewer.may(Action::Configure),
     }
+}
+
+/// The page's lines for a list of API errors: `field: message`.
+pub(super) fn error_lines(error: &crate::api::ApiError) -> Vec<String> {
+    error
+        .errors()
+        .iter()
+        .map(|field| match &field.field {
+            Some(name) => format!("{name}: {}", field.default_message),
+            None => field.default_message.clone(),
+        })
+        .collect()
 }
 
 /// Renders a logged-in page: `page` merged over the layout's frame.

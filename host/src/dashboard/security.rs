@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::DashboardState;
 use super::pages::render_page;
 use super::secret;
-use super::session::{Viewer, internal};
+use super::session::{CsrfOnly, Viewer, internal};
 use crate::store::now_millis;
 use crate::totp;
 
@@ -103,19 +103,11 @@ pub(super) async fn set_up(
     page(&state, &viewer, context! { recovery_codes => codes })
 }
 
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub(super) struct Remove {
-    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /security/authenticator/remove`: back to codes by mail.
 pub(super) async fn remove(
     State(state): State<DashboardState>,
     viewer: Viewer,
-    Form(form): Form<Remove>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     if let Err(refusal) = viewer.check_csrf(&form.csrf) {
         return refusal.into_response();

@@ -5,11 +5,10 @@
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
-use serde::Deserialize;
 
 use super::DashboardState;
 use super::pages::render_page;
-use super::session::{Refusal, Viewer, internal};
+use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
 use crate::dkim::expected_records;
 use crate::store::StoreError;
@@ -87,22 +86,13 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
     )
 }
 
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub(super) struct DeadLetterForm {
-    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn dead_letter(
     state: &DashboardState,
     viewer: &Viewer,
     endpoint_id: u64,
     csrf: &str,
 ) -> Result<(), Refusal> {
-    viewer.check_csrf(csrf)?;
-    let account_id = viewer.account_for(Action::Configure)?;
+    let account_id = viewer.form_account(Action::Configure, csrf)?;
     match state.store.webhook(endpoint_id) {
         Ok(Some(endpoint)) if endpoint.account_id == account_id => Ok(()),
         Ok(_) => Err(Refusal::NotFound("No such webhook.")),
@@ -123,7 +113,7 @@ pub(super) async fn redeliver(
     State(state): State<DashboardState>,
     viewer: Viewer,
     Path((endpoint_id, id)): Path<(u64, u64)>,
-    Form(form): Form<DeadLetterForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     if let Err(refusal) = dead_letter(&state, &viewer, endpoint_id, &form.csrf).await {
         return refusal.into_response();
@@ -141,7 +131,7 @@ pub(super) async fn discard(
     State(state): State<DashboardState>,
     viewer: Viewer,
     Path((endpoint_id, id)): Path<(u64, u64)>,
-    Form(form): Form<DeadLetterForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     if let Err(refusal) = dead_letter(&state, &viewer, endpoint_id, &form.csrf).await {
         return refusal.into_response();

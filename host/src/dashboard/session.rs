@@ -94,6 +94,14 @@ impl Viewer {
         }
     }
 
+    /// The gate of every form that changes an account: refuses a CSRF token that is not
+    /// this session's first (so a forged form learns nothing about roles), then answers the
+    /// account shown when the user may do `action` in it.
+    pub fn form_account(&self, action: Action, csrf: &str) -> Result<u64, Refusal> {
+        self.check_csrf(csrf)?;
+        self.account_for(action)
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, token: &str) -> Result<(), Refusal> {
         if secret::same(&self.csrf_token, token) {
@@ -109,6 +117,14 @@ impl Viewer {
     }
 }
 
+/// A form that carries nothing but the CSRF token (remove, log out, redeliver...).
+#[derive(serde::Deserialize)]
+pub(super) struct CsrfOnly {
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// Why a page or form was refused.
 #[derive(Debug)]
 pub(super) enum Refusal {
@@ -118,6 +134,8 @@ pub(super) enum Refusal {
     Csrf,
     /// Nothing the user may see has this name (another account's things look the same).
     NotFound(&'static str),
+    /// The form holds a value the change cannot take.
+    BadRequest(&'static str),
     /// The store failed (logged where it happened).
     Store,
 }
@@ -141,6 +159,7 @@ impl IntoResponse for Refusal {
             )
                 .into_response(),
             Refusal::NotFound(what) => (StatusCode::NOT_FOUND, what).into_response(),
+            Refusal::BadRequest(why) => (StatusCode::BAD_REQUEST, why).into_response(),
             Refusal::Store => internal("see the log line before"),
         }
     }

@@ -136,24 +136,16 @@ pub(super) async fn change(
     viewer: Viewer,
     Path(id): Path<u64>,
     Form(form): Form<TemplateForm>,
-) -> Response {
-    if let Err(refusal) = viewer.check_csrf(&form.csrf) {
-        return refusal.into_response();
-    }
+) -> Result<Response, Refusal> {
     // A preview changes nothing, so a viewer may ask for one.
     let action = if form.action == "save" {
         Action::Edit
     } else {
         Action::Read
     };
-    let account_id = match viewer.account_for(action) {
-        Ok(account) => account,
-        Err(refusal) => return refusal.into_response(),
-    };
-    if id != 0
-        && let Err(refusal) = own_template(&state, account_id, id)
-    {
-        return refusal.into_response();
+    let account_id = viewer.form_account(action, &form.csrf)?;
+    if id != 0 {
+        own_template(&state, account_id, id)?;
     }
     if form.action == "save" {
         let input = TemplateInput {
@@ -173,10 +165,10 @@ pub(super) async fn change(
                         None => field.default_message.clone(),
                     })
                     .collect();
-                return edit_page(&state, &viewer, id, &form, errors, None);
+                return Ok(edit_page(&state, &viewer, id, &form, errors, None));
             }
         };
-        return match state.store.put_template(template).await {
+        return Ok(match state.store.put_template(template).await {
             Ok(saved) => Redirect::to(&format!("/templates/{}", saved.id)).into_response(),
             Err(StoreError::Conflict(_)) => edit_page(
                 &state,
@@ -187,22 +179,22 @@ pub(super) async fn change(
                 None,
             ),
             Err(error) => internal(error),
-        };
+        });
     }
     let data = if form.data.trim().is_empty() {
         None
     } else if form.data.len() > MAX_SAMPLE_BYTES {
-        return (
+        return Ok((
             StatusCode::PAYLOAD_TOO_LARGE,
             "The sample data is too large.",
         )
-            .into_response();
+            .into_response());
     } else {
         match serde_json::from_str::<serde_json::Value>(&form.data) {
             Ok(data) => Some(data),
             Err(error) => {
                 let errors = vec![format!("Sample data: not JSON ({error}).")];
-                return edit_page(&state, &viewer, id, &form, errors, None);
+                return Ok(edit_page(&state, &viewer, id, &form, errors, None));
             }
         }
     };
@@ -214,24 +206,26 @@ pub(super) async fn change(
         html: Some("<p>The submitted message's own html.</p>".into()),
         text: Some("The submitted message's own text.".into()),
     };
-    match render_preview(
-        &state.pipeline,
-        &state.plugins,
-        account_id,
-        config,
-        data,
-        sample,
+    Ok(
+        match render_preview(
+            &state.pipeline,
+            &state.plugins,
+            account_id,
+            config,
+            data,
+            sample,
+        )
+        .await
+        {
+            Ok(view) => edit_page(&state, &viewer, id, &form, Vec::new(), Some(view)),
+            Err(error) => {
+                let errors = error
+                    .errors()
+                    .iter()
+                    .map(|field| field.default_message.clone())
+                    .collect();
+                edit_page(&state, &viewer, id, &form, errors, None)
+            }
+        },
     )
-    .await
-    {
-        Ok(view) => edit_page(&state, &viewer, id, &form, Vec::new(), Some(view)),
-        Err(error) => {
-            let errors = error
-                .errors()
-                .iter()
-                .map(|field| field.default_message.clone())
-                .collect();
-            edit_page(&state, &viewer, id, &form, errors, None)
-        }
-    }
 }

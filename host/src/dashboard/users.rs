@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::DashboardState;
 use super::login::send_password_link;
 use super::pages::render_page;
-use super::session::{Refusal, Viewer, internal, refused};
+use super::session::{CsrfOnly, Refusal, Viewer, internal, refused};
 use super::throttle::Attempt;
 use crate::access::{Action, may_assign};
 use crate::store::{NewUser, Role, StoreError, User};
@@ -78,32 +78,26 @@ pub(super) async fn add(
     State(state): State<DashboardState>,
     viewer: Viewer,
     Form(form): Form<AddUser>,
-) -> Response {
-    if let Err(refusal) = viewer.check_csrf(&form.csrf) {
-        return refusal.into_response();
-    }
-    let account_id = match viewer.account_for(Action::ManageUsers) {
-        Ok(account) => account,
-        Err(refusal) => return refusal.into_response(),
-    };
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::ManageUsers, &form.csrf)?;
     let Some(role) = Role::from_name(&form.role) else {
-        return (StatusCode::BAD_REQUEST, "Unknown role.").into_response();
+        return Err(Refusal::BadRequest("Unknown role."));
     };
     if !may_assign(viewer.principal(), role, account_id) {
-        return refused();
+        return Err(Refusal::Role);
     }
     if !valid_email(&form.email) {
-        return (StatusCode::BAD_REQUEST, "That is not an e-mail address.").into_response();
+        return Err(Refusal::BadRequest("That is not an e-mail address."));
     }
     if !state
         .throttle
         .allow(Attempt::Invitation, &account_id.to_string())
     {
-        return (
+        return Ok((
             StatusCode::TOO_MANY_REQUESTS,
             "This account has sent many invitations in the last hour; try again later.",
         )
-            .into_response();
+            .into_response());
     }
     let user = match state
         .store
@@ -117,23 +111,27 @@ pub(super) async fn add(
     {
         Ok(user) => user,
         Err(StoreError::Conflict(_)) => {
-            return (
+            return Ok((
                 StatusCode::CONFLICT,
                 "A user with this address exists already.",
             )
-                .into_response();
+                .into_response());
         }
-        Err(error) => return internal(error),
+        Err(error) => return Err(Refusal::store(error)),
     };
     if let Err(error) = send_password_link(&state, &user, true).await {
-        return internal(error);
+        return Err(Refusal::store(error));
     }
-    Redirect::to("/users").into_response()
+    Ok(Redirect::to("/users").into_response())
 }
 
-/// The user `id` of the viewer's account, when the viewer may change it.
-fn changeable(state: &DashboardState, viewer: &Viewer, id: u64) -> Result<(u64, User), Refusal> {
-    let account_id = viewer.account_for(Action::ManageUsers)?;
+/// The user `id` of `account_id`, when the viewer may change it.
+fn changeable(
+    state: &DashboardState,
+    viewer: &Viewer,
+    account_id: u64,
+    id: u64,
+) -> Result<User, Refusal> {
     let user = match state.store.user(id) {
         Ok(Some(user)) if user.account_id == Some(account_id) => user,
         Ok(_) => return Err(Refusal::NotFound("No such user.")),
@@ -142,7 +140,7 @@ fn changeable(state: &DashboardState, viewer: &Viewer, id: u64) -> Result<(u64, 
     if user.id == viewer.user.id || !may_assign(viewer.principal(), user.role, account_id) {
         return Err(Refusal::Role);
     }
-    Ok((account_id, user))
+    Ok(user)
 }
 
 /// The role form.
@@ -160,32 +158,21 @@ pub(super) async fn change_role(
     viewer: Viewer,
     Path(id): Path<u64>,
     Form(form): Form<ChangeRole>,
-) -> Response {
-    if let Err(refusal) = viewer.check_csrf(&form.csrf) {
-        return refusal.into_response();
-    }
-    let (account_id, user) = match changeable(&state, &viewer, id) {
-        Ok(found) => found,
-        Err(refusal) => return refusal.into_response(),
-    };
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::ManageUsers, &form.csrf)?;
+    let user = changeable(&state, &viewer, account_id, id)?;
     let Some(role) = Role::from_name(&form.role) else {
-        return (StatusCode::BAD_REQUEST, "Unknown role.").into_response();
+        return Err(Refusal::BadRequest("Unknown role."));
     };
     if !may_assign(viewer.principal(), role, account_id) {
-        return refused();
+        return Err(Refusal::Role);
     }
-    match state.store.set_user_role(user.id, role).await {
-        Ok(_) => Redirect::to("/users").into_response(),
-        Err(error) => internal(error),
-    }
-}
-
-/// A form with only the CSRF token.
-#[derive(Deserialize)]
-pub(super) struct RemoveUser {
-    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
-    #[serde(default)]
-    csrf: String,
+    state
+        .store
+        .set_user_role(user.id, role)
+        .await
+        .map_err(Refusal::store)?;
+    Ok(Redirect::to("/users").into_response())
 }
 
 /// `POST /users/{id}/remove`: the user and its sessions are gone at once.
@@ -193,19 +180,16 @@ pub(super) async fn remove(
     State(state): State<DashboardState>,
     viewer: Viewer,
     Path(id): Path<u64>,
-    Form(form): Form<RemoveUser>,
-) -> Response {
-    if let Err(refusal) = viewer.check_csrf(&form.csrf) {
-        return refusal.into_response();
-    }
-    let user = match changeable(&state, &viewer, id) {
-        Ok((_, user)) => user,
-        Err(refusal) => return refusal.into_response(),
-    };
-    match state.store.remove_user(user.id).await {
-        Ok(()) => Redirect::to("/users").into_response(),
-        Err(error) => internal(error),
-    }
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::ManageUsers, &form.csrf)?;
+    let user = changeable(&state, &viewer, account_id, id)?;
+    state
+        .store
+        .remove_user(user.id)
+        .await
+        .map_err(Refusal::store)?;
+    Ok(Redirect::to("/users").into_response())
 }
 
 /// `GET /audit`: the account's login audit log (an operator without a chosen account sees

@@ -64,14 +64,17 @@ fn sender_matches(pattern: &str, sender: &str) -> bool {
 impl Routing {
     /// The flow for a message: the first rule whose conditions all hold, else the default.
     pub fn select(&self, facts: &MessageFacts<'_>) -> u64 {
-        self.rules
-            .iter()
-            .find(|rule| {
-                rule.conditions
-                    .iter()
-                    .all(|condition| condition.holds(facts))
-            })
-            .map_or(self.default_flow_id, |rule| rule.flow_id)
+        self.matching_rule(facts)
+            .map_or(self.default_flow_id, |index| self.rules[index].flow_id)
+    }
+
+    /// The place of the first rule whose conditions all hold; none sends to the default.
+    pub fn matching_rule(&self, facts: &MessageFacts<'_>) -> Option<usize> {
+        self.rules.iter().position(|rule| {
+            rule.conditions
+                .iter()
+                .all(|condition| condition.holds(facts))
+        })
     }
 }
 

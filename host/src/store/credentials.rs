@@ -1,8 +1,11 @@
-//! A source's credentials listed and removed (the API's `sources/{id}/users`).
+//! A source's credentials listed, given a new secret and removed (the API's
+//! `sources/{id}/users`, the dashboard's sources page).
 
 use redb::ReadableTable;
 
-use super::{CREDENTIALS, Credential, CredentialKind, Store, StoreError, decode};
+use super::{
+    CREDENTIALS, Credential, CredentialKind, Store, StoreError, decode, encode, hash_secret,
+};
 
 impl Store {
     /// The credentials of one kind that authenticate as a source, by username.
@@ -32,6 +35,36 @@ impl Store {
                 .open_table(CREDENTIALS)?
                 .remove(username.as_str())?
                 .is_some())
+        })
+        .await
+    }
+
+    /// Gives the credential `username` of `source_id` a new secret in one write: the old
+    /// secret stops working as the new one starts. `NotFound` when the source has no such
+    /// credential.
+    pub async fn rotate_credential(
+        &self,
+        source_id: u64,
+        username: &str,
+        secret: &str,
+    ) -> Result<Credential, StoreError> {
+        let secret = secret.to_string();
+        let secret_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
+            .await
+            .map_err(|error| StoreError::Hash(error.to_string()))??;
+        let username = username.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(CREDENTIALS)?;
+            let current: Option<Credential> = match table.get(username.as_str())? {
+                Some(value) => Some(decode(value.value())?),
+                None => None,
+            };
+            let Some(mut credential) = current.filter(|found| found.source_id == source_id) else {
+                return Err(StoreError::NotFound(format!("credential {username}")));
+            };
+            credential.secret_hash = secret_hash.clone();
+            table.insert(username.as_str(), encode(&credential)?.as_slice())?;
+            Ok(credential)
         })
         .await
     }

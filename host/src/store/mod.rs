@@ -638,6 +638,18 @@ impl Store {
         Ok(table.get((account_id, sha256))?.is_some())
     }
 
+    /// The sha256s of the plugins an account uploaded, in order.
+    pub fn plugins_owned_by(&self, account_id: u64) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGIN_OWNERS)?;
+        let mut owned = Vec::new();
+        for entry in table.range((account_id, "")..(account_id.saturating_add(1), ""))? {
+            let (key, _) = entry?;
+            owned.push(key.value().1.to_string());
+        }
+        Ok(owned)
+    }
+
     /// A plugin component by sha256.
     pub fn plugin(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;

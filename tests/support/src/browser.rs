@@ -221,8 +221,13 @@ impl Browser {
     /// Types `value` into the form field named `name` (an input, textarea or select), after
     /// clearing what it held.
     pub fn fill(&self, name: &str, value: &str) {
-        let selector = format!("[name=\"{name}\"]");
-        let field = self.wait_for(&selector);
+        self.fill_at(&format!("[name=\"{name}\"]"), value);
+    }
+
+    /// Types `value` into the first field matching the CSS `selector`, after clearing it (for
+    /// a page with several forms whose fields share a name).
+    pub fn fill_at(&self, selector: &str, value: &str) {
+        let field = self.wait_for(selector);
         self.run(&format!("clear {selector}"), field.clear());
         self.run(&format!("type into {selector}"), field.send_keys(value));
     }
