@@ -47,8 +47,9 @@ pub(super) fn line_chart(title: &str, labels: &[String], series: &[Series]) -> S
         r#"<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title>{}</title>"#,
         escape(title)
     );
-    for step in 0..=4 {
-        let value = scale * step / 4;
+    let intervals = gridline_intervals(scale);
+    for step in 0..=intervals {
+        let value = scale * step / intervals;
         let row = y(value);
         let _ = write!(
             svg,
@@ -111,6 +112,15 @@ fn nice_ceiling(value: u64) -> u64 {
     }
 }
 
+/// How many equal steps the axis up to `scale` is cut into: whole numbers at every line
+/// (a peak of 2 messages gets lines at 0, 1 and 2, not 0, 0, 1, 1, 2).
+fn gridline_intervals(scale: u64) -> u64 {
+    [4, 5, 2]
+        .into_iter()
+        .find(|&intervals| intervals <= scale && scale % intervals == 0)
+        .unwrap_or(1)
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -129,6 +139,20 @@ mod tests {
         assert_eq!(nice_ceiling(11), 20);
         assert_eq!(nice_ceiling(500), 500);
         assert_eq!(nice_ceiling(501), 1000);
+    }
+
+    #[test]
+    fn every_gridline_of_the_axis_has_its_own_whole_number() {
+        for peak in [1, 2, 3, 5, 7, 10, 11, 20, 45, 100, 499, 501, 1_000_000] {
+            let scale = nice_ceiling(peak);
+            let intervals = gridline_intervals(scale);
+            assert_eq!(scale % intervals, 0, "peak {peak}");
+            let values: Vec<u64> = (0..=intervals).map(|i| scale * i / intervals).collect();
+            let mut distinct = values.clone();
+            distinct.dedup();
+            assert_eq!(distinct, values, "peak {peak}");
+            assert!(values.len() >= 2, "peak {peak}");
+        }
     }
 
     #[test]
