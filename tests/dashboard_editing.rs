@@ -956,3 +956,165 @@ fn a_plugin_disabled_by_its_failures_shows_why_and_is_enabled_again_from_the_pag
         "{row}"
     );
 }
+
+#[test]
+fn an_admin_adds_and_removes_sender_identities_and_webhooks_and_editors_cannot() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let other = second_account(&server);
+    let foreign_webhook = server
+        .block_on(
+            server
+                .store()
+                .create_webhook(sluice::store::WebhookEndpoint {
+                    id: 0,
+                    account_id: other.account,
+                    url: "http://127.0.0.1:9/theirs".into(),
+                    event_types: Vec::new(),
+                    description: None,
+                    secret: "their-secret".into(),
+                    created_at: 0,
+                    updated_at: 0,
+                }),
+        )
+        .unwrap();
+    let admin_password = add_user(
+        &server,
+        Some(demo.account_id),
+        "admin@example.com",
+        Role::Admin,
+    );
+    let editor_password = add_user(
+        &server,
+        Some(demo.account_id),
+        "editor@example.com",
+        Role::Editor,
+    );
+    let identities = || server.store().identities_of(demo.account_id).unwrap();
+    let webhooks = || server.store().webhooks_of(demo.account_id).unwrap();
+
+    // An editor sees the page without its forms, and a form it forges changes nothing.
+    let mut editor = Browser::new(&server);
+    editor.log_in(&server, "editor@example.com", &editor_password);
+    let editor_csrf = editor.csrf();
+    let page = editor.page("/sending");
+    assert!(
+        !page.contains("new-identity") && !page.contains("new-webhook"),
+        "{page}"
+    );
+    let forged = editor.post(
+        "/sending/identities",
+        &[("domain", "mail.example.org"), ("csrf", &editor_csrf)],
+    );
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let forged = editor.post(
+        "/sending/webhooks",
+        &[("url", "http://127.0.0.1:9/hook"), ("csrf", &editor_csrf)],
+    );
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(identities().is_empty() && webhooks().is_empty());
+
+    let mut admin = Browser::new(&server);
+    admin.log_in(&server, "admin@example.com", &admin_password);
+    let csrf = admin.csrf();
+    let without_token = admin.post("/sending/identities", &[("domain", "mail.example.org")]);
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+
+    // Identities: the API's checks, then the records to publish on the page.
+    let bad = admin.post(
+        "/sending/identities",
+        &[("domain", "not a domain"), ("csrf", &csrf)],
+    );
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().unwrap().contains("domain:"));
+    let made = admin.post(
+        "/sending/identities",
+        &[
+            ("domain", "Mail.Example.org"),
+            ("algorithm", "ed25519"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let [identity] = identities().try_into().unwrap();
+    assert_eq!(identity.domain, "mail.example.org");
+    let page = admin.page("/sending");
+    assert!(
+        page.contains("identity-mail.example.org")
+            && page.contains(&format!(
+                "{}._domainkey.mail.example.org",
+                identity.selector
+            )),
+        "{page}"
+    );
+    let again = admin.post(
+        "/sending/identities",
+        &[("domain", "mail.example.org"), ("csrf", &csrf)],
+    );
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        again
+            .text()
+            .unwrap()
+            .contains("already has a sender identity")
+    );
+
+    // Webhooks: the URL checked as the API checks it, the ticked events kept.
+    let bad = admin.post("/sending/webhooks", &[("url", "ftp://x"), ("csrf", &csrf)]);
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().unwrap().contains("url:"));
+    let made = admin.post(
+        "/sending/webhooks",
+        &[
+            ("url", "http://127.0.0.1:9/hook"),
+            ("description", "bounces to the CRM"),
+            ("event-DELIVERED", "on"),
+            ("event-HARDBOUNCE", "on"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let [endpoint] = webhooks().try_into().unwrap();
+    let kinds: Vec<&str> = endpoint
+        .event_types
+        .iter()
+        .map(|kind| kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["DELIVERED", "HARDBOUNCE"]);
+    assert_eq!(endpoint.description.as_deref(), Some("bounces to the CRM"));
+    // The signing secret is for those who configure, as in the API.
+    assert!(admin.page("/sending").contains(&endpoint.secret));
+    assert!(!editor.page("/sending").contains(&endpoint.secret));
+
+    // Another account's identity and webhook are not found, and stay.
+    let foreign = admin.post(
+        &format!("/sending/webhooks/{}/delete", foreign_webhook.id),
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert!(
+        server
+            .store()
+            .webhook(foreign_webhook.id)
+            .unwrap()
+            .is_some()
+    );
+    let editor_delete = editor.post(
+        &format!("/sending/identities/{}/delete", identity.id),
+        &[("csrf", &editor_csrf)],
+    );
+    assert_eq!(editor_delete.status(), StatusCode::FORBIDDEN);
+
+    // Removed by the admin.
+    let removed = admin.post(
+        &format!("/sending/identities/{}/delete", identity.id),
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    let removed = admin.post(
+        &format!("/sending/webhooks/{}/delete", endpoint.id),
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert!(identities().is_empty() && webhooks().is_empty());
+}

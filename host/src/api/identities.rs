@@ -150,7 +150,8 @@ fn new_selector() -> Result<String, ApiError> {
     Ok(format!("sl{}", hex::encode(bytes)))
 }
 
-fn own_identity(
+/// The account's identity by id; another account's is not found.
+pub(crate) fn own_identity(
     state: &ApiState,
     account_id: u64,
     identity_id: u64,
@@ -187,7 +188,19 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<IdentityView>), ApiError> {
     caller.require(account_id)?;
     let input: IdentityInput = parse_json(&body)?;
-    let domain = checked_domain(&input.domain)?;
+    let identity = make_identity(&state, account_id, &input.domain, input.algorithm).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, identity))))
+}
+
+/// Makes the account's sender identity for `domain` with a new key (the API's create and the
+/// dashboard's form): one per domain and account.
+pub(crate) async fn make_identity(
+    state: &ApiState,
+    account_id: u64,
+    domain: &str,
+    algorithm: KeyAlgorithm,
+) -> Result<SenderIdentity, ApiError> {
+    let domain = checked_domain(domain)?;
     if state
         .store
         .identity_for_domain(account_id, &domain)?
@@ -203,13 +216,12 @@ pub async fn create(
     let dkim = std::sync::Arc::clone(&state.dkim);
     // RSA key generation takes a few hundred milliseconds of CPU.
     let identity = tokio::task::spawn_blocking(move || {
-        dkim.new_identity(account_id, &domain, input.algorithm, &selector)
+        dkim.new_identity(account_id, &domain, algorithm, &selector)
     })
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
-    let identity = state.store.create_identity(identity).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, identity))))
+    Ok(state.store.create_identity(identity).await?)
 }
 
 /// `GET /{account}/sender_identities/{id}`.
@@ -257,7 +269,7 @@ pub struct DomainQuery {
 }
 
 /// Checks an identity's records in DNS now and keeps the result.
-async fn validated(
+pub(crate) async fn validated(
     state: &ApiState,
     mut identity: SenderIdentity,
 ) -> Result<IdentityView, ApiError> {

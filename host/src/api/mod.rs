@@ -50,6 +50,7 @@ pub(crate) use flows::{
     condition_views, step_view,
 };
 /// The plugin upload's checks and a plugin's state for an account, shared with the dashboard.
+pub(crate) use identities::{make_identity, own_identity, validated as validated_identity};
 pub(crate) use manage::checked_upload;
 /// A source's settings as the API takes and checks them, shared with the dashboard.
 pub(crate) use manage::{SourceInput, source_from};
@@ -60,6 +61,7 @@ pub(crate) use plugins::usable as usable_plugin;
 pub(crate) use templates::{
     PreviewView, SampleMessage, TemplateInput, checked as check_template, render_preview,
 };
+pub(crate) use webhooks::{WebhookInput, make_webhook};
 
 /// The largest `POST /oauth/token` body.
 const TOKEN_REQUEST_BYTES: usize = 8 << 10;

@@ -76,6 +76,18 @@ pub struct WebhookInput {
     rotate_secret: bool,
 }
 
+impl WebhookInput {
+    /// An endpoint to make, as a form gives it.
+    pub(crate) fn new(url: String, event_types: Vec<String>, description: Option<String>) -> Self {
+        Self {
+            url,
+            event_types,
+            description,
+            rotate_secret: false,
+        }
+    }
+}
+
 /// The input's URL, event types and description, checked; the URL's host name is resolved
 /// too unless private destinations are allowed.
 async fn checked(
@@ -170,9 +182,19 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     caller.require(account_id)?;
     let input: WebhookInput = parse_json(&body)?;
-    let (url, event_types, description) = checked(&state, &input).await?;
+    let endpoint = make_webhook(&state, account_id, &input).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, endpoint)?)))
+}
+
+/// Registers an endpoint with a new secret (the API's create and the dashboard's form).
+pub(crate) async fn make_webhook(
+    state: &ApiState,
+    account_id: u64,
+    input: &WebhookInput,
+) -> Result<WebhookEndpoint, ApiError> {
+    let (url, event_types, description) = checked(state, input).await?;
     let now = now_millis();
-    let endpoint = state
+    Ok(state
         .store
         .create_webhook(WebhookEndpoint {
             id: 0,
@@ -184,8 +206,7 @@ pub async fn create(
             created_at: now,
             updated_at: now,
         })
-        .await?;
-    Ok((StatusCode::CREATED, Json(view(&state, endpoint)?)))
+        .await?)
 }
 
 /// `GET /{account}/webhooks/{id}`.

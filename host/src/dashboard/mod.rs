@@ -224,6 +224,20 @@ pub fn router(state: DashboardState) -> Router {
         .route("/flows/{id}/steps/{index}/remove", post(flows::remove_step))
         .route("/operator", get(operator::page))
         .route("/sending", get(sending::page))
+        .route("/sending/identities", post(sending::create_identity))
+        .route(
+            "/sending/identities/{id}/check",
+            post(sending::check_identity),
+        )
+        .route(
+            "/sending/identities/{id}/delete",
+            post(sending::delete_identity),
+        )
+        .route("/sending/webhooks", post(sending::create_webhook))
+        .route(
+            "/sending/webhooks/{id}/delete",
+            post(sending::delete_webhook),
+        )
         .route(
             "/sending/webhooks/{endpoint}/dead/{id}/redeliver",
             post(sending::redeliver),

@@ -1,27 +1,43 @@
 //! Sending settings: the account's sender identities with the DNS records to publish and
 //! whether they were found, and its webhooks with their queued calls and dead letters
-//! (redeliver or discard). Identities and webhooks are made through the API for now.
+//! (redeliver or discard). Admins and owners make and remove identities and webhooks, and ask
+//! for an identity's records to be looked up now, through the API's own functions and checks.
+
+use std::collections::HashMap;
 
 use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
+use serde::Deserialize;
 
 use super::DashboardState;
-use super::pages::render_page;
+use super::pages::{error_lines, render_page};
 use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
-use crate::dkim::expected_records;
-use crate::store::StoreError;
+use crate::api::{WebhookInput, make_identity, make_webhook, own_identity, validated_identity};
+use crate::dkim::{KeyAlgorithm, expected_records};
+use crate::store::{EventKind, StoreError};
 
 /// Dead letters shown per endpoint, oldest first.
 const DEAD_LETTERS_SHOWN: usize = 100;
 
 /// `GET /sending`.
 pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) -> Response {
-    let account_id = match viewer.account_for(Action::Read) {
-        Ok(account) => account,
-        Err(refusal) => return refusal.into_response(),
-    };
+    match viewer.account_for(Action::Read) {
+        Ok(account_id) => render(&state, &viewer, account_id, Vec::new()),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The page, with the errors of the form just sent (answered 400 when there are some).
+fn render(
+    state: &DashboardState,
+    viewer: &Viewer,
+    account_id: u64,
+    errors: Vec<String>,
+) -> Response {
+    let may_configure = viewer.may(Action::Configure);
     let (identities, webhooks) = match (
         state.store.identities_of(account_id),
         state.store.webhooks_of(account_id),
@@ -37,6 +53,7 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
                 None => expected_records(state.dkim.config(), identity),
             };
             context! {
+                id => identity.id,
                 domain => &identity.domain,
                 selector => &identity.selector,
                 checked_at => identity.validation.as_ref().map(|validation| validation.checked_at),
@@ -59,6 +76,8 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
         endpoints.push(context! {
             id => endpoint.id,
             url => &endpoint.url,
+            // The key that signs its calls: the API shows it on every read too.
+            secret => may_configure.then_some(&endpoint.secret),
             description => &endpoint.description,
             events => if endpoint.event_types.is_empty() {
                 "every event".to_string()
@@ -73,17 +92,149 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
             }).collect::<Vec<_>>(),
         });
     }
-    render_page(
-        &state,
-        &viewer,
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let mut page = render_page(
+        state,
+        viewer,
         "sending.html",
         "sending",
         context! {
+            errors => errors,
             identities => identities,
             endpoints => endpoints,
-            may_configure => viewer.may(Action::Configure),
+            may_configure => may_configure,
+            event_kinds => EventKind::ALL.iter().map(|kind| kind.as_str()).collect::<Vec<_>>(),
         },
-    )
+    );
+    *page.status_mut() = status;
+    page
+}
+
+/// The identity form.
+#[derive(Deserialize)]
+pub(super) struct IdentityForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    domain: String,
+    #[serde(default)]
+    algorithm: String,
+}
+
+/// `POST /sending/identities`: a new identity with its own key; the page then shows the
+/// records to publish.
+pub(super) async fn create_identity(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Form(form): Form<IdentityForm>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
+    let algorithm = match form.algorithm.as_str() {
+        "" | "rsa-2048" => KeyAlgorithm::Rsa2048,
+        "ed25519" => KeyAlgorithm::Ed25519,
+        _ => {
+            let errors = vec!["algorithm: rsa-2048 or ed25519".to_string()];
+            return Ok(render(&state, &viewer, account_id, errors));
+        }
+    };
+    match make_identity(&state.api, account_id, &form.domain, algorithm).await {
+        Ok(identity) => {
+            Ok(Redirect::to(&format!("/sending#identity-{}", identity.domain)).into_response())
+        }
+        Err(error) => Ok(render(&state, &viewer, account_id, error_lines(&error))),
+    }
+}
+
+/// `POST /sending/identities/{id}/check`: looks the identity's records up in DNS now.
+pub(super) async fn check_identity(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Path(id): Path<u64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
+    let identity = own_identity(&state.api, account_id, id)
+        .map_err(|_| Refusal::NotFound("No such sender identity."))?;
+    let anchor = format!("/sending#identity-{}", identity.domain);
+    match validated_identity(&state.api, identity).await {
+        Ok(_) => Ok(Redirect::to(&anchor).into_response()),
+        Err(error) => Ok(render(&state, &viewer, account_id, error_lines(&error))),
+    }
+}
+
+/// `POST /sending/identities/{id}/delete`: the domain's mail is then signed with the
+/// platform's key only.
+pub(super) async fn delete_identity(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Path(id): Path<u64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
+    let identity = own_identity(&state.api, account_id, id)
+        .map_err(|_| Refusal::NotFound("No such sender identity."))?;
+    state
+        .store
+        .delete_identity(identity)
+        .await
+        .map_err(Refusal::store)?;
+    Ok(Redirect::to("/sending").into_response())
+}
+
+/// The webhook form: the URL, a description and a box per event type (`event-DELIVERED`...);
+/// none ticked means every event.
+#[derive(Deserialize)]
+pub(super) struct WebhookForm {
+    #[serde(flatten)]
+    fields: HashMap<String, String>,
+}
+
+impl WebhookForm {
+    fn field(&self, name: &str) -> String {
+        self.fields.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// `POST /sending/webhooks`: registers an endpoint (its URL checked as the API checks it).
+pub(super) async fn create_webhook(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Form(form): Form<WebhookForm>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Configure, &form.field("csrf"))?;
+    let event_types: Vec<String> = EventKind::ALL
+        .iter()
+        .map(|kind| kind.as_str())
+        .filter(|name| form.fields.contains_key(&format!("event-{name}")))
+        .map(str::to_string)
+        .collect();
+    let description = Some(form.field("description")).filter(|text| !text.trim().is_empty());
+    let input = WebhookInput::new(form.field("url"), event_types, description);
+    match make_webhook(&state.api, account_id, &input).await {
+        Ok(endpoint) => {
+            Ok(Redirect::to(&format!("/sending#webhook-{}", endpoint.id)).into_response())
+        }
+        Err(error) => Ok(render(&state, &viewer, account_id, error_lines(&error))),
+    }
+}
+
+/// `POST /sending/webhooks/{id}/delete`: no more calls to it; its queue and dead letters go.
+pub(super) async fn delete_webhook(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Path(id): Path<u64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
+    match state.store.delete_webhook(account_id, id).await {
+        Ok(()) => Ok(Redirect::to("/sending").into_response()),
+        Err(StoreError::NotFound(_)) => Err(Refusal::NotFound("No such webhook.")),
+        Err(error) => Err(Refusal::store(error)),
+    }
 }
 
 async fn dead_letter(
