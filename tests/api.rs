@@ -874,3 +874,62 @@ fn an_accounts_list_holds_exactly_its_messages_newest_first_page_by_page() {
         "{events:?}"
     );
 }
+
+#[test]
+fn flow_rules_flows_and_conditions_are_bounded_in_size() {
+    // Every message an account sends reads its rules: their size is bounded however they
+    // are written, and so are the flows an account may have.
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let flows: Vec<Value> = api.get("flows").send().unwrap().json().unwrap();
+    let flow_id = flows[0]["id"].clone();
+    let rule = |value: String| {
+        json!({
+            "flow": {"id": flow_id},
+            "conditions": [{"type": "flowSelector", "matchType": "equals", "value": value}],
+        })
+    };
+
+    let response = api
+        .put("flow_rules")
+        .json(&json!([rule("v".repeat(999)), {"flow": {"id": flow_id}, "conditions": []}]))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_codes(&response.json().unwrap()), ["tooLong"]);
+
+    // 300 rules of 998 bytes each: within every per-rule limit, past the whole's.
+    let mut rules: Vec<Value> = (0..300).map(|i| rule(format!("{i:0>998}"))).collect();
+    rules.push(json!({"flow": {"id": flow_id}, "conditions": []}));
+    let response = api.put("flow_rules").json(&rules).send().unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_codes(&response.json().unwrap()), ["tooLarge"]);
+    rules.drain(..250);
+    let response = api.put("flow_rules").json(&rules).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+
+    let demo = server.server.created_demo.clone().unwrap();
+    let have = server.store().flows_of(demo.account_id).unwrap().len();
+    server.block_on(async {
+        for i in have..1000 {
+            server
+                .store()
+                .create_flow(sluice::store::Flow {
+                    id: 0,
+                    account_id: demo.account_id,
+                    name: format!("flow {i}"),
+                    steps: Vec::new(),
+                    expiry_hours: None,
+                })
+                .await
+                .unwrap();
+        }
+    });
+    let response = api
+        .post("flows")
+        .json(&json!({"description": "one too many", "steps": []}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(error_codes(&response.json().unwrap()), ["tooMany"]);
+}

@@ -177,6 +177,9 @@ impl From<crate::store::StoreError> for ApiError {
                 "conflict",
                 format!("{what} already exists"),
             ),
+            crate::store::StoreError::TooLarge(why) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "tooLarge", why)
+            }
             other => ApiError::internal(other),
         }
     }

@@ -119,6 +119,24 @@ pub(crate) fn condition_views(condition: &Condition) -> Vec<ConditionView> {
     }
 }
 
+/// The longest name or value of a condition, in bytes (a header line's limit, RFC 5322).
+const MAX_CONDITION_TEXT_BYTES: usize = 998;
+
+/// Flows an account may have.
+pub(crate) const MAX_FLOWS: usize = 1000;
+
+/// Refuses one more flow when the account has [`MAX_FLOWS`] already.
+pub(crate) fn check_flow_count(state: &ApiState, account_id: u64) -> Result<(), ApiError> {
+    if state.store.flows_of(account_id)?.len() >= MAX_FLOWS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "tooMany",
+            format!("an account has at most {MAX_FLOWS} flows"),
+        ));
+    }
+    Ok(())
+}
+
 /// A condition from Flowmailer's shape, checked; `field` names it in an error.
 pub(crate) fn condition_from(
     view: &ConditionView,
@@ -133,6 +151,18 @@ pub(crate) fn condition_from(
             rejected_value: serde_json::to_value(view).ok(),
         })
     };
+    let longest = [&view.name, &view.value]
+        .into_iter()
+        .flatten()
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
+    if longest > MAX_CONDITION_TEXT_BYTES {
+        return Err(refuse(
+            "tooLong",
+            format!("a condition's name and value take at most {MAX_CONDITION_TEXT_BYTES} bytes"),
+        ));
+    }
     if view.expression.is_some() {
         return Err(refuse(
             "notSupported",
@@ -559,6 +589,7 @@ pub async fn create(
     caller.require(account_id)?;
     let input: FlowView = parse_json(&body)?;
     check_expiry(input.expiry_hours)?;
+    check_flow_count(&state, account_id)?;
     let steps = checked_steps(&state, account_id, input.steps).await?;
     let flow = state
         .store

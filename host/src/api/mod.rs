@@ -46,8 +46,8 @@ pub use auth::{Caller, TokenSigner};
 pub use error::ApiError;
 /// Flow checks (steps, conditions, rule limits), shared with the dashboard's flow editor.
 pub(crate) use flows::{
-    ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_owned, checked_steps, condition_from,
-    condition_views, step_view,
+    ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_flow_count, check_owned,
+    checked_steps, condition_from, condition_views, step_view,
 };
 /// The plugin upload's checks and a plugin's state for an account, shared with the dashboard.
 pub(crate) use identities::{make_identity, own_identity, validated as validated_identity};

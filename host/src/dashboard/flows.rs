@@ -16,11 +16,11 @@ use super::pages::{error_lines, render_page};
 use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
 use crate::api::{
-    ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_owned, checked_steps, condition_from,
-    condition_views, step_view,
+    ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_flow_count, check_owned,
+    checked_steps, condition_from, condition_views, step_view,
 };
 use crate::flow::rules::{Condition, FlowRule, Routing};
-use crate::store::Flow;
+use crate::store::{Flow, StoreError};
 
 /// The longest flow name, in bytes.
 const MAX_NAME_BYTES: usize = 200;
@@ -145,6 +145,9 @@ pub(super) async fn create(
 ) -> Result<Response, Refusal> {
     let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
     let name = checked_name(&form.name)?;
+    if check_flow_count(&state.api, account_id).is_err() {
+        return Err(Refusal::BadRequest("An account has at most 1000 flows."));
+    }
     let flow = state
         .store
         .create_flow(Flow {
@@ -547,12 +550,13 @@ async fn store_routing(
     account_id: u64,
     routing: Routing,
 ) -> Result<Response, Refusal> {
-    state
-        .store
-        .set_routing(account_id, routing)
-        .await
-        .map_err(Refusal::store)?;
-    Ok(Redirect::to("/flows#rules").into_response())
+    match state.store.set_routing(account_id, routing).await {
+        Ok(()) => Ok(Redirect::to("/flows#rules").into_response()),
+        Err(StoreError::TooLarge(_)) => Err(Refusal::BadRequest(
+            "The account's flow rules would take more than the 256 KiB kept of them.",
+        )),
+        Err(error) => Err(Refusal::store(error)),
+    }
 }
 
 /// The "add a rule" form: a flow and up to [`CONDITION_ROWS`] conditions, each row

@@ -682,10 +682,8 @@ pub(super) async fn new_password(
         Err(error) => return internal(error),
     };
     let password = form.password;
-    let hash = match tokio::task::spawn_blocking(move || crate::store::hash_secret(&password)).await
-    {
-        Ok(Ok(hash)) => hash,
-        Ok(Err(error)) => return internal(error),
+    let hash = match crate::store::hash_secret_queued(password).await {
+        Ok(hash) => hash,
         Err(error) => return internal(error),
     };
     let user = match state.store.set_user_password(user_id, hash).await {

@@ -2,8 +2,11 @@
 //! file input without any script: the plugin upload form. Only what browsers send is read:
 //! each part's `Content-Disposition: form-data; name="..."` and its bytes as they are.
 
-/// One field: its name and its content.
-pub(super) type Field = (String, Vec<u8>);
+/// One field: its name and its content, borrowed from the body.
+pub(super) type Field<'body> = (String, &'body [u8]);
+
+/// Parts a form may have: the upload form has two.
+const MAX_PARTS: usize = 16;
 
 /// The boundary named by a `multipart/form-data` content type.
 fn boundary(content_type: &str) -> Option<&str> {
@@ -52,7 +55,7 @@ fn field_name(headers: &[u8]) -> Option<String> {
 
 /// The fields of `body`, or none when it is not a well-formed `multipart/form-data` body
 /// of `content_type`.
-pub(super) fn fields(content_type: &str, body: &[u8]) -> Option<Vec<Field>> {
+pub(super) fn fields<'body>(content_type: &str, body: &'body [u8]) -> Option<Vec<Field<'body>>> {
     let delimiter = format!("--{}", boundary(content_type)?).into_bytes();
     // The first delimiter opens the body (a preamble before it is allowed and ignored).
     let mut at = if body.starts_with(&delimiter) {
@@ -78,7 +81,10 @@ pub(super) fn fields(content_type: &str, body: &[u8]) -> Option<Vec<Field>> {
         let part = &body[start..end];
         let split = find(part, b"\r\n\r\n", 0)?;
         let name = field_name(&part[..split])?;
-        found.push((name, part[split + 4..].to_vec()));
+        if found.len() == MAX_PARTS {
+            return None;
+        }
+        found.push((name, &part[split + 4..]));
         at = end + next_delimiter.len();
     }
 }
@@ -104,7 +110,7 @@ mod tests {
         body.extend_from_slice(b"\r\n------WebKitFormBoundaryX1--\r\n");
         let fields = fields(TYPE, &body).unwrap();
         assert_eq!(fields.len(), 2);
-        assert_eq!(fields[0], ("csrf".to_string(), b"token-1".to_vec()));
+        assert_eq!(fields[0], ("csrf".to_string(), &b"token-1"[..]));
         assert_eq!(fields[1].0, "component");
         assert_eq!(fields[1].1, file);
     }
@@ -126,7 +132,7 @@ mod tests {
                 quoted,
                 b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--b--"
             ),
-            Some(vec![("a".to_string(), b"1".to_vec())])
+            Some(vec![("a".to_string(), &b"1"[..])])
         );
     }
 }

@@ -105,6 +105,19 @@ pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> V
     }
 }
 
+/// Errors of one form shown at most: a form of a million wrong lines gets a page of a few,
+/// not one of a million.
+pub(super) const MAX_ERRORS_SHOWN: usize = 10;
+
+/// What a page quotes of a line a user typed: its start, debug-quoted.
+pub(super) fn quoted(line: &str) -> String {
+    const SHOWN_CHARS: usize = 80;
+    match line.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{:?}…", &line[..end]),
+        None => format!("{line:?}"),
+    }
+}
+
 /// The page's lines for a list of API errors: `field: message`.
 pub(super) fn error_lines(error: &crate::api::ApiError) -> Vec<String> {
     error

@@ -3,7 +3,6 @@
 //! it failed its way to disabled, why; enable one again; upload a new version through the
 //! API's own checks (`api::checked_upload`). Admins and owners only (`Action::Configure`).
 
-use axum::body::Bytes;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -104,13 +103,35 @@ async fn page(
     page
 }
 
+/// Reads a body to its end, or to `limit` bytes, keeping none of it.
+async fn discard(mut body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut read = 0;
+    while read <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len()),
+            _ => return,
+        }
+    }
+}
+
 /// `POST /plugins`: a `multipart/form-data` form with the CSRF token and the component file.
 pub(super) async fn upload(
     State(state): State<DashboardState>,
     viewer: Viewer,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, Refusal> {
+    // The role first: a session that may not upload is answered without its body being
+    // kept or parsed (it is read to its end, unkept, so the client gets the answer rather
+    // than a connection closed under its upload).
+    if let Err(refusal) = viewer.account_for(Action::Configure) {
+        discard(body, MAX_UPLOAD_BYTES).await;
+        return Err(refusal);
+    }
+    let body = axum::body::to_bytes(body, MAX_UPLOAD_BYTES)
+        .await
+        .map_err(|_| Refusal::BadRequest("The upload is larger than 40 MB."))?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -121,7 +142,7 @@ pub(super) async fn upload(
         fields
             .iter()
             .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_slice())
+            .map(|(_, value)| *value)
     };
     let csrf = field("csrf")
         .and_then(|token| std::str::from_utf8(token).ok())

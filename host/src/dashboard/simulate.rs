@@ -11,7 +11,7 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::DashboardState;
-use super::pages::render_page;
+use super::pages::{quoted, render_page};
 use super::session::{Refusal, Viewer};
 use crate::access::Action;
 use crate::flow::rules::MessageFacts;
@@ -148,21 +148,28 @@ fn message_of(form: &SimulateForm) -> Result<(Message, Option<serde_json::Value>
     };
     errors.extend(header_problem("Subject", &form.subject));
     let mut headers = Vec::new();
-    for line in form.headers.lines().filter(|line| !line.trim().is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            errors.push(format!("Header {line:?}: write it as Name: value."));
-            continue;
-        };
-        let name = name.trim();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            errors.push(format!("Header {name:?}: not a header name."));
-            continue;
-        }
-        errors.extend(header_problem(name, value));
-        headers.push((name.to_string(), value.trim().to_string()));
-    }
-    if headers.len() > MAX_HEADERS {
+    let lines: Vec<&str> = form
+        .headers
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    // Counted before any is checked or quoted back.
+    if lines.len() > MAX_HEADERS {
         errors.push(format!("At most {MAX_HEADERS} extra headers."));
+    } else {
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                errors.push(format!("Header {}: write it as Name: value.", quoted(line)));
+                continue;
+            };
+            let name = name.trim();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                errors.push(format!("Header {}: not a header name.", quoted(name)));
+                continue;
+            }
+            errors.extend(header_problem(name, value));
+            headers.push((name.to_string(), value.trim().to_string()));
+        }
     }
     if form.text.len() > MAX_PART_BYTES || form.data.len() > MAX_PART_BYTES {
         errors.push("The text or the data is too large.".into());

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::DashboardState;
-use super::pages::render_page;
+use super::pages::{MAX_ERRORS_SHOWN, quoted, render_page};
 use super::session::{Refusal, Viewer};
 use crate::access::Action;
 use crate::api::{SourceInput, source_from};
@@ -117,9 +117,18 @@ fn own_source(state: &DashboardState, account_id: u64, id: u64) -> Result<Source
 /// Reads an allowlist typed one network a line: CIDR (`192.0.2.0/24`, `2001:db8::/32`) or a
 /// single address. Every line that is neither is named.
 fn networks(text: &str) -> Result<Vec<IpNet>, Vec<String>> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    // Counted before any is parsed or quoted back.
+    if lines.len() > MAX_NETWORKS {
+        return Err(vec![format!("Allowlist: at most {MAX_NETWORKS} networks.")]);
+    }
     let mut found = Vec::new();
     let mut errors = Vec::new();
-    for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+    for line in lines {
         let parsed = line.parse::<IpNet>().or_else(|_| {
             line.parse::<std::net::IpAddr>()
                 .map(IpNet::from)
@@ -128,13 +137,12 @@ fn networks(text: &str) -> Result<Vec<IpNet>, Vec<String>> {
         match parsed {
             // A network is kept as written by its first address (192.0.2.7/24 is 192.0.2.0/24).
             Ok(network) => found.push(network.trunc()),
-            Err(()) => errors.push(format!(
-                "Allowlist: {line:?} is not a network (192.0.2.0/24, 2001:db8::/32) or an address."
+            Err(()) if errors.len() < MAX_ERRORS_SHOWN => errors.push(format!(
+                "Allowlist: {} is not a network (192.0.2.0/24, 2001:db8::/32) or an address.",
+                quoted(line)
             )),
+            Err(()) => {}
         }
-    }
-    if found.len() > MAX_NETWORKS {
-        errors.push(format!("Allowlist: at most {MAX_NETWORKS} networks."));
     }
     if errors.is_empty() {
         Ok(found)
@@ -418,5 +426,19 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].contains("192.0.2.0/33") && errors[1].contains("example.com"));
         assert!(networks("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_huge_allowlist_is_answered_with_a_few_errors_not_one_per_line() {
+        let too_many = "x\n".repeat(100_000);
+        assert_eq!(
+            networks(&too_many).unwrap_err(),
+            [format!("Allowlist: at most {MAX_NETWORKS} networks.")]
+        );
+        let long_line = "y".repeat(1 << 20);
+        let wrong = format!("{long_line}\n{}", "x\n".repeat(MAX_NETWORKS - 1));
+        let errors = networks(&wrong).unwrap_err();
+        assert_eq!(errors.len(), MAX_ERRORS_SHOWN);
+        assert!(errors[0].len() < 200, "{}", errors[0].len());
     }
 }

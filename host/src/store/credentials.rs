@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 
 use super::{
-    CREDENTIALS, Credential, CredentialKind, Store, StoreError, decode, encode, hash_secret,
+    CREDENTIALS, Credential, CredentialKind, Store, StoreError, decode, encode, hash_secret_queued,
 };
 
 impl Store {
@@ -48,10 +48,7 @@ impl Store {
         username: &str,
         secret: &str,
     ) -> Result<Credential, StoreError> {
-        let secret = secret.to_string();
-        let secret_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
-            .await
-            .map_err(|error| StoreError::Hash(error.to_string()))??;
+        let secret_hash = hash_secret_queued(secret.to_string()).await?;
         let username = username.to_string();
         self.write(move |txn| {
             let mut table = txn.open_table(CREDENTIALS)?;

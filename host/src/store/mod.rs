@@ -56,6 +56,9 @@ const SOURCES: TableDefinition<u64, &[u8]> = TableDefinition::new("sources");
 const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
 const FLOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("flows");
 const ROUTING: TableDefinition<u64, &[u8]> = TableDefinition::new("routing");
+/// The largest encoded set of an account's flow rules: every message the account sends reads
+/// them, so their size is bounded whichever way they are written (the API, the dashboard).
+pub const MAX_ROUTING_BYTES: usize = 256 << 10;
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
@@ -95,6 +98,9 @@ pub enum StoreError {
     /// The writer thread is gone (the store is shutting down).
     #[error("the store is closed")]
     Closed,
+    /// A record would be larger than the store keeps of its kind.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 macro_rules! from_redb {
@@ -274,9 +280,21 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
 /// takes as long either way and does not tell which usernames exist.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2x1aWNlLWR1bW15LXNhbHQ$9s1ksXhfGyUBMYDaeBf3ElKeANhWaU8gKpcCtpk5cjc";
 
-/// Argon2 checks running at once: each takes ~19 MiB and a core for tens of milliseconds, so
-/// a flood of logins must queue rather than exhaust memory.
+/// Argon2 runs at once, checks and hashes alike: each takes ~19 MiB and a core for tens of
+/// milliseconds, so a flood of logins, new secrets or new passwords must queue rather than
+/// exhaust memory.
 static VERIFICATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// [`hash_secret`] off the async workers, queued with every other Argon2 run.
+pub async fn hash_secret_queued(secret: String) -> Result<String, StoreError> {
+    let _permit = VERIFICATIONS
+        .acquire()
+        .await
+        .map_err(|_| StoreError::Closed)?;
+    tokio::task::spawn_blocking(move || hash_secret(&secret))
+        .await
+        .map_err(|error| StoreError::Hash(error.to_string()))?
+}
 
 /// Checks a secret against a credential's hash (or a dummy hash when there is none), off the
 /// async workers and at most a few at a time.
@@ -503,10 +521,7 @@ impl Store {
         username: &str,
         secret: &str,
     ) -> Result<Credential, StoreError> {
-        let secret = secret.to_string();
-        let secret_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
-            .await
-            .map_err(|error| StoreError::Hash(error.to_string()))??;
+        let secret_hash = hash_secret_queued(secret.to_string()).await?;
         let credential = Credential {
             username: username.to_string(),
             kind,
@@ -596,11 +611,19 @@ impl Store {
         Ok(found)
     }
 
-    /// Sets an account's flow rules and default flow.
+    /// Sets an account's flow rules and default flow; refused past [`MAX_ROUTING_BYTES`].
     pub async fn set_routing(&self, account_id: u64, routing: Routing) -> Result<(), StoreError> {
+        let encoded = encode(&routing)?;
+        if encoded.len() > MAX_ROUTING_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "an account's flow rules take at most {} KiB (these take {} KiB)",
+                MAX_ROUTING_BYTES >> 10,
+                encoded.len().div_ceil(1024)
+            )));
+        }
         self.write(move |txn| {
             txn.open_table(ROUTING)?
-                .insert(account_id, encode(&routing)?.as_slice())?;
+                .insert(account_id, encoded.as_slice())?;
             Ok(())
         })
         .await
