@@ -714,6 +714,26 @@ fn addresses_in_the_answer_are_not_read_as_words() {
 }
 
 #[test]
+fn file_paths_in_the_answer_are_not_read_as_words() {
+    // Postfix's local delivery names the file it wrote to; a file called "spam-reports" or
+    // "fulluser" must not make the path read as a cause. The status decides.
+    let report = dsn(
+        "failed",
+        "5.2.2",
+        "cannot append message to file /srv/mail/spam-reports: File too large",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.explanation.evidence),
+        (Reason::MailboxFull, Some(Evidence::Status))
+    );
+    assert_eq!(
+        classify::rules::normalize("maildir /home/ann/Maildir/new: i/o error"),
+        "maildir <path> i/o error"
+    );
+}
+
+#[test]
 fn a_recipient_rejection_quoted_by_a_gateway_stays_unconfirmed() {
     // "Recipient address rejected" quoted by a gateway that names no command: the gateway
     // had taken the message, so the refusal came after our RCPT TO passed.

@@ -871,13 +871,22 @@ pub fn normalize(text: &str) -> String {
     collapse_and_mask(text).to_lowercase()
 }
 
-/// Collapses whitespace and turns mail addresses into `<>` and host names into `<host>`,
-/// keeping the case: they are names, not words ("filtered@example.jp",
-/// "spamrelay.example.net") and must not read as a cause.
+/// Collapses whitespace and turns mail addresses into `<>`, host names into `<host>` and
+/// file paths into `<path>`, keeping the case: they are names, not words
+/// ("filtered@example.jp", "spamrelay.example.net", Postfix's "cannot update mailbox
+/// /var/mail/fulluser") and must not read as a cause.
 pub fn collapse_and_mask(text: &str) -> String {
     let collapsed = text
         .split_whitespace()
-        .map(|word| if is_host_name(word) { "<host>" } else { word })
+        .map(|word| {
+            if is_host_name(word) {
+                "<host>"
+            } else if is_file_path(word) {
+                "<path>"
+            } else {
+                word
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let mut masked = String::with_capacity(collapsed.len());
@@ -892,6 +901,15 @@ pub fn collapse_and_mask(text: &str) -> String {
     }
     masked.push_str(&collapsed[at..]);
     masked
+}
+
+/// Whether a word is an absolute file path ("/var/mail/ann", "/home/ann/Maildir/"): a slash,
+/// a letter, and at least one more slash. "i/o" and "5.1.1/550" are not.
+fn is_file_path(word: &str) -> bool {
+    let word = word.trim_start_matches(['(', '[', '<', '"', '\'']);
+    word.strip_prefix('/').is_some_and(|rest| {
+        rest.starts_with(|c: char| c.is_ascii_alphabetic()) && rest.contains('/')
+    })
 }
 
 /// Whether a word is a host name ("mx.spam-filter.example.net", "host.example[192.0.2.1]"):

@@ -74,7 +74,7 @@ fn describe(verdict: Option<&RecipientVerdict>) -> String {
     match verdict {
         None => "(no verdict)".into(),
         Some(v) => format!(
-            "{}/{} status={} code={} rcpt={} orig={} diag={:.140}",
+            "{}/{} status={} code={} rcpt={} orig={} diag={:.140} why={}",
             v.reason,
             v.class.map(|c| c.as_str()).unwrap_or("-"),
             v.status.as_deref().unwrap_or("-"),
@@ -82,6 +82,7 @@ fn describe(verdict: Option<&RecipientVerdict>) -> String {
             v.recipient.as_deref().unwrap_or("-"),
             v.original_recipient.as_deref().unwrap_or("-"),
             v.diagnostic.as_deref().unwrap_or("-"),
+            v.explanation.sentence(v.reason, v.class),
         ),
     }
 }
