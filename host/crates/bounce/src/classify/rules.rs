@@ -958,7 +958,7 @@ pub fn find_pattern(pattern: &str, text: &str) -> Option<(usize, usize)> {
         let fits = rest.iter().all(|piece| {
             let window_end =
                 floor_char_boundary(text, (at + GAP + 2 + piece.len()).min(text.len()));
-            match text[at..window_end].find(piece) {
+            match find_word(&text[at..window_end], piece) {
                 Some(offset) => {
                     at += offset + piece.len();
                     true
@@ -972,6 +972,18 @@ pub fn find_pattern(pattern: &str, text: &str) -> Option<(usize, usize)> {
         from = start + first.len();
     }
     None
+}
+
+/// Where a piece after a `*` gap occurs in a window as whole words: the gap already lets
+/// other words in between, so the piece must not be part of a name ("mailbox * full" must
+/// not find "full" in "for user fulluser").
+fn find_word(window: &str, piece: &str) -> Option<usize> {
+    let is_word = |c: char| c.is_alphanumeric();
+    window.match_indices(piece).map(|(at, _)| at).find(|&at| {
+        let before = window[..at].chars().next_back();
+        let after = window[at + piece.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {
