@@ -734,7 +734,9 @@ fn file_paths_in_the_answer_are_not_read_as_words() {
     // What follows a gap is whole words: a user's name is not the word "full".
     let gap_matches = |text| classify::rules::pattern_matches("mailbox * full", text);
     assert!(gap_matches("mailbox of ann is full"));
-    assert!(!gap_matches("cannot update mailbox <path> for user fulluser"));
+    assert!(!gap_matches(
+        "cannot update mailbox <path> for user fulluser"
+    ));
 }
 
 #[test]
