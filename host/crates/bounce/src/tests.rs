@@ -626,6 +626,32 @@ fn an_unknown_user_after_data_is_a_filter() {
     // Unless the status itself says the mailbox is unknown.
     let verdict = classify_reply_to(SmtpCommand::Data, 550, Some("5.1.1"), "Unknown user");
     assert_eq!(verdict.class, Class::Hard);
+    // Or the words are a mailbox lookup's result, as receivers that check recipients only at
+    // the end of DATA word it.
+    for text in [
+        "Message was not accepted -- invalid mailbox. Local mailbox ann@example.net is \
+         unavailable: user not found",
+        "Requested mail action aborted, mailbox not found",
+        "Invalid recipient: <ann@example.net>",
+    ] {
+        let verdict = classify_reply_to(SmtpCommand::Data, 550, None, text);
+        assert_eq!(
+            verdict,
+            Verdict {
+                reason: Reason::UserUnknown,
+                class: Class::Hard
+            },
+            "{text}"
+        );
+    }
+    // RFC 5321's generic 550 text is no lookup's result.
+    let verdict = classify_reply_to(
+        SmtpCommand::Data,
+        550,
+        None,
+        "Requested action not taken: mailbox unavailable",
+    );
+    assert_eq!(verdict.class, Class::Soft);
 }
 
 /// A one-recipient DSN with the given action, status and diagnostic.

@@ -16,7 +16,8 @@
 //! | name nothing | none, generic (x.0.0) or unknown | the notice's own words, then the code's subject alone ([`rules::STATUS_SUBJECT_RULES`]), then the reply code, then `expired` for a delay, else `undefined` |
 //!
 //! Then two corrections: an "unknown user" that nothing corroborates (no x.1.x code, no
-//! refusal at RCPT TO, no directory's own verdict) is a filter speaking
+//! refusal at RCPT TO, no directory's own verdict, no mailbox lookup's words such as
+//! "invalid mailbox", [`rules::MAILBOX_LOOKUP_VERDICTS`]) is a filter speaking
 //! ([`rules::UNCONFIRMED_UNKNOWN_USER`]); a temporary "host unknown" is a DNS failure on
 //! the way ([`rules::TEMPORARY_READING`]). Hard or soft then follows from the reason and how
 //! final the failure is, in the one table of [`rules::class_of`]. Every verdict carries an
@@ -67,7 +68,8 @@ pub enum Evidence {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Correction {
-    /// "Unknown user" that no x.1.x code, RCPT TO refusal or directory verdict confirms.
+    /// "Unknown user" that no x.1.x code, RCPT TO refusal, directory verdict or mailbox
+    /// lookup's words confirm.
     UnconfirmedUnknownUser,
     /// "Host unknown" under a temporary code: a DNS failure on the way.
     TemporaryHostLookup,
@@ -120,7 +122,7 @@ impl Explanation {
         };
         match self.correction {
             Some(Correction::UnconfirmedUnknownUser) => sentence.push_str(
-                ", read as filtered: no x.1.x code, RCPT TO refusal or directory verdict confirms it",
+                ", read as filtered: no x.1.x code, RCPT TO refusal, directory verdict or mailbox lookup confirms it",
             ),
             Some(Correction::TemporaryHostLookup) => sentence
                 .push_str(", read as networkerror: a temporary code means a DNS failure on the way"),
@@ -358,7 +360,8 @@ fn decide(finding: &Finding, (raw_context, context): (&str, &str)) -> (Reason, E
 }
 
 /// An "unknown user" counts when the status code says the address was looked up and
-/// refused, the remote refused it at RCPT TO, or the words are a directory's own verdict.
+/// refused, the remote refused it at RCPT TO, or the words are a directory's own verdict or
+/// a mailbox lookup's result.
 fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str) -> bool {
     let said = |phrases: &[&str]| {
         phrases.iter().any(|phrase| {
@@ -371,6 +374,7 @@ fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str)
         .is_some_and(rules::status_names_destination)
         || finding.command == Some(SmtpCommand::Rcpt)
         || said(rules::DIRECTORY_VERDICTS)
+        || said(rules::MAILBOX_LOOKUP_VERDICTS)
         || (finding.command.is_none() && said(rules::RCPT_STAGE_PHRASES))
 }
 

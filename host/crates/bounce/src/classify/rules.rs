@@ -565,6 +565,22 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
     "not listed in public name",
 ];
 
+/// Phrases that say the mailbox or recipient itself is not there, as a lookup answers it:
+/// receivers that look their recipients up only at the end of DATA (mail.ru's "invalid
+/// mailbox", Yahoo's "mailbox not found"), and OpenSMTPD's "Invalid recipient" at RCPT TO,
+/// which the sending MTA's notice quotes without naming the command. A lookup's result, not a
+/// filter's cover story, so they confirm an "unknown user" at any stage. A filter that disguises its refusal says "user unknown" or
+/// "no such user"; RFC 5321's generic 550 text "mailbox unavailable" is left out, since any
+/// refusal can carry it.
+pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
+    "invalid mailbox",
+    "invalid recipient",
+    "mailbox not found",
+    "no such mailbox",
+    "mailbox does not exist",
+    "mailbox doesn't exist",
+];
+
 /// Phrases in which the notice's own MTA says it was refused at RCPT TO: qmail's "does not
 /// like recipient", Exim's "unrouteable address". They corroborate an "unknown user" as
 /// much as the command named outright. Postfix's "Recipient address rejected" is left out:
