@@ -984,3 +984,106 @@ fn the_explanation_reads_as_one_sentence() {
          say mailboxfull; permanent, so soft"
     );
 }
+
+/// The table "When the code and the words disagree" of docs/bounce-classification.md, row
+/// by row: the page promises these verdicts.
+#[test]
+fn the_documented_disagreements_decide_as_documented() {
+    let reply = |command, code, status, text| classify_reply_to(command, code, status, text);
+    let cases = [
+        (
+            reply(
+                SmtpCommand::Rcpt,
+                550,
+                Some("5.1.1"),
+                "5.1.1 Mailbox is full",
+            ),
+            Reason::MailboxFull,
+            Class::Soft,
+        ),
+        (
+            reply(
+                SmtpCommand::Rcpt,
+                550,
+                Some("5.1.1"),
+                "5.1.1 Message refused for policy reasons",
+            ),
+            Reason::PolicyViolation,
+            Class::Soft,
+        ),
+        (
+            reply(SmtpCommand::Rcpt, 550, Some("5.7.1"), "5.7.1 No such user"),
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            reply(
+                SmtpCommand::Rcpt,
+                550,
+                None,
+                "Requested action not taken: mailbox unavailable",
+            ),
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            reply(
+                SmtpCommand::Data,
+                550,
+                None,
+                "Requested action not taken: mailbox unavailable",
+            ),
+            Reason::Filtered,
+            Class::Soft,
+        ),
+        (
+            reply(
+                SmtpCommand::Data,
+                550,
+                None,
+                "Message was not accepted -- invalid mailbox",
+            ),
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+    ];
+    for (n, (verdict, reason, class)) in cases.into_iter().enumerate() {
+        assert_eq!((verdict.reason, verdict.class), (reason, class), "row {n}");
+    }
+    let given_up = dsn("failed", "4.1.1", "450 4.1.1 User unknown");
+    let ann = verdict(&given_up, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    let delayed = dsn("delayed", "4.1.1", "450 4.1.1 User unknown");
+    let ann = verdict(&delayed, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Soft))
+    );
+    let timed_out = dsn("failed", "4.4.7", "Connection timed out");
+    let ann = verdict(&timed_out, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::Expired, Some(Class::Soft))
+    );
+}
+
+#[test]
+fn a_free_text_notice_without_codes_gets_its_reason_and_recipient_from_the_words() {
+    let report = read(
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\r\n\
+         Subject: Returned mail\r\n\
+         \r\n\
+         Your message could not be delivered to ann@example.net because the\r\n\
+         recipient's mailbox is full.\r\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+    assert_eq!((ann.status.as_deref(), ann.reply_code), (None, None));
+}
