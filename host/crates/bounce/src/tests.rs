@@ -874,6 +874,37 @@ fn a_postmaster_complaining_about_content_is_not_a_bounce() {
 }
 
 #[test]
+fn a_mail_systems_message_that_says_nothing_failed_is_no_bounce() {
+    // No failure words, no codes, nothing returned, and none of the usual complaint words:
+    // a postmaster writing about spam is still no bounce.
+    let report = read(
+        "From: postmaster@example.org\n\
+         To: b+4711.x@bounce.example.com\n\
+         Subject: Your message to our users\n\
+         \n\
+         Several of our users received a message from your server and considered it\n\
+         spam. Please check your list practices.\n",
+    );
+    assert_eq!(report.kind, Kind::NotABounce);
+    // A notice in words the failure phrases do not know still counts when it returns the
+    // original.
+    let report = read(
+        "From: MAILER-DAEMON@mx.example.org\n\
+         Subject: Notice\n\
+         \n\
+         ann@example.net: 550 5.1.1 User unknown\n\
+         \n\
+         ----- Original message follows -----\n\
+         From: news@example.com\n\
+         To: ann@example.net\n\
+         Subject: Our offers\n\
+         \n\
+         Buy now.\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+}
+
+#[test]
 fn a_free_text_delay_warning_is_soft_whatever_it_quotes() {
     let report = read(
         "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\n\
