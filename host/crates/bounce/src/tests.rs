@@ -1118,3 +1118,37 @@ fn a_free_text_notice_without_codes_gets_its_reason_and_recipient_from_the_words
     );
     assert_eq!((ann.status.as_deref(), ann.reply_code), (None, None));
 }
+
+#[test]
+fn one_recipients_words_are_not_another_recipients_reason() {
+    // Exchange's free-text NDR, one paragraph per recipient: ann's line must not borrow
+    // bob's "mailbox is full" from the notice around it.
+    let report = read(
+        "From: postmaster@example.org\n\
+         Subject: Undeliverable: Hello\n\
+         \n\
+         Delivery has failed to these recipients or groups:\n\
+         \n\
+         ann@example.net\n\
+         The email address you entered couldn't be found. Please check the recipient's \
+         email address and try to resend the message.\n\
+         \n\
+         carol@example.net\n\
+         Your message wasn't delivered.\n\
+         \n\
+         bob@example.net\n\
+         The recipient's mailbox is full and can't accept messages now.\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    let carol = verdict(&report, "carol@example.net");
+    assert_ne!(carol.reason, Reason::MailboxFull);
+    let bob = verdict(&report, "bob@example.net");
+    assert_eq!(
+        (bob.reason, bob.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+}

@@ -13,7 +13,7 @@
 //! | name a reason the code refines | 5.2.3, 4.4.7, ... | the code's finer reason ([`rules::STATUS_REFINES_TEXT`]) |
 //! | name a reason | says something else, or generic | the words' first reason ([`rules::TEXT_RULES`] order) |
 //! | name nothing | names a reason | the code's reason (RFC 3463, [`rules::STATUS_RULES`]) |
-//! | name nothing | none, generic (x.0.0) or unknown | the notice's own words, then the code's subject alone ([`rules::STATUS_SUBJECT_RULES`]), then the reply code, then `expired` for a delay, else `undefined` |
+//! | name nothing | none, generic (x.0.0) or unknown | the notice's own words (less the answers for its other recipients), then the code's subject alone ([`rules::STATUS_SUBJECT_RULES`]), then the reply code, then `expired` for a delay, else `undefined` |
 //!
 //! Then two corrections: an "unknown user" that nothing corroborates (no x.1.x code, no
 //! refusal at RCPT TO, no directory's own verdict, no mailbox lookup's words such as
@@ -180,7 +180,6 @@ pub fn classify_reply_to(
 
 /// Classifies every finding of a parsed message.
 pub fn classify(parsed: Parsed) -> Report {
-    let context = rules::normalize(&parsed.context);
     let kind_only = || Explanation {
         evidence: Some(Evidence::MessageKind),
         ..Explanation::default()
@@ -191,7 +190,9 @@ pub fn classify(parsed: Parsed) -> Report {
         .map(|finding| {
             let (reason, class, explanation) = match parsed.kind {
                 Kind::Bounce => {
-                    let (reason, explanation) = decide(finding, (&parsed.context, &context));
+                    let raw_context = context_for(finding, &parsed);
+                    let context = rules::normalize(&raw_context);
+                    let (reason, explanation) = decide(finding, (&raw_context, &context));
                     let finality = explanation.finality.unwrap_or(Finality::Permanent);
                     (reason, Some(rules::class_of(reason, finality)), explanation)
                 }
@@ -250,6 +251,25 @@ pub fn classify(parsed: Parsed) -> Report {
         envelope_id: parsed.envelope_id,
         returned: parsed.returned,
     }
+}
+
+/// The notice's own words as a fallback for one recipient: without the answers given for
+/// the notice's other recipients, so that one recipient's "mailbox is full" does not become
+/// the reason of another whose own line names no cause.
+fn context_for(finding: &Finding, parsed: &Parsed) -> String {
+    let collapse = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let own = finding.diagnostic.as_deref().map(collapse);
+    let mut context = parsed.context.clone();
+    for other in &parsed.findings {
+        let Some(words) = other.diagnostic.as_deref().map(collapse) else {
+            continue;
+        };
+        if words.is_empty() || Some(&words) == own.as_ref() {
+            continue;
+        }
+        context = context.replace(&words, " ");
+    }
+    context
 }
 
 /// The reason for one finding and why: the table of the module documentation. `context` is

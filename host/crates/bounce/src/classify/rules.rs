@@ -301,6 +301,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox is unavailable",
             "mailbox not available",
             "address not found",
+            "address * couldn't be found",
+            "address * could not be found",
             "address does not exist",
             "address doesn't exist",
             "addressee unknown",
@@ -558,6 +560,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 pub const DIRECTORY_VERDICTS: &[&str] = &[
     "recipient address rejected: access denied",
     "recipnotfound",
+    // Exchange's and Microsoft 365's own words for RecipNotFound in a free-text NDR.
+    "address you entered couldn't be found",
     "recipient name is not recognized",
     "account does not exist at the organization",
     "invalid final delivery userid",
