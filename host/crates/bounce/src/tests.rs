@@ -1152,3 +1152,19 @@ fn one_recipients_words_are_not_another_recipients_reason() {
         (Reason::MailboxFull, Some(Class::Soft))
     );
 }
+
+#[test]
+fn microsoft_365s_free_text_not_found_is_its_directorys_verdict() {
+    let report = read(
+        "From: Microsoft Outlook <postmaster@example.onmicrosoft.com>\n\
+         Subject: Undeliverable: Hello\n\
+         \n\
+         Your message to ann@example.net couldn't be delivered.\n\
+         ann wasn't found at example.net.\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+}

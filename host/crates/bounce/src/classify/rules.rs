@@ -302,6 +302,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox not available",
             "address not found",
             "address * couldn't be found",
+            "wasn't found at",
+            "was not found at",
             "address * could not be found",
             "address does not exist",
             "address doesn't exist",
@@ -560,8 +562,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 pub const DIRECTORY_VERDICTS: &[&str] = &[
     "recipient address rejected: access denied",
     "recipnotfound",
-    // Exchange's and Microsoft 365's own words for RecipNotFound in a free-text NDR.
+    // Exchange's and Microsoft 365's own words for RecipNotFound in a free-text NDR
+    // ("ann wasn't found at example.net").
     "address you entered couldn't be found",
+    "wasn't found at",
     "recipient name is not recognized",
     "account does not exist at the organization",
     "invalid final delivery userid",
