@@ -1154,6 +1154,23 @@ fn one_recipients_words_are_not_another_recipients_reason() {
 }
 
 #[test]
+fn microsoft_365s_ip_block_is_blocked_not_a_system_error() {
+    // 5.7.708 is no RFC 3463 detail; the words name the sending IP, not a broken system.
+    let verdict = classify_reply(
+        550,
+        Some("5.7.708"),
+        "5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.",
+    );
+    assert_eq!(
+        verdict,
+        Verdict {
+            reason: Reason::Blocked,
+            class: Class::Soft
+        }
+    );
+}
+
+#[test]
 fn microsoft_365s_free_text_not_found_is_its_directorys_verdict() {
     let report = read(
         "From: Microsoft Outlook <postmaster@example.onmicrosoft.com>\n\

@@ -363,6 +363,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "host blocked",
             "invalid ip",
             "your ip",
+            "from this ip",
             "your host",
             "client host rejected",
             "access denied, banned",
