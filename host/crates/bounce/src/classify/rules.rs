@@ -131,6 +131,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "no relaying",
             "relay not allowed",
             "not a gateway",
+            // Debian's Exim in its local-only configuration.
+            "remote domains not supported",
         ],
     ),
     // The address moved.
@@ -777,7 +779,8 @@ pub const ADDRESS_REASONS: &[Reason] =
     &[Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved];
 
 /// The hard/soft table: a bounce is hard when both its reason and its finality say the
-/// address will fail again.
+/// address will fail again. docs/bounce-classification.md has the same table with the
+/// cases where code and words disagree.
 ///
 /// | reason | permanent (5xx, 5.x.x) | temporary, given up (4.x.x, failed) | delayed |
 /// |---|---|---|---|
