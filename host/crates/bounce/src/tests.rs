@@ -626,6 +626,32 @@ fn an_unknown_user_after_data_is_a_filter() {
     // Unless the status itself says the mailbox is unknown.
     let verdict = classify_reply_to(SmtpCommand::Data, 550, Some("5.1.1"), "Unknown user");
     assert_eq!(verdict.class, Class::Hard);
+    // Or the words are a mailbox lookup's result, as receivers that check recipients only at
+    // the end of DATA word it.
+    for text in [
+        "Message was not accepted -- invalid mailbox. Local mailbox ann@example.net is \
+         unavailable: user not found",
+        "Requested mail action aborted, mailbox not found",
+        "Invalid recipient: <ann@example.net>",
+    ] {
+        let verdict = classify_reply_to(SmtpCommand::Data, 550, None, text);
+        assert_eq!(
+            verdict,
+            Verdict {
+                reason: Reason::UserUnknown,
+                class: Class::Hard
+            },
+            "{text}"
+        );
+    }
+    // RFC 5321's generic 550 text is no lookup's result.
+    let verdict = classify_reply_to(
+        SmtpCommand::Data,
+        550,
+        None,
+        "Requested action not taken: mailbox unavailable",
+    );
+    assert_eq!(verdict.class, Class::Soft);
 }
 
 /// A one-recipient DSN with the given action, status and diagnostic.
@@ -711,6 +737,32 @@ fn addresses_in_the_answer_are_not_read_as_words() {
         verdict(&report, "ann@example.net").reason,
         Reason::UserUnknown
     );
+}
+
+#[test]
+fn file_paths_in_the_answer_are_not_read_as_words() {
+    // Postfix's local delivery names the file it wrote to; a file called "spam-reports" or
+    // "fulluser" must not make the path read as a cause. The status decides.
+    let report = dsn(
+        "failed",
+        "5.2.2",
+        "cannot append message to file /srv/mail/spam-reports: File too large",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.explanation.evidence),
+        (Reason::MailboxFull, Some(Evidence::Status))
+    );
+    assert_eq!(
+        classify::rules::normalize("maildir /home/ann/Maildir/new: i/o error"),
+        "maildir <path> i/o error"
+    );
+    // What follows a gap is whole words: a user's name is not the word "full".
+    let gap_matches = |text| classify::rules::pattern_matches("mailbox * full", text);
+    assert!(gap_matches("mailbox of ann is full"));
+    assert!(!gap_matches(
+        "cannot update mailbox <path> for user fulluser"
+    ));
 }
 
 #[test]
@@ -817,6 +869,37 @@ fn a_postmaster_complaining_about_content_is_not_a_bounce() {
          \n\
          Your message to ann@example.net could not be delivered: the recipient filed a\n\
          complaint and refuses mail from you.\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+}
+
+#[test]
+fn a_mail_systems_message_that_says_nothing_failed_is_no_bounce() {
+    // No failure words, no codes, nothing returned, and none of the usual complaint words:
+    // a postmaster writing about spam is still no bounce.
+    let report = read(
+        "From: postmaster@example.org\n\
+         To: b+4711.x@bounce.example.com\n\
+         Subject: Your message to our users\n\
+         \n\
+         Several of our users received a message from your server and considered it\n\
+         spam. Please check your list practices.\n",
+    );
+    assert_eq!(report.kind, Kind::NotABounce);
+    // A notice in words the failure phrases do not know still counts when it returns the
+    // original.
+    let report = read(
+        "From: MAILER-DAEMON@mx.example.org\n\
+         Subject: Notice\n\
+         \n\
+         ann@example.net: 550 5.1.1 User unknown\n\
+         \n\
+         ----- Original message follows -----\n\
+         From: news@example.com\n\
+         To: ann@example.net\n\
+         Subject: Our offers\n\
+         \n\
+         Buy now.\n",
     );
     assert_eq!(report.kind, Kind::Bounce);
 }
@@ -930,5 +1013,175 @@ fn the_explanation_reads_as_one_sentence() {
         ann.explanation.sentence(ann.reason, ann.class),
         "the answer's words \"Mailbox full\" (rule \"mailbox full\") and its status code both \
          say mailboxfull; permanent, so soft"
+    );
+}
+
+/// The table "When the code and the words disagree" of docs/bounce-classification.md, row
+/// by row: the page promises these verdicts.
+#[test]
+fn the_documented_disagreements_decide_as_documented() {
+    let reply = |command, code, status, text| classify_reply_to(command, code, status, text);
+    let cases = [
+        (
+            reply(
+                SmtpCommand::Rcpt,
+                550,
+                Some("5.1.1"),
+                "5.1.1 Mailbox is full",
+            ),
+            Reason::MailboxFull,
+            Class::Soft,
+        ),
+        (
+            reply(
+                SmtpCommand::Rcpt,
+                550,
+                Some("5.1.1"),
+                "5.1.1 Message refused for policy reasons",
+            ),
+            Reason::PolicyViolation,
+            Class::Soft,
+        ),
+        (
+            reply(SmtpCommand::Rcpt, 550, Some("5.7.1"), "5.7.1 No such user"),
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            reply(
+                SmtpCommand::Rcpt,
+                550,
+                None,
+                "Requested action not taken: mailbox unavailable",
+            ),
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            reply(
+                SmtpCommand::Data,
+                550,
+                None,
+                "Requested action not taken: mailbox unavailable",
+            ),
+            Reason::Filtered,
+            Class::Soft,
+        ),
+        (
+            reply(
+                SmtpCommand::Data,
+                550,
+                None,
+                "Message was not accepted -- invalid mailbox",
+            ),
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+    ];
+    for (n, (verdict, reason, class)) in cases.into_iter().enumerate() {
+        assert_eq!((verdict.reason, verdict.class), (reason, class), "row {n}");
+    }
+    let given_up = dsn("failed", "4.1.1", "450 4.1.1 User unknown");
+    let ann = verdict(&given_up, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    let delayed = dsn("delayed", "4.1.1", "450 4.1.1 User unknown");
+    let ann = verdict(&delayed, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Soft))
+    );
+    let timed_out = dsn("failed", "4.4.7", "Connection timed out");
+    let ann = verdict(&timed_out, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::Expired, Some(Class::Soft))
+    );
+}
+
+#[test]
+fn a_free_text_notice_without_codes_gets_its_reason_and_recipient_from_the_words() {
+    let report = read(
+        "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\r\n\
+         Subject: Returned mail\r\n\
+         \r\n\
+         Your message could not be delivered to ann@example.net because the\r\n\
+         recipient's mailbox is full.\r\n",
+    );
+    assert_eq!(report.kind, Kind::Bounce);
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+    assert_eq!((ann.status.as_deref(), ann.reply_code), (None, None));
+}
+
+#[test]
+fn one_recipients_words_are_not_another_recipients_reason() {
+    // Exchange's free-text NDR, one paragraph per recipient: ann's line must not borrow
+    // bob's "mailbox is full" from the notice around it.
+    let report = read(
+        "From: postmaster@example.org\n\
+         Subject: Undeliverable: Hello\n\
+         \n\
+         Delivery has failed to these recipients or groups:\n\
+         \n\
+         ann@example.net\n\
+         The email address you entered couldn't be found. Please check the recipient's \
+         email address and try to resend the message.\n\
+         \n\
+         carol@example.net\n\
+         Your message wasn't delivered.\n\
+         \n\
+         bob@example.net\n\
+         The recipient's mailbox is full and can't accept messages now.\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    let carol = verdict(&report, "carol@example.net");
+    assert_ne!(carol.reason, Reason::MailboxFull);
+    let bob = verdict(&report, "bob@example.net");
+    assert_eq!(
+        (bob.reason, bob.class),
+        (Reason::MailboxFull, Some(Class::Soft))
+    );
+}
+
+#[test]
+fn microsoft_365s_ip_block_is_blocked_not_a_system_error() {
+    // 5.7.708 is no RFC 3463 detail; the words name the sending IP, not a broken system.
+    let verdict = classify_reply(
+        550,
+        Some("5.7.708"),
+        "5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.",
+    );
+    assert_eq!(
+        verdict,
+        Verdict {
+            reason: Reason::Blocked,
+            class: Class::Soft
+        }
+    );
+}
+
+#[test]
+fn microsoft_365s_free_text_not_found_is_its_directorys_verdict() {
+    let report = read(
+        "From: Microsoft Outlook <postmaster@example.onmicrosoft.com>\n\
+         Subject: Undeliverable: Hello\n\
+         \n\
+         Your message to ann@example.net couldn't be delivered.\n\
+         ann wasn't found at example.net.\n",
+    );
+    let ann = verdict(&report, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
     );
 }

@@ -13,10 +13,11 @@
 //! | name a reason the code refines | 5.2.3, 4.4.7, ... | the code's finer reason ([`rules::STATUS_REFINES_TEXT`]) |
 //! | name a reason | says something else, or generic | the words' first reason ([`rules::TEXT_RULES`] order) |
 //! | name nothing | names a reason | the code's reason (RFC 3463, [`rules::STATUS_RULES`]) |
-//! | name nothing | none, generic (x.0.0) or unknown | the notice's own words, then the code's subject alone ([`rules::STATUS_SUBJECT_RULES`]), then the reply code, then `expired` for a delay, else `undefined` |
+//! | name nothing | none, generic (x.0.0) or unknown | the notice's own words (less the answers for its other recipients), then the code's subject alone ([`rules::STATUS_SUBJECT_RULES`]), then the reply code, then `expired` for a delay, else `undefined` |
 //!
 //! Then two corrections: an "unknown user" that nothing corroborates (no x.1.x code, no
-//! refusal at RCPT TO, no directory's own verdict) is a filter speaking
+//! refusal at RCPT TO, no directory's own verdict, no mailbox lookup's words such as
+//! "invalid mailbox", [`rules::MAILBOX_LOOKUP_VERDICTS`]) is a filter speaking
 //! ([`rules::UNCONFIRMED_UNKNOWN_USER`]); a temporary "host unknown" is a DNS failure on
 //! the way ([`rules::TEMPORARY_READING`]). Hard or soft then follows from the reason and how
 //! final the failure is, in the one table of [`rules::class_of`]. Every verdict carries an
@@ -67,7 +68,8 @@ pub enum Evidence {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Correction {
-    /// "Unknown user" that no x.1.x code, RCPT TO refusal or directory verdict confirms.
+    /// "Unknown user" that no x.1.x code, RCPT TO refusal, directory verdict or mailbox
+    /// lookup's words confirm.
     UnconfirmedUnknownUser,
     /// "Host unknown" under a temporary code: a DNS failure on the way.
     TemporaryHostLookup,
@@ -120,7 +122,7 @@ impl Explanation {
         };
         match self.correction {
             Some(Correction::UnconfirmedUnknownUser) => sentence.push_str(
-                ", read as filtered: no x.1.x code, RCPT TO refusal or directory verdict confirms it",
+                ", read as filtered: no x.1.x code, RCPT TO refusal, directory verdict or mailbox lookup confirms it",
             ),
             Some(Correction::TemporaryHostLookup) => sentence
                 .push_str(", read as networkerror: a temporary code means a DNS failure on the way"),
@@ -178,7 +180,6 @@ pub fn classify_reply_to(
 
 /// Classifies every finding of a parsed message.
 pub fn classify(parsed: Parsed) -> Report {
-    let context = rules::normalize(&parsed.context);
     let kind_only = || Explanation {
         evidence: Some(Evidence::MessageKind),
         ..Explanation::default()
@@ -189,7 +190,9 @@ pub fn classify(parsed: Parsed) -> Report {
         .map(|finding| {
             let (reason, class, explanation) = match parsed.kind {
                 Kind::Bounce => {
-                    let (reason, explanation) = decide(finding, (&parsed.context, &context));
+                    let raw_context = context_for(finding, &parsed);
+                    let context = rules::normalize(&raw_context);
+                    let (reason, explanation) = decide(finding, (&raw_context, &context));
                     let finality = explanation.finality.unwrap_or(Finality::Permanent);
                     (reason, Some(rules::class_of(reason, finality)), explanation)
                 }
@@ -248,6 +251,25 @@ pub fn classify(parsed: Parsed) -> Report {
         envelope_id: parsed.envelope_id,
         returned: parsed.returned,
     }
+}
+
+/// The notice's own words as a fallback for one recipient: without the answers given for
+/// the notice's other recipients, so that one recipient's "mailbox is full" does not become
+/// the reason of another whose own line names no cause.
+fn context_for(finding: &Finding, parsed: &Parsed) -> String {
+    let collapse = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let own = finding.diagnostic.as_deref().map(collapse);
+    let mut context = parsed.context.clone();
+    for other in &parsed.findings {
+        let Some(words) = other.diagnostic.as_deref().map(collapse) else {
+            continue;
+        };
+        if words.is_empty() || Some(&words) == own.as_ref() {
+            continue;
+        }
+        context = context.replace(&words, " ");
+    }
+    context
 }
 
 /// The reason for one finding and why: the table of the module documentation. `context` is
@@ -358,7 +380,8 @@ fn decide(finding: &Finding, (raw_context, context): (&str, &str)) -> (Reason, E
 }
 
 /// An "unknown user" counts when the status code says the address was looked up and
-/// refused, the remote refused it at RCPT TO, or the words are a directory's own verdict.
+/// refused, the remote refused it at RCPT TO, or the words are a directory's own verdict or
+/// a mailbox lookup's result.
 fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str) -> bool {
     let said = |phrases: &[&str]| {
         phrases.iter().any(|phrase| {
@@ -371,6 +394,7 @@ fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str)
         .is_some_and(rules::status_names_destination)
         || finding.command == Some(SmtpCommand::Rcpt)
         || said(rules::DIRECTORY_VERDICTS)
+        || said(rules::MAILBOX_LOOKUP_VERDICTS)
         || (finding.command.is_none() && said(rules::RCPT_STAGE_PHRASES))
 }
 

@@ -131,6 +131,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "no relaying",
             "relay not allowed",
             "not a gateway",
+            // Debian's Exim in its local-only configuration.
+            "remote domains not supported",
         ],
     ),
     // The address moved.
@@ -301,6 +303,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox is unavailable",
             "mailbox not available",
             "address not found",
+            "address * couldn't be found",
+            "wasn't found at",
+            "was not found at",
+            "address * could not be found",
             "address does not exist",
             "address doesn't exist",
             "addressee unknown",
@@ -359,6 +365,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "host blocked",
             "invalid ip",
             "your ip",
+            "from this ip",
             "your host",
             "client host rejected",
             "access denied, banned",
@@ -558,11 +565,31 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 pub const DIRECTORY_VERDICTS: &[&str] = &[
     "recipient address rejected: access denied",
     "recipnotfound",
+    // Exchange's and Microsoft 365's own words for RecipNotFound in a free-text NDR
+    // ("ann wasn't found at example.net").
+    "address you entered couldn't be found",
+    "wasn't found at",
     "recipient name is not recognized",
     "account does not exist at the organization",
     "invalid final delivery userid",
     "not listed in domino directory",
     "not listed in public name",
+];
+
+/// Phrases that say the mailbox or recipient itself is not there, as a lookup answers it:
+/// receivers that look their recipients up only at the end of DATA (mail.ru's "invalid
+/// mailbox", Yahoo's "mailbox not found"), and OpenSMTPD's "Invalid recipient" at RCPT TO,
+/// which the sending MTA's notice quotes without naming the command. A lookup's result, not a
+/// filter's cover story, so they confirm an "unknown user" at any stage. A filter that disguises its refusal says "user unknown" or
+/// "no such user"; RFC 5321's generic 550 text "mailbox unavailable" is left out, since any
+/// refusal can carry it.
+pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
+    "invalid mailbox",
+    "invalid recipient",
+    "mailbox not found",
+    "no such mailbox",
+    "mailbox does not exist",
+    "mailbox doesn't exist",
 ];
 
 /// Phrases in which the notice's own MTA says it was refused at RCPT TO: qmail's "does not
@@ -752,7 +779,8 @@ pub const ADDRESS_REASONS: &[Reason] =
     &[Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved];
 
 /// The hard/soft table: a bounce is hard when both its reason and its finality say the
-/// address will fail again.
+/// address will fail again. docs/bounce-classification.md has the same table with the
+/// cases where code and words disagree.
 ///
 /// | reason | permanent (5xx, 5.x.x) | temporary, given up (4.x.x, failed) | delayed |
 /// |---|---|---|---|
@@ -871,13 +899,22 @@ pub fn normalize(text: &str) -> String {
     collapse_and_mask(text).to_lowercase()
 }
 
-/// Collapses whitespace and turns mail addresses into `<>` and host names into `<host>`,
-/// keeping the case: they are names, not words ("filtered@example.jp",
-/// "spamrelay.example.net") and must not read as a cause.
+/// Collapses whitespace and turns mail addresses into `<>`, host names into `<host>` and
+/// file paths into `<path>`, keeping the case: they are names, not words
+/// ("filtered@example.jp", "spamrelay.example.net", Postfix's "cannot update mailbox
+/// /var/mail/fulluser") and must not read as a cause.
 pub fn collapse_and_mask(text: &str) -> String {
     let collapsed = text
         .split_whitespace()
-        .map(|word| if is_host_name(word) { "<host>" } else { word })
+        .map(|word| {
+            if is_host_name(word) {
+                "<host>"
+            } else if is_file_path(word) {
+                "<path>"
+            } else {
+                word
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let mut masked = String::with_capacity(collapsed.len());
@@ -892,6 +929,15 @@ pub fn collapse_and_mask(text: &str) -> String {
     }
     masked.push_str(&collapsed[at..]);
     masked
+}
+
+/// Whether a word is an absolute file path ("/var/mail/ann", "/home/ann/Maildir/"): a slash,
+/// a letter, and at least one more slash. "i/o" and "5.1.1/550" are not.
+fn is_file_path(word: &str) -> bool {
+    let word = word.trim_start_matches(['(', '[', '<', '"', '\'']);
+    word.strip_prefix('/').is_some_and(|rest| {
+        rest.starts_with(|c: char| c.is_ascii_alphabetic()) && rest.contains('/')
+    })
 }
 
 /// Whether a word is a host name ("mx.spam-filter.example.net", "host.example[192.0.2.1]"):
@@ -940,7 +986,7 @@ pub fn find_pattern(pattern: &str, text: &str) -> Option<(usize, usize)> {
         let fits = rest.iter().all(|piece| {
             let window_end =
                 floor_char_boundary(text, (at + GAP + 2 + piece.len()).min(text.len()));
-            match text[at..window_end].find(piece) {
+            match find_word(&text[at..window_end], piece) {
                 Some(offset) => {
                     at += offset + piece.len();
                     true
@@ -954,6 +1000,18 @@ pub fn find_pattern(pattern: &str, text: &str) -> Option<(usize, usize)> {
         from = start + first.len();
     }
     None
+}
+
+/// Where a piece after a `*` gap occurs in a window as whole words: the gap already lets
+/// other words in between, so the piece must not be part of a name ("mailbox * full" must
+/// not find "full" in "for user fulluser").
+fn find_word(window: &str, piece: &str) -> Option<usize> {
+    let is_word = |c: char| c.is_alphanumeric();
+    window.match_indices(piece).map(|(at, _)| at).find(|&at| {
+        let before = window[..at].chars().next_back();
+        let after = window[at + piece.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {

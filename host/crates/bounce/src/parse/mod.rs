@@ -248,16 +248,18 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     // A person may write "could not be delivered" too: the words alone count only when
     // the message also returns an original, comes from the null sender, or is itself
     // attached to a notice.
-    // A mail system's own message is a bounce when it says a delivery failed: a
-    // postmaster complaining about a message's content (spam, a virus, abuse) says nothing
-    // of the kind, and is no bounce.
+    // A mail system's own message is a bounce when it says a delivery failed (words or
+    // codes), or returns the original without complaining about it: a postmaster writing
+    // about a message's content (spam, a virus, abuse) says nothing of the kind, and is no
+    // bounce, whatever words the complaint uses.
     let says_failure = freetext::is_bounce_subject(&subject)
         || freetext::has_failure_phrase(&context)
         || free_findings
             .iter()
             .any(|f| f.status.is_some() || f.reply_code.is_some());
     let looks_like_bounce = (sender.is_mail_system()
-        && (says_failure || !freetext::is_content_complaint(&subject, &context)))
+        && (says_failure
+            || (parts.returned.is_some() && !freetext::is_content_complaint(&subject, &context))))
         || freetext::is_bounce_subject(&subject)
         || (freetext::has_failure_phrase(&context)
             && (parts.returned.is_some() || sender.null || depth > 0));

@@ -3,9 +3,11 @@
 //! mutation run that must never panic.
 //!
 //! `cargo test -p sluice-bounce --test corpus -- --nocapture` prints the report; with
-//! `BOUNCE_REPORT_ALL=1` it also lists every file's verdicts. The report ends with the
-//! per-fold, per-family and per-origin tables of `folds.rs`; `BOUNCE_HOLDOUT_FOLD=k` or
-//! `BOUNCE_HOLDOUT_FAMILY=name` hides that part's misses, for developing on the rest.
+//! `BOUNCE_REPORT_ALL=1` it also lists every development file's verdicts. The report ends
+//! with the per-fold, development/report, per-family and per-origin tables of `folds.rs`.
+//! The misses of the report folds (`folds::REPORT_FOLDS`) are not listed, so rules are
+//! written from the development folds; `BOUNCE_SHOW_REPORT_MISSES=1` lists them, and
+//! `BOUNCE_HOLDOUT_FAMILY=name` hides one family's misses as well.
 
 use std::collections::BTreeMap;
 
@@ -74,7 +76,7 @@ fn describe(verdict: Option<&RecipientVerdict>) -> String {
     match verdict {
         None => "(no verdict)".into(),
         Some(v) => format!(
-            "{}/{} status={} code={} rcpt={} orig={} diag={:.140}",
+            "{}/{} status={} code={} rcpt={} orig={} diag={:.140} why={}",
             v.reason,
             v.class.map(|c| c.as_str()).unwrap_or("-"),
             v.status.as_deref().unwrap_or("-"),
@@ -82,6 +84,7 @@ fn describe(verdict: Option<&RecipientVerdict>) -> String {
             v.recipient.as_deref().unwrap_or("-"),
             v.original_recipient.as_deref().unwrap_or("-"),
             v.diagnostic.as_deref().unwrap_or("-"),
+            v.explanation.sentence(v.reason, v.class),
         ),
     }
 }
@@ -90,11 +93,13 @@ fn describe(verdict: Option<&RecipientVerdict>) -> String {
 fn bounce_corpus_agrees_with_the_labels() {
     let labels = labels();
     let mut reports: BTreeMap<String, Report> = BTreeMap::new();
+    let mut fold_of_file: BTreeMap<String, u64> = BTreeMap::new();
     for entry in std::fs::read_dir(corpus_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "eml") {
             let raw = std::fs::read(&path).unwrap();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            fold_of_file.insert(name.clone(), folds::fold_of(&raw));
             reports.insert(name, classify_message(&raw));
         }
     }
@@ -134,7 +139,7 @@ fn bounce_corpus_agrees_with_the_labels() {
                 report.kind.as_str()
             )
         });
-        if show_all {
+        if show_all && !folds::is_held_out(file, fold_of_file[file]) {
             println!("{file}: {}", report.kind.as_str());
             for v in &report.recipients {
                 println!("    {}", describe(Some(v)));
@@ -224,10 +229,10 @@ fn bounce_corpus_agrees_with_the_labels() {
         "{}",
         not_bounce.line("other samples not counted as bounces")
     );
-    // Misses of a held-out fold or family stay hidden (see folds.rs).
+    // Misses of the report folds or a held-out family stay hidden (see folds.rs).
     let shown = |miss: &&String| {
         let file = miss.split([':', '#']).next().unwrap_or_default();
-        !folds::is_held_out(file)
+        !folds::is_held_out(file, fold_of_file.get(file).copied().unwrap_or_default())
     };
     for miss in class_all
         .misses
@@ -249,11 +254,16 @@ fn bounce_corpus_agrees_with_the_labels() {
             println!("  {title} miss: {miss}");
         }
     }
-    let fold_scores = folds::report(&scores);
+    let (fold_scores, report_folds) = folds::report(&scores, &fold_of_file);
 
     assert!(
         percent(class.hits, class.total) >= 95.0,
         "hard/soft agreement below 95 %"
+    );
+    // The goal on unseen mail, asserted on the folds the rules were not written from.
+    assert!(
+        report_folds.class_percent() >= 95.0,
+        "hard/soft agreement of the report folds below 95 %"
     );
     // A rule that only fits some samples shows as one weak fold.
     for (k, score) in fold_scores.iter().enumerate() {
