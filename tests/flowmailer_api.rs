@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use serde_json::Value;
 
-use crate::util::{Api, TestServer, email};
+use crate::util::{Api, TestServer, email, id_of};
 
 /// Reads a `Content-Range` the way the SDK's `ContentRange::fromString` does: a reference
 /// range ends in `/*` and holds two references around a ':'.
@@ -291,14 +291,13 @@ fn messages_and_their_events_come_in_the_sdk_s_shapes() {
     assert_eq!(simulated["flow"]["id"], read["flow"]["id"]);
     assert_eq!(simulated["messageType"], "EMAIL");
 
-    // Sluice's own clients keep numbers.
-    let sluice: Value = api
-        .get(&format!("messages/{id}"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(sluice["source"]["id"], 1);
+    // A client asking for plain JSON reads the same representation, labelled as it asked.
+    let response = api.get(&format!("messages/{id}")).send().unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let plain: Value = response.json().unwrap();
+    assert_identifiers_are_strings(&plain, "plain");
+    assert_eq!(plain["source"]["id"], "1");
+    assert_eq!(plain["events"], read["events"]);
 }
 
 /// GETs `path` and PUTs the answer back unchanged: it must be taken and read back the same.
@@ -359,7 +358,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
             "description": "typed",
             "templateId": "1",
             "steps": [
-                {"type": "template", "template": {"id": template["id"].to_string()}},
+                {"type": "template", "template": {"id": template["id"]}},
                 {"type": "openTracking"},
                 {"type": "archive", "archive": {"retention": "P1M", "onlineLink": true}},
             ],
@@ -398,7 +397,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
         serde_json::json!({
             "flow": {"id": native["id"]},
             "conditions": [
-                {"type": "source", "matchType": "equals", "value": source.to_string()},
+                {"type": "source", "matchType": "equals", "value": source},
                 {"type": "flowSelector", "matchType": "equals", "value": "news"},
                 {"type": "sender", "matchType": "pattern", "value": "*@example.com"},
                 {"type": "header", "matchType": "exists", "name": "X-Campaign"},
@@ -422,19 +421,19 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
     let flows: Vec<Value> = api.get("flows").send().unwrap().json().unwrap();
     assert!(flows.len() >= 3);
     for flow in &flows {
-        read_and_write_back(&api, &format!("flows/{}", flow["id"]));
+        read_and_write_back(&api, &format!("flows/{}", id_of(&flow)));
     }
     read_and_write_back(&api, "flow_rules");
     let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
     for source in &sources {
-        let path = format!("sources/{}", source["id"]);
+        let path = format!("sources/{}", id_of(&source));
         let response = api.put(&path).json(source).send().unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
         assert_eq!(&response.json::<Value>().unwrap(), source);
     }
 
     // The SDK's own round trip: it keeps only the fields its models have, ids as strings.
-    let as_sdk_reads = sdk_get(&api, &format!("flows/{}", typed["id"]));
+    let as_sdk_reads = sdk_get(&api, &format!("flows/{}", id_of(&typed)));
     assert_identifiers_are_strings(&as_sdk_reads, "flow");
     let sdk_fields: Vec<Value> = as_sdk_reads["steps"]
         .as_array()
@@ -451,7 +450,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
         })
         .collect();
     let response = api
-        .put(&format!("flows/{}", typed["id"]))
+        .put(&format!("flows/{}", id_of(&typed)))
         .json(&serde_json::json!({"id": as_sdk_reads["id"], "description": "typed", "steps": sdk_fields}))
         .send()
         .unwrap();
@@ -461,8 +460,8 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
     // Another account can neither read these nor point its rules at them.
     let other = crate::util::second_account(&server);
     for path in [
-        format!("flows/{}", native["id"]),
-        format!("flows/{}/messages", native["id"]),
+        format!("flows/{}", id_of(&native)),
+        format!("flows/{}/messages", id_of(&native)),
     ] {
         assert_eq!(
             other.get(&path).send().unwrap().status(),
@@ -490,7 +489,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
     let response = other
         .put("flow_rules")
         .json(&serde_json::json!([
-            {"flow": {"id": own["id"]}, "conditions": [{"type": "source", "value": source.to_string()}]},
+            {"flow": {"id": own["id"]}, "conditions": [{"type": "source", "value": source}]},
             {"flow": {"id": own["id"]}},
         ]))
         .send()
@@ -653,7 +652,7 @@ fn every_sdk_call_answers_as_this_table_says() {
     let created = |path: &str, body: Value| -> String {
         let response = api.post(path).json(&body).send().unwrap();
         assert_eq!(response.status(), StatusCode::CREATED, "{path}");
-        response.json::<Value>().unwrap()["id"].to_string()
+        id_of(&response.json::<Value>().unwrap()).to_string()
     };
     let domain = created(
         "sender_domains",
@@ -882,7 +881,7 @@ fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
         );
     }
     let theirs: Vec<Value> = other.get("sources").send().unwrap().json().unwrap();
-    let their_source = theirs[0]["id"].clone();
+    let their_source = id_of(&theirs[0]);
     assert_eq!(
         other
             .http

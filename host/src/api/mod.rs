@@ -4,7 +4,6 @@
 mod archive;
 mod auth;
 mod classifier;
-mod dialect;
 mod error;
 mod filters;
 mod flows;
@@ -18,6 +17,7 @@ mod openapi;
 mod paging;
 mod parameters;
 mod plugins;
+mod representation;
 mod source_users;
 mod stats;
 mod templates;
@@ -335,7 +335,7 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
     let router = unsupported_routes(router);
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
-        .layer(axum::middleware::from_fn(vendor_media_type))
+        .layer(axum::middleware::from_fn(flowmailer_representation))
         .with_state(state)
 }
 
@@ -412,28 +412,29 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route("/{account}/sources/{source}", delete(handler(U::Deletion)))
 }
 
-/// The largest JSON answer rewritten for the Flowmailer dialect; larger ones (an archive with
-/// big attachments) go out as they are, with a 500 rather than in the wrong shape.
+/// The largest JSON answer rewritten to Flowmailer's representation; a larger one (an archive
+/// with a huge body) is refused with a 500 rather than sent in another shape.
 const MAX_REWRITTEN_BYTES: usize = 64 << 20;
 
-/// Answers JSON in the media type a Flowmailer client asks for
-/// (`Accept: application/vnd.flowmailer.v1.12+json`), with its identifiers as strings (see
-/// `dialect`).
-async fn vendor_media_type(
+/// Writes every JSON answer in Flowmailer's representation (identifiers as strings, see
+/// `representation`) whatever the client asked for, and labels it with the media type a
+/// Flowmailer client asks for (`Accept: application/vnd.flowmailer.v1.12+json`), plain
+/// `application/json` otherwise.
+async fn flowmailer_representation(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
     use axum::response::IntoResponse;
-    let asked = dialect::vendor_media_type(request.headers());
+    let asked = representation::vendor_media_type(request.headers());
     let response = next.run(request).await;
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    let Some(asked) = asked.filter(|_| is_json) else {
+    if !is_json {
         return response;
-    };
+    }
     let (mut parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_REWRITTEN_BYTES).await {
         Ok(bytes) => bytes,
@@ -441,12 +442,14 @@ async fn vendor_media_type(
     };
     let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(mut value) => {
-            dialect::identifiers_as_strings(&mut value);
+            representation::identifiers_as_strings(&mut value);
             serde_json::to_vec(&value).map_or(bytes, axum::body::Bytes::from)
         }
         Err(_) => bytes,
     };
-    parts.headers.insert(CONTENT_TYPE, asked);
+    if let Some(asked) = asked {
+        parts.headers.insert(CONTENT_TYPE, asked);
+    }
     parts.headers.remove(CONTENT_LENGTH);
     axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
