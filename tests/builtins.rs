@@ -43,7 +43,7 @@ fn unvalidated_identity(api: &Api, dns: &DnsServer, domain: &str, algorithm: &st
 }
 
 fn validate_identity(api: &Api, identity: &Value) -> reqwest::blocking::Response {
-    api.post(&format!("sender_identities/{}/validate", id_of(&identity)))
+    api.post(&format!("sender_identities/{}/validate", id_of(identity)))
         .send()
         .unwrap()
 }

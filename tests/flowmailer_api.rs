@@ -421,12 +421,12 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
     let flows: Vec<Value> = api.get("flows").send().unwrap().json().unwrap();
     assert!(flows.len() >= 3);
     for flow in &flows {
-        read_and_write_back(&api, &format!("flows/{}", id_of(&flow)));
+        read_and_write_back(&api, &format!("flows/{}", id_of(flow)));
     }
     read_and_write_back(&api, "flow_rules");
     let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
     for source in &sources {
-        let path = format!("sources/{}", id_of(&source));
+        let path = format!("sources/{}", id_of(source));
         let response = api.put(&path).json(source).send().unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
         assert_eq!(&response.json::<Value>().unwrap(), source);
@@ -816,6 +816,62 @@ fn statistics_count_events_per_interval_and_keep_to_their_account() {
             "{path}"
         );
     }
+}
+
+#[test]
+fn an_account_s_statistics_queue_behind_its_own_scans_and_not_another_s() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let other = crate::util::second_account(&server);
+    let scans = std::sync::Arc::clone(&server.server.scans);
+    // A heavy read of account 1 (a dashboard page, say) holds account 1's slot until told.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (started, has_started) = std::sync::mpsc::channel::<()>();
+    let held = server.runtime.spawn({
+        let scans = std::sync::Arc::clone(&scans);
+        async move {
+            scans
+                .run(1, move |_| {
+                    started.send(()).unwrap();
+                    released.recv().ok();
+                    Ok(())
+                })
+                .await
+                .unwrap()
+        }
+    });
+    has_started.recv().unwrap();
+
+    let path = "messagestats;daterange=2000-01-01T00:00:00Z,2100-01-01T00:00:00Z?interval=31557600";
+    let request = api.get(path).header("Accept", VENDOR);
+    let own = std::thread::spawn(move || request.send().unwrap().status());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while scans.waiting() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statistics never queued"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Account 1's statistics wait for account 1's read; account 2's are answered meanwhile,
+    // in the pool's other slot.
+    assert_eq!(scans.waiting(), 1);
+    assert_eq!(
+        other
+            .get(path)
+            .header("Accept", VENDOR)
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert!(!own.is_finished());
+    assert_eq!(scans.waiting(), 1, "account 1's statistics still wait");
+
+    release.send(()).unwrap();
+    server.block_on(held).unwrap();
+    assert_eq!(own.join().unwrap(), StatusCode::OK);
+    assert_eq!(scans.waiting(), 0);
 }
 
 #[test]

@@ -289,7 +289,7 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
     // The receiver is fixed: the dead letter goes out again with the same event id.
     receiver.set_rule(|_, _| 200);
     let response = api
-        .post(&format!("{letters_path}/{}/redeliver", id_of(&letter)))
+        .post(&format!("{letters_path}/{}/redeliver", id_of(letter)))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -301,7 +301,7 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
     assert_eq!(redelivered.header("sluice-attempt"), "1");
     assert_eq!(get_json(&api, &letters_path), json!([]));
     let response = api
-        .post(&format!("{letters_path}/{}/redeliver", id_of(&letter)))
+        .post(&format!("{letters_path}/{}/redeliver", id_of(letter)))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);

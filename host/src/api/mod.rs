@@ -39,6 +39,7 @@ use crate::dns::Resolver;
 use crate::flow::PipelineHandle;
 use crate::plugin::PluginRuntime;
 use crate::plugin::registry::PluginRegistry;
+use crate::scans::Scans;
 use crate::store::Store;
 use crate::tracking::{self, LinkSigner};
 
@@ -116,6 +117,7 @@ pub struct ApiState {
     dkim: Arc<Dkim>,
     resolver: Resolver,
     allow_private_webhooks: bool,
+    scans: Arc<Scans>,
 }
 
 /// The server's parts the API reads and drives.
@@ -137,6 +139,8 @@ pub struct ApiParts {
     pub resolver: Resolver,
     /// Webhook URLs may name private addresses (`[webhooks] allow_private_destinations`).
     pub allow_private_webhooks: bool,
+    /// The pool of heavy reads (statistics), shared with the dashboard.
+    pub scans: Arc<Scans>,
 }
 
 impl ApiState {
@@ -156,6 +160,7 @@ impl ApiState {
             dkim,
             resolver,
             allow_private_webhooks,
+            scans,
         } = parts;
         Ok(Self {
             store,
@@ -167,6 +172,7 @@ impl ApiState {
             dkim,
             resolver,
             allow_private_webhooks,
+            scans,
         })
     }
 
