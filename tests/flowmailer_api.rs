@@ -964,3 +964,162 @@ fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A POST as the SDK sends it; the status and the JSON answer.
+fn sdk_post(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
+    let response = api
+        .post(path)
+        .header("Accept", VENDOR)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn templates_come_in_the_sdk_s_shape_and_a_freemarker_one_is_refused() {
+    use base64::Engine as _;
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    // As the SDK writes a Template (it leaves nulls out).
+    let (status, created) = sdk_post(
+        &api,
+        "templates",
+        &serde_json::json!({
+            "description": "Order confirmation",
+            "mimeType": "text/html",
+            "templateEngine": "minijinja",
+            "data": "<p>Hi {{ name }}</p>",
+        }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{created:#}");
+    assert_identifiers_are_strings(&created, "template");
+    assert_eq!(created["description"], "Order confirmation");
+    assert_eq!(created["templateEngine"], "minijinja");
+    assert_eq!(created["mimeType"], "text/html");
+    assert_eq!(created["data"], "<p>Hi {{ name }}</p>");
+    let id = id_of(&created).to_string();
+    let read = sdk_get(&api, &format!("templates/{id}"));
+    assert_eq!(read, created);
+    let listed = sdk_get(&api, "templates");
+    assert!(listed.as_array().unwrap().contains(&read), "{listed:#}");
+
+    // What a read answers is written back unchanged.
+    let response = api
+        .put(&format!("templates/{id}"))
+        .header("Accept", VENDOR)
+        .json(&read)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let written: Value = response.json().unwrap();
+    assert_eq!(written["data"], read["data"]);
+    assert_eq!(written["description"], read["description"]);
+
+    // The template renders under its description, as a step names it.
+    let (status, preview) = sdk_post(
+        &api,
+        "templates/preview",
+        &serde_json::json!({"name": "Order confirmation", "data": {"name": "Ann"}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{preview:#}");
+    assert!(
+        preview["html"].as_str().unwrap().contains("Hi Ann"),
+        "{preview:#}"
+    );
+
+    // Base64 data, as the SDK may send it.
+    let (status, plain) = sdk_post(
+        &api,
+        "templates",
+        &serde_json::json!({
+            "description": "Plain",
+            "mimeType": "text/plain",
+            "decodeBase64": true,
+            "data": base64::engine::general_purpose::STANDARD.encode("Hello {{ name }}"),
+        }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{plain:#}");
+    assert_eq!(plain["text"], "Hello {{ name }}");
+    assert_eq!(plain["mimeType"], "text/plain");
+
+    // The SDK's default engine is refused, naming the one Sluice renders with; so are the
+    // parts Sluice's templates do not have.
+    for (body, field, code) in [
+        (
+            serde_json::json!({"description": "fm", "mimeType": "text/html",
+                "templateEngine": "freemarker-2.3.20", "data": "<p>${name}</p>"}),
+            "templateEngine",
+            "unsupportedTemplateEngine",
+        ),
+        (
+            serde_json::json!({"description": "pdf",
+                "mimeType": "application/vnd.flowmailer.itext+pdf", "data": "<p/>"}),
+            "mimeType",
+            "unsupportedMimeType",
+        ),
+        (
+            serde_json::json!({"description": "attachment", "mimeType": "text/plain",
+                "data": "x", "filename": "x.txt"}),
+            "filename",
+            "notSupported",
+        ),
+        (
+            serde_json::json!({"mimeType": "text/plain", "data": "x"}),
+            "description",
+            "required",
+        ),
+    ] {
+        let (status, refused) = sdk_post(&api, "templates", &body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(refused["allErrors"][0]["field"], field, "{refused:#}");
+        assert_eq!(refused["allErrors"][0]["code"], code, "{refused:#}");
+    }
+    let (_, freemarker) = sdk_post(
+        &api,
+        "templates",
+        &serde_json::json!({"description": "fm", "templateEngine": "freemarker-2.3.20"}),
+    );
+    let message = freemarker["allErrors"][0]["defaultMessage"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("minijinja"), "{message}");
+    let names: Vec<Value> = sdk_get(&api, "templates")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|template| template["description"].clone())
+        .collect();
+    assert_eq!(names.len(), 2, "nothing refused was stored: {names:?}");
+}
+
+#[test]
+fn filters_are_chosen_by_the_date_they_were_added() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let (status, added) = sdk_post(
+        &api,
+        "filters",
+        &serde_json::json!({"address": "gone@example.net"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{added:#}");
+    let list = |range: &str| -> Response {
+        api.get(&format!("filters;daterange={range}"))
+            .header("Accept", VENDOR)
+            .header("Range", "items=:10")
+            .send()
+            .unwrap()
+    };
+    let within: Vec<Value> = list("2000-01-01T00:00:00Z,2100-01-01T00:00:00Z")
+        .json()
+        .unwrap();
+    assert_eq!(within.len(), 1);
+    assert_eq!(within[0]["address"], "gone@example.net");
+    assert_eq!(within[0]["id"], added["id"]);
+    let before: Vec<Value> = list("2000-01-01T00:00:00Z,2000-01-02T00:00:00Z")
+        .json()
+        .unwrap();
+    assert!(before.is_empty());
+    assert_eq!(list("yesterday,today").status(), StatusCode::BAD_REQUEST);
+}

@@ -52,7 +52,8 @@ fn description() -> Value {
     };
     let mut filter_list = ranged(
         "The filter list: recipients not sent to (hard bounces, complaints, added by hand); \
-         ?address= searches",
+         ?address= searches; the matrix parameter ;daterange=START,END keeps the entries added \
+         within it",
     );
     filter_list["parameters"]
         .as_array_mut()
@@ -231,7 +232,11 @@ fn description() -> Value {
                 "FilterEntry": {"type": "object", "required": ["address"], "properties": {
                     "address": {"type": "string", "format": "email", "description": "also taken as recipientAddress"}, "reason": {"type": "string"}
                 }},
-                "Template": {"type": "object", "required": ["name"], "properties": {
+                "Template": {"type": "object", "description": "Flowmailer's Template (description, mimeType, data, templateEngine, decodeBase64) or Sluice's parts (name, subject, html, text); a description or name is required", "properties": {
+                    "description": {"type": "string", "description": "the template's name, as steps refer to it"},
+                    "mimeType": {"type": "string", "enum": ["text/html", "text/plain"], "description": "which part data is"},
+                    "data": {"type": "string"}, "decodeBase64": {"type": "boolean"},
+                    "templateEngine": {"type": "string", "enum": ["minijinja"], "description": "Freemarker is refused: Sluice renders with minijinja"},
                     "name": {"type": "string"}, "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"}
                 }},
                 "TemplatePreview": {"type": "object", "properties": {
