@@ -1123,3 +1123,94 @@ fn filters_are_chosen_by_the_date_they_were_added() {
     assert!(before.is_empty());
     assert_eq!(list("yesterday,today").status(), StatusCode::BAD_REQUEST);
 }
+
+/// A PUT as the SDK sends it; the status and the JSON answer.
+fn sdk_put(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
+    let response = api
+        .put(path)
+        .header("Accept", VENDOR)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_flow_s_rule_is_written_read_and_routes_as_flowmailer_s_simple_rule() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let (status, flow) = sdk_post(
+        &api,
+        "flows",
+        &serde_json::json!({"description": "invoices"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{flow:#}");
+    let flow_id = id_of(&flow).to_string();
+    let path = format!("flows/{flow_id}/rule");
+    // No rule yet: only the flow's id.
+    assert_eq!(sdk_get(&api, &path), serde_json::json!({"flowId": flow_id}));
+
+    let rule = serde_json::json!({
+        "flowId": flow_id,
+        "sourceId": "1",
+        "flowSelector": "invoice",
+        "headers": [{"name": "X-Kind", "value": "order"}],
+        "dataExpressions": [{"expression": "/order/type", "value": "gift"}],
+    });
+    let (status, written) = sdk_put(&api, &path, &rule);
+    assert_eq!(status, StatusCode::OK, "{written:#}");
+    assert_eq!(written, rule);
+    assert_eq!(sdk_get(&api, &path), rule);
+    // It is the account's rule list's rule for the flow, before the default flow.
+    let rules = sdk_get(&api, "flow_rules");
+    let rules = rules.as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules[0]["flow"]["id"], flow_id.as_str());
+    assert_eq!(rules[0]["conditions"].as_array().unwrap().len(), 4);
+
+    // A message that meets it goes to the flow; one that does not, to the default flow.
+    let mut meets = email("invoice");
+    meets["flowSelector"] = "invoice".into();
+    meets["headers"] = serde_json::json!([{"name": "X-Kind", "value": "order"}]);
+    meets["data"] = serde_json::json!({"order": {"type": "gift"}});
+    let routed = api.submit(meets);
+    let other = api.submit(email("plain"));
+    let flow_of = |id: &str| server.wait_until_done(id).flow_id.map(|id| id.to_string());
+    assert_eq!(flow_of(&routed), Some(flow_id.clone()));
+    assert_ne!(flow_of(&other), Some(flow_id.clone()));
+
+    // Refused: an expression (Sluice has none), another account's source, another flow's id.
+    for (body, field) in [
+        (
+            serde_json::json!({"dataExpressions": [{"expression": "${data.order.type}", "value": "x"}]}),
+            "dataExpressions[0].expression",
+        ),
+        (serde_json::json!({"sourceId": "999"}), "sourceId"),
+        (
+            serde_json::json!({"flowId": "999", "sender": "a@b.example"}),
+            "flowId",
+        ),
+    ] {
+        let (status, refused) = sdk_put(&api, &path, &body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(refused["allErrors"][0]["field"], field, "{refused:#}");
+    }
+    assert_eq!(sdk_get(&api, &path), rule, "nothing refused was kept");
+
+    // A rule without conditions removes the flow's rule.
+    let (status, _) = sdk_put(&api, &path, &serde_json::json!({"flowId": flow_id}));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sdk_get(&api, &path), serde_json::json!({"flowId": flow_id}));
+    assert_eq!(sdk_get(&api, "flow_rules").as_array().unwrap().len(), 1);
+    // Another account has no such flow of its own.
+    let stranger = crate::util::second_account(&server);
+    assert_eq!(
+        stranger
+            .get(&format!("flows/{flow_id}/rule"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

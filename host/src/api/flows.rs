@@ -207,7 +207,7 @@ fn condition_from(view: &ConditionView, field: &str) -> Result<Condition, Box<Fi
 }
 
 /// Checks that a condition names only the account's own things.
-fn check_owned(
+pub(super) fn check_owned(
     state: &ApiState,
     account_id: u64,
     condition: &Condition,

@@ -6,6 +6,7 @@ mod auth;
 mod classifier;
 mod error;
 mod filters;
+mod flow_rule;
 mod flows;
 mod identities;
 mod listener;
@@ -216,6 +217,10 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route("/{account}/message_events", get(messages::events))
         .route("/{account}/messagestats", get(stats::account))
         .route("/{account}/flows/{flow}/stats", get(stats::flow))
+        .route(
+            "/{account}/flows/{flow}/rule",
+            get(flow_rule::get).put(flow_rule::put),
+        )
         .route("/{account}/sources/{source}/stats", get(stats::source))
         .route(
             "/{account}/recipient/{address}/messages",
@@ -381,10 +386,6 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
             get(handler(U::EventFlows)).put(handler(U::EventFlows)),
         )
         .route("/{account}/flow_templates", get(handler(U::FlowTemplates)))
-        .route(
-            "/{account}/flows/{flow}/rule",
-            get(handler(U::FlowRule)).put(handler(U::FlowRule)),
-        )
         .route(
             "/{account}/messages/{id}/archive/{step}/attachment/{content}",
             get(handler(U::ArchiveAttachment)),

@@ -132,6 +132,10 @@ fn description() -> Value {
             "/{account_id}/message_hold/{message_id}": {"get": operation("A held message", None, ("200", "The held message; 404 when it is not held"))},
             "/{account_id}/messagestats": {"get": operation("Counts of events per interval (;daterange=FROM,TO required, ?interval=SECONDS, ;flow_ids=)", None, ("200", "DataSets: {list: [{name, samples: [{timestamp, value}]}]}"))},
             "/{account_id}/flows/{flow_id}/stats": {"get": operation("A flow's counts of events per interval (;daterange= required, ;interval=)", None, ("200", "DataSets"))},
+            "/{account_id}/flows/{flow_id}/rule": {
+                "get": operation("The flow's rule as Flowmailer's FlowRuleSimple (flowId, sourceId, flowSelector, sender, headers, dataExpressions with JSON pointers); 409 notSimple when the flow's rules need /flow_rules", None, ("200", "FlowRuleSimple")),
+                "put": operation("Replace the flow's rule where it stands among the account's rules; without conditions, remove it", None, ("200", "FlowRuleSimple"))
+            },
             "/{account_id}/sources/{source_id}/stats": {"get": operation("A source's counts of events per interval (;daterange= required, ;interval=)", None, ("200", "DataSets"))},
             "/{account_id}/sources/{source_id}/users": {
                 "get": operation("A source's SMTP users", None, ("200", "id, username, protocol, sourceId")),

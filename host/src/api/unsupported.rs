@@ -25,8 +25,6 @@ pub enum Unsupported {
     FlowTemplates,
     /// `DELETE /flows/{id}`, `DELETE /sources/{id}`.
     Deletion,
-    /// `/flows/{id}/rule`.
-    FlowRule,
     /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
     ArchiveAttachment,
     /// `GET /messages/{id}/error_archive`.
@@ -61,9 +59,6 @@ impl Unsupported {
             Unsupported::Deletion => {
                 "flows and sources cannot be deleted over the API yet; a flow no rule names \
                  receives no mail"
-            }
-            Unsupported::FlowRule => {
-                "a flow's rule is read and written with the account's rules: /{account}/flow_rules"
             }
             Unsupported::ArchiveAttachment => {
                 "attachments of an archived message are not served one by one: GET \
