@@ -1214,3 +1214,120 @@ fn a_flow_s_rule_is_written_read_and_routes_as_flowmailer_s_simple_rule() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[test]
+fn api_credentials_are_made_for_a_source_log_in_and_are_removed_within_their_account() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let (status, made) = sdk_post(
+        &api,
+        "api_credentials",
+        &serde_json::json!({"sourceId": "1", "clientId": "billing-client"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{made:#}");
+    assert_identifiers_are_strings(&made, "credential");
+    assert_eq!(made["clientId"], "billing-client");
+    assert_eq!(made["sourceId"], "1");
+    let secret = made["clientSecret"].as_str().unwrap().to_string();
+    // The secret is shown once; reads and lists leave it out.
+    let read = sdk_get(&api, "api_credentials/billing-client");
+    assert!(read.get("clientSecret").is_none(), "{read:#}");
+    assert_eq!(read["sourceId"], "1");
+    let listed = sdk_get(&api, "api_credentials");
+    assert!(listed.as_array().unwrap().contains(&read), "{listed:#}");
+    // The new client logs in as the source and submits.
+    let billing = Api::connect(&server, 1, "billing-client", &secret);
+    let id = billing.submit(email("from the new client"));
+    assert_eq!(server.wait_until_done(&id).source_id, 1);
+
+    // A generated client id; refused: a chosen secret, roles, an unknown source, a taken id.
+    let (status, generated) =
+        sdk_post(&api, "api_credentials", &serde_json::json!({"sourceId": 1}));
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        generated["clientId"]
+            .as_str()
+            .unwrap()
+            .starts_with("source1-")
+    );
+    for (body, status, field) in [
+        (
+            serde_json::json!({"sourceId": "1", "clientSecret": "mine"}),
+            StatusCode::BAD_REQUEST,
+            "clientSecret",
+        ),
+        (
+            serde_json::json!({"sourceId": "1", "roles": ["ADMIN"]}),
+            StatusCode::BAD_REQUEST,
+            "roles",
+        ),
+        (
+            serde_json::json!({"sourceId": "999"}),
+            StatusCode::BAD_REQUEST,
+            "sourceId",
+        ),
+        (
+            serde_json::json!({"sourceId": "1", "clientId": "billing-client"}),
+            StatusCode::CONFLICT,
+            "",
+        ),
+    ] {
+        let (answered, refused) = sdk_post(&api, "api_credentials", &body);
+        assert_eq!(answered, status, "{body}: {refused:#}");
+        if !field.is_empty() {
+            assert_eq!(refused["allErrors"][0]["field"], field, "{refused:#}");
+        }
+    }
+
+    // Another account neither sees nor removes it; its own source is not this account's.
+    let other = crate::util::second_account(&server);
+    assert_eq!(
+        other
+            .get("api_credentials/billing-client")
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let theirs = other
+        .get("api_credentials")
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert!(
+        !theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["clientId"] == "billing-client"),
+        "{theirs:#}"
+    );
+    let response = other
+        .http
+        .delete(other.url("api_credentials/billing-client"))
+        .bearer_auth(&other.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Removed: the client gets no new token.
+    let response = api
+        .http
+        .delete(api.url("api_credentials/billing-client"))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let token = api
+        .http
+        .post(format!("{}/oauth/token", api.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "billing-client"),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::UNAUTHORIZED);
+}

@@ -1,6 +1,7 @@
 //! The REST API, in Flowmailer's v1 shapes so existing clients can switch by changing the
 //! base URL: OAuth2 client credentials, then `/{account_id}/...` with a bearer token.
 
+mod api_credentials;
 mod archive;
 mod auth;
 mod classifier;
@@ -358,13 +359,13 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route("/accounts", post(unsupported::accounts))
         .route(
             "/{account}/api_credentials",
-            get(handler(U::ApiCredentials)).post(handler(U::ApiCredentials)),
+            get(api_credentials::list).post(api_credentials::create),
         )
         .route(
             "/{account}/api_credentials/{client}",
-            get(handler(U::ApiCredentials))
-                .put(handler(U::ApiCredentials))
-                .delete(handler(U::ApiCredentials)),
+            get(api_credentials::get)
+                .put(handler(U::ApiCredentialUpdate))
+                .delete(api_credentials::delete),
         )
         .route("/{account}/event_flow_rules", get(handler(U::EventFlows)))
         .route(

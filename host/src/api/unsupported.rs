@@ -17,8 +17,8 @@ use super::error::ApiError;
 pub enum Unsupported {
     /// `POST /accounts`.
     Accounts,
-    /// `/api_credentials…`.
-    ApiCredentials,
+    /// `PUT /api_credentials/{clientId}`.
+    ApiCredentialUpdate,
     /// `/event_flows…`, `/event_flow_rules…`.
     EventFlows,
     /// `GET /flow_templates`.
@@ -48,9 +48,9 @@ impl Unsupported {
             Unsupported::Accounts => {
                 "accounts are made by the operator of this Sluice server, not over the API"
             }
-            Unsupported::ApiCredentials => {
-                "API credentials belong to a source here: POST /{account}/sources/{id}/credentials \
-                 with {\"kind\": \"api\"} makes one"
+            Unsupported::ApiCredentialUpdate => {
+                "an API credential is not changed in place: make a new one with POST \
+                 /{account}/api_credentials and delete the old one"
             }
             Unsupported::EventFlows => {
                 "Sluice calls webhooks instead of running event flows: see /{account}/webhooks"
