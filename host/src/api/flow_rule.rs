@@ -295,7 +295,10 @@ mod tests {
             equals: None,
             contains: Some("sale".into()),
         };
-        assert_eq!(simple_of(1, &[contains.clone()]), Err(&contains));
+        assert_eq!(
+            simple_of(1, std::slice::from_ref(&contains)),
+            Err(&contains)
+        );
         let two_sources = [
             Condition::Source { source_id: 1 },
             Condition::Source { source_id: 2 },

@@ -68,7 +68,11 @@ impl Unsupported {
                 "Sluice keeps no copy of a message as it was when a step failed; the HELD \
                  event says why"
             }
-            Unsupported::Resend => "resending a message is not supported yet",
+            Unsupported::Resend => {
+                "Sluice keeps the copy a flow made (templated, tracked, signed for this message), \
+                 not the submitted one, so it cannot send the message again as new: submit it \
+                 again with POST /{account}/messages/submit"
+            }
             Unsupported::Recipient => {
                 "a recipient's filters are at /{account}/filters?address=, their messages at \
                  /{account}/recipient/{address}/messages"
