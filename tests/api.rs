@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sluice::store::{CredentialKind, Source};
 
 use crate::util::guests;
-use crate::util::{Api, TestServer, email, guest_bytes};
+use crate::util::{Api, TestServer, email, guest_bytes, id_of};
 
 /// The first error code of an allErrors answer.
 fn error_codes(body: &Value) -> Vec<String> {
@@ -415,7 +415,7 @@ fn one_account_can_neither_read_nor_use_another_accounts_data() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_codes(&response.json().unwrap()), ["unknownFlow"]);
     let response = second
-        .get(&format!("flows/{}", first_flows[0]["id"]))
+        .get(&format!("flows/{}", id_of(&first_flows[0])))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -433,7 +433,7 @@ fn sources_and_credentials_are_managed_through_the_api() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let source: Value = response.json().unwrap();
     let response = api
-        .post(&format!("sources/{}/credentials", source["id"]))
+        .post(&format!("sources/{}/credentials", id_of(&source)))
         .json(&json!({"kind": "api", "username": "billing-api"}))
         .send()
         .unwrap();
@@ -448,7 +448,7 @@ fn sources_and_credentials_are_managed_through_the_api() {
     let id = billing.submit(email("from billing"));
     assert_eq!(
         server.store().message(&id).unwrap().unwrap().source_id,
-        source["id"].as_u64().unwrap()
+        id_of(&source).parse::<u64>().unwrap()
     );
     let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
     assert_eq!(sources.len(), 2);
@@ -525,7 +525,7 @@ fn source_with_api_login(api: &Api, source: Value, client_id: &str) -> (Value, S
     assert_eq!(response.status(), StatusCode::CREATED);
     let source: Value = response.json().unwrap();
     let response = api
-        .post(&format!("sources/{}/credentials", source["id"]))
+        .post(&format!("sources/{}/credentials", id_of(&source)))
         .json(&json!({"kind": "api", "username": client_id}))
         .send()
         .unwrap();
@@ -561,10 +561,13 @@ fn a_partial_source_update_keeps_the_settings_it_leaves_out() {
     });
     let response = api.post("sources").json(&settings).send().unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let id = response.json::<Value>().unwrap()["id"].as_u64().unwrap();
+    let id = id_of(&response.json::<Value>().unwrap()).to_string();
     let source_view = |api: &Api| -> Value {
         let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
-        sources.into_iter().find(|s| s["id"] == id).unwrap()
+        sources
+            .into_iter()
+            .find(|s| s["id"] == id.as_str())
+            .unwrap()
     };
 
     let response = api
@@ -626,7 +629,7 @@ fn an_empty_allowlist_admits_nobody_and_no_allowlist_anybody() {
     // A token issued while the source was open stops working once its allowlist is emptied.
     let open = Api::connect(&server, 1, "open-api", &secret);
     let response = api
-        .put(&format!("sources/{}", anybody["id"]))
+        .put(&format!("sources/{}", id_of(&anybody)))
         .json(&json!({"allowedNetworks": []}))
         .send()
         .unwrap();

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use sluice::store::{NewUser, Role};
 
-use crate::util::{Api, TestServer, email, second_account};
+use crate::util::{Api, TestServer, email, id_of, second_account};
 
 /// A browser without JavaScript: its own cookies, no redirects followed (the tests look at them).
 pub(crate) struct Browser {
@@ -935,7 +935,7 @@ fn sending_shows_the_records_to_publish_and_webhooks_of_the_account_only() {
         "{page}"
     );
     let csrf = stranger.csrf();
-    let path = format!("/sending/webhooks/{}/dead/1/redeliver", webhook["id"]);
+    let path = format!("/sending/webhooks/{}/dead/1/redeliver", id_of(&webhook));
     assert_eq!(
         stranger.post(&path, &[("csrf", &csrf)]).status(),
         StatusCode::NOT_FOUND

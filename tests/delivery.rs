@@ -232,7 +232,7 @@ fn a_hard_bounce_filters_the_recipient_until_the_customer_removes_it() {
         .unwrap()
         .json()
         .unwrap();
-    let entry_id = searched[0]["id"].as_u64().unwrap();
+    let entry_id = crate::util::id_of(&searched[0]);
     let other = crate::util::second_account(&server);
     let response = other
         .http

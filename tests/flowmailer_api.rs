@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use serde_json::Value;
 
-use crate::util::{Api, TestServer, email};
+use crate::util::{Api, TestServer, email, id_of};
 
 /// Reads a `Content-Range` the way the SDK's `ContentRange::fromString` does: a reference
 /// range ends in `/*` and holds two references around a ':'.
@@ -291,14 +291,13 @@ fn messages_and_their_events_come_in_the_sdk_s_shapes() {
     assert_eq!(simulated["flow"]["id"], read["flow"]["id"]);
     assert_eq!(simulated["messageType"], "EMAIL");
 
-    // Sluice's own clients keep numbers.
-    let sluice: Value = api
-        .get(&format!("messages/{id}"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(sluice["source"]["id"], 1);
+    // A client asking for plain JSON reads the same representation, labelled as it asked.
+    let response = api.get(&format!("messages/{id}")).send().unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let plain: Value = response.json().unwrap();
+    assert_identifiers_are_strings(&plain, "plain");
+    assert_eq!(plain["source"]["id"], "1");
+    assert_eq!(plain["events"], read["events"]);
 }
 
 /// GETs `path` and PUTs the answer back unchanged: it must be taken and read back the same.
@@ -359,7 +358,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
             "description": "typed",
             "templateId": "1",
             "steps": [
-                {"type": "template", "template": {"id": template["id"].to_string()}},
+                {"type": "template", "template": {"id": template["id"]}},
                 {"type": "openTracking"},
                 {"type": "archive", "archive": {"retention": "P1M", "onlineLink": true}},
             ],
@@ -398,7 +397,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
         serde_json::json!({
             "flow": {"id": native["id"]},
             "conditions": [
-                {"type": "source", "matchType": "equals", "value": source.to_string()},
+                {"type": "source", "matchType": "equals", "value": source},
                 {"type": "flowSelector", "matchType": "equals", "value": "news"},
                 {"type": "sender", "matchType": "pattern", "value": "*@example.com"},
                 {"type": "header", "matchType": "exists", "name": "X-Campaign"},
@@ -422,19 +421,19 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
     let flows: Vec<Value> = api.get("flows").send().unwrap().json().unwrap();
     assert!(flows.len() >= 3);
     for flow in &flows {
-        read_and_write_back(&api, &format!("flows/{}", flow["id"]));
+        read_and_write_back(&api, &format!("flows/{}", id_of(flow)));
     }
     read_and_write_back(&api, "flow_rules");
     let sources: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
     for source in &sources {
-        let path = format!("sources/{}", source["id"]);
+        let path = format!("sources/{}", id_of(source));
         let response = api.put(&path).json(source).send().unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
         assert_eq!(&response.json::<Value>().unwrap(), source);
     }
 
     // The SDK's own round trip: it keeps only the fields its models have, ids as strings.
-    let as_sdk_reads = sdk_get(&api, &format!("flows/{}", typed["id"]));
+    let as_sdk_reads = sdk_get(&api, &format!("flows/{}", id_of(&typed)));
     assert_identifiers_are_strings(&as_sdk_reads, "flow");
     let sdk_fields: Vec<Value> = as_sdk_reads["steps"]
         .as_array()
@@ -451,7 +450,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
         })
         .collect();
     let response = api
-        .put(&format!("flows/{}", typed["id"]))
+        .put(&format!("flows/{}", id_of(&typed)))
         .json(&serde_json::json!({"id": as_sdk_reads["id"], "description": "typed", "steps": sdk_fields}))
         .send()
         .unwrap();
@@ -461,8 +460,8 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
     // Another account can neither read these nor point its rules at them.
     let other = crate::util::second_account(&server);
     for path in [
-        format!("flows/{}", native["id"]),
-        format!("flows/{}/messages", native["id"]),
+        format!("flows/{}", id_of(&native)),
+        format!("flows/{}/messages", id_of(&native)),
     ] {
         assert_eq!(
             other.get(&path).send().unwrap().status(),
@@ -490,7 +489,7 @@ fn every_flow_rule_and_source_reads_back_and_writes_back_unchanged() {
     let response = other
         .put("flow_rules")
         .json(&serde_json::json!([
-            {"flow": {"id": own["id"]}, "conditions": [{"type": "source", "value": source.to_string()}]},
+            {"flow": {"id": own["id"]}, "conditions": [{"type": "source", "value": source}]},
             {"flow": {"id": own["id"]}},
         ]))
         .send()
@@ -653,7 +652,7 @@ fn every_sdk_call_answers_as_this_table_says() {
     let created = |path: &str, body: Value| -> String {
         let response = api.post(path).json(&body).send().unwrap();
         assert_eq!(response.status(), StatusCode::CREATED, "{path}");
-        response.json::<Value>().unwrap()["id"].to_string()
+        id_of(&response.json::<Value>().unwrap()).to_string()
     };
     let domain = created(
         "sender_domains",
@@ -820,6 +819,62 @@ fn statistics_count_events_per_interval_and_keep_to_their_account() {
 }
 
 #[test]
+fn an_account_s_statistics_queue_behind_its_own_scans_and_not_another_s() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let other = crate::util::second_account(&server);
+    let scans = std::sync::Arc::clone(&server.server.scans);
+    // A heavy read of account 1 (a dashboard page, say) holds account 1's slot until told.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (started, has_started) = std::sync::mpsc::channel::<()>();
+    let held = server.runtime.spawn({
+        let scans = std::sync::Arc::clone(&scans);
+        async move {
+            scans
+                .run(1, move |_| {
+                    started.send(()).unwrap();
+                    released.recv().ok();
+                    Ok(())
+                })
+                .await
+                .unwrap()
+        }
+    });
+    has_started.recv().unwrap();
+
+    let path = "messagestats;daterange=2000-01-01T00:00:00Z,2100-01-01T00:00:00Z?interval=31557600";
+    let request = api.get(path).header("Accept", VENDOR);
+    let own = std::thread::spawn(move || request.send().unwrap().status());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while scans.waiting() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statistics never queued"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Account 1's statistics wait for account 1's read; account 2's are answered meanwhile,
+    // in the pool's other slot.
+    assert_eq!(scans.waiting(), 1);
+    assert_eq!(
+        other
+            .get(path)
+            .header("Accept", VENDOR)
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert!(!own.is_finished());
+    assert_eq!(scans.waiting(), 1, "account 1's statistics still wait");
+
+    release.send(()).unwrap();
+    server.block_on(held).unwrap();
+    assert_eq!(own.join().unwrap(), StatusCode::OK);
+    assert_eq!(scans.waiting(), 0);
+}
+
+#[test]
 fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
     let server = TestServer::start(|_| {});
     let api = Api::demo(&server);
@@ -882,7 +937,7 @@ fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
         );
     }
     let theirs: Vec<Value> = other.get("sources").send().unwrap().json().unwrap();
-    let their_source = theirs[0]["id"].clone();
+    let their_source = id_of(&theirs[0]);
     assert_eq!(
         other
             .http
@@ -908,4 +963,371 @@ fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
             .status(),
         StatusCode::NOT_FOUND
     );
+}
+
+/// A POST as the SDK sends it; the status and the JSON answer.
+fn sdk_post(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
+    let response = api
+        .post(path)
+        .header("Accept", VENDOR)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn templates_come_in_the_sdk_s_shape_and_a_freemarker_one_is_refused() {
+    use base64::Engine as _;
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    // As the SDK writes a Template (it leaves nulls out).
+    let (status, created) = sdk_post(
+        &api,
+        "templates",
+        &serde_json::json!({
+            "description": "Order confirmation",
+            "mimeType": "text/html",
+            "templateEngine": "minijinja",
+            "data": "<p>Hi {{ name }}</p>",
+        }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{created:#}");
+    assert_identifiers_are_strings(&created, "template");
+    assert_eq!(created["description"], "Order confirmation");
+    assert_eq!(created["templateEngine"], "minijinja");
+    assert_eq!(created["mimeType"], "text/html");
+    assert_eq!(created["data"], "<p>Hi {{ name }}</p>");
+    let id = id_of(&created).to_string();
+    let read = sdk_get(&api, &format!("templates/{id}"));
+    assert_eq!(read, created);
+    let listed = sdk_get(&api, "templates");
+    assert!(listed.as_array().unwrap().contains(&read), "{listed:#}");
+
+    // What a read answers is written back unchanged.
+    let response = api
+        .put(&format!("templates/{id}"))
+        .header("Accept", VENDOR)
+        .json(&read)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let written: Value = response.json().unwrap();
+    assert_eq!(written["data"], read["data"]);
+    assert_eq!(written["description"], read["description"]);
+
+    // The template renders under its description, as a step names it.
+    let (status, preview) = sdk_post(
+        &api,
+        "templates/preview",
+        &serde_json::json!({"name": "Order confirmation", "data": {"name": "Ann"}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{preview:#}");
+    assert!(
+        preview["html"].as_str().unwrap().contains("Hi Ann"),
+        "{preview:#}"
+    );
+
+    // Base64 data, as the SDK may send it.
+    let (status, plain) = sdk_post(
+        &api,
+        "templates",
+        &serde_json::json!({
+            "description": "Plain",
+            "mimeType": "text/plain",
+            "decodeBase64": true,
+            "data": base64::engine::general_purpose::STANDARD.encode("Hello {{ name }}"),
+        }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{plain:#}");
+    assert_eq!(plain["text"], "Hello {{ name }}");
+    assert_eq!(plain["mimeType"], "text/plain");
+
+    // The SDK's default engine is refused, naming the one Sluice renders with; so are the
+    // parts Sluice's templates do not have.
+    for (body, field, code) in [
+        (
+            serde_json::json!({"description": "fm", "mimeType": "text/html",
+                "templateEngine": "freemarker-2.3.20", "data": "<p>${name}</p>"}),
+            "templateEngine",
+            "unsupportedTemplateEngine",
+        ),
+        (
+            serde_json::json!({"description": "pdf",
+                "mimeType": "application/vnd.flowmailer.itext+pdf", "data": "<p/>"}),
+            "mimeType",
+            "unsupportedMimeType",
+        ),
+        (
+            serde_json::json!({"description": "attachment", "mimeType": "text/plain",
+                "data": "x", "filename": "x.txt"}),
+            "filename",
+            "notSupported",
+        ),
+        (
+            serde_json::json!({"mimeType": "text/plain", "data": "x"}),
+            "description",
+            "required",
+        ),
+    ] {
+        let (status, refused) = sdk_post(&api, "templates", &body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(refused["allErrors"][0]["field"], field, "{refused:#}");
+        assert_eq!(refused["allErrors"][0]["code"], code, "{refused:#}");
+    }
+    let (_, freemarker) = sdk_post(
+        &api,
+        "templates",
+        &serde_json::json!({"description": "fm", "templateEngine": "freemarker-2.3.20"}),
+    );
+    let message = freemarker["allErrors"][0]["defaultMessage"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("minijinja"), "{message}");
+    let names: Vec<Value> = sdk_get(&api, "templates")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|template| template["description"].clone())
+        .collect();
+    assert_eq!(names.len(), 2, "nothing refused was stored: {names:?}");
+}
+
+#[test]
+fn filters_are_chosen_by_the_date_they_were_added() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let (status, added) = sdk_post(
+        &api,
+        "filters",
+        &serde_json::json!({"address": "gone@example.net"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{added:#}");
+    let list = |range: &str| -> Response {
+        api.get(&format!("filters;daterange={range}"))
+            .header("Accept", VENDOR)
+            .header("Range", "items=:10")
+            .send()
+            .unwrap()
+    };
+    let within: Vec<Value> = list("2000-01-01T00:00:00Z,2100-01-01T00:00:00Z")
+        .json()
+        .unwrap();
+    assert_eq!(within.len(), 1);
+    assert_eq!(within[0]["address"], "gone@example.net");
+    assert_eq!(within[0]["id"], added["id"]);
+    let before: Vec<Value> = list("2000-01-01T00:00:00Z,2000-01-02T00:00:00Z")
+        .json()
+        .unwrap();
+    assert!(before.is_empty());
+    assert_eq!(list("yesterday,today").status(), StatusCode::BAD_REQUEST);
+}
+
+/// A PUT as the SDK sends it; the status and the JSON answer.
+fn sdk_put(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
+    let response = api
+        .put(path)
+        .header("Accept", VENDOR)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_flow_s_rule_is_written_read_and_routes_as_flowmailer_s_simple_rule() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let (status, flow) = sdk_post(
+        &api,
+        "flows",
+        &serde_json::json!({"description": "invoices"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{flow:#}");
+    let flow_id = id_of(&flow).to_string();
+    let path = format!("flows/{flow_id}/rule");
+    // No rule yet: only the flow's id.
+    assert_eq!(sdk_get(&api, &path), serde_json::json!({"flowId": flow_id}));
+
+    let rule = serde_json::json!({
+        "flowId": flow_id,
+        "sourceId": "1",
+        "flowSelector": "invoice",
+        "headers": [{"name": "X-Kind", "value": "order"}],
+        "dataExpressions": [{"expression": "/order/type", "value": "gift"}],
+    });
+    let (status, written) = sdk_put(&api, &path, &rule);
+    assert_eq!(status, StatusCode::OK, "{written:#}");
+    assert_eq!(written, rule);
+    assert_eq!(sdk_get(&api, &path), rule);
+    // It is the account's rule list's rule for the flow, before the default flow.
+    let rules = sdk_get(&api, "flow_rules");
+    let rules = rules.as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(rules[0]["flow"]["id"], flow_id.as_str());
+    assert_eq!(rules[0]["conditions"].as_array().unwrap().len(), 4);
+
+    // A message that meets it goes to the flow; one that does not, to the default flow.
+    let mut meets = email("invoice");
+    meets["flowSelector"] = "invoice".into();
+    meets["headers"] = serde_json::json!([{"name": "X-Kind", "value": "order"}]);
+    meets["data"] = serde_json::json!({"order": {"type": "gift"}});
+    let routed = api.submit(meets);
+    let other = api.submit(email("plain"));
+    let flow_of = |id: &str| server.wait_until_done(id).flow_id.map(|id| id.to_string());
+    assert_eq!(flow_of(&routed), Some(flow_id.clone()));
+    assert_ne!(flow_of(&other), Some(flow_id.clone()));
+
+    // Refused: an expression (Sluice has none), another account's source, another flow's id.
+    for (body, field) in [
+        (
+            serde_json::json!({"dataExpressions": [{"expression": "${data.order.type}", "value": "x"}]}),
+            "dataExpressions[0].expression",
+        ),
+        (serde_json::json!({"sourceId": "999"}), "sourceId"),
+        (
+            serde_json::json!({"flowId": "999", "sender": "a@b.example"}),
+            "flowId",
+        ),
+    ] {
+        let (status, refused) = sdk_put(&api, &path, &body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(refused["allErrors"][0]["field"], field, "{refused:#}");
+    }
+    assert_eq!(sdk_get(&api, &path), rule, "nothing refused was kept");
+
+    // A rule without conditions removes the flow's rule.
+    let (status, _) = sdk_put(&api, &path, &serde_json::json!({"flowId": flow_id}));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sdk_get(&api, &path), serde_json::json!({"flowId": flow_id}));
+    assert_eq!(sdk_get(&api, "flow_rules").as_array().unwrap().len(), 1);
+    // Another account has no such flow of its own.
+    let stranger = crate::util::second_account(&server);
+    assert_eq!(
+        stranger
+            .get(&format!("flows/{flow_id}/rule"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn api_credentials_are_made_for_a_source_log_in_and_are_removed_within_their_account() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let (status, made) = sdk_post(
+        &api,
+        "api_credentials",
+        &serde_json::json!({"sourceId": "1", "clientId": "billing-client"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{made:#}");
+    assert_identifiers_are_strings(&made, "credential");
+    assert_eq!(made["clientId"], "billing-client");
+    assert_eq!(made["sourceId"], "1");
+    let secret = made["clientSecret"].as_str().unwrap().to_string();
+    // The secret is shown once; reads and lists leave it out.
+    let read = sdk_get(&api, "api_credentials/billing-client");
+    assert!(read.get("clientSecret").is_none(), "{read:#}");
+    assert_eq!(read["sourceId"], "1");
+    let listed = sdk_get(&api, "api_credentials");
+    assert!(listed.as_array().unwrap().contains(&read), "{listed:#}");
+    // The new client logs in as the source and submits.
+    let billing = Api::connect(&server, 1, "billing-client", &secret);
+    let id = billing.submit(email("from the new client"));
+    assert_eq!(server.wait_until_done(&id).source_id, 1);
+
+    // A generated client id; refused: a chosen secret, roles, an unknown source, a taken id.
+    let (status, generated) =
+        sdk_post(&api, "api_credentials", &serde_json::json!({"sourceId": 1}));
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        generated["clientId"]
+            .as_str()
+            .unwrap()
+            .starts_with("source1-")
+    );
+    for (body, status, field) in [
+        (
+            serde_json::json!({"sourceId": "1", "clientSecret": "mine"}),
+            StatusCode::BAD_REQUEST,
+            "clientSecret",
+        ),
+        (
+            serde_json::json!({"sourceId": "1", "roles": ["ADMIN"]}),
+            StatusCode::BAD_REQUEST,
+            "roles",
+        ),
+        (
+            serde_json::json!({"sourceId": "999"}),
+            StatusCode::BAD_REQUEST,
+            "sourceId",
+        ),
+        (
+            serde_json::json!({"sourceId": "1", "clientId": "billing-client"}),
+            StatusCode::CONFLICT,
+            "",
+        ),
+    ] {
+        let (answered, refused) = sdk_post(&api, "api_credentials", &body);
+        assert_eq!(answered, status, "{body}: {refused:#}");
+        if !field.is_empty() {
+            assert_eq!(refused["allErrors"][0]["field"], field, "{refused:#}");
+        }
+    }
+
+    // Another account neither sees nor removes it; its own source is not this account's.
+    let other = crate::util::second_account(&server);
+    assert_eq!(
+        other
+            .get("api_credentials/billing-client")
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let theirs = other
+        .get("api_credentials")
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert!(
+        !theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["clientId"] == "billing-client"),
+        "{theirs:#}"
+    );
+    let response = other
+        .http
+        .delete(other.url("api_credentials/billing-client"))
+        .bearer_auth(&other.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Removed: the client gets no new token.
+    let response = api
+        .http
+        .delete(api.url("api_credentials/billing-client"))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let token = api
+        .http
+        .post(format!("{}/oauth/token", api.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "billing-client"),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::UNAUTHORIZED);
 }

@@ -11,7 +11,7 @@ use sluice::store::MessageStatus;
 
 use crate::util::guests;
 use crate::util::sink::{Behaviour, SinkOptions, SmtpSink, Stage};
-use crate::util::{Api, TestServer, event_detail, event_kinds};
+use crate::util::{Api, TestServer, event_detail, event_kinds, id_of};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -193,7 +193,7 @@ fn a_hard_bounce_filters_the_recipient_and_the_next_message_is_rejected() {
     assert_eq!(kinds, ["SUBMITTED", "PROCESSED", "REJECT"]);
 
     // The customer removes the entry and mail flows again.
-    let entry = list[0]["id"].as_u64().unwrap();
+    let entry = id_of(&list[0]);
     let response = api
         .http
         .delete(api.url(&format!("filters/{entry}")))
@@ -243,7 +243,7 @@ fn a_feedback_report_is_a_complaint_that_filters_the_recipient() {
     let mut source = sources[0].clone();
     source["feedbackAddress"] = json!("abuse-desk@shop.example");
     let response = api
-        .put(&format!("sources/{}", source["id"]))
+        .put(&format!("sources/{}", id_of(&source)))
         .json(&source)
         .send()
         .unwrap();

@@ -10,7 +10,7 @@ use sluice::store::{CredentialKind, Flow, Flowstep, MessageStatus, Source};
 use serde_json::json;
 
 use crate::util::guests;
-use crate::util::{Api, TestServer, guest_bytes};
+use crate::util::{Api, TestServer, guest_bytes, id_of};
 
 const MESSAGE: &[u8] =
     b"From: Shop <shop@example.com>\r\nTo: ann@example.net\r\nSubject: Your order\r\n\r\nThanks.\r\n";
@@ -191,9 +191,9 @@ fn source_with_smtp_login(server: &TestServer, source: serde_json::Value) -> (St
     let response = api.post("sources").json(&source).send().unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::CREATED);
     let source: serde_json::Value = response.json().unwrap();
-    let username = format!("user-{}", source["id"]);
+    let username = format!("user-{}", id_of(&source));
     let response = api
-        .post(&format!("sources/{}/credentials", source["id"]))
+        .post(&format!("sources/{}/credentials", id_of(&source)))
         .json(&json!({"kind": "smtp", "username": username}))
         .send()
         .unwrap();

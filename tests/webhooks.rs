@@ -14,7 +14,7 @@ use sha2::Sha256;
 use crate::util::dns::ResolveThrough as _;
 use crate::util::receiver::{Receiver, Request};
 use crate::util::sink::SmtpSink;
-use crate::util::{Api, TestServer, second_account};
+use crate::util::{Api, TestServer, id_of, second_account};
 
 /// A server whose webhook calls are retried twice, 50 ms apart: three attempts in all.
 fn server(adjust: impl FnOnce(&mut sluice::config::Config)) -> TestServer {
@@ -141,10 +141,7 @@ fn a_call_is_signed_with_the_endpoint_secret_and_a_tampered_body_does_not_verify
     assert_eq!(body["messageId"], id.as_str());
     assert_eq!(body["id"], format!("{id}-0"));
     assert_eq!(request.header("sluice-event-id"), format!("{id}-0"));
-    assert_eq!(
-        request.header("sluice-webhook-id"),
-        webhook["id"].to_string()
-    );
+    assert_eq!(request.header("sluice-webhook-id"), id_of(&webhook));
     assert_eq!(request.header("sluice-attempt"), "1");
     assert_eq!(request.header("content-type"), "application/json");
     assert_eq!(body["sequence"], 0);
@@ -177,7 +174,7 @@ fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
         assert_eq!(request.header("sluice-attempt"), (attempt + 1).to_string());
         assert_eq!(request.kind(), "SUBMITTED");
     }
-    let path = format!("webhooks/{}", webhook["id"]);
+    let path = format!("webhooks/{}", id_of(&webhook));
     let view = wait_for_json(&api, &path, |view| view["queued"] == 0);
     assert_eq!(view["deadLetters"], 0);
 }
@@ -263,7 +260,7 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
     let server = server(|_| {});
     let api = Api::demo(&server);
     let webhook = register(&api, &receiver.url(), &["SUBMITTED"]);
-    let letters_path = format!("webhooks/{}/dead_letters", webhook["id"]);
+    let letters_path = format!("webhooks/{}/dead_letters", id_of(&webhook));
 
     let id = submit(&api, "ann@example.net");
     let letters = wait_for_json(&api, &letters_path, |letters| {
@@ -283,7 +280,7 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
         "{letter}"
     );
     assert_eq!(receiver.requests().len(), 3);
-    let view = get_json(&api, &format!("webhooks/{}", webhook["id"]));
+    let view = get_json(&api, &format!("webhooks/{}", id_of(&webhook)));
     assert_eq!(
         (view["queued"].clone(), view["deadLetters"].clone()),
         (json!(0), json!(1))
@@ -292,7 +289,7 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
     // The receiver is fixed: the dead letter goes out again with the same event id.
     receiver.set_rule(|_, _| 200);
     let response = api
-        .post(&format!("{letters_path}/{}/redeliver", letter["id"]))
+        .post(&format!("{letters_path}/{}/redeliver", id_of(letter)))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -304,7 +301,7 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
     assert_eq!(redelivered.header("sluice-attempt"), "1");
     assert_eq!(get_json(&api, &letters_path), json!([]));
     let response = api
-        .post(&format!("{letters_path}/{}/redeliver", letter["id"]))
+        .post(&format!("{letters_path}/{}/redeliver", id_of(letter)))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -315,7 +312,7 @@ fn an_always_failing_receiver_leaves_a_dead_letter_that_can_be_redelivered_or_di
     let letters = wait_for_json(&api, &letters_path, |letters| {
         letters.as_array().unwrap().len() == 1
     });
-    let discard = format!("{letters_path}/{}", letters[0]["id"]);
+    let discard = format!("{letters_path}/{}", id_of(&letters[0]));
     assert_eq!(delete(&api, &discard).status(), StatusCode::NO_CONTENT);
     assert_eq!(get_json(&api, &letters_path), json!([]));
     assert_eq!(delete(&api, &discard).status(), StatusCode::NOT_FOUND);
@@ -352,7 +349,7 @@ fn webhooks_are_created_read_replaced_and_deleted_with_checked_input() {
     );
     assert_eq!(created["eventTypes"], json!(["DELIVERED", "HARDBOUNCE"]));
     assert_eq!(created["description"], "order system");
-    let path = format!("webhooks/{}", created["id"]);
+    let path = format!("webhooks/{}", id_of(&created));
     assert_eq!(get_json(&api, &path), created);
     assert_eq!(get_json(&api, "webhooks"), json!([created.clone()]));
 
@@ -416,7 +413,7 @@ fn another_account_can_neither_see_nor_change_a_webhook_nor_receive_its_events()
     let api = Api::demo(&server);
     let other = second_account(&server);
     let webhook = register(&api, &receiver.url(), &["SUBMITTED"]);
-    let id = webhook["id"].clone();
+    let id = id_of(&webhook).to_string();
 
     // Its own paths: the webhook is not there.
     assert_eq!(get_json(&other, "webhooks"), json!([]));
@@ -480,7 +477,7 @@ fn calls_queued_before_a_restart_are_sent_after_it_in_order() {
     let webhook = register(&api, &receiver.url(), &["SUBMITTED", "PROCESSED"]);
     let id = submit(&api, "ann@example.net");
     server.wait_until_done(&id);
-    let view = get_json(&api, &format!("webhooks/{}", webhook["id"]));
+    let view = get_json(&api, &format!("webhooks/{}", id_of(&webhook)));
     assert_eq!(view["queued"], 2);
     let dir = server.stop();
     assert!(receiver.requests().is_empty());
@@ -527,11 +524,11 @@ fn private_destinations_are_refused_unless_the_operator_allows_them() {
                 updated_at: 0,
             }),
     );
-    let webhook = json!({"id": webhook.unwrap().id});
+    let webhook = json!({"id": webhook.unwrap().id.to_string()});
     submit(&api, "ann@example.net");
     let letters = wait_for_json(
         &api,
-        &format!("webhooks/{}/dead_letters", webhook["id"]),
+        &format!("webhooks/{}/dead_letters", id_of(&webhook)),
         |letters| letters.as_array().unwrap().len() == 1,
     );
     assert!(
@@ -583,11 +580,11 @@ fn names_of_internal_addresses_are_refused_when_registered() {
     // A public name is taken, and a PUT to an internal one is refused like a POST.
     let webhook = register(&api, "https://hooks.public.example/hook", &[]);
     let response = api
-        .put(&format!("webhooks/{}", webhook["id"]))
+        .put(&format!("webhooks/{}", id_of(&webhook)))
         .json(&json!({"url": "http://localhost/hook"}))
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let view = get_json(&api, &format!("webhooks/{}", webhook["id"]));
+    let view = get_json(&api, &format!("webhooks/{}", id_of(&webhook)));
     assert_eq!(view["url"], "https://hooks.public.example/hook");
 }

@@ -20,6 +20,7 @@ use crate::plugin::classifier::AccountClassifiers;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
 use crate::plugin::{CompiledCache, PluginRuntime};
 use crate::private_file::load_or_create_key;
+use crate::scans::Scans;
 use crate::services::AccountServices;
 use crate::smtp::{DataBudget, SmtpServer, tls};
 use crate::store::{CredentialKind, Flow, Flowstep, NewUser, Role, Source, Store};
@@ -53,6 +54,8 @@ pub struct Server {
     pub data_budget: Arc<DataBudget>,
     /// The demo credentials made on first start, if this start made them.
     pub created_demo: Option<DemoCredentials>,
+    /// The pool of heavy reads the API's statistics and the dashboard share.
+    pub scans: Arc<Scans>,
     _watch: FolderWatch,
     smtp_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
@@ -191,6 +194,8 @@ impl Server {
         let inbound_task = inbound.start();
         let webhook_task = WebhookDispatcher::start(config.webhooks.clone(), store.clone())?;
         let purge_task = tokio::spawn(purge_expired(store.clone(), config.inbound.keep_days));
+        // Statistics in the API and the dashboard's heavy pages share one fair pool.
+        let scans = Scans::new(store.clone());
         let api_state = ApiState::new(
             ApiParts {
                 store: store.clone(),
@@ -201,6 +206,7 @@ impl Server {
                 dkim: Arc::clone(&dkim),
                 resolver,
                 allow_private_webhooks: config.webhooks.allow_private_destinations,
+                scans: Arc::clone(&scans),
             },
             &config.data_dir.join("api.key"),
             config.api.token_lifetime_secs,
@@ -216,6 +222,7 @@ impl Server {
                 pipeline.clone(),
                 Arc::clone(&plugins),
                 Arc::clone(&dkim),
+                Arc::clone(&scans),
                 api_state,
             );
             (
@@ -264,6 +271,7 @@ impl Server {
             dkim,
             data_budget,
             created_demo,
+            scans,
             _watch: watch,
             smtp_task,
             api_task,

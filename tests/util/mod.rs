@@ -335,7 +335,14 @@ pub fn second_account(server: &TestServer) -> Api {
     Api::connect(server, 2, "other-api", secret)
 }
 
-/// The kinds of a message's events, in order.
+/// The `id` of an object the API answered, which Flowmailer's representation writes as a
+/// string (a number would be written into a path with quotes around it).
+pub fn id_of(object: &serde_json::Value) -> &str {
+    object["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an id is a string: {object}"))
+}
+
 /// The JSON detail of a message's last event of `kind`.
 pub fn event_detail(server: &TestServer, id: &str, kind: &str) -> serde_json::Value {
     let event = server
@@ -348,6 +355,7 @@ pub fn event_detail(server: &TestServer, id: &str, kind: &str) -> serde_json::Va
     serde_json::from_str(event.detail.as_deref().unwrap()).unwrap()
 }
 
+/// The kinds of a message's events, in order.
 pub fn event_kinds(server: &TestServer, id: &str) -> Vec<String> {
     server
         .store()

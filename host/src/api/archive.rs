@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
-use super::dialect::Dialect;
 use super::error::ApiError;
 use crate::message::{Envelope, Message};
 use crate::store::MessageRecord;
@@ -76,7 +75,6 @@ pub async fn get(
     Path((account_id, id)): Path<(u64, String)>,
     Query(query): Query<ArchiveQuery>,
     caller: Caller,
-    dialect: Dialect,
 ) -> Result<Response, ApiError> {
     caller.require(account_id)?;
     let record = state
@@ -120,10 +118,7 @@ pub async fn get(
         expires_on: iso8601(entry.expires_at),
     };
     // Flowmailer answers a list: one archive per archiving step (Sluice keeps one).
-    Ok(match dialect {
-        Dialect::Flowmailer => Json(vec![archive]).into_response(),
-        Dialect::Sluice => Json(archive).into_response(),
-    })
+    Ok(Json(vec![archive]).into_response())
 }
 
 /// The page's policy: the archived html may show images and its own styles, but runs no

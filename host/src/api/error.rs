@@ -185,6 +185,15 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::scans::ScanError> for ApiError {
+    fn from(error: crate::scans::ScanError) -> Self {
+        match error {
+            crate::scans::ScanError::Store(error) => error.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl From<crate::flow::FlowError> for ApiError {
     fn from(error: crate::flow::FlowError) -> Self {
         match error {

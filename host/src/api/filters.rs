@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::messages::parse_json;
+use super::messages::{matrix_date_range, parse_json};
 use super::paging::{Order, page, requested};
+use super::parameters::Matrix;
 use crate::store::{FilterEntry, filter_key};
 use crate::timestamp::iso8601;
 
@@ -57,18 +58,25 @@ pub struct FilterQuery {
     address: Option<String>,
 }
 
-/// `GET /{account}/filters`, in address order, paged by `Range` (see `paging`).
+/// `GET /{account}/filters`, in address order, paged by `Range` (see `paging`); the matrix
+/// parameter `daterange` keeps the entries added within it.
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
     Query(query): Query<FilterQuery>,
+    matrix: Matrix,
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Vec<FilterView>>), ApiError> {
     caller.require(account_id)?;
-    let entries = state
+    let (since, before) = matrix_date_range(&matrix, "daterange")?;
+    let mut entries = state
         .store
         .filters_of(account_id, query.address.as_deref())?;
+    entries.retain(|entry| {
+        since.is_none_or(|since| entry.created_at >= since)
+            && before.is_none_or(|before| entry.created_at < before)
+    });
     // Entries come in address order: an address is the reference of its entry.
     let (answer, entries) = page(&requested(&headers)?, entries, Order::Ascending, |entry| {
         filter_key(&entry.address)

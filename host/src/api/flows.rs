@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::dialect::flexible_id;
 use super::error::{ApiError, FieldError};
 use super::messages::parse_json;
+use super::representation::flexible_id;
 use crate::flow::rules::{Condition, FlowRule, Routing};
 use crate::store::{Flow, Flowstep};
 

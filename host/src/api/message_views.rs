@@ -6,7 +6,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ApiState;
-use super::dialect::Dialect;
 use super::error::ApiError;
 use crate::store::{Event, EventKind, MessageRecord, MessageStatus};
 use crate::timestamp::iso8601;
@@ -45,7 +44,7 @@ pub struct EventView {
     message_id: String,
     #[serde(rename = "type")]
     kind: &'static str,
-    /// Sluice's own name of an event Flowmailer has no type for (Flowmailer dialect).
+    /// Sluice's own name of an event Flowmailer has no type for.
     #[serde(skip_serializing_if = "Option::is_none")]
     sub_type: Option<&'static str>,
     /// When it happened.
@@ -72,12 +71,9 @@ fn flowmailer_type(kind: EventKind) -> (&'static str, Option<&'static str>) {
 }
 
 impl EventView {
-    /// The `seq`th event of message `message_id`, in `dialect`.
-    pub fn new(message_id: &str, seq: usize, event: &Event, dialect: Dialect) -> Self {
-        let (kind, sub_type) = match dialect {
-            Dialect::Flowmailer => flowmailer_type(event.kind),
-            Dialect::Sluice => (event.kind.as_str(), None),
-        };
+    /// The `seq`th event of message `message_id`.
+    pub fn new(message_id: &str, seq: usize, event: &Event) -> Self {
+        let (kind, sub_type) = flowmailer_type(event.kind);
         Self {
             id: format!("{message_id}-{seq}"),
             message_id: message_id.to_string(),
@@ -179,7 +175,6 @@ pub fn view(
     state: &ApiState,
     record: MessageRecord,
     add: Additions,
-    dialect: Dialect,
 ) -> Result<MessageView, ApiError> {
     // Events are small and kept beside the record: read for when processing ended.
     let stored_events = state.store.events(&record.id)?;
@@ -191,7 +186,7 @@ pub fn view(
         let mut views: Vec<EventView> = stored_events
             .iter()
             .enumerate()
-            .map(|(seq, event)| EventView::new(&record.id, seq, event, dialect))
+            .map(|(seq, event)| EventView::new(&record.id, seq, event))
             .collect();
         // Flowmailer lists a message's events newest first.
         views.reverse();

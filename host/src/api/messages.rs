@@ -14,7 +14,6 @@ use serde_json::json;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::dialect::Dialect;
 use super::error::{ApiError, FieldError};
 use super::message_views::{Additions, EventView, MessageView, view};
 use super::paging::{Order, Requested, content_range, page, reference_range, requested};
@@ -471,7 +470,6 @@ pub async fn simulate(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
     caller: Caller,
-    dialect: Dialect,
     body: axum::body::Bytes,
 ) -> Result<Json<Simulation>, ApiError> {
     caller.require(account_id)?;
@@ -531,7 +529,7 @@ pub async fn simulate(
             .events
             .iter()
             .enumerate()
-            .map(|(seq, event)| EventView::new("simulation", seq, event, dialect))
+            .map(|(seq, event)| EventView::new("simulation", seq, event))
             .collect(),
     }))
 }
@@ -574,7 +572,6 @@ pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, String)>,
     caller: Caller,
-    dialect: Dialect,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(account_id)?;
     let record = state
@@ -588,7 +585,7 @@ pub async fn get(
         headers: true,
         online_link: true,
     };
-    Ok(Json(view(&state, record, everything, dialect)?))
+    Ok(Json(view(&state, record, everything)?))
 }
 
 /// The date range of a list (matrix parameter `daterange`), as milliseconds.
@@ -611,7 +608,6 @@ pub struct ListRequest {
     query: MessageQuery,
     matrix: Matrix,
     headers: HeaderMap,
-    dialect: Dialect,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ListRequest {
@@ -631,12 +627,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ListRequest {
                 )
             })?;
         let Ok(matrix) = Matrix::from_request_parts(parts, state).await;
-        let Ok(dialect) = Dialect::from_request_parts(parts, state).await;
         Ok(Self {
             query,
             matrix,
             headers: parts.headers.clone(),
-            dialect,
         })
     }
 }
@@ -711,7 +705,7 @@ pub(super) fn message_page(
     };
     let views = records
         .into_iter()
-        .map(|record| view(state, record, add, request.dialect))
+        .map(|record| view(state, record, add))
         .collect::<Result<_, _>>()?;
     Ok((answer, Json(views)))
 }
@@ -739,7 +733,6 @@ pub async fn events(
     Query(query): Query<EventQuery>,
     matrix: Matrix,
     caller: Caller,
-    dialect: Dialect,
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Vec<EventView>>), ApiError> {
     caller.require(account_id)?;
@@ -774,7 +767,7 @@ pub async fn events(
             if within.is_some_and(|(since, before)| event.at < since || event.at >= before) {
                 continue;
             }
-            let mut view = EventView::new(&id, seq, &event, dialect);
+            let mut view = EventView::new(&id, seq, &event);
             if query.addmessagetags
                 && let Some(record) = &record
             {

@@ -1,12 +1,13 @@
 //! The REST API, in Flowmailer's v1 shapes so existing clients can switch by changing the
 //! base URL: OAuth2 client credentials, then `/{account_id}/...` with a bearer token.
 
+mod api_credentials;
 mod archive;
 mod auth;
 mod classifier;
-mod dialect;
 mod error;
 mod filters;
+mod flow_rule;
 mod flows;
 mod identities;
 mod listener;
@@ -18,6 +19,7 @@ mod openapi;
 mod paging;
 mod parameters;
 mod plugins;
+mod representation;
 mod source_users;
 mod stats;
 mod templates;
@@ -39,6 +41,7 @@ use crate::dns::Resolver;
 use crate::flow::PipelineHandle;
 use crate::plugin::PluginRuntime;
 use crate::plugin::registry::PluginRegistry;
+use crate::scans::Scans;
 use crate::store::Store;
 use crate::tracking::{self, LinkSigner};
 
@@ -128,6 +131,7 @@ pub struct ApiState {
     dkim: Arc<Dkim>,
     resolver: Resolver,
     allow_private_webhooks: bool,
+    scans: Arc<Scans>,
 }
 
 /// The server's parts the API reads and drives.
@@ -149,6 +153,8 @@ pub struct ApiParts {
     pub resolver: Resolver,
     /// Webhook URLs may name private addresses (`[webhooks] allow_private_destinations`).
     pub allow_private_webhooks: bool,
+    /// The pool of heavy reads (statistics), shared with the dashboard.
+    pub scans: Arc<Scans>,
 }
 
 impl ApiState {
@@ -168,6 +174,7 @@ impl ApiState {
             dkim,
             resolver,
             allow_private_webhooks,
+            scans,
         } = parts;
         Ok(Self {
             store,
@@ -179,6 +186,7 @@ impl ApiState {
             dkim,
             resolver,
             allow_private_webhooks,
+            scans,
         })
     }
 
@@ -222,6 +230,10 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route("/{account}/message_events", get(messages::events))
         .route("/{account}/messagestats", get(stats::account))
         .route("/{account}/flows/{flow}/stats", get(stats::flow))
+        .route(
+            "/{account}/flows/{flow}/rule",
+            get(flow_rule::get).put(flow_rule::put),
+        )
         .route("/{account}/sources/{source}/stats", get(stats::source))
         .route(
             "/{account}/recipient/{address}/messages",
@@ -347,7 +359,7 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
     let router = unsupported_routes(router);
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
-        .layer(axum::middleware::from_fn(vendor_media_type))
+        .layer(axum::middleware::from_fn(flowmailer_representation))
         .with_state(state)
 }
 
@@ -359,13 +371,13 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route("/accounts", post(unsupported::accounts))
         .route(
             "/{account}/api_credentials",
-            get(handler(U::ApiCredentials)).post(handler(U::ApiCredentials)),
+            get(api_credentials::list).post(api_credentials::create),
         )
         .route(
             "/{account}/api_credentials/{client}",
-            get(handler(U::ApiCredentials))
-                .put(handler(U::ApiCredentials))
-                .delete(handler(U::ApiCredentials)),
+            get(api_credentials::get)
+                .put(handler(U::ApiCredentialUpdate))
+                .delete(api_credentials::delete),
         )
         .route("/{account}/event_flow_rules", get(handler(U::EventFlows)))
         .route(
@@ -387,10 +399,6 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
             get(handler(U::EventFlows)).put(handler(U::EventFlows)),
         )
         .route("/{account}/flow_templates", get(handler(U::FlowTemplates)))
-        .route(
-            "/{account}/flows/{flow}/rule",
-            get(handler(U::FlowRule)).put(handler(U::FlowRule)),
-        )
         .route(
             "/{account}/messages/{id}/archive/{step}/attachment/{content}",
             get(handler(U::ArchiveAttachment)),
@@ -424,28 +432,29 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route("/{account}/sources/{source}", delete(handler(U::Deletion)))
 }
 
-/// The largest JSON answer rewritten for the Flowmailer dialect; larger ones (an archive with
-/// big attachments) go out as they are, with a 500 rather than in the wrong shape.
+/// The largest JSON answer rewritten to Flowmailer's representation; a larger one (an archive
+/// with a huge body) is refused with a 500 rather than sent in another shape.
 const MAX_REWRITTEN_BYTES: usize = 64 << 20;
 
-/// Answers JSON in the media type a Flowmailer client asks for
-/// (`Accept: application/vnd.flowmailer.v1.12+json`), with its identifiers as strings (see
-/// `dialect`).
-async fn vendor_media_type(
+/// Writes every JSON answer in Flowmailer's representation (identifiers as strings, see
+/// `representation`) whatever the client asked for, and labels it with the media type a
+/// Flowmailer client asks for (`Accept: application/vnd.flowmailer.v1.12+json`), plain
+/// `application/json` otherwise.
+async fn flowmailer_representation(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
     use axum::response::IntoResponse;
-    let asked = dialect::vendor_media_type(request.headers());
+    let asked = representation::vendor_media_type(request.headers());
     let response = next.run(request).await;
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    let Some(asked) = asked.filter(|_| is_json) else {
+    if !is_json {
         return response;
-    };
+    }
     let (mut parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_REWRITTEN_BYTES).await {
         Ok(bytes) => bytes,
@@ -453,12 +462,14 @@ async fn vendor_media_type(
     };
     let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(mut value) => {
-            dialect::identifiers_as_strings(&mut value);
+            representation::identifiers_as_strings(&mut value);
             serde_json::to_vec(&value).map_or(bytes, axum::body::Bytes::from)
         }
         Err(_) => bytes,
     };
-    parts.headers.insert(CONTENT_TYPE, asked);
+    if let Some(asked) = asked {
+        parts.headers.insert(CONTENT_TYPE, asked);
+    }
     parts.headers.remove(CONTENT_LENGTH);
     axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -52,7 +52,8 @@ fn description() -> Value {
     };
     let mut filter_list = ranged(
         "The filter list: recipients not sent to (hard bounces, complaints, added by hand); \
-         ?address= searches",
+         ?address= searches; the matrix parameter ;daterange=START,END keeps the entries added \
+         within it",
     );
     filter_list["parameters"]
         .as_array_mut()
@@ -131,6 +132,18 @@ fn description() -> Value {
             "/{account_id}/message_hold/{message_id}": {"get": operation("A held message", None, ("200", "The held message; 404 when it is not held"))},
             "/{account_id}/messagestats": {"get": operation("Counts of events per interval (;daterange=FROM,TO required, ?interval=SECONDS, ;flow_ids=)", None, ("200", "DataSets: {list: [{name, samples: [{timestamp, value}]}]}"))},
             "/{account_id}/flows/{flow_id}/stats": {"get": operation("A flow's counts of events per interval (;daterange= required, ;interval=)", None, ("200", "DataSets"))},
+            "/{account_id}/api_credentials": {
+                "get": operation("The account's API credentials (Flowmailer's Credentials: clientId, sourceId, allowedAddresses from the source)", None, ("200", "The credentials, without secrets")),
+                "post": operation("Make an API credential for a source (sourceId, optional clientId); the clientSecret is in this answer only", None, ("201", "The credential with its clientSecret"))
+            },
+            "/{account_id}/api_credentials/{client_id}": {
+                "get": operation("An API credential", None, ("200", "The credential, without secret")),
+                "delete": operation("Remove an API credential: the client gets no new token", None, ("204", "Removed"))
+            },
+            "/{account_id}/flows/{flow_id}/rule": {
+                "get": operation("The flow's rule as Flowmailer's FlowRuleSimple (flowId, sourceId, flowSelector, sender, headers, dataExpressions with JSON pointers); 409 notSimple when the flow's rules need /flow_rules", None, ("200", "FlowRuleSimple")),
+                "put": operation("Replace the flow's rule where it stands among the account's rules; without conditions, remove it", None, ("200", "FlowRuleSimple"))
+            },
             "/{account_id}/sources/{source_id}/stats": {"get": operation("A source's counts of events per interval (;daterange= required, ;interval=)", None, ("200", "DataSets"))},
             "/{account_id}/sources/{source_id}/users": {
                 "get": operation("A source's SMTP users", None, ("200", "id, username, protocol, sourceId")),
@@ -231,7 +244,11 @@ fn description() -> Value {
                 "FilterEntry": {"type": "object", "required": ["address"], "properties": {
                     "address": {"type": "string", "format": "email", "description": "also taken as recipientAddress"}, "reason": {"type": "string"}
                 }},
-                "Template": {"type": "object", "required": ["name"], "properties": {
+                "Template": {"type": "object", "description": "Flowmailer's Template (description, mimeType, data, templateEngine, decodeBase64) or Sluice's parts (name, subject, html, text); a description or name is required", "properties": {
+                    "description": {"type": "string", "description": "the template's name, as steps refer to it"},
+                    "mimeType": {"type": "string", "enum": ["text/html", "text/plain"], "description": "which part data is"},
+                    "data": {"type": "string"}, "decodeBase64": {"type": "boolean"},
+                    "templateEngine": {"type": "string", "enum": ["minijinja"], "description": "Freemarker is refused: Sluice renders with minijinja"},
                     "name": {"type": "string"}, "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"}
                 }},
                 "TemplatePreview": {"type": "object", "properties": {

@@ -65,8 +65,10 @@ pub struct IntervalQuery {
     interval: Option<u64>,
 }
 
-/// Counts the events of the messages `selection` chooses (its date range set from `matrix`).
-fn count(
+/// Counts the events of the messages `selection` chooses (its date range set from `matrix`),
+/// in the scan pool the dashboard shares (see `crate::scans`): a tenant asking for many
+/// statistics at once waits for its own, not the others'.
+async fn count(
     state: &ApiState,
     account_id: u64,
     matrix: &Matrix,
@@ -97,29 +99,36 @@ fn count(
     selection.since_millis = Some(since);
     selection.before_millis = Some(before);
     selection.oldest_first = true;
-    let listed =
-        state
-            .store
-            .message_list(account_id, &selection, PageStart::After(None), MAX_MESSAGES)?;
-    if listed.more {
+    let counted = state
+        .scans
+        .run(account_id, move |store| {
+            let listed =
+                store.message_list(account_id, &selection, PageStart::After(None), MAX_MESSAGES)?;
+            if listed.more {
+                return Ok(None);
+            }
+            let mut counts = vec![vec![0u64; samples as usize]; COUNTED.len()];
+            for record in &listed.records {
+                for event in store.events(&record.id)? {
+                    if event.at < since || event.at >= before {
+                        continue;
+                    }
+                    if let Some(set) = COUNTED.iter().position(|(kind, _)| *kind == event.kind) {
+                        counts[set][((event.at - since) / interval) as usize] += 1;
+                    }
+                }
+            }
+            Ok(Some(counts))
+        })
+        .await?;
+    let Some(counts) = counted else {
         return Err(ApiError::field(
             "daterange",
             "tooLarge",
             format!("the range holds more than {MAX_MESSAGES} messages: ask for a shorter one"),
             None,
         ));
-    }
-    let mut counts = vec![vec![0u64; samples as usize]; COUNTED.len()];
-    for record in &listed.records {
-        for event in state.store.events(&record.id)? {
-            if event.at < since || event.at >= before {
-                continue;
-            }
-            if let Some(set) = COUNTED.iter().position(|(kind, _)| *kind == event.kind) {
-                counts[set][((event.at - since) / interval) as usize] += 1;
-            }
-        }
-    }
+    };
     Ok(DataSets {
         list: COUNTED
             .iter()
@@ -169,13 +178,9 @@ pub async fn account(
         flow_ids: id_list(&matrix, "flow_ids")?,
         ..MessageSelection::default()
     };
-    Ok(Json(count(
-        &state,
-        account_id,
-        &matrix,
-        query.interval,
-        selection,
-    )?))
+    Ok(Json(
+        count(&state, account_id, &matrix, query.interval, selection).await?,
+    ))
 }
 
 /// `GET /{account}/flows/{id}/stats`.
@@ -192,9 +197,9 @@ pub async fn flow(
         ..MessageSelection::default()
     };
     let interval = matrix_interval(&matrix)?;
-    Ok(Json(count(
-        &state, account_id, &matrix, interval, selection,
-    )?))
+    Ok(Json(
+        count(&state, account_id, &matrix, interval, selection).await?,
+    ))
 }
 
 /// `GET /{account}/sources/{id}/stats`.
@@ -215,7 +220,7 @@ pub async fn source(
         ..MessageSelection::default()
     };
     let interval = matrix_interval(&matrix)?;
-    Ok(Json(count(
-        &state, account_id, &matrix, interval, selection,
-    )?))
+    Ok(Json(
+        count(&state, account_id, &matrix, interval, selection).await?,
+    ))
 }

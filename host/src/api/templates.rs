@@ -33,11 +33,160 @@ pub struct TemplateInput {
     pub text: Option<String>,
 }
 
-/// A template as the API shows it.
+/// The engine Sluice renders templates with, as a template's `templateEngine` names it.
+const TEMPLATE_ENGINE: &str = "minijinja";
+
+/// A template as the API takes it: Flowmailer's `Template` (`description`, `mimeType`, `data`,
+/// `templateEngine`, `decodeBase64`), or Sluice's parts (`name`, `subject`, `html`, `text`), or
+/// both as a read answers them, so that a template read can be written back unchanged.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateBody {
+    /// Ignored: the path names the template.
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    /// Flowmailer's label: the template's name when `name` is not given.
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    html: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    /// `text/html` or `text/plain`: which part `data` is.
+    #[serde(default)]
+    mime_type: Option<String>,
+    /// The content of the part `mimeType` names.
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    decode_base64: Option<bool>,
+    #[serde(default)]
+    template_engine: Option<String>,
+    /// Attachment templates' fields: refused when given (Sluice's templates are message parts).
+    #[serde(default)]
+    content_id: Option<String>,
+    #[serde(default)]
+    disposition: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+    /// Flowmailer's account copies; Sluice has none, so nothing to keep from.
+    #[serde(default, rename = "doNotUpdateOnCopy")]
+    _do_not_update_on_copy: Option<bool>,
+    /// As a read answers it; ignored.
+    #[serde(default, rename = "updatedOn")]
+    _updated_on: Option<String>,
+}
+
+fn refused(field: &str, code: &str, message: impl Into<String>, value: &str) -> ApiError {
+    ApiError::field(field, code, message.into(), Some(value.into()))
+}
+
+impl TemplateBody {
+    /// The template's parts, from whichever of the two shapes the body uses.
+    fn into_input(self) -> Result<TemplateInput, ApiError> {
+        let _ = self.id;
+        if let Some(engine) = self.template_engine.as_deref()
+            && !engine.eq_ignore_ascii_case(TEMPLATE_ENGINE)
+        {
+            return Err(refused(
+                "templateEngine",
+                "unsupportedTemplateEngine",
+                format!(
+                    "Sluice renders templates with {TEMPLATE_ENGINE} (Jinja syntax: {{{{ name }}}}, \
+                     {{% if %}}); a {engine} template would not render as written: rewrite it and \
+                     send templateEngine \"{TEMPLATE_ENGINE}\""
+                ),
+                engine,
+            ));
+        }
+        for (field, value) in [
+            ("contentId", &self.content_id),
+            ("disposition", &self.disposition),
+            ("filename", &self.filename),
+        ] {
+            if let Some(value) = value {
+                return Err(refused(
+                    field,
+                    "notSupported",
+                    "Sluice's templates are message parts (subject, html, text), not attachments",
+                    value,
+                ));
+            }
+        }
+        let (mut html, mut text) = (self.html, self.text);
+        if let Some(data) = self.data {
+            let data = if self.decode_base64 == Some(true) {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .map_err(|_| {
+                        ApiError::field("data", "invalidBase64", "data is not base64", None)
+                    })?;
+                String::from_utf8(bytes).map_err(|_| {
+                    ApiError::field("data", "invalidText", "data is not UTF-8 text", None)
+                })?
+            } else {
+                data
+            };
+            let mime_type = self.mime_type.as_deref().unwrap_or("");
+            let part = match mime_type.to_ascii_lowercase().as_str() {
+                "text/html" => &mut html,
+                "text/plain" => &mut text,
+                _ => {
+                    return Err(refused(
+                        "mimeType",
+                        "unsupportedMimeType",
+                        "a template's data is text/html or text/plain",
+                        mime_type,
+                    ));
+                }
+            };
+            match part {
+                Some(given) if *given != data => {
+                    return Err(ApiError::field(
+                        "data",
+                        "conflictingContent",
+                        format!("data and the {mime_type} part differ: give one"),
+                        None,
+                    ));
+                }
+                _ => *part = Some(data),
+            }
+        }
+        let name = self.name.or(self.description).ok_or_else(|| {
+            ApiError::field(
+                "description",
+                "required",
+                "a template needs a description (or name)",
+                None,
+            )
+        })?;
+        Ok(TemplateInput {
+            name,
+            subject: self.subject,
+            html,
+            text,
+        })
+    }
+}
+
+/// A template as the API shows it: Flowmailer's `Template` (its `data` the html part, else
+/// the text part), and Sluice's parts beside it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateView {
     id: u64,
+    description: String,
+    template_engine: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mime_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    decode_base64: bool,
     name: String,
     subject: Option<String>,
     html: Option<String>,
@@ -47,8 +196,18 @@ pub struct TemplateView {
 
 impl From<Template> for TemplateView {
     fn from(template: Template) -> Self {
+        let (mime_type, data) = match (&template.html, &template.text) {
+            (Some(html), _) => (Some("text/html"), Some(html.clone())),
+            (None, Some(text)) => (Some("text/plain"), Some(text.clone())),
+            (None, None) => (None, None),
+        };
         Self {
             id: template.id,
+            description: template.name.clone(),
+            template_engine: TEMPLATE_ENGINE,
+            mime_type,
+            data,
+            decode_base64: false,
             name: template.name,
             subject: template.subject,
             html: template.html,
@@ -66,16 +225,17 @@ pub(crate) fn checked(
     id: u64,
 ) -> Result<Template, ApiError> {
     let mut errors = Vec::new();
+    // Flowmailer's clients name a template by its description ("Order confirmation"): any
+    // text a step's configuration can quote, without control characters or outer spaces.
     let name_ok = !input.name.is_empty()
-        && input.name.len() <= 100
-        && input
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && input.name.chars().count() <= 100
+        && input.name.trim() == input.name
+        && !input.name.chars().any(char::is_control);
     if !name_ok {
         errors.push(FieldError {
             code: "invalidName".into(),
-            default_message: "1 to 100 characters: letters, digits, '-', '_' and '.'".into(),
+            default_message: "1 to 100 characters, no control characters, no spaces at either end"
+                .into(),
             field: Some("name".into()),
             object_name: Some("template".into()),
             rejected_value: Some(input.name.clone().into()),
@@ -163,7 +323,8 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
     caller.require(account_id)?;
-    let template = checked(parse_json(&body)?, account_id, 0)?;
+    let body: TemplateBody = parse_json(&body)?;
+    let template = checked(body.into_input()?, account_id, 0)?;
     let template = state.store.put_template(template).await?;
     Ok((StatusCode::CREATED, Json(template.into())))
 }
@@ -187,7 +348,8 @@ pub async fn update(
 ) -> Result<Json<TemplateView>, ApiError> {
     caller.require(account_id)?;
     own_template(&state, account_id, id)?;
-    let template = checked(parse_json(&body)?, account_id, id)?;
+    let body: TemplateBody = parse_json(&body)?;
+    let template = checked(body.into_input()?, account_id, id)?;
     let template = state.store.put_template(template).await?;
     Ok(Json(template.into()))
 }

@@ -17,16 +17,14 @@ use super::error::ApiError;
 pub enum Unsupported {
     /// `POST /accounts`.
     Accounts,
-    /// `/api_credentials…`.
-    ApiCredentials,
+    /// `PUT /api_credentials/{clientId}`.
+    ApiCredentialUpdate,
     /// `/event_flows…`, `/event_flow_rules…`.
     EventFlows,
     /// `GET /flow_templates`.
     FlowTemplates,
     /// `DELETE /flows/{id}`, `DELETE /sources/{id}`.
     Deletion,
-    /// `/flows/{id}/rule`.
-    FlowRule,
     /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
     ArchiveAttachment,
     /// `GET /messages/{id}/error_archive`.
@@ -50,9 +48,9 @@ impl Unsupported {
             Unsupported::Accounts => {
                 "accounts are made by the operator of this Sluice server, not over the API"
             }
-            Unsupported::ApiCredentials => {
-                "API credentials belong to a source here: POST /{account}/sources/{id}/credentials \
-                 with {\"kind\": \"api\"} makes one"
+            Unsupported::ApiCredentialUpdate => {
+                "an API credential is not changed in place: make a new one with POST \
+                 /{account}/api_credentials and delete the old one"
             }
             Unsupported::EventFlows => {
                 "Sluice calls webhooks instead of running event flows: see /{account}/webhooks"
@@ -62,9 +60,6 @@ impl Unsupported {
                 "flows and sources cannot be deleted over the API yet; a flow no rule names \
                  receives no mail"
             }
-            Unsupported::FlowRule => {
-                "a flow's rule is read and written with the account's rules: /{account}/flow_rules"
-            }
             Unsupported::ArchiveAttachment => {
                 "attachments of an archived message are not served one by one: GET \
                  /{account}/messages/{id}/archive?format=eml answers the whole message"
@@ -73,7 +68,11 @@ impl Unsupported {
                 "Sluice keeps no copy of a message as it was when a step failed; the HELD \
                  event says why"
             }
-            Unsupported::Resend => "resending a message is not supported yet",
+            Unsupported::Resend => {
+                "Sluice keeps the copy a flow made (templated, tracked, signed for this message), \
+                 not the submitted one, so it cannot send the message again as new: submit it \
+                 again with POST /{account}/messages/submit"
+            }
             Unsupported::Recipient => {
                 "a recipient's filters are at /{account}/filters?address=, their messages at \
                  /{account}/recipient/{address}/messages"

@@ -37,9 +37,9 @@ use tokio::net::TcpListener;
 
 use crate::api::{ApiConfig, ApiState};
 use crate::dkim::Dkim;
-use crate::fairness::FairShare;
 use crate::flow::PipelineHandle;
 use crate::plugin::registry::PluginRegistry;
+use crate::scans::Scans;
 use crate::store::Store;
 
 pub use system_mail::SystemMail;
@@ -53,9 +53,6 @@ pub async fn new_password_link_token(
 ) -> Result<String, crate::store::StoreError> {
     login::password_link_token(store, user, config).await
 }
-
-/// Record-scanning page reads running at once, over all accounts.
-const SCANS_AT_ONCE: usize = 2;
 
 /// The dashboard's settings (`[dashboard]` in the configuration).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -121,7 +118,7 @@ pub struct DashboardState {
     dkim: Arc<Dkim>,
     throttle: Arc<throttle::LoginThrottle>,
     templates: Arc<pages::Templates>,
-    scans: Arc<FairShare>,
+    scans: Arc<Scans>,
     /// The API's state, whose checks the editing pages call so a page accepts exactly what
     /// the API accepts.
     api: ApiState,
@@ -129,7 +126,8 @@ pub struct DashboardState {
 
 impl DashboardState {
     /// The state for a dashboard bound to `bound`, mailing through `pipeline`; previews run
-    /// the built-in steps of `plugins`; changes are checked by `api`'s rules.
+    /// the built-in steps of `plugins`; heavy reads share `scans` with the API; changes are
+    /// checked by `api`'s rules.
     pub fn new(
         config: DashboardConfig,
         bound: SocketAddr,
@@ -137,6 +135,7 @@ impl DashboardState {
         pipeline: PipelineHandle,
         plugins: Arc<PluginRegistry>,
         dkim: Arc<Dkim>,
+        scans: Arc<Scans>,
         api: ApiState,
     ) -> Self {
         let public_url: Arc<str> = config.public_url(bound).into();
@@ -155,31 +154,24 @@ impl DashboardState {
             dkim,
             throttle: Arc::new(throttle::LoginThrottle::default()),
             templates: Arc::new(pages::Templates::new()),
-            scans: FairShare::new(SCANS_AT_ONCE, 1),
+            scans,
             api,
         }
     }
 
-    /// Runs a page's read over many records (statistics, a search, the queue) off the async
-    /// workers, in a slot of a small pool of which one account holds one at a time: a
-    /// tenant reloading a heavy page waits for its own earlier reads, not the others.
-    /// `account_key` is the account read (the platform's pages use `u64::MAX`).
+    /// Runs a page's read over many records (statistics, a search, the queue) in the scan
+    /// pool it shares with the API (see `crate::scans`): a tenant reloading a heavy page waits
+    /// for its own earlier reads, not the others. `account_key` is the account read (the
+    /// platform's pages use `u64::MAX`).
     async fn scan<T: Send + 'static>(
         &self,
         account_key: u64,
         read: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
     ) -> Result<T, axum::response::Response> {
-        let _slot = self
-            .scans
-            .acquire(account_key)
+        self.scans
+            .run(account_key, read)
             .await
-            .map_err(|_| session::internal("the dashboard is shutting down"))?;
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || read(&store)).await {
-            Ok(Ok(found)) => Ok(found),
-            Ok(Err(error)) => Err(session::internal(error)),
-            Err(error) => Err(session::internal(error)),
-        }
+            .map_err(session::internal)
     }
 
     /// Whether cookies must only travel over TLS.

@@ -1,48 +1,17 @@
-//! Which representation a client asked for. Flowmailer versions its representation by media
-//! type (`Accept: application/vnd.flowmailer.v1.12+json`, which every Flowmailer SDK sends);
-//! a client asking for it gets Flowmailer's shapes exactly where Sluice's own differ:
+//! Flowmailer's representation, the only one the API answers in (whatever media type the client
+//! asks for, so that a client sending plain `application/json` reads the same shapes as one of
+//! Flowmailer's SDKs):
 //!
 //! - identifiers are JSON strings (the SDK's models type every `id` and `…Id` as a string and
-//!   refuse a number);
+//!   refuse a number); request bodies may give them as strings or numbers;
 //! - event types Flowmailer does not have are written as the nearest of its own, with Sluice's
-//!   name in `subType` (the SDK's `EventType` enum refuses an unknown name);
+//!   name in `subType` (see `message_views`);
 //! - the archive of a message is a list (one entry per archiving step).
 //!
-//! A client asking for plain `application/json` gets Sluice's representation, a superset in
-//! every other respect: the same fields plus Sluice's extensions.
+//! Sluice's extensions are extra fields and paths, which Flowmailer's clients ignore.
 
-use axum::extract::FromRequestParts;
 use axum::http::header::ACCEPT;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
-
-/// The representation a request asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    /// Flowmailer's own, asked for with its vendor media type.
-    Flowmailer,
-    /// Sluice's (`application/json`, or no `Accept`).
-    Sluice,
-}
-
-impl Dialect {
-    /// The dialect of a request with these headers.
-    pub fn of(headers: &HeaderMap) -> Self {
-        if vendor_media_type(headers).is_some() {
-            Dialect::Flowmailer
-        } else {
-            Dialect::Sluice
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Dialect {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Dialect::of(&parts.headers))
-    }
-}
 
 /// The Flowmailer media type the `Accept` header names, if any
 /// (`application/vnd.flowmailer.v1.12+json`).
@@ -137,15 +106,20 @@ mod tests {
     }
 
     #[test]
-    fn the_vendor_media_type_chooses_flowmailer() {
+    fn the_vendor_media_type_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        assert_eq!(Dialect::of(&headers), Dialect::Sluice);
+        assert_eq!(vendor_media_type(&headers), None);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        assert_eq!(Dialect::of(&headers), Dialect::Sluice);
+        assert_eq!(vendor_media_type(&headers), None);
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("text/html, application/vnd.flowmailer.v1.12+json;q=0.9"),
         );
-        assert_eq!(Dialect::of(&headers), Dialect::Flowmailer);
+        assert_eq!(
+            vendor_media_type(&headers),
+            Some(HeaderValue::from_static(
+                "application/vnd.flowmailer.v1.12+json"
+            ))
+        );
     }
 }

@@ -1,0 +1,233 @@
+//! The account's API credentials (`/{account}/api_credentials`), as Flowmailer's `Credentials`
+//! model shows them: `clientId`, `sourceId` and, once, when made, `clientSecret`. Each is a
+//! source's API credential (the same store as `POST /sources/{id}/credentials` with
+//! `{"kind": "api"}`): a client logs in as its source, so the source's `allowedNetworks` is the
+//! credential's `allowedAddresses`, shown but set on the source. Sluice keeps only the secret's
+//! argon2 hash, and no description or roles.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::messages::parse_json;
+use super::representation::flexible_id;
+use crate::store::{Credential, CredentialKind, Source};
+
+/// The longest client id taken.
+const MAX_CLIENT_ID_CHARS: usize = 256;
+
+/// An API credential as the API shows it (Flowmailer's `Credentials`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiCredentialView {
+    /// The client id: it names the credential in paths.
+    id: String,
+    client_id: String,
+    source_id: u64,
+    /// The source's allowlist of client addresses, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_addresses: Option<Vec<String>>,
+    /// Only in the answer that made the credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+fn view(credential: Credential, source: &Source, secret: Option<String>) -> ApiCredentialView {
+    ApiCredentialView {
+        id: credential.username.clone(),
+        client_id: credential.username,
+        source_id: credential.source_id,
+        allowed_addresses: source
+            .allowed_networks
+            .as_ref()
+            .map(|networks| networks.iter().map(ToString::to_string).collect()),
+        client_secret: secret,
+    }
+}
+
+/// The body of `POST /{account}/api_credentials`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewApiCredential {
+    /// The source the client logs in as.
+    #[serde(deserialize_with = "flexible_id")]
+    source_id: u64,
+    /// Made up when left out.
+    #[serde(default)]
+    client_id: Option<String>,
+    /// Refused: Sluice chooses the secret.
+    #[serde(default)]
+    client_secret: Option<String>,
+    /// Refused: set on the source (`allowedNetworks`).
+    #[serde(default)]
+    allowed_addresses: Option<serde_json::Value>,
+    /// Refused: a credential has its source's rights, no roles of its own.
+    #[serde(default)]
+    roles: Option<serde_json::Value>,
+    /// Refused: Sluice keeps no description of a credential.
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn own_source(state: &ApiState, account_id: u64, source_id: u64) -> Result<Source, ApiError> {
+    state
+        .store
+        .source(source_id)?
+        .filter(|source| source.account_id == account_id)
+        .ok_or_else(|| {
+            ApiError::field(
+                "sourceId",
+                "unknownSource",
+                "this account has no source with this id",
+                Some(source_id.to_string().into()),
+            )
+        })
+}
+
+/// The account's API credential by client id, with its source.
+fn own_credential(
+    state: &ApiState,
+    account_id: u64,
+    client_id: &str,
+) -> Result<(Credential, Source), ApiError> {
+    let credential = state
+        .store
+        .credential(client_id)?
+        .filter(|credential| {
+            credential.account_id == account_id && credential.kind == CredentialKind::Api
+        })
+        .ok_or_else(|| ApiError::not_found("API credential"))?;
+    let source = state
+        .store
+        .source(credential.source_id)?
+        .ok_or_else(|| ApiError::not_found("source of this credential"))?;
+    Ok((credential, source))
+}
+
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random).map_err(ApiError::internal)?;
+    Ok(hex::encode(random))
+}
+
+/// `GET /{account}/api_credentials`: every API credential of the account's sources.
+pub async fn list(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+) -> Result<Json<Vec<ApiCredentialView>>, ApiError> {
+    caller.require(account_id)?;
+    let mut views = Vec::new();
+    for source in state.store.sources_of(account_id)? {
+        for credential in state
+            .store
+            .credentials_of_source(source.id, CredentialKind::Api)?
+        {
+            views.push(view(credential, &source, None));
+        }
+    }
+    Ok(Json(views))
+}
+
+/// `POST /{account}/api_credentials`: makes a credential for a source, with the client id
+/// given or a made-up one; answers 201 with the secret, shown this once.
+pub async fn create(
+    State(state): State<ApiState>,
+    Path(account_id): Path<u64>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<ApiCredentialView>), ApiError> {
+    caller.require(account_id)?;
+    let input: NewApiCredential = parse_json(&body)?;
+    let refusals = [
+        (
+            "clientSecret",
+            input.client_secret.is_some(),
+            "Sluice makes the secret and shows it once",
+        ),
+        (
+            "allowedAddresses",
+            input.allowed_addresses.is_some(),
+            "the addresses a client may log in from are its source's: PUT /{account}/sources/{id} \
+             with allowedNetworks",
+        ),
+        (
+            "roles",
+            input.roles.is_some(),
+            "a credential has its source's rights; Sluice has no roles for API clients",
+        ),
+        (
+            "description",
+            input.description.is_some(),
+            "Sluice keeps no description of a credential; the source's description names it",
+        ),
+    ];
+    if let Some((field, _, why)) = refusals.iter().find(|(_, given, _)| *given) {
+        return Err(ApiError::field(field, "notSupported", *why, None));
+    }
+    let source = own_source(&state, account_id, input.source_id)?;
+    let client_id = match input.client_id {
+        Some(client_id) => client_id,
+        None => format!("source{}-{}", source.id, random_hex(6)?),
+    };
+    if client_id.is_empty()
+        || client_id.chars().count() > MAX_CLIENT_ID_CHARS
+        || client_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(ApiError::field(
+            "clientId",
+            "invalidValue",
+            format!("1 to {MAX_CLIENT_ID_CHARS} characters, no spaces, '/' or control characters"),
+            Some(client_id.into()),
+        ));
+    }
+    let secret = random_hex(18)?;
+    let credential = match state
+        .store
+        .add_credential(&source, CredentialKind::Api, &client_id, &secret)
+        .await
+    {
+        Ok(credential) => credential,
+        Err(crate::store::StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this client id is taken",
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(view(credential, &source, Some(secret))),
+    ))
+}
+
+/// `GET /{account}/api_credentials/{clientId}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    Path((account_id, client_id)): Path<(u64, String)>,
+    caller: Caller,
+) -> Result<Json<ApiCredentialView>, ApiError> {
+    caller.require(account_id)?;
+    let (credential, source) = own_credential(&state, account_id, &client_id)?;
+    Ok(Json(view(credential, &source, None)))
+}
+
+/// `DELETE /{account}/api_credentials/{clientId}`: the client can no longer get tokens.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account_id, client_id)): Path<(u64, String)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    let (credential, _) = own_credential(&state, account_id, &client_id)?;
+    state.store.remove_credential(&credential.username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
