@@ -215,16 +215,7 @@ impl Server {
         let (dashboard_addr, dashboard_task) = if config.dashboard.enabled {
             let listener = tokio::net::TcpListener::bind(config.dashboard.listen).await?;
             let bound = listener.local_addr()?;
-            let state = DashboardState::new(
-                config.dashboard.clone(),
-                bound,
-                store.clone(),
-                pipeline.clone(),
-                Arc::clone(&plugins),
-                Arc::clone(&dkim),
-                Arc::clone(&scans),
-                api_state,
-            );
+            let state = DashboardState::new(config.dashboard.clone(), bound, api_state);
             (
                 Some(bound),
                 Some(dashboard::spawn(listener, &config.api, state)),

@@ -122,16 +122,16 @@ impl Default for ApiConfig {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    store: Store,
-    pipeline: PipelineHandle,
+    pub(crate) store: Store,
+    pub(crate) pipeline: PipelineHandle,
     runtime: Arc<PluginRuntime>,
-    plugins: Arc<PluginRegistry>,
+    pub(crate) plugins: Arc<PluginRegistry>,
     tokens: TokenSigner,
     links: Arc<LinkSigner>,
-    dkim: Arc<Dkim>,
+    pub(crate) dkim: Arc<Dkim>,
     resolver: Resolver,
     allow_private_webhooks: bool,
-    scans: Arc<Scans>,
+    pub(crate) scans: Arc<Scans>,
 }
 
 /// The server's parts the API reads and drives.

@@ -117,7 +117,7 @@ fn nice_ceiling(value: u64) -> u64 {
 fn gridline_intervals(scale: u64) -> u64 {
     [4, 5, 2]
         .into_iter()
-        .find(|&intervals| intervals <= scale && scale % intervals == 0)
+        .find(|&intervals| intervals <= scale && scale.is_multiple_of(intervals))
         .unwrap_or(1)
 }
 
@@ -146,7 +146,7 @@ mod tests {
         for peak in [1, 2, 3, 5, 7, 10, 11, 20, 45, 100, 499, 501, 1_000_000] {
             let scale = nice_ceiling(peak);
             let intervals = gridline_intervals(scale);
-            assert_eq!(scale % intervals, 0, "peak {peak}");
+            assert!(scale.is_multiple_of(intervals), "peak {peak}");
             let values: Vec<u64> = (0..=intervals).map(|i| scale * i / intervals).collect();
             let mut distinct = values.clone();
             distinct.dedup();

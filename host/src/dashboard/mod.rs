@@ -125,36 +125,27 @@ pub struct DashboardState {
 }
 
 impl DashboardState {
-    /// The state for a dashboard bound to `bound`, mailing through `pipeline`; previews run
-    /// the built-in steps of `plugins`; heavy reads share `scans` with the API; changes are
-    /// checked by `api`'s rules.
-    pub fn new(
-        config: DashboardConfig,
-        bound: SocketAddr,
-        store: Store,
-        pipeline: PipelineHandle,
-        plugins: Arc<PluginRegistry>,
-        dkim: Arc<Dkim>,
-        scans: Arc<Scans>,
-        api: ApiState,
-    ) -> Self {
+    /// The state for a dashboard bound to `bound`, working on the API's `api`: the same store,
+    /// pipeline, plugins, keys and scan pool, and the same checks of every change, so a page
+    /// accepts exactly what the API accepts.
+    pub fn new(config: DashboardConfig, bound: SocketAddr, api: ApiState) -> Self {
         let public_url: Arc<str> = config.public_url(bound).into();
         let mail = Arc::new(SystemMail::new(
-            store.clone(),
-            pipeline.clone(),
+            api.store.clone(),
+            api.pipeline.clone(),
             config.mail_from.clone(),
         ));
         Self {
-            store,
+            store: api.store.clone(),
             config: Arc::new(config),
             public_url,
             mail,
-            pipeline,
-            plugins,
-            dkim,
+            pipeline: api.pipeline.clone(),
+            plugins: Arc::clone(&api.plugins),
+            dkim: Arc::clone(&api.dkim),
             throttle: Arc::new(throttle::LoginThrottle::default()),
             templates: Arc::new(pages::Templates::new()),
-            scans,
+            scans: Arc::clone(&api.scans),
             api,
         }
     }
