@@ -936,3 +936,38 @@ fn flow_rules_flows_and_conditions_are_bounded_in_size() {
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert_eq!(error_codes(&response.json().unwrap()), ["tooMany"]);
 }
+
+#[test]
+fn a_rotated_or_revoked_api_secret_ends_the_tokens_issued_with_it() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let api = Api::demo(&server);
+    let credential = server.store().credential(&demo.client_id).unwrap().unwrap();
+    assert_eq!(api.get("flows").send().unwrap().status(), StatusCode::OK);
+
+    server
+        .block_on(server.store().rotate_credential(
+            credential.source_id,
+            &demo.client_id,
+            "a-new-secret",
+        ))
+        .unwrap();
+    let response = api.get("flows").send().unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        response.text().unwrap().contains("rotated or revoked"),
+        "a token issued before the rotation"
+    );
+    let fresh = Api::connect(&server, demo.account_id, &demo.client_id, "a-new-secret");
+    assert_eq!(fresh.get("flows").send().unwrap().status(), StatusCode::OK);
+
+    assert!(
+        server
+            .block_on(server.store().remove_credential(&demo.client_id))
+            .unwrap()
+    );
+    assert_eq!(
+        fresh.get("flows").send().unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

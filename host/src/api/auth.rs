@@ -1,6 +1,8 @@
 //! OAuth2 client credentials (RFC 6749 section 4.4), as Flowmailer's API does it: an API
 //! credential of a Source is exchanged for a short-lived bearer token. Tokens are signed by
-//! the host (HMAC-SHA256), so checking one needs no lookup.
+//! the host (HMAC-SHA256) and name the credential they were issued for, by client id and a
+//! digest of its secret's hash: a credential rotated or revoked ends its tokens at once (one
+//! store read per request, beside the source's allowlist).
 
 use std::net::SocketAddr;
 
@@ -19,7 +21,7 @@ use sha2::Sha256;
 use super::ApiState;
 use super::error::ApiError;
 use crate::access::{self, Action, Principal};
-use crate::store::{CredentialKind, now_millis, verify_credential};
+use crate::store::{Credential, CredentialKind, now_millis, verify_credential};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -57,16 +59,23 @@ impl TokenSigner {
         mac
     }
 
-    /// Issues a token for a caller.
-    pub fn issue(&self, caller: Caller) -> String {
+    /// Issues a token for the holder of an API credential.
+    pub fn issue(&self, credential: &Credential) -> String {
         let expires = now_millis() / 1000 + self.lifetime_secs;
-        let payload = format!("{}.{}.{expires}", caller.account_id, caller.source_id);
+        let payload = format!(
+            "{}.{}.{expires}.{}.{}",
+            credential.account_id,
+            credential.source_id,
+            URL_SAFE_NO_PAD.encode(&credential.username),
+            generation(credential)
+        );
         let tag = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
         format!("{payload}.{tag}")
     }
 
-    /// Checks a token's signature and expiry.
-    pub fn verify(&self, token: &str) -> Option<Caller> {
+    /// Checks a token's signature and expiry: who it speaks for, and the credential it was
+    /// issued for (client id, generation) to look up.
+    pub fn verify(&self, token: &str) -> Option<(Caller, String, String)> {
         let (payload, tag) = token.rsplit_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         self.mac(payload).verify_slice(&tag).ok()?;
@@ -74,10 +83,40 @@ impl TokenSigner {
         let account_id = parts.next()?.parse().ok()?;
         let source_id = parts.next()?.parse().ok()?;
         let expires: u64 = parts.next()?.parse().ok()?;
-        (expires > now_millis() / 1000).then_some(Caller {
+        let client_id = String::from_utf8(URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+        let generation = parts.next()?.to_string();
+        let caller = Caller {
             account_id,
             source_id,
-        })
+        };
+        (expires > now_millis() / 1000).then_some((caller, client_id, generation))
+    }
+}
+
+/// What changes when a credential's secret does: the first bytes of a digest of its hash
+/// (which holds a fresh salt each time), in hex.
+fn generation(credential: &Credential) -> String {
+    use sha2::Digest;
+    hex::encode(&Sha256::digest(credential.secret_hash.as_bytes())[..8])
+}
+
+/// Refuses a token whose credential was revoked, rotated or moved since it was issued.
+fn check_credential(
+    state: &ApiState,
+    caller: &Caller,
+    client_id: &str,
+    issued_generation: &str,
+) -> Result<(), ApiError> {
+    let current = state.store.credential(client_id)?.filter(|credential| {
+        credential.kind == CredentialKind::Api
+            && credential.source_id == caller.source_id
+            && credential.account_id == caller.account_id
+    });
+    match current {
+        Some(credential) if generation(&credential) == issued_generation => Ok(()),
+        _ => Err(ApiError::unauthorized(
+            "the token's credential was rotated or revoked: ask for a new token",
+        )),
     }
 }
 
@@ -94,10 +133,11 @@ impl FromRequestParts<ApiState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::no_token("use the Bearer scheme"))?;
-        let caller = state
+        let (caller, client_id, generation) = state
             .tokens
             .verify(token.trim())
             .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
+        check_credential(state, &caller, &client_id, &generation)?;
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -356,10 +396,7 @@ pub async fn token(
         });
     }
     let answer = TokenResponse {
-        access_token: state.tokens.issue(Caller {
-            account_id: credential.account_id,
-            source_id: credential.source_id,
-        }),
+        access_token: state.tokens.issue(&credential),
         token_type: "bearer",
         expires_in: state.tokens.lifetime_secs,
         scope: "api",
