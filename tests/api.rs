@@ -971,3 +971,39 @@ fn a_rotated_or_revoked_api_secret_ends_the_tokens_issued_with_it() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[test]
+fn a_stored_plugin_that_failed_to_load_is_not_read_again() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let api = Api::demo(&server);
+    // Stored under a reference of the test's choosing: a bounce classifier is a component
+    // but not a Flowstep, so it does not load as a step.
+    let reference = "ab".repeat(32);
+    let store = server.store();
+    server
+        .block_on(store.put_plugin(
+            demo.account_id,
+            &reference,
+            guest_bytes(guests::TEST_BOUNCE_OVERRIDE),
+        ))
+        .unwrap();
+    let path = format!("plugins/{reference}");
+    assert_eq!(
+        api.get(&path).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    // Bytes that would load, under the same reference: the failure is remembered, not read
+    // and compiled again (for every message of a flow naming it, every view of a page).
+    server
+        .block_on(store.put_plugin(
+            demo.account_id,
+            &reference,
+            guest_bytes(guests::SUBJECT_PREFIX),
+        ))
+        .unwrap();
+    assert_eq!(
+        api.get(&path).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -46,6 +46,10 @@ pub struct Pipeline {
     delivery: DeliveryConfig,
     queued: QueueSignal,
     stored_plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+    /// Why stored plugins that were tried did not load. The same bytes fail the same way:
+    /// remembered, a flow naming one does not read and compile it again for every message
+    /// (nor a page listing it on every view).
+    failed_plugins: Mutex<HashMap<String, String>>,
     in_flight: Mutex<HashSet<String>>,
     share: Arc<FairShare>,
     overflowed: AtomicBool,
@@ -292,6 +296,7 @@ impl Pipeline {
             delivery,
             queued,
             stored_plugins: Mutex::new(HashMap::new()),
+            failed_plugins: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             share: FairShare::new(workers, account_share),
             // Start with a scan: whatever was spooled before a restart is picked up.
@@ -603,18 +608,40 @@ impl Pipeline {
         {
             return Ok(Arc::clone(plugin));
         }
+        let failed = |error: String| StepSetupError::Load {
+            plugin: reference.to_string(),
+            error,
+        };
+        if let Some(error) = self
+            .failed_plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(reference)
+        {
+            return Err(failed(error.clone()));
+        }
         let bytes = self
             .store
             .plugin(reference)?
             .ok_or_else(|| StepSetupError::MissingPlugin(reference.to_string()))?;
-        let plugin = self
+        let plugin = match self
             .runtime
             .load_async(reference.to_string(), bytes, Grants::none())
             .await
-            .map_err(|error| StepSetupError::Load {
-                plugin: reference.to_string(),
-                error: error.to_string(),
-            })?;
+        {
+            Ok(plugin) => plugin,
+            Err(error) => {
+                let lasting = error.is_lasting();
+                let error = error.to_string();
+                if lasting {
+                    self.failed_plugins
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(reference.to_string(), error.clone());
+                }
+                return Err(failed(error));
+            }
+        };
         self.stored_plugins
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -218,6 +218,17 @@ pub enum LoadError {
     /// Compilation failed.
     #[error("the component could not be compiled: {0}")]
     Compile(String),
+    /// The task that compiles it ended without an answer (a panic, a shutdown): the
+    /// component's bytes say nothing about it, and loading may be tried again.
+    #[error("the compile task failed: {0}")]
+    Interrupted(String),
+}
+
+impl LoadError {
+    /// True when the same bytes would fail the same way again.
+    pub fn is_lasting(&self) -> bool {
+        !matches!(self, LoadError::Interrupted(_))
+    }
 }
 
 /// A component's imports and exports, as `sluice plugin check` reports them.
@@ -352,7 +363,7 @@ impl PluginRuntime {
         let runtime = Arc::clone(self);
         tokio::task::spawn_blocking(move || runtime.load(&name, &bytes, grants))
             .await
-            .map_err(|error| LoadError::Compile(format!("the compile task failed: {error}")))?
+            .map_err(|error| LoadError::Interrupted(error.to_string()))?
     }
 
     fn compile_component(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
