@@ -108,12 +108,6 @@ fn own_credential(
     Ok((credential, source))
 }
 
-fn random_hex(bytes: usize) -> Result<String, ApiError> {
-    let mut random = vec![0u8; bytes];
-    getrandom::fill(&mut random).map_err(ApiError::internal)?;
-    Ok(hex::encode(random))
-}
-
 /// `GET /{account}/api_credentials`: every API credential of the account's sources.
 pub async fn list(
     State(state): State<ApiState>,
@@ -172,7 +166,7 @@ pub async fn create(
     let source = own_source(&state, account_id, input.source_id)?;
     let client_id = match input.client_id {
         Some(client_id) => client_id,
-        None => format!("source{}-{}", source.id, random_hex(6)?),
+        None => format!("source{}-{}", source.id, crate::store::random_hex(6)?),
     };
     if client_id.is_empty()
         || client_id.chars().count() > MAX_CLIENT_ID_CHARS
@@ -187,22 +181,16 @@ pub async fn create(
             Some(client_id.into()),
         ));
     }
-    let secret = random_hex(18)?;
-    let credential = match state
-        .store
-        .add_credential(&source, CredentialKind::Api, &client_id, &secret)
-        .await
-    {
-        Ok(credential) => credential,
-        Err(crate::store::StoreError::Conflict(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "this client id is taken",
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let secret = crate::store::random_hex(18)?;
+    let credential = super::source_users::add_unique(
+        &state,
+        &source,
+        CredentialKind::Api,
+        &client_id,
+        &secret,
+        "this client id is taken",
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(view(credential, &source, Some(secret))),

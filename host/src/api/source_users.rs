@@ -72,10 +72,22 @@ fn own_user(state: &ApiState, source: &Source, username: &str) -> Result<Credent
         .ok_or_else(|| ApiError::not_found("SMTP user of this source"))
 }
 
-fn random_hex(bytes: usize) -> Result<String, ApiError> {
-    let mut random = vec![0u8; bytes];
-    getrandom::fill(&mut random).map_err(ApiError::internal)?;
-    Ok(hex::encode(random))
+/// Adds a credential to a source; a name another credential has (in any account) is a 409
+/// saying `taken`.
+pub(super) async fn add_unique(
+    state: &ApiState,
+    source: &Source,
+    kind: CredentialKind,
+    name: &str,
+    secret: &str,
+    taken: &'static str,
+) -> Result<Credential, ApiError> {
+    match state.store.add_credential(source, kind, name, secret).await {
+        Err(crate::store::StoreError::Conflict(_)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "conflict", taken))
+        }
+        other => Ok(other?),
+    }
 }
 
 /// `GET /{account}/sources/{id}/users`.
@@ -120,7 +132,7 @@ pub async fn create(
     }
     let username = match input.username {
         Some(username) => username,
-        None => format!("source{}-{}", source.id, random_hex(4)?),
+        None => format!("source{}-{}", source.id, crate::store::random_hex(4)?),
     };
     if username.is_empty()
         || username.chars().count() > MAX_FIELD_CHARS
@@ -137,7 +149,7 @@ pub async fn create(
     }
     let password = match input.password {
         Some(password) => password,
-        None => random_hex(18)?,
+        None => crate::store::random_hex(18)?,
     };
     let length = password.chars().count();
     if !(MIN_PASSWORD_CHARS..=MAX_FIELD_CHARS).contains(&length) {
@@ -150,21 +162,15 @@ pub async fn create(
             None,
         ));
     }
-    let credential = match state
-        .store
-        .add_credential(&source, CredentialKind::Smtp, &username, &password)
-        .await
-    {
-        Ok(credential) => credential,
-        Err(crate::store::StoreError::Conflict(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "this username is taken",
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let credential = add_unique(
+        &state,
+        &source,
+        CredentialKind::Smtp,
+        &username,
+        &password,
+        "this username is taken",
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(user_view(credential, Some(password))),

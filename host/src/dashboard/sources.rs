@@ -35,9 +35,7 @@ fn kind_name(kind: CredentialKind) -> &'static str {
 }
 
 fn random_hex(bytes: usize) -> Result<String, Refusal> {
-    let mut random = vec![0u8; bytes];
-    getrandom::fill(&mut random).map_err(Refusal::store)?;
-    Ok(hex::encode(random))
+    crate::store::random_hex(bytes).map_err(Refusal::store)
 }
 
 /// `GET /sources`.

@@ -285,6 +285,13 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2x1aWNlLWR1bW15LXNhbHQ
 /// exhaust memory.
 static VERIFICATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// `bytes` random bytes in hex: a new secret or a name's random part, as credentials get them.
+pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random).map_err(|error| StoreError::Hash(error.to_string()))?;
+    Ok(hex::encode(random))
+}
+
 /// [`hash_secret`] off the async workers, queued with every other Argon2 run.
 pub async fn hash_secret_queued(secret: String) -> Result<String, StoreError> {
     let _permit = VERIFICATIONS
