@@ -1007,3 +1007,167 @@ fn a_stored_plugin_that_failed_to_load_is_not_read_again() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A source of the demo account for filling it up.
+fn bare_source(account_id: u64, name: String) -> Source {
+    Source {
+        id: 0,
+        account_id,
+        name,
+        allowed_networks: None,
+        max_message_bytes: 1 << 20,
+        require_tls: false,
+        allow_plain_auth: false,
+        feedback_address: None,
+    }
+}
+
+#[test]
+fn an_account_keeps_a_bounded_number_of_each_kind_and_another_account_is_untouched() {
+    use sluice::store::{Kept, Template};
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let second = crate::util::second_account(&server);
+    let store = server.store().clone();
+    let kept: Vec<Value> = api.get("sources").send().unwrap().json().unwrap();
+    server.block_on(async {
+        for n in kept.len()..Kept::Sources.limit() {
+            store
+                .create_source(bare_source(1, format!("filler {n}")))
+                .await
+                .unwrap();
+        }
+        // Concurrently, so the group writer shares their commits.
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..Kept::Templates.limit() {
+            let store = store.clone();
+            writes.spawn(async move {
+                let template = Template {
+                    id: 0,
+                    account_id: 1,
+                    name: format!("filler {n}"),
+                    subject: None,
+                    html: None,
+                    text: Some("x".into()),
+                    updated_at: 0,
+                };
+                store.put_template(template).await.unwrap();
+            });
+        }
+        writes.join_all().await;
+    });
+
+    let response = api
+        .post("sources")
+        .json(&json!({"description": "one too many"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: Value = response.json().unwrap();
+    assert_eq!(error_codes(&body), ["tooMany"], "{body}");
+    let response = api
+        .post("templates")
+        .json(&json!({"description": "one too many", "mimeType": "text/plain", "data": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    // A template the account keeps can still be changed.
+    let templates: Vec<Value> = api.get("templates").send().unwrap().json().unwrap();
+    let response = api
+        .put(&format!("templates/{}", id_of(&templates[0])))
+        .json(&json!({"description": templates[0]["description"], "mimeType": "text/plain", "data": "changed"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+
+    // The other account's room is its own.
+    let response = second
+        .post("sources")
+        .json(&json!({"description": "mine"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = second
+        .post("templates")
+        .json(&json!({"description": "mine", "mimeType": "text/plain", "data": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[test]
+fn an_uploaded_plugin_is_removed_once_nothing_uses_it() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let second = crate::util::second_account(&server);
+    let component = guest_bytes(guests::SUBJECT_PREFIX);
+    let sha256 = sluice::plugin::hex_sha256(&component);
+    for account in [&api, &second] {
+        let response = account
+            .post("plugins")
+            .body(component.clone())
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let response = api
+        .post("flows")
+        .json(&json!({"description": "uses it", "steps": [{"plugin": sha256, "config": {"prefix": "[x] "}}]}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text()
+    );
+    let flow: Value = response.json().unwrap();
+
+    let path = format!("plugins/{sha256}");
+    let response = api
+        .http
+        .delete(api.url(&path))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(error_codes(&response.json().unwrap()), ["inUse"]);
+
+    // The flow no longer names it: the account lets it go; the other account keeps its own,
+    // so the component stays until that one lets it go too.
+    let response = api
+        .put(&format!("flows/{}", id_of(&flow)))
+        .json(&json!({"description": "uses it", "steps": []}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text());
+    let response = api
+        .http
+        .delete(api.url(&path))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&path).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let response = api
+        .http
+        .delete(api.url(&path))
+        .bearer_auth(&api.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(server.store().plugin(&sha256).unwrap().is_some());
+    assert_eq!(second.get(&path).send().unwrap().status(), StatusCode::OK);
+
+    let response = second
+        .http
+        .delete(second.url(&path))
+        .bearer_auth(&second.token)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(server.store().plugin(&sha256).unwrap().is_none());
+}

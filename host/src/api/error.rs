@@ -180,6 +180,12 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::TooLarge(why) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "tooLarge", why)
             }
+            crate::store::StoreError::InUse(why) => {
+                ApiError::new(StatusCode::CONFLICT, "inUse", why)
+            }
+            crate::store::StoreError::Full(why) => {
+                ApiError::new(StatusCode::CONFLICT, "tooMany", why)
+            }
             other => ApiError::internal(other),
         }
     }

@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
 use crate::dkim::{KeyAlgorithm, expected_records};
-use crate::store::{RecordCheck, SenderIdentity, StoreError};
+use crate::store::{Kept, RecordCheck, SenderIdentity, StoreError};
 use crate::timestamp::iso8601;
 
 /// What adding an identity takes.
@@ -212,6 +212,8 @@ pub(crate) async fn make_identity(
             format!("the account already has a sender identity for {domain}"),
         ));
     }
+    // Before the key is made: an account that keeps all it may costs no CPU.
+    state.store.check_room(account_id, Kept::Identities)?;
     let selector = new_selector()?;
     let dkim = std::sync::Arc::clone(&state.dkim);
     // RSA key generation takes a few hundred milliseconds of CPU.

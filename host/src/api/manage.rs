@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
 use crate::plugin::Grants;
-use crate::store::{CredentialKind, Source};
+use crate::store::{CredentialKind, Kept, Source};
 
 /// A source as the API shows it.
 #[derive(Debug, Serialize)]
@@ -298,6 +298,10 @@ pub(crate) async fn checked_upload(
     bytes: Vec<u8>,
 ) -> Result<PluginView, ApiError> {
     let sha256 = crate::plugin::hex_sha256(&bytes);
+    // Before compiling: an account that keeps all it may costs no CPU.
+    if !state.store.owns_plugin(account_id, &sha256)? {
+        state.store.check_room(account_id, Kept::Plugins)?;
+    }
     let invalid = |error: crate::plugin::LoadError| {
         ApiError::field("body", "invalidPlugin", error.to_string(), None)
     };

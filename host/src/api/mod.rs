@@ -280,7 +280,10 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
             get(flows::get_rules).put(flows::put_rules),
         )
         .route("/{account}/plugins", post(manage::upload_plugin))
-        .route("/{account}/plugins/{plugin}", get(plugins::get))
+        .route(
+            "/{account}/plugins/{plugin}",
+            get(plugins::get).delete(plugins::delete),
+        )
         .route("/{account}/plugins/{plugin}/enable", post(plugins::enable))
         .route(
             "/{account}/bounce_classifier",

@@ -180,7 +180,8 @@ fn description() -> Value {
                 "responses": {"201": {"description": "sha256, imports and kind (flowstep or bounce-classifier)"}, "400": {"description": "Refused, with the reason"}}
             }},
             "/{account_id}/plugins/{plugin}": {
-                "get": operation("Whether a plugin (uploaded, by sha256; the operator's, by name) runs for the account, or why it was disabled", None, ("200", "sha256, name, enabled, disabledReason"))
+                "get": operation("Whether a plugin (uploaded, by sha256; the operator's, by name) runs for the account, or why it was disabled", None, ("200", "sha256, name, enabled, disabledReason")),
+                "delete": operation("Remove an uploaded plugin (by sha256) from the account; refused (409 inUse) while a flow or the bounce classifier uses it", None, ("204", "Removed"))
             },
             "/{account_id}/plugins/{plugin}/enable": {
                 "post": operation("Let a plugin that failed its way to disabled run again for the account, with a fresh count of failures", None, ("200", "The plugin's state"))

@@ -7,6 +7,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 
 use super::ApiState;
 use super::auth::Caller;
@@ -58,6 +59,18 @@ pub async fn get(
 ) -> Result<Json<PluginStateView>, ApiError> {
     caller.require(account_id)?;
     Ok(Json(usable(&state, account_id, &reference).await?))
+}
+
+/// `DELETE /{account}/plugins/{sha256}`: the account no longer keeps the uploaded plugin;
+/// refused while a flow of its or its bounce classifier uses it.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Path((account_id, sha256)): Path<(u64, String)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require(account_id)?;
+    state.store.remove_plugin(account_id, &sha256).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /{account}/plugins/{plugin}/enable`: runs the plugin again for this account, with a

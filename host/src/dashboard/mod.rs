@@ -236,6 +236,7 @@ pub fn router(state: DashboardState) -> Router {
                 .layer(DefaultBodyLimit::max(plugins::MAX_UPLOAD_BYTES)),
         )
         .route("/plugins/enable", post(plugins::enable))
+        .route("/plugins/remove", post(plugins::remove))
         .route("/sources", get(sources::list).post(sources::create))
         .route("/sources/{id}", post(sources::update))
         .route("/sources/{id}/credentials", post(sources::add_credential))

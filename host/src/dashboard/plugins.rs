@@ -1,7 +1,7 @@
 //! Plugins: the account's uploaded versions (each by its sha256) and the built-in and
 //! operator's plugins its flows may name, with whether each runs for the account and, when
 //! it failed its way to disabled, why; enable one again; upload a new version through the
-//! API's own checks (`api::checked_upload`). Admins and owners only (`Action::Configure`).
+//! API's own checks (`api::checked_upload`); remove one no flow uses. Admins and owners only (`Action::Configure`).
 
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,6 +15,7 @@ use super::pages::render_page;
 use super::session::{Refusal, Viewer};
 use crate::access::Action;
 use crate::api::{checked_upload, usable_plugin};
+use crate::store::StoreError;
 
 /// The largest component the upload form takes (the API's default request limit).
 pub(super) const MAX_UPLOAD_BYTES: usize = 40 << 20;
@@ -97,7 +98,10 @@ async fn page(
         viewer,
         "plugins.html",
         "plugins",
-        context! { errors => errors, uploads => uploads, shared => shared },
+        context! {
+            errors => errors, uploads => uploads, shared => shared,
+            max_uploads => crate::store::Kept::Plugins.limit(),
+        },
     );
     *page.status_mut() = status;
     page
@@ -173,9 +177,9 @@ pub(super) async fn upload(
     }
 }
 
-/// The "enable again" form.
+/// A form naming one plugin ("enable again", "remove").
 #[derive(Deserialize)]
-pub(super) struct EnableForm {
+pub(super) struct PluginForm {
     #[serde(default)]
     plugin: String,
     /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
@@ -188,7 +192,7 @@ pub(super) struct EnableForm {
 pub(super) async fn enable(
     State(state): State<DashboardState>,
     viewer: Viewer,
-    Form(form): Form<EnableForm>,
+    Form(form): Form<PluginForm>,
 ) -> Result<Response, Refusal> {
     let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
     // The API's check: the account's own upload, or a built-in or operator's plugin.
@@ -201,4 +205,20 @@ pub(super) async fn enable(
         .await
         .map_err(Refusal::store)?;
     Ok(Redirect::to("/plugins").into_response())
+}
+
+/// `POST /plugins/remove`: the account no longer keeps an uploaded version (as the API's
+/// `DELETE plugins/{sha256}`); refused while a flow or the bounce classifier uses it.
+pub(super) async fn remove(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Form(form): Form<PluginForm>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
+    match state.store.remove_plugin(account_id, &form.plugin).await {
+        Ok(()) => Ok(Redirect::to("/plugins").into_response()),
+        Err(StoreError::NotFound(_)) => Err(Refusal::NotFound("No such plugin.")),
+        Err(StoreError::InUse(why)) => Ok(page(&state, &viewer, account_id, vec![why]).await),
+        Err(error) => Err(Refusal::store(error)),
+    }
 }

@@ -243,11 +243,13 @@ pub(super) async fn create(
         Ok(source) => source,
         Err(errors) => return Ok(page(&state, &viewer, account_id, errors, None)),
     };
-    let source = state
-        .store
-        .create_source(source)
-        .await
-        .map_err(Refusal::store)?;
+    let source = match state.store.create_source(source).await {
+        Ok(source) => source,
+        Err(StoreError::Full(why)) => {
+            return Ok(page(&state, &viewer, account_id, vec![why], None));
+        }
+        Err(error) => return Err(Refusal::store(error)),
+    };
     Ok(Redirect::to(&format!("/sources#source-{}", source.id)).into_response())
 }
 
@@ -354,6 +356,7 @@ pub(super) async fn add_credential(
             let errors = vec![format!("The username {username:?} is taken.")];
             Ok(page(&state, &viewer, account_id, errors, None))
         }
+        Err(StoreError::Full(why)) => Ok(page(&state, &viewer, account_id, vec![why], None)),
         Err(error) => Err(Refusal::store(error)),
     }
 }

@@ -178,6 +178,7 @@ pub(super) async fn change(
                 vec!["Another template has this name.".into()],
                 None,
             ),
+            Err(StoreError::Full(why)) => edit_page(&state, &viewer, id, &form, vec![why], None),
             Err(error) => internal(error),
         });
     }

@@ -117,6 +117,7 @@ pub(super) async fn add(
             )
                 .into_response());
         }
+        Err(StoreError::Full(why)) => return Ok((StatusCode::CONFLICT, why).into_response()),
         Err(error) => return Err(Refusal::store(error)),
     };
     if let Err(error) = send_password_link(&state, &user, true).await {

@@ -44,6 +44,7 @@ impl Store {
         &self,
         identity: SenderIdentity,
     ) -> Result<SenderIdentity, StoreError> {
+        self.check_room(identity.account_id, super::Kept::Identities)?;
         self.write(move |txn| {
             let mut identity = identity.clone();
             let mut domains = txn.open_table(IDENTITY_DOMAINS)?;
@@ -184,6 +185,9 @@ impl Store {
     /// Creates or replaces the account's template of `template.name` (id 0 creates). Names
     /// are unique per account.
     pub async fn put_template(&self, template: Template) -> Result<Template, StoreError> {
+        if template.id == 0 {
+            self.check_room(template.account_id, super::Kept::Templates)?;
+        }
         self.write(move |txn| {
             let mut template = template.clone();
             let mut names = txn.open_table(TEMPLATE_NAMES)?;

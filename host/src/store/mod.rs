@@ -14,6 +14,7 @@ mod identities;
 mod listing;
 pub mod model;
 mod plugin_health;
+mod quota;
 mod returned;
 mod users;
 mod webhooks;
@@ -41,6 +42,7 @@ pub use model::{
     IdentityValidation, MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source,
     Template, present,
 };
+pub use quota::Kept;
 pub use returned::{ReturnedEffect, ReturnedMail};
 pub use users::{
     AUDIT_KEPT_PER_ACCOUNT, AuditEntry, AuditOutcome, CodeCheck, NewUser, PendingCode, Role,
@@ -101,6 +103,12 @@ pub enum StoreError {
     /// A record would be larger than the store keeps of its kind.
     #[error("{0}")]
     TooLarge(String),
+    /// The record is used by another, which would be left pointing at nothing.
+    #[error("{0}")]
+    InUse(String),
+    /// The account keeps as many records of this kind as it may ([`Kept::limit`]).
+    #[error("{0}")]
+    Full(String),
 }
 
 macro_rules! from_redb {
@@ -499,6 +507,7 @@ impl Store {
 
     /// Creates a source; its id is assigned here.
     pub async fn create_source(&self, source: Source) -> Result<Source, StoreError> {
+        self.check_room(source.account_id, Kept::Sources)?;
         self.write(move |txn| {
             let mut source = source.clone();
             if txn.open_table(ACCOUNTS)?.get(source.account_id)?.is_none() {
@@ -528,6 +537,7 @@ impl Store {
         username: &str,
         secret: &str,
     ) -> Result<Credential, StoreError> {
+        self.check_room(source.account_id, Kept::Credentials)?;
         let secret_hash = hash_secret_queued(secret.to_string()).await?;
         let credential = Credential {
             username: username.to_string(),
@@ -650,12 +660,63 @@ impl Store {
         sha256: &str,
         component: Vec<u8>,
     ) -> Result<(), StoreError> {
+        if !self.owns_plugin(account_id, sha256)? {
+            self.check_room(account_id, Kept::Plugins)?;
+        }
         let sha256 = sha256.to_string();
         self.write(move |txn| {
             txn.open_table(PLUGINS)?
                 .insert(sha256.as_str(), component.as_slice())?;
             txn.open_table(PLUGIN_OWNERS)?
                 .insert((account_id, sha256.as_str()), ())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes an uploaded plugin away from an account: `NotFound` when the account does not own
+    /// it, `InUse` while one of its flows or its bounce classifier uses it. The component
+    /// itself goes once no account owns it.
+    pub async fn remove_plugin(&self, account_id: u64, sha256: &str) -> Result<(), StoreError> {
+        // Read outside the writer: a scan over every account's flows must not hold up the
+        // commits of other accounts' mail, nor a refusal make the writer retry its group one
+        // by one. A flow saved to name the plugin between this read and the removal holds its
+        // messages with "plugin not found", harming only its own account.
+        if !self.owns_plugin(account_id, sha256)? {
+            return Err(StoreError::NotFound(format!("plugin {sha256}")));
+        }
+        let account = self.account(account_id)?;
+        if account.is_some_and(|account| account.bounce_classifier.as_deref() == Some(sha256)) {
+            return Err(StoreError::InUse(
+                "the plugin is the account's bounce classifier".into(),
+            ));
+        }
+        let used_by = self
+            .flows_of(account_id)?
+            .into_iter()
+            .find(|flow| flow.steps.iter().any(|step| step.plugin == sha256));
+        if let Some(flow) = used_by {
+            return Err(StoreError::InUse(format!(
+                "flow {} ({}) runs the plugin",
+                flow.id, flow.name
+            )));
+        }
+        let sha256 = sha256.to_string();
+        self.write(move |txn| {
+            let mut owners = txn.open_table(PLUGIN_OWNERS)?;
+            owners.remove((account_id, sha256.as_str()))?;
+            let mut still_owned = false;
+            for entry in owners.iter()? {
+                if entry?.0.value().1 == sha256 {
+                    still_owned = true;
+                    break;
+                }
+            }
+            if !still_owned {
+                txn.open_table(PLUGINS)?.remove(sha256.as_str())?;
+            }
+            txn.open_table(plugin_health::DISABLED_PLUGINS)?
+                .remove((sha256.as_str(), account_id))?;
             Ok(())
         })
         .await

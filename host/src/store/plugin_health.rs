@@ -7,7 +7,7 @@ use redb::TableDefinition;
 use super::{Store, StoreError};
 
 /// (plugin sha256, account) → why it was disabled.
-const DISABLED_PLUGINS: TableDefinition<(&str, u64), &str> =
+pub(super) const DISABLED_PLUGINS: TableDefinition<(&str, u64), &str> =
     TableDefinition::new("disabled_plugins");
 
 impl Store {

@@ -253,6 +253,10 @@ fn user_in(txn: &WriteTransaction, id: u64) -> Result<Option<User>, StoreError> 
 impl Store {
     /// Makes a user; `Conflict` when the address is taken.
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        // Operators are made by the operator's command line, not by an account.
+        if let Some(account_id) = new.account_id {
+            self.check_room(account_id, super::Kept::Users)?;
+        }
         let email = new.email.trim().to_ascii_lowercase();
         self.write(move |txn| {
             let mut emails = txn.open_table(USER_EMAILS)?;

@@ -342,6 +342,7 @@ impl Store {
         &self,
         endpoint: WebhookEndpoint,
     ) -> Result<WebhookEndpoint, StoreError> {
+        self.check_room(endpoint.account_id, super::Kept::Webhooks)?;
         let hooks = Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut endpoint = endpoint.clone();
