@@ -216,8 +216,14 @@ pub(crate) async fn make_identity(
     state.store.check_room(account_id, Kept::Identities)?;
     let selector = new_selector()?;
     let dkim = std::sync::Arc::clone(&state.dkim);
-    // RSA key generation takes a few hundred milliseconds of CPU.
+    let slot = state
+        .key_making
+        .acquire(account_id)
+        .await
+        .map_err(|_| ApiError::internal("the server is shutting down"))?;
     let identity = tokio::task::spawn_blocking(move || {
+        // Given back when the key is made, even if the caller stopped waiting.
+        let _slot = slot;
         dkim.new_identity(account_id, &domain, algorithm, &selector)
     })
     .await

@@ -132,6 +132,10 @@ pub struct ApiState {
     resolver: Resolver,
     allow_private_webhooks: bool,
     pub(crate) scans: Arc<Scans>,
+    /// Where sender identities' keys are made: one at a time on the platform, so making keys
+    /// (an RSA key is a few hundred milliseconds of CPU) takes at most one core, and accounts
+    /// take turns.
+    key_making: Arc<crate::fairness::FairShare>,
 }
 
 /// The server's parts the API reads and drives.
@@ -187,6 +191,7 @@ impl ApiState {
             resolver,
             allow_private_webhooks,
             scans,
+            key_making: crate::fairness::FairShare::new(1, 1),
         })
     }
 
