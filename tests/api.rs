@@ -1171,3 +1171,41 @@ fn an_uploaded_plugin_is_removed_once_nothing_uses_it() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(server.store().plugin(&sha256).unwrap().is_none());
 }
+
+#[test]
+fn an_address_that_keeps_sending_wrong_secrets_waits_before_it_may_try_again() {
+    let server = TestServer::start(|config| {
+        config.api.max_auth_failures = 3;
+        config.api.auth_backoff_secs = 600;
+    });
+    let demo = server.server.created_demo.clone().unwrap();
+    let (client_id, secret) = (demo.client_id, demo.client_secret);
+    // A success forgets earlier failures.
+    for _ in 0..2 {
+        assert_eq!(
+            token_status(&server, &client_id, "wrong"),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(token_status(&server, &client_id, &secret), StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(
+            token_status(&server, "nobody", "wrong"),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Now even the right secret waits, told for how long, in OAuth's shape.
+    let response = Client::new()
+        .post(format!("http://{}/oauth/token", server.server.api_addr))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("client_secret", secret.as_str()),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "600");
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"], "invalid_client", "{body}");
+}

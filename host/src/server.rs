@@ -209,7 +209,7 @@ impl Server {
                 scans: Arc::clone(&scans),
             },
             &config.data_dir.join("api.key"),
-            config.api.token_lifetime_secs,
+            &config.api,
         )?;
         let api_task = api::spawn(api_listener, &config.api, api_state.clone());
         let (dashboard_addr, dashboard_task) = if config.dashboard.enabled {

@@ -371,6 +371,23 @@ pub async fn token(
     if request.scope.as_deref().is_some_and(|scope| scope != "api") {
         return Err(OAuthError::bad("invalid_scope", "the only scope is api"));
     }
+    // Before any hashing: an address that keeps sending wrong secrets waits, and costs
+    // nothing while it does.
+    if state.auth_failures.is_blocked(peer.ip()) {
+        let wait = state.auth_failures.backoff().as_secs();
+        let refusal = OAuthError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            error: "invalid_client",
+            description: format!(
+                "too many wrong client secrets from this address; try again in {wait} seconds"
+            ),
+        };
+        let mut response = refusal.into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(response);
+    }
     let credential = state
         .store
         .credential(&request.client_id)?
@@ -379,9 +396,13 @@ pub async fn token(
         .as_ref()
         .map(|credential| credential.secret_hash.clone());
     let valid = verify_credential(request.client_secret, hash).await;
+    if !valid {
+        state.auth_failures.record_failure(peer.ip());
+    }
     let credential = credential
         .filter(|_| valid)
         .ok_or_else(|| OAuthError::invalid_client("client_id or client_secret is wrong"))?;
+    state.auth_failures.record_success(peer.ip());
     if let Err(refused) = check_allowlist(&state, credential.source_id, Some(peer)) {
         let description = refused
             .errors()

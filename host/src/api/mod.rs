@@ -93,6 +93,10 @@ pub struct ApiConfig {
     /// Seconds a connection may carry no byte either way (a stalled body or a reader that
     /// stopped reading) before it is closed.
     pub idle_timeout_secs: u64,
+    /// Wrong client secrets from one address (an IPv6 /64) before it waits.
+    pub max_auth_failures: u32,
+    /// Seconds such an address waits before it may ask for a token again.
+    pub auth_backoff_secs: u64,
 }
 
 impl ApiConfig {
@@ -115,6 +119,8 @@ impl Default for ApiConfig {
             max_connections_per_ip: 64,
             header_timeout_secs: 20,
             idle_timeout_secs: 60,
+            max_auth_failures: 5,
+            auth_backoff_secs: 60,
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct ApiState {
     /// (an RSA key is a few hundred milliseconds of CPU) takes at most one core, and accounts
     /// take turns.
     key_making: Arc<crate::fairness::FairShare>,
+    /// Wrong client secrets per address, for the token endpoint.
+    auth_failures: Arc<crate::auth_failures::AuthFailures>,
 }
 
 /// The server's parts the API reads and drives.
@@ -163,11 +171,7 @@ pub struct ApiParts {
 
 impl ApiState {
     /// The state for a server's API; the token key is kept in `key_file` (made if missing).
-    pub fn new(
-        parts: ApiParts,
-        key_file: &Path,
-        token_lifetime_secs: u64,
-    ) -> std::io::Result<Self> {
+    pub fn new(parts: ApiParts, key_file: &Path, config: &ApiConfig) -> std::io::Result<Self> {
         let key = crate::private_file::load_or_create_key(key_file)?;
         let ApiParts {
             store,
@@ -185,13 +189,17 @@ impl ApiState {
             pipeline,
             runtime,
             plugins,
-            tokens: TokenSigner::new(key, token_lifetime_secs),
+            tokens: TokenSigner::new(key, config.token_lifetime_secs),
             links,
             dkim,
             resolver,
             allow_private_webhooks,
             scans,
             key_making: crate::fairness::FairShare::new(1, 1),
+            auth_failures: Arc::new(crate::auth_failures::AuthFailures::new(
+                config.max_auth_failures,
+                std::time::Duration::from_secs(config.auth_backoff_secs),
+            )),
         })
     }
 

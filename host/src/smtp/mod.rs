@@ -17,12 +17,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth_failures::AuthFailures;
 use crate::flow::PipelineHandle;
 use crate::inbound::Inbound;
 use crate::net::{Acceptor, ConnectionLimits, OpenConnections};
 use crate::store::Store;
 
-pub use auth::AuthFailures;
 pub use memory::DataBudget;
 
 /// The SMTP server's settings (`[smtp]` in the configuration).
