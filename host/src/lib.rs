@@ -18,6 +18,7 @@ pub mod message;
 mod net;
 pub mod plugin;
 pub mod private_file;
+pub mod resend;
 pub mod scans;
 pub mod schedule;
 pub mod server;
