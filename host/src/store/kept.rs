@@ -46,7 +46,9 @@ struct KeptNote {
     in_body: bool,
 }
 
-/// The copy of a message a step held or failed on, as the pipeline hands it to the store.
+/// The copy of a message a step held or failed on, as the pipeline hands it to the store. Its
+/// size is bounded as every message in a flow is: the submitted one by its source's limit, a
+/// step's output by the runtime's `max_message_bytes`.
 #[derive(Clone, Debug)]
 pub struct HeldCopy {
     /// The step (counted from 1) that held the message or failed.
