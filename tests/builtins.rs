@@ -60,14 +60,14 @@ fn published_identity(api: &Api, dns: &DnsServer, domain: &str, algorithm: &str)
 }
 
 /// Publishes the platform's own key.
-fn publish_platform_key(server: &TestServer, dns: &DnsServer) {
+pub(crate) fn publish_platform_key(server: &TestServer, dns: &DnsServer) {
     let (name, value) = server.server.dkim.platform_record();
     dns.set_txt(&name, &value);
 }
 
 /// Verifies every DKIM signature of `raw` through the test DNS server: (d=, passed) per
 /// signature.
-fn verify(dns: &DnsServer, raw: &[u8]) -> Vec<(String, bool)> {
+pub(crate) fn verify(dns: &DnsServer, raw: &[u8]) -> Vec<(String, bool)> {
     let resolver = sluice::dns::Resolver::new(&dns.config()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -91,7 +91,7 @@ fn verify(dns: &DnsServer, raw: &[u8]) -> Vec<(String, bool)> {
     })
 }
 
-fn set_default_flow_steps(api: &Api, steps: Value) -> String {
+pub(crate) fn set_default_flow_steps(api: &Api, steps: Value) -> String {
     let response = api
         .post("flows")
         .json(&json!({"description": "built-ins", "steps": steps}))
@@ -125,7 +125,7 @@ fn processed_body(server: &TestServer, id: &str) -> Vec<u8> {
     server.store().body(id).unwrap().unwrap()
 }
 
-fn no_redirects() -> Client {
+pub(crate) fn no_redirects() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -133,7 +133,7 @@ fn no_redirects() -> Client {
 }
 
 /// The first `href`/`src` value that starts with `prefix`.
-fn url_starting(html: &str, prefix: &str) -> String {
+pub(crate) fn url_starting(html: &str, prefix: &str) -> String {
     html.split(['"', '\''])
         .find(|part| part.starts_with(prefix))
         .unwrap_or_else(|| panic!("no {prefix}… in {html}"))

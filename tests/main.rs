@@ -21,6 +21,7 @@ mod hot_reload;
 mod languages;
 mod loading;
 mod pipeline;
+mod resend;
 mod returned;
 mod sink;
 mod smtp;

@@ -119,6 +119,7 @@ async fn messages(server: &Server, count: usize) -> Vec<(String, String)> {
                 schedule_at: None,
                 dmarc: None,
                 header_message_id: None,
+                resent_from: None,
             },
             body: body.to_vec(),
         })

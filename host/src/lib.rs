@@ -19,6 +19,7 @@ pub mod message;
 mod net;
 pub mod plugin;
 pub mod private_file;
+pub mod resend;
 pub mod scans;
 pub mod schedule;
 pub mod server;

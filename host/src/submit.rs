@@ -62,6 +62,17 @@ pub async fn accept(
     pipeline: &PipelineHandle,
     submission: Submission,
 ) -> Result<Vec<String>, SubmitError> {
+    accept_as(store, pipeline, submission, None).await
+}
+
+/// [`accept`] for a submission that sends message `resent_from` again: the new messages
+/// name it, and it gets a RESENT event in the transaction that spools them.
+pub async fn accept_as(
+    store: &Store,
+    pipeline: &PipelineHandle,
+    submission: Submission,
+    resent_from: Option<String>,
+) -> Result<Vec<String>, SubmitError> {
     let limit = submission.source.max_message_bytes;
     if submission.content.len() > limit {
         return Err(SubmitError::TooLarge {
@@ -109,6 +120,7 @@ pub async fn accept(
                 schedule_at: submission.schedule_at.clone(),
                 dmarc: None,
                 header_message_id: None,
+                resent_from: resent_from.clone(),
             },
             body: body.clone(),
         })

@@ -104,21 +104,92 @@ pub async fn get(
         subject: message.header("Subject"),
         html: message.html(),
         text: message.text(),
-        attachments: message
-            .attachments()
-            .into_iter()
-            .map(|attachment| ArchivedAttachment {
-                filename: attachment.filename,
-                content_type: attachment.content_type,
-                size: attachment.size,
-            })
-            .collect(),
+        attachments: attachments_of(&message),
         online_link: state.links.online_url(&id),
         stored_on: iso8601(entry.stored_at),
         expires_on: iso8601(entry.expires_at),
     };
     // Flowmailer answers a list: one archive per archiving step (Sluice keeps one).
     Ok(Json(vec![archive]).into_response())
+}
+
+/// The error archive as the API shows it (Flowmailer's `MessageArchive`, one object).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorArchiveView {
+    message_id: String,
+    message_type: &'static str,
+    /// The step (counted from 1) that held the message or failed on it.
+    flow_step_id: String,
+    /// Never viewable online: it was not sent.
+    online_version: bool,
+    /// The submitted JSON data (`adddata=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+    subject: Option<String>,
+    html: Option<String>,
+    text: Option<String>,
+    attachments: Vec<ArchivedAttachment>,
+    stored_on: String,
+    expires_on: String,
+}
+
+/// `GET /{account}/messages/{id}/error_archive`: the message as the step that held it or
+/// failed on it got it, while the message's submitted copy is kept (`?format=eml` for the
+/// message itself).
+pub async fn error_archive(
+    State(state): State<ApiState>,
+    Path((account_id, id)): Path<(u64, String)>,
+    Query(query): Query<ArchiveQuery>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(account_id)?;
+    let record = state
+        .store
+        .message(&id)?
+        .filter(|record| record.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    let (entry, raw) = state.store.error_archive(&id)?.ok_or_else(|| {
+        ApiError::not_found(
+            "error archive of this message (kept only for messages a step held or failed on)",
+        )
+    })?;
+    if query.format.as_deref() == Some("eml") {
+        let mut response = raw.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("message/rfc822"),
+        );
+        return Ok(response);
+    }
+    let data = query.adddata.then(|| record.data.clone()).flatten();
+    let message = archived_message(&record, raw)?;
+    Ok(Json(ErrorArchiveView {
+        message_id: id,
+        message_type: "EMAIL",
+        flow_step_id: entry.step.to_string(),
+        online_version: false,
+        data,
+        subject: message.header("Subject"),
+        html: message.html(),
+        text: message.text(),
+        attachments: attachments_of(&message),
+        stored_on: iso8601(entry.stored_at),
+        expires_on: iso8601(entry.expires_at),
+    })
+    .into_response())
+}
+
+fn attachments_of(message: &Message) -> Vec<ArchivedAttachment> {
+    message
+        .attachments()
+        .into_iter()
+        .map(|attachment| ArchivedAttachment {
+            filename: attachment.filename,
+            content_type: attachment.content_type,
+            size: attachment.size,
+        })
+        .collect()
 }
 
 /// The page's policy: the archived html may show images and its own styles, but runs no

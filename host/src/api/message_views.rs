@@ -137,6 +137,9 @@ pub struct MessageView {
     /// The 'view online' link, while the message is archived.
     #[serde(skip_serializing_if = "Option::is_none")]
     online_link: Option<String>,
+    /// The message this one was resent from (Sluice's extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resent_from: Option<String>,
 }
 
 /// The kinds of event that end a flow's work on a message.
@@ -227,6 +230,7 @@ pub fn view(
         events,
         dmarc: record.dmarc.clone(),
         online_link,
+        resent_from: record.resent_from.clone(),
         id: record.id.clone(),
     };
     if add.headers

@@ -18,7 +18,9 @@ use super::error::{ApiError, FieldError};
 use super::message_views::{Additions, EventView, MessageView, view};
 use super::paging::{Order, Requested, content_range, page, reference_range, requested};
 use super::parameters::{Matrix, date_range, flexible_bool, id_list, oldest_first};
-use crate::message::{Envelope, ForbiddenInHeader, Message, describe_control, forbidden_in_header};
+use crate::message::{
+    Envelope, ForbiddenInHeader, Message, describe_control, forbidden_in_header, is_address,
+};
 use crate::store::{MessageRecord, MessageStatus, Source, now_millis};
 use crate::store::{MessageSelection, PageStart};
 use crate::submit::{self, Submission, SubmitError};
@@ -76,17 +78,6 @@ struct Prepared {
     flow_selector: Option<String>,
     tags: Vec<String>,
     schedule_at: Option<String>,
-}
-
-fn is_address(address: &str) -> bool {
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !address
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','))
 }
 
 /// `type/subtype` with token characters only (RFC 2045 section 5.1), parameters allowed
@@ -380,7 +371,8 @@ fn source_of(state: &ApiState, caller: &Caller) -> Result<Source, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("the source of this token no longer exists"))
 }
 
-fn submit_error(error: SubmitError) -> ApiError {
+/// The answer to a submission refused before anything was stored.
+pub(super) fn submit_error(error: SubmitError) -> ApiError {
     match error {
         SubmitError::Malformed(error) => {
             ApiError::field("mimedata", "invalidMessage", error.to_string(), None)
@@ -423,11 +415,21 @@ pub async fn submit(
     let ids = submit::accept(&state.store, &state.pipeline, submission)
         .await
         .map_err(submit_error)?;
+    message_created(&headers, account_id, &ids[0])
+}
+
+/// 201 with no body and the new message's address in `Location`: Flowmailer's SDK reads the
+/// new id from its last segment.
+pub(super) fn message_created(
+    headers: &HeaderMap,
+    account_id: u64,
+    id: &str,
+) -> Result<Response, ApiError> {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|host| host.to_str().ok())
         .unwrap_or("localhost");
-    let location = format!("http://{host}/{account_id}/messages/{}", ids[0]);
+    let location = format!("http://{host}/{account_id}/messages/{id}");
     let mut response = StatusCode::CREATED.into_response();
     response.headers_mut().insert(
         axum::http::header::LOCATION,
@@ -501,6 +503,7 @@ pub async fn simulate(
         schedule_at: prepared.schedule_at,
         dmarc: None,
         header_message_id: None,
+        resent_from: None,
     };
     let run = state
         .pipeline

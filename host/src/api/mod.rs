@@ -20,6 +20,7 @@ mod paging;
 mod parameters;
 mod plugins;
 mod representation;
+mod resend;
 mod source_users;
 mod stats;
 mod templates;
@@ -240,6 +241,11 @@ pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
         .route("/{account}/messages", get(messages::list))
         .route("/{account}/messages/{id}", get(messages::get))
         .route("/{account}/messages/{id}/archive", get(archive::get))
+        .route(
+            "/{account}/messages/{id}/error_archive",
+            get(archive::error_archive),
+        )
+        .route("/{account}/messages/{id}/resend", post(resend::resend))
         .route("/{account}/message_events", get(messages::events))
         .route("/{account}/messagestats", get(stats::account))
         .route("/{account}/flows/{flow}/stats", get(stats::flow))
@@ -419,11 +425,6 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
             "/{account}/messages/{id}/archive/{step}/attachment/{content}",
             get(handler(U::ArchiveAttachment)),
         )
-        .route(
-            "/{account}/messages/{id}/error_archive",
-            get(handler(U::ErrorArchive)),
-        )
-        .route("/{account}/messages/{id}/resend", post(handler(U::Resend)))
         .route("/{account}/recipient/{address}", get(handler(U::Recipient)))
         .route("/{account}/roles", get(handler(U::Users)))
         .route(

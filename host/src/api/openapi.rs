@@ -85,6 +85,8 @@ fn description() -> Value {
             "/{account_id}/messages": {"get": ranged("List messages, newest first")},
             "/{account_id}/messages/{message_id}": {"get": operation("A message with its events", None, ("200", "The message"))},
             "/{account_id}/messages/{message_id}/archive": {"get": operation("The archived message (JSON; ?format=eml for the message itself) while its retention lasts", None, ("200", "subject, html, text, attachments, onlineLink, storedOn, expiresOn"))},
+            "/{account_id}/messages/{message_id}/error_archive": {"get": operation("The message as the step that held it or failed on it got it (JSON; ?format=eml for the message itself), while its submitted copy is kept", None, ("200", "flowStepId, subject, html, text, attachments, storedOn, expiresOn"))},
+            "/{account_id}/messages/{message_id}/resend": {"post": operation("Send the message again as a new message made from its submitted copy, through its flow, to its recipient or recipientAddress", None, ("201", "Accepted and durable; Location names the new message"))},
             "/{account_id}/templates": {
                 "get": operation("List templates", None, ("200", "The templates")),
                 "post": operation("Create a template; syntax errors are refused with part and line", Some("Template"), ("201", "The new template"))

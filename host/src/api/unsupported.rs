@@ -27,10 +27,6 @@ pub enum Unsupported {
     Deletion,
     /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
     ArchiveAttachment,
-    /// `GET /messages/{id}/error_archive`.
-    ErrorArchive,
-    /// `POST /messages/{id}/resend`.
-    Resend,
     /// `GET /recipient/{address}`.
     Recipient,
     /// `/roles`, `/users`.
@@ -63,15 +59,6 @@ impl Unsupported {
             Unsupported::ArchiveAttachment => {
                 "attachments of an archived message are not served one by one: GET \
                  /{account}/messages/{id}/archive?format=eml answers the whole message"
-            }
-            Unsupported::ErrorArchive => {
-                "Sluice keeps no copy of a message as it was when a step failed; the HELD \
-                 event says why"
-            }
-            Unsupported::Resend => {
-                "Sluice keeps the copy a flow made (templated, tracked, signed for this message), \
-                 not the submitted one, so it cannot send the message again as new: submit it \
-                 again with POST /{account}/messages/submit"
             }
             Unsupported::Recipient => {
                 "a recipient's filters are at /{account}/filters?address=, their messages at \

@@ -15,6 +15,7 @@ mod operator;
 mod overview;
 mod pages;
 mod plugins;
+mod resend;
 mod secret;
 mod security;
 mod sending;
@@ -191,6 +192,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/messages", get(messages::list))
         .route("/messages/{id}", get(messages::detail))
         .route("/messages/{id}/archive", get(messages::archived_copy))
+        .route("/messages/{id}/resend", post(resend::send_again))
         .route("/flows", get(flows::list).post(flows::create))
         .route("/flows/simulate", get(simulate::form).post(simulate::run))
         .route("/flows/rules", post(flows::add_rule))

@@ -39,6 +39,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("templates.html", include_str!("templates/templates.html")),
     ("template.html", include_str!("templates/template.html")),
     ("not_found.html", include_str!("templates/not_found.html")),
+    ("resent.html", include_str!("templates/resent.html")),
 ];
 
 const STYLE: &str = include_str!("templates/style.css");
@@ -100,6 +101,7 @@ pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> V
         accounts => accounts.iter().map(|account| context! { id => account.id, name => &account.name }).collect::<Vec<_>>(),
         csrf => &viewer.csrf_token,
         may_edit => viewer.may(Action::Edit),
+        may_send => viewer.may(Action::Send),
         may_manage_users => viewer.may(Action::ManageUsers),
         may_configure => viewer.may(Action::Configure),
     }

@@ -21,7 +21,7 @@ use crate::plugin::{
 };
 use crate::store::EventKind;
 use crate::store::{
-    ArchiveEntry, Event, MessageRecord, MessageStatus, Store, StoreError, now_millis,
+    ArchiveEntry, Event, HeldCopy, MessageRecord, MessageStatus, Store, StoreError, now_millis,
 };
 use crate::tracking::LinkSigner;
 
@@ -95,6 +95,8 @@ pub struct FlowRun {
     pub effects: StepEffects,
     /// The flow's own delivery expiry, if it sets one.
     pub expiry_hours: Option<u64>,
+    /// The message as the step that held it or failed got it (the error archive).
+    pub held_copy: Option<(usize, Message)>,
 }
 
 impl FlowRun {
@@ -112,7 +114,15 @@ impl FlowRun {
             events,
             effects: StepEffects::default(),
             expiry_hours: None,
+            held_copy: None,
         }
+    }
+
+    /// The same outcome, keeping the message as step `step` got it before holding it or
+    /// failing: what the error archive shows.
+    fn keeping(mut self, step: usize, message: Message) -> Self {
+        self.held_copy = Some((step, message));
+        self
     }
 }
 
@@ -457,10 +467,14 @@ impl Pipeline {
                 (entry, request.message)
             });
         record.dmarc = run.effects.dmarc;
+        let held = run.held_copy.map(|(step, message)| HeldCopy {
+            step,
+            body: message.to_bytes(),
+        });
         let expires_at = self.delivery.expires_at(run.expiry_hours);
         let status = self
             .store
-            .finish_flow(record, changed, events, archive, expires_at)
+            .finish_flow(record, changed, events, archive, held, expires_at)
             .await?;
         if status == MessageStatus::Processed {
             self.queued.queued();
@@ -520,7 +534,9 @@ impl Pipeline {
                     }
                     StepOutcome::Hold(reason) => {
                         let reason = format!("step {number}: {reason}");
-                        return Ok(FlowRun::held(Some(flow_id), events, reason));
+                        return Ok(
+                            FlowRun::held(Some(flow_id), events, reason).keeping(number, current)
+                        );
                     }
                     StepOutcome::Discard(reason) => {
                         let reason = format!("step {number}: {reason}");
@@ -537,6 +553,7 @@ impl Pipeline {
                             events,
                             effects: StepEffects::default(),
                             expiry_hours: flow.expiry_hours,
+                            held_copy: None,
                         });
                     }
                 },
@@ -558,7 +575,9 @@ impl Pipeline {
                     let code = failure.code();
                     events.push(error_event(format!("step {number} ({code}): {failure}")));
                     let reason = format!("step {number} failed: {code}");
-                    return Ok(FlowRun::held(Some(flow_id), events, reason));
+                    return Ok(
+                        FlowRun::held(Some(flow_id), events, reason).keeping(number, current)
+                    );
                 }
             }
         }
@@ -575,6 +594,7 @@ impl Pipeline {
             events,
             effects,
             expiry_hours: flow.expiry_hours,
+            held_copy: None,
         })
     }
 

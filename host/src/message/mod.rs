@@ -102,6 +102,19 @@ pub struct Message {
     data: Option<Arc<str>>,
 }
 
+/// Whether `address` is a plain `local@domain` a message may be sent to: something before
+/// the last `@`, a dot in the domain, and nothing that would break an envelope or a header.
+pub fn is_address(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','))
+}
+
 /// A Message-ID field's value without white space and angle brackets, as both sent copies
 /// and returned mail are indexed by it; none when nothing is left.
 pub fn bare_message_id(value: &str) -> Option<String> {

@@ -54,8 +54,9 @@ impl Store {
         Ok(Some((entry, body)))
     }
 
-    /// Removes every archive whose retention ended before `now` (milliseconds); returns how
-    /// many were removed.
+    /// Removes every archive whose retention ended before `now` (milliseconds), and in the
+    /// same transactions the kept submitted and error copies whose retention ended (those of
+    /// an archived message end with its archive); returns how many archives were removed.
     pub async fn purge_archives(&self, now: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
         loop {
@@ -75,11 +76,13 @@ impl Store {
                         archives.remove(id.as_str())?;
                         bodies.remove(id.as_str())?;
                     }
-                    Ok(due.len())
+                    let copies = super::kept::purge_due(txn, now, PURGE_BATCH)?;
+                    Ok((due.len(), copies))
                 })
                 .await?;
+            let (batch, copies) = batch;
             removed += batch;
-            if batch < PURGE_BATCH {
+            if batch < PURGE_BATCH && copies < PURGE_BATCH {
                 return Ok(removed);
             }
         }

@@ -11,6 +11,7 @@ mod credentials;
 mod delivery;
 mod engagement;
 mod identities;
+mod kept;
 mod listing;
 pub mod model;
 mod plugin_health;
@@ -35,6 +36,7 @@ use serde::de::DeserializeOwned;
 
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
+pub use kept::{ErrorArchiveEntry, HeldCopy, SUBMITTED_KEPT_DAYS, SubmittedCopy};
 pub use listing::{MessagePage, MessageSelection, PageStart};
 use model::Routing;
 pub use model::{
@@ -372,6 +374,11 @@ impl Store {
             txn.open_table(archive::ARCHIVES)?;
             txn.open_table(archive::ARCHIVE_BODIES)?;
             txn.open_table(archive::ARCHIVE_EXPIRY)?;
+            txn.open_table(kept::SUBMITTED)?;
+            txn.open_table(kept::SUBMITTED_KEPT)?;
+            txn.open_table(kept::SUBMITTED_EXPIRY)?;
+            txn.open_table(kept::ERROR_ARCHIVES)?;
+            txn.open_table(kept::ERROR_ARCHIVE_BODIES)?;
             txn.open_table(delivery::OUTBOX_DUE)?;
             txn.open_table(delivery::DELIVERIES)?;
             txn.open_table(delivery::FILTERS)?;
@@ -767,11 +774,34 @@ impl Store {
                 let event = Event {
                     kind: EventKind::Submitted,
                     at: message.record.submitted_at,
-                    detail: None,
+                    detail: message
+                        .record
+                        .resent_from
+                        .as_ref()
+                        .map(|original| format!("resent from message {original}")),
                 };
                 events.insert((id, 0), encode(&event)?.as_slice())?;
                 spool.insert(id, message.record.submitted_at)?;
                 webhooks::queue_calls(txn, &hooks, &message.record, 0, &[event])?;
+            }
+            drop((records, bodies, events, spool, by_account));
+            for message in &messages {
+                let Some(original) = &message.record.resent_from else {
+                    continue;
+                };
+                // The original tells where it went, in the transaction that makes the new
+                // message: neither is ever seen without the other.
+                let original = record_in(txn, original)?
+                    .ok_or_else(|| StoreError::NotFound(format!("message {original}")))?;
+                let resent = Event {
+                    kind: EventKind::Resent,
+                    at: message.record.submitted_at,
+                    detail: Some(format!(
+                        "as message {} to {}",
+                        message.record.id, message.record.recipient
+                    )),
+                };
+                append_events(txn, &hooks, &original, &[resent])?;
             }
             Ok(())
         })
@@ -870,20 +900,25 @@ impl Store {
         }
     }
 
-    /// Records the end of a message's flow: its new status, body, events and archived copy, and
-    /// moves it from the spool to the delivery queue (when processed; REJECT instead when its
-    /// recipient is filtered) in one transaction. Returns the status recorded.
+    /// Records the end of a message's flow: its new status, body, events, archived copy and
+    /// the copy a step held (see [`HeldCopy`]), keeps its submitted copy, and moves it from the
+    /// spool to the delivery queue (when processed; REJECT instead when its recipient is
+    /// filtered) in one transaction. Returns the status recorded.
     pub async fn finish_flow(
         &self,
         record: MessageRecord,
         body: Option<Vec<u8>>,
         events: Vec<Event>,
         archive: Option<(ArchiveEntry, Vec<u8>)>,
+        held: Option<HeldCopy>,
         expires_at: u64,
     ) -> Result<MessageStatus, StoreError> {
         let hooks = Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut record = record.clone();
+            // The recipient as spooled: a step may have redirected this copy since.
+            let submitted_recipient = record_in(txn, &record.id)?
+                .map_or_else(|| record.recipient.clone(), |spooled| spooled.recipient);
             append_events(txn, &hooks, &record, &events)?;
             if record.status == MessageStatus::Processed {
                 delivery::queue_or_reject(txn, &hooks, &mut record, expires_at)?;
@@ -894,6 +929,18 @@ impl Store {
             let id = record.id.as_str();
             txn.open_table(MESSAGES)?
                 .insert(id, encode(&record)?.as_slice())?;
+            let archived = archive
+                .as_ref()
+                .filter(|_| record.status == MessageStatus::Processed)
+                .map(|(entry, _)| entry.expires_at);
+            kept::keep_at_finish(
+                txn,
+                id,
+                &submitted_recipient,
+                body.is_some(),
+                held.as_ref(),
+                kept::retention_end(archived, now_millis()),
+            )?;
             if let Some(body) = &body {
                 txn.open_table(BODIES)?.insert(id, body.as_slice())?;
             }
@@ -934,6 +981,7 @@ pub(super) mod tests {
             schedule_at: None,
             dmarc: None,
             header_message_id: None,
+            resent_from: None,
         }
     }
 

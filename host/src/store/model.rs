@@ -231,6 +231,9 @@ pub struct MessageRecord {
     /// can still be tied to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_message_id: Option<String>,
+    /// The message this one is a resend of, made from its submitted copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent_from: Option<String>,
 }
 
 macro_rules! event_kinds {
@@ -299,6 +302,8 @@ event_kinds! {
     AutoReply = "AUTOREPLY",
     /// The recipient's server reported a delay.
     Delayed = "DELAYED",
+    /// Sent again as a new message (named in the detail), made from the submitted copy.
+    Resent = "RESENT",
 }
 
 impl std::fmt::Display for EventKind {
