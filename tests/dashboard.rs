@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
-use sluice::store::{NewUser, Role};
+use sluice::store::{MessageStatus, NewUser, Role, StepResultOutcome};
 
 use crate::util::{Api, TestServer, email, id_of, second_account};
 
@@ -527,6 +527,50 @@ fn messages_are_found_and_shown_with_their_events() {
     let overview = browser.page("/?days=1");
     let totals = &overview[overview.find("All flows").unwrap()..];
     assert!(totals.starts_with("All flows</th><td>2</td>"), "{totals}");
+}
+
+#[test]
+fn a_delivered_messages_page_shows_each_steps_outcome_time_and_fuel() {
+    let server = TestServer::start_capturing(|config| {
+        config.demo.flow_steps = sluice::config::DemoConfig::default().flow_steps;
+        config.runtime.fuel = Some(100_000_000);
+    });
+    let api = Api::demo(&server);
+    let id = api.submit(email("Timed"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.store().message(&id).unwrap().unwrap().status != MessageStatus::Delivered {
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let record = server.store().message(&id).unwrap().unwrap();
+    assert_eq!(record.steps.len(), 2, "{:?}", record.steps);
+    for (index, step) in record.steps.iter().enumerate() {
+        assert_eq!(usize::from(step.number), index + 1);
+        assert_eq!(step.outcome, StepResultOutcome::Continued);
+        assert!(step.micros > 0, "{step:?}");
+        assert!(step.fuel.is_some_and(|fuel| fuel > 0), "{step:?}");
+    }
+
+    let (login, password) = demo_login(&server);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&server, &login, &password);
+    let page = browser.page(&format!("/messages/{id}"));
+    let table = &page[page.find("<table id=\"steps\">").expect("a step table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    for step in &record.steps {
+        let micros = step.micros;
+        let time = if micros < 1000 {
+            format!("{micros} µs")
+        } else {
+            format!("{}.{:03} ms", micros / 1000, micros % 1000)
+        };
+        let fuel = step.fuel.unwrap().to_string();
+        assert!(
+            table.contains(&step.plugin) && table.contains(&time) && table.contains(&fuel),
+            "{table}"
+        );
+    }
+    assert_eq!(table.matches("<td>continued</td>").count(), 2, "{table}");
 }
 
 #[test]

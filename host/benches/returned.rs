@@ -119,6 +119,7 @@ async fn messages(server: &Server, count: usize) -> Vec<(String, String)> {
                 schedule_at: None,
                 dmarc: None,
                 header_message_id: None,
+                steps: Vec::new(),
             },
             body: body.to_vec(),
         })

@@ -109,6 +109,7 @@ pub async fn accept(
                 schedule_at: submission.schedule_at.clone(),
                 dmarc: None,
                 header_message_id: None,
+                steps: Vec::new(),
             },
             body: body.clone(),
         })

@@ -501,6 +501,7 @@ pub async fn simulate(
         schedule_at: prepared.schedule_at,
         dmarc: None,
         header_message_id: None,
+        steps: Vec::new(),
     };
     let run = state
         .pipeline

@@ -260,6 +260,7 @@ pub(super) async fn run(
         schedule_at: None,
         dmarc: None,
         header_message_id: None,
+        steps: Vec::new(),
     };
     let run = match state.pipeline.simulate(&record, message).await {
         Ok(run) => run,

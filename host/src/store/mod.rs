@@ -39,7 +39,7 @@ use model::Routing;
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, EventKind, Flow, Flowstep,
     IdentityValidation, MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source,
-    Template, present,
+    StepResult, StepResultOutcome, Template, present,
 };
 pub use returned::{ReturnedEffect, ReturnedMail};
 pub use users::{
@@ -873,6 +873,7 @@ pub(super) mod tests {
             schedule_at: None,
             dmarc: None,
             header_message_id: None,
+            steps: Vec::new(),
         }
     }
 

@@ -139,6 +139,7 @@ mod tests {
                 schedule_at: None,
                 dmarc: None,
                 header_message_id: None,
+                steps: Vec::new(),
             },
             event: Event {
                 kind,
