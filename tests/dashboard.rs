@@ -720,16 +720,27 @@ fn a_template_is_made_previewed_by_the_template_step_and_saved() {
     assert_eq!(templates[0].subject.as_deref(), Some("Hello {{ name }}"));
     assert!(browser.page("/templates").contains("welcome"));
 
-    // A viewer may preview but not save.
+    // A viewer reads the template but neither saves nor previews it: a preview runs the
+    // template step, a simulation, which the access table gives to senders.
     let viewer_password = add_user(&server, Some(1), "viewer@example.com", Role::Viewer);
     let mut viewer = Browser::new(&server);
     viewer.log_in(&server, "viewer@example.com", &viewer_password);
     let csrf = viewer.csrf();
     let path = format!("/templates/{}", templates[0].id);
-    assert!(!viewer.page(&path).contains("value=\"save\""));
+    let shown = viewer.page(&path);
+    assert!(shown.contains("Hello {{ name }}"), "{shown}");
+    assert!(
+        !shown.contains("value=\"save\"") && !shown.contains("value=\"preview\""),
+        "{shown}"
+    );
     let mut fields = form("save", "<p>changed</p>");
     fields.push(("csrf", &csrf));
     assert_eq!(viewer.post(&path, &fields).status(), StatusCode::FORBIDDEN);
+    let mut fields = form("preview", "<p>Dear {{ name }}</p>");
+    fields.push(("csrf", &csrf));
+    let refused = viewer.post(&path, &fields);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(!refused.text().unwrap().contains("Dear Ann"));
     assert_eq!(
         server.store().templates_of(1).unwrap()[0].html.as_deref(),
         Some("<p>Dear {{ name }}</p>")

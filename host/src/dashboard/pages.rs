@@ -100,6 +100,7 @@ pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> V
         accounts => accounts.iter().map(|account| context! { id => account.id, name => &account.name }).collect::<Vec<_>>(),
         csrf => &viewer.csrf_token,
         may_edit => viewer.may(Action::Edit),
+        may_send => viewer.may(Action::Send),
         may_manage_users => viewer.may(Action::ManageUsers),
         may_configure => viewer.may(Action::Configure),
     }

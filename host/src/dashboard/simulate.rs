@@ -106,7 +106,6 @@ fn page(
         "simulate.html",
         "flows",
         context! {
-            may_send => viewer.may(Action::Send),
             errors => errors,
             sources => sources.iter().map(|source| context! { id => source.id.to_string(), name => &source.name }).collect::<Vec<_>>(),
             form => context! {
