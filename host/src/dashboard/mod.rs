@@ -209,12 +209,8 @@ pub fn router(state: DashboardState) -> Router {
         .route("/sending", get(sending::page))
         .route("/sending/identities", post(sending::create_identity))
         .route(
-            "/sending/identities/{id}/check",
-            post(sending::check_identity),
-        )
-        .route(
-            "/sending/identities/{id}/delete",
-            post(sending::delete_identity),
+            "/sending/identities/{id}/{change}",
+            post(sending::change_identity),
         )
         .route("/sending/webhooks", post(sending::create_webhook))
         .route(
@@ -222,12 +218,8 @@ pub fn router(state: DashboardState) -> Router {
             post(sending::delete_webhook),
         )
         .route(
-            "/sending/webhooks/{endpoint}/dead/{id}/redeliver",
-            post(sending::redeliver),
-        )
-        .route(
-            "/sending/webhooks/{endpoint}/dead/{id}/discard",
-            post(sending::discard),
+            "/sending/webhooks/{endpoint}/dead/{id}/{change}",
+            post(sending::change_dead_letter),
         )
         .route(
             "/plugins",
@@ -240,12 +232,8 @@ pub fn router(state: DashboardState) -> Router {
         .route("/sources/{id}", post(sources::update))
         .route("/sources/{id}/credentials", post(sources::add_credential))
         .route(
-            "/sources/{id}/credentials/rotate",
-            post(sources::rotate_credential),
-        )
-        .route(
-            "/sources/{id}/credentials/revoke",
-            post(sources::revoke_credential),
+            "/sources/{id}/credentials/{change}",
+            post(sources::change_credential),
         )
         .route("/templates", get(templates::list))
         .route(
