@@ -194,17 +194,16 @@ pub fn router(state: DashboardState) -> Router {
         .route("/flows", get(flows::list).post(flows::create))
         .route("/flows/simulate", get(simulate::form).post(simulate::run))
         .route("/flows/rules", post(flows::add_rule))
-        .route("/flows/rules/{index}/up", post(flows::rule_up))
-        .route("/flows/rules/{index}/down", post(flows::rule_down))
-        .route("/flows/rules/{index}/remove", post(flows::remove_rule))
+        .route("/flows/rules/{index}/{change}", post(flows::change_rule_at))
         .route("/flows/default", post(flows::set_default))
         .route("/flows/{id}", get(flows::show))
         .route("/flows/{id}/name", post(flows::rename))
         .route("/flows/{id}/steps", post(flows::add_step))
         .route("/flows/{id}/steps/{index}", post(flows::save_step))
-        .route("/flows/{id}/steps/{index}/up", post(flows::step_up))
-        .route("/flows/{id}/steps/{index}/down", post(flows::step_down))
-        .route("/flows/{id}/steps/{index}/remove", post(flows::remove_step))
+        .route(
+            "/flows/{id}/steps/{index}/{change}",
+            post(flows::change_step_at),
+        )
         .route("/operator", get(operator::page))
         .route("/sending", get(sending::page))
         .route("/sending/identities", post(sending::create_identity))
