@@ -8,7 +8,7 @@ use sluice::flow::rules::{Condition, FlowRule, Routing};
 use sluice::store::{Flow, Flowstep, Role, StoreError};
 
 use crate::dashboard::{Browser, add_user, demo_login, hidden};
-use crate::util::{TestServer, second_account};
+use crate::util::{TestServer, guests, second_account};
 
 /// The id of the flow a `POST /flows` redirected to.
 fn created_flow(response: reqwest::blocking::Response) -> u64 {
@@ -581,6 +581,83 @@ fn a_change_by_position_from_a_stale_page_is_refused_and_changes_nothing() {
         "{refused:?}"
     );
     assert_eq!(plugins_of(&server, id), ["tracking"]);
+}
+
+#[test]
+fn everyone_sees_the_bounce_classifier_admins_change_it_through_the_apis_checks() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let classifier = server.upload_guest(guests::TEST_BOUNCE_OVERRIDE);
+    let flowstep = server.upload_guest(guests::TEST_MISBEHAVE);
+    let installed = || {
+        server
+            .store()
+            .account(demo.account_id)
+            .unwrap()
+            .unwrap()
+            .bounce_classifier
+    };
+
+    // A viewer sees which one is installed, and no form; a forged one is refused.
+    let viewer_password = add_user(
+        &server,
+        Some(demo.account_id),
+        "viewer@example.com",
+        Role::Viewer,
+    );
+    let mut viewer = Browser::new(&server);
+    viewer.log_in(&server, "viewer@example.com", &viewer_password);
+    let page = viewer.page("/classifier");
+    assert!(page.contains("the built-in verdicts apply"), "{page}");
+    assert!(!page.contains("install-classifier"), "{page}");
+    let csrf = viewer.csrf();
+    let forged = viewer.post("/classifier", &[("plugin", &classifier), ("csrf", &csrf)]);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(installed(), None);
+
+    // The owner (an admin's right, as in the API) chooses among the account's uploads; what
+    // the API refuses the page refuses with the API's words.
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+    let page = owner.page("/classifier");
+    assert!(
+        page.contains("id=\"install-classifier\"") && page.contains(&classifier),
+        "{page}"
+    );
+    let not_one = owner.post("/classifier", &[("plugin", &flowstep), ("csrf", &csrf)]);
+    assert_eq!(not_one.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        not_one.text().unwrap().contains("not a bounce classifier"),
+        "a Flowstep is refused as the API refuses it"
+    );
+    let unknown = owner.post(
+        "/classifier",
+        &[("plugin", &"0".repeat(64)), ("csrf", &csrf)],
+    );
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        unknown
+            .text()
+            .unwrap()
+            .contains("no plugin of this account has this sha256")
+    );
+    assert_eq!(installed(), None);
+    let done = owner.post("/classifier", &[("plugin", &classifier), ("csrf", &csrf)]);
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "{:?}", done.text());
+    assert_eq!(installed().as_deref(), Some(classifier.as_str()));
+    let page = viewer.page("/classifier");
+    assert!(page.contains(&classifier), "{page}");
+
+    // The viewer cannot remove it either; the owner can.
+    let viewer_csrf = viewer.csrf();
+    let forged = viewer.post("/classifier/remove", &[("csrf", &viewer_csrf)]);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(installed().as_deref(), Some(classifier.as_str()));
+    let removed = owner.post("/classifier/remove", &[("csrf", &csrf)]);
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(installed(), None);
 }
 
 #[test]

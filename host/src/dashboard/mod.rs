@@ -6,6 +6,7 @@
 //! [`crate::access`] whether the logged-in user may do what it does.
 
 mod chart;
+mod classifier;
 mod filters;
 mod flows;
 mod login;
@@ -227,6 +228,11 @@ pub fn router(state: DashboardState) -> Router {
                 .layer(DefaultBodyLimit::max(plugins::MAX_UPLOAD_BYTES)),
         )
         .route("/plugins/enable", post(plugins::enable))
+        .route(
+            "/classifier",
+            get(classifier::show).post(classifier::install),
+        )
+        .route("/classifier/remove", post(classifier::remove))
         .route("/sources", get(sources::list).post(sources::create))
         .route("/sources/{id}", post(sources::update))
         .route("/sources/{id}/credentials", post(sources::add_credential))

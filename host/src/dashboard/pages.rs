@@ -36,6 +36,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("simulate.html", include_str!("templates/simulate.html")),
     ("sources.html", include_str!("templates/sources.html")),
     ("plugins.html", include_str!("templates/plugins.html")),
+    ("classifier.html", include_str!("templates/classifier.html")),
     ("templates.html", include_str!("templates/templates.html")),
     ("template.html", include_str!("templates/template.html")),
     ("not_found.html", include_str!("templates/not_found.html")),
