@@ -748,6 +748,48 @@ fn a_template_is_made_previewed_by_the_template_step_and_saved() {
 }
 
 #[test]
+fn only_an_operator_purges_the_captured_demo_mail_and_the_messages_stay() {
+    let server = TestServer::start_capturing(|_| {});
+    let api = Api::demo(&server);
+    let id = api.submit(email("Captured"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.captured_to("ann@example.net").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not captured");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // The account's owner reaches neither the page nor the purge.
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+    assert_eq!(owner.get("/operator").status(), StatusCode::FORBIDDEN);
+    let refused = owner.post("/operator/capture/purge", &[("csrf", &csrf)]);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(!server.captured_to("ann@example.net").is_empty());
+
+    let operator_password = add_user(&server, None, "operator@example.com", Role::Operator);
+    let mut operator = Browser::new(&server);
+    operator.log_in(&server, "operator@example.com", &operator_password);
+    let page = operator.page("/operator");
+    assert!(page.contains("id=\"purge-capture\""), "{page}");
+    let without_token = operator.post("/operator/capture/purge", &[]);
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+    assert!(!server.captured_to("ann@example.net").is_empty());
+    let csrf = operator.csrf();
+    let purged = operator.post("/operator/capture/purge", &[("csrf", &csrf)]);
+    assert_eq!(purged.status(), StatusCode::SEE_OTHER);
+    assert!(server.captured_to("ann@example.net").is_empty());
+    let page = operator.page("/operator");
+    assert!(page.contains(">0 copies kept."), "{page}");
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::Delivered,
+        "the message's record stays"
+    );
+}
+
+#[test]
 fn an_operator_sees_every_account_and_the_platform_and_changes_no_customer_mail() {
     let server = TestServer::start(|_| {});
     let other = second_account(&server);

@@ -37,6 +37,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::api::{ApiConfig, ApiState};
+use crate::delivery::capture::Capture;
 use crate::dkim::Dkim;
 use crate::flow::PipelineHandle;
 use crate::plugin::registry::PluginRegistry;
@@ -123,6 +124,8 @@ pub struct DashboardState {
     /// The API's state, whose checks the editing pages call so a page accepts exactly what
     /// the API accepts.
     api: ApiState,
+    /// Where the delivery's capture keeps mail for example domains, for the operator's purge.
+    capture: Option<Capture>,
 }
 
 impl DashboardState {
@@ -148,6 +151,15 @@ impl DashboardState {
             templates: Arc::new(pages::Templates::new()),
             scans: Arc::clone(&api.scans),
             api,
+            capture: None,
+        }
+    }
+
+    /// The same state, with the capture folder the operator's page counts and purges.
+    pub fn with_capture(self, capture: Capture) -> Self {
+        Self {
+            capture: Some(capture),
+            ..self
         }
     }
 
@@ -206,6 +218,7 @@ pub fn router(state: DashboardState) -> Router {
             post(flows::change_step_at),
         )
         .route("/operator", get(operator::page))
+        .route("/operator/capture/purge", post(operator::purge_capture))
         .route("/sending", get(sending::page))
         .route("/sending/identities", post(sending::create_identity))
         .route(
