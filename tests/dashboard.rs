@@ -215,6 +215,19 @@ pub(crate) fn add_user(
     password
 }
 
+/// A browser logged in as a new user of `account` (none: an operator) with `role`.
+pub(crate) fn logged_in_as(
+    server: &TestServer,
+    account: Option<u64>,
+    email: &str,
+    role: Role,
+) -> Browser {
+    let password = add_user(server, account, email, role);
+    let mut browser = Browser::new(server);
+    browser.log_in(server, email, &password);
+    browser
+}
+
 #[test]
 fn a_password_then_the_mailed_code_opens_a_session() {
     let server = TestServer::start(|_| {});
@@ -722,9 +735,7 @@ fn a_template_is_made_previewed_by_the_template_step_and_saved() {
 
     // A viewer reads the template but neither saves nor previews it: a preview runs the
     // template step, a simulation, which the access table gives to senders.
-    let viewer_password = add_user(&server, Some(1), "viewer@example.com", Role::Viewer);
-    let mut viewer = Browser::new(&server);
-    viewer.log_in(&server, "viewer@example.com", &viewer_password);
+    let mut viewer = logged_in_as(&server, Some(1), "viewer@example.com", Role::Viewer);
     let csrf = viewer.csrf();
     let path = format!("/templates/{}", templates[0].id);
     let shown = viewer.page(&path);
@@ -768,9 +779,7 @@ fn only_an_operator_purges_the_captured_demo_mail_and_the_messages_stay() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(!server.captured_to("ann@example.net").is_empty());
 
-    let operator_password = add_user(&server, None, "operator@example.com", Role::Operator);
-    let mut operator = Browser::new(&server);
-    operator.log_in(&server, "operator@example.com", &operator_password);
+    let mut operator = logged_in_as(&server, None, "operator@example.com", Role::Operator);
     let page = operator.page("/operator");
     assert!(page.contains("id=\"purge-capture\""), "{page}");
     let without_token = operator.post("/operator/capture/purge", &[]);

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use sluice::flow::rules::{Condition, FlowRule, Routing};
 use sluice::store::{Flow, Flowstep, Role, StoreError};
 
-use crate::dashboard::{Browser, add_user, demo_login, hidden};
+use crate::dashboard::{Browser, add_user, demo_login, hidden, logged_in_as};
 use crate::util::{TestServer, guests, second_account};
 
 /// The id of the flow a `POST /flows` redirected to.
@@ -484,14 +484,8 @@ fn a_change_by_position_from_a_stale_page_is_refused_and_changes_nothing() {
     let mut first = Browser::new(&server);
     first.log_in(&server, &login, &password);
     let first_csrf = first.csrf();
-    let editor_password = add_user(
-        &server,
-        Some(demo.account_id),
-        "editor@example.com",
-        Role::Editor,
-    );
-    let mut second = Browser::new(&server);
-    second.log_in(&server, "editor@example.com", &editor_password);
+    let account = Some(demo.account_id);
+    let mut second = logged_in_as(&server, account, "editor@example.com", Role::Editor);
     let second_csrf = second.csrf();
     let seen_flow = flow_edition(&mut second, id);
     let seen_rules = rules_edition(&mut second);
@@ -599,14 +593,8 @@ fn everyone_sees_the_bounce_classifier_admins_change_it_through_the_apis_checks(
     };
 
     // A viewer sees which one is installed, and no form; a forged one is refused.
-    let viewer_password = add_user(
-        &server,
-        Some(demo.account_id),
-        "viewer@example.com",
-        Role::Viewer,
-    );
-    let mut viewer = Browser::new(&server);
-    viewer.log_in(&server, "viewer@example.com", &viewer_password);
+    let account = Some(demo.account_id);
+    let mut viewer = logged_in_as(&server, account, "viewer@example.com", Role::Viewer);
     let page = viewer.page("/classifier");
     assert!(page.contains("the built-in verdicts apply"), "{page}");
     assert!(!page.contains("install-classifier"), "{page}");
