@@ -260,7 +260,11 @@ fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
     else {
         return;
     };
-    let server = TestServer::start_capturing(|_| {});
+    // The demo flow as a newcomer gets it (archive, then DKIM), so the message's page has
+    // steps to show.
+    let server = TestServer::start_capturing(|config| {
+        config.demo.flow_steps = sluice::config::DemoConfig::default().flow_steps;
+    });
     let demo = server.server.created_demo.clone().unwrap();
     let api = Api::demo(&server);
     let message = api.submit(crate::util::email("Order 4711 shipped"));
@@ -308,6 +312,11 @@ fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
         ("/users".to_string(), "users", "demo@example.com"),
         ("/audit".to_string(), "audit", "logged in"),
         ("/sending".to_string(), "sending", "Sending"),
+        (
+            "/classifier".to_string(),
+            "classifier",
+            "built-in verdicts apply",
+        ),
         ("/security".to_string(), "security", "Security"),
     ] {
         browser.open(&format!("{base}{page}"));
@@ -322,6 +331,14 @@ fn the_owner_logs_in_with_the_mailed_code_and_every_page_is_screenshotted() {
     for shown in ["SUBMITTED", "PROCESSED", "DELIVERED", "sluice-capture"] {
         assert!(text.contains(shown), "{shown}: {text}");
     }
+    // And what each step of its flow did, with its time.
+    let steps = browser.text_of("#steps");
+    assert_eq!(steps.matches("continued").count(), 2, "{steps}");
+    assert!(
+        steps.contains("archive") && steps.contains("dkim"),
+        "{steps}"
+    );
+    assert!(steps.contains(" µs") || steps.contains(" ms"), "{steps}");
 }
 
 #[test]

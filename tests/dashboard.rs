@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
-use sluice::store::{NewUser, Role};
+use sluice::store::{MessageStatus, NewUser, Role, StepResultOutcome};
 
 use crate::util::{Api, TestServer, email, id_of, second_account};
 
@@ -213,6 +213,19 @@ pub(crate) fn add_user(
         }))
         .unwrap();
     password
+}
+
+/// A browser logged in as a new user of `account` (none: an operator) with `role`.
+pub(crate) fn logged_in_as(
+    server: &TestServer,
+    account: Option<u64>,
+    email: &str,
+    role: Role,
+) -> Browser {
+    let password = add_user(server, account, email, role);
+    let mut browser = Browser::new(server);
+    browser.log_in(server, email, &password);
+    browser
 }
 
 #[test]
@@ -530,6 +543,50 @@ fn messages_are_found_and_shown_with_their_events() {
 }
 
 #[test]
+fn a_delivered_messages_page_shows_each_steps_outcome_time_and_fuel() {
+    let server = TestServer::start_capturing(|config| {
+        config.demo.flow_steps = sluice::config::DemoConfig::default().flow_steps;
+        config.runtime.fuel = Some(100_000_000);
+    });
+    let api = Api::demo(&server);
+    let id = api.submit(email("Timed"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.store().message(&id).unwrap().unwrap().status != MessageStatus::Delivered {
+        assert!(std::time::Instant::now() < deadline, "not delivered");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let record = server.store().message(&id).unwrap().unwrap();
+    assert_eq!(record.steps.len(), 2, "{:?}", record.steps);
+    for (index, step) in record.steps.iter().enumerate() {
+        assert_eq!(usize::from(step.number), index + 1);
+        assert_eq!(step.outcome, StepResultOutcome::Continued);
+        assert!(step.micros > 0, "{step:?}");
+        assert!(step.fuel.is_some_and(|fuel| fuel > 0), "{step:?}");
+    }
+
+    let (login, password) = demo_login(&server);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&server, &login, &password);
+    let page = browser.page(&format!("/messages/{id}"));
+    let table = &page[page.find("<table id=\"steps\">").expect("a step table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    for step in &record.steps {
+        let micros = step.micros;
+        let time = if micros < 1000 {
+            format!("{micros} µs")
+        } else {
+            format!("{}.{:03} ms", micros / 1000, micros % 1000)
+        };
+        let fuel = step.fuel.unwrap().to_string();
+        assert!(
+            table.contains(&step.plugin) && table.contains(&time) && table.contains(&fuel),
+            "{table}"
+        );
+    }
+    assert_eq!(table.matches("<td>continued</td>").count(), 2, "{table}");
+}
+
+#[test]
 fn logging_out_everywhere_and_a_new_password_end_sessions() {
     let server = TestServer::start(|_| {});
     let (login, password) = demo_login(&server);
@@ -676,19 +733,68 @@ fn a_template_is_made_previewed_by_the_template_step_and_saved() {
     assert_eq!(templates[0].subject.as_deref(), Some("Hello {{ name }}"));
     assert!(browser.page("/templates").contains("welcome"));
 
-    // A viewer may preview but not save.
-    let viewer_password = add_user(&server, Some(1), "viewer@example.com", Role::Viewer);
-    let mut viewer = Browser::new(&server);
-    viewer.log_in(&server, "viewer@example.com", &viewer_password);
+    // A viewer reads the template but neither saves nor previews it: a preview runs the
+    // template step, a simulation, which the access table gives to senders.
+    let mut viewer = logged_in_as(&server, Some(1), "viewer@example.com", Role::Viewer);
     let csrf = viewer.csrf();
     let path = format!("/templates/{}", templates[0].id);
-    assert!(!viewer.page(&path).contains("value=\"save\""));
+    let shown = viewer.page(&path);
+    assert!(shown.contains("Hello {{ name }}"), "{shown}");
+    assert!(
+        !shown.contains("value=\"save\"") && !shown.contains("value=\"preview\""),
+        "{shown}"
+    );
     let mut fields = form("save", "<p>changed</p>");
     fields.push(("csrf", &csrf));
     assert_eq!(viewer.post(&path, &fields).status(), StatusCode::FORBIDDEN);
+    let mut fields = form("preview", "<p>Dear {{ name }}</p>");
+    fields.push(("csrf", &csrf));
+    let refused = viewer.post(&path, &fields);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(!refused.text().unwrap().contains("Dear Ann"));
     assert_eq!(
         server.store().templates_of(1).unwrap()[0].html.as_deref(),
         Some("<p>Dear {{ name }}</p>")
+    );
+}
+
+#[test]
+fn only_an_operator_purges_the_captured_demo_mail_and_the_messages_stay() {
+    let server = TestServer::start_capturing(|_| {});
+    let api = Api::demo(&server);
+    let id = api.submit(email("Captured"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.captured_to("ann@example.net").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not captured");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // The account's owner reaches neither the page nor the purge.
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+    assert_eq!(owner.get("/operator").status(), StatusCode::FORBIDDEN);
+    let refused = owner.post("/operator/capture/purge", &[("csrf", &csrf)]);
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(!server.captured_to("ann@example.net").is_empty());
+
+    let mut operator = logged_in_as(&server, None, "operator@example.com", Role::Operator);
+    let page = operator.page("/operator");
+    assert!(page.contains("id=\"purge-capture\""), "{page}");
+    let without_token = operator.post("/operator/capture/purge", &[]);
+    assert_eq!(without_token.status(), StatusCode::FORBIDDEN);
+    assert!(!server.captured_to("ann@example.net").is_empty());
+    let csrf = operator.csrf();
+    let purged = operator.post("/operator/capture/purge", &[("csrf", &csrf)]);
+    assert_eq!(purged.status(), StatusCode::SEE_OTHER);
+    assert!(server.captured_to("ann@example.net").is_empty());
+    let page = operator.page("/operator");
+    assert!(page.contains(">0 copies kept."), "{page}");
+    assert_eq!(
+        server.store().message(&id).unwrap().unwrap().status,
+        MessageStatus::Delivered,
+        "the message's record stays"
     );
 }
 

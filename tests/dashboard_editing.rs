@@ -4,11 +4,11 @@
 //! forms without the session's CSRF token. (The main path in a real browser is in `browser`.)
 
 use reqwest::StatusCode;
-use sluice::flow::rules::Condition;
-use sluice::store::{Flow, Role};
+use sluice::flow::rules::{Condition, FlowRule, Routing};
+use sluice::store::{Flow, Flowstep, Role, StoreError};
 
-use crate::dashboard::{Browser, add_user, demo_login, hidden};
-use crate::util::{TestServer, second_account};
+use crate::dashboard::{Browser, add_user, demo_login, hidden, logged_in_as};
+use crate::util::{TestServer, guests, second_account};
 
 /// The id of the flow a `POST /flows` redirected to.
 fn created_flow(response: reqwest::blocking::Response) -> u64 {
@@ -39,6 +39,27 @@ fn foreign_flow(server: &TestServer) -> (crate::util::Api, u64) {
         .unwrap()
         .id;
     (other, flow)
+}
+
+/// The edition of flow `flow` its page shows, which the forms changing a step by position
+/// send back.
+fn flow_edition(browser: &mut Browser, flow: u64) -> String {
+    hidden(&browser.page(&format!("/flows/{flow}")), "edition")
+}
+
+/// The edition of the account's rules the flows page shows.
+fn rules_edition(browser: &mut Browser) -> String {
+    hidden(&browser.page("/flows"), "edition")
+}
+
+/// Posts a change by position (`/up`, `/down`, `/remove`) from a page showing `edition`.
+fn change_at(
+    browser: &mut Browser,
+    path: &str,
+    csrf: &str,
+    edition: &str,
+) -> reqwest::blocking::Response {
+    browser.post(path, &[("csrf", csrf), ("edition", edition)])
 }
 
 fn plugins_of(server: &TestServer, flow: u64) -> Vec<String> {
@@ -144,14 +165,39 @@ fn an_editor_builds_a_flow_its_steps_checked_as_the_api_checks_them() {
     assert_eq!(plugins_of(&server, flow), ["archive", "tracking", "dkim"]);
 
     // Reordered, edited (with a condition in Flowmailer's shape), removed.
-    let moved = editor.post(&format!("/flows/{flow}/steps/2/up"), &[("csrf", &csrf)]);
+    let edition = flow_edition(&mut editor, flow);
+    let moved = change_at(
+        &mut editor,
+        &format!("/flows/{flow}/steps/2/up"),
+        &csrf,
+        &edition,
+    );
     assert_eq!(moved.status(), StatusCode::SEE_OTHER);
     assert_eq!(plugins_of(&server, flow), ["archive", "dkim", "tracking"]);
-    let moved = editor.post(&format!("/flows/{flow}/steps/0/down"), &[("csrf", &csrf)]);
+    let edition = flow_edition(&mut editor, flow);
+    let moved = change_at(
+        &mut editor,
+        &format!("/flows/{flow}/steps/0/down"),
+        &csrf,
+        &edition,
+    );
     assert_eq!(moved.status(), StatusCode::SEE_OTHER);
     assert_eq!(plugins_of(&server, flow), ["dkim", "archive", "tracking"]);
-    let past_the_end = editor.post(&format!("/flows/{flow}/steps/2/down"), &[("csrf", &csrf)]);
+    let edition = flow_edition(&mut editor, flow);
+    let past_the_end = change_at(
+        &mut editor,
+        &format!("/flows/{flow}/steps/2/down"),
+        &csrf,
+        &edition,
+    );
     assert_eq!(past_the_end.status(), StatusCode::NOT_FOUND);
+    let no_such_change = change_at(
+        &mut editor,
+        &format!("/flows/{flow}/steps/1/sideways"),
+        &csrf,
+        &edition,
+    );
+    assert_eq!(no_such_change.status(), StatusCode::NOT_FOUND);
 
     let saved = editor.post(
         &format!("/flows/{flow}/steps/2"),
@@ -163,6 +209,7 @@ fn an_editor_builds_a_flow_its_steps_checked_as_the_api_checks_them() {
                 r#"{"type":"header","matchType":"exists","name":"X-Track"}"#,
             ),
             ("csrf", &csrf),
+            ("edition", &edition),
         ],
     );
     assert_eq!(saved.status(), StatusCode::SEE_OTHER, "{:?}", saved.text());
@@ -179,18 +226,25 @@ fn an_editor_builds_a_flow_its_steps_checked_as_the_api_checks_them() {
     // The page shows the condition back in the shape it was typed in.
     let page = editor.page(&format!("/flows/{flow}"));
     assert!(page.contains("X-Track"), "{page}");
+    let edition = flow_edition(&mut editor, flow);
     let bad_condition = editor.post(
         &format!("/flows/{flow}/steps/2"),
         &[
             ("plugin", "tracking"),
             ("enabled_when", r#"{"type":"expression","expression":"x"}"#),
             ("csrf", &csrf),
+            ("edition", &edition),
         ],
     );
     assert_eq!(bad_condition.status(), StatusCode::BAD_REQUEST);
     assert!(bad_condition.text().unwrap().contains("enabledWhen"));
 
-    let removed = editor.post(&format!("/flows/{flow}/steps/0/remove"), &[("csrf", &csrf)]);
+    let removed = change_at(
+        &mut editor,
+        &format!("/flows/{flow}/steps/0/remove"),
+        &csrf,
+        &edition,
+    );
     assert_eq!(removed.status(), StatusCode::SEE_OTHER);
     assert_eq!(plugins_of(&server, flow), ["archive", "tracking"]);
 
@@ -312,7 +366,8 @@ fn rules_are_added_reordered_and_removed_and_a_simulation_shows_the_rule_that_ma
     assert!(page.contains("PROCESSED"), "{page}");
 
     // Moved down, the sender rule is tried first and takes the message.
-    let moved = owner.post("/flows/rules/0/down", &[("csrf", &csrf)]);
+    let edition = rules_edition(&mut owner);
+    let moved = change_at(&mut owner, "/flows/rules/0/down", &csrf, &edition);
     assert_eq!(moved.status(), StatusCode::SEE_OTHER);
     let page = simulate(&mut owner);
     assert!(page.contains("Rule 1 matched"), "{page}");
@@ -323,7 +378,8 @@ fn rules_are_added_reordered_and_removed_and_a_simulation_shows_the_rule_that_ma
 
     // Without either rule the default flow takes it.
     for _ in 0..2 {
-        let removed = owner.post("/flows/rules/0/remove", &[("csrf", &csrf)]);
+        let edition = rules_edition(&mut owner);
+        let removed = change_at(&mut owner, "/flows/rules/0/remove", &csrf, &edition);
         assert_eq!(removed.status(), StatusCode::SEE_OTHER);
     }
     assert!(
@@ -384,6 +440,212 @@ fn rules_are_added_reordered_and_removed_and_a_simulation_shows_the_rule_that_ma
     );
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert!(bad.text().unwrap().contains("Name: value"));
+}
+
+#[test]
+fn a_change_by_position_from_a_stale_page_is_refused_and_changes_nothing() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let step = |plugin: &str| Flowstep {
+        plugin: plugin.into(),
+        config: serde_json::json!({}),
+        enabled_when: None,
+    };
+    let flow = server
+        .block_on(server.store().create_flow(Flow {
+            id: 0,
+            account_id: demo.account_id,
+            name: "Two steps".into(),
+            steps: vec![step("archive"), step("tracking")],
+            expiry_hours: None,
+        }))
+        .unwrap();
+    let id = flow.id;
+    let rule = |flow_id| FlowRule {
+        flow_id,
+        conditions: Vec::new(),
+    };
+    let default_flow_id = server
+        .store()
+        .routing(demo.account_id)
+        .unwrap()
+        .unwrap()
+        .default_flow_id;
+    let rules = Routing {
+        rules: vec![rule(id), rule(default_flow_id)],
+        default_flow_id,
+    };
+    server
+        .block_on(server.store().set_routing(demo.account_id, rules))
+        .unwrap();
+
+    // Two editors open the same pages; the first one's change goes through.
+    let (login, password) = demo_login(&server);
+    let mut first = Browser::new(&server);
+    first.log_in(&server, &login, &password);
+    let first_csrf = first.csrf();
+    let account = Some(demo.account_id);
+    let mut second = logged_in_as(&server, account, "editor@example.com", Role::Editor);
+    let second_csrf = second.csrf();
+    let seen_flow = flow_edition(&mut second, id);
+    let seen_rules = rules_edition(&mut second);
+    assert_eq!(flow_edition(&mut first, id), seen_flow);
+    let removed = change_at(
+        &mut first,
+        &format!("/flows/{id}/steps/0/remove"),
+        &first_csrf,
+        &seen_flow,
+    );
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(plugins_of(&server, id), ["tracking"]);
+
+    // The second page still shows "archive" first: removing, moving or saving step 1 from
+    // it would hit "tracking" instead, so each is refused.
+    let stale = |response: reqwest::blocking::Response| {
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let text = response.text().unwrap();
+        assert!(
+            text.contains("changed since you opened the page") && text.contains("Reload"),
+            "{text}"
+        );
+    };
+    stale(change_at(
+        &mut second,
+        &format!("/flows/{id}/steps/0/remove"),
+        &second_csrf,
+        &seen_flow,
+    ));
+    stale(second.post(
+        &format!("/flows/{id}/steps/0"),
+        &[
+            ("plugin", "archive"),
+            ("config", r#"{"retention": "P1M"}"#),
+            ("csrf", &second_csrf),
+            ("edition", &seen_flow),
+        ],
+    ));
+    // A form without the edition is treated as made from an old page.
+    stale(second.post(
+        &format!("/flows/{id}/steps/0/down"),
+        &[("csrf", &second_csrf)],
+    ));
+    assert_eq!(plugins_of(&server, id), ["tracking"]);
+    // Reloaded, the same change goes through.
+    let reloaded = flow_edition(&mut second, id);
+    assert_ne!(reloaded, seen_flow);
+    let saved = second.post(
+        &format!("/flows/{id}/steps/0"),
+        &[
+            ("plugin", "tracking"),
+            ("config", r#"{"opens": false}"#),
+            ("csrf", &second_csrf),
+            ("edition", &reloaded),
+        ],
+    );
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER, "{:?}", saved.text());
+
+    // The same for the rules: moved by the first editor, the second's stale page is refused.
+    let moved = change_at(&mut first, "/flows/rules/0/down", &first_csrf, &seen_rules);
+    assert_eq!(moved.status(), StatusCode::SEE_OTHER);
+    let order = |server: &TestServer| -> Vec<u64> {
+        let routing = server.store().routing(demo.account_id).unwrap().unwrap();
+        routing.rules.iter().map(|rule| rule.flow_id).collect()
+    };
+    assert_eq!(order(&server), [default_flow_id, id]);
+    stale(change_at(
+        &mut second,
+        "/flows/rules/0/remove",
+        &second_csrf,
+        &seen_rules,
+    ));
+    assert_eq!(order(&server), [default_flow_id, id]);
+
+    // Underneath, the store writes only over the record the change was made from.
+    let read = server.store().flow(id).unwrap().unwrap();
+    let mut renamed = read.clone();
+    renamed.name = "Renamed meanwhile".into();
+    server
+        .block_on(server.store().update_flow_unchanged(renamed, read.clone()))
+        .unwrap();
+    let mut late = read.clone();
+    late.steps.clear();
+    let refused = server.block_on(server.store().update_flow_unchanged(late, read));
+    assert!(
+        matches!(refused, Err(StoreError::Changed(_))),
+        "{refused:?}"
+    );
+    assert_eq!(plugins_of(&server, id), ["tracking"]);
+}
+
+#[test]
+fn everyone_sees_the_bounce_classifier_admins_change_it_through_the_apis_checks() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let classifier = server.upload_guest(guests::TEST_BOUNCE_OVERRIDE);
+    let flowstep = server.upload_guest(guests::TEST_MISBEHAVE);
+    let installed = || {
+        server
+            .store()
+            .account(demo.account_id)
+            .unwrap()
+            .unwrap()
+            .bounce_classifier
+    };
+
+    // A viewer sees which one is installed, and no form; a forged one is refused.
+    let account = Some(demo.account_id);
+    let mut viewer = logged_in_as(&server, account, "viewer@example.com", Role::Viewer);
+    let page = viewer.page("/classifier");
+    assert!(page.contains("the built-in verdicts apply"), "{page}");
+    assert!(!page.contains("install-classifier"), "{page}");
+    let csrf = viewer.csrf();
+    let forged = viewer.post("/classifier", &[("plugin", &classifier), ("csrf", &csrf)]);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(installed(), None);
+
+    // The owner (an admin's right, as in the API) chooses among the account's uploads; what
+    // the API refuses the page refuses with the API's words.
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+    let page = owner.page("/classifier");
+    assert!(
+        page.contains("id=\"install-classifier\"") && page.contains(&classifier),
+        "{page}"
+    );
+    let not_one = owner.post("/classifier", &[("plugin", &flowstep), ("csrf", &csrf)]);
+    assert_eq!(not_one.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        not_one.text().unwrap().contains("not a bounce classifier"),
+        "a Flowstep is refused as the API refuses it"
+    );
+    let unknown = owner.post(
+        "/classifier",
+        &[("plugin", &"0".repeat(64)), ("csrf", &csrf)],
+    );
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        unknown
+            .text()
+            .unwrap()
+            .contains("no plugin of this account has this sha256")
+    );
+    assert_eq!(installed(), None);
+    let done = owner.post("/classifier", &[("plugin", &classifier), ("csrf", &csrf)]);
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "{:?}", done.text());
+    assert_eq!(installed().as_deref(), Some(classifier.as_str()));
+    let page = viewer.page("/classifier");
+    assert!(page.contains(&classifier), "{page}");
+
+    // The viewer cannot remove it either; the owner can.
+    let viewer_csrf = viewer.csrf();
+    let forged = viewer.post("/classifier/remove", &[("csrf", &viewer_csrf)]);
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(installed().as_deref(), Some(classifier.as_str()));
+    let removed = owner.post("/classifier/remove", &[("csrf", &csrf)]);
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(installed(), None);
 }
 
 #[test]

@@ -40,6 +40,7 @@ async fn spool(store: &Store, account_id: u64, count: usize, data_bytes: usize) 
                     dmarc: None,
                     header_message_id: None,
                     resent_from: None,
+                    steps: Vec::new(),
                 },
                 body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
             })

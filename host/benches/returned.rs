@@ -120,6 +120,7 @@ async fn messages(server: &Server, count: usize) -> Vec<(String, String)> {
                 dmarc: None,
                 header_message_id: None,
                 resent_from: None,
+                steps: Vec::new(),
             },
             body: body.to_vec(),
         })

@@ -4,7 +4,7 @@
 //! | action | viewer | editor | admin | owner | operator | API credential |
 //! |---|---|---|---|---|---|---|
 //! | read the account's flows, messages, events, statistics, filter list | ✓ | ✓ | ✓ | ✓ | ✓ (every account) | ✓ |
-//! | send, simulate, resend | | ✓ | ✓ | ✓ | | ✓ |
+//! | send, simulate (a template's preview too), resend | | ✓ | ✓ | ✓ | | ✓ |
 //! | edit flows, rules, templates, the filter list | | ✓ | ✓ | ✓ | | ✓ |
 //! | sources, credentials, sender identities, webhooks, plugins, classifier | | | ✓ | ✓ | | ✓ |
 //! | users (not owners), the login audit log | | | ✓ | ✓ | ✓ (every account) | |

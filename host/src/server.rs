@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::api::{self, ApiParts, ApiState};
 use crate::config::{Config, DemoConfig};
 use crate::dashboard::{self, DashboardState};
+use crate::delivery::capture::Capture;
 use crate::delivery::verp::ReturnPath;
 use crate::delivery::{Delivery, QueueSignal};
 use crate::dkim::Dkim;
@@ -215,7 +216,10 @@ impl Server {
         let (dashboard_addr, dashboard_task) = if config.dashboard.enabled {
             let listener = tokio::net::TcpListener::bind(config.dashboard.listen).await?;
             let bound = listener.local_addr()?;
-            let state = DashboardState::new(config.dashboard.clone(), bound, api_state);
+            // The folder even when the capture is off now: copies kept while it was on can
+            // still be purged.
+            let state = DashboardState::new(config.dashboard.clone(), bound, api_state)
+                .with_capture(Capture::new(&config.data_dir));
             (
                 Some(bound),
                 Some(dashboard::spawn(listener, &config.api, state)),

@@ -121,6 +121,7 @@ pub async fn accept_as(
                 dmarc: None,
                 header_message_id: None,
                 resent_from: resent_from.clone(),
+                steps: Vec::new(),
             },
             body: body.clone(),
         })

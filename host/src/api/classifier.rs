@@ -48,7 +48,7 @@ pub async fn put(
 ) -> Result<Json<ClassifierView>, ApiError> {
     caller.require(account_id)?;
     let view: ClassifierView = parse_json(&body)?;
-    let Some(sha256) = view.plugin.clone() else {
+    let Some(sha256) = view.plugin.as_deref() else {
         return Err(ApiError::field(
             "plugin",
             "required",
@@ -56,18 +56,29 @@ pub async fn put(
             None,
         ));
     };
+    install(&state, account_id, sha256).await?;
+    Ok(Json(view))
+}
+
+/// Installs the account's uploaded component `sha256` as its bounce classifier, once it
+/// loads as one: the API's PUT and the dashboard's form both come here.
+pub(crate) async fn install(
+    state: &ApiState,
+    account_id: u64,
+    sha256: &str,
+) -> Result<(), ApiError> {
     let unknown = || {
         ApiError::field(
             "plugin",
             "unknownPlugin",
             "no plugin of this account has this sha256",
-            Some(sha256.clone().into()),
+            Some(sha256.to_string().into()),
         )
     };
-    if !state.store.owns_plugin(account_id, &sha256)? {
+    if !state.store.owns_plugin(account_id, sha256)? {
         return Err(unknown());
     }
-    let bytes = state.store.plugin(&sha256)?.ok_or_else(unknown)?;
+    let bytes = state.store.plugin(sha256)?.ok_or_else(unknown)?;
     let runtime = Arc::clone(&state.runtime);
     tokio::task::spawn_blocking(move || runtime.load_classifier(&bytes))
         .await
@@ -77,14 +88,14 @@ pub async fn put(
                 "plugin",
                 "notAClassifier",
                 format!("not a bounce classifier: {error}"),
-                Some(sha256.clone().into()),
+                Some(sha256.to_string().into()),
             )
         })?;
     state
         .store
-        .set_bounce_classifier(account_id, Some(sha256))
+        .set_bounce_classifier(account_id, Some(sha256.to_string()))
         .await?;
-    Ok(Json(view))
+    Ok(())
 }
 
 /// `DELETE /{account}/bounce_classifier`: the built-in verdicts apply again.
@@ -94,6 +105,12 @@ pub async fn delete(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require(account_id)?;
-    state.store.set_bounce_classifier(account_id, None).await?;
+    remove(&state, account_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes the account's bounce classifier: the built-in verdicts apply again.
+pub(crate) async fn remove(state: &ApiState, account_id: u64) -> Result<(), ApiError> {
+    state.store.set_bounce_classifier(account_id, None).await?;
+    Ok(())
 }

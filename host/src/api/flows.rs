@@ -17,8 +17,6 @@ use super::representation::flexible_id;
 use crate::flow::rules::{Condition, FlowRule, Routing};
 use crate::store::{Flow, Flowstep};
 
-/// The most steps one flow may have, and the most rules or conditions one account may have.
-const MAX_STEPS: usize = 64;
 /// The most flow rules of an account.
 pub(crate) const MAX_RULES: usize = 1000;
 /// The most conditions of one rule.
@@ -482,11 +480,11 @@ pub(crate) async fn checked_steps(
     account_id: u64,
     steps: Vec<StepView>,
 ) -> Result<Vec<Flowstep>, ApiError> {
-    if steps.len() > MAX_STEPS {
+    if steps.len() > Flow::MAX_STEPS {
         return Err(ApiError::field(
             "steps",
             "tooMany",
-            format!("a flow has at most {MAX_STEPS} steps"),
+            format!("a flow has at most {} steps", Flow::MAX_STEPS),
             None,
         ));
     }

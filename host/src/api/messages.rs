@@ -504,6 +504,7 @@ pub async fn simulate(
         dmarc: None,
         header_message_id: None,
         resent_from: None,
+        steps: Vec::new(),
     };
     let run = state
         .pipeline

@@ -47,6 +47,8 @@ use crate::store::Store;
 use crate::tracking::{self, LinkSigner};
 
 pub use auth::{Caller, TokenSigner};
+/// The account's bounce classifier installed and removed, shared with the dashboard.
+pub(crate) use classifier::{install as install_classifier, remove as remove_classifier};
 pub use error::ApiError;
 /// Flow checks (steps, conditions, rule limits), shared with the dashboard's flow editor.
 pub(crate) use flows::{

@@ -3,17 +3,23 @@
 //! change goes through the API's own checks (`api::checked_steps` runs each step on a probe
 //! message, `api::condition_from` and `api::check_owned` read a condition), so a page never
 //! stores what the API would refuse.
+//!
+//! Steps and rules are changed by position, so each form that does so carries the edition
+//! (a digest) of the flow or of the rules as its page showed them: a stale page, or a second
+//! editor who saved first, gets "changed since you opened the page" instead of moving,
+//! removing or overwriting the wrong one. Every write is also made only while the stored
+//! record is still the one read (`Store::update_flow_unchanged`, `set_routing_unchanged`).
 
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::DashboardState;
-use super::pages::{error_lines, render_page};
-use super::session::{CsrfOnly, Refusal, Viewer, internal};
+use super::pages::{error_lines, path_choice, render_form_page};
+use super::session::{Refusal, Viewer, internal};
 use crate::access::Action;
 use crate::api::{
     ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_flow_count, check_owned,
@@ -46,6 +52,85 @@ fn step_condition_text(condition: &Condition) -> String {
         .unwrap_or_default()
 }
 
+/// The edition of a flow or of an account's rules: a digest of it, which the forms that
+/// change it by position send back.
+fn edition<T: Serialize>(value: &T) -> String {
+    let encoded = serde_json::to_vec(value).unwrap_or_default();
+    hex::encode(&Sha256::digest(&encoded)[..8])
+}
+
+/// Refuses a change made from a page that showed another edition of `value`.
+fn check_edition<T: Serialize>(value: &T, seen: &str) -> Result<(), Refusal> {
+    if edition(value) == seen.trim() {
+        Ok(())
+    } else {
+        Err(Refusal::Changed)
+    }
+}
+
+/// A store write refused because the record changed since it was read becomes the page's
+/// "changed since you opened the page".
+fn stored(result: Result<(), StoreError>) -> Result<(), Refusal> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(StoreError::Changed(_)) => Err(Refusal::Changed),
+        Err(error) => Err(Refusal::store(error)),
+    }
+}
+
+/// A change to a step or a rule named by its position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PositionChange {
+    /// One place earlier.
+    Up,
+    /// One place later.
+    Down,
+    /// Taken out.
+    Remove,
+}
+
+impl PositionChange {
+    /// The change a form's path names.
+    fn named(name: &str) -> Result<Self, Refusal> {
+        path_choice(
+            name,
+            &[
+                ("up", Self::Up),
+                ("down", Self::Down),
+                ("remove", Self::Remove),
+            ],
+        )
+    }
+
+    /// Applies the change to the item at `index` of `items`; false when there is no such
+    /// item (or no place to move it to), and then `items` is left as it was.
+    fn apply<T>(self, items: &mut Vec<T>, index: usize) -> bool {
+        if index >= items.len() {
+            return false;
+        }
+        match self {
+            Self::Remove => {
+                items.remove(index);
+            }
+            Self::Up if index > 0 => items.swap(index - 1, index),
+            Self::Down if index + 1 < items.len() => items.swap(index, index + 1),
+            Self::Up | Self::Down => return false,
+        }
+        true
+    }
+}
+
+/// The form of a change by position: the session's token and the edition the page showed.
+#[derive(Deserialize)]
+pub(super) struct PositionForm {
+    /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
+    #[serde(default)]
+    csrf: String,
+    /// Missing counts as stale: the change is refused as made from an old page.
+    #[serde(default)]
+    edition: String,
+}
+
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
@@ -64,7 +149,7 @@ pub(super) async fn list(State(state): State<DashboardState>, viewer: Viewer) ->
         Ok(account) => account,
         Err(refusal) => return refusal.into_response(),
     };
-    list_page(&state, &viewer, account_id, Vec::new(), StatusCode::OK)
+    list_page(&state, &viewer, account_id, Vec::new())
 }
 
 fn list_page(
@@ -72,7 +157,6 @@ fn list_page(
     viewer: &Viewer,
     account_id: u64,
     errors: Vec<String>,
-    status: StatusCode,
 ) -> Response {
     let (flows, routing) = match (
         state.store.flows_of(account_id),
@@ -83,13 +167,13 @@ fn list_page(
     };
     let sources = state.store.sources_of(account_id).unwrap_or_default();
     let rule_count = routing.as_ref().map_or(0, |routing| routing.rules.len());
-    let mut page = render_page(
+    render_form_page(
         state,
         viewer,
         "flows.html",
         "flows",
+        errors,
         context! {
-            errors => errors,
             flows => flows.iter().map(|flow| context! {
                 id => flow.id,
                 name => &flow.name,
@@ -108,12 +192,11 @@ fn list_page(
             }).collect::<Vec<_>>()),
             default_flow => routing.as_ref().map(|routing| name_of(&flows, routing.default_flow_id)),
             default_flow_id => routing.as_ref().map(|routing| routing.default_flow_id),
+            rules_edition => edition(&routing),
             sources => sources.iter().map(|source| context! { id => source.id, name => &source.name }).collect::<Vec<_>>(),
             condition_rows => (0..CONDITION_ROWS).collect::<Vec<_>>(),
         },
-    );
-    *page.status_mut() = status;
-    page
+    )
 }
 
 /// The form naming a flow.
@@ -222,20 +305,18 @@ fn flow_page(
     errors: Vec<String>,
     draft: Draft,
 ) -> Response {
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
     let count = flow.steps.len();
-    let mut page = render_page(
+    render_form_page(
         state,
         viewer,
         "flow.html",
         "flows",
+        errors,
         context! {
-            flow => context! { id => flow.id, name => &flow.name, expiry_hours => flow.expiry_hours },
-            errors => errors,
+            flow => context! {
+                id => flow.id, name => &flow.name, expiry_hours => flow.expiry_hours,
+                edition => edition(flow),
+            },
             plugins => plugin_choices(state, flow.account_id),
             steps => flow.steps.iter().enumerate().map(|(index, step)| {
                 let drafted = draft.index == Some(index);
@@ -258,9 +339,7 @@ fn flow_page(
                 context! { plugin => "", config => "", enabled_when => "" }
             },
         },
-    );
-    *page.status_mut() = status;
-    page
+    )
 }
 
 /// `POST /flows/{id}/name`.
@@ -271,13 +350,10 @@ pub(super) async fn rename(
     Form(form): Form<NameForm>,
 ) -> Result<Response, Refusal> {
     let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
-    let mut flow = own_flow(&state, account_id, id)?;
+    let read = own_flow(&state, account_id, id)?;
+    let mut flow = read.clone();
     flow.name = checked_name(&form.name)?;
-    state
-        .store
-        .update_flow(flow)
-        .await
-        .map_err(Refusal::store)?;
+    stored(state.store.update_flow_unchanged(flow, read).await)?;
     Ok(Redirect::to(&format!("/flows/{id}")).into_response())
 }
 
@@ -294,6 +370,10 @@ pub(super) struct StepForm {
     /// Missing counts as wrong: refused with the CSRF answer, not a parse error.
     #[serde(default)]
     csrf: String,
+    /// The flow's edition as the page showed it; checked when the form changes a step by
+    /// its position (adding one at the end needs none).
+    #[serde(default)]
+    edition: String,
 }
 
 /// The step as the API takes it, or what is wrong with the form.
@@ -336,9 +416,8 @@ fn step_from_form(form: &StepForm, number: usize) -> Result<Value, Vec<String>> 
 enum StepChange {
     Add(Value),
     Replace(usize, Value),
-    Remove(usize),
-    /// Moves step `.0` one place up (`true`) or down.
-    Move(usize, bool),
+    /// Moves or removes the step at `.0`.
+    At(usize, PositionChange),
 }
 
 /// Applies `change` to the flow's steps and stores them when the API's checks accept every
@@ -346,10 +425,11 @@ enum StepChange {
 async fn change_steps(
     state: &DashboardState,
     viewer: &Viewer,
-    mut flow: Flow,
+    read: Flow,
     change: StepChange,
     draft: Draft,
 ) -> Result<Response, Refusal> {
+    let mut flow = read.clone();
     let api = &state.api;
     let mut steps: Vec<Value> = Vec::with_capacity(flow.steps.len() + 1);
     for step in &flow.steps {
@@ -361,23 +441,9 @@ async fn change_steps(
     match change {
         StepChange::Add(step) => steps.push(step),
         StepChange::Replace(index, step) => *steps.get_mut(index).ok_or_else(missing)? = step,
-        StepChange::Remove(index) => {
-            if index >= steps.len() {
+        StepChange::At(index, change) => {
+            if !change.apply(&mut steps, index) {
                 return Err(missing());
-            }
-            steps.remove(index);
-        }
-        StepChange::Move(index, up) => {
-            let other = if up {
-                index.checked_sub(1)
-            } else {
-                Some(index + 1)
-            };
-            match other {
-                Some(other) if index < steps.len() && other < steps.len() => {
-                    steps.swap(index, other)
-                }
-                _ => return Err(missing()),
             }
         }
     }
@@ -392,11 +458,7 @@ async fn change_steps(
         Ok(checked) => {
             flow.steps = checked;
             let id = flow.id;
-            state
-                .store
-                .update_flow(flow)
-                .await
-                .map_err(Refusal::store)?;
+            stored(state.store.update_flow_unchanged(flow, read).await)?;
             Ok(Redirect::to(&format!("/flows/{id}")).into_response())
         }
         Err(error) => Ok(flow_page(state, viewer, &flow, error_lines(&error), draft)),
@@ -451,6 +513,7 @@ pub(super) async fn save_step(
 ) -> Result<Response, Refusal> {
     let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
     let flow = own_flow(&state, account_id, id)?;
+    check_edition(&flow, &form.edition)?;
     if index >= flow.steps.len() {
         return Err(Refusal::NotFound("No such step."));
     }
@@ -475,58 +538,22 @@ pub(super) async fn save_step(
     }
 }
 
-/// `POST /flows/{id}/steps/{index}/remove`.
-pub(super) async fn remove_step(
+/// `POST /flows/{id}/steps/{index}/{change}`: moves the step up or down, or removes it.
+pub(super) async fn change_step_at(
     State(state): State<DashboardState>,
     viewer: Viewer,
-    Path((id, index)): Path<(u64, usize)>,
-    Form(form): Form<CsrfOnly>,
+    Path((id, index, change)): Path<(u64, usize, String)>,
+    Form(form): Form<PositionForm>,
 ) -> Result<Response, Refusal> {
+    let change = PositionChange::named(&change)?;
     let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
     let flow = own_flow(&state, account_id, id)?;
+    check_edition(&flow, &form.edition)?;
     change_steps(
         &state,
         &viewer,
         flow,
-        StepChange::Remove(index),
-        Draft::default(),
-    )
-    .await
-}
-
-/// `POST /flows/{id}/steps/{index}/up`.
-pub(super) async fn step_up(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path((id, index)): Path<(u64, usize)>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, Refusal> {
-    let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
-    let flow = own_flow(&state, account_id, id)?;
-    change_steps(
-        &state,
-        &viewer,
-        flow,
-        StepChange::Move(index, true),
-        Draft::default(),
-    )
-    .await
-}
-
-/// `POST /flows/{id}/steps/{index}/down`.
-pub(super) async fn step_down(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path((id, index)): Path<(u64, usize)>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, Refusal> {
-    let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
-    let flow = own_flow(&state, account_id, id)?;
-    change_steps(
-        &state,
-        &viewer,
-        flow,
-        StepChange::Move(index, false),
+        StepChange::At(index, change),
         Draft::default(),
     )
     .await
@@ -545,16 +572,23 @@ fn routing_of(state: &DashboardState, account_id: u64) -> Result<Routing, Refusa
     }
 }
 
+/// Stores the account's rules, made from `read`, while they are still as read.
 async fn store_routing(
     state: &DashboardState,
     account_id: u64,
     routing: Routing,
+    read: Option<Routing>,
 ) -> Result<Response, Refusal> {
-    match state.store.set_routing(account_id, routing).await {
+    match state
+        .store
+        .set_routing_unchanged(account_id, routing, read)
+        .await
+    {
         Ok(()) => Ok(Redirect::to("/flows#rules").into_response()),
         Err(StoreError::TooLarge(_)) => Err(Refusal::BadRequest(
             "The account's flow rules would take more than the 256 KiB kept of them.",
         )),
+        Err(StoreError::Changed(_)) => Err(Refusal::Changed),
         Err(error) => Err(Refusal::store(error)),
     }
 }
@@ -575,7 +609,8 @@ pub(super) async fn add_rule(
             .unwrap_or_default()
     };
     let account_id = viewer.form_account(Action::Edit, &field("csrf"))?;
-    let mut routing = routing_of(&state, account_id)?;
+    let read = routing_of(&state, account_id)?;
+    let mut routing = read.clone();
     let flow_id: u64 = field("flow")
         .parse()
         .map_err(|_| Refusal::BadRequest("Choose a flow."))?;
@@ -618,67 +653,32 @@ pub(super) async fn add_rule(
         }
     }
     if !errors.is_empty() {
-        return Ok(list_page(
-            &state,
-            &viewer,
-            account_id,
-            errors,
-            StatusCode::BAD_REQUEST,
-        ));
+        return Ok(list_page(&state, &viewer, account_id, errors));
     }
     routing.rules.push(FlowRule {
         flow_id,
         conditions,
     });
-    store_routing(&state, account_id, routing).await
+    store_routing(&state, account_id, routing, Some(read)).await
 }
 
-/// `POST /flows/rules/{index}/remove`.
-pub(super) async fn remove_rule(
+/// `POST /flows/rules/{index}/{change}`: the rule is tried one place earlier or later, or
+/// not at all.
+pub(super) async fn change_rule_at(
     State(state): State<DashboardState>,
     viewer: Viewer,
-    Path(index): Path<usize>,
-    Form(form): Form<CsrfOnly>,
+    Path((index, change)): Path<(usize, String)>,
+    Form(form): Form<PositionForm>,
 ) -> Result<Response, Refusal> {
+    let change = PositionChange::named(&change)?;
     let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
-    let mut routing = routing_of(&state, account_id)?;
-    if index >= routing.rules.len() {
+    let read = routing_of(&state, account_id)?;
+    check_edition(&Some(&read), &form.edition)?;
+    let mut routing = read.clone();
+    if !change.apply(&mut routing.rules, index) {
         return Err(Refusal::NotFound("No such rule."));
     }
-    routing.rules.remove(index);
-    store_routing(&state, account_id, routing).await
-}
-
-/// `POST /flows/rules/{index}/up`: the rule is tried one place earlier.
-pub(super) async fn rule_up(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path(index): Path<usize>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, Refusal> {
-    let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
-    let mut routing = routing_of(&state, account_id)?;
-    if index == 0 || index >= routing.rules.len() {
-        return Err(Refusal::NotFound("No such rule."));
-    }
-    routing.rules.swap(index - 1, index);
-    store_routing(&state, account_id, routing).await
-}
-
-/// `POST /flows/rules/{index}/down`: the rule is tried one place later.
-pub(super) async fn rule_down(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path(index): Path<usize>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, Refusal> {
-    let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
-    let mut routing = routing_of(&state, account_id)?;
-    if index + 1 >= routing.rules.len() {
-        return Err(Refusal::NotFound("No such rule."));
-    }
-    routing.rules.swap(index, index + 1);
-    store_routing(&state, account_id, routing).await
+    store_routing(&state, account_id, routing, Some(read)).await
 }
 
 /// The default-flow form.
@@ -704,16 +704,62 @@ pub(super) async fn set_default(
         .parse()
         .map_err(|_| Refusal::BadRequest("Choose a flow."))?;
     own_flow(&state, account_id, flow_id)?;
-    let routing = match state.store.routing(account_id) {
-        Ok(Some(routing)) => Routing {
+    let read = state.store.routing(account_id).map_err(Refusal::store)?;
+    let routing = match read.clone() {
+        Some(routing) => Routing {
             default_flow_id: flow_id,
             ..routing
         },
-        Ok(None) => Routing {
+        None => Routing {
             rules: Vec::new(),
             default_flow_id: flow_id,
         },
-        Err(error) => return Err(Refusal::store(error)),
     };
-    store_routing(&state, account_id, routing).await
+    store_routing(&state, account_id, routing, read).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_by_position_moves_or_removes_that_item_or_leaves_the_list_alone() {
+        let mut items = vec!['a', 'b', 'c'];
+        assert!(PositionChange::Up.apply(&mut items, 2));
+        assert_eq!(items, ['a', 'c', 'b']);
+        assert!(PositionChange::Down.apply(&mut items, 0));
+        assert_eq!(items, ['c', 'a', 'b']);
+        for (change, index) in [
+            (PositionChange::Up, 0),
+            (PositionChange::Down, 2),
+            (PositionChange::Remove, 3),
+        ] {
+            assert!(!change.apply(&mut items, index), "{change:?} {index}");
+            assert_eq!(items, ['c', 'a', 'b']);
+        }
+        assert!(PositionChange::Remove.apply(&mut items, 1));
+        assert_eq!(items, ['c', 'b']);
+    }
+
+    #[test]
+    fn an_edition_changes_with_the_flow_and_a_stale_one_is_refused() {
+        let flow = Flow {
+            id: 1,
+            account_id: 1,
+            name: "f".into(),
+            steps: Vec::new(),
+            expiry_hours: None,
+        };
+        let seen = edition(&flow);
+        assert!(check_edition(&flow, &seen).is_ok());
+        let renamed = Flow {
+            name: "g".into(),
+            ..flow
+        };
+        assert!(matches!(
+            check_edition(&renamed, &seen),
+            Err(Refusal::Changed)
+        ));
+        assert!(matches!(check_edition(&renamed, ""), Err(Refusal::Changed)));
+    }
 }

@@ -13,7 +13,7 @@ use super::DashboardState;
 use super::pages::render_page;
 use super::session::{Refusal, Viewer, internal};
 use crate::access::Action;
-use crate::store::{MessageRecord, MessageSelection, MessageStatus, PageStart};
+use crate::store::{MessageRecord, MessageSelection, MessageStatus, PageStart, StepResultOutcome};
 
 /// Messages shown per page.
 const PAGE_SIZE: usize = 50;
@@ -257,6 +257,18 @@ pub(super) async fn detail(
             }).collect::<Vec<_>>(),
             archived => archived,
             filtered => filtered,
+            steps => record.steps.iter().map(|step| context! {
+                number => step.number,
+                plugin => &step.plugin,
+                // A stored plugin's sha256 is told apart by its first characters.
+                plugin_short => step.plugin.get(..16).filter(|_| step.plugin.len() > 20)
+                    .map_or_else(|| step.plugin.clone(), |start| format!("{start}…")),
+                outcome => step.outcome.describe(),
+                failed => matches!(step.outcome, StepResultOutcome::Failed(_)),
+                ran => step.outcome != StepResultOutcome::Skipped,
+                time => duration_text(step.micros),
+                fuel => step.fuel,
+            }).collect::<Vec<_>>(),
         },
     )
 }
@@ -303,8 +315,30 @@ pub(super) async fn archived_copy(
     response
 }
 
+/// A step's wall time for people: microseconds below a millisecond, then milliseconds.
+fn duration_text(micros: u64) -> String {
+    if micros < 1000 {
+        format!("{micros} µs")
+    } else {
+        format!("{}.{:03} ms", micros / 1000, micros % 1000)
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_text;
+
+    #[test]
+    fn step_times_read_in_microseconds_then_milliseconds() {
+        assert_eq!(duration_text(0), "0 µs");
+        assert_eq!(duration_text(999), "999 µs");
+        assert_eq!(duration_text(1000), "1.000 ms");
+        assert_eq!(duration_text(12_345), "12.345 ms");
+    }
 }

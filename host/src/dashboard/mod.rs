@@ -6,6 +6,7 @@
 //! [`crate::access`] whether the logged-in user may do what it does.
 
 mod chart;
+mod classifier;
 mod filters;
 mod flows;
 mod login;
@@ -37,6 +38,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::api::{ApiConfig, ApiState};
+use crate::delivery::capture::Capture;
 use crate::dkim::Dkim;
 use crate::flow::PipelineHandle;
 use crate::plugin::registry::PluginRegistry;
@@ -123,6 +125,8 @@ pub struct DashboardState {
     /// The API's state, whose checks the editing pages call so a page accepts exactly what
     /// the API accepts.
     api: ApiState,
+    /// Where the delivery's capture keeps mail for example domains, for the operator's purge.
+    capture: Option<Capture>,
 }
 
 impl DashboardState {
@@ -148,6 +152,15 @@ impl DashboardState {
             templates: Arc::new(pages::Templates::new()),
             scans: Arc::clone(&api.scans),
             api,
+            capture: None,
+        }
+    }
+
+    /// The same state, with the capture folder the operator's page counts and purges.
+    pub fn with_capture(self, capture: Capture) -> Self {
+        Self {
+            capture: Some(capture),
+            ..self
         }
     }
 
@@ -196,27 +209,23 @@ pub fn router(state: DashboardState) -> Router {
         .route("/flows", get(flows::list).post(flows::create))
         .route("/flows/simulate", get(simulate::form).post(simulate::run))
         .route("/flows/rules", post(flows::add_rule))
-        .route("/flows/rules/{index}/up", post(flows::rule_up))
-        .route("/flows/rules/{index}/down", post(flows::rule_down))
-        .route("/flows/rules/{index}/remove", post(flows::remove_rule))
+        .route("/flows/rules/{index}/{change}", post(flows::change_rule_at))
         .route("/flows/default", post(flows::set_default))
         .route("/flows/{id}", get(flows::show))
         .route("/flows/{id}/name", post(flows::rename))
         .route("/flows/{id}/steps", post(flows::add_step))
         .route("/flows/{id}/steps/{index}", post(flows::save_step))
-        .route("/flows/{id}/steps/{index}/up", post(flows::step_up))
-        .route("/flows/{id}/steps/{index}/down", post(flows::step_down))
-        .route("/flows/{id}/steps/{index}/remove", post(flows::remove_step))
+        .route(
+            "/flows/{id}/steps/{index}/{change}",
+            post(flows::change_step_at),
+        )
         .route("/operator", get(operator::page))
+        .route("/operator/capture/purge", post(operator::purge_capture))
         .route("/sending", get(sending::page))
         .route("/sending/identities", post(sending::create_identity))
         .route(
-            "/sending/identities/{id}/check",
-            post(sending::check_identity),
-        )
-        .route(
-            "/sending/identities/{id}/delete",
-            post(sending::delete_identity),
+            "/sending/identities/{id}/{change}",
+            post(sending::change_identity),
         )
         .route("/sending/webhooks", post(sending::create_webhook))
         .route(
@@ -224,12 +233,8 @@ pub fn router(state: DashboardState) -> Router {
             post(sending::delete_webhook),
         )
         .route(
-            "/sending/webhooks/{endpoint}/dead/{id}/redeliver",
-            post(sending::redeliver),
-        )
-        .route(
-            "/sending/webhooks/{endpoint}/dead/{id}/discard",
-            post(sending::discard),
+            "/sending/webhooks/{endpoint}/dead/{id}/{change}",
+            post(sending::change_dead_letter),
         )
         .route(
             "/plugins",
@@ -239,16 +244,17 @@ pub fn router(state: DashboardState) -> Router {
         )
         .route("/plugins/enable", post(plugins::enable))
         .route("/plugins/remove", post(plugins::remove))
+        .route(
+            "/classifier",
+            get(classifier::show).post(classifier::install),
+        )
+        .route("/classifier/remove", post(classifier::remove))
         .route("/sources", get(sources::list).post(sources::create))
         .route("/sources/{id}", post(sources::update))
         .route("/sources/{id}/credentials", post(sources::add_credential))
         .route(
-            "/sources/{id}/credentials/rotate",
-            post(sources::rotate_credential),
-        )
-        .route(
-            "/sources/{id}/credentials/revoke",
-            post(sources::revoke_credential),
+            "/sources/{id}/credentials/{change}",
+            post(sources::change_credential),
         )
         .route("/templates", get(templates::list))
         .route(

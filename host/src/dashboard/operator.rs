@@ -1,15 +1,16 @@
 //! The operator's page: every account with its users, the delivery queue by destination,
-//! and the plugins in service (built in or hot-loaded from the folder) with their state.
+//! the plugins in service (built in or hot-loaded from the folder) with their state, and the
+//! mail the demo capture kept, which only the operator may purge.
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Form, State};
+use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 
 use super::DashboardState;
 use super::pages::render_page;
-use super::session::{Refusal, Viewer, internal};
+use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
 use crate::store::now_millis;
 
@@ -17,6 +18,8 @@ use crate::store::now_millis;
 const MAX_COUNTED: usize = 100_000;
 /// Destinations listed, busiest first.
 const DESTINATIONS_SHOWN: usize = 50;
+/// Captured copies counted at most; past it, the page says the count is a lower bound.
+const MAX_CAPTURED_COUNTED: usize = 100_000;
 
 /// `GET /operator`.
 pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) -> Response {
@@ -47,6 +50,12 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
         Err(error) => return internal(error),
     };
     let platform = state.store.platform_record("system-account").ok().flatten();
+    let captured = match state.capture.clone() {
+        Some(capture) => tokio::task::spawn_blocking(move || capture.count(MAX_CAPTURED_COUNTED))
+            .await
+            .ok(),
+        None => None,
+    };
     let plugins: Vec<_> = state
         .plugins
         .names()
@@ -80,6 +89,31 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
                 domain => domain, queued => all, due => due,
             }).collect::<Vec<_>>(),
             plugins => plugins,
+            captured => captured,
+            captured_capped => captured.is_some_and(|count| count >= MAX_CAPTURED_COUNTED),
         },
     )
+}
+
+/// `POST /operator/capture/purge`: removes every copy the demo capture kept (the messages'
+/// records and events stay, DELIVERED to the capture). The operator's only: the copies hold
+/// every account's mail to example domains.
+pub(super) async fn purge_capture(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    viewer.check_csrf(&form.csrf)?;
+    if !viewer.may(Action::Operate) {
+        return Err(Refusal::Role);
+    }
+    let Some(capture) = state.capture.clone() else {
+        return Err(Refusal::NotFound("There is no capture folder."));
+    };
+    let removed = tokio::task::spawn_blocking(move || capture.purge())
+        .await
+        .map_err(Refusal::store)?
+        .map_err(Refusal::store)?;
+    tracing::info!(removed, "operator purged the captured demo mail");
+    Ok(Redirect::to("/operator#captured").into_response())
 }

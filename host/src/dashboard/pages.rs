@@ -9,7 +9,7 @@ use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 
 use super::DashboardState;
-use super::session::{ACCOUNT_COOKIE, Viewer, set_cookie};
+use super::session::{ACCOUNT_COOKIE, Refusal, Viewer, set_cookie};
 use crate::access::Action;
 
 /// Every page template, by name.
@@ -36,6 +36,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("simulate.html", include_str!("templates/simulate.html")),
     ("sources.html", include_str!("templates/sources.html")),
     ("plugins.html", include_str!("templates/plugins.html")),
+    ("classifier.html", include_str!("templates/classifier.html")),
     ("templates.html", include_str!("templates/templates.html")),
     ("template.html", include_str!("templates/template.html")),
     ("not_found.html", include_str!("templates/not_found.html")),
@@ -107,6 +108,16 @@ pub(super) fn frame(state: &DashboardState, viewer: &Viewer, section: &str) -> V
     }
 }
 
+/// The choice the last segment of a form's path names (`/up`, `/delete`, ...) among
+/// `choices`; any other word is a page that does not exist.
+pub(super) fn path_choice<T: Copy>(name: &str, choices: &[(&str, T)]) -> Result<T, Refusal> {
+    choices
+        .iter()
+        .find(|(word, _)| *word == name)
+        .map(|(_, choice)| *choice)
+        .ok_or(Refusal::NotFound("No such page."))
+}
+
 /// Errors of one form shown at most: a form of a million wrong lines gets a page of a few,
 /// not one of a million.
 pub(super) const MAX_ERRORS_SHOWN: usize = 10;
@@ -142,6 +153,32 @@ pub(super) fn render_page(
 ) -> Response {
     let context = context! { ..page, ..frame(state, viewer, section) };
     state.templates.render(template, context)
+}
+
+/// A page that also answers a form: its errors shown (in `errors`), and the status 400 when
+/// there are any, so a refused form never looks like a success.
+pub(super) fn render_form_page(
+    state: &DashboardState,
+    viewer: &Viewer,
+    template: &str,
+    section: &str,
+    errors: Vec<String>,
+    page: Value,
+) -> Response {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let mut response = render_page(
+        state,
+        viewer,
+        template,
+        section,
+        context! { errors => errors, ..page },
+    );
+    *response.status_mut() = status;
+    response
 }
 
 /// The style sheet.

@@ -4,14 +4,14 @@
 //! API's own checks (`api::checked_upload`); remove one no flow uses. Admins and owners only (`Action::Configure`).
 
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::DashboardState;
 use super::multipart;
-use super::pages::render_page;
+use super::pages::render_form_page;
 use super::session::{Refusal, Viewer};
 use crate::access::Action;
 use crate::api::{checked_upload, usable_plugin};
@@ -88,23 +88,17 @@ async fn page(
     for name in &names {
         shared.push(entry(state, account_id, name, None, &flows).await);
     }
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let mut page = render_page(
+    render_form_page(
         state,
         viewer,
         "plugins.html",
         "plugins",
+        errors,
         context! {
-            errors => errors, uploads => uploads, shared => shared,
+            uploads => uploads, shared => shared,
             max_uploads => crate::store::Kept::Plugins.limit(),
         },
-    );
-    *page.status_mut() = status;
-    page
+    )
 }
 
 /// Reads a body to its end, or to `limit` bytes, keeping none of it.

@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
 use super::DashboardState;
-use super::pages::{error_lines, render_page};
+use super::pages::{error_lines, path_choice, render_form_page};
 use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
 use crate::api::{WebhookInput, make_identity, make_webhook, own_identity, validated_identity};
@@ -92,26 +91,19 @@ fn render(
             }).collect::<Vec<_>>(),
         });
     }
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let mut page = render_page(
+    render_form_page(
         state,
         viewer,
         "sending.html",
         "sending",
+        errors,
         context! {
-            errors => errors,
             identities => identities,
             endpoints => endpoints,
             may_configure => may_configure,
             event_kinds => EventKind::ALL.iter().map(|kind| kind.as_str()).collect::<Vec<_>>(),
         },
-    );
-    *page.status_mut() = status;
-    page
+    )
 }
 
 /// The identity form.
@@ -149,40 +141,50 @@ pub(super) async fn create_identity(
     }
 }
 
-/// `POST /sending/identities/{id}/check`: looks the identity's records up in DNS now.
-pub(super) async fn check_identity(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path(id): Path<u64>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, Refusal> {
-    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
-    let identity = own_identity(&state.api, account_id, id)
-        .map_err(|_| Refusal::NotFound("No such sender identity."))?;
-    let anchor = format!("/sending#identity-{}", identity.domain);
-    match validated_identity(&state.api, identity).await {
-        Ok(_) => Ok(Redirect::to(&anchor).into_response()),
-        Err(error) => Ok(render(&state, &viewer, account_id, error_lines(&error))),
-    }
+/// What an identity's forms ask for.
+#[derive(Clone, Copy)]
+enum IdentityChange {
+    /// Look its records up in DNS now.
+    Check,
+    /// Remove it: the domain's mail is then signed with the platform's key only.
+    Delete,
 }
 
-/// `POST /sending/identities/{id}/delete`: the domain's mail is then signed with the
-/// platform's key only.
-pub(super) async fn delete_identity(
+/// `POST /sending/identities/{id}/check` looks the identity's records up in DNS now;
+/// `POST /sending/identities/{id}/delete` removes it.
+pub(super) async fn change_identity(
     State(state): State<DashboardState>,
     viewer: Viewer,
-    Path(id): Path<u64>,
+    Path((id, change)): Path<(u64, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, Refusal> {
+    let change = path_choice(
+        &change,
+        &[
+            ("check", IdentityChange::Check),
+            ("delete", IdentityChange::Delete),
+        ],
+    )?;
     let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
     let identity = own_identity(&state.api, account_id, id)
         .map_err(|_| Refusal::NotFound("No such sender identity."))?;
-    state
-        .store
-        .delete_identity(identity)
-        .await
-        .map_err(Refusal::store)?;
-    Ok(Redirect::to("/sending").into_response())
+    match change {
+        IdentityChange::Check => {
+            let anchor = format!("/sending#identity-{}", identity.domain);
+            match validated_identity(&state.api, identity).await {
+                Ok(_) => Ok(Redirect::to(&anchor).into_response()),
+                Err(error) => Ok(render(&state, &viewer, account_id, error_lines(&error))),
+            }
+        }
+        IdentityChange::Delete => {
+            state
+                .store
+                .delete_identity(identity)
+                .await
+                .map_err(Refusal::store)?;
+            Ok(Redirect::to("/sending").into_response())
+        }
+    }
 }
 
 /// The webhook form: the URL, a description and a box per event type (`event-DELIVERED`...);
@@ -237,60 +239,43 @@ pub(super) async fn delete_webhook(
     }
 }
 
-async fn dead_letter(
-    state: &DashboardState,
-    viewer: &Viewer,
-    endpoint_id: u64,
-    csrf: &str,
-) -> Result<(), Refusal> {
-    let account_id = viewer.form_account(Action::Configure, csrf)?;
+/// What a dead letter's forms ask for.
+#[derive(Clone, Copy)]
+enum DeadLetterChange {
+    /// Queue the call again.
+    Redeliver,
+    /// Drop it.
+    Discard,
+}
+
+/// `POST /sending/webhooks/{endpoint}/dead/{id}/redeliver` or `.../discard`.
+pub(super) async fn change_dead_letter(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Path((endpoint_id, id, change)): Path<(u64, u64, String)>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    let change = path_choice(
+        &change,
+        &[
+            ("redeliver", DeadLetterChange::Redeliver),
+            ("discard", DeadLetterChange::Discard),
+        ],
+    )?;
+    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
     match state.store.webhook(endpoint_id) {
-        Ok(Some(endpoint)) if endpoint.account_id == account_id => Ok(()),
-        Ok(_) => Err(Refusal::NotFound("No such webhook.")),
+        Ok(Some(endpoint)) if endpoint.account_id == account_id => {}
+        Ok(_) => return Err(Refusal::NotFound("No such webhook.")),
+        Err(error) => return Err(Refusal::store(error)),
+    }
+    let store = &state.store;
+    let result = match change {
+        DeadLetterChange::Redeliver => store.redeliver_webhook_dead_letter(endpoint_id, id).await,
+        DeadLetterChange::Discard => store.discard_webhook_dead_letter(endpoint_id, id).await,
+    };
+    match result {
+        Ok(()) => Ok(Redirect::to("/sending").into_response()),
+        Err(StoreError::NotFound(_)) => Err(Refusal::NotFound("No such dead letter.")),
         Err(error) => Err(Refusal::store(error)),
     }
-}
-
-fn answered(result: Result<(), StoreError>) -> Response {
-    match result {
-        Ok(()) => Redirect::to("/sending").into_response(),
-        Err(StoreError::NotFound(_)) => Refusal::NotFound("No such dead letter.").into_response(),
-        Err(error) => internal(error),
-    }
-}
-
-/// `POST /sending/webhooks/{endpoint}/dead/{id}/redeliver`.
-pub(super) async fn redeliver(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path((endpoint_id, id)): Path<(u64, u64)>,
-    Form(form): Form<CsrfOnly>,
-) -> Response {
-    if let Err(refusal) = dead_letter(&state, &viewer, endpoint_id, &form.csrf).await {
-        return refusal.into_response();
-    }
-    answered(
-        state
-            .store
-            .redeliver_webhook_dead_letter(endpoint_id, id)
-            .await,
-    )
-}
-
-/// `POST /sending/webhooks/{endpoint}/dead/{id}/discard`.
-pub(super) async fn discard(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path((endpoint_id, id)): Path<(u64, u64)>,
-    Form(form): Form<CsrfOnly>,
-) -> Response {
-    if let Err(refusal) = dead_letter(&state, &viewer, endpoint_id, &form.csrf).await {
-        return refusal.into_response();
-    }
-    answered(
-        state
-            .store
-            .discard_webhook_dead_letter(endpoint_id, id)
-            .await,
-    )
 }

@@ -136,6 +136,9 @@ pub(super) enum Refusal {
     NotFound(&'static str),
     /// The form holds a value the change cannot take.
     BadRequest(&'static str),
+    /// What the form changes is no longer as the page showed it (another editor, another
+    /// tab): a change by position would hit the wrong item, or undo someone else's.
+    Changed,
     /// The store failed (logged where it happened).
     Store,
 }
@@ -160,6 +163,12 @@ impl IntoResponse for Refusal {
                 .into_response(),
             Refusal::NotFound(what) => (StatusCode::NOT_FOUND, what).into_response(),
             Refusal::BadRequest(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+            Refusal::Changed => (
+                StatusCode::CONFLICT,
+                "This changed since you opened the page (someone else, or another tab, saved \
+                 first), so nothing was done. Reload the page and make the change again.",
+            )
+                .into_response(),
             Refusal::Store => internal("see the log line before"),
         }
     }

@@ -11,7 +11,7 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::DashboardState;
-use super::pages::{quoted, render_page};
+use super::pages::{quoted, render_form_page};
 use super::session::{Refusal, Viewer};
 use crate::access::Action;
 use crate::flow::rules::MessageFacts;
@@ -95,19 +95,13 @@ fn page(
     result: Option<Value>,
 ) -> Response {
     let sources = state.store.sources_of(account_id).unwrap_or_default();
-    let status = if errors.is_empty() {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::BAD_REQUEST
-    };
-    let mut page = render_page(
+    render_form_page(
         state,
         viewer,
         "simulate.html",
         "flows",
+        errors,
         context! {
-            may_send => viewer.may(Action::Send),
-            errors => errors,
             sources => sources.iter().map(|source| context! { id => source.id.to_string(), name => &source.name }).collect::<Vec<_>>(),
             form => context! {
                 source => &form.source, sender => &form.sender, recipient => &form.recipient,
@@ -116,9 +110,7 @@ fn page(
             },
             result => result,
         },
-    );
-    *page.status_mut() = status;
-    page
+    )
 }
 
 /// The message the form describes, or what is wrong with it.
@@ -261,6 +253,7 @@ pub(super) async fn run(
         dmarc: None,
         header_message_id: None,
         resent_from: None,
+        steps: Vec::new(),
     };
     let run = match state.pipeline.simulate(&record, message).await {
         Ok(run) => run,

@@ -4,7 +4,6 @@
 //! owners only (`Action::Configure`); settings are checked by the API's own `source_from`.
 
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use ipnet::IpNet;
 use minijinja::{Value, context};
@@ -12,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::DashboardState;
-use super::pages::{MAX_ERRORS_SHOWN, quoted, render_page};
+use super::pages::{MAX_ERRORS_SHOWN, path_choice, quoted, render_form_page};
 use super::session::{Refusal, Viewer};
 use crate::access::Action;
 use crate::api::{SourceInput, source_from};
@@ -70,18 +69,13 @@ fn page(
         names.sort();
         names
     };
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let mut page = render_page(
+    render_form_page(
         state,
         viewer,
         "sources.html",
         "sources",
+        errors,
         context! {
-            errors => errors,
             issued => issued,
             sources => sources.iter().map(|source| context! {
                 id => source.id,
@@ -98,9 +92,7 @@ fn page(
                 smtp_users => credentials_of(source, CredentialKind::Smtp),
             }).collect::<Vec<_>>(),
         },
-    );
-    *page.status_mut() = status;
-    page
+    )
 }
 
 /// The account's source `id`; another account's looks missing.
@@ -361,57 +353,69 @@ pub(super) async fn add_credential(
     }
 }
 
-/// `POST /sources/{id}/credentials/rotate`: a new secret for a credential of the source;
-/// the old one stops working at once.
-pub(super) async fn rotate_credential(
-    State(state): State<DashboardState>,
-    viewer: Viewer,
-    Path(id): Path<u64>,
-    Form(form): Form<CredentialForm>,
-) -> Result<Response, Refusal> {
-    let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
-    let source = own_source(&state, account_id, id)?;
-    let secret = random_hex(SECRET_BYTES)?;
-    match state
-        .store
-        .rotate_credential(source.id, &form.username, &secret)
-        .await
-    {
-        Ok(credential) => Ok(issued_page(
-            &state,
-            &viewer,
-            &source,
-            credential.kind,
-            &credential.username,
-            &secret,
-            true,
-        )),
-        Err(StoreError::NotFound(_)) => Err(Refusal::NotFound("No such credential.")),
-        Err(error) => Err(Refusal::store(error)),
-    }
+/// What a credential's forms ask for.
+#[derive(Clone, Copy)]
+enum CredentialChange {
+    /// A new secret; the old one stops working at once.
+    Rotate,
+    /// The credential can no longer log in.
+    Revoke,
 }
 
-/// `POST /sources/{id}/credentials/revoke`: the credential can no longer log in.
-pub(super) async fn revoke_credential(
+/// `POST /sources/{id}/credentials/rotate` gives a credential of the source a new secret (the
+/// old one stops working at once); `POST /sources/{id}/credentials/revoke` ends it.
+pub(super) async fn change_credential(
     State(state): State<DashboardState>,
     viewer: Viewer,
-    Path(id): Path<u64>,
+    Path((id, change)): Path<(u64, String)>,
     Form(form): Form<CredentialForm>,
 ) -> Result<Response, Refusal> {
+    let change = path_choice(
+        &change,
+        &[
+            ("rotate", CredentialChange::Rotate),
+            ("revoke", CredentialChange::Revoke),
+        ],
+    )?;
     let account_id = viewer.form_account(Action::Configure, &form.csrf)?;
     let source = own_source(&state, account_id, id)?;
-    // Only a credential of this source: a username is global, another account's must stay.
-    match state.store.credential(&form.username) {
-        Ok(Some(credential)) if credential.source_id == source.id => {}
-        Ok(_) => return Err(Refusal::NotFound("No such credential.")),
-        Err(error) => return Err(Refusal::store(error)),
+    match change {
+        CredentialChange::Rotate => {
+            let secret = random_hex(SECRET_BYTES)?;
+            match state
+                .store
+                .rotate_credential(source.id, &form.username, &secret)
+                .await
+            {
+                Ok(credential) => Ok(issued_page(
+                    &state,
+                    &viewer,
+                    &source,
+                    credential.kind,
+                    &credential.username,
+                    &secret,
+                    true,
+                )),
+                Err(StoreError::NotFound(_)) => Err(Refusal::NotFound("No such credential.")),
+                Err(error) => Err(Refusal::store(error)),
+            }
+        }
+        CredentialChange::Revoke => {
+            // Only a credential of this source: a username is global, another account's must
+            // stay.
+            match state.store.credential(&form.username) {
+                Ok(Some(credential)) if credential.source_id == source.id => {}
+                Ok(_) => return Err(Refusal::NotFound("No such credential.")),
+                Err(error) => return Err(Refusal::store(error)),
+            }
+            state
+                .store
+                .remove_credential(&form.username)
+                .await
+                .map_err(Refusal::store)?;
+            Ok(Redirect::to(&format!("/sources#source-{id}")).into_response())
+        }
     }
-    state
-        .store
-        .remove_credential(&form.username)
-        .await
-        .map_err(Refusal::store)?;
-    Ok(Redirect::to(&format!("/sources#source-{id}")).into_response())
 }
 
 #[cfg(test)]

@@ -137,11 +137,12 @@ pub(super) async fn change(
     Path(id): Path<u64>,
     Form(form): Form<TemplateForm>,
 ) -> Result<Response, Refusal> {
-    // A preview changes nothing, so a viewer may ask for one.
+    // A preview runs the template step on a sample: a simulation, which access.rs puts
+    // under Send (a viewer reads templates but runs nothing).
     let action = if form.action == "save" {
         Action::Edit
     } else {
-        Action::Read
+        Action::Send
     };
     let account_id = viewer.form_account(action, &form.csrf)?;
     if id != 0 {

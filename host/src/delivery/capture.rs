@@ -94,11 +94,72 @@ impl Capture {
             filter: None,
         })
     }
+
+    /// The captured copies kept now, counted up to `limit`. Reads the folder: call it off
+    /// async workers.
+    pub fn count(&self, limit: usize) -> usize {
+        self.copies().take(limit).count()
+    }
+
+    /// Removes every captured copy (the messages' records and events stay) and answers how
+    /// many were removed. Reads and writes the folder: call it off async workers.
+    pub fn purge(&self) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for path in self.copies() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                // Removed meanwhile (another purge): not an error.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The captured copies in the folder: its `.eml` files (none when there is no folder).
+    fn copies(&self) -> impl Iterator<Item = PathBuf> {
+        std::fs::read_dir(&self.folder)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let path = entry.path();
+                (entry.file_type().ok()?.is_file()
+                    && path.extension().is_some_and(|extension| extension == "eml"))
+                .then_some(path)
+            })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_purge_removes_the_captured_copies_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = Capture::new(dir.path());
+        assert_eq!(capture.count(10), 0, "no folder yet");
+        assert_eq!(capture.purge().unwrap(), 0);
+        for id in ["m1", "m2"] {
+            capture
+                .keep(
+                    id,
+                    "a@example.com",
+                    "b@example.net",
+                    b"Subject: x\r\n\r\nx\r\n",
+                )
+                .await
+                .unwrap();
+        }
+        let other = dir.path().join(CAPTURE_FOLDER).join("notes.txt");
+        std::fs::write(&other, "kept").unwrap();
+        assert_eq!(capture.count(10), 2);
+        assert_eq!(capture.count(1), 1);
+        assert_eq!(capture.purge().unwrap(), 2);
+        assert_eq!(capture.count(10), 0);
+        assert!(other.exists(), "only captured copies are removed");
+    }
 
     #[test]
     fn only_the_domains_reserved_for_examples_are_captured() {

@@ -17,11 +17,12 @@ use crate::message::{Envelope, Message};
 use crate::plugin::registry::PluginRegistry;
 use crate::plugin::{
     Grants, HostServices, Plugin, PluginRuntime, StepContext, StepEffects, StepError, StepFailed,
-    StepFailure, StepOutcome, StepRun,
+    StepFailure, StepOutcome, StepReport, StepRun,
 };
 use crate::store::EventKind;
 use crate::store::{
-    ArchiveEntry, Event, HeldCopy, MessageRecord, MessageStatus, Store, StoreError, now_millis,
+    ArchiveEntry, Event, Flow, HeldCopy, MessageRecord, MessageStatus, StepResult,
+    StepResultOutcome, Store, StoreError, now_millis,
 };
 use crate::tracking::LinkSigner;
 
@@ -97,6 +98,8 @@ pub struct FlowRun {
     pub expiry_hours: Option<u64>,
     /// The message as the step that held it or failed got it (the error archive).
     pub held_copy: Option<(usize, Message)>,
+    /// What each step did, in order, up to the one that ended the flow.
+    pub steps: Vec<StepResult>,
 }
 
 impl FlowRun {
@@ -115,6 +118,7 @@ impl FlowRun {
             effects: StepEffects::default(),
             expiry_hours: None,
             held_copy: None,
+            steps: Vec::new(),
         }
     }
 
@@ -122,6 +126,12 @@ impl FlowRun {
     /// failing: what the error archive shows.
     fn keeping(mut self, step: usize, message: Message) -> Self {
         self.held_copy = Some((step, message));
+        self
+    }
+
+    /// The same run with the steps' results it came to.
+    fn with_steps(mut self, steps: Vec<StepResult>) -> Self {
+        self.steps = steps;
         self
     }
 }
@@ -428,6 +438,7 @@ impl Pipeline {
             ),
         };
         record.flow_id = run.flow_id;
+        record.steps = run.steps;
         record.status = run.status;
         record.status_reason = run.reason;
         let mut events = run.events;
@@ -505,22 +516,40 @@ impl Pipeline {
         let mut current = message;
         let mut events = Vec::new();
         let mut effects = StepEffects::default();
+        // Bounded by the flow's steps, themselves bounded; a flow longer than the API allows
+        // (written some other way) keeps the results of its first steps only.
+        let mut steps = Vec::with_capacity(flow.steps.len().min(Flow::MAX_STEPS));
         for (index, step) in flow.steps.iter().enumerate() {
             let number = index + 1;
+            let mut result_of_step = |outcome: StepResultOutcome, report: Option<&StepReport>| {
+                if steps.len() < Flow::MAX_STEPS {
+                    steps.push(StepResult {
+                        number: u16::try_from(number).unwrap_or(u16::MAX),
+                        plugin: step.plugin.clone(),
+                        outcome,
+                        micros: report.map_or(0, |report| {
+                            u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX)
+                        }),
+                        fuel: report.and_then(|report| report.fuel_consumed),
+                    });
+                }
+            };
             let facts = facts(record, &current);
             if step
                 .enabled_when
                 .as_ref()
                 .is_some_and(|condition| !condition.holds(&facts))
             {
+                result_of_step(StepResultOutcome::Skipped, None);
                 continue;
             }
             let plugin = match self.plugin(&step.plugin).await {
                 Ok(plugin) => plugin,
                 Err(error) => {
+                    result_of_step(StepResultOutcome::Failed("not-loaded".into()), None);
                     events.push(error_event(format!("step {number}: {error}")));
                     let reason = format!("step {number} could not run");
-                    return Ok(FlowRun::held(Some(flow_id), events, reason));
+                    return Ok(FlowRun::held(Some(flow_id), events, reason).with_steps(steps));
                 }
             };
             let config = step.config.to_string();
@@ -529,16 +558,19 @@ impl Pipeline {
             match result {
                 Ok(run) => match run.outcome {
                     StepOutcome::Continue => {
+                        result_of_step(StepResultOutcome::Continued, Some(&run.report));
                         current = run.message;
                         effects.merge(run.effects);
                     }
                     StepOutcome::Hold(reason) => {
+                        result_of_step(StepResultOutcome::Held, Some(&run.report));
                         let reason = format!("step {number}: {reason}");
-                        return Ok(
-                            FlowRun::held(Some(flow_id), events, reason).keeping(number, current)
-                        );
+                        return Ok(FlowRun::held(Some(flow_id), events, reason)
+                            .with_steps(steps)
+                            .keeping(number, current));
                     }
                     StepOutcome::Discard(reason) => {
+                        result_of_step(StepResultOutcome::Discarded, Some(&run.report));
                         let reason = format!("step {number}: {reason}");
                         events.push(Event {
                             kind: EventKind::Discarded,
@@ -554,6 +586,7 @@ impl Pipeline {
                             effects: StepEffects::default(),
                             expiry_hours: flow.expiry_hours,
                             held_copy: None,
+                            steps,
                         });
                     }
                 },
@@ -573,11 +606,12 @@ impl Pipeline {
                         return Err(FlowError::Busy(reason));
                     }
                     let code = failure.code();
+                    result_of_step(StepResultOutcome::Failed(code.into()), Some(&failed.report));
                     events.push(error_event(format!("step {number} ({code}): {failure}")));
                     let reason = format!("step {number} failed: {code}");
-                    return Ok(
-                        FlowRun::held(Some(flow_id), events, reason).keeping(number, current)
-                    );
+                    return Ok(FlowRun::held(Some(flow_id), events, reason)
+                        .with_steps(steps)
+                        .keeping(number, current));
                 }
             }
         }
@@ -595,6 +629,7 @@ impl Pipeline {
             effects,
             expiry_hours: flow.expiry_hours,
             held_copy: None,
+            steps,
         })
     }
 

@@ -42,7 +42,7 @@ use model::Routing;
 pub use model::{
     Account, ArchiveEntry, Credential, CredentialKind, Event, EventKind, Flow, Flowstep,
     IdentityValidation, MessageRecord, MessageStatus, RecordCheck, SenderIdentity, Source,
-    Template, present,
+    StepResult, StepResultOutcome, Template, present,
 };
 pub use quota::Kept;
 pub use returned::{ReturnedEffect, ReturnedMail};
@@ -111,6 +111,10 @@ pub enum StoreError {
     /// The account keeps as many records of this kind as it may ([`Kept::limit`]).
     #[error("{0}")]
     Full(String),
+    /// A record changed since the caller read it, so a change made from that reading is
+    /// refused (optimistic concurrency: two editors, or a stale page).
+    #[error("{0} changed since it was read")]
+    Changed(String),
 }
 
 macro_rules! from_redb {
@@ -188,6 +192,19 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     Ok(serde_json::from_slice(bytes)?)
+}
+
+/// An account's flow rules as stored; refused past [`MAX_ROUTING_BYTES`].
+fn encoded_routing(routing: &Routing) -> Result<Vec<u8>, StoreError> {
+    let encoded = encode(routing)?;
+    if encoded.len() > MAX_ROUTING_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "an account's flow rules take at most {} KiB (these take {} KiB)",
+            MAX_ROUTING_BYTES >> 10,
+            encoded.len().div_ceil(1024)
+        )));
+    }
+    Ok(encoded)
 }
 
 fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
@@ -607,6 +624,28 @@ impl Store {
         .await
     }
 
+    /// Replaces a flow as [`Store::update_flow`] does, but only while it is still as `read`:
+    /// otherwise [`StoreError::Changed`], and nothing is written.
+    pub async fn update_flow_unchanged(&self, flow: Flow, read: Flow) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(FLOWS)?;
+            let stored: Option<Flow> = table
+                .get(flow.id)?
+                .map(|value| decode(value.value()))
+                .transpose()?;
+            match stored {
+                None => return Err(StoreError::NotFound(format!("flow {}", flow.id))),
+                Some(stored) if stored != read => {
+                    return Err(StoreError::Changed(format!("flow {}", flow.id)));
+                }
+                Some(_) => {}
+            }
+            table.insert(flow.id, encode(&flow)?.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
     /// The flows of an account.
     pub fn flows_of(&self, account_id: u64) -> Result<Vec<Flow>, StoreError> {
         self.all_of(FLOWS, |flow: &Flow| flow.account_id == account_id)
@@ -637,17 +676,37 @@ impl Store {
 
     /// Sets an account's flow rules and default flow; refused past [`MAX_ROUTING_BYTES`].
     pub async fn set_routing(&self, account_id: u64, routing: Routing) -> Result<(), StoreError> {
-        let encoded = encode(&routing)?;
-        if encoded.len() > MAX_ROUTING_BYTES {
-            return Err(StoreError::TooLarge(format!(
-                "an account's flow rules take at most {} KiB (these take {} KiB)",
-                MAX_ROUTING_BYTES >> 10,
-                encoded.len().div_ceil(1024)
-            )));
-        }
+        let encoded = encoded_routing(&routing)?;
         self.write(move |txn| {
             txn.open_table(ROUTING)?
                 .insert(account_id, encoded.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets an account's flow rules as [`Store::set_routing`] does, but only while they are
+    /// still as `read` (`None`: the account had none): otherwise [`StoreError::Changed`], and
+    /// nothing is written.
+    pub async fn set_routing_unchanged(
+        &self,
+        account_id: u64,
+        routing: Routing,
+        read: Option<Routing>,
+    ) -> Result<(), StoreError> {
+        let encoded = encoded_routing(&routing)?;
+        self.write(move |txn| {
+            let mut table = txn.open_table(ROUTING)?;
+            let stored: Option<Routing> = table
+                .get(account_id)?
+                .map(|value| decode(value.value()))
+                .transpose()?;
+            if stored != read {
+                return Err(StoreError::Changed(format!(
+                    "the flow rules of account {account_id}"
+                )));
+            }
+            table.insert(account_id, encoded.as_slice())?;
             Ok(())
         })
         .await
@@ -982,6 +1041,7 @@ pub(super) mod tests {
             dmarc: None,
             header_message_id: None,
             resent_from: None,
+            steps: Vec::new(),
         }
     }
 

@@ -159,6 +159,58 @@ pub struct Flow {
     pub expiry_hours: Option<u64>,
 }
 
+impl Flow {
+    /// The most steps one flow may have: the API refuses more, and a message keeps at most
+    /// this many step results.
+    pub const MAX_STEPS: usize = 64;
+}
+
+/// What one step of a message's flow did, kept with the message for its page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// The step's position in the flow, from 1.
+    pub number: u16,
+    /// The plugin the step named: a stored plugin's sha256 or a folder plugin's name.
+    pub plugin: String,
+    /// What the step came to.
+    pub outcome: StepResultOutcome,
+    /// Wall time of the call in microseconds, instantiation included (0 when it did not run).
+    #[serde(default)]
+    pub micros: u64,
+    /// Fuel the call used, when fuel metering is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+}
+
+/// What a step came to, as kept with the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepResultOutcome {
+    /// Its condition did not hold; it did not run.
+    Skipped,
+    /// It passed the message on.
+    Continued,
+    /// It held the message.
+    Held,
+    /// It discarded the message.
+    Discarded,
+    /// It failed (or could not run); the code names the case (`trap`, `timeout`, ...).
+    Failed(String),
+}
+
+impl StepResultOutcome {
+    /// A word for people: the outcome, and a failure's code.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Skipped => "skipped".into(),
+            Self::Continued => "continued".into(),
+            Self::Held => "held".into(),
+            Self::Discarded => "discarded".into(),
+            Self::Failed(code) => format!("failed ({code})"),
+        }
+    }
+}
+
 /// Where a message stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -234,6 +286,10 @@ pub struct MessageRecord {
     /// The message this one is a resend of, made from its submitted copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resent_from: Option<String>,
+    /// What each step of its flow did, in order, once the flow ran (at most
+    /// [`Flow::MAX_STEPS`]); empty for records written before steps were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
 }
 
 macro_rules! event_kinds {
@@ -590,5 +646,43 @@ mod event_kind_tests {
         let stored = r#"{"type":"HARDBOUNCE","at":1,"detail":null}"#;
         let event: super::Event = serde_json::from_str(stored).unwrap();
         assert_eq!(event.kind, EventKind::HardBounce);
+    }
+}
+
+#[cfg(test)]
+mod step_result_tests {
+    use super::{MessageRecord, StepResult, StepResultOutcome};
+
+    /// A record as stored before step results were kept.
+    const OLD_RECORD: &str = r#"{"id":"m1","account_id":1,"source_id":1,"submitted_over":"api",
+        "sender":"a@example.com","recipient":"b@example.net","submitted_at":1,
+        "status":"DELIVERED"}"#;
+
+    #[test]
+    fn a_record_from_before_step_results_reads_with_none_and_new_ones_keep_them() {
+        let mut record: MessageRecord = serde_json::from_str(OLD_RECORD).unwrap();
+        assert!(record.steps.is_empty());
+        // Nothing is added to a record without steps (one held before its flow ran).
+        assert!(!serde_json::to_string(&record).unwrap().contains("steps"));
+        record.steps = vec![
+            StepResult {
+                number: 1,
+                plugin: "archive".into(),
+                outcome: StepResultOutcome::Continued,
+                micros: 420,
+                fuel: Some(12_345),
+            },
+            StepResult {
+                number: 2,
+                plugin: "dkim".into(),
+                outcome: StepResultOutcome::Failed("trap".into()),
+                micros: 1_001,
+                fuel: None,
+            },
+        ];
+        let stored = serde_json::to_string(&record).unwrap();
+        let read: MessageRecord = serde_json::from_str(&stored).unwrap();
+        assert_eq!(read, record);
+        assert_eq!(read.steps[1].outcome.describe(), "failed (trap)");
     }
 }

@@ -140,6 +140,7 @@ mod tests {
                 dmarc: None,
                 header_message_id: None,
                 resent_from: None,
+                steps: Vec::new(),
             },
             event: Event {
                 kind,
