@@ -6,6 +6,7 @@ mod archive;
 mod auth;
 mod classifier;
 mod error;
+mod event_flows;
 mod filters;
 mod flow_rule;
 mod flows;
@@ -379,24 +380,29 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
                 .put(handler(U::ApiCredentialUpdate))
                 .delete(api_credentials::delete),
         )
-        .route("/{account}/event_flow_rules", get(handler(U::EventFlows)))
+        .route("/{account}/event_flow_rules", get(event_flows::list_rules))
         .route(
             "/{account}/event_flow_rules/hierarchy",
-            get(handler(U::EventFlows)),
+            get(event_flows::rule_hierarchy),
         )
         .route(
             "/{account}/event_flows",
-            get(handler(U::EventFlows)).post(handler(U::EventFlows)),
+            get(event_flows::list)
+                .post(event_flows::create)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
         )
         .route(
             "/{account}/event_flows/{id}",
-            get(handler(U::EventFlows))
-                .put(handler(U::EventFlows))
-                .delete(handler(U::EventFlows)),
+            get(event_flows::get)
+                .put(event_flows::update)
+                .delete(event_flows::delete)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
         )
         .route(
             "/{account}/event_flows/{id}/rule",
-            get(handler(U::EventFlows)).put(handler(U::EventFlows)),
+            get(event_flows::get_rule)
+                .put(event_flows::put_rule)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
         )
         .route("/{account}/flow_templates", get(handler(U::FlowTemplates)))
         .route(

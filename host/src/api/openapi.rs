@@ -121,6 +121,21 @@ fn description() -> Value {
             "/{account_id}/webhooks/{webhook_id}/dead_letters": {"get": dead_letters},
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}": {"delete": operation("Discard a dead letter", None, ("204", "Discarded"))},
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}/redeliver": {"post": operation("Queue a dead letter's call again with fresh retries", None, ("202", "Queued"))},
+            "/{account_id}/event_flows": {
+                "get": operation("The account's webhooks as Flowmailer's event flows: description, one externalData step (urlTemplate), secret", None, ("200", "EventFlow list")),
+                "post": operation("Make a webhook as an event flow with one externalData step; what Sluice cannot do (other steps, parentId, request templates) is refused by name", None, ("201", "The EventFlow with its secret"))
+            },
+            "/{account_id}/event_flows/{event_flow_id}": {
+                "get": operation("An event flow (a webhook)", None, ("200", "EventFlow")),
+                "put": operation("Replace an event flow's URL and description; its rule stays", None, ("200", "EventFlow")),
+                "delete": operation("Delete an event flow (a webhook) with its queued calls and dead letters", None, ("204", "Deleted"))
+            },
+            "/{account_id}/event_flows/{event_flow_id}/rule": {
+                "get": operation("The event type the event flow takes, as EventFlowRuleSimple (none: every event); 409 notSimple for a webhook with several", None, ("200", "EventFlowRuleSimple")),
+                "put": operation("Set the event type it takes; messageFlowId, headers, dataExpressions, linkName, linkTarget are refused by name", None, ("200", "EventFlowRuleSimple"))
+            },
+            "/{account_id}/event_flow_rules": {"get": operation("Each event flow with its eventType condition", None, ("200", "FlowRuleItem list"))},
+            "/{account_id}/event_flow_rules/hierarchy": {"get": operation("As event_flow_rules, each with no child rules", None, ("200", "FlowRuleHierarchyItem list"))},
             "/{account_id}/message_events": {"get": ranged("List the events of the account's messages, newest first")},
             "/{account_id}/recipient/{address}/messages": {"get": ranged("List the messages to a recipient, newest first")},
             "/{account_id}/sender/{address}/messages": {"get": ranged("List the messages from an envelope sender, newest first")},

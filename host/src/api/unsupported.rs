@@ -19,8 +19,6 @@ pub enum Unsupported {
     Accounts,
     /// `PUT /api_credentials/{clientId}`.
     ApiCredentialUpdate,
-    /// `/event_flows…`, `/event_flow_rules…`.
-    EventFlows,
     /// `GET /flow_templates`.
     FlowTemplates,
     /// `DELETE /flows/{id}`, `DELETE /sources/{id}`.
@@ -51,9 +49,6 @@ impl Unsupported {
             Unsupported::ApiCredentialUpdate => {
                 "an API credential is not changed in place: make a new one with POST \
                  /{account}/api_credentials and delete the old one"
-            }
-            Unsupported::EventFlows => {
-                "Sluice calls webhooks instead of running event flows: see /{account}/webhooks"
             }
             Unsupported::FlowTemplates => "Sluice has no flow templates",
             Unsupported::Deletion => {

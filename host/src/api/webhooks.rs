@@ -25,6 +25,9 @@ use crate::webhooks::signature::new_secret;
 const MAX_URL_BYTES: usize = 2048;
 /// The longest description taken.
 const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// Endpoints one account may have, made here or as event flows (each is polled by the
+/// dispatcher and gets a copy of every event it takes, so the number is bounded).
+pub(crate) const MAX_WEBHOOKS: usize = 100;
 
 /// An endpoint as the API shows it.
 #[derive(Serialize)]
@@ -108,22 +111,7 @@ async fn checked(
     if !state.allow_private_webhooks {
         destination::check_literal(&parsed).map_err(|message| invalid_url(&message))?;
     }
-    let mut event_types = Vec::new();
-    for name in &input.event_types {
-        let name = name.trim().to_ascii_uppercase();
-        let Some(kind) = EventKind::from_name(&name) else {
-            let known: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
-            return Err(ApiError::field(
-                "eventTypes",
-                "invalidEventType",
-                format!("one of {}", known.join(", ")),
-                Some(name.into()),
-            ));
-        };
-        if !event_types.contains(&kind) {
-            event_types.push(kind);
-        }
-    }
+    let event_types = event_kinds(&input.event_types, "eventTypes")?;
     let description = input
         .description
         .as_deref()
@@ -150,7 +138,33 @@ async fn checked(
     Ok((parsed.to_string(), event_types, description))
 }
 
-fn own_endpoint(state: &ApiState, account_id: u64, id: u64) -> Result<WebhookEndpoint, ApiError> {
+/// Event type names, checked and without repeats; `field` names them in an error.
+pub(super) fn event_kinds(names: &[String], field: &str) -> Result<Vec<EventKind>, ApiError> {
+    let mut event_types = Vec::new();
+    for name in names {
+        let name = name.trim().to_ascii_uppercase();
+        let Some(kind) = EventKind::from_name(&name) else {
+            let known: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
+            return Err(ApiError::field(
+                field,
+                "invalidEventType",
+                format!("one of {}", known.join(", ")),
+                Some(name.into()),
+            ));
+        };
+        if !event_types.contains(&kind) {
+            event_types.push(kind);
+        }
+    }
+    Ok(event_types)
+}
+
+/// The account's endpoint with this id; another account's is answered like a missing one.
+pub(super) fn own_endpoint(
+    state: &ApiState,
+    account_id: u64,
+    id: u64,
+) -> Result<WebhookEndpoint, ApiError> {
     state
         .store
         .webhook(id)?
@@ -192,6 +206,13 @@ pub(crate) async fn make_webhook(
     account_id: u64,
     input: &WebhookInput,
 ) -> Result<WebhookEndpoint, ApiError> {
+    if state.store.webhooks_of(account_id)?.len() >= MAX_WEBHOOKS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "tooMany",
+            format!("an account has at most {MAX_WEBHOOKS} webhooks and event flows together"),
+        ));
+    }
     let (url, event_types, description) = checked(state, input).await?;
     let now = now_millis();
     Ok(state
@@ -230,8 +251,19 @@ pub async fn update(
 ) -> Result<Json<WebhookView>, ApiError> {
     caller.require(account_id)?;
     let input: WebhookInput = parse_json(&body)?;
-    let mut endpoint = own_endpoint(&state, account_id, id)?;
-    let (url, event_types, description) = checked(&state, &input).await?;
+    let endpoint = own_endpoint(&state, account_id, id)?;
+    let endpoint = replace_webhook(&state, endpoint, &input).await?;
+    Ok(Json(view(&state, endpoint)?))
+}
+
+/// Replaces an endpoint's URL, event types and description with the input's, checked as a
+/// new endpoint's are (the API's `PUT` and event flows').
+pub(super) async fn replace_webhook(
+    state: &ApiState,
+    mut endpoint: WebhookEndpoint,
+    input: &WebhookInput,
+) -> Result<WebhookEndpoint, ApiError> {
+    let (url, event_types, description) = checked(state, input).await?;
     endpoint.url = url;
     endpoint.event_types = event_types;
     endpoint.description = description;
@@ -240,7 +272,7 @@ pub async fn update(
     }
     endpoint.updated_at = now_millis();
     state.store.update_webhook(endpoint.clone()).await?;
-    Ok(Json(view(&state, endpoint)?))
+    Ok(endpoint)
 }
 
 /// `DELETE /{account}/webhooks/{id}`: with its queued calls and dead letters.
