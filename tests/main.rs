@@ -17,6 +17,7 @@ mod dns;
 mod fairness;
 mod first_run;
 mod flowmailer_api;
+mod flowmailer_deletion;
 mod flowmailer_event_flows;
 mod hot_reload;
 mod languages;

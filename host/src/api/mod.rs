@@ -5,6 +5,7 @@ mod api_credentials;
 mod archive;
 mod auth;
 mod classifier;
+pub(crate) mod deletion;
 mod error;
 mod event_flows;
 mod filters;
@@ -434,8 +435,8 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
             "/{account}/sender_domains/{id}",
             put(handler(U::SenderDomainUpdate)),
         )
-        .route("/{account}/flows/{flow}", delete(handler(U::Deletion)))
-        .route("/{account}/sources/{source}", delete(handler(U::Deletion)))
+        .route("/{account}/flows/{flow}", delete(deletion::flow))
+        .route("/{account}/sources/{source}", delete(deletion::source))
 }
 
 /// The largest JSON answer rewritten to Flowmailer's representation; a larger one (an archive

@@ -174,7 +174,7 @@ fn description() -> Value {
                 "get": operation("List sources", None, ("200", "The sources")),
                 "post": operation("Create a source", Some("Source"), ("201", "The new source"))
             },
-            "/{account_id}/sources/{source_id}": {"get": operation("A source", None, ("200", "The source")), "put": operation("Change a source's settings (fields left out keep their value); its credentials stay", Some("Source"), ("200", "The source"))},
+            "/{account_id}/sources/{source_id}": {"get": operation("A source", None, ("200", "The source")), "put": operation("Change a source's settings (fields left out keep their value); its credentials stay", Some("Source"), ("200", "The source")), "delete": operation("Delete a source with its SMTP users and API clients (their tokens stop working at once); 409 stillInUse while a flow rule names it or it is the caller's own", None, ("204", "Deleted"))},
             "/{account_id}/sources/{source_id}/credentials": {"post": operation("Make an SMTP or API credential for a source; the secret is shown once", Some("NewCredential"), ("201", "kind, username, secret"))},
             "/{account_id}/flows": {
                 "get": operation("List flows", None, ("200", "The flows")),
@@ -182,7 +182,8 @@ fn description() -> Value {
             },
             "/{account_id}/flows/{flow_id}": {
                 "get": operation("A flow", None, ("200", "The flow")),
-                "put": operation("Replace a flow", Some("Flow"), ("200", "The flow"))
+                "put": operation("Replace a flow", Some("Flow"), ("200", "The flow")),
+                "delete": operation("Delete a flow; 409 stillInUse while it is the default flow or a flow rule names it", None, ("204", "Deleted"))
             },
             "/{account_id}/flow_rules": {
                 "get": operation("The flow rules and the default flow", None, ("200", "The rules")),

@@ -21,8 +21,6 @@ pub enum Unsupported {
     ApiCredentialUpdate,
     /// `GET /flow_templates`.
     FlowTemplates,
-    /// `DELETE /flows/{id}`, `DELETE /sources/{id}`.
-    Deletion,
     /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
     ArchiveAttachment,
     /// `GET /messages/{id}/error_archive`.
@@ -51,10 +49,6 @@ impl Unsupported {
                  /{account}/api_credentials and delete the old one"
             }
             Unsupported::FlowTemplates => "Sluice has no flow templates",
-            Unsupported::Deletion => {
-                "flows and sources cannot be deleted over the API yet; a flow no rule names \
-                 receives no mail"
-            }
             Unsupported::ArchiveAttachment => {
                 "attachments of an archived message are not served one by one: GET \
                  /{account}/messages/{id}/archive?format=eml answers the whole message"

@@ -730,6 +730,27 @@ impl Session {
             self.reply(530, "5.7.0", "Authentication required");
             return;
         };
+        // A session outlives its login: the user or its source may have been deleted since.
+        match self.shared.store.credential(&auth.username) {
+            Ok(Some(credential))
+                if credential.kind == CredentialKind::Smtp
+                    && credential.source_id == auth.source.id => {}
+            Ok(_) => {
+                tracing::info!(user = %auth.username, "SMTP user removed during its session");
+                self.auth = None;
+                self.reply(
+                    530,
+                    "5.7.0",
+                    "Authentication required: this user no longer exists",
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "SMTP user could not be checked");
+                self.reply(451, "4.3.0", "Temporary failure, try again");
+                return;
+            }
+        }
         let submission = Submission {
             source: auth.source.clone(),
             over: "smtp",

@@ -8,6 +8,7 @@
 
 mod archive;
 mod credentials;
+mod deletion;
 mod delivery;
 mod engagement;
 mod identities;
@@ -32,6 +33,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use deletion::StillNamed;
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 pub use listing::{MessagePage, MessageSelection, PageStart};
