@@ -203,16 +203,14 @@ fn webhook_call_url(
     let at = format!("{at}.externalData");
     for (key, value) in call {
         match key.as_str() {
-            "urlTemplate" => {}
-            "requestMethod" => {
-                if !value.is_null() && value.as_str() != Some("POST") {
-                    errors.push(not_supported(
-                        &format!("{at}.requestMethod"),
-                        "Sluice POSTs each event to a webhook",
-                        Some(value.clone()),
-                    ));
-                }
+            "requestMethod" if !value.is_null() && value.as_str() != Some("POST") => {
+                errors.push(not_supported(
+                    &format!("{at}.requestMethod"),
+                    "Sluice POSTs each event to a webhook",
+                    Some(value.clone()),
+                ));
             }
+            "urlTemplate" | "requestMethod" => {}
             other if !says_nothing(value) => errors.push(not_supported(
                 &format!("{at}.{other}"),
                 "Sluice sends its own signed event body to a webhook, with its own headers, \

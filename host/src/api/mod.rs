@@ -1,6 +1,7 @@
 //! The REST API, in Flowmailer's v1 shapes so existing clients can switch by changing the
 //! base URL: OAuth2 client credentials, then `/{account_id}/...` with a bearer token.
 
+mod account_users;
 mod api_credentials;
 mod archive;
 mod auth;
@@ -416,10 +417,10 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         )
         .route("/{account}/messages/{id}/resend", post(handler(U::Resend)))
         .route("/{account}/recipient/{address}", get(handler(U::Recipient)))
-        .route("/{account}/roles", get(handler(U::Users)))
+        .route("/{account}/roles", get(account_users::roles))
         .route(
             "/{account}/users",
-            get(handler(U::Users)).post(handler(U::Users)),
+            get(account_users::list).post(handler(U::Users)),
         )
         .route(
             "/{account}/sources/{source}/users",
@@ -428,7 +429,7 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route(
             "/{account}/sources/{source}/users/{user}",
             get(source_users::get)
-                .put(handler(U::SourceUserUpdate))
+                .put(source_users::update)
                 .delete(source_users::delete),
         )
         .route(

@@ -121,6 +121,8 @@ fn description() -> Value {
             "/{account_id}/webhooks/{webhook_id}/dead_letters": {"get": dead_letters},
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}": {"delete": operation("Discard a dead letter", None, ("204", "Discarded"))},
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}/redeliver": {"post": operation("Queue a dead letter's call again with fresh retries", None, ("202", "Queued"))},
+            "/{account_id}/users": {"get": operation("The account's dashboard users as AccountUser (username, roles)", None, ("200", "AccountUser list"))},
+            "/{account_id}/roles": {"get": operation("The roles of an account's users (owner, admin, editor, viewer) and what each may do", None, ("200", "Role list"))},
             "/{account_id}/event_flows": {
                 "get": operation("The account's webhooks as Flowmailer's event flows: description, one externalData step (urlTemplate), secret", None, ("200", "EventFlow list")),
                 "post": operation("Make a webhook as an event flow with one externalData step; what Sluice cannot do (other steps, parentId, request templates) is refused by name", None, ("201", "The EventFlow with its secret"))
@@ -166,6 +168,7 @@ fn description() -> Value {
             },
             "/{account_id}/sources/{source_id}/users/{username}": {
                 "get": operation("An SMTP user", None, ("200", "The user, never its password")),
+                "put": operation("Replace an SMTP user's password in place (password); what GET answers is taken back unchanged", None, ("200", "The user, never its password")),
                 "delete": operation("Remove an SMTP user", None, ("204", "Removed"))
             },
             "/{account_id}/sender_domains/by_domain/{domain}": {"get": operation("The sender domain of that name (?validate=true checks DNS first)", None, ("200", "The sender domain"))},

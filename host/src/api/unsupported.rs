@@ -29,12 +29,10 @@ pub enum Unsupported {
     Resend,
     /// `GET /recipient/{address}`.
     Recipient,
-    /// `/roles`, `/users`.
+    /// `POST /users`.
     Users,
     /// `PUT /sender_domains/{id}`.
     SenderDomainUpdate,
-    /// `PUT /sources/{id}/users/{user}`.
-    SourceUserUpdate,
 }
 
 impl Unsupported {
@@ -66,14 +64,13 @@ impl Unsupported {
                 "a recipient's filters are at /{account}/filters?address=, their messages at \
                  /{account}/recipient/{address}/messages"
             }
-            Unsupported::Users => "account users and roles are not served over the API yet",
+            Unsupported::Users => {
+                "API credentials read an account's users (GET /{account}/users) but do not add \
+                 or change them: owners and admins do, on the dashboard's users page"
+            }
             Unsupported::SenderDomainUpdate => {
                 "Sluice chooses a sender domain's return-path and web domains itself; there is \
                  nothing to update"
-            }
-            Unsupported::SourceUserUpdate => {
-                "an SMTP user's password is not changed in place: DELETE the user and POST a \
-                 new one"
             }
         }
     }

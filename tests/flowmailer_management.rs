@@ -1,7 +1,8 @@
-//! `DELETE /flows/{id}` and `DELETE /sources/{id}` as the SDK sends them: what the account's
-//! routing still names is refused with 409 saying so; a deleted source's SMTP users and API
-//! clients end at once, even a token already issued or an SMTP session already logged in;
-//! messages accepted before go on.
+//! `DELETE /flows/{id}`, `DELETE /sources/{id}` and `PUT /sources/{id}/users/{user}` as the
+//! SDK sends them: what the account's routing still names is refused with 409 saying so; a
+//! deleted source's SMTP users and API clients end at once, even a token already issued or an
+//! SMTP session already logged in; messages accepted before go on; an SMTP user's password is
+//! replaced in place, the old one ending as the new one starts.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -291,4 +292,127 @@ fn a_source_a_flow_rule_names_is_not_deleted() {
         sdk_delete(&api, &format!("sources/{source_id}")),
         (StatusCode::NO_CONTENT, String::new())
     );
+}
+
+#[test]
+fn an_smtp_user_s_password_is_replaced_in_place_and_the_old_one_ends() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let old = "correct horse battery";
+    let (status, made) = sdk_post(
+        &api,
+        "sources/1/users",
+        &json!({"username": "shop-smtp", "password": old, "protocol": "SMTP"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (mut session, answer) = Smtp::login(&server, "shop-smtp", old);
+    assert!(answer.starts_with("235 "), "{answer}");
+    assert!(session.send().starts_with("250 "));
+
+    // What GET answers is taken back unchanged and changes nothing.
+    let path = "sources/1/users/shop-smtp";
+    let read = sdk_get(&api, path);
+    let (status, written) = sdk_put(&api, path, &read);
+    assert_eq!(status, StatusCode::OK, "{written}");
+    assert_eq!(written, read);
+    assert!(session.send().starts_with("250 "));
+
+    // Refused by name: what an SMTP user of Sluice does not have, a rename, a move.
+    for (body, field) in [
+        (json!({"description": "shop"}), "description"),
+        (
+            json!({"allowedSenders": ["*@shop.example"]}),
+            "allowedSenders",
+        ),
+        (json!({"username": "renamed"}), "username"),
+        (json!({"sourceId": "2"}), "sourceId"),
+        (json!({"protocol": "POP3"}), "protocol"),
+    ] {
+        let (status, refused) = sdk_put(&api, path, &body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(refused["allErrors"][0]["field"], field, "{refused}");
+        assert_eq!(refused["allErrors"][0]["code"], "notSupported", "{refused}");
+    }
+    let (status, refused) = sdk_put(&api, path, &json!({"password": "short"}));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["allErrors"][0]["field"], "password");
+
+    let new = "a longer passphrase now";
+    let mut change = read.clone();
+    change["password"] = new.into();
+    let (status, written) = sdk_put(&api, path, &change);
+    assert_eq!(status, StatusCode::OK, "{written}");
+    assert_eq!(written, read, "the password is never answered");
+    // The session logged in with the old password sends no more; a new login needs the new.
+    assert!(session.send().starts_with("530 "));
+    let (_, answer) = Smtp::login(&server, "shop-smtp", old);
+    assert!(answer.starts_with("535 "), "{answer}");
+    let (mut session, answer) = Smtp::login(&server, "shop-smtp", new);
+    assert!(answer.starts_with("235 "), "{answer}");
+    assert!(session.send().starts_with("250 "));
+
+    // Another account's token finds no such user; an unknown user is 404 too.
+    let (status, _) = sdk_put(&second_account(&server), path, &change);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = sdk_put(&api, "sources/1/users/nobody", &change);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn an_account_s_users_and_roles_are_read_but_not_made_over_the_api() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let made = server
+        .block_on(server.store().create_user(sluice::store::NewUser {
+            account_id: Some(api.account),
+            email: "Editor@Shop.example".into(),
+            role: sluice::store::Role::Editor,
+            password_hash: None,
+        }))
+        .unwrap();
+    let users = sdk_get(&api, "users");
+    let listed: Vec<&Value> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|user| user["username"] == "editor@shop.example")
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            &json!({"id": made.id.to_string(), "username": "editor@shop.example",
+                 "roles": ["editor"], "active": false})
+        ]
+    );
+    // Another account's users are its own.
+    let stranger = second_account(&server);
+    assert!(
+        !sdk_get(&stranger, "users")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|user| user["username"] == "editor@shop.example")
+    );
+
+    let roles = sdk_get(&api, "roles");
+    let names: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|role| {
+            assert_eq!(role["id"], role["name"]);
+            assert!(role["description"].as_str().unwrap().len() > 10, "{role}");
+            role["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(names, ["owner", "admin", "editor", "viewer"]);
+
+    let (status, refused) = sdk_post(
+        &api,
+        "users",
+        &json!({"username": "new@shop.example", "roles": ["owner"]}),
+    );
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(refused["allErrors"][0]["code"], "notSupported");
+    assert_eq!(sdk_get(&api, "users"), users, "nobody was added");
 }
