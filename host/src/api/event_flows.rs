@@ -85,9 +85,8 @@ fn event_flow_view(endpoint: WebhookEndpoint) -> EventFlowView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventFlowInput {
     /// Accepted and ignored: the path names the event flow.
-    #[serde(default)]
-    #[allow(dead_code)]
-    id: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "id")]
+    _id: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
