@@ -187,10 +187,10 @@ fn php_booleans_matrix_parameters_and_the_vendor_media_type_are_understood() {
 }
 
 /// Flowmailer's vendor media type, which every SDK request carries.
-const VENDOR: &str = "application/vnd.flowmailer.v1.12+json";
+pub(crate) const VENDOR: &str = "application/vnd.flowmailer.v1.12+json";
 
 /// A GET as the SDK sends it, answered 200 with JSON.
-fn sdk_get(api: &Api, path: &str) -> Value {
+pub(crate) fn sdk_get(api: &Api, path: &str) -> Value {
     let response = api.get(path).header("Accept", VENDOR).send().unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     assert_eq!(response.headers()["content-type"], VENDOR, "{path}");
@@ -198,7 +198,7 @@ fn sdk_get(api: &Api, path: &str) -> Value {
 }
 
 /// The SDK's models type every identifier as a string and refuse a number: none may be one.
-fn assert_identifiers_are_strings(value: &Value, at: &str) {
+pub(crate) fn assert_identifiers_are_strings(value: &Value, at: &str) {
     match value {
         Value::Object(members) => {
             for (key, member) in members {
@@ -966,7 +966,7 @@ fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
 }
 
 /// A POST as the SDK sends it; the status and the JSON answer.
-fn sdk_post(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) fn sdk_post(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
     let response = api
         .post(path)
         .header("Accept", VENDOR)
@@ -1125,7 +1125,7 @@ fn filters_are_chosen_by_the_date_they_were_added() {
 }
 
 /// A PUT as the SDK sends it; the status and the JSON answer.
-fn sdk_put(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) fn sdk_put(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
     let response = api
         .put(path)
         .header("Accept", VENDOR)

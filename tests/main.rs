@@ -17,6 +17,8 @@ mod dns;
 mod fairness;
 mod first_run;
 mod flowmailer_api;
+mod flowmailer_event_flows;
+mod flowmailer_management;
 mod hot_reload;
 mod languages;
 mod loading;

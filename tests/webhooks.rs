@@ -74,7 +74,7 @@ fn wait_for_json(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> Value 
 
 /// The receiver's side of verification, written from the documentation rather than with
 /// the server's own code: HMAC-SHA256 of "<t>.<body>" under the secret, hex.
-fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+pub(crate) fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(timestamp.as_bytes());
     mac.update(b".");
@@ -82,7 +82,7 @@ fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn signature_parts(request: &Request) -> (String, String) {
+pub(crate) fn signature_parts(request: &Request) -> (String, String) {
     let header = request.header("sluice-signature");
     let fields: HashMap<&str, &str> = header
         .split(',')

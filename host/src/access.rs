@@ -100,6 +100,19 @@ pub fn may_assign(principal: Principal, role: Role, account_id: u64) -> bool {
     }
 }
 
+/// What a role of an account may do, in a sentence: the table above, row by row.
+pub fn summary(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "everything in the account: mail, flows, settings, users and owners",
+        Role::Admin => "everything in the account but changing or removing owners",
+        Role::Editor => {
+            "reads the account, sends mail and edits flows, rules, templates and the filter list"
+        }
+        Role::Viewer => "reads everything in the account, changes nothing",
+        Role::Operator => "looks after the platform: reads every account and manages its users",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

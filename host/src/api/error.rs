@@ -88,6 +88,17 @@ impl ApiError {
         }
     }
 
+    /// The same error with field `from` named `to`: for a check shared by calls whose bodies
+    /// name the same value differently.
+    pub fn renaming_field(mut self, from: &str, to: &str) -> Self {
+        for error in &mut self.errors {
+            if error.field.as_deref() == Some(from) {
+                error.field = Some(to.to_string());
+            }
+        }
+        self
+    }
+
     /// The errors it answers with.
     pub fn errors(&self) -> &[FieldError] {
         &self.errors

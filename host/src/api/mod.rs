@@ -1,11 +1,14 @@
 //! The REST API, in Flowmailer's v1 shapes so existing clients can switch by changing the
 //! base URL: OAuth2 client credentials, then `/{account_id}/...` with a bearer token.
 
+mod account_users;
 mod api_credentials;
 mod archive;
 mod auth;
 mod classifier;
+pub(crate) mod deletion;
 mod error;
+mod event_flows;
 mod filters;
 mod flow_rule;
 mod flows;
@@ -403,24 +406,29 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
                 .put(handler(U::ApiCredentialUpdate))
                 .delete(api_credentials::delete),
         )
-        .route("/{account}/event_flow_rules", get(handler(U::EventFlows)))
+        .route("/{account}/event_flow_rules", get(event_flows::list_rules))
         .route(
             "/{account}/event_flow_rules/hierarchy",
-            get(handler(U::EventFlows)),
+            get(event_flows::rule_hierarchy),
         )
         .route(
             "/{account}/event_flows",
-            get(handler(U::EventFlows)).post(handler(U::EventFlows)),
+            get(event_flows::list)
+                .post(event_flows::create)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
         )
         .route(
             "/{account}/event_flows/{id}",
-            get(handler(U::EventFlows))
-                .put(handler(U::EventFlows))
-                .delete(handler(U::EventFlows)),
+            get(event_flows::get)
+                .put(event_flows::update)
+                .delete(event_flows::delete)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
         )
         .route(
             "/{account}/event_flows/{id}/rule",
-            get(handler(U::EventFlows)).put(handler(U::EventFlows)),
+            get(event_flows::get_rule)
+                .put(event_flows::put_rule)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
         )
         .route("/{account}/flow_templates", get(handler(U::FlowTemplates)))
         .route(
@@ -428,10 +436,10 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
             get(handler(U::ArchiveAttachment)),
         )
         .route("/{account}/recipient/{address}", get(handler(U::Recipient)))
-        .route("/{account}/roles", get(handler(U::Users)))
+        .route("/{account}/roles", get(account_users::roles))
         .route(
             "/{account}/users",
-            get(handler(U::Users)).post(handler(U::Users)),
+            get(account_users::list).post(handler(U::Users)),
         )
         .route(
             "/{account}/sources/{source}/users",
@@ -440,15 +448,15 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route(
             "/{account}/sources/{source}/users/{user}",
             get(source_users::get)
-                .put(handler(U::SourceUserUpdate))
+                .put(source_users::update)
                 .delete(source_users::delete),
         )
         .route(
             "/{account}/sender_domains/{id}",
             put(handler(U::SenderDomainUpdate)),
         )
-        .route("/{account}/flows/{flow}", delete(handler(U::Deletion)))
-        .route("/{account}/sources/{source}", delete(handler(U::Deletion)))
+        .route("/{account}/flows/{flow}", delete(deletion::flow))
+        .route("/{account}/sources/{source}", delete(deletion::source))
 }
 
 /// The largest JSON answer rewritten to Flowmailer's representation; a larger one (an archive

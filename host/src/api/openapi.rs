@@ -123,6 +123,23 @@ fn description() -> Value {
             "/{account_id}/webhooks/{webhook_id}/dead_letters": {"get": dead_letters},
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}": {"delete": operation("Discard a dead letter", None, ("204", "Discarded"))},
             "/{account_id}/webhooks/{webhook_id}/dead_letters/{dead_letter_id}/redeliver": {"post": operation("Queue a dead letter's call again with fresh retries", None, ("202", "Queued"))},
+            "/{account_id}/users": {"get": operation("The account's dashboard users as AccountUser (username, roles)", None, ("200", "AccountUser list"))},
+            "/{account_id}/roles": {"get": operation("The roles of an account's users (owner, admin, editor, viewer) and what each may do", None, ("200", "Role list"))},
+            "/{account_id}/event_flows": {
+                "get": operation("The account's webhooks as Flowmailer's event flows: description, one externalData step (urlTemplate), secret", None, ("200", "EventFlow list")),
+                "post": operation("Make a webhook as an event flow with one externalData step; what Sluice cannot do (other steps, parentId, request templates) is refused by name", None, ("201", "The EventFlow with its secret"))
+            },
+            "/{account_id}/event_flows/{event_flow_id}": {
+                "get": operation("An event flow (a webhook)", None, ("200", "EventFlow")),
+                "put": operation("Replace an event flow's URL and description; its rule stays", None, ("200", "EventFlow")),
+                "delete": operation("Delete an event flow (a webhook) with its queued calls and dead letters", None, ("204", "Deleted"))
+            },
+            "/{account_id}/event_flows/{event_flow_id}/rule": {
+                "get": operation("The event type the event flow takes, as EventFlowRuleSimple (none: every event); 409 notSimple for a webhook with several", None, ("200", "EventFlowRuleSimple")),
+                "put": operation("Set the event type it takes; messageFlowId, headers, dataExpressions, linkName, linkTarget are refused by name", None, ("200", "EventFlowRuleSimple"))
+            },
+            "/{account_id}/event_flow_rules": {"get": operation("Each event flow with its eventType condition", None, ("200", "FlowRuleItem list"))},
+            "/{account_id}/event_flow_rules/hierarchy": {"get": operation("As event_flow_rules, each with no child rules", None, ("200", "FlowRuleHierarchyItem list"))},
             "/{account_id}/message_events": {"get": ranged("List the events of the account's messages, newest first")},
             "/{account_id}/recipient/{address}/messages": {"get": ranged("List the messages to a recipient, newest first")},
             "/{account_id}/sender/{address}/messages": {"get": ranged("List the messages from an envelope sender, newest first")},
@@ -153,6 +170,7 @@ fn description() -> Value {
             },
             "/{account_id}/sources/{source_id}/users/{username}": {
                 "get": operation("An SMTP user", None, ("200", "The user, never its password")),
+                "put": operation("Replace an SMTP user's password in place (password); what GET answers is taken back unchanged", None, ("200", "The user, never its password")),
                 "delete": operation("Remove an SMTP user", None, ("204", "Removed"))
             },
             "/{account_id}/sender_domains/by_domain/{domain}": {"get": operation("The sender domain of that name (?validate=true checks DNS first)", None, ("200", "The sender domain"))},
@@ -161,7 +179,7 @@ fn description() -> Value {
                 "get": operation("List sources", None, ("200", "The sources")),
                 "post": operation("Create a source", Some("Source"), ("201", "The new source"))
             },
-            "/{account_id}/sources/{source_id}": {"get": operation("A source", None, ("200", "The source")), "put": operation("Change a source's settings (fields left out keep their value); its credentials stay", Some("Source"), ("200", "The source"))},
+            "/{account_id}/sources/{source_id}": {"get": operation("A source", None, ("200", "The source")), "put": operation("Change a source's settings (fields left out keep their value); its credentials stay", Some("Source"), ("200", "The source")), "delete": operation("Delete a source with its SMTP users and API clients (their tokens stop working at once); 409 stillInUse while a flow rule names it or it is the caller's own", None, ("204", "Deleted"))},
             "/{account_id}/sources/{source_id}/credentials": {"post": operation("Make an SMTP or API credential for a source; the secret is shown once", Some("NewCredential"), ("201", "kind, username, secret"))},
             "/{account_id}/flows": {
                 "get": operation("List flows", None, ("200", "The flows")),
@@ -169,7 +187,8 @@ fn description() -> Value {
             },
             "/{account_id}/flows/{flow_id}": {
                 "get": operation("A flow", None, ("200", "The flow")),
-                "put": operation("Replace a flow", Some("Flow"), ("200", "The flow"))
+                "put": operation("Replace a flow", Some("Flow"), ("200", "The flow")),
+                "delete": operation("Delete a flow; 409 stillInUse while it is the default flow or a flow rule names it", None, ("204", "Deleted"))
             },
             "/{account_id}/flow_rules": {
                 "get": operation("The flow rules and the default flow", None, ("200", "The rules")),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, FieldError};
 use super::messages::parse_json;
 use crate::store::{Credential, CredentialKind, Source};
 
@@ -90,6 +90,22 @@ pub(super) async fn add_unique(
     }
 }
 
+/// A password a client chose, if long enough and not too long.
+fn checked_password(password: String) -> Result<String, ApiError> {
+    let length = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_FIELD_CHARS).contains(&length) {
+        return Err(ApiError::field(
+            "password",
+            "invalidValue",
+            format!(
+                "{MIN_PASSWORD_CHARS} to {MAX_FIELD_CHARS} characters (leave it out to have one made)"
+            ),
+            None,
+        ));
+    }
+    Ok(password)
+}
+
 /// `GET /{account}/sources/{id}/users`.
 pub async fn list(
     State(state): State<ApiState>,
@@ -148,20 +164,9 @@ pub async fn create(
         ));
     }
     let password = match input.password {
-        Some(password) => password,
+        Some(password) => checked_password(password)?,
         None => crate::store::random_hex(18)?,
     };
-    let length = password.chars().count();
-    if !(MIN_PASSWORD_CHARS..=MAX_FIELD_CHARS).contains(&length) {
-        return Err(ApiError::field(
-            "password",
-            "invalidValue",
-            format!(
-                "{MIN_PASSWORD_CHARS} to {MAX_FIELD_CHARS} characters (leave it out to have one made)"
-            ),
-            None,
-        ));
-    }
     let credential = add_unique(
         &state,
         &source,
@@ -199,4 +204,118 @@ pub async fn delete(
     let user = own_user(&state, &source, &username)?;
     state.store.remove_credential(&user.username).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `PUT /{account}/sources/{id}/users/{username}`: Flowmailer's `Credentials`.
+/// What `GET` answers is taken back unchanged; a `password` replaces the user's.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUpdate {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+    /// A string (Flowmailer) or a number.
+    #[serde(default)]
+    source_id: Option<serde_json::Value>,
+    /// The rest of Flowmailer's `Credentials`, none of which an SMTP user of Sluice has.
+    #[serde(flatten)]
+    others: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What of an update Sluice cannot apply, each named.
+fn update_refusals(update: &UserUpdate, user: &Credential) -> Vec<FieldError> {
+    let refuse = |field: &str, message: &str, value: serde_json::Value| FieldError {
+        code: "notSupported".into(),
+        default_message: message.into(),
+        field: Some(field.into()),
+        object_name: None,
+        rejected_value: Some(value),
+    };
+    let mut refusals = Vec::new();
+    for (field, given) in [("id", &update.id), ("username", &update.username)] {
+        if let Some(given) = given.as_deref().filter(|given| *given != user.username) {
+            refusals.push(refuse(
+                field,
+                "an SMTP user is not renamed: make one with the new name and delete this one",
+                given.into(),
+            ));
+        }
+    }
+    if let Some(protocol) = update.protocol.as_deref().filter(|p| *p != "SMTP") {
+        refusals.push(refuse(
+            "protocol",
+            "a Sluice source's users log in over SMTP AUTH: protocol SMTP",
+            protocol.into(),
+        ));
+    }
+    let own_source = user.source_id.to_string();
+    let names_another_source = |given: &serde_json::Value| match given {
+        serde_json::Value::Null => false,
+        serde_json::Value::String(text) => text.trim() != own_source,
+        serde_json::Value::Number(number) => number.to_string() != own_source,
+        _ => true,
+    };
+    if let Some(source_id) = update
+        .source_id
+        .as_ref()
+        .filter(|id| names_another_source(id))
+    {
+        refusals.push(refuse(
+            "sourceId",
+            "an SMTP user does not move to another source",
+            source_id.clone(),
+        ));
+    }
+    for (field, value) in &update.others {
+        let says_nothing = match value {
+            serde_json::Value::Null => true,
+            serde_json::Value::String(text) => text.is_empty(),
+            serde_json::Value::Array(items) => items.is_empty(),
+            _ => false,
+        };
+        if !says_nothing {
+            refusals.push(refuse(
+                field,
+                "a Sluice SMTP user has a username and a password only (its source keeps the \
+                 allowed networks)",
+                value.clone(),
+            ));
+        }
+    }
+    refusals
+}
+
+/// `PUT /{account}/sources/{id}/users/{username}`: a `password` replaces the user's in one
+/// write, so the old one stops working as the new one starts (an SMTP session logged in with
+/// it sends no more). Answers the user as `GET` shows it.
+pub async fn update(
+    State(state): State<ApiState>,
+    Path((account_id, source_id, username)): Path<(u64, u64, String)>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(account_id)?;
+    let source = own_source(&state, account_id, source_id)?;
+    let user = own_user(&state, &source, &username)?;
+    let update: UserUpdate = parse_json(&body)?;
+    let refusals = update_refusals(&update, &user);
+    if !refusals.is_empty() {
+        return Err(ApiError::fields(refusals));
+    }
+    let user = match update.password {
+        Some(password) => {
+            let password = checked_password(password)?;
+            state
+                .store
+                .rotate_credential(source.id, &user.username, &password)
+                .await?
+        }
+        None => user,
+    };
+    Ok(Json(user_view(user, None)))
 }

@@ -19,22 +19,16 @@ pub enum Unsupported {
     Accounts,
     /// `PUT /api_credentials/{clientId}`.
     ApiCredentialUpdate,
-    /// `/event_flows…`, `/event_flow_rules…`.
-    EventFlows,
     /// `GET /flow_templates`.
     FlowTemplates,
-    /// `DELETE /flows/{id}`, `DELETE /sources/{id}`.
-    Deletion,
     /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
     ArchiveAttachment,
     /// `GET /recipient/{address}`.
     Recipient,
-    /// `/roles`, `/users`.
+    /// `POST /users`.
     Users,
     /// `PUT /sender_domains/{id}`.
     SenderDomainUpdate,
-    /// `PUT /sources/{id}/users/{user}`.
-    SourceUserUpdate,
 }
 
 impl Unsupported {
@@ -48,14 +42,7 @@ impl Unsupported {
                 "an API credential is not changed in place: make a new one with POST \
                  /{account}/api_credentials and delete the old one"
             }
-            Unsupported::EventFlows => {
-                "Sluice calls webhooks instead of running event flows: see /{account}/webhooks"
-            }
             Unsupported::FlowTemplates => "Sluice has no flow templates",
-            Unsupported::Deletion => {
-                "flows and sources cannot be deleted over the API yet; a flow no rule names \
-                 receives no mail"
-            }
             Unsupported::ArchiveAttachment => {
                 "attachments of an archived message are not served one by one: GET \
                  /{account}/messages/{id}/archive?format=eml answers the whole message"
@@ -64,14 +51,13 @@ impl Unsupported {
                 "a recipient's filters are at /{account}/filters?address=, their messages at \
                  /{account}/recipient/{address}/messages"
             }
-            Unsupported::Users => "account users and roles are not served over the API yet",
+            Unsupported::Users => {
+                "API credentials read an account's users (GET /{account}/users) but do not add \
+                 or change them: owners and admins do, on the dashboard's users page"
+            }
             Unsupported::SenderDomainUpdate => {
                 "Sluice chooses a sender domain's return-path and web domains itself; there is \
                  nothing to update"
-            }
-            Unsupported::SourceUserUpdate => {
-                "an SMTP user's password is not changed in place: DELETE the user and POST a \
-                 new one"
             }
         }
     }

@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
 use super::paging::{Order, page, requested};
-use crate::store::{EventKind, WebhookDeadLetter, WebhookEndpoint, event_id, now_millis};
+use crate::store::{EventKind, Kept, WebhookDeadLetter, WebhookEndpoint, event_id, now_millis};
 use crate::timestamp::iso8601;
 use crate::webhooks::destination;
 use crate::webhooks::signature::new_secret;
@@ -108,22 +108,7 @@ async fn checked(
     if !state.allow_private_webhooks {
         destination::check_literal(&parsed).map_err(|message| invalid_url(&message))?;
     }
-    let mut event_types = Vec::new();
-    for name in &input.event_types {
-        let name = name.trim().to_ascii_uppercase();
-        let Some(kind) = EventKind::from_name(&name) else {
-            let known: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
-            return Err(ApiError::field(
-                "eventTypes",
-                "invalidEventType",
-                format!("one of {}", known.join(", ")),
-                Some(name.into()),
-            ));
-        };
-        if !event_types.contains(&kind) {
-            event_types.push(kind);
-        }
-    }
+    let event_types = event_kinds(&input.event_types, "eventTypes")?;
     let description = input
         .description
         .as_deref()
@@ -150,7 +135,33 @@ async fn checked(
     Ok((parsed.to_string(), event_types, description))
 }
 
-fn own_endpoint(state: &ApiState, account_id: u64, id: u64) -> Result<WebhookEndpoint, ApiError> {
+/// Event type names, checked and without repeats; `field` names them in an error.
+pub(super) fn event_kinds(names: &[String], field: &str) -> Result<Vec<EventKind>, ApiError> {
+    let mut event_types = Vec::new();
+    for name in names {
+        let name = name.trim().to_ascii_uppercase();
+        let Some(kind) = EventKind::from_name(&name) else {
+            let known: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
+            return Err(ApiError::field(
+                field,
+                "invalidEventType",
+                format!("one of {}", known.join(", ")),
+                Some(name.into()),
+            ));
+        };
+        if !event_types.contains(&kind) {
+            event_types.push(kind);
+        }
+    }
+    Ok(event_types)
+}
+
+/// The account's endpoint with this id; another account's is answered like a missing one.
+pub(super) fn own_endpoint(
+    state: &ApiState,
+    account_id: u64,
+    id: u64,
+) -> Result<WebhookEndpoint, ApiError> {
     state
         .store
         .webhook(id)?
@@ -192,6 +203,8 @@ pub(crate) async fn make_webhook(
     account_id: u64,
     input: &WebhookInput,
 ) -> Result<WebhookEndpoint, ApiError> {
+    // Before the URL's DNS check; the store checks again as it writes.
+    state.store.check_room(account_id, Kept::Webhooks)?;
     let (url, event_types, description) = checked(state, input).await?;
     let now = now_millis();
     Ok(state
@@ -230,8 +243,19 @@ pub async fn update(
 ) -> Result<Json<WebhookView>, ApiError> {
     caller.require(account_id)?;
     let input: WebhookInput = parse_json(&body)?;
-    let mut endpoint = own_endpoint(&state, account_id, id)?;
-    let (url, event_types, description) = checked(&state, &input).await?;
+    let endpoint = own_endpoint(&state, account_id, id)?;
+    let endpoint = replace_webhook(&state, endpoint, &input).await?;
+    Ok(Json(view(&state, endpoint)?))
+}
+
+/// Replaces an endpoint's URL, event types and description with the input's, checked as a
+/// new endpoint's are (the API's `PUT` and event flows').
+pub(super) async fn replace_webhook(
+    state: &ApiState,
+    mut endpoint: WebhookEndpoint,
+    input: &WebhookInput,
+) -> Result<WebhookEndpoint, ApiError> {
+    let (url, event_types, description) = checked(state, input).await?;
     endpoint.url = url;
     endpoint.event_types = event_types;
     endpoint.description = description;
@@ -240,7 +264,7 @@ pub async fn update(
     }
     endpoint.updated_at = now_millis();
     state.store.update_webhook(endpoint.clone()).await?;
-    Ok(Json(view(&state, endpoint)?))
+    Ok(endpoint)
 }
 
 /// `DELETE /{account}/webhooks/{id}`: with its queued calls and dead letters.

@@ -92,6 +92,9 @@ enum Flow {
 struct Authenticated {
     source: Source,
     username: String,
+    /// The hash of the password it logged in with: a changed password ends the session's
+    /// sending as a deleted user does.
+    secret_hash: String,
 }
 
 struct Session {
@@ -650,7 +653,7 @@ impl Session {
         let refusal = login_refusal(credential.is_some(), source.as_ref(), ip);
         let source = source.filter(|_| refusal.is_none());
         let hash = credential.map(|credential| credential.secret_hash);
-        let valid = verify_credential(password, hash).await;
+        let valid = verify_credential(password, hash.clone()).await;
         match source {
             Some(source) if valid => {
                 if !self.tls && !source.allow_plain_auth {
@@ -663,7 +666,11 @@ impl Session {
                 }
                 failures.record_success(ip);
                 tracing::debug!(%username, source = source.id, "SMTP AUTH succeeded");
-                self.auth = Some(Authenticated { source, username });
+                self.auth = Some(Authenticated {
+                    source,
+                    username,
+                    secret_hash: hash.unwrap_or_default(),
+                });
                 self.reply(235, "2.7.0", "Authentication successful");
                 Flow::Continue
             }
@@ -730,6 +737,29 @@ impl Session {
             self.reply(530, "5.7.0", "Authentication required");
             return;
         };
+        // A session outlives its login: the user, its password or its source may have
+        // changed since.
+        match self.shared.store.credential(&auth.username) {
+            Ok(Some(credential))
+                if credential.kind == CredentialKind::Smtp
+                    && credential.source_id == auth.source.id
+                    && credential.secret_hash == auth.secret_hash => {}
+            Ok(_) => {
+                tracing::info!(user = %auth.username, "SMTP user changed during its session");
+                self.auth = None;
+                self.reply(
+                    530,
+                    "5.7.0",
+                    "Authentication required: this user was removed or its password changed",
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "SMTP user could not be checked");
+                self.reply(451, "4.3.0", "Temporary failure, try again");
+                return;
+            }
+        }
         let submission = Submission {
             source: auth.source.clone(),
             over: "smtp",

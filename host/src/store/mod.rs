@@ -8,6 +8,7 @@
 
 mod archive;
 mod credentials;
+mod deletion;
 mod delivery;
 mod engagement;
 mod identities;
@@ -34,6 +35,7 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use deletion::StillNamed;
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 pub use kept::{ErrorArchiveEntry, HeldCopy, SUBMITTED_KEPT_DAYS, SubmittedCopy};

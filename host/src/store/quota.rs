@@ -26,7 +26,8 @@ pub enum Kept {
     Templates,
     /// Sender identities (a DKIM key each).
     Identities,
-    /// Webhook endpoints.
+    /// Webhook endpoints, made as webhooks or as Flowmailer's event flows (each gets a copy of
+    /// every event it takes).
     Webhooks,
     /// Dashboard users.
     Users,
@@ -42,7 +43,7 @@ impl Kept {
             Kept::Credentials => 1_000,
             Kept::Templates => 1_000,
             Kept::Identities => 100,
-            Kept::Webhooks => 50,
+            Kept::Webhooks => 100,
             Kept::Users => 200,
             Kept::Plugins => 100,
         }
@@ -55,7 +56,7 @@ impl Kept {
             Kept::Credentials => "API clients and SMTP users",
             Kept::Templates => "templates",
             Kept::Identities => "sender identities",
-            Kept::Webhooks => "webhooks",
+            Kept::Webhooks => "webhooks and event flows together",
             Kept::Users => "users",
             Kept::Plugins => "uploaded plugins",
         }
