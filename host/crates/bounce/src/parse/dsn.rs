@@ -274,6 +274,7 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 diagnostic,
                 remote_mta: group.remote_mta.clone(),
                 command: find_command(&all_words),
+                decided_locally: group.remote_mta.is_none() && group.diagnostic.is_none(),
             }
         })
         .collect()

@@ -604,6 +604,7 @@ fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&st
         notice_text: None,
         remote_mta: None,
         command,
+        decided_locally: false,
     }
 }
 

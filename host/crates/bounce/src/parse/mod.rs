@@ -50,6 +50,10 @@ pub struct Finding {
     pub remote_mta: Option<String>,
     /// The SMTP command the remote refused, when the notice says.
     pub command: Option<SmtpCommand>,
+    /// The reporting MTA decided this itself: a DSN group with neither `Remote-MTA` nor
+    /// `Diagnostic-Code`, so no remote answered (a routing or local-delivery verdict, such as
+    /// Exim's "Unknown user" for an address of its own domain).
+    pub decided_locally: bool,
 }
 
 /// A message read, not yet classified.
