@@ -314,6 +314,44 @@ const LAYOUTS: &[Layout] = &[
         failed: &["ann@example.net"],
         originals: &[],
     },
+    Layout {
+        name: "Messaging Server: Original address / Recipient address / Reason lines",
+        notice: "From: Internet Mail Delivery <postmaster@ms.example.net>\n\
+                 To: shop@example.com\n\
+                 Subject: Delivery Notification: Delivery has failed\n\
+                 \n\
+                 This report relates to a message you sent with the following header fields:\n\
+                 \n\
+                 \x20 Message-id: <4711@shop.example.com>\n\
+                 \x20 From: shop@example.com\n\
+                 \x20 To: ann@example.net\n\
+                 \n\
+                 Your message cannot be delivered to the following recipients:\n\
+                 \n\
+                 \x20 Original address: ann@example.net\n\
+                 \x20 Recipient address: ann.smith@mailhost.example.net\n\
+                 \x20 Reason: Remote SMTP server has rejected address\n\
+                 \x20 Diagnostic code: smtp;550 5.1.1 unknown or illegal alias\n",
+        failed: &["ann.smith@mailhost.example.net"],
+        originals: &[("ann.smith@mailhost.example.net", "ann@example.net")],
+    },
+    Layout {
+        name: "GroupWise: local parts only, the returned original's one To names it",
+        notice: "From: Mail Delivery System <postmaster@gw.example.net>\n\
+                 To: shop@example.com\n\
+                 Subject: Undeliverable mail\n\
+                 \n\
+                 The message that you sent was undeliverable to the following:\n\
+                 \tann (user not found)\n\
+                 \n\
+                 Possibly truncated original message follows:\n\
+                 \n\
+                 From: shop@example.com\n\
+                 To: ann@example.net\n\
+                 Subject: Hello\n",
+        failed: &["ann@example.net"],
+        originals: &[],
+    },
 ];
 
 #[test]

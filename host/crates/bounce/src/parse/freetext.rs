@@ -186,6 +186,7 @@ const ORIGINAL_RECIPIENT_MARKERS: &[&str] = &[
     "generated from",
     "forwarded from",
     "original recipient",
+    "original address",
     "original-recipient",
     "originally to",
     "aliased from",
@@ -254,8 +255,8 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
     if occurrences.is_empty() {
         occurrences.extend(
             originals
-                .into_iter()
-                .map(|(number, address)| (number, address, true)),
+                .iter()
+                .map(|(number, address)| (*number, address.clone(), true)),
         );
     }
     // Strong positions are trusted when there are any; a notice that only mentions the
@@ -299,12 +300,33 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
             let end = lines.get(end_line).map(|(s, _)| *s).unwrap_or(notice.len());
             let text = notice[line_start..end].to_string();
             Block {
-                original: original_recipient_in(&text, address),
+                original: original_recipient_in(&text, address)
+                    .or_else(|| original_just_above(&originals, &occurrences, *first_line))
+                    .filter(|original| original != address),
                 address: address.clone(),
                 text,
             }
         })
         .collect()
+}
+
+/// An "Original address:" line right above a recipient's line (Messaging Server writes it
+/// first): at most two lines up, with no other recipient's line between.
+fn original_just_above(
+    originals: &[(usize, String)],
+    occurrences: &[(usize, String, bool)],
+    first_line: usize,
+) -> Option<String> {
+    originals
+        .iter()
+        .filter(|(number, _)| *number < first_line && first_line - number <= 2)
+        .filter(|(number, _)| {
+            !occurrences
+                .iter()
+                .any(|(other, _, _)| other > number && *other < first_line)
+        })
+        .map(|(_, address)| address.clone())
+        .next_back()
 }
 
 /// The block of an address known to have failed: the first line that names it and the
@@ -440,9 +462,11 @@ fn position(before: &str) -> Position {
     if SENDER_WORDS.contains(&last_word) || names_sender {
         return Position::Sender;
     }
-    // "Original recipient:", "Original-Recipient:", "originally to": the address as the
-    // sender wrote it, beside the one that failed (X.400 gateways, Exchange, Sendmail).
-    let names_original = (word_before.ends_with("original") && last_word.starts_with("recipient"))
+    // "Original recipient:", "Original address:", "Original-Recipient:", "originally to":
+    // the address as the sender wrote it, beside the one that failed (X.400 gateways,
+    // Exchange, Sun/Oracle Messaging Server).
+    let names_original = (word_before.ends_with("original")
+        && (last_word.starts_with("recipient") || last_word.starts_with("address")))
         || last_word == "original-recipient:"
         || (word_before == "originally" && last_word == "to");
     if names_original {
