@@ -12,12 +12,17 @@ receiver, named beside it). Which answer a recipient gets depends on its local p
     anything else           250, and the message is accepted (and thrown away)
 
 Messages larger than --size-limit are refused at MAIL FROM when the client declares
-SIZE=, else after DATA, with Postfix's text. Stops after --lifetime seconds.
-Run: loopback-receiver.py PORT [--size-limit N] [--lifetime S] [--name HOST]
+SIZE=, else after DATA, with Postfix's text (a notice from the null sender is not
+refused for its size). Accepted messages are thrown away, or written
+to --keep DIR as NNN.eml (for MTAs that send their notices on to a remote sender rather
+than to a local mailbox). Stops after --lifetime seconds.
+Run: loopback-receiver.py PORT [--size-limit N] [--lifetime S] [--name HOST] [--keep DIR]
 """
 
 import argparse
 import asyncio
+import itertools
+import os
 import re
 
 ADDRESS = re.compile(r"<([^>]*)>")
@@ -41,13 +46,17 @@ def rcpt_answer(address: str) -> str:
     return "250 2.1.5 Ok"
 
 
-async def session(reader, writer, name: str, size_limit: int) -> None:
+KEPT = itertools.count(1)
+
+
+async def session(reader, writer, name: str, size_limit: int, keep: str) -> None:
     async def say(line: str) -> None:
         writer.write(line.encode() + b"\r\n")
         await writer.drain()
 
     await say(f"220 {name} ESMTP")
     accepted = 0
+    limit = size_limit
     try:
         while True:
             raw = await reader.readline()
@@ -62,8 +71,12 @@ async def session(reader, writer, name: str, size_limit: int) -> None:
             elif verb == "HELO":
                 await say(f"250 {name}")
             elif verb == "MAIL":
+                # A notice (null sender) is kept whatever its size: it may return the
+                # too-large message itself.
+                null_sender = "<>" in line
+                limit = size_limit if not null_sender else 1 << 30
                 declared = re.search(r"SIZE=(\d+)", line, re.IGNORECASE)
-                if declared and int(declared.group(1)) > size_limit:
+                if declared and int(declared.group(1)) > limit:
                     # Postfix's smtpd for a declared size over message_size_limit.
                     await say("552 5.3.4 Message size exceeds fixed limit")
                 else:
@@ -79,15 +92,20 @@ async def session(reader, writer, name: str, size_limit: int) -> None:
                     await say("554 5.5.1 Error: no valid recipients")
                     continue
                 await say("354 End data with <CR><LF>.<CR><LF>")
-                size = 0
+                lines = []
                 while True:
                     chunk = await reader.readline()
                     if not chunk or chunk in (b".\r\n", b".\n"):
                         break
-                    size += len(chunk)
-                if size > size_limit:
+                    # Undo dot-stuffing (RFC 5321 4.5.2).
+                    lines.append(chunk[1:] if chunk.startswith(b"..") else chunk)
+                if sum(map(len, lines)) > limit:
                     await say("552 5.3.4 Message size exceeds fixed limit")
                 else:
+                    if keep:
+                        path = os.path.join(keep, f"{next(KEPT):03d}.eml")
+                        with open(path, "wb") as kept:
+                            kept.write(b"".join(lines).replace(b"\r\n", b"\n"))
                     await say("250 2.0.0 Ok: queued")
             elif verb == "QUIT":
                 await say("221 2.0.0 Bye")
@@ -107,9 +125,12 @@ async def main() -> None:
     parser.add_argument("--size-limit", type=int, default=20000)
     parser.add_argument("--lifetime", type=float, default=900)
     parser.add_argument("--name", default="gate.example.test")
+    parser.add_argument("--keep", default="")
     args = parser.parse_args()
     server = await asyncio.start_server(
-        lambda r, w: session(r, w, args.name, args.size_limit), "127.0.0.1", args.port
+        lambda r, w: session(r, w, args.name, args.size_limit, args.keep),
+        "127.0.0.1",
+        args.port,
     )
     async with server:
         try:
