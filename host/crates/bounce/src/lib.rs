@@ -240,4 +240,6 @@ pub fn classify_message(raw: &[u8]) -> Report {
 }
 
 #[cfg(test)]
+mod layout_tests;
+#[cfg(test)]
 mod tests;

@@ -1185,3 +1185,51 @@ fn microsoft_365s_free_text_not_found_is_its_directorys_verdict() {
         (Reason::UserUnknown, Some(Class::Hard))
     );
 }
+
+/// A DSN whose text says "Unknown user", with or without a remote that said it.
+fn dsn_unknown_user(remote: &str) -> Report {
+    read(&format!(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.org>\r\n\
+         Subject: Mail delivery failed: returning message to sender\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+         \r\n\
+         --B\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         A message that you sent could not be delivered to one or more of its\r\n\
+         recipients. This is a permanent error. The following address(es) failed:\r\n\
+         \r\n\
+         \x20 ann@example.org\r\n\
+         \x20   Unknown user\r\n\
+         --B\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.example.org\r\n\
+         \r\n\
+         Action: failed\r\n\
+         Final-Recipient: rfc822;ann@example.org\r\n\
+         Status: 5.0.0\r\n\
+         {remote}\
+         --B--\r\n"
+    ))
+}
+
+#[test]
+fn an_unknown_user_the_reporting_mta_decided_itself_is_hard() {
+    // No remote answered: the MTA looked the address up among its own users.
+    let own = dsn_unknown_user("");
+    let ann = verdict(&own, "ann@example.org");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
+    // A remote's "Unknown user" with no code or command that confirms it stays a filter's.
+    let remote = dsn_unknown_user(
+        "Remote-MTA: dns; gw.example.org\r\nDiagnostic-Code: smtp; 550 Unknown user\r\n",
+    );
+    let ann = verdict(&remote, "ann@example.org");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::Filtered, Some(Class::Soft))
+    );
+}

@@ -380,8 +380,9 @@ fn decide(finding: &Finding, (raw_context, context): (&str, &str)) -> (Reason, E
 }
 
 /// An "unknown user" counts when the status code says the address was looked up and
-/// refused, the remote refused it at RCPT TO, or the words are a directory's own verdict or
-/// a mailbox lookup's result.
+/// refused, the remote refused it at RCPT TO, the reporting MTA decided it itself (its own
+/// users, no remote asked), or the words are a directory's own verdict or a mailbox
+/// lookup's result.
 fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str) -> bool {
     let said = |phrases: &[&str]| {
         phrases.iter().any(|phrase| {
@@ -393,6 +394,7 @@ fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str)
         .as_deref()
         .is_some_and(rules::status_names_destination)
         || finding.command == Some(SmtpCommand::Rcpt)
+        || finding.decided_locally
         || said(rules::DIRECTORY_VERDICTS)
         || said(rules::MAILBOX_LOOKUP_VERDICTS)
         || (finding.command.is_none() && said(rules::RCPT_STAGE_PHRASES))

@@ -205,14 +205,20 @@ fn strip_type(value: &str) -> &str {
 /// human-readable part has for the same address.
 pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec<Finding> {
     let single = report.recipients.len() == 1;
+    let forwards = forward_targets(report, blocks);
     report
         .recipients
         .iter()
-        .map(|group| {
-            let block = group
-                .recipient
-                .as_ref()
-                .and_then(|address| blocks.iter().find(|b| &b.address == address))
+        .zip(forwards)
+        .map(|(group, forward)| {
+            let block = forward
+                .map(|at| &blocks[at])
+                .or_else(|| {
+                    group
+                        .recipient
+                        .as_ref()
+                        .and_then(|address| blocks.iter().find(|b| &b.address == address))
+                })
                 .or_else(|| (single && blocks.len() == 1).then(|| &blocks[0]));
             let block_text = block.map(|b| collapse_whitespace(&b.text));
             // A group that names no address (an empty or local-only Final-Recipient) is
@@ -268,9 +274,55 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 diagnostic,
                 remote_mta: group.remote_mta.clone(),
                 command: find_command(&all_words),
+                decided_locally: group.remote_mta.is_none() && group.diagnostic.is_none(),
             }
         })
         .collect()
+}
+
+/// For each recipient group, the block of the forward target whose words it is about.
+///
+/// Exim names the address as the sender wrote it in `Final-Recipient` (the group's address
+/// stays that one, as Sendmail's does) and the address that failed only in its text
+/// ("  team-member@...\n    (generated from team@...)") and in `X-Failed-Recipients`. An
+/// alias of two members that both failed gives two groups with the same address: each takes
+/// the words of one target, first the one its diagnostic quotes, then the others in the
+/// text's order, so one member's cause is not read as the other's.
+fn forward_targets(report: &DeliveryStatus, blocks: &[Block]) -> Vec<Option<usize>> {
+    let written_and_failed = |group: &RecipientFields| -> Vec<usize> {
+        let Some(written) = group.recipient.as_ref() else {
+            return Vec::new();
+        };
+        if blocks.iter().any(|b| &b.address == written) {
+            return Vec::new();
+        }
+        (0..blocks.len())
+            .filter(|&at| blocks[at].original.as_ref() == Some(written))
+            .collect()
+    };
+    let mut taken: Vec<usize> = Vec::new();
+    let mut forwards: Vec<Option<usize>> = vec![None; report.recipients.len()];
+    // First the groups whose diagnostic names their target, then the rest in order.
+    for quoted_only in [true, false] {
+        for (slot, group) in forwards.iter_mut().zip(&report.recipients) {
+            if slot.is_some() {
+                continue;
+            }
+            let diagnostic = group
+                .diagnostic
+                .as_deref()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let chosen = written_and_failed(group).into_iter().find(|at| {
+                !taken.contains(at) && (!quoted_only || diagnostic.contains(&blocks[*at].address))
+            });
+            if let Some(at) = chosen {
+                taken.push(at);
+                *slot = Some(at);
+            }
+        }
+    }
+    forwards
 }
 
 #[cfg(test)]

@@ -186,6 +186,9 @@ const ORIGINAL_RECIPIENT_MARKERS: &[&str] = &[
     "generated from",
     "forwarded from",
     "original recipient",
+    "original address",
+    "original-recipient",
+    "originally to",
     "aliased from",
 ];
 
@@ -211,6 +214,8 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
     // answer: an address there is quoted by the remote (often our own sender), not another
     // recipient. Holds the indent of the line that started such an answer.
     let mut answer_indent: Option<usize> = None;
+    // Addresses named as the original of another: recipients only when nothing else is.
+    let mut originals: Vec<(usize, String)> = Vec::new();
     for (number, (start, end)) in lines.iter().enumerate() {
         let line = &notice[*start..*end];
         let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
@@ -237,6 +242,7 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
             }
             match position {
                 Position::Sender => {}
+                Position::Original => originals.push((number, address)),
                 position => {
                     if says_more_after(line, at + address.len()) {
                         answer_indent = Some(indent);
@@ -245,6 +251,13 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
                 }
             }
         }
+    }
+    if occurrences.is_empty() {
+        occurrences.extend(
+            originals
+                .iter()
+                .map(|(number, address)| (*number, address.clone(), true)),
+        );
     }
     // Strong positions are trusted when there are any; a notice that only mentions the
     // address in a sentence still names its recipient.
@@ -287,12 +300,33 @@ pub fn recipient_blocks(notice: &str, excluded: &[String]) -> Vec<Block> {
             let end = lines.get(end_line).map(|(s, _)| *s).unwrap_or(notice.len());
             let text = notice[line_start..end].to_string();
             Block {
-                original: original_recipient_in(&text, address),
+                original: original_recipient_in(&text, address)
+                    .or_else(|| original_just_above(&originals, &occurrences, *first_line))
+                    .filter(|original| original != address),
                 address: address.clone(),
                 text,
             }
         })
         .collect()
+}
+
+/// An "Original address:" line right above a recipient's line (Messaging Server writes it
+/// first): at most two lines up, with no other recipient's line between.
+fn original_just_above(
+    originals: &[(usize, String)],
+    occurrences: &[(usize, String, bool)],
+    first_line: usize,
+) -> Option<String> {
+    originals
+        .iter()
+        .filter(|(number, _)| *number < first_line && first_line - number <= 2)
+        .filter(|(number, _)| {
+            !occurrences
+                .iter()
+                .any(|(other, _, _)| other > number && *other < first_line)
+        })
+        .map(|(_, address)| address.clone())
+        .next_back()
 }
 
 /// The block of an address known to have failed: the first line that names it and the
@@ -371,6 +405,9 @@ enum Position {
     Weak,
     /// After "from", "sender", "MAIL FROM": the sender, not a recipient.
     Sender,
+    /// After "original recipient:" or "originally to": the address the failed one was
+    /// made from, read into its recipient's [`Block::original`], not a recipient itself.
+    Original,
 }
 
 fn position(before: &str) -> Position {
@@ -424,6 +461,16 @@ fn position(before: &str) -> Position {
         && last_word.trim_end_matches(':') == "address";
     if SENDER_WORDS.contains(&last_word) || names_sender {
         return Position::Sender;
+    }
+    // "Original recipient:", "Original address:", "Original-Recipient:", "originally to":
+    // the address as the sender wrote it, beside the one that failed (X.400 gateways,
+    // Exchange, Sun/Oracle Messaging Server).
+    let names_original = (word_before.ends_with("original")
+        && (last_word.starts_with("recipient") || last_word.starts_with("address")))
+        || last_word == "original-recipient:"
+        || (word_before == "originally" && last_word == "to");
+    if names_original {
+        return Position::Original;
     }
     // A list marker ("1)", "-", "*") may precede a listed address; a reply code or status
     // ("550 5.1.1 <ann@...>") means the line is an answer that quotes it.
@@ -581,6 +628,7 @@ fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&st
         notice_text: None,
         remote_mta: None,
         command,
+        decided_locally: false,
     }
 }
 

@@ -50,6 +50,10 @@ pub struct Finding {
     pub remote_mta: Option<String>,
     /// The SMTP command the remote refused, when the notice says.
     pub command: Option<SmtpCommand>,
+    /// The reporting MTA decided this itself: a DSN group with neither `Remote-MTA` nor
+    /// `Diagnostic-Code`, so no remote answered (a routing or local-delivery verdict, such as
+    /// Exim's "Unknown user" for an address of its own domain).
+    pub decided_locally: bool,
 }
 
 /// A message read, not yet classified.
@@ -176,6 +180,8 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
         }
     }
 
+    prefer_other_than_the_notices_own(&mut blocks, &message);
+
     // RFC 3464 first; text parts that carry DSN fields count too (some MTAs send the
     // delivery status as text/plain, or inline).
     let mut report = parts
@@ -196,7 +202,8 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
         }
     }
     if !report.recipients.is_empty() {
-        let findings = dsn::findings(&report, &blocks, &context);
+        let mut findings = dsn::findings(&report, &blocks, &context);
+        name_the_sole_recipient(&mut findings, parts.returned.as_ref());
         let kind = if findings
             .iter()
             .all(|finding| is_success(finding.action.as_deref()))
@@ -227,7 +234,8 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     // A gateway's notice that wraps the real one ("the following addresses had errors",
     // then the MTA's own bounce attached) names no recipient or no cause itself: read the
     // attached one, when it is a notice with codes of its own.
-    let free_findings = freetext::findings(&blocks, &context);
+    let mut free_findings = freetext::findings(&blocks, &context);
+    name_the_sole_recipient(&mut free_findings, parts.returned.as_ref());
     let says_little = free_findings
         .iter()
         .all(|f| f.status.is_none() && f.reply_code.is_none());
@@ -287,6 +295,42 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
         subject,
         returned: parts.returned,
         ..Parsed::nothing(kind)
+    }
+}
+
+/// A notice that names no recipient at all is about the returned original's only one.
+fn name_the_sole_recipient(findings: &mut [Finding], returned: Option<&ReturnedMessage>) {
+    if let [finding] = findings
+        && finding.recipient.is_none()
+    {
+        finding.recipient = returned.and_then(ReturnedMessage::sole_recipient);
+    }
+}
+
+/// A notice is addressed to the sender of the failed message, and signed by a mail system:
+/// where the text names other addresses too, its addressee and a postmaster or
+/// MAILER-DAEMON address ("Dear shop@...", "write to postmaster@...") are not the failed
+/// recipients. Alone, they are kept (a message sent to oneself, or to a postmaster).
+fn prefer_other_than_the_notices_own(blocks: &mut Vec<freetext::Block>, message: &Message<'_>) {
+    let addressees: Vec<String> = message
+        .to()
+        .map(|to| {
+            to.iter()
+                .filter_map(|addr| addr.address())
+                .map(|a| a.trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let is_the_notices_own = |block: &freetext::Block| {
+        addressees.contains(&block.address)
+            || block
+                .address
+                .split('@')
+                .next()
+                .is_some_and(is_mail_system_local_part)
+    };
+    if blocks.iter().any(|block| !is_the_notices_own(block)) {
+        blocks.retain(|block| !is_the_notices_own(block));
     }
 }
 
@@ -425,18 +469,6 @@ impl Sender {
 
     /// MAILER-DAEMON, postmaster and friends: the senders of delivery notices.
     fn is_mail_system(&self) -> bool {
-        const SYSTEM_LOCAL_PARTS: &[&str] = &[
-            "mailer-daemon",
-            "mailerdaemon",
-            "mail-daemon",
-            "postmaster",
-            "post_master",
-            "poostmaster",
-            "mail.delivery.system",
-            "mdaemon",
-            "bounce",
-            "bounces",
-        ];
         const SYSTEM_NAMES: &[&str] = &[
             "mailer-daemon",
             "mail delivery",
@@ -452,10 +484,28 @@ impl Sender {
             .as_deref()
             .and_then(|a| a.split('@').next())
             .unwrap_or_default();
-        SYSTEM_LOCAL_PARTS.contains(&local)
-            || local.starts_with("mailer-daemon")
-            || SYSTEM_NAMES.iter().any(|n| self.name.contains(n))
+        is_mail_system_local_part(local) || SYSTEM_NAMES.iter().any(|n| self.name.contains(n))
     }
+}
+
+/// The local parts of the senders of delivery notices.
+const SYSTEM_LOCAL_PARTS: &[&str] = &[
+    "mailer-daemon",
+    "mailerdaemon",
+    "mail-daemon",
+    "postmaster",
+    "post_master",
+    "poostmaster",
+    "mail.delivery.system",
+    "mdaemon",
+    "bounce",
+    "bounces",
+];
+
+/// Whether a local part is a mail system's (MAILER-DAEMON, postmaster, ...).
+fn is_mail_system_local_part(local: &str) -> bool {
+    let local = local.to_ascii_lowercase();
+    SYSTEM_LOCAL_PARTS.contains(&local.as_str()) || local.starts_with("mailer-daemon")
 }
 
 /// Addresses that are never the failed recipient: the notice's sender and the returned

@@ -82,6 +82,28 @@ impl ReturnedMessage {
     }
 }
 
+impl ReturnedMessage {
+    /// The one address the returned message was written to (To and Cc together), when
+    /// there is exactly one: the failed recipient of a notice that names none itself.
+    pub(crate) fn sole_recipient(&self) -> Option<String> {
+        let mut addresses: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("To") || name.eq_ignore_ascii_case("Cc"))
+            .flat_map(|(_, value)| {
+                super::freetext::addresses_in(value)
+                    .map(|(_, a)| a)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        addresses.dedup();
+        match addresses.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// A header line: a field name of printable characters without spaces, then a colon.
 pub(crate) fn looks_like_header_field(line: &str) -> bool {
     let Some((name, _)) = line.split_once(':') else {

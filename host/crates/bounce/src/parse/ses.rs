@@ -40,6 +40,7 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
                     notice_text: None,
                     remote_mta: text(bounce, "reportingMTA"),
                     command: None,
+                    decided_locally: false,
                 })
                 .collect();
             Some((Kind::Bounce, findings))
@@ -69,6 +70,7 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
                     notice_text: None,
                     remote_mta: text(delivery, "reportingMTA"),
                     command: None,
+                    decided_locally: false,
                 })
                 .collect();
             Some((Kind::DeliveryReport, findings))

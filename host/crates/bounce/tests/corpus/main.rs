@@ -29,18 +29,27 @@ fn percent(hits: usize, total: usize) -> f64 {
 }
 
 /// The verdict a label row is about: the one for the labelled address if the label names
-/// one and the classifier found it, else the one at the same position.
+/// one and the classifier found it (the n-th of them for the file's n-th row naming that
+/// address: an alias whose two members failed is reported twice under its own address),
+/// else the one at the same position.
 fn verdict_for<'r>(
     label: &Label,
+    rows: &[Label],
     verdicts: &'r [RecipientVerdict],
 ) -> Option<&'r RecipientVerdict> {
     label
         .recipient
         .as_ref()
         .and_then(|address| {
-            verdicts
+            let nth = rows
                 .iter()
-                .find(|v| v.recipient.as_deref() == Some(address.as_str()))
+                .filter(|row| row.recipient.as_ref() == Some(address) && row.index < label.index)
+                .count();
+            let mut same = verdicts
+                .iter()
+                .filter(|v| v.recipient.as_deref() == Some(address.as_str()));
+            let first = same.clone().next();
+            same.nth(nth).or(first)
         })
         .or_else(|| verdicts.get(label.index.saturating_sub(1)))
 }
@@ -146,7 +155,7 @@ fn bounce_corpus_agrees_with_the_labels() {
             }
         }
         for row in &rows {
-            let verdict = verdict_for(row, &report.recipients);
+            let verdict = verdict_for(row, &rows, &report.recipients);
             match row.kind.as_str() {
                 "arf" => complaint.count(report.kind == Kind::Complaint, || {
                     format!("{file}: a feedback report read as {}", report.kind.as_str())
