@@ -18,6 +18,8 @@
 //!
 //! `SLUICE_BIN=path` runs that `sluice` binary instead of the one cargo built.
 
+// This bench sets up flows of its own, not the shared no-op one.
+#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -106,7 +108,7 @@ fn full_flow(runtime: &tokio::runtime::Runtime, messages: usize) {
 fn queued_messages(runtime: &tokio::runtime::Runtime, queued: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let login = set_up(async {
-        let server = Server::start(support::config(dir.path()))
+        let server = Server::start(set_up_config(dir.path()))
             .await
             .expect("server starts");
         server.created_demo.clone().expect("demo login")
@@ -190,6 +192,14 @@ impl ApiClient {
     }
 }
 
+/// The configuration of the in-process server that sets up a data folder: every listener on
+/// a free port, so several runs can go side by side.
+fn set_up_config(data: &Path) -> sluice::config::Config {
+    let mut config = support::config(data);
+    config.dashboard.listen = "127.0.0.1:0".parse().expect("an address");
+    config
+}
+
 /// Runs a set-up on a server in this process, on a runtime of its own that is shut down
 /// after it, so the data folder is free for the `sluice serve` process.
 fn set_up<T>(work: impl std::future::Future<Output = T>) -> T {
@@ -271,7 +281,7 @@ fn folder_bytes(path: &Path) -> u64 {
 /// whose DKIM key counts as validated (so the customer signs beside the platform), RSA keys.
 async fn set_up_built_in_flow(data: &Path) -> (String, String) {
     // The platform's key is RSA-2048 by default.
-    let server = Server::start(support::config(data))
+    let server = Server::start(set_up_config(data))
         .await
         .expect("server starts");
     let demo = server.created_demo.clone().expect("demo login");
