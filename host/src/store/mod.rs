@@ -335,14 +335,18 @@ pub async fn verify_credential(secret: String, hash: Option<String>) -> bool {
 }
 
 /// Gives the free pages of the store file back to the file system when they are more than
-/// [`COMPACT_FREE_PERCENT`] of it. redb reuses free pages for new writes but never shrinks its
+/// [`COMPACT_FREE_PERCENT`] of what the file takes on disk. redb reuses free pages for new writes but never shrinks its
 /// file while it is open (compaction needs the database to itself), so the space freed when
 /// archives and returned mail reach the end of their retention goes back at the next start.
 /// Returns whether it compacted.
 fn compact_when_mostly_free(db: &mut Database, path: &Path) -> Result<bool, StoreError> {
-    let file_bytes = std::fs::metadata(path)
-        .map_err(|error| StoreError::from(redb::StorageError::Io(error)))?
-        .len();
+    // What the file takes on disk, not its length: redb grows its file by doubling it, and the
+    // part never written is a hole that costs nothing, so compacting it away would only make
+    // the next start slower.
+    let file_bytes = std::os::unix::fs::MetadataExt::blocks(
+        &std::fs::metadata(path)
+            .map_err(|error| StoreError::from(redb::StorageError::Io(error)))?,
+    ) * 512;
     if file_bytes < COMPACT_FROM_BYTES {
         return Ok(false);
     }
@@ -355,7 +359,9 @@ fn compact_when_mostly_free(db: &mut Database, path: &Path) -> Result<bool, Stor
     }
     let started = std::time::Instant::now();
     db.compact()?;
-    let after = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
+    let after = std::fs::metadata(path).map_or(0, |metadata| {
+        std::os::unix::fs::MetadataExt::blocks(&metadata) * 512
+    });
     tracing::info!(
         before_bytes = file_bytes,
         after_bytes = after,
