@@ -2,6 +2,13 @@
 
 mod commands;
 
+/// mimalloc instead of glibc's malloc: with glibc, each thread that allocates gets an arena
+/// of up to 64 MiB that keeps its freed memory, so the server's resident memory was several
+/// times what it had allocated (benches/memory.rs, BENCHMARKS.md); mimalloc gives freed pages
+/// back to the OS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

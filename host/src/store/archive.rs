@@ -30,7 +30,8 @@ pub(super) fn put_archive(
     }
     archives.insert(id, encode(entry)?.as_slice())?;
     expiry.insert((entry.expires_at, id), ())?;
-    txn.open_table(ARCHIVE_BODIES)?.insert(id, body)?;
+    txn.open_table(ARCHIVE_BODIES)?
+        .insert(id, super::compressed::pack(body)?.as_slice())?;
     Ok(())
 }
 
@@ -49,7 +50,8 @@ impl Store {
         let body = txn
             .open_table(ARCHIVE_BODIES)?
             .get(message_id)?
-            .map(|body| body.value().to_vec())
+            .map(|body| super::compressed::unpack(body.value()))
+            .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("archived body of {message_id}")))?;
         Ok(Some((entry, body)))
     }
@@ -86,5 +88,81 @@ impl Store {
                 return Ok(removed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Opens the store at `path` once the previous handle's writer thread has let go of it.
+    async fn reopen(path: &Path) -> Store {
+        for _ in 0..100 {
+            match Store::open(path) {
+                Ok(store) => return store,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        Store::open(path).unwrap()
+    }
+
+    fn file_bytes(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn the_file_shrinks_at_the_next_open_once_expired_archives_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let store = Store::open(&path).unwrap();
+        // 40 MiB of archives that compression cannot shrink, all expiring at 1,000, and one
+        // kept for later.
+        for batch in 0..8 {
+            store
+                .write(move |txn| {
+                    for n in 0..80 {
+                        let mut body = vec![0u8; 64 << 10];
+                        getrandom::fill(&mut body).unwrap();
+                        let entry = ArchiveEntry {
+                            message_id: format!("m{batch}-{n}"),
+                            account_id: 1,
+                            stored_at: 0,
+                            expires_at: 1_000,
+                        };
+                        put_archive(txn, &entry, &body)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        let kept = ArchiveEntry {
+            message_id: "kept".into(),
+            account_id: 1,
+            stored_at: 0,
+            expires_at: u64::MAX,
+        };
+        let kept_body = b"From: a@example.com\r\n\r\nstill here\r\n".to_vec();
+        let (entry, body) = (kept.clone(), kept_body.clone());
+        store
+            .write(move |txn| put_archive(txn, &entry, &body))
+            .await
+            .unwrap();
+        assert_eq!(store.purge_archives(2_000).await.unwrap(), 640);
+        drop(store);
+        let purged = file_bytes(&path);
+        assert!(purged > 40 << 20, "{purged} bytes before the open");
+
+        let store = reopen(&path).await;
+        let compacted = file_bytes(&path);
+        assert!(
+            compacted < purged / 8,
+            "{compacted} bytes after the open, {purged} before"
+        );
+        assert_eq!(store.archive("kept").unwrap(), Some((kept, kept_body)));
+        assert_eq!(store.archive("m0-0").unwrap(), None);
     }
 }

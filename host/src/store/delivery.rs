@@ -229,7 +229,8 @@ impl Store {
         let body = txn
             .open_table(super::BODIES)?
             .get(id)?
-            .map(|body| body.value().to_vec())
+            .map(|body| super::compressed::unpack(body.value()))
+            .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("body of message {id}")))?;
         let filtered = txn
             .open_table(FILTERS)?

@@ -103,6 +103,7 @@ pub(super) fn keep_at_finish(
         // Already recorded (a flow that finished twice): the first copy is the submitted one.
         return Ok(());
     }
+    // As stored (compressed): moved as it is, never packed twice.
     let bodies = txn.open_table(BODIES)?;
     let submitted = bodies.get(id)?.map(|body| body.value().to_vec());
     drop(bodies);
@@ -122,7 +123,7 @@ pub(super) fn keep_at_finish(
     txn.open_table(SUBMITTED_EXPIRY)?
         .insert((expires_at, id), ())?;
     if let Some(held) = held {
-        let same_as_submitted = held.body == submitted;
+        let same_as_submitted = held.body == super::compressed::unpack(&submitted)?;
         let entry = ErrorArchiveEntry {
             step: held.step,
             stored_at: super::now_millis(),
@@ -133,7 +134,7 @@ pub(super) fn keep_at_finish(
             .insert(id, encode(&entry)?.as_slice())?;
         if !same_as_submitted {
             txn.open_table(ERROR_ARCHIVE_BODIES)?
-                .insert(id, held.body.as_slice())?;
+                .insert(id, super::compressed::pack(&held.body)?.as_slice())?;
         }
     }
     Ok(())
@@ -196,7 +197,8 @@ impl Store {
         let body = txn
             .open_table(table)?
             .get(id)?
-            .map(|body| body.value().to_vec())
+            .map(|body| super::compressed::unpack(body.value()))
+            .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("submitted copy of {id}")))?;
         Ok(SubmittedCopy::Kept {
             body,
@@ -222,7 +224,8 @@ impl Store {
                 let body = txn
                     .open_table(ERROR_ARCHIVE_BODIES)?
                     .get(id)?
-                    .map(|body| body.value().to_vec())
+                    .map(|body| super::compressed::unpack(body.value()))
+                    .transpose()?
                     .ok_or_else(|| StoreError::NotFound(format!("error archive of {id}")))?;
                 return Ok(Some((entry, body)));
             }
@@ -316,8 +319,9 @@ mod tests {
         );
         assert_eq!(
             stored_bytes(&store, BODIES) + stored_bytes(&store, SUBMITTED),
-            processed.len() + submitted.len(),
-            "each copy once"
+            super::super::compressed::pack(&processed).unwrap().len()
+                + super::super::compressed::pack(&submitted).unwrap().len(),
+            "each copy once, compressed"
         );
 
         // Left as submitted: the body is the copy, nothing is written twice.

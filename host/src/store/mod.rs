@@ -7,6 +7,7 @@
 //! together, so concurrent submissions cost one fsync between them.
 
 mod archive;
+mod compressed;
 mod credentials;
 mod deletion;
 mod delivery;
@@ -117,6 +118,9 @@ pub enum StoreError {
     /// refused (optimistic concurrency: two editors, or a stale page).
     #[error("{0} changed since it was read")]
     Changed(String),
+    /// A message body could not be compressed or a stored one decompressed.
+    #[error("message body: {0}")]
+    Body(String),
 }
 
 macro_rules! from_redb {
@@ -134,8 +138,21 @@ from_redb!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::CompactionError
 );
+
+/// The memory redb may use to cache pages (its default is 1 GiB). Every page written goes
+/// through the cache, so with the default the server's memory grew with the bodies it stored
+/// until the cache was full. The store reads little more than what it just wrote (a message
+/// is written, read by its flow, read by delivery); the OS's page cache serves the rest.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// A store file at least this large is compacted at open when enough of it is free.
+const COMPACT_FROM_BYTES: u64 = 16 << 20;
+
+/// The share of the file (in percent) that must be free pages for a compaction at open.
+const COMPACT_FREE_PERCENT: u64 = 25;
 
 /// A new message for the spool: its record and its RFC 5322 bytes.
 #[derive(Clone, Debug)]
@@ -346,6 +363,43 @@ pub async fn verify_credential(secret: String, hash: Option<String>) -> bool {
     valid && known
 }
 
+/// Gives the free pages of the store file back to the file system when they are more than
+/// [`COMPACT_FREE_PERCENT`] of what the file takes on disk. redb reuses free pages for new writes but never shrinks its
+/// file while it is open (compaction needs the database to itself), so the space freed when
+/// archives and returned mail reach the end of their retention goes back at the next start.
+/// Returns whether it compacted.
+fn compact_when_mostly_free(db: &mut Database, path: &Path) -> Result<bool, StoreError> {
+    // What the file takes on disk, not its length: redb grows its file by doubling it, and the
+    // part never written is a hole that costs nothing, so compacting it away would only make
+    // the next start slower.
+    let file_bytes = std::os::unix::fs::MetadataExt::blocks(
+        &std::fs::metadata(path)
+            .map_err(|error| StoreError::from(redb::StorageError::Io(error)))?,
+    ) * 512;
+    if file_bytes < COMPACT_FROM_BYTES {
+        return Ok(false);
+    }
+    let txn = db.begin_write()?;
+    let stats = txn.stats()?;
+    txn.abort()?;
+    let used_bytes = stats.allocated_pages() * stats.page_size() as u64;
+    if used_bytes * 100 > file_bytes * (100 - COMPACT_FREE_PERCENT) {
+        return Ok(false);
+    }
+    let started = std::time::Instant::now();
+    db.compact()?;
+    let after = std::fs::metadata(path).map_or(0, |metadata| {
+        std::os::unix::fs::MetadataExt::blocks(&metadata) * 512
+    });
+    tracing::info!(
+        before_bytes = file_bytes,
+        after_bytes = after,
+        millis = started.elapsed().as_millis() as u64,
+        "compacted the store file"
+    );
+    Ok(true)
+}
+
 /// The record of a message found in the per-account index.
 fn read_indexed(
     records: &ReadOnlyTable<&'static str, &'static [u8]>,
@@ -364,7 +418,11 @@ impl Store {
             std::fs::create_dir_all(folder)
                 .map_err(|error| StoreError::from(redb::StorageError::Io(error)))?;
         }
-        let db = Arc::new(Database::create(path)?);
+        let mut db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
+        compact_when_mostly_free(&mut db, path)?;
+        let db = Arc::new(db);
         let txn = db.begin_write()?;
         let has_account_index = txn
             .list_tables()?
@@ -831,7 +889,7 @@ impl Store {
                 let id = message.record.id.as_str();
                 records.insert(id, encode(&message.record)?.as_slice())?;
                 by_account.insert((message.record.account_id, id), ())?;
-                bodies.insert(id, message.body.as_slice())?;
+                bodies.insert(id, compressed::pack(&message.body)?.as_slice())?;
                 let event = Event {
                     kind: EventKind::Submitted,
                     at: message.record.submitted_at,
@@ -904,7 +962,10 @@ impl Store {
     pub fn body(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BODIES)?;
-        Ok(table.get(id)?.map(|value| value.value().to_vec()))
+        table
+            .get(id)?
+            .map(|value| compressed::unpack(value.value()))
+            .transpose()
     }
 
     /// A message's events, in order.
@@ -1003,7 +1064,8 @@ impl Store {
                 kept::retention_end(archived, now_millis()),
             )?;
             if let Some(body) = &body {
-                txn.open_table(BODIES)?.insert(id, body.as_slice())?;
+                txn.open_table(BODIES)?
+                    .insert(id, compressed::pack(body)?.as_slice())?;
             }
             // A message its filter list stopped is not sent, so it has nothing to view online.
             if let Some((entry, archived)) = &archive
@@ -1181,6 +1243,31 @@ pub(super) mod tests {
         let (total, page) = store.messages_page(2, 0, 1).unwrap();
         assert_eq!(total, 4);
         assert_eq!(page[0].subject.as_deref(), Some("m4"));
+    }
+
+    #[tokio::test]
+    async fn bodies_are_stored_compressed_and_read_back_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let message = NewMessage {
+            record: record(1, "news"),
+            body: "From: shop@example.com\r\nSubject: news\r\n\r\nwinter coats and boots\r\n"
+                .repeat(300)
+                .into_bytes(),
+        };
+        let id = message.record.id.clone();
+        store.spool(vec![message.clone()]).await.unwrap();
+        let stored = {
+            let txn = store.db.begin_read().unwrap();
+            let bodies = txn.open_table(BODIES).unwrap();
+            bodies.get(id.as_str()).unwrap().unwrap().value().len()
+        };
+        assert!(
+            stored < message.body.len() / 4,
+            "{stored} bytes stored for {}",
+            message.body.len()
+        );
+        assert_eq!(store.body(&id).unwrap(), Some(message.body));
     }
 
     #[test]

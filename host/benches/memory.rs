@@ -1,0 +1,622 @@
+//! Memory and disk of a running `sluice serve`: the resident memory of the server process and
+//! the bytes of its data folder, measured from outside the process as an operator would.
+//!
+//! Two cases, each on a data folder of its own:
+//!
+//! 1. **Full flow**: 20 SMTP sessions submit N newsletters of ~20 KB (51 links, text that
+//!    compresses like prose, not like a repeated paragraph) through the built-in flow
+//!    template → tracking → archive → dkim (two RSA-2048 signatures: the platform's and the
+//!    customer's), delivered to an SMTP sink on loopback. Prints VmRSS sampled during the run
+//!    (peak) and at the end, VmHWM, the data folder, and what the store keeps per message.
+//! 2. **Queued**: delivery off, Q small messages submitted through the demo account's default
+//!    flow (archive, platform DKIM signature), so they all wait in the delivery queue. Prints
+//!    VmRSS/VmHWM with them queued, then again after a restart with them still queued.
+//!
+//! Resident memory is read from `/proc/PID/status`; it is printed, never asserted.
+//!
+//!     cargo bench --bench memory [-- MESSAGES QUEUED]   (defaults 5000 and 100000)
+//!
+//! `SLUICE_BIN=path` runs that `sluice` binary instead of the one cargo built.
+
+// This bench sets up flows of its own, not the shared no-op one.
+#[allow(dead_code)]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sluice::dkim::KeyAlgorithm;
+use sluice::server::Server;
+use sluice::store::{Flow, Flowstep, IdentityValidation, MessageStatus, Store, Template};
+use sluice_test_support::arrivals::ArrivalSink;
+use tokio::io::{AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::TcpStream;
+
+const SESSIONS: usize = 20;
+
+const LAYOUT: &str = r#"<html><body><h1>News from the shop</h1>{{ message.html }}
+<p><a href="https://shop.example/offer">Offer</a> · <a href="{{ online_link() }}">View online</a></p>
+</body></html>"#;
+
+fn main() {
+    if let Some(data) = std::env::args().nth(1).filter(|arg| arg.starts_with('/')) {
+        let store = Store::open(&Path::new(&data).join("sluice.redb")).expect("store opens");
+        report_statuses(&store);
+        return;
+    }
+    let numbers: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|arg| arg.parse().ok())
+        .collect();
+    let messages = numbers.first().copied().unwrap_or(5_000);
+    let queued = numbers.get(1).copied().unwrap_or(100_000);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    if messages > 0 {
+        full_flow(&runtime, messages);
+    }
+    if queued > 0 {
+        queued_messages(&runtime, queued);
+    }
+}
+
+/// Case 1: the built-in flow with delivery to a sink.
+fn full_flow(runtime: &tokio::runtime::Runtime, messages: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let login = set_up(set_up_built_in_flow(dir.path()));
+    let sink = runtime.block_on(ArrivalSink::start());
+    let mut server = ServeProcess::start(
+        dir.path(),
+        &format!("[delivery.routes]\n\"*\" = \"{}\"\n", sink.addr()),
+    );
+    let content = newsletter();
+    println!(
+        "full flow: template → tracking → archive → dkim (2 × RSA-2048), {messages} messages of {} bytes, {SESSIONS} sessions",
+        content.len()
+    );
+    println!("  at start          {}", server.memory());
+    let peak = server.sample_peak_rss();
+    let started = Instant::now();
+    runtime.block_on(submit_all(server.smtp, &login, &content, messages));
+    // Until all are delivered, or none was for 30 s (a message held by its flow never is).
+    let (mut last_count, mut last_change) = (0, Instant::now());
+    while sink.count() < messages && last_change.elapsed() < Duration::from_secs(30) {
+        if sink.count() != last_count {
+            (last_count, last_change) = (sink.count(), Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = started.elapsed();
+    // Deliveries are recorded in the background after the sink's 250: let them settle.
+    std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "  after {messages} ({:.0} s)  {}, peak sampled VmRSS {} MiB",
+        elapsed.as_secs_f64(),
+        server.memory(),
+        peak.load(Ordering::Relaxed) >> 20
+    );
+    server.stop();
+    report_disk(dir.path(), messages);
+}
+
+/// Case 2: many small messages through the demo flow, delivery off, then a restart.
+fn queued_messages(runtime: &tokio::runtime::Runtime, queued: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let login = set_up(async {
+        let server = Server::start(set_up_config(dir.path()))
+            .await
+            .expect("server starts");
+        server.created_demo.clone().expect("demo login")
+    });
+    let delivery_off = "[delivery]\nenabled = false\n";
+    let mut server = ServeProcess::start(dir.path(), delivery_off);
+    let content = "From: Shop <shop@example.com>\r\nTo: ann@example.net\r\n\
+                   Subject: Your order\r\n\r\nYour order ships today.\r\n";
+    println!(
+        "queued: {queued} messages of {} bytes, demo flow (archive, dkim), delivery off",
+        content.len()
+    );
+    println!("  at start          {}", server.memory());
+    let peak = server.sample_peak_rss();
+    let started = Instant::now();
+    let smtp_login = (login.username.clone(), login.password.clone());
+    let ids = runtime.block_on(submit_all(server.smtp, &smtp_login, content, queued));
+    println!(
+        "  submitted in {:.0} s   {}",
+        started.elapsed().as_secs_f64(),
+        server.memory()
+    );
+    let api = ApiClient::connect(server.api, &login.client_id, &login.client_secret);
+    let last = ids.last().expect("submitted");
+    while api.status(last) == "SUBMITTED" {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "  all through their flow ({:.0} s)  {}, peak sampled VmRSS {} MiB",
+        started.elapsed().as_secs_f64(),
+        server.memory(),
+        peak.load(Ordering::Relaxed) >> 20
+    );
+    server.stop();
+    let mut server = ServeProcess::start(dir.path(), delivery_off);
+    std::thread::sleep(Duration::from_secs(5));
+    println!("  after a restart   {}", server.memory());
+    server.stop();
+    report_disk(dir.path(), queued);
+}
+
+/// Just enough of the REST API to follow a message.
+struct ApiClient {
+    base: String,
+    http: reqwest::blocking::Client,
+    token: String,
+}
+
+impl ApiClient {
+    fn connect(api: SocketAddr, client_id: &str, secret: &str) -> Self {
+        let base = format!("http://{api}");
+        let http = reqwest::blocking::Client::new();
+        let answer: serde_json::Value = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .and_then(|response| response.json())
+            .expect("a token");
+        let token = answer["access_token"]
+            .as_str()
+            .expect("a token")
+            .to_string();
+        Self { base, http, token }
+    }
+
+    /// A message's status as the API shows it.
+    fn status(&self, id: &str) -> String {
+        let message: serde_json::Value = self
+            .http
+            .get(format!("{}/1/messages/{id}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .and_then(|response| response.json())
+            .expect("the message");
+        message["status"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// The configuration of the in-process server that sets up a data folder: every listener on
+/// a free port, so several runs can go side by side.
+fn set_up_config(data: &Path) -> sluice::config::Config {
+    let mut config = support::config(data);
+    config.dashboard.listen = "127.0.0.1:0".parse().expect("an address");
+    config
+}
+
+/// Runs a set-up on a server in this process, on a runtime of its own that is shut down
+/// after it, so the data folder is free for the `sluice serve` process.
+fn set_up<T>(work: impl std::future::Future<Output = T>) -> T {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let value = runtime.block_on(work);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    // The store's writer thread closes the database once the last handle is gone.
+    std::thread::sleep(Duration::from_millis(500));
+    value
+}
+
+/// Prints how many messages of a data folder are in each status, and the queues' lengths:
+/// what to look at when a run does not finish.
+fn report_statuses(store: &Store) {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut reasons = std::collections::BTreeSet::new();
+    for record in store.messages_of(1).expect("records") {
+        *counts.entry(format!("{:?}", record.status)).or_default() += 1;
+        if record.status == MessageStatus::Held {
+            let events = store.events(&record.id).expect("events");
+            reasons.extend(events.into_iter().filter_map(|event| event.detail));
+        }
+    }
+    for reason in reasons.iter().take(5) {
+        println!("  held: {reason}");
+    }
+    println!(
+        "{counts:?}; spool {}, outbox {}",
+        store.spooled().expect("spool").len(),
+        store.outbox().expect("outbox").len()
+    );
+}
+
+/// Prints the data folder's size and what the store keeps per message.
+fn report_disk(data: &Path, messages: usize) {
+    let folder = folder_bytes(data);
+    let store_file = std::fs::metadata(data.join("sluice.redb"))
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
+    let store = Store::open(&data.join("sluice.redb")).expect("store opens");
+    let mut kept = 0u64;
+    let mut counted = 0u64;
+    for id in store.message_ids_of(1).expect("ids") {
+        counted += 1;
+        kept += store.body(&id).expect("body").map_or(0, |body| body.len()) as u64;
+        kept += store
+            .archive(&id)
+            .expect("archive")
+            .map_or(0, |(_, body)| body.len()) as u64;
+    }
+    println!(
+        "  disk: data folder {:.1} MiB ({:.1} KiB per message), store file {:.1} MiB; \
+         content kept (final + archived copy) {:.1} KiB per message over {counted} messages; \
+         folder / content {:.2}",
+        folder as f64 / 1048576.0,
+        folder as f64 / 1024.0 / messages as f64,
+        store_file as f64 / 1048576.0,
+        kept as f64 / 1024.0 / counted.max(1) as f64,
+        folder as f64 / kept.max(1) as f64,
+    );
+    report_statuses(&store);
+}
+
+fn folder_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => folder_bytes(&entry.path()),
+            // Blocks allocated, not the length: a sparse file costs what it holds.
+            Ok(metadata) => std::os::unix::fs::MetadataExt::blocks(&metadata) * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Makes the built-in flow the demo account's default: a stored template, a sender identity
+/// whose DKIM key counts as validated (so the customer signs beside the platform), RSA keys.
+async fn set_up_built_in_flow(data: &Path) -> (String, String) {
+    // The platform's key is RSA-2048 by default.
+    let server = Server::start(set_up_config(data))
+        .await
+        .expect("server starts");
+    let demo = server.created_demo.clone().expect("demo login");
+    let store = &server.store;
+    let mut identity = server
+        .dkim
+        .new_identity(1, "shop.example", KeyAlgorithm::Rsa2048, "bench")
+        .expect("identity");
+    identity.validation = Some(IdentityValidation {
+        checked_at: 0,
+        valid: true,
+        dkim: true,
+        return_path: false,
+        records: Vec::new(),
+    });
+    store
+        .create_identity(identity)
+        .await
+        .expect("identity stored");
+    store
+        .put_template(Template {
+            id: 0,
+            account_id: 1,
+            name: "newsletter".into(),
+            subject: None,
+            html: Some(LAYOUT.into()),
+            text: None,
+            updated_at: 0,
+        })
+        .await
+        .expect("template");
+    let steps = [
+        ("template", serde_json::json!({"template": "newsletter"})),
+        ("tracking", serde_json::json!({})),
+        ("archive", serde_json::json!({"retention": "P1M"})),
+        ("dkim", serde_json::json!({})),
+    ];
+    let flow = store
+        .create_flow(Flow {
+            id: 0,
+            account_id: 1,
+            name: "built-in".into(),
+            steps: steps
+                .into_iter()
+                .map(|(plugin, config)| Flowstep {
+                    plugin: plugin.into(),
+                    config,
+                    enabled_when: None,
+                })
+                .collect(),
+            expiry_hours: None,
+        })
+        .await
+        .expect("flow");
+    let mut routing = store.routing(1).unwrap().unwrap();
+    routing.default_flow_id = flow.id;
+    store.set_routing(1, routing).await.unwrap();
+    (demo.username, demo.password)
+}
+
+/// A ~20 KB newsletter: an html part with 51 links and a text part, words drawn from a small
+/// vocabulary by a fixed pseudo-random sequence, so it compresses about as well as prose.
+fn newsletter() -> String {
+    const WORDS: [&str; 48] = [
+        "winter",
+        "range",
+        "coats",
+        "boots",
+        "free",
+        "returns",
+        "order",
+        "today",
+        "delivery",
+        "week",
+        "colour",
+        "size",
+        "fabric",
+        "warm",
+        "light",
+        "water",
+        "proof",
+        "collection",
+        "limited",
+        "offer",
+        "members",
+        "early",
+        "access",
+        "gift",
+        "card",
+        "store",
+        "online",
+        "new",
+        "arrivals",
+        "classic",
+        "style",
+        "wool",
+        "cotton",
+        "linen",
+        "jacket",
+        "scarf",
+        "gloves",
+        "hat",
+        "sale",
+        "ends",
+        "sunday",
+        "price",
+        "match",
+        "review",
+        "stars",
+        "customers",
+        "love",
+        "this",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut word = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        WORDS[(state % WORDS.len() as u64) as usize]
+    };
+    let mut sentence =
+        |count: usize| -> String { (0..count).map(|_| word()).collect::<Vec<_>>().join(" ") };
+    let mut html = String::new();
+    for link in 0..51 {
+        html.push_str(&format!(
+            "<p>{} <a href=\"https://shop.example/p/{link}?utm_campaign=winter\">{}</a> {}.</p>\n",
+            sentence(12),
+            sentence(2),
+            sentence(10)
+        ));
+    }
+    let mut text = String::new();
+    while text.len() < 8_000 {
+        text.push_str(&sentence(11));
+        text.push_str(".\n");
+    }
+    format!(
+        "From: Shop <news@shop.example>\r\nTo: ann@example.net\r\nSubject: Winter\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
+         --b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--b1--\r\n"
+    )
+}
+
+/// A `sluice serve` child process on a data folder, every listener on a free loopback port.
+struct ServeProcess {
+    child: Child,
+    smtp: SocketAddr,
+    api: SocketAddr,
+    sampling: Arc<AtomicBool>,
+}
+
+impl ServeProcess {
+    fn start(data: &Path, extra_config: &str) -> Self {
+        let config = data.join("bench.toml");
+        std::fs::write(
+            &config,
+            format!(
+                // A generous step deadline: a busy machine must not hold messages.
+                "[runtime]\ndeadline = 5000\n[smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+                 [inbound]\nlisten = \"127.0.0.1:0\"\n[dashboard]\nlisten = \"127.0.0.1:0\"\n\
+                 {extra_config}"
+            ),
+        )
+        .expect("config written");
+        // SLUICE_BIN measures another build (a copy of an earlier one, to compare); target/
+        // is shared, so the path cargo gives may hold a newer build by the time this runs.
+        let binary = std::env::var_os("SLUICE_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+            PathBuf::from,
+        );
+        let mut child = Command::new(binary)
+            .args(["serve", "--data"])
+            .arg(data)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sluice serve starts");
+        // Read the log to its end on a thread: the server must never write into a closed pipe.
+        let log = BufReader::new(child.stderr.take().expect("stderr"));
+        let (found, address) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in log.lines().map_while(Result::ok) {
+                // What went wrong in the server shows beside the figures.
+                if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("  server: {line}");
+                }
+                let field = |name: &str| -> Option<SocketAddr> {
+                    line.split(name)
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                };
+                if let (Some(smtp), Some(api)) = (field(" smtp="), field(" api=")) {
+                    let _ = found.send((smtp, api));
+                }
+            }
+        });
+        let (smtp, api) = address
+            .recv_timeout(Duration::from_secs(300))
+            .expect("the server logs its addresses");
+        Self {
+            child,
+            smtp,
+            api,
+            sampling: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    fn status_field(&self, field: &str) -> u64 {
+        status_kib(&proc_status_path(self.child.id()), field) << 10
+    }
+
+    /// VmRSS and VmHWM now, in MiB.
+    fn memory(&self) -> String {
+        format!(
+            "VmRSS {} MiB, VmHWM {} MiB",
+            self.status_field("VmRSS") >> 20,
+            self.status_field("VmHWM") >> 20
+        )
+    }
+
+    /// Samples VmRSS every 100 ms on a thread until the process stops; the largest seen.
+    fn sample_peak_rss(&self) -> Arc<AtomicU64> {
+        let peak = Arc::new(AtomicU64::new(0));
+        let (seen, running) = (Arc::clone(&peak), Arc::clone(&self.sampling));
+        let status = proc_status_path(self.child.id());
+        std::thread::spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                seen.fetch_max(status_kib(&status, "VmRSS") << 10, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        peak
+    }
+
+    /// Stops the server as Ctrl-C does and waits for it to exit.
+    fn stop(&mut self) {
+        self.sampling.store(false, Ordering::Relaxed);
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+fn proc_status_path(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/status"))
+}
+
+/// A `kB` field of `/proc/PID/status` (0 once the process is gone).
+fn status_kib(status: &Path, field: &str) -> u64 {
+    std::fs::read_to_string(status)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Submits `total` messages over `SESSIONS` SMTP sessions; returns their ids in order.
+async fn submit_all(
+    addr: SocketAddr,
+    login: &(String, String),
+    content: &str,
+    total: usize,
+) -> Vec<String> {
+    let tasks: Vec<_> = (0..SESSIONS)
+        .map(|index| {
+            let count = total / SESSIONS + usize::from(index < total % SESSIONS);
+            let (content, login) = (content.to_string(), login.clone());
+            tokio::spawn(async move { session(addr, login, &content, count).await })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(total);
+    for task in tasks {
+        ids.extend(task.await.expect("session"));
+    }
+    ids.sort();
+    ids
+}
+
+async fn session(
+    addr: SocketAddr,
+    (user, password): (String, String),
+    content: &str,
+    count: usize,
+) -> Vec<String> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (read, mut write) = stream.into_split();
+    let mut replies = AsyncBufReader::new(read);
+    support::reply(&mut replies, "220").await;
+    write.write_all(b"EHLO bench.example\r\n").await.unwrap();
+    support::reply(&mut replies, "250").await;
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+    write
+        .write_all(format!("AUTH PLAIN {plain}\r\n").as_bytes())
+        .await
+        .unwrap();
+    support::reply(&mut replies, "235").await;
+    let mut data = content.replace("\r\n.", "\r\n..").into_bytes();
+    data.extend_from_slice(b"\r\n.\r\n");
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        write
+            .write_all(b"MAIL FROM:<news@shop.example>\r\nRCPT TO:<ann@example.net>\r\nDATA\r\n")
+            .await
+            .unwrap();
+        support::reply(&mut replies, "250").await;
+        support::reply(&mut replies, "250").await;
+        support::reply(&mut replies, "354").await;
+        write.write_all(&data).await.unwrap();
+        let last = support::reply(&mut replies, "250").await;
+        let id = last
+            .rsplit("queued as ")
+            .next()
+            .and_then(|ids| ids.split_whitespace().next())
+            .expect("the message id in the reply")
+            .to_string();
+        ids.push(id);
+    }
+    write.write_all(b"QUIT\r\n").await.unwrap();
+    ids
+}
