@@ -1380,3 +1380,103 @@ fn an_admin_adds_and_removes_sender_identities_and_webhooks_and_editors_cannot()
     assert_eq!(removed.status(), StatusCode::SEE_OTHER);
     assert!(identities().is_empty() && webhooks().is_empty());
 }
+
+#[test]
+fn flows_and_sources_are_deleted_from_their_pages_unless_something_names_them() {
+    let server = TestServer::start(|_| {});
+    let demo = server.server.created_demo.clone().unwrap();
+    let (other, their_flow) = foreign_flow(&server);
+    let their_source = server.store().sources_of(other.account).unwrap()[0].id;
+    let (login, password) = demo_login(&server);
+    let mut owner = Browser::new(&server);
+    owner.log_in(&server, &login, &password);
+    let csrf = owner.csrf();
+
+    // The default flow is named by the routing: refused, said why, kept.
+    let default_flow = server
+        .store()
+        .routing(demo.account_id)
+        .unwrap()
+        .unwrap()
+        .default_flow_id;
+    let refused = owner.post(&format!("/flows/{default_flow}/delete"), &[("csrf", &csrf)]);
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().unwrap().contains("cannot be deleted"));
+    assert!(server.store().flow(default_flow).unwrap().is_some());
+
+    // A flow nothing names goes, after the token is checked; another account's is not found.
+    let spare = created_flow(owner.post("/flows", &[("name", "spare"), ("csrf", &csrf)]));
+    let tokenless = owner.post(&format!("/flows/{spare}/delete"), &[]);
+    assert_eq!(tokenless.status(), StatusCode::FORBIDDEN);
+    let gone = owner.post(&format!("/flows/{spare}/delete"), &[("csrf", &csrf)]);
+    assert_eq!(gone.status(), StatusCode::SEE_OTHER);
+    assert!(server.store().flow(spare).unwrap().is_none());
+    let foreign = owner.post(&format!("/flows/{their_flow}/delete"), &[("csrf", &csrf)]);
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert!(server.store().flow(their_flow).unwrap().is_some());
+
+    // A viewer sees no delete form and a forged one changes nothing.
+    let mut viewer = logged_in_as(
+        &server,
+        Some(demo.account_id),
+        "viewer@example.com",
+        Role::Viewer,
+    );
+    assert!(
+        !viewer
+            .page(&format!("/flows/{default_flow}"))
+            .contains("delete-flow")
+    );
+    let viewer_csrf = viewer.csrf();
+    let forged = viewer.post(
+        &format!("/flows/{default_flow}/delete"),
+        &[("csrf", &viewer_csrf)],
+    );
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // A source goes with its credentials; another account's source is not found.
+    let made = owner.post("/sources", &[("name", "short-lived"), ("csrf", &csrf)]);
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let source = server
+        .store()
+        .sources_of(demo.account_id)
+        .unwrap()
+        .into_iter()
+        .find(|source| source.name == "short-lived")
+        .unwrap();
+    let credential = owner.post(
+        &format!("/sources/{}/credentials", source.id),
+        &[
+            ("kind", "smtp"),
+            ("username", "short-lived-user"),
+            ("csrf", &csrf),
+        ],
+    );
+    assert_eq!(credential.status(), StatusCode::OK);
+    assert!(
+        server
+            .store()
+            .credential("short-lived-user")
+            .unwrap()
+            .is_some()
+    );
+    let gone = owner.post(
+        &format!("/sources/{}/delete", source.id),
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(gone.status(), StatusCode::SEE_OTHER);
+    assert!(server.store().source(source.id).unwrap().is_none());
+    assert!(
+        server
+            .store()
+            .credential("short-lived-user")
+            .unwrap()
+            .is_none()
+    );
+    let foreign = owner.post(
+        &format!("/sources/{their_source}/delete"),
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert!(server.store().source(their_source).unwrap().is_some());
+}

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::DashboardState;
 use super::pages::{error_lines, path_choice, render_form_page};
-use super::session::{Refusal, Viewer, internal};
+use super::session::{CsrfOnly, Refusal, Viewer, internal};
 use crate::access::Action;
 use crate::api::{
     ConditionView, MAX_CONDITIONS, MAX_RULES, StepView, check_flow_count, check_owned,
@@ -355,6 +355,28 @@ pub(super) async fn rename(
     flow.name = checked_name(&form.name)?;
     stored(state.store.update_flow_unchanged(flow, read).await)?;
     Ok(Redirect::to(&format!("/flows/{id}")).into_response())
+}
+
+/// `POST /flows/{id}/delete`: as the API's `DELETE flows/{id}`, refused (and said why) while
+/// the account's rules or default flow name it.
+pub(super) async fn delete(
+    State(state): State<DashboardState>,
+    viewer: Viewer,
+    Path(id): Path<u64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, Refusal> {
+    let account_id = viewer.form_account(Action::Edit, &form.csrf)?;
+    let flow = own_flow(&state, account_id, id)?;
+    match crate::api::deletion::delete_flow(&state.api, account_id, id).await {
+        Ok(()) => Ok(Redirect::to("/flows").into_response()),
+        Err(error) => Ok(flow_page(
+            &state,
+            &viewer,
+            &flow,
+            error_lines(&error),
+            Draft::default(),
+        )),
+    }
 }
 
 /// A step's form: its plugin, its configuration as JSON, and an optional condition as JSON

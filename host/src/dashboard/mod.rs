@@ -213,6 +213,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/flows/default", post(flows::set_default))
         .route("/flows/{id}", get(flows::show))
         .route("/flows/{id}/name", post(flows::rename))
+        .route("/flows/{id}/delete", post(flows::delete))
         .route("/flows/{id}/steps", post(flows::add_step))
         .route("/flows/{id}/steps/{index}", post(flows::save_step))
         .route(
@@ -251,6 +252,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/classifier/remove", post(classifier::remove))
         .route("/sources", get(sources::list).post(sources::create))
         .route("/sources/{id}", post(sources::update))
+        .route("/sources/{id}/delete", post(sources::delete))
         .route("/sources/{id}/credentials", post(sources::add_credential))
         .route(
             "/sources/{id}/credentials/{change}",
