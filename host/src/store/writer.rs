@@ -100,33 +100,124 @@ fn run(db: &Database, queue: &mpsc::Receiver<Job>, after_commit: &AfterCommit) {
                 Err(_) => break,
             }
         }
-        match commit_together(db, &group) {
-            Ok(()) => {
-                after_commit();
-                for job in group {
-                    let _ = job.done.send(Ok(()));
-                }
-            }
-            // One writer failed (or the commit did): the shared transaction was rolled back,
-            // so each writer gets a transaction of its own and its own answer.
-            Err(_) => {
-                for job in group {
-                    let result = commit_together(db, std::slice::from_ref(&job));
-                    if result.is_ok() {
-                        after_commit();
-                    }
-                    let _ = job.done.send(result);
-                }
-            }
+        let mut outcomes = Vec::with_capacity(group.len());
+        settle(db, &group, after_commit, &mut outcomes);
+        for (job, outcome) in group.into_iter().zip(outcomes) {
+            let _ = job.done.send(outcome);
         }
     }
 }
 
-fn commit_together(db: &Database, group: &[Job]) -> Result<(), StoreError> {
-    let txn = db.begin_write()?;
-    for job in group {
-        (job.change)(&txn)?;
+/// Where a shared transaction stopped.
+enum Stopped {
+    /// The change at this index (of the jobs tried) refused; the transaction was rolled back.
+    Refused(usize, StoreError),
+    /// Beginning or committing failed: no change of the group was made.
+    Failed(StoreError),
+}
+
+/// Commits `jobs` and pushes one outcome per job, in order. A change that refuses (its
+/// closure returns an error) costs its writers no more than a change that succeeds: the
+/// changes before it are committed together, the ones after it form the next group. Each
+/// change runs at most twice (once more when one after it refused), and a group with `r`
+/// refusals takes `r + 1` commits, not one per writer: a tenant sending refused changes
+/// cannot make every other writer's change wait for a commit of its own.
+fn settle(
+    db: &Database,
+    jobs: &[Job],
+    after_commit: &AfterCommit,
+    outcomes: &mut Vec<Result<(), StoreError>>,
+) {
+    if jobs.is_empty() {
+        return;
     }
-    txn.commit()?;
-    Ok(())
+    match commit_together(db, jobs) {
+        Ok(()) => {
+            after_commit();
+            outcomes.extend(jobs.iter().map(|_| Ok(())));
+        }
+        Err(Stopped::Refused(index, refusal)) => {
+            // Its partial changes are gone with the rolled-back transaction; the changes
+            // before it ran in that transaction too, so they run again in a fresh one.
+            settle(db, &jobs[..index], after_commit, outcomes);
+            outcomes.push(Err(refusal));
+            settle(db, &jobs[index + 1..], after_commit, outcomes);
+        }
+        // The database itself failed: each writer gets a transaction and an answer of its
+        // own (rare; it is what lets the writers that can still be served be served).
+        Err(Stopped::Failed(_)) if jobs.len() > 1 => {
+            for job in jobs {
+                settle(db, std::slice::from_ref(job), after_commit, outcomes);
+            }
+        }
+        Err(Stopped::Failed(error)) => outcomes.push(Err(error)),
+    }
+}
+
+fn commit_together(db: &Database, jobs: &[Job]) -> Result<(), Stopped> {
+    let txn = db
+        .begin_write()
+        .map_err(|error| Stopped::Failed(error.into()))?;
+    for (index, job) in jobs.iter().enumerate() {
+        if let Err(refusal) = (job.change)(&txn) {
+            return Err(Stopped::Refused(index, refusal));
+        }
+    }
+    txn.commit().map_err(|error| Stopped::Failed(error.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{ReadableTableMetadata, TableDefinition};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const NUMBERS: TableDefinition<u64, u64> = TableDefinition::new("numbers");
+
+    /// A change that writes `key`, then refuses when `refuse` says so (leaving a partial write
+    /// behind in its transaction).
+    fn change(key: u64, refuse: bool) -> Job {
+        let (done, _finished) = oneshot::channel();
+        Job {
+            change: Box::new(move |txn| {
+                txn.open_table(NUMBERS)?.insert(key, key)?;
+                if refuse {
+                    return Err(StoreError::Conflict(format!("number {key}")));
+                }
+                Ok(())
+            }),
+            done,
+        }
+    }
+
+    #[test]
+    fn a_refused_change_costs_one_commit_and_leaves_no_trace_nor_the_others_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("writer.redb")).unwrap();
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&commits);
+        let after_commit: AfterCommit = Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let refused = [1, 4, 7];
+        let jobs: Vec<Job> = (0..10)
+            .map(|key| change(key, refused.contains(&key)))
+            .collect();
+
+        let mut outcomes = Vec::new();
+        settle(&db, &jobs, &after_commit, &mut outcomes);
+
+        let failed: Vec<u64> = (0..10)
+            .filter(|&key| outcomes[key as usize].is_err())
+            .collect();
+        assert_eq!(failed, refused);
+        // Three refusals: the changes between them share four commits, not one each.
+        assert_eq!(commits.load(Ordering::SeqCst), refused.len() + 1);
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(NUMBERS).unwrap();
+        assert_eq!(table.len().unwrap(), 7);
+        for key in refused {
+            assert!(table.get(key).unwrap().is_none(), "{key} left a trace");
+        }
+    }
 }
