@@ -19,7 +19,7 @@ const PURGE_BATCH: usize = 500;
 pub(super) fn put_archive(
     txn: &WriteTransaction,
     entry: &ArchiveEntry,
-    body: &[u8],
+    body: &super::compressed::Packed,
 ) -> Result<(), StoreError> {
     let id = entry.message_id.as_str();
     let mut archives = txn.open_table(ARCHIVES)?;
@@ -31,7 +31,7 @@ pub(super) fn put_archive(
     archives.insert(id, encode(entry)?.as_slice())?;
     expiry.insert((entry.expires_at, id), ())?;
     txn.open_table(ARCHIVE_BODIES)?
-        .insert(id, super::compressed::pack(body)?.as_slice())?;
+        .insert(id, body.as_slice())?;
     Ok(())
 }
 
@@ -132,7 +132,7 @@ mod tests {
                             stored_at: 0,
                             expires_at: 1_000,
                         };
-                        put_archive(txn, &entry, &body)?;
+                        put_archive(txn, &entry, &super::super::compressed::Packed::of(&body)?)?;
                     }
                     Ok(())
                 })
@@ -146,7 +146,10 @@ mod tests {
             expires_at: u64::MAX,
         };
         let kept_body = b"From: a@example.com\r\n\r\nstill here\r\n".to_vec();
-        let (entry, body) = (kept.clone(), kept_body.clone());
+        let (entry, body) = (
+            kept.clone(),
+            super::super::compressed::Packed::of(&kept_body).unwrap(),
+        );
         store
             .write(move |txn| put_archive(txn, &entry, &body))
             .await

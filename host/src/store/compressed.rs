@@ -21,14 +21,57 @@ pub(super) fn pack(body: &[u8]) -> Result<Vec<u8>, StoreError> {
     zstd::bulk::compress(body, LEVEL).map_err(|error| StoreError::Body(error.to_string()))
 }
 
-/// A stored body as it was given to [`pack`] (or stored raw, before bodies were compressed).
-pub(super) fn unpack(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
-    if stored.starts_with(&ZSTD_MAGIC) {
-        zstd::stream::decode_all(stored).map_err(|error| StoreError::Body(error.to_string()))
-    } else {
-        Ok(stored.to_vec())
+/// A body already compressed for the store. Made before a change is handed to the writer
+/// thread, never inside it: compressing a large message takes tens of milliseconds, which
+/// the one thread all accounts' commits go through must not spend. Packing is deterministic
+/// (one level, one library), so two equal bodies pack to equal bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Packed(Vec<u8>);
+
+impl Packed {
+    /// The stored form of `body`.
+    pub(super) fn of(body: &[u8]) -> Result<Self, StoreError> {
+        pack(body).map(Packed)
+    }
+
+    /// The bytes to store.
+    pub(super) fn as_slice(&self) -> &[u8] {
+        &self.0
     }
 }
+
+/// Packs `bodies` on a blocking worker, off the async runtime and off the writer thread.
+pub(super) async fn pack_off_thread(bodies: Vec<Vec<u8>>) -> Result<Vec<Packed>, StoreError> {
+    tokio::task::spawn_blocking(move || bodies.iter().map(|body| Packed::of(body)).collect())
+        .await
+        .map_err(|error| StoreError::Body(error.to_string()))?
+}
+
+/// A stored body as it was given to [`pack`] (or stored raw, before bodies were compressed).
+pub(super) fn unpack(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+    use std::io::Read;
+    if !stored.starts_with(&ZSTD_MAGIC) {
+        return Ok(stored.to_vec());
+    }
+    let failed = |error: std::io::Error| StoreError::Body(error.to_string());
+    let mut body = Vec::new();
+    zstd::stream::read::Decoder::new(stored)
+        .map_err(failed)?
+        .take(MAX_UNPACKED_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(failed)?;
+    if body.len() as u64 > MAX_UNPACKED_BYTES {
+        return Err(StoreError::Body(format!(
+            "a stored body unpacks to more than {MAX_UNPACKED_BYTES} bytes"
+        )));
+    }
+    Ok(body)
+}
+
+/// The most a stored body may unpack to: far above any message the platform accepts, so only
+/// a value that was never a body of ours (raw bytes of an older store that happen to start
+/// like a zstd frame) can reach it, and then it costs bounded memory.
+const MAX_UNPACKED_BYTES: u64 = 256 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -95,7 +95,7 @@ pub(super) fn keep_at_finish(
     id: &str,
     submitted_recipient: &str,
     body_changes: bool,
-    held: Option<&HeldCopy>,
+    held: Option<(usize, &super::compressed::Packed)>,
     expires_at: u64,
 ) -> Result<(), StoreError> {
     let mut kept = txn.open_table(SUBMITTED_KEPT)?;
@@ -122,10 +122,12 @@ pub(super) fn keep_at_finish(
     kept.insert(id, encode(&note)?.as_slice())?;
     txn.open_table(SUBMITTED_EXPIRY)?
         .insert((expires_at, id), ())?;
-    if let Some(held) = held {
-        let same_as_submitted = held.body == super::compressed::unpack(&submitted)?;
+    if let Some((step, held_body)) = held {
+        // Packing is deterministic: equal packed bytes are equal bodies (a body stored raw by
+        // an older version never equals a packed one; its copy is then kept twice, no worse).
+        let same_as_submitted = held_body.as_slice() == submitted.as_slice();
         let entry = ErrorArchiveEntry {
-            step: held.step,
+            step,
             stored_at: super::now_millis(),
             expires_at,
             same_as_submitted,
@@ -134,7 +136,7 @@ pub(super) fn keep_at_finish(
             .insert(id, encode(&entry)?.as_slice())?;
         if !same_as_submitted {
             txn.open_table(ERROR_ARCHIVE_BODIES)?
-                .insert(id, super::compressed::pack(&held.body)?.as_slice())?;
+                .insert(id, held_body.as_slice())?;
         }
     }
     Ok(())

@@ -421,7 +421,11 @@ impl Store {
         let mut db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
-        compact_when_mostly_free(&mut db, path)?;
+        // Only a saving of disk: a store that cannot be compacted now (no room for the copy,
+        // an I/O error) still opens, and is tried again at the next start.
+        if let Err(error) = compact_when_mostly_free(&mut db, path) {
+            tracing::warn!(%error, "the store file could not be compacted; it opens as it is");
+        }
         let db = Arc::new(db);
         let txn = db.begin_write()?;
         let has_account_index = txn
@@ -879,33 +883,38 @@ impl Store {
     /// Spools new messages with their SUBMITTED events, in one durable transaction.
     pub async fn spool(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
         let hooks = Arc::clone(&self.webhooks);
+        // Compressed here, not in the writer thread every account's commits wait for.
+        let (records_in, bodies): (Vec<MessageRecord>, Vec<Vec<u8>>) = messages
+            .into_iter()
+            .map(|message| (message.record, message.body))
+            .unzip();
+        let packed = compressed::pack_off_thread(bodies).await?;
         self.write(move |txn| {
             let mut records = txn.open_table(MESSAGES)?;
             let mut bodies = txn.open_table(BODIES)?;
             let mut events = txn.open_table(EVENTS)?;
             let mut spool = txn.open_table(SPOOL)?;
             let mut by_account = txn.open_table(ACCOUNT_MESSAGES)?;
-            for message in &messages {
-                let id = message.record.id.as_str();
-                records.insert(id, encode(&message.record)?.as_slice())?;
-                by_account.insert((message.record.account_id, id), ())?;
-                bodies.insert(id, compressed::pack(&message.body)?.as_slice())?;
+            for (record, body) in records_in.iter().zip(&packed) {
+                let id = record.id.as_str();
+                records.insert(id, encode(record)?.as_slice())?;
+                by_account.insert((record.account_id, id), ())?;
+                bodies.insert(id, body.as_slice())?;
                 let event = Event {
                     kind: EventKind::Submitted,
-                    at: message.record.submitted_at,
-                    detail: message
-                        .record
+                    at: record.submitted_at,
+                    detail: record
                         .resent_from
                         .as_ref()
                         .map(|original| format!("resent from message {original}")),
                 };
                 events.insert((id, 0), encode(&event)?.as_slice())?;
-                spool.insert(id, message.record.submitted_at)?;
-                webhooks::queue_calls(txn, &hooks, &message.record, 0, &[event])?;
+                spool.insert(id, record.submitted_at)?;
+                webhooks::queue_calls(txn, &hooks, record, 0, &[event])?;
             }
             drop((records, bodies, events, spool, by_account));
-            for message in &messages {
-                let Some(original) = &message.record.resent_from else {
+            for record in &records_in {
+                let Some(original) = &record.resent_from else {
                     continue;
                 };
                 // The original tells where it went, in the transaction that makes the new
@@ -914,11 +923,8 @@ impl Store {
                     .ok_or_else(|| StoreError::NotFound(format!("message {original}")))?;
                 let resent = Event {
                     kind: EventKind::Resent,
-                    at: message.record.submitted_at,
-                    detail: Some(format!(
-                        "as message {} to {}",
-                        message.record.id, message.record.recipient
-                    )),
+                    at: record.submitted_at,
+                    detail: Some(format!("as message {} to {}", record.id, record.recipient)),
                 };
                 append_events(txn, &hooks, &original, &[resent])?;
             }
@@ -1036,6 +1042,22 @@ impl Store {
         expires_at: u64,
     ) -> Result<MessageStatus, StoreError> {
         let hooks = Arc::clone(&self.webhooks);
+        // Compressed here, not in the writer thread every account's commits wait for.
+        let (archive_entry, archived_body) = archive.unzip();
+        let held_step = held.as_ref().map(|held| held.step);
+        let (has_body, has_archive) = (body.is_some(), archived_body.is_some());
+        let bodies: Vec<Vec<u8>> = [body, archived_body, held.map(|held| held.body)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut packed = compressed::pack_off_thread(bodies).await?.into_iter();
+        let body = if has_body { packed.next() } else { None };
+        let archive = if has_archive {
+            archive_entry.zip(packed.next())
+        } else {
+            None
+        };
+        let held = held_step.zip(packed.next());
         self.write(move |txn| {
             let mut record = record.clone();
             // The recipient as spooled: a step may have redirected this copy since.
@@ -1060,12 +1082,11 @@ impl Store {
                 id,
                 &submitted_recipient,
                 body.is_some(),
-                held.as_ref(),
+                held.as_ref().map(|(step, packed)| (*step, packed)),
                 kept::retention_end(archived, now_millis()),
             )?;
             if let Some(body) = &body {
-                txn.open_table(BODIES)?
-                    .insert(id, compressed::pack(body)?.as_slice())?;
+                txn.open_table(BODIES)?.insert(id, body.as_slice())?;
             }
             // A message its filter list stopped is not sent, so it has nothing to view online.
             if let Some((entry, archived)) = &archive
