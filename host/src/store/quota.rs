@@ -65,7 +65,8 @@ impl Kept {
 
 impl Store {
     /// `Full` when the account keeps as many records of `kind` as it may: checked before a
-    /// costly step (hashing a secret, compiling a plugin, making a key) and again by the write.
+    /// costly step (hashing a secret, compiling a plugin, making a key) and by the store's create
+    /// call, both outside the writer thread (see the module's note on racing requests).
     pub fn check_room(&self, account_id: u64, kind: Kept) -> Result<(), StoreError> {
         if self.count_kept(account_id, kind)? >= kind.limit() {
             return Err(StoreError::Full(format!(
