@@ -77,11 +77,7 @@ pub async fn get(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require(account_id)?;
-    let record = state
-        .store
-        .message(&id)?
-        .filter(|record| record.account_id == account_id)
-        .ok_or_else(|| ApiError::not_found("message"))?;
+    let record = super::messages::own_message(&state, account_id, &id)?;
     let (entry, raw) = state
         .store
         .archive(&id)?
@@ -144,11 +140,7 @@ pub async fn error_archive(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require(account_id)?;
-    let record = state
-        .store
-        .message(&id)?
-        .filter(|record| record.account_id == account_id)
-        .ok_or_else(|| ApiError::not_found("message"))?;
+    let record = super::messages::own_message(&state, account_id, &id)?;
     let (entry, raw) = state.store.error_archive(&id)?.ok_or_else(|| {
         ApiError::not_found(
             "error archive of this message (kept only for messages a step held or failed on)",

@@ -578,18 +578,26 @@ pub async fn get(
     caller: Caller,
 ) -> Result<Json<MessageView>, ApiError> {
     caller.require(account_id)?;
-    let record = state
-        .store
-        .message(&id)?
-        // Another account's message is answered like a missing one.
-        .filter(|record| record.account_id == account_id)
-        .ok_or_else(|| ApiError::not_found("message"))?;
+    let record = own_message(&state, account_id, &id)?;
     let everything = Additions {
         events: true,
         headers: true,
         online_link: true,
     };
     Ok(Json(view(&state, record, everything)?))
+}
+
+/// The account's message `id`; another account's is answered like a missing one.
+pub(crate) fn own_message(
+    state: &ApiState,
+    account_id: u64,
+    id: &str,
+) -> Result<MessageRecord, ApiError> {
+    state
+        .store
+        .message(id)?
+        .filter(|record| record.account_id == account_id)
+        .ok_or_else(|| ApiError::not_found("message"))
 }
 
 /// The date range of a list (matrix parameter `daterange`), as milliseconds.
