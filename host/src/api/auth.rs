@@ -354,6 +354,23 @@ pub struct TokenResponse {
     scope: &'static str,
 }
 
+/// 429 with `Retry-After` for an address that sent too many wrong client secrets.
+fn too_many_failures(state: &ApiState) -> Response {
+    let wait = state.auth_failures.backoff().as_secs();
+    let refusal = OAuthError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error: "invalid_client",
+        description: format!(
+            "too many wrong client secrets from this address; try again in {wait} seconds"
+        ),
+    };
+    let mut response = refusal.into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    response
+}
+
 /// `POST /oauth/token`: client credentials in the form body or with HTTP Basic.
 pub async fn token(
     State(state): State<ApiState>,
@@ -372,21 +389,14 @@ pub async fn token(
         return Err(OAuthError::bad("invalid_scope", "the only scope is api"));
     }
     // Before any hashing: an address that keeps sending wrong secrets waits, and costs
-    // nothing while it does.
+    // nothing while it does. Checked again in the address's turn, since the checks it waited
+    // behind may have been the failures that block it.
     if state.auth_failures.is_blocked(peer.ip()) {
-        let wait = state.auth_failures.backoff().as_secs();
-        let refusal = OAuthError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            error: "invalid_client",
-            description: format!(
-                "too many wrong client secrets from this address; try again in {wait} seconds"
-            ),
-        };
-        let mut response = refusal.into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return Ok(response);
+        return Ok(too_many_failures(&state));
+    }
+    let _turn = state.auth_failures.turn(peer.ip()).await;
+    if state.auth_failures.is_blocked(peer.ip()) {
+        return Ok(too_many_failures(&state));
     }
     let credential = state
         .store

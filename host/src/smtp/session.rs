@@ -653,6 +653,17 @@ impl Session {
         let refusal = login_refusal(credential.is_some(), source.as_ref(), ip);
         let source = source.filter(|_| refusal.is_none());
         let hash = credential.map(|credential| credential.secret_hash);
+        // One check at a time per address, and none once the checks before it have used up
+        // the address's failures (AUTH checked that before the secret arrived).
+        let turn = failures.turn(ip).await;
+        if failures.is_blocked(ip) {
+            self.reply(
+                421,
+                "4.7.0",
+                "Too many failed logins from your address, try later",
+            );
+            return Flow::Close;
+        }
         let valid = verify_credential(password, hash.clone()).await;
         match source {
             Some(source) if valid => {
@@ -678,6 +689,7 @@ impl Session {
                 let reason = refusal.unwrap_or("wrong password");
                 tracing::info!(%username, %ip, reason, "SMTP AUTH refused");
                 failures.record_failure(ip);
+                drop(turn);
                 self.auth_failures += 1;
                 self.reply(535, "5.7.8", "Authentication credentials invalid");
                 if self.auth_failures >= MAX_AUTH_FAILURES_PER_CONNECTION {
