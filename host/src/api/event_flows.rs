@@ -332,9 +332,8 @@ pub async fn update(
     let endpoint = own_event_flow(&state, account_id, id)?;
     let input: EventFlowInput = parse_json(&body)?;
     let url = checked_input(&input, Some(&endpoint.secret))?;
-    let event_types = type_names(&endpoint.event_types);
-    let webhook = WebhookInput::new(url, event_types, input.description);
-    let endpoint = replace_webhook(&state, endpoint, &webhook)
+    let webhook = WebhookInput::new(url, Vec::new(), input.description);
+    let endpoint = replace_webhook(&state, endpoint, &webhook, true)
         .await
         .map_err(|error| error.renaming_field("url", URL_FIELD))?;
     Ok(Json(event_flow_view(endpoint)))
@@ -505,11 +504,19 @@ pub async fn put_rule(
     body: axum::body::Bytes,
 ) -> Result<Json<EventFlowRuleView>, ApiError> {
     caller.require(account_id)?;
-    let mut endpoint = own_event_flow(&state, account_id, id)?;
+    own_event_flow(&state, account_id, id)?;
     let rule: EventFlowRuleInput = parse_json(&body)?;
-    endpoint.event_types = rule_event_types(&rule, id)?;
-    endpoint.updated_at = crate::store::now_millis();
-    state.store.update_webhook(endpoint.clone()).await?;
+    let event_types = rule_event_types(&rule, id)?;
+    let updated_at = crate::store::now_millis();
+    // Only the rule: the rest of the endpoint (its secret, rotated meanwhile perhaps) stays
+    // as the store holds it.
+    let endpoint = state
+        .store
+        .update_webhook(account_id, id, move |endpoint| {
+            endpoint.event_types.clone_from(&event_types);
+            endpoint.updated_at = updated_at;
+        })
+        .await?;
     Ok(Json(rule_view(&endpoint)?))
 }
 

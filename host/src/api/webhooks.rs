@@ -244,26 +244,36 @@ pub async fn update(
     caller.require(account_id)?;
     let input: WebhookInput = parse_json(&body)?;
     let endpoint = own_endpoint(&state, account_id, id)?;
-    let endpoint = replace_webhook(&state, endpoint, &input).await?;
+    let endpoint = replace_webhook(&state, endpoint, &input, false).await?;
     Ok(Json(view(&state, endpoint)?))
 }
 
 /// Replaces an endpoint's URL, event types and description with the input's, checked as a
-/// new endpoint's are (the API's `PUT` and event flows').
+/// new endpoint's are (the API's `PUT` and event flows'). `keep_event_types` leaves the
+/// endpoint's event types as they stand (an event flow's rule is written on its own).
 pub(super) async fn replace_webhook(
     state: &ApiState,
-    mut endpoint: WebhookEndpoint,
+    endpoint: WebhookEndpoint,
     input: &WebhookInput,
+    keep_event_types: bool,
 ) -> Result<WebhookEndpoint, ApiError> {
     let (url, event_types, description) = checked(state, input).await?;
-    endpoint.url = url;
-    endpoint.event_types = event_types;
-    endpoint.description = description;
-    if input.rotate_secret {
-        endpoint.secret = new_secret();
-    }
-    endpoint.updated_at = now_millis();
-    state.store.update_webhook(endpoint.clone()).await?;
+    let secret = input.rotate_secret.then(new_secret);
+    let updated_at = now_millis();
+    let endpoint = state
+        .store
+        .update_webhook(endpoint.account_id, endpoint.id, move |endpoint| {
+            endpoint.url.clone_from(&url);
+            if !keep_event_types {
+                endpoint.event_types.clone_from(&event_types);
+            }
+            endpoint.description.clone_from(&description);
+            if let Some(secret) = &secret {
+                endpoint.secret.clone_from(secret);
+            }
+            endpoint.updated_at = updated_at;
+        })
+        .await?;
     Ok(endpoint)
 }
 

@@ -372,26 +372,37 @@ impl Store {
         })
     }
 
-    /// Replaces an endpoint (same id and account); calls already queued go to its new URL.
-    pub async fn update_webhook(&self, endpoint: WebhookEndpoint) -> Result<(), StoreError> {
+    /// Changes an account's endpoint as it stands when the change is written (so two changes
+    /// at once each keep what the other did: a rule written beside a secret rotation does not
+    /// bring the old secret back); calls already queued go to its new URL. Answers the
+    /// endpoint as changed.
+    pub async fn update_webhook(
+        &self,
+        account_id: u64,
+        id: u64,
+        change: impl Fn(&mut WebhookEndpoint) + Send + Sync + 'static,
+    ) -> Result<WebhookEndpoint, StoreError> {
         let hooks = Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut endpoints = txn.open_table(WEBHOOK_ENDPOINTS)?;
-            let owned = endpoints
-                .get(endpoint.id)?
+            let current = endpoints
+                .get(id)?
                 .map(|old| decode::<WebhookEndpoint>(old.value()))
                 .transpose()?
-                .is_some_and(|old| old.account_id == endpoint.account_id);
-            if !owned {
-                return Err(StoreError::NotFound(format!("webhook {}", endpoint.id)));
-            }
+                .filter(|old| old.account_id == account_id);
+            let Some(mut endpoint) = current else {
+                return Err(StoreError::NotFound(format!("webhook {id}")));
+            };
+            change(&mut endpoint);
+            endpoint.id = id;
+            endpoint.account_id = account_id;
             endpoints.insert(endpoint.id, encode(&endpoint)?.as_slice())?;
             txn.open_table(WEBHOOK_SUBSCRIPTIONS)?.insert(
                 (endpoint.account_id, endpoint.id),
                 subscription_mask(&endpoint.event_types),
             )?;
             hooks.add_account(endpoint.account_id);
-            Ok(())
+            Ok(endpoint)
         })
         .await
     }
@@ -686,6 +697,47 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_change_to_an_endpoint_keeps_what_another_change_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let account = store.create_account("tenant").await.unwrap();
+        let endpoint = store
+            .create_webhook(WebhookEndpoint {
+                id: 0,
+                account_id: account.id,
+                url: "https://hooks.example/in".into(),
+                event_types: Vec::new(),
+                description: None,
+                secret: "first".into(),
+                created_at: 1,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+        // A secret rotated, then a rule written by a caller that read the endpoint before.
+        store
+            .update_webhook(account.id, endpoint.id, |endpoint| {
+                endpoint.secret = "rotated".into();
+            })
+            .await
+            .unwrap();
+        let changed = store
+            .update_webhook(account.id, endpoint.id, |endpoint| {
+                endpoint.event_types = vec![EventKind::Delivered];
+            })
+            .await
+            .unwrap();
+        assert_eq!(changed.secret, "rotated");
+        assert_eq!(changed.event_types, [EventKind::Delivered]);
+        let another_account = store
+            .update_webhook(account.id + 1, endpoint.id, |endpoint| {
+                endpoint.url = "https://elsewhere.example/".into();
+            })
+            .await;
+        assert!(matches!(another_account, Err(StoreError::NotFound(_))));
+    }
 
     #[test]
     fn masks_select_event_kinds() {
