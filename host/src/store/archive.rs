@@ -94,20 +94,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
-
-    /// Opens the store at `path` once the previous handle's writer thread has let go of it.
-    async fn reopen(path: &Path) -> Store {
-        for _ in 0..100 {
-            match Store::open(path) {
-                Ok(store) => return store,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        Store::open(path).unwrap()
-    }
 
     fn file_bytes(path: &Path) -> u64 {
         std::fs::metadata(path).unwrap().len()
@@ -159,7 +147,7 @@ mod tests {
         let purged = file_bytes(&path);
         assert!(purged > 40 << 20, "{purged} bytes before the open");
 
-        let store = reopen(&path).await;
+        let store = super::super::tests::reopen(&path).await;
         let compacted = file_bytes(&path);
         assert!(
             compacted < purged / 8,

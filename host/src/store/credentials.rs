@@ -1,11 +1,57 @@
 //! A source's credentials listed, given a new secret and removed (the API's
 //! `sources/{id}/users`, the dashboard's sources page).
 
-use redb::ReadableTable;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
     CREDENTIALS, Credential, CredentialKind, Store, StoreError, decode, encode, hash_secret_queued,
 };
+
+/// Each source's credentials, (source id, username): a source's listing and its deletion
+/// read its own entries, not every account's credentials. Written beside `credentials`
+/// wherever one is added or removed; built from it when a store made before it is opened.
+pub(super) const SOURCE_CREDENTIALS: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("source_credentials");
+
+/// Fills `source_credentials` from the credentials, for a store made before it existed (in
+/// the transaction that creates the table, so it is never seen half-built).
+pub(super) fn index_credentials_by_source(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let credentials = txn.open_table(CREDENTIALS)?;
+    let mut by_source = txn.open_table(SOURCE_CREDENTIALS)?;
+    for entry in credentials.iter()? {
+        let (username, value) = entry?;
+        let credential: Credential = decode(value.value())?;
+        by_source.insert((credential.source_id, username.value()), ())?;
+    }
+    Ok(())
+}
+
+/// Removes every credential of a source, with its index entries.
+pub(super) fn remove_credentials_of_source(
+    txn: &WriteTransaction,
+    source_id: u64,
+) -> Result<(), StoreError> {
+    let mut by_source = txn.open_table(SOURCE_CREDENTIALS)?;
+    let mut credentials = txn.open_table(CREDENTIALS)?;
+    let usernames = usernames_of(&by_source, source_id)?;
+    for username in &usernames {
+        credentials.remove(username.as_str())?;
+        by_source.remove((source_id, username.as_str()))?;
+    }
+    Ok(())
+}
+
+/// The usernames of a source's credentials, in order.
+fn usernames_of(
+    by_source: &impl ReadableTable<(u64, &'static str), ()>,
+    source_id: u64,
+) -> Result<Vec<String>, StoreError> {
+    let mut usernames = Vec::new();
+    for entry in by_source.range((source_id, "")..(source_id.saturating_add(1), ""))? {
+        usernames.push(entry?.0.value().1.to_string());
+    }
+    Ok(usernames)
+}
 
 impl Store {
     /// The credentials of one kind that authenticate as a source, by username.
@@ -15,12 +61,14 @@ impl Store {
         kind: CredentialKind,
     ) -> Result<Vec<Credential>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(CREDENTIALS)?;
+        let credentials = txn.open_table(CREDENTIALS)?;
         let mut found = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
+        for username in usernames_of(&txn.open_table(SOURCE_CREDENTIALS)?, source_id)? {
+            let Some(value) = credentials.get(username.as_str())? else {
+                continue;
+            };
             let credential: Credential = decode(value.value())?;
-            if credential.source_id == source_id && credential.kind == kind {
+            if credential.kind == kind {
                 found.push(credential);
             }
         }
@@ -31,10 +79,16 @@ impl Store {
     pub async fn remove_credential(&self, username: &str) -> Result<bool, StoreError> {
         let username = username.to_string();
         self.write(move |txn| {
-            Ok(txn
+            let removed = txn
                 .open_table(CREDENTIALS)?
                 .remove(username.as_str())?
-                .is_some())
+                .map(|value| decode::<Credential>(value.value()))
+                .transpose()?;
+            if let Some(credential) = &removed {
+                txn.open_table(SOURCE_CREDENTIALS)?
+                    .remove((credential.source_id, username.as_str()))?;
+            }
+            Ok(removed.is_some())
         })
         .await
     }
@@ -48,6 +102,14 @@ impl Store {
         username: &str,
         secret: &str,
     ) -> Result<Credential, StoreError> {
+        // Before the costly hash: a username that is not the source's costs nothing. The
+        // write checks again, since the credential may go while the secret is hashed.
+        if self
+            .credential(username)?
+            .is_none_or(|found| found.source_id != source_id)
+        {
+            return Err(StoreError::NotFound(format!("credential {username}")));
+        }
         let secret_hash = hash_secret_queued(secret.to_string()).await?;
         let username = username.to_string();
         self.write(move |txn| {
@@ -64,5 +126,130 @@ impl Store {
             Ok(credential)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Source;
+    use super::*;
+
+    /// A source of a new account, or of `account_id` when it is given.
+    async fn source_of(store: &Store, account_id: u64, name: &str) -> Source {
+        while store.account(account_id).unwrap().is_none() {
+            store.create_account("tenant").await.unwrap();
+        }
+        store
+            .create_source(Source {
+                id: 0,
+                account_id,
+                name: name.into(),
+                allowed_networks: None,
+                max_message_bytes: 1 << 20,
+                require_tls: false,
+                allow_plain_auth: false,
+                feedback_address: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    fn usernames(credentials: Vec<Credential>) -> Vec<String> {
+        credentials.into_iter().map(|c| c.username).collect()
+    }
+
+    #[tokio::test]
+    async fn a_sources_credentials_are_found_and_deleted_without_reading_anothers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let store = Store::open(&path).unwrap();
+        let kept = source_of(&store, 1, "kept").await;
+        let deleted = source_of(&store, 1, "deleted").await;
+        let other = source_of(&store, 2, "other account").await;
+        for (source, username) in [
+            (&kept, "kept-smtp"),
+            (&deleted, "deleted-smtp"),
+            (&deleted, "deleted-smtp-2"),
+            (&other, "other-smtp"),
+        ] {
+            store
+                .add_credential(source, CredentialKind::Smtp, username, "secret")
+                .await
+                .unwrap();
+        }
+        store
+            .add_credential(&deleted, CredentialKind::Api, "deleted-api", "secret")
+            .await
+            .unwrap();
+        // Spoil the other account's record: reading it would fail.
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(CREDENTIALS)
+            .unwrap()
+            .insert("other-smtp", &b"not a credential"[..])
+            .unwrap();
+        txn.commit().unwrap();
+
+        let smtp = store
+            .credentials_of_source(deleted.id, CredentialKind::Smtp)
+            .unwrap();
+        assert_eq!(usernames(smtp), ["deleted-smtp", "deleted-smtp-2"]);
+        store.delete_source(1, deleted.id).await.unwrap().unwrap();
+        for username in ["deleted-smtp", "deleted-smtp-2", "deleted-api"] {
+            assert!(store.credential(username).unwrap().is_none(), "{username}");
+        }
+        let kept_smtp = store
+            .credentials_of_source(kept.id, CredentialKind::Smtp)
+            .unwrap();
+        assert_eq!(usernames(kept_smtp), ["kept-smtp"]);
+        assert!(store.remove_credential("kept-smtp").await.unwrap());
+        let txn = store.db.begin_read().unwrap();
+        let left: Vec<(u64, String)> = txn
+            .open_table(SOURCE_CREDENTIALS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|entry| {
+                let (key, _) = entry.unwrap();
+                let (source_id, username) = key.value();
+                (source_id, username.to_string())
+            })
+            .collect();
+        assert_eq!(left, [(other.id, "other-smtp".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn a_store_made_before_the_index_finds_its_credentials_by_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let source = {
+            let store = Store::open(&path).unwrap();
+            let source = source_of(&store, 1, "old").await;
+            store
+                .add_credential(&source, CredentialKind::Smtp, "old-smtp", "secret")
+                .await
+                .unwrap();
+            let txn = store.db.begin_write().unwrap();
+            txn.delete_table(SOURCE_CREDENTIALS).unwrap();
+            txn.commit().unwrap();
+            source
+        };
+        let store = super::super::tests::reopen(&path).await;
+        let found = store
+            .credentials_of_source(source.id, CredentialKind::Smtp)
+            .unwrap();
+        assert_eq!(usernames(found), ["old-smtp"]);
+    }
+
+    #[tokio::test]
+    async fn a_credential_for_a_source_deleted_meanwhile_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let source = source_of(&store, 1, "gone").await;
+        store.delete_source(1, source.id).await.unwrap().unwrap();
+        let refused = store
+            .add_credential(&source, CredentialKind::Api, "late", "secret")
+            .await;
+        assert!(matches!(refused, Err(StoreError::NotFound(_))));
+        assert!(store.credential("late").unwrap().is_none());
     }
 }

@@ -6,8 +6,8 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::model::{Condition, Credential, Flow, Routing, Source};
-use super::{CREDENTIALS, FLOWS, ROUTING, SOURCES, Store, StoreError, decode};
+use super::model::{Condition, Flow, Routing, Source};
+use super::{FLOWS, ROUTING, SOURCES, Store, StoreError, decode};
 
 /// Why a flow or source was not deleted: what still names it, for the person who asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,18 +115,7 @@ impl Store {
                     ))));
                 }
             }
-            let mut credentials = txn.open_table(CREDENTIALS)?;
-            let mut failed = None;
-            credentials.retain(|_, value| match decode::<Credential>(value) {
-                Ok(credential) => credential.source_id != source_id,
-                Err(error) => {
-                    failed = Some(error);
-                    true
-                }
-            })?;
-            if let Some(error) = failed {
-                return Err(error);
-            }
+            super::credentials::remove_credentials_of_source(txn, source_id)?;
             sources.remove(source_id)?;
             Ok(Ok(()))
         })

@@ -83,6 +83,10 @@ const OUTBOX: TableDefinition<&str, u64> = TableDefinition::new("outbox");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Which account uploaded which plugin: a flow may only use its own account's plugins.
 const PLUGIN_OWNERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("plugin_owners");
+/// The same pairs by plugin, (sha256, account): whether another account still owns a plugin
+/// is one range, not a scan of every account's plugins. Written beside `plugin_owners`;
+/// built from it when a store made before it is opened.
+const OWNERS_BY_PLUGIN: TableDefinition<(&str, u64), ()> = TableDefinition::new("owners_by_plugin");
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +257,19 @@ fn append_events(
     }
     drop(table);
     webhooks::queue_calls(txn, hooks, message, next, events)
+}
+
+/// Fills `owners_by_plugin` from `plugin_owners`, for a store made before it existed (in the
+/// transaction that creates the table, so it is never seen half-built).
+fn index_owners_by_plugin(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let owners = txn.open_table(PLUGIN_OWNERS)?;
+    let mut by_plugin = txn.open_table(OWNERS_BY_PLUGIN)?;
+    for entry in owners.iter()? {
+        let (key, _) = entry?;
+        let (account_id, sha256) = key.value();
+        by_plugin.insert((sha256, account_id), ())?;
+    }
+    Ok(())
 }
 
 /// Fills the per-account message index from the message records, for a store made before
@@ -428,9 +445,14 @@ impl Store {
         }
         let db = Arc::new(db);
         let txn = db.begin_write()?;
-        let has_account_index = txn
+        let tables: Vec<String> = txn
             .list_tables()?
-            .any(|table| table.name() == ACCOUNT_MESSAGES.name());
+            .map(|table| table.name().to_string())
+            .collect();
+        let lacks = |name: &str| !tables.iter().any(|table| table == name);
+        let has_account_index = !lacks(ACCOUNT_MESSAGES.name());
+        let has_plugin_index = !lacks(OWNERS_BY_PLUGIN.name());
+        let has_credential_index = !lacks(credentials::SOURCE_CREDENTIALS.name());
         {
             txn.open_table(ACCOUNTS)?;
             txn.open_table(SOURCES)?;
@@ -446,6 +468,8 @@ impl Store {
             txn.open_table(OUTBOX)?;
             txn.open_table(COUNTERS)?;
             txn.open_table(PLUGIN_OWNERS)?;
+            txn.open_table(OWNERS_BY_PLUGIN)?;
+            txn.open_table(credentials::SOURCE_CREDENTIALS)?;
             txn.open_table(identities::IDENTITIES)?;
             txn.open_table(identities::IDENTITY_DOMAINS)?;
             txn.open_table(identities::DOMAIN_SIGNERS)?;
@@ -484,6 +508,12 @@ impl Store {
         }
         if !has_account_index {
             index_messages_by_account(&txn)?;
+        }
+        if !has_plugin_index {
+            index_owners_by_plugin(&txn)?;
+        }
+        if !has_credential_index {
+            credentials::index_credentials_by_source(&txn)?;
         }
         txn.commit()?;
         let hooks = Arc::new(webhooks::WebhookHooks::load(&db.begin_read()?)?);
@@ -635,6 +665,20 @@ impl Store {
             secret_hash,
         };
         self.write(move |txn| {
+            // The source may have been deleted while the secret was hashed: its credentials
+            // went with it, and this one must not outlive it.
+            let source_kept = txn
+                .open_table(SOURCES)?
+                .get(credential.source_id)?
+                .map(|value| decode::<Source>(value.value()))
+                .transpose()?
+                .is_some_and(|source| source.account_id == credential.account_id);
+            if !source_kept {
+                return Err(StoreError::NotFound(format!(
+                    "source {}",
+                    credential.source_id
+                )));
+            }
             let mut table = txn.open_table(CREDENTIALS)?;
             if table.get(credential.username.as_str())?.is_some() {
                 return Err(StoreError::Conflict(format!(
@@ -646,6 +690,8 @@ impl Store {
                 credential.username.as_str(),
                 encode(&credential)?.as_slice(),
             )?;
+            txn.open_table(credentials::SOURCE_CREDENTIALS)?
+                .insert((credential.source_id, credential.username.as_str()), ())?;
             Ok(credential.clone())
         })
         .await
@@ -799,6 +845,8 @@ impl Store {
                 .insert(sha256.as_str(), component.as_slice())?;
             txn.open_table(PLUGIN_OWNERS)?
                 .insert((account_id, sha256.as_str()), ())?;
+            txn.open_table(OWNERS_BY_PLUGIN)?
+                .insert((sha256.as_str(), account_id), ())?;
             Ok(())
         })
         .await
@@ -833,15 +881,14 @@ impl Store {
         }
         let sha256 = sha256.to_string();
         self.write(move |txn| {
-            let mut owners = txn.open_table(PLUGIN_OWNERS)?;
-            owners.remove((account_id, sha256.as_str()))?;
-            let mut still_owned = false;
-            for entry in owners.iter()? {
-                if entry?.0.value().1 == sha256 {
-                    still_owned = true;
-                    break;
-                }
-            }
+            txn.open_table(PLUGIN_OWNERS)?
+                .remove((account_id, sha256.as_str()))?;
+            let mut by_plugin = txn.open_table(OWNERS_BY_PLUGIN)?;
+            by_plugin.remove((sha256.as_str(), account_id))?;
+            let still_owned = by_plugin
+                .range((sha256.as_str(), 0)..=(sha256.as_str(), u64::MAX))?
+                .next()
+                .is_some();
             if !still_owned {
                 txn.open_table(PLUGINS)?.remove(sha256.as_str())?;
             }
@@ -1130,6 +1177,18 @@ pub(super) mod tests {
         }
     }
 
+    /// Opens the store at `path` again once the one dropped before has let go of it (its
+    /// writer thread ends after the drop).
+    pub(super) async fn reopen(path: &Path) -> Store {
+        for _ in 0..100 {
+            match Store::open(path) {
+                Ok(store) => return store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        Store::open(path).unwrap()
+    }
+
     /// Spools one message per subject, alternating between accounts 1 and 2; returns the ids
     /// of each account's messages, oldest first.
     async fn spool_alternating(store: &Store, count: usize) -> (Vec<String>, Vec<String>) {
@@ -1149,6 +1208,39 @@ pub(super) mod tests {
                 .unwrap();
         }
         (first, second)
+    }
+
+    #[tokio::test]
+    async fn a_plugin_stays_while_another_account_owns_it_in_a_store_made_before_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            for account in [1, 2] {
+                store
+                    .put_plugin(account, "abc", vec![1, 2, 3])
+                    .await
+                    .unwrap();
+            }
+            store.put_plugin(3, "def", vec![4]).await.unwrap();
+            let txn = store.db.begin_write().unwrap();
+            txn.delete_table(OWNERS_BY_PLUGIN).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = reopen(&path).await;
+        store.remove_plugin(1, "abc").await.unwrap();
+        assert!(!store.owns_plugin(1, "abc").unwrap());
+        assert!(
+            store.plugin("abc").unwrap().is_some(),
+            "account 2 still owns it"
+        );
+        store.remove_plugin(2, "abc").await.unwrap();
+        assert!(store.plugin("abc").unwrap().is_none());
+        assert!(store.plugin("def").unwrap().is_some());
+        assert!(matches!(
+            store.remove_plugin(2, "def").await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
