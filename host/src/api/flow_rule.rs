@@ -20,6 +20,11 @@ use super::flows::{check_owned, own_flow};
 use super::messages::parse_json;
 use super::representation::flexible_id;
 use crate::flow::rules::{Condition, FlowRule, Routing};
+use crate::store::StoreError;
+
+/// Times a flow's rule is written over freshly read rules before the caller is asked to
+/// send it again.
+const ROUTING_ATTEMPTS: usize = 5;
 
 /// A header that must have this value (Flowmailer's `Header`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,27 +245,46 @@ pub async fn put(
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
     }
-    let mut routing = routing_of(&state, account_id)?;
-    let place = routing
-        .rules
-        .iter()
-        .position(|rule| rule.flow_id == flow_id)
-        .unwrap_or(routing.rules.len());
-    routing.rules.retain(|rule| rule.flow_id != flow_id);
-    if !conditions.is_empty() {
-        routing.rules.insert(
-            place.min(routing.rules.len()),
-            FlowRule {
-                flow_id,
-                conditions: conditions.clone(),
-            },
-        );
-    }
     // Conditions made from the simple form always read back as it.
     let written = simple_of(flow_id, &conditions)
         .map_err(|condition| ApiError::internal(format!("not simple: {condition:?}")))?;
-    state.store.set_routing(account_id, routing).await?;
-    Ok(Json(written))
+    // Only this flow's rule changes: written over the rules as they were read, and read
+    // again when another change came between, so a rule written beside it is not lost.
+    for _ in 0..ROUTING_ATTEMPTS {
+        let read = state.store.routing(account_id)?;
+        let mut routing = read
+            .clone()
+            .ok_or_else(|| ApiError::not_found("flow rules"))?;
+        let place = routing
+            .rules
+            .iter()
+            .position(|rule| rule.flow_id == flow_id)
+            .unwrap_or(routing.rules.len());
+        routing.rules.retain(|rule| rule.flow_id != flow_id);
+        if !conditions.is_empty() {
+            routing.rules.insert(
+                place.min(routing.rules.len()),
+                FlowRule {
+                    flow_id,
+                    conditions: conditions.clone(),
+                },
+            );
+        }
+        match state
+            .store
+            .set_routing_unchanged(account_id, routing, read)
+            .await
+        {
+            Ok(()) => return Ok(Json(written)),
+            Err(StoreError::Changed(_)) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "changed",
+        "the flow rules kept changing while this rule was written; send it again",
+    ))
 }
 
 #[cfg(test)]
