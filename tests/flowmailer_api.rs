@@ -965,7 +965,10 @@ fn a_source_s_smtp_users_are_made_listed_and_removed_within_their_account() {
     );
 }
 
-/// A POST as the SDK sends it; the status and the JSON answer.
+/// A POST as the SDK sends it; the status and the JSON answer. A `201 Created` of a call whose
+/// SDK method returns no model must come as Flowmailer's does, an empty body and the new
+/// object's path in `Location` (the SDK takes the id from there only when the body is empty);
+/// the object is then read from that path, as a client would.
 pub(crate) fn sdk_post(api: &Api, path: &str, body: &Value) -> (StatusCode, Value) {
     let response = api
         .post(path)
@@ -974,7 +977,26 @@ pub(crate) fn sdk_post(api: &Api, path: &str, body: &Value) -> (StatusCode, Valu
         .send()
         .unwrap();
     let status = response.status();
-    (status, response.json().unwrap_or(Value::Null))
+    let location = response
+        .headers()
+        .get("location")
+        .map(|value| value.to_str().unwrap().to_string());
+    let content_length = response
+        .headers()
+        .get("content-length")
+        .map(|value| value.to_str().unwrap().to_string());
+    let text = response.text().unwrap();
+    match location {
+        Some(location) if status == StatusCode::CREATED && text.is_empty() => {
+            assert_eq!(content_length.as_deref(), Some("0"), "POST {path}");
+            let prefix = format!("/{}/", api.account);
+            let made = location
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("POST {path}: Location {location} is not the account's"));
+            (status, sdk_get(api, made))
+        }
+        _ => (status, serde_json::from_str(&text).unwrap_or(Value::Null)),
+    }
 }
 
 #[test]
@@ -1330,4 +1352,82 @@ fn api_credentials_are_made_for_a_source_log_in_and_are_removed_within_their_acc
         .send()
         .unwrap();
     assert_eq!(token.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_made_object_is_answered_as_flowmailer_does_an_empty_201_naming_it_in_location() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    // The SDK calls that return no model: it takes the new id from `Location`'s last part.
+    let made = [
+        (
+            "sources",
+            serde_json::json!({"description": "shop", "type": "API", "tlsRequired": false}),
+        ),
+        ("flows", serde_json::json!({"description": "receipts"})),
+        (
+            "templates",
+            serde_json::json!({
+                "description": "receipt", "mimeType": "text/html",
+                "templateEngine": "minijinja", "data": "<p>{{ total }}</p>",
+            }),
+        ),
+        (
+            "sender_domains",
+            serde_json::json!({"senderDomain": "shop.example.com"}),
+        ),
+        (
+            "event_flows",
+            serde_json::json!({
+                "description": "hooks",
+                "steps": [{"type": "externalData", "externalData": {
+                    "urlTemplate": "https://hooks.example.com/in", "requestMethod": "POST"}}],
+            }),
+        ),
+    ];
+    for (path, body) in made {
+        let response = api
+            .post(path)
+            .header("Accept", VENDOR)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{path}");
+        assert_eq!(response.headers()["content-length"], "0", "{path}");
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        assert!(response.text().unwrap().is_empty(), "{path}");
+        let id = location.rsplit('/').next().unwrap();
+        assert_eq!(location, format!("/{}/{path}/{id}", api.account), "{path}");
+        assert_eq!(id_of(&sdk_get(&api, &format!("{path}/{id}"))), id, "{path}");
+
+        // A client asking for plain JSON also gets what was made (Sluice's extension).
+        let mut again = body.clone();
+        if let Some(name) = again.get_mut("senderDomain") {
+            *name = "other.example.com".into();
+        }
+        if let Some(Value::String(name)) = again.get_mut("description") {
+            name.push_str(" again");
+        }
+        let response = api.post(path).json(&again).send().unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{path}");
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let made: Value = response.json().unwrap();
+        assert!(location.ends_with(&format!("/{}", id_of(&made))), "{path}");
+    }
+}
+
+#[test]
+fn an_empty_page_by_position_has_a_range_the_sdk_can_split() {
+    let server = TestServer::start(|_| {});
+    let api = Api::demo(&server);
+    let response = api
+        .get("message_hold")
+        .header("Accept", VENDOR)
+        .header("Range", "items=0-9")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The SDK's ContentRange splits "items FIRST-LAST/TOTAL" at '/' and '-'.
+    assert_eq!(response.headers()["content-range"], "items 0-0/0");
+    assert_eq!(response.json::<Value>().unwrap(), serde_json::json!([]));
 }

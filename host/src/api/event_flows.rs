@@ -19,6 +19,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -26,6 +27,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
 use super::messages::parse_json;
+use super::representation::created;
 use super::webhooks::{WebhookInput, event_kinds, make_webhook, own_endpoint, replace_webhook};
 use crate::store::{EventKind, WebhookEndpoint};
 
@@ -294,7 +296,7 @@ pub async fn create(
     Path(account_id): Path<u64>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<EventFlowView>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(account_id)?;
     let input: EventFlowInput = parse_json(&body)?;
     let url = checked_input(&input, None)?;
@@ -302,7 +304,10 @@ pub async fn create(
     let endpoint = make_webhook(&state, account_id, &webhook)
         .await
         .map_err(|error| error.renaming_field("url", URL_FIELD))?;
-    Ok((StatusCode::CREATED, Json(event_flow_view(endpoint))))
+    created(
+        format!("/{account_id}/event_flows/{}", endpoint.id),
+        event_flow_view(endpoint),
+    )
 }
 
 /// `GET /{account}/event_flows/{id}`.

@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -13,6 +14,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
 use super::messages::parse_json;
+use super::representation::created;
 use super::representation::flexible_id;
 use crate::flow::rules::{Condition, FlowRule, Routing};
 use crate::store::{Flow, Flowstep};
@@ -583,7 +585,7 @@ pub async fn create(
     Path(account_id): Path<u64>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<FlowView>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(account_id)?;
     let input: FlowView = parse_json(&body)?;
     check_expiry(input.expiry_hours)?;
@@ -599,7 +601,10 @@ pub async fn create(
             expiry_hours: input.expiry_hours,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(flow_view(&state, flow)?)))
+    created(
+        format!("/{account_id}/flows/{}", flow.id),
+        flow_view(&state, flow)?,
+    )
 }
 
 /// The account's flow with this id; another account's is answered like a missing one.

@@ -5,12 +5,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
+use super::representation::created;
 use crate::dkim::{KeyAlgorithm, expected_records};
 use crate::store::{Kept, RecordCheck, SenderIdentity, StoreError};
 use crate::timestamp::iso8601;
@@ -185,11 +187,14 @@ pub async fn create(
     Path(account_id): Path<u64>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<IdentityView>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(account_id)?;
     let input: IdentityInput = parse_json(&body)?;
     let identity = make_identity(&state, account_id, &input.domain, input.algorithm).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, identity))))
+    created(
+        format!("/{account_id}/sender_domains/{}", identity.id),
+        view(&state, identity),
+    )
 }
 
 /// Makes the account's sender identity for `domain` with a new key (the API's create and the

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::messages::parse_json;
+use super::representation::created;
 use crate::plugin::Grants;
 use crate::store::{CredentialKind, Kept, Source};
 
@@ -105,7 +107,7 @@ pub async fn create_source(
     Path(account_id): Path<u64>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<SourceView>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(account_id)?;
     let defaults = Source {
         id: 0,
@@ -121,7 +123,10 @@ pub async fn create_source(
         .store
         .create_source(source_from(defaults, parse_json(&body)?)?)
         .await?;
-    Ok((StatusCode::CREATED, Json(source.into())))
+    created(
+        format!("/{account_id}/sources/{}", source.id),
+        SourceView::from(source),
+    )
 }
 
 /// `GET /{account}/sources/{id}`.

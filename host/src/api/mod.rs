@@ -475,6 +475,19 @@ async fn flowmailer_representation(
     use axum::response::IntoResponse;
     let asked = representation::vendor_media_type(request.headers());
     let response = next.run(request).await;
+    if asked.is_some()
+        && response
+            .extensions()
+            .get::<representation::LocationNamesIt>()
+            .is_some()
+    {
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(CONTENT_TYPE);
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, axum::http::HeaderValue::from(0));
+        return axum::response::Response::from_parts(parts, axum::body::Body::empty());
+    }
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)

@@ -82,10 +82,12 @@ pub fn requested(headers: &HeaderMap) -> Result<Requested, ApiError> {
     }
 }
 
-/// The headers of a page by position: `len` items from `first`, out of `total`.
+/// The headers of a page by position: `len` items from `first`, out of `total`. An empty page
+/// names its first position twice (`items 4-4/4`): HTTP's `*/4` would be truer, but
+/// Flowmailer's PHP SDK splits the range at `-` and fails on it; `total` tells it is empty.
 pub fn content_range(first: usize, len: usize, total: usize) -> HeaderMap {
     let range = if len == 0 {
-        format!("items */{total}")
+        format!("items {first}-{first}/{total}")
     } else {
         format!("items {first}-{}/{total}", first + (len - 1))
     };
@@ -275,7 +277,10 @@ mod tests {
         let (answer, page) =
             page(&asked(&huge), vec![1], Order::Ascending, |n| n.to_string()).unwrap();
         assert!(page.is_empty());
-        assert_eq!(answer["content-range"], "items */1");
+        assert_eq!(
+            answer["content-range"],
+            format!("items {0}-{0}/1", usize::MAX)
+        );
     }
 
     #[test]

@@ -10,8 +10,26 @@
 //!
 //! Sluice's extensions are extra fields and paths, which Flowmailer's clients ignore.
 
-use axum::http::header::ACCEPT;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::Json;
+use axum::http::header::{ACCEPT, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Marks a `201 Created` whose `Location` names what was made: Flowmailer answers those with
+/// an empty body, and its PHP SDK reads the new id from `Location` only when the body is empty
+/// (`Content-Length: 0`). Answered so to a client asking for Flowmailer's media type; another
+/// client also gets what was made as the body (an extension).
+#[derive(Clone, Copy, Debug)]
+pub struct LocationNamesIt;
+
+/// `201 Created` with `Location: path` (relative, as HTTP allows) and what was made.
+pub fn created<T: serde::Serialize>(path: String, made: T) -> Result<Response, super::ApiError> {
+    let location = HeaderValue::from_str(&path).map_err(super::ApiError::internal)?;
+    let mut response = (StatusCode::CREATED, Json(made)).into_response();
+    response.headers_mut().insert(LOCATION, location);
+    response.extensions_mut().insert(LocationNamesIt);
+    Ok(response)
+}
 
 /// The Flowmailer media type the `Accept` header names, if any
 /// (`application/vnd.flowmailer.v1.12+json`).

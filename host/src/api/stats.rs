@@ -23,7 +23,7 @@ use crate::timestamp::iso8601;
 const MAX_SAMPLES: u64 = 1000;
 /// The most messages one answer may count; a longer range is refused, not cut short.
 const MAX_MESSAGES: usize = 100_000;
-/// The interval when none is given: a day.
+/// The interval when none is given: a day (whole days more for a range of over 1000 days).
 const DEFAULT_INTERVAL_SECS: u64 = 86_400;
 
 /// The kinds of event counted, and the name of each data set.
@@ -83,7 +83,14 @@ async fn count(
             None,
         ));
     };
-    let interval_secs = interval_secs.unwrap_or(DEFAULT_INTERVAL_SECS);
+    // Without an interval: a day, or as many days as keep a long range within the bound.
+    let interval_secs = interval_secs.unwrap_or_else(|| {
+        let range_secs = before.saturating_sub(since).div_ceil(1000);
+        let days = range_secs
+            .div_ceil(DEFAULT_INTERVAL_SECS * MAX_SAMPLES)
+            .max(1);
+        DEFAULT_INTERVAL_SECS * days
+    });
     let interval = interval_secs.saturating_mul(1000);
     let samples = (before.saturating_sub(since)).div_ceil(interval.max(1));
     if interval == 0 || samples > MAX_SAMPLES {

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use mail_builder::MessageBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, FieldError};
 use super::messages::{header_text_error, parse_json};
+use super::representation::created;
 use crate::message::{Envelope, Message};
 use crate::plugin::StepOutcome;
 use crate::store::Template;
@@ -321,12 +323,15 @@ pub async fn create(
     Path(account_id): Path<u64>,
     caller: Caller,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<TemplateView>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(account_id)?;
     let body: TemplateBody = parse_json(&body)?;
     let template = checked(body.into_input()?, account_id, 0)?;
     let template = state.store.put_template(template).await?;
-    Ok((StatusCode::CREATED, Json(template.into())))
+    created(
+        format!("/{account_id}/templates/{}", template.id),
+        TemplateView::from(template),
+    )
 }
 
 /// `GET /{account}/templates/{id}`.
