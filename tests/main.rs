@@ -19,6 +19,7 @@ mod first_run;
 mod flowmailer_api;
 mod flowmailer_event_flows;
 mod flowmailer_management;
+mod flowmailer_sdk;
 mod hot_reload;
 mod languages;
 mod loading;
