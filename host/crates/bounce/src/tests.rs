@@ -740,6 +740,30 @@ fn addresses_in_the_answer_are_not_read_as_words() {
 }
 
 #[test]
+fn links_in_the_answer_are_not_read_as_words() {
+    // A help page's path names anything: "mimecast" is no MIME trouble, a "dnsbl" page no
+    // listing. What the receiver says outside the link decides.
+    let report = dsn(
+        "failed",
+        "5.0.0",
+        "550 Envelope blocked - User Entry - https://community.mimecast.com/docs/DOC-1369#550",
+    );
+    assert_eq!(verdict(&report, "ann@example.net").reason, Reason::Filtered);
+    assert_eq!(
+        classify::rules::normalize(
+            "554 Blocked - see <https://support.example.com/dnsbl-lookup.cgi?ip=192.0.2.1>"
+        ),
+        "554 blocked - see <url>"
+    );
+    let report = dsn(
+        "failed",
+        "5.0.0",
+        "554 Blocked - see https://support.example.com/dnsbl-lookup.cgi?ip=192.0.2.1",
+    );
+    assert_eq!(verdict(&report, "ann@example.net").reason, Reason::Blocked);
+}
+
+#[test]
 fn file_paths_in_the_answer_are_not_read_as_words() {
     // Postfix's local delivery names the file it wrote to; a file called "spam-reports" or
     // "fulluser" must not make the path read as a cause. The status decides.

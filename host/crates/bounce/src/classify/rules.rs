@@ -404,6 +404,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "accepting mail from specific",
             "user refuses",
             "refuses to accept",
+            // Mimecast: the sender is on the recipient's own block list.
+            "envelope blocked - user",
         ],
     ),
     // Security requirements not met (before policy: "unauthenticated senders not allowed").
@@ -555,6 +557,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "configuration error",
         ],
     ),
+    // "Blocked" with nothing more specific around it (Proofpoint's "554 Blocked - see
+    // <link>"): the receiver blocked us. Last, since spam, filters and policies that say
+    // why they blocked a message say so in words matched above.
+    (Reason::Blocked, &["blocked"]),
 ];
 
 /// Phrases in which the bouncing server speaks for its own mailbox directory (Exchange
@@ -899,15 +905,18 @@ pub fn normalize(text: &str) -> String {
     collapse_and_mask(text).to_lowercase()
 }
 
-/// Collapses whitespace and turns mail addresses into `<>`, host names into `<host>` and
-/// file paths into `<path>`, keeping the case: they are names, not words
-/// ("filtered@example.jp", "spamrelay.example.net", Postfix's "cannot update mailbox
+/// Collapses whitespace and turns mail addresses into `<>`, links into `<url>`, host names
+/// into `<host>` and file paths into `<path>`, keeping the case: they are names, not words
+/// ("filtered@example.jp", Mimecast's "https://community.mimecast.com/docs/..." is no
+/// "mime" trouble, "spamrelay.example.net", Postfix's "cannot update mailbox
 /// /var/mail/fulluser") and must not read as a cause.
 pub fn collapse_and_mask(text: &str) -> String {
     let collapsed = text
         .split_whitespace()
         .map(|word| {
-            if is_host_name(word) {
+            if is_link(word) {
+                "<url>"
+            } else if is_host_name(word) {
                 "<host>"
             } else if is_file_path(word) {
                 "<path>"
@@ -929,6 +938,16 @@ pub fn collapse_and_mask(text: &str) -> String {
     }
     masked.push_str(&collapsed[at..]);
     masked
+}
+
+/// Whether a word is a link ("https://support.google.com/mail/?p=NoSuchUser",
+/// "<http://...>", "www.example.net/help"): receivers point to their help pages, whose paths
+/// name anything ("UnsolicitedMessageError", "mimecast") without saying what happened.
+fn is_link(word: &str) -> bool {
+    let word = word
+        .trim_start_matches(['(', '[', '<', '"', '\''])
+        .to_ascii_lowercase();
+    word.contains("://") || word.starts_with("www.") || word.starts_with("mailto:")
 }
 
 /// Whether a word is an absolute file path ("/var/mail/ann", "/home/ann/Maildir/"): a slash,
