@@ -204,6 +204,7 @@ pub fn classify(parsed: Parsed) -> Report {
             RecipientVerdict {
                 recipient: finding.recipient.clone(),
                 original_recipient: finding.original_recipient.clone(),
+                forwarded_to: finding.forwarded_to.clone(),
                 status: finding.status.clone(),
                 reply_code: finding.reply_code,
                 diagnostic: finding.diagnostic.clone(),
@@ -234,6 +235,7 @@ pub fn classify(parsed: Parsed) -> Report {
         recipients.push(RecipientVerdict {
             recipient: None,
             original_recipient: None,
+            forwarded_to: None,
             status: None,
             reply_code: None,
             diagnostic: None,
