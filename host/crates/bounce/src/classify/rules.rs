@@ -371,6 +371,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "access denied, banned",
             "banned sending",
             "not allowed to send from",
+            // Yahoo's [TSS09]: every message from the sending IP is refused from now on.
+            "permanently deferred",
             "please use the smtp server of your isp",
             "dynamic ip",
             "dial-up",
