@@ -1105,6 +1105,18 @@ fn the_documented_disagreements_decide_as_documented() {
     for (n, (verdict, reason, class)) in cases.into_iter().enumerate() {
         assert_eq!((verdict.reason, verdict.class), (reason, class), "row {n}");
     }
+    // A notice that does not name the command (Haraka's DSN): RFC 5321's text is read as the
+    // RCPT TO lookup it usually answers.
+    let unnamed = dsn(
+        "failed",
+        "5.0.0",
+        "550 Requested action not taken: mailbox unavailable",
+    );
+    let ann = verdict(&unnamed, "ann@example.net");
+    assert_eq!(
+        (ann.reason, ann.class),
+        (Reason::UserUnknown, Some(Class::Hard))
+    );
     let given_up = dsn("failed", "4.1.1", "450 4.1.1 User unknown");
     let ann = verdict(&given_up, "ann@example.net");
     assert_eq!(

@@ -399,7 +399,8 @@ fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str)
         || finding.decided_locally
         || said(rules::DIRECTORY_VERDICTS)
         || said(rules::MAILBOX_LOOKUP_VERDICTS)
-        || (finding.command.is_none() && said(rules::RCPT_STAGE_PHRASES))
+        || (finding.command.is_none()
+            && (said(rules::RCPT_STAGE_PHRASES) || said(rules::STANDARD_MAILBOX_UNAVAILABLE)))
 }
 
 /// The words of `raw` at a span of its normalized form: the same bytes when lower-casing

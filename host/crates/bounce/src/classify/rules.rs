@@ -600,6 +600,13 @@ pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
     "mailbox doesn't exist",
 ];
 
+/// RFC 5321's own text for a 550 reply, which large receivers (Outlook.com, GMX, WEB.DE)
+/// send at RCPT TO for an address they do not have. When the notice does not say which
+/// command it answered, it is read as the lookup's answer it usually is; after DATA, where a
+/// filter may send the same generic text, it stays unconfirmed.
+pub const STANDARD_MAILBOX_UNAVAILABLE: &[&str] =
+    &["mailbox unavailable", "mailbox <> unavailable"];
+
 /// Phrases in which the notice's own MTA says it was refused at RCPT TO: qmail's "does not
 /// like recipient", Exim's "unrouteable address". They corroborate an "unknown user" as
 /// much as the command named outright. Postfix's "Recipient address rejected" is left out:
