@@ -253,6 +253,21 @@ fn bounce_classify_prints_one_json_line_per_returned_recipient() {
 }
 
 #[test]
+fn bounce_classify_returns_the_forward_target_beside_the_written_address() {
+    // Exim's DSN names the address the sender wrote; the forward that failed is in its text.
+    let bounce = data("bounces/exim-loopback-14.eml");
+    let output = sluice(&["bounce", "classify", bounce.to_str().unwrap()], b"");
+    assert!(output.status.success());
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(line["recipient"], "forwarder@mail.example.test");
+    assert_eq!(
+        line["forwarded_to"],
+        "nobody-here-forwarded@remote.example.test"
+    );
+    assert_eq!(line["class"], "hard");
+}
+
+#[test]
 fn bounce_classify_explain_names_the_rule_and_the_matched_words() {
     let bounce = data("bounces/lhost-postfix-13.eml");
     let output = sluice(

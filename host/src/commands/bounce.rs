@@ -11,8 +11,8 @@ use sluice::bounce::{Report, classify_message};
 #[derive(Subcommand)]
 pub enum BounceCommand {
     /// Classifies returned messages; prints one JSON object per line per returned recipient:
-    /// file, kind, recipient, original_recipient, class, reason, status, reply_code,
-    /// diagnostic.
+    /// file, kind, recipient, original_recipient, forwarded_to, class, reason, status,
+    /// reply_code, diagnostic.
     Classify {
         /// Raw messages (.eml); `-` reads one message from stdin.
         #[arg(required = true)]
@@ -73,6 +73,7 @@ fn json_lines(file: &str, report: &Report, explain: bool) -> Vec<String> {
                 "kind": report.kind.as_str(),
                 "recipient": verdict.recipient,
                 "original_recipient": verdict.original_recipient,
+                "forwarded_to": verdict.forwarded_to,
                 "class": verdict.class.map(|class| class.as_str()),
                 "reason": verdict.reason.as_str(),
                 "status": verdict.status,

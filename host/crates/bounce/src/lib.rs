@@ -200,6 +200,12 @@ pub struct RecipientVerdict {
     /// The address the sender used, when the notice names another one before forwarding or
     /// aliasing (DSN `Original-Recipient`, "generated from", "expanded from"), lower-cased.
     pub original_recipient: Option<String>,
+    /// The address an alias or forward of `recipient` led to, which is the one that failed,
+    /// when the notice names the written address as its recipient (Exim's DSN with
+    /// "generated from" and `X-Failed-Recipients`, Sendmail's `X-Actual-Recipient`),
+    /// lower-cased. Postfix names the failed target as `recipient` itself (with the written
+    /// one as `original_recipient`), so this stays empty there.
+    pub forwarded_to: Option<String>,
     /// The enhanced status code (RFC 3463), e.g. `5.1.1`.
     pub status: Option<String>,
     /// The SMTP reply code, e.g. 550.

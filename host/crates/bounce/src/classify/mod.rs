@@ -204,6 +204,7 @@ pub fn classify(parsed: Parsed) -> Report {
             RecipientVerdict {
                 recipient: finding.recipient.clone(),
                 original_recipient: finding.original_recipient.clone(),
+                forwarded_to: finding.forwarded_to.clone(),
                 status: finding.status.clone(),
                 reply_code: finding.reply_code,
                 diagnostic: finding.diagnostic.clone(),
@@ -234,6 +235,7 @@ pub fn classify(parsed: Parsed) -> Report {
         recipients.push(RecipientVerdict {
             recipient: None,
             original_recipient: None,
+            forwarded_to: None,
             status: None,
             reply_code: None,
             diagnostic: None,
@@ -397,7 +399,8 @@ fn unknown_user_is_confirmed(finding: &Finding, diagnostic: &str, context: &str)
         || finding.decided_locally
         || said(rules::DIRECTORY_VERDICTS)
         || said(rules::MAILBOX_LOOKUP_VERDICTS)
-        || (finding.command.is_none() && said(rules::RCPT_STAGE_PHRASES))
+        || (finding.command.is_none()
+            && (said(rules::RCPT_STAGE_PHRASES) || said(rules::STANDARD_MAILBOX_UNAVAILABLE)))
 }
 
 /// The words of `raw` at a span of its normalized form: the same bytes when lower-casing

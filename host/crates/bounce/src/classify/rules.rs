@@ -371,6 +371,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "access denied, banned",
             "banned sending",
             "not allowed to send from",
+            // Yahoo's [TSS09]: every message from the sending IP is refused from now on.
+            "permanently deferred",
             "please use the smtp server of your isp",
             "dynamic ip",
             "dial-up",
@@ -404,6 +406,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "accepting mail from specific",
             "user refuses",
             "refuses to accept",
+            // Mimecast: the sender is on the recipient's own block list.
+            "envelope blocked - user",
         ],
     ),
     // Security requirements not met (before policy: "unauthenticated senders not allowed").
@@ -555,6 +559,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "configuration error",
         ],
     ),
+    // "Blocked" with nothing more specific around it (Proofpoint's "554 Blocked - see
+    // <link>"): the receiver blocked us. Last, since spam, filters and policies that say
+    // why they blocked a message say so in words matched above.
+    (Reason::Blocked, &["blocked"]),
 ];
 
 /// Phrases in which the bouncing server speaks for its own mailbox directory (Exchange
@@ -591,6 +599,13 @@ pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
     "mailbox does not exist",
     "mailbox doesn't exist",
 ];
+
+/// RFC 5321's own text for a 550 reply, which large receivers (Outlook.com, GMX, WEB.DE)
+/// send at RCPT TO for an address they do not have. When the notice does not say which
+/// command it answered, it is read as the lookup's answer it usually is; after DATA, where a
+/// filter may send the same generic text, it stays unconfirmed.
+pub const STANDARD_MAILBOX_UNAVAILABLE: &[&str] =
+    &["mailbox unavailable", "mailbox <> unavailable"];
 
 /// Phrases in which the notice's own MTA says it was refused at RCPT TO: qmail's "does not
 /// like recipient", Exim's "unrouteable address". They corroborate an "unknown user" as
@@ -899,15 +914,18 @@ pub fn normalize(text: &str) -> String {
     collapse_and_mask(text).to_lowercase()
 }
 
-/// Collapses whitespace and turns mail addresses into `<>`, host names into `<host>` and
-/// file paths into `<path>`, keeping the case: they are names, not words
-/// ("filtered@example.jp", "spamrelay.example.net", Postfix's "cannot update mailbox
+/// Collapses whitespace and turns mail addresses into `<>`, links into `<url>`, host names
+/// into `<host>` and file paths into `<path>`, keeping the case: they are names, not words
+/// ("filtered@example.jp", Mimecast's "https://community.mimecast.com/docs/..." is no
+/// "mime" trouble, "spamrelay.example.net", Postfix's "cannot update mailbox
 /// /var/mail/fulluser") and must not read as a cause.
 pub fn collapse_and_mask(text: &str) -> String {
     let collapsed = text
         .split_whitespace()
         .map(|word| {
-            if is_host_name(word) {
+            if is_link(word) {
+                "<url>"
+            } else if is_host_name(word) {
                 "<host>"
             } else if is_file_path(word) {
                 "<path>"
@@ -929,6 +947,16 @@ pub fn collapse_and_mask(text: &str) -> String {
     }
     masked.push_str(&collapsed[at..]);
     masked
+}
+
+/// Whether a word is a link ("https://support.google.com/mail/?p=NoSuchUser",
+/// "<http://...>", "www.example.net/help"): receivers point to their help pages, whose paths
+/// name anything ("UnsolicitedMessageError", "mimecast") without saying what happened.
+fn is_link(word: &str) -> bool {
+    let word = word
+        .trim_start_matches(['(', '[', '<', '"', '\''])
+        .to_ascii_lowercase();
+    word.contains("://") || word.starts_with("www.") || word.starts_with("mailto:")
 }
 
 /// Whether a word is an absolute file path ("/var/mail/ann", "/home/ann/Maildir/"): a slash,

@@ -18,6 +18,9 @@ pub struct RecipientFields {
     pub recipient: Option<String>,
     /// Original-Recipient, lower-cased: the address as the sender gave it.
     pub original: Option<String>,
+    /// X-Actual-Recipient, lower-cased: Sendmail's name for the address that failed after
+    /// an alias or forward, beside the written one in Final-Recipient.
+    pub actual: Option<String>,
     /// Action, lower-cased.
     pub action: Option<String>,
     /// Status.
@@ -91,8 +94,9 @@ pub fn read(text: &str) -> DeliveryStatus {
                 }
             }
             "x-actual-recipient" => {
+                fields.actual = address_of(value);
                 if fields.recipient.is_none() {
-                    fields.recipient = address_of(value);
+                    fields.recipient = fields.actual.clone();
                 }
             }
             "action" => {
@@ -261,12 +265,19 @@ pub fn findings(report: &DeliveryStatus, blocks: &[Block], context: &str) -> Vec
                 .clone()
                 .or_else(|| block.and_then(|b| b.original.clone()))
                 .filter(|original| recipient.as_ref() != Some(original));
+            // Exim's and Sendmail's forward target: the group names the written address,
+            // the text ("generated from") or X-Actual-Recipient the one that failed.
+            let forwarded_to = forward
+                .map(|at| blocks[at].address.clone())
+                .or_else(|| group.actual.clone())
+                .filter(|target| recipient.as_ref() != Some(target));
             let notice_text = block_text
                 .filter(|_| group.diagnostic.is_some())
                 .map(|text| cut(&text, MAX_DIAGNOSTIC));
             Finding {
                 recipient,
                 original_recipient,
+                forwarded_to,
                 notice_text,
                 action: group.action.clone(),
                 status,

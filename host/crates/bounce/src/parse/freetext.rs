@@ -621,6 +621,7 @@ fn finding_from_text(recipient: Option<String>, text: &str, fallback: Option<&st
     Finding {
         recipient,
         original_recipient: None,
+        forwarded_to: None,
         action: Some("failed".into()),
         status,
         reply_code,

@@ -35,6 +35,9 @@ pub struct Finding {
     pub recipient: Option<String>,
     /// The address as the sender wrote it, when the notice gives it beside the failed one.
     pub original_recipient: Option<String>,
+    /// The forward or alias target that failed, when `recipient` is the written address
+    /// (Exim's "generated from", Sendmail's X-Actual-Recipient).
+    pub forwarded_to: Option<String>,
     /// The DSN `Action` field, lower-cased (failed, delayed, delivered, relayed, expanded).
     pub action: Option<String>,
     /// The enhanced status code, e.g. `5.1.1`.

@@ -31,6 +31,7 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
                 .map(|r| Finding {
                     recipient: text(r, "emailAddress").map(|a| a.to_ascii_lowercase()),
                     original_recipient: None,
+                    forwarded_to: None,
                     action: text(r, "action"),
                     status: text(r, "status"),
                     reply_code: text(r, "diagnosticCode")
@@ -63,6 +64,7 @@ pub fn read(notice: &str) -> Option<(Kind, Vec<Finding>)> {
                 .map(|r| Finding {
                     recipient: Some(r.to_ascii_lowercase()),
                     original_recipient: None,
+                    forwarded_to: None,
                     action: Some("delivered".into()),
                     status: response.as_deref().and_then(super::find_enhanced_status),
                     reply_code: response.as_deref().and_then(super::find_reply_code),

@@ -15,6 +15,9 @@ pub struct Label {
     pub class: String,
     /// The failed recipient when the message itself states it.
     pub recipient: Option<String>,
+    /// The forward or alias target that failed, when the notice names the written address
+    /// as the recipient (Exim's "generated from", Sendmail's X-Actual-Recipient).
+    pub forwarded_to: Option<String>,
     /// 1-based position among the file's expected recipients.
     pub index: usize,
     /// stable, contested, single-source or hand-labelled.
@@ -40,6 +43,7 @@ pub fn labels() -> BTreeMap<String, Vec<Label>> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
     let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let forwarded_to = column("forwarded_to");
     let (file, kind, reason, class, recipient, index, agreement) = (
         column("file"),
         column("kind"),
@@ -59,6 +63,7 @@ pub fn labels() -> BTreeMap<String, Vec<Label>> {
             reason: cell(reason),
             class: cell(class),
             recipient: Some(cell(recipient).to_ascii_lowercase()).filter(|r| !r.is_empty()),
+            forwarded_to: Some(cell(forwarded_to).to_ascii_lowercase()).filter(|r| !r.is_empty()),
             index: cell(index).parse().unwrap_or(1),
             agreement: cell(agreement),
         };

@@ -85,13 +85,14 @@ fn describe(verdict: Option<&RecipientVerdict>) -> String {
     match verdict {
         None => "(no verdict)".into(),
         Some(v) => format!(
-            "{}/{} status={} code={} rcpt={} orig={} diag={:.140} why={}",
+            "{}/{} status={} code={} rcpt={} orig={} fwd={} diag={:.140} why={}",
             v.reason,
             v.class.map(|c| c.as_str()).unwrap_or("-"),
             v.status.as_deref().unwrap_or("-"),
             v.reply_code.map(|c| c.to_string()).unwrap_or("-".into()),
             v.recipient.as_deref().unwrap_or("-"),
             v.original_recipient.as_deref().unwrap_or("-"),
+            v.forwarded_to.as_deref().unwrap_or("-"),
             v.diagnostic.as_deref().unwrap_or("-"),
             v.explanation.sentence(v.reason, v.class),
         ),
@@ -120,6 +121,7 @@ fn bounce_corpus_agrees_with_the_labels() {
     let mut class_all = Tally::default();
     let mut reason = Tally::default();
     let mut recipient = Tally::default();
+    let mut forward = Tally::default();
     let mut complaint = Tally::default();
     let mut not_bounce = Tally::default();
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
@@ -174,6 +176,15 @@ fn bounce_corpus_agrees_with_the_labels() {
                 score.recipient_hits += usize::from(found);
                 recipient.count(found, || {
                     format!("{file}: {address} not found; got {}", describe(verdict))
+                });
+            }
+            if let (Some(address), Some(target)) = (&row.recipient, &row.forwarded_to) {
+                let found = report.recipients.iter().any(|v| {
+                    v.recipient.as_deref() == Some(address.as_str())
+                        && v.forwarded_to.as_deref() == Some(target.as_str())
+                });
+                forward.count(found, || {
+                    format!("{file}: {address} forwarded to {target} not found")
                 });
             }
             if row.kind == "bounce" {
@@ -233,6 +244,10 @@ fn bounce_corpus_agrees_with_the_labels() {
         class_all.line("hard/soft agreement (all bounce rows)")
     );
     println!("{}", recipient.line("recipient extraction (labelled rows)"));
+    println!(
+        "{}",
+        forward.line("forward targets beside the written address")
+    );
     println!("{}", complaint.line("ARF samples recognised as complaints"));
     println!(
         "{}",
@@ -255,6 +270,7 @@ fn bounce_corpus_agrees_with_the_labels() {
         ("kind", &kind),
         ("hard/soft", &class),
         ("recipient", &recipient),
+        ("forward target", &forward),
         ("complaint", &complaint),
         ("not-a-bounce", &not_bounce),
         ("reason", &reason),
@@ -284,6 +300,10 @@ fn bounce_corpus_agrees_with_the_labels() {
     assert!(
         percent(recipient.hits, recipient.total) >= 98.0,
         "recipient extraction below 98 %"
+    );
+    assert_eq!(
+        forward.hits, forward.total,
+        "a forward target was not returned beside the written address"
     );
     assert_eq!(
         complaint.hits, complaint.total,
