@@ -17,6 +17,7 @@ mod dns;
 mod fairness;
 mod first_run;
 mod flowmailer_api;
+mod flowmailer_calls;
 mod flowmailer_event_flows;
 mod flowmailer_management;
 mod flowmailer_sdk;

@@ -2,8 +2,8 @@
 //! model shows them: `clientId`, `sourceId` and, once, when made, `clientSecret`. Each is a
 //! source's API credential (the same store as `POST /sources/{id}/credentials` with
 //! `{"kind": "api"}`): a client logs in as its source, so the source's `allowedNetworks` is the
-//! credential's `allowedAddresses`, shown but set on the source. Sluice keeps only the secret's
-//! argon2 hash, and no description or roles.
+//! credential's `allowedAddresses`, shown but set on the source. Sluice keeps the secret's
+//! argon2 hash (never the secret) and the account's `description`; no roles.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -12,13 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, FieldError};
 use super::messages::parse_json;
 use super::representation::flexible_id;
 use crate::store::{Credential, CredentialKind, Source};
 
 /// The longest client id taken.
 const MAX_CLIENT_ID_CHARS: usize = 256;
+/// The longest description taken.
+const MAX_DESCRIPTION_CHARS: usize = 1000;
 
 /// An API credential as the API shows it (Flowmailer's `Credentials`).
 #[derive(Serialize)]
@@ -34,6 +36,9 @@ pub struct ApiCredentialView {
     /// Only in the answer that made the credential.
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
+    /// What the account wrote about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
 }
 
 fn view(credential: Credential, source: &Source, secret: Option<String>) -> ApiCredentialView {
@@ -41,6 +46,7 @@ fn view(credential: Credential, source: &Source, secret: Option<String>) -> ApiC
         id: credential.username.clone(),
         client_id: credential.username,
         source_id: credential.source_id,
+        description: credential.description,
         allowed_addresses: source
             .allowed_networks
             .as_ref()
@@ -68,9 +74,28 @@ pub struct NewApiCredential {
     /// Refused: a credential has its source's rights, no roles of its own.
     #[serde(default)]
     roles: Option<serde_json::Value>,
-    /// Refused: Sluice keeps no description of a credential.
+    /// What the account writes about it.
     #[serde(default)]
     description: Option<String>,
+}
+
+/// A description as given: at most [`MAX_DESCRIPTION_CHARS`] characters, no control
+/// characters; an empty one is none.
+fn checked_description(description: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(description) = description.filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
+    if description.chars().count() > MAX_DESCRIPTION_CHARS
+        || description.chars().any(char::is_control)
+    {
+        return Err(ApiError::field(
+            "description",
+            "invalidValue",
+            format!("at most {MAX_DESCRIPTION_CHARS} characters, no control characters"),
+            None,
+        ));
+    }
+    Ok(Some(description))
 }
 
 fn own_source(state: &ApiState, account_id: u64, source_id: u64) -> Result<Source, ApiError> {
@@ -154,15 +179,11 @@ pub async fn create(
             input.roles.is_some(),
             "a credential has its source's rights; Sluice has no roles for API clients",
         ),
-        (
-            "description",
-            input.description.is_some(),
-            "Sluice keeps no description of a credential; the source's description names it",
-        ),
     ];
     if let Some((field, _, why)) = refusals.iter().find(|(_, given, _)| *given) {
         return Err(ApiError::field(field, "notSupported", *why, None));
     }
+    let description = checked_description(input.description)?;
     let source = own_source(&state, account_id, input.source_id)?;
     let client_id = match input.client_id {
         Some(client_id) => client_id,
@@ -182,15 +203,24 @@ pub async fn create(
         ));
     }
     let secret = crate::store::random_hex(18)?;
-    let credential = super::source_users::add_unique(
-        &state,
-        &source,
-        CredentialKind::Api,
-        &client_id,
-        &secret,
-        "this client id is taken",
-    )
-    .await?;
+    let credential = match state
+        .store
+        .add_described_credential(
+            &source,
+            CredentialKind::Api,
+            &client_id,
+            &secret,
+            description,
+        )
+        .await
+    {
+        Err(crate::store::StoreError::Conflict(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this client id is taken",
+        )),
+        other => Ok(other?),
+    }?;
     Ok((
         StatusCode::CREATED,
         Json(view(credential, &source, Some(secret))),
@@ -218,4 +248,106 @@ pub async fn delete(
     let (credential, _) = own_credential(&state, account_id, &client_id)?;
     state.store.remove_credential(&credential.username).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `PUT /{account}/api_credentials/{clientId}`: Flowmailer's `Credentials`. What
+/// `GET` answers is taken back unchanged; a `description` replaces the credential's (an empty
+/// one removes it, a missing one leaves it).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiCredentialUpdate {
+    #[serde(default)]
+    description: Option<String>,
+    /// Every other member of Flowmailer's `Credentials`, each taken only as it already is.
+    #[serde(flatten)]
+    others: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Whether a member sent back says nothing (PHP's SDK leaves out nulls; other clients send
+/// empty values for what they do not set).
+fn says_nothing(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::String(text) => text.is_empty(),
+        serde_json::Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// What of an update Sluice cannot apply, each named: any member other than `description`
+/// that asks for something other than what `GET` shows.
+fn update_refusals(update: &ApiCredentialUpdate, shown: &serde_json::Value) -> Vec<FieldError> {
+    let mut refusals = Vec::new();
+    for (member, given) in &update.others {
+        let why = match member.as_str() {
+            "id" | "clientId" => {
+                "a client id is not changed: make a new credential and delete this one"
+            }
+            "sourceId" => "a credential does not move to another source: make one for that source",
+            "allowedAddresses" => {
+                "the addresses a client may log in from are its source's: PUT \
+                 /{account}/sources/{id} with allowedNetworks"
+            }
+            "clientSecret" => {
+                "Sluice makes a client's secret and shows it once: make a new credential and \
+                 delete this one"
+            }
+            "roles" => "a credential has its source's rights; Sluice has no roles for API clients",
+            _ => "an API credential of Sluice has a client id, a source and a description only",
+        };
+        let as_shown = match (given, &shown[member.as_str()]) {
+            // Identifiers as Flowmailer writes them (strings) or as numbers.
+            (serde_json::Value::Number(number), serde_json::Value::String(text)) => {
+                number.to_string() == *text
+            }
+            (serde_json::Value::String(text), serde_json::Value::Number(number)) => {
+                number.to_string() == *text
+            }
+            (given, shown) => given == shown,
+        };
+        if !as_shown && !says_nothing(given) {
+            refusals.push(FieldError {
+                code: "notSupported".into(),
+                default_message: why.into(),
+                field: Some(member.clone()),
+                object_name: Some("credentials".into()),
+                rejected_value: Some(given.clone()),
+            });
+        }
+    }
+    refusals
+}
+
+/// `PUT /{account}/api_credentials/{clientId}`: sets the credential's `description`; anything
+/// else that differs from what `GET` shows is refused by name (`notSupported`). Answers the
+/// credential as `GET` shows it.
+pub async fn update(
+    State(state): State<ApiState>,
+    Path((account_id, client_id)): Path<(u64, String)>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<ApiCredentialView>, ApiError> {
+    caller.require(account_id)?;
+    let (credential, source) = own_credential(&state, account_id, &client_id)?;
+    let update: ApiCredentialUpdate = parse_json(&body)?;
+    let shown = serde_json::to_value(view(credential.clone(), &source, None))
+        .map_err(ApiError::internal)?;
+    let refusals = update_refusals(&update, &shown);
+    if !refusals.is_empty() {
+        return Err(ApiError::fields(refusals));
+    }
+    // Left out (as PHP's SDK leaves out a null), the description stays; empty, it goes.
+    let description = match update.description {
+        Some(given) => checked_description(Some(given))?,
+        None => credential.description.clone(),
+    };
+    let credential = if description == credential.description {
+        credential
+    } else {
+        state
+            .store
+            .describe_credential(source.id, &credential.username, description)
+            .await?
+    };
+    Ok(Json(view(credential, &source, None)))
 }

@@ -39,6 +39,11 @@ pub struct ArchivedAttachment {
     filename: Option<String>,
     content_type: String,
     size: usize,
+    /// Names it in `.../archive/{flowStepId}/attachment/{contentId}` (see
+    /// `archive_attachment::content_id`).
+    content_id: String,
+    /// `attachment` or `inline`.
+    disposition: String,
 }
 
 /// The archived message as the API shows it.
@@ -46,6 +51,8 @@ pub struct ArchivedAttachment {
 #[serde(rename_all = "camelCase")]
 pub struct ArchiveView {
     message_id: String,
+    /// The archiving step (see `archive_attachment::archive_step_id`).
+    flow_step_id: String,
     message_type: &'static str,
     /// The archive keeps the copy for viewing online.
     online_version: bool,
@@ -61,7 +68,7 @@ pub struct ArchiveView {
     expires_on: String,
 }
 
-fn archived_message(record: &MessageRecord, raw: Vec<u8>) -> Result<Message, ApiError> {
+pub(super) fn archived_message(record: &MessageRecord, raw: Vec<u8>) -> Result<Message, ApiError> {
     let envelope = Envelope {
         sender: record.sender.clone(),
         recipient: record.recipient.clone(),
@@ -93,6 +100,7 @@ pub async fn get(
     let data = query.adddata.then(|| record.data.clone()).flatten();
     let message = archived_message(&record, raw)?;
     let archive = ArchiveView {
+        flow_step_id: super::archive_attachment::archive_step_id(&record),
         message_id: id.clone(),
         message_type: "EMAIL",
         online_version: true,
@@ -177,9 +185,11 @@ fn attachments_of(message: &Message) -> Vec<ArchivedAttachment> {
         .attachments()
         .into_iter()
         .map(|attachment| ArchivedAttachment {
+            content_id: super::archive_attachment::content_id(&attachment),
             filename: attachment.filename,
             content_type: attachment.content_type,
             size: attachment.size,
+            disposition: attachment.disposition,
         })
         .collect()
 }

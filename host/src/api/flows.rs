@@ -287,8 +287,8 @@ pub struct ArchiveSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StepView {
-    /// Flowmailer's step type where a built-in does its job (`template`, `archive`,
-    /// `openTracking`/`clickTracking`); `plugin` for a step Flowmailer has no type for.
+    /// Flowmailer's step type (see [`flowmailer_step_type`]): always one of its SDK's
+    /// `FlowStepType` values, so a stock client reads every flow.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     kind: Option<String>,
     /// Accepted and ignored: a step is named by its place in the flow.
@@ -334,6 +334,35 @@ fn ignored_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, 
     Ok(0)
 }
 
+/// The Flowmailer step type a stored step is shown with. Flowmailer's SDK reads `type` into
+/// its closed `FlowStepType` enum, so every step gets one of its values:
+///
+/// | Sluice plugin | `type` | why |
+/// |---|---|---|
+/// | `template` | `template` | the same job |
+/// | `archive` | `archive` | the same job |
+/// | `tracking` | `openTracking`, or `clickTracking` when it tracks no opens | the same job |
+/// | `dkim` | `selectSenderIdentity` | Flowmailer signs as the sender identity this step picks; Sluice's step signs with the account's identity of the From domain |
+/// | any other | `externalData` | processing by code outside Flowmailer's built-ins; Flowmailer's step of that kind (its URL settings stay empty) |
+///
+/// The plugin itself is in the extension members `plugin` and `config`, which a write takes
+/// back.
+pub(crate) fn flowmailer_step_type(plugin: &str, config: &serde_json::Value) -> &'static str {
+    match plugin {
+        "template" => "template",
+        "archive" => "archive",
+        "tracking" if config.get("opens").and_then(|v| v.as_bool()) == Some(false) => {
+            "clickTracking"
+        }
+        "tracking" => "openTracking",
+        "dkim" => "selectSenderIdentity",
+        _ => "externalData",
+    }
+}
+
+/// The step type Sluice answered before every step had a Flowmailer type; still taken back.
+const LEGACY_PLUGIN_TYPE: &str = "plugin";
+
 /// A stored step as the API shows it.
 pub(crate) fn step_view(
     state: &ApiState,
@@ -341,7 +370,7 @@ pub(crate) fn step_view(
     step: &Flowstep,
 ) -> Result<StepView, ApiError> {
     let mut view = StepView {
-        kind: Some("plugin".into()),
+        kind: Some(flowmailer_step_type(&step.plugin, &step.config).into()),
         id: None,
         plugin: Some(step.plugin.clone()),
         config: Some(step.config.clone()),
@@ -354,7 +383,6 @@ pub(crate) fn step_view(
     };
     match step.plugin.as_str() {
         "template" => {
-            view.kind = Some("template".into());
             if let Some(name) = step.config.get("template").and_then(|name| name.as_str())
                 && let Some(template) = state.store.template_named(account_id, name)?
             {
@@ -365,7 +393,6 @@ pub(crate) fn step_view(
             }
         }
         "archive" => {
-            view.kind = Some("archive".into());
             view.archive = Some(ArchiveSettings {
                 retention: Some(
                     step.config
@@ -376,17 +403,6 @@ pub(crate) fn step_view(
                 ),
                 online_link: Some(true),
             });
-        }
-        "tracking" => {
-            let opens = step.config.get("opens").and_then(|v| v.as_bool()) != Some(false);
-            view.kind = Some(
-                if opens {
-                    "openTracking"
-                } else {
-                    "clickTracking"
-                }
-                .into(),
-            );
         }
         _ => {}
     }
@@ -412,6 +428,22 @@ fn step_input(
     };
     if let Some(plugin) = step.plugin {
         let config = step.config.unwrap_or_else(|| json!({}));
+        // A type beside the plugin must be the one a read shows for it: a client that changed
+        // the type meant another step, and is told so rather than silently given this one.
+        let shown = flowmailer_step_type(&plugin, &config);
+        if let Some(kind) = step.kind.as_deref()
+            && kind != shown
+            && kind != LEGACY_PLUGIN_TYPE
+        {
+            return Err(refuse(
+                "invalidValue",
+                format!(
+                    "type {kind:?} does not fit plugin {plugin:?}, shown as {shown:?}: give the \
+                     type a read answers, or leave out plugin and config to choose a built-in \
+                     by its Flowmailer type"
+                ),
+            ));
+        }
         return Ok((plugin, config, step.enabled_when));
     }
     let (plugin, config) = match step.kind.as_deref() {
@@ -444,12 +476,22 @@ fn step_input(
         }
         Some("openTracking") => ("tracking", json!({})),
         Some("clickTracking") => ("tracking", json!({"opens": false})),
+        Some("selectSenderIdentity") => ("dkim", json!({})),
+        Some("externalData") => {
+            return Err(refuse(
+                "notSupported",
+                "an externalData step is a Sluice plugin step here: name the plugin (and its \
+                 config); Sluice does not call URLs from a flow (event flows call webhooks)"
+                    .into(),
+            ));
+        }
         Some(other) => {
             return Err(refuse(
                 "notSupported",
                 format!(
                     "Flowmailer step type {other:?} has no Sluice built-in (Sluice has template, \
-                     archive, openTracking and clickTracking); give a plugin instead"
+                     archive, openTracking, clickTracking and selectSenderIdentity, its DKIM \
+                     signing); give a plugin instead"
                 ),
             ));
         }

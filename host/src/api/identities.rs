@@ -54,7 +54,7 @@ pub struct IdentityView {
     return_path_domain: String,
 }
 
-fn view(state: &ApiState, identity: SenderIdentity) -> IdentityView {
+pub(super) fn view(state: &ApiState, identity: SenderIdentity) -> IdentityView {
     let config = state.dkim.config();
     let return_path_domain = state.dkim.return_path_domain(Some(&identity));
     let (dns_records, validated, validated_on) = match &identity.validation {

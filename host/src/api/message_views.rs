@@ -56,6 +56,32 @@ pub struct EventView {
     snippet: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_tags: Option<Vec<String>>,
+    /// The receiving mail server: the MX a delivery or a refusal came from, or the
+    /// reporting MTA a bounce notice names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mta: Option<String>,
+    /// The address an open or click came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_addr: Option<String>,
+    /// The User-Agent an open or click was made with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent_string: Option<String>,
+    /// The URL a click went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_target: Option<String>,
+    /// Everything Sluice recorded with the event (the remote's reply, TLS, a bounce's
+    /// classification, ...), as an object; `snippet` holds the same as JSON text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_data: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The event detail as an object, when Sluice recorded one (older and step events may hold
+/// plain text).
+fn detail_object(event: &Event) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(event.detail.as_deref()?) {
+        Ok(serde_json::Value::Object(members)) => Some(members),
+        _ => None,
+    }
 }
 
 /// The type Flowmailer writes for an event of this kind, and Sluice's name when Flowmailer has
@@ -74,7 +100,21 @@ impl EventView {
     /// The `seq`th event of message `message_id`.
     pub fn new(message_id: &str, seq: usize, event: &Event) -> Self {
         let (kind, sub_type) = flowmailer_type(event.kind);
+        let extra_data = detail_object(event);
+        let text = |names: &[&str]| {
+            let members = extra_data.as_ref()?;
+            names
+                .iter()
+                .find_map(|name| members.get(*name)?.as_str())
+                .map(str::to_string)
+        };
+        let is_engagement = matches!(event.kind, EventKind::Opened | EventKind::Clicked);
         Self {
+            mta: text(&["mx", "remoteMta"]).filter(|_| !is_engagement),
+            remote_addr: text(&["ip"]).filter(|_| is_engagement),
+            user_agent_string: text(&["userAgent"])
+                .filter(|agent| is_engagement && !agent.is_empty()),
+            link_target: text(&["url"]).filter(|_| event.kind == EventKind::Clicked),
             id: format!("{message_id}-{seq}"),
             message_id: message_id.to_string(),
             kind,
@@ -83,6 +123,7 @@ impl EventView {
             inserted: iso8601(event.at),
             snippet: event.detail.clone(),
             message_tags: None,
+            extra_data,
         }
     }
 
@@ -272,6 +313,61 @@ pub fn view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_names_its_mta_its_reader_and_its_recorded_data_as_the_sdk_model_does() {
+        let event = |kind, detail: serde_json::Value| Event {
+            kind,
+            at: 1,
+            detail: Some(detail.to_string()),
+        };
+        let delivered = EventView::new(
+            "m",
+            0,
+            &event(
+                EventKind::Delivered,
+                json!({"reply": "250 ok", "mx": "mx1.example.net", "tls": {"version": "TLSv1.3"}}),
+            ),
+        );
+        let shown = serde_json::to_value(&delivered).unwrap();
+        assert_eq!(shown["mta"], "mx1.example.net");
+        assert_eq!(shown["extraData"]["tls"]["version"], "TLSv1.3");
+        assert!(shown.get("remoteAddr").is_none() && shown.get("linkTarget").is_none());
+        let bounced = EventView::new(
+            "m",
+            1,
+            &event(
+                EventKind::HardBounce,
+                json!({"reason": "unknownUser", "remoteMta": "dns; mx2.example.net"}),
+            ),
+        );
+        assert_eq!(bounced.mta.as_deref(), Some("dns; mx2.example.net"));
+        let clicked = serde_json::to_value(EventView::new(
+            "m",
+            2,
+            &event(
+                EventKind::Clicked,
+                json!({"userAgent": "Mail/1.0", "ip": "192.0.2.9", "url": "https://shop.example/a", "linkIndex": 0}),
+            ),
+        ))
+        .unwrap();
+        assert_eq!(clicked["remoteAddr"], "192.0.2.9");
+        assert_eq!(clicked["userAgentString"], "Mail/1.0");
+        assert_eq!(clicked["linkTarget"], "https://shop.example/a");
+        assert!(clicked.get("mta").is_none());
+        // A detail in plain text (a step's reason) stays the snippet only.
+        let held = EventView::new(
+            "m",
+            3,
+            &Event {
+                kind: EventKind::Held,
+                at: 1,
+                detail: Some("step 2 held it".into()),
+            },
+        );
+        assert!(held.extra_data.is_none() && held.mta.is_none());
+        assert_eq!(held.snippet.as_deref(), Some("step 2 held it"));
+    }
 
     #[test]
     fn every_event_kind_has_a_type_flowmailers_clients_know() {

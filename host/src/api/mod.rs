@@ -4,6 +4,7 @@
 mod account_users;
 mod api_credentials;
 mod archive;
+mod archive_attachment;
 mod auth;
 mod classifier;
 pub(crate) mod deletion;
@@ -11,8 +12,10 @@ mod error;
 mod event_flows;
 mod filters;
 mod flow_rule;
+mod flow_templates;
 mod flows;
 mod identities;
+mod identity_update;
 mod listener;
 mod manage;
 mod message_lists;
@@ -22,6 +25,7 @@ mod openapi;
 mod paging;
 mod parameters;
 mod plugins;
+mod recipient;
 mod representation;
 mod resend;
 mod source_users;
@@ -403,7 +407,7 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         .route(
             "/{account}/api_credentials/{client}",
             get(api_credentials::get)
-                .put(handler(U::ApiCredentialUpdate))
+                .put(api_credentials::update)
                 .delete(api_credentials::delete),
         )
         .route("/{account}/event_flow_rules", get(event_flows::list_rules))
@@ -430,12 +434,12 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
                 .put(event_flows::put_rule)
                 .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
         )
-        .route("/{account}/flow_templates", get(handler(U::FlowTemplates)))
+        .route("/{account}/flow_templates", get(flow_templates::list))
         .route(
             "/{account}/messages/{id}/archive/{step}/attachment/{content}",
-            get(handler(U::ArchiveAttachment)),
+            get(archive_attachment::get),
         )
-        .route("/{account}/recipient/{address}", get(handler(U::Recipient)))
+        .route("/{account}/recipient/{address}", get(recipient::get))
         .route("/{account}/roles", get(account_users::roles))
         .route(
             "/{account}/users",
@@ -453,7 +457,7 @@ fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
         )
         .route(
             "/{account}/sender_domains/{id}",
-            put(handler(U::SenderDomainUpdate)),
+            put(identity_update::update),
         )
         .route("/{account}/flows/{flow}", delete(deletion::flow))
         .route("/{account}/sources/{source}", delete(deletion::source))

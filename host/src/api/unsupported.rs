@@ -17,18 +17,8 @@ use super::error::ApiError;
 pub enum Unsupported {
     /// `POST /accounts`.
     Accounts,
-    /// `PUT /api_credentials/{clientId}`.
-    ApiCredentialUpdate,
-    /// `GET /flow_templates`.
-    FlowTemplates,
-    /// `GET /messages/{id}/archive/{step}/attachment/{contentId}`.
-    ArchiveAttachment,
-    /// `GET /recipient/{address}`.
-    Recipient,
     /// `POST /users`.
     Users,
-    /// `PUT /sender_domains/{id}`.
-    SenderDomainUpdate,
 }
 
 impl Unsupported {
@@ -38,26 +28,9 @@ impl Unsupported {
             Unsupported::Accounts => {
                 "accounts are made by the operator of this Sluice server, not over the API"
             }
-            Unsupported::ApiCredentialUpdate => {
-                "an API credential is not changed in place: make a new one with POST \
-                 /{account}/api_credentials and delete the old one"
-            }
-            Unsupported::FlowTemplates => "Sluice has no flow templates",
-            Unsupported::ArchiveAttachment => {
-                "attachments of an archived message are not served one by one: GET \
-                 /{account}/messages/{id}/archive?format=eml answers the whole message"
-            }
-            Unsupported::Recipient => {
-                "a recipient's filters are at /{account}/filters?address=, their messages at \
-                 /{account}/recipient/{address}/messages"
-            }
             Unsupported::Users => {
                 "API credentials read an account's users (GET /{account}/users) but do not add \
                  or change them: owners and admins do, on the dashboard's users page"
-            }
-            Unsupported::SenderDomainUpdate => {
-                "Sluice chooses a sender domain's return-path and web domains itself; there is \
-                 nothing to update"
             }
         }
     }

@@ -93,6 +93,31 @@ impl Store {
         .await
     }
 
+    /// Sets (or with `None` removes) the description of credential `username` of `source_id`.
+    /// `NotFound` when the source has no such credential.
+    pub async fn describe_credential(
+        &self,
+        source_id: u64,
+        username: &str,
+        description: Option<String>,
+    ) -> Result<Credential, StoreError> {
+        let username = username.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(CREDENTIALS)?;
+            let current: Option<Credential> = match table.get(username.as_str())? {
+                Some(value) => Some(decode(value.value())?),
+                None => None,
+            };
+            let Some(mut credential) = current.filter(|found| found.source_id == source_id) else {
+                return Err(StoreError::NotFound(format!("credential {username}")));
+            };
+            credential.description = description.clone();
+            table.insert(username.as_str(), encode(&credential)?.as_slice())?;
+            Ok(credential)
+        })
+        .await
+    }
+
     /// Gives the credential `username` of `source_id` a new secret in one write: the old
     /// secret stops working as the new one starts. `NotFound` when the source has no such
     /// credential.

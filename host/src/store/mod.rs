@@ -655,6 +655,20 @@ impl Store {
         username: &str,
         secret: &str,
     ) -> Result<Credential, StoreError> {
+        self.add_described_credential(source, kind, username, secret, None)
+            .await
+    }
+
+    /// Adds a credential as [`Store::add_credential`] does, with the account's description of
+    /// it.
+    pub async fn add_described_credential(
+        &self,
+        source: &Source,
+        kind: CredentialKind,
+        username: &str,
+        secret: &str,
+        description: Option<String>,
+    ) -> Result<Credential, StoreError> {
         self.check_room(source.account_id, Kept::Credentials)?;
         let secret_hash = hash_secret_queued(secret.to_string()).await?;
         let credential = Credential {
@@ -663,6 +677,7 @@ impl Store {
             source_id: source.id,
             account_id: source.account_id,
             secret_hash,
+            description,
         };
         self.write(move |txn| {
             // The source may have been deleted while the secret was hashed: its credentials

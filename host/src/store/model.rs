@@ -122,6 +122,10 @@ pub struct Credential {
     pub account_id: u64,
     /// The secret as an argon2 PHC string; the secret itself is never stored.
     pub secret_hash: String,
+    /// What the account wrote about it (Flowmailer's `description`); records stored before
+    /// credentials had one decode with none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// One step of a flow: a plugin (by sha256) with its configuration.
@@ -483,6 +487,22 @@ pub struct ArchiveEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_stored_before_descriptions_decodes_and_stays_the_same_when_written() {
+        let stored = r#"{"username":"c1","kind":"api","source_id":1,"account_id":1,"secret_hash":"$argon2id$x"}"#;
+        let credential: Credential = serde_json::from_str(stored).unwrap();
+        assert_eq!(credential.description, None);
+        // Written again without a description, the record is what it was.
+        assert_eq!(serde_json::to_string(&credential).unwrap(), stored);
+        let described = Credential {
+            description: Some("billing app".into()),
+            ..credential
+        };
+        let again: Credential =
+            serde_json::from_str(&serde_json::to_string(&described).unwrap()).unwrap();
+        assert_eq!(again, described);
+    }
 
     fn source(json: serde_json::Value) -> Source {
         serde_json::from_value(json).unwrap()
