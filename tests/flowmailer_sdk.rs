@@ -29,13 +29,6 @@ const EXPECTED_REFUSALS: &[(&str, &str)] = &[
         "Sluice renders minijinja; a Freemarker template is refused by name",
     ),
     (
-        "getRecipient",
-        "501: not built yet (docs/flowmailer-compatibility.md)",
-    ),
-    ("getFlowTemplates", "501: not built yet"),
-    ("updateClientApiCredentials", "501: not built yet"),
-    ("updateSenderDomain", "501: not built yet"),
-    (
         "getMessageErrorArchive",
         "no step held the walked message: 404 as Flowmailer's for a message without one",
     ),
