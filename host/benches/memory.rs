@@ -33,16 +33,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sluice::dkim::KeyAlgorithm;
 use sluice::server::Server;
-use sluice::store::{Flow, Flowstep, IdentityValidation, MessageStatus, Store, Template};
+use sluice::store::{MessageStatus, Store};
 use sluice_test_support::arrivals::ArrivalSink;
 use tokio::io::{AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
 
 const SESSIONS: usize = 20;
-
-const LAYOUT: &str = r#"<html><body><h1>News from the shop</h1>{{ message.html }}
-<p><a href="https://shop.example/offer">Offer</a> · <a href="{{ online_link() }}">View online</a></p>
-</body></html>"#;
 
 fn main() {
     if let Some(data) = std::env::args().nth(1).filter(|arg| arg.starts_with('/')) {
@@ -74,7 +70,7 @@ fn full_flow(runtime: &tokio::runtime::Runtime, messages: usize) {
         dir.path(),
         &format!("[delivery.routes]\n\"*\" = \"{}\"\n", sink.addr()),
     );
-    let content = newsletter();
+    let content = support::built_in_flow::newsletter();
     println!(
         "full flow: template → tracking → archive → dkim (2 × RSA-2048), {messages} messages of {} bytes, {SESSIONS} sessions",
         content.len()
@@ -277,153 +273,16 @@ fn folder_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-/// Makes the built-in flow the demo account's default: a stored template, a sender identity
-/// whose DKIM key counts as validated (so the customer signs beside the platform), RSA keys.
+/// Makes the built-in flow the demo account's default, RSA-2048 keys for the platform and
+/// the customer; returns the demo login.
 async fn set_up_built_in_flow(data: &Path) -> (String, String) {
     // The platform's key is RSA-2048 by default.
     let server = Server::start(set_up_config(data))
         .await
         .expect("server starts");
     let demo = server.created_demo.clone().expect("demo login");
-    let store = &server.store;
-    let mut identity = server
-        .dkim
-        .new_identity(1, "shop.example", KeyAlgorithm::Rsa2048, "bench")
-        .expect("identity");
-    identity.validation = Some(IdentityValidation {
-        checked_at: 0,
-        valid: true,
-        dkim: true,
-        return_path: false,
-        records: Vec::new(),
-    });
-    store
-        .create_identity(identity)
-        .await
-        .expect("identity stored");
-    store
-        .put_template(Template {
-            id: 0,
-            account_id: 1,
-            name: "newsletter".into(),
-            subject: None,
-            html: Some(LAYOUT.into()),
-            text: None,
-            updated_at: 0,
-        })
-        .await
-        .expect("template");
-    let steps = [
-        ("template", serde_json::json!({"template": "newsletter"})),
-        ("tracking", serde_json::json!({})),
-        ("archive", serde_json::json!({"retention": "P1M"})),
-        ("dkim", serde_json::json!({})),
-    ];
-    let flow = store
-        .create_flow(Flow {
-            id: 0,
-            account_id: 1,
-            name: "built-in".into(),
-            steps: steps
-                .into_iter()
-                .map(|(plugin, config)| Flowstep {
-                    plugin: plugin.into(),
-                    config,
-                    enabled_when: None,
-                })
-                .collect(),
-            expiry_hours: None,
-        })
-        .await
-        .expect("flow");
-    let mut routing = store.routing(1).unwrap().unwrap();
-    routing.default_flow_id = flow.id;
-    store.set_routing(1, routing).await.unwrap();
+    support::built_in_flow::make_default(&server, KeyAlgorithm::Rsa2048).await;
     (demo.username, demo.password)
-}
-
-/// A ~20 KB newsletter: an html part with 51 links and a text part, words drawn from a small
-/// vocabulary by a fixed pseudo-random sequence, so it compresses about as well as prose.
-fn newsletter() -> String {
-    const WORDS: [&str; 48] = [
-        "winter",
-        "range",
-        "coats",
-        "boots",
-        "free",
-        "returns",
-        "order",
-        "today",
-        "delivery",
-        "week",
-        "colour",
-        "size",
-        "fabric",
-        "warm",
-        "light",
-        "water",
-        "proof",
-        "collection",
-        "limited",
-        "offer",
-        "members",
-        "early",
-        "access",
-        "gift",
-        "card",
-        "store",
-        "online",
-        "new",
-        "arrivals",
-        "classic",
-        "style",
-        "wool",
-        "cotton",
-        "linen",
-        "jacket",
-        "scarf",
-        "gloves",
-        "hat",
-        "sale",
-        "ends",
-        "sunday",
-        "price",
-        "match",
-        "review",
-        "stars",
-        "customers",
-        "love",
-        "this",
-    ];
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut word = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        WORDS[(state % WORDS.len() as u64) as usize]
-    };
-    let mut sentence =
-        |count: usize| -> String { (0..count).map(|_| word()).collect::<Vec<_>>().join(" ") };
-    let mut html = String::new();
-    for link in 0..51 {
-        html.push_str(&format!(
-            "<p>{} <a href=\"https://shop.example/p/{link}?utm_campaign=winter\">{}</a> {}.</p>\n",
-            sentence(12),
-            sentence(2),
-            sentence(10)
-        ));
-    }
-    let mut text = String::new();
-    while text.len() < 8_000 {
-        text.push_str(&sentence(11));
-        text.push_str(".\n");
-    }
-    format!(
-        "From: Shop <news@shop.example>\r\nTo: ann@example.net\r\nSubject: Winter\r\n\
-         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n\
-         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
-         --b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--b1--\r\n"
-    )
 }
 
 /// A `sluice serve` child process on a data folder, every listener on a free loopback port.

@@ -1,4 +1,5 @@
-//! Set-up shared by the benches that run a whole server: a no-op flow, reading SMTP replies.
+//! Set-up shared by the benches that run a whole server: a no-op flow, the built-in flow and
+//! its newsletter, reading SMTP replies.
 
 use std::path::Path;
 
@@ -13,6 +14,11 @@ use tokio::io::AsyncBufReadExt;
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
+
+/// The built-in flow and the message sent through it.
+// Only the benches that run the built-in flow use it.
+#[allow(dead_code)]
+pub mod built_in_flow;
 
 /// The embedded default configuration on a data folder, every listener on a free loopback
 /// port.

@@ -1,11 +1,15 @@
 //! The MIME body (RFC 2045-2049): reading the html and text alternatives and the attachments,
 //! and writing a new MIME structure when a step changes them.
 //!
-//! Reading goes through mail-parser; a change re-assembles the body with mail-builder while the
-//! header fields other than the MIME ones stay exactly as they were.
+//! Reading goes through mail-parser. Replacing the html or text alternative of a multipart
+//! message rewrites that part alone, in place: every other byte of the message stays as it
+//! was. Other changes (adding an alternative or an attachment, removing one, or replacing the
+//! body of a single-part message) re-assemble the body with mail-builder while the header
+//! fields other than the MIME ones stay exactly as they were.
 
 use bytes::Bytes;
 use mail_builder::MessageBuilder;
+use mail_builder::mime::MimePart;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 use super::{Message, MessageError, header};
@@ -160,6 +164,58 @@ pub(super) enum Alternative {
     Html,
 }
 
+/// Replaces the first part of the wanted kind with `content`, encoded anew, leaving every
+/// other byte of the message as it was: the top-level header, the other parts, the
+/// boundaries. The part's own header becomes its Content-Type (UTF-8) and
+/// Content-Transfer-Encoding, as a re-assembled body would have it. Returns false, changing
+/// nothing, when there is no such part inside a multipart body (the caller re-assembles).
+pub(super) fn replace_alternative_in_place(
+    message: &mut Message,
+    which: Alternative,
+    content: &str,
+) -> Result<bool, MessageError> {
+    let raw = message.to_bytes();
+    let Some(parsed) = MessageParser::default().parse(&raw) else {
+        return Ok(false);
+    };
+    let Some(id) = first_body_id(&parsed, which) else {
+        return Ok(false);
+    };
+    // Part 0 is the message itself: a single-part body has no part to replace alone.
+    let Some(part) = parsed.parts.get(id).filter(|_| id != 0) else {
+        return Ok(false);
+    };
+    let (start, end) = (part.offset_header as usize, part.offset_end as usize);
+    // The body starts after the head and its empty line; a part must lie inside it and end
+    // where its closing boundary's line break starts.
+    let body_start = message.head.len() + 2;
+    if start < body_start
+        || start > end
+        || !raw
+            .get(end..)
+            .is_some_and(|rest| rest.starts_with(b"\r\n--"))
+    {
+        return Ok(false);
+    }
+    let media_type = match which {
+        Alternative::Text => "text/plain",
+        Alternative::Html => "text/html",
+    };
+    let mut new_part = Vec::with_capacity(content.len() + content.len() / 8 + 100);
+    MimePart::new(media_type, crlf_line_ends(content.to_string()))
+        .write_part(&mut new_part)
+        .map_err(|error| MessageError::Malformed(error.to_string()))?;
+    let body = &message.body;
+    let (before, after) = (start - body_start, end - body_start);
+    let mut new_body = Vec::with_capacity(body.len() - (after - before) + new_part.len());
+    new_body.extend_from_slice(&body[..before]);
+    new_body.extend_from_slice(&new_part);
+    new_body.extend_from_slice(&body[after..]);
+    let head = message.head.clone();
+    message.replace_content(head, Bytes::from(new_body));
+    Ok(true)
+}
+
 /// One body alternative, decoded, without reading the attachments.
 pub(super) fn alternative(message: &Message, which: Alternative) -> Option<String> {
     let raw = message.to_bytes();
@@ -170,16 +226,27 @@ pub(super) fn alternative(message: &Message, which: Alternative) -> Option<Strin
 /// The first part of the wanted kind among the parser's text or html bodies (the parser lists
 /// an html part among the text bodies when there is no text part, and the other way round).
 fn first_body(parsed: &mail_parser::Message<'_>, which: Alternative) -> Option<String> {
+    let id = first_body_id(parsed, which)?;
+    match &parsed.parts.get(id)?.body {
+        PartType::Html(html) => Some(html.to_string()),
+        PartType::Text(text) => Some(text.to_string()),
+        _ => None,
+    }
+}
+
+/// The index among the parser's parts of the part [`first_body`] reads.
+fn first_body_id(parsed: &mail_parser::Message<'_>, which: Alternative) -> Option<usize> {
     let ids = match which {
         Alternative::Text => &parsed.text_body,
         Alternative::Html => &parsed.html_body,
     };
-    ids.iter()
-        .find_map(|&id| match (&parsed.parts.get(id as usize)?.body, which) {
-            (PartType::Html(html), Alternative::Html) => Some(html.to_string()),
-            (PartType::Text(text), Alternative::Text) => Some(text.to_string()),
-            _ => None,
-        })
+    ids.iter().map(|&id| id as usize).find(|&id| {
+        matches!(
+            (parsed.parts.get(id).map(|part| &part.body), which),
+            (Some(PartType::Html(_)), Alternative::Html)
+                | (Some(PartType::Text(_)), Alternative::Text)
+        )
+    })
 }
 
 /// Describes the attachments of a message.

@@ -266,15 +266,23 @@ impl Message {
         body::alternative(self, body::Alternative::Text)
     }
 
-    /// Sets the html body, adding an html alternative when there was none.
+    /// Sets the html body, adding an html alternative when there was none. An html part of a
+    /// multipart body is replaced in place: the rest of the message stays byte for byte.
     pub fn set_html(&mut self, html: &str) -> Result<(), MessageError> {
+        if body::replace_alternative_in_place(self, body::Alternative::Html, html)? {
+            return Ok(());
+        }
         let mut content = body::Content::read(self);
         content.html = Some(html.to_string());
         content.write_into(self)
     }
 
-    /// Sets the plain-text body, adding a text alternative when there was none.
+    /// Sets the plain-text body, adding a text alternative when there was none. A text part
+    /// of a multipart body is replaced in place: the rest of the message stays byte for byte.
     pub fn set_text(&mut self, text: &str) -> Result<(), MessageError> {
+        if body::replace_alternative_in_place(self, body::Alternative::Text, text)? {
+            return Ok(());
+        }
         let mut content = body::Content::read(self);
         content.text = Some(text.to_string());
         content.write_into(self)
@@ -550,6 +558,102 @@ mod tests {
         assert!(!message.remove_attachment(0).unwrap());
         assert!(message.attachments().is_empty());
         assert_eq!(message.text().as_deref(), Some("Body line\r\n"));
+    }
+
+    /// A newsletter as applications send it: text and html alternatives in a mixed body with
+    /// a PDF attachment, the attachment's base64 folded at 60 columns (not at mail-builder's
+    /// 76), so a re-assembled body would show in its bytes.
+    fn newsletter_with_attachment() -> Vec<u8> {
+        let pdf: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pdf);
+        let folded: Vec<&str> = encoded
+            .as_bytes()
+            .chunks(60)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect();
+        format!(
+            "From: Shop <news@shop.example>\r\nTo: ann@example.net\r\nSubject: Winter\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+             Preamble.\r\n--outer\r\n\
+             Content-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n\
+             --inner\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHello Ann\r\n\
+             --inner\r\nContent-Type: text/html; charset=iso-8859-1\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Hello Ann, caf=E9</p>\r\n\
+             --inner--\r\n\
+             --outer\r\nContent-Type: application/pdf; name=\"winter.pdf\"\r\n\
+             Content-Disposition: attachment; filename=\"winter.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--outer--\r\nEpilogue.\r\n",
+            folded.join("\r\n")
+        )
+        .into_bytes()
+    }
+
+    /// The bytes of `raw` from the first occurrence of `from` on.
+    fn from_marker<'a>(raw: &'a [u8], from: &str) -> &'a [u8] {
+        let at = raw
+            .windows(from.len())
+            .position(|window| window == from.as_bytes())
+            .unwrap_or_else(|| panic!("{from:?} in the message"));
+        &raw[at..]
+    }
+
+    #[test]
+    fn setting_html_and_text_leaves_the_other_parts_byte_for_byte() {
+        let original = newsletter_with_attachment();
+        let mut message = Message::parse(original.clone(), envelope()).unwrap();
+        let attachment = message.attachment_content(0).unwrap();
+        // What the template and tracking steps do: both alternatives set, html twice, with
+        // lines long enough and characters outside ASCII, so they are encoded.
+        let html = format!("<p>Hello Ann, café</p>\n<p>{}</p>\n", "x".repeat(300));
+        message.set_html(&html).unwrap();
+        message.set_text("Hello Ann\nSee you.\n").unwrap();
+        let tracked = html.replace("Hello", "Hi");
+        message.set_html(&tracked).unwrap();
+
+        let raw = message.to_bytes();
+        // The head, the preamble and the alternatives' opening are the original bytes ...
+        let inner = b"--inner\r\n";
+        let prefix = original
+            .windows(inner.len())
+            .position(|w| w == inner)
+            .unwrap();
+        assert_eq!(raw[..prefix], original[..prefix]);
+        // ... and so is everything after the alternatives: the attachment's part with its
+        // 60-column base64, the closing boundary and the epilogue.
+        assert_eq!(
+            from_marker(&raw, "--inner--"),
+            from_marker(&original, "--inner--")
+        );
+        // What was set reads back, through this parser and after a fresh parse.
+        let reparsed = Message::parse(raw, envelope()).unwrap();
+        for read in [&message, &reparsed] {
+            assert_eq!(
+                read.html().as_deref(),
+                Some(tracked.replace('\n', "\r\n").as_str())
+            );
+            assert_eq!(read.text().as_deref(), Some("Hello Ann\r\nSee you.\r\n"));
+            assert_eq!(read.attachment_content(0).as_ref(), Some(&attachment));
+            assert_eq!(read.header("Subject").as_deref(), Some("Winter"));
+        }
+    }
+
+    #[test]
+    fn a_replaced_alternative_keeps_its_trailing_line_break_or_its_absence() {
+        for content in [
+            "no line break at the end",
+            "one at the end\r\n",
+            "two\r\n\r\n",
+        ] {
+            let mut message = Message::parse(newsletter_with_attachment(), envelope()).unwrap();
+            message.set_text(content).unwrap();
+            let reparsed = Message::parse(message.to_bytes(), envelope()).unwrap();
+            assert_eq!(reparsed.text().as_deref(), Some(content), "{content:?}");
+            assert_eq!(
+                reparsed.html().as_deref(),
+                Some("<p>Hello Ann, café</p>"),
+                "{content:?}"
+            );
+        }
     }
 
     #[test]
