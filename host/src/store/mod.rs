@@ -18,6 +18,7 @@ mod listing;
 pub mod model;
 mod plugin_health;
 mod quota;
+mod retention;
 mod returned;
 mod users;
 mod webhooks;
@@ -48,6 +49,7 @@ pub use model::{
     StepResult, StepResultOutcome, Template, present,
 };
 pub use quota::Kept;
+pub use retention::Purged;
 pub use returned::{ReturnedEffect, ReturnedMail};
 pub use users::{
     AUDIT_KEPT_PER_ACCOUNT, AuditEntry, AuditOutcome, CodeCheck, NewUser, PendingCode, Role,
@@ -428,9 +430,14 @@ impl Store {
         }
         let db = Arc::new(db);
         let txn = db.begin_write()?;
-        let has_account_index = txn
+        let existing: Vec<String> = txn
             .list_tables()?
-            .any(|table| table.name() == ACCOUNT_MESSAGES.name());
+            .map(|table| table.name().to_string())
+            .collect();
+        let has_account_index = existing.iter().any(|name| name == ACCOUNT_MESSAGES.name());
+        let has_retention_index = existing
+            .iter()
+            .any(|name| name == retention::MESSAGE_RETENTION.name());
         {
             txn.open_table(ACCOUNTS)?;
             txn.open_table(SOURCES)?;
@@ -440,6 +447,7 @@ impl Store {
             txn.open_table(PLUGINS)?;
             txn.open_table(MESSAGES)?;
             txn.open_table(ACCOUNT_MESSAGES)?;
+            txn.open_table(retention::MESSAGE_RETENTION)?;
             txn.open_table(BODIES)?;
             txn.open_table(EVENTS)?;
             txn.open_table(SPOOL)?;
@@ -481,9 +489,13 @@ impl Store {
             txn.open_table(webhooks::WEBHOOK_CALLS)?;
             txn.open_table(webhooks::WEBHOOK_DUE)?;
             txn.open_table(webhooks::WEBHOOK_DEAD_LETTERS)?;
+            txn.open_table(engagement::ENGAGEMENT)?;
         }
         if !has_account_index {
             index_messages_by_account(&txn)?;
+        }
+        if !has_retention_index {
+            retention::index_stored_messages(&txn)?;
         }
         txn.commit()?;
         let hooks = Arc::new(webhooks::WebhookHooks::load(&db.begin_read()?)?);
@@ -895,10 +907,12 @@ impl Store {
             let mut events = txn.open_table(EVENTS)?;
             let mut spool = txn.open_table(SPOOL)?;
             let mut by_account = txn.open_table(ACCOUNT_MESSAGES)?;
+            let mut by_submission = txn.open_table(retention::MESSAGE_RETENTION)?;
             for (record, body) in records_in.iter().zip(&packed) {
                 let id = record.id.as_str();
                 records.insert(id, encode(record)?.as_slice())?;
                 by_account.insert((record.account_id, id), ())?;
+                by_submission.insert((record.submitted_at, id), ())?;
                 bodies.insert(id, body.as_slice())?;
                 let event = Event {
                     kind: EventKind::Submitted,
@@ -912,7 +926,7 @@ impl Store {
                 spool.insert(id, record.submitted_at)?;
                 webhooks::queue_calls(txn, &hooks, record, 0, &[event])?;
             }
-            drop((records, bodies, events, spool, by_account));
+            drop((records, bodies, events, spool, by_account, by_submission));
             for record in &records_in {
                 let Some(original) = &record.resent_from else {
                     continue;
