@@ -24,6 +24,7 @@ mod languages;
 mod loading;
 mod pipeline;
 mod resend;
+mod retention;
 mod returned;
 mod sink;
 mod smtp;
