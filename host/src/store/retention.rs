@@ -696,4 +696,73 @@ mod tests {
         assert_eq!(store.message_ids_of(1).unwrap(), vec![recent.id.clone()]);
         assert_eq!(rows_left_of(&store, &old.id), Vec::<String>::new());
     }
+
+    /// How long one purge transaction holds the writer: 5,000 finished messages of ~20 KB
+    /// whose flow changed them (body, submitted copy, events), purged in batches, each timed.
+    /// Prints the figures; `cargo test --lib -- store::retention::tests::writer_time
+    /// --nocapture --ignored` (add `--release` for production figures).
+    #[tokio::test]
+    #[ignore = "a measurement, not a check"]
+    async fn writer_time_per_purge_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        const MESSAGES: usize = 5_000;
+        let page =
+            |word: &str| format!("{word} winter coats and boots, free returns\r\n").repeat(400);
+        for chunk in 0..MESSAGES / 100 {
+            let batch: Vec<NewMessage> = (0..100)
+                .map(|n| {
+                    let record = record(1, &format!("m{chunk}-{n}"));
+                    NewMessage {
+                        body: page("submitted").into_bytes(),
+                        record,
+                    }
+                })
+                .collect();
+            store.spool(batch.clone()).await.unwrap();
+            for message in batch {
+                let mut finished = message.record;
+                finished.status = MessageStatus::Discarded;
+                store
+                    .finish_flow(
+                        finished,
+                        Some(page("processed").into_bytes()),
+                        vec![Event {
+                            kind: EventKind::Processed,
+                            at: now_millis(),
+                            detail: None,
+                        }],
+                        None,
+                        None,
+                        0,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let after = now_millis() + 40 * DAY;
+        let mut times = Vec::new();
+        loop {
+            let started = std::time::Instant::now();
+            let (batch, more) = store.purge_batch(after, THIRTY_DAYS).await.unwrap();
+            times.push((batch.messages, started.elapsed()));
+            if !more {
+                break;
+            }
+        }
+        times.sort_by_key(|(_, took)| *took);
+        let median = times[times.len() / 2].1;
+        let longest = times.last().unwrap().1;
+        println!(
+            "{MESSAGES} messages in {} transactions of at most {PURGE_BATCH}: median {:.1} ms, \
+             longest {:.1} ms per transaction",
+            times.len(),
+            median.as_secs_f64() * 1000.0,
+            longest.as_secs_f64() * 1000.0
+        );
+        assert_eq!(
+            times.iter().map(|(count, _)| count).sum::<usize>(),
+            MESSAGES
+        );
+    }
 }
