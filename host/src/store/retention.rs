@@ -35,7 +35,8 @@ pub(super) const MESSAGE_RETENTION: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("message_retention");
 
 /// Messages looked at by one purge transaction: the writer every account's submissions wait
-/// behind is held for one batch at a time (a few milliseconds; see BENCHMARKS.md).
+/// behind is held for one batch at a time (tens of milliseconds; see BENCHMARKS.md), never for
+/// the whole purge.
 pub(super) const PURGE_BATCH: usize = 200;
 
 /// The longest wait before a due message that could not go is looked at again.
