@@ -26,6 +26,7 @@ mod languages;
 mod loading;
 mod pipeline;
 mod resend;
+mod retention;
 mod returned;
 mod sink;
 mod smtp;

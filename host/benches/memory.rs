@@ -12,9 +12,18 @@
 //!    flow (archive, platform DKIM signature), so they all wait in the delivery queue. Prints
 //!    VmRSS/VmHWM with them queued, then again after a restart with them still queued.
 //!
+//! 3. **Retention**: the full flow without its archive step (an archive keeps its message for
+//!    at least a month), messages kept 5 seconds (`[retention] messages = "5s"`, purged every
+//!    second): R rounds of M messages, then the store file's size after each round, once the
+//!    last round's retention has passed, and after a restart (compaction at open). Shows the
+//!    file bounded under continuous traffic.
+//!
 //! Resident memory is read from `/proc/PID/status`; it is printed, never asserted.
 //!
-//!     cargo bench --bench memory [-- MESSAGES QUEUED]   (defaults 5000 and 100000)
+//!     cargo bench --bench memory [-- MESSAGES QUEUED PER_ROUND [RETENTION_SECS]]
+//!
+//! (defaults 5000, 100000, 2000 and 5; a retention longer than the run shows the file
+//! without the purge).
 //!
 //! `SLUICE_BIN=path` runs that `sluice` binary instead of the one cargo built.
 
@@ -52,6 +61,8 @@ fn main() {
         .collect();
     let messages = numbers.first().copied().unwrap_or(5_000);
     let queued = numbers.get(1).copied().unwrap_or(100_000);
+    let per_round = numbers.get(2).copied().unwrap_or(2_000);
+    let kept = Duration::from_secs(numbers.get(3).copied().unwrap_or(5) as u64);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     if messages > 0 {
         full_flow(&runtime, messages);
@@ -59,12 +70,77 @@ fn main() {
     if queued > 0 {
         queued_messages(&runtime, queued);
     }
+    if per_round > 0 {
+        retention(&runtime, per_round, kept);
+    }
+}
+
+/// Rounds of traffic in case 3.
+const ROUNDS: usize = 6;
+/// Case 3: continuous traffic with a short message retention; the store file's size.
+fn retention(runtime: &tokio::runtime::Runtime, per_round: usize, kept: Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let login = set_up(set_up_flow(dir.path(), false));
+    let sink = runtime.block_on(ArrivalSink::start());
+    let config = format!(
+        "[retention]\nmessages = \"{}s\"\npurge_interval = \"1s\"\n\
+         [delivery.routes]\n\"*\" = \"{}\"\n",
+        kept.as_secs(),
+        sink.addr()
+    );
+    let mut server = ServeProcess::start(dir.path(), &config);
+    let content = support::built_in_flow::newsletter();
+    println!(
+        "retention: template → tracking → dkim, messages kept {} s, {ROUNDS} rounds of {per_round} messages of {} bytes",
+        kept.as_secs(),
+        content.len()
+    );
+    let store_file = dir.path().join("sluice.redb");
+    for round in 1..=ROUNDS {
+        let started = Instant::now();
+        runtime.block_on(submit_all(server.smtp, &login, &content, per_round));
+        while sink.count() < round * per_round && started.elapsed() < Duration::from_secs(300) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!(
+            "  round {round}: {} delivered in all, {:.0} s, store file {:.1} MiB, {}",
+            sink.count(),
+            started.elapsed().as_secs_f64(),
+            file_mib(&store_file),
+            server.memory()
+        );
+    }
+    // Every message's retention over, and a purge or two after it (a retention longer than a
+    // minute is the run without the purge: no waiting for it).
+    if kept <= Duration::from_secs(60) {
+        std::thread::sleep(kept + Duration::from_secs(3));
+        println!("  all purged: store file {:.1} MiB", file_mib(&store_file));
+    }
+    server.stop();
+    let server = ServeProcess::start(dir.path(), &config);
+    println!(
+        "  after a restart (compacted at open): store file {:.1} MiB",
+        file_mib(&store_file)
+    );
+    drop(server);
+    let store = Store::open(&store_file).expect("store opens");
+    println!(
+        "  messages left: {}",
+        store.message_ids_of(1).expect("ids").len()
+    );
+}
+
+/// The blocks a file holds, in MiB (redb's file is sparse where it grew but never wrote).
+fn file_mib(path: &Path) -> f64 {
+    std::fs::metadata(path).map_or(0.0, |metadata| {
+        (std::os::unix::fs::MetadataExt::blocks(&metadata) * 512) as f64 / 1048576.0
+    })
 }
 
 /// Case 1: the built-in flow with delivery to a sink.
 fn full_flow(runtime: &tokio::runtime::Runtime, messages: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let login = set_up(set_up_built_in_flow(dir.path()));
+    let login = set_up(set_up_flow(dir.path(), true));
     let sink = runtime.block_on(ArrivalSink::start());
     let mut server = ServeProcess::start(
         dir.path(),
@@ -245,10 +321,17 @@ fn report_disk(data: &Path, messages: usize) {
             .archive(&id)
             .expect("archive")
             .map_or(0, |(_, body)| body.len()) as u64;
+        // The submitted copy, when the flow changed the message (else the body is it).
+        if let sluice::store::SubmittedCopy::Kept { body, .. } =
+            store.submitted_copy(&id).expect("submitted copy")
+            && store.body(&id).expect("body").as_deref() != Some(body.as_slice())
+        {
+            kept += body.len() as u64;
+        }
     }
     println!(
         "  disk: data folder {:.1} MiB ({:.1} KiB per message), store file {:.1} MiB; \
-         content kept (final + archived copy) {:.1} KiB per message over {counted} messages; \
+         content kept (submitted + final + archived copy) {:.1} KiB per message over {counted} messages; \
          folder / content {:.2}",
         folder as f64 / 1048576.0,
         folder as f64 / 1024.0 / messages as f64,
@@ -274,14 +357,14 @@ fn folder_bytes(path: &Path) -> u64 {
 }
 
 /// Makes the built-in flow the demo account's default, RSA-2048 keys for the platform and
-/// the customer; returns the demo login.
-async fn set_up_built_in_flow(data: &Path) -> (String, String) {
+/// the customer, with or without its archive step; returns the demo login.
+async fn set_up_flow(data: &Path, archive: bool) -> (String, String) {
     // The platform's key is RSA-2048 by default.
     let server = Server::start(set_up_config(data))
         .await
         .expect("server starts");
     let demo = server.created_demo.clone().expect("demo login");
-    support::built_in_flow::make_default(&server, KeyAlgorithm::Rsa2048).await;
+    support::built_in_flow::make_default_steps(&server, KeyAlgorithm::Rsa2048, archive).await;
     (demo.username, demo.password)
 }
 

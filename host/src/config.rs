@@ -1,6 +1,7 @@
 //! The server's configuration: an embedded default, overridden by a TOML file.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -63,6 +64,46 @@ pub struct Config {
     /// What the first start makes for a first try.
     #[serde(default)]
     pub demo: DemoConfig,
+    /// How long finished messages are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// The `[retention]` section: how long a finished message is kept, and how often the purge
+/// that removes messages, archives and kept copies past their retention runs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// From submission to the purge of a finished message ("30d", "12h"...).
+    #[serde(deserialize_with = "duration")]
+    pub messages: Duration,
+    /// Time between two purges ("1h").
+    #[serde(deserialize_with = "duration")]
+    pub purge_interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            messages: Duration::from_secs(MESSAGE_RETENTION_DAYS * 86_400),
+            purge_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Days a finished message is kept by default: a month, as transactional-mail platforms keep
+/// message details (Flowmailer's shortest archive retention, P1M, is the same).
+pub const MESSAGE_RETENTION_DAYS: u64 = 30;
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let parsed = crate::webhooks::parse_duration(&text).map_err(serde::de::Error::custom)?;
+    if parsed.is_zero() {
+        return Err(serde::de::Error::custom(
+            "a retention or interval of 0 is not one",
+        ));
+    }
+    Ok(parsed)
 }
 
 /// The `[demo]` section: the account made on the first start.
@@ -169,6 +210,7 @@ mod tests {
         assert_eq!(config.delivery, DeliveryConfig::default());
         assert_eq!(config.webhooks, WebhookConfig::default());
         assert_eq!(config.demo, DemoConfig::default());
+        assert_eq!(config.retention, RetentionConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 
@@ -188,6 +230,18 @@ mod tests {
             config.runtime.memory_bytes,
             RuntimeLimits::default().memory_bytes
         );
+    }
+
+    #[test]
+    fn the_message_retention_reads_as_a_duration_and_refuses_nothing_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "[retention]\nmessages = \"7d\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.retention.messages, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.retention.purge_interval, Duration::from_secs(3600));
+        std::fs::write(&path, "[retention]\nmessages = \"0s\"\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
     }
 
     #[test]

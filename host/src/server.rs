@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
-use crate::config::{Config, DemoConfig};
+use crate::config::{Config, DemoConfig, RetentionConfig};
 use crate::dashboard::{self, DashboardState};
 use crate::delivery::capture::Capture;
 use crate::delivery::verp::ReturnPath;
@@ -194,7 +194,11 @@ impl Server {
         );
         let inbound_task = inbound.start();
         let webhook_task = WebhookDispatcher::start(config.webhooks.clone(), store.clone())?;
-        let purge_task = tokio::spawn(purge_expired(store.clone(), config.inbound.keep_days));
+        let purge_task = tokio::spawn(purge_expired(
+            store.clone(),
+            config.retention.clone(),
+            config.inbound.keep_days,
+        ));
         // Statistics in the API and the dashboard's heavy pages share one fair pool.
         let scans = Scans::new(store.clone());
         let api_state = ApiState::new(
@@ -280,16 +284,24 @@ impl Server {
     }
 }
 
-/// How often expired archives and old returned mail are purged.
-const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Removes archives past their retention and the content of old returned mail, at start
-/// and then every interval.
-async fn purge_expired(store: Store, returned_keep_days: u64) {
-    let mut interval = tokio::time::interval(PURGE_INTERVAL);
+/// Removes messages, archives and kept copies past their retention and the content of old
+/// returned mail, at start and then every `retention.purge_interval`. Each purge works in
+/// bounded transactions, so the writer is never held for long.
+async fn purge_expired(store: Store, retention: RetentionConfig, returned_keep_days: u64) {
+    let mut interval = tokio::time::interval(retention.purge_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let now = crate::store::now_millis();
+        match store.purge_messages(now, retention.messages).await {
+            Ok(purged) if purged.messages > 0 || purged.postponed > 0 => tracing::info!(
+                purged = purged.messages,
+                postponed = purged.postponed,
+                "purged messages past their retention"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "purging messages failed"),
+        }
         match store.purge_archives(now).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "purged expired archives"),

@@ -16,6 +16,12 @@ const LAYOUT: &str = r#"<html><body><h1>News from the shop</h1>{{ message.html }
 /// identity for shop.example whose key is of `algorithm` (the platform's key is what the
 /// server's configuration says: RSA-2048 by default).
 pub async fn make_default(server: &Server, algorithm: KeyAlgorithm) {
+    make_default_steps(server, algorithm, true).await;
+}
+
+/// As [`make_default`], with or without the archive step (a message archived for a month
+/// outlives a shorter message retention).
+pub async fn make_default_steps(server: &Server, algorithm: KeyAlgorithm, archive: bool) {
     let store = &server.store;
     let mut identity = server
         .dkim
@@ -49,14 +55,15 @@ pub async fn make_default(server: &Server, algorithm: KeyAlgorithm) {
         ("tracking", serde_json::json!({})),
         ("archive", serde_json::json!({"retention": "P1M"})),
         ("dkim", serde_json::json!({})),
-    ];
+    ]
+    .into_iter()
+    .filter(|(plugin, _)| archive || *plugin != "archive");
     let flow = store
         .create_flow(Flow {
             id: 0,
             account_id: 1,
             name: "built-in".into(),
             steps: steps
-                .into_iter()
                 .map(|(plugin, config)| Flowstep {
                     plugin: plugin.into(),
                     config,

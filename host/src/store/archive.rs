@@ -35,6 +35,25 @@ pub(super) fn put_archive(
     Ok(())
 }
 
+/// When a message's archive ends, if it has one (past or not).
+pub(super) fn archive_end(txn: &WriteTransaction, id: &str) -> Result<Option<u64>, StoreError> {
+    txn.open_table(ARCHIVES)?
+        .get(id)?
+        .map(|entry| super::decode::<ArchiveEntry>(entry.value()).map(|entry| entry.expires_at))
+        .transpose()
+}
+
+/// Removes a message's archive, whether its retention ended or not, in the caller's
+/// transaction (the message's purge).
+pub(super) fn forget_archive(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
+    if let Some(expires_at) = archive_end(txn, id)? {
+        txn.open_table(ARCHIVE_EXPIRY)?.remove((expires_at, id))?;
+    }
+    txn.open_table(ARCHIVES)?.remove(id)?;
+    txn.open_table(ARCHIVE_BODIES)?.remove(id)?;
+    Ok(())
+}
+
 impl Store {
     /// A message's archive entry and archived message, while it is kept.
     pub fn archive(&self, message_id: &str) -> Result<Option<(ArchiveEntry, Vec<u8>)>, StoreError> {

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{Store, StoreError, append_events, record_in};
 use crate::store::Event;
 
 /// Counts per message and counter (`open`, `click:INDEX`).
-const ENGAGEMENT: TableDefinition<(&str, &str), u64> = TableDefinition::new("engagement");
+pub(super) const ENGAGEMENT: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("engagement");
 
 /// Opens kept as events per message, and clicks per link; later ones are only counted.
 pub const MAX_KEPT_ENGAGEMENTS: u64 = 20;
@@ -23,6 +24,25 @@ pub enum Engagement {
     Kept(u64),
     /// Counted only; this many in all under its counter.
     Counted(u64),
+}
+
+/// Removes a message's counts, in the caller's transaction (the message's purge).
+pub(super) fn forget_counts(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
+    let mut counts = txn.open_table(ENGAGEMENT)?;
+    let counters: Vec<String> = counts
+        .range((id, "")..)?
+        .map_while(|entry| match entry {
+            Ok((key, _)) => {
+                let (message, counter) = key.value();
+                (message == id).then(|| Ok(counter.to_string()))
+            }
+            Err(error) => Some(Err(error)),
+        })
+        .collect::<Result<_, _>>()?;
+    for counter in &counters {
+        counts.remove((id, counter.as_str()))?;
+    }
+    Ok(())
 }
 
 impl Store {

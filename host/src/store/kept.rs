@@ -177,6 +177,24 @@ pub(super) fn purge_due(
     Ok(due.len())
 }
 
+/// Removes a message's kept copies (submitted and error), whether their retention ended or
+/// not, in the caller's transaction (the message's purge).
+pub(super) fn forget_copies(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
+    let note: Option<KeptNote> = txn
+        .open_table(SUBMITTED_KEPT)?
+        .remove(id)?
+        .map(|note| decode(note.value()))
+        .transpose()?;
+    if let Some(note) = note {
+        txn.open_table(SUBMITTED_EXPIRY)?
+            .remove((note.expires_at, id))?;
+    }
+    txn.open_table(SUBMITTED)?.remove(id)?;
+    txn.open_table(ERROR_ARCHIVES)?.remove(id)?;
+    txn.open_table(ERROR_ARCHIVE_BODIES)?.remove(id)?;
+    Ok(())
+}
+
 impl Store {
     /// A message's submitted copy, while its retention lasts.
     pub fn submitted_copy(&self, id: &str) -> Result<SubmittedCopy, StoreError> {

@@ -18,6 +18,7 @@ mod listing;
 pub mod model;
 mod plugin_health;
 mod quota;
+mod retention;
 mod returned;
 mod users;
 mod webhooks;
@@ -48,6 +49,7 @@ pub use model::{
     StepResult, StepResultOutcome, Template, present,
 };
 pub use quota::Kept;
+pub use retention::Purged;
 pub use returned::{ReturnedEffect, ReturnedMail};
 pub use users::{
     AUDIT_KEPT_PER_ACCOUNT, AuditEntry, AuditOutcome, CodeCheck, NewUser, PendingCode, Role,
@@ -453,6 +455,7 @@ impl Store {
         let has_account_index = !lacks(ACCOUNT_MESSAGES.name());
         let has_plugin_index = !lacks(OWNERS_BY_PLUGIN.name());
         let has_credential_index = !lacks(credentials::SOURCE_CREDENTIALS.name());
+        let has_retention_index = !lacks(retention::MESSAGE_RETENTION.name());
         {
             txn.open_table(ACCOUNTS)?;
             txn.open_table(SOURCES)?;
@@ -462,6 +465,7 @@ impl Store {
             txn.open_table(PLUGINS)?;
             txn.open_table(MESSAGES)?;
             txn.open_table(ACCOUNT_MESSAGES)?;
+            txn.open_table(retention::MESSAGE_RETENTION)?;
             txn.open_table(BODIES)?;
             txn.open_table(EVENTS)?;
             txn.open_table(SPOOL)?;
@@ -505,6 +509,7 @@ impl Store {
             txn.open_table(webhooks::WEBHOOK_CALLS)?;
             txn.open_table(webhooks::WEBHOOK_DUE)?;
             txn.open_table(webhooks::WEBHOOK_DEAD_LETTERS)?;
+            txn.open_table(engagement::ENGAGEMENT)?;
         }
         if !has_account_index {
             index_messages_by_account(&txn)?;
@@ -514,6 +519,9 @@ impl Store {
         }
         if !has_credential_index {
             credentials::index_credentials_by_source(&txn)?;
+        }
+        if !has_retention_index {
+            retention::index_stored_messages(&txn)?;
         }
         txn.commit()?;
         let hooks = Arc::new(webhooks::WebhookHooks::load(&db.begin_read()?)?);
@@ -957,10 +965,12 @@ impl Store {
             let mut events = txn.open_table(EVENTS)?;
             let mut spool = txn.open_table(SPOOL)?;
             let mut by_account = txn.open_table(ACCOUNT_MESSAGES)?;
+            let mut by_submission = txn.open_table(retention::MESSAGE_RETENTION)?;
             for (record, body) in records_in.iter().zip(&packed) {
                 let id = record.id.as_str();
                 records.insert(id, encode(record)?.as_slice())?;
                 by_account.insert((record.account_id, id), ())?;
+                by_submission.insert((record.submitted_at, id), ())?;
                 bodies.insert(id, body.as_slice())?;
                 let event = Event {
                     kind: EventKind::Submitted,
@@ -974,7 +984,7 @@ impl Store {
                 spool.insert(id, record.submitted_at)?;
                 webhooks::queue_calls(txn, &hooks, record, 0, &[event])?;
             }
-            drop((records, bodies, events, spool, by_account));
+            drop((records, bodies, events, spool, by_account, by_submission));
             for record in &records_in {
                 let Some(original) = &record.resent_from else {
                     continue;

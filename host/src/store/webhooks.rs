@@ -263,6 +263,31 @@ pub(super) fn queue_calls(
     Ok(())
 }
 
+/// Whether any webhook call about a message is still to be made (waiting, due or being
+/// retried), looked up per endpoint of its account: a handful of point reads.
+pub(super) fn calls_pending(
+    txn: &WriteTransaction,
+    account_id: u64,
+    message_id: &str,
+) -> Result<bool, StoreError> {
+    let endpoints: Vec<u64> = txn
+        .open_table(WEBHOOK_SUBSCRIPTIONS)?
+        .range((account_id, 0)..=(account_id, u64::MAX))?
+        .map(|entry| entry.map(|(key, _)| key.value().1))
+        .collect::<Result<_, _>>()?;
+    let calls = txn.open_table(WEBHOOK_CALLS)?;
+    for endpoint_id in endpoints {
+        if calls
+            .range((endpoint_id, message_id, 0)..=(endpoint_id, message_id, u32::MAX))?
+            .next()
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Queues one call; it is due at once when it is the only call of its chain, otherwise it
 /// waits for the calls before it.
 fn queue_call(
