@@ -22,6 +22,7 @@ mod flowmailer_management;
 mod hot_reload;
 mod languages;
 mod loading;
+mod openapi;
 mod pipeline;
 mod resend;
 mod returned;

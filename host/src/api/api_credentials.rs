@@ -21,7 +21,8 @@ use crate::store::{Credential, CredentialKind, Source};
 const MAX_CLIENT_ID_CHARS: usize = 256;
 
 /// An API credential as the API shows it (Flowmailer's `Credentials`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Credentials)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiCredentialView {
     /// The client id: it names the credential in paths.
@@ -50,7 +51,7 @@ fn view(credential: Credential, source: &Source, secret: Option<String>) -> ApiC
 }
 
 /// The body of `POST /{account}/api_credentials`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewApiCredential {
     /// The source the client logs in as.
@@ -109,6 +110,12 @@ fn own_credential(
 }
 
 /// `GET /{account}/api_credentials`: every API credential of the account's sources.
+#[utoipa::path(
+    get,
+    path = "/{account}/api_credentials",
+    tags = ["API credentials"],
+    responses((status = 200, description = "The account's API credentials", body = Vec<ApiCredentialView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -129,6 +136,13 @@ pub async fn list(
 
 /// `POST /{account}/api_credentials`: makes a credential for a source, with the client id
 /// given or a made-up one; answers 201 with the secret, shown this once.
+#[utoipa::path(
+    post,
+    path = "/{account}/api_credentials",
+    tags = ["API credentials"],
+    request_body = NewApiCredential,
+    responses((status = 201, description = "The credential, with its secret shown this once", body = ApiCredentialView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -198,6 +212,12 @@ pub async fn create(
 }
 
 /// `GET /{account}/api_credentials/{clientId}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/api_credentials/{client}",
+    tags = ["API credentials"],
+    responses((status = 200, description = "The credential", body = ApiCredentialView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, client_id)): Path<(u64, String)>,
@@ -209,6 +229,12 @@ pub async fn get(
 }
 
 /// `DELETE /{account}/api_credentials/{clientId}`: the client can no longer get tokens.
+#[utoipa::path(
+    delete,
+    path = "/{account}/api_credentials/{client}",
+    tags = ["API credentials"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, client_id)): Path<(u64, String)>,

@@ -22,7 +22,7 @@ use super::representation::flexible_id;
 use crate::flow::rules::{Condition, FlowRule, Routing};
 
 /// A header that must have this value (Flowmailer's `Header`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     name: String,
@@ -31,7 +31,7 @@ pub struct HeaderMatch {
 }
 
 /// A value of the submitted data (Flowmailer's `DataExpression`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataExpression {
     /// A JSON pointer into the submitted data.
@@ -41,7 +41,7 @@ pub struct DataExpression {
 }
 
 /// Flowmailer's `FlowRuleSimple`.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowRuleSimple {
     /// Shown; the path names the flow, so a different one is refused.
@@ -175,6 +175,12 @@ fn routing_of(state: &ApiState, account_id: u64) -> Result<Routing, ApiError> {
 }
 
 /// `GET /{account}/flows/{id}/rule`: the flow's rule; only `flowId` when it has none.
+#[utoipa::path(
+    get,
+    path = "/{account}/flows/{flow}/rule",
+    tags = ["Flows"],
+    responses((status = 200, description = "The flow's rule", body = FlowRuleSimple), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
@@ -213,6 +219,13 @@ fn not_simple(message: &str) -> ApiError {
 
 /// `PUT /{account}/flows/{id}/rule`: replaces the flow's rule where it stood; a rule without
 /// conditions removes it. Answers the rule as `GET` shows it.
+#[utoipa::path(
+    put,
+    path = "/{account}/flows/{flow}/rule",
+    tags = ["Flows"],
+    request_body = FlowRuleSimple,
+    responses((status = 200, description = "The flow's rule", body = FlowRuleSimple), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn put(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
