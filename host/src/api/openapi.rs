@@ -5,6 +5,16 @@
 //! schemas from the types the API serialises. What every call has in common (the account's
 //! bearer token, the error answers, paging, matrix parameters, identifiers written as strings)
 //! is added here once, in [`finish`], rather than repeated on every handler.
+//!
+//! A new route needs: `#[utoipa::path(METHOD, path = "...", tags = [...], params(...),
+//! request_body = T, responses((status = 200, body = T), ...))]` on its handler (the path
+//! exactly as routed; `params` only for query types deriving `IntoParams` and [`ItemsRange`] on
+//! a list, path parameters are described here by name in `path_parameter`; `extensions(("x-
+//! matrix-parameters" = json!([...])))` for the matrix parameters it reads; a 409/422 it can
+//! answer listed, without a body); `ToSchema` derived on its request and answer types (with
+//! `#[schema(as = FlowmailerName)]`); and `.routes(routes!(module::handler, ...))` in
+//! `api::documented_routes`, handlers of one path in one `routes!`. Sluice's own calls carry the
+//! tag `Sluice extensions`; a Flowmailer call not served is one line of `unsupported_routes`.
 
 use std::sync::Arc;
 
@@ -192,6 +202,9 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
     operation["parameters"] = Value::Array(parameters);
 
     let has_body = operation.get("requestBody").is_some();
+    let tags = operation["tags"].as_array().cloned().unwrap_or_default();
+    // An unsupported call answers 501 once the caller is checked, whatever else it is sent.
+    let unsupported = tags.iter().any(|tag| tag == NOT_SUPPORTED_TAG);
     let errors = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}});
     let responses = operation["responses"]
         .as_object_mut()
@@ -212,20 +225,22 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
                 .entry(status)
                 .or_insert_with(|| json!({"description": description}));
         };
-        add(
-            "400",
-            "The request is invalid: `allErrors` says which field and why",
-        );
+        if !unsupported {
+            add(
+                "400",
+                "The request is invalid: `allErrors` says which field and why",
+            );
+        }
         add(
             "401",
             "No valid bearer token; `WWW-Authenticate: Bearer`, and RFC 6750's `error` and \
              `error_description` beside `allErrors`",
         );
         add("403", "The token belongs to another account");
-        if template_parameters(path).count() > 1 {
+        if template_parameters(path).count() > 1 && !unsupported {
             add("404", "No such object in this account");
         }
-        if has_body {
+        if has_body && !unsupported {
             add("413", "The body is larger than the server takes");
         }
         operation["security"] = json!([{"oauth2": ["api"]}]);
@@ -272,7 +287,6 @@ fn complete_operation(path: &str, method: &str, operation: &mut Value) {
         ));
         operation["x-matrix-parameters"] = Value::Array(described);
     }
-    let tags = operation["tags"].as_array().cloned().unwrap_or_default();
     if tags.iter().any(|tag| tag == EXTENSION_TAG) {
         operation["x-sluice-extension"] = Value::Bool(true);
     }
@@ -377,7 +391,6 @@ fn integer_as_string(schema: &mut Value) {
         object.insert("type".into(), kind);
         object.remove("format");
         object.remove("minimum");
-        object.insert("pattern".into(), Value::String("^[0-9A-Za-z-]+$".into()));
     }
     for key in ["oneOf", "anyOf", "allOf"] {
         if let Some(Value::Array(choices)) = object.get_mut(key) {
