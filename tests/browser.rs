@@ -75,7 +75,7 @@ fn chromium_reads_the_online_view_of_an_archived_message_and_the_openapi_documen
     browser.open(&openapi);
     assert_eq!(browser.url(), openapi);
     let document: Value = serde_json::from_str(&browser.text()).expect("the page is JSON");
-    assert_eq!(document["openapi"], "3.0.3");
+    assert_eq!(document["openapi"], "3.1.0");
     assert_screenshot(&browser.screenshot("openapi"));
 }
 

@@ -591,13 +591,14 @@ fn the_narrower_message_lists_choose_their_messages_and_keep_to_their_account() 
 }
 
 /// One call of the compatibility table in `docs/flowmailer-compatibility.md`.
-struct TableRow {
-    method: reqwest::Method,
-    path: String,
-    support: String,
+pub(crate) struct TableRow {
+    pub(crate) method: reqwest::Method,
+    pub(crate) path: String,
+    pub(crate) support: String,
 }
 
-fn compatibility_table() -> Vec<TableRow> {
+/// The calls of docs/flowmailer-compatibility.md's table.
+pub(crate) fn compatibility_table() -> Vec<TableRow> {
     let table = include_str!("../docs/flowmailer-compatibility.md");
     table
         .lines()

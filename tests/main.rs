@@ -24,6 +24,7 @@ mod flowmailer_sdk;
 mod hot_reload;
 mod languages;
 mod loading;
+mod openapi;
 mod pipeline;
 mod resend;
 mod retention;

@@ -401,8 +401,8 @@ fn webhooks_are_created_read_replaced_and_deleted_with_checked_input() {
         .json()
         .unwrap();
     let paths = &document["paths"];
-    assert!(paths["/{account_id}/webhooks"]["post"].is_object());
-    assert!(paths["/{account_id}/webhooks/{webhook_id}/dead_letters"]["get"].is_object());
+    assert!(paths["/{account}/webhooks"]["post"].is_object());
+    assert!(paths["/{account}/webhooks/{id}/dead_letters"]["get"].is_object());
 }
 
 #[test]

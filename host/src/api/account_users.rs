@@ -15,7 +15,8 @@ use crate::access;
 use crate::store::Role;
 
 /// A dashboard user as Flowmailer's `AccountUser` shows one.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AccountUser)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountUserView {
     /// Extension: the user's id.
@@ -29,7 +30,8 @@ pub struct AccountUserView {
 }
 
 /// A role of an account's users as Flowmailer's `Role` shows one; its name is its id.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Role)]
 pub struct RoleView {
     id: &'static str,
     name: &'static str,
@@ -40,6 +42,12 @@ pub struct RoleView {
 const ACCOUNT_ROLES: [Role; 4] = [Role::Owner, Role::Admin, Role::Editor, Role::Viewer];
 
 /// `GET /{account}/users`: the account's dashboard users, oldest first.
+#[utoipa::path(
+    get,
+    path = "/{account}/users",
+    tags = ["Users"],
+    responses((status = 200, description = "The account's dashboard users", body = Vec<AccountUserView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -61,6 +69,12 @@ pub async fn list(
 }
 
 /// `GET /{account}/roles`.
+#[utoipa::path(
+    get,
+    path = "/{account}/roles",
+    tags = ["Users"],
+    responses((status = 200, description = "The roles a user may have", body = Vec<RoleView>))
+)]
 pub async fn roles(
     Path(account_id): Path<u64>,
     caller: Caller,

@@ -23,7 +23,8 @@ const MAX_CLIENT_ID_CHARS: usize = 256;
 const MAX_DESCRIPTION_CHARS: usize = 1000;
 
 /// An API credential as the API shows it (Flowmailer's `Credentials`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Credentials)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiCredentialView {
     /// The client id: it names the credential in paths.
@@ -56,7 +57,7 @@ fn view(credential: Credential, source: &Source, secret: Option<String>) -> ApiC
 }
 
 /// The body of `POST /{account}/api_credentials`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewApiCredential {
     /// The source the client logs in as.
@@ -134,6 +135,12 @@ fn own_credential(
 }
 
 /// `GET /{account}/api_credentials`: every API credential of the account's sources.
+#[utoipa::path(
+    get,
+    path = "/{account}/api_credentials",
+    tags = ["API credentials"],
+    responses((status = 200, description = "The account's API credentials", body = Vec<ApiCredentialView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -154,6 +161,13 @@ pub async fn list(
 
 /// `POST /{account}/api_credentials`: makes a credential for a source, with the client id
 /// given or a made-up one; answers 201 with the secret, shown this once.
+#[utoipa::path(
+    post,
+    path = "/{account}/api_credentials",
+    tags = ["API credentials"],
+    request_body = NewApiCredential,
+    responses((status = 201, description = "The credential, with its secret shown this once", body = ApiCredentialView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -228,6 +242,12 @@ pub async fn create(
 }
 
 /// `GET /{account}/api_credentials/{clientId}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/api_credentials/{client}",
+    tags = ["API credentials"],
+    responses((status = 200, description = "The credential", body = ApiCredentialView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, client_id)): Path<(u64, String)>,
@@ -239,6 +259,12 @@ pub async fn get(
 }
 
 /// `DELETE /{account}/api_credentials/{clientId}`: the client can no longer get tokens.
+#[utoipa::path(
+    delete,
+    path = "/{account}/api_credentials/{client}",
+    tags = ["API credentials"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, client_id)): Path<(u64, String)>,
@@ -318,6 +344,13 @@ fn update_refusals(update: &ApiCredentialUpdate, shown: &serde_json::Value) -> V
     refusals
 }
 
+#[utoipa::path(
+    put,
+    path = "/{account}/api_credentials/{client}",
+    tags = ["API credentials"],
+    request_body = ApiCredentialView,
+    responses((status = 200, description = "The credential; only its description changes", body = ApiCredentialView))
+)]
 /// `PUT /{account}/api_credentials/{clientId}`: sets the credential's `description`; anything
 /// else that differs from what `GET` shows is refused by name (`notSupported`). Answers the
 /// credential as `GET` shows it.

@@ -15,7 +15,8 @@ use crate::store::MessageRecord;
 use crate::timestamp::iso8601;
 
 /// Query options of the archive read.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ArchiveQuery {
     /// `eml` answers the archived message itself (message/rfc822).
     #[serde(default)]
@@ -33,7 +34,7 @@ pub struct ArchiveQuery {
 }
 
 /// An attachment of the archived message.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchivedAttachment {
     filename: Option<String>,
@@ -47,7 +48,8 @@ pub struct ArchivedAttachment {
 }
 
 /// The archived message as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MessageArchive)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchiveView {
     message_id: String,
@@ -77,6 +79,13 @@ pub(super) fn archived_message(record: &MessageRecord, raw: Vec<u8>) -> Result<M
 }
 
 /// `GET /{account}/messages/{id}/archive`.
+#[utoipa::path(
+    get,
+    path = "/{account}/messages/{id}/archive",
+    tags = ["Messages"],
+    params(ArchiveQuery),
+    responses((status = 200, description = "The message as archived, one entry per archiving step; `?format=eml` answers the message itself (message/rfc822)", content((Vec<ArchiveView> = "application/json"), (String = "message/rfc822"))))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, String)>,
@@ -118,7 +127,8 @@ pub async fn get(
 }
 
 /// The error archive as the API shows it (Flowmailer's `MessageArchive`, one object).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorArchive)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorArchiveView {
     message_id: String,
@@ -141,6 +151,13 @@ pub struct ErrorArchiveView {
 /// `GET /{account}/messages/{id}/error_archive`: the message as the step that held it or
 /// failed on it got it, while the message's submitted copy is kept (`?format=eml` for the
 /// message itself).
+#[utoipa::path(
+    get,
+    path = "/{account}/messages/{id}/error_archive",
+    tags = ["Messages"],
+    params(ArchiveQuery),
+    responses((status = 200, description = "The message as the step that held it or failed on it got it; `?format=eml` answers the message itself (message/rfc822)", content((ErrorArchiveView = "application/json"), (String = "message/rfc822"))))
+)]
 pub async fn error_archive(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, String)>,
@@ -203,6 +220,12 @@ const ONLINE_VIEW_POLICY: &str = "sandbox; default-src 'none'; img-src * data:; 
 
 /// `GET /v/{token}`: the archived html of the message the token names; 404 for a token that
 /// does not verify, a message without archive, or an expired one.
+#[utoipa::path(
+    get,
+    path = "/v/{token}",
+    tags = ["Sluice extensions", "Tracking"],
+    responses((status = 200, description = "The online view of an archived message", content_type = "text/html", body = String), (status = 404, description = "No such link, or the archive has expired"))
+)]
 pub async fn online(State(state): State<ApiState>, Path(token): Path<String>) -> Response {
     let Some(message_id) = state.links.verify_online(&token) else {
         return StatusCode::NOT_FOUND.into_response();

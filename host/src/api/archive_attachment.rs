@@ -70,7 +70,8 @@ fn find<'a>(attachments: &'a [AttachmentInfo], wanted: &str) -> Option<&'a Attac
 }
 
 /// Flowmailer's `Attachment`, with its content.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Attachment)]
 #[serde(rename_all = "camelCase")]
 pub struct AttachmentView {
     /// The decoded content, in base64.
@@ -83,6 +84,12 @@ pub struct AttachmentView {
 }
 
 /// `GET /{account}/messages/{id}/archive/{flowStepId}/attachment/{contentId}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/messages/{id}/archive/{step}/attachment/{content}",
+    tags = ["Messages"],
+    responses((status = 200, description = "The attachment of the archived copy, its content in base64", body = AttachmentView), (status = 422, description = "The attachment is larger than an answer may carry"))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id, step_id, wanted)): Path<(u64, String, String, String)>,

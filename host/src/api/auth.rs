@@ -229,7 +229,9 @@ impl From<crate::store::StoreError> for OAuthError {
     }
 }
 
-#[derive(Serialize)]
+/// An error answer of the token endpoint (RFC 6749 section 5.2).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
 struct OAuthErrorBody<'a> {
     error: &'static str,
     error_description: &'a str,
@@ -261,11 +263,19 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
 }
 
 /// The parameters of a token request, from its form and its `Authorization: Basic` header.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = TokenRequest)]
 struct TokenRequest {
+    /// The API client id; or given with HTTP Basic.
+    #[schema(required = false)]
     client_id: String,
+    /// The client's secret; or given with HTTP Basic.
+    #[schema(required = false)]
     client_secret: String,
+    /// `client_credentials`.
+    #[schema(example = "client_credentials")]
     grant_type: String,
+    /// `api`, or none.
     scope: Option<String>,
 }
 
@@ -346,7 +356,8 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
 }
 
 /// The answer to a token request.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthTokenResponse)]
 pub struct TokenResponse {
     access_token: String,
     token_type: &'static str,
@@ -372,6 +383,13 @@ fn too_many_failures(state: &ApiState) -> Response {
 }
 
 /// `POST /oauth/token`: client credentials in the form body or with HTTP Basic.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tags = ["OAuth"],
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded", description = "Client credentials in the form or with HTTP Basic (RFC 6749 section 2.3)"),
+    responses((status = 200, description = "A bearer token", body = TokenResponse), (status = 400, description = "error: invalid_request, unsupported_grant_type or invalid_scope", body = OAuthErrorBody), (status = 401, description = "error: invalid_client; WWW-Authenticate: Basic", body = OAuthErrorBody, headers(("WWW-Authenticate" = String, description = "Basic realm=\"sluice\""))), (status = 403, description = "error: unauthorized_client: the source may not be used from this address", body = OAuthErrorBody), (status = 429, description = "Too many wrong secrets from this address: it waits before asking again", body = OAuthErrorBody))
+)]
 pub async fn token(
     State(state): State<ApiState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -15,7 +15,8 @@ use super::error::ApiError;
 use super::messages::parse_json;
 
 /// The account's classifier setting.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = BounceClassifier)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClassifierView {
     /// The sha256 of an uploaded bounce-classifier component; absent when none is installed.
@@ -24,6 +25,12 @@ pub struct ClassifierView {
 }
 
 /// `GET /{account}/bounce_classifier`.
+#[utoipa::path(
+    get,
+    path = "/{account}/bounce_classifier",
+    tags = ["Sluice extensions"],
+    responses((status = 200, description = "The account's bounce classifier plugin, if any", body = ClassifierView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -40,6 +47,13 @@ pub async fn get(
 }
 
 /// `PUT /{account}/bounce_classifier`: installs an uploaded classifier, checked first.
+#[utoipa::path(
+    put,
+    path = "/{account}/bounce_classifier",
+    tags = ["Sluice extensions"],
+    request_body = ClassifierView,
+    responses((status = 200, description = "Installed", body = ClassifierView))
+)]
 pub async fn put(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -99,6 +113,12 @@ pub(crate) async fn install(
 }
 
 /// `DELETE /{account}/bounce_classifier`: the built-in verdicts apply again.
+#[utoipa::path(
+    delete,
+    path = "/{account}/bounce_classifier",
+    tags = ["Sluice extensions"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,

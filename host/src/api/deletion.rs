@@ -57,6 +57,12 @@ pub(crate) async fn delete_source(
 }
 
 /// `DELETE /{account}/flows/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/{account}/flows/{flow}",
+    tags = ["Flows"],
+    responses((status = 204, description = "Done"), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn flow(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
@@ -69,6 +75,12 @@ pub async fn flow(
 
 /// `DELETE /{account}/sources/{id}`. The source of the caller's own credential is refused:
 /// deleting it would end the very token that asked, and maybe the account's last API client.
+#[utoipa::path(
+    delete,
+    path = "/{account}/sources/{source}",
+    tags = ["Sources"],
+    responses((status = 204, description = "Done"), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn source(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// One error of a request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldError {
     /// Machine-readable code.
@@ -36,9 +36,12 @@ pub struct ApiError {
     bearer_error: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer, Flowmailer's `Errors` (with RFC 6750's members on a 401).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Errors)]
+pub(super) struct ErrorBody<'a> {
     #[serde(rename = "allErrors")]
+    #[schema(value_type = Vec<FieldError>)]
     all_errors: &'a [FieldError],
     /// RFC 6749's error code, for OAuth clients that read a 401's body that way.
     #[serde(skip_serializing_if = "Option::is_none")]

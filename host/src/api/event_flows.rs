@@ -39,7 +39,7 @@ pub(super) const MAX_EVENT_FLOW_BYTES: usize = 64 << 10;
 const WEBHOOK_STEP: &str = "externalData";
 
 /// The URL call of an event flow's step (Flowmailer's `FlowStepExternalData`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookCall {
     url_template: String,
@@ -47,7 +47,7 @@ pub struct WebhookCall {
 }
 
 /// An event flow's step (Flowmailer's `FlowStep`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventFlowStep {
     #[serde(rename = "type")]
@@ -56,7 +56,8 @@ pub struct EventFlowStep {
 }
 
 /// An event flow (Flowmailer's `EventFlow`), with Sluice's signing key beside it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EventFlow)]
 #[serde(rename_all = "camelCase")]
 pub struct EventFlowView {
     id: u64,
@@ -83,11 +84,12 @@ fn event_flow_view(endpoint: WebhookEndpoint) -> EventFlowView {
 
 /// What creating or replacing an event flow takes: Flowmailer's `EventFlow` as its SDK writes
 /// it, and what [`EventFlowView`] answers.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventFlowInput {
     /// Accepted and ignored: the path names the event flow.
     #[serde(default, rename = "id")]
+    #[schema(value_type = Option<String>)]
     _id: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     description: Option<String>,
@@ -280,6 +282,12 @@ fn checked_input(input: &EventFlowInput, secret: Option<&str>) -> Result<String,
 }
 
 /// `GET /{account}/event_flows`: every webhook of the account, oldest first.
+#[utoipa::path(
+    get,
+    path = "/{account}/event_flows",
+    tags = ["Event flows"],
+    responses((status = 200, description = "The event flows (the account's webhooks)", body = Vec<EventFlowView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -291,6 +299,13 @@ pub async fn list(
 }
 
 /// `POST /{account}/event_flows`: a webhook; it takes every event until its rule says which.
+#[utoipa::path(
+    post,
+    path = "/{account}/event_flows",
+    tags = ["Event flows"],
+    request_body = EventFlowInput,
+    responses((status = 201, description = "The event flow", body = EventFlowView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -311,6 +326,12 @@ pub async fn create(
 }
 
 /// `GET /{account}/event_flows/{id}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/event_flows/{id}",
+    tags = ["Event flows"],
+    responses((status = 200, description = "The event flow", body = EventFlowView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -327,6 +348,13 @@ fn own_event_flow(state: &ApiState, account_id: u64, id: u64) -> Result<WebhookE
 }
 
 /// `PUT /{account}/event_flows/{id}`: replaces the URL and description; its rule stays.
+#[utoipa::path(
+    put,
+    path = "/{account}/event_flows/{id}",
+    tags = ["Event flows"],
+    request_body = EventFlowInput,
+    responses((status = 200, description = "The event flow", body = EventFlowView))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -345,6 +373,12 @@ pub async fn update(
 }
 
 /// `DELETE /{account}/event_flows/{id}`: the webhook, with its queued calls and dead letters.
+#[utoipa::path(
+    delete,
+    path = "/{account}/event_flows/{id}",
+    tags = ["Event flows"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -362,7 +396,8 @@ fn type_names(kinds: &[EventKind]) -> Vec<String> {
 
 /// An event flow's rule as the SDK reads it (`EventFlowRuleSimple`): the event type it takes,
 /// or none for every event.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EventFlowRuleSimple)]
 #[serde(rename_all = "camelCase")]
 pub struct EventFlowRuleView {
     event_flow_id: u64,
@@ -371,7 +406,7 @@ pub struct EventFlowRuleView {
 }
 
 /// An event flow's rule as the SDK writes it (`EventFlowRuleSimple`).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventFlowRuleInput {
     #[serde(default)]
@@ -490,6 +525,12 @@ fn rule_view(endpoint: &WebhookEndpoint) -> Result<EventFlowRuleView, ApiError> 
 }
 
 /// `GET /{account}/event_flows/{id}/rule`.
+#[utoipa::path(
+    get,
+    path = "/{account}/event_flows/{id}/rule",
+    tags = ["Event flows"],
+    responses((status = 200, description = "The rule", body = EventFlowRuleView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn get_rule(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -502,6 +543,13 @@ pub async fn get_rule(
 
 /// `PUT /{account}/event_flows/{id}/rule`: the event type the webhook takes from now on (none:
 /// every event). Answers the rule as `GET` shows it.
+#[utoipa::path(
+    put,
+    path = "/{account}/event_flows/{id}/rule",
+    tags = ["Event flows"],
+    request_body = EventFlowRuleInput,
+    responses((status = 200, description = "The rule", body = EventFlowRuleView))
+)]
 pub async fn put_rule(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -526,14 +574,14 @@ pub async fn put_rule(
 }
 
 /// Flowmailer's `ObjectDescription` of an event flow.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventFlowReference {
     id: u64,
     description: String,
 }
 
 /// A condition of an event flow rule (Flowmailer's `FlowCondition`): the event's type.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeCondition {
     #[serde(rename = "type")]
@@ -546,12 +594,13 @@ pub struct EventTypeCondition {
 
 /// One event flow rule (Flowmailer's `FlowRuleItem`, and `FlowRuleHierarchyItem` with its
 /// `nodes`: Sluice's event flows have no parents, so the hierarchy is one level).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventFlowRuleItem {
     flow: EventFlowReference,
     conditions: Vec<EventTypeCondition>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
     nodes: Option<Vec<EventFlowRuleItem>>,
 }
 
@@ -582,6 +631,12 @@ fn rule_item(endpoint: WebhookEndpoint, hierarchy: bool) -> EventFlowRuleItem {
 
 /// `GET /{account}/event_flow_rules`: each webhook with the event types it takes. Every
 /// webhook whose rule holds gets the event (Sluice does not stop at the first).
+#[utoipa::path(
+    get,
+    path = "/{account}/event_flow_rules",
+    tags = ["Event flows"],
+    responses((status = 200, description = "One rule per event flow", body = Vec<EventFlowRuleItem>))
+)]
 pub async fn list_rules(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -595,6 +650,12 @@ pub async fn list_rules(
 }
 
 /// `GET /{account}/event_flow_rules/hierarchy`: as the list, each with no child rules.
+#[utoipa::path(
+    get,
+    path = "/{account}/event_flow_rules/hierarchy",
+    tags = ["Event flows"],
+    responses((status = 200, description = "The rules, each with its (empty) nodes", body = Vec<EventFlowRuleItem>))
+)]
 pub async fn rule_hierarchy(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,

@@ -16,7 +16,8 @@ use crate::store::{FilterEntry, filter_key};
 use crate::timestamp::iso8601;
 
 /// A filter entry as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Filter)]
 #[serde(rename_all = "camelCase")]
 pub struct FilterView {
     id: u64,
@@ -51,7 +52,8 @@ impl From<FilterEntry> for FilterView {
 }
 
 /// Query options of the list.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FilterQuery {
     /// Only addresses containing this.
     #[serde(default)]
@@ -60,6 +62,14 @@ pub struct FilterQuery {
 
 /// `GET /{account}/filters`, in address order, paged by `Range` (see `paging`); the matrix
 /// parameter `daterange` keeps the entries added within it.
+#[utoipa::path(
+    get,
+    path = "/{account}/filters",
+    tags = ["Filters"],
+    params(FilterQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the filter list", body = Vec<FilterView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange"])))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -88,7 +98,7 @@ pub async fn list(
 }
 
 /// What adding an entry by hand takes.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterInput {
     #[serde(alias = "address")]
@@ -98,6 +108,13 @@ pub struct FilterInput {
 }
 
 /// `POST /{account}/filters`: stops mail to an address by hand.
+#[utoipa::path(
+    post,
+    path = "/{account}/filters",
+    tags = ["Filters"],
+    request_body = FilterInput,
+    responses((status = 201, description = "The entry", body = FilterView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -127,6 +144,12 @@ pub async fn create(
 }
 
 /// `DELETE /{account}/filters/{id}`: the address gets mail again.
+#[utoipa::path(
+    delete,
+    path = "/{account}/filters/{id}",
+    tags = ["Filters"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,

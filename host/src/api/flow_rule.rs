@@ -27,7 +27,7 @@ use crate::store::StoreError;
 const ROUTING_ATTEMPTS: usize = 5;
 
 /// A header that must have this value (Flowmailer's `Header`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     name: String,
@@ -36,7 +36,7 @@ pub struct HeaderMatch {
 }
 
 /// A value of the submitted data (Flowmailer's `DataExpression`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataExpression {
     /// A JSON pointer into the submitted data.
@@ -46,7 +46,7 @@ pub struct DataExpression {
 }
 
 /// Flowmailer's `FlowRuleSimple`.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowRuleSimple {
     /// Shown; the path names the flow, so a different one is refused.
@@ -180,6 +180,12 @@ fn routing_of(state: &ApiState, account_id: u64) -> Result<Routing, ApiError> {
 }
 
 /// `GET /{account}/flows/{id}/rule`: the flow's rule; only `flowId` when it has none.
+#[utoipa::path(
+    get,
+    path = "/{account}/flows/{flow}/rule",
+    tags = ["Flows"],
+    responses((status = 200, description = "The flow's rule", body = FlowRuleSimple), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
@@ -218,6 +224,13 @@ fn not_simple(message: &str) -> ApiError {
 
 /// `PUT /{account}/flows/{id}/rule`: replaces the flow's rule where it stood; a rule without
 /// conditions removes it. Answers the rule as `GET` shows it.
+#[utoipa::path(
+    put,
+    path = "/{account}/flows/{flow}/rule",
+    tags = ["Flows"],
+    request_body = FlowRuleSimple,
+    responses((status = 200, description = "The flow's rule", body = FlowRuleSimple), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn put(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,

@@ -12,6 +12,13 @@ use super::error::ApiError;
 use super::paging::{Order, page, requested};
 
 /// `GET /{account}/flow_templates`: always the empty list of Flowmailer's `FlowTemplate`s.
+#[utoipa::path(
+    get,
+    path = "/{account}/flow_templates",
+    tags = ["Flows"],
+    params(super::openapi::ItemsRange),
+    responses((status = 200, description = "Always empty: Sluice has no flow templates", body = Vec<std::collections::HashMap<String, String>>))
+)]
 pub async fn list(
     Path(account_id): Path<u64>,
     caller: Caller,

@@ -33,7 +33,8 @@ pub(crate) const MAX_CONDITIONS: usize = 32;
 /// | envelope sender | `sender` | `pattern` | | `user@x`, `*@x` or `x` |
 /// | header present / equal / containing | `header` | `exists` / `equals` / `contains` | the header | the text |
 /// | submitted data | `data` | `equals` | a JSON pointer | the value as JSON text |
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FlowCondition)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConditionView {
     #[serde(rename = "type")]
@@ -264,7 +265,8 @@ pub(crate) fn check_owned(
 }
 
 /// Flowmailer's `ObjectDescription`: `{id, description}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ObjectDescription)]
 pub struct Described {
     #[serde(deserialize_with = "flexible_id")]
     id: u64,
@@ -273,7 +275,7 @@ pub struct Described {
 }
 
 /// Flowmailer's `FlowStepArchive`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchiveSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,7 +286,8 @@ pub struct ArchiveSettings {
 }
 
 /// A step as the API shows and takes it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FlowStep)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StepView {
     /// Flowmailer's step type (see [`flowmailer_step_type`]): always one of its SDK's
@@ -311,7 +314,8 @@ pub struct StepView {
 }
 
 /// A flow as the API shows and takes it (Flowmailer's `Flow`, with Sluice's `expiryHours`).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Flow)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowView {
     /// Shown; ignored when given (the path names the flow).
@@ -606,6 +610,12 @@ fn check_expiry(hours: Option<u64>) -> Result<(), ApiError> {
 }
 
 /// `GET /{account}/flows`.
+#[utoipa::path(
+    get,
+    path = "/{account}/flows",
+    tags = ["Flows"],
+    responses((status = 200, description = "The account's flows", body = Vec<FlowView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -622,6 +632,13 @@ pub async fn list(
 }
 
 /// `POST /{account}/flows`.
+#[utoipa::path(
+    post,
+    path = "/{account}/flows",
+    tags = ["Flows"],
+    request_body = FlowView,
+    responses((status = 201, description = "The flow", body = FlowView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -659,6 +676,12 @@ pub(super) fn own_flow(state: &ApiState, account_id: u64, flow_id: u64) -> Resul
 }
 
 /// `GET /{account}/flows/{id}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/flows/{flow}",
+    tags = ["Flows"],
+    responses((status = 200, description = "The flow", body = FlowView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
@@ -672,6 +695,13 @@ pub async fn get(
 }
 
 /// `PUT /{account}/flows/{id}`.
+#[utoipa::path(
+    put,
+    path = "/{account}/flows/{flow}",
+    tags = ["Flows"],
+    request_body = FlowView,
+    responses((status = 200, description = "The flow", body = FlowView))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
@@ -694,7 +724,8 @@ pub async fn update(
 }
 
 /// One flow rule (Flowmailer's `FlowRuleItem`).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FlowRuleItem)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleItem {
     flow: Described,
@@ -703,7 +734,7 @@ pub struct RuleItem {
 }
 
 /// One rule in Sluice's earlier shape, for `PUT` with `{rules, defaultFlowId}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleById {
     #[serde(deserialize_with = "flexible_id")]
@@ -714,7 +745,7 @@ pub struct RuleById {
 
 /// The body of `PUT /{account}/flow_rules`: Flowmailer's list, whose last rule has no
 /// conditions and names the default flow, or Sluice's `{rules, defaultFlowId}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum RulesInput {
     /// Flowmailer's list.
@@ -754,6 +785,12 @@ fn rule_items(state: &ApiState, routing: &Routing) -> Result<Vec<RuleItem>, ApiE
 }
 
 /// `GET /{account}/flow_rules`.
+#[utoipa::path(
+    get,
+    path = "/{account}/flow_rules",
+    tags = ["Flows"],
+    responses((status = 200, description = "The rules in order, the default flow last", body = Vec<RuleItem>))
+)]
 pub async fn get_rules(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -769,6 +806,13 @@ pub async fn get_rules(
 
 /// `PUT /{account}/flow_rules`: replaces the rules; every flow and source they name must be the
 /// account's own. Answers the rules as `GET` shows them.
+#[utoipa::path(
+    put,
+    path = "/{account}/flow_rules",
+    tags = ["Flows"],
+    request_body = RulesInput,
+    responses((status = 200, description = "The rules in order, the default flow last", body = Vec<RuleItem>), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn put_rules(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,

@@ -18,7 +18,8 @@ use crate::store::{Kept, RecordCheck, SenderIdentity, StoreError};
 use crate::timestamp::iso8601;
 
 /// What adding an identity takes.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SenderDomainInput)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdentityInput {
     /// The domain mail is sent From.
@@ -30,7 +31,8 @@ pub struct IdentityInput {
 }
 
 /// An identity as the API shows it; never the private key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SenderDomain)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityView {
     id: u64,
@@ -90,7 +92,8 @@ pub(super) fn view(state: &ApiState, identity: SenderIdentity) -> IdentityView {
 
 /// A record to publish (Flowmailer's `DnsRecord`: `type`, `name`, `value`, `status`,
 /// `errorMessages`), with Sluice's `purpose`, `required`, `found` and `ok`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DnsRecord)]
 #[serde(rename_all = "camelCase")]
 pub struct DnsRecordView {
     #[serde(flatten)]
@@ -166,6 +169,12 @@ pub(crate) fn own_identity(
 }
 
 /// `GET /{account}/sender_identities`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sender_domains",
+    tags = ["Sender domains"],
+    responses((status = 200, description = "The sender domains with their DNS records", body = Vec<IdentityView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -182,6 +191,13 @@ pub async fn list(
 }
 
 /// `POST /{account}/sender_identities`: makes the key and answers with the records to publish.
+#[utoipa::path(
+    post,
+    path = "/{account}/sender_domains",
+    tags = ["Sender domains"],
+    request_body = IdentityInput,
+    responses((status = 201, description = "The sender domain with the DNS records to publish", body = IdentityView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -238,6 +254,12 @@ pub(crate) async fn make_identity(
 }
 
 /// `GET /{account}/sender_identities/{id}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sender_domains/{id}",
+    tags = ["Sender domains"],
+    responses((status = 200, description = "The sender domain", body = IdentityView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, identity_id)): Path<(u64, u64)>,
@@ -251,6 +273,12 @@ pub async fn get(
 }
 
 /// `POST /{account}/sender_identities/{id}/validate`: looks the records up in DNS now.
+#[utoipa::path(
+    post,
+    path = "/{account}/sender_domains/{id}/validate",
+    tags = ["Sender domains"],
+    responses((status = 200, description = "The sender domain with what DNS answered per record", body = IdentityView))
+)]
 pub async fn validate(
     State(state): State<ApiState>,
     Path((account_id, identity_id)): Path<(u64, u64)>,
@@ -262,6 +290,12 @@ pub async fn validate(
 }
 
 /// `DELETE /{account}/sender_identities/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/{account}/sender_domains/{id}",
+    tags = ["Sender domains"],
+    responses((status = 204, description = "Done"), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, identity_id)): Path<(u64, u64)>,
@@ -274,7 +308,8 @@ pub async fn delete(
 }
 
 /// Query options of a sender domain read.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DomainQuery {
     /// Look the records up in DNS now, as `validate` does.
     #[serde(default, deserialize_with = "super::parameters::flexible_bool")]
@@ -304,6 +339,13 @@ pub(crate) async fn validated(
 }
 
 /// `GET /{account}/sender_domains/by_domain/{domain}` (`?validate=true` checks DNS first).
+#[utoipa::path(
+    get,
+    path = "/{account}/sender_domains/by_domain/{domain}",
+    tags = ["Sender domains"],
+    params(DomainQuery),
+    responses((status = 200, description = "The sender domain", body = IdentityView))
+)]
 pub async fn by_domain(
     State(state): State<ApiState>,
     Path((account_id, domain)): Path<(u64, String)>,
@@ -324,7 +366,7 @@ pub async fn by_domain(
 
 /// The body of `POST /{account}/sender_domains/validate` (Flowmailer's `SenderDomain`; only
 /// `senderDomain` is read: Sluice chooses the return-path and web domains itself).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidateInput {
     #[serde(alias = "domain")]
@@ -334,6 +376,13 @@ pub struct ValidateInput {
 /// `POST /{account}/sender_domains/validate`: checks the DNS records of the account's identity
 /// for `senderDomain`. Flowmailer also checks a domain it has no identity for; Sluice makes the
 /// DKIM key when the identity is added, so there is nothing to check before that (404).
+#[utoipa::path(
+    post,
+    path = "/{account}/sender_domains/validate",
+    tags = ["Sender domains"],
+    request_body = ValidateInput,
+    responses((status = 200, description = "The records a domain would need, checked in DNS", body = IdentityView))
+)]
 pub async fn validate_domain(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,

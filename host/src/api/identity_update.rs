@@ -91,6 +91,13 @@ fn refusals(body: &serde_json::Map<String, Value>, current: &Value) -> Vec<Field
 
 /// `PUT /{account}/sender_domains/{id}`: answers the sender domain as `GET` does when the body
 /// asks for nothing it does not already hold; otherwise 400 naming each member it cannot take.
+#[utoipa::path(
+    put,
+    path = "/{account}/sender_domains/{id}",
+    tags = ["Sender domains"],
+    request_body = super::identities::IdentityView,
+    responses((status = 200, description = "The sender domain, unchanged: what GET answers is taken back; any change is refused by name", body = super::identities::IdentityView))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Path((account_id, identity_id)): Path<(u64, u64)>,

@@ -18,7 +18,8 @@ use crate::plugin::Grants;
 use crate::store::{CredentialKind, Kept, Source};
 
 /// A source as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Source)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceView {
     id: u64,
@@ -28,6 +29,7 @@ pub struct SourceView {
     #[serde(rename = "type")]
     kind: &'static str,
     /// `null`: any address may use the source; `[]`: none may.
+    #[schema(value_type = Option<Vec<String>>, example = json!(["192.0.2.0/24"]))]
     allowed_networks: Option<Vec<IpNet>>,
     max_message_size: usize,
     require_tls: bool,
@@ -40,15 +42,17 @@ pub struct SourceView {
 
 /// A source as the API takes it. On `POST` a field left out takes its default; on `PUT` it
 /// keeps its value, so a client may send only what it changes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceInput {
     /// Ignored: the path names the source (accepted so a view can be sent back as it is).
     #[serde(default, rename = "id")]
+    #[schema(value_type = Option<String>)]
     _id: Option<serde::de::IgnoredAny>,
     /// Ignored: every Sluice source takes SMTP and the API (accepted as Flowmailer's clients
     /// send it).
     #[serde(default, rename = "type")]
+    #[schema(value_type = Option<String>)]
     _kind: Option<serde::de::IgnoredAny>,
     /// Flowmailer's name of `requireTls`; when both are given they must agree.
     #[serde(default)]
@@ -58,6 +62,7 @@ pub struct SourceInput {
     /// Left out or `null` on `POST`: no restriction. `null` on `PUT` lifts the restriction;
     /// `[]` admits nobody.
     #[serde(default, deserialize_with = "crate::store::present")]
+    #[schema(value_type = Option<Vec<String>>)]
     allowed_networks: Option<Option<Vec<IpNet>>>,
     #[serde(default)]
     max_message_size: Option<usize>,
@@ -91,6 +96,12 @@ impl From<Source> for SourceView {
 }
 
 /// `GET /{account}/sources`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sources",
+    tags = ["Sources"],
+    responses((status = 200, description = "The account's sources", body = Vec<SourceView>))
+)]
 pub async fn list_sources(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -102,6 +113,13 @@ pub async fn list_sources(
 }
 
 /// `POST /{account}/sources`.
+#[utoipa::path(
+    post,
+    path = "/{account}/sources",
+    tags = ["Sources"],
+    request_body = SourceInput,
+    responses((status = 201, description = "The source", body = SourceView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create_source(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -130,6 +148,12 @@ pub async fn create_source(
 }
 
 /// `GET /{account}/sources/{id}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sources/{source}",
+    tags = ["Sources"],
+    responses((status = 200, description = "The source", body = SourceView))
+)]
 pub async fn get_source(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,
@@ -146,6 +170,13 @@ pub async fn get_source(
 
 /// `PUT /{account}/sources/{id}`: changes the settings given and keeps the others; its
 /// credentials stay.
+#[utoipa::path(
+    put,
+    path = "/{account}/sources/{source}",
+    tags = ["Sources"],
+    request_body = SourceInput,
+    responses((status = 200, description = "The source", body = SourceView))
+)]
 pub async fn update_source(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,
@@ -215,7 +246,7 @@ pub(crate) fn source_from(mut source: Source, input: SourceInput) -> Result<Sour
 }
 
 /// The body of `POST /{account}/sources/{id}/credentials`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewCredential {
     /// `smtp` or `api`.
@@ -225,7 +256,7 @@ pub struct NewCredential {
 }
 
 /// The answer: the secret, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedCredential {
     kind: CredentialKind,
@@ -234,6 +265,13 @@ pub struct IssuedCredential {
 }
 
 /// `POST /{account}/sources/{id}/credentials`: makes a credential with a random secret.
+#[utoipa::path(
+    post,
+    path = "/{account}/sources/{source}/credentials",
+    tags = ["Sluice extensions", "Sources"],
+    request_body = NewCredential,
+    responses((status = 201, description = "The credential, with its secret shown this once", body = IssuedCredential), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create_credential(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,
@@ -273,7 +311,8 @@ pub async fn create_credential(
 }
 
 /// The answer to a plugin upload.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Plugin)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginView {
     sha256: String,
@@ -284,6 +323,13 @@ pub struct PluginView {
 
 /// `POST /{account}/plugins`: the body is a component (`application/wasm`). It is compiled and
 /// checked like any plugin, with no privileges; a refusal says exactly why.
+#[utoipa::path(
+    post,
+    path = "/{account}/plugins",
+    tags = ["Sluice extensions"],
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component of the flowstep world"),
+    responses((status = 201, description = "The plugin", body = PluginView))
+)]
 pub async fn upload_plugin(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,

@@ -36,6 +36,14 @@ fn checked_value(what: &str, value: String) -> Result<String, ApiError> {
 type Page = Result<(HeaderMap, Json<Vec<MessageView>>), ApiError>;
 
 /// `GET /{account}/recipient/{address}/messages`.
+#[utoipa::path(
+    get,
+    path = "/{account}/recipient/{address}/messages",
+    tags = ["Messages"],
+    params(super::messages::MessageQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the recipient's messages", body = Vec<MessageView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn by_recipient(
     State(state): State<ApiState>,
     Path((account_id, address)): Path<(u64, String)>,
@@ -50,6 +58,14 @@ pub async fn by_recipient(
 }
 
 /// `GET /{account}/sender/{address}/messages`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sender/{address}/messages",
+    tags = ["Messages"],
+    params(super::messages::MessageQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the sender's messages", body = Vec<MessageView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn by_sender(
     State(state): State<ApiState>,
     Path((account_id, address)): Path<(u64, String)>,
@@ -64,6 +80,14 @@ pub async fn by_sender(
 }
 
 /// `GET /{account}/tag/{tag}/messages`.
+#[utoipa::path(
+    get,
+    path = "/{account}/tag/{tag}/messages",
+    tags = ["Messages"],
+    params(super::messages::MessageQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the tag's messages", body = Vec<MessageView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn by_tag(
     State(state): State<ApiState>,
     Path((account_id, tag)): Path<(u64, String)>,
@@ -78,6 +102,14 @@ pub async fn by_tag(
 }
 
 /// `GET /{account}/sources/{id}/messages`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sources/{source}/messages",
+    tags = ["Messages"],
+    params(super::messages::MessageQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the source's messages", body = Vec<MessageView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn by_source(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,
@@ -96,6 +128,14 @@ pub async fn by_source(
 }
 
 /// `GET /{account}/flows/{id}/messages`.
+#[utoipa::path(
+    get,
+    path = "/{account}/flows/{flow}/messages",
+    tags = ["Messages"],
+    params(super::messages::MessageQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the flow's messages", body = Vec<MessageView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn by_flow(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
@@ -118,6 +158,14 @@ const UNDELIVERED: [MessageStatus; 3] = [
 
 /// `GET /{account}/undeliveredmessages`: bounced and rejected messages (Flowmailer's
 /// `BouncedMessage` is a `Message`; the status and the events say how it bounced).
+#[utoipa::path(
+    get,
+    path = "/{account}/undeliveredmessages",
+    tags = ["Messages"],
+    params(super::messages::MessageQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the messages not delivered", body = Vec<MessageView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn undelivered(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -131,7 +179,8 @@ pub async fn undelivered(
 }
 
 /// A held message (Flowmailer's `MessageHold`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = MessageHold)]
 #[serde(rename_all = "camelCase")]
 pub struct HoldView {
     message_id: String,
@@ -139,7 +188,9 @@ pub struct HoldView {
     message_type: &'static str,
     sender: String,
     recipient: String,
+    #[schema(value_type = super::flows::Described)]
     source: serde_json::Value,
+    #[schema(value_type = Option<super::flows::Described>)]
     flow: Option<serde_json::Value>,
     status: MessageStatus,
     /// Why it is held: the step's reason or error.
@@ -166,6 +217,14 @@ fn hold_view(record: MessageRecord) -> HoldView {
 
 /// `GET /{account}/message_hold`: the held messages, newest first, paged by `Range` (a held
 /// message's reference is its id); matrix parameter `daterange` (when it was submitted).
+#[utoipa::path(
+    get,
+    path = "/{account}/message_hold",
+    tags = ["Messages"],
+    params(super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the held messages", body = Vec<HoldView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange"])))
+)]
 pub async fn holds(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -188,6 +247,12 @@ pub async fn holds(
 
 /// `GET /{account}/message_hold/{id}`: a held message; 404 when it is not held (or not the
 /// account's).
+#[utoipa::path(
+    get,
+    path = "/{account}/message_hold/{id}",
+    tags = ["Messages"],
+    responses((status = 200, description = "The held message", body = HoldView))
+)]
 pub async fn hold(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, String)>,

@@ -22,21 +22,24 @@ pub struct Additions {
 }
 
 /// An address with its display name (Flowmailer's `Address`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Address)]
 pub struct AddressView {
     name: Option<String>,
     address: String,
 }
 
 /// A header field (Flowmailer's `Header`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Header)]
 pub struct HeaderView {
     name: String,
     value: String,
 }
 
 /// An event as the API shows it (Flowmailer's `MessageEvent`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MessageEvent)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     /// `MESSAGEID-N`: the message and the event's place among its events.
@@ -135,7 +138,8 @@ impl EventView {
 }
 
 /// A message as the API shows it (Flowmailer's `Message`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Message)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     id: String,
@@ -150,7 +154,9 @@ pub struct MessageView {
     status: MessageStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     status_reason: Option<String>,
+    #[schema(value_type = super::flows::Described)]
     source: serde_json::Value,
+    #[schema(value_type = Option<super::flows::Described>)]
     flow: Option<serde_json::Value>,
     tags: Vec<String>,
     /// The Message-ID of the copy as sent, once it has one.

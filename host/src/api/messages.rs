@@ -26,14 +26,15 @@ use crate::store::{MessageSelection, PageStart};
 use crate::submit::{self, Submission, SubmitError};
 
 /// A header given with a submission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct HeaderField {
     name: String,
     value: String,
 }
 
 /// An attachment given with a submission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = Attachment)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmitAttachment {
     content: String,
@@ -44,7 +45,7 @@ pub struct SubmitAttachment {
 }
 
 /// The body of `POST /{account}/messages/submit` and `.../simulate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmitMessage {
     message_type: Option<String>,
@@ -390,6 +391,13 @@ pub(super) fn submit_error(error: SubmitError) -> ApiError {
 }
 
 /// `POST /{account}/messages/submit`: 201 with the new message's address once it is durable.
+#[utoipa::path(
+    post,
+    path = "/{account}/messages/submit",
+    tags = ["Messages"],
+    request_body = SubmitMessage,
+    responses((status = 201, description = "Accepted and durable; Location names the message", headers(("Location" = String, description = ".../{account}/messages/{messageId}"))), (status = 409, description = "In conflict with what the account has: allErrors says what"), (status = 413, description = "Larger than the source takes"))
+)]
 pub async fn submit(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -450,7 +458,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 }
 
 /// The answer of `simulate`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Simulation {
     /// The flow the message was sorted into (Flowmailer's field).
@@ -468,6 +476,13 @@ pub struct Simulation {
 }
 
 /// `POST /{account}/messages/simulate`: runs the flow and shows the result; sends nothing.
+#[utoipa::path(
+    post,
+    path = "/{account}/messages/simulate",
+    tags = ["Messages"],
+    request_body = SubmitMessage,
+    responses((status = 200, description = "What the flow would make of the message", body = Simulation))
+)]
 pub async fn simulate(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -540,7 +555,8 @@ pub async fn simulate(
 
 /// Query options of message reads, as Flowmailer's clients send them (PHP writes booleans as
 /// 0 and 1).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
     #[serde(default, deserialize_with = "flexible_bool")]
     addevents: bool,
@@ -561,7 +577,8 @@ pub struct MessageQuery {
 }
 
 /// Query options of the event list.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// ASC (oldest first) or DESC (the default).
     #[serde(default)]
@@ -572,6 +589,12 @@ pub struct EventQuery {
 }
 
 /// `GET /{account}/messages/{id}`, with its events, headers and online link.
+#[utoipa::path(
+    get,
+    path = "/{account}/messages/{id}",
+    tags = ["Messages"],
+    responses((status = 200, description = "The message with its events, headers and online link", body = MessageView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, String)>,
@@ -725,6 +748,14 @@ pub(super) fn message_page(
 /// `GET /{account}/messages`: newest first (`?sortorder=ASC` for oldest first), paged by
 /// `Range` with a message's id as its reference (see `paging`); matrix parameters
 /// `daterange` (when the message was accepted) and `flow_ids`.
+#[utoipa::path(
+    get,
+    path = "/{account}/messages",
+    tags = ["Messages"],
+    params(MessageQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of messages, newest first", body = Vec<MessageView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -739,6 +770,14 @@ pub async fn list(
 /// (`?sortorder=ASC` for oldest first), paged by `Range` (see `paging`); matrix parameters
 /// `daterange` and `receivedrange` (when the event happened: Sluice records an event when it
 /// happens), `flow_ids` and `source_ids`.
+#[utoipa::path(
+    get,
+    path = "/{account}/message_events",
+    tags = ["Messages"],
+    params(EventQuery, super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of events", body = Vec<EventView>)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "receivedrange", "flow_ids", "source_ids"])))
+)]
 pub async fn events(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,

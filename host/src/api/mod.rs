@@ -40,9 +40,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
@@ -233,234 +234,137 @@ impl axum::extract::FromRef<ApiState> for tracking::http::TrackingState {
     }
 }
 
-/// Every route of the API.
+/// Every route of the API, each entered in the OpenAPI document as it is routed.
 pub fn router(state: ApiState, max_request_bytes: usize) -> Router {
-    let router = Router::new()
-        .route(
-            "/oauth/token",
-            // A token request is a small form: no reason to buffer megabytes unauthenticated.
-            post(auth::token).layer(DefaultBodyLimit::max(TOKEN_REQUEST_BYTES)),
-        )
-        .route("/openapi.json", get(openapi::document))
-        .route("/c/{token}", get(tracking::http::click))
-        .route("/o/{token}", get(tracking::http::open))
-        .route("/v/{token}", get(archive::online))
-        .route("/{account}/messages/submit", post(messages::submit))
-        .route("/{account}/messages/simulate", post(messages::simulate))
-        .route("/{account}/messages", get(messages::list))
-        .route("/{account}/messages/{id}", get(messages::get))
-        .route("/{account}/messages/{id}/archive", get(archive::get))
-        .route(
-            "/{account}/messages/{id}/error_archive",
-            get(archive::error_archive),
-        )
-        .route("/{account}/messages/{id}/resend", post(resend::resend))
-        .route("/{account}/message_events", get(messages::events))
-        .route("/{account}/messagestats", get(stats::account))
-        .route("/{account}/flows/{flow}/stats", get(stats::flow))
-        .route(
-            "/{account}/flows/{flow}/rule",
-            get(flow_rule::get).put(flow_rule::put),
-        )
-        .route("/{account}/sources/{source}/stats", get(stats::source))
-        .route(
-            "/{account}/recipient/{address}/messages",
-            get(message_lists::by_recipient),
-        )
-        .route(
-            "/{account}/sender/{address}/messages",
-            get(message_lists::by_sender),
-        )
-        .route("/{account}/tag/{tag}/messages", get(message_lists::by_tag))
-        .route(
-            "/{account}/sources/{source}/messages",
-            get(message_lists::by_source),
-        )
-        .route(
-            "/{account}/flows/{flow}/messages",
-            get(message_lists::by_flow),
-        )
-        .route(
-            "/{account}/undeliveredmessages",
-            get(message_lists::undelivered),
-        )
-        .route("/{account}/message_hold", get(message_lists::holds))
-        .route("/{account}/message_hold/{id}", get(message_lists::hold))
-        .route(
-            "/{account}/sources",
-            get(manage::list_sources).post(manage::create_source),
-        )
-        .route(
-            "/{account}/sources/{source}",
-            get(manage::get_source).put(manage::update_source),
-        )
-        .route(
-            "/{account}/sources/{source}/credentials",
-            post(manage::create_credential),
-        )
-        .route("/{account}/flows", get(flows::list).post(flows::create))
-        .route(
-            "/{account}/flows/{flow}",
-            get(flows::get).put(flows::update),
-        )
-        .route(
-            "/{account}/flow_rules",
-            get(flows::get_rules).put(flows::put_rules),
-        )
-        .route("/{account}/plugins", post(manage::upload_plugin))
-        .route(
-            "/{account}/plugins/{plugin}",
-            get(plugins::get).delete(plugins::delete),
-        )
-        .route("/{account}/plugins/{plugin}/enable", post(plugins::enable))
-        .route(
-            "/{account}/bounce_classifier",
-            get(classifier::get)
-                .put(classifier::put)
-                .delete(classifier::delete),
-        )
-        .route(
-            "/{account}/templates",
-            get(templates::list).post(templates::create),
-        )
-        .route("/{account}/templates/preview", post(templates::preview))
-        .route(
-            "/{account}/filters",
-            get(filters::list).post(filters::create),
-        )
-        .route(
-            "/{account}/filters/{id}",
-            axum::routing::delete(filters::delete),
-        )
-        .route(
-            "/{account}/webhooks",
-            get(webhooks::list).post(webhooks::create),
-        )
-        .route(
-            "/{account}/webhooks/{id}",
-            get(webhooks::get)
-                .put(webhooks::update)
-                .delete(webhooks::delete),
-        )
-        .route(
-            "/{account}/webhooks/{id}/dead_letters",
-            get(webhooks::dead_letters),
-        )
-        .route(
-            "/{account}/webhooks/{id}/dead_letters/{dead_letter}",
-            axum::routing::delete(webhooks::discard),
-        )
-        .route(
-            "/{account}/webhooks/{id}/dead_letters/{dead_letter}/redeliver",
-            post(webhooks::redeliver),
-        )
-        .route(
-            "/{account}/templates/{id}",
-            get(templates::get)
-                .put(templates::update)
-                .delete(templates::delete),
-        );
-    // Flowmailer calls them sender domains; both names work.
-    let router =
-        ["sender_identities", "sender_domains"]
-            .into_iter()
-            .fold(router, |router, name| {
-                router
-                    .route(
-                        &format!("/{{account}}/{name}"),
-                        get(identities::list).post(identities::create),
-                    )
-                    .route(
-                        &format!("/{{account}}/{name}/{{id}}"),
-                        get(identities::get).delete(identities::delete),
-                    )
-                    .route(
-                        &format!("/{{account}}/{name}/{{id}}/validate"),
-                        post(identities::validate),
-                    )
-                    .route(
-                        &format!("/{{account}}/{name}/by_domain/{{domain}}"),
-                        get(identities::by_domain),
-                    )
-                    .route(
-                        &format!("/{{account}}/{name}/validate"),
-                        post(identities::validate_domain),
-                    )
-            });
-    let router = unsupported_routes(router);
+    let (router, generated) = documented_routes().split_for_parts();
+    let document = openapi::Document(Arc::new(openapi::finish(generated)));
     router
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(axum::Extension(document))
         .layer(axum::middleware::from_fn(flowmailer_representation))
         .with_state(state)
 }
 
+/// The API's routes with their OpenAPI entries (`routes!` takes both from a handler's
+/// `#[utoipa::path]`; see `openapi`).
+fn documented_routes() -> OpenApiRouter<ApiState> {
+    let router = OpenApiRouter::new()
+        // A token request is a small form: no reason to buffer megabytes unauthenticated.
+        .routes(routes!(auth::token).layer(DefaultBodyLimit::max(TOKEN_REQUEST_BYTES)))
+        .routes(routes!(openapi::document))
+        .routes(routes!(tracking::http::click))
+        .routes(routes!(tracking::http::open))
+        .routes(routes!(archive::online))
+        .routes(routes!(messages::submit))
+        .routes(routes!(messages::simulate))
+        .routes(routes!(messages::list))
+        .routes(routes!(messages::get))
+        .routes(routes!(archive::get))
+        .routes(routes!(archive::error_archive))
+        .routes(routes!(resend::resend))
+        .routes(routes!(messages::events))
+        .routes(routes!(stats::account))
+        .routes(routes!(stats::flow))
+        .routes(routes!(flow_rule::get, flow_rule::put))
+        .routes(routes!(stats::source))
+        .routes(routes!(message_lists::by_recipient))
+        .routes(routes!(message_lists::by_sender))
+        .routes(routes!(message_lists::by_tag))
+        .routes(routes!(message_lists::by_source))
+        .routes(routes!(message_lists::by_flow))
+        .routes(routes!(message_lists::undelivered))
+        .routes(routes!(message_lists::holds))
+        .routes(routes!(message_lists::hold))
+        .routes(routes!(manage::list_sources, manage::create_source))
+        .routes(routes!(
+            manage::get_source,
+            manage::update_source,
+            deletion::source
+        ))
+        .routes(routes!(manage::create_credential))
+        .routes(routes!(flows::list, flows::create))
+        .routes(routes!(flows::get, flows::update, deletion::flow))
+        .routes(routes!(flows::get_rules, flows::put_rules))
+        .routes(routes!(manage::upload_plugin))
+        .routes(routes!(plugins::get, plugins::delete))
+        .routes(routes!(plugins::enable))
+        .routes(routes!(
+            classifier::get,
+            classifier::put,
+            classifier::delete
+        ))
+        .routes(routes!(templates::list, templates::create))
+        .routes(routes!(templates::preview))
+        .routes(routes!(
+            templates::get,
+            templates::update,
+            templates::delete
+        ))
+        .routes(routes!(filters::list, filters::create))
+        .routes(routes!(filters::delete))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::dead_letters))
+        .routes(routes!(webhooks::discard))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(api_credentials::list, api_credentials::create))
+        .routes(routes!(
+            api_credentials::get,
+            api_credentials::update,
+            api_credentials::delete
+        ))
+        .routes(routes!(flow_templates::list))
+        .routes(routes!(archive_attachment::get))
+        .routes(routes!(recipient::get))
+        .routes(routes!(identity_update::update))
+        .routes(routes!(event_flows::list_rules))
+        .routes(routes!(event_flows::rule_hierarchy))
+        .routes(
+            routes!(event_flows::list, event_flows::create)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
+        )
+        .routes(
+            routes!(event_flows::get, event_flows::update, event_flows::delete)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
+        )
+        .routes(
+            routes!(event_flows::get_rule, event_flows::put_rule)
+                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
+        )
+        .routes(routes!(account_users::roles))
+        .routes(routes!(account_users::list))
+        .routes(routes!(source_users::list, source_users::create))
+        .routes(routes!(
+            source_users::get,
+            source_users::update,
+            source_users::delete
+        ))
+        .routes(routes!(unsupported::accounts));
+    // Flowmailer calls them sender domains; Sluice's own name, sender identities, works too.
+    let router = [
+        routes!(identities::list, identities::create),
+        routes!(identities::get, identities::delete),
+        routes!(identities::validate),
+        routes!(identities::by_domain),
+        routes!(identities::validate_domain),
+    ]
+    .into_iter()
+    .fold(router, |router, routes| {
+        let alias = openapi::aliased(routes.clone(), "/sender_domains", "/sender_identities");
+        router.routes(routes).routes(alias)
+    });
+    unsupported_routes(router)
+}
+
 /// Flowmailer's calls that Sluice does not serve (see `unsupported`).
-fn unsupported_routes(router: Router<ApiState>) -> Router<ApiState> {
-    use axum::routing::{delete, put};
-    use unsupported::{Unsupported as U, handler};
-    router
-        .route("/accounts", post(unsupported::accounts))
-        .route(
-            "/{account}/api_credentials",
-            get(api_credentials::list).post(api_credentials::create),
-        )
-        .route(
-            "/{account}/api_credentials/{client}",
-            get(api_credentials::get)
-                .put(api_credentials::update)
-                .delete(api_credentials::delete),
-        )
-        .route("/{account}/event_flow_rules", get(event_flows::list_rules))
-        .route(
-            "/{account}/event_flow_rules/hierarchy",
-            get(event_flows::rule_hierarchy),
-        )
-        .route(
-            "/{account}/event_flows",
-            get(event_flows::list)
-                .post(event_flows::create)
-                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
-        )
-        .route(
-            "/{account}/event_flows/{id}",
-            get(event_flows::get)
-                .put(event_flows::update)
-                .delete(event_flows::delete)
-                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
-        )
-        .route(
-            "/{account}/event_flows/{id}/rule",
-            get(event_flows::get_rule)
-                .put(event_flows::put_rule)
-                .layer(DefaultBodyLimit::max(event_flows::MAX_EVENT_FLOW_BYTES)),
-        )
-        .route("/{account}/flow_templates", get(flow_templates::list))
-        .route(
-            "/{account}/messages/{id}/archive/{step}/attachment/{content}",
-            get(archive_attachment::get),
-        )
-        .route("/{account}/recipient/{address}", get(recipient::get))
-        .route("/{account}/roles", get(account_users::roles))
-        .route(
-            "/{account}/users",
-            get(account_users::list).post(handler(U::Users)),
-        )
-        .route(
-            "/{account}/sources/{source}/users",
-            get(source_users::list).post(source_users::create),
-        )
-        .route(
-            "/{account}/sources/{source}/users/{user}",
-            get(source_users::get)
-                .put(source_users::update)
-                .delete(source_users::delete),
-        )
-        .route(
-            "/{account}/sender_domains/{id}",
-            put(identity_update::update),
-        )
-        .route("/{account}/flows/{flow}", delete(deletion::flow))
-        .route("/{account}/sources/{source}", delete(deletion::source))
+fn unsupported_routes(router: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+    use unsupported::{Unsupported as U, answered};
+    use utoipa::openapi::HttpMethod::Post;
+    [(Post, "/{account}/users", U::Users)]
+        .into_iter()
+        .fold(router, |router, (method, path, what)| {
+            router.routes(answered(method, path, what))
+        })
 }
 
 /// The largest JSON answer rewritten to Flowmailer's representation; a larger one (an archive

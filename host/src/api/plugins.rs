@@ -14,7 +14,8 @@ use super::auth::Caller;
 use super::error::ApiError;
 
 /// A plugin as the account sees it run.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PluginState)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginStateView {
     /// The sha256 of the version in service.
@@ -52,6 +53,12 @@ pub(crate) async fn usable(
 }
 
 /// `GET /{account}/plugins/{plugin}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/plugins/{plugin}",
+    tags = ["Sluice extensions"],
+    responses((status = 200, description = "The plugin and whether the account may use it", body = PluginStateView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, reference)): Path<(u64, String)>,
@@ -63,6 +70,12 @@ pub async fn get(
 
 /// `DELETE /{account}/plugins/{sha256}`: the account no longer keeps the uploaded plugin;
 /// refused while a flow of its or its bounce classifier uses it.
+#[utoipa::path(
+    delete,
+    path = "/{account}/plugins/{plugin}",
+    tags = ["Sluice extensions"],
+    responses((status = 204, description = "Done"), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, sha256)): Path<(u64, String)>,
@@ -75,6 +88,12 @@ pub async fn delete(
 
 /// `POST /{account}/plugins/{plugin}/enable`: runs the plugin again for this account, with a
 /// fresh count of failures. Enabling one that runs changes nothing.
+#[utoipa::path(
+    post,
+    path = "/{account}/plugins/{plugin}/enable",
+    tags = ["Sluice extensions"],
+    responses((status = 200, description = "The plugin, enabled again", body = PluginStateView))
+)]
 pub async fn enable(
     State(state): State<ApiState>,
     Path((account_id, reference)): Path<(u64, String)>,

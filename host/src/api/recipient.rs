@@ -23,7 +23,7 @@ const MAX_SUMMARY_MESSAGES: usize = 100_000;
 const MAX_ADDRESS_BYTES: usize = 320;
 
 /// Flowmailer's `MessageSummary` of one recipient's messages.
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageSummary {
     /// Messages through their flow (a PROCESSED event).
@@ -47,7 +47,8 @@ pub struct MessageSummary {
 }
 
 /// Flowmailer's `Recipient`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Recipient)]
 #[serde(rename_all = "camelCase")]
 pub struct RecipientView {
     address: String,
@@ -60,6 +61,13 @@ pub struct RecipientView {
 }
 
 /// `GET /{account}/recipient/{address}` (`;daterange=FROM,TO` adds the message summary).
+#[utoipa::path(
+    get,
+    path = "/{account}/recipient/{address}",
+    tags = ["Messages"],
+    responses((status = 200, description = "What the account knows of the address: its filter list entry and, with ;daterange=, a summary of its messages", body = RecipientView)),
+    extensions(("x-matrix-parameters" = json!(["daterange"])))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, address)): Path<(u64, String)>,

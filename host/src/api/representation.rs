@@ -50,7 +50,7 @@ pub fn vendor_media_type(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Whether a JSON member of this name holds an identifier: `id`, or a camelCase name ending in
 /// `Id` (`flowId`, `sourceId`, `accountId`, `messageId`, ...).
-fn names_an_identifier(key: &str) -> bool {
+pub(super) fn names_an_identifier(key: &str) -> bool {
     key == "id" || (key.len() > 2 && key.ends_with("Id"))
 }
 

@@ -14,7 +14,7 @@ use super::messages::{message_created, parse_json, submit_error};
 use crate::resend::{ResendError, resend as send_again};
 
 /// Flowmailer's `ResendMessage`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ResendMessage {
     /// Another recipient than the original's; the original's when absent.
@@ -52,6 +52,13 @@ fn resend_error(error: ResendError) -> ApiError {
 }
 
 /// `POST /{account}/messages/{id}/resend`.
+#[utoipa::path(
+    post,
+    path = "/{account}/messages/{id}/resend",
+    tags = ["Messages"],
+    request_body(content = Option<ResendMessage>, description = "Optional: another recipient"),
+    responses((status = 201, description = "Accepted and durable as a new message; Location names it", headers(("Location" = String, description = ".../{account}/messages/{messageId}"))), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn resend(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, String)>,

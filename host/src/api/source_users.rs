@@ -19,7 +19,8 @@ const MIN_PASSWORD_CHARS: usize = 12;
 const MAX_FIELD_CHARS: usize = 256;
 
 /// An SMTP user as the API shows it (Flowmailer's `Credentials`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SmtpUser)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     /// The username: it names the user in paths.
@@ -43,7 +44,8 @@ fn user_view(credential: Credential, password: Option<String>) -> UserView {
 }
 
 /// The body of `POST /{account}/sources/{id}/users`: every field may be left out.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = NewSmtpUser)]
 #[serde(rename_all = "camelCase")]
 pub struct NewUser {
     #[serde(default)]
@@ -107,6 +109,12 @@ fn checked_password(password: String) -> Result<String, ApiError> {
 }
 
 /// `GET /{account}/sources/{id}/users`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sources/{source}/users",
+    tags = ["Sources"],
+    responses((status = 200, description = "The source's SMTP users", body = Vec<UserView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,
@@ -127,6 +135,13 @@ pub async fn list(
 
 /// `POST /{account}/sources/{id}/users`: makes an SMTP user, with the username and password
 /// given or generated ones; answers 201 with the password, shown this once.
+#[utoipa::path(
+    post,
+    path = "/{account}/sources/{source}/users",
+    tags = ["Sources"],
+    request_body = NewUser,
+    responses((status = 201, description = "The user, with its password shown this once", body = UserView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,
@@ -183,6 +198,12 @@ pub async fn create(
 }
 
 /// `GET /{account}/sources/{id}/users/{username}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sources/{source}/users/{user}",
+    tags = ["Sources"],
+    responses((status = 200, description = "The user", body = UserView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, source_id, username)): Path<(u64, u64, String)>,
@@ -194,6 +215,12 @@ pub async fn get(
 }
 
 /// `DELETE /{account}/sources/{id}/users/{username}`: the user can no longer log in.
+#[utoipa::path(
+    delete,
+    path = "/{account}/sources/{source}/users/{user}",
+    tags = ["Sources"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, source_id, username)): Path<(u64, u64, String)>,
@@ -208,7 +235,8 @@ pub async fn delete(
 
 /// The body of `PUT /{account}/sources/{id}/users/{username}`: Flowmailer's `Credentials`.
 /// What `GET` answers is taken back unchanged; a `password` replaces the user's.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SmtpUserUpdate)]
 #[serde(rename_all = "camelCase")]
 pub struct UserUpdate {
     #[serde(default)]
@@ -293,6 +321,13 @@ fn update_refusals(update: &UserUpdate, user: &Credential) -> Vec<FieldError> {
 /// `PUT /{account}/sources/{id}/users/{username}`: a `password` replaces the user's in one
 /// write, so the old one stops working as the new one starts (an SMTP session logged in with
 /// it sends no more). Answers the user as `GET` shows it.
+#[utoipa::path(
+    put,
+    path = "/{account}/sources/{source}/users/{user}",
+    tags = ["Sources"],
+    request_body = UserUpdate,
+    responses((status = 200, description = "The user", body = UserView))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Path((account_id, source_id, username)): Path<(u64, u64, String)>,

@@ -39,27 +39,28 @@ const COUNTED: [(EventKind, &str); 8] = [
 ];
 
 /// One count (Flowmailer's `Sample`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Sample {
     timestamp: String,
     value: u64,
 }
 
 /// One kind of event over time (Flowmailer's `DataSet`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DataSet {
     name: &'static str,
     samples: Vec<Sample>,
 }
 
 /// Flowmailer's `DataSets`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DataSets {
     list: Vec<DataSet>,
 }
 
 /// `?interval=SECONDS` of `messagestats`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct IntervalQuery {
     #[serde(default)]
     interval: Option<u64>,
@@ -173,6 +174,14 @@ fn matrix_interval(matrix: &Matrix) -> Result<Option<u64>, ApiError> {
 }
 
 /// `GET /{account}/messagestats`.
+#[utoipa::path(
+    get,
+    path = "/{account}/messagestats",
+    tags = ["Statistics"],
+    params(IntervalQuery),
+    responses((status = 200, description = "Counts of the account's message events", body = DataSets)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "flow_ids"])))
+)]
 pub async fn account(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -191,6 +200,13 @@ pub async fn account(
 }
 
 /// `GET /{account}/flows/{id}/stats`.
+#[utoipa::path(
+    get,
+    path = "/{account}/flows/{flow}/stats",
+    tags = ["Statistics"],
+    responses((status = 200, description = "Counts of the flow's message events", body = DataSets)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "interval"])))
+)]
 pub async fn flow(
     State(state): State<ApiState>,
     Path((account_id, flow_id)): Path<(u64, u64)>,
@@ -210,6 +226,13 @@ pub async fn flow(
 }
 
 /// `GET /{account}/sources/{id}/stats`.
+#[utoipa::path(
+    get,
+    path = "/{account}/sources/{source}/stats",
+    tags = ["Statistics"],
+    responses((status = 200, description = "Counts of the source's message events", body = DataSets)),
+    extensions(("x-matrix-parameters" = json!(["daterange", "interval"])))
+)]
 pub async fn source(
     State(state): State<ApiState>,
     Path((account_id, source_id)): Path<(u64, u64)>,

@@ -41,7 +41,8 @@ const TEMPLATE_ENGINE: &str = "minijinja";
 /// A template as the API takes it: Flowmailer's `Template` (`description`, `mimeType`, `data`,
 /// `templateEngine`, `decodeBase64`), or Sluice's parts (`name`, `subject`, `html`, `text`), or
 /// both as a read answers them, so that a template read can be written back unchanged.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TemplateInput)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateBody {
     /// Ignored: the path names the template.
@@ -178,7 +179,8 @@ impl TemplateBody {
 
 /// A template as the API shows it: Flowmailer's `Template` (its `data` the html part, else
 /// the text part), and Sluice's parts beside it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Template)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateView {
     id: u64,
@@ -305,6 +307,12 @@ fn own_template(state: &ApiState, account_id: u64, id: u64) -> Result<Template, 
 }
 
 /// `GET /{account}/templates`.
+#[utoipa::path(
+    get,
+    path = "/{account}/templates",
+    tags = ["Templates"],
+    responses((status = 200, description = "The account's templates", body = Vec<TemplateView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -318,6 +326,13 @@ pub async fn list(
 }
 
 /// `POST /{account}/templates`.
+#[utoipa::path(
+    post,
+    path = "/{account}/templates",
+    tags = ["Templates"],
+    request_body = TemplateBody,
+    responses((status = 201, description = "The template", body = TemplateView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -335,6 +350,12 @@ pub async fn create(
 }
 
 /// `GET /{account}/templates/{id}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/templates/{id}",
+    tags = ["Templates"],
+    responses((status = 200, description = "The template", body = TemplateView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -345,6 +366,13 @@ pub async fn get(
 }
 
 /// `PUT /{account}/templates/{id}`.
+#[utoipa::path(
+    put,
+    path = "/{account}/templates/{id}",
+    tags = ["Templates"],
+    request_body = TemplateBody,
+    responses((status = 200, description = "The template", body = TemplateView))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -360,6 +388,12 @@ pub async fn update(
 }
 
 /// `DELETE /{account}/templates/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/{account}/templates/{id}",
+    tags = ["Templates"],
+    responses((status = 204, description = "Done"), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -373,7 +407,8 @@ pub async fn delete(
 
 /// What a preview renders: a stored template (by name) or one given here, with sample data
 /// and, optionally, a sample of the submitted message it may reuse.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TemplatePreview)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PreviewInput {
     #[serde(default)]
@@ -391,7 +426,7 @@ pub struct PreviewInput {
 }
 
 /// The submitted message a preview pretends to wrap.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SampleMessage {
     /// Its subject.
@@ -406,7 +441,8 @@ pub struct SampleMessage {
 }
 
 /// The rendered parts.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TemplatePreviewResult)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewView {
     /// The rendered Subject.
@@ -420,6 +456,13 @@ pub struct PreviewView {
 /// `POST /{account}/templates/preview`: renders through the built-in `template` step itself,
 /// so a preview and a sent message cannot disagree. A template error answers 422 with the
 /// part and line.
+#[utoipa::path(
+    post,
+    path = "/{account}/templates/preview",
+    tags = ["Sluice extensions", "Templates"],
+    request_body = PreviewInput,
+    responses((status = 200, description = "The rendered subject, html and text", body = PreviewView), (status = 422, description = "The template does not render: allErrors names the part and line"))
+)]
 pub async fn preview(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,

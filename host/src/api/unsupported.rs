@@ -68,7 +68,47 @@ pub fn handler(
     }
 }
 
+/// The route of an unsupported call at `path` with its entry in the OpenAPI document: one
+/// operation, tagged `Not supported`, whose 501 answer says why.
+pub fn answered(
+    method: utoipa::openapi::HttpMethod,
+    path: &str,
+    what: Unsupported,
+) -> utoipa_axum::router::UtoipaMethodRouter<super::ApiState> {
+    use utoipa::openapi::path::{OperationBuilder, Paths};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    use utoipa_axum::PathItemExt;
+    let method_router = axum::routing::on(method.to_method_filter(), handler(what));
+    let not_implemented = ResponseBuilder::new()
+        .description(format!("Not supported: {}", what.reason()))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Errors")))
+                .build(),
+        )
+        .build();
+    let operation = OperationBuilder::new()
+        .summary(Some(format!("Not supported: {}", what.reason())))
+        .tag(super::openapi::NOT_SUPPORTED_TAG)
+        .response("501", not_implemented)
+        .build();
+    let mut paths = Paths::new();
+    paths.add_path_operation(path, vec![method], operation);
+    (Vec::new(), paths, method_router)
+}
+
 /// `POST /accounts`: refused for every caller with a valid token.
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tags = ["Not supported"],
+    security(("oauth2" = ["api"])),
+    responses(
+        (status = 401, description = "No valid bearer token", body = super::error::ErrorBody),
+        (status = 501, description = "Accounts are made by the operator of the server", body = super::error::ErrorBody)
+    )
+)]
 pub async fn accounts(_caller: Caller) -> Result<(), ApiError> {
     Err(ApiError::new(
         StatusCode::NOT_IMPLEMENTED,

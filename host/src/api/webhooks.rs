@@ -27,7 +27,8 @@ const MAX_URL_BYTES: usize = 2048;
 const MAX_DESCRIPTION_BYTES: usize = 1024;
 
 /// An endpoint as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
     id: u64,
@@ -63,7 +64,7 @@ fn view(state: &ApiState, endpoint: WebhookEndpoint) -> Result<WebhookView, ApiE
 }
 
 /// What creating or replacing an endpoint takes.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookInput {
     url: String,
@@ -170,6 +171,12 @@ pub(super) fn own_endpoint(
 }
 
 /// `GET /{account}/webhooks`.
+#[utoipa::path(
+    get,
+    path = "/{account}/webhooks",
+    tags = ["Sluice extensions"],
+    responses((status = 200, description = "The account's webhooks", body = Vec<WebhookView>))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -185,6 +192,13 @@ pub async fn list(
 }
 
 /// `POST /{account}/webhooks`: registers a URL; the answer holds its new secret.
+#[utoipa::path(
+    post,
+    path = "/{account}/webhooks",
+    tags = ["Sluice extensions"],
+    request_body = WebhookInput,
+    responses((status = 201, description = "The webhook with its signing secret", body = WebhookView), (status = 409, description = "In conflict with what the account has: allErrors says what"))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Path(account_id): Path<u64>,
@@ -223,6 +237,12 @@ pub(crate) async fn make_webhook(
 }
 
 /// `GET /{account}/webhooks/{id}`.
+#[utoipa::path(
+    get,
+    path = "/{account}/webhooks/{id}",
+    tags = ["Sluice extensions"],
+    responses((status = 200, description = "The webhook", body = WebhookView))
+)]
 pub async fn get(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -235,6 +255,13 @@ pub async fn get(
 
 /// `PUT /{account}/webhooks/{id}`: replaces URL, event types and description; calls already
 /// queued go to the new URL.
+#[utoipa::path(
+    put,
+    path = "/{account}/webhooks/{id}",
+    tags = ["Sluice extensions"],
+    request_body = WebhookInput,
+    responses((status = 200, description = "The webhook", body = WebhookView))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -278,6 +305,12 @@ pub(super) async fn replace_webhook(
 }
 
 /// `DELETE /{account}/webhooks/{id}`: with its queued calls and dead letters.
+#[utoipa::path(
+    delete,
+    path = "/{account}/webhooks/{id}",
+    tags = ["Sluice extensions"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -289,7 +322,8 @@ pub async fn delete(
 }
 
 /// A dead letter as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DeadLetter)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterView {
     id: u64,
@@ -329,6 +363,13 @@ impl From<WebhookDeadLetter> for DeadLetterView {
 }
 
 /// `GET /{account}/webhooks/{id}/dead_letters`, oldest first, paged by `Range` (see `paging`).
+#[utoipa::path(
+    get,
+    path = "/{account}/webhooks/{id}/dead_letters",
+    tags = ["Sluice extensions"],
+    params(super::openapi::ItemsRange),
+    responses((status = 200, description = "A page of the calls that ran out of retries, oldest first", body = Vec<DeadLetterView>))
+)]
 pub async fn dead_letters(
     State(state): State<ApiState>,
     Path((account_id, id)): Path<(u64, u64)>,
@@ -349,6 +390,12 @@ pub async fn dead_letters(
 
 /// `POST /{account}/webhooks/{id}/dead_letters/{dead_letter}/redeliver`: queues the call again
 /// with fresh retries.
+#[utoipa::path(
+    post,
+    path = "/{account}/webhooks/{id}/dead_letters/{dead_letter}/redeliver",
+    tags = ["Sluice extensions"],
+    responses((status = 204, description = "Queued again"))
+)]
 pub async fn redeliver(
     State(state): State<ApiState>,
     Path((account_id, id, dead_letter)): Path<(u64, u64, u64)>,
@@ -364,6 +411,12 @@ pub async fn redeliver(
 }
 
 /// `DELETE /{account}/webhooks/{id}/dead_letters/{dead_letter}`: discards it.
+#[utoipa::path(
+    delete,
+    path = "/{account}/webhooks/{id}/dead_letters/{dead_letter}",
+    tags = ["Sluice extensions"],
+    responses((status = 204, description = "Done"))
+)]
 pub async fn discard(
     State(state): State<ApiState>,
     Path((account_id, id, dead_letter)): Path<(u64, u64, u64)>,

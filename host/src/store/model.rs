@@ -100,7 +100,7 @@ where
 }
 
 /// How a credential may be used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialKind {
     /// SMTP AUTH username/password.
@@ -216,7 +216,7 @@ impl StepResultOutcome {
 }
 
 /// Where a message stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageStatus {
     /// Accepted and spooled, its flow not run yet.
@@ -300,7 +300,7 @@ macro_rules! event_kinds {
     ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
         /// The kind of an event: Flowmailer's event names, and the host's own (DISCARDED,
         /// REDIRECTED, AUTOREPLY, DELAYED), spelled the same in the store, the API and webhooks.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum EventKind {
             $($(#[$doc])* #[serde(rename = $name)] $variant,)*
         }
@@ -426,7 +426,7 @@ pub struct IdentityValidation {
 }
 
 /// One DNS record to publish, and what DNS answered for it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordCheck {
     /// What it is for: dkim, spf, dmarc, return-path, web-domain.
@@ -603,7 +603,9 @@ pub struct Routing {
 // ---- DKIM (keys made and used in `dkim`)
 
 /// The signature algorithm of a DKIM key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyAlgorithm {
     /// RSA with a 2048-bit modulus: what every verifier understands.
@@ -615,7 +617,7 @@ pub enum KeyAlgorithm {
 }
 
 /// One DKIM signature the host added, and whether its domain aligns with From.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignatureAlignment {
     /// The `d=` domain.
@@ -627,7 +629,7 @@ pub struct SignatureAlignment {
 }
 
 /// The DMARC alignment of one message, as shown on the message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DmarcReport {
     /// The domain of the From address; none when the message has no parsable From.

@@ -50,6 +50,12 @@ fn who(headers: &HeaderMap, peer: SocketAddr) -> serde_json::Value {
 }
 
 /// `GET /c/{token}`.
+#[utoipa::path(
+    get,
+    path = "/c/{token}",
+    tags = ["Sluice extensions", "Tracking"],
+    responses((status = 303, description = "Recorded; redirects to the link's target", headers(("Location" = String))), (status = 404, description = "No such link"))
+)]
 pub async fn click(
     State(state): State<TrackingState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -85,6 +91,12 @@ pub async fn click(
 }
 
 /// `GET /o/{token}`.
+#[utoipa::path(
+    get,
+    path = "/o/{token}",
+    tags = ["Sluice extensions", "Tracking"],
+    responses((status = 200, description = "Recorded; a transparent GIF", content_type = "image/gif", body = Vec<u8>))
+)]
 pub async fn open(
     State(state): State<TrackingState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
