@@ -365,6 +365,8 @@ mod tests {
             OUTBOX,
             super::super::COUNTERS,
             super::super::PLUGIN_OWNERS,
+            super::super::OWNERS_BY_PLUGIN,
+            super::super::credentials::SOURCE_CREDENTIALS,
             identities::IDENTITIES,
             identities::IDENTITY_DOMAINS,
             identities::DOMAIN_SIGNERS,
