@@ -151,7 +151,7 @@ pub(super) fn forget_message(
 
 impl Store {
     /// Removes the finished messages whose retention (from submission) ended by `now`, in
-    /// transactions of at most [`PURGE_BATCH`] messages each, and moves the due ones that must
+    /// transactions of at most `PURGE_BATCH` (200) messages each, and moves the due ones that must
     /// stay for now further along (see the module's notes).
     pub async fn purge_messages(
         &self,

@@ -916,7 +916,7 @@ pub fn normalize(text: &str) -> String {
 
 /// Collapses whitespace and turns mail addresses into `<>`, links into `<url>`, host names
 /// into `<host>` and file paths into `<path>`, keeping the case: they are names, not words
-/// ("filtered@example.jp", Mimecast's "https://community.mimecast.com/docs/..." is no
+/// ("filtered@example.jp", Mimecast's `https://community.mimecast.com/docs/...` is no
 /// "mime" trouble, "spamrelay.example.net", Postfix's "cannot update mailbox
 /// /var/mail/fulluser") and must not read as a cause.
 pub fn collapse_and_mask(text: &str) -> String {
