@@ -101,6 +101,20 @@ impl Store {
         username: &str,
         description: Option<String>,
     ) -> Result<Credential, StoreError> {
+        self.change_credential(source_id, username, move |credential| {
+            credential.description.clone_from(&description);
+        })
+        .await
+    }
+
+    /// Changes the credential `username` of `source_id` as the writer finds it; `NotFound`
+    /// when the source has no such credential.
+    async fn change_credential(
+        &self,
+        source_id: u64,
+        username: &str,
+        change: impl Fn(&mut Credential) + Send + Sync + 'static,
+    ) -> Result<Credential, StoreError> {
         let username = username.to_string();
         self.write(move |txn| {
             let mut table = txn.open_table(CREDENTIALS)?;
@@ -111,7 +125,7 @@ impl Store {
             let Some(mut credential) = current.filter(|found| found.source_id == source_id) else {
                 return Err(StoreError::NotFound(format!("credential {username}")));
             };
-            credential.description = description.clone();
+            change(&mut credential);
             table.insert(username.as_str(), encode(&credential)?.as_slice())?;
             Ok(credential)
         })
@@ -136,19 +150,8 @@ impl Store {
             return Err(StoreError::NotFound(format!("credential {username}")));
         }
         let secret_hash = hash_secret_queued(secret.to_string()).await?;
-        let username = username.to_string();
-        self.write(move |txn| {
-            let mut table = txn.open_table(CREDENTIALS)?;
-            let current: Option<Credential> = match table.get(username.as_str())? {
-                Some(value) => Some(decode(value.value())?),
-                None => None,
-            };
-            let Some(mut credential) = current.filter(|found| found.source_id == source_id) else {
-                return Err(StoreError::NotFound(format!("credential {username}")));
-            };
-            credential.secret_hash = secret_hash.clone();
-            table.insert(username.as_str(), encode(&credential)?.as_slice())?;
-            Ok(credential)
+        self.change_credential(source_id, username, move |credential| {
+            credential.secret_hash.clone_from(&secret_hash);
         })
         .await
     }
