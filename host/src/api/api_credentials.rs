@@ -291,7 +291,7 @@ pub struct ApiCredentialUpdate {
 
 /// Whether a member sent back says nothing (PHP's SDK leaves out nulls; other clients send
 /// empty values for what they do not set).
-fn says_nothing(value: &serde_json::Value) -> bool {
+pub(super) fn says_nothing(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::Null => true,
         serde_json::Value::String(text) => text.is_empty(),

@@ -300,13 +300,7 @@ fn update_refusals(update: &UserUpdate, user: &Credential) -> Vec<FieldError> {
         ));
     }
     for (field, value) in &update.others {
-        let says_nothing = match value {
-            serde_json::Value::Null => true,
-            serde_json::Value::String(text) => text.is_empty(),
-            serde_json::Value::Array(items) => items.is_empty(),
-            _ => false,
-        };
-        if !says_nothing {
+        if !super::api_credentials::says_nothing(value) {
             refusals.push(refuse(
                 field,
                 "a Sluice SMTP user has a username and a password only (its source keeps the \
