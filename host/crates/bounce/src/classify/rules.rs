@@ -143,6 +143,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "address has changed",
             "mailbox has moved",
             "no longer valid, please use",
+            // qmail's text for an address its owner closed (`bouncesaying`, vdelivermail).
+            "no longer accepts mail",
         ],
     ),
     // The mailbox is over quota.
@@ -264,6 +266,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "nxdomain",
             "recipient domain must exist",
             "domain is not reachable",
+            // Lotus Domino's router: no route to the recipient's domain at all.
+            "no route found to domain",
         ],
     ),
     // The mailbox does not exist. Only with corroboration (a 5.1.1, or a refusal at RCPT
@@ -323,6 +327,14 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "invalid user",
             "not a known user",
             "bad destination mailbox",
+            // CompuServe's and older gateways' wording.
+            "invalid receiver",
+            // X.400's diagnostic unrecognised-OR-name (RFC 2156 maps it to 5.1.1): the
+            // directory has no such originator/recipient name.
+            "unrecognised o/r name",
+            "unrecognized o/r name",
+            "unrecognised-or-name",
+            "unrecognized-or-name",
             "unknown local part",
             "unknown or illegal alias",
             "user invalid",
@@ -582,6 +594,10 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
     "invalid final delivery userid",
     "not listed in domino directory",
     "not listed in public name",
+    "unrecognised o/r name",
+    "unrecognized o/r name",
+    "unrecognised-or-name",
+    "unrecognized-or-name",
 ];
 
 /// Phrases that say the mailbox or recipient itself is not there, as a lookup answers it:
@@ -594,6 +610,7 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
 pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
     "invalid mailbox",
     "invalid recipient",
+    "invalid receiver",
     "mailbox not found",
     "no such mailbox",
     "mailbox does not exist",

@@ -44,6 +44,10 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "delivery problem",
     "returned mail",
     "returning message",
+    "returning to sender",
+    "mail failed",
+    "delivery delayed",
+    "delayed mail",
     "failure notice",
     "mail delivery",
     "mail system error",
@@ -86,7 +90,39 @@ const FAILURE_PHRASES: &[&str] = &[
     "delivery to the following recipient",
     "returned to sender",
     "message could not be sent",
+    "failed addresses",
+    "did not reach the following",
+    "could not be reached",
 ];
+
+/// Sentences of a notice that says a message arrived or was passed on: Exchange's and
+/// Domino's "Delivered:"/"Relayed:" receipts in free text, the text part of a success DSN.
+const SUCCESS_PHRASES: &[&str] = &[
+    "was delivered to",
+    "were delivered to",
+    "has been delivered to",
+    "have been delivered to",
+    "successfully delivered",
+    "successfully relayed",
+    "was relayed to",
+    "has been relayed to",
+    "delivery to these recipients or groups is complete",
+    "delivery to the following recipients succeeded",
+    "delivery to the following recipient succeeded",
+];
+
+/// Subject beginnings of success receipts (lower-case).
+const SUCCESS_SUBJECTS: &[&str] = &["delivered:", "relayed:", "delivery receipt"];
+
+/// Whether a notice says its message arrived (see [`SUCCESS_PHRASES`]) and says nothing
+/// failed: a receipt, not a bounce, however much of the original it returns.
+pub fn is_success_notice(subject: &str, context: &str) -> bool {
+    let subject = subject.trim().to_lowercase();
+    let lower = context.to_lowercase();
+    let says_success = SUCCESS_SUBJECTS.iter().any(|s| subject.starts_with(s))
+        || SUCCESS_PHRASES.iter().any(|p| lower.contains(p));
+    says_success && !is_bounce_subject(&subject) && !has_failure_phrase(context)
+}
 
 /// Words of a message that complains about a message's content rather than reporting a
 /// failed delivery (an abuse desk, a postmaster, a recipient objecting to spam).
@@ -605,6 +641,9 @@ const DELAY_PHRASES: &[&str] = &[
     "delivery has been delayed",
     "delay notification",
     "no action is required on your part",
+    "warning message only",
+    "has been delayed",
+    "still undelivered",
 ];
 
 /// Whether a notice (whitespace-collapsed) is a delay warning, not a final failure.

@@ -263,6 +263,20 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     // codes), or returns the original without complaining about it: a postmaster writing
     // about a message's content (spam, a virus, abuse) says nothing of the kind, and is no
     // bounce, whatever words the complaint uses.
+    let has_failure_codes = free_findings.iter().any(|f| {
+        f.status
+            .as_deref()
+            .is_some_and(|s| s.starts_with(['4', '5']))
+            || f.reply_code.is_some_and(|c| c >= 400)
+    });
+    if !has_failure_codes && freetext::is_success_notice(&subject, &context) {
+        return Parsed {
+            context,
+            subject,
+            returned: parts.returned,
+            ..Parsed::nothing(Kind::DeliveryReport)
+        };
+    }
     let says_failure = freetext::is_bounce_subject(&subject)
         || freetext::has_failure_phrase(&context)
         || free_findings
