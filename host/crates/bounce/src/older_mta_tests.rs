@@ -585,3 +585,159 @@ fn older_mta_era_non_bounces_are_left_alone() {
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A one-recipient DSN whose remote answered with `diagnostic`, naming no command (as
+/// Haraka's, many gateways' and older MTAs' reports do).
+fn remote_answer(status: &str, diagnostic: &str) -> Report {
+    classify_message(
+        format!(
+            "From: MAILER-DAEMON@mx.example.org\r\n\
+             Subject: Delivery Status Notification\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+             \r\n\
+             --B\r\n\
+             Content-Type: text/plain\r\n\
+             \r\n\
+             Your message could not be delivered.\r\n\
+             --B\r\n\
+             Content-Type: message/delivery-status\r\n\
+             \r\n\
+             Reporting-MTA: dns; mx.example.org\r\n\
+             \r\n\
+             Final-Recipient: rfc822; ann@example.net\r\n\
+             Action: failed\r\n\
+             Status: {status}\r\n\
+             Remote-MTA: dns; mx.example.net\r\n\
+             Diagnostic-Code: smtp; {diagnostic}\r\n\
+             --B--\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+/// General MTA wording where the status code and the words may disagree, with no command
+/// named: the reason comes from the words where they name one (an address code is many
+/// receivers' catch-all), and an "unknown user" is hard only when something confirms it (a
+/// lookup's own words such as "recipient does not exist", "mailbox not found").
+#[test]
+fn general_wordings_decide_by_reason_and_code_together() {
+    let cases: &[(&str, &str, Reason, Class)] = &[
+        (
+            "5.1.1",
+            "550 5.1.1 Mailbox full",
+            Reason::MailboxFull,
+            Class::Soft,
+        ),
+        (
+            "5.1.1",
+            "550 5.1.1 user over quota",
+            Reason::MailboxFull,
+            Class::Soft,
+        ),
+        (
+            "5.1.1",
+            "550 5.1.1 Message rejected for policy reasons",
+            Reason::PolicyViolation,
+            Class::Soft,
+        ),
+        (
+            "5.1.1",
+            "550 5.1.1 Message blocked due to spam content",
+            Reason::SpamDetected,
+            Class::Soft,
+        ),
+        (
+            "5.1.1",
+            "550 5.1.1 Account disabled",
+            Reason::Suspend,
+            Class::Soft,
+        ),
+        (
+            "5.1.1",
+            "550 5.1.1 Relaying denied",
+            Reason::NoRelaying,
+            Class::Soft,
+        ),
+        (
+            "5.2.1",
+            "550 5.2.1 The email account that you tried to reach is disabled",
+            Reason::Suspend,
+            Class::Soft,
+        ),
+        (
+            "5.0.0",
+            "550 Recipient does not exist",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 Address does not exist",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 Mailbox not found",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 Invalid recipient",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 Sorry, no mailbox here by that name. (#5.1.1)",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "551 User not local; please try <ann@other.example>",
+            Reason::HasMoved,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 Unrouteable address",
+            Reason::HostUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 unknown mailbox",
+            Reason::Filtered,
+            Class::Soft,
+        ),
+        (
+            "5.0.0",
+            "550 No such user here",
+            Reason::Filtered,
+            Class::Soft,
+        ),
+        (
+            "5.0.0",
+            "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            Reason::Blocked,
+            Class::Soft,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (status, diagnostic, reason, class) in cases {
+        let report = remote_answer(status, diagnostic);
+        let verdict = &report.recipients[0];
+        if verdict.reason != *reason || verdict.class != Some(*class) {
+            wrong.push(format!(
+                "{status} {diagnostic}: {} {:?}, expected {} {}",
+                verdict.reason,
+                verdict.class,
+                reason,
+                class.as_str()
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -314,6 +314,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "address does not exist",
             "address doesn't exist",
             "addressee unknown",
+            "unknown mailbox",
             "account does not exist",
             "account doesn't exist",
             "user does not exist",
@@ -615,6 +616,11 @@ pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
     "no such mailbox",
     "mailbox does not exist",
     "mailbox doesn't exist",
+    // The recipient or address itself said not to exist is a lookup's statement too.
+    // Gmail's "The email account that you tried to reach does not exist" is left out: the
+    // reference labels it `filtered` when nothing else confirms it (rfc3464-42, status 5.0.0).
+    "recipient does not exist",
+    "address does not exist",
 ];
 
 /// RFC 5321's own text for a 550 reply, which large receivers (Outlook.com, GMX, WEB.DE)
