@@ -335,6 +335,85 @@ because the recipient's mailbox is disabled.\n\
 For assistance write to postmaster@mx.example.org.\n",
         failed: &[("ann@example.net", Soft)],
     },
+    Notice {
+        name: "Lotus Notes: a Notes name in the list, the Internet address in the reason",
+        raw: "From: Postmaster@notes.example.org\nTo: shop@example.com\nSubject: DELIVERY FAILURE: User Ann Doe (ann@example.org) not listed in Domino Directory\n\n\
+Your message\n\n\
+\x20 Subject: Offer\n\n\
+was not delivered to:\n\n\
+\x20 Ann Doe/Sales/Example@EXAMPLE\n\n\
+because:\n\n\
+\x20 User Ann Doe (ann@example.org) not listed in Domino Directory\n",
+        failed: &[("ann@example.org", Hard)],
+    },
+    Notice {
+        name: "Exchange 2003 in German: the same layout in another language",
+        raw: "From: Systemadministrator <postmaster@example.de>\nTo: shop@example.com\nSubject: Unzustellbar: Angebot\n\n\
+Ihre Nachricht hat einige oder alle Empf\u{e4}nger nicht erreicht.\n\n\
+\x20     Betreff:\tAngebot\n\
+\x20     Gesendet:\t06.01.2020 10:00\n\n\
+Folgende(r) Empf\u{e4}nger konnte(n) nicht erreicht werden:\n\n\
+\x20     ann@example.de am 06.01.2020 10:00\n\
+\x20           Das E-Mail-Konto existiert nicht bei der Organisation, an die diese Nachricht gesendet wurde.\n\
+\x20           <mx.example.de #5.1.1>\n",
+        failed: &[("ann@example.de", Hard)],
+    },
+    Notice {
+        name: "a French gateway's sentence: remis \u{e0} the recipient, signed by its postmaster",
+        raw: "From: Postmaster <postmaster@example.fr>\nTo: shop@example.com\nSubject: Message non remis\n\n\
+Votre message n'a pas pu \u{ea}tre remis \u{e0} ann@example.fr : bo\u{ee}te aux lettres pleine.\n\
+Pour toute question, \u{e9}crivez \u{e0} postmaster@example.fr.\n",
+        failed: &[("ann@example.fr", Soft)],
+    },
+    Notice {
+        name: "an old AOL-era Sendmail list in capitals",
+        raw: "From: Mail Delivery Subsystem <MAILER-DAEMON@aol.example>\nTo: shop@example.com\nSubject: Returned mail: User unknown\n\n\
+The original message was received at Mon, 6 Jan 2020 10:00:00 -0500 (EST)\n\
+from client.example.com [192.0.2.9]\n\n\
+\x20  ----- The following addresses had permanent fatal errors -----\n\
+ANN@AOL.EXAMPLE\n\
+BOB@AOL.EXAMPLE\n\n\
+\x20  ----- Transcript of session follows -----\n\
+... while talking to air.aol.example.:\n\
+>>> RCPT To:<ANN@AOL.EXAMPLE>\n\
+<<< 550 MAILBOX NOT FOUND\n\
+550 ANN@AOL.EXAMPLE... User unknown\n\
+>>> RCPT To:<BOB@AOL.EXAMPLE>\n\
+<<< 550 MAILBOX NOT FOUND\n\
+550 BOB@AOL.EXAMPLE... User unknown\n",
+        failed: &[("ann@aol.example", Hard), ("bob@aol.example", Hard)],
+    },
+    Notice {
+        name: "a notice naming the recipient only in its subject",
+        raw: "From: MAILER-DAEMON@mail.example.org\nTo: shop@example.com\nSubject: Undeliverable mail to ann@example.org\n\n\
+Your message could not be delivered: the mailbox is full.\n",
+        failed: &[("ann@example.org", Soft)],
+    },
+    Notice {
+        name: "qmail quoting the sender in the remote's answer",
+        raw: "From: MAILER-DAEMON@mx.example.org\nTo: shop@example.com\nSubject: failure notice\n\n\
+Hi. This is the qmail-send program at mx.example.org.\n\
+I'm afraid I wasn't able to deliver your message to the following addresses.\n\
+This is a permanent error; I've given up. Sorry it didn't work out.\n\n\
+<ann@example.net>:\n\
+192.0.2.1 failed after I sent the message.\n\
+Remote host said: 554 5.7.1 <shop@example.com>: Sender address rejected: Access denied\n\n\
+--- Below this line is a copy of the message.\n\n\
+Return-Path: <shop@example.com>\nFrom: shop@example.com\nTo: ann@example.net\n",
+        failed: &[("ann@example.net", Soft)],
+    },
+    Notice {
+        name: "X.400 gateway in RFC 1327 style: RFC-822 recipient and reason lines",
+        raw: "From: postmaster@x400.example.org\nTo: shop@example.com\nSubject: Delivery Report (failure) for ann@example.org\n\n\
+This report relates to your message:\n\
+Subject: Offer\n\n\
+Your message was not delivered to:\n\
+\x20       ann@example.org\n\
+for the following reason:\n\
+\x20       Unable to transfer\n\
+\x20       Unrecognised O/R name\n",
+        failed: &[("ann@example.org", Hard)],
+    },
 ];
 
 /// One message that is no bounce: what it is, and what it must be read as.

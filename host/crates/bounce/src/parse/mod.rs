@@ -239,6 +239,7 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     // attached one, when it is a notice with codes of its own.
     let mut free_findings = freetext::findings(&blocks, &context);
     name_the_sole_recipient(&mut free_findings, parts.returned.as_ref());
+    name_the_subjects_recipient(&mut free_findings, &subject, &excluded, &message);
     let says_little = free_findings
         .iter()
         .all(|f| f.status.is_none() && f.reply_code.is_none());
@@ -324,12 +325,39 @@ fn name_the_sole_recipient(findings: &mut [Finding], returned: Option<&ReturnedM
     }
 }
 
-/// A notice is addressed to the sender of the failed message, and signed by a mail system:
-/// where the text names other addresses too, its addressee and a postmaster or
-/// MAILER-DAEMON address ("Dear shop@...", "write to postmaster@...") are not the failed
-/// recipients. Alone, they are kept (a message sent to oneself, or to a postmaster).
-fn prefer_other_than_the_notices_own(blocks: &mut Vec<freetext::Block>, message: &Message<'_>) {
-    let addressees: Vec<String> = message
+/// A notice whose text and returned original name no recipient may name it in its subject
+/// ("Undeliverable mail to ann@...", "Delivery Report (failure) for ann@..."): the one
+/// address there that is neither the sender's nor the notice's own addressee.
+fn name_the_subjects_recipient(
+    findings: &mut [Finding],
+    subject: &str,
+    excluded: &[String],
+    message: &Message<'_>,
+) {
+    let [finding] = findings else {
+        return;
+    };
+    if finding.recipient.is_some() {
+        return;
+    }
+    let addressees = addressees_of(message);
+    let mut named = freetext::addresses_in(subject)
+        .map(|(_, address)| address)
+        .filter(|address| !excluded.contains(address) && !addressees.contains(address))
+        .filter(|address| {
+            !address
+                .split('@')
+                .next()
+                .is_some_and(is_mail_system_local_part)
+        });
+    if let (Some(address), None) = (named.next(), named.next()) {
+        finding.recipient = Some(address);
+    }
+}
+
+/// The notice's own `To` addresses, lower-cased.
+fn addressees_of(message: &Message<'_>) -> Vec<String> {
+    message
         .to()
         .map(|to| {
             to.iter()
@@ -337,7 +365,15 @@ fn prefer_other_than_the_notices_own(blocks: &mut Vec<freetext::Block>, message:
                 .map(|a| a.trim().to_ascii_lowercase())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// A notice is addressed to the sender of the failed message, and signed by a mail system:
+/// where the text names other addresses too, its addressee and a postmaster or
+/// MAILER-DAEMON address ("Dear shop@...", "write to postmaster@...") are not the failed
+/// recipients. Alone, they are kept (a message sent to oneself, or to a postmaster).
+fn prefer_other_than_the_notices_own(blocks: &mut Vec<freetext::Block>, message: &Message<'_>) {
+    let addressees = addressees_of(message);
     let is_the_notices_own = |block: &freetext::Block| {
         addressees.contains(&block.address)
             || block
