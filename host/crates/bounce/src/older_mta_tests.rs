@@ -763,6 +763,24 @@ fn general_wordings_decide_by_reason_and_code_together() {
         ),
         (
             "5.0.0",
+            "550 Invalid receiver address",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.1.10",
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient ann@example.net not found by SMTP address lookup",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 The email account that you tried to reach does not exist",
+            Reason::Filtered,
+            Class::Soft,
+        ),
+        (
+            "5.0.0",
             "550 Invalid recipient",
             Reason::UserUnknown,
             Class::Hard,

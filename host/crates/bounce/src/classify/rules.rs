@@ -301,8 +301,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox unavailable",
             "mailbox <> unavailable",
             "recipnotfound",
-    "recipientnotfound",
-    "not found by smtp address lookup",
+            "recipientnotfound",
+            "not found by smtp address lookup",
             // Microsoft 365's RESOLVER.ADR.RecipientNotFound, often with 5.1.10, which RFC
             // 7505 gives to a null MX: the words say the directory has no such recipient.
             "recipientnotfound",
