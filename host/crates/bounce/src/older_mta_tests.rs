@@ -768,6 +768,32 @@ fn general_wordings_decide_by_reason_and_code_together() {
             Class::Hard,
         ),
         (
+            "5.0.0",
+            "550 No mailbox here by that name",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 mailbox for ann@example.net does not exist",
+            Reason::UserUnknown,
+            Class::Hard,
+        ),
+        (
+            "5.0.0",
+            "550 This address has been replaced by <new@example.net>",
+            Reason::HasMoved,
+            Class::Hard,
+        ),
+        // Postfix's table lookup quoted with no command named: a gateway that had accepted
+        // the message may quote it (the reference labels that `filtered`), so it stays unconfirmed.
+        (
+            "5.0.0",
+            "550 User unknown in local recipient table",
+            Reason::Filtered,
+            Class::Soft,
+        ),
+        (
             "5.1.10",
             "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient ann@example.net not found by SMTP address lookup",
             Reason::UserUnknown,

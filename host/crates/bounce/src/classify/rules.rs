@@ -145,6 +145,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "no longer valid, please use",
             // qmail's text for an address its owner closed (`bouncesaying`, vdelivermail).
             "no longer accepts mail",
+            // qmail-ldap's text for an address replaced by another.
+            "has been replaced by",
         ],
     ),
     // The mailbox is over quota.
@@ -627,6 +629,9 @@ pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
     // reference labels it `filtered` when nothing else confirms it (rfc3464-42, status 5.0.0).
     "recipient does not exist",
     "address does not exist",
+    "mailbox * does not exist",
+    // qmail-local's own answer when its user lookup fails.
+    "no mailbox here by that name",
 ];
 
 /// RFC 5321's own text for a 550 reply, which large receivers (Outlook.com, GMX, WEB.DE)
