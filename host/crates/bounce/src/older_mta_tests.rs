@@ -564,6 +564,29 @@ I never asked for this. Your message was unsolicited; stop sending me these offe
 > Offer of the week\n",
         kinds: &[Kind::NotABounce],
     },
+    NotBounce {
+        name: "a person forwarding a bounce they received",
+        raw: "From: Ann <ann@example.net>\nTo: shop@example.com\nSubject: Fwd: Undelivered Mail Returned to Sender\n\n\
+FYI, I got this back when I wrote to Bob.\n\n\
+---------- Forwarded message ----------\n\
+From: MAILER-DAEMON@mx.example.net\n\
+Subject: Undelivered Mail Returned to Sender\n\n\
+<bob@example.org>: host mx.example.org said: 550 5.1.1 User unknown\n",
+        kinds: &[Kind::NotABounce],
+    },
+    NotBounce {
+        name: "a person replying to a failure notice",
+        raw: "From: Ann <ann@example.net>\nTo: shop@example.com\nSubject: Re: Delivery Status Notification (Failure)\n\n\
+Why did my message to you fail? Please check your mail server.\n",
+        kinds: &[Kind::NotABounce],
+    },
+    NotBounce {
+        name: "a parcel service's notice that a parcel could not be delivered",
+        raw: "From: Parcel Service <noreply@parcels.example>\nTo: shop@example.com\nSubject: Delivery failed: your parcel 1Z999 could not be delivered\n\n\
+We tried to deliver your parcel today but nobody was at home. Please book a new delivery date\n\
+at https://parcels.example/track/1Z999.\n",
+        kinds: &[Kind::NotABounce],
+    },
 ];
 
 #[test]

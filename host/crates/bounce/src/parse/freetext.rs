@@ -192,6 +192,22 @@ fn starts_copied_headers(line: &str) -> bool {
         || lower.starts_with("dkim-signature:")
 }
 
+/// Prefixes that mail clients put on a reply or a forward, in the languages they are
+/// written in ("Re:", "Fwd:", German "AW:"/"WG:", French "TR:", Nordic "SV:", Dutch
+/// "Antw:", Italian "R:"/"I:", Spanish/Portuguese "RV:"/"ENC:").
+const REPLY_OR_FORWARD_PREFIXES: &[&str] = &[
+    "re:", "re :", "fw:", "fwd:", "fw :", "aw:", "wg:", "tr:", "sv:", "vs:", "antw:", "r:", "i:",
+    "rv:", "enc:", "res:",
+];
+
+/// Whether a subject is a person's reply to or forward of another message.
+pub fn is_reply_or_forward(subject: &str) -> bool {
+    let lower = subject.trim_start().to_lowercase();
+    REPLY_OR_FORWARD_PREFIXES
+        .iter()
+        .any(|prefix| lower.starts_with(prefix))
+}
+
 /// Whether a subject reads like a delivery notice's.
 pub fn is_bounce_subject(subject: &str) -> bool {
     let lower = subject.to_lowercase();

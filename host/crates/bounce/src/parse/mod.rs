@@ -278,15 +278,20 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
             ..Parsed::nothing(Kind::DeliveryReport)
         };
     }
-    let says_failure = freetext::is_bounce_subject(&subject)
-        || freetext::has_failure_phrase(&context)
-        || free_findings
-            .iter()
-            .any(|f| f.status.is_some() || f.reply_code.is_some());
+    // A failure subject counts as a mail system's own, not as a person's reply to one or
+    // forward of one ("Re: Undeliverable", "Fwd: Returned mail"), nor as any other sender's
+    // news of a failed delivery (a parcel service's "Delivery failed") unless the message
+    // also comes from the null sender, returns an original or carries codes.
+    let failure_subject =
+        freetext::is_bounce_subject(&subject) && !freetext::is_reply_or_forward(&subject);
+    let has_codes = free_findings
+        .iter()
+        .any(|f| f.status.is_some() || f.reply_code.is_some());
+    let says_failure = failure_subject || freetext::has_failure_phrase(&context) || has_codes;
     let looks_like_bounce = (sender.is_mail_system()
         && (says_failure
             || (parts.returned.is_some() && !freetext::is_content_complaint(&subject, &context))))
-        || freetext::is_bounce_subject(&subject)
+        || (failure_subject && (sender.null || parts.returned.is_some() || has_codes || depth > 0))
         || (freetext::has_failure_phrase(&context)
             && (parts.returned.is_some() || sender.null || depth > 0));
     let is_autoreply = autoreply::is_autoreply(&message, &subject);
