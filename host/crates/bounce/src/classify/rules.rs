@@ -303,8 +303,6 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox unavailable",
             "mailbox <> unavailable",
             "recipnotfound",
-            "recipientnotfound",
-            "not found by smtp address lookup",
             // Microsoft 365's RESOLVER.ADR.RecipientNotFound, often with 5.1.10, which RFC
             // 7505 gives to a null MX: the words say the directory has no such recipient.
             "recipientnotfound",
@@ -594,6 +592,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 pub const DIRECTORY_VERDICTS: &[&str] = &[
     "recipient address rejected: access denied",
     "recipnotfound",
+    "recipientnotfound",
+    "not found by smtp address lookup",
     // Exchange's and Microsoft 365's own words for RecipNotFound in a free-text NDR
     // ("ann wasn't found at example.net").
     "address you entered couldn't be found",
