@@ -414,6 +414,12 @@ for the following reason:\n\
 \x20       Unrecognised O/R name\n",
         failed: &[("ann@example.org", Hard)],
     },
+    Notice {
+        name: "a German gateway's own sentence, from the null sender, no code",
+        raw: "From: E-Mail-Gateway <gateway@example.de>\nReturn-Path: <>\nTo: shop@example.com\nSubject: Fehler bei der Zustellung\n\n\
+Ihre Nachricht an anna@example.de konnte nicht zugestellt werden: Postfach voll.\n",
+        failed: &[("anna@example.de", Soft)],
+    },
 ];
 
 /// One message that is no bounce: what it is, and what it must be read as.
@@ -796,6 +802,19 @@ fn general_wordings_decide_by_reason_and_code_together() {
             Reason::UserUnknown,
             Class::Hard,
         ),
+        (
+            "5.0.0",
+            "552 Postfach voll",
+            Reason::MailboxFull,
+            Class::Soft,
+        ),
+        (
+            "5.0.0",
+            "552 Boîte aux lettres pleine",
+            Reason::MailboxFull,
+            Class::Soft,
+        ),
+        ("5.0.0", "552 Buzón lleno", Reason::MailboxFull, Class::Soft),
         (
             "5.0.0",
             "550 mailbox for ann@example.net does not exist",

@@ -93,6 +93,19 @@ const FAILURE_PHRASES: &[&str] = &[
     "failed addresses",
     "did not reach the following",
     "could not be reached",
+    // The same in the languages of European MTAs' and gateways' own notices.
+    "nicht zugestellt werden",
+    "konnte nicht zugestellt",
+    "n'a pas pu être remis",
+    "n'a pas pu être distribué",
+    "no se pudo entregar",
+    "no pudo ser entregado",
+    "non è stato possibile recapitare",
+    "non è stato recapitato",
+    "kon niet worden afgeleverd",
+    "niet worden bezorgd",
+    "não foi possível entregar",
+    "не удалось доставить",
 ];
 
 /// Sentences of a notice that says a message arrived or was passed on: Exchange's and
