@@ -248,4 +248,6 @@ pub fn classify_message(raw: &[u8]) -> Report {
 #[cfg(test)]
 mod layout_tests;
 #[cfg(test)]
+mod older_mta_tests;
+#[cfg(test)]
 mod tests;

@@ -143,6 +143,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "address has changed",
             "mailbox has moved",
             "no longer valid, please use",
+            // qmail's text for an address its owner closed (`bouncesaying`, vdelivermail).
+            "no longer accepts mail",
+            // qmail-ldap's text for an address replaced by another.
+            "has been replaced by",
         ],
     ),
     // The mailbox is over quota.
@@ -171,6 +175,22 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "enough space in mailbox",
             "has exceeded its storage",
             "переполнен",
+            // The same in the languages of European MTAs' and gateways' own notices.
+            "postfach voll",
+            "postfach ist voll",
+            "speicherplatz * überschritten",
+            "boîte aux lettres pleine",
+            "boite aux lettres pleine",
+            "boîte aux lettres est pleine",
+            "quota dépassé",
+            "buzón lleno",
+            "buzón está lleno",
+            "casella piena",
+            "casella di posta piena",
+            "caixa postal cheia",
+            "caixa de correio cheia",
+            "mailbox vol",
+            "postvak vol",
         ],
     ),
     // The message is too large for the receiving system.
@@ -264,6 +284,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "nxdomain",
             "recipient domain must exist",
             "domain is not reachable",
+            // Lotus Domino's router: no route to the recipient's domain at all.
+            "no route found to domain",
         ],
     ),
     // The mailbox does not exist. Only with corroboration (a 5.1.1, or a refusal at RCPT
@@ -297,6 +319,10 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "mailbox unavailable",
             "mailbox <> unavailable",
             "recipnotfound",
+            // Microsoft 365's RESOLVER.ADR.RecipientNotFound, often with 5.1.10, which RFC
+            // 7505 gives to a null MX: the words say the directory has no such recipient.
+            "recipientnotfound",
+            "not found by smtp address lookup",
             "not our customer",
             "destinataire invalide",
             "n't exist",
@@ -310,6 +336,7 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "address does not exist",
             "address doesn't exist",
             "addressee unknown",
+            "unknown mailbox",
             "account does not exist",
             "account doesn't exist",
             "user does not exist",
@@ -323,6 +350,14 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
             "invalid user",
             "not a known user",
             "bad destination mailbox",
+            // CompuServe's and older gateways' wording.
+            "invalid receiver",
+            // X.400's diagnostic unrecognised-OR-name (RFC 2156 maps it to 5.1.1): the
+            // directory has no such originator/recipient name.
+            "unrecognised o/r name",
+            "unrecognized o/r name",
+            "unrecognised-or-name",
+            "unrecognized-or-name",
             "unknown local part",
             "unknown or illegal alias",
             "user invalid",
@@ -573,6 +608,8 @@ pub const TEXT_RULES: &[(Reason, &[&str])] = &[
 pub const DIRECTORY_VERDICTS: &[&str] = &[
     "recipient address rejected: access denied",
     "recipnotfound",
+    "recipientnotfound",
+    "not found by smtp address lookup",
     // Exchange's and Microsoft 365's own words for RecipNotFound in a free-text NDR
     // ("ann wasn't found at example.net").
     "address you entered couldn't be found",
@@ -582,6 +619,10 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
     "invalid final delivery userid",
     "not listed in domino directory",
     "not listed in public name",
+    "unrecognised o/r name",
+    "unrecognized o/r name",
+    "unrecognised-or-name",
+    "unrecognized-or-name",
 ];
 
 /// Phrases that say the mailbox or recipient itself is not there, as a lookup answers it:
@@ -594,10 +635,19 @@ pub const DIRECTORY_VERDICTS: &[&str] = &[
 pub const MAILBOX_LOOKUP_VERDICTS: &[&str] = &[
     "invalid mailbox",
     "invalid recipient",
+    "invalid receiver",
     "mailbox not found",
     "no such mailbox",
     "mailbox does not exist",
     "mailbox doesn't exist",
+    // The recipient or address itself said not to exist is a lookup's statement too.
+    // Gmail's "The email account that you tried to reach does not exist" is left out: the
+    // reference labels it `filtered` when nothing else confirms it (rfc3464-42, status 5.0.0).
+    "recipient does not exist",
+    "address does not exist",
+    "mailbox * does not exist",
+    // qmail-local's own answer when its user lookup fails.
+    "no mailbox here by that name",
 ];
 
 /// RFC 5321's own text for a 550 reply, which large receivers (Outlook.com, GMX, WEB.DE)

@@ -44,6 +44,10 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "delivery problem",
     "returned mail",
     "returning message",
+    "returning to sender",
+    "mail failed",
+    "delivery delayed",
+    "delayed mail",
     "failure notice",
     "mail delivery",
     "mail system error",
@@ -86,7 +90,52 @@ const FAILURE_PHRASES: &[&str] = &[
     "delivery to the following recipient",
     "returned to sender",
     "message could not be sent",
+    "failed addresses",
+    "did not reach the following",
+    "could not be reached",
+    // The same in the languages of European MTAs' and gateways' own notices.
+    "nicht zugestellt werden",
+    "konnte nicht zugestellt",
+    "n'a pas pu être remis",
+    "n'a pas pu être distribué",
+    "no se pudo entregar",
+    "no pudo ser entregado",
+    "non è stato possibile recapitare",
+    "non è stato recapitato",
+    "kon niet worden afgeleverd",
+    "niet worden bezorgd",
+    "não foi possível entregar",
+    "не удалось доставить",
 ];
+
+/// Sentences of a notice that says a message arrived or was passed on: Exchange's and
+/// Domino's "Delivered:"/"Relayed:" receipts in free text, the text part of a success DSN.
+const SUCCESS_PHRASES: &[&str] = &[
+    "was delivered to",
+    "were delivered to",
+    "has been delivered to",
+    "have been delivered to",
+    "successfully delivered",
+    "successfully relayed",
+    "was relayed to",
+    "has been relayed to",
+    "delivery to these recipients or groups is complete",
+    "delivery to the following recipients succeeded",
+    "delivery to the following recipient succeeded",
+];
+
+/// Subject beginnings of success receipts (lower-case).
+const SUCCESS_SUBJECTS: &[&str] = &["delivered:", "relayed:", "delivery receipt"];
+
+/// Whether a notice says its message arrived (see [`SUCCESS_PHRASES`]) and says nothing
+/// failed: a receipt, not a bounce, however much of the original it returns.
+pub fn is_success_notice(subject: &str, context: &str) -> bool {
+    let subject = subject.trim().to_lowercase();
+    let lower = context.to_lowercase();
+    let says_success = SUCCESS_SUBJECTS.iter().any(|s| subject.starts_with(s))
+        || SUCCESS_PHRASES.iter().any(|p| lower.contains(p));
+    says_success && !is_bounce_subject(&subject) && !has_failure_phrase(context)
+}
 
 /// Words of a message that complains about a message's content rather than reporting a
 /// failed delivery (an abuse desk, a postmaster, a recipient objecting to spam).
@@ -154,6 +203,22 @@ fn starts_copied_headers(line: &str) -> bool {
     lower.starts_with("return-path:")
         || lower.starts_with("received: from")
         || lower.starts_with("dkim-signature:")
+}
+
+/// Prefixes that mail clients put on a reply or a forward, in the languages they are
+/// written in ("Re:", "Fwd:", German "AW:"/"WG:", French "TR:", Nordic "SV:", Dutch
+/// "Antw:", Italian "R:"/"I:", Spanish/Portuguese "RV:"/"ENC:").
+const REPLY_OR_FORWARD_PREFIXES: &[&str] = &[
+    "re:", "re :", "fw:", "fwd:", "fw :", "aw:", "wg:", "tr:", "sv:", "vs:", "antw:", "r:", "i:",
+    "rv:", "enc:", "res:",
+];
+
+/// Whether a subject is a person's reply to or forward of another message.
+pub fn is_reply_or_forward(subject: &str) -> bool {
+    let lower = subject.trim_start().to_lowercase();
+    REPLY_OR_FORWARD_PREFIXES
+        .iter()
+        .any(|prefix| lower.starts_with(prefix))
 }
 
 /// Whether a subject reads like a delivery notice's.
@@ -605,6 +670,9 @@ const DELAY_PHRASES: &[&str] = &[
     "delivery has been delayed",
     "delay notification",
     "no action is required on your part",
+    "warning message only",
+    "has been delayed",
+    "still undelivered",
 ];
 
 /// Whether a notice (whitespace-collapsed) is a delay warning, not a final failure.

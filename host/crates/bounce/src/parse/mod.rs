@@ -239,6 +239,7 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     // attached one, when it is a notice with codes of its own.
     let mut free_findings = freetext::findings(&blocks, &context);
     name_the_sole_recipient(&mut free_findings, parts.returned.as_ref());
+    name_the_subjects_recipient(&mut free_findings, &subject, &excluded, &message);
     let says_little = free_findings
         .iter()
         .all(|f| f.status.is_none() && f.reply_code.is_none());
@@ -263,15 +264,34 @@ fn parse_nested(raw: &[u8], depth: usize) -> Parsed {
     // codes), or returns the original without complaining about it: a postmaster writing
     // about a message's content (spam, a virus, abuse) says nothing of the kind, and is no
     // bounce, whatever words the complaint uses.
-    let says_failure = freetext::is_bounce_subject(&subject)
-        || freetext::has_failure_phrase(&context)
-        || free_findings
-            .iter()
-            .any(|f| f.status.is_some() || f.reply_code.is_some());
+    let has_failure_codes = free_findings.iter().any(|f| {
+        f.status
+            .as_deref()
+            .is_some_and(|s| s.starts_with(['4', '5']))
+            || f.reply_code.is_some_and(|c| c >= 400)
+    });
+    if !has_failure_codes && freetext::is_success_notice(&subject, &context) {
+        return Parsed {
+            context,
+            subject,
+            returned: parts.returned,
+            ..Parsed::nothing(Kind::DeliveryReport)
+        };
+    }
+    // A failure subject counts as a mail system's own, not as a person's reply to one or
+    // forward of one ("Re: Undeliverable", "Fwd: Returned mail"), nor as any other sender's
+    // news of a failed delivery (a parcel service's "Delivery failed") unless the message
+    // also comes from the null sender, returns an original or carries codes.
+    let failure_subject =
+        freetext::is_bounce_subject(&subject) && !freetext::is_reply_or_forward(&subject);
+    let has_codes = free_findings
+        .iter()
+        .any(|f| f.status.is_some() || f.reply_code.is_some());
+    let says_failure = failure_subject || freetext::has_failure_phrase(&context) || has_codes;
     let looks_like_bounce = (sender.is_mail_system()
         && (says_failure
             || (parts.returned.is_some() && !freetext::is_content_complaint(&subject, &context))))
-        || freetext::is_bounce_subject(&subject)
+        || (failure_subject && (sender.null || parts.returned.is_some() || has_codes || depth > 0))
         || (freetext::has_failure_phrase(&context)
             && (parts.returned.is_some() || sender.null || depth > 0));
     let is_autoreply = autoreply::is_autoreply(&message, &subject);
@@ -310,12 +330,39 @@ fn name_the_sole_recipient(findings: &mut [Finding], returned: Option<&ReturnedM
     }
 }
 
-/// A notice is addressed to the sender of the failed message, and signed by a mail system:
-/// where the text names other addresses too, its addressee and a postmaster or
-/// MAILER-DAEMON address ("Dear shop@...", "write to postmaster@...") are not the failed
-/// recipients. Alone, they are kept (a message sent to oneself, or to a postmaster).
-fn prefer_other_than_the_notices_own(blocks: &mut Vec<freetext::Block>, message: &Message<'_>) {
-    let addressees: Vec<String> = message
+/// A notice whose text and returned original name no recipient may name it in its subject
+/// ("Undeliverable mail to ann@...", "Delivery Report (failure) for ann@..."): the one
+/// address there that is neither the sender's nor the notice's own addressee.
+fn name_the_subjects_recipient(
+    findings: &mut [Finding],
+    subject: &str,
+    excluded: &[String],
+    message: &Message<'_>,
+) {
+    let [finding] = findings else {
+        return;
+    };
+    if finding.recipient.is_some() {
+        return;
+    }
+    let addressees = addressees_of(message);
+    let mut named = freetext::addresses_in(subject)
+        .map(|(_, address)| address)
+        .filter(|address| !excluded.contains(address) && !addressees.contains(address))
+        .filter(|address| {
+            !address
+                .split('@')
+                .next()
+                .is_some_and(is_mail_system_local_part)
+        });
+    if let (Some(address), None) = (named.next(), named.next()) {
+        finding.recipient = Some(address);
+    }
+}
+
+/// The notice's own `To` addresses, lower-cased.
+fn addressees_of(message: &Message<'_>) -> Vec<String> {
+    message
         .to()
         .map(|to| {
             to.iter()
@@ -323,7 +370,15 @@ fn prefer_other_than_the_notices_own(blocks: &mut Vec<freetext::Block>, message:
                 .map(|a| a.trim().to_ascii_lowercase())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// A notice is addressed to the sender of the failed message, and signed by a mail system:
+/// where the text names other addresses too, its addressee and a postmaster or
+/// MAILER-DAEMON address ("Dear shop@...", "write to postmaster@...") are not the failed
+/// recipients. Alone, they are kept (a message sent to oneself, or to a postmaster).
+fn prefer_other_than_the_notices_own(blocks: &mut Vec<freetext::Block>, message: &Message<'_>) {
+    let addressees = addressees_of(message);
     let is_the_notices_own = |block: &freetext::Block| {
         addressees.contains(&block.address)
             || block
