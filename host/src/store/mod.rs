@@ -14,6 +14,7 @@ mod delivery;
 mod engagement;
 mod identities;
 mod kept;
+pub mod kv;
 mod listing;
 pub mod model;
 mod plugin_health;
