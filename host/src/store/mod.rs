@@ -186,25 +186,6 @@ pub enum StoreError {
     Body(String),
 }
 
-macro_rules! from_redb {
-    ($($error:ty),*) => {$(
-        impl From<$error> for StoreError {
-            fn from(error: $error) -> Self {
-                StoreError::Database(Box::new(error.into()))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::CompactionError
-);
-
 /// A new message for the spool: its record and its RFC 5322 bytes.
 #[derive(Clone, Debug)]
 pub struct NewMessage {

@@ -21,6 +21,26 @@ const COMPACT_FROM_BYTES: u64 = 16 << 20;
 /// The share of the file (in percent) that must be free pages for a compaction at open.
 const COMPACT_FREE_PERCENT: u64 = 25;
 
+/// Every failure redb reports becomes [`StoreError::Database`].
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                StoreError::Database(Box::new(error.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::CompactionError
+);
+
 /// Opens (or creates) the redb file at `path`, compacting it first when it is mostly free.
 pub fn open(path: &Path) -> Result<Database, StoreError> {
     if let Some(folder) = path.parent() {
