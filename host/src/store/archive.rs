@@ -1,6 +1,6 @@
 //! Archived copies of messages, kept until their retention ends.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::model::ArchiveEntry;
 use super::{Store, StoreError, encode};
@@ -25,7 +25,7 @@ pub(super) fn put_archive(
     let mut archives = txn.open_table(ARCHIVES)?;
     let mut expiry = txn.open_table(ARCHIVE_EXPIRY)?;
     if let Some(old) = archives.get(id)? {
-        let old: ArchiveEntry = super::decode(old.value())?;
+        let old: ArchiveEntry = super::decode(&old)?;
         expiry.remove((old.expires_at, id))?;
     }
     archives.insert(id, encode(entry)?.as_slice())?;
@@ -39,7 +39,7 @@ pub(super) fn put_archive(
 pub(super) fn archive_end(txn: &WriteTransaction, id: &str) -> Result<Option<u64>, StoreError> {
     txn.open_table(ARCHIVES)?
         .get(id)?
-        .map(|entry| super::decode::<ArchiveEntry>(entry.value()).map(|entry| entry.expires_at))
+        .map(|entry| super::decode::<ArchiveEntry>(&entry).map(|entry| entry.expires_at))
         .transpose()
 }
 
@@ -61,7 +61,7 @@ impl Store {
         let Some(entry) = txn.open_table(ARCHIVES)?.get(message_id)? else {
             return Ok(None);
         };
-        let entry: ArchiveEntry = super::decode(entry.value())?;
+        let entry: ArchiveEntry = super::decode(&entry)?;
         if entry.expires_at <= super::now_millis() {
             // Past its retention but not purged yet: already gone for readers.
             return Ok(None);
@@ -69,7 +69,7 @@ impl Store {
         let body = txn
             .open_table(ARCHIVE_BODIES)?
             .get(message_id)?
-            .map(|body| super::compressed::unpack(body.value()))
+            .map(|body| super::compressed::unpack(&body))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("archived body of {message_id}")))?;
         Ok(Some((entry, body)))
@@ -87,7 +87,7 @@ impl Store {
                     let mut due = Vec::new();
                     for entry in expiry.range((0, "")..(now, ""))?.take(PURGE_BATCH) {
                         let (key, _) = entry?;
-                        let (at, id) = key.value();
+                        let (at, id) = key;
                         due.push((at, id.to_string()));
                     }
                     let mut archives = txn.open_table(ARCHIVES)?;

@@ -1,7 +1,7 @@
 //! A source's credentials listed, given a new secret and removed (the API's
 //! `sources/{id}/users`, the dashboard's sources page).
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
     CREDENTIALS, Credential, CredentialKind, Store, StoreError, decode, encode, hash_secret_queued,
@@ -20,8 +20,8 @@ pub(super) fn index_credentials_by_source(txn: &WriteTransaction) -> Result<(), 
     let mut by_source = txn.open_table(SOURCE_CREDENTIALS)?;
     for entry in credentials.iter()? {
         let (username, value) = entry?;
-        let credential: Credential = decode(value.value())?;
-        by_source.insert((credential.source_id, username.value()), ())?;
+        let credential: Credential = decode(&value)?;
+        by_source.insert((credential.source_id, username.as_str()), ())?;
     }
     Ok(())
 }
@@ -48,7 +48,7 @@ fn usernames_of(
 ) -> Result<Vec<String>, StoreError> {
     let mut usernames = Vec::new();
     for entry in by_source.range((source_id, "")..(source_id.saturating_add(1), ""))? {
-        usernames.push(entry?.0.value().1.to_string());
+        usernames.push(entry?.0.1.to_string());
     }
     Ok(usernames)
 }
@@ -67,7 +67,7 @@ impl Store {
             let Some(value) = credentials.get(username.as_str())? else {
                 continue;
             };
-            let credential: Credential = decode(value.value())?;
+            let credential: Credential = decode(&value)?;
             if credential.kind == kind {
                 found.push(credential);
             }
@@ -82,7 +82,7 @@ impl Store {
             let removed = txn
                 .open_table(CREDENTIALS)?
                 .remove(username.as_str())?
-                .map(|value| decode::<Credential>(value.value()))
+                .map(|value| decode::<Credential>(&value))
                 .transpose()?;
             if let Some(credential) = &removed {
                 txn.open_table(SOURCE_CREDENTIALS)?
@@ -119,7 +119,7 @@ impl Store {
         self.write(move |txn| {
             let mut table = txn.open_table(CREDENTIALS)?;
             let current: Option<Credential> = match table.get(username.as_str())? {
-                Some(value) => Some(decode(value.value())?),
+                Some(value) => Some(decode(&value)?),
                 None => None,
             };
             let Some(mut credential) = current.filter(|found| found.source_id == source_id) else {
@@ -238,8 +238,7 @@ mod tests {
             .unwrap()
             .map(|entry| {
                 let (key, _) = entry.unwrap();
-                let (source_id, username) = key.value();
-                (source_id, username.to_string())
+                key
             })
             .collect();
         assert_eq!(left, [(other.id, "other-smtp".to_string())]);

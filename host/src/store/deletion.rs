@@ -4,7 +4,7 @@
 //! clients stop authenticating at once. Messages already accepted keep their ids of both and
 //! go on through delivery: nothing after acceptance needs the flow or source record.
 
-use redb::{ReadableTable, WriteTransaction};
+use super::kv::{ReadableTable, WriteTransaction};
 
 use super::model::{Condition, Flow, Routing, Source};
 use super::{FLOWS, ROUTING, SOURCES, Store, StoreError, decode};
@@ -17,7 +17,7 @@ pub struct StillNamed(pub String);
 fn routing_in(txn: &WriteTransaction, account_id: u64) -> Result<Option<Routing>, StoreError> {
     txn.open_table(ROUTING)?
         .get(account_id)?
-        .map(|value| decode(value.value()))
+        .map(|value| decode(&value))
         .transpose()
 }
 
@@ -56,7 +56,7 @@ impl Store {
             let mut flows = txn.open_table(FLOWS)?;
             let owned = flows
                 .get(flow_id)?
-                .map(|value| decode::<Flow>(value.value()))
+                .map(|value| decode::<Flow>(&value))
                 .transpose()?
                 .is_some_and(|flow| flow.account_id == account_id);
             if !owned {
@@ -100,7 +100,7 @@ impl Store {
             let mut sources = txn.open_table(SOURCES)?;
             let owned = sources
                 .get(source_id)?
-                .map(|value| decode::<Source>(value.value()))
+                .map(|value| decode::<Source>(&value))
                 .transpose()?
                 .is_some_and(|source| source.account_id == account_id);
             if !owned {

@@ -1,7 +1,7 @@
 //! The outbound queue and the filter list: which processed messages wait for delivery and when
 //! they are due, what each attempt came to, and the recipients an account no longer sends to.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::model::{Event, MessageRecord, MessageStatus};
@@ -114,7 +114,7 @@ pub(super) fn queue_or_reject(
     let filtered = txn
         .open_table(FILTERS)?
         .get((record.account_id, address.as_str()))?
-        .map(|entry| decode::<FilterEntry>(entry.value()))
+        .map(|entry| decode::<FilterEntry>(&entry))
         .transpose()?;
     if let Some(entry) = filtered {
         record.status = MessageStatus::Rejected;
@@ -151,7 +151,7 @@ pub(super) fn queue_or_reject(
 
 /// Takes a message out of the delivery queue, if it is queued.
 pub(super) fn dequeue(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
-    if let Some(due) = txn.open_table(OUTBOX)?.remove(id)?.map(|due| due.value()) {
+    if let Some(due) = txn.open_table(OUTBOX)?.remove(id)? {
         txn.open_table(OUTBOX_DUE)?.remove((due, id))?;
     }
     txn.open_table(DELIVERIES)?.remove(id)?;
@@ -169,7 +169,7 @@ pub(super) fn insert_filter(
     let address = filter_key(address);
     let mut filters = txn.open_table(FILTERS)?;
     if let Some(existing) = filters.get((account_id, address.as_str()))? {
-        return decode(existing.value());
+        return decode(&existing);
     }
     let entry = FilterEntry {
         id: next_id(txn, "filter")?,
@@ -202,11 +202,11 @@ impl Store {
         let mut found = Vec::new();
         for entry in due.range((0, "")..=(now, "\u{10ffff}"))? {
             let (key, domain) = entry?;
-            let id = key.value().1;
-            if busy(id) {
+            let id = key.1;
+            if busy(&id) {
                 continue;
             }
-            found.push((id.to_string(), domain.value().to_string()));
+            found.push((id.to_string(), domain));
             if found.len() == limit {
                 break;
             }
@@ -221,21 +221,21 @@ impl Store {
         let Some(state) = txn.open_table(DELIVERIES)?.get(id)? else {
             return Ok(None);
         };
-        let state: DeliveryState = decode(state.value())?;
+        let state: DeliveryState = decode(&state)?;
         let Some(record) = txn.open_table(MESSAGES)?.get(id)? else {
             return Ok(None);
         };
-        let record: MessageRecord = decode(record.value())?;
+        let record: MessageRecord = decode(&record)?;
         let body = txn
             .open_table(super::BODIES)?
             .get(id)?
-            .map(|body| super::compressed::unpack(body.value()))
+            .map(|body| super::compressed::unpack(&body))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("body of message {id}")))?;
         let filtered = txn
             .open_table(FILTERS)?
             .get((record.account_id, filter_key(&record.recipient).as_str()))?
-            .map(|entry| decode(entry.value()))
+            .map(|entry| decode(&entry))
             .transpose()?;
         Ok(Some(DeliveryJob {
             record,
@@ -249,17 +249,14 @@ impl Store {
     pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(OUTBOX_DUE)?;
-        Ok(due.first()?.map(|(key, _)| key.value().0))
+        Ok(due.first()?.map(|(key, _)| key.0))
     }
 
     /// A queued message's delivery state.
     pub fn delivery_state(&self, id: &str) -> Result<Option<DeliveryState>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(DELIVERIES)?;
-        table
-            .get(id)?
-            .map(|value| decode(value.value()))
-            .transpose()
+        table.get(id)?.map(|value| decode(&value)).transpose()
     }
 
     /// Records an attempt and what follows from it, in one durable transaction: the message is
@@ -270,18 +267,15 @@ impl Store {
         let hooks = std::sync::Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut outbox = txn.open_table(OUTBOX)?;
-            let Some(due) = outbox.get(id.as_str())?.map(|due| due.value()) else {
+            let Some(due) = outbox.get(id.as_str())? else {
                 // Not queued any more (delivered by an earlier attempt): nothing to record.
                 return Ok(());
             };
             let mut due_index = txn.open_table(OUTBOX_DUE)?;
-            let domain = due_index
-                .remove((due, id.as_str()))?
-                .map(|domain| domain.value().to_string())
-                .unwrap_or_default();
+            let domain = due_index.remove((due, id.as_str()))?.unwrap_or_default();
             let mut deliveries = txn.open_table(DELIVERIES)?;
             let mut message: MessageRecord = match txn.open_table(MESSAGES)?.get(id.as_str())? {
-                Some(value) => decode(value.value())?,
+                Some(value) => decode(&value)?,
                 None => {
                     // A queued message without its record: nothing left to deliver or tell.
                     outbox.remove(id.as_str())?;
@@ -290,7 +284,7 @@ impl Store {
                 }
             };
             let mut state: DeliveryState = match deliveries.get(id.as_str())? {
-                Some(value) => decode(value.value())?,
+                Some(value) => decode(&value)?,
                 None => DeliveryState {
                     attempts: 0,
                     queued_at: due,
@@ -344,7 +338,7 @@ impl Store {
         let table = txn.open_table(FILTERS)?;
         table
             .get((account_id, filter_key(address).as_str()))?
-            .map(|value| decode(value.value()))
+            .map(|value| decode(&value))
             .transpose()
     }
 
@@ -385,9 +379,9 @@ impl Store {
             let (key, value) = entry?;
             if needle
                 .as_deref()
-                .is_none_or(|needle| key.value().1.contains(needle))
+                .is_none_or(|needle| key.1.contains(needle))
             {
-                found.push(decode(value.value())?);
+                found.push(decode(&value)?);
             }
         }
         Ok(found)
@@ -399,7 +393,7 @@ impl Store {
             .write(move |txn| {
                 let mut ids = txn.open_table(FILTER_IDS)?;
                 let Some((owner, address)) = ids.get(id)?.map(|value| {
-                    let (owner, address) = value.value();
+                    let (owner, address) = value;
                     (owner, address.to_string())
                 }) else {
                     return Ok(false);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{Store, StoreError, append_events, record_in};
 use crate::store::Event;
@@ -33,7 +33,7 @@ pub(super) fn forget_counts(txn: &WriteTransaction, id: &str) -> Result<(), Stor
         .range((id, "")..)?
         .map_while(|entry| match entry {
             Ok((key, _)) => {
-                let (message, counter) = key.value();
+                let (message, counter) = key;
                 (message == id).then(|| Ok(counter.to_string()))
             }
             Err(error) => Some(Err(error)),
@@ -67,7 +67,7 @@ impl Store {
                 let mut counts = txn.open_table(ENGAGEMENT)?;
                 let seen = counts
                     .get((key.as_str(), counter.as_str()))?
-                    .map_or(0, |count| count.value())
+                    .map_or(0, |count| count)
                     + 1;
                 counts.insert((key.as_str(), counter.as_str()), seen)?;
                 drop(counts);
@@ -84,19 +84,15 @@ impl Store {
     /// A message's open and click counts by counter (`open`, `click:INDEX`).
     pub fn engagement_counts(&self, id: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = match txn.open_table(ENGAGEMENT) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(error.into()),
-        };
+        let table = txn.open_table(ENGAGEMENT)?;
         table
             .range((id, "")..)?
             .map_while(|entry| match entry {
                 Ok((key, count)) => {
-                    let (message, counter) = key.value();
-                    (message == id).then(|| Ok((counter.to_string(), count.value())))
+                    let (message, counter) = key;
+                    (message == id).then(|| Ok((counter.to_string(), count)))
                 }
-                Err(error) => Some(Err(error.into())),
+                Err(error) => Some(Err(error)),
             })
             .collect()
     }

@@ -1,6 +1,6 @@
 //! Sender identities and templates: the account's own records the built-in steps use.
 
-use redb::{ReadableTable, TableDefinition};
+use super::kv::{ReadableTable, TableDefinition};
 
 use super::model::{SenderIdentity, Template};
 use super::{Store, StoreError, decode, encode, next_id};
@@ -20,18 +20,18 @@ pub(super) const TEMPLATE_NAMES: TableDefinition<(u64, &str), u64> =
 
 /// Gives each domain without a signer to the first identity whose DKIM key was validated for
 /// it: records from before domains had one signer, or a signer deleted meanwhile.
-pub(super) fn assign_domain_signers(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+pub(super) fn assign_domain_signers(txn: &super::kv::WriteTransaction) -> Result<(), StoreError> {
     let identities = txn.open_table(IDENTITIES)?;
     let mut signers = txn.open_table(DOMAIN_SIGNERS)?;
     for entry in identities.iter()? {
         let (id, value) = entry?;
-        let identity: SenderIdentity = decode(value.value())?;
+        let identity: SenderIdentity = decode(&value)?;
         let validated = identity
             .validation
             .as_ref()
             .is_some_and(|validation| validation.dkim);
         if validated && signers.get(identity.domain.as_str())?.is_none() {
-            signers.insert(identity.domain.as_str(), id.value())?;
+            signers.insert(identity.domain.as_str(), id)?;
         }
     }
     Ok(())
@@ -77,14 +77,11 @@ impl Store {
     ) -> Result<Option<SenderIdentity>, StoreError> {
         let txn = self.db.begin_read()?;
         let domains = txn.open_table(IDENTITY_DOMAINS)?;
-        let Some(id) = domains.get((account_id, domain))?.map(|id| id.value()) else {
+        let Some(id) = domains.get((account_id, domain))? else {
             return Ok(None);
         };
         let identities = txn.open_table(IDENTITIES)?;
-        identities
-            .get(id)?
-            .map(|value| decode(value.value()))
-            .transpose()
+        identities.get(id)?.map(|value| decode(&value)).transpose()
     }
 
     /// The sender identities of an account.
@@ -103,17 +100,17 @@ impl Store {
     ) -> Result<Option<SenderIdentity>, StoreError> {
         let txn = self.db.begin_read()?;
         let domains = txn.open_table(IDENTITY_DOMAINS)?;
-        let Some(id) = domains.get((account_id, domain))?.map(|id| id.value()) else {
+        let Some(id) = domains.get((account_id, domain))? else {
             return Ok(None);
         };
         let signers = txn.open_table(DOMAIN_SIGNERS)?;
-        if signers.get(domain)?.map(|holder| holder.value()) != Some(id) {
+        if signers.get(domain)? != Some(id) {
             return Ok(None);
         }
         let identities = txn.open_table(IDENTITIES)?;
         let identity: Option<SenderIdentity> = identities
             .get(id)?
-            .map(|value| decode(value.value()))
+            .map(|value| decode(&value))
             .transpose()?;
         Ok(identity.filter(|identity| {
             identity
@@ -134,7 +131,7 @@ impl Store {
             }
             let mut signers = txn.open_table(DOMAIN_SIGNERS)?;
             let domain = identity.domain.as_str();
-            let holder = signers.get(domain)?.map(|holder| holder.value());
+            let holder = signers.get(domain)?;
             let validated = identity
                 .validation
                 .as_ref()
@@ -172,7 +169,7 @@ impl Store {
                 .remove((identity.account_id, identity.domain.as_str()))?;
             let mut signers = txn.open_table(DOMAIN_SIGNERS)?;
             let domain = identity.domain.as_str();
-            if signers.get(domain)?.map(|holder| holder.value()) == Some(identity.id) {
+            if signers.get(domain)? == Some(identity.id) {
                 signers.remove(domain)?;
             }
             Ok(())
@@ -192,19 +189,14 @@ impl Store {
             let mut template = template.clone();
             let mut names = txn.open_table(TEMPLATE_NAMES)?;
             let mut table = txn.open_table(TEMPLATES)?;
-            let holder = names
-                .get((template.account_id, template.name.as_str()))?
-                .map(|id| id.value());
+            let holder = names.get((template.account_id, template.name.as_str()))?;
             if template.id == 0 {
                 if holder.is_some() {
                     return Err(StoreError::Conflict(format!("template {}", template.name)));
                 }
                 template.id = next_id(txn, "template")?;
             } else {
-                let Some(old) = table
-                    .get(template.id)?
-                    .map(|v| decode::<Template>(v.value()))
-                else {
+                let Some(old) = table.get(template.id)?.map(|v| decode::<Template>(&v)) else {
                     return Err(StoreError::NotFound(format!("template {}", template.id)));
                 };
                 let old = old?;
@@ -233,14 +225,11 @@ impl Store {
     ) -> Result<Option<Template>, StoreError> {
         let txn = self.db.begin_read()?;
         let names = txn.open_table(TEMPLATE_NAMES)?;
-        let Some(id) = names.get((account_id, name))?.map(|id| id.value()) else {
+        let Some(id) = names.get((account_id, name))? else {
             return Ok(None);
         };
         let table = txn.open_table(TEMPLATES)?;
-        table
-            .get(id)?
-            .map(|value| decode(value.value()))
-            .transpose()
+        table.get(id)?.map(|value| decode(&value)).transpose()
     }
 
     /// The templates of an account.

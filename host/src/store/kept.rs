@@ -10,24 +10,25 @@
 //! archived the message, else [`SUBMITTED_KEPT_DAYS`]; the purge that removes archives removes
 //! them, in the same transaction.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{BODIES, Store, StoreError, decode, encode};
 
 /// Submitted bytes of messages whose flow changed them (the body holds the changed copy).
-pub(super) const SUBMITTED: TableDefinition<&str, &[u8]> = TableDefinition::new("submitted");
+pub(super) const SUBMITTED: TableDefinition<&'static str, &'static [u8]> =
+    TableDefinition::new("submitted");
 /// Which messages have a submitted copy kept, until when, and where its bytes are.
-pub(super) const SUBMITTED_KEPT: TableDefinition<&str, &[u8]> =
+pub(super) const SUBMITTED_KEPT: TableDefinition<&'static str, &'static [u8]> =
     TableDefinition::new("submitted_kept");
 /// (expires_at, message id) of every kept submitted copy: the purge walks this from the oldest.
 pub(super) const SUBMITTED_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("submitted_expiry");
 /// What the error archive of a held message says (step, reason, times).
-pub(super) const ERROR_ARCHIVES: TableDefinition<&str, &[u8]> =
+pub(super) const ERROR_ARCHIVES: TableDefinition<&'static str, &'static [u8]> =
     TableDefinition::new("error_archives");
 /// The error archive's bytes, when they differ from the submitted copy.
-pub(super) const ERROR_ARCHIVE_BODIES: TableDefinition<&str, &[u8]> =
+pub(super) const ERROR_ARCHIVE_BODIES: TableDefinition<&'static str, &'static [u8]> =
     TableDefinition::new("error_archive_bodies");
 
 /// How long the submitted copy of a message its flow did not archive is kept: Flowmailer's
@@ -105,7 +106,7 @@ pub(super) fn keep_at_finish(
     }
     // As stored (compressed): moved as it is, never packed twice.
     let bodies = txn.open_table(BODIES)?;
-    let submitted = bodies.get(id)?.map(|body| body.value().to_vec());
+    let submitted = bodies.get(id)?;
     drop(bodies);
     let Some(submitted) = submitted else {
         return Ok(());
@@ -159,7 +160,7 @@ pub(super) fn purge_due(
     let mut due = Vec::new();
     for entry in expiry.range((0, "")..(now, ""))?.take(limit) {
         let (key, _) = entry?;
-        let (at, id) = key.value();
+        let (at, id) = key;
         due.push((at, id.to_string()));
     }
     let mut kept = txn.open_table(SUBMITTED_KEPT)?;
@@ -183,7 +184,7 @@ pub(super) fn forget_copies(txn: &WriteTransaction, id: &str) -> Result<(), Stor
     let note: Option<KeptNote> = txn
         .open_table(SUBMITTED_KEPT)?
         .remove(id)?
-        .map(|note| decode(note.value()))
+        .map(|note| decode(&note))
         .transpose()?;
     if let Some(note) = note {
         txn.open_table(SUBMITTED_EXPIRY)?
@@ -209,7 +210,7 @@ impl Store {
                 SubmittedCopy::NotKept
             });
         };
-        let note: KeptNote = decode(note.value())?;
+        let note: KeptNote = decode(&note)?;
         if note.expires_at <= super::now_millis() {
             return Ok(SubmittedCopy::NotKept);
         }
@@ -217,7 +218,7 @@ impl Store {
         let body = txn
             .open_table(table)?
             .get(id)?
-            .map(|body| super::compressed::unpack(body.value()))
+            .map(|body| super::compressed::unpack(&body))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("submitted copy of {id}")))?;
         Ok(SubmittedCopy::Kept {
@@ -236,7 +237,7 @@ impl Store {
             let Some(entry) = txn.open_table(ERROR_ARCHIVES)?.get(id)? else {
                 return Ok(None);
             };
-            let entry: ErrorArchiveEntry = decode(entry.value())?;
+            let entry: ErrorArchiveEntry = decode(&entry)?;
             if entry.expires_at <= super::now_millis() {
                 return Ok(None);
             }
@@ -244,7 +245,7 @@ impl Store {
                 let body = txn
                     .open_table(ERROR_ARCHIVE_BODIES)?
                     .get(id)?
-                    .map(|body| super::compressed::unpack(body.value()))
+                    .map(|body| super::compressed::unpack(&body))
                     .transpose()?
                     .ok_or_else(|| StoreError::NotFound(format!("error archive of {id}")))?;
                 return Ok(Some((entry, body)));
@@ -260,8 +261,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use redb::{ReadableTableMetadata, TableHandle};
-
     use super::*;
     use crate::store::tests::record;
     use crate::store::{MessageRecord, MessageStatus, NewMessage};
@@ -305,17 +304,17 @@ mod tests {
     }
 
     /// The bytes a table's values take, summed.
-    fn stored_bytes(store: &Store, table: TableDefinition<&str, &[u8]>) -> usize {
+    fn stored_bytes(store: &Store, table: TableDefinition<&'static str, &'static [u8]>) -> usize {
         let txn = store.db.begin_read().unwrap();
         let table = txn.open_table(table).unwrap();
         table
             .iter()
             .unwrap()
-            .map(|entry| entry.unwrap().1.value().len())
+            .map(|entry| entry.unwrap().1.len())
             .sum()
     }
 
-    fn entries(store: &Store, table: TableDefinition<&str, &[u8]>) -> u64 {
+    fn entries(store: &Store, table: TableDefinition<&'static str, &'static [u8]>) -> u64 {
         let txn = store.db.begin_read().unwrap();
         txn.open_table(table).unwrap().len().unwrap()
     }

@@ -5,6 +5,8 @@
 
 use std::ops::Bound;
 
+use super::kv::ReadableTable;
+
 use super::{
     ACCOUNT_MESSAGES, MESSAGES, MessageRecord, MessageStatus, Store, StoreError, read_indexed,
 };
@@ -146,10 +148,10 @@ impl Store {
         let mut more = false;
         for entry in ids {
             let (key, _) = entry?;
-            let id = key.value().1;
+            let id = key.1;
             let record = if selection.reads_records() {
                 // Choosing by a record's fields reads every record looked at.
-                let record = read_indexed(&records, id)?;
+                let record = read_indexed(&records, &id)?;
                 if !selection.chooses(&record) {
                     continue;
                 }
@@ -166,7 +168,7 @@ impl Store {
                 } else {
                     page.push(match record {
                         Some(record) => record,
-                        None => read_indexed(&records, id)?,
+                        None => read_indexed(&records, &id)?,
                     });
                 }
             }

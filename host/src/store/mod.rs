@@ -1,5 +1,5 @@
 //! The durable store: accounts, sources, credentials, flows, plugins, messages and events,
-//! in one embedded redb database.
+//! written once over a storage layer ([`kv`]) whose backend today is one embedded redb file.
 //!
 //! Every change is a committed transaction before anyone is told it happened: a client hears
 //! 250 or 201 only after its message is durable. Writers share commits (group commit): while
@@ -14,6 +14,7 @@ mod delivery;
 mod engagement;
 mod identities;
 mod kept;
+pub mod kv;
 mod listing;
 pub mod model;
 mod plugin_health;
@@ -30,10 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use redb::{
-    Database, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
-    WriteTransaction,
-};
+use kv::{AnyTable, Database, ReadOnlyTable, ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -90,6 +88,65 @@ const PLUGIN_OWNERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("pl
 /// built from it when a store made before it is opened.
 const OWNERS_BY_PLUGIN: TableDefinition<(&str, u64), ()> = TableDefinition::new("owners_by_plugin");
 
+/// Every table of the store, the one list of them: opening a store creates each, and the
+/// retention test walks each for what a purged message leaves behind (and refuses a table the
+/// database has beyond this list, so a new table cannot be forgotten silently).
+pub(crate) const TABLES: &[&dyn AnyTable] = &[
+    &ACCOUNTS,
+    &SOURCES,
+    &CREDENTIALS,
+    &FLOWS,
+    &ROUTING,
+    &PLUGINS,
+    &MESSAGES,
+    &ACCOUNT_MESSAGES,
+    &retention::MESSAGE_RETENTION,
+    &BODIES,
+    &EVENTS,
+    &SPOOL,
+    &OUTBOX,
+    &COUNTERS,
+    &PLUGIN_OWNERS,
+    &OWNERS_BY_PLUGIN,
+    &credentials::SOURCE_CREDENTIALS,
+    &identities::IDENTITIES,
+    &identities::IDENTITY_DOMAINS,
+    &identities::DOMAIN_SIGNERS,
+    &identities::TEMPLATES,
+    &identities::TEMPLATE_NAMES,
+    &archive::ARCHIVES,
+    &archive::ARCHIVE_BODIES,
+    &archive::ARCHIVE_EXPIRY,
+    &kept::SUBMITTED,
+    &kept::SUBMITTED_KEPT,
+    &kept::SUBMITTED_EXPIRY,
+    &kept::ERROR_ARCHIVES,
+    &kept::ERROR_ARCHIVE_BODIES,
+    &delivery::OUTBOX_DUE,
+    &delivery::DELIVERIES,
+    &delivery::FILTERS,
+    &delivery::FILTER_IDS,
+    &returned::RETURNED,
+    &returned::RETURNED_BODIES,
+    &returned::RETURNED_PENDING,
+    &returned::SENT_MESSAGE_IDS,
+    &users::USERS,
+    &users::USER_EMAILS,
+    &users::LOGIN_CODES,
+    &users::SESSIONS,
+    &users::USER_SESSIONS,
+    &users::RESET_TOKENS,
+    &users::LOGIN_AUDIT,
+    &users::PLATFORM,
+    &webhooks::WEBHOOK_ENDPOINTS,
+    &webhooks::WEBHOOK_SUBSCRIPTIONS,
+    &webhooks::WEBHOOK_CALLS,
+    &webhooks::WEBHOOK_DUE,
+    &webhooks::WEBHOOK_DEAD_LETTERS,
+    &engagement::ENGAGEMENT,
+    &plugin_health::DISABLED_PLUGINS,
+];
+
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,37 +185,6 @@ pub enum StoreError {
     #[error("message body: {0}")]
     Body(String),
 }
-
-macro_rules! from_redb {
-    ($($error:ty),*) => {$(
-        impl From<$error> for StoreError {
-            fn from(error: $error) -> Self {
-                StoreError::Database(Box::new(error.into()))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::CompactionError
-);
-
-/// The memory redb may use to cache pages (its default is 1 GiB). Every page written goes
-/// through the cache, so with the default the server's memory grew with the bodies it stored
-/// until the cache was full. The store reads little more than what it just wrote (a message
-/// is written, read by its flow, read by delivery); the OS's page cache serves the rest.
-const CACHE_BYTES: usize = 32 << 20;
-
-/// A store file at least this large is compacted at open when enough of it is free.
-const COMPACT_FROM_BYTES: u64 = 16 << 20;
-
-/// The share of the file (in percent) that must be free pages for a compaction at open.
-const COMPACT_FREE_PERCENT: u64 = 25;
 
 /// A new message for the spool: its record and its RFC 5322 bytes.
 #[derive(Clone, Debug)]
@@ -234,7 +260,7 @@ fn encoded_routing(routing: &Routing) -> Result<Vec<u8>, StoreError> {
 
 fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
     let mut counters = txn.open_table(COUNTERS)?;
-    let next = counters.get(counter)?.map_or(1, |value| value.value() + 1);
+    let next = counters.get(counter)?.map_or(1, |value| value + 1);
     counters.insert(counter, next)?;
     Ok(next)
 }
@@ -253,7 +279,7 @@ fn append_events(
         .range((id, 0)..=(id, u32::MAX))?
         .next_back()
         .transpose()?
-        .map_or(0, |(key, _)| key.value().1 + 1);
+        .map_or(0, |(key, _)| key.1 + 1);
     for (seq, event) in (next..).zip(events) {
         table.insert((id, seq), encode(event)?.as_slice())?;
     }
@@ -268,8 +294,8 @@ fn index_owners_by_plugin(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut by_plugin = txn.open_table(OWNERS_BY_PLUGIN)?;
     for entry in owners.iter()? {
         let (key, _) = entry?;
-        let (account_id, sha256) = key.value();
-        by_plugin.insert((sha256, account_id), ())?;
+        let (account_id, sha256) = key;
+        by_plugin.insert((sha256.as_str(), account_id), ())?;
     }
     Ok(())
 }
@@ -287,8 +313,8 @@ fn index_messages_by_account(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut index = txn.open_table(ACCOUNT_MESSAGES)?;
     for entry in records.iter()? {
         let (id, record) = entry?;
-        let record: AccountOf = decode(record.value())?;
-        index.insert((record.account_id, id.value()), ())?;
+        let record: AccountOf = decode(&record)?;
+        index.insert((record.account_id, id.as_str()), ())?;
     }
     if !records.is_empty()? {
         tracing::info!(
@@ -300,10 +326,10 @@ fn index_messages_by_account(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// The index entries of one account, oldest message first.
-fn account_entries(
-    index: &ReadOnlyTable<(u64, &'static str), ()>,
+fn account_entries<'table>(
+    index: &'table ReadOnlyTable<(u64, &'static str), ()>,
     account_id: u64,
-) -> Result<redb::Range<'static, (u64, &'static str), ()>, StoreError> {
+) -> Result<kv::Range<'table, (u64, &'static str), ()>, StoreError> {
     Ok(match account_id.checked_add(1) {
         Some(next) => index.range((account_id, "")..(next, ""))?,
         None => index.range((account_id, "")..)?,
@@ -314,7 +340,7 @@ fn account_entries(
 fn record_in(txn: &WriteTransaction, id: &str) -> Result<Option<MessageRecord>, StoreError> {
     txn.open_table(MESSAGES)?
         .get(id)?
-        .map(|value| decode(value.value()))
+        .map(|value| decode(&value))
         .transpose()
 }
 
@@ -382,43 +408,6 @@ pub async fn verify_credential(secret: String, hash: Option<String>) -> bool {
     valid && known
 }
 
-/// Gives the free pages of the store file back to the file system when they are more than
-/// [`COMPACT_FREE_PERCENT`] of what the file takes on disk. redb reuses free pages for new writes but never shrinks its
-/// file while it is open (compaction needs the database to itself), so the space freed when
-/// archives and returned mail reach the end of their retention goes back at the next start.
-/// Returns whether it compacted.
-fn compact_when_mostly_free(db: &mut Database, path: &Path) -> Result<bool, StoreError> {
-    // What the file takes on disk, not its length: redb grows its file by doubling it, and the
-    // part never written is a hole that costs nothing, so compacting it away would only make
-    // the next start slower.
-    let file_bytes = std::os::unix::fs::MetadataExt::blocks(
-        &std::fs::metadata(path)
-            .map_err(|error| StoreError::from(redb::StorageError::Io(error)))?,
-    ) * 512;
-    if file_bytes < COMPACT_FROM_BYTES {
-        return Ok(false);
-    }
-    let txn = db.begin_write()?;
-    let stats = txn.stats()?;
-    txn.abort()?;
-    let used_bytes = stats.allocated_pages() * stats.page_size() as u64;
-    if used_bytes * 100 > file_bytes * (100 - COMPACT_FREE_PERCENT) {
-        return Ok(false);
-    }
-    let started = std::time::Instant::now();
-    db.compact()?;
-    let after = std::fs::metadata(path).map_or(0, |metadata| {
-        std::os::unix::fs::MetadataExt::blocks(&metadata) * 512
-    });
-    tracing::info!(
-        before_bytes = file_bytes,
-        after_bytes = after,
-        millis = started.elapsed().as_millis() as u64,
-        "compacted the store file"
-    );
-    Ok(true)
-}
-
 /// The record of a message found in the per-account index.
 fn read_indexed(
     records: &ReadOnlyTable<&'static str, &'static [u8]>,
@@ -427,90 +416,24 @@ fn read_indexed(
     let record = records
         .get(id)?
         .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
-    decode(record.value())
+    decode(&record)
 }
 
 impl Store {
     /// Opens (or creates) the database file and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)
-                .map_err(|error| StoreError::from(redb::StorageError::Io(error)))?;
-        }
-        let mut db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)?;
-        // Only a saving of disk: a store that cannot be compacted now (no room for the copy,
-        // an I/O error) still opens, and is tried again at the next start.
-        if let Err(error) = compact_when_mostly_free(&mut db, path) {
-            tracing::warn!(%error, "the store file could not be compacted; it opens as it is");
-        }
-        let db = Arc::new(db);
+        let db = Arc::new(kv::redb::open(path)?);
         let txn = db.begin_write()?;
-        let tables: Vec<String> = txn
-            .list_tables()?
-            .map(|table| table.name().to_string())
-            .collect();
+        let tables = txn.table_names()?;
         let lacks = |name: &str| !tables.iter().any(|table| table == name);
         let has_account_index = !lacks(ACCOUNT_MESSAGES.name());
         let has_plugin_index = !lacks(OWNERS_BY_PLUGIN.name());
         let has_credential_index = !lacks(credentials::SOURCE_CREDENTIALS.name());
         let has_retention_index = !lacks(retention::MESSAGE_RETENTION.name());
-        {
-            txn.open_table(ACCOUNTS)?;
-            txn.open_table(SOURCES)?;
-            txn.open_table(CREDENTIALS)?;
-            txn.open_table(FLOWS)?;
-            txn.open_table(ROUTING)?;
-            txn.open_table(PLUGINS)?;
-            txn.open_table(MESSAGES)?;
-            txn.open_table(ACCOUNT_MESSAGES)?;
-            txn.open_table(retention::MESSAGE_RETENTION)?;
-            txn.open_table(BODIES)?;
-            txn.open_table(EVENTS)?;
-            txn.open_table(SPOOL)?;
-            txn.open_table(OUTBOX)?;
-            txn.open_table(COUNTERS)?;
-            txn.open_table(PLUGIN_OWNERS)?;
-            txn.open_table(OWNERS_BY_PLUGIN)?;
-            txn.open_table(credentials::SOURCE_CREDENTIALS)?;
-            txn.open_table(identities::IDENTITIES)?;
-            txn.open_table(identities::IDENTITY_DOMAINS)?;
-            txn.open_table(identities::DOMAIN_SIGNERS)?;
-            identities::assign_domain_signers(&txn)?;
-            txn.open_table(identities::TEMPLATES)?;
-            txn.open_table(identities::TEMPLATE_NAMES)?;
-            txn.open_table(archive::ARCHIVES)?;
-            txn.open_table(archive::ARCHIVE_BODIES)?;
-            txn.open_table(archive::ARCHIVE_EXPIRY)?;
-            txn.open_table(kept::SUBMITTED)?;
-            txn.open_table(kept::SUBMITTED_KEPT)?;
-            txn.open_table(kept::SUBMITTED_EXPIRY)?;
-            txn.open_table(kept::ERROR_ARCHIVES)?;
-            txn.open_table(kept::ERROR_ARCHIVE_BODIES)?;
-            txn.open_table(delivery::OUTBOX_DUE)?;
-            txn.open_table(delivery::DELIVERIES)?;
-            txn.open_table(delivery::FILTERS)?;
-            txn.open_table(delivery::FILTER_IDS)?;
-            txn.open_table(returned::RETURNED)?;
-            txn.open_table(users::USERS)?;
-            txn.open_table(users::USER_EMAILS)?;
-            txn.open_table(users::LOGIN_CODES)?;
-            txn.open_table(users::SESSIONS)?;
-            txn.open_table(users::USER_SESSIONS)?;
-            txn.open_table(users::RESET_TOKENS)?;
-            txn.open_table(users::LOGIN_AUDIT)?;
-            txn.open_table(users::PLATFORM)?;
-            txn.open_table(returned::RETURNED_BODIES)?;
-            txn.open_table(returned::RETURNED_PENDING)?;
-            txn.open_table(returned::SENT_MESSAGE_IDS)?;
-            txn.open_table(webhooks::WEBHOOK_ENDPOINTS)?;
-            txn.open_table(webhooks::WEBHOOK_SUBSCRIPTIONS)?;
-            txn.open_table(webhooks::WEBHOOK_CALLS)?;
-            txn.open_table(webhooks::WEBHOOK_DUE)?;
-            txn.open_table(webhooks::WEBHOOK_DEAD_LETTERS)?;
-            txn.open_table(engagement::ENGAGEMENT)?;
+        for table in TABLES {
+            table.create(&txn)?;
         }
+        identities::assign_domain_signers(&txn)?;
         if !has_account_index {
             index_messages_by_account(&txn)?;
         }
@@ -553,17 +476,14 @@ impl Store {
         self.writer.write_blocking(change)
     }
 
-    fn get<K: redb::Key + 'static, T: DeserializeOwned>(
+    fn get<K: kv::Key, T: DeserializeOwned>(
         &self,
-        table: TableDefinition<K, &[u8]>,
+        table: TableDefinition<K, &'static [u8]>,
         key: K::SelfType<'_>,
     ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(table)?;
-        table
-            .get(key)?
-            .map(|value| decode(value.value()))
-            .transpose()
+        table.get(key)?.map(|value| decode(&value)).transpose()
     }
 
     // ---- accounts, sources, credentials
@@ -604,7 +524,7 @@ impl Store {
             let mut accounts = txn.open_table(ACCOUNTS)?;
             let mut account: Account = accounts
                 .get(account_id)?
-                .map(|value| decode(value.value()))
+                .map(|value| decode(&value))
                 .transpose()?
                 .ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))?;
             account.bounce_classifier = sha256.clone();
@@ -620,7 +540,7 @@ impl Store {
             let mut sources = txn.open_table(SOURCES)?;
             let existing: Option<Source> = sources
                 .get(source.id)?
-                .map(|value| decode(value.value()))
+                .map(|value| decode(&value))
                 .transpose()?;
             if existing.is_none_or(|existing| existing.account_id != source.account_id) {
                 return Err(StoreError::NotFound(format!("source {}", source.id)));
@@ -693,7 +613,7 @@ impl Store {
             let source_kept = txn
                 .open_table(SOURCES)?
                 .get(credential.source_id)?
-                .map(|value| decode::<Source>(value.value()))
+                .map(|value| decode::<Source>(&value))
                 .transpose()?
                 .is_some_and(|source| source.account_id == credential.account_id);
             if !source_kept {
@@ -764,7 +684,7 @@ impl Store {
             let mut table = txn.open_table(FLOWS)?;
             let stored: Option<Flow> = table
                 .get(flow.id)?
-                .map(|value| decode(value.value()))
+                .map(|value| decode(&value))
                 .transpose()?;
             match stored {
                 None => return Err(StoreError::NotFound(format!("flow {}", flow.id))),
@@ -791,7 +711,7 @@ impl Store {
 
     fn all_of<T: DeserializeOwned>(
         &self,
-        table: TableDefinition<u64, &[u8]>,
+        table: TableDefinition<u64, &'static [u8]>,
         keep: impl Fn(&T) -> bool,
     ) -> Result<Vec<T>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -799,7 +719,7 @@ impl Store {
         let mut found = Vec::new();
         for entry in table.iter()? {
             let (_, value) = entry?;
-            let item: T = decode(value.value())?;
+            let item: T = decode(&value)?;
             if keep(&item) {
                 found.push(item);
             }
@@ -832,7 +752,7 @@ impl Store {
             let mut table = txn.open_table(ROUTING)?;
             let stored: Option<Routing> = table
                 .get(account_id)?
-                .map(|value| decode(value.value()))
+                .map(|value| decode(&value))
                 .transpose()?;
             if stored != read {
                 return Err(StoreError::Changed(format!(
@@ -936,7 +856,7 @@ impl Store {
         let mut owned = Vec::new();
         for entry in table.range((account_id, "")..(account_id.saturating_add(1), ""))? {
             let (key, _) = entry?;
-            owned.push(key.value().1.to_string());
+            owned.push(key.1.to_string());
         }
         Ok(owned)
     }
@@ -945,7 +865,7 @@ impl Store {
     pub fn plugin(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(PLUGINS)?;
-        Ok(table.get(sha256)?.map(|value| value.value().to_vec()))
+        table.get(sha256)
     }
 
     // ---- messages
@@ -1011,7 +931,7 @@ impl Store {
         let table = txn.open_table(SPOOL)?;
         let mut ids: Vec<(u64, String)> = table
             .iter()?
-            .map(|entry| entry.map(|(id, at)| (at.value(), id.value().to_string())))
+            .map(|entry| entry.map(|(id, at)| (at, id)))
             .collect::<Result<_, _>>()?;
         ids.sort();
         Ok(ids.into_iter().map(|(_, id)| id).collect())
@@ -1021,14 +941,7 @@ impl Store {
     pub fn outbox(&self) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
-        table
-            .iter()?
-            .map(|entry| {
-                entry
-                    .map(|(id, _)| id.value().to_string())
-                    .map_err(Into::into)
-            })
-            .collect()
+        table.iter()?.map(|entry| entry.map(|(id, _)| id)).collect()
     }
 
     /// A message record.
@@ -1042,7 +955,7 @@ impl Store {
         let table = txn.open_table(BODIES)?;
         table
             .get(id)?
-            .map(|value| compressed::unpack(value.value()))
+            .map(|value| compressed::unpack(&value))
             .transpose()
     }
 
@@ -1054,7 +967,7 @@ impl Store {
             .range((id, 0)..=(id, u32::MAX))?
             .map(|entry| {
                 let (_, value) = entry?;
-                decode(value.value())
+                decode(&value)
             })
             .collect()
     }
@@ -1065,7 +978,7 @@ impl Store {
         let index = txn.open_table(ACCOUNT_MESSAGES)?;
         let records = txn.open_table(MESSAGES)?;
         account_entries(&index, account_id)?
-            .map(|entry| read_indexed(&records, entry?.0.value().1))
+            .map(|entry| read_indexed(&records, &entry?.0.1))
             .collect()
     }
 
@@ -1074,7 +987,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let index = txn.open_table(ACCOUNT_MESSAGES)?;
         account_entries(&index, account_id)?
-            .map(|entry| Ok(entry?.0.value().1.to_string()))
+            .map(|entry| Ok(entry?.0.1))
             .collect()
     }
 
@@ -1356,7 +1269,7 @@ pub(super) mod tests {
             .collect();
         {
             // The layout of before: message records and nothing to find them by account.
-            let db = Database::create(&path).unwrap();
+            let db = kv::redb::open(&path).unwrap();
             let txn = db.begin_write().unwrap();
             {
                 let mut table = txn.open_table(MESSAGES).unwrap();
@@ -1398,7 +1311,7 @@ pub(super) mod tests {
         let stored = {
             let txn = store.db.begin_read().unwrap();
             let bodies = txn.open_table(BODIES).unwrap();
-            bodies.get(id.as_str()).unwrap().unwrap().value().len()
+            bodies.get(id.as_str()).unwrap().unwrap().len()
         };
         assert!(
             stored < message.body.len() / 4,

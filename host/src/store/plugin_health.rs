@@ -2,7 +2,7 @@
 //! that failed its way to being disabled stays so until the account (or an operator)
 //! enables it again.
 
-use redb::TableDefinition;
+use super::kv::{ReadableTable, TableDefinition};
 
 use super::{Store, StoreError};
 
@@ -46,16 +46,12 @@ impl Store {
     /// The accounts a plugin version is disabled for, with why.
     pub fn plugin_disabled_accounts(&self, sha256: &str) -> Result<Vec<(u64, String)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = match txn.open_table(DISABLED_PLUGINS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(error.into()),
-        };
+        let table = txn.open_table(DISABLED_PLUGINS)?;
         table
             .range((sha256, 0)..=(sha256, u64::MAX))?
             .map(|entry| {
                 let (key, reason) = entry?;
-                Ok((key.value().1, reason.value().to_string()))
+                Ok((key.1, reason))
             })
             .collect()
     }

@@ -6,7 +6,7 @@
 //! over all accounts' records. A count is read before the write that adds, so requests racing
 //! each other can overshoot a limit by how many of them run at once; never by more.
 
-use redb::{ReadableTable, TableDefinition};
+use super::kv::{ReadableTable, TableDefinition};
 
 use super::{
     CREDENTIALS, Credential, PLUGIN_OWNERS, SOURCES, Source, Store, StoreError, decode,
@@ -97,7 +97,7 @@ impl Store {
                 let table = txn.open_table(CREDENTIALS)?;
                 let mut count = 0;
                 for entry in table.iter()? {
-                    let credential: Credential = decode(entry?.1.value())?;
+                    let credential: Credential = decode(&entry?.1)?;
                     count += usize::from(credential.account_id == account_id);
                 }
                 Ok(count)
@@ -107,15 +107,15 @@ impl Store {
 }
 
 /// Entries of an index keyed by (account, name) whose account is `account_id`.
-fn prefixed<V: redb::Value + 'static>(
-    txn: &redb::ReadTransaction,
-    table: TableDefinition<(u64, &str), V>,
+fn prefixed<V: super::kv::Column>(
+    txn: &super::kv::ReadTransaction,
+    table: TableDefinition<(u64, &'static str), V>,
     account_id: u64,
 ) -> Result<usize, StoreError> {
     let table = txn.open_table(table)?;
     let mut count = 0;
     for entry in table.range((account_id, "")..)? {
-        if entry?.0.value().0 != account_id {
+        if entry?.0.0 != account_id {
             break;
         }
         count += 1;
@@ -125,14 +125,14 @@ fn prefixed<V: redb::Value + 'static>(
 
 /// Records of a table keyed by id that `belongs` says are the account's.
 fn count_decoded<T: serde::de::DeserializeOwned>(
-    txn: &redb::ReadTransaction,
-    table: TableDefinition<u64, &[u8]>,
+    txn: &super::kv::ReadTransaction,
+    table: TableDefinition<u64, &'static [u8]>,
     belongs: impl Fn(&T) -> bool,
 ) -> Result<usize, StoreError> {
     let table = txn.open_table(table)?;
     let mut count = 0;
     for entry in table.iter()? {
-        count += usize::from(belongs(&decode(entry?.1.value())?));
+        count += usize::from(belongs(&decode(&entry?.1)?));
     }
     Ok(count)
 }

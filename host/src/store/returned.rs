@@ -2,7 +2,7 @@
 //! anything else), kept with what it was found to say, and the changes it made to the
 //! messages it was about, applied in one transaction.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::delivery::{dequeue, insert_filter};
@@ -96,7 +96,7 @@ impl Store {
         table
             .range((header_id, "")..=(header_id, "\u{10ffff}"))?
             .take(1000)
-            .map(|entry| Ok(entry?.0.value().1.to_string()))
+            .map(|entry| Ok(entry?.0.1.to_string()))
             .collect()
     }
 
@@ -107,7 +107,7 @@ impl Store {
         table
             .iter()?
             .take(limit)
-            .map(|entry| Ok(entry?.0.value().to_string()))
+            .map(|entry| Ok(entry?.0))
             .collect()
     }
 
@@ -120,7 +120,7 @@ impl Store {
     pub fn returned_body(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(RETURNED_BODIES)?;
-        Ok(table.get(id)?.map(|body| body.value().to_vec()))
+        table.get(id)
     }
 
     /// Drops the content of returned mail received before `before` (milliseconds since the
@@ -138,7 +138,7 @@ impl Store {
                     let pending = txn.open_table(RETURNED_PENDING)?;
                     let mut due = Vec::new();
                     for entry in bodies.range(..cutoff.as_str())?.take(PURGE_BATCH) {
-                        let id = entry?.0.value().to_string();
+                        let id = entry?.0;
                         if pending.get(id.as_str())?.is_none() {
                             due.push(id);
                         }
@@ -172,7 +172,7 @@ impl Store {
             let mut returned = txn.open_table(RETURNED)?;
             let Some(mut mail) = returned
                 .get(id.as_str())?
-                .map(|value| decode::<ReturnedMail>(value.value()))
+                .map(|value| decode::<ReturnedMail>(&value))
                 .transpose()?
             else {
                 return Ok(Vec::new());
@@ -189,7 +189,7 @@ impl Store {
                 let mut messages = txn.open_table(MESSAGES)?;
                 let Some(mut message) = messages
                     .get(effect.message_id.as_str())?
-                    .map(|value| decode::<MessageRecord>(value.value()))
+                    .map(|value| decode::<MessageRecord>(&value))
                     .transpose()?
                 else {
                     continue;

@@ -5,7 +5,7 @@
 //! session tokens and reset tokens are kept as SHA-256 digests (they are random and short
 //! lived, so a digest is enough; a leaked database copy gives no working session).
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, decode, encode, next_id};
@@ -246,7 +246,7 @@ fn audit_account(account_id: Option<u64>) -> u64 {
 fn user_in(txn: &WriteTransaction, id: u64) -> Result<Option<User>, StoreError> {
     txn.open_table(USERS)?
         .get(id)?
-        .map(|value| decode(value.value()))
+        .map(|value| decode(&value))
         .transpose()
 }
 
@@ -295,7 +295,6 @@ impl Store {
         let Some(id) = txn.open_table(USER_EMAILS)?.get(email.as_str())? else {
             return Ok(None);
         };
-        let id = id.value();
         drop(txn);
         self.user(id)
     }
@@ -359,10 +358,7 @@ impl Store {
     /// One of the platform's own records (`system-account`, `system-source`...).
     pub fn platform_record(&self, name: &str) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
-        Ok(txn
-            .open_table(PLATFORM)?
-            .get(name)?
-            .map(|value| value.value()))
+        txn.open_table(PLATFORM)?.get(name)
     }
 
     /// Sets one of the platform's own records.
@@ -434,7 +430,7 @@ impl Store {
             let mut codes = txn.open_table(LOGIN_CODES)?;
             let Some(mut pending) = codes
                 .get(user_id)?
-                .map(|value| decode::<PendingCode>(value.value()))
+                .map(|value| decode::<PendingCode>(&value))
                 .transpose()?
             else {
                 return Ok(CodeCheck::NoneWaiting);
@@ -497,7 +493,7 @@ impl Store {
             let mut sessions = txn.open_table(SESSIONS)?;
             let Some(mut session) = sessions
                 .get(token_digest.as_str())?
-                .map(|value| decode::<SessionRecord>(value.value()))
+                .map(|value| decode::<SessionRecord>(&value))
                 .transpose()?
             else {
                 return Ok(());
@@ -515,7 +511,7 @@ impl Store {
             let mut sessions = txn.open_table(SESSIONS)?;
             let removed = sessions
                 .remove(token_digest.as_str())?
-                .map(|session| decode::<SessionRecord>(session.value()))
+                .map(|session| decode::<SessionRecord>(&session))
                 .transpose()?;
             if let Some(session) = removed {
                 txn.open_table(USER_SESSIONS)?
@@ -553,9 +549,9 @@ impl Store {
             let mut stale = Vec::new();
             for entry in sessions.iter()? {
                 let (digest, session) = entry?;
-                let session: SessionRecord = decode(session.value())?;
+                let session: SessionRecord = decode(&session)?;
                 if session.last_seen < idle_before || session.created_at < made_before {
-                    stale.push((digest.value().to_string(), session.user_id));
+                    stale.push((digest, session.user_id));
                 }
             }
             let mut by_user = txn.open_table(USER_SESSIONS)?;
@@ -583,8 +579,8 @@ impl Store {
             let mut earlier = Vec::new();
             for entry in tokens.iter()? {
                 let (digest, owner) = entry?;
-                if owner.value().0 == user_id {
-                    earlier.push(digest.value().to_string());
+                if owner.0 == user_id {
+                    earlier.push(digest);
                 }
             }
             for digest in earlier {
@@ -604,9 +600,7 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         self.write(move |txn| {
             let mut tokens = txn.open_table(RESET_TOKENS)?;
-            let removed = tokens
-                .remove(token_digest.as_str())?
-                .map(|entry| entry.value());
+            let removed = tokens.remove(token_digest.as_str())?;
             Ok(removed.and_then(|(user_id, expires_at)| (now < expires_at).then_some(user_id)))
         })
         .await
@@ -630,7 +624,7 @@ impl Store {
                 let oldest: Vec<u64> = audit
                     .range((account, 0)..=(account, u64::MAX))?
                     .take(kept - AUDIT_KEPT_PER_ACCOUNT)
-                    .map(|entry| entry.map(|(key, _)| key.value().1))
+                    .map(|entry| entry.map(|(key, _)| key.1))
                     .collect::<Result<_, _>>()?;
                 for sequence in oldest {
                     audit.remove((account, sequence))?;
@@ -654,7 +648,7 @@ impl Store {
             .range((account, 0)..=(account, u64::MAX))?
             .rev()
             .take(limit)
-            .map(|entry| decode(entry?.1.value()))
+            .map(|entry| decode(&entry?.1))
             .collect()
     }
 }
@@ -699,7 +693,7 @@ fn end_sessions_in(txn: &WriteTransaction, user_id: u64) -> Result<(), StoreErro
     let mut digests = Vec::new();
     for entry in by_user.range((user_id, "")..)? {
         let (key, _) = entry?;
-        let (user, digest) = key.value();
+        let (user, digest) = key;
         if user != user_id {
             break;
         }

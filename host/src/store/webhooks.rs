@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -198,12 +198,12 @@ pub(super) struct WebhookHooks {
 
 impl WebhookHooks {
     /// Loads the accounts that have endpoints.
-    pub(super) fn load(txn: &redb::ReadTransaction) -> Result<Self, StoreError> {
+    pub(super) fn load(txn: &super::kv::ReadTransaction) -> Result<Self, StoreError> {
         let table = txn.open_table(WEBHOOK_SUBSCRIPTIONS)?;
         let mut accounts = HashSet::new();
         for entry in table.iter()? {
             let (key, _) = entry?;
-            accounts.insert(key.value().0);
+            accounts.insert(key.0);
         }
         Ok(Self {
             accounts: RwLock::new(accounts),
@@ -250,7 +250,7 @@ pub(super) fn queue_calls(
     let subscriptions: Vec<(u64, u32)> = txn
         .open_table(WEBHOOK_SUBSCRIPTIONS)?
         .range((account, 0)..=(account, u64::MAX))?
-        .map(|entry| entry.map(|(key, mask)| (key.value().1, mask.value())))
+        .map(|entry| entry.map(|(key, mask)| (key.1, mask)))
         .collect::<Result<_, _>>()?;
     let now = now_millis();
     for (endpoint_id, mask) in subscriptions {
@@ -273,7 +273,7 @@ pub(super) fn calls_pending(
     let endpoints: Vec<u64> = txn
         .open_table(WEBHOOK_SUBSCRIPTIONS)?
         .range((account_id, 0)..=(account_id, u64::MAX))?
-        .map(|entry| entry.map(|(key, _)| key.value().1))
+        .map(|entry| entry.map(|(key, _)| key.1))
         .collect::<Result<_, _>>()?;
     let calls = txn.open_table(WEBHOOK_CALLS)?;
     for endpoint_id in endpoints {
@@ -331,7 +331,7 @@ fn advance_chain(
         .range((endpoint_id, message_id, 0)..=(endpoint_id, message_id, u32::MAX))?
         .next()
         .transpose()?
-        .map(|(key, value)| (key.value().2, value.value().to_vec()));
+        .map(|(key, value)| (key.2, value));
     let Some((seq, state)) = next else {
         return Ok(());
     };
@@ -352,11 +352,11 @@ fn remove_endpoint(txn: &WriteTransaction, endpoint: &WebhookEndpoint) -> Result
     txn.open_table(WEBHOOK_SUBSCRIPTIONS)?
         .remove((endpoint.account_id, id))?;
     txn.open_table(WEBHOOK_CALLS)?
-        .retain_in((id, "", 0)..(id + 1, "", 0), |_, _| false)?;
+        .remove_range((id, "", 0)..(id + 1, "", 0))?;
     txn.open_table(WEBHOOK_DUE)?
-        .retain_in((id, 0, "", 0)..(id + 1, 0, "", 0), |_, _| false)?;
+        .remove_range((id, 0, "", 0)..(id + 1, 0, "", 0))?;
     txn.open_table(WEBHOOK_DEAD_LETTERS)?
-        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+        .remove_range((id, 0)..=(id, u64::MAX))?;
     Ok(())
 }
 
@@ -412,7 +412,7 @@ impl Store {
             let mut endpoints = txn.open_table(WEBHOOK_ENDPOINTS)?;
             let current = endpoints
                 .get(id)?
-                .map(|old| decode::<WebhookEndpoint>(old.value()))
+                .map(|old| decode::<WebhookEndpoint>(&old))
                 .transpose()?
                 .filter(|old| old.account_id == account_id);
             let Some(mut endpoint) = current else {
@@ -439,7 +439,7 @@ impl Store {
                 let endpoint = txn
                     .open_table(WEBHOOK_ENDPOINTS)?
                     .get(id)?
-                    .map(|value| decode::<WebhookEndpoint>(value.value()))
+                    .map(|value| decode::<WebhookEndpoint>(&value))
                     .transpose()?;
                 match endpoint {
                     Some(endpoint) if endpoint.account_id == account_id => {
@@ -474,7 +474,7 @@ impl Store {
         let due = txn.open_table(WEBHOOK_DUE)?;
         let mut found = Vec::new();
         for endpoint in txn.open_table(WEBHOOK_ENDPOINTS)?.iter()? {
-            let endpoint_id = endpoint?.0.value();
+            let endpoint_id = endpoint?.0;
             let slots = free(endpoint_id);
             if slots == 0 {
                 continue;
@@ -484,9 +484,9 @@ impl Store {
                 due.range((endpoint_id, 0, "", 0)..(endpoint_id, now.saturating_add(1), "", 0))?;
             for entry in heads {
                 let (key, _) = entry?;
-                let (_, _, message_id, seq) = key.value();
+                let (_, _, message_id, seq) = key;
                 // Only chains in flight are passed over, and there are fewer than the slots.
-                if busy(endpoint_id, message_id) {
+                if busy(endpoint_id, &message_id) {
                     continue;
                 }
                 found.push(WebhookCallKey {
@@ -509,12 +509,12 @@ impl Store {
         let due = txn.open_table(WEBHOOK_DUE)?;
         let mut next: Option<u64> = None;
         for endpoint in txn.open_table(WEBHOOK_ENDPOINTS)?.iter()? {
-            let endpoint_id = endpoint?.0.value();
+            let endpoint_id = endpoint?.0;
             let first = due
                 .range((endpoint_id, 0, "", 0)..(endpoint_id + 1, 0, "", 0))?
                 .next()
                 .transpose()?
-                .map(|(key, _)| key.value().1);
+                .map(|(key, _)| key.1);
             next = match (next, first) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -533,21 +533,21 @@ impl Store {
         else {
             return Ok(None);
         };
-        let state: WebhookCallState = decode(state.value())?;
+        let state: WebhookCallState = decode(&state)?;
         let Some(endpoint) = txn.open_table(WEBHOOK_ENDPOINTS)?.get(key.endpoint_id)? else {
             return Ok(None);
         };
-        let endpoint = decode(endpoint.value())?;
+        let endpoint = decode(&endpoint)?;
         let message = txn
             .open_table(MESSAGES)?
             .get(message_id)?
-            .map(|value| decode(value.value()))
+            .map(|value| decode(&value))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("message {message_id}")))?;
         let event = txn
             .open_table(EVENTS)?
             .get((message_id, key.seq))?
-            .map(|value| decode(value.value()))
+            .map(|value| decode(&value))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("event {}", key.event_id())))?;
         Ok(Some(WebhookJob {
@@ -573,7 +573,7 @@ impl Store {
             let mut calls = txn.open_table(WEBHOOK_CALLS)?;
             let state: Option<WebhookCallState> = calls
                 .get((endpoint_id, message_id, seq))?
-                .map(|value| decode(value.value()))
+                .map(|value| decode(&value))
                 .transpose()?;
             let Some(mut state) = state else {
                 // Gone meanwhile (its endpoint was deleted): nothing to record.
@@ -603,7 +603,7 @@ impl Store {
                     let event: Option<Event> = txn
                         .open_table(EVENTS)?
                         .get((message_id, seq))?
-                        .map(|value| decode(value.value()))
+                        .map(|value| decode(&value))
                         .transpose()?;
                     let letter = WebhookDeadLetter {
                         id: next_id(txn, "webhook_dead_letter")?,
@@ -652,7 +652,7 @@ impl Store {
         let table = txn.open_table(WEBHOOK_DEAD_LETTERS)?;
         table
             .range((endpoint_id, 0)..=(endpoint_id, u64::MAX))?
-            .map(|entry| decode(entry?.1.value()))
+            .map(|entry| decode(&entry?.1))
             .collect()
     }
 
@@ -670,7 +670,7 @@ impl Store {
                 let letter = txn
                     .open_table(WEBHOOK_DEAD_LETTERS)?
                     .remove((endpoint_id, dead_letter_id))?
-                    .map(|value| decode::<WebhookDeadLetter>(value.value()))
+                    .map(|value| decode::<WebhookDeadLetter>(&value))
                     .transpose()?;
                 let Some(letter) = letter else {
                     return Ok(false);

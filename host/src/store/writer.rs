@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, WriteTransaction};
+use super::kv::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
@@ -155,21 +155,19 @@ fn settle(
 }
 
 fn commit_together(db: &Database, jobs: &[Job]) -> Result<(), Stopped> {
-    let txn = db
-        .begin_write()
-        .map_err(|error| Stopped::Failed(error.into()))?;
+    let txn = db.begin_write().map_err(Stopped::Failed)?;
     for (index, job) in jobs.iter().enumerate() {
         if let Err(refusal) = (job.change)(&txn) {
             return Err(Stopped::Refused(index, refusal));
         }
     }
-    txn.commit().map_err(|error| Stopped::Failed(error.into()))
+    txn.commit().map_err(Stopped::Failed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::{ReadableTableMetadata, TableDefinition};
+    use crate::store::kv::{ReadableTable, TableDefinition};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const NUMBERS: TableDefinition<u64, u64> = TableDefinition::new("numbers");
@@ -193,7 +191,7 @@ mod tests {
     #[test]
     fn a_refused_change_costs_one_commit_and_leaves_no_trace_nor_the_others_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("writer.redb")).unwrap();
+        let db = crate::store::kv::redb::open(&dir.path().join("writer.redb")).unwrap();
         let commits = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&commits);
         let after_commit: AfterCommit = Box::new(move || {
