@@ -11,8 +11,6 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use mail_builder::MessageBuilder;
-use mail_builder::encoders::base64::base64_encode_mime;
-use mail_builder::encoders::encode::{EncodingType, get_encoding_type};
 use mail_builder::mime::MimePart;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
@@ -356,7 +354,10 @@ pub(super) fn replace_alternative_in_place(
         Alternative::Html => "text/html",
     };
     let content = crlf_line_ends(content.to_string());
-    let new_part = encoded_part(media_type, &content)?;
+    let mut new_part = Vec::with_capacity(content.len() + content.len() / 8 + 100);
+    MimePart::new(media_type, content.as_str())
+        .write_part(&mut new_part)
+        .map_err(|error| MessageError::Malformed(error.to_string()))?;
     if holds_a_boundary(&new_part, &view.boundaries) {
         return Ok(false);
     }
@@ -368,81 +369,6 @@ pub(super) fn replace_alternative_in_place(
     let next = view.with_replaced(which, &place, new_part.len(), content);
     message.replace_body_keeping_view(Bytes::from(new_body), next);
     Ok(true)
-}
-
-/// A text part of this media type holding `content` (CRLF line ends), byte for byte as
-/// mail-builder writes it: its Content-Type, the Content-Transfer-Encoding mail-builder
-/// chooses, and the encoded content. mail-builder writes the content one byte at a time
-/// through `Write` (with a `format!` per escaped byte), which was the largest host cost of
-/// setting a body in the built-in flow's profile; here the choice is made once and the
-/// content is encoded straight into the buffer.
-fn encoded_part(media_type: &str, content: &str) -> Result<Vec<u8>, MessageError> {
-    let input = content.as_bytes();
-    let encoding = get_encoding_type(input, false, true);
-    let name = match encoding {
-        EncodingType::None => "7bit",
-        EncodingType::QuotedPrintable(_) => "quoted-printable",
-        EncodingType::Base64 => "base64",
-    };
-    let mut written = Vec::with_capacity(input.len() + input.len() / 8 + 100);
-    // With the encoding given, mail-builder writes the part's header and no content.
-    MimePart::new(media_type, "")
-        .transfer_encoding(name)
-        .write_part(&mut written)
-        .map_err(|error| MessageError::Malformed(error.to_string()))?;
-    match encoding {
-        // CRLF-only content: what mail-builder's copy would write.
-        EncodingType::None => written.extend_from_slice(input),
-        EncodingType::QuotedPrintable(_) => quoted_printable_body(input, &mut written),
-        EncodingType::Base64 => {
-            base64_encode_mime(input, &mut written, false)
-                .map_err(|error| MessageError::Malformed(error.to_string()))?;
-        }
-    }
-    Ok(written)
-}
-
-/// Quoted-printable for a body part, the bytes mail-builder's `quoted_printable_encode`
-/// writes for it: `=`, 8-bit bytes and white space before a line end escaped, lines cut with
-/// soft breaks at 76 characters.
-fn quoted_printable_body(input: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    const MAX_LINE: usize = 76;
-    let mut line = 0;
-    // The last byte written as itself (mail-builder's rule for a CR before LF).
-    let mut previous = 0;
-    for (at, &byte) in input.iter().enumerate() {
-        let white_space_at_line_end = matches!(byte, b' ' | b'\t')
-            && (matches!(input.get(at + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..]))
-                || at == input.len() - 1);
-        if byte == b'=' || byte >= 127 || white_space_at_line_end {
-            if line + 3 > MAX_LINE {
-                out.extend_from_slice(b"=\r\n");
-                line = 0;
-            }
-            out.extend_from_slice(&[
-                b'=',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0x0f)],
-            ]);
-            line += 3;
-        } else if byte == b'\n' {
-            if previous == b'\r' {
-                out.push(b'\n');
-            } else {
-                out.extend_from_slice(b"\r\n");
-            }
-            line = 0;
-        } else {
-            previous = byte;
-            if line + 1 > MAX_LINE {
-                out.extend_from_slice(b"=\r\n");
-                line = 0;
-            }
-            out.push(byte);
-            line += 1;
-        }
-    }
 }
 
 /// One body alternative, decoded, from the message's parsed view.
@@ -515,43 +441,4 @@ fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> (AttachmentInf
         size: content.len(),
     };
     (info, content)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_part_is_written_as_mail_builder_writes_it() {
-        let long_line = format!("{}\r\n", "y".repeat(100));
-        let newsletter = "<p>Grüße aus Köln: <a href=\"https://shop.example/?a=1&b=2\">Mäntel</a> \
-             und Stiefel, portofrei zurück.</p>  \r\n\t\r\n"
-            .repeat(40);
-        let mostly_8bit = "日本語のテキスト。".repeat(30);
-        for content in [
-            newsletter.as_str(),
-            mostly_8bit.as_str(),
-            "=\r\n= \r\n \r",
-            "",
-            "plain ascii\r\nlines\r\n",
-            "<p>no line end</p>",
-            "café",
-            "trailing space \r\n",
-            "a = sign\r\n",
-            long_line.as_str(),
-            "\u{0}\u{1b}",
-        ] {
-            for media_type in ["text/html", "text/plain"] {
-                let mut expected = Vec::new();
-                MimePart::new(media_type, content)
-                    .write_part(&mut expected)
-                    .unwrap();
-                assert_eq!(
-                    String::from_utf8_lossy(&encoded_part(media_type, content).unwrap()),
-                    String::from_utf8_lossy(&expected),
-                    "{media_type} {content:?}"
-                );
-            }
-        }
-    }
 }
