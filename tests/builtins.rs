@@ -852,3 +852,89 @@ fn dkimpy_accepts_platform_and_customer_signatures_with_rsa_and_ed25519_keys() {
         }
     }
 }
+
+/// A newsletter with a PDF whose base64 is folded at 60 columns (a re-assembled body would
+/// refold it at 76): the bytes from the attachment's boundary to the end of the message.
+fn newsletter_with_folded_attachment() -> (Vec<u8>, String) {
+    let pdf: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pdf);
+    let folded: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(60)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    let tail = format!(
+        "--outer\r\nContent-Type: application/pdf; name=\"winter.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"winter.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--outer--\r\n",
+        folded.join("\r\n")
+    );
+    let raw = format!(
+        "From: Shop <news@shop.example>\r\nTo: ann@example.net\r\nSubject: Winter\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n\
+         --outer\r\nContent-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n\
+         --inner\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n\
+         --inner\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>See <a href=\"https://shop.example/coats\">coats</a></p>\r\n--inner--\r\n{tail}"
+    );
+    (raw.into_bytes(), tail)
+}
+
+#[test]
+fn an_untouched_attachment_leaves_template_and_tracking_byte_for_byte() {
+    use sluice::message::{Envelope, Message};
+    use sluice::plugin::{PluginRuntime, RuntimeLimits, StepContext};
+
+    let runtime = PluginRuntime::new(RuntimeLimits::default(), None).unwrap();
+    let registry = sluice::plugin::registry::PluginRegistry::new();
+    sluice::plugin::builtin::load_builtins(&runtime, &registry).unwrap();
+    let context = StepContext {
+        message_id: "m1".into(),
+        account_id: 1,
+        simulation: false,
+        links: std::sync::Arc::new(sluice::tracking::LinkSigner::new(
+            [7; 32],
+            "https://t.shop.example",
+        )),
+        services: None,
+    };
+    let (raw, attachment_tail) = newsletter_with_folded_attachment();
+    let envelope = Envelope {
+        sender: "news@shop.example".into(),
+        recipient: "ann@example.net".into(),
+    };
+    let mut message = Message::parse(raw, envelope.clone()).unwrap();
+    // Read first, as a flow's routing and earlier steps do, so the steps start from a view
+    // made before them.
+    let attachment = message.attachment_content(0).unwrap();
+    for (step, config) in [
+        (
+            "template",
+            r#"{"inline": {"html": "<h1>Hi</h1>{{ message.html }}", "text": "Hi\n{{ message.text }}"}}"#,
+        ),
+        ("tracking", "{}"),
+    ] {
+        let plugin = registry.get(step).unwrap();
+        message = plugin
+            .run_blocking(&message, config, Some(context.clone()))
+            .unwrap_or_else(|failed| panic!("{step}: {failed:?}"))
+            .message;
+    }
+
+    let out = message.to_bytes();
+    assert!(
+        out.ends_with(attachment_tail.as_bytes()),
+        "the attachment's part changed:\n{}",
+        String::from_utf8_lossy(&out)
+    );
+    // What the steps did reads back through a fresh parse of the bytes, as delivery sends them.
+    let reparsed = Message::parse(out, envelope).unwrap();
+    let html = reparsed.html().unwrap();
+    assert!(html.starts_with("<h1>Hi</h1>"), "{html}");
+    assert!(html.contains("https://t.shop.example/c/"), "{html}");
+    assert!(!html.contains("https://shop.example/coats"), "{html}");
+    assert_eq!(reparsed.text().as_deref(), Some("Hi\r\nHello"));
+    assert_eq!(reparsed.attachment_content(0), Some(attachment));
+    assert_eq!(reparsed.html(), message.html());
+    assert_eq!(reparsed.attachments(), message.attachments());
+}

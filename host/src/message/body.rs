@@ -7,6 +7,8 @@
 //! body of a single-part message) re-assemble the body with mail-builder while the header
 //! fields other than the MIME ones stay exactly as they were.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use mail_builder::MessageBuilder;
 use mail_builder::mime::MimePart;
@@ -139,22 +141,34 @@ impl Content {
 /// A body's lines ended with CRLF whatever a step wrote (LF, CR or a mix): a bare LF or CR
 /// in a message is against RFC 5322, and receivers read it in different ways.
 fn crlf_line_ends(text: String) -> String {
-    if !text.bytes().any(|byte| byte == b'\n' || byte == b'\r') {
+    let bytes = text.as_bytes();
+    // Already right (the usual case once a body has been through the host): no copy.
+    let is_clean = bytes.iter().enumerate().all(|(at, &byte)| match byte {
+        b'\n' => at > 0 && bytes[at - 1] == b'\r',
+        b'\r' => bytes.get(at + 1) == Some(&b'\n'),
+        _ => true,
+    });
+    if is_clean {
         return text;
     }
-    let mut out = String::with_capacity(text.len() + text.len() / 32);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                chars.next_if_eq(&'\n');
-                out.push_str("\r\n");
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut run_start = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\r' | b'\n' => {
+                out.extend_from_slice(&bytes[run_start..at]);
+                out.extend_from_slice(b"\r\n");
+                let crlf = bytes[at] == b'\r' && bytes.get(at + 1) == Some(&b'\n');
+                at += if crlf { 2 } else { 1 };
+                run_start = at;
             }
-            '\n' => out.push_str("\r\n"),
-            other => out.push(other),
+            _ => at += 1,
         }
     }
-    out
+    out.extend_from_slice(&bytes[run_start..]);
+    // Only ASCII CR and LF were replaced by ASCII: the UTF-8 of the rest is untouched.
+    String::from_utf8(out).expect("UTF-8 in, UTF-8 out")
 }
 
 /// The two body alternatives a step can read.
@@ -164,63 +178,202 @@ pub(super) enum Alternative {
     Html,
 }
 
+/// What one parse of a message's MIME structure tells, kept with the message until its MIME
+/// content changes: the steps of a flow read the html, the text and the attachment list
+/// several times and edit the alternatives in place, and each of those used to parse (and
+/// decode) the whole message again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct BodyView {
+    html: Option<AlternativeView>,
+    text: Option<AlternativeView>,
+    attachments: Vec<AttachmentInfo>,
+    /// The boundary of every multipart part: a part written in place must not hold a line
+    /// that starts with one of them, or the parts would be cut differently when read again.
+    boundaries: Vec<String>,
+}
+
+/// One body alternative as the parser read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AlternativeView {
+    /// The decoded content.
+    content: String,
+    /// Where the part (its header to its end) lies in the message's body, when it is a part
+    /// of a multipart body that can be replaced alone; none for a single-part message.
+    place: Option<Range<usize>>,
+}
+
+impl BodyView {
+    /// Parses the message once and keeps what the steps read.
+    pub(super) fn read(message: &Message) -> Self {
+        let raw = message.to_bytes();
+        let Some(parsed) = MessageParser::default().parse(&raw) else {
+            return Self::default();
+        };
+        let body_start = message.head.len() + 2;
+        let alternative = |which| {
+            let id = first_body_id(&parsed, which)?;
+            let part = parsed.parts.get(id)?;
+            let content = match &part.body {
+                PartType::Html(html) => html.to_string(),
+                PartType::Text(text) => text.to_string(),
+                _ => return None,
+            };
+            Some(AlternativeView {
+                content,
+                place: replaceable_place(&raw, body_start, id, part),
+            })
+        };
+        let boundaries = parsed
+            .parts
+            .iter()
+            .filter(|part| matches!(part.body, PartType::Multipart(_)))
+            .filter_map(|part| part.content_type()?.attribute("boundary"))
+            .map(str::to_string)
+            .collect();
+        Self {
+            html: alternative(Alternative::Html),
+            text: alternative(Alternative::Text),
+            attachments: parsed
+                .attachments()
+                .enumerate()
+                .map(|(index, part)| describe(index, part).0)
+                .collect(),
+            boundaries,
+        }
+    }
+
+    fn alternative(&self, which: Alternative) -> Option<&AlternativeView> {
+        match which {
+            Alternative::Html => self.html.as_ref(),
+            Alternative::Text => self.text.as_ref(),
+        }
+    }
+
+    /// The decoded html or text, if the message has that alternative.
+    pub(super) fn content(&self, which: Alternative) -> Option<&str> {
+        self.alternative(which).map(|view| view.content.as_str())
+    }
+
+    /// The attachments and inline parts, in order.
+    pub(super) fn attachments(&self) -> &[AttachmentInfo] {
+        &self.attachments
+    }
+
+    /// The view after the part at `place` became `written` bytes holding `content`: parts
+    /// after it move by the difference, nothing else changes.
+    fn with_replaced(
+        &self,
+        which: Alternative,
+        place: &Range<usize>,
+        written: usize,
+        content: String,
+    ) -> Self {
+        let moved = |other: &Range<usize>| {
+            if other.start >= place.end {
+                (other.start - place.end + place.start + written)
+                    ..(other.end - place.end + place.start + written)
+            } else {
+                other.clone()
+            }
+        };
+        let mut next = self.clone();
+        for (kind, slot) in [
+            (Alternative::Html, &mut next.html),
+            (Alternative::Text, &mut next.text),
+        ] {
+            let Some(view) = slot else { continue };
+            if kind == which {
+                *view = AlternativeView {
+                    content: content.clone(),
+                    place: Some(place.start..place.start + written),
+                };
+            } else if let Some(other) = &view.place {
+                view.place = Some(moved(other));
+            }
+        }
+        next
+    }
+}
+
+/// Where part `id` lies in the body, if it can be replaced alone: it is not the message
+/// itself, lies inside the body and ends where its closing boundary's line break starts.
+fn replaceable_place(
+    raw: &[u8],
+    body_start: usize,
+    id: usize,
+    part: &mail_parser::MessagePart<'_>,
+) -> Option<Range<usize>> {
+    let (start, end) = (part.offset_header as usize, part.offset_end as usize);
+    let inside = id != 0
+        && start >= body_start
+        && start <= end
+        && raw
+            .get(end..)
+            .is_some_and(|rest| rest.starts_with(b"\r\n--"));
+    inside.then(|| start - body_start..end - body_start)
+}
+
+/// True when a line of `part` starts with `--` and one of the boundaries (compared without
+/// regard to case, to be safe with lenient readers).
+fn holds_a_boundary(part: &[u8], boundaries: &[String]) -> bool {
+    part.windows(3)
+        .enumerate()
+        .filter(|(at, window)| *window == b"\n--" || (*at == 0 && window.starts_with(b"--")))
+        .any(|(at, window)| {
+            let after = if window[0] == b'\n' { at + 3 } else { at + 2 };
+            boundaries.iter().any(|boundary| {
+                part.get(after..after + boundary.len())
+                    .is_some_and(|found| found.eq_ignore_ascii_case(boundary.as_bytes()))
+            })
+        })
+}
+
 /// Replaces the first part of the wanted kind with `content`, encoded anew, leaving every
 /// other byte of the message as it was: the top-level header, the other parts, the
 /// boundaries. The part's own header becomes its Content-Type (UTF-8) and
 /// Content-Transfer-Encoding, as a re-assembled body would have it. Returns false, changing
-/// nothing, when there is no such part inside a multipart body (the caller re-assembles).
+/// nothing, when there is no such part inside a multipart body, or when the encoded content
+/// would hold one of the message's boundaries (the caller re-assembles, with new boundaries).
+///
+/// The message's parsed view is carried over, not thrown away: the new part is known, and
+/// the parts after it only move.
 pub(super) fn replace_alternative_in_place(
     message: &mut Message,
     which: Alternative,
     content: &str,
 ) -> Result<bool, MessageError> {
-    let raw = message.to_bytes();
-    let Some(parsed) = MessageParser::default().parse(&raw) else {
+    let view = message.view();
+    let Some(place) = view
+        .alternative(which)
+        .and_then(|alternative| alternative.place.clone())
+    else {
         return Ok(false);
     };
-    let Some(id) = first_body_id(&parsed, which) else {
-        return Ok(false);
-    };
-    // Part 0 is the message itself: a single-part body has no part to replace alone.
-    let Some(part) = parsed.parts.get(id).filter(|_| id != 0) else {
-        return Ok(false);
-    };
-    let (start, end) = (part.offset_header as usize, part.offset_end as usize);
-    // The body starts after the head and its empty line; a part must lie inside it and end
-    // where its closing boundary's line break starts.
-    let body_start = message.head.len() + 2;
-    if start < body_start
-        || start > end
-        || !raw
-            .get(end..)
-            .is_some_and(|rest| rest.starts_with(b"\r\n--"))
-    {
-        return Ok(false);
-    }
     let media_type = match which {
         Alternative::Text => "text/plain",
         Alternative::Html => "text/html",
     };
+    let content = crlf_line_ends(content.to_string());
     let mut new_part = Vec::with_capacity(content.len() + content.len() / 8 + 100);
-    MimePart::new(media_type, crlf_line_ends(content.to_string()))
+    MimePart::new(media_type, content.as_str())
         .write_part(&mut new_part)
         .map_err(|error| MessageError::Malformed(error.to_string()))?;
+    if holds_a_boundary(&new_part, &view.boundaries) {
+        return Ok(false);
+    }
     let body = &message.body;
-    let (before, after) = (start - body_start, end - body_start);
-    let mut new_body = Vec::with_capacity(body.len() - (after - before) + new_part.len());
-    new_body.extend_from_slice(&body[..before]);
+    let mut new_body = Vec::with_capacity(body.len() - place.len() + new_part.len());
+    new_body.extend_from_slice(&body[..place.start]);
     new_body.extend_from_slice(&new_part);
-    new_body.extend_from_slice(&body[after..]);
-    let head = message.head.clone();
-    message.replace_content(head, Bytes::from(new_body));
+    new_body.extend_from_slice(&body[place.end..]);
+    let next = view.with_replaced(which, &place, new_part.len(), content);
+    message.replace_body_keeping_view(Bytes::from(new_body), next);
     Ok(true)
 }
 
-/// One body alternative, decoded, without reading the attachments.
+/// One body alternative, decoded, from the message's parsed view.
 pub(super) fn alternative(message: &Message, which: Alternative) -> Option<String> {
-    let raw = message.to_bytes();
-    let parsed = MessageParser::default().parse(&raw)?;
-    first_body(&parsed, which)
+    message.view().content(which).map(str::to_string)
 }
 
 /// The first part of the wanted kind among the parser's text or html bodies (the parser lists
@@ -249,17 +402,9 @@ fn first_body_id(parsed: &mail_parser::Message<'_>, which: Alternative) -> Optio
     })
 }
 
-/// Describes the attachments of a message.
+/// Describes the attachments of a message, from its parsed view.
 pub(super) fn attachment_infos(message: &Message) -> Vec<AttachmentInfo> {
-    let raw = message.to_bytes();
-    let Some(parsed) = MessageParser::default().parse(&raw) else {
-        return Vec::new();
-    };
-    parsed
-        .attachments()
-        .enumerate()
-        .map(|(index, part)| describe(index, part).0)
-        .collect()
+    message.view().attachments().to_vec()
 }
 
 /// The decoded content of one attachment.

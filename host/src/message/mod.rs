@@ -7,7 +7,7 @@
 mod body;
 mod header;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -100,6 +100,16 @@ pub struct Message {
     /// Everything after the empty line.
     body: Bytes,
     data: Option<Arc<str>>,
+    /// The MIME structure as one parse read it, made on first use and shared by the copies of
+    /// this message (a step works on a copy) until one of them changes its MIME content.
+    view: Arc<OnceLock<body::BodyView>>,
+}
+
+/// Whether a header field of this name shapes how the body is read (its type, boundary,
+/// transfer encoding, disposition): changing one makes the parsed view stale.
+fn shapes_the_body(name: &str) -> bool {
+    name.len() >= 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"Content-")
+        || name.eq_ignore_ascii_case("MIME-Version")
 }
 
 /// Whether `address` is a plain `local@domain` a message may be sent to: something before
@@ -137,6 +147,7 @@ impl Message {
             head,
             body,
             data: None,
+            view: Arc::default(),
         })
     }
 
@@ -211,12 +222,14 @@ impl Message {
     /// Replaces every field of this name with one, where the first stood (or at the end).
     pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), MessageError> {
         self.head = header::set(&self.head, name, value)?;
+        self.forget_view_if_shaped_by(name);
         Ok(())
     }
 
     /// Adds a field after the existing ones.
     pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), MessageError> {
         self.head = header::append(&self.head, name, value)?;
+        self.forget_view_if_shaped_by(name);
         Ok(())
     }
 
@@ -229,6 +242,9 @@ impl Message {
         head.extend_from_slice(fields.as_bytes());
         head.extend_from_slice(&self.head);
         self.head = Bytes::from(head);
+        if header::fields(fields.as_bytes()).any(|field| shapes_the_body(field.name())) {
+            self.view = Arc::default();
+        }
         Ok(())
     }
 
@@ -236,6 +252,7 @@ impl Message {
     pub fn remove_header(&mut self, name: &str) {
         if header::fields(&self.head).any(|field| field.is_named(name)) {
             self.head = header::remove(&self.head, name);
+            self.forget_view_if_shaped_by(name);
         }
     }
 
@@ -253,6 +270,7 @@ impl Message {
         let replaced = Message::parse(raw, self.envelope.clone())?;
         self.head = replaced.head;
         self.body = replaced.body;
+        self.view = Arc::default();
         Ok(())
     }
 
@@ -319,6 +337,25 @@ impl Message {
     fn replace_content(&mut self, head: Bytes, body: Bytes) {
         self.head = head;
         self.body = body;
+        self.view = Arc::default();
+    }
+
+    /// A new body whose parsed view the caller knows (a part replaced in place).
+    fn replace_body_keeping_view(&mut self, body: Bytes, view: body::BodyView) {
+        self.body = body;
+        self.view = Arc::new(OnceLock::from(view));
+    }
+
+    /// The MIME structure, parsed on first use and kept until the MIME content changes.
+    fn view(&self) -> &body::BodyView {
+        self.view.get_or_init(|| body::BodyView::read(self))
+    }
+
+    /// Drops the parsed view when a change to this field may change how the body is read.
+    fn forget_view_if_shaped_by(&mut self, name: &str) {
+        if shapes_the_body(name) {
+            self.view = Arc::default();
+        }
     }
 }
 
@@ -654,6 +691,101 @@ mod tests {
                 "{content:?}"
             );
         }
+    }
+
+    /// The view a message carries is the one a fresh parse of its bytes gives.
+    fn assert_view_is_fresh(message: &Message, what: &str) {
+        let reparsed = Message::parse(message.to_bytes(), envelope()).unwrap();
+        assert_eq!(message.view(), reparsed.view(), "{what}");
+        assert_eq!(
+            message.view(),
+            &body::BodyView::read(message),
+            "{what}: the same bytes read afresh"
+        );
+    }
+
+    #[test]
+    fn a_view_carried_across_in_place_edits_is_what_a_fresh_parse_reads() {
+        let contents = [
+            "",
+            "one line",
+            "two\r\n\r\n",
+            "café, 8-bit and a long line: ",
+            "-- \nsignature line\n",
+            "=3D and = signs, trailing spaces   \n\ttab\n",
+            "\u{0}nul and \u{1b} escape",
+        ];
+        for (round, content) in contents.iter().enumerate() {
+            let long = format!("{content}{}", "x".repeat(round * 70));
+            let mut message = Message::parse(newsletter_with_attachment(), envelope()).unwrap();
+            message.html();
+            message.set_html(&format!("<p>{long}</p>")).unwrap();
+            assert_view_is_fresh(&message, &format!("html {content:?}"));
+            message.set_text(&long).unwrap();
+            assert_view_is_fresh(&message, &format!("text {content:?}"));
+            message.set_header("Subject", "Changed").unwrap();
+            message.set_html(&long).unwrap();
+            assert_view_is_fresh(&message, &format!("html again {content:?}"));
+            message.prepend_fields("DKIM-Signature: v=1\r\n").unwrap();
+            assert_view_is_fresh(&message, &format!("signed {content:?}"));
+        }
+    }
+
+    #[test]
+    fn content_holding_a_boundary_line_is_reassembled_not_spliced() {
+        let original = newsletter_with_attachment();
+        let mut message = Message::parse(original.clone(), envelope()).unwrap();
+        let attachment = message.attachment_content(0).unwrap();
+        // Written in place with the message's boundaries, these lines would end the part
+        // (and with it the alternatives) early for whoever reads the message next.
+        for content in ["a\n--inner--\nb", "a\n--OUTER\nb"] {
+            message.set_text(content).unwrap();
+            let reparsed = Message::parse(message.to_bytes(), envelope()).unwrap();
+            assert_eq!(
+                reparsed.text().as_deref(),
+                Some(content.replace('\n', "\r\n").as_str())
+            );
+            assert_eq!(reparsed.html().as_deref(), Some("<p>Hello Ann, café</p>"));
+            assert_eq!(reparsed.attachment_content(0), Some(attachment.clone()));
+            assert_view_is_fresh(&message, content);
+        }
+    }
+
+    #[test]
+    fn a_copy_that_changes_leaves_the_original_and_its_view_as_they_were() {
+        let original = Message::parse(newsletter_with_attachment(), envelope()).unwrap();
+        let html = original.html();
+        let view = Arc::clone(&original.view);
+        // What a step's draft is: a copy, changed, then thrown away when the step fails.
+        let mut copy = original.clone();
+        copy.set_html("<p>changed</p>").unwrap();
+        copy.set_text("changed").unwrap();
+        assert_eq!(copy.html().as_deref(), Some("<p>changed</p>"));
+        assert!(
+            Arc::ptr_eq(&view, &original.view),
+            "the original's view was replaced"
+        );
+        assert_eq!(original.html(), html);
+        assert_eq!(original.text().as_deref(), Some("Hello Ann"));
+        assert_eq!(original.to_bytes(), newsletter_with_attachment());
+    }
+
+    #[test]
+    fn a_change_to_a_mime_field_makes_the_view_read_afresh() {
+        let mut message = Message::parse(newsletter_with_attachment(), envelope()).unwrap();
+        assert!(message.html().is_some());
+        // The whole body becomes one plain text part: no html any more, no attachment.
+        message.set_header("content-type", "text/plain").unwrap();
+        assert_eq!(message.html(), None);
+        assert!(message.attachments().is_empty());
+        assert_view_is_fresh(&message, "content-type set");
+        message.remove_header("Content-Type");
+        assert_view_is_fresh(&message, "content-type removed");
+        let mut message = Message::parse(newsletter_with_attachment(), envelope()).unwrap();
+        message.attachments();
+        message.append_header("X-Mailer", "test").unwrap();
+        assert_eq!(message.attachments().len(), 1);
+        assert_view_is_fresh(&message, "unrelated field appended");
     }
 
     #[test]
