@@ -1,6 +1,6 @@
 //! The Sluice set-up and the one load generator of the side-by-side relay run
 //! (`bench/relay.sh`: the generator straight into smtp-sink, Postfix, Postfix + OpenDKIM and
-//! Sluice, all on loopback). Two commands:
+//! Sluice, all on loopback). Three commands:
 //!
 //! - `set-up DATA no-steps|built-in` prepares a data folder for `sluice serve`: the demo
 //!   account with a default flow without steps, or the built-in flow template → tracking →
@@ -18,9 +18,13 @@
 //!   one line, `rate=MSG/S cpu_ms=MS_PER_MESSAGE p50_ms=MS p99_ms=MS`, where p50/p99 are of the
 //!   acknowledgement: from a message's last byte written to its 250.
 //!
-//!     cargo bench --bench relay -- set-up /tmp/data built-in
-//!     cargo bench --bench relay -- load 127.0.0.1:2525 5000 --sink-counter /tmp/sink.out \
-//!         --auth USER:PASSWORD --cpu-of 1234
+//! By hand (bench/relay.sh runs the binary cargo builds for this):
+//!
+//! ```text
+//! cargo bench --bench relay -- set-up /tmp/data built-in
+//! cargo bench --bench relay -- load 127.0.0.1:2525 5000 --sink-counter /tmp/sink.out \
+//!     --auth USER:PASSWORD --cpu-of 1234
+//! ```
 
 // This bench sets up flows of its own, not the shared no-op one.
 #[allow(dead_code)]
