@@ -16,12 +16,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use sluice::dkim::KeyAlgorithm;
 use sluice::server::Server;
 use sluice_test_support::arrivals::ArrivalSink;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use support::smtp_load::{SmtpSession, data_section};
 
 fn main() {
     let built_in = std::env::args().skip(1).any(|arg| arg == "built-in");
@@ -199,26 +197,13 @@ async fn submit_all(
 
 async fn session(
     addr: SocketAddr,
-    (user, password): (String, String),
+    login: (String, String),
     content: &str,
     count: usize,
     interval: Option<Duration>,
 ) -> Vec<(String, Instant)> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let (read, mut write) = stream.into_split();
-    let mut replies = BufReader::new(read);
-    support::reply(&mut replies, "220").await;
-    write.write_all(b"EHLO bench.example\r\n").await.unwrap();
-    support::reply(&mut replies, "250").await;
-    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-    write
-        .write_all(format!("AUTH PLAIN {plain}\r\n").as_bytes())
-        .await
-        .unwrap();
-    support::reply(&mut replies, "235").await;
-    let mut data = content.replace("\r\n.", "\r\n..").into_bytes();
-    data.extend_from_slice(b"\r\n.\r\n");
+    let mut session = SmtpSession::open(addr, Some(&login)).await;
+    let data = data_section(content);
     let mut acked = Vec::with_capacity(count);
     let mut next = tokio::time::Instant::now();
     for _ in 0..count {
@@ -226,23 +211,13 @@ async fn session(
             tokio::time::sleep_until(next).await;
             next += every;
         }
-        write
-            .write_all(b"MAIL FROM:<news@shop.example>\r\nRCPT TO:<ann@example.net>\r\nDATA\r\n")
-            .await
-            .unwrap();
-        support::reply(&mut replies, "250").await;
-        support::reply(&mut replies, "250").await;
-        support::reply(&mut replies, "354").await;
-        write.write_all(&data).await.unwrap();
-        let last = support::reply(&mut replies, "250").await;
-        let id = last
-            .rsplit("queued as ")
-            .next()
-            .and_then(|ids| ids.split_whitespace().next())
+        let acknowledged = session.send(&data).await;
+        let id = acknowledged
+            .queued_id()
             .expect("the message id in the reply")
             .to_string();
-        acked.push((id, Instant::now()));
+        acked.push((id, acknowledged.at));
     }
-    write.write_all(b"QUIT\r\n").await.unwrap();
+    session.quit().await;
     acked
 }

@@ -39,13 +39,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use sluice::dkim::KeyAlgorithm;
 use sluice::server::Server;
 use sluice::store::{MessageStatus, Store};
 use sluice_test_support::arrivals::ArrivalSink;
-use tokio::io::{AsyncWriteExt, BufReader as AsyncBufReader};
-use tokio::net::TcpStream;
+use support::data_folder::{set_up, set_up_config};
+use support::smtp_load::{SmtpSession, data_section};
 
 const SESSIONS: usize = 20;
 
@@ -262,25 +261,6 @@ impl ApiClient {
             .expect("the message");
         message["status"].as_str().unwrap_or_default().to_string()
     }
-}
-
-/// The configuration of the in-process server that sets up a data folder: every listener on
-/// a free port, so several runs can go side by side.
-fn set_up_config(data: &Path) -> sluice::config::Config {
-    let mut config = support::config(data);
-    config.dashboard.listen = "127.0.0.1:0".parse().expect("an address");
-    config
-}
-
-/// Runs a set-up on a server in this process, on a runtime of its own that is shut down
-/// after it, so the data folder is free for the `sluice serve` process.
-fn set_up<T>(work: impl std::future::Future<Output = T>) -> T {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let value = runtime.block_on(work);
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    // The store's writer thread closes the database once the last handle is gone.
-    std::thread::sleep(Duration::from_millis(500));
-    value
 }
 
 /// Prints how many messages of a data folder are in each status, and the queues' lengths:
@@ -521,44 +501,21 @@ async fn submit_all(
 
 async fn session(
     addr: SocketAddr,
-    (user, password): (String, String),
+    login: (String, String),
     content: &str,
     count: usize,
 ) -> Vec<String> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let (read, mut write) = stream.into_split();
-    let mut replies = AsyncBufReader::new(read);
-    support::reply(&mut replies, "220").await;
-    write.write_all(b"EHLO bench.example\r\n").await.unwrap();
-    support::reply(&mut replies, "250").await;
-    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-    write
-        .write_all(format!("AUTH PLAIN {plain}\r\n").as_bytes())
-        .await
-        .unwrap();
-    support::reply(&mut replies, "235").await;
-    let mut data = content.replace("\r\n.", "\r\n..").into_bytes();
-    data.extend_from_slice(b"\r\n.\r\n");
+    let mut session = SmtpSession::open(addr, Some(&login)).await;
+    let data = data_section(content);
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
-        write
-            .write_all(b"MAIL FROM:<news@shop.example>\r\nRCPT TO:<ann@example.net>\r\nDATA\r\n")
-            .await
-            .unwrap();
-        support::reply(&mut replies, "250").await;
-        support::reply(&mut replies, "250").await;
-        support::reply(&mut replies, "354").await;
-        write.write_all(&data).await.unwrap();
-        let last = support::reply(&mut replies, "250").await;
-        let id = last
-            .rsplit("queued as ")
-            .next()
-            .and_then(|ids| ids.split_whitespace().next())
+        let acknowledged = session.send(&data).await;
+        let id = acknowledged
+            .queued_id()
             .expect("the message id in the reply")
             .to_string();
         ids.push(id);
     }
-    write.write_all(b"QUIT\r\n").await.unwrap();
+    session.quit().await;
     ids
 }

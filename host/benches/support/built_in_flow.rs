@@ -5,7 +5,7 @@
 
 use sluice::dkim::KeyAlgorithm;
 use sluice::server::Server;
-use sluice::store::{Flow, Flowstep, IdentityValidation, Template};
+use sluice::store::{Flowstep, IdentityValidation, Template};
 
 /// The stored template's html layout: the message's own html inside, two more links.
 const LAYOUT: &str = r#"<html><body><h1>News from the shop</h1>{{ message.html }}
@@ -57,26 +57,14 @@ pub async fn make_default_steps(server: &Server, algorithm: KeyAlgorithm, archiv
         ("dkim", serde_json::json!({})),
     ]
     .into_iter()
-    .filter(|(plugin, _)| archive || *plugin != "archive");
-    let flow = store
-        .create_flow(Flow {
-            id: 0,
-            account_id: 1,
-            name: "built-in".into(),
-            steps: steps
-                .map(|(plugin, config)| Flowstep {
-                    plugin: plugin.into(),
-                    config,
-                    enabled_when: None,
-                })
-                .collect(),
-            expiry_hours: None,
-        })
-        .await
-        .expect("flow");
-    let mut routing = store.routing(1).unwrap().unwrap();
-    routing.default_flow_id = flow.id;
-    store.set_routing(1, routing).await.unwrap();
+    .filter(|(plugin, _)| archive || *plugin != "archive")
+    .map(|(plugin, config)| Flowstep {
+        plugin: plugin.into(),
+        config,
+        enabled_when: None,
+    })
+    .collect();
+    super::make_default_flow(server, "built-in", steps).await;
 }
 
 /// A ~20 KB newsletter from news@shop.example: an html part with 51 links and a text part,

@@ -1,5 +1,6 @@
 //! Set-up shared by the benches that run a whole server: a no-op flow, the built-in flow and
-//! its newsletter, reading SMTP replies.
+//! its newsletter, data folders for `sluice serve`, the SMTP load generator and reading SMTP
+//! replies.
 
 use std::path::Path;
 
@@ -20,6 +21,16 @@ pub mod guests {
 #[allow(dead_code)]
 pub mod built_in_flow;
 
+/// Data folders prepared in this process for a `sluice serve` process to run on.
+// Only the benches that run the binary use it.
+#[allow(dead_code)]
+pub mod data_folder;
+
+/// The SMTP load generator.
+// The benches with a client of another shape do not use it.
+#[allow(dead_code)]
+pub mod smtp_load;
+
 /// The embedded default configuration on a data folder, every listener on a free loopback
 /// port.
 pub fn config(data_dir: &Path) -> Config {
@@ -37,20 +48,31 @@ pub async fn no_op_flow(server: &Server) {
     let step = std::fs::read(guests::TEST_MISBEHAVE).expect("guest built");
     let sha = sluice::plugin::hex_sha256(&step);
     store.put_plugin(1, &sha, step).await.unwrap();
+    make_default_flow(
+        server,
+        "no-op",
+        vec![Flowstep {
+            plugin: sha,
+            config: serde_json::json!({"behaviour": "read-header"}),
+            enabled_when: None,
+        }],
+    )
+    .await;
+}
+
+/// Makes a flow of these steps the demo account's default.
+pub async fn make_default_flow(server: &Server, name: &str, steps: Vec<Flowstep>) {
+    let store = &server.store;
     let flow = store
         .create_flow(Flow {
             id: 0,
             account_id: 1,
-            name: "no-op".into(),
-            steps: vec![Flowstep {
-                plugin: sha,
-                config: serde_json::json!({"behaviour": "read-header"}),
-                enabled_when: None,
-            }],
+            name: name.into(),
+            steps,
             expiry_hours: None,
         })
         .await
-        .unwrap();
+        .expect("flow");
     let mut routing = store.routing(1).unwrap().unwrap();
     routing.default_flow_id = flow.id;
     store.set_routing(1, routing).await.unwrap();
