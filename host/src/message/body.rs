@@ -78,11 +78,11 @@ impl Content {
         let attachments = parsed
             .attachments()
             .map(|part| {
-                let (info, content) = describe(0, part);
+                let info = describe(0, part);
                 NewAttachment {
                     filename: info.filename.unwrap_or_default(),
                     content_type: info.content_type,
-                    content,
+                    content: part.contents().to_vec(),
                     inline: info.disposition == "inline",
                     content_id: info.content_id,
                 }
@@ -236,7 +236,7 @@ impl BodyView {
             attachments: parsed
                 .attachments()
                 .enumerate()
-                .map(|(index, part)| describe(index, part).0)
+                .map(|(index, part)| describe(index, part))
                 .collect(),
             boundaries,
         }
@@ -417,7 +417,9 @@ pub(super) fn attachment_content(message: &Message, index: usize) -> Option<Vec<
         .map(|part| part.contents().to_vec())
 }
 
-fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> (AttachmentInfo, Vec<u8>) {
+/// What a step is told of an attachment; its content is not copied (the parsed view keeps
+/// only this, and a message's attachments can be most of its bytes).
+fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> AttachmentInfo {
     let content_type = part.content_type().map_or_else(
         || "application/octet-stream".to_string(),
         |ct| match ct.subtype() {
@@ -429,8 +431,7 @@ fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> (AttachmentInf
         Some(disposition) => disposition.ctype().eq_ignore_ascii_case("inline"),
         None => matches!(part.body, PartType::InlineBinary(_)),
     };
-    let content = part.contents().to_vec();
-    let info = AttachmentInfo {
+    AttachmentInfo {
         index,
         filename: part.attachment_name().map(str::to_string),
         content_type,
@@ -438,7 +439,6 @@ fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> (AttachmentInf
         content_id: part
             .content_id()
             .map(|cid| cid.trim_matches(|c| c == '<' || c == '>').to_string()),
-        size: content.len(),
-    };
-    (info, content)
+        size: part.contents().len(),
+    }
 }
