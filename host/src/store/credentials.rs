@@ -161,6 +161,7 @@ impl Store {
 mod tests {
     use super::super::Source;
     use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
 
     /// A source of a new account, or of `account_id` when it is given.
     async fn source_of(store: &Store, account_id: u64, name: &str) -> Source {
