@@ -722,13 +722,15 @@ mod tests {
     fn migrated_tables() -> Vec<String> {
         let mut tables = Vec::new();
         for migration in migrations::runner().get_migrations() {
-            let sql = migration.sql().unwrap_or_default();
+            let sql: String = migration
+                .sql()
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .map(|line| format!("{line}\n"))
+                .collect();
             for statement in sql.split(';') {
-                let words: Vec<&str> = statement
-                    .lines()
-                    .filter(|line| !line.trim_start().starts_with("--"))
-                    .flat_map(str::split_whitespace)
-                    .collect();
+                let words: Vec<&str> = statement.split_whitespace().collect();
                 if let ["CREATE", "TABLE", name, ..] = words.as_slice()
                     && let Some(name) = name.strip_prefix("kv_")
                 {
