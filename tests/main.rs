@@ -32,6 +32,7 @@ mod returned;
 mod sink;
 mod smtp;
 mod smtp_protocol;
+mod store_backends;
 mod tracking;
 mod util;
 mod webhooks;

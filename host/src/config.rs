@@ -67,6 +67,56 @@ pub struct Config {
     /// How long finished messages are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Where the store is kept: the redb file in `data_dir`, or a PostgreSQL database.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The `[store]` section: absent `url`, the store is the embedded redb file in `data_dir`;
+/// with `url`, a PostgreSQL database (which several nodes may share).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The PostgreSQL database: a `postgres://user@host/db` URL or `host=... dbname=...`
+    /// pairs.
+    pub url: Option<String>,
+    /// The most connections this node holds open to PostgreSQL.
+    pub max_connections: usize,
+    /// How long a store operation waits for a connection before it fails ("10s").
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let pool = crate::store::kv::postgres::PoolSettings::default();
+        Self {
+            url: None,
+            max_connections: pool.max_connections,
+            connect_timeout: pool.wait,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The pool the PostgreSQL backend opens with these settings.
+    pub fn pool_settings(&self) -> crate::store::kv::postgres::PoolSettings {
+        crate::store::kv::postgres::PoolSettings {
+            max_connections: self.max_connections,
+            wait: self.connect_timeout,
+        }
+    }
+}
+
+/// The URL may carry a password: never print it.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 /// The `[retention]` section: how long a finished message is kept, and how often the purge
@@ -211,6 +261,11 @@ mod tests {
         assert_eq!(config.webhooks, WebhookConfig::default());
         assert_eq!(config.demo, DemoConfig::default());
         assert_eq!(config.retention, RetentionConfig::default());
+        assert_eq!(config.store, StoreConfig::default());
+        assert_eq!(
+            config.store.url, None,
+            "redb unless PostgreSQL is configured"
+        );
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 
@@ -230,6 +285,29 @@ mod tests {
             config.runtime.memory_bytes,
             RuntimeLimits::default().memory_bytes
         );
+    }
+
+    #[test]
+    fn a_store_url_selects_postgresql_in_either_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        for url in [
+            "postgres://sluice@db.internal/sluice",
+            "host=/var/run/postgresql dbname=sluice",
+        ] {
+            std::fs::write(
+                &path,
+                format!("[store]\nurl = \"{url}\"\nmax_connections = 4\n"),
+            )
+            .unwrap();
+            let config = Config::load(Some(&path)).unwrap();
+            assert_eq!(config.store.url.as_deref(), Some(url));
+            assert_eq!(config.store.pool_settings().max_connections, 4);
+            assert!(
+                !format!("{config:?}").contains(url),
+                "the URL may hold a password"
+            );
+        }
     }
 
     #[test]

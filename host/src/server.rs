@@ -125,8 +125,9 @@ impl Server {
         let plugins_dir = config.plugins_path();
         std::fs::create_dir_all(&plugins_dir)?;
 
-        let store_path = config.store_path();
-        let store = tokio::task::spawn_blocking(move || Store::open(&store_path)).await??;
+        let store_config = config.clone();
+        let store =
+            tokio::task::spawn_blocking(move || Store::open_configured(&store_config)).await??;
         let created_demo = if store.account(1)?.is_none() {
             Some(create_demo(&store, &config.demo).await?)
         } else {

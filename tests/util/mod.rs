@@ -1,6 +1,6 @@
 //! Helpers shared by the test modules: the built guest components, fixtures and runtimes.
 
-pub use sluice_test_support::{arrivals, receiver, sink};
+pub use sluice_test_support::{arrivals, postgres, receiver, sink};
 
 /// The loopback DNS server, and how the host resolves through it.
 pub mod dns {
@@ -123,11 +123,36 @@ pub fn load(runtime: &Arc<PluginRuntime>, component: &str) -> Arc<Plugin> {
         .unwrap()
 }
 
-/// A server started in this process on a free loopback port, with its own data folder.
+/// A server started in this process on a free loopback port, with its own data folder, and
+/// its store in that folder's redb file, or, with `SLUICE_TEST_STORE=postgres`, in a fresh
+/// PostgreSQL database of its own (so the end-to-end tests run on either backend).
 pub struct TestServer {
     pub server: sluice::server::Server,
     pub runtime: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
+    database: Option<postgres::TestDatabase>,
+}
+
+/// The PostgreSQL databases of stopped servers, by data folder, until a server starts again
+/// on the folder.
+static STOPPED_DATABASES: std::sync::Mutex<Vec<(std::path::PathBuf, postgres::TestDatabase)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The PostgreSQL database a server on `dir` keeps its store in, when the tests run the
+/// server on PostgreSQL (`SLUICE_TEST_STORE=postgres`).
+fn database_for(dir: &Path) -> Option<postgres::TestDatabase> {
+    let mut stopped = STOPPED_DATABASES.lock().unwrap();
+    if let Some(index) = stopped.iter().position(|(folder, _)| folder == dir) {
+        return Some(stopped.swap_remove(index).1);
+    }
+    drop(stopped);
+    match std::env::var("SLUICE_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(
+            postgres::TestDatabase::create("a test server on PostgreSQL")
+                .expect("SLUICE_TEST_STORE=postgres needs a PostgreSQL server"),
+        ),
+        _ => None,
+    }
 }
 
 impl TestServer {
@@ -159,6 +184,8 @@ impl TestServer {
         // Tests set the flows they need; the demo account's default flow starts without steps,
         // so a message leaves it byte for byte as it came in.
         config.demo.flow_steps = Vec::new();
+        let database = database_for(dir.path());
+        config.store.url = database.as_ref().map(|database| database.url().to_string());
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -172,6 +199,7 @@ impl TestServer {
             server,
             runtime,
             dir,
+            database,
         }
     }
 
@@ -181,7 +209,14 @@ impl TestServer {
             server,
             runtime,
             dir,
+            database,
         } = self;
+        if let Some(database) = database {
+            STOPPED_DATABASES
+                .lock()
+                .unwrap()
+                .push((dir.path().to_path_buf(), database));
+        }
         drop(server);
         runtime.shutdown_timeout(std::time::Duration::from_secs(5));
         // The store's writer thread closes the database once the last handle is gone.

@@ -157,7 +157,7 @@ fn enable(
         })?;
         sluice::plugin::hex_sha256(&bytes)
     };
-    let store = sluice::store::Store::open(&config.store_path()).map_err(|error| {
+    let store = sluice::store::Store::open_configured(&config).map_err(|error| {
         anyhow::anyhow!(
             "cannot open the store ({error}); while the server runs, use \
              POST /{account_id}/plugins/{reference}/enable"

@@ -70,7 +70,7 @@ fn add(
     if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
         anyhow::bail!("{email:?} is not an e-mail address");
     }
-    let store = Store::open(&config.store_path()).map_err(|error| {
+    let store = Store::open_configured(&config).map_err(|error| {
         anyhow::anyhow!(
             "cannot open the store in {} ({error}); if the server is running, stop it first or \
              invite the user from the dashboard's Users page",

@@ -161,6 +161,7 @@ impl Store {
 mod tests {
     use super::super::Source;
     use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
 
     /// A source of a new account, or of `account_id` when it is given.
     async fn source_of(store: &Store, account_id: u64, name: &str) -> Source {
@@ -186,11 +187,11 @@ mod tests {
         credentials.into_iter().map(|c| c.username).collect()
     }
 
-    #[tokio::test]
-    async fn a_sources_credentials_are_found_and_deleted_without_reading_anothers() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.redb");
-        let store = Store::open(&path).unwrap();
+    on_both_backends!(a_sources_credentials_are_found_and_deleted_without_reading_anothers);
+    async fn a_sources_credentials_are_found_and_deleted_without_reading_anothers(
+        place: TestPlace,
+    ) {
+        let store = place.open();
         let kept = source_of(&store, 1, "kept").await;
         let deleted = source_of(&store, 1, "deleted").await;
         let other = source_of(&store, 2, "other account").await;
@@ -267,10 +268,9 @@ mod tests {
         assert_eq!(usernames(found), ["old-smtp"]);
     }
 
-    #[tokio::test]
-    async fn a_credential_for_a_source_deleted_meanwhile_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(a_credential_for_a_source_deleted_meanwhile_is_refused);
+    async fn a_credential_for_a_source_deleted_meanwhile_is_refused(place: TestPlace) {
+        let store = place.open();
         let source = source_of(&store, 1, "gone").await;
         store.delete_source(1, source.id).await.unwrap().unwrap();
         let refused = store

@@ -111,12 +111,7 @@ mod tests {
     use super::*;
     use crate::store::EventKind;
     use crate::store::NewMessage;
-
-    fn temp_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
-        (store, dir)
-    }
+    use crate::store::backends::{TestPlace, on_both_backends};
 
     async fn spooled_message(store: &Store) -> String {
         let record = crate::store::tests::record(1, "hi");
@@ -129,9 +124,9 @@ mod tests {
         id
     }
 
-    #[tokio::test]
-    async fn opens_past_the_cap_are_counted_not_kept() {
-        let (store, _dir) = temp_store();
+    on_both_backends!(opens_past_the_cap_are_counted_not_kept);
+    async fn opens_past_the_cap_are_counted_not_kept(place: TestPlace) {
+        let store = place.open();
         let id = spooled_message(&store).await;
         let open = || Event {
             kind: EventKind::Opened,
@@ -162,9 +157,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_missing_message_is_not_found() {
-        let (store, _dir) = temp_store();
+    on_both_backends!(a_missing_message_is_not_found);
+    async fn a_missing_message_is_not_found(place: TestPlace) {
+        let store = place.open();
         let event = Event {
             kind: EventKind::Opened,
             at: 1,

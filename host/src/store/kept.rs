@@ -262,6 +262,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
     use crate::store::tests::record;
     use crate::store::{MessageRecord, MessageStatus, NewMessage};
 
@@ -319,10 +320,13 @@ mod tests {
         txn.open_table(table).unwrap().len().unwrap()
     }
 
-    #[tokio::test]
-    async fn the_submitted_copy_is_kept_once_beside_the_body_and_purged_when_retention_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(
+        the_submitted_copy_is_kept_once_beside_the_body_and_purged_when_retention_ends
+    );
+    async fn the_submitted_copy_is_kept_once_beside_the_body_and_purged_when_retention_ends(
+        place: TestPlace,
+    ) {
+        let store = place.open();
         let submitted = body_of("submitted", 20_000);
         let processed = body_of("processed", 30_000);
 
@@ -401,10 +405,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_message_still_in_the_spool_or_from_before_is_told_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(a_message_still_in_the_spool_or_from_before_is_told_apart);
+    async fn a_message_still_in_the_spool_or_from_before_is_told_apart(place: TestPlace) {
+        let store = place.open();
         let message = record(1, "waiting");
         store
             .spool(vec![NewMessage {

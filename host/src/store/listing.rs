@@ -202,6 +202,7 @@ fn bound_above(upper: &Bound<(u64, &str)>, key: &(u64, &str)) -> bool {
 mod tests {
     use super::*;
     use crate::store::NewMessage;
+    use crate::store::backends::{TestPlace, on_both_backends};
     use crate::store::tests::record;
 
     /// Spools messages of account 2 made at the given times (ids carry the time); returns
@@ -233,10 +234,9 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn paging_after_a_reference_walks_each_order_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(paging_after_a_reference_walks_each_order_once);
+    async fn paging_after_a_reference_walks_each_order_once(place: TestPlace) {
+        let store = place.open();
         let times: Vec<(u64, Option<u64>)> = (1..=7).map(|n| (n * 1000, None)).collect();
         let made = spool_at(&store, &times).await;
         for oldest_first in [true, false] {
@@ -276,10 +276,9 @@ mod tests {
         assert_eq!(ids(&page), [&made[2], &made[1], &made[0]]);
     }
 
-    #[tokio::test]
-    async fn a_date_range_and_flows_choose_the_messages() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(a_date_range_and_flows_choose_the_messages);
+    async fn a_date_range_and_flows_choose_the_messages(place: TestPlace) {
+        let store = place.open();
         let made = spool_at(
             &store,
             &[

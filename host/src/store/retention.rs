@@ -215,6 +215,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::TABLES;
+    use crate::store::backends::{TestPlace, on_both_backends};
     use crate::store::model::{ArchiveEntry, Event, EventKind};
     use crate::store::tests::record;
     use crate::store::{
@@ -385,10 +386,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_purged_message_leaves_no_row_in_any_table_and_other_messages_stay_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(a_purged_message_leaves_no_row_in_any_table_and_other_messages_stay_whole);
+    async fn a_purged_message_leaves_no_row_in_any_table_and_other_messages_stay_whole(
+        place: TestPlace,
+    ) {
+        let store = place.open();
         endpoint(&store, 1).await;
         let now = now_millis();
         let gone_with_archive = delivered(&store, 1, now + DAY).await;
@@ -434,11 +436,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_message_still_queued_or_with_calls_to_make_stays_until_done_and_is_not_read_again_meanwhile()
-     {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(a_message_still_queued_or_with_calls_to_make_stays_until_done_and_is_not_read_again_meanwhile);
+    async fn a_message_still_queued_or_with_calls_to_make_stays_until_done_and_is_not_read_again_meanwhile(
+        place: TestPlace,
+    ) {
+        let store = place.open();
         endpoint(&store, 1).await;
         let now = now_millis();
         // In its flow still, and through it but waiting for delivery.
@@ -510,10 +512,13 @@ mod tests {
         assert_eq!(rows_left_of(&store, &calling.id), Vec::<String>::new());
     }
 
-    #[tokio::test]
-    async fn an_archive_kept_longer_than_the_message_retention_keeps_its_message_until_it_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(
+        an_archive_kept_longer_than_the_message_retention_keeps_its_message_until_it_ends
+    );
+    async fn an_archive_kept_longer_than_the_message_retention_keeps_its_message_until_it_ends(
+        place: TestPlace,
+    ) {
+        let store = place.open();
         let now = now_millis();
         let archived = delivered(&store, 1, now + 90 * DAY).await;
         let purged = store
@@ -536,10 +541,9 @@ mod tests {
         assert_eq!(rows_left_of(&store, &archived.id), Vec::<String>::new());
     }
 
-    #[tokio::test]
-    async fn one_transaction_looks_at_no_more_than_a_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(one_transaction_looks_at_no_more_than_a_batch);
+    async fn one_transaction_looks_at_no_more_than_a_batch(place: TestPlace) {
+        let store = place.open();
         let count = PURGE_BATCH * 2 + 7;
         let messages: Vec<NewMessage> = (0..count)
             .map(|n| {

@@ -722,11 +722,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
 
-    #[tokio::test]
-    async fn a_change_to_an_endpoint_keeps_what_another_change_wrote_meanwhile() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+    on_both_backends!(a_change_to_an_endpoint_keeps_what_another_change_wrote_meanwhile);
+    async fn a_change_to_an_endpoint_keeps_what_another_change_wrote_meanwhile(place: TestPlace) {
+        let store = place.open();
         let account = store.create_account("tenant").await.unwrap();
         let endpoint = store
             .create_webhook(WebhookEndpoint {

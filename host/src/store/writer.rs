@@ -1,6 +1,7 @@
 //! Group commit: one thread owns writing; writers that arrive while a commit is being made
 //! durable are committed together in the next transaction.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +12,11 @@ use super::StoreError;
 
 /// The most writers one transaction takes, so a burst does not make one commit huge.
 const MAX_GROUP: usize = 512;
+
+/// How many times a group is run again when a concurrent transaction conflicted with it
+/// (PostgreSQL's serialization failures and deadlocks, between nodes sharing a database),
+/// before its writers are told of the conflict.
+const CONFLICT_RETRIES: u32 = 8;
 
 type Change = Box<dyn Fn(&WriteTransaction) -> Result<(), StoreError> + Send>;
 
@@ -32,16 +38,28 @@ struct Pending<T> {
 #[derive(Clone)]
 pub(super) struct GroupWriter {
     jobs: mpsc::Sender<Job>,
+    conflicts: Arc<AtomicU64>,
 }
 
 impl GroupWriter {
     pub(super) fn start(db: Arc<Database>, after_commit: AfterCommit) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let conflicts = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            db,
+            after_commit,
+            conflicts: Arc::clone(&conflicts),
+        };
         std::thread::Builder::new()
             .name("sluice-store-writer".into())
-            .spawn(move || run(&db, &queue, &after_commit))
+            .spawn(move || writer.run(&queue))
             .expect("the store writer thread starts");
-        Self { jobs }
+        Self { jobs, conflicts }
+    }
+
+    /// How many times a group was run again after a conflict with a concurrent transaction.
+    pub(super) fn conflicts_retried(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     fn submit<T: Send + 'static>(
@@ -91,19 +109,75 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Result<T, StoreError> {
         .ok_or(StoreError::Closed)
 }
 
-fn run(db: &Database, queue: &mpsc::Receiver<Job>, after_commit: &AfterCommit) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+/// The writer thread's state.
+struct Writer {
+    db: Arc<Database>,
+    after_commit: AfterCommit,
+    conflicts: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(&self, queue: &mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut outcomes = Vec::with_capacity(group.len());
+            self.settle(&group, &mut outcomes);
+            for (job, outcome) in group.into_iter().zip(outcomes) {
+                let _ = job.done.send(outcome);
             }
         }
-        let mut outcomes = Vec::with_capacity(group.len());
-        settle(db, &group, after_commit, &mut outcomes);
-        for (job, outcome) in group.into_iter().zip(outcomes) {
-            let _ = job.done.send(outcome);
+    }
+
+    /// Commits `jobs` and pushes one outcome per job, in order. A change that refuses (its
+    /// closure returns an error) costs its writers no more than a change that succeeds: the
+    /// changes before it are committed together, the ones after it form the next group. Each
+    /// change runs at most twice (once more when one after it refused), and a group with `r`
+    /// refusals takes `r + 1` commits, not one per writer: a tenant sending refused changes
+    /// cannot make every other writer's change wait for a commit of its own. A conflict with
+    /// a concurrent transaction (another node's) is no refusal: the whole group runs again.
+    fn settle(&self, jobs: &[Job], outcomes: &mut Vec<Result<(), StoreError>>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let mut stopped = commit_together(&self.db, jobs);
+        for _ in 0..CONFLICT_RETRIES {
+            match &stopped {
+                Err(Stopped::Refused(_, error) | Stopped::Failed(error))
+                    if error.is_transient_conflict() =>
+                {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%error, writers = jobs.len(), "a concurrent transaction conflicted; running the group again");
+                    stopped = commit_together(&self.db, jobs);
+                }
+                _ => break,
+            }
+        }
+        match stopped {
+            Ok(()) => {
+                (self.after_commit)();
+                outcomes.extend(jobs.iter().map(|_| Ok(())));
+            }
+            Err(Stopped::Refused(index, refusal)) => {
+                // Its partial changes are gone with the rolled-back transaction; the changes
+                // before it ran in that transaction too, so they run again in a fresh one.
+                self.settle(&jobs[..index], outcomes);
+                outcomes.push(Err(refusal));
+                self.settle(&jobs[index + 1..], outcomes);
+            }
+            // The database itself failed: each writer gets a transaction and an answer of
+            // its own (rare; it is what lets the writers that can still be served be served).
+            Err(Stopped::Failed(_)) if jobs.len() > 1 => {
+                for job in jobs {
+                    self.settle(std::slice::from_ref(job), outcomes);
+                }
+            }
+            Err(Stopped::Failed(error)) => outcomes.push(Err(error)),
         }
     }
 }
@@ -114,44 +188,6 @@ enum Stopped {
     Refused(usize, StoreError),
     /// Beginning or committing failed: no change of the group was made.
     Failed(StoreError),
-}
-
-/// Commits `jobs` and pushes one outcome per job, in order. A change that refuses (its
-/// closure returns an error) costs its writers no more than a change that succeeds: the
-/// changes before it are committed together, the ones after it form the next group. Each
-/// change runs at most twice (once more when one after it refused), and a group with `r`
-/// refusals takes `r + 1` commits, not one per writer: a tenant sending refused changes
-/// cannot make every other writer's change wait for a commit of its own.
-fn settle(
-    db: &Database,
-    jobs: &[Job],
-    after_commit: &AfterCommit,
-    outcomes: &mut Vec<Result<(), StoreError>>,
-) {
-    if jobs.is_empty() {
-        return;
-    }
-    match commit_together(db, jobs) {
-        Ok(()) => {
-            after_commit();
-            outcomes.extend(jobs.iter().map(|_| Ok(())));
-        }
-        Err(Stopped::Refused(index, refusal)) => {
-            // Its partial changes are gone with the rolled-back transaction; the changes
-            // before it ran in that transaction too, so they run again in a fresh one.
-            settle(db, &jobs[..index], after_commit, outcomes);
-            outcomes.push(Err(refusal));
-            settle(db, &jobs[index + 1..], after_commit, outcomes);
-        }
-        // The database itself failed: each writer gets a transaction and an answer of its
-        // own (rare; it is what lets the writers that can still be served be served).
-        Err(Stopped::Failed(_)) if jobs.len() > 1 => {
-            for job in jobs {
-                settle(db, std::slice::from_ref(job), after_commit, outcomes);
-            }
-        }
-        Err(Stopped::Failed(error)) => outcomes.push(Err(error)),
-    }
 }
 
 fn commit_together(db: &Database, jobs: &[Job]) -> Result<(), Stopped> {
@@ -167,8 +203,9 @@ fn commit_together(db: &Database, jobs: &[Job]) -> Result<(), Stopped> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
     use crate::store::kv::{ReadableTable, TableDefinition};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     const NUMBERS: TableDefinition<u64, u64> = TableDefinition::new("numbers");
 
@@ -188,22 +225,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_refused_change_costs_one_commit_and_leaves_no_trace_nor_the_others_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::store::kv::redb::open(&dir.path().join("writer.redb")).unwrap();
+    on_both_backends!(sync a_refused_change_costs_one_commit_and_leaves_no_trace_nor_the_others_alone);
+    fn a_refused_change_costs_one_commit_and_leaves_no_trace_nor_the_others_alone(
+        place: TestPlace,
+    ) {
+        let db = Arc::new(place.open_database(&[NUMBERS.name()]));
         let commits = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&commits);
-        let after_commit: AfterCommit = Box::new(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-        });
+        let writer = Writer {
+            db: Arc::clone(&db),
+            after_commit: Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+            conflicts: Arc::new(AtomicU64::new(0)),
+        };
         let refused = [1, 4, 7];
         let jobs: Vec<Job> = (0..10)
             .map(|key| change(key, refused.contains(&key)))
             .collect();
 
         let mut outcomes = Vec::new();
-        settle(&db, &jobs, &after_commit, &mut outcomes);
+        writer.settle(&jobs, &mut outcomes);
 
         let failed: Vec<u64> = (0..10)
             .filter(|&key| outcomes[key as usize].is_err())
@@ -217,5 +259,42 @@ mod tests {
         for key in refused {
             assert!(table.get(key).unwrap().is_none(), "{key} left a trace");
         }
+    }
+
+    /// Two nodes on one PostgreSQL database: a group that read a row another node changed
+    /// before it wrote that row fails to serialize, and runs again on the new value.
+    #[test]
+    fn a_group_a_concurrent_transaction_conflicted_with_runs_again_and_sees_its_change() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let this_node = Arc::new(place.open_database(&[NUMBERS.name()]));
+        let other_node = Arc::new(place.open_database(&[]));
+        let txn = this_node.begin_write().unwrap();
+        txn.open_table(NUMBERS).unwrap().insert(1, 0).unwrap();
+        txn.commit().unwrap();
+
+        let writer = GroupWriter::start(Arc::clone(&this_node), Box::new(|| {}));
+        let interfered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let written = writer
+            .write_blocking(move |txn| {
+                let mut numbers = txn.open_table(NUMBERS)?;
+                let read = numbers.get(1)?.unwrap_or_default();
+                if !interfered.swap(true, Ordering::SeqCst) {
+                    // The other node commits its change to the row after this transaction
+                    // read it, once.
+                    let other = other_node.begin_write()?;
+                    other.open_table(NUMBERS)?.insert(1, 10)?;
+                    other.commit()?;
+                }
+                numbers.insert(1, read + 1)?;
+                Ok(read + 1)
+            })
+            .unwrap();
+
+        assert_eq!(written, 11, "the second run read the other node's change");
+        assert_eq!(writer.conflicts_retried(), 1);
+        let txn = this_node.begin_read().unwrap();
+        assert_eq!(txn.open_table(NUMBERS).unwrap().get(1).unwrap(), Some(11));
     }
 }

@@ -4,11 +4,12 @@
 //! notes when each message arrived. They know nothing of Sluice itself, so tests and benches
 //! alike can use them. Beside them, builds of the Flowsteps written in JavaScript and Python,
 //! with their pinned toolchains kept under `target/`, and a headless Chromium driven over
-//! WebDriver for tests of the web pages.
+//! WebDriver for tests of the web pages, and fresh PostgreSQL databases for the store's tests.
 
 pub mod arrivals;
 pub mod browser;
 pub mod dns;
 pub mod languages;
+pub mod postgres;
 pub mod receiver;
 pub mod sink;

@@ -480,7 +480,7 @@ mod tests {
 
         // The largest reply allowed is read whole, however the network splits it.
         let largest = format!("250-{}\r\n", "x".repeat(MAX_LINE - 4)).repeat(MAX_LINES - 1)
-            + &format!("250 {}\r\n", "y".repeat(MAX_LINE - 4));
+            + format!("250 {}\r\n", "y".repeat(MAX_LINE - 4)).as_str();
         let bulk = ReplyReader::default().read(&mut largest.as_bytes()).await;
         let trickled = ReplyReader::default()
             .read(&mut trickle(largest.as_bytes()))

@@ -6,11 +6,13 @@
 //! closed set, so every type here is an `enum` over them (no `dyn`: the methods are generic
 //! over key and value types). Reads hand back owned keys and values, never guards borrowing
 //! the backend's pages, so a backend that fetches rows over a connection can answer the same
-//! calls. Today's one backend is redb ([`redb`]); a table here is the redb table of the same
-//! name and types, so store files made before this layer open unchanged. See docs/DESIGN.md
-//! ("The store") for how a byte-keyed backend maps it (keys in [`columns`]' encoding).
+//! calls. Two backends: redb ([`redb`], embedded, the default), where a table here is the redb
+//! table of the same name and types (so store files made before this layer open unchanged),
+//! and PostgreSQL ([`postgres`]), where a table is a table of byte keys and values in
+//! [`columns`]' encoding. See docs/DESIGN.md ("The store").
 
 pub mod columns;
+pub mod postgres;
 pub mod redb;
 
 use std::borrow::Borrow;
@@ -77,6 +79,7 @@ impl<K: Key, V: Column> AnyTable for TableDefinition<K, V> {
     }
 
     fn create(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        // PostgreSQL's tables are made by the schema's migrations, not on demand.
         txn.open_table(*self).map(drop)
     }
 
@@ -92,6 +95,8 @@ impl<K: Key, V: Column> AnyTable for TableDefinition<K, V> {
 pub enum Database {
     /// An embedded redb file.
     Redb(::redb::Database),
+    /// A PostgreSQL database, shared by any number of nodes.
+    Postgres(postgres::Postgres),
 }
 
 impl Database {
@@ -99,6 +104,7 @@ impl Database {
     pub fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
         match self {
             Self::Redb(db) => Ok(ReadTransaction::Redb(db.begin_read()?)),
+            Self::Postgres(db) => Ok(ReadTransaction::Postgres(db.begin_read()?)),
         }
     }
 
@@ -106,6 +112,7 @@ impl Database {
     pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         match self {
             Self::Redb(db) => Ok(WriteTransaction::Redb(db.begin_write()?)),
+            Self::Postgres(db) => Ok(WriteTransaction::Postgres(db.begin_write()?)),
         }
     }
 }
@@ -114,6 +121,8 @@ impl Database {
 pub enum ReadTransaction {
     /// A redb read transaction.
     Redb(::redb::ReadTransaction),
+    /// A PostgreSQL transaction at `REPEATABLE READ`, read only.
+    Postgres(postgres::Transaction),
 }
 
 impl ReadTransaction {
@@ -124,6 +133,7 @@ impl ReadTransaction {
     ) -> Result<ReadOnlyTable<K, V>, StoreError> {
         match self {
             Self::Redb(txn) => Ok(ReadOnlyTable::Redb(txn.open_table(table.in_redb())?)),
+            Self::Postgres(txn) => Ok(ReadOnlyTable::Postgres(txn.table(table.name))),
         }
     }
 
@@ -131,6 +141,7 @@ impl ReadTransaction {
     pub fn table_names(&self) -> Result<Vec<String>, StoreError> {
         match self {
             Self::Redb(txn) => redb::table_names(txn.list_tables()?),
+            Self::Postgres(txn) => txn.table_names(),
         }
     }
 }
@@ -139,6 +150,8 @@ impl ReadTransaction {
 pub enum WriteTransaction {
     /// A redb write transaction.
     Redb(::redb::WriteTransaction),
+    /// A PostgreSQL transaction at `SERIALIZABLE`.
+    Postgres(postgres::Transaction),
 }
 
 impl WriteTransaction {
@@ -149,6 +162,7 @@ impl WriteTransaction {
     ) -> Result<Table<'_, K, V>, StoreError> {
         match self {
             Self::Redb(txn) => Ok(Table::Redb(txn.open_table(table.in_redb())?)),
+            Self::Postgres(txn) => Ok(Table::Postgres(txn.table(table.name))),
         }
     }
 
@@ -156,6 +170,7 @@ impl WriteTransaction {
     pub fn table_names(&self) -> Result<Vec<String>, StoreError> {
         match self {
             Self::Redb(txn) => redb::table_names(txn.list_tables()?),
+            Self::Postgres(txn) => txn.table_names(),
         }
     }
 
@@ -167,6 +182,7 @@ impl WriteTransaction {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Redb(txn) => Ok(txn.delete_table(table.in_redb())?),
+            Self::Postgres(txn) => txn.clear_table(table.name),
         }
     }
 
@@ -174,6 +190,7 @@ impl WriteTransaction {
     pub fn commit(self) -> Result<(), StoreError> {
         match self {
             Self::Redb(txn) => Ok(txn.commit()?),
+            Self::Postgres(txn) => txn.commit(),
         }
     }
 }
@@ -182,12 +199,16 @@ impl WriteTransaction {
 pub enum Table<'txn, K: Key, V: Column> {
     /// A redb table.
     Redb(::redb::Table<'txn, K, V>),
+    /// A PostgreSQL table.
+    Postgres(postgres::Table<K, V>),
 }
 
 /// A table as a read transaction sees it.
 pub enum ReadOnlyTable<K: Key, V: Column> {
     /// A redb table.
     Redb(::redb::ReadOnlyTable<K, V>),
+    /// A PostgreSQL table.
+    Postgres(postgres::Table<K, V>),
 }
 
 /// An entry of a table: its key and value, owned.
@@ -233,6 +254,7 @@ macro_rules! readable {
             ) -> Result<Option<V::Owned>, StoreError> {
                 match self {
                     Self::Redb(table) => Ok(table.get(key)?.map(|value| V::to_owned(value.value()))),
+                    Self::Postgres(table) => table.get(key.borrow()),
                 }
             }
 
@@ -245,36 +267,42 @@ macro_rules! readable {
             {
                 match self {
                     Self::Redb(table) => Ok(Range::Redb(table.range(range)?)),
+                    Self::Postgres(table) => Ok(Range::Postgres(table.range(range))),
                 }
             }
 
             fn iter(&self) -> Result<Range<'_, K, V>, StoreError> {
                 match self {
                     Self::Redb(table) => Ok(Range::Redb(table.iter()?)),
+                    Self::Postgres(table) => Ok(Range::Postgres(table.iter())),
                 }
             }
 
             fn first(&self) -> Result<Option<Entry<K, V>>, StoreError> {
                 match self {
                     Self::Redb(table) => Ok(table.first()?.map(redb::owned_entry::<K, V>)),
+                    Self::Postgres(table) => table.first(),
                 }
             }
 
             fn last(&self) -> Result<Option<Entry<K, V>>, StoreError> {
                 match self {
                     Self::Redb(table) => Ok(table.last()?.map(redb::owned_entry::<K, V>)),
+                    Self::Postgres(table) => table.last(),
                 }
             }
 
             fn len(&self) -> Result<u64, StoreError> {
                 match self {
                     Self::Redb(table) => Ok(table.len()?),
+                    Self::Postgres(table) => table.len(),
                 }
             }
 
             fn is_empty(&self) -> Result<bool, StoreError> {
                 match self {
                     Self::Redb(table) => Ok(table.is_empty()?),
+                    Self::Postgres(table) => Ok(table.first()?.is_none()),
                 }
             }
         }
@@ -292,6 +320,7 @@ impl<K: Key, V: Column> Table<'_, K, V> {
     ) -> Result<(), StoreError> {
         match self {
             Self::Redb(table) => table.insert(key, value).map(drop).map_err(Into::into),
+            Self::Postgres(table) => table.insert(key.borrow(), value.borrow()),
         }
     }
 
@@ -302,6 +331,7 @@ impl<K: Key, V: Column> Table<'_, K, V> {
     ) -> Result<Option<V::Owned>, StoreError> {
         match self {
             Self::Redb(table) => Ok(table.remove(key)?.map(|value| V::to_owned(value.value()))),
+            Self::Postgres(table) => table.remove(key.borrow()),
         }
     }
 
@@ -315,6 +345,7 @@ impl<K: Key, V: Column> Table<'_, K, V> {
     {
         match self {
             Self::Redb(table) => Ok(table.retain_in(range, |_, _| false)?),
+            Self::Postgres(table) => table.remove_range(range),
         }
     }
 }
@@ -323,6 +354,8 @@ impl<K: Key, V: Column> Table<'_, K, V> {
 pub enum Range<'table, K: Key, V: Column> {
     /// A redb range.
     Redb(::redb::Range<'table, K, V>),
+    /// A PostgreSQL range, fetched in batches as it is walked.
+    Postgres(postgres::Range<K, V>),
 }
 
 impl<K: Key, V: Column> Iterator for Range<'_, K, V> {
@@ -331,6 +364,7 @@ impl<K: Key, V: Column> Iterator for Range<'_, K, V> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Self::Redb(range) => range.next().map(redb::owned_result::<K, V>),
+            Self::Postgres(range) => range.next(),
         }
     }
 }
@@ -339,6 +373,145 @@ impl<K: Key, V: Column> DoubleEndedIterator for Range<'_, K, V> {
     fn next_back(&mut self) -> Option<Self::Item> {
         match self {
             Self::Redb(range) => range.next_back().map(redb::owned_result::<K, V>),
+            Self::Postgres(range) => range.next_back(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
+
+    const PAIRS: TableDefinition<(u64, &str), u64> = TableDefinition::new("layer_pairs");
+
+    /// The keys the tests write: enough that a walk takes several batches of the growing
+    /// sizes PostgreSQL fetches in.
+    fn keys() -> Vec<(u64, String)> {
+        (0..1500u64)
+            .map(|n| (n / 100, format!("k{:04}", (n * 7919) % 10_000)))
+            .collect()
+    }
+
+    fn filled(place: &TestPlace) -> Database {
+        let db = place.open_database(&[PAIRS.name()]);
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(PAIRS).unwrap();
+            for (n, (group, name)) in keys().iter().enumerate() {
+                table.insert((*group, name.as_str()), n as u64).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        db
+    }
+
+    on_both_backends!(sync ranges_walk_in_key_order_from_either_end_and_meet_once);
+    fn ranges_walk_in_key_order_from_either_end_and_meet_once(place: TestPlace) {
+        let db = filled(&place);
+        let mut sorted: Vec<(u64, String)> = keys();
+        sorted.sort();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(PAIRS).unwrap();
+        let walked: Vec<(u64, String)> = table
+            .iter()
+            .unwrap()
+            .map(|entry| entry.unwrap().0)
+            .collect();
+        assert_eq!(walked, sorted);
+        let backwards: Vec<(u64, String)> = table
+            .iter()
+            .unwrap()
+            .rev()
+            .map(|entry| entry.unwrap().0)
+            .collect();
+        assert_eq!(backwards, sorted.iter().rev().cloned().collect::<Vec<_>>());
+
+        // From both ends at once, unevenly: every key once, the ends meeting in between.
+        let mut range = table.iter().unwrap();
+        let (mut front, mut back) = (Vec::new(), Vec::new());
+        loop {
+            let Some(entry) = range.next() else { break };
+            front.push(entry.unwrap().0);
+            for _ in 0..3 {
+                if let Some(entry) = range.next_back() {
+                    back.push(entry.unwrap().0);
+                }
+            }
+        }
+        back.reverse();
+        front.extend(back);
+        assert_eq!(front, sorted);
+
+        // Bounds included and excluded, within and between groups.
+        let within: Vec<(u64, String)> = table
+            .range((3, "k5")..(4, ""))
+            .unwrap()
+            .map(|entry| entry.unwrap().0)
+            .collect();
+        let expected: Vec<(u64, String)> = sorted
+            .iter()
+            .filter(|(group, name)| *group == 3 && name.as_str() >= "k5")
+            .cloned()
+            .collect();
+        assert_eq!(within, expected);
+        let (low, high) = (&sorted[10], &sorted[700]);
+        let between = table
+            .range((low.0, low.1.as_str())..=(high.0, high.1.as_str()))
+            .unwrap()
+            .count();
+        assert_eq!(between, 691);
+        assert_eq!(
+            table.first().unwrap().map(|entry| entry.0),
+            sorted.first().cloned()
+        );
+        assert_eq!(
+            table.last().unwrap().map(|entry| entry.0),
+            sorted.last().cloned()
+        );
+        assert_eq!(table.len().unwrap(), 1500);
+    }
+
+    on_both_backends!(sync writes_are_seen_by_their_transaction_and_by_later_ones_only);
+    fn writes_are_seen_by_their_transaction_and_by_later_ones_only(place: TestPlace) {
+        let db = filled(&place);
+        let before = db.begin_read().unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(PAIRS).unwrap();
+            assert_eq!(table.remove((0, "k0000")).unwrap(), Some(0));
+            assert_eq!(table.remove((0, "k0000")).unwrap(), None);
+            table.insert((99, "new"), 7).unwrap();
+            table.remove_range((1, "")..(3, "")).unwrap();
+            assert_eq!(table.get((99, "new")).unwrap(), Some(7));
+            assert_eq!(table.len().unwrap(), 1500 - 1 - 200 + 1);
+        }
+        txn.commit().unwrap();
+        // A transaction that began before the commit still sees the table as it was.
+        let old = before.open_table(PAIRS).unwrap();
+        assert_eq!(old.len().unwrap(), 1500);
+        assert!(old.get((99, "new")).unwrap().is_none());
+        let now = db.begin_read().unwrap();
+        let table = now.open_table(PAIRS).unwrap();
+        assert_eq!(table.len().unwrap(), 1300);
+        assert_eq!(table.range((1, "")..(3, "")).unwrap().count(), 0);
+        assert_eq!(table.last().unwrap(), Some(((99, "new".to_string()), 7)));
+
+        // A write transaction dropped without its commit leaves nothing.
+        let txn = db.begin_write().unwrap();
+        txn.open_table(PAIRS)
+            .unwrap()
+            .insert((99, "gone"), 1)
+            .unwrap();
+        drop(txn);
+        let after = db.begin_read().unwrap();
+        assert!(
+            after
+                .open_table(PAIRS)
+                .unwrap()
+                .get((99, "gone"))
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -1,0 +1,57 @@
+-- Every table of the store: keys and values in the storage layer's byte encoding (keys
+-- order-preserving, so ORDER BY k is the store's order). One table per entry of the store's
+-- list of tables (store::TABLES); a table added to that list needs a migration creating it.
+
+CREATE TABLE kv_accounts (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_sources (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_credentials (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_flows (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_routing (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_plugins (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_messages (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_account_messages (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_message_retention (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_bodies (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_events (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_spool (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_outbox (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_counters (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_plugin_owners (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_owners_by_plugin (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_source_credentials (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_identities (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_identity_domains (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_domain_signers (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_templates (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_template_names (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_archives (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_archive_bodies (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_archive_expiry (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_submitted (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_submitted_kept (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_submitted_expiry (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_error_archives (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_error_archive_bodies (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_outbox_due (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_deliveries (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_filters (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_filter_ids (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_returned (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_returned_bodies (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_returned_pending (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_sent_message_ids (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_users (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_user_emails (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_login_codes (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_sessions (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_user_sessions (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_reset_tokens (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_login_audit (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_platform (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_webhook_endpoints (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_webhook_subscriptions (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_webhook_calls (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_webhook_due (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_webhook_dead_letters (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_engagement (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_disabled_plugins (k bytea PRIMARY KEY, v bytea NOT NULL);

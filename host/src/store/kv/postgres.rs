@@ -1,0 +1,819 @@
+//! The PostgreSQL backend: each table of the store is a table `kv_<name> (k bytea primary key,
+//! v bytea not null)` holding keys and values in [`columns`](super::columns)' encoding. Keys
+//! encode order-preservingly, so `ORDER BY k` is the order the store walks its tables in.
+//!
+//! The storage layer is synchronous (the store's reads are plain functions called from async
+//! tasks and from blocking threads alike), the driver is async. The backend owns a small tokio
+//! runtime of its own: each operation is spawned onto it and the caller waits for the answer,
+//! inside [`tokio::task::block_in_place`] when it is a worker of a multi-thread runtime (so
+//! that runtime moves its other tasks off the thread), plainly anywhere else. The work never
+//! needs the caller's runtime, so a caller on a current-thread runtime cannot deadlock it.
+//!
+//! Schema changes are versioned SQL migrations (`migrations/`, applied by refinery at open
+//! under an advisory lock, so nodes starting together do not race); a database whose schema
+//! is newer than this build knows is refused.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::columns::Malformed;
+use super::{Column, Database, Entry, Key};
+use crate::store::StoreError;
+
+refinery::embed_migrations!("src/store/kv/migrations");
+
+/// The key of the session advisory lock migrations run under (any fixed number; this one is
+/// "sluice" in ASCII).
+const MIGRATION_LOCK: i64 = 0x736c_7569_6365;
+
+/// The table refinery records applied migrations in.
+const MIGRATION_TABLE: &str = "refinery_schema_history";
+
+/// The rows a range fetches first; each further fetch from the same end doubles, up to
+/// [`LAST_BATCH`]. A caller that wants one entry costs one small query, one that walks a
+/// table costs few round trips.
+const FIRST_BATCH: i64 = 16;
+
+/// The most rows one fetch of a range takes.
+const LAST_BATCH: i64 = 1024;
+
+/// What the pool of connections may hold and how long a request waits for one.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    /// The most connections the node holds open to PostgreSQL.
+    pub max_connections: usize,
+    /// How long a store operation waits for a connection (or for PostgreSQL to accept one)
+    /// before it fails, instead of hanging while PostgreSQL is gone.
+    pub wait: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A failure of the PostgreSQL backend.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    /// The connection string could not be read.
+    #[error("the connection string: {0}")]
+    Url(tokio_postgres::Error),
+    /// A statement failed.
+    #[error("{0}")]
+    Query(#[from] tokio_postgres::Error),
+    /// No connection could be had in time: PostgreSQL is gone, refuses, or every connection of
+    /// the pool stayed busy.
+    #[error("no connection to PostgreSQL within {0:?}: {1}")]
+    Unavailable(Duration, String),
+    /// A stored key or value is not in the encoding its table's types have.
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    /// Applying the schema's migrations failed.
+    #[error("migrating the schema: {0}")]
+    Migration(#[from] refinery::Error),
+    /// The database was migrated by a newer Sluice; this one would misread it.
+    #[error(
+        "the database's schema is at version {found}, newer than the version {known} this \
+         Sluice knows: run a Sluice at least as new as the one that migrated it"
+    )]
+    NewerSchema {
+        /// The schema version the database has.
+        found: i32,
+        /// The newest version this build's migrations reach.
+        known: i32,
+    },
+    /// The migrations do not create every table the store uses.
+    #[error("the schema lacks tables the store uses (a migration is missing): {0}")]
+    MissingTables(String),
+    /// A transaction's statement failed earlier, so its commit would roll it back.
+    #[error("the transaction failed before its commit and was rolled back")]
+    Aborted,
+    /// The backend's runtime is gone (the store is shutting down).
+    #[error("the PostgreSQL backend has stopped")]
+    Stopped,
+}
+
+impl PostgresError {
+    /// Whether PostgreSQL refused the transaction only because a concurrent one conflicted
+    /// with it (a serialization failure or a deadlock): the same changes, run again in a new
+    /// transaction, may well succeed.
+    pub fn is_transient_conflict(&self) -> bool {
+        match self {
+            Self::Query(error) => matches!(
+                error.code(),
+                Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<PostgresError> for StoreError {
+    fn from(error: PostgresError) -> Self {
+        StoreError::Postgres(Box::new(error))
+    }
+}
+
+/// The runtime the backend's async work runs on, shut down without waiting when the database
+/// is dropped (which may happen on an async worker, where waiting is not allowed).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// An open PostgreSQL database: the pool of connections and the runtime they live on.
+pub struct Postgres {
+    pool: Pool,
+    handle: Handle,
+    _runtime: OwnRuntime,
+}
+
+/// Runs `work` on the backend's runtime and waits for its outcome, from any thread: a worker
+/// of a multi-thread runtime lends its thread with `block_in_place`; a current-thread runtime
+/// or a plain thread just blocks (the work does not need it).
+fn wait<T: Send + 'static>(
+    handle: &Handle,
+    work: impl Future<Output = Result<T, PostgresError>> + Send + 'static,
+) -> Result<T, PostgresError> {
+    let (answer, answered) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = answer.send(work.await);
+    });
+    let receive = move || answered.recv().map_err(|_| PostgresError::Stopped);
+    match Handle::try_current() {
+        Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(receive)?
+        }
+        _ => receive()?,
+    }
+}
+
+/// A connection of the pool, with a tab of the error that happened on it.
+async fn connection(pool: &Pool, wait: Duration) -> Result<Object, PostgresError> {
+    pool.get().await.map_err(|error| match error {
+        PoolError::Backend(error) => PostgresError::Query(error),
+        other => PostgresError::Unavailable(wait, other.to_string()),
+    })
+}
+
+/// Opens the database at `url` (a `postgres://` URL or `key=value` pairs) and brings its
+/// schema up to date.
+pub fn open(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-postgres")
+        .enable_all()
+        .build()
+        .map_err(|error| PostgresError::Unavailable(settings.wait, error.to_string()))?;
+    let handle = runtime.handle().clone();
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(settings.max_connections.max(1))
+        .wait_timeout(Some(settings.wait))
+        .create_timeout(Some(settings.wait))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|error| PostgresError::Unavailable(settings.wait, error.to_string()))?;
+    let migrating = pool.clone();
+    wait(&handle, async move {
+        let mut conn = connection(&migrating, settings.wait).await?;
+        migrate(&mut conn).await
+    })?;
+    Ok(Database::Postgres(Postgres {
+        pool,
+        handle,
+        _runtime: OwnRuntime(Some(runtime)),
+    }))
+}
+
+/// The newest schema version this build's migrations reach.
+fn known_version() -> i32 {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(refinery::Migration::version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Applies the migrations the database lacks, holding the migration lock so that nodes
+/// starting together apply each once; refuses a schema newer than this build knows.
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), PostgresError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let migrated = migrate_locked(client).await;
+    // A broken connection has lost its lock with its session; nothing to release then.
+    let released = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    migrated?;
+    released?;
+    Ok(())
+}
+
+async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<(), PostgresError> {
+    let history: Option<String> = client
+        .query_one("SELECT to_regclass($1)::text", &[&MIGRATION_TABLE])
+        .await?
+        .get(0);
+    if history.is_some() {
+        let found: Option<i32> = client
+            .query_one(&format!("SELECT max(version) FROM {MIGRATION_TABLE}"), &[])
+            .await?
+            .get(0);
+        let known = known_version();
+        if let Some(found) = found.filter(|&found| found > known) {
+            return Err(PostgresError::NewerSchema { found, known });
+        }
+    }
+    let report = migrations::runner().run_async(client).await?;
+    for migration in report.applied_migrations() {
+        tracing::info!(
+            version = migration.version(),
+            name = migration.name(),
+            "applied a schema migration"
+        );
+    }
+    let present = table_names_of(client).await?;
+    let missing: Vec<&str> = crate::store::TABLES
+        .iter()
+        .map(|table| table.name())
+        .filter(|name| !present.iter().any(|present| present == name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(PostgresError::MissingTables(missing.join(", ")));
+    }
+    Ok(())
+}
+
+/// The store's tables the database has (their names without the `kv_` prefix).
+async fn table_names_of(client: &tokio_postgres::Client) -> Result<Vec<String>, PostgresError> {
+    let rows = client
+        .query(
+            "SELECT substr(tablename, 4) FROM pg_tables \
+             WHERE schemaname = current_schema() AND starts_with(tablename, 'kv_') \
+             ORDER BY tablename",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// What a transaction is for, and so how it begins.
+#[derive(Clone, Copy)]
+enum Purpose {
+    /// One snapshot for the whole transaction, taken when it begins.
+    Read,
+    /// Changes that commit only if they are as if no other transaction ran beside them.
+    Write,
+}
+
+impl Postgres {
+    /// Begins a transaction on a connection of the pool.
+    fn begin(&self, purpose: Purpose) -> Result<Transaction, StoreError> {
+        let pool = self.pool.clone();
+        let wait_for = pool.timeouts().wait.unwrap_or_default();
+        let conn = wait(&self.handle, async move {
+            let conn = connection(&pool, wait_for).await?;
+            // PostgreSQL takes a transaction's snapshot at its first statement, not at BEGIN:
+            // the `SELECT 1` takes it now, so the transaction sees the database as it was
+            // when it began, as redb's do.
+            conn.batch_execute(match purpose {
+                Purpose::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1",
+                Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            })
+            .await?;
+            Ok(conn)
+        })?;
+        Ok(Transaction {
+            conn: Arc::new(Connection {
+                object: conn,
+                handle: self.handle.clone(),
+                failed: AtomicBool::new(false),
+            }),
+            finished: false,
+        })
+    }
+
+    /// A read transaction.
+    pub(super) fn begin_read(&self) -> Result<Transaction, StoreError> {
+        self.begin(Purpose::Read)
+    }
+
+    /// A write transaction.
+    pub(super) fn begin_write(&self) -> Result<Transaction, StoreError> {
+        self.begin(Purpose::Write)
+    }
+}
+
+/// A connection in a transaction, shared by the transaction and the tables opened in it.
+struct Connection {
+    object: Object,
+    handle: Handle,
+    /// Whether a statement failed: PostgreSQL then rolls back whatever comes, COMMIT included.
+    failed: AtomicBool,
+}
+
+impl Connection {
+    /// Runs a statement's work on the backend's runtime and waits for it.
+    fn run<T, Work>(self: &Arc<Self>, work: impl FnOnce(Arc<Self>) -> Work) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Work: Future<Output = Result<T, PostgresError>> + Send + 'static,
+    {
+        let outcome = wait(&self.handle, work(Arc::clone(self)));
+        if outcome.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        Ok(outcome?)
+    }
+
+    /// Runs one statement, prepared once per connection, and returns its rows.
+    fn query(
+        self: &Arc<Self>,
+        sql: String,
+        params: Vec<Vec<u8>>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.run(move |conn| async move {
+            let statement = conn.object.prepare_cached(&sql).await?;
+            let params: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|param| param as &(dyn ToSql + Sync))
+                .collect();
+            Ok(conn.object.query(&statement, &params).await?)
+        })
+    }
+}
+
+/// A transaction; rolled back when dropped uncommitted.
+pub struct Transaction {
+    conn: Arc<Connection>,
+    finished: bool,
+}
+
+impl Transaction {
+    /// Opens a table (every table exists: the migrations made them).
+    pub(super) fn table<K: Key, V: Column>(&self, name: &'static str) -> Table<K, V> {
+        Table {
+            conn: Arc::clone(&self.conn),
+            name,
+            types: PhantomData,
+        }
+    }
+
+    /// The names of the store's tables the database has.
+    pub(super) fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .run(|conn| async move { table_names_of(&conn.object).await })
+    }
+
+    /// Commits the transaction.
+    pub(super) fn commit(mut self) -> Result<(), StoreError> {
+        self.finished = true;
+        if self.conn.failed.load(Ordering::SeqCst) {
+            // COMMIT would answer with a silent ROLLBACK.
+            self.conn
+                .run(|conn| async move { Ok(conn.object.batch_execute("ROLLBACK").await?) })?;
+            return Err(PostgresError::Aborted.into());
+        }
+        self.conn
+            .run(|conn| async move { Ok(conn.object.batch_execute("COMMIT").await?) })
+    }
+
+    /// Deletes a table's rows (tests that give a store the layout of before a table existed
+    /// apply to redb files only; this keeps the call answerable).
+    #[cfg(test)]
+    pub(super) fn clear_table(&self, name: &'static str) -> Result<bool, StoreError> {
+        let rows = self
+            .conn
+            .query(format!("DELETE FROM kv_{name} RETURNING 1"), Vec::new())?;
+        Ok(!rows.is_empty())
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The connection goes back to the pool once the rollback is through (the task
+            // holds it until then); nobody waits for it.
+            let conn = Arc::clone(&self.conn);
+            self.conn.handle.spawn(async move {
+                if let Err(error) = conn.object.batch_execute("ROLLBACK").await {
+                    tracing::debug!(%error, "rolling back a transaction failed");
+                }
+            });
+        }
+    }
+}
+
+/// A table as a transaction sees it.
+pub struct Table<K: Key, V: Column> {
+    conn: Arc<Connection>,
+    name: &'static str,
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+/// The encoding of a key.
+fn key_bytes<K: Key>(key: &K::SelfType<'_>) -> Vec<u8> {
+    super::columns::encode_key::<K>(key)
+}
+
+/// A value read back from its encoding; the whole of `bytes` must be the value.
+fn decode_value<V: Column>(mut bytes: &[u8]) -> Result<V::Owned, Malformed> {
+    let value = V::decode(&mut bytes)?;
+    if bytes.is_empty() {
+        Ok(value)
+    } else {
+        Err(Malformed("value (bytes after its end)"))
+    }
+}
+
+/// An entry read back from a row `(k, v)`.
+fn decode_entry<K: Key, V: Column>(
+    (key, value): (Vec<u8>, Vec<u8>),
+) -> Result<Entry<K, V>, StoreError> {
+    Ok((
+        super::columns::decode_key::<K>(&key).map_err(PostgresError::from)?,
+        decode_value::<V>(&value).map_err(PostgresError::from)?,
+    ))
+}
+
+/// The `WHERE` conditions of a range of keys, numbering its parameters from `$1`.
+fn range_conditions(lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> (String, Vec<Vec<u8>>) {
+    let mut conditions = vec!["true".to_string()];
+    let mut params = Vec::new();
+    for (bound, included, excluded) in [(lower, ">=", ">"), (upper, "<=", "<")] {
+        let (operator, key) = match bound {
+            Bound::Included(key) => (included, key),
+            Bound::Excluded(key) => (excluded, key),
+            Bound::Unbounded => continue,
+        };
+        params.push(key.clone());
+        conditions.push(format!("k {operator} ${}", params.len()));
+    }
+    (conditions.join(" AND "), params)
+}
+
+/// The encoded bounds of a range of keys.
+fn encoded_bounds<'k, K: Key, KR>(
+    range: &impl std::ops::RangeBounds<KR>,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>)
+where
+    KR: std::borrow::Borrow<K::SelfType<'k>> + 'k,
+{
+    let encode = |bound: Bound<&KR>| {
+        bound.map(|key| key_bytes::<K>(std::borrow::Borrow::<K::SelfType<'k>>::borrow(key)))
+    };
+    (encode(range.start_bound()), encode(range.end_bound()))
+}
+
+impl<K: Key, V: Column> Table<K, V> {
+    /// The value under an encoded key.
+    pub(super) fn get(&self, key: &K::SelfType<'_>) -> Result<Option<V::Owned>, StoreError> {
+        let rows = self.conn.query(
+            format!("SELECT v FROM kv_{} WHERE k = $1", self.name),
+            vec![key_bytes::<K>(key)],
+        )?;
+        rows.first()
+            .map(|row| Ok(decode_value::<V>(row.get(0)).map_err(PostgresError::from)?))
+            .transpose()
+    }
+
+    /// Puts a value under a key, replacing the value there.
+    pub(super) fn insert(
+        &self,
+        key: &K::SelfType<'_>,
+        value: &V::SelfType<'_>,
+    ) -> Result<(), StoreError> {
+        let mut encoded = Vec::new();
+        V::encode(value, &mut encoded);
+        self.conn.query(
+            format!(
+                "INSERT INTO kv_{} (k, v) VALUES ($1, $2) \
+                 ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                self.name
+            ),
+            vec![key_bytes::<K>(key), encoded],
+        )?;
+        Ok(())
+    }
+
+    /// Removes the entry under a key; returns its value.
+    pub(super) fn remove(&self, key: &K::SelfType<'_>) -> Result<Option<V::Owned>, StoreError> {
+        let rows = self.conn.query(
+            format!("DELETE FROM kv_{} WHERE k = $1 RETURNING v", self.name),
+            vec![key_bytes::<K>(key)],
+        )?;
+        rows.first()
+            .map(|row| Ok(decode_value::<V>(row.get(0)).map_err(PostgresError::from)?))
+            .transpose()
+    }
+
+    /// Removes every entry whose key is in the range.
+    pub(super) fn remove_range<'k, KR>(
+        &self,
+        range: impl std::ops::RangeBounds<KR> + 'k,
+    ) -> Result<(), StoreError>
+    where
+        KR: std::borrow::Borrow<K::SelfType<'k>> + 'k,
+    {
+        let (lower, upper) = encoded_bounds::<K, KR>(&range);
+        let (conditions, params) = range_conditions(&lower, &upper);
+        self.conn.query(
+            format!("DELETE FROM kv_{} WHERE {conditions}", self.name),
+            params,
+        )?;
+        Ok(())
+    }
+
+    /// The entries whose keys are in the range, fetched as they are walked.
+    pub(super) fn range<'k, KR>(&self, range: impl std::ops::RangeBounds<KR> + 'k) -> Range<K, V>
+    where
+        KR: std::borrow::Borrow<K::SelfType<'k>> + 'k,
+    {
+        let (lower, upper) = encoded_bounds::<K, KR>(&range);
+        self.between(lower, upper)
+    }
+
+    /// The entries between encoded bounds.
+    fn between(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Range<K, V> {
+        Range {
+            conn: Arc::clone(&self.conn),
+            name: self.name,
+            lower,
+            upper,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            front_batch: FIRST_BATCH,
+            back_batch: FIRST_BATCH,
+            all_fetched: false,
+            types: PhantomData,
+        }
+    }
+
+    /// Every entry, fetched as they are walked.
+    pub(super) fn iter(&self) -> Range<K, V> {
+        self.between(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// The entry with the smallest key.
+    pub(super) fn first(&self) -> Result<Option<Entry<K, V>>, StoreError> {
+        self.iter().next().transpose()
+    }
+
+    /// The entry with the largest key.
+    pub(super) fn last(&self) -> Result<Option<Entry<K, V>>, StoreError> {
+        self.iter().next_back().transpose()
+    }
+
+    /// How many entries the table has.
+    pub(super) fn len(&self) -> Result<u64, StoreError> {
+        let rows = self
+            .conn
+            .query(format!("SELECT count(*) FROM kv_{}", self.name), Vec::new())?;
+        let count: i64 = rows.first().map_or(0, |row| row.get(0));
+        Ok(count as u64)
+    }
+}
+
+/// Which end of a range a fetch takes rows from.
+#[derive(Clone, Copy)]
+enum End {
+    Front,
+    Back,
+}
+
+/// Entries of a table in key order, fetched in growing batches from whichever end is walked.
+/// The two ends narrow the keys still unfetched, so a walk from both ends fetches each row
+/// once, and a caller that stops early has not fetched the rest of the table.
+pub struct Range<K: Key, V: Column> {
+    conn: Arc<Connection>,
+    name: &'static str,
+    /// The keys not fetched yet lie between these bounds.
+    lower: Bound<Vec<u8>>,
+    upper: Bound<Vec<u8>>,
+    /// Fetched from the front, smallest key first.
+    front: VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// Fetched from the back, largest key first.
+    back: VecDeque<(Vec<u8>, Vec<u8>)>,
+    front_batch: i64,
+    back_batch: i64,
+    /// Whether every row between the bounds has been fetched.
+    all_fetched: bool,
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Key, V: Column> Range<K, V> {
+    /// Fetches the next batch from `end` of the unfetched keys.
+    fn fetch(&mut self, end: End) -> Result<(), StoreError> {
+        let (conditions, params) = range_conditions(&self.lower, &self.upper);
+        let (order, batch) = match end {
+            End::Front => ("", &mut self.front_batch),
+            End::Back => (" DESC", &mut self.back_batch),
+        };
+        let limit = *batch;
+        *batch = (limit * 2).min(LAST_BATCH);
+        let rows = self.conn.query(
+            format!(
+                "SELECT k, v FROM kv_{} WHERE {conditions} ORDER BY k{order} LIMIT {limit}",
+                self.name
+            ),
+            params,
+        )?;
+        let fetched = rows.len() as i64;
+        let rows = rows.into_iter().map(|row| (row.get(0), row.get(1)));
+        match end {
+            End::Front => self.front.extend(rows),
+            End::Back => self.back.extend(rows),
+        }
+        if fetched < limit {
+            self.all_fetched = true;
+        } else {
+            match end {
+                End::Front => {
+                    let last = self.front.back().map(|(key, _)| key.clone());
+                    self.lower = last.map_or(Bound::Unbounded, Bound::Excluded);
+                }
+                End::Back => {
+                    let last = self.back.back().map(|(key, _)| key.clone());
+                    self.upper = last.map_or(Bound::Unbounded, Bound::Excluded);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next row from `end`, fetching when that end's rows are used up.
+    fn take(&mut self, end: End) -> Option<Result<Entry<K, V>, StoreError>> {
+        loop {
+            let taken = match end {
+                End::Front => self.front.pop_front(),
+                End::Back => self.back.pop_front(),
+            };
+            if let Some(row) = taken {
+                return Some(decode_entry::<K, V>(row));
+            }
+            if self.all_fetched {
+                // What the other end fetched is all that is left.
+                return match end {
+                    End::Front => self.back.pop_back(),
+                    End::Back => self.front.pop_back(),
+                }
+                .map(decode_entry::<K, V>);
+            }
+            if let Err(error) = self.fetch(end) {
+                self.all_fetched = true;
+                self.front.clear();
+                self.back.clear();
+                return Some(Err(error));
+            }
+        }
+    }
+}
+
+impl<K: Key, V: Column> Iterator for Range<K, V> {
+    type Item = Result<Entry<K, V>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.take(End::Front)
+    }
+}
+
+impl<K: Key, V: Column> DoubleEndedIterator for Range<K, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.take(End::Back)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backends::{TestPlace, pool};
+
+    /// The tables the migrations create, read from their SQL.
+    fn migrated_tables() -> Vec<String> {
+        let mut tables = Vec::new();
+        for migration in migrations::runner().get_migrations() {
+            let sql: String = migration
+                .sql()
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            for statement in sql.split(';') {
+                let words: Vec<&str> = statement.split_whitespace().collect();
+                if let ["CREATE", "TABLE", name, ..] = words.as_slice()
+                    && let Some(name) = name.strip_prefix("kv_")
+                {
+                    tables.push(name.to_string());
+                }
+            }
+        }
+        tables.sort();
+        tables
+    }
+
+    #[test]
+    fn the_migrations_create_exactly_the_stores_tables() {
+        let mut known: Vec<String> = crate::store::TABLES
+            .iter()
+            .map(|table| table.name().to_string())
+            .collect();
+        known.sort();
+        assert_eq!(
+            migrated_tables(),
+            known,
+            "a table of store::TABLES needs a migration creating it (and only those)"
+        );
+        for name in &known {
+            assert!(
+                name.bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_'),
+                "{name} is not a plain SQL name"
+            );
+        }
+    }
+
+    #[test]
+    fn opening_migrates_once_and_refuses_a_schema_newer_than_it_knows() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let database = place.database().unwrap();
+        drop(open(database.url(), pool()).unwrap());
+        // A second open finds the schema current and opens as it is.
+        drop(open(database.url(), pool()).unwrap());
+        database
+            .execute(&format!(
+                "INSERT INTO {MIGRATION_TABLE} (version, name, applied_on, checksum) \
+                 VALUES (999, 'from_the_future', '2099-01-01T00:00:00Z', '0')"
+            ))
+            .unwrap();
+        let Err(error) = open(database.url(), pool()) else {
+            panic!("a schema at version 999 was opened");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("version 999") && message.contains("newer"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn nodes_starting_together_migrate_the_schema_once() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let url = place.database().unwrap().url().to_string();
+        let nodes: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || open(&url, pool()).map(drop))
+            })
+            .collect();
+        for node in nodes {
+            node.join().unwrap().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_server_that_is_not_there_fails_the_open_instead_of_hanging() {
+        let settings = PoolSettings {
+            max_connections: 1,
+            wait: Duration::from_millis(500),
+        };
+        let Err(error) = open("host=/nonexistent/socket/folder dbname=sluice", settings) else {
+            panic!("opened a database that does not exist");
+        };
+        assert!(error.to_string().starts_with("PostgreSQL: "), "{error}");
+    }
+}
