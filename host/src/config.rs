@@ -67,6 +67,9 @@ pub struct Config {
     /// How long finished messages are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// This node among the nodes of one platform.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// The `[retention]` section: how long a finished message is kept, and how often the purge
@@ -211,6 +214,7 @@ mod tests {
         assert_eq!(config.webhooks, WebhookConfig::default());
         assert_eq!(config.demo, DemoConfig::default());
         assert_eq!(config.retention, RetentionConfig::default());
+        assert_eq!(config.cluster, crate::cluster::ClusterConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 
