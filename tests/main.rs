@@ -5,6 +5,7 @@ mod arrivals;
 mod browser;
 mod builtins;
 mod cli;
+mod cluster;
 mod connections;
 mod containment;
 mod contract;

@@ -70,6 +70,9 @@ pub struct Config {
     /// Where the store is kept: the redb file in `data_dir`, or a PostgreSQL database.
     #[serde(default)]
     pub store: StoreConfig,
+    /// This node among the nodes of one platform.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// The `[store]` section: absent `url`, the store is the embedded redb file in `data_dir`;
@@ -266,6 +269,7 @@ mod tests {
             config.store.url, None,
             "redb unless PostgreSQL is configured"
         );
+        assert_eq!(config.cluster, crate::cluster::ClusterConfig::default());
         assert_eq!(config.plugins_path(), Path::new("sluice-data/plugins"));
     }
 

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod api;
 pub mod auth_failures;
+pub mod cluster;
 pub use sluice_bounce as bounce;
 pub mod config;
 pub mod dashboard;

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
+use crate::cluster::secrets::{self, SharedKey};
+use crate::cluster::{Membership, plugins as plugin_changes};
 use crate::config::{Config, DemoConfig, RetentionConfig};
 use crate::dashboard::{self, DashboardState};
 use crate::delivery::capture::Capture;
 use crate::delivery::verp::ReturnPath;
 use crate::delivery::{Delivery, QueueSignal};
-use crate::dkim::Dkim;
+use crate::dkim::{Dkim, KeyVault};
 use crate::dns::Resolver;
 use crate::flow::rules::Routing;
 use crate::flow::{Pipeline, PipelineHandle, PipelineParts};
@@ -20,7 +22,6 @@ use crate::plugin::builtin::load_builtins;
 use crate::plugin::classifier::AccountClassifiers;
 use crate::plugin::registry::{FolderWatch, PluginFolder, PluginRegistry};
 use crate::plugin::{CompiledCache, PluginRuntime};
-use crate::private_file::load_or_create_key;
 use crate::scans::Scans;
 use crate::services::AccountServices;
 use crate::smtp::{DataBudget, SmtpServer, tls};
@@ -57,7 +58,10 @@ pub struct Server {
     pub created_demo: Option<DemoCredentials>,
     /// The pool of heavy reads the API's statistics and the dashboard share.
     pub scans: Arc<Scans>,
+    /// This node among the platform's nodes.
+    pub membership: Membership,
     _watch: FolderWatch,
+    plugin_changes_task: tokio::task::JoinHandle<()>,
     smtp_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
     dashboard_task: Option<tokio::task::JoinHandle<()>>,
@@ -90,6 +94,7 @@ impl Drop for Server {
             task.abort();
         }
         self.webhook_task.abort();
+        self.plugin_changes_task.abort();
     }
 }
 
@@ -116,18 +121,32 @@ impl Server {
     /// Opens the store, loads the plugin folder and starts the pipeline and the SMTP listener.
     /// On an empty store it first makes a demo account that can send from this machine.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store_config = config.clone();
+        let store =
+            tokio::task::spawn_blocking(move || Store::open_configured(&store_config)).await??;
+        Self::start_on(config, store).await
+    }
+
+    /// [`Server::start`] over a store already open: one more node of the platform whose
+    /// store it is (its data folder holds what is per node).
+    pub async fn start_on(config: Config, store: Store) -> anyhow::Result<Self> {
         crate::net::raise_open_file_limit(&[
             ("smtp.max_connections", config.smtp.max_connections),
             ("inbound.max_connections", config.inbound.max_connections),
             ("api.max_connections", config.api.max_connections),
         ]);
         std::fs::create_dir_all(&config.data_dir)?;
+        // Before anything is written: a node whose master key is not the platform's refuses
+        // to start rather than write what the others cannot read.
+        let master_key_file = config.data_dir.join(&config.dkim.master_key_file);
+        let vault = KeyVault::open_or_create(&master_key_file)?;
+        secrets::check_master_key(&store, &vault, &master_key_file).await?;
         let plugins_dir = config.plugins_path();
         std::fs::create_dir_all(&plugins_dir)?;
-
-        let store_config = config.clone();
-        let store =
-            tokio::task::spawn_blocking(move || Store::open_configured(&store_config)).await??;
+        // Read before anything loads a plugin: a change made meanwhile is seen at the first poll.
+        let plugin_changes_seen = store.latest_plugin_change()?;
+        let membership = Membership::join(store.clone(), &config.cluster).await?;
         let created_demo = if store.account(1)?.is_none() {
             Some(create_demo(&store, &config.demo).await?)
         } else {
@@ -147,10 +166,14 @@ impl Server {
 
         let api_listener = tokio::net::TcpListener::bind(config.api.listen).await?;
         let api_addr = api_listener.local_addr()?;
+        let shared_key =
+            |key: SharedKey| secrets::shared_key(&store, &vault, key, &config.data_dir);
         let links = Arc::new(LinkSigner::new(
-            load_or_create_key(&config.data_dir.join("links.key"))?,
+            shared_key(SharedKey::Links).await?,
             &config.api.public_url(api_addr),
         ));
+        let return_path = ReturnPath::new(shared_key(SharedKey::ReturnPath).await?);
+        let token_key = shared_key(SharedKey::ApiTokens).await?;
         let (dkim_config, data_dir, dkim_store) =
             (config.dkim.clone(), config.data_dir.clone(), store.clone());
         let dkim = Arc::new(
@@ -171,9 +194,6 @@ impl Server {
             queued: queued.clone(),
         });
         let resolver = Resolver::new(&config.dns)?;
-        let return_path = ReturnPath::new(load_or_create_key(
-            &config.data_dir.join("return-path.key"),
-        )?);
         let classifiers = AccountClassifiers::new(store.clone(), Arc::clone(&runtime));
         let delivery_task = Delivery::start(
             config.delivery.clone(),
@@ -184,7 +204,15 @@ impl Server {
             return_path.clone(),
             Arc::clone(&classifiers),
             queued,
+            membership.nodes(),
         )?;
+        let plugin_changes_task = plugin_changes::watch(
+            store.clone(),
+            pipeline.clone(),
+            Arc::clone(&classifiers),
+            plugin_changes_seen,
+            config.cluster.plugin_poll(),
+        );
         let inbound = Inbound::new(
             store.clone(),
             pipeline.clone(),
@@ -214,9 +242,9 @@ impl Server {
                 allow_private_webhooks: config.webhooks.allow_private_destinations,
                 scans: Arc::clone(&scans),
             },
-            &config.data_dir.join("api.key"),
+            token_key,
             &config.api,
-        )?;
+        );
         let api_task = api::spawn(api_listener, &config.api, api_state.clone());
         let (dashboard_addr, dashboard_task) = if config.dashboard.enabled {
             let listener = tokio::net::TcpListener::bind(config.dashboard.listen).await?;
@@ -272,7 +300,9 @@ impl Server {
             data_budget,
             created_demo,
             scans,
+            membership,
             _watch: watch,
+            plugin_changes_task,
             smtp_task,
             api_task,
             dashboard_task,
@@ -282,6 +312,16 @@ impl Server {
             mx_task,
             inbound_task,
         })
+    }
+}
+
+impl Server {
+    /// Stops being counted among the platform's nodes at once (a clean stop), rather than
+    /// after the other nodes' timeout.
+    pub async fn leave(&self) {
+        if let Err(error) = self.membership.leave().await {
+            tracing::warn!(%error, "removing this node's heartbeat failed");
+        }
     }
 }
 

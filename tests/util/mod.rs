@@ -123,6 +123,30 @@ pub fn load(runtime: &Arc<PluginRuntime>, component: &str) -> Arc<Plugin> {
         .unwrap()
 }
 
+/// The tests' configuration of a server on data folder `dir`: loopback ports chosen by the
+/// system, no delivery, no capture, a demo flow without steps.
+pub fn test_config(dir: &Path) -> sluice::config::Config {
+    let mut config = sluice::config::Config::load(None).unwrap();
+    config.data_dir = dir.to_path_buf();
+    config.smtp.listen = "127.0.0.1:0".parse().unwrap();
+    config.api.listen = "127.0.0.1:0".parse().unwrap();
+    config.inbound.listen = "127.0.0.1:0".parse().unwrap();
+    config.dashboard.listen = "127.0.0.1:0".parse().unwrap();
+    config.runtime.concurrent_calls = 16;
+    // Tests that deliver turn this on with a route to their own sink; the rest never
+    // reach for a real MX.
+    config.delivery.enabled = false;
+    // Webhook tests receive on loopback; the guard's own test turns it back on.
+    config.webhooks.allow_private_destinations = true;
+    // The tests' mail goes to example domains on purpose, to their own sinks and DNS
+    // servers: the capture stays off unless a test is about it.
+    config.delivery.capture_example_domains = false;
+    // Tests set the flows they need; the demo account's default flow starts without steps,
+    // so a message leaves it byte for byte as it came in.
+    config.demo.flow_steps = Vec::new();
+    config
+}
+
 /// A server started in this process on a free loopback port, with its own data folder, and
 /// its store in that folder's redb file, or, with `SLUICE_TEST_STORE=postgres`, in a fresh
 /// PostgreSQL database of its own (so the end-to-end tests run on either backend).
@@ -166,25 +190,35 @@ impl TestServer {
         dir: tempfile::TempDir,
         adjust: impl FnOnce(&mut sluice::config::Config),
     ) -> Self {
-        let mut config = sluice::config::Config::load(None).unwrap();
-        config.data_dir = dir.path().to_path_buf();
-        config.smtp.listen = "127.0.0.1:0".parse().unwrap();
-        config.api.listen = "127.0.0.1:0".parse().unwrap();
-        config.inbound.listen = "127.0.0.1:0".parse().unwrap();
-        config.dashboard.listen = "127.0.0.1:0".parse().unwrap();
-        config.runtime.concurrent_calls = 16;
-        // Tests that deliver turn this on with a route to their own sink; the rest never
-        // reach for a real MX.
-        config.delivery.enabled = false;
-        // Webhook tests receive on loopback; the guard's own test turns it back on.
-        config.webhooks.allow_private_destinations = true;
-        // The tests' mail goes to example domains on purpose, to their own sinks and DNS
-        // servers: the capture stays off unless a test is about it.
-        config.delivery.capture_example_domains = false;
-        // Tests set the flows they need; the demo account's default flow starts without steps,
-        // so a message leaves it byte for byte as it came in.
-        config.demo.flow_steps = Vec::new();
-        let database = database_for(dir.path());
+        Self::start_with(dir, None, adjust).unwrap()
+    }
+
+    /// Starts one more node of `other`'s platform: a server over the same store, with a data
+    /// folder of its own (its master key copied from `other`'s, as an operator would).
+    pub fn start_beside(
+        other: &TestServer,
+        adjust: impl FnOnce(&mut sluice::config::Config),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let master = Path::new("keys").join("master.key");
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::copy(other.dir.path().join(&master), dir.path().join(&master)).unwrap();
+        Self::start_with(dir, Some(other.store().clone()), adjust).unwrap()
+    }
+
+    /// Starts a server on a data folder, over `store` when given (else the folder's own);
+    /// the error when it refuses to start.
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        store: Option<sluice::store::Store>,
+        adjust: impl FnOnce(&mut sluice::config::Config),
+    ) -> anyhow::Result<Self> {
+        let mut config = test_config(dir.path());
+        // One more node over another server's store uses that server's database.
+        let database = match store {
+            Some(_) => None,
+            None => database_for(dir.path()),
+        };
         config.store.url = database.as_ref().map(|database| database.url().to_string());
         adjust(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -192,15 +226,23 @@ impl TestServer {
             .enable_all()
             .build()
             .unwrap();
-        let server = runtime
-            .block_on(sluice::server::Server::start(config))
-            .unwrap();
-        Self {
+        let server = runtime.block_on(async move {
+            match store {
+                Some(store) => sluice::server::Server::start_on(config, store).await,
+                None => sluice::server::Server::start(config).await,
+            }
+        })?;
+        Ok(Self {
             server,
             runtime,
             dir,
             database,
-        }
+        })
+    }
+
+    /// The data folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Stops the server and gives its data folder back, to start again on it.

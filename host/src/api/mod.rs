@@ -35,7 +35,6 @@ mod unsupported;
 mod webhooks;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -181,9 +180,9 @@ pub struct ApiParts {
 }
 
 impl ApiState {
-    /// The state for a server's API; the token key is kept in `key_file` (made if missing).
-    pub fn new(parts: ApiParts, key_file: &Path, config: &ApiConfig) -> std::io::Result<Self> {
-        let key = crate::private_file::load_or_create_key(key_file)?;
+    /// The state for a server's API, signing tokens with `token_key` (the platform's: a token
+    /// one node made is good on every node).
+    pub fn new(parts: ApiParts, token_key: [u8; 32], config: &ApiConfig) -> Self {
         let ApiParts {
             store,
             pipeline,
@@ -195,12 +194,12 @@ impl ApiState {
             allow_private_webhooks,
             scans,
         } = parts;
-        Ok(Self {
+        Self {
             store,
             pipeline,
             runtime,
             plugins,
-            tokens: TokenSigner::new(key, config.token_lifetime_secs),
+            tokens: TokenSigner::new(token_key, config.token_lifetime_secs),
             links,
             dkim,
             resolver,
@@ -211,7 +210,7 @@ impl ApiState {
                 config.max_auth_failures,
                 std::time::Duration::from_secs(config.auth_backoff_secs),
             )),
-        })
+        }
     }
 
     /// The store.

@@ -81,6 +81,7 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
         );
         tokio::signal::ctrl_c().await?;
         tracing::info!("shutting down");
+        server.leave().await;
         drop(server);
         anyhow::Ok(())
     })?;

@@ -1,4 +1,5 @@
-//! The operator's page: every account with its users, the delivery queue by destination,
+//! The operator's page: the platform's live nodes, every account with its users, the delivery
+//! queue by destination,
 //! the plugins in service (built in or hot-loaded from the folder) with their state, and the
 //! mail the demo capture kept, which only the operator may purge.
 
@@ -50,6 +51,13 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
         Err(error) => return internal(error),
     };
     let platform = state.store.platform_record("system-account").ok().flatten();
+    // Gone nodes' rows are removed by the live nodes' heartbeats: what is left is alive.
+    let mut nodes = match state.store.live_nodes(0) {
+        Ok(nodes) => nodes,
+        Err(error) => return internal(error),
+    };
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let now = now_millis();
     let captured = match state.capture.clone() {
         Some(capture) => tokio::task::spawn_blocking(move || capture.count(MAX_CAPTURED_COUNTED))
             .await
@@ -89,6 +97,12 @@ pub(super) async fn page(State(state): State<DashboardState>, viewer: Viewer) ->
                 domain => domain, queued => all, due => due,
             }).collect::<Vec<_>>(),
             plugins => plugins,
+            nodes => nodes.iter().map(|node| context! {
+                name => &node.name,
+                version => &node.version,
+                up_secs => now.saturating_sub(node.started_at) / 1000,
+                seen_secs => now.saturating_sub(node.last_seen) / 1000,
+            }).collect::<Vec<_>>(),
             captured => captured,
             captured_capped => captured.is_some_and(|count| count >= MAX_CAPTURED_COUNTED),
         },

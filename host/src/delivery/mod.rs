@@ -29,6 +29,7 @@ use self::outcome::RetryPolicy;
 use self::rate::{Rate, RateLimiter};
 use self::routing::{Destination, RouteConfig, RouteError, Routes};
 use self::verp::ReturnPath;
+use crate::cluster::NodeCount;
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
 use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
@@ -48,7 +49,8 @@ pub struct DeliveryConfig {
     pub hostname: String,
     /// Messages being delivered at once, over all destinations.
     pub workers: usize,
-    /// Connections open at once to one destination domain.
+    /// Connections open at once to one destination domain, over all nodes of the platform
+    /// (each node opens its share).
     pub max_connections_per_domain: usize,
     /// Messages sent over one connection before it is closed.
     pub max_messages_per_connection: usize,
@@ -67,7 +69,8 @@ pub struct DeliveryConfig {
     /// Static routes: a domain (or `*` for all) → `host:port` (`[::1]:25` for IPv6), or a
     /// smart host table with `address`, `username` and `password` (or `password_env`).
     pub routes: BTreeMap<String, RouteConfig>,
-    /// Sending rates per recipient domain (or `*` for each other domain), e.g. `"600/min"`.
+    /// Sending rates per recipient domain (or `*` for each other domain), e.g. `"600/min"`,
+    /// over all nodes of the platform (each node sends its share).
     pub rate_limits: BTreeMap<String, Rate>,
     /// The port MX hosts are reached on: 25, except where a test or a tunnel says otherwise.
     pub mx_port: u16,
@@ -176,6 +179,8 @@ pub struct Delivery {
     /// Where mail for example domains is kept instead of sent, when the capture is on.
     capture: Option<Capture>,
     rates: RateLimiter,
+    /// The platform's live nodes: this node opens its share of each destination's connections.
+    nodes: NodeCount,
     /// Messages handed to a worker and not recorded yet.
     in_flight: Mutex<HashSet<String>>,
     /// Per destination (a recipient domain, or a static route shared by several): messages
@@ -210,6 +215,7 @@ impl Delivery {
         return_path: ReturnPath,
         classifiers: Arc<AccountClassifiers>,
         signal: QueueSignal,
+        nodes: NodeCount,
     ) -> Result<tokio::task::JoinHandle<()>, RouteError> {
         let delivery = Arc::new(Self {
             classifiers,
@@ -217,7 +223,8 @@ impl Delivery {
             capture: config
                 .capture_example_domains
                 .then(|| Capture::new(data_dir)),
-            rates: RateLimiter::new(&config.rate_limits),
+            rates: RateLimiter::new(&config.rate_limits, nodes.clone()),
+            nodes,
             workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
             config,
             store,
@@ -238,6 +245,12 @@ impl Delivery {
             Some(route) if !self.config.requires_tls(domain) => format!("route {}", route.name),
             _ => domain.to_string(),
         }
+    }
+
+    /// Connections this node may open to one destination: its share of the platform's.
+    fn connections_per_destination(&self) -> usize {
+        self.nodes
+            .share_of(self.config.max_connections_per_domain.max(1))
     }
 
     async fn schedule(self: Arc<Self>, signal: QueueSignal) {
@@ -265,7 +278,7 @@ impl Delivery {
                 let mut domains = lock(&self.domains);
                 let queue = domains.entry(key.clone()).or_default();
                 queue.pending.push_back((id, domain));
-                let start = queue.connections < self.config.max_connections_per_domain.max(1);
+                let start = queue.connections < self.connections_per_destination();
                 if start {
                     queue.connections += 1;
                 }

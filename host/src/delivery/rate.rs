@@ -5,6 +5,9 @@
 //! of messages and refills continuously. Taking a token may leave the bucket in debt; the
 //! debt is how long the taker waits, so concurrent connections to one domain queue up in
 //! order instead of all waking at once.
+//!
+//! A rate holds for the platform: each node takes its share, the rate over the live nodes
+//! rounded up ([`NodeCount::share_of`]), recomputed at each reservation as nodes come and go.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -13,6 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+use crate::cluster::NodeCount;
 
 /// A rate as configured: `"120/min"`, `"5/s"`, `"10000/h"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -85,6 +90,8 @@ pub struct RateLimiter {
     limits: HashMap<String, Rate>,
     /// The rate of every domain without its own (`*`).
     default: Option<Rate>,
+    /// The platform's live nodes, each taking its share of every rate.
+    nodes: NodeCount,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -96,8 +103,9 @@ struct Bucket {
 }
 
 impl RateLimiter {
-    /// Limits by recipient domain, `*` for every other domain.
-    pub fn new(limits: &BTreeMap<String, Rate>) -> Self {
+    /// Limits by recipient domain (`*` for every other domain) for the whole platform, this
+    /// node taking its share of each as `nodes` says.
+    pub fn new(limits: &BTreeMap<String, Rate>, nodes: NodeCount) -> Self {
         let mut limits: HashMap<String, Rate> = limits
             .iter()
             .map(|(domain, rate)| (domain.to_ascii_lowercase(), *rate))
@@ -106,13 +114,19 @@ impl RateLimiter {
         Self {
             limits,
             default,
+            nodes,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The rate that applies to a domain, if any.
+    /// The rate that applies to a domain on this node, if any: its share of the platform's.
     pub fn rate(&self, domain: &str) -> Option<Rate> {
-        self.limits.get(domain).copied().or(self.default)
+        let platform = self.limits.get(domain).copied().or(self.default)?;
+        let messages = usize::try_from(platform.messages).unwrap_or(usize::MAX);
+        Some(Rate {
+            messages: u32::try_from(self.nodes.share_of(messages)).unwrap_or(u32::MAX),
+            per: platform.per,
+        })
     }
 
     /// Takes the right to send one message to `domain` and says how long to wait before
@@ -163,10 +177,10 @@ mod tests {
 
     #[test]
     fn a_full_bucket_lets_a_window_through_then_spaces_messages_out() {
-        let limiter = RateLimiter::new(&BTreeMap::from([(
-            "Big.example".to_string(),
-            "10/s".parse().unwrap(),
-        )]));
+        let limiter = RateLimiter::new(
+            &BTreeMap::from([("Big.example".to_string(), "10/s".parse().unwrap())]),
+            NodeCount::default(),
+        );
         let start = Instant::now();
         for _ in 0..10 {
             assert_eq!(limiter.reserve("big.example", start), Duration::ZERO);
@@ -188,14 +202,46 @@ mod tests {
 
     #[test]
     fn the_wildcard_limits_every_other_domain_on_its_own() {
-        let limiter = RateLimiter::new(&BTreeMap::from([
-            ("*".to_string(), "1/s".parse().unwrap()),
-            ("fast.example".to_string(), "100/s".parse().unwrap()),
-        ]));
+        let limiter = RateLimiter::new(
+            &BTreeMap::from([
+                ("*".to_string(), "1/s".parse().unwrap()),
+                ("fast.example".to_string(), "100/s".parse().unwrap()),
+            ]),
+            NodeCount::default(),
+        );
         let now = Instant::now();
         assert_eq!(limiter.reserve("a.example", now), Duration::ZERO);
         assert_eq!(limiter.reserve("a.example", now), Duration::from_secs(1));
         assert_eq!(limiter.reserve("b.example", now), Duration::ZERO);
         assert_eq!(limiter.rate("fast.example").unwrap().messages, 100);
+    }
+
+    #[test]
+    fn each_node_takes_its_share_of_a_rate_as_nodes_come_and_go() {
+        let nodes = NodeCount::new(3);
+        let limiter = RateLimiter::new(
+            &BTreeMap::from([("big.example".to_string(), "10/s".parse().unwrap())]),
+            nodes.clone(),
+        );
+        assert_eq!(limiter.rate("big.example").unwrap().to_string(), "4/s");
+        let start = Instant::now();
+        for _ in 0..4 {
+            assert_eq!(limiter.reserve("big.example", start), Duration::ZERO);
+        }
+        // The fifth waits a quarter of a second: a share of four a second.
+        assert_eq!(limiter.reserve("big.example", start).as_millis(), 250);
+        nodes.set(1);
+        assert_eq!(limiter.rate("big.example").unwrap().to_string(), "10/s");
+        // Once the debt is paid, the whole rate is this node's.
+        let later = start + Duration::from_secs(2);
+        for _ in 0..10 {
+            assert_eq!(limiter.reserve("big.example", later), Duration::ZERO);
+        }
+        nodes.set(50);
+        assert_eq!(
+            limiter.rate("big.example").unwrap().messages,
+            1,
+            "never nothing"
+        );
     }
 }

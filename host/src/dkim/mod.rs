@@ -110,8 +110,10 @@ impl std::fmt::Debug for Dkim {
 }
 
 impl Dkim {
-    /// Opens the master key and the platform key under `data_dir`, making either when missing.
-    /// May generate an RSA key: call it off async workers.
+    /// Opens the master key under `data_dir` (made when missing) and the platform key: the
+    /// one in the store, which every node signs with alike; else the one this node kept in its
+    /// data folder before keys were shared (DNS publishes it); else a new one. May generate an
+    /// RSA key and waits for the store: call it off async workers.
     pub fn open(config: DkimConfig, data_dir: &Path, store: Store) -> Result<Self, DkimError> {
         let vault = KeyVault::open_or_create(&data_dir.join(&config.master_key_file))?;
         let key_file = data_dir.join("keys").join(format!(
@@ -122,44 +124,36 @@ impl Dkim {
             "platform:{}:{}",
             config.platform_domain, config.platform_selector
         );
-        let (algorithm, private_der, public_key) = match std::fs::read_to_string(&key_file) {
-            Ok(text) => {
-                let stored: StoredPlatformKey = serde_json::from_str(&text)
-                    .map_err(|e| KeyError::Crypto(format!("{}: {e}", key_file.display())))?;
-                let sealed = hex::decode(&stored.sealed)
-                    .map_err(|e| KeyError::Crypto(format!("{}: {e}", key_file.display())))?;
-                let private_der = vault.open(&label, &sealed)?;
-                (stored.algorithm, private_der, stored.public_key)
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let generated = generate(config.platform_algorithm)?;
-                let stored = StoredPlatformKey {
-                    algorithm: generated.algorithm,
-                    public_key: generated.public_key.clone(),
-                    sealed: hex::encode(vault.seal(&label, &generated.private_der)?),
-                };
-                let text = serde_json::to_vec_pretty(&stored)
-                    .map_err(|e| KeyError::Crypto(e.to_string()))?;
-                crate::private_file::write_private(&key_file, &text).map_err(|error| {
-                    KeyError::MasterKeyFile {
-                        path: key_file.display().to_string(),
-                        error: error.to_string(),
+        let file_error = |error: &dyn std::fmt::Display| KeyError::MasterKeyFile {
+            path: key_file.display().to_string(),
+            error: error.to_string(),
+        };
+        // Its private half is sealed inside: stored as the file holds it.
+        let text = match store.shared_secret(&label)? {
+            Some(text) => text,
+            None => {
+                let offered = match std::fs::read(&key_file) {
+                    Ok(text) => text,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        let generated = generate(config.platform_algorithm)?;
+                        let stored = StoredPlatformKey {
+                            algorithm: generated.algorithm,
+                            public_key: generated.public_key,
+                            sealed: hex::encode(vault.seal(&label, &generated.private_der)?),
+                        };
+                        serde_json::to_vec_pretty(&stored).map_err(|e| file_error(&e))?
                     }
-                })?;
-                (
-                    generated.algorithm,
-                    generated.private_der,
-                    generated.public_key,
-                )
-            }
-            Err(error) => {
-                return Err(KeyError::MasterKeyFile {
-                    path: key_file.display().to_string(),
-                    error: error.to_string(),
-                }
-                .into());
+                    Err(error) => return Err(file_error(&error).into()),
+                };
+                store.shared_secret_or_insert_blocking(&label, offered)?
             }
         };
+        let stored: StoredPlatformKey =
+            serde_json::from_slice(&text).map_err(|e| KeyError::Crypto(format!("{label}: {e}")))?;
+        let sealed =
+            hex::decode(&stored.sealed).map_err(|e| KeyError::Crypto(format!("{label}: {e}")))?;
+        let private_der = vault.open(&label, &sealed)?;
+        let (algorithm, public_key) = (stored.algorithm, stored.public_key);
         let platform = DomainKey::new(
             &config.platform_domain,
             &config.platform_selector,

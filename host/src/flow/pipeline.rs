@@ -266,6 +266,62 @@ impl PipelineHandle {
         Ok(reason.is_some())
     }
 
+    /// Brings the plugins this node loaded up to date with the store after the plugins
+    /// `changed` (by sha256; every loaded one when `None`) changed through any node: a plugin
+    /// no longer stored is dropped, the disabled states recorded now are applied, and a new
+    /// upload is loaded ahead of its first message.
+    pub async fn plugins_changed(&self, changed: Option<&[String]>) -> Result<(), StoreError> {
+        let pipeline = &self.pipeline;
+        let folder: Vec<Arc<Plugin>> = pipeline
+            .folder
+            .names()
+            .iter()
+            .filter_map(|name| pipeline.folder.get(name))
+            .collect();
+        let targets: Vec<String> = match changed {
+            Some(changed) => changed.to_vec(),
+            None => {
+                let mut all: Vec<String> = lock(&pipeline.stored_plugins).keys().cloned().collect();
+                all.extend(lock(&pipeline.failed_plugins).keys().cloned());
+                all.extend(folder.iter().map(|plugin| plugin.sha256().to_string()));
+                all.sort();
+                all.dedup();
+                all
+            }
+        };
+        for sha256 in targets {
+            lock(&pipeline.failed_plugins).remove(&sha256);
+            let stored = pipeline.store.has_plugin(&sha256)?;
+            let recorded = pipeline.store.plugin_disabled_accounts(&sha256)?;
+            let loaded = if stored {
+                lock(&pipeline.stored_plugins).get(&sha256).cloned()
+            } else {
+                lock(&pipeline.stored_plugins).remove(&sha256);
+                None
+            };
+            for plugin in loaded
+                .iter()
+                .chain(folder.iter().filter(|plugin| plugin.sha256() == sha256))
+            {
+                plugin.apply_recorded_disabled(&recorded);
+            }
+            let in_folder = folder.iter().any(|plugin| plugin.sha256() == sha256);
+            if stored && loaded.is_none() && !in_folder && changed.is_some() {
+                // Loaded now rather than by its first message. A bounce classifier does not
+                // load as a step: that is remembered as for any other plugin that cannot run.
+                if let Err(error) = pipeline.plugin(&sha256).await {
+                    tracing::debug!(plugin = %sha256, %error, "an uploaded plugin does not load as a step");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this node holds the uploaded plugin `sha256` loaded.
+    pub fn has_loaded(&self, sha256: &str) -> bool {
+        lock(&self.pipeline.stored_plugins).contains_key(sha256)
+    }
+
     /// Messages whose flow is running now.
     pub fn in_flight(&self) -> usize {
         self.pipeline
@@ -797,4 +853,8 @@ fn error_event(detail: String) -> Event {
         at: now_millis(),
         detail: Some(detail),
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::store::Store as DataStore;
+use crate::store::{Store as DataStore, StoreError};
 
 use super::bindings::{v0_1, v0_2};
 use super::health::Health;
@@ -291,6 +291,22 @@ impl AccountClassifiers {
                 None
             }
         }
+    }
+
+    /// Drops the loaded classifiers no longer stored among `changed` (every loaded one when
+    /// `None`): removed through another node.
+    pub fn plugins_changed(&self, changed: Option<&[String]>) -> Result<(), StoreError> {
+        let loaded: Vec<String> = lock(&self.loaded)
+            .keys()
+            .filter(|sha256| changed.is_none_or(|changed| changed.contains(*sha256)))
+            .cloned()
+            .collect();
+        for sha256 in loaded {
+            if !self.store.has_plugin(&sha256)? {
+                lock(&self.loaded).remove(&sha256);
+            }
+        }
+        Ok(())
     }
 
     async fn load(&self, sha256: &str) -> anyhow::Result<Arc<ClassifierPlugin>> {

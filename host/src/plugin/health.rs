@@ -77,8 +77,43 @@ impl Health {
         self.tenants().remove(&tenant);
     }
 
+    /// Makes the accounts' disabled states those `recorded` (in the store, by any node): an
+    /// account recorded is disabled, one no longer recorded runs again with a fresh count.
+    /// Calls without an account keep their state.
+    pub(crate) fn set_recorded(&self, recorded: &[(u64, String)]) {
+        let mut tenants = self.tenants();
+        tenants.retain(|tenant, health| {
+            tenant.is_none_or(|account| {
+                health.disabled.is_none() || recorded.iter().any(|(id, _)| *id == account)
+            })
+        });
+        for (account, reason) in recorded {
+            tenants.entry(Some(*account)).or_default().disabled = Some(reason.clone());
+        }
+    }
+
     /// Disables the plugin for a tenant (a state kept across a restart).
     pub(crate) fn disable(&self, tenant: Tenant, reason: String) {
         self.tenants().entry(tenant).or_default().disabled = Some(reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_states_replace_the_accounts_but_not_the_calls_without_one() {
+        let health = Health::new(1);
+        health.record_fault(Some(1), "trap");
+        health.record_fault(None, "trap");
+        health.set_recorded(&[(2, "elsewhere".into())]);
+        assert_eq!(
+            health.disabled(Some(1)),
+            None,
+            "enabled through another node"
+        );
+        assert_eq!(health.disabled(Some(2)).as_deref(), Some("elsewhere"));
+        assert!(health.disabled(None).is_some());
     }
 }

@@ -481,6 +481,12 @@ impl Plugin {
         self.health.enable(Some(account_id));
     }
 
+    /// Makes the accounts' disabled states those recorded in the store now (changed through
+    /// another node, or by an operator).
+    pub fn apply_recorded_disabled(&self, recorded: &[(u64, String)]) {
+        self.health.set_recorded(recorded);
+    }
+
     /// Applies disabled states recorded before (in the store, across a restart), once per
     /// loaded plugin: `recorded` is asked only the first time.
     pub fn restore_disabled<E>(

@@ -9,6 +9,7 @@
 mod archive;
 #[cfg(test)]
 pub(crate) mod backends;
+mod cluster;
 mod compressed;
 mod credentials;
 mod deletion;
@@ -37,6 +38,7 @@ use kv::{AnyTable, Database, ReadOnlyTable, ReadableTable, TableDefinition, Writ
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use cluster::{NodeRecord, PLUGIN_CHANGES_KEPT, PluginChanges};
 pub use deletion::StillNamed;
 pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
@@ -147,6 +149,9 @@ pub(crate) const TABLES: &[&dyn AnyTable] = &[
     &webhooks::WEBHOOK_DEAD_LETTERS,
     &engagement::ENGAGEMENT,
     &plugin_health::DISABLED_PLUGINS,
+    &cluster::NODES,
+    &cluster::SHARED_SECRETS,
+    &cluster::PLUGIN_CHANGES,
 ];
 
 /// A failure of the store.
@@ -829,6 +834,7 @@ impl Store {
                 .insert((account_id, sha256.as_str()), ())?;
             txn.open_table(OWNERS_BY_PLUGIN)?
                 .insert((sha256.as_str(), account_id), ())?;
+            cluster::note_plugin_change(txn, &sha256)?;
             Ok(())
         })
         .await
@@ -876,6 +882,7 @@ impl Store {
             }
             txn.open_table(plugin_health::DISABLED_PLUGINS)?
                 .remove((sha256.as_str(), account_id))?;
+            cluster::note_plugin_change(txn, &sha256)?;
             Ok(())
         })
         .await
@@ -898,6 +905,17 @@ impl Store {
             owned.push(key.1.to_string());
         }
         Ok(owned)
+    }
+
+    /// Whether a plugin component is stored.
+    pub fn has_plugin(&self, sha256: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let owners = txn.open_table(OWNERS_BY_PLUGIN)?;
+        Ok(owners
+            .range((sha256, 0)..=(sha256, u64::MAX))?
+            .next()
+            .transpose()?
+            .is_some())
     }
 
     /// A plugin component by sha256.

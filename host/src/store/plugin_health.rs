@@ -23,6 +23,7 @@ impl Store {
         self.write(move |txn| {
             let mut table = txn.open_table(DISABLED_PLUGINS)?;
             table.insert((sha256.as_str(), account_id), reason.as_str())?;
+            super::cluster::note_plugin_change(txn, &sha256)?;
             Ok(())
         })
         .await
@@ -38,6 +39,9 @@ impl Store {
         self.write(move |txn| {
             let mut table = txn.open_table(DISABLED_PLUGINS)?;
             let removed = table.remove((sha256.as_str(), account_id))?.is_some();
+            if removed {
+                super::cluster::note_plugin_change(txn, &sha256)?;
+            }
             Ok(removed)
         })
         .await

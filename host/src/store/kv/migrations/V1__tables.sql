@@ -55,3 +55,6 @@ CREATE TABLE kv_webhook_due (k bytea PRIMARY KEY, v bytea NOT NULL);
 CREATE TABLE kv_webhook_dead_letters (k bytea PRIMARY KEY, v bytea NOT NULL);
 CREATE TABLE kv_engagement (k bytea PRIMARY KEY, v bytea NOT NULL);
 CREATE TABLE kv_disabled_plugins (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_nodes (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_shared_secrets (k bytea PRIMARY KEY, v bytea NOT NULL);
+CREATE TABLE kv_plugin_changes (k bytea PRIMARY KEY, v bytea NOT NULL);
