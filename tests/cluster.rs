@@ -158,7 +158,10 @@ fn a_node_with_another_master_key_refuses_to_start_and_writes_nothing() {
         &data,
     )));
     drop(runtime);
-    let error = refused.err().expect("refused").to_string();
+    let Err(error) = refused else {
+        panic!("a node with another master key started");
+    };
+    let error = error.to_string();
     assert!(error.contains("master key"), "{error}");
     assert!(error.contains("master.key"), "{error}");
     std::thread::sleep(Duration::from_millis(300));

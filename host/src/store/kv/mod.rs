@@ -111,7 +111,7 @@ impl Database {
     /// A transaction whose changes are made durable together by [`WriteTransaction::commit`].
     pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         match self {
-            Self::Redb(db) => Ok(WriteTransaction::Redb(db.begin_write()?)),
+            Self::Redb(db) => Ok(WriteTransaction::Redb(Box::new(db.begin_write()?))),
             Self::Postgres(db) => Ok(WriteTransaction::Postgres(db.begin_write()?)),
         }
     }
@@ -149,7 +149,7 @@ impl ReadTransaction {
 /// Changes made together: all of them are made durable by [`WriteTransaction::commit`], or none.
 pub enum WriteTransaction {
     /// A redb write transaction.
-    Redb(::redb::WriteTransaction),
+    Redb(Box<::redb::WriteTransaction>),
     /// A PostgreSQL transaction at `SERIALIZABLE`.
     Postgres(postgres::Transaction),
 }
