@@ -109,6 +109,14 @@ impl std::fmt::Debug for Dkim {
     }
 }
 
+/// Whether a stored platform key (JSON with its private half sealed) opens under `vault`.
+fn opens_under(vault: &KeyVault, label: &str, text: &[u8]) -> bool {
+    serde_json::from_slice::<StoredPlatformKey>(text)
+        .ok()
+        .and_then(|stored| hex::decode(&stored.sealed).ok())
+        .is_some_and(|sealed| vault.open(label, &sealed).is_ok())
+}
+
 impl Dkim {
     /// Opens the master key under `data_dir` (made when missing) and the platform key: the
     /// one in the store, which every node signs with alike; else the one this node kept in its
@@ -128,20 +136,33 @@ impl Dkim {
             path: key_file.display().to_string(),
             error: error.to_string(),
         };
-        // Its private half is sealed inside: stored as the file holds it.
+        // Its private half is sealed inside: stored as the file holds it, when it opens under
+        // this node's master key. A file sealed under an earlier key is never stored: every
+        // node would then fail to open the platform's key.
         let text = match store.shared_secret(&label)? {
             Some(text) => text,
             None => {
+                let generate_sealed = || -> Result<Vec<u8>, DkimError> {
+                    let generated = generate(config.platform_algorithm)?;
+                    let stored = StoredPlatformKey {
+                        algorithm: generated.algorithm,
+                        public_key: generated.public_key,
+                        sealed: hex::encode(vault.seal(&label, &generated.private_der)?),
+                    };
+                    Ok(serde_json::to_vec_pretty(&stored).map_err(|e| file_error(&e))?)
+                };
                 let offered = match std::fs::read(&key_file) {
-                    Ok(text) => text,
+                    Ok(text) if opens_under(&vault, &label, &text) => text,
+                    Ok(_) => {
+                        tracing::warn!(
+                            file = %key_file.display(),
+                            "the platform DKIM key file does not open under this master key; \
+                             a new platform key is made"
+                        );
+                        generate_sealed()?
+                    }
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                        let generated = generate(config.platform_algorithm)?;
-                        let stored = StoredPlatformKey {
-                            algorithm: generated.algorithm,
-                            public_key: generated.public_key,
-                            sealed: hex::encode(vault.seal(&label, &generated.private_der)?),
-                        };
-                        serde_json::to_vec_pretty(&stored).map_err(|e| file_error(&e))?
+                        generate_sealed()?
                     }
                     Err(error) => return Err(file_error(&error).into()),
                 };
@@ -349,5 +370,40 @@ mod tests {
         let raw = b"From: \"Shop\" <News@Mail.Example.COM>\r\nSubject: x\r\n\r\nbody\r\n";
         assert_eq!(from_domain(raw).as_deref(), Some("mail.example.com"));
         assert_eq!(from_domain(b"Subject: none\r\n\r\nbody\r\n"), None);
+    }
+
+    #[test]
+    fn a_platform_key_file_sealed_under_another_master_key_is_not_shared() {
+        let config = DkimConfig {
+            platform_algorithm: KeyAlgorithm::Ed25519,
+            ..DkimConfig::default()
+        };
+        let label = format!(
+            "platform:{}:{}",
+            config.platform_domain, config.platform_selector
+        );
+        // A node that made its platform key under its own master key...
+        let first = tempfile::tempdir().unwrap();
+        let first_store = Store::open(&first.path().join("store.redb")).unwrap();
+        Dkim::open(config.clone(), first.path(), first_store.clone()).unwrap();
+        let sealed_elsewhere = first_store.shared_secret(&label).unwrap().unwrap();
+        // ...whose key file reaches a node with another master key, first on a new store.
+        let second = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(second.path().join("keys")).unwrap();
+        std::fs::write(
+            second.path().join("keys").join(format!(
+                "platform-{}-{}.sealed",
+                config.platform_domain, config.platform_selector
+            )),
+            &sealed_elsewhere,
+        )
+        .unwrap();
+        let second_store = Store::open(&second.path().join("store.redb")).unwrap();
+        Dkim::open(config.clone(), second.path(), second_store.clone())
+            .expect("a key file that does not open is replaced, not stored");
+        let shared = second_store.shared_secret(&label).unwrap().unwrap();
+        assert_ne!(shared, sealed_elsewhere);
+        // Every later node with this master key opens what was stored.
+        Dkim::open(config, second.path(), second_store).unwrap();
     }
 }
