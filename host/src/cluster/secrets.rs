@@ -30,13 +30,6 @@ pub enum SharedKey {
 }
 
 impl SharedKey {
-    /// Every shared key.
-    pub const ALL: [SharedKey; 3] = [
-        SharedKey::Links,
-        SharedKey::ReturnPath,
-        SharedKey::ApiTokens,
-    ];
-
     /// Its name in the store.
     pub fn name(self) -> &'static str {
         match self {
