@@ -11,6 +11,15 @@
 #   4. Sluice, a flow without steps
 #   5. Sluice, the built-in flow template -> tracking -> archive -> dkim, two RSA-2048
 #      signatures (the platform's and a validated customer identity's)
+#   and, named in SYSTEMS only (not run by default), Sluice on a PostgreSQL store, a cluster
+#   of the run's own (Debian's postgresql, installed when missing; on a Unix socket in the
+#   run's folder, pg_stat_statements loaded):
+#   6. sluice-pg: one node, a flow without steps
+#   7. sluice-pg2: two nodes over one database, the generator's sessions split between them
+#   8. sluice-flow-pg: one node, the built-in flow
+#   For these the CPU column also gives PostgreSQL's own CPU per message (the postmaster and
+#   all its backends) and the statements PostgreSQL ran per message (pg_stat_statements,
+#   warm-up included).
 #
 # Each system gets a warm-up (10 messages a session, not counted), then ROUNDS rounds of
 # MESSAGES messages. Per round: messages/second from the first message sent until the sink
@@ -23,8 +32,9 @@
 #
 #   bench/relay.sh [MESSAGES]          # default 5000
 #
-#   ROUNDS=3 SESSIONS=20 BASE_PORT=42500 (uses BASE_PORT..BASE_PORT+3 on 127.0.0.1)
-#   SYSTEMS="ceiling postfix opendkim sluice-bare sluice-flow" (a subset runs only those)
+#   ROUNDS=3 SESSIONS=20 BASE_PORT=42500 (uses BASE_PORT..BASE_PORT+4 on 127.0.0.1)
+#   SYSTEMS="ceiling postfix opendkim sluice-bare sluice-flow" (a subset runs only those;
+#   add sluice-pg sluice-pg2 sluice-flow-pg for the PostgreSQL store)
 #   KEEP=1 keeps the temp folder (logs, configurations) for a look afterwards.
 #
 # Needs: root (apt-get, and Postfix's master runs as root), Debian's postfix, opendkim and
@@ -47,6 +57,8 @@ SINK_PORT=$BASE_PORT
 POSTFIX_PORT=$((BASE_PORT + 1))
 MILTER_PORT=$((BASE_PORT + 2))
 SLUICE_PORT=$((BASE_PORT + 3))
+# A second node's, for sluice-pg2.
+SLUICE_PORT_2=$((BASE_PORT + 4))
 WARM_UP=$((SESSIONS * 10))
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -69,6 +81,9 @@ install_missing() {
     command -v smtp-sink >/dev/null || missing+=(postfix)
     command -v opendkim >/dev/null || missing+=(opendkim)
     command -v opendkim-genkey >/dev/null || missing+=(opendkim-tools)
+    if [[ " $SYSTEMS " == *"-pg"* ]] && ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+        missing+=(postgresql)
+    fi
     ((${#missing[@]} == 0)) && return
     say "installing ${missing[*]} from Debian's packages"
     if [[ " ${missing[*]} " == *" postfix "* ]]; then
@@ -199,12 +214,15 @@ RESULTS=()
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# NAME ADDR AUTH PIDS: warm-up, ROUNDS rounds, one row of medians in RESULTS.
+# NAME ADDR AUTH PIDS [DATABASE]: warm-up, ROUNDS rounds, one row of medians in RESULTS. With
+# DATABASE (a database of the run's PostgreSQL), its server's CPU and statements too.
 measure() {
-    local name=$1 addr=$2 auth=$3 pids=$4
+    local name=$1 addr=$2 auth=$3 pids=$4 database=${5:-}
     local options=(--sink-counter "$WORK/sink.count" --sessions "$SESSIONS" --clock-ticks "$(getconf CLK_TCK)")
     [[ -n $auth ]] && options+=(--auth "$auth")
     [[ -n $pids ]] && options+=(--cpu-of "$pids")
+    [[ -n $database ]] && options+=(--db-cpu-of "$POSTGRES_PID")
+    [[ -n $database ]] && pg_sql "$database" "SELECT pg_stat_statements_reset()" >/dev/null
     say "== $name: warm-up of $WARM_UP messages"
     "$WORK/relay" load "$addr" "$WARM_UP" "${options[@]}" >/dev/null
     local rounds=()
@@ -223,6 +241,13 @@ measure() {
         cpu=$(printf '%.2f ms' "$(field cpu_ms | median)")
     else
         cpu="–"
+    fi
+    if [[ -n $database ]]; then
+        local statements
+        statements=$(pg_sql "$database" "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        cpu+=$(printf ' + %.2f ms in PostgreSQL, %.1f statements per message' "$(field db_cpu_ms | median)" \
+            "$(awk -v s="$statements" -v m="$((WARM_UP + ROUNDS * MESSAGES))" 'BEGIN { print s / m }')")
     fi
     RESULTS+=("$(printf '| %s | %.0f | %s | %.1f / %.1f ms |' "$name" "$rate" "$cpu" "$p50" "$p99")")
 }
@@ -270,11 +295,77 @@ run_sluice() {
     stop_pid "$server"
 }
 
+# --- PostgreSQL: a cluster of the run's own ------------------------------------------------
+
+POSTGRES_PID=
+POSTGRES_SOCKET=
+
+# Starts the cluster once (initdb in the run's folder, as the postgres user, listening on a
+# Unix socket only); POSTGRES_PID is the postmaster's (setpriv execs, so $! is postgres).
+start_postgres() {
+    [[ -n $POSTGRES_PID ]] && return
+    local bin dir=$WORK/postgres
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    mkdir -p "$dir/data" "$dir/socket"
+    chown -R postgres:postgres "$dir"
+    setpriv --reuid=postgres --regid=postgres --init-groups \
+        "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 ||
+        die "initdb failed: see $dir/initdb.log"
+    setpriv --reuid=postgres --regid=postgres --init-groups \
+        "$bin/postgres" -D "$dir/data" -k "$dir/socket" -c listen_addresses= \
+        -c shared_preload_libraries=pg_stat_statements -c max_connections=200 >"$dir/log" 2>&1 &
+    POSTGRES_PID=$!
+    STARTED_PIDS+=("$POSTGRES_PID")
+    POSTGRES_SOCKET=$dir/socket
+    for _ in $(seq 1 600); do
+        "$bin/pg_isready" -q -h "$POSTGRES_SOCKET" && break
+        sleep 0.1
+    done
+    "$bin/pg_isready" -q -h "$POSTGRES_SOCKET" || die "PostgreSQL did not start: see $dir/log"
+    pg_sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+}
+
+pg_sql() { # DATABASE SQL
+    psql -X -q -t -A -h "$POSTGRES_SOCKET" -U postgres -d "$1" -c "$2"
+}
+
+# NAME FLOW NODES: a database and a data folder set up with that flow, NODES `sluice serve`
+# processes over the database, the generator's sessions split between them.
+run_sluice_postgres() {
+    local name=$1 flow=$2 nodes=$3
+    start_postgres
+    local database=sluice_${flow//-/_}_$nodes
+    pg_sql postgres "CREATE DATABASE $database" >/dev/null
+    pg_sql "$database" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+    local url="host=$POSTGRES_SOCKET user=postgres dbname=$database"
+    local data=$WORK/sluice-pg-$flow-$nodes login
+    login=$("$WORK/relay" set-up "$data" "$flow" --store-url "$url")
+    local pids=() addrs=() node port node_data
+    for node in $(seq 1 "$nodes"); do
+        port=$((node == 1 ? SLUICE_PORT : SLUICE_PORT_2))
+        node_data=$data-node$node
+        mkdir -p "$node_data/keys"
+        cp "$data/keys/master.key" "$node_data/keys/"
+        fill "$TEMPLATES/sluice.toml" "$node_data/bench.toml" SMTP_PORT="$port" SINK_PORT="$SINK_PORT"
+        printf '[store]\nurl = "%s"\n[cluster]\nnode_name = "node-%s"\n' "$url" "$node" >>"$node_data/bench.toml"
+        "$WORK/sluice" serve --data "$node_data" --config "$node_data/bench.toml" >"$node_data/serve.log" 2>&1 &
+        pids+=("$!")
+        STARTED_PIDS+=("$!")
+        addrs+=("127.0.0.1:$port")
+        wait_for_port "$port" "sluice node $node"
+    done
+    check_loopback_only "${pids[@]}"
+    measure "$name" "$(IFS=,; echo "${addrs[*]}")" "${login/ /:}" "$(IFS=,; echo "${pids[*]}")" "$database"
+    for pid in "${pids[@]}"; do
+        stop_pid "$pid"
+    done
+}
+
 # --- the run ------------------------------------------------------------------------------
 
 install_missing
 command -v cargo >/dev/null || die "cargo is needed to build the load generator and sluice"
-for port in "$SINK_PORT" "$POSTFIX_PORT" "$MILTER_PORT" "$SLUICE_PORT"; do
+for port in "$SINK_PORT" "$POSTFIX_PORT" "$MILTER_PORT" "$SLUICE_PORT" "$SLUICE_PORT_2"; do
     port_free "$port" || die "127.0.0.1:$port is in use: set BASE_PORT"
 done
 
@@ -297,7 +388,10 @@ for system in $SYSTEMS; do
     opendkim) run_opendkim ;;
     sluice-bare) run_sluice "Sluice, flow without steps" no-steps ;;
     sluice-flow) run_sluice "Sluice, template → tracking → archive → dkim, two RSA-2048 signatures" built-in ;;
-    *) die "unknown system $system (ceiling postfix opendkim sluice-bare sluice-flow)" ;;
+    sluice-pg) run_sluice_postgres "Sluice on PostgreSQL, one node, flow without steps" no-steps 1 ;;
+    sluice-pg2) run_sluice_postgres "Sluice on PostgreSQL, two nodes, flow without steps" no-steps 2 ;;
+    sluice-flow-pg) run_sluice_postgres "Sluice on PostgreSQL, one node, the built-in flow" built-in 1 ;;
+    *) die "unknown system $system (ceiling postfix opendkim sluice-bare sluice-flow sluice-pg sluice-pg2 sluice-flow-pg)" ;;
     esac
 done
 

@@ -211,3 +211,294 @@ fn an_upgraded_nodes_links_keep_working_on_every_node() {
         );
     }
 }
+
+/// One `sluice serve` process of a platform over a shared PostgreSQL database.
+struct NodeProcess {
+    child: std::process::Child,
+    smtp: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    /// Starts the real binary as node `name`, with a data folder of its own holding the
+    /// platform's master key, delivering everything to `sink`; waits for its SMTP address.
+    fn start(name: &str, database_url: &str, master_key: &std::path::Path, sink: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::copy(master_key, dir.path().join("keys").join("master.key")).unwrap();
+        let config = dir.path().join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "pipeline_workers = 4\n\
+                 [store]\nurl = {database_url:?}\n\
+                 [smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+                 [inbound]\nlisten = \"127.0.0.1:0\"\n[dashboard]\nlisten = \"127.0.0.1:0\"\n\
+                 [cluster]\nnode_name = {name:?}\nheartbeat_secs = 1\nnode_timeout_secs = 3\n\
+                 lease_secs = 3\n\
+                 [delivery]\nworkers = 8\nretry_initial_secs = 1\ncapture_example_domains = false\n\
+                 [delivery.routes]\n\"*\" = {sink:?}\n"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["serve", "--data"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The log is read to its end on a thread: the node must never write into a closed pipe.
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (found, address) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("smtp=").nth(1) {
+                    let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let smtp = address
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("{name} logs its SMTP address"));
+        Self {
+            child,
+            smtp,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Three real processes over one PostgreSQL database take submissions on all three and share
+/// the delivery queue by leases; one SIGKILLed in the middle of delivering to a slow sink
+/// leaves leases that run out, and the others deliver what it held; when they are killed too,
+/// a node started later delivers the rest. Every acknowledged message is delivered, each
+/// recorded DELIVERED once, with its events in order; a message goes out twice only where a
+/// killed node sent it without recording it.
+#[test]
+fn three_processes_share_the_queue_and_a_killed_one_loses_nothing() {
+    use lettre::address::Envelope;
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::{SmtpTransport, Transport};
+    use sluice::store::{EventKind, MessageStatus};
+    use sluice_test_support::postgres::TestDatabase;
+    use sluice_test_support::sink::{SinkOptions, SmtpSink};
+
+    let Some(database) = TestDatabase::create(module_path!()) else {
+        return;
+    };
+    let url = database.url().to_string();
+    // The platform's first start makes the demo account and the keys; then it stops.
+    let setup = TestServer::start(|config| config.store.url = Some(url.clone()));
+    let (user, password) = setup.demo_login();
+    let setup_dir = setup.stop();
+    let master_key = setup_dir.path().join("keys").join("master.key");
+
+    let sink = SmtpSink::start_with(SinkOptions {
+        tls: false,
+        ..SinkOptions::default()
+    });
+    sink.set_delay(Duration::from_millis(300));
+    let sink_addr = sink.addr().to_string();
+    let mut nodes: Vec<NodeProcess> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|name| NodeProcess::start(name, &url, &master_key, &sink_addr))
+        .collect();
+
+    let envelope = Envelope::new(
+        Some("shop@example.com".parse().unwrap()),
+        vec!["ann@customer.test".parse().unwrap()],
+    )
+    .unwrap();
+    let transports: Vec<SmtpTransport> = nodes
+        .iter()
+        .map(|node| {
+            let (host, port) = node.smtp.rsplit_once(':').unwrap();
+            SmtpTransport::builder_dangerous(host)
+                .port(port.parse().unwrap())
+                .credentials(Credentials::new(user.clone(), password.clone()))
+                .authentication(vec![Mechanism::Plain])
+                .build()
+        })
+        .collect();
+    const MESSAGES: usize = 90;
+    // Submitted to the three at once, so that most of the delivery is still ahead at the kill.
+    let submitting: Vec<_> = transports
+        .into_iter()
+        .enumerate()
+        .map(|(node, transport)| {
+            let envelope = envelope.clone();
+            std::thread::spawn(move || {
+                (0..MESSAGES / 3)
+                    .map(|n| {
+                        let content = format!(
+                            "From: shop@example.com\r\nSubject: order {node}-{n}\r\n\r\nx\r\n"
+                        );
+                        let response = transport.send_raw(&envelope, content.as_bytes()).unwrap();
+                        let text = response.message().collect::<Vec<_>>().join(" ");
+                        text.split_once("queued as ").unwrap().1.trim().to_string()
+                    })
+                    .collect::<Vec<String>>()
+            })
+        })
+        .collect();
+    let acknowledged: Vec<String> = submitting
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+
+    // Killed while it delivers: some of its messages are sent, some in flight, some claimed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.received().len() < MESSAGES / 4 {
+        assert!(Instant::now() < deadline, "delivery did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut killed = nodes.remove(1);
+    killed.child.kill().unwrap(); // SIGKILL
+    killed.child.wait().unwrap();
+
+    // The other two go on; killed in their turn, they leave the rest to a node started later.
+    let store = sluice::store::Store::open_postgres(&url, Default::default()).unwrap();
+    while sink.received().len() < MESSAGES / 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the other nodes stopped delivering"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for mut node in nodes.drain(..) {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+    let left = acknowledged
+        .iter()
+        .filter(|id| store.message(id).unwrap().unwrap().status != MessageStatus::Delivered)
+        .count();
+    assert!(
+        left > 0,
+        "everything was delivered before the late node started"
+    );
+    let _late = NodeProcess::start("node-d", &url, &master_key, &sink_addr);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in &acknowledged {
+        loop {
+            let status = store.message(id).unwrap().expect("acknowledged").status;
+            if status == MessageStatus::Delivered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} is {status:?}: {:?}",
+                store.events(id).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    let received = sink.received();
+    let mut duplicates = 0;
+    for id in &acknowledged {
+        let copies = received
+            .iter()
+            .filter(|message| message.mail_from.contains(id.as_str()))
+            .count();
+        assert!(copies >= 1, "{id} never reached the sink");
+        duplicates += copies - 1;
+        let events = store.events(id).unwrap();
+        let kinds: Vec<EventKind> = events.iter().map(|event| event.kind).collect();
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|kind| **kind == EventKind::Delivered)
+                .count(),
+            1,
+            "{id}: {kinds:?}"
+        );
+        assert_eq!(kinds.last(), Some(&EventKind::Delivered), "{id}: {kinds:?}");
+        assert!(
+            events.windows(2).all(|pair| pair[0].at <= pair[1].at),
+            "{id}: events out of order: {events:?}"
+        );
+    }
+    // Only what a killed node had sent without recording it goes out again: at most two
+    // messages per connection it had open (one sent, one being sent), two connections each
+    // (a share of the destination's four).
+    println!("{left} of {MESSAGES} left for the late node; {duplicates} sent twice");
+    assert!(
+        duplicates <= 12,
+        "{duplicates} messages were delivered twice"
+    );
+    assert_eq!(received.len(), MESSAGES + duplicates);
+}
+
+/// A message whose node died after acknowledging it but before running its flow is in the
+/// spool, and no live node was handed it: a live node runs it once it is a lease's time old.
+#[test]
+fn a_message_a_dead_node_left_in_the_spool_is_run_by_a_live_one() {
+    use sluice::store::{MessageRecord, MessageStatus, NewMessage};
+    use sluice_test_support::postgres::TestDatabase;
+
+    let Some(database) = TestDatabase::create(module_path!()) else {
+        return;
+    };
+    let url = database.url().to_string();
+    let node = TestServer::start(|config| {
+        config.store.url = Some(url.clone());
+        config.cluster.lease_secs = 1;
+    });
+    let account = node.store().account(1).unwrap().expect("the demo account");
+    let source = node
+        .store()
+        .sources_of(account.id)
+        .unwrap()
+        .into_iter()
+        .next()
+        .expect("the demo source");
+    let submitted_at = sluice::store::now_millis() - 10_000;
+    let record = MessageRecord {
+        id: sluice::store::new_message_id(),
+        account_id: account.id,
+        source_id: source.id,
+        submitted_over: "smtp".into(),
+        sender: "shop@example.com".into(),
+        recipient: "ann@example.net".into(),
+        submitted_at,
+        data: None,
+        flow_selector: None,
+        flow_id: None,
+        status: MessageStatus::Submitted,
+        status_reason: None,
+        subject: Some("left behind".into()),
+        tags: Vec::new(),
+        schedule_at: None,
+        dmarc: None,
+        header_message_id: None,
+        resent_from: None,
+        steps: Vec::new(),
+    };
+    // Past the node's start-up look at the spool, so only the look for orphans can find it.
+    std::thread::sleep(Duration::from_secs(2));
+    // Spooled the way a node that is gone now did it: straight into the store.
+    node.block_on(node.store().spool(vec![NewMessage {
+        record: record.clone(),
+        body: b"From: shop@example.com\r\nSubject: left behind\r\n\r\nx\r\n".to_vec(),
+    }]))
+    .unwrap();
+
+    let done = node.wait_until_done(&record.id);
+    assert_eq!(done.status, MessageStatus::Processed, "{done:?}");
+}

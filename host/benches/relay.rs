@@ -2,7 +2,8 @@
 //! (`bench/relay.sh`: the generator straight into smtp-sink, Postfix, Postfix + OpenDKIM and
 //! Sluice, all on loopback). Three commands:
 //!
-//! - `set-up DATA no-steps|built-in` prepares a data folder for `sluice serve`: the demo
+//! - `set-up DATA no-steps|built-in [--store-url URL]` prepares a data folder (and, with a
+//!   URL, a PostgreSQL database) for `sluice serve`: the demo
 //!   account with a default flow without steps, or the built-in flow template → tracking →
 //!   archive → dkim with two RSA-2048 keys (the platform's and a validated customer
 //!   identity's). Prints the demo account's SMTP login, `USER PASSWORD`.
@@ -15,8 +16,11 @@
 //!   redirected to FILE) has counted MESSAGES more messages: throughput is end to end. With
 //!   `--cpu-of PID,...` it also reads the CPU time (user + system, from `/proc/PID/stat`) of
 //!   those processes and all their descendants, living and reaped, before and after. Prints
-//!   one line, `rate=MSG/S cpu_ms=MS_PER_MESSAGE p50_ms=MS p99_ms=MS`, where p50/p99 are of the
-//!   acknowledgement: from a message's last byte written to its 250.
+//!   one line, `rate=MSG/S cpu_ms=MS_PER_MESSAGE db_cpu_ms=MS_PER_MESSAGE p50_ms=MS p99_ms=MS`,
+//!   where p50/p99 are of the acknowledgement: from a message's last byte written to its 250,
+//!   and `db_cpu_ms` is the CPU of the database server given with `--db-cpu-of PID` (else -).
+//!   ADDR may name several servers, comma-separated (nodes of one platform): the sessions take
+//!   them in turn.
 //!
 //! By hand (bench/relay.sh runs the binary cargo builds for this):
 //!
@@ -55,11 +59,16 @@ enum Command {
         data: PathBuf,
         /// The demo account's default flow.
         flow: FlowKind,
+        /// The store's PostgreSQL database (`[store] url`); absent, the data folder's redb file.
+        #[arg(long)]
+        store_url: Option<String>,
     },
     /// Sends the newsletter MESSAGES times and prints throughput, CPU and acknowledgement times.
     Load {
-        /// The SMTP server under test.
-        addr: SocketAddr,
+        /// The SMTP server under test; several, comma-separated (the nodes of one platform),
+        /// take the sessions in turn.
+        #[arg(value_delimiter = ',', required = true)]
+        addr: Vec<SocketAddr>,
         /// Messages in all, shared evenly by the sessions.
         messages: usize,
         /// Where smtp-sink's `-c` counters are written: the run ends when they count MESSAGES more.
@@ -74,6 +83,10 @@ enum Command {
         /// The processes under test: their CPU time, with all their descendants', is measured.
         #[arg(long, value_delimiter = ',')]
         cpu_of: Vec<u32>,
+        /// A database server the system under test uses (its postmaster): its CPU time, with
+        /// its backends', is measured on its own and printed as `db_cpu_ms`.
+        #[arg(long, value_delimiter = ',')]
+        db_cpu_of: Vec<u32>,
         /// Clock ticks per second of `/proc/PID/stat` (`getconf CLK_TCK`).
         #[arg(long, default_value_t = 100)]
         clock_ticks: u64,
@@ -98,8 +111,12 @@ fn main() {
     // `cargo bench` passes `--bench` to every bench binary.
     let cli = Cli::parse_from(std::env::args().filter(|arg| arg != "--bench"));
     match cli.command {
-        Command::SetUp { data, flow } => {
-            let (user, password) = set_up_data_folder(&data, flow);
+        Command::SetUp {
+            data,
+            flow,
+            store_url,
+        } => {
+            let (user, password) = set_up_data_folder(&data, flow, store_url);
             println!("{user} {password}");
         }
         Command::MessageSize => println!("{}", support::built_in_flow::newsletter().len()),
@@ -110,6 +127,7 @@ fn main() {
             sessions,
             auth,
             cpu_of,
+            db_cpu_of,
             clock_ticks,
         } => {
             let login = auth.map(|login| {
@@ -123,18 +141,20 @@ fn main() {
                 login,
                 sink_counter,
                 processes: cpu_of,
+                database: db_cpu_of,
                 clock_ticks,
             };
             let result = run.go();
+            let millis = |cpu: Option<Duration>| {
+                cpu.map_or("-".to_string(), |cpu| {
+                    format!("{:.3}", cpu.as_secs_f64() * 1e3)
+                })
+            };
             println!(
-                "rate={:.1} cpu_ms={} p50_ms={:.2} p99_ms={:.2}",
+                "rate={:.1} cpu_ms={} db_cpu_ms={} p50_ms={:.2} p99_ms={:.2}",
                 result.rate,
-                result
-                    .cpu_per_message
-                    .map_or("-".to_string(), |cpu| format!(
-                        "{:.3}",
-                        cpu.as_secs_f64() * 1e3
-                    )),
+                millis(result.cpu_per_message),
+                millis(result.database_cpu_per_message),
                 result.acknowledgement_p50.as_secs_f64() * 1e3,
                 result.acknowledgement_p99.as_secs_f64() * 1e3,
             );
@@ -143,13 +163,13 @@ fn main() {
 }
 
 /// Makes the demo account and its default flow in `data` with a server in this process.
-fn set_up_data_folder(data: &Path, flow: FlowKind) -> (String, String) {
+fn set_up_data_folder(data: &Path, flow: FlowKind, store_url: Option<String>) -> (String, String) {
     std::fs::create_dir_all(data).expect("data folder");
+    let mut config = set_up_config(data);
+    config.store.url = store_url;
     set_up(async {
         // The platform's key is RSA-2048 by default.
-        let server = Server::start(set_up_config(data))
-            .await
-            .expect("server starts");
+        let server = Server::start(config).await.expect("server starts");
         let demo = server.created_demo.clone().expect("a new data folder");
         match flow {
             FlowKind::NoSteps => {
@@ -165,12 +185,13 @@ fn set_up_data_folder(data: &Path, flow: FlowKind) -> (String, String) {
 
 /// One measured run of the load generator.
 struct Run {
-    addr: SocketAddr,
+    addr: Vec<SocketAddr>,
     messages: usize,
     sessions: usize,
     login: Option<(String, String)>,
     sink_counter: PathBuf,
     processes: Vec<u32>,
+    database: Vec<u32>,
     clock_ticks: u64,
 }
 
@@ -180,6 +201,8 @@ struct Measured {
     rate: f64,
     /// CPU time of the processes under test per message, when there are some.
     cpu_per_message: Option<Duration>,
+    /// CPU time of the database server per message, when one is given.
+    database_cpu_per_message: Option<Duration>,
     acknowledgement_p50: Duration,
     acknowledgement_p99: Duration,
 }
@@ -190,8 +213,8 @@ impl Run {
         let data = data_section(&support::built_in_flow::newsletter());
         let sessions = runtime.block_on(async {
             let opening: Vec<_> = (0..self.sessions)
-                .map(|_| {
-                    let (addr, login) = (self.addr, self.login.clone());
+                .map(|index| {
+                    let (addr, login) = (self.addr[index % self.addr.len()], self.login.clone());
                     tokio::spawn(async move { SmtpSession::open(addr, login.as_ref()).await })
                 })
                 .collect();
@@ -203,7 +226,8 @@ impl Run {
         });
 
         let counted_before = sink_count(&self.sink_counter);
-        let cpu_before = self.cpu();
+        let cpu_before = self.cpu(&self.processes);
+        let database_before = self.cpu(&self.database);
         let started = Instant::now();
         let sending: Vec<_> = sessions
             .into_iter()
@@ -239,7 +263,8 @@ impl Run {
             );
         }
         let elapsed = started.elapsed();
-        let cpu_after = self.cpu();
+        let cpu_after = self.cpu(&self.processes);
+        let database_after = self.cpu(&self.database);
 
         let mut waited: Vec<Duration> = runtime.block_on(async {
             let mut all = Vec::with_capacity(self.messages);
@@ -255,17 +280,20 @@ impl Run {
             cpu_per_message: cpu_before
                 .zip(cpu_after)
                 .map(|(before, after)| after.saturating_sub(before) / self.messages as u32),
+            database_cpu_per_message: database_before
+                .zip(database_after)
+                .map(|(before, after)| after.saturating_sub(before) / self.messages as u32),
             acknowledgement_p50: at(0.5),
             acknowledgement_p99: at(0.99),
         }
     }
 
-    /// The CPU time the processes under test and their descendants have used so far.
-    fn cpu(&self) -> Option<Duration> {
-        if self.processes.is_empty() {
+    /// The CPU time `processes` and their descendants have used so far.
+    fn cpu(&self, processes: &[u32]) -> Option<Duration> {
+        if processes.is_empty() {
             return None;
         }
-        let ticks = process_tree_ticks(&self.processes);
+        let ticks = process_tree_ticks(processes);
         Some(Duration::from_secs_f64(
             ticks as f64 / self.clock_ticks as f64,
         ))

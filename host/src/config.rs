@@ -88,6 +88,10 @@ pub struct StoreConfig {
     /// How long a store operation waits for a connection before it fails ("10s").
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// The longest a statement may run, and a session may sit idle inside a transaction,
+    /// before PostgreSQL ends it ("60s").
+    #[serde(deserialize_with = "duration")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -97,6 +101,7 @@ impl Default for StoreConfig {
             url: None,
             max_connections: pool.max_connections,
             connect_timeout: pool.wait,
+            statement_timeout: pool.statement_timeout,
         }
     }
 }
@@ -107,6 +112,7 @@ impl StoreConfig {
         crate::store::kv::postgres::PoolSettings {
             max_connections: self.max_connections,
             wait: self.connect_timeout,
+            statement_timeout: self.statement_timeout,
         }
     }
 }
@@ -118,6 +124,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("url", &self.url.as_ref().map(|_| "<set>"))
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }

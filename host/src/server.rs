@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
 use crate::cluster::secrets::{self, SharedKey};
-use crate::cluster::{Membership, plugins as plugin_changes};
+use crate::cluster::{Leasing, Membership, plugins as plugin_changes};
 use crate::config::{Config, DemoConfig, RetentionConfig};
 use crate::dashboard::{self, DashboardState};
 use crate::delivery::capture::Capture;
@@ -147,7 +147,13 @@ impl Server {
         // Read before anything loads a plugin: a change made meanwhile is seen at the first poll.
         let plugin_changes_seen = store.latest_plugin_change()?;
         let membership = Membership::join(store.clone(), &config.cluster).await?;
-        let created_demo = if store.account(1)?.is_none() {
+        // On a store other nodes share, queued work is claimed before it is done.
+        let leasing = store.is_shared().then(|| Leasing {
+            holder: membership.holder(),
+            duration: config.cluster.lease(),
+        });
+        // Nodes of a new platform starting together make one demo account between them.
+        let created_demo = if store.account(1)?.is_none() && store.first_to("demo-account").await? {
             Some(create_demo(&store, &config.demo).await?)
         } else {
             None
@@ -192,6 +198,9 @@ impl Server {
             account_share: config.account_share(),
             delivery: config.delivery.clone(),
             queued: queued.clone(),
+            // A live node runs the flows of what it accepted within seconds: a message spooled
+            // a lease's time ago is one a dead node left.
+            orphaned_after: leasing.as_ref().map(|leasing| leasing.duration),
         });
         let resolver = Resolver::new(&config.dns)?;
         let classifiers = AccountClassifiers::new(store.clone(), Arc::clone(&runtime));
@@ -205,6 +214,7 @@ impl Server {
             Arc::clone(&classifiers),
             queued,
             membership.nodes(),
+            leasing.clone(),
         )?;
         let plugin_changes_task = plugin_changes::watch(
             store.clone(),
@@ -222,7 +232,8 @@ impl Server {
             &config.inbound,
         );
         let inbound_task = inbound.start();
-        let webhook_task = WebhookDispatcher::start(config.webhooks.clone(), store.clone())?;
+        let webhook_task =
+            WebhookDispatcher::start(config.webhooks.clone(), store.clone(), leasing)?;
         let purge_task = tokio::spawn(purge_expired(
             store.clone(),
             config.retention.clone(),

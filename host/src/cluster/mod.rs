@@ -16,6 +16,23 @@ use serde::Deserialize;
 
 use crate::store::{NodeRecord, Store, StoreError, now_millis, random_hex};
 
+/// How this node claims queued work (deliveries, webhook calls) on a store other nodes share:
+/// each claim is a lease the node renews while the work lasts.
+#[derive(Clone, Debug)]
+pub struct Leasing {
+    /// This node process, as its leases name it ([`Membership::holder`]).
+    pub holder: String,
+    /// How long a claim lasts unless renewed; renewed every third of it while in flight.
+    pub duration: Duration,
+}
+
+impl Leasing {
+    /// When a lease taken or renewed at `now` runs out.
+    pub fn until(&self, now: u64) -> u64 {
+        now.saturating_add(millis(self.duration))
+    }
+}
+
 /// The `[cluster]` section: how this node names itself and how nodes watch each other.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +45,9 @@ pub struct ClusterConfig {
     pub node_timeout_secs: u64,
     /// Milliseconds between two looks for plugins changed through another node.
     pub plugin_poll_millis: u64,
+    /// Seconds a node's claim on queued work lasts unless it renews it (it renews every third
+    /// of this while the work lasts); work a dead node claimed is taken over after this.
+    pub lease_secs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -37,6 +57,7 @@ impl Default for ClusterConfig {
             heartbeat_secs: 5,
             node_timeout_secs: 30,
             plugin_poll_millis: 1000,
+            lease_secs: 60,
         }
     }
 }
@@ -50,6 +71,11 @@ impl ClusterConfig {
     /// one late heartbeat never drops a live node.
     fn timeout(&self) -> Duration {
         Duration::from_secs(self.node_timeout_secs.max(self.heartbeat_secs.max(1) * 2))
+    }
+
+    /// How long a claim on queued work lasts unless renewed.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
     }
 
     /// Between two plugin polls.
@@ -161,6 +187,12 @@ impl Membership {
     /// This node's heartbeat as first written.
     pub fn node(&self) -> &NodeRecord {
         &self.record
+    }
+
+    /// This node process as its leases on queued work name it: its id and its instance, so a
+    /// restarted node does not take its earlier process's leases for its own.
+    pub fn holder(&self) -> String {
+        format!("{}/{}", self.record.id, self.record.instance)
     }
 
     /// The count of live nodes, kept up to date.

@@ -29,7 +29,7 @@ use self::outcome::RetryPolicy;
 use self::rate::{Rate, RateLimiter};
 use self::routing::{Destination, RouteConfig, RouteError, Routes};
 use self::verp::ReturnPath;
-use crate::cluster::NodeCount;
+use crate::cluster::{Leasing, NodeCount};
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
 use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
@@ -181,6 +181,10 @@ pub struct Delivery {
     rates: RateLimiter,
     /// The platform's live nodes: this node opens its share of each destination's connections.
     nodes: NodeCount,
+    /// Claims on a shared store; none on a store this node has to itself.
+    leasing: Option<Leasing>,
+    /// Wakes the scheduler.
+    signal: QueueSignal,
     /// Messages handed to a worker and not recorded yet.
     in_flight: Mutex<HashSet<String>>,
     /// Per destination (a recipient domain, or a static route shared by several): messages
@@ -216,6 +220,7 @@ impl Delivery {
         classifiers: Arc<AccountClassifiers>,
         signal: QueueSignal,
         nodes: NodeCount,
+        leasing: Option<Leasing>,
     ) -> Result<tokio::task::JoinHandle<()>, RouteError> {
         let delivery = Arc::new(Self {
             classifiers,
@@ -225,6 +230,8 @@ impl Delivery {
                 .then(|| Capture::new(data_dir)),
             rates: RateLimiter::new(&config.rate_limits, nodes.clone()),
             nodes,
+            leasing,
+            signal,
             workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
             config,
             store,
@@ -234,7 +241,7 @@ impl Delivery {
             in_flight: Mutex::new(HashSet::new()),
             domains: Mutex::new(HashMap::new()),
         });
-        Ok(tokio::spawn(delivery.schedule(signal)))
+        Ok(tokio::spawn(delivery.schedule()))
     }
 
     /// The connections a message to `domain` may share: its static route's (one relay takes
@@ -253,21 +260,79 @@ impl Delivery {
             .share_of(self.config.max_connections_per_domain.max(1))
     }
 
-    async fn schedule(self: Arc<Self>, signal: QueueSignal) {
+    async fn schedule(self: Arc<Self>) {
         if !self.config.enabled {
             return;
         }
-        schedule::run("delivery", &signal.0, || self.dispatch_due()).await;
+        let renewing = self
+            .leasing
+            .clone()
+            .map(|leasing| tokio::spawn(Arc::clone(&self).renew_leases(leasing)));
+        schedule::run("delivery", &self.signal.0, || self.dispatch_due()).await;
+        if let Some(renewing) = renewing {
+            renewing.abort();
+        }
+    }
+
+    /// Keeps this node's leases on the messages it has in flight from running out while their
+    /// attempts (or their wait for a connection) last.
+    async fn renew_leases(self: Arc<Self>, leasing: Leasing) {
+        let every = leasing.duration / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let ids: Vec<String> = lock(&self.in_flight).iter().cloned().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let until = leasing.until(now_millis());
+            match self
+                .store
+                .renew_delivery_leases(ids, leasing.holder.clone(), until)
+                .await
+            {
+                Ok(lost) if !lost.is_empty() => {
+                    // Recorded meanwhile, or (when renewing failed for longer than a lease)
+                    // taken over by another node, whose attempt is then the one on record.
+                    tracing::debug!(messages = lost.len(), "leases not renewed: no longer held");
+                }
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(error) => tracing::warn!(%error, "renewing delivery leases failed"),
+            }
+        }
     }
 
     /// Hands every due message to its domain's queue and starts connections as allowed;
     /// returns how long to sleep before the next look.
     fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
         let now = now_millis();
-        let due = {
-            let in_flight = lock(&self.in_flight);
-            self.store
-                .due_deliveries(now, 1000, |id| in_flight.contains(id))?
+        let due = match &self.leasing {
+            // A node claims only what its workers have room for, so the nodes of a platform
+            // share a backlog instead of one node leasing all of it; a worker that finishes
+            // wakes the scheduler to claim more.
+            Some(leasing) => {
+                let room = self
+                    .config
+                    .workers
+                    .max(1)
+                    .saturating_sub(lock(&self.in_flight).len())
+                    .min(1000);
+                if room == 0 {
+                    Vec::new()
+                } else {
+                    self.store.claim_due_deliveries(
+                        now,
+                        room,
+                        &leasing.holder,
+                        leasing.until(now),
+                    )?
+                }
+            }
+            None => {
+                let in_flight = lock(&self.in_flight);
+                self.store
+                    .due_deliveries(now, 1000, |id| in_flight.contains(id))?
+            }
         };
         for (id, domain) in due {
             if !lock(&self.in_flight).insert(id.clone()) {
@@ -380,9 +445,20 @@ impl Delivery {
     /// outcome is durable would let the scheduler send it again.
     async fn record(self: Arc<Self>, id: String, outcome: AttemptRecord) {
         let mut wait = Duration::from_millis(100);
+        let holder = self.leasing.as_ref().map(|leasing| leasing.holder.clone());
         loop {
-            match self.store.record_attempt(&id, outcome.clone()).await {
-                Ok(()) => break,
+            match self
+                .store
+                .record_attempt(&id, outcome.clone(), holder.clone())
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {
+                    if holder.is_some() {
+                        tracing::warn!(message = %id, "an attempt was not recorded: this node's lease on the message had run out and another node took it");
+                    }
+                    break;
+                }
                 Err(StoreError::Closed) => return,
                 Err(error) => {
                     tracing::error!(message = %id, %error, "recording a delivery attempt failed; retrying");
@@ -392,6 +468,10 @@ impl Delivery {
             }
         }
         lock(&self.in_flight).remove(&id);
+        if self.leasing.is_some() {
+            // Room for one more claim.
+            self.signal.queued();
+        }
     }
 
     /// One attempt for one message; returns what to record (nothing when the message is gone

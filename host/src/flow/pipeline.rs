@@ -54,6 +54,8 @@ pub struct Pipeline {
     in_flight: Mutex<HashSet<String>>,
     share: Arc<FairShare>,
     overflowed: AtomicBool,
+    /// See [`PipelineParts::orphaned_after`].
+    orphaned_after: Option<Duration>,
 }
 
 /// What the pipeline is built from.
@@ -77,6 +79,9 @@ pub struct PipelineParts {
     pub delivery: DeliveryConfig,
     /// Told when a message enters the delivery queue.
     pub queued: QueueSignal,
+    /// On a store other nodes share: how old a spooled message must be before this node runs
+    /// its flow without having accepted it (its node died before the flow ended).
+    pub orphaned_after: Option<Duration>,
 }
 
 /// What running a message's flow came to.
@@ -362,6 +367,7 @@ impl Pipeline {
             account_share,
             delivery,
             queued,
+            orphaned_after,
         } = parts;
         let pipeline = Arc::new(Self {
             store,
@@ -377,6 +383,7 @@ impl Pipeline {
             share: FairShare::new(workers, account_share),
             // Start with a scan: whatever was spooled before a restart is picked up.
             overflowed: AtomicBool::new(true),
+            orphaned_after,
         });
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(Arc::clone(&pipeline).run(receiver));
@@ -387,6 +394,14 @@ impl Pipeline {
     /// queue, and the next flow to start is the next account's whose share has room.
     async fn run(self: Arc<Self>, mut receiver: mpsc::Receiver<Spooled>) {
         let mut rescan = tokio::time::interval(RESCAN_INTERVAL);
+        // Never ticks on a store of this node's own.
+        let orphan_every = self
+            .orphaned_after
+            .map_or(Duration::from_secs(3600 * 24 * 365), |after| {
+                (after / 2).max(RESCAN_INTERVAL)
+            });
+        let mut orphan_scan = tokio::time::interval(orphan_every);
+        orphan_scan.tick().await;
         let mut backlog = Backlog::default();
         loop {
             while let Ok((account_id, id)) = receiver.try_recv() {
@@ -412,16 +427,24 @@ impl Pipeline {
                 () = &mut released, if !backlog.is_empty() => {}
                 _ = rescan.tick() => {
                     if self.overflowed.swap(false, Ordering::AcqRel) {
-                        self.rescan(&mut backlog);
+                        self.rescan(&mut backlog, u64::MAX);
                     }
+                }
+                _ = orphan_scan.tick(), if self.orphaned_after.is_some() => {
+                    let after = self.orphaned_after.unwrap_or_default();
+                    let cutoff = crate::store::now_millis()
+                        .saturating_sub(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                    self.rescan(&mut backlog, cutoff);
                 }
             }
         }
     }
 
-    /// Queues whatever is in the spool (after a restart, or when the channel overflowed).
-    fn rescan(&self, backlog: &mut Backlog) {
-        let ids = match self.store.spooled() {
+    /// Queues what is in the spool, submitted before `before` (after a restart, or when the
+    /// channel overflowed: everything; on a shared store, now and then, what another node
+    /// accepted long ago and left, having died).
+    fn rescan(&self, backlog: &mut Backlog, before: u64) {
+        let ids = match self.store.spooled_before(before) {
             Ok(ids) => ids,
             Err(error) => {
                 tracing::error!(%error, "cannot read the spool");
@@ -543,7 +566,7 @@ impl Pipeline {
             .store
             .finish_flow(record, changed, events, archive, held, expires_at)
             .await?;
-        if status == MessageStatus::Processed {
+        if status == Some(MessageStatus::Processed) {
             self.queued.queued();
         }
         Ok(())

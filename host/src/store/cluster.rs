@@ -88,6 +88,22 @@ fn insert_if_absent(
 }
 
 impl Store {
+    /// Whether this node is the first of the platform to do the one-time task `task` (making
+    /// the demo account at a platform's first start): exactly one of the nodes asking, however
+    /// many ask at once, is told yes, ever.
+    pub async fn first_to(&self, task: &str) -> Result<bool, StoreError> {
+        let marker = format!("once:{task}");
+        self.write(move |txn| {
+            let mut counters = txn.open_table(COUNTERS)?;
+            if counters.get(marker.as_str())?.is_some() {
+                return Ok(false);
+            }
+            counters.insert(marker.as_str(), 1)?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Writes this node's heartbeat, removes the nodes not seen since `gone_before`
     /// (milliseconds since the epoch) and returns the nodes alive, this one included.
     pub async fn heartbeat(
@@ -241,6 +257,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store.redb")).unwrap();
         (dir, store)
+    }
+
+    // Four nodes (four stores over one database) asking at once: one yes between them.
+    crate::store::backends::on_both_backends!(one_node_of_many_asking_at_once_is_first);
+    async fn one_node_of_many_asking_at_once_is_first(place: crate::store::backends::TestPlace) {
+        let nodes: Vec<Store> = match place.database() {
+            Some(_) => (0..4).map(|_| place.open()).collect(),
+            None => vec![place.open()],
+        };
+        let asking: Vec<_> = (0..8)
+            .map(|n| {
+                let node = nodes[n % nodes.len()].clone();
+                tokio::spawn(async move { node.first_to("demo-account").await.unwrap() })
+            })
+            .collect();
+        let mut yes = 0;
+        for answer in asking {
+            yes += usize::from(answer.await.unwrap());
+        }
+        assert_eq!(yes, 1);
+        assert!(!nodes[0].first_to("demo-account").await.unwrap());
+        assert!(nodes[0].first_to("another task").await.unwrap());
     }
 
     #[tokio::test]

@@ -30,7 +30,25 @@ pub struct DeliveryState {
     pub queued_at: u64,
     /// After this, a temporary failure ends in SOFTBOUNCE instead of another retry.
     pub expires_at: u64,
+    /// The node attempting it, on a store several nodes share; its due time is the lease's
+    /// end meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
 }
+
+/// A node's claim on a queued message: no other node attempts it until `until`. The holder
+/// renews it while its attempt lasts; a holder that dies lets it run out, and the message is
+/// due again for every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The node process that holds it (its id and instance).
+    pub holder: String,
+    /// When it runs out (milliseconds since the Unix epoch).
+    pub until: u64,
+}
+
+/// How many times a claim is tried again after a deadlock with another node's transaction.
+const CLAIM_RETRIES: u32 = 3;
 
 /// What one delivery attempt works from.
 #[derive(Clone, Debug)]
@@ -143,6 +161,7 @@ pub(super) fn queue_or_reject(
         attempts: 0,
         queued_at: now,
         expires_at,
+        lease: None,
     };
     txn.open_table(DELIVERIES)?
         .insert(id, encode(&state)?.as_slice())?;
@@ -261,36 +280,54 @@ impl Store {
 
     /// Records an attempt and what follows from it, in one durable transaction: the message is
     /// rescheduled, or leaves the queue with its final status (and, for a hard bounce, its
-    /// recipient joins the filter list).
-    pub async fn record_attempt(&self, id: &str, record: AttemptRecord) -> Result<(), StoreError> {
+    /// recipient joins the filter list). With a `holder`, only while that holder's lease is
+    /// the message's (see [`Store::claim_due_deliveries`]). Returns whether it was recorded.
+    pub async fn record_attempt(
+        &self,
+        id: &str,
+        record: AttemptRecord,
+        holder: Option<String>,
+    ) -> Result<bool, StoreError> {
         let id = id.to_string();
         let hooks = std::sync::Arc::clone(&self.webhooks);
         self.write(move |txn| {
             let mut outbox = txn.open_table(OUTBOX)?;
             let Some(due) = outbox.get(id.as_str())? else {
                 // Not queued any more (delivered by an earlier attempt): nothing to record.
-                return Ok(());
+                return Ok(false);
             };
-            let mut due_index = txn.open_table(OUTBOX_DUE)?;
-            let domain = due_index.remove((due, id.as_str()))?.unwrap_or_default();
             let mut deliveries = txn.open_table(DELIVERIES)?;
-            let mut message: MessageRecord = match txn.open_table(MESSAGES)?.get(id.as_str())? {
-                Some(value) => decode(&value)?,
-                None => {
-                    // A queued message without its record: nothing left to deliver or tell.
-                    outbox.remove(id.as_str())?;
-                    deliveries.remove(id.as_str())?;
-                    return Ok(());
-                }
-            };
             let mut state: DeliveryState = match deliveries.get(id.as_str())? {
                 Some(value) => decode(&value)?,
                 None => DeliveryState {
                     attempts: 0,
                     queued_at: due,
                     expires_at: due,
+                    lease: None,
                 },
             };
+            if let Some(holder) = &holder
+                && state
+                    .lease
+                    .as_ref()
+                    .is_none_or(|lease| &lease.holder != holder)
+            {
+                // The lease ran out and another node took the message (or recorded it): that
+                // node's attempt, not this one, is the one on record.
+                return Ok(false);
+            }
+            let mut due_index = txn.open_table(OUTBOX_DUE)?;
+            let domain = due_index.remove((due, id.as_str()))?.unwrap_or_default();
+            let mut message: MessageRecord = match txn.open_table(MESSAGES)?.get(id.as_str())? {
+                Some(value) => decode(&value)?,
+                None => {
+                    // A queued message without its record: nothing left to deliver or tell.
+                    outbox.remove(id.as_str())?;
+                    deliveries.remove(id.as_str())?;
+                    return Ok(false);
+                }
+            };
+            state.lease = None;
             state.attempts += 1;
             match &record {
                 AttemptRecord::Retry { event, due_at } => {
@@ -323,7 +360,106 @@ impl Store {
                     }
                 }
             }
-            Ok(())
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Claims up to `limit` due messages for `holder` until `until`, oldest first, with their
+    /// recipient domains: each moves in the queue to `until`, so no node sees it due while the
+    /// lease lasts. Nodes claiming at once take different messages: on PostgreSQL the due
+    /// entries are taken with `FOR UPDATE SKIP LOCKED` in a transaction of its own (not the
+    /// group commit, whose other writers a conflict would hold up). Messages this holder
+    /// claimed before and still holds come back too when their lease ran out.
+    pub fn claim_due_deliveries(
+        &self,
+        now: u64,
+        limit: usize,
+        holder: &str,
+        until: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.try_claim_due(now, limit, holder, until) {
+                Err(error) if error.is_transient_conflict() && tries < CLAIM_RETRIES => {
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn try_claim_due(
+        &self,
+        now: u64,
+        limit: usize,
+        holder: &str,
+        until: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db.begin_claim()?;
+        let mut claimed = Vec::new();
+        {
+            let mut due_index = txn.open_table(OUTBOX_DUE)?;
+            let taken = due_index.take_first((0, "")..=(now, "\u{10ffff}"), limit)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            for ((due, id), domain) in taken {
+                // Everything that changes a queued message's delivery state also changes its
+                // due entry, which this transaction holds: these rows are safe to change here.
+                let Some(value) = deliveries.get(id.as_str())? else {
+                    continue;
+                };
+                let mut state: DeliveryState = decode(&value)?;
+                state.lease = Some(Lease {
+                    holder: holder.to_string(),
+                    until,
+                });
+                due_index.remove((due, id.as_str()))?;
+                due_index.insert((until, id.as_str()), domain.as_str())?;
+                outbox.insert(id.as_str(), until)?;
+                deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
+                claimed.push((id, domain));
+            }
+        }
+        txn.commit()?;
+        Ok(claimed)
+    }
+
+    /// Extends `holder`'s leases on `ids` to `until`; returns the ids whose lease it no longer
+    /// holds (ran out and taken by another node, or recorded).
+    pub async fn renew_delivery_leases(
+        &self,
+        ids: Vec<String>,
+        holder: String,
+        until: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write(move |txn| {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut due_index = txn.open_table(OUTBOX_DUE)?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut lost = Vec::new();
+            for id in &ids {
+                let state = deliveries
+                    .get(id.as_str())?
+                    .map(|value| decode::<DeliveryState>(&value))
+                    .transpose()?;
+                let (Some(mut state), Some(due)) = (state, outbox.get(id.as_str())?) else {
+                    lost.push(id.clone());
+                    continue;
+                };
+                match &mut state.lease {
+                    Some(lease) if lease.holder == holder => lease.until = until,
+                    _ => {
+                        lost.push(id.clone());
+                        continue;
+                    }
+                }
+                let domain = due_index.remove((due, id.as_str()))?.unwrap_or_default();
+                due_index.insert((until, id.as_str()), domain.as_str())?;
+                outbox.insert(id.as_str(), until)?;
+                deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
+            }
+            Ok(lost)
         })
         .await
     }
@@ -412,5 +548,258 @@ impl Store {
         } else {
             Err(StoreError::NotFound(format!("filter {id}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
+    use crate::store::tests::record;
+    use crate::store::{MessageStatus, NewMessage};
+
+    const MINUTE: u64 = 60_000;
+
+    /// Spools `count` messages and finishes their flows, so they wait in the delivery queue;
+    /// returns their ids, oldest first.
+    async fn queued(store: &Store, count: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        for n in 0..count {
+            let mut message = record(1, &format!("m{n}"));
+            store
+                .spool(vec![NewMessage {
+                    record: message.clone(),
+                    body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+                }])
+                .await
+                .unwrap();
+            message.status = MessageStatus::Processed;
+            let status = store
+                .finish_flow(message.clone(), None, Vec::new(), None, None, u64::MAX)
+                .await
+                .unwrap();
+            assert_eq!(status, Some(MessageStatus::Processed));
+            ids.push(message.id);
+        }
+        ids
+    }
+
+    fn ids_of(claimed: Vec<(String, String)>) -> Vec<String> {
+        claimed.into_iter().map(|(id, _)| id).collect()
+    }
+
+    fn delivered() -> AttemptRecord {
+        AttemptRecord::Final {
+            status: MessageStatus::Delivered,
+            events: Vec::new(),
+            filter: None,
+        }
+    }
+
+    on_both_backends!(a_leased_message_is_due_for_no_other_node_until_its_lease_runs_out);
+    async fn a_leased_message_is_due_for_no_other_node_until_its_lease_runs_out(place: TestPlace) {
+        let store = place.open();
+        let ids = queued(&store, 2).await;
+        let now = now_millis() + 1;
+
+        let first = store
+            .claim_due_deliveries(now, 10, "a", now + MINUTE)
+            .unwrap();
+        assert_eq!(ids_of(first), ids);
+        assert!(
+            store
+                .claim_due_deliveries(now, 10, "b", now + MINUTE)
+                .unwrap()
+                .is_empty(),
+            "a leased message was claimed again"
+        );
+        assert_eq!(store.next_due().unwrap(), Some(now + MINUTE));
+        let state = store.delivery_state(&ids[0]).unwrap().unwrap();
+        assert_eq!(state.lease.map(|lease| lease.holder), Some("a".into()));
+        // A node without the lease records nothing.
+        assert!(
+            !store
+                .record_attempt(&ids[0], delivered(), Some("b".into()))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.message(&ids[0]).unwrap().unwrap().status,
+            MessageStatus::Processed
+        );
+
+        // "a" stopped renewing (it died): once the lease ran out, "b" takes the messages over,
+        // and what "a" reports afterwards is not recorded.
+        let later = now + MINUTE + 1;
+        let taken = store
+            .claim_due_deliveries(later, 10, "b", later + MINUTE)
+            .unwrap();
+        assert_eq!(ids_of(taken), ids);
+        assert!(
+            !store
+                .record_attempt(&ids[0], delivered(), Some("a".into()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_attempt(&ids[0], delivered(), Some("b".into()))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.message(&ids[0]).unwrap().unwrap().status,
+            MessageStatus::Delivered
+        );
+        assert!(store.delivery_state(&ids[0]).unwrap().is_none());
+
+        // A retry gives the lease up: the message is due again at its retry time, for anyone.
+        let retry_at = later + 2 * MINUTE;
+        let retry = AttemptRecord::Retry {
+            event: Event {
+                kind: EventKind::Attempt,
+                at: later,
+                detail: Some("451 try later".into()),
+            },
+            due_at: retry_at,
+        };
+        assert!(
+            store
+                .record_attempt(&ids[1], retry, Some("b".into()))
+                .await
+                .unwrap()
+        );
+        let state = store.delivery_state(&ids[1]).unwrap().unwrap();
+        assert_eq!((state.attempts, state.lease), (1, None));
+        assert!(
+            store
+                .claim_due_deliveries(retry_at - 1, 10, "c", retry_at + MINUTE)
+                .unwrap()
+                .is_empty()
+        );
+        let again = store
+            .claim_due_deliveries(retry_at, 10, "c", retry_at + MINUTE)
+            .unwrap();
+        assert_eq!(ids_of(again), vec![ids[1].clone()]);
+    }
+
+    on_both_backends!(a_holder_keeps_its_leases_by_renewing_them_and_learns_which_it_lost);
+    async fn a_holder_keeps_its_leases_by_renewing_them_and_learns_which_it_lost(place: TestPlace) {
+        let store = place.open();
+        let ids = queued(&store, 3).await;
+        let now = now_millis() + 1;
+        store
+            .claim_due_deliveries(now, 2, "a", now + MINUTE)
+            .unwrap();
+        let lost = store
+            .renew_delivery_leases(ids[..2].to_vec(), "a".into(), now + 3 * MINUTE)
+            .await
+            .unwrap();
+        assert!(lost.is_empty());
+        // Past the first lease's end, only the message "a" never claimed is due.
+        let later = now + 2 * MINUTE;
+        let taken = store
+            .claim_due_deliveries(later, 10, "b", later + MINUTE)
+            .unwrap();
+        assert_eq!(ids_of(taken), vec![ids[2].clone()]);
+        // "b" renewing what "a" holds, or a message gone from the queue, is told it lost them.
+        store
+            .record_attempt(&ids[0], delivered(), Some("a".into()))
+            .await
+            .unwrap();
+        let lost = store
+            .renew_delivery_leases(ids[..2].to_vec(), "b".into(), later + 3 * MINUTE)
+            .await
+            .unwrap();
+        assert_eq!(lost, ids[..2].to_vec());
+        let state = store.delivery_state(&ids[1]).unwrap().unwrap();
+        assert_eq!(
+            state.lease,
+            Some(Lease {
+                holder: "a".into(),
+                until: now + 3 * MINUTE
+            })
+        );
+    }
+
+    on_both_backends!(a_flow_outcome_is_recorded_once_however_often_its_message_ran);
+    async fn a_flow_outcome_is_recorded_once_however_often_its_message_ran(place: TestPlace) {
+        let store = place.open();
+        let ids = queued(&store, 1).await;
+        let mut again = store.message(&ids[0]).unwrap().unwrap();
+        again.status = MessageStatus::Processed;
+        let processed = Event {
+            kind: EventKind::Processed,
+            at: now_millis(),
+            detail: None,
+        };
+        let status = store
+            .finish_flow(again, None, vec![processed], None, None, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(status, None, "a second outcome was recorded");
+        let due = store
+            .claim_due_deliveries(now_millis() + 1, 10, "a", now_millis() + MINUTE)
+            .unwrap();
+        assert_eq!(ids_of(due), ids, "the message was queued twice");
+        let events = store.events(&ids[0]).unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|event| event.kind == EventKind::Processed)
+                .count(),
+            0,
+            "the second outcome's event was recorded"
+        );
+    }
+
+    /// Two nodes claiming from one queue at the same moment each take messages the other did
+    /// not: the taking passes over rows the other's claim holds instead of waiting for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_claiming_at_once_take_different_messages_and_together_all() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let (one, other) = (place.open(), place.open());
+        let mut ids = queued(&one, 60).await;
+        let now = now_millis() + 1;
+
+        // A claim in progress holds the rows it took; another claim beside it gets the next.
+        let holding = one.db.begin_claim().unwrap();
+        let held = holding
+            .open_table(OUTBOX_DUE)
+            .unwrap()
+            .take_first((0, "")..=(now, "\u{10ffff}"), 5)
+            .unwrap();
+        let beside = ids_of(
+            other
+                .claim_due_deliveries(now, 5, "b", now + MINUTE)
+                .unwrap(),
+        );
+        let held: Vec<String> = held.into_iter().map(|((_, id), _)| id).collect();
+        assert_eq!(held, ids[..5].to_vec());
+        assert_eq!(beside, ids[5..10].to_vec());
+        drop(holding);
+
+        let claim_all = |store: Store, holder: &'static str| {
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let taken = store
+                        .claim_due_deliveries(now, 3, holder, now + MINUTE)
+                        .unwrap();
+                    if taken.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(ids_of(taken));
+                }
+            })
+        };
+        let (a, b) = (claim_all(one.clone(), "a"), claim_all(other.clone(), "b"));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        let mut all: Vec<String> = beside.into_iter().chain(a).chain(b).collect();
+        all.sort();
+        ids.sort();
+        assert_eq!(all, ids, "a message was claimed twice, or never");
     }
 }

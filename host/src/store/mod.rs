@@ -40,7 +40,7 @@ use serde::de::DeserializeOwned;
 
 pub use cluster::{NodeRecord, PLUGIN_CHANGES_KEPT, PluginChanges};
 pub use deletion::StillNamed;
-pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, filter_key};
+pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, Lease, filter_key};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 pub use kept::{ErrorArchiveEntry, HeldCopy, SUBMITTED_KEPT_DAYS, SubmittedCopy};
 pub use listing::{MessagePage, MessageSelection, PageStart};
@@ -485,7 +485,10 @@ impl Store {
 
     /// What opening either backend shares: the webhook hooks and the group writer.
     fn start(db: Arc<Database>) -> Result<Self, StoreError> {
-        let hooks = Arc::new(webhooks::WebhookHooks::load(&db.begin_read()?)?);
+        let hooks = Arc::new(webhooks::WebhookHooks::load(
+            &db.begin_read()?,
+            db.is_shared(),
+        )?);
         let after_commit = Arc::clone(&hooks);
         let writer =
             writer::GroupWriter::start(Arc::clone(&db), Box::new(move || after_commit.committed()));
@@ -500,6 +503,13 @@ impl Store {
     /// transaction (another node's) conflicted with it.
     pub fn conflicts_retried(&self) -> u64 {
         self.writer.conflicts_retried()
+    }
+
+    /// Whether other nodes may work on this store at the same time (PostgreSQL), so that
+    /// queued work is claimed with a lease before it is done; a redb file belongs to one
+    /// process, whose own bookkeeping is enough.
+    pub fn is_shared(&self) -> bool {
+        self.db.is_shared()
     }
 
     /// Runs `change` in a write transaction shared with other writers, and returns once it is
@@ -984,12 +994,21 @@ impl Store {
 
     /// Ids of the messages still waiting for their flow, oldest first.
     pub fn spooled(&self) -> Result<Vec<String>, StoreError> {
+        self.spooled_before(u64::MAX)
+    }
+
+    /// Ids of the messages submitted before `before` (milliseconds since the Unix epoch) and
+    /// still waiting for their flow, oldest first.
+    pub fn spooled_before(&self, before: u64) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SPOOL)?;
-        let mut ids: Vec<(u64, String)> = table
-            .iter()?
-            .map(|entry| entry.map(|(id, at)| (at, id)))
-            .collect::<Result<_, _>>()?;
+        let mut ids: Vec<(u64, String)> = Vec::new();
+        for entry in table.iter()? {
+            let (id, at) = entry?;
+            if at < before {
+                ids.push((at, id));
+            }
+        }
         ids.sort();
         Ok(ids.into_iter().map(|(_, id)| id).collect())
     }
@@ -1073,7 +1092,9 @@ impl Store {
     /// Records the end of a message's flow: its new status, body, events, archived copy and
     /// the copy a step held (see [`HeldCopy`]), keeps its submitted copy, and moves it from the
     /// spool to the delivery queue (when processed; REJECT instead when its recipient is
-    /// filtered) in one transaction. Returns the status recorded.
+    /// filtered) in one transaction. Returns the status recorded; none when the message had
+    /// left the spool (another node finished it first, or it was deleted): its flow's outcome
+    /// is recorded once, whichever node ran it.
     pub async fn finish_flow(
         &self,
         record: MessageRecord,
@@ -1082,7 +1103,7 @@ impl Store {
         archive: Option<(ArchiveEntry, Vec<u8>)>,
         held: Option<HeldCopy>,
         expires_at: u64,
-    ) -> Result<MessageStatus, StoreError> {
+    ) -> Result<Option<MessageStatus>, StoreError> {
         let hooks = Arc::clone(&self.webhooks);
         // Compressed here, not in the writer thread every account's commits wait for.
         let (archive_entry, archived_body) = archive.unzip();
@@ -1102,9 +1123,15 @@ impl Store {
         let held = held_step.zip(packed.next());
         self.write(move |txn| {
             let mut record = record.clone();
+            let spooled = record_in(txn, &record.id)?;
+            if txn.open_table(SPOOL)?.remove(record.id.as_str())?.is_none() {
+                // Finished already (another node ran the same spooled message, and its outcome
+                // is the one on record) or deleted meanwhile: nothing to record twice.
+                return Ok(None);
+            }
             // The recipient as spooled: a step may have redirected this copy since.
-            let submitted_recipient = record_in(txn, &record.id)?
-                .map_or_else(|| record.recipient.clone(), |spooled| spooled.recipient);
+            let submitted_recipient =
+                spooled.map_or_else(|| record.recipient.clone(), |spooled| spooled.recipient);
             append_events(txn, &hooks, &record, &events)?;
             if record.status == MessageStatus::Processed {
                 delivery::queue_or_reject(txn, &hooks, &mut record, expires_at)?;
@@ -1136,8 +1163,7 @@ impl Store {
             {
                 archive::put_archive(txn, entry, archived)?;
             }
-            txn.open_table(SPOOL)?.remove(id)?;
-            Ok(record.status)
+            Ok(Some(record.status))
         })
         .await
     }

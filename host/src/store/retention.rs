@@ -285,6 +285,7 @@ mod tests {
                     events: vec![delivered.clone()],
                     filter: None,
                 },
+                None,
             )
             .await
             .unwrap();
@@ -379,7 +380,7 @@ mod tests {
             }
             for key in keys {
                 store
-                    .record_webhook_attempt(&key, WebhookOutcome::Delivered)
+                    .record_webhook_attempt(&key, WebhookOutcome::Delivered, None)
                     .await
                     .unwrap();
             }
@@ -492,6 +493,7 @@ mod tests {
                     events: Vec::new(),
                     filter: None,
                 },
+                None,
             )
             .await
             .unwrap();

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::model::{Event, EventKind, MessageRecord};
-use super::{EVENTS, MESSAGES, Store, StoreError, decode, encode, next_id, now_millis};
+use super::{EVENTS, Lease, MESSAGES, Store, StoreError, decode, encode, next_id, now_millis};
 
 /// Endpoint id → endpoint.
 pub(super) const WEBHOOK_ENDPOINTS: TableDefinition<u64, &[u8]> =
@@ -92,6 +92,10 @@ pub struct WebhookCallState {
     /// What went wrong last time (transport error, or the start of the receiver's answer).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The node making the call, on a store several nodes share; `due_at` is the lease's end
+    /// meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
 }
 
 /// Names one queued call: an event of a message, for an endpoint.
@@ -190,6 +194,9 @@ pub(super) struct WebhookHooks {
     /// Accounts that have or had an endpoint since the store was opened: a superset, so a
     /// missing entry always means "no endpoint" and never loses an event.
     accounts: RwLock<HashSet<u64>>,
+    /// Other nodes share the store and may add endpoints this node never hears of: every
+    /// account is then looked up.
+    shared: bool,
     /// A call was queued or became due in the transaction being committed.
     queued: AtomicBool,
     /// Wakes the dispatcher.
@@ -197,8 +204,14 @@ pub(super) struct WebhookHooks {
 }
 
 impl WebhookHooks {
-    /// Loads the accounts that have endpoints.
-    pub(super) fn load(txn: &super::kv::ReadTransaction) -> Result<Self, StoreError> {
+    /// Loads the accounts that have endpoints; on a `shared` store, none are remembered.
+    pub(super) fn load(txn: &super::kv::ReadTransaction, shared: bool) -> Result<Self, StoreError> {
+        if shared {
+            return Ok(Self {
+                shared,
+                ..Self::default()
+            });
+        }
         let table = txn.open_table(WEBHOOK_SUBSCRIPTIONS)?;
         let mut accounts = HashSet::new();
         for entry in table.iter()? {
@@ -212,10 +225,12 @@ impl WebhookHooks {
     }
 
     fn may_have_endpoints(&self, account_id: u64) -> bool {
-        self.accounts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&account_id)
+        self.shared
+            || self
+                .accounts
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&account_id)
     }
 
     fn add_account(&self, account_id: u64) {
@@ -309,6 +324,7 @@ fn queue_call(
         due_at: now,
         last_status: None,
         last_error: None,
+        lease: None,
     };
     calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
     if !chain_waiting {
@@ -560,11 +576,14 @@ impl Store {
 
     /// Records what an attempt came to, in one transaction: the call is rescheduled, or it is
     /// settled (acknowledged or dead-lettered) and the next call of its chain becomes due.
+    /// With a `holder`, only while that holder's lease is the call's (see
+    /// [`Store::claim_due_webhook_calls`]). Returns whether it was recorded.
     pub async fn record_webhook_attempt(
         &self,
         key: &WebhookCallKey,
         outcome: WebhookOutcome,
-    ) -> Result<(), StoreError> {
+        holder: Option<String>,
+    ) -> Result<bool, StoreError> {
         let key = key.clone();
         let hooks = Arc::clone(&self.webhooks);
         self.write(move |txn| {
@@ -577,8 +596,19 @@ impl Store {
                 .transpose()?;
             let Some(mut state) = state else {
                 // Gone meanwhile (its endpoint was deleted): nothing to record.
-                return Ok(());
+                return Ok(false);
             };
+            if let Some(holder) = &holder
+                && state
+                    .lease
+                    .as_ref()
+                    .is_none_or(|lease| &lease.holder != holder)
+            {
+                // The lease ran out and another node took the call: its attempt is the one
+                // on record.
+                return Ok(false);
+            }
+            state.lease = None;
             let mut due = txn.open_table(WEBHOOK_DUE)?;
             due.remove((endpoint_id, state.due_at, message_id, seq))?;
             state.attempts += 1;
@@ -596,7 +626,7 @@ impl Store {
                     state.last_error = Some(error.clone());
                     calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
                     due.insert((endpoint_id, *due_at, message_id, seq), ())?;
-                    return Ok(());
+                    return Ok(true);
                 }
                 WebhookOutcome::Dead { status, error } => {
                     calls.remove((endpoint_id, message_id, seq))?;
@@ -626,7 +656,97 @@ impl Store {
                 }
             }
             drop((calls, due));
-            advance_chain(txn, &hooks, endpoint_id, message_id)
+            advance_chain(txn, &hooks, endpoint_id, message_id)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Claims chain heads due at or before `now` for `holder` until `until`, soonest first per
+    /// endpoint, at most `free(endpoint)` of each: each moves in the queue to `until`, so no
+    /// node sees it due while the lease lasts, and the next call of its chain waits for it as
+    /// before, whichever node makes it. On PostgreSQL the heads are taken with `FOR UPDATE
+    /// SKIP LOCKED`, in a transaction of its own, as deliveries are.
+    pub fn claim_due_webhook_calls(
+        &self,
+        now: u64,
+        free: impl Fn(u64) -> usize,
+        holder: &str,
+        until: u64,
+    ) -> Result<Vec<WebhookCallKey>, StoreError> {
+        let txn = self.db.begin_claim()?;
+        let mut claimed = Vec::new();
+        {
+            let endpoints: Vec<u64> = txn
+                .open_table(WEBHOOK_ENDPOINTS)?
+                .iter()?
+                .map(|entry| entry.map(|(id, _)| id))
+                .collect::<Result<_, _>>()?;
+            let mut due = txn.open_table(WEBHOOK_DUE)?;
+            let mut calls = txn.open_table(WEBHOOK_CALLS)?;
+            for endpoint_id in endpoints {
+                let slots = free(endpoint_id);
+                if slots == 0 {
+                    continue;
+                }
+                let heads = due.take_first(
+                    (endpoint_id, 0, "", 0)..(endpoint_id, now.saturating_add(1), "", 0),
+                    slots,
+                )?;
+                for ((_, at, message_id, seq), ()) in heads {
+                    let Some(value) = calls.get((endpoint_id, message_id.as_str(), seq))? else {
+                        continue;
+                    };
+                    let mut state: WebhookCallState = decode(&value)?;
+                    state.due_at = until;
+                    state.lease = Some(Lease {
+                        holder: holder.to_string(),
+                        until,
+                    });
+                    due.remove((endpoint_id, at, message_id.as_str(), seq))?;
+                    due.insert((endpoint_id, until, message_id.as_str(), seq), ())?;
+                    calls.insert(
+                        (endpoint_id, message_id.as_str(), seq),
+                        encode(&state)?.as_slice(),
+                    )?;
+                    claimed.push(WebhookCallKey {
+                        endpoint_id,
+                        message_id,
+                        seq,
+                    });
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(claimed)
+    }
+
+    /// Extends `holder`'s leases on the calls `keys` name to `until`.
+    pub async fn renew_webhook_leases(
+        &self,
+        keys: Vec<WebhookCallKey>,
+        holder: String,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut calls = txn.open_table(WEBHOOK_CALLS)?;
+            let mut due = txn.open_table(WEBHOOK_DUE)?;
+            for key in &keys {
+                let call = (key.endpoint_id, key.message_id.as_str(), key.seq);
+                let Some(value) = calls.get(call)? else {
+                    continue;
+                };
+                let mut state: WebhookCallState = decode(&value)?;
+                match &mut state.lease {
+                    Some(lease) if lease.holder == holder => lease.until = until,
+                    _ => continue,
+                }
+                due.remove((key.endpoint_id, state.due_at, call.1, key.seq))?;
+                due.insert((key.endpoint_id, until, call.1, key.seq), ())?;
+                state.due_at = until;
+                calls.insert(call, encode(&state)?.as_slice())?;
+            }
+            Ok(())
         })
         .await
     }
@@ -762,6 +882,83 @@ mod tests {
             })
             .await;
         assert!(matches!(another_account, Err(StoreError::NotFound(_))));
+    }
+
+    on_both_backends!(a_chain_head_leased_by_one_node_is_called_by_no_other_and_the_next_waits);
+    async fn a_chain_head_leased_by_one_node_is_called_by_no_other_and_the_next_waits(
+        place: TestPlace,
+    ) {
+        const MINUTE: u64 = 60_000;
+        let store = place.open();
+        let account = store.create_account("tenant").await.unwrap();
+        store
+            .create_webhook(WebhookEndpoint {
+                id: 0,
+                account_id: account.id,
+                url: "https://hooks.example/in".into(),
+                event_types: Vec::new(),
+                description: None,
+                secret: "s".into(),
+                created_at: 1,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+        let message = crate::store::tests::record(account.id, "hooked");
+        store
+            .spool(vec![crate::store::NewMessage {
+                record: message.clone(),
+                body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+            }])
+            .await
+            .unwrap();
+        for kind in [EventKind::Processed, EventKind::Delivered] {
+            let event = Event {
+                kind,
+                at: now_millis(),
+                detail: None,
+            };
+            store.append_event(&message.id, event).await.unwrap();
+        }
+        let all = |_| 10;
+
+        let now = now_millis() + 1;
+        let head = store
+            .claim_due_webhook_calls(now, all, "a", now + MINUTE)
+            .unwrap();
+        assert_eq!(head.len(), 1, "only the chain's head is due: {head:?}");
+        assert!(
+            store
+                .claim_due_webhook_calls(now, all, "b", now + MINUTE)
+                .unwrap()
+                .is_empty(),
+            "a leased call was claimed again, or the call after it"
+        );
+        // "a" died: once its lease ran out, "b" makes the call, and "a"'s record is refused.
+        let later = now + MINUTE + 1;
+        let taken = store
+            .claim_due_webhook_calls(later, all, "b", later + MINUTE)
+            .unwrap();
+        assert_eq!(taken, head);
+        let delivered = || WebhookOutcome::Delivered;
+        assert!(
+            !store
+                .record_webhook_attempt(&head[0], delivered(), Some("a".into()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_webhook_attempt(&head[0], delivered(), Some("b".into()))
+                .await
+                .unwrap()
+        );
+        let next = store
+            .claim_due_webhook_calls(now_millis() + 1, all, "a", later + MINUTE)
+            .unwrap();
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert_eq!(next[0].message_id, message.id);
+        assert!(next[0].seq > head[0].seq);
     }
 
     #[test]

@@ -146,13 +146,14 @@ impl Writer {
             return;
         }
         let mut stopped = commit_together(&self.db, jobs);
-        for _ in 0..CONFLICT_RETRIES {
+        for retry in 0..CONFLICT_RETRIES {
             match &stopped {
                 Err(Stopped::Refused(_, error) | Stopped::Failed(error))
                     if error.is_transient_conflict() =>
                 {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%error, writers = jobs.len(), "a concurrent transaction conflicted; running the group again");
+                    std::thread::sleep(conflict_backoff(retry));
                     stopped = commit_together(&self.db, jobs);
                 }
                 _ => break,
@@ -180,6 +181,16 @@ impl Writer {
             Err(Stopped::Failed(error)) => outcomes.push(Err(error)),
         }
     }
+}
+
+/// The pause before running a group again after its `retry`-th conflict: random, up to a
+/// ceiling that doubles from 1 ms to 64 ms, so two nodes' writers that collided do not collide
+/// again in step.
+fn conflict_backoff(retry: u32) -> std::time::Duration {
+    let ceiling_micros = 1_000u64 << retry.min(6);
+    let mut random = [0u8; 8];
+    let _ = getrandom::fill(&mut random);
+    std::time::Duration::from_micros(u64::from_le_bytes(random) % ceiling_micros)
 }
 
 /// Where a shared transaction stopped.

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use self::payload::EventPayload;
 use self::signature::{ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, WEBHOOK_ID_HEADER};
+use crate::cluster::Leasing;
 use crate::schedule;
 use crate::store::{Store, StoreError, WebhookCallKey, WebhookOutcome, now_millis};
 
@@ -134,6 +135,10 @@ pub struct WebhookDispatcher {
     workers: Arc<Semaphore>,
     /// Wakes the scheduler: the store's signal, also used when a call settles.
     signal: Arc<Notify>,
+    /// Claims on a shared store; none on a store this node has to itself.
+    leasing: Option<Leasing>,
+    /// The calls in flight, whose leases are renewed while they last.
+    in_flight_calls: Mutex<HashSet<WebhookCallKey>>,
 }
 
 impl std::fmt::Debug for WebhookDispatcher {
@@ -152,6 +157,7 @@ impl WebhookDispatcher {
     pub fn start(
         config: WebhookConfig,
         store: Store,
+        leasing: Option<Leasing>,
     ) -> Result<tokio::task::JoinHandle<()>, StartError> {
         let mut client = reqwest::Client::builder()
             .user_agent(concat!("Sluice-Webhooks/", env!("CARGO_PKG_VERSION")))
@@ -169,6 +175,8 @@ impl WebhookDispatcher {
             config,
             store,
             in_flight: Mutex::new(HashMap::new()),
+            leasing,
+            in_flight_calls: Mutex::new(HashSet::new()),
         });
         Ok(tokio::spawn(dispatcher.schedule()))
     }
@@ -177,7 +185,35 @@ impl WebhookDispatcher {
         if !self.config.enabled {
             return;
         }
+        let renewing = self
+            .leasing
+            .clone()
+            .map(|leasing| tokio::spawn(Arc::clone(&self).renew_leases(leasing)));
         schedule::run("webhooks", &self.signal, || self.dispatch_due()).await;
+        if let Some(renewing) = renewing {
+            renewing.abort();
+        }
+    }
+
+    /// Keeps this node's leases on the calls it has in flight from running out while they last.
+    async fn renew_leases(self: Arc<Self>, leasing: Leasing) {
+        loop {
+            tokio::time::sleep(leasing.duration / 3).await;
+            let keys: Vec<WebhookCallKey> = lock(&self.in_flight_calls).iter().cloned().collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let until = leasing.until(now_millis());
+            match self
+                .store
+                .renew_webhook_leases(keys, leasing.holder.clone(), until)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Closed) => return,
+                Err(error) => tracing::warn!(%error, "renewing webhook call leases failed"),
+            }
+        }
     }
 
     /// Starts a task for every due call whose chain and endpoint are free; returns how long to
@@ -185,7 +221,18 @@ impl WebhookDispatcher {
     fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
         let now = now_millis();
         let per_endpoint = self.config.max_concurrent_per_endpoint.max(1);
-        let due = {
+        let due = if let Some(leasing) = &self.leasing {
+            let in_flight = lock(&self.in_flight);
+            self.store.claim_due_webhook_calls(
+                now,
+                |endpoint| {
+                    let busy = in_flight.get(&endpoint).map_or(0, HashSet::len);
+                    per_endpoint.saturating_sub(busy)
+                },
+                &leasing.holder,
+                leasing.until(now),
+            )?
+        } else {
             let in_flight = lock(&self.in_flight);
             self.store.due_webhook_calls(
                 now,
@@ -215,6 +262,7 @@ impl WebhookDispatcher {
 
     /// One call: send it, record what came of it, free its chain.
     async fn call(self: Arc<Self>, key: WebhookCallKey) {
+        lock(&self.in_flight_calls).insert(key.clone());
         let _chain = ChainSlot {
             dispatcher: &self,
             key: &key,
@@ -227,13 +275,20 @@ impl WebhookDispatcher {
         };
         // Until the outcome is durable the chain stays busy, so the call cannot go out twice.
         let mut wait = Duration::from_millis(100);
+        let holder = self.leasing.as_ref().map(|leasing| leasing.holder.clone());
         loop {
             match self
                 .store
-                .record_webhook_attempt(&key, outcome.clone())
+                .record_webhook_attempt(&key, outcome.clone(), holder.clone())
                 .await
             {
-                Ok(()) => break,
+                Ok(true) => break,
+                Ok(false) => {
+                    if holder.is_some() {
+                        tracing::warn!(event = %key.event_id(), "a webhook call was not recorded: this node's lease on it had run out and another node took it");
+                    }
+                    break;
+                }
                 Err(StoreError::Closed) => return,
                 Err(error) => {
                     tracing::error!(event = %key.event_id(), %error, "recording a webhook call failed; retrying");
@@ -339,6 +394,7 @@ impl WebhookDispatcher {
     }
 
     fn release(&self, key: &WebhookCallKey) {
+        lock(&self.in_flight_calls).remove(key);
         let mut in_flight = lock(&self.in_flight);
         if let Some(chains) = in_flight.get_mut(&key.endpoint_id) {
             chains.remove(&key.message_id);

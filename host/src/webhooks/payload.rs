@@ -153,6 +153,7 @@ mod tests {
                 due_at: 0,
                 last_status: None,
                 last_error: None,
+                lease: None,
             },
         }
     }

@@ -115,6 +115,24 @@ impl Database {
             Self::Postgres(db) => Ok(WriteTransaction::Postgres(db.begin_write()?)),
         }
     }
+
+    /// A transaction that takes work from a queue beside other nodes: the entries it takes
+    /// with [`Table::take_first`] are its own until it ends, and a node taking at the same
+    /// time passes over them instead of conflicting. On PostgreSQL it runs at `READ
+    /// COMMITTED`, so it must change only rows it took (or rows nobody else writes); on redb
+    /// it is an ordinary write transaction (one process owns the file).
+    pub fn begin_claim(&self) -> Result<WriteTransaction, StoreError> {
+        match self {
+            Self::Redb(db) => Ok(WriteTransaction::Redb(Box::new(db.begin_write()?))),
+            Self::Postgres(db) => Ok(WriteTransaction::Postgres(db.begin_claim()?)),
+        }
+    }
+
+    /// Whether other processes may use the database at the same time (PostgreSQL), so that
+    /// work must be claimed before it is done.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
 }
 
 /// A read-only view of the database at one moment.
@@ -332,6 +350,28 @@ impl<K: Key, V: Column> Table<'_, K, V> {
         match self {
             Self::Redb(table) => Ok(table.remove(key)?.map(|value| V::to_owned(value.value()))),
             Self::Postgres(table) => table.remove(key.borrow()),
+        }
+    }
+
+    /// Takes the first `limit` entries in `range` for this transaction, passing over entries
+    /// a concurrent [`Database::begin_claim`] transaction took (PostgreSQL's `FOR UPDATE SKIP
+    /// LOCKED`); in a redb write transaction, which has the file to itself, simply the first
+    /// `limit` entries.
+    pub fn take_first<'k, KR>(
+        &mut self,
+        range: impl RangeBounds<KR> + 'k,
+        limit: usize,
+    ) -> Result<Vec<Entry<K, V>>, StoreError>
+    where
+        KR: Borrow<K::SelfType<'k>> + 'k,
+    {
+        match self {
+            Self::Redb(table) => table
+                .range(range)?
+                .take(limit)
+                .map(redb::owned_result::<K, V>)
+                .collect(),
+            Self::Postgres(table) => table.take_first(range, limit),
         }
     }
 

@@ -55,6 +55,9 @@ pub struct PoolSettings {
     /// How long a store operation waits for a connection (or for PostgreSQL to accept one)
     /// before it fails, instead of hanging while PostgreSQL is gone.
     pub wait: Duration,
+    /// The longest a statement may run, and a session may sit idle in a transaction, before
+    /// PostgreSQL ends it: a node that stalls mid-transaction holds no row locks for longer.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -62,9 +65,14 @@ impl Default for PoolSettings {
         Self {
             max_connections: 16,
             wait: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(60),
         }
     }
 }
+
+/// How long a connection may stay silent before TCP keepalives probe it, so a connection to a
+/// PostgreSQL that vanished (a host down, a partition) fails instead of hanging.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 /// A failure of the PostgreSQL backend.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +187,18 @@ async fn connection(pool: &Pool, wait: Duration) -> Result<Object, PostgresError
 /// Opens the database at `url` (a `postgres://` URL or `key=value` pairs) and brings its
 /// schema up to date.
 pub fn open(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
-    let config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
+    let millis = settings.statement_timeout.as_millis().max(1);
+    let limits =
+        format!("-c statement_timeout={millis} -c idle_in_transaction_session_timeout={millis}");
+    let options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {limits}"),
+        _ => limits,
+    };
+    config
+        .options(&options)
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sluice-postgres")
@@ -294,6 +313,9 @@ enum Purpose {
     Read,
     /// Changes that commit only if they are as if no other transaction ran beside them.
     Write,
+    /// Taking work from a queue: rows locked as they are taken and skipped by other takers,
+    /// so nodes taking at once get different rows instead of serialization failures.
+    Claim,
 }
 
 impl Postgres {
@@ -309,6 +331,7 @@ impl Postgres {
             conn.batch_execute(match purpose {
                 Purpose::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1",
                 Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+                Purpose::Claim => "BEGIN ISOLATION LEVEL READ COMMITTED",
             })
             .await?;
             Ok(conn)
@@ -331,6 +354,11 @@ impl Postgres {
     /// A write transaction.
     pub(super) fn begin_write(&self) -> Result<Transaction, StoreError> {
         self.begin(Purpose::Write)
+    }
+
+    /// A transaction that takes work with [`Table::take_first`].
+    pub(super) fn begin_claim(&self) -> Result<Transaction, StoreError> {
+        self.begin(Purpose::Claim)
     }
 }
 
@@ -552,6 +580,32 @@ impl<K: Key, V: Column> Table<K, V> {
             params,
         )?;
         Ok(())
+    }
+
+    /// The first `limit` entries in the range that no other transaction holds, locked for
+    /// this one until it ends.
+    pub(super) fn take_first<'k, KR>(
+        &self,
+        range: impl std::ops::RangeBounds<KR> + 'k,
+        limit: usize,
+    ) -> Result<Vec<Entry<K, V>>, StoreError>
+    where
+        KR: std::borrow::Borrow<K::SelfType<'k>> + 'k,
+    {
+        let (lower, upper) = encoded_bounds::<K, KR>(&range);
+        let (conditions, params) = range_conditions(&lower, &upper);
+        let limit = limit.min(LAST_BATCH as usize);
+        let rows = self.conn.query(
+            format!(
+                "SELECT k, v FROM kv_{} WHERE {conditions} ORDER BY k LIMIT {limit} \
+                 FOR UPDATE SKIP LOCKED",
+                self.name
+            ),
+            params,
+        )?;
+        rows.into_iter()
+            .map(|row| decode_entry::<K, V>((row.get(0), row.get(1))))
+            .collect()
     }
 
     /// The entries whose keys are in the range, fetched as they are walked.
@@ -810,10 +864,43 @@ mod tests {
         let settings = PoolSettings {
             max_connections: 1,
             wait: Duration::from_millis(500),
+            ..PoolSettings::default()
         };
         let Err(error) = open("host=/nonexistent/socket/folder dbname=sluice", settings) else {
             panic!("opened a database that does not exist");
         };
         assert!(error.to_string().starts_with("PostgreSQL: "), "{error}");
+    }
+
+    /// A statement that runs past `statement_timeout` is cancelled by PostgreSQL (so a node
+    /// stalled inside a transaction cannot hold its locks for ever), and the transaction it
+    /// ran in fails at its commit.
+    #[test]
+    fn a_statement_running_past_the_timeout_is_cancelled() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let settings = PoolSettings {
+            statement_timeout: Duration::from_millis(200),
+            ..pool()
+        };
+        let Database::Postgres(db) = open(place.database().unwrap().url(), settings).unwrap()
+        else {
+            unreachable!("a PostgreSQL URL opens PostgreSQL");
+        };
+        let txn = db.begin_write().unwrap();
+        let Err(StoreError::Postgres(error)) =
+            txn.conn.query("SELECT pg_sleep(30)".into(), Vec::new())
+        else {
+            panic!("a statement ran past the timeout");
+        };
+        let PostgresError::Query(error) = *error else {
+            panic!("not a failed statement: {error}");
+        };
+        assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+        assert!(matches!(
+            txn.commit().unwrap_err(),
+            StoreError::Postgres(error) if matches!(*error, PostgresError::Aborted)
+        ));
     }
 }
