@@ -311,13 +311,12 @@ impl Delivery {
             // share a backlog instead of one node leasing all of it; a worker that finishes
             // wakes the scheduler to claim more.
             Some(leasing) => {
-                let room = self
-                    .config
-                    .workers
-                    .max(1)
-                    .saturating_sub(lock(&self.in_flight).len())
-                    .min(1000);
-                if room == 0 {
+                let workers = self.config.workers.max(1);
+                let in_flight = lock(&self.in_flight).len();
+                let room = workers.saturating_sub(in_flight).min(1000);
+                // In batches of a quarter of the workers at least while some are busy: a
+                // claim per finished attempt would cost a transaction per message.
+                if room == 0 || (in_flight > 0 && room < (workers / 4).max(1)) {
                     Vec::new()
                 } else {
                     self.store.claim_due_deliveries(
@@ -485,6 +484,17 @@ impl Delivery {
         let Some(job) = self.store.delivery_job(id)? else {
             return Ok(None);
         };
+        if let Some(leasing) = &self.leasing
+            && job
+                .state
+                .lease
+                .as_ref()
+                .is_none_or(|lease| lease.holder != leasing.holder)
+        {
+            // The lease ran out while the message waited here (renewing failed for a whole
+            // lease) and another node holds it now: that node sends it.
+            return Ok(None);
+        }
         let DeliveryJob {
             record,
             state,

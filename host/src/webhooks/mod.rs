@@ -314,6 +314,16 @@ impl WebhookDispatcher {
                 });
             }
         };
+        if let Some(leasing) = &self.leasing
+            && job
+                .state
+                .lease
+                .as_ref()
+                .is_none_or(|lease| lease.holder != leasing.holder)
+        {
+            // Another node holds the call now (this node's lease ran out): it makes it.
+            return None;
+        }
         let attempt = job.state.attempts + 1;
         let failure = match self.send(key, &job, attempt).await {
             Ok(()) => return Some(WebhookOutcome::Delivered),

@@ -331,7 +331,11 @@ impl Postgres {
             conn.batch_execute(match purpose {
                 Purpose::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1",
                 Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
-                Purpose::Claim => "BEGIN ISOLATION LEVEL READ COMMITTED",
+                // A claim lost with a crash of PostgreSQL only makes its work claimable again,
+                // so its commit does not wait for the disk.
+                Purpose::Claim => {
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF"
+                }
             })
             .await?;
             Ok(conn)
