@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use crate::util::receiver::Request;
 use crate::util::{Api, TestServer, guest_bytes, guests};
 
 /// How long a change made through one node may take to reach the other, at the tests' poll
@@ -501,4 +502,64 @@ fn a_message_a_dead_node_left_in_the_spool_is_run_by_a_live_one() {
 
     let done = node.wait_until_done(&record.id);
     assert_eq!(done.status, MessageStatus::Processed, "{done:?}");
+}
+
+/// An endpoint registered through one node gets the events another node records (each node
+/// opened the database itself, so neither hears of the other's endpoints in memory), and each
+/// event once, though both nodes' dispatchers work the queue of calls.
+#[test]
+fn an_endpoint_made_through_one_node_gets_the_events_another_node_records_once() {
+    use crate::util::receiver::Receiver;
+    use sluice_test_support::postgres::TestDatabase;
+
+    let Some(database) = TestDatabase::create(module_path!()) else {
+        return;
+    };
+    let url = database.url().to_string();
+    let first = TestServer::start(|config| {
+        config.store.url = Some(url.clone());
+        fast_polls(config);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let master = std::path::Path::new("keys").join("master.key");
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::copy(first.dir().join(&master), dir.path().join(&master)).unwrap();
+    let own_store = sluice::store::Store::open_postgres(&url, Default::default()).unwrap();
+    let second = TestServer::start_with(dir, Some(own_store), fast_polls).unwrap();
+
+    let receiver = Receiver::start();
+    let api = Api::demo(&first);
+    let response = api
+        .post("webhooks")
+        .json(&serde_json::json!({"url": receiver.url(), "eventTypes": []}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = with_token_of(&second, &api).submit(serde_json::json!({
+        "messageType": "EMAIL",
+        "senderAddress": "app@shop.example",
+        "recipientAddress": "ann@example.net",
+        "subject": "Order 42",
+        "text": "Your order ships today.",
+    }));
+    receiver.wait_until("SUBMITTED and PROCESSED", |requests| {
+        let kinds: Vec<String> = requests.iter().map(Request::kind).collect();
+        kinds.iter().any(|kind| kind == "SUBMITTED") && kinds.iter().any(|kind| kind == "PROCESSED")
+    });
+    // Time for a second call of any event to arrive, if one were made.
+    std::thread::sleep(Duration::from_secs(2));
+    let requests = receiver.requests();
+    let mut event_ids: Vec<&str> = requests
+        .iter()
+        .map(|request| request.header("sluice-event-id"))
+        .collect();
+    assert!(requests.iter().all(|request| request.message_id() == id));
+    event_ids.sort_unstable();
+    let calls = event_ids.len();
+    event_ids.dedup();
+    assert_eq!(
+        calls,
+        event_ids.len(),
+        "an event was called twice: {event_ids:?}"
+    );
 }

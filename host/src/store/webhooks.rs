@@ -665,12 +665,16 @@ impl Store {
     /// Claims chain heads due at or before `now` for `holder` until `until`, soonest first per
     /// endpoint, at most `free(endpoint)` of each: each moves in the queue to `until`, so no
     /// node sees it due while the lease lasts, and the next call of its chain waits for it as
-    /// before, whichever node makes it. On PostgreSQL the heads are taken with `FOR UPDATE
-    /// SKIP LOCKED`, in a transaction of its own, as deliveries are.
+    /// before, whichever node makes it. A head whose chain `busy(endpoint, message)` says
+    /// this node still works on (its previous call settled, its slot not yet freed) is left
+    /// unclaimed: claimed, it would sit leased and unsent until the lease ran out. On
+    /// PostgreSQL the heads are taken with `FOR UPDATE SKIP LOCKED`, in a transaction of its
+    /// own, as deliveries are.
     pub fn claim_due_webhook_calls(
         &self,
         now: u64,
         free: impl Fn(u64) -> usize,
+        busy: impl Fn(u64, &str) -> bool,
         holder: &str,
         until: u64,
     ) -> Result<Vec<WebhookCallKey>, StoreError> {
@@ -694,6 +698,9 @@ impl Store {
                     slots,
                 )?;
                 for ((_, at, message_id, seq), ()) in heads {
+                    if busy(endpoint_id, &message_id) {
+                        continue;
+                    }
                     let Some(value) = calls.get((endpoint_id, message_id.as_str(), seq))? else {
                         continue;
                     };
@@ -921,15 +928,16 @@ mod tests {
             store.append_event(&message.id, event).await.unwrap();
         }
         let all = |_| 10;
+        let idle = |_, _: &str| false;
 
         let now = now_millis() + 1;
         let head = store
-            .claim_due_webhook_calls(now, all, "a", now + MINUTE)
+            .claim_due_webhook_calls(now, all, idle, "a", now + MINUTE)
             .unwrap();
         assert_eq!(head.len(), 1, "only the chain's head is due: {head:?}");
         assert!(
             store
-                .claim_due_webhook_calls(now, all, "b", now + MINUTE)
+                .claim_due_webhook_calls(now, all, idle, "b", now + MINUTE)
                 .unwrap()
                 .is_empty(),
             "a leased call was claimed again, or the call after it"
@@ -937,7 +945,7 @@ mod tests {
         // "a" died: once its lease ran out, "b" makes the call, and "a"'s record is refused.
         let later = now + MINUTE + 1;
         let taken = store
-            .claim_due_webhook_calls(later, all, "b", later + MINUTE)
+            .claim_due_webhook_calls(later, all, idle, "b", later + MINUTE)
             .unwrap();
         assert_eq!(taken, head);
         let delivered = || WebhookOutcome::Delivered;
@@ -953,8 +961,17 @@ mod tests {
                 .await
                 .unwrap()
         );
+        // While the node that settled the head still holds the chain's slot, the next call is
+        // not claimed by it: claimed and skipped, it would wait out a lease unsent.
+        let busy = |_, _: &str| true;
+        assert!(
+            store
+                .claim_due_webhook_calls(now_millis() + 1, all, busy, "b", later + MINUTE)
+                .unwrap()
+                .is_empty()
+        );
         let next = store
-            .claim_due_webhook_calls(now_millis() + 1, all, "a", later + MINUTE)
+            .claim_due_webhook_calls(now_millis() + 1, all, idle, "a", later + MINUTE)
             .unwrap();
         assert_eq!(next.len(), 1, "{next:?}");
         assert_eq!(next[0].message_id, message.id);

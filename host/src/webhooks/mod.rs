@@ -229,6 +229,11 @@ impl WebhookDispatcher {
                     let busy = in_flight.get(&endpoint).map_or(0, HashSet::len);
                     per_endpoint.saturating_sub(busy)
                 },
+                |endpoint, message| {
+                    in_flight
+                        .get(&endpoint)
+                        .is_some_and(|chains| chains.contains(message))
+                },
                 &leasing.holder,
                 leasing.until(now),
             )?
