@@ -27,6 +27,7 @@ mod languages;
 mod loading;
 mod openapi;
 mod pipeline;
+mod proxy_protocol;
 mod resend;
 mod retention;
 mod returned;

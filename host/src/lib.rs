@@ -17,7 +17,7 @@ pub mod fairness;
 pub mod flow;
 pub mod inbound;
 pub mod message;
-mod net;
+pub mod net;
 pub mod plugin;
 pub mod private_file;
 pub mod resend;

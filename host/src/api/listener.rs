@@ -21,7 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::ApiConfig;
-use crate::net::{Acceptor, ConnectionLimits, OpenConnections};
+use crate::net::proxy_protocol::TrustedProxies;
+use crate::net::{Acceptor, ClientAddresses, ConnectionLimits, OpenConnections};
 
 /// How a connection is bounded.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +33,7 @@ pub(super) struct HttpLimits {
 }
 
 impl HttpLimits {
+    /// The limits of `config`.
     pub(super) fn new(config: &ApiConfig) -> Self {
         Self {
             connections: ConnectionLimits {
@@ -44,27 +46,57 @@ impl HttpLimits {
     }
 }
 
-/// Serves `router` on `listener` until the task is dropped.
-pub(super) async fn serve(listener: TcpListener, router: Router, limits: HttpLimits) {
+/// Serves `router` on `listener` until the task is dropped, reading PROXY headers from the
+/// `trusted` balancers.
+pub(super) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    trusted: TrustedProxies,
+) {
     let open = Arc::new(OpenConnections::default());
+    let clients = ClientAddresses::new(trusted, limits.connections.total);
     let mut acceptor = Acceptor::new("API");
     loop {
-        let (stream, peer) = acceptor.accept(&listener).await;
-        let Some(slot) = open.admit(peer.ip(), limits.connections) else {
-            // Closed at once: a connection waiting for a place would hold a descriptor.
-            tracing::info!(%peer, "too many API connections; closed");
-            drop(stream);
+        let (mut stream, socket_peer) = acceptor.accept(&listener).await;
+        if !clients.is_balancer(socket_peer.ip()) {
+            admit(stream, socket_peer, &open, &router, limits);
             continue;
-        };
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
         }
-        let router = router.clone();
+        let (router, open, clients) = (router.clone(), Arc::clone(&open), clients.clone());
+        // A task of its own: the balancer's header may take a moment to come.
         tokio::spawn(async move {
-            let _slot = slot;
-            connection(stream, peer, router, limits).await;
+            if let Some(peer) = clients
+                .relayed_client(&mut stream, socket_peer, "API")
+                .await
+            {
+                admit(stream, peer, &open, &router, limits);
+            }
         });
     }
+}
+
+/// Serves a connection from `peer` in a task of its own, or closes it at once when the
+/// limits are reached: a connection waiting for a place would hold a descriptor.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    open: &Arc<OpenConnections>,
+    router: &Router,
+    limits: HttpLimits,
+) {
+    let Some(slot) = open.admit(peer.ip(), limits.connections) else {
+        tracing::info!(%peer, "too many API connections; closed");
+        return;
+    };
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+    }
+    let router = router.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        connection(stream, peer, router, limits).await;
+    });
 }
 
 /// Serves one connection until it ends, times out or stays idle too long.

@@ -47,6 +47,7 @@ use utoipa_axum::routes;
 use crate::dkim::Dkim;
 use crate::dns::Resolver;
 use crate::flow::PipelineHandle;
+use crate::net::proxy_protocol::TrustedProxies;
 use crate::plugin::PluginRuntime;
 use crate::plugin::registry::PluginRegistry;
 use crate::scans::Scans;
@@ -107,6 +108,10 @@ pub struct ApiConfig {
     pub max_auth_failures: u32,
     /// Seconds such an address waits before it may ask for a token again.
     pub auth_backoff_secs: u64,
+    /// Load balancers (addresses or networks) whose connections start with a PROXY header
+    /// (version 1 or 2) naming the client they relay; required from them, believed from no
+    /// one else.
+    pub proxy_protocol_from: TrustedProxies,
 }
 
 impl ApiConfig {
@@ -131,6 +136,7 @@ impl Default for ApiConfig {
             idle_timeout_secs: 60,
             max_auth_failures: 5,
             auth_backoff_secs: 60,
+            proxy_protocol_from: TrustedProxies::default(),
         }
     }
 }
@@ -433,14 +439,17 @@ pub fn spawn(
         listener,
         app,
         listener::HttpLimits::new(config),
+        config.proxy_protocol_from.clone(),
     ))
 }
 
-/// Serves another router (the dashboard's) with the API's connection limits and timeouts.
+/// Serves another router (the dashboard's) with the API's connection limits and timeouts,
+/// reading PROXY headers from the `trusted` balancers.
 pub fn serve_http(
     listener: TcpListener,
     app: Router,
     config: &ApiConfig,
+    trusted: TrustedProxies,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    listener::serve(listener, app, listener::HttpLimits::new(config))
+    listener::serve(listener, app, listener::HttpLimits::new(config), trusted)
 }

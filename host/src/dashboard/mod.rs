@@ -41,6 +41,7 @@ use crate::api::{ApiConfig, ApiState};
 use crate::delivery::capture::Capture;
 use crate::dkim::Dkim;
 use crate::flow::PipelineHandle;
+use crate::net::proxy_protocol::TrustedProxies;
 use crate::plugin::registry::PluginRegistry;
 use crate::scans::Scans;
 use crate::store::Store;
@@ -81,6 +82,9 @@ pub struct DashboardConfig {
     pub code_tries: u32,
     /// Seconds a password-reset or invitation link works.
     pub reset_valid_secs: u64,
+    /// Load balancers (addresses or networks) whose connections start with a PROXY header
+    /// naming the browser they relay; required from them, believed from no one else.
+    pub proxy_protocol_from: TrustedProxies,
 }
 
 impl Default for DashboardConfig {
@@ -95,6 +99,7 @@ impl Default for DashboardConfig {
             code_valid_secs: 10 * 60,
             code_tries: 5,
             reset_valid_secs: 24 * 3600,
+            proxy_protocol_from: TrustedProxies::default(),
         }
     }
 }
@@ -276,7 +281,7 @@ pub fn router(state: DashboardState) -> Router {
         .with_state(state)
 }
 
-/// Serves the dashboard on `listener` with the API's connection limits.
+/// Serves the dashboard on `listener` with the API's connection limits and timeouts.
 pub fn spawn(
     listener: TcpListener,
     api: &ApiConfig,
@@ -286,7 +291,8 @@ pub fn spawn(
         state.store.clone(),
         Arc::clone(&state.config),
     ));
-    let serve = crate::api::serve_http(listener, router(state), api);
+    let trusted = state.config.proxy_protocol_from.clone();
+    let serve = crate::api::serve_http(listener, router(state), api, trusted);
     tokio::spawn(async move {
         serve.await;
         purge.abort();

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::bounce::{self, Class, Kind, RecipientVerdict, Report};
 use crate::delivery::verp::ReturnPath;
 use crate::flow::PipelineHandle;
+use crate::net::proxy_protocol::TrustedProxies;
 use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedRecipient};
 use crate::smtp::SmtpConfig;
 use crate::store::EventKind;
@@ -65,6 +66,9 @@ pub struct InboundConfig {
     pub max_connections: usize,
     /// Connections open at once from one IP address.
     pub max_connections_per_ip: usize,
+    /// Load balancers (addresses or networks) whose connections start with a PROXY header
+    /// naming the sending MTA; required from them, believed from no one else.
+    pub proxy_protocol_from: TrustedProxies,
 }
 
 impl Default for InboundConfig {
@@ -82,6 +86,7 @@ impl Default for InboundConfig {
             keep_days: 30,
             max_connections: 200,
             max_connections_per_ip: 10,
+            proxy_protocol_from: TrustedProxies::default(),
         }
     }
 }
@@ -99,6 +104,7 @@ impl InboundConfig {
             max_data_secs: self.max_data_secs,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            proxy_protocol_from: self.proxy_protocol_from.clone(),
             ..SmtpConfig::default()
         }
     }

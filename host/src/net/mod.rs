@@ -1,5 +1,6 @@
-//! What every listener shares: a count of open connections, in all and per address, and an
-//! accept that survives running out of file descriptors.
+//! What every listener shares: a count of open connections, in all and per address, an
+//! accept that survives running out of file descriptors, and the client's address read from a
+//! trusted load balancer's PROXY header.
 //!
 //! Each listener (SMTP submission, the MX, the HTTP API) keeps its own count, so a flood of
 //! one cannot take the places of another.
@@ -11,7 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+pub mod proxy_protocol;
+
+use proxy_protocol::{Header, TrustedProxies};
+
+/// How long a trusted proxy may take to send its header: it sends it as it connects.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an accept loop pauses after an error that is not the peer's (no descriptor
 /// left, no buffer memory): long enough not to spin, short enough to serve again soon.
@@ -158,6 +167,66 @@ impl Acceptor {
                     }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
+            }
+        }
+    }
+}
+
+/// Learns whom the connections of one listener are from.
+#[derive(Clone)]
+pub(crate) struct ClientAddresses {
+    trusted: Arc<TrustedProxies>,
+    /// Headers being read at once; a connection over this is closed unread.
+    reading: Arc<Semaphore>,
+}
+
+impl ClientAddresses {
+    /// Reads headers from the `trusted` networks, at most `most_reading` at once.
+    pub(crate) fn new(trusted: TrustedProxies, most_reading: usize) -> Self {
+        Self {
+            trusted: Arc::new(trusted),
+            reading: Arc::new(Semaphore::new(most_reading.max(1))),
+        }
+    }
+
+    /// Whether connections from `ip` start with a PROXY header.
+    pub(crate) fn is_balancer(&self, ip: IpAddr) -> bool {
+        self.trusted.trusts(ip)
+    }
+
+    /// The client a trusted balancer's connection serves, as its PROXY header names it (read
+    /// off the stream, so what follows is the client's), or the balancer itself for its own
+    /// connections. None when the header is missing, malformed or late, or too many are
+    /// being read: the connection is then to be closed without a word, since its protocol is
+    /// unknown.
+    pub(crate) async fn relayed_client(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        listener: &'static str,
+    ) -> Option<SocketAddr> {
+        let Ok(_reading) = self.reading.try_acquire() else {
+            tracing::info!(listener, %peer, "too many PROXY headers being read; closed");
+            return None;
+        };
+        match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxy_protocol::read_header(stream)).await
+        {
+            Ok(Ok(Header::Relayed(client))) => Some(client),
+            Ok(Ok(Header::Local)) => Some(peer),
+            // A plain TCP health check connects and closes.
+            Ok(Err(proxy_protocol::HeaderError::Io(error)))
+                if error.kind() == ErrorKind::UnexpectedEof =>
+            {
+                tracing::debug!(listener, %peer, "closed by a trusted proxy before its header");
+                None
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(listener, %peer, %error, "connection from a trusted proxy refused");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(listener, %peer, "no PROXY header in time from a trusted proxy; closed");
+                None
             }
         }
     }

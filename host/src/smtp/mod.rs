@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth_failures::AuthFailures;
 use crate::flow::PipelineHandle;
 use crate::inbound::Inbound;
-use crate::net::{Acceptor, ConnectionLimits, OpenConnections};
+use crate::net::proxy_protocol::TrustedProxies;
+use crate::net::{Acceptor, ClientAddresses, ConnectionLimits, OpenConnections};
 use crate::store::Store;
 
 pub use memory::DataBudget;
@@ -61,6 +62,10 @@ pub struct SmtpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Load balancers (addresses or networks) whose connections start with a PROXY header
+    /// (version 1 or 2) naming the client they relay; required from them, believed from no
+    /// one else.
+    pub proxy_protocol_from: TrustedProxies,
 }
 
 impl Default for SmtpConfig {
@@ -80,6 +85,7 @@ impl Default for SmtpConfig {
             max_connections_per_ip: 100,
             tls_cert: None,
             tls_key: None,
+            proxy_protocol_from: TrustedProxies::default(),
         }
     }
 }
@@ -215,32 +221,59 @@ impl SmtpServer {
             Role::Mx(_) => "MX",
         };
         let limits = self.shared.config.connection_limits();
+        let clients =
+            ClientAddresses::new(self.shared.config.proxy_protocol_from.clone(), limits.total);
         let mut acceptor = Acceptor::new(name);
         loop {
-            let (mut stream, peer) = acceptor.accept(&self.listener).await;
+            let (stream, socket_peer) = acceptor.accept(&self.listener).await;
             // Replies are small writes answering small writes: without NODELAY,
             // Nagle's algorithm and delayed ACKs add ~40 ms to every round trip.
             if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
+                tracing::debug!(peer = %socket_peer, %error, "could not set TCP_NODELAY");
             }
-            let Some(slot) = self.open.admit(peer.ip(), limits) else {
-                tracing::info!(%peer, "too many {name} connections; refused");
-                tokio::spawn(async move {
-                    // Never wait long on a refused peer: its descriptor is what it costs.
-                    let refusal = b"421 4.7.0 Too many connections, try again later\r\n";
-                    let _ = tokio::time::timeout(REFUSAL_WRITE, stream.write_all(refusal)).await;
-                });
+            if !clients.is_balancer(socket_peer.ip()) {
+                admit(stream, socket_peer, &self.shared, &self.open, limits, name);
                 continue;
-            };
-            let shared = self.shared.clone();
+            }
+            let (shared, open, clients) =
+                (self.shared.clone(), Arc::clone(&self.open), clients.clone());
+            // A task of its own: the balancer's header may take a moment to come.
             tokio::spawn(async move {
-                let _slot = slot;
-                if let Err(error) = session::serve(stream, peer, shared).await {
-                    tracing::debug!(%peer, %error, "SMTP session ended with an error");
+                let mut stream = stream;
+                if let Some(peer) = clients.relayed_client(&mut stream, socket_peer, name).await {
+                    admit(stream, peer, &shared, &open, limits, name);
                 }
             });
         }
     }
+}
+
+/// Serves a connection from `peer` in a task of its own, or tells it to come back later
+/// when the listener's limits are reached.
+fn admit(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    open: &Arc<OpenConnections>,
+    limits: ConnectionLimits,
+    name: &'static str,
+) {
+    let Some(slot) = open.admit(peer.ip(), limits) else {
+        tracing::info!(%peer, "too many {name} connections; refused");
+        tokio::spawn(async move {
+            // Never wait long on a refused peer: its descriptor is what it costs.
+            let refusal = b"421 4.7.0 Too many connections, try again later\r\n";
+            let _ = tokio::time::timeout(REFUSAL_WRITE, stream.write_all(refusal)).await;
+        });
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        if let Err(error) = session::serve(stream, peer, shared).await {
+            tracing::debug!(%peer, %error, "SMTP session ended with an error");
+        }
+    });
 }
 
 /// The longest a refusal (421, too many connections) may take to write.
