@@ -232,7 +232,8 @@ measure() {
         say "   round $round: $line (load average $(cut -d' ' -f1 /proc/loadavg))"
         rounds+=("$line")
     done
-    field() { printf '%s\n' "${rounds[@]}" | sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+    # One field per line first: a pattern over the whole line would take db_cpu_ms for cpu_ms.
+    field() { printf '%s\n' "${rounds[@]}" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
     local rate cpu p50 p99
     rate=$(field rate | median)
     p50=$(field p50_ms | median)
