@@ -60,7 +60,7 @@ impl Store {
         // A missing message is an answer, not a failure: an error would roll back the
         // transaction this writer shares with others.
         let recorded = self
-            .write(move |txn| {
+            .write_row_locking(move |txn| {
                 let Some(message) = record_in(txn, &key)? else {
                     return Ok(None);
                 };

@@ -218,6 +218,9 @@ pub struct NewMessage {
 pub struct Store {
     db: Arc<Database>,
     writer: writer::GroupWriter,
+    /// Writes a message's way through spool, flow and delivery, which every node makes at
+    /// once (see [`Store::write_row_locking`]); on redb the same writer as `writer`.
+    row_locking_writer: writer::GroupWriter,
     webhooks: Arc<webhooks::WebhookHooks>,
 }
 
@@ -276,9 +279,13 @@ fn encoded_routing(routing: &Routing) -> Result<Vec<u8>, StoreError> {
     Ok(encoded)
 }
 
+/// The next number of `counter`, its row locked until the transaction ends (so transactions
+/// of either isolation taking numbers at once take different ones).
 fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
     let mut counters = txn.open_table(COUNTERS)?;
-    let next = counters.get(counter)?.map_or(1, |value| value + 1);
+    // A row to lock: two transactions taking a counter's first number must not both see none.
+    counters.insert_if_absent(counter, 0)?;
+    let next = counters.lock(counter)?.map_or(1, |value| value + 1);
     counters.insert(counter, next)?;
     Ok(next)
 }
@@ -354,10 +361,12 @@ fn account_entries<'table>(
     })
 }
 
-/// A message's record as a write transaction sees it.
+/// A message's record as a write transaction sees it, its row locked until the transaction
+/// ends: the message's row is the lock every change to a message's events takes first (see
+/// [`Store::write_row_locking`]).
 fn record_in(txn: &WriteTransaction, id: &str) -> Result<Option<MessageRecord>, StoreError> {
     txn.open_table(MESSAGES)?
-        .get(id)?
+        .lock(id)?
         .map(|value| decode(&value))
         .transpose()
 }
@@ -490,11 +499,27 @@ impl Store {
             db.is_shared(),
         )?);
         let after_commit = Arc::clone(&hooks);
-        let writer =
-            writer::GroupWriter::start(Arc::clone(&db), Box::new(move || after_commit.committed()));
+        let committed = move || after_commit.committed();
+        let writer = writer::GroupWriter::start(
+            Arc::clone(&db),
+            writer::Isolation::Serializable,
+            Box::new(committed.clone()),
+        );
+        // redb takes one write transaction at a time: a second writer thread would only wait
+        // for the first, and make smaller groups.
+        let row_locking_writer = if db.is_shared() {
+            writer::GroupWriter::start(
+                Arc::clone(&db),
+                writer::Isolation::RowLocking,
+                Box::new(committed),
+            )
+        } else {
+            writer.clone()
+        };
         Ok(Self {
             db,
             writer,
+            row_locking_writer,
             webhooks: hooks,
         })
     }
@@ -502,7 +527,7 @@ impl Store {
     /// How many times the writer ran a group of changes again because a concurrent
     /// transaction (another node's) conflicted with it.
     pub fn conflicts_retried(&self) -> u64 {
-        self.writer.conflicts_retried()
+        self.writer.conflicts_retried() + self.row_locking_writer.conflicts_retried()
     }
 
     /// Whether other nodes may work on this store at the same time (PostgreSQL), so that
@@ -520,6 +545,20 @@ impl Store {
         change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.writer.write(change).await
+    }
+
+    /// Runs `change` as [`Store::write`] does, for the changes every node makes at once to
+    /// messages of its own (spooling, finishing a flow, recording events and delivery
+    /// attempts). On PostgreSQL these run at `READ COMMITTED`, so two busy nodes do not abort
+    /// each other's transactions over rows neither shares; in exchange `change` must lock
+    /// ([`kv::Table::lock`]) what its decisions rest on before it reads the rest, in this
+    /// order: a queued message's due entry, then the message's record (which [`record_in`]
+    /// locks). A message's events are appended only under its record's lock.
+    pub async fn write_row_locking<T: Send + 'static>(
+        &self,
+        change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.row_locking_writer.write(change).await
     }
 
     /// The same as [`Store::write`], for threads outside the async runtime.
@@ -946,7 +985,7 @@ impl Store {
             .map(|message| (message.record, message.body))
             .unzip();
         let packed = compressed::pack_off_thread(bodies).await?;
-        self.write(move |txn| {
+        self.write_row_locking(move |txn| {
             let mut records = txn.open_table(MESSAGES)?;
             let mut bodies = txn.open_table(BODIES)?;
             let mut events = txn.open_table(EVENTS)?;
@@ -1074,7 +1113,7 @@ impl Store {
         // A missing message is an answer, not a failure: returning an error here would roll
         // back the transaction this writer shares with others.
         let found = self
-            .write(move |txn| {
+            .write_row_locking(move |txn| {
                 let Some(message) = record_in(txn, &key)? else {
                     return Ok(false);
                 };
@@ -1121,7 +1160,7 @@ impl Store {
             None
         };
         let held = held_step.zip(packed.next());
-        self.write(move |txn| {
+        self.write_row_locking(move |txn| {
             let mut record = record.clone();
             let spooled = record_in(txn, &record.id)?;
             if txn.open_table(SPOOL)?.remove(record.id.as_str())?.is_none() {

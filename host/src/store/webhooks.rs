@@ -335,6 +335,37 @@ fn queue_call(
     Ok(())
 }
 
+/// How many times [`lock_call`] looks again for a due entry that moved while it waited.
+const DUE_ENTRY_LOOKS: u32 = 4;
+
+/// Locks a queued call's due entry, the lock every change to its state takes first (a claim
+/// takes it with `SKIP LOCKED`), and returns the call's state; none when it is not queued.
+/// The entry's key holds the due time, which a claim or renewal committed while this waited
+/// may have changed: the call's state then tells the new one.
+fn lock_call(
+    txn: &WriteTransaction,
+    key: &WebhookCallKey,
+) -> Result<Option<WebhookCallState>, StoreError> {
+    let calls = txn.open_table(WEBHOOK_CALLS)?;
+    let mut due = txn.open_table(WEBHOOK_DUE)?;
+    let call = (key.endpoint_id, key.message_id.as_str(), key.seq);
+    for _ in 0..DUE_ENTRY_LOOKS {
+        let Some(value) = calls.get(call)? else {
+            return Ok(None);
+        };
+        let state: WebhookCallState = decode(&value)?;
+        let entry = (key.endpoint_id, state.due_at, call.1, key.seq);
+        if due.lock(entry)?.is_some() {
+            // Read again under the lock: the state read before it may be older.
+            return calls.get(call)?.map(|value| decode(&value)).transpose();
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "webhook call {} kept moving in its queue",
+        key.event_id()
+    )))
+}
+
 /// Makes the first remaining call of a chain due now, after its head was settled.
 fn advance_chain(
     txn: &WriteTransaction,
@@ -586,18 +617,17 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let key = key.clone();
         let hooks = Arc::clone(&self.webhooks);
-        self.write(move |txn| {
+        self.write_row_locking(move |txn| {
             let (endpoint_id, message_id, seq) =
                 (key.endpoint_id, key.message_id.as_str(), key.seq);
-            let mut calls = txn.open_table(WEBHOOK_CALLS)?;
-            let state: Option<WebhookCallState> = calls
-                .get((endpoint_id, message_id, seq))?
-                .map(|value| decode(&value))
-                .transpose()?;
-            let Some(mut state) = state else {
+            // The message's lock first: settling the head of its chain and queueing a call
+            // behind it (as an event is appended) must not miss each other.
+            txn.open_table(MESSAGES)?.lock(message_id)?;
+            let Some(mut state) = lock_call(txn, &key)? else {
                 // Gone meanwhile (its endpoint was deleted): nothing to record.
                 return Ok(false);
             };
+            let mut calls = txn.open_table(WEBHOOK_CALLS)?;
             if let Some(holder) = &holder
                 && state
                     .lease
@@ -735,15 +765,14 @@ impl Store {
         holder: String,
         until: u64,
     ) -> Result<(), StoreError> {
-        self.write(move |txn| {
-            let mut calls = txn.open_table(WEBHOOK_CALLS)?;
-            let mut due = txn.open_table(WEBHOOK_DUE)?;
+        self.write_row_locking(move |txn| {
             for key in &keys {
                 let call = (key.endpoint_id, key.message_id.as_str(), key.seq);
-                let Some(value) = calls.get(call)? else {
+                let Some(mut state) = lock_call(txn, key)? else {
                     continue;
                 };
-                let mut state: WebhookCallState = decode(&value)?;
+                let mut calls = txn.open_table(WEBHOOK_CALLS)?;
+                let mut due = txn.open_table(WEBHOOK_DUE)?;
                 match &mut state.lease {
                     Some(lease) if lease.holder == holder => lease.until = until,
                     _ => continue,
@@ -793,7 +822,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let hooks = Arc::clone(&self.webhooks);
         let found = self
-            .write(move |txn| {
+            .write_row_locking(move |txn| {
                 let letter = txn
                     .open_table(WEBHOOK_DEAD_LETTERS)?
                     .remove((endpoint_id, dead_letter_id))?
@@ -802,6 +831,9 @@ impl Store {
                 let Some(letter) = letter else {
                     return Ok(false);
                 };
+                // Queued under the message's lock, as calls for its new events are: the chain
+                // has one head at a time.
+                txn.open_table(MESSAGES)?.lock(letter.message_id.as_str())?;
                 queue_call(
                     txn,
                     &hooks,

@@ -13,10 +13,22 @@ use super::StoreError;
 /// The most writers one transaction takes, so a burst does not make one commit huge.
 const MAX_GROUP: usize = 512;
 
-/// How many times a group is run again when a concurrent transaction conflicted with it
-/// (PostgreSQL's serialization failures and deadlocks, between nodes sharing a database),
-/// before its writers are told of the conflict.
+/// How many times a group of writers is run again when a concurrent transaction conflicted
+/// with it (PostgreSQL's serialization failures and deadlocks, between nodes sharing a
+/// database) before each of its writers is tried alone.
+const GROUP_CONFLICT_RETRIES: u32 = 3;
+
+/// How many times a writer alone is run again after conflicts before it is told of one.
 const CONFLICT_RETRIES: u32 = 8;
+
+/// How a writer's transactions see and hold what they read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isolation {
+    /// As if no other transaction ran beside them ([`Database::begin_write`]).
+    Serializable,
+    /// Each change locks the rows it rests on ([`Database::begin_row_locking_write`]).
+    RowLocking,
+}
 
 type Change = Box<dyn Fn(&WriteTransaction) -> Result<(), StoreError> + Send>;
 
@@ -42,11 +54,16 @@ pub(super) struct GroupWriter {
 }
 
 impl GroupWriter {
-    pub(super) fn start(db: Arc<Database>, after_commit: AfterCommit) -> Self {
+    pub(super) fn start(
+        db: Arc<Database>,
+        isolation: Isolation,
+        after_commit: AfterCommit,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let conflicts = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             db,
+            isolation,
             after_commit,
             conflicts: Arc::clone(&conflicts),
         };
@@ -112,6 +129,7 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Result<T, StoreError> {
 /// The writer thread's state.
 struct Writer {
     db: Arc<Database>,
+    isolation: Isolation,
     after_commit: AfterCommit,
     conflicts: Arc<AtomicU64>,
 }
@@ -140,13 +158,19 @@ impl Writer {
     /// change runs at most twice (once more when one after it refused), and a group with `r`
     /// refusals takes `r + 1` commits, not one per writer: a tenant sending refused changes
     /// cannot make every other writer's change wait for a commit of its own. A conflict with
-    /// a concurrent transaction (another node's) is no refusal: the whole group runs again.
+    /// a concurrent transaction (another node's) is no refusal: the whole group runs again,
+    /// and after repeated conflicts each writer alone.
     fn settle(&self, jobs: &[Job], outcomes: &mut Vec<Result<(), StoreError>>) {
         if jobs.is_empty() {
             return;
         }
-        let mut stopped = commit_together(&self.db, jobs);
-        for retry in 0..CONFLICT_RETRIES {
+        let mut stopped = self.commit_together(jobs);
+        let retries = if jobs.len() > 1 {
+            GROUP_CONFLICT_RETRIES
+        } else {
+            CONFLICT_RETRIES
+        };
+        for retry in 0..retries {
             match &stopped {
                 Err(Stopped::Refused(_, error) | Stopped::Failed(error))
                     if error.is_transient_conflict() =>
@@ -154,10 +178,26 @@ impl Writer {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%error, writers = jobs.len(), "a concurrent transaction conflicted; running the group again");
                     std::thread::sleep(conflict_backoff(retry));
-                    stopped = commit_together(&self.db, jobs);
+                    stopped = self.commit_together(jobs);
                 }
                 _ => break,
             }
+        }
+        // The database itself failed, or concurrent transactions kept conflicting with the
+        // group: each writer gets a transaction and an answer of its own (rare; it is what
+        // lets the writers that can still be served be served, and a small transaction is
+        // less likely to meet another node's than a large one).
+        let each_alone = jobs.len() > 1
+            && match &stopped {
+                Ok(()) => false,
+                Err(Stopped::Failed(_)) => true,
+                Err(Stopped::Refused(_, error)) => error.is_transient_conflict(),
+            };
+        if each_alone {
+            for job in jobs {
+                self.settle(std::slice::from_ref(job), outcomes);
+            }
+            return;
         }
         match stopped {
             Ok(()) => {
@@ -170,13 +210,6 @@ impl Writer {
                 self.settle(&jobs[..index], outcomes);
                 outcomes.push(Err(refusal));
                 self.settle(&jobs[index + 1..], outcomes);
-            }
-            // The database itself failed: each writer gets a transaction and an answer of
-            // its own (rare; it is what lets the writers that can still be served be served).
-            Err(Stopped::Failed(_)) if jobs.len() > 1 => {
-                for job in jobs {
-                    self.settle(std::slice::from_ref(job), outcomes);
-                }
             }
             Err(Stopped::Failed(error)) => outcomes.push(Err(error)),
         }
@@ -201,14 +234,20 @@ enum Stopped {
     Failed(StoreError),
 }
 
-fn commit_together(db: &Database, jobs: &[Job]) -> Result<(), Stopped> {
-    let txn = db.begin_write().map_err(Stopped::Failed)?;
-    for (index, job) in jobs.iter().enumerate() {
-        if let Err(refusal) = (job.change)(&txn) {
-            return Err(Stopped::Refused(index, refusal));
+impl Writer {
+    fn commit_together(&self, jobs: &[Job]) -> Result<(), Stopped> {
+        let txn = match self.isolation {
+            Isolation::Serializable => self.db.begin_write(),
+            Isolation::RowLocking => self.db.begin_row_locking_write(),
         }
+        .map_err(Stopped::Failed)?;
+        for (index, job) in jobs.iter().enumerate() {
+            if let Err(refusal) = (job.change)(&txn) {
+                return Err(Stopped::Refused(index, refusal));
+            }
+        }
+        txn.commit().map_err(Stopped::Failed)
     }
-    txn.commit().map_err(Stopped::Failed)
 }
 
 #[cfg(test)]
@@ -245,6 +284,7 @@ mod tests {
         let counted = Arc::clone(&commits);
         let writer = Writer {
             db: Arc::clone(&db),
+            isolation: Isolation::Serializable,
             after_commit: Box::new(move || {
                 counted.fetch_add(1, Ordering::SeqCst);
             }),
@@ -285,7 +325,11 @@ mod tests {
         txn.open_table(NUMBERS).unwrap().insert(1, 0).unwrap();
         txn.commit().unwrap();
 
-        let writer = GroupWriter::start(Arc::clone(&this_node), Box::new(|| {}));
+        let writer = GroupWriter::start(
+            Arc::clone(&this_node),
+            Isolation::Serializable,
+            Box::new(|| {}),
+        );
         let interfered = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let written = writer
             .write_blocking(move |txn| {

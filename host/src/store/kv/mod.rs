@@ -116,6 +116,21 @@ impl Database {
         }
     }
 
+    /// A write transaction for changes many nodes make at once, each to rows of its own (a
+    /// message's way through spool, flow and delivery). On PostgreSQL it runs at `READ
+    /// COMMITTED`: each statement sees what is committed when it runs, and two nodes' changes
+    /// conflict only where both change the same row, never because one read near what the
+    /// other wrote (`SERIALIZABLE`'s page-wide read locks make busy nodes abort each other's
+    /// transactions over unrelated rows). So a change in it first takes the rows its decision
+    /// rests on with [`Table::lock`], and every change to those rows does the same. On redb
+    /// an ordinary write transaction (one process owns the file).
+    pub fn begin_row_locking_write(&self) -> Result<WriteTransaction, StoreError> {
+        match self {
+            Self::Redb(db) => Ok(WriteTransaction::Redb(Box::new(db.begin_write()?))),
+            Self::Postgres(db) => Ok(WriteTransaction::Postgres(db.begin_row_locking_write()?)),
+        }
+    }
+
     /// A transaction that takes work from a queue beside other nodes: the entries it takes
     /// with [`Table::take_first`] are its own until it ends, and a node taking at the same
     /// time passes over them instead of conflicting. On PostgreSQL it runs at `READ
@@ -168,7 +183,8 @@ impl ReadTransaction {
 pub enum WriteTransaction {
     /// A redb write transaction.
     Redb(Box<::redb::WriteTransaction>),
-    /// A PostgreSQL transaction at `SERIALIZABLE`.
+    /// A PostgreSQL transaction (`SERIALIZABLE`, or `READ COMMITTED` for claims and
+    /// row-locking writes).
     Postgres(postgres::Transaction),
 }
 
@@ -342,6 +358,25 @@ impl<K: Key, V: Column> Table<'_, K, V> {
         }
     }
 
+    /// Puts `value` under `key` unless an entry is there (or, on PostgreSQL, is being put
+    /// there by a transaction still running: this waits for its end); returns whether it did.
+    pub fn insert_if_absent<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Redb(table) => {
+                if table.get(key.borrow())?.is_some() {
+                    return Ok(false);
+                }
+                table.insert(key, value)?;
+                Ok(true)
+            }
+            Self::Postgres(table) => table.insert_if_absent(key.borrow(), value.borrow()),
+        }
+    }
+
     /// Removes the entry under `key`; returns its value.
     pub fn remove<'k>(
         &mut self,
@@ -350,6 +385,19 @@ impl<K: Key, V: Column> Table<'_, K, V> {
         match self {
             Self::Redb(table) => Ok(table.remove(key)?.map(|value| V::to_owned(value.value()))),
             Self::Postgres(table) => table.remove(key.borrow()),
+        }
+    }
+
+    /// The value under `key`, with the row held by this transaction until it ends: another
+    /// transaction locking or changing it waits (PostgreSQL's `FOR UPDATE`). A missing key
+    /// locks nothing. In a redb write transaction, which has the file to itself, a `get`.
+    pub fn lock<'k>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+    ) -> Result<Option<V::Owned>, StoreError> {
+        match self {
+            Self::Redb(table) => Ok(table.get(key)?.map(|value| V::to_owned(value.value()))),
+            Self::Postgres(table) => table.lock(key.borrow()),
         }
     }
 

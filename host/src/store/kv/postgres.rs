@@ -313,6 +313,8 @@ enum Purpose {
     Read,
     /// Changes that commit only if they are as if no other transaction ran beside them.
     Write,
+    /// Changes by many nodes at once to rows of their own, which lock what they rest on.
+    RowLockingWrite,
     /// Taking work from a queue: rows locked as they are taken and skipped by other takers,
     /// so nodes taking at once get different rows instead of serialization failures.
     Claim,
@@ -331,6 +333,7 @@ impl Postgres {
             conn.batch_execute(match purpose {
                 Purpose::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1",
                 Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+                Purpose::RowLockingWrite => "BEGIN ISOLATION LEVEL READ COMMITTED",
                 // A claim lost with a crash of PostgreSQL only makes its work claimable again,
                 // so its commit does not wait for the disk.
                 Purpose::Claim => {
@@ -358,6 +361,11 @@ impl Postgres {
     /// A write transaction.
     pub(super) fn begin_write(&self) -> Result<Transaction, StoreError> {
         self.begin(Purpose::Write)
+    }
+
+    /// A write transaction at `READ COMMITTED` whose changes lock the rows they rest on.
+    pub(super) fn begin_row_locking_write(&self) -> Result<Transaction, StoreError> {
+        self.begin(Purpose::RowLockingWrite)
     }
 
     /// A transaction that takes work with [`Table::take_first`].
@@ -539,6 +547,17 @@ impl<K: Key, V: Column> Table<K, V> {
             .transpose()
     }
 
+    /// The value under a key, its row locked until the transaction ends.
+    pub(super) fn lock(&self, key: &K::SelfType<'_>) -> Result<Option<V::Owned>, StoreError> {
+        let rows = self.conn.query(
+            format!("SELECT v FROM kv_{} WHERE k = $1 FOR UPDATE", self.name),
+            vec![key_bytes::<K>(key)],
+        )?;
+        rows.first()
+            .map(|row| Ok(decode_value::<V>(row.get(0)).map_err(PostgresError::from)?))
+            .transpose()
+    }
+
     /// Puts a value under a key, replacing the value there.
     pub(super) fn insert(
         &self,
@@ -556,6 +575,24 @@ impl<K: Key, V: Column> Table<K, V> {
             vec![key_bytes::<K>(key), encoded],
         )?;
         Ok(())
+    }
+
+    /// Puts a value under a key unless an entry is there; returns whether it did.
+    pub(super) fn insert_if_absent(
+        &self,
+        key: &K::SelfType<'_>,
+        value: &V::SelfType<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut encoded = Vec::new();
+        V::encode(value, &mut encoded);
+        let rows = self.conn.query(
+            format!(
+                "INSERT INTO kv_{} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING RETURNING 1",
+                self.name
+            ),
+            vec![key_bytes::<K>(key), encoded],
+        )?;
+        Ok(!rows.is_empty())
     }
 
     /// Removes the entry under a key; returns its value.
