@@ -154,6 +154,16 @@ fn a_trusted_balancers_header_names_the_client_the_api_allowlist_sees() {
         token_status(api, &v2("198.51.100.8".parse().unwrap())),
         Some(403)
     );
+    // An IPv4 client relayed as an IPv4-mapped IPv6 address is the IPv4 client.
+    let mapped = |client: &str| format!("PROXY TCP6 ::ffff:{client} 2001:db8::1 40000 443\r\n");
+    assert_eq!(
+        token_status(api, mapped("203.0.113.7").as_bytes()),
+        Some(200)
+    );
+    assert_eq!(
+        token_status(api, mapped("198.51.100.7").as_bytes()),
+        Some(403)
+    );
     // The balancer's own connection (a health check) is served as from the balancer.
     assert_eq!(token_status(api, b"PROXY UNKNOWN\r\n"), Some(403));
     // From a trusted address the header is required: a request without one is not served.

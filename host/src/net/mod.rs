@@ -211,7 +211,11 @@ impl ClientAddresses {
         };
         match tokio::time::timeout(PROXY_HEADER_TIMEOUT, proxy_protocol::read_header(stream)).await
         {
-            Ok(Ok(Header::Relayed(client))) => Some(client),
+            // A v2 header may carry an IPv4 client as an IPv4-mapped IPv6 address; it is the
+            // IPv4 client to allowlists, limits and logs.
+            Ok(Ok(Header::Relayed(client))) => {
+                Some(SocketAddr::new(client.ip().to_canonical(), client.port()))
+            }
             Ok(Ok(Header::Local)) => Some(peer),
             // A plain TCP health check connects and closes.
             Ok(Err(proxy_protocol::HeaderError::Io(error)))

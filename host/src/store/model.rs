@@ -42,8 +42,11 @@ pub struct Source {
 }
 
 impl Source {
-    /// Whether a client at `ip` may use the source.
+    /// Whether a client at `ip` may use the source. An IPv4 client seen as an IPv6 address
+    /// (`::ffff:192.0.2.7`, on a dual-stack socket or in a balancer's PROXY header) is
+    /// matched as the IPv4 address it is.
     pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.allowed_networks
             .as_ref()
             .is_none_or(|networks| networks.iter().any(|net| net.contains(&ip)))
@@ -522,6 +525,9 @@ mod tests {
         assert!(with("allowlist", serde_json::Value::Null).admits(ip));
         assert!(with("allowlist", serde_json::json!(["192.0.2.0/24"])).admits(ip));
         assert!(!with("allowlist", serde_json::json!(["198.51.100.0/24"])).admits(ip));
+        let mapped = "::ffff:192.0.2.7".parse().unwrap();
+        assert!(with("allowlist", serde_json::json!(["192.0.2.0/24"])).admits(mapped));
+        assert!(!with("allowlist", serde_json::json!(["198.51.100.0/24"])).admits(mapped));
         // Records written before the allowlist key: an empty list meant anywhere.
         assert!(with("allowed_networks", serde_json::json!([])).admits(ip));
         assert!(source(base.clone()).admits(ip));
