@@ -223,6 +223,8 @@ measure() {
     [[ -n $pids ]] && options+=(--cpu-of "$pids")
     [[ -n $database ]] && options+=(--db-cpu-of "$POSTGRES_PID")
     [[ -n $database ]] && pg_sql "$database" "SELECT pg_stat_statements_reset()" >/dev/null
+    local conflicts_before=0
+    [[ -n $database ]] && conflicts_before=$(postgres_conflicts)
     say "== $name: warm-up of $WARM_UP messages"
     "$WORK/relay" load "$addr" "$WARM_UP" "${options[@]}" >/dev/null
     local rounds=()
@@ -247,8 +249,17 @@ measure() {
         local statements
         statements=$(pg_sql "$database" "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        local sent=$((WARM_UP + ROUNDS * MESSAGES))
         cpu+=$(printf ' + %.2f ms in PostgreSQL, %.1f statements per message' "$(field db_cpu_ms | median)" \
-            "$(awk -v s="$statements" -v m="$((WARM_UP + ROUNDS * MESSAGES))" 'BEGIN { print s / m }')")
+            "$(awk -v s="$statements" -v m="$sent" 'BEGIN { print s / m }')")
+        say "   transactions PostgreSQL refused for a conflict (serialization failures, deadlocks):" \
+            "$(($(postgres_conflicts) - conflicts_before))"
+        # Where the statements go: the most called, per message sent.
+        pg_sql "$database" "SELECT round(calls::numeric / $sent, 2) || ' ' || regexp_replace(query, '\s+', ' ', 'g')
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY calls DESC LIMIT 40" >"$WORK/statements-$database.txt"
+        say "   statements per message, most called first: $WORK/statements-$database.txt (KEEP=1 keeps it)"
     fi
     RESULTS+=("$(printf '| %s | %.0f | %s | %.1f / %.1f ms |' "$name" "$rate" "$cpu" "$p50" "$p99")")
 }
@@ -324,6 +335,11 @@ start_postgres() {
     done
     "$bin/pg_isready" -q -h "$POSTGRES_SOCKET" || die "PostgreSQL did not start: see $dir/log"
     pg_sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+}
+
+# How many transactions the run's PostgreSQL has refused for a conflict so far (its log).
+postgres_conflicts() {
+    grep -c -E 'could not serialize access|deadlock detected' "$WORK/postgres/log" || true
 }
 
 pg_sql() { # DATABASE SQL

@@ -491,13 +491,13 @@ impl Pipeline {
 
     /// Runs one message's flow and records the outcome.
     async fn process(self: &Arc<Self>, id: &str) -> Result<(), FlowError> {
-        let Some(mut record) = self.store.message(id)? else {
+        let Some((mut record, body)) = self.store.message_with_body(id)? else {
             return Ok(());
         };
         if record.status != MessageStatus::Submitted {
             return Ok(());
         }
-        let Some(body) = self.store.body(id)? else {
+        let Some(body) = body else {
             return Err(StoreError::NotFound(format!("body of message {id}")).into());
         };
         let envelope = Envelope {
@@ -579,15 +579,14 @@ impl Pipeline {
         message: Message,
         simulation: bool,
     ) -> Result<FlowRun, FlowError> {
-        let routing = self.store.routing(record.account_id)?;
-        let Some(flow_id) = routing
-            .as_ref()
-            .map(|routing| select_flow(routing, record, &message))
-        else {
+        let routed = self.store.routed_flow(record.account_id, |routing| {
+            select_flow(routing, record, &message)
+        })?;
+        let Some((flow_id, flow)) = routed else {
             let reason = "the account has no default flow".to_string();
             return Ok(FlowRun::held(None, Vec::new(), reason));
         };
-        let Some(flow) = self.store.flow(flow_id)? else {
+        let Some(flow) = flow else {
             let reason = format!("flow {flow_id} does not exist");
             return Ok(FlowRun::held(Some(flow_id), Vec::new(), reason));
         };

@@ -213,6 +213,9 @@ pub struct NewMessage {
     pub body: Vec<u8>,
 }
 
+/// A message's record and its current RFC 5322 bytes, if it has them.
+pub type MessageWithBody = (MessageRecord, Option<Vec<u8>>);
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -863,6 +866,26 @@ impl Store {
         self.get(ROUTING, account_id)
     }
 
+    /// The account's flow rules and the flow `select` picks by them, read together (the flow
+    /// is none when it does not exist; both are none when the account has no rules).
+    pub fn routed_flow(
+        &self,
+        account_id: u64,
+        select: impl FnOnce(&Routing) -> u64,
+    ) -> Result<Option<(u64, Option<Flow>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(routing) = txn.open_table(ROUTING)?.get(account_id)? else {
+            return Ok(None);
+        };
+        let flow_id = select(&decode(&routing)?);
+        let flow = txn
+            .open_table(FLOWS)?
+            .get(flow_id)?
+            .map(|value| decode(&value))
+            .transpose()?;
+        Ok(Some((flow_id, flow)))
+    }
+
     // ---- plugins
 
     /// Stores a plugin component by its sha256, owned by (usable in the flows of) an account.
@@ -1062,6 +1085,21 @@ impl Store {
     /// A message record.
     pub fn message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
         self.get(MESSAGES, id)
+    }
+
+    /// A message's record with its current RFC 5322 bytes (none when it has no body), read
+    /// together: what running its flow starts from.
+    pub fn message_with_body(&self, id: &str) -> Result<Option<MessageWithBody>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(record) = txn.open_table(MESSAGES)?.get(id)? else {
+            return Ok(None);
+        };
+        let body = txn
+            .open_table(BODIES)?
+            .get(id)?
+            .map(|value| compressed::unpack(&value))
+            .transpose()?;
+        Ok(Some((decode(&record)?, body)))
     }
 
     /// A message's current RFC 5322 bytes.

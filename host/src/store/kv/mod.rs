@@ -100,7 +100,10 @@ pub enum Database {
 }
 
 impl Database {
-    /// A transaction that sees the database as it is now, for as long as it is kept.
+    /// A transaction that sees the database as it is at its first read (redb: now), for as
+    /// long as it is kept. PostgreSQL's snapshot comes with the first statement, which the
+    /// `BEGIN` is sent with to save a round trip; nothing here begins a read and then waits
+    /// for a change it must not see before reading.
     pub fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
         match self {
             Self::Redb(db) => Ok(ReadTransaction::Redb(db.begin_read()?)),
@@ -564,6 +567,11 @@ mod tests {
     fn writes_are_seen_by_their_transaction_and_by_later_ones_only(place: TestPlace) {
         let db = filled(&place);
         let before = db.begin_read().unwrap();
+        // Its snapshot is taken by its first read (on PostgreSQL; by its beginning on redb).
+        assert_eq!(
+            before.open_table(PAIRS).unwrap().get((0, "k0000")).unwrap(),
+            Some(0)
+        );
         let txn = db.begin_write().unwrap();
         {
             let mut table = txn.open_table(PAIRS).unwrap();

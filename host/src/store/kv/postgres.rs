@@ -321,26 +321,26 @@ enum Purpose {
 }
 
 impl Postgres {
-    /// Begins a transaction on a connection of the pool.
+    /// Begins a transaction on a connection of the pool. A read transaction's `BEGIN` is
+    /// sent with its first statement, in one round trip (see [`Connection::query`]).
     fn begin(&self, purpose: Purpose) -> Result<Transaction, StoreError> {
         let pool = self.pool.clone();
         let wait_for = pool.timeouts().wait.unwrap_or_default();
+        let begin = match purpose {
+            Purpose::Read => None,
+            Purpose::Write => Some("BEGIN ISOLATION LEVEL SERIALIZABLE"),
+            Purpose::RowLockingWrite => Some("BEGIN ISOLATION LEVEL READ COMMITTED"),
+            // A claim lost with a crash of PostgreSQL only makes its work claimable again,
+            // so its commit does not wait for the disk.
+            Purpose::Claim => {
+                Some("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF")
+            }
+        };
         let conn = wait(&self.handle, async move {
             let conn = connection(&pool, wait_for).await?;
-            // PostgreSQL takes a transaction's snapshot at its first statement, not at BEGIN:
-            // the `SELECT 1` takes it now, so the transaction sees the database as it was
-            // when it began, as redb's do.
-            conn.batch_execute(match purpose {
-                Purpose::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1",
-                Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
-                Purpose::RowLockingWrite => "BEGIN ISOLATION LEVEL READ COMMITTED",
-                // A claim lost with a crash of PostgreSQL only makes its work claimable again,
-                // so its commit does not wait for the disk.
-                Purpose::Claim => {
-                    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF"
-                }
-            })
-            .await?;
+            if let Some(begin) = begin {
+                conn.batch_execute(begin).await?;
+            }
             Ok(conn)
         })?;
         Ok(Transaction {
@@ -348,6 +348,12 @@ impl Postgres {
                 object: conn,
                 handle: self.handle.clone(),
                 failed: AtomicBool::new(false),
+                // PostgreSQL takes a transaction's snapshot at its first statement, not at
+                // BEGIN, so sending BEGIN with the first statement changes nothing it sees.
+                unsent_begin: std::sync::Mutex::new(match purpose {
+                    Purpose::Read => Some(READ_BEGIN),
+                    _ => None,
+                }),
             }),
             finished: false,
         })
@@ -380,7 +386,12 @@ struct Connection {
     handle: Handle,
     /// Whether a statement failed: PostgreSQL then rolls back whatever comes, COMMIT included.
     failed: AtomicBool,
+    /// The `BEGIN` still to be sent ahead of the first statement (read transactions).
+    unsent_begin: std::sync::Mutex<Option<&'static str>>,
 }
+
+/// How a read transaction begins: one snapshot for all its statements.
+const READ_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 impl Connection {
     /// Runs a statement's work on the backend's runtime and waits for it.
@@ -402,14 +413,44 @@ impl Connection {
         sql: String,
         params: Vec<Vec<u8>>,
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let begin = self.take_unsent_begin();
         self.run(move |conn| async move {
-            let statement = conn.object.prepare_cached(&sql).await?;
-            let params: Vec<&(dyn ToSql + Sync)> = params
-                .iter()
-                .map(|param| param as &(dyn ToSql + Sync))
-                .collect();
-            Ok(conn.object.query(&statement, &params).await?)
+            let query = async {
+                let statement = conn.object.prepare_cached(&sql).await?;
+                let params: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|param| param as &(dyn ToSql + Sync))
+                    .collect();
+                Ok::<_, PostgresError>(conn.object.query(&statement, &params).await?)
+            };
+            match begin {
+                // Polled together, the two are pipelined: BEGIN is written first, the
+                // statement right behind it, and both answers come back in one round trip.
+                Some(begin) => {
+                    let (begun, rows) = tokio::join!(conn.object.batch_execute(begin), query);
+                    begun?;
+                    rows
+                }
+                None => query.await,
+            }
         })
+    }
+
+    /// The `BEGIN` to send ahead of the next statement, if it has not been sent.
+    fn take_unsent_begin(&self) -> Option<&'static str> {
+        self.unsent_begin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Whether the transaction has begun on the server (a read transaction that ran no
+    /// statement has not, and has nothing to end).
+    fn has_begun(&self) -> bool {
+        self.unsent_begin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 }
 
@@ -431,8 +472,13 @@ impl Transaction {
 
     /// The names of the store's tables the database has.
     pub(super) fn table_names(&self) -> Result<Vec<String>, StoreError> {
-        self.conn
-            .run(|conn| async move { table_names_of(&conn.object).await })
+        let begin = self.conn.take_unsent_begin();
+        self.conn.run(|conn| async move {
+            if let Some(begin) = begin {
+                conn.object.batch_execute(begin).await?;
+            }
+            table_names_of(&conn.object).await
+        })
     }
 
     /// Commits the transaction.
@@ -461,7 +507,7 @@ impl Transaction {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && self.conn.has_begun() {
             // The connection goes back to the pool once the rollback is through (the task
             // holds it until then); nobody waits for it.
             let conn = Arc::clone(&self.conn);
