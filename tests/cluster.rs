@@ -137,7 +137,7 @@ fn a_node_with_another_master_key_refuses_to_start_and_writes_nothing() {
     let dir = TestServer::start(|_| {}).stop();
     let data = dir.path().to_path_buf();
     let stored = || {
-        let store = sluice::store::Store::open(&data.join("sluice.redb")).unwrap();
+        let store = crate::util::stopped_store(&data);
         let stored = (
             store.live_nodes(0).unwrap(),
             store.shared_secret("master-key-check").unwrap(),
@@ -155,9 +155,9 @@ fn a_node_with_another_master_key_refuses_to_start_and_writes_nothing() {
     let original = std::fs::read_to_string(&master).unwrap();
     std::fs::write(&master, "ab".repeat(32)).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let refused = runtime.block_on(sluice::server::Server::start(crate::util::test_config(
-        &data,
-    )));
+    let mut config = crate::util::test_config(&data);
+    config.store.url = crate::util::stopped_store_url(&data);
+    let refused = runtime.block_on(sluice::server::Server::start(config));
     drop(runtime);
     let Err(error) = refused else {
         panic!("a node with another master key started");

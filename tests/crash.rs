@@ -29,11 +29,16 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
     // The real binary, on that data folder.
     let config = dir.path().join("test.toml");
     // One flow at a time, so the spool holds a backlog when the server is killed.
+    let store = crate::util::stopped_store_url(dir.path())
+        .map(|url| format!("[store]\nurl = {url:?}\n"))
+        .unwrap_or_default();
     std::fs::write(
         &config,
-        "pipeline_workers = 1\n[smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-         [runtime]\ndeadline = 5000\n[delivery]\nenabled = false\n[inbound]\nlisten = \"127.0.0.1:0\"\n\
-         [dashboard]\nlisten = \"127.0.0.1:0\"\n",
+        format!(
+            "pipeline_workers = 1\n[smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [runtime]\ndeadline = 5000\n[delivery]\nenabled = false\n[inbound]\nlisten = \"127.0.0.1:0\"\n\
+             [dashboard]\nlisten = \"127.0.0.1:0\"\n{store}"
+        ),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))

@@ -505,7 +505,7 @@ fn returned_mail_kept_before_a_restart_is_settled_after_it_and_its_content_expir
     // Stored with no worker running, as a crash right after the MX's 250 would leave it.
     let bounce = dsn("fay@example.net", "5.1.1", "550 5.1.1 user unknown", &sent);
     let returned_id = {
-        let store = sluice::store::Store::open(&dir.path().join("sluice.redb")).unwrap();
+        let store = crate::util::stopped_store(dir.path());
         let mail = sluice::store::ReturnedMail {
             id: format!("r{}", sluice::store::new_message_id()),
             received_at: sluice::store::now_millis(),

@@ -179,6 +179,30 @@ fn database_for(dir: &Path) -> Option<postgres::TestDatabase> {
     }
 }
 
+/// Opens the store of a stopped server's data folder `dir`, as the server kept it (its redb
+/// file, or its PostgreSQL database when the tests run on PostgreSQL), for a look or a change
+/// while no server runs on it. Drop it before starting a server on the folder again.
+pub fn stopped_store(dir: &Path) -> sluice::store::Store {
+    match stopped_store_url(dir) {
+        Some(url) => sluice::store::Store::open_postgres(
+            &url,
+            sluice::store::kv::postgres::PoolSettings::default(),
+        )
+        .unwrap(),
+        None => sluice::store::Store::open(&dir.join("sluice.redb")).unwrap(),
+    }
+}
+
+/// The PostgreSQL database a stopped server on `dir` kept its store in, if it was not the
+/// folder's redb file: for a `[store] url` of a process started on the folder.
+pub fn stopped_store_url(dir: &Path) -> Option<String> {
+    let stopped = STOPPED_DATABASES.lock().unwrap();
+    stopped
+        .iter()
+        .find(|(folder, _)| folder == dir)
+        .map(|(_, database)| database.url().to_string())
+}
+
 impl TestServer {
     /// Starts a server with the embedded default configuration, overridden as `adjust` says.
     pub fn start(adjust: impl FnOnce(&mut sluice::config::Config)) -> Self {
