@@ -563,3 +563,47 @@ fn an_endpoint_made_through_one_node_gets_the_events_another_node_records_once()
         "an event was called twice: {event_ids:?}"
     );
 }
+
+/// A node stopped with SIGTERM (what systemd and container runtimes send) leaves the cluster
+/// before it exits, as one stopped with Ctrl-C does: the other nodes stop counting it at once,
+/// not a node timeout later.
+#[test]
+fn a_node_stopped_with_sigterm_leaves_the_cluster_and_exits_cleanly() {
+    use sluice_test_support::postgres::TestDatabase;
+
+    let Some(database) = TestDatabase::create(module_path!()) else {
+        return;
+    };
+    let url = database.url().to_string();
+    let observer = TestServer::start(|config| config.store.url = Some(url.clone()));
+    let master_key = observer.dir().join("keys").join("master.key");
+    let mut node = NodeProcess::start("leaving", &url, &master_key, "127.0.0.1:9");
+    let listed = || {
+        observer
+            .store()
+            .live_nodes(0)
+            .unwrap()
+            .iter()
+            .any(|record| record.id == "leaving")
+    };
+    eventually("the node's heartbeat", listed);
+
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!listed(), "the node's heartbeat is still there");
+}

@@ -79,13 +79,25 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
             loaded = ?server.plugins.names(),
             "sluice is running"
         );
-        tokio::signal::ctrl_c().await?;
-        tracing::info!("shutting down");
+        let signal = stop_signal().await?;
+        tracing::info!(signal, "shutting down");
         server.leave().await;
         drop(server);
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the signal to stop: Ctrl-C (SIGINT) at a terminal, SIGTERM from a service
+/// manager (systemd, a container runtime), whose default action would end the process
+/// without its leaving the cluster. Returns the signal's name.
+async fn stop_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| "SIGINT"),
+        _ = terminate.recv() => Ok("SIGTERM"),
+    }
 }
 
 /// What a newcomer reads after the first start: how to send a first message over SMTP and
