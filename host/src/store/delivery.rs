@@ -505,10 +505,8 @@ impl Store {
         account_id: u64,
         address: &str,
     ) -> Result<Option<FilterEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FILTERS)?;
-        table
-            .get((account_id, filter_key(address).as_str()))?
+        self.db
+            .get_one(FILTERS, (account_id, filter_key(address).as_str()))?
             .map(|value| decode(&value))
             .transpose()
     }

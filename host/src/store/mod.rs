@@ -577,9 +577,10 @@ impl Store {
         table: TableDefinition<K, &'static [u8]>,
         key: K::SelfType<'_>,
     ) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(table)?;
-        table.get(key)?.map(|value| decode(&value)).transpose()
+        self.db
+            .get_one(table, key)?
+            .map(|value| decode(&value))
+            .transpose()
     }
 
     // ---- accounts, sources, credentials
@@ -1104,10 +1105,8 @@ impl Store {
 
     /// A message's current RFC 5322 bytes.
     pub fn body(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(BODIES)?;
-        table
-            .get(id)?
+        self.db
+            .get_one(BODIES, id)?
             .map(|value| compressed::unpack(&value))
             .transpose()
     }

@@ -111,6 +111,23 @@ impl Database {
         }
     }
 
+    /// The value under `key` in `table`, read on its own: what a read transaction with one
+    /// `get` answers, without the transaction (on PostgreSQL one statement, which sees one
+    /// snapshot by itself, instead of BEGIN, the statement and ROLLBACK).
+    pub fn get_one<'k, K: Key, V: Column>(
+        &self,
+        table: TableDefinition<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+    ) -> Result<Option<V::Owned>, StoreError> {
+        match self {
+            Self::Redb(_) => self.begin_read()?.open_table(table)?.get(key),
+            Self::Postgres(db) => db
+                .single_statement()?
+                .table::<K, V>(table.name)
+                .get(key.borrow()),
+        }
+    }
+
     /// A transaction whose changes are made durable together by [`WriteTransaction::commit`].
     pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         match self {
@@ -561,6 +578,29 @@ mod tests {
             sorted.last().cloned()
         );
         assert_eq!(table.len().unwrap(), 1500);
+    }
+
+    on_both_backends!(sync a_read_on_its_own_sees_what_is_committed_and_nothing_else);
+    fn a_read_on_its_own_sees_what_is_committed_and_nothing_else(place: TestPlace) {
+        let db = filled(&place);
+        assert_eq!(db.get_one(PAIRS, (0, "k0000")).unwrap(), Some(0));
+        assert_eq!(db.get_one(PAIRS, (0, "missing")).unwrap(), None);
+        let txn = db.begin_write().unwrap();
+        txn.open_table(PAIRS)
+            .unwrap()
+            .insert((0, "k0000"), 5)
+            .unwrap();
+        assert_eq!(
+            db.get_one(PAIRS, (0, "k0000")).unwrap(),
+            Some(0),
+            "uncommitted"
+        );
+        txn.commit().unwrap();
+        assert_eq!(db.get_one(PAIRS, (0, "k0000")).unwrap(), Some(5));
+        // The connection it used is free again: the pool's few connections serve many reads.
+        for _ in 0..50 {
+            assert_eq!(db.get_one(PAIRS, (0, "k0000")).unwrap(), Some(5));
+        }
     }
 
     on_both_backends!(sync writes_are_seen_by_their_transaction_and_by_later_ones_only);

@@ -359,6 +359,27 @@ impl Postgres {
         })
     }
 
+    /// A connection for one statement outside any transaction (PostgreSQL runs it with a
+    /// snapshot of its own): no BEGIN before it, nothing to end after it.
+    pub(super) fn single_statement(&self) -> Result<Transaction, StoreError> {
+        let pool = self.pool.clone();
+        let wait_for = pool.timeouts().wait.unwrap_or_default();
+        let conn = wait(
+            &self.handle,
+            async move { connection(&pool, wait_for).await },
+        )?;
+        Ok(Transaction {
+            conn: Arc::new(Connection {
+                object: conn,
+                handle: self.handle.clone(),
+                failed: AtomicBool::new(false),
+                unsent_begin: std::sync::Mutex::new(None),
+            }),
+            // Nothing to roll back when it is dropped.
+            finished: true,
+        })
+    }
+
     /// A read transaction.
     pub(super) fn begin_read(&self) -> Result<Transaction, StoreError> {
         self.begin(Purpose::Read)
