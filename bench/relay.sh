@@ -32,7 +32,8 @@
 #
 #   bench/relay.sh [MESSAGES]          # default 5000
 #
-#   ROUNDS=3 SESSIONS=20 BASE_PORT=42500 (uses BASE_PORT..BASE_PORT+4 on 127.0.0.1)
+#   ROUNDS=3 SESSIONS=20 BASE_PORT=24500 (uses BASE_PORT..BASE_PORT+4 on 127.0.0.1; below
+#   Linux's ephemeral ports, 32768-60999, which the run's own connections take)
 #   SYSTEMS="ceiling postfix opendkim sluice-bare sluice-flow" (a subset runs only those;
 #   add sluice-pg sluice-pg2 sluice-flow-pg for the PostgreSQL store)
 #   KEEP=1 keeps the temp folder (logs, configurations) for a look afterwards.
@@ -49,7 +50,7 @@ set -euo pipefail
 MESSAGES=${1:-${MESSAGES:-5000}}
 ROUNDS=${ROUNDS:-3}
 SESSIONS=${SESSIONS:-20}
-BASE_PORT=${BASE_PORT:-42500}
+BASE_PORT=${BASE_PORT:-24500}
 SYSTEMS=${SYSTEMS:-ceiling postfix opendkim sluice-bare sluice-flow}
 KEEP=${KEEP:-0}
 
