@@ -221,36 +221,28 @@ impl WebhookDispatcher {
     fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
         let now = now_millis();
         let per_endpoint = self.config.max_concurrent_per_endpoint.max(1);
-        let due = if let Some(leasing) = &self.leasing {
+        let due = {
             let in_flight = lock(&self.in_flight);
-            self.store.claim_due_webhook_calls(
-                now,
-                |endpoint| {
-                    let busy = in_flight.get(&endpoint).map_or(0, HashSet::len);
-                    per_endpoint.saturating_sub(busy)
-                },
-                |endpoint, message| {
-                    in_flight
-                        .get(&endpoint)
-                        .is_some_and(|chains| chains.contains(message))
-                },
-                &leasing.holder,
-                leasing.until(now),
-            )?
-        } else {
-            let in_flight = lock(&self.in_flight);
-            self.store.due_webhook_calls(
-                now,
-                |endpoint| {
-                    let busy = in_flight.get(&endpoint).map_or(0, HashSet::len);
-                    per_endpoint.saturating_sub(busy)
-                },
-                |endpoint, message| {
-                    in_flight
-                        .get(&endpoint)
-                        .is_some_and(|chains| chains.contains(message))
-                },
-            )?
+            // Room left per endpoint, and whether this node still works on a chain.
+            let free = |endpoint| {
+                let busy = in_flight.get(&endpoint).map_or(0, HashSet::len);
+                per_endpoint.saturating_sub(busy)
+            };
+            let busy = |endpoint, message: &str| {
+                in_flight
+                    .get(&endpoint)
+                    .is_some_and(|chains| chains.contains(message))
+            };
+            match &self.leasing {
+                Some(leasing) => self.store.claim_due_webhook_calls(
+                    now,
+                    free,
+                    busy,
+                    &leasing.holder,
+                    leasing.until(now),
+                )?,
+                None => self.store.due_webhook_calls(now, free, busy)?,
+            }
         };
         for key in due {
             {
