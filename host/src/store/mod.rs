@@ -555,8 +555,9 @@ impl Store {
     /// attempts). On PostgreSQL these run at `READ COMMITTED`, so two busy nodes do not abort
     /// each other's transactions over rows neither shares; in exchange `change` must lock
     /// ([`kv::Table::lock`]) what its decisions rest on before it reads the rest, in this
-    /// order: a queued message's due entry, then the message's record (which [`record_in`]
-    /// locks). A message's events are appended only under its record's lock.
+    /// order: a queued message's due entry, then the message's record (which reading it in
+    /// a write transaction locks). A message's events are appended only under its record's
+    /// lock.
     pub async fn write_row_locking<T: Send + 'static>(
         &self,
         change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
