@@ -297,6 +297,7 @@ impl PipelineHandle {
         for sha256 in targets {
             lock(&pipeline.failed_plugins).remove(&sha256);
             let stored = pipeline.store.has_plugin(&sha256)?;
+            let ticket = crate::plugin::store_ticket();
             let recorded = pipeline.store.plugin_disabled_accounts(&sha256)?;
             let loaded = if stored {
                 lock(&pipeline.stored_plugins).get(&sha256).cloned()
@@ -308,7 +309,7 @@ impl PipelineHandle {
                 .iter()
                 .chain(folder.iter().filter(|plugin| plugin.sha256() == sha256))
             {
-                plugin.apply_recorded_disabled(&recorded);
+                plugin.apply_recorded_disabled(&recorded, ticket);
             }
             let in_folder = folder.iter().any(|plugin| plugin.sha256() == sha256);
             if stored && loaded.is_none() && !in_folder && changed.is_some() {
@@ -676,6 +677,7 @@ impl Pipeline {
                         self.store
                             .record_plugin_disabled(plugin.sha256(), record.account_id, &reason)
                             .await?;
+                        plugin.disabling_recorded(record.account_id);
                     }
                     let failure = failed.failure;
                     // Not the step's fault nor the message's: the message waits in the

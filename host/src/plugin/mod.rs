@@ -13,6 +13,7 @@ mod contract;
 mod denial;
 mod engine;
 mod health;
+pub(crate) use health::store_ticket;
 pub mod limits;
 pub mod policy;
 pub mod registry;
@@ -483,8 +484,15 @@ impl Plugin {
 
     /// Makes the accounts' disabled states those recorded in the store now (changed through
     /// another node, or by an operator).
-    pub fn apply_recorded_disabled(&self, recorded: &[(u64, String)]) {
-        self.health.set_recorded(recorded);
+    /// `ticket` is the store ticket taken before `recorded` was read.
+    pub fn apply_recorded_disabled(&self, recorded: &[(u64, String)], ticket: u64) {
+        self.health.set_recorded(recorded, ticket);
+    }
+
+    /// Notes that this plugin's disabling for the account is now recorded in the store, so a
+    /// store read that began later and lacks it means the account enabled it again.
+    pub fn disabling_recorded(&self, account_id: u64) {
+        self.health.recorded(Some(account_id));
     }
 
     /// Applies disabled states recorded before (in the store, across a restart), once per
