@@ -26,7 +26,7 @@ pub(super) fn put_archive(
     let mut expiry = txn.open_table(ARCHIVE_EXPIRY)?;
     if let Some(old) = archives.get(id)? {
         let old: ArchiveEntry = super::decode(&old)?;
-        expiry.remove((old.expires_at, id))?;
+        expiry.delete((old.expires_at, id))?;
     }
     archives.insert(id, encode(entry)?.as_slice())?;
     expiry.insert((entry.expires_at, id), ())?;
@@ -47,10 +47,10 @@ pub(super) fn archive_end(txn: &WriteTransaction, id: &str) -> Result<Option<u64
 /// transaction (the message's purge).
 pub(super) fn forget_archive(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
     if let Some(expires_at) = archive_end(txn, id)? {
-        txn.open_table(ARCHIVE_EXPIRY)?.remove((expires_at, id))?;
+        txn.open_table(ARCHIVE_EXPIRY)?.delete((expires_at, id))?;
     }
-    txn.open_table(ARCHIVES)?.remove(id)?;
-    txn.open_table(ARCHIVE_BODIES)?.remove(id)?;
+    txn.open_table(ARCHIVES)?.delete(id)?;
+    txn.open_table(ARCHIVE_BODIES)?.delete(id)?;
     Ok(())
 }
 
@@ -93,9 +93,9 @@ impl Store {
                     let mut archives = txn.open_table(ARCHIVES)?;
                     let mut bodies = txn.open_table(ARCHIVE_BODIES)?;
                     for (at, id) in &due {
-                        expiry.remove((*at, id.as_str()))?;
-                        archives.remove(id.as_str())?;
-                        bodies.remove(id.as_str())?;
+                        expiry.delete((*at, id.as_str()))?;
+                        archives.delete(id.as_str())?;
+                        bodies.delete(id.as_str())?;
                     }
                     let copies = super::kept::purge_due(txn, now, PURGE_BATCH)?;
                     Ok((due.len(), copies))

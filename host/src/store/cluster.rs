@@ -68,7 +68,7 @@ pub(super) fn note_plugin_change(txn: &WriteTransaction, sha256: &str) -> Result
     let mut log = txn.open_table(PLUGIN_CHANGES)?;
     log.insert(number, sha256)?;
     if number > PLUGIN_CHANGES_KEPT {
-        log.remove(number - PLUGIN_CHANGES_KEPT)?;
+        log.delete(number - PLUGIN_CHANGES_KEPT)?;
     }
     Ok(())
 }
@@ -126,7 +126,7 @@ impl Store {
                 }
             }
             for id in gone {
-                table.remove(id.as_str())?;
+                table.delete(id.as_str())?;
             }
             Ok(alive)
         })
@@ -163,7 +163,7 @@ impl Store {
                 None => false,
             };
             if owned {
-                table.remove(id.as_str())?;
+                table.delete(id.as_str())?;
             }
             Ok(())
         })

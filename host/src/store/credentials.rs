@@ -35,8 +35,8 @@ pub(super) fn remove_credentials_of_source(
     let mut credentials = txn.open_table(CREDENTIALS)?;
     let usernames = usernames_of(&by_source, source_id)?;
     for username in &usernames {
-        credentials.remove(username.as_str())?;
-        by_source.remove((source_id, username.as_str()))?;
+        credentials.delete(username.as_str())?;
+        by_source.delete((source_id, username.as_str()))?;
     }
     Ok(())
 }
@@ -86,7 +86,7 @@ impl Store {
                 .transpose()?;
             if let Some(credential) = &removed {
                 txn.open_table(SOURCE_CREDENTIALS)?
-                    .remove((credential.source_id, username.as_str()))?;
+                    .delete((credential.source_id, username.as_str()))?;
             }
             Ok(removed.is_some())
         })

@@ -82,7 +82,7 @@ impl Store {
                     ))));
                 }
             }
-            flows.remove(flow_id)?;
+            flows.delete(flow_id)?;
             Ok(Ok(()))
         })
         .await
@@ -116,7 +116,7 @@ impl Store {
                 }
             }
             super::credentials::remove_credentials_of_source(txn, source_id)?;
-            sources.remove(source_id)?;
+            sources.delete(source_id)?;
             Ok(Ok(()))
         })
         .await

@@ -171,9 +171,9 @@ pub(super) fn queue_or_reject(
 /// Takes a message out of the delivery queue, if it is queued.
 pub(super) fn dequeue(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
     if let Some(due) = txn.open_table(OUTBOX)?.remove(id)? {
-        txn.open_table(OUTBOX_DUE)?.remove((due, id))?;
+        txn.open_table(OUTBOX_DUE)?.delete((due, id))?;
     }
-    txn.open_table(DELIVERIES)?.remove(id)?;
+    txn.open_table(DELIVERIES)?.delete(id)?;
     Ok(())
 }
 
@@ -264,27 +264,28 @@ impl Store {
         Ok(found)
     }
 
-    /// Everything one delivery attempt reads, from one snapshot: the message, its delivery
-    /// state, its body and its recipient's filter entry. None when it is no longer queued.
+    /// Everything one delivery attempt reads: the message, its delivery state and its body
+    /// from one snapshot, and its recipient's filter entry. None when it is no longer queued.
     pub fn delivery_job(&self, id: &str) -> Result<Option<DeliveryJob>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Some(state) = txn.open_table(DELIVERIES)?.get(id)? else {
+        let (Some(state), Some(record), body) =
+            self.db
+                .get_three((DELIVERIES, id), (MESSAGES, id), (super::BODIES, id))?
+        else {
             return Ok(None);
         };
         let state: DeliveryState = decode(&state)?;
-        let Some(record) = txn.open_table(MESSAGES)?.get(id)? else {
-            return Ok(None);
-        };
         let record: MessageRecord = decode(&record)?;
-        let body = txn
-            .open_table(super::BODIES)?
-            .get(id)?
+        let body = body
             .map(|body| super::compressed::unpack(&body))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("body of message {id}")))?;
-        let filtered = txn
-            .open_table(FILTERS)?
-            .get((record.account_id, filter_key(&record.recipient).as_str()))?
+        // Read on its own: whether the recipient is filtered now is what counts.
+        let filtered = self
+            .db
+            .get_one(
+                FILTERS,
+                (record.account_id, filter_key(&record.recipient).as_str()),
+            )?
             .map(|entry| decode(&entry))
             .transpose()?;
         Ok(Some(DeliveryJob {
@@ -348,13 +349,13 @@ impl Store {
                 return Ok(false);
             }
             let mut due_index = txn.open_table(OUTBOX_DUE)?;
-            due_index.remove((due, id.as_str()))?;
+            due_index.delete((due, id.as_str()))?;
             let mut message = match super::record_in(txn, &id)? {
                 Some(message) => message,
                 None => {
                     // A queued message without its record: nothing left to deliver or tell.
-                    outbox.remove(id.as_str())?;
-                    deliveries.remove(id.as_str())?;
+                    outbox.delete(id.as_str())?;
+                    deliveries.delete(id.as_str())?;
                     return Ok(false);
                 }
             };
@@ -373,8 +374,8 @@ impl Store {
                     filter,
                 } => {
                     append_events(txn, &hooks, &message, events)?;
-                    outbox.remove(id.as_str())?;
-                    deliveries.remove(id.as_str())?;
+                    outbox.delete(id.as_str())?;
+                    deliveries.delete(id.as_str())?;
                     message.status = *status;
                     message.status_reason = events.last().and_then(|event| event.detail.clone());
                     txn.open_table(MESSAGES)?
@@ -445,7 +446,7 @@ impl Store {
                     holder: holder.to_string(),
                     until,
                 });
-                due_index.remove((due, id.as_str()))?;
+                due_index.delete((due, id.as_str()))?;
                 due_index.insert((until, id.as_str()), domain.as_str())?;
                 outbox.insert(id.as_str(), until)?;
                 deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
@@ -467,12 +468,19 @@ impl Store {
         self.write_row_locking(move |txn| {
             let mut lost = Vec::new();
             for id in &ids {
-                let Some((due, domain)) = lock_due_entry(txn, id)? else {
+                let mut outbox = txn.open_table(OUTBOX)?;
+                let mut due_index = txn.open_table(OUTBOX_DUE)?;
+                let Some(due) = outbox.get(id.as_str())? else {
                     lost.push(id.clone());
                     continue;
                 };
-                let mut outbox = txn.open_table(OUTBOX)?;
-                let mut due_index = txn.open_table(OUTBOX_DUE)?;
+                // Not waiting for an entry another transaction holds: that one is recording
+                // the attempt (which ends the lease) or moving the entry, and waiting for it
+                // while holding the entries locked before could deadlock with it. An entry
+                // passed by is renewed next time, well before its lease runs out.
+                let Some(domain) = due_index.lock_unless_held((due, id.as_str()))? else {
+                    continue;
+                };
                 let mut deliveries = txn.open_table(DELIVERIES)?;
                 let state = deliveries
                     .get(id.as_str())?
@@ -489,7 +497,7 @@ impl Store {
                         continue;
                     }
                 }
-                due_index.remove((due, id.as_str()))?;
+                due_index.delete((due, id.as_str()))?;
                 due_index.insert((until, id.as_str()), domain.as_str())?;
                 outbox.insert(id.as_str(), until)?;
                 deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
@@ -570,9 +578,9 @@ impl Store {
                 if owner != account_id {
                     return Ok(false);
                 }
-                ids.remove(id)?;
+                ids.delete(id)?;
                 txn.open_table(FILTERS)?
-                    .remove((account_id, address.as_str()))?;
+                    .delete((account_id, address.as_str()))?;
                 Ok(true)
             })
             .await?;
@@ -784,6 +792,64 @@ mod tests {
             0,
             "the second outcome's event was recorded"
         );
+    }
+
+    /// Renewing many leases does not wait for an entry another transaction holds (it would
+    /// hold the entries it locked before meanwhile, and two such transactions could deadlock):
+    /// it renews the others, and the held one is neither renewed nor reported lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renewing_leases_passes_by_an_entry_another_transaction_holds() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let store = place.open();
+        let ids = queued(&store, 3).await;
+        let now = now_millis() + 1;
+        store
+            .claim_due_deliveries(now, 3, "a", now + MINUTE)
+            .unwrap();
+
+        let holding = store.db.begin_row_locking_write().unwrap();
+        let held_due = holding
+            .open_table(OUTBOX)
+            .unwrap()
+            .get(ids[1].as_str())
+            .unwrap();
+        let held_due = held_due.expect("claimed messages are queued");
+        assert!(
+            holding
+                .open_table(OUTBOX_DUE)
+                .unwrap()
+                .lock((held_due, ids[1].as_str()))
+                .unwrap()
+                .is_some()
+        );
+        let renewed = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            store.renew_delivery_leases(ids.clone(), "a".into(), now + 3 * MINUTE),
+        )
+        .await
+        .expect("renewing waited for the held entry");
+        assert!(
+            renewed.unwrap().is_empty(),
+            "a held entry was reported lost"
+        );
+        drop(holding);
+
+        let until = |id: &str| {
+            store
+                .delivery_state(id)
+                .unwrap()
+                .and_then(|state| state.lease)
+                .map(|lease| lease.until)
+        };
+        assert_eq!(until(&ids[0]), Some(now + 3 * MINUTE));
+        assert_eq!(
+            until(&ids[1]),
+            Some(now + MINUTE),
+            "the held entry was renewed"
+        );
+        assert_eq!(until(&ids[2]), Some(now + 3 * MINUTE));
     }
 
     /// Two nodes claiming from one queue at the same moment each take messages the other did

@@ -40,7 +40,7 @@ pub(super) fn forget_counts(txn: &WriteTransaction, id: &str) -> Result<(), Stor
         })
         .collect::<Result<_, _>>()?;
     for counter in &counters {
-        counts.remove((id, counter.as_str()))?;
+        counts.delete((id, counter.as_str()))?;
     }
     Ok(())
 }

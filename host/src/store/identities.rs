@@ -75,13 +75,15 @@ impl Store {
         account_id: u64,
         domain: &str,
     ) -> Result<Option<SenderIdentity>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let domains = txn.open_table(IDENTITY_DOMAINS)?;
-        let Some(id) = domains.get((account_id, domain))? else {
+        // Two reads on their own (most domains have no identity: one statement answers):
+        // an identity changed in between is read as it is after the change.
+        let Some(id) = self.db.get_one(IDENTITY_DOMAINS, (account_id, domain))? else {
             return Ok(None);
         };
-        let identities = txn.open_table(IDENTITIES)?;
-        identities.get(id)?.map(|value| decode(&value)).transpose()
+        self.db
+            .get_one(IDENTITIES, id)?
+            .map(|value| decode(&value))
+            .transpose()
     }
 
     /// The sender identities of an account.
@@ -98,20 +100,18 @@ impl Store {
         account_id: u64,
         domain: &str,
     ) -> Result<Option<SenderIdentity>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let domains = txn.open_table(IDENTITY_DOMAINS)?;
-        let Some(id) = domains.get((account_id, domain))? else {
+        // As in identity_for_domain, the domain's identity first, on its own; then whether it
+        // signs for the domain and what it is, from one snapshot.
+        let Some(id) = self.db.get_one(IDENTITY_DOMAINS, (account_id, domain))? else {
             return Ok(None);
         };
-        let signers = txn.open_table(DOMAIN_SIGNERS)?;
-        if signers.get(domain)? != Some(id) {
+        let (signer, identity) = self
+            .db
+            .get_two((DOMAIN_SIGNERS, domain), (IDENTITIES, id))?;
+        if signer != Some(id) {
             return Ok(None);
         }
-        let identities = txn.open_table(IDENTITIES)?;
-        let identity: Option<SenderIdentity> = identities
-            .get(id)?
-            .map(|value| decode(&value))
-            .transpose()?;
+        let identity: Option<SenderIdentity> = identity.map(|value| decode(&value)).transpose()?;
         Ok(identity.filter(|identity| {
             identity
                 .validation
@@ -148,7 +148,7 @@ impl Store {
                     }
                 }
                 Some(_) if !validated => {
-                    signers.remove(domain)?;
+                    signers.delete(domain)?;
                 }
                 None if validated => {
                     signers.insert(domain, identity.id)?;
@@ -164,13 +164,13 @@ impl Store {
     /// Deletes an identity: mail from its domain is signed by the platform key alone after.
     pub async fn delete_identity(&self, identity: SenderIdentity) -> Result<(), StoreError> {
         self.write(move |txn| {
-            txn.open_table(IDENTITIES)?.remove(identity.id)?;
+            txn.open_table(IDENTITIES)?.delete(identity.id)?;
             txn.open_table(IDENTITY_DOMAINS)?
-                .remove((identity.account_id, identity.domain.as_str()))?;
+                .delete((identity.account_id, identity.domain.as_str()))?;
             let mut signers = txn.open_table(DOMAIN_SIGNERS)?;
             let domain = identity.domain.as_str();
             if signers.get(domain)? == Some(identity.id) {
-                signers.remove(domain)?;
+                signers.delete(domain)?;
             }
             Ok(())
         })
@@ -203,7 +203,7 @@ impl Store {
                 if holder.is_some_and(|id| id != template.id) {
                     return Err(StoreError::Conflict(format!("template {}", template.name)));
                 }
-                names.remove((old.account_id, old.name.as_str()))?;
+                names.delete((old.account_id, old.name.as_str()))?;
             }
             names.insert((template.account_id, template.name.as_str()), template.id)?;
             table.insert(template.id, encode(&template)?.as_slice())?;
@@ -242,9 +242,9 @@ impl Store {
     /// Deletes a template.
     pub async fn delete_template(&self, template: Template) -> Result<(), StoreError> {
         self.write(move |txn| {
-            txn.open_table(TEMPLATES)?.remove(template.id)?;
+            txn.open_table(TEMPLATES)?.delete(template.id)?;
             txn.open_table(TEMPLATE_NAMES)?
-                .remove((template.account_id, template.name.as_str()))?;
+                .delete((template.account_id, template.name.as_str()))?;
             Ok(())
         })
         .await

@@ -169,11 +169,11 @@ pub(super) fn purge_due(
     let mut error_bodies = txn.open_table(ERROR_ARCHIVE_BODIES)?;
     for (at, id) in &due {
         let id = id.as_str();
-        expiry.remove((*at, id))?;
-        kept.remove(id)?;
-        submitted.remove(id)?;
-        error_archives.remove(id)?;
-        error_bodies.remove(id)?;
+        expiry.delete((*at, id))?;
+        kept.delete(id)?;
+        submitted.delete(id)?;
+        error_archives.delete(id)?;
+        error_bodies.delete(id)?;
     }
     Ok(due.len())
 }
@@ -188,11 +188,11 @@ pub(super) fn forget_copies(txn: &WriteTransaction, id: &str) -> Result<(), Stor
         .transpose()?;
     if let Some(note) = note {
         txn.open_table(SUBMITTED_EXPIRY)?
-            .remove((note.expires_at, id))?;
+            .delete((note.expires_at, id))?;
     }
-    txn.open_table(SUBMITTED)?.remove(id)?;
-    txn.open_table(ERROR_ARCHIVES)?.remove(id)?;
-    txn.open_table(ERROR_ARCHIVE_BODIES)?.remove(id)?;
+    txn.open_table(SUBMITTED)?.delete(id)?;
+    txn.open_table(ERROR_ARCHIVES)?.delete(id)?;
+    txn.open_table(ERROR_ARCHIVE_BODIES)?.delete(id)?;
     Ok(())
 }
 
@@ -425,7 +425,7 @@ mod tests {
             .write({
                 let id = message.id.clone();
                 move |txn| {
-                    txn.open_table(super::super::SPOOL)?.remove(id.as_str())?;
+                    txn.open_table(super::super::SPOOL)?.delete(id.as_str())?;
                     Ok(())
                 }
             })

@@ -202,6 +202,13 @@ impl StoreError {
     pub fn is_transient_conflict(&self) -> bool {
         matches!(self, Self::Postgres(error) if error.is_transient_conflict())
     }
+
+    /// Whether the database failed, rather than a change deciding to refuse: on PostgreSQL
+    /// a change's writes go out with a later statement, so the change whose statement met the
+    /// failure need not be the one that caused it.
+    pub(crate) fn is_database_failure(&self) -> bool {
+        matches!(self, Self::Postgres(_) | Self::Database(_))
+    }
 }
 
 /// A new message for the spool: its record and its RFC 5322 bytes.
@@ -501,20 +508,26 @@ impl Store {
             &db.begin_read()?,
             db.is_shared(),
         )?);
-        let after_commit = Arc::clone(&hooks);
-        let committed = move || after_commit.committed();
+        let committed: writer::AfterCommit = {
+            let hooks = Arc::clone(&hooks);
+            Arc::new(move || hooks.committed())
+        };
         let writer = writer::GroupWriter::start(
             Arc::clone(&db),
             writer::Isolation::Serializable,
-            Box::new(committed.clone()),
+            1,
+            Arc::clone(&committed),
         );
-        // redb takes one write transaction at a time: a second writer thread would only wait
-        // for the first, and make smaller groups.
+        // redb takes one write transaction at a time: a second writer would only wait for the
+        // first, and make smaller groups. On PostgreSQL each group's statements are round
+        // trips: one writer thread would spend most of its time waiting for answers while
+        // the next group waits for it.
         let row_locking_writer = if db.is_shared() {
             writer::GroupWriter::start(
                 Arc::clone(&db),
                 writer::Isolation::RowLocking,
-                Box::new(committed),
+                db.concurrent_writers(),
+                committed,
             )
         } else {
             writer.clone()
@@ -868,21 +881,22 @@ impl Store {
         self.get(ROUTING, account_id)
     }
 
-    /// The account's flow rules and the flow `select` picks by them, read together (the flow
-    /// is none when it does not exist; both are none when the account has no rules).
+    /// The account's flow rules and the flow `select` picks by them (the flow is none when it
+    /// does not exist; both are none when the account has no rules).
     pub fn routed_flow(
         &self,
         account_id: u64,
         select: impl FnOnce(&Routing) -> u64,
     ) -> Result<Option<(u64, Option<Flow>)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Some(routing) = txn.open_table(ROUTING)?.get(account_id)? else {
+        let Some(routing) = self.db.get_one(ROUTING, account_id)? else {
             return Ok(None);
         };
         let flow_id = select(&decode(&routing)?);
-        let flow = txn
-            .open_table(FLOWS)?
-            .get(flow_id)?
+        // Read on its own: a flow deleted after its rule was read is missing, as it would be
+        // a moment later anyway.
+        let flow = self
+            .db
+            .get_one(FLOWS, flow_id)?
             .map(|value| decode(&value))
             .transpose()?;
         Ok(Some((flow_id, flow)))
@@ -944,18 +958,18 @@ impl Store {
         let sha256 = sha256.to_string();
         self.write(move |txn| {
             txn.open_table(PLUGIN_OWNERS)?
-                .remove((account_id, sha256.as_str()))?;
+                .delete((account_id, sha256.as_str()))?;
             let mut by_plugin = txn.open_table(OWNERS_BY_PLUGIN)?;
-            by_plugin.remove((sha256.as_str(), account_id))?;
+            by_plugin.delete((sha256.as_str(), account_id))?;
             let still_owned = by_plugin
                 .range((sha256.as_str(), 0)..=(sha256.as_str(), u64::MAX))?
                 .next()
                 .is_some();
             if !still_owned {
-                txn.open_table(PLUGINS)?.remove(sha256.as_str())?;
+                txn.open_table(PLUGINS)?.delete(sha256.as_str())?;
             }
             txn.open_table(plugin_health::DISABLED_PLUGINS)?
-                .remove((sha256.as_str(), account_id))?;
+                .delete((sha256.as_str(), account_id))?;
             cluster::note_plugin_change(txn, &sha256)?;
             Ok(())
         })
@@ -1092,15 +1106,10 @@ impl Store {
     /// A message's record with its current RFC 5322 bytes (none when it has no body), read
     /// together: what running its flow starts from.
     pub fn message_with_body(&self, id: &str) -> Result<Option<MessageWithBody>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Some(record) = txn.open_table(MESSAGES)?.get(id)? else {
+        let (Some(record), body) = self.db.get_two((MESSAGES, id), (BODIES, id))? else {
             return Ok(None);
         };
-        let body = txn
-            .open_table(BODIES)?
-            .get(id)?
-            .map(|value| compressed::unpack(&value))
-            .transpose()?;
+        let body = body.map(|value| compressed::unpack(&value)).transpose()?;
         Ok(Some((decode(&record)?, body)))
     }
 

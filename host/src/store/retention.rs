@@ -129,22 +129,22 @@ pub(super) fn forget_message(
     id: &str,
     record: Option<&MessageRecord>,
 ) -> Result<(), StoreError> {
-    txn.open_table(MESSAGES)?.remove(id)?;
-    txn.open_table(BODIES)?.remove(id)?;
+    txn.open_table(MESSAGES)?.delete(id)?;
+    txn.open_table(BODIES)?.delete(id)?;
     txn.open_table(EVENTS)?
         .remove_range((id, 0)..=(id, u32::MAX))?;
     if let Some(record) = record {
         txn.open_table(ACCOUNT_MESSAGES)?
-            .remove((record.account_id, id))?;
+            .delete((record.account_id, id))?;
         if let Some(header_id) = &record.header_message_id {
             txn.open_table(super::returned::SENT_MESSAGE_IDS)?
-                .remove((header_id.as_str(), id))?;
+                .delete((header_id.as_str(), id))?;
         }
     }
     super::archive::forget_archive(txn, id)?;
     super::kept::forget_copies(txn, id)?;
     super::engagement::forget_counts(txn, id)?;
-    txn.open_table(SPOOL)?.remove(id)?;
+    txn.open_table(SPOOL)?.delete(id)?;
     super::delivery::dequeue(txn, id)?;
     Ok(())
 }
@@ -192,7 +192,7 @@ impl Store {
                 let id = id.as_str();
                 let record: Option<MessageRecord> = super::record_in(txn, id)?;
                 let mut index = txn.open_table(MESSAGE_RETENTION)?;
-                index.remove((*start, id))?;
+                index.delete((*start, id))?;
                 match may_go(txn, id, record.as_ref(), now, retention_millis, recheck)? {
                     Some(later) => {
                         index.insert((later, id), ())?;

@@ -144,7 +144,7 @@ impl Store {
                         }
                     }
                     for id in &due {
-                        bodies.remove(id.as_str())?;
+                        bodies.delete(id.as_str())?;
                     }
                     Ok(due.len())
                 })

@@ -346,9 +346,9 @@ impl Store {
         self.write(move |txn| {
             let user =
                 user_in(txn, id)?.ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
-            txn.open_table(USER_EMAILS)?.remove(user.email.as_str())?;
-            txn.open_table(USERS)?.remove(id)?;
-            txn.open_table(LOGIN_CODES)?.remove(id)?;
+            txn.open_table(USER_EMAILS)?.delete(user.email.as_str())?;
+            txn.open_table(USERS)?.delete(id)?;
+            txn.open_table(LOGIN_CODES)?.delete(id)?;
             end_sessions_in(txn, id)?;
             Ok(())
         })
@@ -439,7 +439,7 @@ impl Store {
                 return Ok(CodeCheck::NoneWaiting);
             }
             if now >= pending.expires_at {
-                codes.remove(user_id)?;
+                codes.delete(user_id)?;
                 return Ok(CodeCheck::Expired);
             }
             if pending.tries_left == 0 {
@@ -448,7 +448,7 @@ impl Store {
             let mailed =
                 !pending.authenticator && constant_time_eq(&pending.code_digest, &code_digest);
             if mailed || other_factor(txn, user_id, &typed, &recovery_digest, now)? {
-                codes.remove(user_id)?;
+                codes.delete(user_id)?;
                 return Ok(CodeCheck::Accepted);
             }
             pending.tries_left -= 1;
@@ -515,7 +515,7 @@ impl Store {
                 .transpose()?;
             if let Some(session) = removed {
                 txn.open_table(USER_SESSIONS)?
-                    .remove((session.user_id, token_digest.as_str()))?;
+                    .delete((session.user_id, token_digest.as_str()))?;
             }
             Ok(())
         })
@@ -556,8 +556,8 @@ impl Store {
             }
             let mut by_user = txn.open_table(USER_SESSIONS)?;
             for (digest, user_id) in &stale {
-                sessions.remove(digest.as_str())?;
-                by_user.remove((*user_id, digest.as_str()))?;
+                sessions.delete(digest.as_str())?;
+                by_user.delete((*user_id, digest.as_str()))?;
             }
             Ok(stale.len())
         })
@@ -584,7 +584,7 @@ impl Store {
                 }
             }
             for digest in earlier {
-                tokens.remove(digest.as_str())?;
+                tokens.delete(digest.as_str())?;
             }
             tokens.insert(token_digest.as_str(), (user_id, expires_at))?;
             Ok(())
@@ -627,7 +627,7 @@ impl Store {
                     .map(|entry| entry.map(|(key, _)| key.1))
                     .collect::<Result<_, _>>()?;
                 for sequence in oldest {
-                    audit.remove((account, sequence))?;
+                    audit.delete((account, sequence))?;
                 }
             }
             Ok(())
@@ -701,8 +701,8 @@ fn end_sessions_in(txn: &WriteTransaction, user_id: u64) -> Result<(), StoreErro
     }
     let mut sessions = txn.open_table(SESSIONS)?;
     for digest in &digests {
-        sessions.remove(digest.as_str())?;
-        by_user.remove((user_id, digest.as_str()))?;
+        sessions.delete(digest.as_str())?;
+        by_user.delete((user_id, digest.as_str()))?;
     }
     Ok(())
 }

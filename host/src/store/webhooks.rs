@@ -8,7 +8,6 @@
 //! message can never overtake an earlier one that is still being retried.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
@@ -197,10 +196,16 @@ pub(super) struct WebhookHooks {
     /// Other nodes share the store and may add endpoints this node never hears of: every
     /// account is then looked up.
     shared: bool,
-    /// A call was queued or became due in the transaction being committed.
-    queued: AtomicBool,
     /// Wakes the dispatcher.
     signal: Arc<Notify>,
+}
+
+thread_local! {
+    /// Whether the transaction this writer thread is making queued a call. Per thread, not
+    /// per store: a store's writer threads commit side by side, and one's commit must not
+    /// wake the dispatcher for a call another has not committed yet (it would look, find
+    /// nothing, and not be woken again). Changes run on the writer thread that commits them.
+    static QUEUED_IN_THIS_TRANSACTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl WebhookHooks {
@@ -240,12 +245,18 @@ impl WebhookHooks {
             .insert(account_id);
     }
 
-    /// Called by the writer after each commit: wakes the dispatcher when that commit queued
-    /// a call. Waking before the commit could let it look too early and miss the call.
+    /// Called by a writer thread after each of its commits: wakes the dispatcher when that
+    /// commit queued a call. Waking before the commit could let it look too early and miss
+    /// the call.
     pub(super) fn committed(&self) {
-        if self.queued.swap(false, Ordering::AcqRel) {
+        if QUEUED_IN_THIS_TRANSACTION.take() {
             self.signal.notify_one();
         }
+    }
+
+    /// Notes that the transaction being made queued a call or made one due.
+    fn queued(&self) {
+        QUEUED_IN_THIS_TRANSACTION.set(true);
     }
 }
 
@@ -330,7 +341,7 @@ fn queue_call(
     if !chain_waiting {
         txn.open_table(WEBHOOK_DUE)?
             .insert((endpoint_id, now, message_id, seq), ())?;
-        hooks.queued.store(true, Ordering::Release);
+        hooks.queued();
     }
     Ok(())
 }
@@ -388,16 +399,16 @@ fn advance_chain(
     calls.insert((endpoint_id, message_id, seq), encode(&state)?.as_slice())?;
     txn.open_table(WEBHOOK_DUE)?
         .insert((endpoint_id, now, message_id, seq), ())?;
-    hooks.queued.store(true, Ordering::Release);
+    hooks.queued();
     Ok(())
 }
 
 /// Removes everything of an endpoint: its subscription, queued calls and dead letters.
 fn remove_endpoint(txn: &WriteTransaction, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
     let id = endpoint.id;
-    txn.open_table(WEBHOOK_ENDPOINTS)?.remove(id)?;
+    txn.open_table(WEBHOOK_ENDPOINTS)?.delete(id)?;
     txn.open_table(WEBHOOK_SUBSCRIPTIONS)?
-        .remove((endpoint.account_id, id))?;
+        .delete((endpoint.account_id, id))?;
     txn.open_table(WEBHOOK_CALLS)?
         .remove_range((id, "", 0)..(id + 1, "", 0))?;
     txn.open_table(WEBHOOK_DUE)?
@@ -640,11 +651,11 @@ impl Store {
             }
             state.lease = None;
             let mut due = txn.open_table(WEBHOOK_DUE)?;
-            due.remove((endpoint_id, state.due_at, message_id, seq))?;
+            due.delete((endpoint_id, state.due_at, message_id, seq))?;
             state.attempts += 1;
             match &outcome {
                 WebhookOutcome::Delivered => {
-                    calls.remove((endpoint_id, message_id, seq))?;
+                    calls.delete((endpoint_id, message_id, seq))?;
                 }
                 WebhookOutcome::Retry {
                     due_at,
@@ -659,7 +670,7 @@ impl Store {
                     return Ok(true);
                 }
                 WebhookOutcome::Dead { status, error } => {
-                    calls.remove((endpoint_id, message_id, seq))?;
+                    calls.delete((endpoint_id, message_id, seq))?;
                     let event: Option<Event> = txn
                         .open_table(EVENTS)?
                         .get((message_id, seq))?
@@ -740,7 +751,7 @@ impl Store {
                         holder: holder.to_string(),
                         until,
                     });
-                    due.remove((endpoint_id, at, message_id.as_str(), seq))?;
+                    due.delete((endpoint_id, at, message_id.as_str(), seq))?;
                     due.insert((endpoint_id, until, message_id.as_str(), seq), ())?;
                     calls.insert(
                         (endpoint_id, message_id.as_str(), seq),
@@ -768,16 +779,30 @@ impl Store {
         self.write_row_locking(move |txn| {
             for key in &keys {
                 let call = (key.endpoint_id, key.message_id.as_str(), key.seq);
-                let Some(mut state) = lock_call(txn, key)? else {
-                    continue;
-                };
                 let mut calls = txn.open_table(WEBHOOK_CALLS)?;
                 let mut due = txn.open_table(WEBHOOK_DUE)?;
+                let Some(value) = calls.get(call)? else {
+                    continue;
+                };
+                let seen: WebhookCallState = decode(&value)?;
+                // Not waiting for a due entry another transaction holds (it is recording the
+                // call, which ends the lease, or moving the entry): waiting while holding the
+                // entries locked before could deadlock with it. A call passed by is renewed
+                // next time, well before its lease runs out.
+                let entry = (key.endpoint_id, seen.due_at, call.1, key.seq);
+                if due.lock_unless_held(entry)?.is_none() {
+                    continue;
+                }
+                // Read again under the lock: the state read before it may be older.
+                let Some(value) = calls.get(call)? else {
+                    continue;
+                };
+                let mut state: WebhookCallState = decode(&value)?;
                 match &mut state.lease {
                     Some(lease) if lease.holder == holder => lease.until = until,
                     _ => continue,
                 }
-                due.remove((key.endpoint_id, state.due_at, call.1, key.seq))?;
+                due.delete((key.endpoint_id, state.due_at, call.1, key.seq))?;
                 due.insert((key.endpoint_id, until, call.1, key.seq), ())?;
                 state.due_at = until;
                 calls.insert(call, encode(&state)?.as_slice())?;

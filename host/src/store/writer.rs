@@ -1,5 +1,7 @@
-//! Group commit: one thread owns writing; writers that arrive while a commit is being made
-//! durable are committed together in the next transaction.
+//! Group commit: writer threads own writing; writers that arrive while a commit is being made
+//! durable are committed together in the next transaction. redb has one writer thread (it
+//! takes one write transaction at a time); on PostgreSQL the row-locking writer has several,
+//! so one commit's round trips do not hold up the next group's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -32,8 +34,8 @@ pub(super) enum Isolation {
 
 type Change = Box<dyn Fn(&WriteTransaction) -> Result<(), StoreError> + Send>;
 
-/// Runs after every successful commit, in the writer thread.
-pub(super) type AfterCommit = Box<dyn Fn() + Send>;
+/// Runs after every successful commit, in the writer thread that made it.
+pub(super) type AfterCommit = Arc<dyn Fn() + Send + Sync>;
 
 struct Job {
     change: Change,
@@ -54,23 +56,32 @@ pub(super) struct GroupWriter {
 }
 
 impl GroupWriter {
+    /// Starts `threads` writer threads (at least one) taking groups from one queue. Each
+    /// commits its groups in transactions of its own, so with more than one, two groups'
+    /// transactions run at once: only for isolations under which that is safe and a
+    /// database that takes concurrent write transactions.
     pub(super) fn start(
         db: Arc<Database>,
         isolation: Isolation,
+        threads: usize,
         after_commit: AfterCommit,
     ) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
         let conflicts = Arc::new(AtomicU64::new(0));
-        let writer = Writer {
-            db,
-            isolation,
-            after_commit,
-            conflicts: Arc::clone(&conflicts),
-        };
-        std::thread::Builder::new()
-            .name("sluice-store-writer".into())
-            .spawn(move || writer.run(&queue))
-            .expect("the store writer thread starts");
+        for _ in 0..threads.max(1) {
+            let writer = Writer {
+                db: Arc::clone(&db),
+                isolation,
+                after_commit: Arc::clone(&after_commit),
+                conflicts: Arc::clone(&conflicts),
+            };
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("sluice-store-writer".into())
+                .spawn(move || writer.run(&queue))
+                .expect("the store writer thread starts");
+        }
         Self { jobs, conflicts }
     }
 
@@ -119,6 +130,21 @@ impl GroupWriter {
     }
 }
 
+/// Waits for a job and takes it with every job queued behind it (up to [`MAX_GROUP`]); none
+/// once every handle is gone. The writer thread holding the queue's lock is the one waiting;
+/// the others are committing, or wait for the lock after it.
+fn next_group(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+    let mut group = vec![queue.recv().ok()?];
+    while group.len() < MAX_GROUP {
+        match queue.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
 fn take<T>(slot: &Mutex<Option<T>>) -> Result<T, StoreError> {
     slot.lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -135,15 +161,8 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&self, queue: &mpsc::Receiver<Job>) {
-        while let Ok(first) = queue.recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
+    fn run(&self, queue: &Mutex<mpsc::Receiver<Job>>) {
+        while let Some(group) = next_group(queue) {
             let mut outcomes = Vec::with_capacity(group.len());
             self.settle(&group, &mut outcomes);
             for (job, outcome) in group.into_iter().zip(outcomes) {
@@ -242,8 +261,13 @@ impl Writer {
         }
         .map_err(Stopped::Failed)?;
         for (index, job) in jobs.iter().enumerate() {
-            if let Err(refusal) = (job.change)(&txn) {
-                return Err(Stopped::Refused(index, refusal));
+            match (job.change)(&txn) {
+                Ok(()) => {}
+                // A failure of the database may be an earlier change's write going out with
+                // this change's statement: each writer is then run alone, and learns of its
+                // own failure only.
+                Err(error) if error.is_database_failure() => return Err(Stopped::Failed(error)),
+                Err(refusal) => return Err(Stopped::Refused(index, refusal)),
             }
         }
         txn.commit().map_err(Stopped::Failed)
@@ -285,7 +309,7 @@ mod tests {
         let writer = Writer {
             db: Arc::clone(&db),
             isolation: Isolation::Serializable,
-            after_commit: Box::new(move || {
+            after_commit: Arc::new(move || {
                 counted.fetch_add(1, Ordering::SeqCst);
             }),
             conflicts: Arc::new(AtomicU64::new(0)),
@@ -312,6 +336,55 @@ mod tests {
         }
     }
 
+    /// On PostgreSQL a change's writes go out with the next statement, which may be the next
+    /// change's: a write the database refuses fails the change that made it, not the one
+    /// whose statement carried it.
+    #[test]
+    fn a_write_refused_when_sent_fails_its_own_change_only() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        const NOT_MIGRATED: TableDefinition<u64, u64> = TableDefinition::new("not_migrated");
+        let db = Arc::new(place.open_database(&[NUMBERS.name()]));
+        let writer = Writer {
+            db: Arc::clone(&db),
+            isolation: Isolation::RowLocking,
+            after_commit: Arc::new(|| {}),
+            conflicts: Arc::new(AtomicU64::new(0)),
+        };
+        let job = |change: Change| Job {
+            change,
+            done: oneshot::channel().0,
+        };
+        let jobs = vec![
+            job(Box::new(|txn| {
+                txn.open_table(NUMBERS)?.insert(1, 1)?;
+                txn.open_table(NOT_MIGRATED)?.insert(1, 1)
+            })),
+            job(Box::new(|txn| {
+                let mut numbers = txn.open_table(NUMBERS)?;
+                let seen = numbers.get(2)?;
+                numbers.insert(2, seen.unwrap_or_default() + 2)
+            })),
+            job(Box::new(|txn| txn.open_table(NUMBERS)?.insert(3, 3))),
+        ];
+
+        let mut outcomes = Vec::new();
+        writer.settle(&jobs, &mut outcomes);
+
+        let failed: Vec<bool> = outcomes.iter().map(Result::is_err).collect();
+        assert_eq!(failed, [true, false, false]);
+        let txn = db.begin_read().unwrap();
+        let numbers = txn.open_table(NUMBERS).unwrap();
+        assert_eq!(
+            numbers.get(1).unwrap(),
+            None,
+            "the failed change left a write"
+        );
+        assert_eq!(numbers.get(2).unwrap(), Some(2));
+        assert_eq!(numbers.get(3).unwrap(), Some(3));
+    }
+
     /// Two nodes on one PostgreSQL database: a group that read a row another node changed
     /// before it wrote that row fails to serialize, and runs again on the new value.
     #[test]
@@ -328,7 +401,8 @@ mod tests {
         let writer = GroupWriter::start(
             Arc::clone(&this_node),
             Isolation::Serializable,
-            Box::new(|| {}),
+            1,
+            Arc::new(|| {}),
         );
         let interfered = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let written = writer

@@ -128,6 +128,74 @@ impl Database {
         }
     }
 
+    /// The values under a key in each of two tables, read together from one snapshot (on
+    /// PostgreSQL in one statement, outside any transaction).
+    #[allow(clippy::type_complexity)]
+    pub fn get_two<'a, 'b, K1: Key, V1: Column, K2: Key, V2: Column>(
+        &self,
+        (first, first_key): (TableDefinition<K1, V1>, impl Borrow<K1::SelfType<'a>>),
+        (second, second_key): (TableDefinition<K2, V2>, impl Borrow<K2::SelfType<'b>>),
+    ) -> Result<(Option<V1::Owned>, Option<V2::Owned>), StoreError> {
+        match self {
+            Self::Redb(_) => {
+                let txn = self.begin_read()?;
+                Ok((
+                    txn.open_table(first)?.get(first_key)?,
+                    txn.open_table(second)?.get(second_key)?,
+                ))
+            }
+            Self::Postgres(db) => {
+                let mut values = db
+                    .single_statement()?
+                    .values_at(vec![
+                        (first.name, columns::encode_key::<K1>(first_key.borrow())),
+                        (second.name, columns::encode_key::<K2>(second_key.borrow())),
+                    ])?
+                    .into_iter();
+                Ok((
+                    postgres::decode_found::<V1>(values.next().flatten())?,
+                    postgres::decode_found::<V2>(values.next().flatten())?,
+                ))
+            }
+        }
+    }
+
+    /// The values under a key in each of three tables, read together as
+    /// [`Database::get_two`] reads two.
+    #[allow(clippy::type_complexity)]
+    pub fn get_three<'a, 'b, 'c, K1: Key, V1: Column, K2: Key, V2: Column, K3: Key, V3: Column>(
+        &self,
+        (first, first_key): (TableDefinition<K1, V1>, impl Borrow<K1::SelfType<'a>>),
+        (second, second_key): (TableDefinition<K2, V2>, impl Borrow<K2::SelfType<'b>>),
+        (third, third_key): (TableDefinition<K3, V3>, impl Borrow<K3::SelfType<'c>>),
+    ) -> Result<(Option<V1::Owned>, Option<V2::Owned>, Option<V3::Owned>), StoreError> {
+        match self {
+            Self::Redb(_) => {
+                let txn = self.begin_read()?;
+                Ok((
+                    txn.open_table(first)?.get(first_key)?,
+                    txn.open_table(second)?.get(second_key)?,
+                    txn.open_table(third)?.get(third_key)?,
+                ))
+            }
+            Self::Postgres(db) => {
+                let mut values = db
+                    .single_statement()?
+                    .values_at(vec![
+                        (first.name, columns::encode_key::<K1>(first_key.borrow())),
+                        (second.name, columns::encode_key::<K2>(second_key.borrow())),
+                        (third.name, columns::encode_key::<K3>(third_key.borrow())),
+                    ])?
+                    .into_iter();
+                Ok((
+                    postgres::decode_found::<V1>(values.next().flatten())?,
+                    postgres::decode_found::<V2>(values.next().flatten())?,
+                    postgres::decode_found::<V3>(values.next().flatten())?,
+                ))
+            }
+        }
+    }
+
     /// A transaction whose changes are made durable together by [`WriteTransaction::commit`].
     pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         match self {
@@ -160,6 +228,16 @@ impl Database {
         match self {
             Self::Redb(db) => Ok(WriteTransaction::Redb(Box::new(db.begin_write()?))),
             Self::Postgres(db) => Ok(WriteTransaction::Postgres(db.begin_claim()?)),
+        }
+    }
+
+    /// How many row-locking write transactions the store runs at once: one on redb (it
+    /// takes one write transaction at a time); on PostgreSQL a quarter of the pool's
+    /// connections, from one to four, so reads and the other writers keep connections.
+    pub fn concurrent_writers(&self) -> usize {
+        match self {
+            Self::Redb(_) => 1,
+            Self::Postgres(db) => (db.max_connections() / 4).clamp(1, 4),
         }
     }
 
@@ -366,7 +444,9 @@ readable!(Table<'txn>);
 readable!(ReadOnlyTable);
 
 impl<K: Key, V: Column> Table<'_, K, V> {
-    /// Puts `value` under `key`, replacing the value there.
+    /// Puts `value` under `key`, replacing the value there (on PostgreSQL sent with the
+    /// transaction's next statement or its commit: one round trip, and one statement per
+    /// table, for all the puts and deletes made since the last statement).
     pub fn insert<'k, 'v>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
@@ -408,6 +488,18 @@ impl<K: Key, V: Column> Table<'_, K, V> {
         }
     }
 
+    /// Removes the entry under `key`, if any (on PostgreSQL sent with the transaction's next
+    /// statement or its commit, as puts are): [`Table::remove`] without the old value.
+    pub fn delete<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<(), StoreError> {
+        match self {
+            Self::Redb(table) => table.remove(key).map(drop).map_err(Into::into),
+            Self::Postgres(table) => {
+                table.delete(key.borrow());
+                Ok(())
+            }
+        }
+    }
+
     /// The value under `key`, with the row held by this transaction until it ends: another
     /// transaction locking or changing it waits (PostgreSQL's `FOR UPDATE`). A missing key
     /// locks nothing. In a redb write transaction, which has the file to itself, a `get`.
@@ -418,6 +510,20 @@ impl<K: Key, V: Column> Table<'_, K, V> {
         match self {
             Self::Redb(table) => Ok(table.get(key)?.map(|value| V::to_owned(value.value()))),
             Self::Postgres(table) => table.lock(key.borrow()),
+        }
+    }
+
+    /// As [`Table::lock`], but without waiting: an entry another transaction holds (or
+    /// is writing) is answered as missing (PostgreSQL's `FOR UPDATE SKIP LOCKED`). For
+    /// changes that may pass an entry by, such as renewing many leases at once: waiting for
+    /// one entry while holding others is how two such changes deadlock.
+    pub fn lock_unless_held<'k>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+    ) -> Result<Option<V::Owned>, StoreError> {
+        match self {
+            Self::Redb(table) => Ok(table.get(key)?.map(|value| V::to_owned(value.value()))),
+            Self::Postgres(table) => table.lock_unless_held(key.borrow()),
         }
     }
 
@@ -601,6 +707,69 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(db.get_one(PAIRS, (0, "k0000")).unwrap(), Some(5));
         }
+    }
+
+    on_both_backends!(sync a_transaction_sees_its_puts_in_the_order_it_made_them);
+    /// On PostgreSQL puts are sent later than they are made (with the next statement, or the
+    /// commit); what any statement of the transaction answers, and what it commits, is as if
+    /// each had been sent at once.
+    fn a_transaction_sees_its_puts_in_the_order_it_made_them(place: TestPlace) {
+        const OTHER: TableDefinition<u64, &str> = TableDefinition::new("layer_other");
+        let db = place.open_database(&[PAIRS.name(), OTHER.name()]);
+        let txn = db.begin_row_locking_write().unwrap();
+        {
+            let mut pairs = txn.open_table(PAIRS).unwrap();
+            let mut other = txn.open_table(OTHER).unwrap();
+            pairs.insert((1, "a"), 1).unwrap();
+            other.insert(1, "first").unwrap();
+            pairs.insert((1, "a"), 2).unwrap();
+            assert_eq!(pairs.remove((1, "a")).unwrap(), Some(2));
+            pairs.insert((1, "a"), 3).unwrap();
+            pairs.insert((0, "z"), 4).unwrap();
+            other.insert(1, "second").unwrap();
+            assert_eq!(
+                pairs
+                    .range((0, "")..(2, ""))
+                    .unwrap()
+                    .map(|entry| entry.unwrap())
+                    .collect::<Vec<_>>(),
+                vec![((0, "z".to_string()), 4), ((1, "a".to_string()), 3)]
+            );
+            pairs.insert((1, "a"), 5).unwrap();
+            other.insert(2, "only put").unwrap();
+        }
+        txn.commit().unwrap();
+        let txn = db.begin_read().unwrap();
+        let pairs = txn.open_table(PAIRS).unwrap();
+        assert_eq!(pairs.get((1, "a")).unwrap(), Some(5));
+        assert_eq!(pairs.get((0, "z")).unwrap(), Some(4));
+        let other = txn.open_table(OTHER).unwrap();
+        assert_eq!(other.get(1).unwrap().as_deref(), Some("second"));
+        assert_eq!(other.get(2).unwrap().as_deref(), Some("only put"));
+
+        // A transaction that only reads, or does nothing, commits as well.
+        let txn = db.begin_write().unwrap();
+        assert_eq!(txn.open_table(OTHER).unwrap().len().unwrap(), 2);
+        txn.commit().unwrap();
+        db.begin_write().unwrap().commit().unwrap();
+    }
+
+    /// A put that PostgreSQL refuses when it is finally sent fails the commit, which then
+    /// commits nothing of the transaction.
+    #[test]
+    fn a_put_refused_when_sent_fails_the_commit_and_leaves_nothing() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        const NOT_MIGRATED: TableDefinition<u64, u64> = TableDefinition::new("not_migrated");
+        let db = place.open_database(&[PAIRS.name()]);
+        let txn = db.begin_write().unwrap();
+        txn.open_table(PAIRS).unwrap().insert((1, "a"), 1).unwrap();
+        txn.open_table(NOT_MIGRATED).unwrap().insert(1, 1).unwrap();
+        let refused = txn.commit().unwrap_err();
+        assert!(refused.to_string().contains("kv_not_migrated"), "{refused}");
+        let txn = db.begin_read().unwrap();
+        assert_eq!(txn.open_table(PAIRS).unwrap().get((1, "a")).unwrap(), None);
     }
 
     on_both_backends!(sync writes_are_seen_by_their_transaction_and_by_later_ones_only);

@@ -13,12 +13,14 @@
 //! under an advisory lock, so nodes starting together do not race); a database whose schema
 //! is newer than this build knows is refused.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::Bound;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
@@ -81,7 +83,7 @@ pub enum PostgresError {
     #[error("the connection string: {0}")]
     Url(tokio_postgres::Error),
     /// A statement failed.
-    #[error("{0}")]
+    #[error("{}", described(.0))]
     Query(#[from] tokio_postgres::Error),
     /// No connection could be had in time: PostgreSQL is gone, refuses, or every connection of
     /// the pool stayed busy.
@@ -113,6 +115,24 @@ pub enum PostgresError {
     /// The backend's runtime is gone (the store is shutting down).
     #[error("the PostgreSQL backend has stopped")]
     Stopped,
+}
+
+/// A driver error with what PostgreSQL said, if it said anything: the driver's own text
+/// names only the kind ("db error") and keeps the server's message in its source.
+fn described(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!(
+            "{} {}: {} (SQLSTATE {})",
+            error,
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
+    }
 }
 
 impl PostgresError {
@@ -321,28 +341,25 @@ enum Purpose {
 }
 
 impl Postgres {
-    /// Begins a transaction on a connection of the pool. A read transaction's `BEGIN` is
-    /// sent with its first statement, in one round trip (see [`Connection::query`]).
+    /// Begins a transaction on a connection of the pool. Its `BEGIN` is sent with its first
+    /// statement (or with its writes at commit), in one round trip (see [`Connection::query`]).
     fn begin(&self, purpose: Purpose) -> Result<Transaction, StoreError> {
         let pool = self.pool.clone();
         let wait_for = pool.timeouts().wait.unwrap_or_default();
         let begin = match purpose {
-            Purpose::Read => None,
-            Purpose::Write => Some("BEGIN ISOLATION LEVEL SERIALIZABLE"),
-            Purpose::RowLockingWrite => Some("BEGIN ISOLATION LEVEL READ COMMITTED"),
+            Purpose::Read => READ_BEGIN,
+            Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            Purpose::RowLockingWrite => "BEGIN ISOLATION LEVEL READ COMMITTED",
             // A claim lost with a crash of PostgreSQL only makes its work claimable again,
             // so its commit does not wait for the disk.
             Purpose::Claim => {
-                Some("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF")
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF"
             }
         };
-        let conn = wait(&self.handle, async move {
-            let conn = connection(&pool, wait_for).await?;
-            if let Some(begin) = begin {
-                conn.batch_execute(begin).await?;
-            }
-            Ok(conn)
-        })?;
+        let conn = wait(
+            &self.handle,
+            async move { connection(&pool, wait_for).await },
+        )?;
         Ok(Transaction {
             conn: Arc::new(Connection {
                 object: conn,
@@ -350,9 +367,9 @@ impl Postgres {
                 failed: AtomicBool::new(false),
                 // PostgreSQL takes a transaction's snapshot at its first statement, not at
                 // BEGIN, so sending BEGIN with the first statement changes nothing it sees.
-                unsent_begin: std::sync::Mutex::new(match purpose {
-                    Purpose::Read => Some(READ_BEGIN),
-                    _ => None,
+                unsent: std::sync::Mutex::new(Unsent {
+                    begin: Some(begin),
+                    writes: Vec::new(),
                 }),
             }),
             finished: false,
@@ -360,7 +377,8 @@ impl Postgres {
     }
 
     /// A connection for one statement outside any transaction (PostgreSQL runs it with a
-    /// snapshot of its own): no BEGIN before it, nothing to end after it.
+    /// snapshot of its own): no BEGIN before it, nothing to end after it. Only for reads: an
+    /// unsent write would wait for a commit that never comes.
     pub(super) fn single_statement(&self) -> Result<Transaction, StoreError> {
         let pool = self.pool.clone();
         let wait_for = pool.timeouts().wait.unwrap_or_default();
@@ -373,11 +391,16 @@ impl Postgres {
                 object: conn,
                 handle: self.handle.clone(),
                 failed: AtomicBool::new(false),
-                unsent_begin: std::sync::Mutex::new(None),
+                unsent: std::sync::Mutex::new(Unsent::default()),
             }),
             // Nothing to roll back when it is dropped.
             finished: true,
         })
+    }
+
+    /// The most connections the pool holds open.
+    pub(super) fn max_connections(&self) -> usize {
+        self.pool.status().max_size
     }
 
     /// A read transaction.
@@ -407,12 +430,30 @@ struct Connection {
     handle: Handle,
     /// Whether a statement failed: PostgreSQL then rolls back whatever comes, COMMIT included.
     failed: AtomicBool,
-    /// The `BEGIN` still to be sent ahead of the first statement (read transactions).
-    unsent_begin: std::sync::Mutex<Option<&'static str>>,
+    /// What goes out ahead of the next statement.
+    unsent: std::sync::Mutex<Unsent>,
 }
+
+/// What a transaction has not sent yet: it goes out in one round trip with the next
+/// statement, or with the commit.
+#[derive(Default)]
+struct Unsent {
+    /// The `BEGIN`, until anything is sent.
+    begin: Option<&'static str>,
+    /// Blind writes by table: for each key written, the last value put under it (none: it
+    /// was deleted last), in key order (so two transactions writing the same keys lock them
+    /// in the same order).
+    writes: Vec<(&'static str, TableWrites)>,
+}
+
+/// The blind writes of one table: what each key gets (none: it is deleted).
+type TableWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// How a read transaction begins: one snapshot for all its statements.
 const READ_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// A future one of a transaction's statements is sent and answered by.
+type Sent<'c, T> = Pin<Box<dyn Future<Output = Result<T, PostgresError>> + Send + 'c>>;
 
 impl Connection {
     /// Runs a statement's work on the backend's runtime and waits for it.
@@ -428,51 +469,175 @@ impl Connection {
         Ok(outcome?)
     }
 
-    /// Runs one statement, prepared once per connection, and returns its rows.
+    /// Runs one statement, prepared once per connection, and returns its rows; what is
+    /// unsent goes first.
     fn query(
         self: &Arc<Self>,
         sql: String,
         params: Vec<Vec<u8>>,
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let begin = self.take_unsent_begin();
+        self.refuse_after_failure()?;
+        let unsent = self.take_unsent();
         self.run(move |conn| async move {
-            let query = async {
-                let statement = conn.object.prepare_cached(&sql).await?;
+            let statement = conn.object.prepare_cached(&sql).await?;
+            let query: Sent<'_, _> = Box::pin(async {
                 let params: Vec<&(dyn ToSql + Sync)> = params
                     .iter()
                     .map(|param| param as &(dyn ToSql + Sync))
                     .collect();
-                Ok::<_, PostgresError>(conn.object.query(&statement, &params).await?)
-            };
-            match begin {
-                // Polled together, the two are pipelined: BEGIN is written first, the
-                // statement right behind it, and both answers come back in one round trip.
-                Some(begin) => {
-                    let (begun, rows) = tokio::join!(conn.object.batch_execute(begin), query);
-                    begun?;
-                    rows
-                }
-                None => query.await,
-            }
+                Ok(conn.object.query(&statement, &params).await?)
+            });
+            conn.after_unsent(unsent, query).await
         })
     }
 
-    /// The `BEGIN` to send ahead of the next statement, if it has not been sent.
-    fn take_unsent_begin(&self) -> Option<&'static str> {
-        self.unsent_begin
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+    /// Sends what was unsent, then `last`, without waiting for answers in between (the
+    /// statements are pipelined: written one behind the other, answered in one round trip),
+    /// and returns `last`'s answer; a failure of what went before it is the cause of its
+    /// own, so that one is returned first. Statements are prepared before anything is sent:
+    /// preparing is a round trip of its own the first time, and would let a later statement
+    /// overtake an earlier one.
+    async fn after_unsent<'c, T>(
+        &'c self,
+        unsent: Unsent,
+        last: Sent<'c, T>,
+    ) -> Result<T, PostgresError> {
+        // Tables in name order, keys in key order: two transactions writing the same rows
+        // lock them in the same order. A table's puts and deletes are of different keys
+        // (the last write of each key is kept), so they may go in either order.
+        let mut tables = unsent.writes;
+        tables.sort_unstable_by_key(|(table, _)| *table);
+        let mut writes = Vec::with_capacity(tables.len() * 2);
+        for (table, rows) in tables {
+            let (mut put_keys, mut values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+            for (key, value) in rows {
+                match value {
+                    Some(value) => {
+                        put_keys.push(key);
+                        values.push(value);
+                    }
+                    None => deleted.push(key),
+                }
+            }
+            if !put_keys.is_empty() {
+                let sql = format!(
+                    "INSERT INTO kv_{table} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                );
+                let statement = self.object.prepare_cached(&sql).await?;
+                writes.push((statement, vec![put_keys, values]));
+            }
+            if !deleted.is_empty() {
+                let sql = format!("DELETE FROM kv_{table} WHERE k = ANY($1::bytea[])");
+                let statement = self.object.prepare_cached(&sql).await?;
+                writes.push((statement, vec![deleted]));
+            }
+        }
+        let mut before: Vec<Sent<'_, ()>> = Vec::with_capacity(writes.len() + 1);
+        if let Some(begin) = unsent.begin {
+            before.push(Box::pin(async move {
+                Ok(self.object.batch_execute(begin).await?)
+            }));
+        }
+        for (statement, arrays) in &writes {
+            before.push(Box::pin(async move {
+                let params: Vec<&(dyn ToSql + Sync)> = arrays
+                    .iter()
+                    .map(|array| array as &(dyn ToSql + Sync))
+                    .collect();
+                self.object.execute(statement, &params).await?;
+                Ok(())
+            }));
+        }
+        let (before, last) = in_order(before, last).await;
+        before.into_iter().try_for_each(|outcome| outcome)?;
+        last
     }
 
-    /// Whether the transaction has begun on the server (a read transaction that ran no
-    /// statement has not, and has nothing to end).
+    /// Refuses a statement after one failed: PostgreSQL would refuse it too, and when the
+    /// failure kept `BEGIN` from going out, it would run outside the transaction (with the
+    /// transaction's unsent writes) and commit on its own.
+    fn refuse_after_failure(&self) -> Result<(), PostgresError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(PostgresError::Aborted);
+        }
+        Ok(())
+    }
+
+    /// Takes what is unsent, to be sent now.
+    fn take_unsent(&self) -> Unsent {
+        std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether the transaction has begun on the server (one that sent nothing has not, and
+    /// has nothing to end).
     fn has_begun(&self) -> bool {
-        self.unsent_begin
+        self.unsent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .begin
             .is_none()
     }
+
+    /// Puts a value under a key in a table (none: deletes the key's entry) when the next
+    /// statement or the commit goes out.
+    fn write_blind(&self, table: &'static str, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = match unsent.writes.iter().position(|(name, _)| *name == table) {
+            Some(index) => &mut unsent.writes[index].1,
+            None => {
+                unsent.writes.push((table, BTreeMap::new()));
+                &mut unsent.writes.last_mut().expect("just pushed").1
+            }
+        };
+        rows.insert(key, value);
+    }
+}
+
+/// Polls `before`, then `last`, each in that order every time: a statement is sent when its
+/// future is first polled, so they are sent in that order. Waits for every one to finish. One
+/// that fails at its first poll was never sent: the ones after it are then not sent either
+/// (a COMMIT behind a write that never went out would commit the transaction without it).
+async fn in_order<'c, T>(
+    mut before: Vec<Sent<'c, ()>>,
+    mut last: Sent<'c, T>,
+) -> (Vec<Result<(), PostgresError>>, Result<T, PostgresError>) {
+    let mut before_done: Vec<Option<Result<(), PostgresError>>> =
+        before.iter().map(|_| None).collect();
+    let mut last_done = None;
+    let mut first_poll = true;
+    std::future::poll_fn(|cx| {
+        let sending = std::mem::replace(&mut first_poll, false);
+        for index in 0..before.len() {
+            if before_done[index].is_none()
+                && let Poll::Ready(outcome) = before[index].as_mut().poll(cx)
+            {
+                before_done[index] = Some(outcome);
+            }
+            if sending && matches!(before_done[index], Some(Err(_))) {
+                for unsent in &mut before_done[index + 1..] {
+                    *unsent = Some(Err(PostgresError::Aborted));
+                }
+                last_done = Some(Err(PostgresError::Aborted));
+                return Poll::Ready(());
+            }
+        }
+        if last_done.is_none()
+            && let Poll::Ready(outcome) = last.as_mut().poll(cx)
+        {
+            last_done = Some(outcome);
+        }
+        if last_done.is_some() && before_done.iter().all(Option::is_some) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    (
+        before_done.into_iter().flatten().collect(),
+        last_done.expect("finished"),
+    )
 }
 
 /// A transaction; rolled back when dropped uncommitted.
@@ -493,26 +658,71 @@ impl Transaction {
 
     /// The names of the store's tables the database has.
     pub(super) fn table_names(&self) -> Result<Vec<String>, StoreError> {
-        let begin = self.conn.take_unsent_begin();
+        self.conn.refuse_after_failure()?;
+        let unsent = self.conn.take_unsent();
         self.conn.run(|conn| async move {
-            if let Some(begin) = begin {
-                conn.object.batch_execute(begin).await?;
-            }
-            table_names_of(&conn.object).await
+            let names: Sent<'_, _> = Box::pin(table_names_of(&conn.object));
+            conn.after_unsent(unsent, names).await
         })
     }
 
-    /// Commits the transaction.
+    /// The value under one key in each of several tables (none where a key is missing),
+    /// read by one statement.
+    pub(super) fn values_at(
+        &self,
+        keys: Vec<(&'static str, Vec<u8>)>,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let sql = keys
+            .iter()
+            .enumerate()
+            .map(|(index, (table, _))| {
+                format!("SELECT {index}, v FROM kv_{table} WHERE k = ${}", index + 1)
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let mut values = vec![None; keys.len()];
+        let rows = self
+            .conn
+            .query(sql, keys.into_iter().map(|(_, key)| key).collect())?;
+        for row in rows {
+            let index: i32 = row.get(0);
+            if let Some(value) = usize::try_from(index)
+                .ok()
+                .and_then(|index| values.get_mut(index))
+            {
+                *value = Some(row.get(1));
+            }
+        }
+        Ok(values)
+    }
+
+    /// Commits the transaction: its unsent writes and the COMMIT go out together.
     pub(super) fn commit(mut self) -> Result<(), StoreError> {
-        self.finished = true;
         if self.conn.failed.load(Ordering::SeqCst) {
+            self.finished = true;
             // COMMIT would answer with a silent ROLLBACK.
             self.conn
                 .run(|conn| async move { Ok(conn.object.batch_execute("ROLLBACK").await?) })?;
             return Err(PostgresError::Aborted.into());
         }
-        self.conn
-            .run(|conn| async move { Ok(conn.object.batch_execute("COMMIT").await?) })
+        let unsent = self.conn.take_unsent();
+        if unsent.begin.is_some() && unsent.writes.is_empty() {
+            // Nothing was sent: there is nothing to commit.
+            self.finished = true;
+            return Ok(());
+        }
+        let committed = self.conn.run(|conn| async move {
+            // A write that failed is returned before the COMMIT's answer, which rolled the
+            // transaction back without an error.
+            let commit: Sent<'_, _> =
+                Box::pin(async { Ok(conn.object.batch_execute("COMMIT").await?) });
+            conn.after_unsent(unsent, commit).await
+        });
+        // When the commit failed before COMMIT went out (a statement could not be prepared),
+        // the transaction is still open on the server: dropping this rolls it back before
+        // the connection goes back to the pool.
+        self.finished = committed.is_ok();
+        committed
     }
 
     /// Deletes a table's rows (tests that give a store the layout of before a table existed
@@ -551,6 +761,15 @@ pub struct Table<K: Key, V: Column> {
 /// The encoding of a key.
 fn key_bytes<K: Key>(key: &K::SelfType<'_>) -> Vec<u8> {
     super::columns::encode_key::<K>(key)
+}
+
+/// A value found by [`Transaction::values_at`], read back from its encoding.
+pub(super) fn decode_found<V: Column>(
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<V::Owned>, StoreError> {
+    bytes
+        .map(|bytes| Ok(decode_value::<V>(&bytes).map_err(PostgresError::from)?))
+        .transpose()
 }
 
 /// A value read back from its encoding; the whole of `bytes` must be the value.
@@ -605,19 +824,31 @@ where
 impl<K: Key, V: Column> Table<K, V> {
     /// The value under an encoded key.
     pub(super) fn get(&self, key: &K::SelfType<'_>) -> Result<Option<V::Owned>, StoreError> {
-        let rows = self.conn.query(
-            format!("SELECT v FROM kv_{} WHERE k = $1", self.name),
-            vec![key_bytes::<K>(key)],
-        )?;
-        rows.first()
-            .map(|row| Ok(decode_value::<V>(row.get(0)).map_err(PostgresError::from)?))
-            .transpose()
+        self.value_at(key, "")
     }
 
     /// The value under a key, its row locked until the transaction ends.
     pub(super) fn lock(&self, key: &K::SelfType<'_>) -> Result<Option<V::Owned>, StoreError> {
+        self.value_at(key, " FOR UPDATE")
+    }
+
+    /// The value under a key, its row locked until the transaction ends; none when another
+    /// transaction holds the row.
+    pub(super) fn lock_unless_held(
+        &self,
+        key: &K::SelfType<'_>,
+    ) -> Result<Option<V::Owned>, StoreError> {
+        self.value_at(key, " FOR UPDATE SKIP LOCKED")
+    }
+
+    /// The value under a key, read with `locking` (a locking clause, or nothing).
+    fn value_at(
+        &self,
+        key: &K::SelfType<'_>,
+        locking: &str,
+    ) -> Result<Option<V::Owned>, StoreError> {
         let rows = self.conn.query(
-            format!("SELECT v FROM kv_{} WHERE k = $1 FOR UPDATE", self.name),
+            format!("SELECT v FROM kv_{} WHERE k = $1{locking}", self.name),
             vec![key_bytes::<K>(key)],
         )?;
         rows.first()
@@ -625,7 +856,8 @@ impl<K: Key, V: Column> Table<K, V> {
             .transpose()
     }
 
-    /// Puts a value under a key, replacing the value there.
+    /// Puts a value under a key, replacing the value there, when the transaction's next
+    /// statement or its commit goes out.
     pub(super) fn insert(
         &self,
         key: &K::SelfType<'_>,
@@ -633,14 +865,8 @@ impl<K: Key, V: Column> Table<K, V> {
     ) -> Result<(), StoreError> {
         let mut encoded = Vec::new();
         V::encode(value, &mut encoded);
-        self.conn.query(
-            format!(
-                "INSERT INTO kv_{} (k, v) VALUES ($1, $2) \
-                 ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-                self.name
-            ),
-            vec![key_bytes::<K>(key), encoded],
-        )?;
+        self.conn
+            .write_blind(self.name, key_bytes::<K>(key), Some(encoded));
         Ok(())
     }
 
@@ -671,6 +897,12 @@ impl<K: Key, V: Column> Table<K, V> {
         rows.first()
             .map(|row| Ok(decode_value::<V>(row.get(0)).map_err(PostgresError::from)?))
             .transpose()
+    }
+
+    /// Removes the entry under a key, if any, when the transaction's next statement or its
+    /// commit goes out.
+    pub(super) fn delete(&self, key: &K::SelfType<'_>) {
+        self.conn.write_blind(self.name, key_bytes::<K>(key), None);
     }
 
     /// Removes every entry whose key is in the range.
