@@ -490,6 +490,7 @@ fn a_message_a_dead_node_left_in_the_spool_is_run_by_a_live_one() {
         header_message_id: None,
         resent_from: None,
         steps: Vec::new(),
+        next_event: None,
     };
     // Past the node's start-up look at the spool, so only the look for orphans can find it.
     std::thread::sleep(Duration::from_secs(2));

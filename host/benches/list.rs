@@ -41,6 +41,7 @@ async fn spool(store: &Store, account_id: u64, count: usize, data_bytes: usize) 
                     header_message_id: None,
                     resent_from: None,
                     steps: Vec::new(),
+                    next_event: None,
                 },
                 body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
             })

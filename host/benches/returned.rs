@@ -121,6 +121,7 @@ async fn messages(server: &Server, count: usize) -> Vec<(String, String)> {
                 header_message_id: None,
                 resent_from: None,
                 steps: Vec::new(),
+                next_event: None,
             },
             body: body.to_vec(),
         })

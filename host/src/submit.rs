@@ -122,6 +122,7 @@ pub async fn accept_as(
                 header_message_id: None,
                 resent_from: resent_from.clone(),
                 steps: Vec::new(),
+                next_event: None,
             },
             body: body.clone(),
         })

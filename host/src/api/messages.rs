@@ -520,6 +520,7 @@ pub async fn simulate(
         header_message_id: None,
         resent_from: None,
         steps: Vec::new(),
+        next_event: None,
     };
     let run = state
         .pipeline

@@ -254,6 +254,7 @@ pub(super) async fn run(
         header_message_id: None,
         resent_from: None,
         steps: Vec::new(),
+        next_event: None,
     };
     let run = match state.pipeline.simulate(&record, message).await {
         Ok(run) => run,

@@ -269,7 +269,7 @@ impl Store {
     pub fn delivery_job(&self, id: &str) -> Result<Option<DeliveryJob>, StoreError> {
         let (Some(state), Some(record), body) =
             self.db
-                .get_three((DELIVERIES, id), (MESSAGES, id), (super::BODIES, id))?
+                .get_together(((DELIVERIES, id), (MESSAGES, id), (super::BODIES, id)))?
         else {
             return Ok(None);
         };
@@ -363,7 +363,7 @@ impl Store {
             state.attempts += 1;
             match &record {
                 AttemptRecord::Retry { event, due_at } => {
-                    append_events(txn, &hooks, &message, std::slice::from_ref(event))?;
+                    append_events(txn, &hooks, &mut message, std::slice::from_ref(event))?;
                     outbox.insert(id.as_str(), *due_at)?;
                     due_index.insert((*due_at, id.as_str()), domain.as_str())?;
                     deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
@@ -373,7 +373,7 @@ impl Store {
                     events,
                     filter,
                 } => {
-                    append_events(txn, &hooks, &message, events)?;
+                    append_events(txn, &hooks, &mut message, events)?;
                     outbox.delete(id.as_str())?;
                     deliveries.delete(id.as_str())?;
                     message.status = *status;

@@ -61,7 +61,7 @@ impl Store {
         // transaction this writer shares with others.
         let recorded = self
             .write_row_locking(move |txn| {
-                let Some(message) = record_in(txn, &key)? else {
+                let Some(mut message) = record_in(txn, &key)? else {
                     return Ok(None);
                 };
                 let mut counts = txn.open_table(ENGAGEMENT)?;
@@ -74,7 +74,7 @@ impl Store {
                 if seen > MAX_KEPT_ENGAGEMENTS {
                     return Ok(Some(Engagement::Counted(seen)));
                 }
-                append_events(txn, &hooks, &message, std::slice::from_ref(&event))?;
+                append_events(txn, &hooks, &mut message, std::slice::from_ref(&event))?;
                 Ok(Some(Engagement::Kept(seen)))
             })
             .await?;

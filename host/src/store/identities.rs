@@ -107,7 +107,7 @@ impl Store {
         };
         let (signer, identity) = self
             .db
-            .get_two((DOMAIN_SIGNERS, domain), (IDENTITIES, id))?;
+            .get_together(((DOMAIN_SIGNERS, domain), (IDENTITIES, id)))?;
         if signer != Some(id) {
             return Ok(None);
         }

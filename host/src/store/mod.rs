@@ -300,25 +300,38 @@ fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
     Ok(next)
 }
 
-/// Appends events after a message's last one, and queues the webhook calls they make in the
-/// same transaction.
+/// Appends events after a message's last one, writes its record with the number the next
+/// event gets, and queues the webhook calls the events make, all in `txn`. `message` must be
+/// the record as read under its lock ([`record_in`]) in `txn`, or a copy carrying that
+/// record's `next_event`: a stale number would write over events.
 fn append_events(
     txn: &WriteTransaction,
     hooks: &webhooks::WebhookHooks,
-    message: &MessageRecord,
+    message: &mut MessageRecord,
     events: &[Event],
 ) -> Result<(), StoreError> {
     let id = message.id.as_str();
     let mut table = txn.open_table(EVENTS)?;
-    let next = table
-        .range((id, 0)..=(id, u32::MAX))?
-        .next_back()
-        .transpose()?
-        .map_or(0, |(key, _)| key.1 + 1);
-    for (seq, event) in (next..).zip(events) {
-        table.insert((id, seq), encode(event)?.as_slice())?;
+    let next = match message.next_event {
+        Some(next) => next,
+        // Written before records kept the number: one past the last event.
+        None => table
+            .range((id, 0)..=(id, u32::MAX))?
+            .next_back()
+            .transpose()?
+            .map_or(0, |(key, _)| key.1 + 1),
+    };
+    let mut after = next;
+    for event in events {
+        table.insert((id, after), encode(event)?.as_slice())?;
+        after = after
+            .checked_add(1)
+            .ok_or_else(|| StoreError::TooLarge(format!("message {id} has too many events")))?;
     }
     drop(table);
+    message.next_event = Some(after);
+    txn.open_table(MESSAGES)?
+        .insert(id, encode(&*message)?.as_slice())?;
     webhooks::queue_calls(txn, hooks, message, next, events)
 }
 
@@ -1021,7 +1034,14 @@ impl Store {
         // Compressed here, not in the writer thread every account's commits wait for.
         let (records_in, bodies): (Vec<MessageRecord>, Vec<Vec<u8>>) = messages
             .into_iter()
-            .map(|message| (message.record, message.body))
+            .map(|message| {
+                // Its SUBMITTED event is number 0.
+                let record = MessageRecord {
+                    next_event: Some(1),
+                    ..message.record
+                };
+                (record, message.body)
+            })
             .unzip();
         let packed = compressed::pack_off_thread(bodies).await?;
         self.write_row_locking(move |txn| {
@@ -1056,14 +1076,14 @@ impl Store {
                 };
                 // The original tells where it went, in the transaction that makes the new
                 // message: neither is ever seen without the other.
-                let original = record_in(txn, original)?
+                let mut original = record_in(txn, original)?
                     .ok_or_else(|| StoreError::NotFound(format!("message {original}")))?;
                 let resent = Event {
                     kind: EventKind::Resent,
                     at: record.submitted_at,
                     detail: Some(format!("as message {} to {}", record.id, record.recipient)),
                 };
-                append_events(txn, &hooks, &original, &[resent])?;
+                append_events(txn, &hooks, &mut original, &[resent])?;
             }
             Ok(())
         })
@@ -1106,7 +1126,7 @@ impl Store {
     /// A message's record with its current RFC 5322 bytes (none when it has no body), read
     /// together: what running its flow starts from.
     pub fn message_with_body(&self, id: &str) -> Result<Option<MessageWithBody>, StoreError> {
-        let (Some(record), body) = self.db.get_two((MESSAGES, id), (BODIES, id))? else {
+        let (Some(record), body) = self.db.get_together(((MESSAGES, id), (BODIES, id)))? else {
             return Ok(None);
         };
         let body = body.map(|value| compressed::unpack(&value)).transpose()?;
@@ -1161,10 +1181,10 @@ impl Store {
         // back the transaction this writer shares with others.
         let found = self
             .write_row_locking(move |txn| {
-                let Some(message) = record_in(txn, &key)? else {
+                let Some(mut message) = record_in(txn, &key)? else {
                     return Ok(false);
                 };
-                append_events(txn, &hooks, &message, std::slice::from_ref(&event))?;
+                append_events(txn, &hooks, &mut message, std::slice::from_ref(&event))?;
                 Ok(true)
             })
             .await?;
@@ -1216,9 +1236,13 @@ impl Store {
                 return Ok(None);
             }
             // The recipient as spooled: a step may have redirected this copy since.
-            let submitted_recipient =
-                spooled.map_or_else(|| record.recipient.clone(), |spooled| spooled.recipient);
-            append_events(txn, &hooks, &record, &events)?;
+            let submitted_recipient = spooled.as_ref().map_or_else(
+                || record.recipient.clone(),
+                |spooled| spooled.recipient.clone(),
+            );
+            // The events are numbered from the record as locked, not as the flow read it.
+            record.next_event = spooled.and_then(|spooled| spooled.next_event);
+            append_events(txn, &hooks, &mut record, &events)?;
             if record.status == MessageStatus::Processed {
                 delivery::queue_or_reject(txn, &hooks, &mut record, expires_at)?;
                 if record.status == MessageStatus::Processed {
@@ -1282,6 +1306,7 @@ pub(super) mod tests {
             header_message_id: None,
             resent_from: None,
             steps: Vec::new(),
+            next_event: None,
         }
     }
 
@@ -1466,6 +1491,80 @@ pub(super) mod tests {
         let (total, page) = store.messages_page(2, 0, 1).unwrap();
         assert_eq!(total, 4);
         assert_eq!(page[0].subject.as_deref(), Some("m4"));
+    }
+
+    on_both_backends!(events_follow_each_other_whoever_appends_them);
+    /// Events are numbered from the record as locked: after a record written before it kept
+    /// the next number (the events tell), and when a flow's outcome comes with a copy of the
+    /// record read before other events were appended.
+    async fn events_follow_each_other_whoever_appends_them(place: TestPlace) {
+        let store = place.open();
+        let spooled = record(1, "news");
+        let id = spooled.id.clone();
+        let body = b"Subject: news\r\n\r\nbody\r\n".to_vec();
+        let new = NewMessage {
+            record: spooled,
+            body: body.clone(),
+        };
+        store.spool(vec![new]).await.unwrap();
+        let stored = store.message(&id).unwrap().unwrap();
+        assert_eq!(stored.next_event, Some(1));
+        // The record as a version before the number was kept wrote it.
+        let txn = store.db.begin_write().unwrap();
+        let old = MessageRecord {
+            next_event: None,
+            ..stored
+        };
+        txn.open_table(MESSAGES)
+            .unwrap()
+            .insert(id.as_str(), encode(&old).unwrap().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let event = |kind, detail: &str| Event {
+            kind,
+            at: now_millis(),
+            detail: Some(detail.into()),
+        };
+        store
+            .append_event(&id, event(EventKind::Opened, "first"))
+            .await
+            .unwrap();
+        // The flow read its copy now; another event comes before its outcome is recorded.
+        let mut copy = store.message(&id).unwrap().unwrap();
+        assert_eq!(copy.next_event, Some(2));
+        store
+            .append_event(&id, event(EventKind::Clicked, "second"))
+            .await
+            .unwrap();
+        copy.status = MessageStatus::Processed;
+        let outcome = store
+            .finish_flow(
+                copy,
+                Some(body),
+                vec![event(EventKind::Processed, "third")],
+                None,
+                None,
+                u64::MAX,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, Some(MessageStatus::Processed));
+        let details: Vec<(EventKind, Option<String>)> = store
+            .events(&id)
+            .unwrap()
+            .into_iter()
+            .map(|event| (event.kind, event.detail))
+            .collect();
+        assert_eq!(
+            details,
+            [
+                (EventKind::Submitted, None),
+                (EventKind::Opened, Some("first".into())),
+                (EventKind::Clicked, Some("second".into())),
+                (EventKind::Processed, Some("third".into())),
+            ]
+        );
+        assert_eq!(store.message(&id).unwrap().unwrap().next_event, Some(4));
     }
 
     on_both_backends!(bodies_are_stored_compressed_and_read_back_as_they_were);

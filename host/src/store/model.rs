@@ -297,6 +297,11 @@ pub struct MessageRecord {
     /// [`Flow::MAX_STEPS`]); empty for records written before steps were kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// The number its next event gets, kept here so appending an event needs no read of the
+    /// events (the record's lock orders appends); none for a record written before it was
+    /// kept, whose events tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_event: Option<u32>,
 }
 
 macro_rules! event_kinds {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::delivery::{dequeue, insert_filter};
 use super::model::{Event, MessageRecord, MessageStatus};
-use super::{MESSAGES, Store, StoreError, append_events, decode, encode};
+use super::{Store, StoreError, append_events, decode, encode, record_in};
 
 /// Returned-mail id → its record.
 pub(super) const RETURNED: TableDefinition<&str, &[u8]> = TableDefinition::new("returned");
@@ -186,12 +186,7 @@ impl Store {
             }
             let mut matched = Vec::new();
             for effect in &effects {
-                let mut messages = txn.open_table(MESSAGES)?;
-                let Some(mut message) = messages
-                    .get(effect.message_id.as_str())?
-                    .map(|value| decode::<MessageRecord>(&value))
-                    .transpose()?
-                else {
+                let Some(mut message) = record_in(txn, effect.message_id.as_str())? else {
                     continue;
                 };
                 if !matches!(
@@ -211,13 +206,17 @@ impl Store {
                 if let Some(status) = status {
                     message.status = status;
                     message.status_reason = effect.event.detail.clone();
-                    messages.insert(message.id.as_str(), encode(&message)?.as_slice())?;
                     // The remote bounced it after all (a lost 250, a retry in flight): no
                     // more attempts.
                     dequeue(txn, &message.id)?;
                 }
-                drop(messages);
-                append_events(txn, &hooks, &message, std::slice::from_ref(&effect.event))?;
+                // Writes the record with its new status too.
+                append_events(
+                    txn,
+                    &hooks,
+                    &mut message,
+                    std::slice::from_ref(&effect.event),
+                )?;
                 if let Some(reason) = &effect.filter_reason {
                     insert_filter(
                         txn,

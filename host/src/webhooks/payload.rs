@@ -141,6 +141,7 @@ mod tests {
                 header_message_id: None,
                 resent_from: None,
                 steps: Vec::new(),
+                next_event: None,
             },
             event: Event {
                 kind,

@@ -128,70 +128,17 @@ impl Database {
         }
     }
 
-    /// The values under a key in each of two tables, read together from one snapshot (on
-    /// PostgreSQL in one statement, outside any transaction).
-    #[allow(clippy::type_complexity)]
-    pub fn get_two<'a, 'b, K1: Key, V1: Column, K2: Key, V2: Column>(
-        &self,
-        (first, first_key): (TableDefinition<K1, V1>, impl Borrow<K1::SelfType<'a>>),
-        (second, second_key): (TableDefinition<K2, V2>, impl Borrow<K2::SelfType<'b>>),
-    ) -> Result<(Option<V1::Owned>, Option<V2::Owned>), StoreError> {
+    /// The values under one key in each of several tables, read together from one snapshot:
+    /// `reads` is a `(table, key)` pair or a tuple of them, and the answer has its shape (on
+    /// PostgreSQL one statement, outside any transaction).
+    pub fn get_together<R: Reads>(&self, reads: R) -> Result<R::Found, StoreError> {
         match self {
-            Self::Redb(_) => {
-                let txn = self.begin_read()?;
-                Ok((
-                    txn.open_table(first)?.get(first_key)?,
-                    txn.open_table(second)?.get(second_key)?,
-                ))
-            }
+            Self::Redb(_) => reads.read_in(&self.begin_read()?),
             Self::Postgres(db) => {
-                let mut values = db
-                    .single_statement()?
-                    .values_at(vec![
-                        (first.name, columns::encode_key::<K1>(first_key.borrow())),
-                        (second.name, columns::encode_key::<K2>(second_key.borrow())),
-                    ])?
-                    .into_iter();
-                Ok((
-                    postgres::decode_found::<V1>(values.next().flatten())?,
-                    postgres::decode_found::<V2>(values.next().flatten())?,
-                ))
-            }
-        }
-    }
-
-    /// The values under a key in each of three tables, read together as
-    /// [`Database::get_two`] reads two.
-    #[allow(clippy::type_complexity)]
-    pub fn get_three<'a, 'b, 'c, K1: Key, V1: Column, K2: Key, V2: Column, K3: Key, V3: Column>(
-        &self,
-        (first, first_key): (TableDefinition<K1, V1>, impl Borrow<K1::SelfType<'a>>),
-        (second, second_key): (TableDefinition<K2, V2>, impl Borrow<K2::SelfType<'b>>),
-        (third, third_key): (TableDefinition<K3, V3>, impl Borrow<K3::SelfType<'c>>),
-    ) -> Result<(Option<V1::Owned>, Option<V2::Owned>, Option<V3::Owned>), StoreError> {
-        match self {
-            Self::Redb(_) => {
-                let txn = self.begin_read()?;
-                Ok((
-                    txn.open_table(first)?.get(first_key)?,
-                    txn.open_table(second)?.get(second_key)?,
-                    txn.open_table(third)?.get(third_key)?,
-                ))
-            }
-            Self::Postgres(db) => {
-                let mut values = db
-                    .single_statement()?
-                    .values_at(vec![
-                        (first.name, columns::encode_key::<K1>(first_key.borrow())),
-                        (second.name, columns::encode_key::<K2>(second_key.borrow())),
-                        (third.name, columns::encode_key::<K3>(third_key.borrow())),
-                    ])?
-                    .into_iter();
-                Ok((
-                    postgres::decode_found::<V1>(values.next().flatten())?,
-                    postgres::decode_found::<V2>(values.next().flatten())?,
-                    postgres::decode_found::<V3>(values.next().flatten())?,
-                ))
+                let mut keys = Vec::new();
+                reads.encoded_keys(&mut keys);
+                let mut found = db.single_statement()?.values_at(keys)?.into_iter();
+                R::decode(&mut found)
             }
         }
     }
@@ -247,6 +194,71 @@ impl Database {
         matches!(self, Self::Postgres(_))
     }
 }
+
+/// Keys read together by [`Database::get_together`]: a `(table, key)` pair, or a tuple of two
+/// or three of them.
+pub trait Reads {
+    /// What was found, in the shape of the reads (`None` where a key is missing).
+    type Found;
+
+    /// Reads each key in `txn` (redb).
+    fn read_in(self, txn: &ReadTransaction) -> Result<Self::Found, StoreError>;
+
+    /// Appends each `(table, encoded key)` to `keys`, in order (PostgreSQL).
+    fn encoded_keys(&self, keys: &mut Vec<(&'static str, Vec<u8>)>);
+
+    /// Decodes the values found for the keys [`Reads::encoded_keys`] gave, in the same order.
+    fn decode(found: &mut impl Iterator<Item = Option<Vec<u8>>>)
+    -> Result<Self::Found, StoreError>;
+}
+
+impl<'k, K: Key, V: Column, Q: Borrow<K::SelfType<'k>>> Reads for (TableDefinition<K, V>, Q) {
+    type Found = Option<V::Owned>;
+
+    fn read_in(self, txn: &ReadTransaction) -> Result<Self::Found, StoreError> {
+        txn.open_table(self.0)?.get(self.1)
+    }
+
+    fn encoded_keys(&self, keys: &mut Vec<(&'static str, Vec<u8>)>) {
+        keys.push((self.0.name, columns::encode_key::<K>(self.1.borrow())));
+    }
+
+    fn decode(
+        found: &mut impl Iterator<Item = Option<Vec<u8>>>,
+    ) -> Result<Self::Found, StoreError> {
+        postgres::decode_found::<V>(found.next().flatten())
+    }
+}
+
+/// Implements [`Reads`] for a tuple of reads, each answered in turn.
+macro_rules! reads_tuple {
+    ($($read:ident),+) => {
+        impl<$($read: Reads),+> Reads for ($($read,)+) {
+            type Found = ($($read::Found,)+);
+
+            #[allow(non_snake_case)]
+            fn read_in(self, txn: &ReadTransaction) -> Result<Self::Found, StoreError> {
+                let ($($read,)+) = self;
+                Ok(($($read.read_in(txn)?,)+))
+            }
+
+            #[allow(non_snake_case)]
+            fn encoded_keys(&self, keys: &mut Vec<(&'static str, Vec<u8>)>) {
+                let ($($read,)+) = self;
+                $($read.encoded_keys(keys);)+
+            }
+
+            fn decode(
+                found: &mut impl Iterator<Item = Option<Vec<u8>>>,
+            ) -> Result<Self::Found, StoreError> {
+                Ok(($($read::decode(found)?,)+))
+            }
+        }
+    };
+}
+
+reads_tuple!(A, B);
+reads_tuple!(A, B, C);
 
 /// A read-only view of the database at one moment.
 pub enum ReadTransaction {
