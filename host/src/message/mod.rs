@@ -125,15 +125,21 @@ pub fn is_address(address: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ','))
 }
 
+/// The longest Message-ID read: a msg-id has no folding white space inside, so it fits on
+/// one line, and RFC 5322 lines end by 998 bytes. Sent copies are indexed by it, so a longer
+/// one (which a client can send) must not become a key: some stores refuse long keys.
+pub const MAX_MESSAGE_ID_BYTES: usize = 998;
+
 /// A Message-ID field's value without white space and angle brackets, as both sent copies
-/// and returned mail are indexed by it; none when nothing is left.
+/// and returned mail are indexed by it; none when nothing is left or it is longer than
+/// [`MAX_MESSAGE_ID_BYTES`].
 pub fn bare_message_id(value: &str) -> Option<String> {
     let id = value
         .trim()
         .trim_start_matches('<')
         .trim_end_matches('>')
         .trim();
-    (!id.is_empty()).then(|| id.to_string())
+    (!id.is_empty() && id.len() <= MAX_MESSAGE_ID_BYTES).then(|| id.to_string())
 }
 
 impl Message {
@@ -467,6 +473,14 @@ mod tests {
         let message = Message::parse(Bytes::from_static(SIMPLE), envelope()).unwrap();
         assert_eq!(message.message_id(), None);
         assert_eq!(bare_message_id(" <> "), None);
+        let longest = format!("{}@shop.example", "a".repeat(MAX_MESSAGE_ID_BYTES - 13));
+        assert_eq!(
+            bare_message_id(&format!("<{longest}>")),
+            Some(longest.clone())
+        );
+        let raw = format!("Message-ID: <a{longest}>\r\nSubject: x\r\n\r\nbody");
+        let message = Message::parse(Bytes::from(raw), envelope()).unwrap();
+        assert_eq!(message.message_id(), None, "one byte too long");
     }
 
     #[test]
