@@ -298,9 +298,7 @@ impl Store {
 
     /// When the next queued message is due, if any is queued.
     pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let due = txn.open_table(OUTBOX_DUE)?;
-        Ok(due.first()?.map(|(key, _)| key.0))
+        Ok(self.db.first_one(OUTBOX_DUE)?.map(|(key, _)| key.0))
     }
 
     /// A queued message's delivery state.
@@ -435,10 +433,12 @@ impl Store {
             let taken = due_index.take_first((0, "")..=(now, "\u{10ffff}"), limit)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut deliveries = txn.open_table(DELIVERIES)?;
-            for ((due, id), domain) in taken {
-                // Everything that changes a queued message's delivery state also changes its
-                // due entry, which this transaction holds: these rows are safe to change here.
-                let Some(value) = deliveries.get(id.as_str())? else {
+            // Everything that changes a queued message's delivery state also changes its due
+            // entry, which this transaction holds: these rows are safe to change here.
+            let ids: Vec<&str> = taken.iter().map(|((_, id), _)| id.as_str()).collect();
+            let states = deliveries.get_each(&ids)?;
+            for (((due, id), domain), value) in taken.iter().zip(states) {
+                let Some(value) = value else {
                     continue;
                 };
                 let mut state: DeliveryState = decode(&value)?;
@@ -446,11 +446,11 @@ impl Store {
                     holder: holder.to_string(),
                     until,
                 });
-                due_index.delete((due, id.as_str()))?;
+                due_index.delete((*due, id.as_str()))?;
                 due_index.insert((until, id.as_str()), domain.as_str())?;
                 outbox.insert(id.as_str(), until)?;
                 deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
-                claimed.push((id, domain));
+                claimed.push((id.clone(), domain.clone()));
             }
         }
         txn.commit()?;

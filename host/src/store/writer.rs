@@ -336,9 +336,9 @@ mod tests {
         }
     }
 
-    /// On PostgreSQL a change's writes go out with the next statement, which may be the next
-    /// change's: a write the database refuses fails the change that made it, not the one
-    /// whose statement carried it.
+    /// On PostgreSQL a change's writes go out with a later statement that reads their table,
+    /// which may be the next change's, or with the group's commit: a write the database
+    /// refuses fails the change that made it, not the one whose statement carried it.
     #[test]
     fn a_write_refused_when_sent_fails_its_own_change_only() {
         let Some(place) = TestPlace::postgres(module_path!()) else {

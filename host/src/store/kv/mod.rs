@@ -128,6 +128,18 @@ impl Database {
         }
     }
 
+    /// The entry of `table` with the smallest key (on PostgreSQL one statement, outside any
+    /// transaction).
+    pub fn first_one<K: Key, V: Column>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<Option<Entry<K, V>>, StoreError> {
+        match self {
+            Self::Redb(_) => self.begin_read()?.open_table(table)?.first(),
+            Self::Postgres(db) => db.single_statement()?.table::<K, V>(table.name).first(),
+        }
+    }
+
     /// The values under one key in each of several tables, read together from one snapshot:
     /// `reads` is a `(table, key)` pair or a tuple of them, and the answer has its shape (on
     /// PostgreSQL one statement, outside any transaction).
@@ -363,6 +375,12 @@ pub trait ReadableTable<K: Key, V: Column> {
     /// The value under `key`.
     fn get<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> Result<Option<V::Owned>, StoreError>;
 
+    /// The value under each of `keys`, in their order (on PostgreSQL one statement).
+    fn get_each<'k, Q: Borrow<K::SelfType<'k>>>(
+        &self,
+        keys: &[Q],
+    ) -> Result<Vec<Option<V::Owned>>, StoreError>;
+
     /// The entries whose keys are in `range`, in key order; walk it from the end with `rev`
     /// or `next_back`.
     fn range<'k, KR>(
@@ -399,6 +417,19 @@ macro_rules! readable {
                 match self {
                     Self::Redb(table) => Ok(table.get(key)?.map(|value| V::to_owned(value.value()))),
                     Self::Postgres(table) => table.get(key.borrow()),
+                }
+            }
+
+            fn get_each<'k, Q: Borrow<K::SelfType<'k>>>(
+                &self,
+                keys: &[Q],
+            ) -> Result<Vec<Option<V::Owned>>, StoreError> {
+                match self {
+                    Self::Redb(table) => keys
+                        .iter()
+                        .map(|key| Ok(table.get(key.borrow())?.map(|value| V::to_owned(value.value()))))
+                        .collect(),
+                    Self::Postgres(table) => table.get_each(keys),
                 }
             }
 
@@ -457,8 +488,8 @@ readable!(ReadOnlyTable);
 
 impl<K: Key, V: Column> Table<'_, K, V> {
     /// Puts `value` under `key`, replacing the value there (on PostgreSQL sent with the
-    /// transaction's next statement or its commit: one round trip, and one statement per
-    /// table, for all the puts and deletes made since the last statement).
+    /// transaction's next statement that reads the table, or with its commit: no round trip
+    /// of its own, and one statement for all the table's puts and deletes waiting then).
     pub fn insert<'k, 'v>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
@@ -722,9 +753,9 @@ mod tests {
     }
 
     on_both_backends!(sync a_transaction_sees_its_puts_in_the_order_it_made_them);
-    /// On PostgreSQL puts are sent later than they are made (with the next statement, or the
-    /// commit); what any statement of the transaction answers, and what it commits, is as if
-    /// each had been sent at once.
+    /// On PostgreSQL puts are sent later than they are made (with the next statement that
+    /// reads their table, or the commit); what any statement of the transaction answers, and
+    /// what it commits, is as if each had been sent at once.
     fn a_transaction_sees_its_puts_in_the_order_it_made_them(place: TestPlace) {
         const OTHER: TableDefinition<u64, &str> = TableDefinition::new("layer_other");
         let db = place.open_database(&[PAIRS.name(), OTHER.name()]);
@@ -735,6 +766,8 @@ mod tests {
             pairs.insert((1, "a"), 1).unwrap();
             other.insert(1, "first").unwrap();
             pairs.insert((1, "a"), 2).unwrap();
+            // Reading one table sends its writes while the other's keep waiting.
+            assert_eq!(other.get(1).unwrap().as_deref(), Some("first"));
             assert_eq!(pairs.remove((1, "a")).unwrap(), Some(2));
             pairs.insert((1, "a"), 3).unwrap();
             pairs.insert((0, "z"), 4).unwrap();
@@ -764,6 +797,28 @@ mod tests {
         assert_eq!(txn.open_table(OTHER).unwrap().len().unwrap(), 2);
         txn.commit().unwrap();
         db.begin_write().unwrap().commit().unwrap();
+    }
+
+    on_both_backends!(sync several_keys_are_read_at_once_in_the_order_asked);
+    fn several_keys_are_read_at_once_in_the_order_asked(place: TestPlace) {
+        let db = filled(&place);
+        let keys = keys();
+        let txn = db.begin_row_locking_write().unwrap();
+        let mut pairs = txn.open_table(PAIRS).unwrap();
+        // A write still waiting to be sent is seen, as by `get`.
+        pairs.insert((keys[3].0, keys[3].1.as_str()), 99).unwrap();
+        let asked = [
+            (keys[7].0, keys[7].1.as_str()),
+            (99, "missing"),
+            (keys[3].0, keys[3].1.as_str()),
+            (keys[7].0, keys[7].1.as_str()),
+        ];
+        assert_eq!(
+            pairs.get_each(&asked).unwrap(),
+            [Some(7), None, Some(99), Some(7)]
+        );
+        let none: [(u64, &str); 0] = [];
+        assert!(pairs.get_each(&none).unwrap().is_empty());
     }
 
     /// A put that PostgreSQL refuses when it is finally sent fails the commit, which then

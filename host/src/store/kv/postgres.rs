@@ -434,8 +434,8 @@ struct Connection {
     unsent: std::sync::Mutex<Unsent>,
 }
 
-/// What a transaction has not sent yet: it goes out in one round trip with the next
-/// statement, or with the commit.
+/// What a transaction has not sent yet: the `BEGIN` goes out with the next statement, a
+/// table's writes with the next statement reading that table; the rest with the commit.
 #[derive(Default)]
 struct Unsent {
     /// The `BEGIN`, until anything is sent.
@@ -469,15 +469,17 @@ impl Connection {
         Ok(outcome?)
     }
 
-    /// Runs one statement, prepared once per connection, and returns its rows; what is
-    /// unsent goes first.
-    fn query(
+    /// Runs one statement that reads the tables `reads`, prepared once per connection, and
+    /// returns its rows; the `BEGIN` and the waiting writes to those tables go first (the
+    /// statement sees them), the other tables' writes keep waiting.
+    fn query<P: ToSql + Sync + Send + 'static>(
         self: &Arc<Self>,
         sql: String,
-        params: Vec<Vec<u8>>,
+        params: Vec<P>,
+        reads: &[&'static str],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         self.refuse_after_failure()?;
-        let unsent = self.take_unsent();
+        let unsent = self.take_unsent_for(reads);
         self.run(move |conn| async move {
             let statement = conn.object.prepare_cached(&sql).await?;
             let query: Sent<'_, _> = Box::pin(async {
@@ -564,9 +566,26 @@ impl Connection {
         Ok(())
     }
 
-    /// Takes what is unsent, to be sent now.
+    /// Takes everything unsent, to be sent now.
     fn take_unsent(&self) -> Unsent {
         std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Takes what must go before a statement reading the tables `reads`: the `BEGIN` and
+    /// those tables' waiting writes. Writes to other tables wait for a statement that reads
+    /// them or for the commit: a transaction's writes to one table then go out as one
+    /// statement however many times other tables are read in between, and their row locks
+    /// are held for less time.
+    fn take_unsent_for(&self, reads: &[&'static str]) -> Unsent {
+        let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
+        let (writes, waiting) = std::mem::take(&mut unsent.writes)
+            .into_iter()
+            .partition(|(table, _)| reads.contains(table));
+        unsent.writes = waiting;
+        Unsent {
+            begin: unsent.begin.take(),
+            writes,
+        }
     }
 
     /// Whether the transaction has begun on the server (one that sent nothing has not, and
@@ -580,7 +599,7 @@ impl Connection {
     }
 
     /// Puts a value under a key in a table (none: deletes the key's entry) when the next
-    /// statement or the commit goes out.
+    /// statement reading that table or the commit goes out.
     fn write_blind(&self, table: &'static str, key: Vec<u8>, value: Option<Vec<u8>>) {
         let mut unsent = self.unsent.lock().unwrap_or_else(|e| e.into_inner());
         let rows = match unsent.writes.iter().position(|(name, _)| *name == table) {
@@ -659,7 +678,7 @@ impl Transaction {
     /// The names of the store's tables the database has.
     pub(super) fn table_names(&self) -> Result<Vec<String>, StoreError> {
         self.conn.refuse_after_failure()?;
-        let unsent = self.conn.take_unsent();
+        let unsent = self.conn.take_unsent_for(&[]);
         self.conn.run(|conn| async move {
             let names: Sent<'_, _> = Box::pin(table_names_of(&conn.object));
             conn.after_unsent(unsent, names).await
@@ -681,9 +700,10 @@ impl Transaction {
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
         let mut values = vec![None; keys.len()];
+        let tables: Vec<&'static str> = keys.iter().map(|(table, _)| *table).collect();
         let rows = self
             .conn
-            .query(sql, keys.into_iter().map(|(_, key)| key).collect())?;
+            .query(sql, keys.into_iter().map(|(_, key)| key).collect(), &tables)?;
         for row in rows {
             let index: i32 = row.get(0);
             if let Some(value) = usize::try_from(index)
@@ -729,9 +749,11 @@ impl Transaction {
     /// apply to redb files only; this keeps the call answerable).
     #[cfg(test)]
     pub(super) fn clear_table(&self, name: &'static str) -> Result<bool, StoreError> {
-        let rows = self
-            .conn
-            .query(format!("DELETE FROM kv_{name} RETURNING 1"), Vec::new())?;
+        let rows = self.conn.query(
+            format!("DELETE FROM kv_{name} RETURNING 1"),
+            Vec::<Vec<u8>>::new(),
+            &[name],
+        )?;
         Ok(!rows.is_empty())
     }
 }
@@ -827,6 +849,36 @@ impl<K: Key, V: Column> Table<K, V> {
         self.value_at(key, "")
     }
 
+    /// The value under each key, in their order, read by one statement.
+    pub(super) fn get_each<'k, Q: std::borrow::Borrow<K::SelfType<'k>>>(
+        &self,
+        keys: &[Q],
+    ) -> Result<Vec<Option<V::Owned>>, StoreError> {
+        let encoded: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|key| key_bytes::<K>(key.borrow()))
+            .collect();
+        if encoded.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.conn.query(
+            format!(
+                "SELECT k, v FROM kv_{} WHERE k = ANY($1::bytea[])",
+                self.name
+            ),
+            vec![encoded.clone()],
+            &[self.name],
+        )?;
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        encoded
+            .iter()
+            .map(|key| decode_found::<V>(found.get(key).cloned()))
+            .collect()
+    }
+
     /// The value under a key, its row locked until the transaction ends.
     pub(super) fn lock(&self, key: &K::SelfType<'_>) -> Result<Option<V::Owned>, StoreError> {
         self.value_at(key, " FOR UPDATE")
@@ -850,6 +902,7 @@ impl<K: Key, V: Column> Table<K, V> {
         let rows = self.conn.query(
             format!("SELECT v FROM kv_{} WHERE k = $1{locking}", self.name),
             vec![key_bytes::<K>(key)],
+            &[self.name],
         )?;
         rows.first()
             .map(|row| Ok(decode_value::<V>(row.get(0)).map_err(PostgresError::from)?))
@@ -857,7 +910,7 @@ impl<K: Key, V: Column> Table<K, V> {
     }
 
     /// Puts a value under a key, replacing the value there, when the transaction's next
-    /// statement or its commit goes out.
+    /// statement reading this table or its commit goes out.
     pub(super) fn insert(
         &self,
         key: &K::SelfType<'_>,
@@ -884,6 +937,7 @@ impl<K: Key, V: Column> Table<K, V> {
                 self.name
             ),
             vec![key_bytes::<K>(key), encoded],
+            &[self.name],
         )?;
         Ok(!rows.is_empty())
     }
@@ -893,14 +947,15 @@ impl<K: Key, V: Column> Table<K, V> {
         let rows = self.conn.query(
             format!("DELETE FROM kv_{} WHERE k = $1 RETURNING v", self.name),
             vec![key_bytes::<K>(key)],
+            &[self.name],
         )?;
         rows.first()
             .map(|row| Ok(decode_value::<V>(row.get(0)).map_err(PostgresError::from)?))
             .transpose()
     }
 
-    /// Removes the entry under a key, if any, when the transaction's next statement or its
-    /// commit goes out.
+    /// Removes the entry under a key, if any, when the transaction's next statement reading
+    /// this table or its commit goes out.
     pub(super) fn delete(&self, key: &K::SelfType<'_>) {
         self.conn.write_blind(self.name, key_bytes::<K>(key), None);
     }
@@ -918,6 +973,7 @@ impl<K: Key, V: Column> Table<K, V> {
         self.conn.query(
             format!("DELETE FROM kv_{} WHERE {conditions}", self.name),
             params,
+            &[self.name],
         )?;
         Ok(())
     }
@@ -942,6 +998,7 @@ impl<K: Key, V: Column> Table<K, V> {
                 self.name
             ),
             params,
+            &[self.name],
         )?;
         rows.into_iter()
             .map(|row| decode_entry::<K, V>((row.get(0), row.get(1))))
@@ -990,9 +1047,11 @@ impl<K: Key, V: Column> Table<K, V> {
 
     /// How many entries the table has.
     pub(super) fn len(&self) -> Result<u64, StoreError> {
-        let rows = self
-            .conn
-            .query(format!("SELECT count(*) FROM kv_{}", self.name), Vec::new())?;
+        let rows = self.conn.query(
+            format!("SELECT count(*) FROM kv_{}", self.name),
+            Vec::<Vec<u8>>::new(),
+            &[self.name],
+        )?;
         let count: i64 = rows.first().map_or(0, |row| row.get(0));
         Ok(count as u64)
     }
@@ -1041,6 +1100,7 @@ impl<K: Key, V: Column> Range<K, V> {
                 self.name
             ),
             params,
+            &[self.name],
         )?;
         let fetched = rows.len() as i64;
         let rows = rows.into_iter().map(|row| (row.get(0), row.get(1)));
@@ -1230,7 +1290,8 @@ mod tests {
         };
         let txn = db.begin_write().unwrap();
         let Err(StoreError::Postgres(error)) =
-            txn.conn.query("SELECT pg_sleep(30)".into(), Vec::new())
+            txn.conn
+                .query("SELECT pg_sleep(30)".into(), Vec::<Vec<u8>>::new(), &[])
         else {
             panic!("a statement ran past the timeout");
         };
