@@ -45,6 +45,9 @@ pub struct ClusterConfig {
     pub node_timeout_secs: u64,
     /// Milliseconds between two looks for plugins changed through another node.
     pub plugin_poll_millis: u64,
+    /// Milliseconds between two looks for webhook endpoints added through another node: the
+    /// longest an endpoint added there waits for the events this node records.
+    pub webhook_poll_millis: u64,
     /// Seconds a node's claim on queued work lasts unless it renews it (it renews every third
     /// of this while the work lasts); work a dead node claimed is taken over after this.
     pub lease_secs: u64,
@@ -57,6 +60,7 @@ impl Default for ClusterConfig {
             heartbeat_secs: 5,
             node_timeout_secs: 30,
             plugin_poll_millis: 1000,
+            webhook_poll_millis: 1000,
             lease_secs: 60,
         }
     }
@@ -82,6 +86,34 @@ impl ClusterConfig {
     pub fn plugin_poll(&self) -> Duration {
         Duration::from_millis(self.plugin_poll_millis.max(10))
     }
+
+    /// Between two looks for webhook endpoints added through another node.
+    pub fn webhook_poll(&self) -> Duration {
+        Duration::from_millis(self.webhook_poll_millis.max(10))
+    }
+}
+
+/// Looks every `every` for webhook endpoints added through another node, until aborted: a
+/// node records events without reading the store's subscriptions for accounts it knows have
+/// no endpoint, and learns of new ones here (on a store no other node shares it hears of
+/// every endpoint as it is made, and this does nothing).
+pub fn watch_webhook_endpoints(store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !store.is_shared() {
+            return;
+        }
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match store.refresh_webhook_accounts() {
+                Ok(true) => tracing::debug!("webhook endpoints changed on the platform"),
+                Ok(false) => {}
+                Err(StoreError::Closed) => return,
+                Err(error) => tracing::warn!(%error, "looking for new webhook endpoints failed"),
+            }
+        }
+    })
 }
 
 /// How many nodes are alive, as this node last saw it; shared by everything that splits a

@@ -8,6 +8,7 @@
 //! message can never overtake an earlier one that is still being retried.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::kv::{ReadableTable, TableDefinition, WriteTransaction};
@@ -187,18 +188,27 @@ pub struct WebhookDeadLetter {
 
 /// What the event log needs to know about webhooks while it records events, shared by the
 /// store's handles: which accounts may have endpoints (so accounts without any pay one set
-/// lookup per event), and the dispatcher's wake-up.
+/// lookup per event, not a read of the store), and the dispatcher's wake-up.
 #[derive(Debug, Default)]
 pub(super) struct WebhookHooks {
     /// Accounts that have or had an endpoint since the store was opened: a superset, so a
-    /// missing entry always means "no endpoint" and never loses an event.
+    /// missing entry means "no endpoint" (on a shared store: none as of the last look at
+    /// [`SUBSCRIPTION_CHANGE_COUNTER`]).
     accounts: RwLock<HashSet<u64>>,
-    /// Other nodes share the store and may add endpoints this node never hears of: every
-    /// account is then looked up.
+    /// Other nodes share the store and add endpoints this node does not hear of: the
+    /// accounts are looked up again when the subscription change counter moves
+    /// ([`Store::refresh_webhook_accounts`]).
     shared: bool,
+    /// The subscription change counter as of the last look (shared stores).
+    change_seen: AtomicU64,
     /// Wakes the dispatcher.
     signal: Arc<Notify>,
 }
+
+/// The counter (in `counters`) every change to an account's subscriptions moves, in the
+/// transaction making it: nodes sharing the store poll it to learn of accounts that now have
+/// endpoints.
+const SUBSCRIPTION_CHANGE_COUNTER: &str = "webhook-subscription-change";
 
 thread_local! {
     /// Whether the transaction this writer thread is making queued a call. Per thread, not
@@ -208,34 +218,40 @@ thread_local! {
     static QUEUED_IN_THIS_TRANSACTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// The accounts that have an endpoint, and the subscription change counter, as `txn` sees
+/// them.
+fn accounts_with_endpoints(
+    txn: &super::kv::ReadTransaction,
+) -> Result<(HashSet<u64>, u64), StoreError> {
+    let change = txn
+        .open_table(super::COUNTERS)?
+        .get(SUBSCRIPTION_CHANGE_COUNTER)?
+        .unwrap_or(0);
+    let mut accounts = HashSet::new();
+    for entry in txn.open_table(WEBHOOK_SUBSCRIPTIONS)?.iter()? {
+        let (key, _) = entry?;
+        accounts.insert(key.0);
+    }
+    Ok((accounts, change))
+}
+
 impl WebhookHooks {
-    /// Loads the accounts that have endpoints; on a `shared` store, none are remembered.
+    /// Loads the accounts that have endpoints.
     pub(super) fn load(txn: &super::kv::ReadTransaction, shared: bool) -> Result<Self, StoreError> {
-        if shared {
-            return Ok(Self {
-                shared,
-                ..Self::default()
-            });
-        }
-        let table = txn.open_table(WEBHOOK_SUBSCRIPTIONS)?;
-        let mut accounts = HashSet::new();
-        for entry in table.iter()? {
-            let (key, _) = entry?;
-            accounts.insert(key.0);
-        }
+        let (accounts, change) = accounts_with_endpoints(txn)?;
         Ok(Self {
             accounts: RwLock::new(accounts),
-            ..Self::default()
+            shared,
+            change_seen: AtomicU64::new(change),
+            signal: Arc::default(),
         })
     }
 
     fn may_have_endpoints(&self, account_id: u64) -> bool {
-        self.shared
-            || self
-                .accounts
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&account_id)
+        self.accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&account_id)
     }
 
     fn add_account(&self, account_id: u64) {
@@ -419,8 +435,9 @@ fn remove_endpoint(txn: &WriteTransaction, endpoint: &WebhookEndpoint) -> Result
 }
 
 impl Store {
-    /// Registers an endpoint; its id is assigned here. Events recorded after this returns
-    /// reach it.
+    /// Registers an endpoint; its id is assigned here. Events this node records after this
+    /// returns reach it; other nodes sharing the store send it theirs from their next
+    /// [`Store::refresh_webhook_accounts`] on, if the account had no endpoint before.
     pub async fn create_webhook(
         &self,
         endpoint: WebhookEndpoint,
@@ -436,11 +453,41 @@ impl Store {
                 (endpoint.account_id, endpoint.id),
                 subscription_mask(&endpoint.event_types),
             )?;
-            // In the writer thread, before the commit: every later transaction sees it.
+            next_id(txn, SUBSCRIPTION_CHANGE_COUNTER)?;
+            // In the writer thread, before the commit: every later transaction of this node
+            // sees it (other nodes at their next look).
             hooks.add_account(endpoint.account_id);
             Ok(endpoint)
         })
         .await
+    }
+
+    /// On a store other nodes share, looks whether endpoints were added since the last look
+    /// (one read when none were) and, if so, learns which accounts have endpoints now: from
+    /// then on this node queues calls for their events. Answers whether it looked again.
+    /// Accounts are never forgotten here, only at the next start.
+    pub fn refresh_webhook_accounts(&self) -> Result<bool, StoreError> {
+        let hooks = &self.webhooks;
+        if !hooks.shared {
+            return Ok(false);
+        }
+        let seen = hooks.change_seen.load(Ordering::SeqCst);
+        let txn = self.db.begin_read()?;
+        let change = txn
+            .open_table(super::COUNTERS)?
+            .get(SUBSCRIPTION_CHANGE_COUNTER)?
+            .unwrap_or(0);
+        if change == seen {
+            return Ok(false);
+        }
+        let (found, change) = accounts_with_endpoints(&txn)?;
+        hooks
+            .accounts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(found);
+        hooks.change_seen.store(change, Ordering::SeqCst);
+        Ok(true)
     }
 
     /// An endpoint by id.
@@ -484,6 +531,7 @@ impl Store {
                 (endpoint.account_id, endpoint.id),
                 subscription_mask(&endpoint.event_types),
             )?;
+            next_id(txn, SUBSCRIPTION_CHANGE_COUNTER)?;
             hooks.add_account(endpoint.account_id);
             Ok(endpoint)
         })
@@ -1033,6 +1081,76 @@ mod tests {
         assert_eq!(next.len(), 1, "{next:?}");
         assert_eq!(next[0].message_id, message.id);
         assert!(next[0].seq > head[0].seq);
+    }
+
+    /// Two nodes on one database: an account's first endpoint, added through one node, takes
+    /// the events the other records from that node's next look on, and only those.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_endpoint_added_through_another_node_takes_events_from_the_next_look() {
+        const MINUTE: u64 = 60_000;
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let this_node = place.open();
+        let other_node = place.open();
+        let account = this_node.create_account("tenant").await.unwrap();
+        assert!(!this_node.refresh_webhook_accounts().unwrap());
+        other_node
+            .create_webhook(WebhookEndpoint {
+                id: 0,
+                account_id: account.id,
+                url: "https://hooks.example/in".into(),
+                event_types: Vec::new(),
+                description: None,
+                secret: "s".into(),
+                created_at: 1,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+        let message = crate::store::tests::record(account.id, "hooked");
+        this_node
+            .spool(vec![crate::store::NewMessage {
+                record: message.clone(),
+                body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+            }])
+            .await
+            .unwrap();
+        let append = |kind| {
+            let event = Event {
+                kind,
+                at: now_millis(),
+                detail: None,
+            };
+            this_node.append_event(&message.id, event)
+        };
+        append(EventKind::Processed).await.unwrap();
+        assert!(this_node.refresh_webhook_accounts().unwrap());
+        // Nothing changed since: one read, and the accounts stay as they are.
+        assert!(!this_node.refresh_webhook_accounts().unwrap());
+        append(EventKind::Delivered).await.unwrap();
+
+        let all = |_| 10;
+        let idle = |_, _: &str| false;
+        let now = now_millis() + 1;
+        let claimed = this_node
+            .claim_due_webhook_calls(now, all, idle, "a", now + MINUTE)
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        assert!(
+            this_node
+                .record_webhook_attempt(&claimed[0], WebhookOutcome::Delivered, Some("a".into()))
+                .await
+                .unwrap()
+        );
+        let now = now_millis() + 1;
+        let after = this_node
+            .claim_due_webhook_calls(now, all, idle, "a", now + MINUTE)
+            .unwrap();
+        assert!(
+            after.is_empty(),
+            "the event recorded before the look was queued too: {after:?}"
+        );
     }
 
     #[test]
