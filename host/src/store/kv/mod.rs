@@ -216,6 +216,9 @@ pub trait Reads {
     /// Reads each key in `txn` (redb).
     fn read_in(self, txn: &ReadTransaction) -> Result<Self::Found, StoreError>;
 
+    /// Reads each key in the write transaction `txn` (redb).
+    fn read_in_write(self, txn: &WriteTransaction) -> Result<Self::Found, StoreError>;
+
     /// Appends each `(table, encoded key)` to `keys`, in order (PostgreSQL).
     fn encoded_keys(&self, keys: &mut Vec<(&'static str, Vec<u8>)>);
 
@@ -228,6 +231,10 @@ impl<'k, K: Key, V: Column, Q: Borrow<K::SelfType<'k>>> Reads for (TableDefiniti
     type Found = Option<V::Owned>;
 
     fn read_in(self, txn: &ReadTransaction) -> Result<Self::Found, StoreError> {
+        txn.open_table(self.0)?.get(self.1)
+    }
+
+    fn read_in_write(self, txn: &WriteTransaction) -> Result<Self::Found, StoreError> {
         txn.open_table(self.0)?.get(self.1)
     }
 
@@ -252,6 +259,12 @@ macro_rules! reads_tuple {
             fn read_in(self, txn: &ReadTransaction) -> Result<Self::Found, StoreError> {
                 let ($($read,)+) = self;
                 Ok(($($read.read_in(txn)?,)+))
+            }
+
+            #[allow(non_snake_case)]
+            fn read_in_write(self, txn: &WriteTransaction) -> Result<Self::Found, StoreError> {
+                let ($($read,)+) = self;
+                Ok(($($read.read_in_write(txn)?,)+))
             }
 
             #[allow(non_snake_case)]
@@ -327,6 +340,20 @@ impl WriteTransaction {
         match self {
             Self::Redb(txn) => redb::table_names(txn.list_tables()?),
             Self::Postgres(txn) => txn.table_names(),
+        }
+    }
+
+    /// The values under one key in each of several tables, as this transaction sees them:
+    /// `reads` as for [`Database::get_together`] (on PostgreSQL one statement).
+    pub fn get_together<R: Reads>(&self, reads: R) -> Result<R::Found, StoreError> {
+        match self {
+            Self::Redb(_) => reads.read_in_write(self),
+            Self::Postgres(txn) => {
+                let mut keys = Vec::new();
+                reads.encoded_keys(&mut keys);
+                let mut found = txn.values_at(keys)?.into_iter();
+                R::decode(&mut found)
+            }
         }
     }
 
@@ -780,14 +807,17 @@ mod tests {
                     .collect::<Vec<_>>(),
                 vec![((0, "z".to_string()), 4), ((1, "a".to_string()), 3)]
             );
+            // The commit then writes two tables, one with a put and a delete: on PostgreSQL
+            // one statement.
             pairs.insert((1, "a"), 5).unwrap();
+            pairs.delete((0, "z")).unwrap();
             other.insert(2, "only put").unwrap();
         }
         txn.commit().unwrap();
         let txn = db.begin_read().unwrap();
         let pairs = txn.open_table(PAIRS).unwrap();
         assert_eq!(pairs.get((1, "a")).unwrap(), Some(5));
-        assert_eq!(pairs.get((0, "z")).unwrap(), Some(4));
+        assert_eq!(pairs.get((0, "z")).unwrap(), None);
         let other = txn.open_table(OTHER).unwrap();
         assert_eq!(other.get(1).unwrap().as_deref(), Some("second"));
         assert_eq!(other.get(2).unwrap().as_deref(), Some("only put"));
@@ -830,13 +860,25 @@ mod tests {
         };
         const NOT_MIGRATED: TableDefinition<u64, u64> = TableDefinition::new("not_migrated");
         let db = place.open_database(&[PAIRS.name()]);
-        let txn = db.begin_write().unwrap();
+        // A row-locking transaction that only writes commits as its one write statement,
+        // without BEGIN and COMMIT: the same holds for it.
+        for txn in [db.begin_write(), db.begin_row_locking_write()] {
+            let txn = txn.unwrap();
+            txn.open_table(PAIRS).unwrap().insert((1, "a"), 1).unwrap();
+            txn.open_table(NOT_MIGRATED).unwrap().insert(1, 1).unwrap();
+            let refused = txn.commit().unwrap_err();
+            assert!(refused.to_string().contains("kv_not_migrated"), "{refused}");
+            let txn = db.begin_read().unwrap();
+            assert_eq!(txn.open_table(PAIRS).unwrap().get((1, "a")).unwrap(), None);
+        }
+        let txn = db.begin_row_locking_write().unwrap();
         txn.open_table(PAIRS).unwrap().insert((1, "a"), 1).unwrap();
-        txn.open_table(NOT_MIGRATED).unwrap().insert(1, 1).unwrap();
-        let refused = txn.commit().unwrap_err();
-        assert!(refused.to_string().contains("kv_not_migrated"), "{refused}");
+        txn.commit().unwrap();
         let txn = db.begin_read().unwrap();
-        assert_eq!(txn.open_table(PAIRS).unwrap().get((1, "a")).unwrap(), None);
+        assert_eq!(
+            txn.open_table(PAIRS).unwrap().get((1, "a")).unwrap(),
+            Some(1)
+        );
     }
 
     on_both_backends!(sync writes_are_seen_by_their_transaction_and_by_later_ones_only);

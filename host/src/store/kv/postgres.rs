@@ -209,8 +209,13 @@ async fn connection(pool: &Pool, wait: Duration) -> Result<Object, PostgresError
 pub fn open(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
     let millis = settings.statement_timeout.as_millis().max(1);
-    let limits =
-        format!("-c statement_timeout={millis} -c idle_in_transaction_session_timeout={millis}");
+    // Read committed is also what a statement sent outside a transaction runs at (a
+    // transaction that only writes commits as one statement: see `Transaction::commit`),
+    // whatever the server's default is.
+    let limits = format!(
+        "-c statement_timeout={millis} -c idle_in_transaction_session_timeout={millis} \
+         -c default_transaction_isolation=read\\ committed"
+    );
     let options = match config.get_options() {
         Some(given) if !given.is_empty() => format!("{given} {limits}"),
         _ => limits,
@@ -349,7 +354,7 @@ impl Postgres {
         let begin = match purpose {
             Purpose::Read => READ_BEGIN,
             Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
-            Purpose::RowLockingWrite => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            Purpose::RowLockingWrite => ROW_LOCKING_BEGIN,
             // A claim lost with a crash of PostgreSQL only makes its work claimable again,
             // so its commit does not wait for the disk.
             Purpose::Claim => {
@@ -449,6 +454,12 @@ struct Unsent {
 /// The blind writes of one table: what each key gets (none: it is deleted).
 type TableWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// The most statements a connection keeps prepared.
+const STATEMENTS_KEPT: usize = 256;
+
+/// How a row-locking write transaction begins.
+const ROW_LOCKING_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
 /// How a read transaction begins: one snapshot for all its statements.
 const READ_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
@@ -481,7 +492,7 @@ impl Connection {
         self.refuse_after_failure()?;
         let unsent = self.take_unsent_for(reads);
         self.run(move |conn| async move {
-            let statement = conn.object.prepare_cached(&sql).await?;
+            let statement = conn.prepare(&sql).await?;
             let query: Sent<'_, _> = Box::pin(async {
                 let params: Vec<&(dyn ToSql + Sync)> = params
                     .iter()
@@ -491,6 +502,17 @@ impl Connection {
             });
             conn.after_unsent(unsent, query).await
         })
+    }
+
+    /// A statement prepared on this connection, from its cache when it was prepared before.
+    /// The cache is emptied when it holds [`STATEMENTS_KEPT`]: the statements writing a
+    /// transaction's changes differ by the set of tables written, so their number is bounded
+    /// only by the combinations of tables a group of changes can write.
+    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, PostgresError> {
+        if self.object.statement_cache.size() >= STATEMENTS_KEPT {
+            self.object.statement_cache.clear();
+        }
+        Ok(self.object.prepare_cached(sql).await?)
     }
 
     /// Sends what was unsent, then `last`, without waiting for answers in between (the
@@ -504,44 +526,17 @@ impl Connection {
         unsent: Unsent,
         last: Sent<'c, T>,
     ) -> Result<T, PostgresError> {
-        // Tables in name order, keys in key order: two transactions writing the same rows
-        // lock them in the same order. A table's puts and deletes are of different keys
-        // (the last write of each key is kept), so they may go in either order.
-        let mut tables = unsent.writes;
-        tables.sort_unstable_by_key(|(table, _)| *table);
-        let mut writes = Vec::with_capacity(tables.len() * 2);
-        for (table, rows) in tables {
-            let (mut put_keys, mut values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
-            for (key, value) in rows {
-                match value {
-                    Some(value) => {
-                        put_keys.push(key);
-                        values.push(value);
-                    }
-                    None => deleted.push(key),
-                }
-            }
-            if !put_keys.is_empty() {
-                let sql = format!(
-                    "INSERT INTO kv_{table} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-                     ON CONFLICT (k) DO UPDATE SET v = excluded.v"
-                );
-                let statement = self.object.prepare_cached(&sql).await?;
-                writes.push((statement, vec![put_keys, values]));
-            }
-            if !deleted.is_empty() {
-                let sql = format!("DELETE FROM kv_{table} WHERE k = ANY($1::bytea[])");
-                let statement = self.object.prepare_cached(&sql).await?;
-                writes.push((statement, vec![deleted]));
-            }
-        }
-        let mut before: Vec<Sent<'_, ()>> = Vec::with_capacity(writes.len() + 1);
+        let writes = match writes_statement(unsent.writes) {
+            Some((sql, arrays)) => Some((self.prepare(&sql).await?, arrays)),
+            None => None,
+        };
+        let mut before: Vec<Sent<'_, ()>> = Vec::with_capacity(2);
         if let Some(begin) = unsent.begin {
             before.push(Box::pin(async move {
                 Ok(self.object.batch_execute(begin).await?)
             }));
         }
-        for (statement, arrays) in &writes {
+        if let Some((statement, arrays)) = &writes {
             before.push(Box::pin(async move {
                 let params: Vec<&(dyn ToSql + Sync)> = arrays
                     .iter()
@@ -611,6 +606,66 @@ impl Connection {
         };
         rows.insert(key, value);
     }
+}
+
+/// The one statement that makes a transaction's waiting writes, with its parameters: per
+/// table an `INSERT .. ON CONFLICT DO UPDATE` of the puts and a `DELETE` of the deleted keys,
+/// each a data-modifying `WITH` query of one statement when there are several (PostgreSQL
+/// parses, plans and runs one statement instead of one per table and kind: the cost of a
+/// statement is mostly its own, not its rows'). None when nothing waits.
+///
+/// Tables in name order, keys in key order, so two transactions writing the same rows lock
+/// them in the same order. A table's puts and deletes are of different keys (the last write
+/// of each key is kept), so no row is changed twice by the statement, which PostgreSQL
+/// refuses.
+fn writes_statement(
+    mut tables: Vec<(&'static str, TableWrites)>,
+) -> Option<(String, Vec<Vec<Vec<u8>>>)> {
+    tables.sort_unstable_by_key(|(table, _)| *table);
+    let mut parts = Vec::new();
+    let mut arrays: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (table, rows) in tables {
+        let (mut put_keys, mut values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, value) in rows {
+            match value {
+                Some(value) => {
+                    put_keys.push(key);
+                    values.push(value);
+                }
+                None => deleted.push(key),
+            }
+        }
+        if !put_keys.is_empty() {
+            parts.push(format!(
+                "INSERT INTO kv_{table} (k, v) SELECT * FROM unnest(${}::bytea[], ${}::bytea[]) \
+                 ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                arrays.len() + 1,
+                arrays.len() + 2
+            ));
+            arrays.push(put_keys);
+            arrays.push(values);
+        }
+        if !deleted.is_empty() {
+            parts.push(format!(
+                "DELETE FROM kv_{table} WHERE k = ANY(${}::bytea[])",
+                arrays.len() + 1
+            ));
+            arrays.push(deleted);
+        }
+    }
+    let sql = match parts.len() {
+        0 => return None,
+        1 => parts.pop().expect("one part"),
+        _ => {
+            let queries: Vec<String> = parts
+                .iter()
+                .enumerate()
+                .map(|(index, part)| format!("w{index} AS ({part})"))
+                .collect();
+            format!("WITH {} SELECT", queries.join(", "))
+        }
+    };
+    Some((sql, arrays))
 }
 
 /// Polls `before`, then `last`, each in that order every time: a statement is sent when its
@@ -730,6 +785,25 @@ impl Transaction {
             // Nothing was sent: there is nothing to commit.
             self.finished = true;
             return Ok(());
+        }
+        if unsent.begin == Some(ROW_LOCKING_BEGIN) {
+            // A row-locking transaction that only wrote: its writes are one statement, and
+            // PostgreSQL runs a statement sent outside a transaction as a transaction of its
+            // own at the session's level (read committed, set at connect), committed when it
+            // ends. BEGIN and COMMIT around it would be two more statements for nothing.
+            self.finished = true;
+            return self.conn.run(|conn| async move {
+                let Some((sql, arrays)) = writes_statement(unsent.writes) else {
+                    return Ok(());
+                };
+                let statement = conn.prepare(&sql).await?;
+                let params: Vec<&(dyn ToSql + Sync)> = arrays
+                    .iter()
+                    .map(|array| array as &(dyn ToSql + Sync))
+                    .collect();
+                conn.object.execute(&statement, &params).await?;
+                Ok(())
+            });
         }
         let committed = self.conn.run(|conn| async move {
             // A write that failed is returned before the COMMIT's answer, which rolled the
