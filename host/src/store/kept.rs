@@ -99,19 +99,23 @@ pub(super) fn keep_at_finish(
     held: Option<(usize, &super::compressed::Packed)>,
     expires_at: u64,
 ) -> Result<(), StoreError> {
-    let mut kept = txn.open_table(SUBMITTED_KEPT)?;
-    if kept.get(id)?.is_some() {
+    // The submitted body, as stored (compressed: moved as it is, never packed twice), is read
+    // only when it is copied or compared; otherwise it stays where it is and the note says so.
+    let (already, submitted) = if body_changes || held.is_some() {
+        let (already, submitted) = txn.get_together(((SUBMITTED_KEPT, id), (BODIES, id)))?;
+        let Some(submitted) = submitted else {
+            return Ok(());
+        };
+        (already, Some(submitted))
+    } else {
+        (txn.open_table(SUBMITTED_KEPT)?.get(id)?, None)
+    };
+    if already.is_some() {
         // Already recorded (a flow that finished twice): the first copy is the submitted one.
         return Ok(());
     }
-    // As stored (compressed): moved as it is, never packed twice.
-    let bodies = txn.open_table(BODIES)?;
-    let submitted = bodies.get(id)?;
-    drop(bodies);
-    let Some(submitted) = submitted else {
-        return Ok(());
-    };
-    if body_changes {
+    let mut kept = txn.open_table(SUBMITTED_KEPT)?;
+    if body_changes && let Some(submitted) = &submitted {
         txn.open_table(SUBMITTED)?
             .insert(id, submitted.as_slice())?;
     }
@@ -126,7 +130,9 @@ pub(super) fn keep_at_finish(
     if let Some((step, held_body)) = held {
         // Packing is deterministic: equal packed bytes are equal bodies (a body stored raw by
         // an older version never equals a packed one; its copy is then kept twice, no worse).
-        let same_as_submitted = held_body.as_slice() == submitted.as_slice();
+        let same_as_submitted = submitted
+            .as_ref()
+            .is_some_and(|submitted| held_body.as_slice() == submitted.as_slice());
         let entry = ErrorArchiveEntry {
             step,
             stored_at: super::now_millis(),
