@@ -15,6 +15,7 @@ const WITHIN: Duration = Duration::from_secs(20);
 
 fn fast_polls(config: &mut sluice::config::Config) {
     config.cluster.plugin_poll_millis = 50;
+    config.cluster.webhook_poll_millis = 50;
 }
 
 /// Waits until `holds` is true, failing with `what` after [`WITHIN`].
@@ -505,9 +506,10 @@ fn a_message_a_dead_node_left_in_the_spool_is_run_by_a_live_one() {
     assert_eq!(done.status, MessageStatus::Processed, "{done:?}");
 }
 
-/// An endpoint registered through one node gets the events another node records (each node
-/// opened the database itself, so neither hears of the other's endpoints in memory), and each
-/// event once, though both nodes' dispatchers work the queue of calls.
+/// An endpoint registered through one node gets the events another node records once that
+/// node has looked for new endpoints (each node opened the database itself, so neither hears
+/// of the other's endpoints in memory), and each event once, though both nodes' dispatchers
+/// work the queue of calls.
 #[test]
 fn an_endpoint_made_through_one_node_gets_the_events_another_node_records_once() {
     use crate::util::receiver::Receiver;
@@ -536,6 +538,8 @@ fn an_endpoint_made_through_one_node_gets_the_events_another_node_records_once()
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+    // The second node looks every 50 ms: twenty looks' time.
+    std::thread::sleep(Duration::from_secs(1));
     let id = with_token_of(&second, &api).submit(serde_json::json!({
         "messageType": "EMAIL",
         "senderAddress": "app@shop.example",
