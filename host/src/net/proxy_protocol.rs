@@ -127,7 +127,7 @@ pub async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Header,
 
 /// Parses a version-1 header: `PROXY TCP4 <source> <destination> <source port> <destination
 /// port>\r\n`, `TCP6` alike, or `PROXY UNKNOWN` and anything up to the CRLF.
-pub fn parse_v1(line: &[u8]) -> Result<Header, HeaderError> {
+fn parse_v1(line: &[u8]) -> Result<Header, HeaderError> {
     let text = line
         .strip_suffix(b"\r\n")
         .ok_or(HeaderError::Malformed("version 1 header without CRLF"))?;
@@ -188,11 +188,7 @@ fn v1_port(text: &str) -> Result<u16, HeaderError> {
 
 /// Parses what follows a version-2 header's signature: its version and command byte, its
 /// family and transport byte, and the `body` its length gave.
-pub fn parse_v2(
-    version_command: u8,
-    family_transport: u8,
-    body: &[u8],
-) -> Result<Header, HeaderError> {
+fn parse_v2(version_command: u8, family_transport: u8, body: &[u8]) -> Result<Header, HeaderError> {
     if version_command >> 4 != 2 {
         return Err(HeaderError::Malformed(
             "version 2 signature with another version",
