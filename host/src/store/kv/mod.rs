@@ -528,8 +528,8 @@ impl<K: Key, V: Column> Table<'_, K, V> {
         }
     }
 
-    /// Puts `value` under `key` unless an entry is there (or, on PostgreSQL, is being put
-    /// there by a transaction still running: this waits for its end); returns whether it did.
+    /// Puts `value` under `key` unless an entry is there (or, on PostgreSQL, another running
+    /// transaction has sent a put there: this waits for its end); returns whether it did.
     pub fn insert_if_absent<'k, 'v>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
@@ -559,7 +559,8 @@ impl<K: Key, V: Column> Table<'_, K, V> {
     }
 
     /// Removes the entry under `key`, if any (on PostgreSQL sent with the transaction's next
-    /// statement or its commit, as puts are): [`Table::remove`] without the old value.
+    /// statement reading the table, or its commit, as puts are): [`Table::remove`] without
+    /// the old value.
     pub fn delete<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<(), StoreError> {
         match self {
             Self::Redb(table) => table.remove(key).map(drop).map_err(Into::into),

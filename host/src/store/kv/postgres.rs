@@ -614,10 +614,13 @@ impl Connection {
 /// parses, plans and runs one statement instead of one per table and kind: the cost of a
 /// statement is mostly its own, not its rows'). None when nothing waits.
 ///
-/// Tables in name order, keys in key order, so two transactions writing the same rows lock
-/// them in the same order. A table's puts and deletes are of different keys (the last write
-/// of each key is kept), so no row is changed twice by the statement, which PostgreSQL
-/// refuses.
+/// Tables are written in name order and keys in key order. PostgreSQL runs the `WITH`
+/// queries in an order it does not promise (today the last written first), but the same
+/// for every such statement, so two transactions' write statements still lock the rows
+/// they share in one order; a transaction that sent one table's writes earlier (it read
+/// that table) may lock in another, and a deadlock that follows is retried as a conflict.
+/// A table's puts and deletes are of different keys (the last write of each key is kept),
+/// so no row is changed twice by the statement, which PostgreSQL refuses.
 fn writes_statement(
     mut tables: Vec<(&'static str, TableWrites)>,
 ) -> Option<(String, Vec<Vec<Vec<u8>>>)> {
