@@ -956,21 +956,39 @@ mod tests {
     use super::*;
     use crate::store::backends::{TestPlace, on_both_backends};
 
+    /// An endpoint of `account_id` taking every event.
+    fn endpoint_for(account_id: u64, secret: &str) -> WebhookEndpoint {
+        WebhookEndpoint {
+            id: 0,
+            account_id,
+            url: "https://hooks.example/in".into(),
+            event_types: Vec::new(),
+            description: None,
+            secret: secret.into(),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    /// Spools one small message of `account_id` and returns its record.
+    async fn spool_one(store: &Store, account_id: u64) -> MessageRecord {
+        let message = crate::store::tests::record(account_id, "hooked");
+        store
+            .spool(vec![crate::store::NewMessage {
+                record: message.clone(),
+                body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+            }])
+            .await
+            .unwrap();
+        message
+    }
+
     on_both_backends!(a_change_to_an_endpoint_keeps_what_another_change_wrote_meanwhile);
     async fn a_change_to_an_endpoint_keeps_what_another_change_wrote_meanwhile(place: TestPlace) {
         let store = place.open();
         let account = store.create_account("tenant").await.unwrap();
         let endpoint = store
-            .create_webhook(WebhookEndpoint {
-                id: 0,
-                account_id: account.id,
-                url: "https://hooks.example/in".into(),
-                event_types: Vec::new(),
-                description: None,
-                secret: "first".into(),
-                created_at: 1,
-                updated_at: 1,
-            })
+            .create_webhook(endpoint_for(account.id, "first"))
             .await
             .unwrap();
         // A secret rotated, then a rule written by a caller that read the endpoint before.
@@ -1004,26 +1022,10 @@ mod tests {
         let store = place.open();
         let account = store.create_account("tenant").await.unwrap();
         store
-            .create_webhook(WebhookEndpoint {
-                id: 0,
-                account_id: account.id,
-                url: "https://hooks.example/in".into(),
-                event_types: Vec::new(),
-                description: None,
-                secret: "s".into(),
-                created_at: 1,
-                updated_at: 1,
-            })
+            .create_webhook(endpoint_for(account.id, "s"))
             .await
             .unwrap();
-        let message = crate::store::tests::record(account.id, "hooked");
-        store
-            .spool(vec![crate::store::NewMessage {
-                record: message.clone(),
-                body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
-            }])
-            .await
-            .unwrap();
+        let message = spool_one(&store, account.id).await;
         for kind in [EventKind::Processed, EventKind::Delivered] {
             let event = Event {
                 kind,
@@ -1096,26 +1098,10 @@ mod tests {
         let account = this_node.create_account("tenant").await.unwrap();
         assert!(!this_node.refresh_webhook_accounts().unwrap());
         other_node
-            .create_webhook(WebhookEndpoint {
-                id: 0,
-                account_id: account.id,
-                url: "https://hooks.example/in".into(),
-                event_types: Vec::new(),
-                description: None,
-                secret: "s".into(),
-                created_at: 1,
-                updated_at: 1,
-            })
+            .create_webhook(endpoint_for(account.id, "s"))
             .await
             .unwrap();
-        let message = crate::store::tests::record(account.id, "hooked");
-        this_node
-            .spool(vec![crate::store::NewMessage {
-                record: message.clone(),
-                body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
-            }])
-            .await
-            .unwrap();
+        let message = spool_one(&this_node, account.id).await;
         let append = |kind| {
             let event = Event {
                 kind,
