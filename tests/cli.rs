@@ -138,13 +138,17 @@ fn run_can_repeat_a_call_and_report_its_times() {
         ],
         &input,
     );
+    // With --json a failed call is reported on stdout, not stderr.
     assert!(
         output.status.success(),
-        "{}",
+        "{}\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["timing"]["calls"], 5);
+    assert!(report["cpu_us"].as_u64().unwrap() > 0, "{report}");
     let median = report["timing"]["median_us"].as_u64().unwrap();
     let p99 = report["timing"]["p99_us"].as_u64().unwrap();
     assert!(median <= p99, "{report}");

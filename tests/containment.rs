@@ -39,15 +39,16 @@ fn a_trap_fails_the_step_as_a_trap() {
 }
 
 #[test]
-fn an_endless_loop_is_stopped_at_the_deadline() {
+fn an_endless_loop_is_stopped_when_its_cpu_time_is_used_up() {
     let runtime = runtime(RuntimeLimits {
-        deadline: Duration::from_millis(50),
+        cpu_budget: Duration::from_millis(50),
         ..test_limits()
     });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let started = Instant::now();
     let failure = failure(&plugin, r#"{"behaviour": "loop"}"#);
-    assert_eq!(failure, StepFailure::Timeout(Duration::from_millis(50)));
+    assert_eq!(failure, StepFailure::CpuTime(Duration::from_millis(50)));
+    assert_eq!(failure.code(), "timeout");
     // Generous bound: only shows the loop was cut off, not how precisely.
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_still_serving(&plugin);
@@ -60,6 +61,7 @@ fn a_memory_bomb_hits_the_memory_cap() {
         // Growing to the cap takes longer than the default deadline on a loaded machine, and
         // this test is about the cap, not the clock.
         deadline: Duration::from_secs(20),
+        cpu_budget: Duration::from_secs(20),
         ..test_limits()
     });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
@@ -267,7 +269,7 @@ fn step_errors_do_not_count_towards_disabling() {
 #[test]
 fn failures_on_some_threads_do_not_disturb_calls_on_others() {
     let runtime = runtime(RuntimeLimits {
-        deadline: Duration::from_millis(50),
+        cpu_budget: Duration::from_millis(50),
         failures_before_disable: 0,
         ..test_limits()
     });
@@ -347,7 +349,8 @@ fn a_step_that_sleeps_is_stopped_at_its_deadline_not_at_the_end_of_its_sleep() {
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let started = Instant::now();
     let failure = failure(&plugin, r#"{"behaviour": "sleep", "millis": 30000}"#);
-    assert_eq!(failure, StepFailure::Timeout(Duration::from_millis(100)));
+    // A sleep uses no CPU time: the wall-clock deadline is what ends it.
+    assert_eq!(failure, StepFailure::Timeout(test_limits().deadline));
     // Far above the deadline, far below the sleep: the wait in the host was cut short.
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -393,6 +396,77 @@ fn many_sleeping_steps_at_once_end_together_at_their_deadline() {
     }
 }
 
+/// Rounds of the `work` behaviour that take about `target` of CPU time in this build.
+fn rounds_for(plugin: &Plugin, target: Duration) -> u64 {
+    const PROBE: u64 = 2_000_000;
+    let probe = format!(r#"{{"behaviour": "work", "rounds": {PROBE}}}"#);
+    // The quickest of a few calls: the first pays for what later ones reuse.
+    let cpu = (0..3)
+        .map(|_| {
+            plugin
+                .run(&message("plain.eml"), &probe)
+                .unwrap()
+                .report
+                .cpu
+        })
+        .min()
+        .unwrap();
+    assert!(cpu > Duration::ZERO, "the call's CPU time is measured");
+    (PROBE as f64 * target.as_secs_f64() / cpu.as_secs_f64()).max(1.0) as u64
+}
+
+#[test]
+fn steps_that_wait_their_turn_are_charged_their_own_cpu_time_not_the_wait() {
+    // Eight calls on one thread, each needing about a third of its CPU time: run together
+    // they take far longer than the budget by the clock, and every one still succeeds.
+    let limits = RuntimeLimits {
+        cpu_budget: Duration::from_millis(100),
+        deadline: Duration::from_secs(30),
+        ..test_limits()
+    };
+    let runtime = runtime(limits.clone());
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
+    let rounds = rounds_for(&plugin, Duration::from_millis(30));
+    let work = format!(r#"{{"behaviour": "work", "rounds": {rounds}}}"#);
+    let started = Instant::now();
+    let runs = block_on(async {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let plugin = std::sync::Arc::clone(&plugin);
+            let work = work.clone();
+            calls.spawn(async move {
+                let input = message("plain.eml");
+                plugin.run_in(&input, &work, None).await
+            });
+        }
+        calls.join_all().await
+    });
+    let together = started.elapsed();
+    assert!(
+        together > limits.cpu_budget,
+        "the calls did not outlast the budget together ({together:?}): nothing was shown"
+    );
+    let mut outlasted = 0;
+    for run in runs {
+        let run = run.unwrap_or_else(|failed| panic!("{}", failed.failure));
+        assert!(run.report.cpu < limits.cpu_budget, "{:?}", run.report.cpu);
+        assert!(run.message.header("X-Worked").is_some());
+        outlasted += usize::from(run.report.elapsed > limits.cpu_budget);
+    }
+    // Calls took turns: some lasted longer by the clock than their CPU time allows.
+    assert!(outlasted > 0, "no call outlasted the budget by the clock");
+
+    // The same work ten times over is more than the budget, however quickly it runs.
+    let too_much = format!(r#"{{"behaviour": "work", "rounds": {}}}"#, rounds * 10);
+    let failed = plugin.run(&message("plain.eml"), &too_much).unwrap_err();
+    assert_eq!(failed.failure, StepFailure::CpuTime(limits.cpu_budget));
+    assert!(
+        failed.report.cpu >= limits.cpu_budget,
+        "{:?}",
+        failed.report.cpu
+    );
+}
+
 #[test]
 fn output_past_the_stdio_cap_is_cut_not_a_fault() {
     let runtime = runtime(test_limits());
@@ -433,6 +507,7 @@ fn a_long_hold_reason_is_cut_and_says_so() {
     // default deadline would end the call before the cut is tested.
     let runtime = runtime(RuntimeLimits {
         deadline: Duration::from_secs(5),
+        cpu_budget: Duration::from_secs(5),
         ..test_limits()
     });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
@@ -486,6 +561,7 @@ fn a_huge_argument_to_a_host_call_is_refused_before_any_work() {
     let runtime = runtime(RuntimeLimits {
         max_message_bytes: 1 << 20,
         deadline: Duration::from_secs(20),
+        cpu_budget: Duration::from_secs(20),
         ..test_limits()
     });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);

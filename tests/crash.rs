@@ -36,7 +36,7 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
         &config,
         format!(
             "pipeline_workers = 1\n[smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
-             [runtime]\ndeadline = 5000\n[delivery]\nenabled = false\n[inbound]\nlisten = \"127.0.0.1:0\"\n\
+             [runtime]\ndeadline = 5000\ncpu_budget = 5000\n[delivery]\nenabled = false\n[inbound]\nlisten = \"127.0.0.1:0\"\n\
              [dashboard]\nlisten = \"127.0.0.1:0\"\n{store}"
         ),
     )
@@ -95,7 +95,8 @@ fn acknowledged_messages_survive_sigkill_and_continue_their_flow() {
     // After a restart every acknowledged message is there and goes through its flow.
     // A generous deadline: a loaded test machine must not turn the slow step into a timeout.
     let restarted = TestServer::start_in(dir, |config| {
-        config.runtime.deadline = Duration::from_secs(5)
+        config.runtime.deadline = Duration::from_secs(5);
+        config.runtime.cpu_budget = Duration::from_secs(5);
     });
     let still_spooled_at_start = restarted.store().spooled().unwrap().len();
     for id in &acknowledged {

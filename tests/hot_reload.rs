@@ -37,6 +37,7 @@ fn plugins_are_hot_swapped_while_calls_are_in_flight() {
 
     let runtime = runtime(RuntimeLimits {
         deadline: Duration::from_secs(20),
+        cpu_budget: Duration::from_secs(20),
         ..test_limits()
     });
     let registry = PluginRegistry::new();

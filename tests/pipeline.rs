@@ -13,6 +13,7 @@ fn a_full_instance_pool_delays_messages_instead_of_holding_them() {
     let server = TestServer::start(|config| {
         config.runtime.concurrent_calls = 1;
         config.runtime.deadline = std::time::Duration::from_secs(5);
+        config.runtime.cpu_budget = std::time::Duration::from_secs(5);
         config.pipeline_workers = 4;
     });
     let step = server.upload_guest(guests::TEST_MISBEHAVE);

@@ -44,6 +44,7 @@ fn main() {
     // time, not the deadline.
     let limits = RuntimeLimits {
         deadline: Duration::from_secs(5),
+        cpu_budget: Duration::from_secs(5),
         ..RuntimeLimits::default()
     };
     let plugins_runtime = PluginRuntime::new(limits, None).expect("runtime");

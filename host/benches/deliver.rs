@@ -43,6 +43,7 @@ fn main() {
         // A busy machine must not hold messages on the default 100 ms step deadline: the
         // bench measures throughput, not the deadline.
         config.runtime.deadline = Duration::from_secs(5);
+        config.runtime.cpu_budget = Duration::from_secs(5);
     }
     let server = runtime
         .block_on(Server::start(config))

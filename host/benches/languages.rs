@@ -161,6 +161,7 @@ fn measure(source: &Source, message: &Message, options: &Options) -> Result<Figu
     let defaults = RuntimeLimits::default();
     let limits = RuntimeLimits {
         deadline: Duration::from_secs(5),
+        cpu_budget: Duration::from_secs(5),
         concurrent_calls: options
             .concurrent_calls
             .unwrap_or(defaults.concurrent_calls),

@@ -271,6 +271,7 @@ fn run_step(
             })),
             "changed": output.map(|output| output.to_bytes() != message.to_bytes()),
             "elapsed_us": report.elapsed.as_micros() as u64,
+            "cpu_us": report.cpu.as_micros() as u64,
             "fuel_consumed": report.fuel_consumed,
             "logs": report.logs,
             "timing": timing.as_ref().map(CallTimes::to_json),

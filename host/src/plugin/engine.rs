@@ -22,7 +22,8 @@ use super::state::StepState;
 ///
 /// Calls are async so that a call's deadline is a wall-clock bound on all of it: a step that
 /// waits in a host call (a WASI sleep, a poll) is a future that the deadline's timeout drops,
-/// and a step that computes yields to the executor at every epoch tick.
+/// and a step that computes yields to the executor at every epoch tick, where its CPU time
+/// is checked too.
 pub(crate) fn build(limits: &RuntimeLimits) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);

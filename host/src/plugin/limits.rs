@@ -8,11 +8,17 @@ use std::time::Duration;
 pub struct RuntimeLimits {
     /// Linear memory a step may grow to, in bytes.
     pub memory_bytes: usize,
-    /// Wall time one call may take, instantiation and waits in host calls included.
+    /// Wall time one call may take, instantiation and waits in host calls included: what
+    /// bounds a step that waits (a sleep) and a call the machine is too busy to run.
     #[serde(with = "millis")]
     pub deadline: Duration,
+    /// CPU time one call may use: instantiation, the step's code and host calls made for it.
+    /// Time spent waiting for the executor or the operating system does not count, so a busy
+    /// host does not turn a step's ordinary work into a timeout.
+    #[serde(with = "millis")]
+    pub cpu_budget: Duration,
     /// How often the deadline clock ticks: a computing step yields to other work and checks
-    /// its deadline at every tick.
+    /// its deadline and CPU budget at every tick.
     #[serde(with = "millis")]
     pub epoch_tick: Duration,
     /// When set, each call gets this much fuel (about one unit per wasm instruction) and its
@@ -70,7 +76,8 @@ impl Default for RuntimeLimits {
     fn default() -> Self {
         Self {
             memory_bytes: 64 << 20,
-            deadline: Duration::from_millis(100),
+            deadline: Duration::from_secs(1),
+            cpu_budget: Duration::from_millis(100),
             epoch_tick: Duration::from_millis(5),
             fuel: None,
             max_message_bytes: 25 << 20,

@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod cache;
 pub mod classifier;
 mod contract;
+mod cpu;
 mod denial;
 mod engine;
 mod health;
@@ -99,6 +100,9 @@ pub enum StepFailure {
     /// The step ran past its wall-time deadline.
     #[error("the step ran past its deadline of {0:?}")]
     Timeout(Duration),
+    /// The step used up its CPU time.
+    #[error("the step used up its CPU time of {0:?}")]
+    CpuTime(Duration),
     /// The step tried to grow its memory past the cap.
     #[error("the step hit its memory limit of {0} bytes")]
     MemoryLimit(usize),
@@ -139,7 +143,7 @@ impl StepFailure {
         match self {
             StepFailure::Step(error) => error.code(),
             StepFailure::Trap(_) => "trap",
-            StepFailure::Timeout(_) => "timeout",
+            StepFailure::Timeout(_) | StepFailure::CpuTime(_) => "timeout",
             StepFailure::MemoryLimit(_) => "memory-limit",
             StepFailure::FuelExhausted(_) => "fuel-exhausted",
             StepFailure::InvalidOutput(_) => "invalid-output",
@@ -159,6 +163,7 @@ impl StepFailure {
             self,
             StepFailure::Trap(_)
                 | StepFailure::Timeout(_)
+                | StepFailure::CpuTime(_)
                 | StepFailure::MemoryLimit(_)
                 | StepFailure::FuelExhausted(_)
                 | StepFailure::InvalidOutput(_)
@@ -174,6 +179,8 @@ impl StepFailure {
 pub struct StepReport {
     /// Wall time of the call, instantiation included.
     pub elapsed: Duration,
+    /// CPU time of the call: what counts against its budget.
+    pub cpu: Duration,
     /// Fuel consumed, when fuel metering is on.
     pub fuel_consumed: Option<u64>,
     /// What the step logged, then its captured stdout/stderr.
@@ -573,6 +580,7 @@ impl Plugin {
             .map(|fuel| fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
         let report = StepReport {
             elapsed: started.elapsed(),
+            cpu: store.data().cpu.used(),
             fuel_consumed,
             logs: store.data_mut().finish_logs(),
         };
@@ -653,10 +661,11 @@ impl PluginRuntime {
         let mut store = Store::new(&self.engine, StepState::new(limits, context));
         store.limiter(|state| &mut state.memory);
         let deadline_at = store.data().deadline_at();
+        let cpu = Arc::clone(&store.data().cpu);
         // Computing code yields to the executor at every tick, so other calls and the
-        // deadline's timer run; past the deadline it traps.
+        // deadline's timer run; past the deadline or its CPU time it traps.
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline_at {
+            if Instant::now() >= deadline_at || cpu.exhausted() {
                 Err(wasmtime::Error::new(Trap::Interrupt))
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -671,7 +680,8 @@ impl PluginRuntime {
     }
 
     /// Runs a call on the store and ends it at the store's deadline, wherever it is: a guest
-    /// waiting in a host future is dropped there, one computing traps at its next tick.
+    /// waiting in a host future is dropped there, one computing traps at its next tick. Each
+    /// poll of the call is timed on its thread's CPU clock.
     async fn within_deadline<'s, T, F>(
         &self,
         store: &'s mut Store<StepState>,
@@ -681,7 +691,10 @@ impl PluginRuntime {
         F: Future<Output = Result<T, StepFailure>> + 's,
     {
         let deadline_at = tokio::time::Instant::from_std(store.data().deadline_at());
-        tokio::time::timeout_at(deadline_at, call(store))
+        let cpu = Arc::clone(&store.data().cpu);
+        let mut call = std::pin::pin!(call(store));
+        let metered = std::future::poll_fn(|context| cpu.poll(|| call.as_mut().poll(context)));
+        tokio::time::timeout_at(deadline_at, metered)
             .await
             .unwrap_or(Err(StepFailure::Timeout(self.limits.deadline)))
     }
@@ -701,7 +714,14 @@ impl PluginRuntime {
             return StepFailure::Denied(denied.clone());
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => return StepFailure::Timeout(limits.deadline),
+            Some(Trap::Interrupt) => {
+                let cpu = &store.data().cpu;
+                return if cpu.exhausted() {
+                    StepFailure::CpuTime(cpu.budget())
+                } else {
+                    StepFailure::Timeout(limits.deadline)
+                };
+            }
             Some(Trap::OutOfFuel) => return StepFailure::FuelExhausted(limits.fuel.unwrap_or(0)),
             Some(Trap::StackOverflow) => {
                 return StepFailure::StackOverflow(trap_summary(&error));

@@ -7,6 +7,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::cpu::CpuMeter;
 use super::limits::RuntimeLimits;
 use super::stdio::CapturedOutput;
 use crate::message::{Message, MessageError};
@@ -44,10 +45,12 @@ impl MessageDraft {
     }
 
     /// [`MessageDraft::edit`] for edits that rebuild the message: on a large message it runs
-    /// on a blocking thread and is awaited, so the call's deadline can drop the wait (the
-    /// abandoned edit finishes in the background and is thrown away).
+    /// on a blocking thread and is awaited for at most what is left of the call's CPU time,
+    /// the wait charged to it (the work is the call's, done elsewhere); an edit still running
+    /// then ends the call as a timeout, and finishes in the background to be thrown away.
     pub(super) async fn edit_rebuilding<T: Send + 'static>(
         &mut self,
+        cpu: &CpuMeter,
         input_bytes: usize,
         change: impl FnOnce(&mut Message) -> Result<T, MessageError> + Send + 'static,
     ) -> wasmtime::Result<Result<T, MessageError>> {
@@ -56,7 +59,7 @@ impl MessageDraft {
         }
         let mut scratch = self.message.clone();
         let max_bytes = self.max_bytes;
-        let edited = tokio::task::spawn_blocking(move || {
+        let edit = tokio::task::spawn_blocking(move || {
             let value = change(&mut scratch)?;
             let size = scratch.size();
             if size > max_bytes {
@@ -66,9 +69,13 @@ impl MessageDraft {
                 });
             }
             Ok((scratch, value))
-        })
-        .await
-        .map_err(|error| wasmtime::format_err!("the edit failed in the host: {error}"))?;
+        });
+        let waited_from = Instant::now();
+        let edited = tokio::time::timeout(cpu.remaining(), edit).await;
+        cpu.charge(waited_from.elapsed());
+        let edited = edited
+            .map_err(|_| wasmtime::Error::new(wasmtime::Trap::Interrupt))?
+            .map_err(|error| wasmtime::format_err!("the edit failed in the host: {error}"))?;
         Ok(edited.map(|(message, value)| {
             self.message = message;
             value
@@ -242,6 +249,8 @@ pub(crate) struct StepState {
     /// When the call's deadline passes: host calls that do real work check it first, so a
     /// step cannot chain them past its deadline.
     deadline_at: Instant,
+    /// The CPU time the call has used, checked with the deadline.
+    pub(crate) cpu: Arc<CpuMeter>,
 }
 
 impl StepState {
@@ -272,6 +281,7 @@ impl StepState {
             context,
             effects: StepEffects::default(),
             deadline_at: Instant::now() + limits.deadline,
+            cpu: Arc::new(CpuMeter::new(limits.cpu_budget)),
         }
     }
 
@@ -280,9 +290,9 @@ impl StepState {
         self.deadline_at
     }
 
-    /// Ends the call as a timeout when its deadline has passed.
+    /// Ends the call as a timeout when its deadline has passed or its CPU time is used up.
     pub(super) fn check_deadline(&self) -> wasmtime::Result<()> {
-        if Instant::now() >= self.deadline_at {
+        if Instant::now() >= self.deadline_at || self.cpu.exhausted() {
             return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
         }
         Ok(())

@@ -133,6 +133,8 @@ macro_rules! log_and_returned {
 mod v0_1;
 mod v0_2;
 
+use std::sync::Arc;
+
 use wasmtime::component::Resource;
 
 use super::state::{ArchiveRequest, MAX_RETENTION_DAYS, MessageDraft, StepState, TemplateParts};
@@ -199,22 +201,24 @@ fn append_header(
 }
 
 async fn set_html(state: &mut StepState, msg: &Resource<MessageDraft>, html: String) -> Edit<()> {
+    let cpu = Arc::clone(&state.cpu);
     let draft = state.draft_mut(msg)?;
     if let Err(refused) = draft.check_input(html.len()) {
         return Ok(Err(refused));
     }
     draft
-        .edit_rebuilding(html.len(), move |message| message.set_html(&html))
+        .edit_rebuilding(&cpu, html.len(), move |message| message.set_html(&html))
         .await
 }
 
 async fn set_text(state: &mut StepState, msg: &Resource<MessageDraft>, text: String) -> Edit<()> {
+    let cpu = Arc::clone(&state.cpu);
     let draft = state.draft_mut(msg)?;
     if let Err(refused) = draft.check_input(text.len()) {
         return Ok(Err(refused));
     }
     draft
-        .edit_rebuilding(text.len(), move |message| message.set_text(&text))
+        .edit_rebuilding(&cpu, text.len(), move |message| message.set_text(&text))
         .await
 }
 
@@ -223,13 +227,16 @@ async fn add_attachment(
     msg: &Resource<MessageDraft>,
     attachment: NewAttachment,
 ) -> Edit<()> {
+    let cpu = Arc::clone(&state.cpu);
     let draft = state.draft_mut(msg)?;
     let size = attachment.content.len();
     if let Err(refused) = draft.check_input(size) {
         return Ok(Err(refused));
     }
     draft
-        .edit_rebuilding(size, move |message| message.add_attachment(attachment))
+        .edit_rebuilding(&cpu, size, move |message| {
+            message.add_attachment(attachment)
+        })
         .await
 }
 
@@ -239,9 +246,12 @@ async fn remove_attachment(
     msg: &Resource<MessageDraft>,
     index: u32,
 ) -> Edit<bool> {
+    let cpu = Arc::clone(&state.cpu);
     state
         .draft_mut(msg)?
-        .edit_rebuilding(0, move |message| message.remove_attachment(index as usize))
+        .edit_rebuilding(&cpu, 0, move |message| {
+            message.remove_attachment(index as usize)
+        })
         .await
 }
 
@@ -251,13 +261,14 @@ fn raw(state: &mut StepState, msg: &Resource<MessageDraft>) -> wasmtime::Result<
 }
 
 async fn set_raw(state: &mut StepState, msg: &Resource<MessageDraft>, raw: Vec<u8>) -> Edit<()> {
+    let cpu = Arc::clone(&state.cpu);
     let draft = state.draft_mut(msg)?;
     let size = raw.len();
     if let Err(refused) = draft.check_input(size) {
         return Ok(Err(refused));
     }
     draft
-        .edit_rebuilding(size, move |message| message.set_raw(raw))
+        .edit_rebuilding(&cpu, size, move |message| message.set_raw(raw))
         .await
 }
 

@@ -22,6 +22,9 @@ enum Behaviour {
     SetHeaderThenFail,
     /// Busy-waits this long (by the host clock), then marks the message with `version`.
     Busy { millis: u64, version: String },
+    /// Computes for this many rounds (a fixed amount of work, whatever the clock says), then
+    /// marks the message with the result in `X-Worked`.
+    Work { rounds: u64 },
     /// Never returns.
     Loop,
     /// Allocates and touches memory until it runs out.
@@ -98,6 +101,13 @@ impl Flowstep for Misbehave {
                     std::hint::spin_loop();
                 }
                 message.set_header("X-Version", &version)?;
+            }
+            Behaviour::Work { rounds } => {
+                let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+                for round in 0..rounds {
+                    state = std::hint::black_box(state.rotate_left(5) ^ round).wrapping_mul(31);
+                }
+                message.set_header("X-Worked", &state.to_string())?;
             }
             Behaviour::Loop => loop {
                 std::hint::spin_loop();
