@@ -147,6 +147,103 @@ pub fn test_config(dir: &Path) -> sluice::config::Config {
     config
 }
 
+/// The compiled-code cache of the first server this process started, once it has started:
+/// each server compiles the built-in steps into its own data folder, which costs a debug
+/// build more than a second of CPU per start, so later servers start from a copy of it (the
+/// cache's own key comes with it, so its entries are read as the server's own).
+static COMPILED_CACHE_SEED: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+/// The compiled-code cache folder of a server on data folder `dir`.
+fn config_cache_path(dir: &Path) -> PathBuf {
+    test_config(dir).compiled_cache_path()
+}
+
+/// Copies the seed into a new server's cache folder (none yet: a data folder a server ran on
+/// keeps its own).
+fn seed_compiled_cache(cache: &Path) {
+    let Some(seed) = COMPILED_CACHE_SEED.get() else {
+        return;
+    };
+    if cache.exists() {
+        return;
+    }
+    copy_folder(seed.path(), cache).unwrap();
+}
+
+/// Keeps the first started server's compiled-code cache as the seed.
+fn keep_compiled_cache(cache: &Path) {
+    if COMPILED_CACHE_SEED.get().is_some() {
+        return;
+    }
+    let seed = tempfile::tempdir().unwrap();
+    copy_folder(cache, seed.path()).unwrap();
+    // Another server may have set it meanwhile: either copy serves.
+    let _ = COMPILED_CACHE_SEED.set(seed);
+}
+
+/// The `keys` folder (master key, sealed platform DKIM key) of the first server this process
+/// started on a new platform with the test configuration's DKIM settings: making an RSA-2048
+/// key costs a debug build about a tenth of a second at every start, so later new platforms
+/// start from a copy (each still has its own store and the keys made in it).
+static KEYS_SEED: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+/// Whether a server with `config` would make the same keys as the seed's (the platform key's
+/// algorithm, selector and domain, and the master key's place, as in the test configuration).
+fn keys_are_seedable(config: &sluice::config::Config) -> bool {
+    let usual = test_config(Path::new("")).dkim;
+    config.dkim.platform_algorithm == usual.platform_algorithm
+        && config.dkim.platform_selector == usual.platform_selector
+        && config.dkim.platform_domain == usual.platform_domain
+        && config.dkim.master_key_file == usual.master_key_file
+}
+
+fn seed_keys(dir: &Path) {
+    let keys = dir.join("keys");
+    if let Some(seed) = KEYS_SEED.get()
+        && !keys.exists()
+    {
+        copy_folder(seed.path(), &keys).unwrap();
+    }
+}
+
+/// Keeps a new platform's master key and, beside it, its platform DKIM key as the store holds
+/// it (sealed under that master key): a start that finds the file there stores it instead of
+/// making a key.
+fn keep_keys(dir: &Path, store: &sluice::store::Store) {
+    if KEYS_SEED.get().is_some() {
+        return;
+    }
+    let dkim = test_config(Path::new("")).dkim;
+    let (domain, selector) = (dkim.platform_domain, dkim.platform_selector);
+    let Some(platform_key) = store
+        .shared_secret(&format!("platform:{domain}:{selector}"))
+        .unwrap()
+    else {
+        return;
+    };
+    let seed = tempfile::tempdir().unwrap();
+    copy_folder(&dir.join("keys"), seed.path()).unwrap();
+    let file = seed
+        .path()
+        .join(format!("platform-{domain}-{selector}.sealed"));
+    std::fs::write(file, platform_key).unwrap();
+    let _ = KEYS_SEED.set(seed);
+}
+
+fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_folder(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// A server started in this process on a free loopback port, with its own data folder, and
 /// its store in that folder's redb file, or, with `SLUICE_TEST_STORE=postgres`, in a fresh
 /// PostgreSQL database of its own (so the end-to-end tests run on either backend).
@@ -238,6 +335,7 @@ impl TestServer {
         adjust: impl FnOnce(&mut sluice::config::Config),
     ) -> anyhow::Result<Self> {
         let mut config = test_config(dir.path());
+        seed_compiled_cache(&config.compiled_cache_path());
         // One more node over another server's store uses that server's database.
         let database = match store {
             Some(_) => None,
@@ -245,6 +343,11 @@ impl TestServer {
         };
         config.store.url = database.as_ref().map(|database| database.url().to_string());
         adjust(&mut config);
+        // A new platform's keys; one more node of a platform has its own (copied) master key.
+        let seeds_keys = store.is_none() && keys_are_seedable(&config);
+        if seeds_keys {
+            seed_keys(dir.path());
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -256,6 +359,10 @@ impl TestServer {
                 None => sluice::server::Server::start(config).await,
             }
         })?;
+        keep_compiled_cache(&config_cache_path(dir.path()));
+        if seeds_keys {
+            keep_keys(dir.path(), &server.store);
+        }
         Ok(Self {
             server,
             runtime,
