@@ -256,7 +256,7 @@ fn run_step(
 
     let (report, outcome, output, failure) = match &result {
         Ok(run) => (&run.report, Some(&run.outcome), Some(&run.message), None),
-        Err(failed) => (&failed.report, None, None, Some(&failed.failure)),
+        Err(failed) => (&*failed.report, None, None, Some(&failed.failure)),
     };
     if json {
         let value = serde_json::json!({

@@ -686,7 +686,10 @@ impl Pipeline {
                         return Err(FlowError::Busy(reason));
                     }
                     let code = failure.code();
-                    result_of_step(StepResultOutcome::Failed(code.into()), Some(&failed.report));
+                    result_of_step(
+                        StepResultOutcome::Failed(code.into()),
+                        Some(&*failed.report),
+                    );
                     events.push(error_event(format!("step {number} ({code}): {failure}")));
                     let reason = format!("step {number} failed: {code}");
                     return Ok(FlowRun::held(Some(flow_id), events, reason)

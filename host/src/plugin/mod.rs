@@ -205,8 +205,8 @@ pub struct StepRun {
 pub struct StepFailed {
     /// What went wrong.
     pub failure: StepFailure,
-    /// Measurements and logs up to the failure.
-    pub report: StepReport,
+    /// Measurements and logs up to the failure (boxed: failures travel in `Result`s).
+    pub report: Box<StepReport>,
     /// True when this failure disabled the plugin for the call's account.
     pub disabled: bool,
 }
@@ -564,7 +564,7 @@ impl Plugin {
                     plugin: self.name.clone(),
                     reason,
                 },
-                report: StepReport::default(),
+                report: Box::default(),
                 disabled: false,
             });
         }
@@ -608,7 +608,7 @@ impl Plugin {
                 }
                 Err(StepFailed {
                     failure,
-                    report,
+                    report: Box::new(report),
                     disabled: disabled.is_some(),
                 })
             }
