@@ -15,7 +15,7 @@ const WITHIN: Duration = Duration::from_secs(20);
 
 fn fast_polls(config: &mut sluice::config::Config) {
     config.cluster.plugin_poll_millis = 50;
-    config.cluster.webhook_poll_millis = 50;
+    config.cluster.change_poll_millis = 50;
 }
 
 /// Waits until `holds` is true, failing with `what` after [`WITHIN`].

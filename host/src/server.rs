@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::api::{self, ApiParts, ApiState};
 use crate::cluster::secrets::{self, SharedKey};
-use crate::cluster::{Leasing, Membership, plugins as plugin_changes, watch_webhook_endpoints};
+use crate::cluster::{Leasing, Membership, plugins as plugin_changes, watch_shared_changes};
 use crate::config::{Config, DemoConfig, RetentionConfig};
 use crate::dashboard::{self, DashboardState};
 use crate::delivery::capture::Capture;
@@ -62,7 +62,7 @@ pub struct Server {
     pub membership: Membership,
     _watch: FolderWatch,
     plugin_changes_task: tokio::task::JoinHandle<()>,
-    webhook_endpoints_task: tokio::task::JoinHandle<()>,
+    shared_changes_task: tokio::task::JoinHandle<()>,
     smtp_task: tokio::task::JoinHandle<()>,
     api_task: tokio::task::JoinHandle<()>,
     dashboard_task: Option<tokio::task::JoinHandle<()>>,
@@ -96,7 +96,7 @@ impl Drop for Server {
         }
         self.webhook_task.abort();
         self.plugin_changes_task.abort();
-        self.webhook_endpoints_task.abort();
+        self.shared_changes_task.abort();
     }
 }
 
@@ -225,8 +225,7 @@ impl Server {
             plugin_changes_seen,
             config.cluster.plugin_poll(),
         );
-        let webhook_endpoints_task =
-            watch_webhook_endpoints(store.clone(), config.cluster.webhook_poll());
+        let shared_changes_task = watch_shared_changes(store.clone(), config.cluster.change_poll());
         let inbound = Inbound::new(
             store.clone(),
             pipeline.clone(),
@@ -318,7 +317,7 @@ impl Server {
             membership,
             _watch: watch,
             plugin_changes_task,
-            webhook_endpoints_task,
+            shared_changes_task,
             smtp_task,
             api_task,
             dashboard_task,

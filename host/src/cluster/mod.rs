@@ -45,9 +45,11 @@ pub struct ClusterConfig {
     pub node_timeout_secs: u64,
     /// Milliseconds between two looks for plugins changed through another node.
     pub plugin_poll_millis: u64,
-    /// Milliseconds between two looks for webhook endpoints added through another node: the
-    /// longest an endpoint added there waits for the events this node records.
-    pub webhook_poll_millis: u64,
+    /// Milliseconds between two looks for changes made through another node to what this node
+    /// keeps copies of: the longest an account's first webhook endpoint waits for the events
+    /// this node records, and a change of flow rules, flows or sender identities waits to be
+    /// used by this node's mail.
+    pub change_poll_millis: u64,
     /// Seconds a node's claim on queued work lasts unless it renews it (it renews every third
     /// of this while the work lasts); work a dead node claimed is taken over after this.
     pub lease_secs: u64,
@@ -60,7 +62,7 @@ impl Default for ClusterConfig {
             heartbeat_secs: 5,
             node_timeout_secs: 30,
             plugin_poll_millis: 1000,
-            webhook_poll_millis: 1000,
+            change_poll_millis: 1000,
             lease_secs: 60,
         }
     }
@@ -87,17 +89,18 @@ impl ClusterConfig {
         Duration::from_millis(self.plugin_poll_millis.max(10))
     }
 
-    /// Between two looks for webhook endpoints added through another node.
-    pub fn webhook_poll(&self) -> Duration {
-        Duration::from_millis(self.webhook_poll_millis.max(10))
+    /// Between two looks for changes made through another node.
+    pub fn change_poll(&self) -> Duration {
+        Duration::from_millis(self.change_poll_millis.max(10))
     }
 }
 
-/// Looks every `every` for webhook endpoints added through another node, until aborted: a
-/// node records events without reading the store's subscriptions for accounts it knows have
-/// no endpoint, and learns of new ones here (on a store no other node shares it hears of
-/// every endpoint as it is made, and this does nothing).
-pub fn watch_webhook_endpoints(store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Looks every `every` for changes made through another node to what this node keeps copies
+/// of, until aborted: which accounts have webhook endpoints (a node records events without
+/// reading the store's subscriptions for accounts it knows have none) and the configuration
+/// every message reads (flow rules, flows, signing identities). On a store no other node
+/// shares, this node hears of every change as it is made, and this does nothing.
+pub fn watch_shared_changes(store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if !store.is_shared() {
             return;
@@ -111,6 +114,12 @@ pub fn watch_webhook_endpoints(store: Store, every: Duration) -> tokio::task::Jo
                 Ok(false) => {}
                 Err(StoreError::Closed) => return,
                 Err(error) => tracing::warn!(%error, "looking for new webhook endpoints failed"),
+            }
+            match store.refresh_configuration() {
+                Ok(true) => tracing::debug!("the configuration changed on the platform"),
+                Ok(false) => {}
+                Err(StoreError::Closed) => return,
+                Err(error) => tracing::warn!(%error, "looking for configuration changes failed"),
             }
         }
     })

@@ -5,14 +5,14 @@ use super::kv::{ReadableTable, TableDefinition};
 use super::model::{SenderIdentity, Template};
 use super::{Store, StoreError, decode, encode, next_id};
 
-pub(super) const IDENTITIES: TableDefinition<u64, &[u8]> = TableDefinition::new("identities");
+pub(super) const IDENTITIES: TableDefinition<u64, &[u8]> = TableDefinition::copied("identities");
 /// (account, domain) → identity id: one identity per domain and account.
 pub(super) const IDENTITY_DOMAINS: TableDefinition<(u64, &str), u64> =
-    TableDefinition::new("identity_domains");
+    TableDefinition::copied("identity_domains");
 /// domain → the identity whose validated DKIM key signs for it: a domain signs for one account
 /// only, the first whose key was found in its DNS.
 pub(super) const DOMAIN_SIGNERS: TableDefinition<&str, u64> =
-    TableDefinition::new("domain_signers");
+    TableDefinition::copied("domain_signers");
 pub(super) const TEMPLATES: TableDefinition<u64, &[u8]> = TableDefinition::new("templates");
 /// (account, name) → template id.
 pub(super) const TEMPLATE_NAMES: TableDefinition<(u64, &str), u64> =
@@ -96,6 +96,19 @@ impl Store {
     /// The account's identity that signs mail from `domain`: one whose DKIM key was validated
     /// and that holds the domain (no other account's identity validated it first).
     pub fn signing_identity(
+        &self,
+        account_id: u64,
+        domain: &str,
+    ) -> Result<Option<SenderIdentity>, StoreError> {
+        // Every message signed reads it: from this node's copy (see `configuration`).
+        let copied = self.copied_signer(account_id, domain, || {
+            self.read_signing_identity(account_id, domain)
+        })?;
+        Ok(copied.map(|identity| SenderIdentity::clone(&identity)))
+    }
+
+    /// [`Store::signing_identity`] as the store holds it now.
+    fn read_signing_identity(
         &self,
         account_id: u64,
         domain: &str,

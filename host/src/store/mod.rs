@@ -11,6 +11,7 @@ mod archive;
 pub(crate) mod backends;
 mod cluster;
 mod compressed;
+mod configuration;
 mod credentials;
 mod deletion;
 mod delivery;
@@ -65,8 +66,8 @@ pub use webhooks::{
 const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
 const SOURCES: TableDefinition<u64, &[u8]> = TableDefinition::new("sources");
 const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
-const FLOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("flows");
-const ROUTING: TableDefinition<u64, &[u8]> = TableDefinition::new("routing");
+const FLOWS: TableDefinition<u64, &[u8]> = TableDefinition::copied("flows");
+const ROUTING: TableDefinition<u64, &[u8]> = TableDefinition::copied("routing");
 /// The largest encoded set of an account's flow rules: every message the account sends reads
 /// them, so their size is bounded whichever way they are written (the API, the dashboard).
 pub const MAX_ROUTING_BYTES: usize = 256 << 10;
@@ -232,6 +233,8 @@ pub struct Store {
     /// once (see [`Store::write_row_locking`]); on redb the same writer as `writer`.
     row_locking_writer: writer::GroupWriter,
     webhooks: Arc<webhooks::WebhookHooks>,
+    /// This node's copies of the configuration every message reads.
+    configuration: Arc<configuration::ConfigurationCopies>,
 }
 
 impl std::fmt::Debug for Store {
@@ -298,6 +301,21 @@ fn next_id(txn: &WriteTransaction, counter: &str) -> Result<u64, StoreError> {
     let next = counters.lock(counter)?.map_or(1, |value| value + 1);
     counters.insert(counter, next)?;
     Ok(next)
+}
+
+/// `change`, followed by [`configuration::note_change`] when it opened a table this node keeps
+/// copies of: however a change reaches those tables, the copies are let go.
+fn noting_configuration_changes<T>(
+    change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+) -> impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static {
+    move |txn| {
+        kv::take_copied_table_opened();
+        let value = change(txn)?;
+        if kv::take_copied_table_opened() {
+            configuration::note_change(txn)?;
+        }
+        Ok(value)
+    }
 }
 
 /// Appends events after a message's last one, writes its record with the number the next
@@ -517,13 +535,20 @@ impl Store {
 
     /// What opening either backend shares: the webhook hooks and the group writer.
     fn start(db: Arc<Database>) -> Result<Self, StoreError> {
-        let hooks = Arc::new(webhooks::WebhookHooks::load(
-            &db.begin_read()?,
+        let read = db.begin_read()?;
+        let hooks = Arc::new(webhooks::WebhookHooks::load(&read, db.is_shared())?);
+        let configuration = Arc::new(configuration::ConfigurationCopies::new(
             db.is_shared(),
-        )?);
+            configuration::change_counter(&read)?,
+        ));
+        drop(read);
         let committed: writer::AfterCommit = {
             let hooks = Arc::clone(&hooks);
-            Arc::new(move || hooks.committed())
+            let configuration = Arc::clone(&configuration);
+            Arc::new(move || {
+                hooks.committed();
+                configuration.committed();
+            })
         };
         let writer = writer::GroupWriter::start(
             Arc::clone(&db),
@@ -550,6 +575,7 @@ impl Store {
             writer,
             row_locking_writer,
             webhooks: hooks,
+            configuration,
         })
     }
 
@@ -573,7 +599,9 @@ impl Store {
         &self,
         change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.writer.write(change).await
+        self.writer
+            .write(noting_configuration_changes(change))
+            .await
     }
 
     /// Runs `change` as [`Store::write`] does, for the changes every node makes at once to
@@ -588,7 +616,9 @@ impl Store {
         &self,
         change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.row_locking_writer.write(change).await
+        self.row_locking_writer
+            .write(noting_configuration_changes(change))
+            .await
     }
 
     /// The same as [`Store::write`], for threads outside the async runtime.
@@ -596,7 +626,8 @@ impl Store {
         &self,
         change: impl Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.writer.write_blocking(change)
+        self.writer
+            .write_blocking(noting_configuration_changes(change))
     }
 
     fn get<K: kv::Key, T: DeserializeOwned>(
@@ -901,17 +932,13 @@ impl Store {
         account_id: u64,
         select: impl FnOnce(&Routing) -> u64,
     ) -> Result<Option<(u64, Option<Flow>)>, StoreError> {
-        let Some(routing) = self.db.get_one(ROUTING, account_id)? else {
+        // This node's copies: a change made through another node is seen from its next look
+        // (see `configuration`).
+        let Some(routing) = self.copied_routing(account_id)? else {
             return Ok(None);
         };
-        let flow_id = select(&decode(&routing)?);
-        // Read on its own: a flow deleted after its rule was read is missing, as it would be
-        // a moment later anyway.
-        let flow = self
-            .db
-            .get_one(FLOWS, flow_id)?
-            .map(|value| decode(&value))
-            .transpose()?;
+        let flow_id = select(&routing);
+        let flow = self.copied_flow(flow_id)?.map(|flow| Flow::clone(&flow));
         Ok(Some((flow_id, flow)))
     }
 

@@ -28,6 +28,7 @@ use super::StoreError;
 /// A table: its name and the types of its keys and values.
 pub struct TableDefinition<K: Key, V: Column> {
     name: &'static str,
+    copied: bool,
     types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -36,6 +37,18 @@ impl<K: Key, V: Column> TableDefinition<K, V> {
     pub const fn new(name: &'static str) -> Self {
         Self {
             name,
+            copied: false,
+            types: PhantomData,
+        }
+    }
+
+    /// A table named `name` whose contents the store keeps copies of outside transactions: a
+    /// write transaction that opens it is noted ([`take_copied_table_opened`]), so the
+    /// copies can be let go when it commits.
+    pub const fn copied(name: &'static str) -> Self {
+        Self {
+            name,
+            copied: true,
             types: PhantomData,
         }
     }
@@ -314,6 +327,19 @@ impl ReadTransaction {
     }
 }
 
+thread_local! {
+    /// Whether a write transaction on this thread opened a [`TableDefinition::copied`] table
+    /// since the last [`take_copied_table_opened`]. Per thread: a write transaction's changes
+    /// run on the thread that made it.
+    static COPIED_TABLE_OPENED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a write transaction on this thread opened a [`TableDefinition::copied`] table
+/// (to change it, or to read what a change rests on) since the last call.
+pub fn take_copied_table_opened() -> bool {
+    COPIED_TABLE_OPENED.take()
+}
+
 /// Changes made together: all of them are made durable by [`WriteTransaction::commit`], or none.
 pub enum WriteTransaction {
     /// A redb write transaction.
@@ -329,6 +355,9 @@ impl WriteTransaction {
         &self,
         table: TableDefinition<K, V>,
     ) -> Result<Table<'_, K, V>, StoreError> {
+        if table.copied {
+            COPIED_TABLE_OPENED.set(true);
+        }
         match self {
             Self::Redb(txn) => Ok(Table::Redb(txn.open_table(table.in_redb())?)),
             Self::Postgres(txn) => Ok(Table::Postgres(txn.table(table.name))),

@@ -1,0 +1,366 @@
+//! Per-node copies of what every message's flow reads of its account's configuration: the
+//! flow rules, the flow they pick and the identity that signs for a sender's domain. Each
+//! message read them from the store (on PostgreSQL three statements of its own); they change
+//! rarely, through the API or the dashboard.
+//!
+//! The copies are let go whenever a write transaction that opened one of their tables
+//! ([`TableDefinition::copied`]) commits, on this node before the change is answered. Such a
+//! transaction also moves a counter, which nodes sharing the store poll
+//! ([`Store::refresh_configuration`]): a change made through another node is seen here from the
+//! next look on.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::kv::{ReadableTable as _, WriteTransaction};
+use super::model::{Flow, Routing, SenderIdentity};
+use super::{COUNTERS, Store, StoreError, next_id};
+
+/// The counter (in `counters`) every transaction changing a copied table moves.
+const CONFIGURATION_CHANGE_COUNTER: &str = "configuration-change";
+
+/// Entries one kind of copy holds; past it that kind starts over. The sender domains a
+/// tenant's mail names are its own choice, so the copies must not grow with them.
+const MAX_COPIES: usize = 4096;
+
+thread_local! {
+    /// Whether the transaction this writer thread is making changed a copied table (as
+    /// [`super::webhooks`] notes queued calls): the copies are let go after its commit.
+    static CHANGED_IN_THIS_TRANSACTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// One kind of copy: what the store held under a key, absence included.
+type Copies<K, V> = HashMap<K, Option<Arc<V>>>;
+
+/// Every copy, and the generation they belong to.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Moves each time the copies are let go: a value read from the store before that is not
+    /// kept after it.
+    generation: u64,
+    routing: Copies<u64, Routing>,
+    flows: Copies<u64, Flow>,
+    signers: Copies<(u64, String), SenderIdentity>,
+}
+
+/// The copies a store's handles share.
+#[derive(Debug)]
+pub(super) struct ConfigurationCopies {
+    kept: RwLock<Kept>,
+    /// Other nodes share the store and change it without this node hearing of it.
+    shared: bool,
+    /// The change counter as of the last look (shared stores).
+    change_seen: AtomicU64,
+}
+
+impl ConfigurationCopies {
+    /// Empty copies; `change_seen` is the change counter as the store holds it now.
+    pub(super) fn new(shared: bool, change_seen: u64) -> Self {
+        Self {
+            kept: RwLock::default(),
+            shared,
+            change_seen: AtomicU64::new(change_seen),
+        }
+    }
+
+    /// Called by a writer thread after each of its commits: lets the copies go when that
+    /// commit changed a copied table.
+    pub(super) fn committed(&self) {
+        if CHANGED_IN_THIS_TRANSACTION.take() {
+            self.let_go();
+        }
+    }
+
+    fn let_go(&self) {
+        let mut kept = self.kept.write().unwrap_or_else(|e| e.into_inner());
+        let generation = kept.generation.wrapping_add(1);
+        *kept = Kept {
+            generation,
+            ..Kept::default()
+        };
+    }
+
+    /// The copy under `key`, or the store's value read by `read` (and kept unless the copies
+    /// were let go while it was read).
+    fn copy_of<K: Eq + Hash + Clone, V>(
+        &self,
+        copies: impl Fn(&Kept) -> &Copies<K, V>,
+        copies_mut: impl FnOnce(&mut Kept) -> &mut Copies<K, V>,
+        key: &K,
+        read: impl FnOnce() -> Result<Option<V>, StoreError>,
+    ) -> Result<Option<Arc<V>>, StoreError> {
+        let generation = {
+            let kept = self.kept.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(copy) = copies(&kept).get(key) {
+                return Ok(copy.clone());
+            }
+            kept.generation
+        };
+        let value = read()?.map(Arc::new);
+        let mut kept = self.kept.write().unwrap_or_else(|e| e.into_inner());
+        if kept.generation == generation {
+            let copies = copies_mut(&mut kept);
+            if copies.len() >= MAX_COPIES {
+                copies.clear();
+            }
+            copies.insert(key.clone(), value.clone());
+        }
+        Ok(value)
+    }
+}
+
+/// Notes, in a write transaction that opened a copied table, that the configuration changed:
+/// moves the counter other nodes poll, and has this node's copies let go after the commit.
+pub(super) fn note_change(txn: &WriteTransaction) -> Result<(), StoreError> {
+    next_id(txn, CONFIGURATION_CHANGE_COUNTER)?;
+    CHANGED_IN_THIS_TRANSACTION.set(true);
+    Ok(())
+}
+
+/// The change counter as `read` sees it.
+pub(super) fn change_counter(txn: &super::kv::ReadTransaction) -> Result<u64, StoreError> {
+    Ok(txn
+        .open_table(COUNTERS)?
+        .get(CONFIGURATION_CHANGE_COUNTER)?
+        .unwrap_or(0))
+}
+
+impl Store {
+    /// An account's flow rules, from this node's copy.
+    pub(super) fn copied_routing(
+        &self,
+        account_id: u64,
+    ) -> Result<Option<Arc<Routing>>, StoreError> {
+        self.configuration.copy_of(
+            |kept| &kept.routing,
+            |kept| &mut kept.routing,
+            &account_id,
+            || self.get(super::ROUTING, account_id),
+        )
+    }
+
+    /// A flow, from this node's copy.
+    pub(super) fn copied_flow(&self, flow_id: u64) -> Result<Option<Arc<Flow>>, StoreError> {
+        self.configuration.copy_of(
+            |kept| &kept.flows,
+            |kept| &mut kept.flows,
+            &flow_id,
+            || self.get(super::FLOWS, flow_id),
+        )
+    }
+
+    /// The identity that signs for `domain` in an account's mail, from this node's copy.
+    pub(super) fn copied_signer(
+        &self,
+        account_id: u64,
+        domain: &str,
+        read: impl FnOnce() -> Result<Option<SenderIdentity>, StoreError>,
+    ) -> Result<Option<Arc<SenderIdentity>>, StoreError> {
+        self.configuration.copy_of(
+            |kept| &kept.signers,
+            |kept| &mut kept.signers,
+            &(account_id, domain.to_string()),
+            read,
+        )
+    }
+
+    /// On a store other nodes share, looks whether the configuration changed since the last
+    /// look (one read) and, if so, lets this node's copies go. Answers whether it did.
+    pub fn refresh_configuration(&self) -> Result<bool, StoreError> {
+        let copies = &self.configuration;
+        if !copies.shared {
+            return Ok(false);
+        }
+        let change = change_counter(&self.db.begin_read()?)?;
+        if change == copies.change_seen.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        copies.let_go();
+        copies.change_seen.store(change, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backends::{TestPlace, on_both_backends};
+    use crate::store::model::IdentityValidation;
+
+    fn flow(account_id: u64, name: &str) -> Flow {
+        Flow {
+            id: 0,
+            account_id,
+            name: name.into(),
+            steps: Vec::new(),
+            expiry_hours: None,
+        }
+    }
+
+    fn identity(account_id: u64, domain: &str) -> SenderIdentity {
+        SenderIdentity {
+            id: 0,
+            account_id,
+            domain: domain.into(),
+            selector: "s1".into(),
+            algorithm: Default::default(),
+            public_key: "cHVibGlj".into(),
+            sealed_private_key: "00".into(),
+            created_at: 0,
+            validation: None,
+        }
+    }
+
+    fn validated(mut identity: SenderIdentity) -> SenderIdentity {
+        identity.validation = Some(IdentityValidation {
+            checked_at: 1,
+            valid: true,
+            dkim: true,
+            return_path: false,
+            records: Vec::new(),
+        });
+        identity
+    }
+
+    /// The name of the flow the account's routing picks, as a message would get it.
+    fn routed(store: &Store, account_id: u64) -> Option<String> {
+        let (_, flow) = store
+            .routed_flow(account_id, |routing| routing.default_flow_id)
+            .unwrap()?;
+        flow.map(|flow| flow.name)
+    }
+
+    on_both_backends!(every_change_is_used_by_the_next_message_on_the_node_that_made_it);
+    async fn every_change_is_used_by_the_next_message_on_the_node_that_made_it(place: TestPlace) {
+        let store = place.open();
+        let account = store.create_account("tenant").await.unwrap();
+        let first = store.create_flow(flow(account.id, "first")).await.unwrap();
+        let second = store.create_flow(flow(account.id, "second")).await.unwrap();
+        let routing = |default_flow_id| Routing {
+            rules: Vec::new(),
+            default_flow_id,
+        };
+        store
+            .set_routing(account.id, routing(first.id))
+            .await
+            .unwrap();
+        assert_eq!(routed(&store, account.id).as_deref(), Some("first"));
+        // Now copied: each change below is seen at once all the same.
+        assert_eq!(routed(&store, account.id).as_deref(), Some("first"));
+
+        store
+            .set_routing(account.id, routing(second.id))
+            .await
+            .unwrap();
+        assert_eq!(routed(&store, account.id).as_deref(), Some("second"));
+        let renamed = Flow {
+            name: "renamed".into(),
+            ..second.clone()
+        };
+        store.update_flow(renamed).await.unwrap();
+        assert_eq!(routed(&store, account.id).as_deref(), Some("renamed"));
+        store
+            .set_routing_unchanged(account.id, routing(first.id), Some(routing(second.id)))
+            .await
+            .unwrap();
+        store
+            .delete_flow(account.id, second.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(routed(&store, account.id).as_deref(), Some("first"));
+
+        // A domain without an identity, then with one not yet validated, then validated.
+        assert_eq!(
+            store.signing_identity(account.id, "shop.example").unwrap(),
+            None
+        );
+        let made = store
+            .create_identity(identity(account.id, "shop.example"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.signing_identity(account.id, "shop.example").unwrap(),
+            None
+        );
+        store
+            .update_identity(validated(made.clone()))
+            .await
+            .unwrap();
+        let signer = store.signing_identity(account.id, "shop.example").unwrap();
+        assert_eq!(signer.map(|signer| signer.id), Some(made.id));
+        store.delete_identity(made).await.unwrap();
+        assert_eq!(
+            store.signing_identity(account.id, "shop.example").unwrap(),
+            None
+        );
+    }
+
+    /// Two nodes on one database: a change made through one is used by the other from its
+    /// next look on.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_change_made_through_another_node_is_used_from_the_next_look() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let this_node = place.open();
+        let other_node = place.open();
+        let account = this_node.create_account("tenant").await.unwrap();
+        let first = this_node
+            .create_flow(flow(account.id, "first"))
+            .await
+            .unwrap();
+        let routing = Routing {
+            rules: Vec::new(),
+            default_flow_id: first.id,
+        };
+        this_node.set_routing(account.id, routing).await.unwrap();
+        // This node's own changes moved the counter: its next look lets its copies go.
+        this_node.refresh_configuration().unwrap();
+        assert!(!this_node.refresh_configuration().unwrap());
+        assert_eq!(routed(&this_node, account.id).as_deref(), Some("first"));
+
+        let renamed = Flow {
+            name: "renamed".into(),
+            ..first
+        };
+        other_node.update_flow(renamed).await.unwrap();
+        assert_eq!(routed(&other_node, account.id).as_deref(), Some("renamed"));
+        // The copy this node made before the change stands until its next look.
+        assert_eq!(routed(&this_node, account.id).as_deref(), Some("first"));
+        assert!(this_node.refresh_configuration().unwrap());
+        assert_eq!(routed(&this_node, account.id).as_deref(), Some("renamed"));
+        assert!(!this_node.refresh_configuration().unwrap());
+    }
+
+    #[test]
+    fn a_value_read_while_the_copies_are_let_go_is_not_kept() {
+        let copies = ConfigurationCopies::new(false, 0);
+        let reads = std::cell::Cell::new(0);
+        let routing = |default_flow_id| Routing {
+            rules: Vec::new(),
+            default_flow_id,
+        };
+        let copy = |read: &dyn Fn() -> Result<Option<Routing>, StoreError>| {
+            copies
+                .copy_of(|kept| &kept.routing, |kept| &mut kept.routing, &1, read)
+                .unwrap()
+                .map(|routing| routing.default_flow_id)
+        };
+        // A change commits while the store is read: what was read may be from before it.
+        let before = copy(&|| {
+            copies.let_go();
+            Ok(Some(routing(1)))
+        });
+        assert_eq!(before, Some(1));
+        let read_after = || {
+            reads.set(reads.get() + 1);
+            Ok(Some(routing(2)))
+        };
+        assert_eq!(copy(&read_after), Some(2));
+        assert_eq!(copy(&read_after), Some(2));
+        assert_eq!(reads.get(), 1, "the second was the copy");
+    }
+}
