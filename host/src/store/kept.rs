@@ -89,7 +89,7 @@ pub enum SubmittedCopy {
 }
 
 /// Keeps a message's submitted copy (and its error copy, if a step held it) in the
-/// transaction that records the end of its flow. `new_body` is the body the flow made, when it
+/// transaction that records the end of its flow, which removed its spool entry. `new_body` is the body the flow made, when it
 /// differs from the submitted one; the caller writes it after this moved the old one away.
 pub(super) fn keep_at_finish(
     txn: &WriteTransaction,
@@ -101,19 +101,16 @@ pub(super) fn keep_at_finish(
 ) -> Result<(), StoreError> {
     // The submitted body, as stored (compressed: moved as it is, never packed twice), is read
     // only when it is copied or compared; otherwise it stays where it is and the note says so.
-    let (already, submitted) = if body_changes || held.is_some() {
-        let (already, submitted) = txn.get_together(((SUBMITTED_KEPT, id), (BODIES, id)))?;
-        let Some(submitted) = submitted else {
+    // The caller removed the message's spool entry in this transaction, and a message is
+    // spooled once, at its submission: its flow finishes once, so no note is here yet.
+    let submitted = if body_changes || held.is_some() {
+        let Some(submitted) = txn.open_table(BODIES)?.get(id)? else {
             return Ok(());
         };
-        (already, Some(submitted))
+        Some(submitted)
     } else {
-        (txn.open_table(SUBMITTED_KEPT)?.get(id)?, None)
+        None
     };
-    if already.is_some() {
-        // Already recorded (a flow that finished twice): the first copy is the submitted one.
-        return Ok(());
-    }
     let mut kept = txn.open_table(SUBMITTED_KEPT)?;
     if body_changes && let Some(submitted) = &submitted {
         txn.open_table(SUBMITTED)?
