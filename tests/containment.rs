@@ -575,7 +575,10 @@ fn a_huge_argument_to_a_host_call_is_refused_before_any_work() {
 fn a_large_edit_in_a_host_call_does_not_hold_the_call_past_its_deadline() {
     // Rebuilding a 24 MB message takes far longer than the deadline in this build; the
     // call ends at its deadline while the abandoned edit finishes elsewhere.
-    let runtime = runtime(test_limits());
+    let runtime = runtime(RuntimeLimits {
+        deadline: Duration::from_millis(200),
+        ..test_limits()
+    });
     let plugin = load(&runtime, guests::TEST_MISBEHAVE);
     let input = message("plain.eml");
     let config = r#"{"behaviour": "grow", "bytes": 24000000}"#;
@@ -589,4 +592,26 @@ fn a_large_edit_in_a_host_call_does_not_hold_the_call_past_its_deadline() {
     }
     // Generous: many deadlines, below the edit's own time (1.25 s in a debug build).
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+}
+
+#[test]
+fn a_large_edit_made_on_another_thread_is_charged_to_the_call() {
+    // The deadline far away: what ends the call is the edit's CPU time, counted on the
+    // thread that made it, past the step's budget.
+    let budget = Duration::from_millis(50);
+    let runtime = runtime(RuntimeLimits {
+        deadline: Duration::from_secs(30),
+        cpu_budget: budget,
+        ..test_limits()
+    });
+    let plugin = load(&runtime, guests::TEST_MISBEHAVE);
+    let config = r#"{"behaviour": "grow", "bytes": 24000000}"#;
+    match plugin.run(&message("plain.eml"), config) {
+        Err(failed) => {
+            assert_eq!(failed.failure, StepFailure::CpuTime(budget));
+            assert!(failed.report.cpu >= budget, "{:?}", failed.report.cpu);
+        }
+        // A machine that rebuilds 24 MB within the budget proves nothing here.
+        Ok(run) => assert!(run.report.cpu < budget, "{:?}", run.report.cpu),
+    }
 }

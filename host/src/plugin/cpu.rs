@@ -36,8 +36,14 @@ impl CpuMeter {
         self.budget
     }
 
-    /// Runs one poll of the call and adds the CPU time it took.
+    /// Runs one poll of the call and adds the CPU time it took. Not nested: one meter is
+    /// polled by the one future that runs its call.
     pub(crate) fn poll<T>(&self, poll: impl FnOnce() -> T) -> T {
+        debug_assert_eq!(
+            self.poll_began.load(Ordering::Relaxed),
+            0,
+            "a call's meter is polled from inside its own poll"
+        );
         let began = thread_cpu_nanos();
         // Zero means "between polls"; a thread's clock reads above zero once it has run.
         self.poll_began.store(began.max(1), Ordering::Relaxed);
@@ -64,15 +70,26 @@ impl CpuMeter {
         self.used() >= self.budget
     }
 
-    /// What is left of the budget.
-    pub(crate) fn remaining(&self) -> Duration {
-        self.budget.saturating_sub(self.used())
-    }
-
     /// Counts host work done for the call on another thread.
     pub(crate) fn charge(&self, spent: Duration) {
         let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
         self.spent.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+/// The CPU time the calling thread spends from a start: for host work done for a call on
+/// another thread, charged to it with [`CpuMeter::charge`].
+pub(crate) struct ThreadClock(u64);
+
+impl ThreadClock {
+    /// Starts counting on the calling thread.
+    pub(crate) fn start() -> Self {
+        Self(thread_cpu_nanos())
+    }
+
+    /// The CPU time the calling thread (the one that started it) has spent since.
+    pub(crate) fn elapsed(&self) -> Duration {
+        Duration::from_nanos(thread_cpu_nanos().saturating_sub(self.0))
     }
 }
 
@@ -116,10 +133,9 @@ mod tests {
     fn charged_work_counts_against_the_budget() {
         let meter = CpuMeter::new(Duration::from_millis(10));
         meter.charge(Duration::from_millis(4));
-        assert_eq!(meter.remaining(), meter.budget() - meter.used());
+        assert_eq!(meter.used(), Duration::from_millis(4));
         assert!(!meter.exhausted());
         meter.charge(Duration::from_millis(6));
         assert!(meter.exhausted());
-        assert_eq!(meter.remaining(), Duration::ZERO);
     }
 }

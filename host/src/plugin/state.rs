@@ -7,7 +7,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::cpu::CpuMeter;
+use super::cpu::{CpuMeter, ThreadClock};
 use super::limits::RuntimeLimits;
 use super::stdio::CapturedOutput;
 use crate::message::{Message, MessageError};
@@ -45,9 +45,9 @@ impl MessageDraft {
     }
 
     /// [`MessageDraft::edit`] for edits that rebuild the message: on a large message it runs
-    /// on a blocking thread and is awaited for at most what is left of the call's CPU time,
-    /// the wait charged to it (the work is the call's, done elsewhere); an edit still running
-    /// then ends the call as a timeout, and finishes in the background to be thrown away.
+    /// on a blocking thread and is awaited, so the call's deadline can drop the wait (the
+    /// abandoned edit finishes in the background and is thrown away). The edit's CPU time,
+    /// measured on that thread, is charged to the call: the work is the call's, done elsewhere.
     pub(super) async fn edit_rebuilding<T: Send + 'static>(
         &mut self,
         cpu: &CpuMeter,
@@ -59,23 +59,26 @@ impl MessageDraft {
         }
         let mut scratch = self.message.clone();
         let max_bytes = self.max_bytes;
-        let edit = tokio::task::spawn_blocking(move || {
-            let value = change(&mut scratch)?;
-            let size = scratch.size();
-            if size > max_bytes {
-                return Err(MessageError::TooLarge {
-                    size,
-                    limit: max_bytes,
-                });
-            }
-            Ok((scratch, value))
-        });
-        let waited_from = Instant::now();
-        let edited = tokio::time::timeout(cpu.remaining(), edit).await;
-        cpu.charge(waited_from.elapsed());
-        let edited = edited
-            .map_err(|_| wasmtime::Error::new(wasmtime::Trap::Interrupt))?
-            .map_err(|error| wasmtime::format_err!("the edit failed in the host: {error}"))?;
+        let (edited, spent) = tokio::task::spawn_blocking(move || {
+            let clock = ThreadClock::start();
+            let edited = change(&mut scratch).and_then(|value| {
+                let size = scratch.size();
+                if size > max_bytes {
+                    return Err(MessageError::TooLarge {
+                        size,
+                        limit: max_bytes,
+                    });
+                }
+                Ok((scratch, value))
+            });
+            (edited, clock.elapsed())
+        })
+        .await
+        .map_err(|error| wasmtime::format_err!("the edit failed in the host: {error}"))?;
+        cpu.charge(spent);
+        if cpu.exhausted() {
+            return Err(wasmtime::Error::new(wasmtime::Trap::Interrupt));
+        }
         Ok(edited.map(|(message, value)| {
             self.message = message;
             value
