@@ -12,18 +12,28 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::kv::{ReadableTable as _, WriteTransaction};
 use super::model::{Flow, Routing, SenderIdentity};
-use super::{COUNTERS, Store, StoreError, next_id};
+use super::{COUNTERS, Store, StoreError, decode, next_id};
 
 /// The counter (in `counters`) every transaction changing a copied table moves.
 const CONFIGURATION_CHANGE_COUNTER: &str = "configuration-change";
 
-/// Entries one kind of copy holds; past it that kind starts over. The sender domains a
-/// tenant's mail names are its own choice, so the copies must not grow with them.
+/// Entries one kind of copy holds; past it that kind makes room (see [`Copies::make_room`]).
+/// The sender domains a tenant's mail names are its own choice, so the copies must not grow
+/// with them.
 const MAX_COPIES: usize = 4096;
+
+/// Bytes (as stored) one kind of copy holds at most: an account's flow rules may be 256 KiB
+/// and a flow's steps carry their configuration, so a count alone would not bound them.
+const MAX_COPY_BYTES: usize = 16 << 20;
+
+/// On a store other nodes share, copies are let go at least this often: a change that did not
+/// move the counter (a node of an older version, an operator's SQL) is used from then on.
+const SHARED_COPIES_LAST: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// Whether the transaction this writer thread is making changed a copied table (as
@@ -31,8 +41,92 @@ thread_local! {
     static CHANGED_IN_THIS_TRANSACTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// One kind of copy: what the store held under a key, absence included.
-type Copies<K, V> = HashMap<K, Option<Arc<V>>>;
+/// One kind of copy: what the store held under a key (absence included), and how many
+/// bytes that was.
+#[derive(Debug)]
+struct Copies<K, V> {
+    entries: HashMap<K, (Option<Arc<V>>, usize)>,
+    bytes: usize,
+}
+
+impl<K, V> Default for Copies<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone + Owned, V> Copies<K, V> {
+    fn get(&self, key: &K) -> Option<Option<Arc<V>>> {
+        self.entries.get(key).map(|(value, _)| value.clone())
+    }
+
+    fn insert(&mut self, key: K, value: Option<Arc<V>>, bytes: usize) {
+        if bytes > MAX_COPY_BYTES / 4 {
+            // Read from the store each time rather than let one value push out the rest.
+            return;
+        }
+        if self.entries.len() >= MAX_COPIES || self.bytes + bytes > MAX_COPY_BYTES {
+            self.make_room(key.account());
+        }
+        self.bytes += bytes;
+        if let Some((_, replaced)) = self.entries.insert(key, (value, bytes)) {
+            self.bytes -= replaced;
+        }
+    }
+
+    /// Drops the copies of the account that needs room when it holds a quarter of them or
+    /// more (one tenant naming ever new sender domains empties only its own), else all.
+    fn make_room(&mut self, account_id: u64) {
+        let own = self
+            .entries
+            .keys()
+            .filter(|key| key.account() == account_id)
+            .count();
+        if own * 4 >= self.entries.len() {
+            self.entries.retain(|key, _| key.account() != account_id);
+            self.bytes = self.entries.values().map(|(_, bytes)| bytes).sum();
+        }
+        if self.entries.len() >= MAX_COPIES || self.bytes > MAX_COPY_BYTES / 2 {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+    }
+}
+
+/// The account a copy belongs to.
+trait Owned {
+    fn account(&self) -> u64;
+}
+
+/// Routing is kept by account.
+impl Owned for u64 {
+    fn account(&self) -> u64 {
+        *self
+    }
+}
+
+/// Signers are kept by account and domain.
+impl Owned for (u64, String) {
+    fn account(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Flows are kept by (account, flow id), so that making room can tell whose they are.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    account_id: u64,
+    flow_id: u64,
+}
+
+impl Owned for FlowKey {
+    fn account(&self) -> u64 {
+        self.account_id
+    }
+}
 
 /// Every copy, and the generation they belong to.
 #[derive(Debug, Default)]
@@ -41,7 +135,7 @@ struct Kept {
     /// kept after it.
     generation: u64,
     routing: Copies<u64, Routing>,
-    flows: Copies<u64, Flow>,
+    flows: Copies<FlowKey, Flow>,
     signers: Copies<(u64, String), SenderIdentity>,
 }
 
@@ -53,6 +147,8 @@ pub(super) struct ConfigurationCopies {
     shared: bool,
     /// The change counter as of the last look (shared stores).
     change_seen: AtomicU64,
+    /// When the copies were last let go (shared stores).
+    let_go_at: Mutex<Instant>,
 }
 
 impl ConfigurationCopies {
@@ -62,6 +158,7 @@ impl ConfigurationCopies {
             kept: RwLock::default(),
             shared,
             change_seen: AtomicU64::new(change_seen),
+            let_go_at: Mutex::new(Instant::now()),
         }
     }
 
@@ -80,35 +177,43 @@ impl ConfigurationCopies {
             generation,
             ..Kept::default()
         };
+        drop(kept);
+        *self.let_go_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
-    /// The copy under `key`, or the store's value read by `read` (and kept unless the copies
-    /// were let go while it was read).
-    fn copy_of<K: Eq + Hash + Clone, V>(
+    /// The copy under `key`, or the store's value and its size as stored, read by `read`
+    /// (and kept unless the copies were let go while it was read).
+    fn copy_of<K: Eq + Hash + Clone + Owned, V>(
         &self,
         copies: impl Fn(&Kept) -> &Copies<K, V>,
         copies_mut: impl FnOnce(&mut Kept) -> &mut Copies<K, V>,
         key: &K,
-        read: impl FnOnce() -> Result<Option<V>, StoreError>,
+        read: impl FnOnce() -> Result<(Option<V>, usize), StoreError>,
     ) -> Result<Option<Arc<V>>, StoreError> {
         let generation = {
             let kept = self.kept.read().unwrap_or_else(|e| e.into_inner());
             if let Some(copy) = copies(&kept).get(key) {
-                return Ok(copy.clone());
+                return Ok(copy);
             }
             kept.generation
         };
-        let value = read()?.map(Arc::new);
+        let (value, bytes) = read()?;
+        let value = value.map(Arc::new);
         let mut kept = self.kept.write().unwrap_or_else(|e| e.into_inner());
         if kept.generation == generation {
-            let copies = copies_mut(&mut kept);
-            if copies.len() >= MAX_COPIES {
-                copies.clear();
-            }
-            copies.insert(key.clone(), value.clone());
+            // The key's own size counts too: a sender domain is the tenant's choice.
+            copies_mut(&mut kept).insert(key.clone(), value.clone(), bytes + 64);
         }
         Ok(value)
     }
+}
+
+/// A value as stored, decoded, with its size.
+fn decoded<T: serde::de::DeserializeOwned>(
+    stored: Option<Vec<u8>>,
+) -> Result<(Option<T>, usize), StoreError> {
+    let bytes = stored.as_ref().map_or(0, Vec::len);
+    Ok((stored.map(|value| decode(&value)).transpose()?, bytes))
 }
 
 /// Notes, in a write transaction that opened a copied table, that the configuration changed:
@@ -137,17 +242,28 @@ impl Store {
             |kept| &kept.routing,
             |kept| &mut kept.routing,
             &account_id,
-            || self.get(super::ROUTING, account_id),
+            || decoded(self.db.get_one(super::ROUTING, account_id)?),
         )
     }
 
-    /// A flow, from this node's copy.
-    pub(super) fn copied_flow(&self, flow_id: u64) -> Result<Option<Arc<Flow>>, StoreError> {
+    /// An account's flow, from this node's copy (none when it is not the account's).
+    pub(super) fn copied_flow(
+        &self,
+        account_id: u64,
+        flow_id: u64,
+    ) -> Result<Option<Arc<Flow>>, StoreError> {
+        let key = FlowKey {
+            account_id,
+            flow_id,
+        };
         self.configuration.copy_of(
             |kept| &kept.flows,
             |kept| &mut kept.flows,
-            &flow_id,
-            || self.get(super::FLOWS, flow_id),
+            &key,
+            || {
+                let (flow, bytes) = decoded::<Flow>(self.db.get_one(super::FLOWS, flow_id)?)?;
+                Ok((flow.filter(|flow| flow.account_id == account_id), bytes))
+            },
         )
     }
 
@@ -162,19 +278,31 @@ impl Store {
             |kept| &kept.signers,
             |kept| &mut kept.signers,
             &(account_id, domain.to_string()),
-            read,
+            || {
+                let identity = read()?;
+                let bytes = identity.as_ref().map_or(0, |identity| {
+                    identity.public_key.len() + identity.sealed_private_key.len() + 256
+                });
+                Ok((identity, bytes + domain.len()))
+            },
         )
     }
 
     /// On a store other nodes share, looks whether the configuration changed since the last
-    /// look (one read) and, if so, lets this node's copies go. Answers whether it did.
+    /// look (one read) and, if so or if the copies are a minute old, lets this node's copies
+    /// go. Answers whether it did.
     pub fn refresh_configuration(&self) -> Result<bool, StoreError> {
         let copies = &self.configuration;
         if !copies.shared {
             return Ok(false);
         }
         let change = change_counter(&self.db.begin_read()?)?;
-        if change == copies.change_seen.load(Ordering::SeqCst) {
+        let last = copies
+            .let_go_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed();
+        if change == copies.change_seen.load(Ordering::SeqCst) && last < SHARED_COPIES_LAST {
             return Ok(false);
         }
         copies.let_go();
@@ -229,7 +357,7 @@ mod tests {
         let (_, flow) = store
             .routed_flow(account_id, |routing| routing.default_flow_id)
             .unwrap()?;
-        flow.map(|flow| flow.name)
+        flow.map(|flow| flow.name.clone())
     }
 
     on_both_backends!(every_change_is_used_by_the_next_message_on_the_node_that_made_it);
@@ -343,7 +471,7 @@ mod tests {
             rules: Vec::new(),
             default_flow_id,
         };
-        let copy = |read: &dyn Fn() -> Result<Option<Routing>, StoreError>| {
+        let copy = |read: &dyn Fn() -> Result<(Option<Routing>, usize), StoreError>| {
             copies
                 .copy_of(|kept| &kept.routing, |kept| &mut kept.routing, &1, read)
                 .unwrap()
@@ -352,15 +480,48 @@ mod tests {
         // A change commits while the store is read: what was read may be from before it.
         let before = copy(&|| {
             copies.let_go();
-            Ok(Some(routing(1)))
+            Ok((Some(routing(1)), 10))
         });
         assert_eq!(before, Some(1));
         let read_after = || {
             reads.set(reads.get() + 1);
-            Ok(Some(routing(2)))
+            Ok((Some(routing(2)), 10))
         };
         assert_eq!(copy(&read_after), Some(2));
         assert_eq!(copy(&read_after), Some(2));
         assert_eq!(reads.get(), 1, "the second was the copy");
+    }
+
+    #[test]
+    fn an_account_naming_ever_new_domains_makes_room_from_its_own_copies() {
+        let mut signers: Copies<(u64, String), SenderIdentity> = Copies::default();
+        signers.insert((1, "shop.example".into()), None, 64);
+        signers.insert((2, "news.example".into()), None, 64);
+        for n in 0..MAX_COPIES * 3 {
+            signers.insert((3, format!("d{n}.example")), None, 64);
+        }
+        assert!(signers.entries.len() <= MAX_COPIES);
+        assert!(signers.get(&(1, "shop.example".into())).is_some());
+        assert!(signers.get(&(2, "news.example".into())).is_some());
+        assert_eq!(
+            signers.bytes,
+            signers
+                .entries
+                .values()
+                .map(|(_, bytes)| bytes)
+                .sum::<usize>()
+        );
+
+        // Sizes bound the copies as much as their number.
+        let mut routing: Copies<u64, Routing> = Copies::default();
+        for account in 0..64 {
+            routing.insert(account, None, MAX_COPY_BYTES / 8);
+        }
+        assert!(routing.bytes <= MAX_COPY_BYTES, "{}", routing.bytes);
+        routing.insert(99, None, MAX_COPY_BYTES);
+        assert!(
+            routing.get(&99).is_none(),
+            "a value too large to keep is read each time"
+        );
     }
 }

@@ -221,6 +221,10 @@ pub struct NewMessage {
     pub body: Vec<u8>,
 }
 
+/// The id of the flow an account's rules picked for a message, and that flow (none when it
+/// does not exist or is another account's).
+pub type RoutedFlow = (u64, Option<Arc<Flow>>);
+
 /// A message's record and its current RFC 5322 bytes, if it has them.
 pub type MessageWithBody = (MessageRecord, Option<Vec<u8>>);
 
@@ -926,20 +930,19 @@ impl Store {
     }
 
     /// The account's flow rules and the flow `select` picks by them (the flow is none when it
-    /// does not exist; both are none when the account has no rules).
+    /// does not exist or is another account's; both are none when the account has no rules).
     pub fn routed_flow(
         &self,
         account_id: u64,
         select: impl FnOnce(&Routing) -> u64,
-    ) -> Result<Option<(u64, Option<Flow>)>, StoreError> {
+    ) -> Result<Option<RoutedFlow>, StoreError> {
         // This node's copies: a change made through another node is seen from its next look
         // (see `configuration`).
         let Some(routing) = self.copied_routing(account_id)? else {
             return Ok(None);
         };
         let flow_id = select(&routing);
-        let flow = self.copied_flow(flow_id)?.map(|flow| Flow::clone(&flow));
-        Ok(Some((flow_id, flow)))
+        Ok(Some((flow_id, self.copied_flow(account_id, flow_id)?)))
     }
 
     // ---- plugins
