@@ -141,34 +141,12 @@ impl Content {
 /// A body's lines ended with CRLF whatever a step wrote (LF, CR or a mix): a bare LF or CR
 /// in a message is against RFC 5322, and receivers read it in different ways.
 fn crlf_line_ends(text: String) -> String {
-    let bytes = text.as_bytes();
-    // Already right (the usual case once a body has been through the host): no copy.
-    let is_clean = bytes.iter().enumerate().all(|(at, &byte)| match byte {
-        b'\n' => at > 0 && bytes[at - 1] == b'\r',
-        b'\r' => bytes.get(at + 1) == Some(&b'\n'),
-        _ => true,
-    });
-    if is_clean {
-        return text;
+    match super::line_ends::to_crlf(text.as_bytes()) {
+        // Only ASCII CR and LF were replaced by ASCII: the UTF-8 of the rest is untouched.
+        Some(fixed) => String::from_utf8(fixed).expect("UTF-8 in, UTF-8 out"),
+        // Already right (the usual case once a body has been through the host): no copy.
+        None => text,
     }
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut run_start = 0;
-    let mut at = 0;
-    while at < bytes.len() {
-        match bytes[at] {
-            b'\r' | b'\n' => {
-                out.extend_from_slice(&bytes[run_start..at]);
-                out.extend_from_slice(b"\r\n");
-                let crlf = bytes[at] == b'\r' && bytes.get(at + 1) == Some(&b'\n');
-                at += if crlf { 2 } else { 1 };
-                run_start = at;
-            }
-            _ => at += 1,
-        }
-    }
-    out.extend_from_slice(&bytes[run_start..]);
-    // Only ASCII CR and LF were replaced by ASCII: the UTF-8 of the rest is untouched.
-    String::from_utf8(out).expect("UTF-8 in, UTF-8 out")
 }
 
 /// The two body alternatives a step can read.
@@ -316,16 +294,15 @@ fn replaceable_place(
 /// True when a line of `part` starts with `--` and one of the boundaries (compared without
 /// regard to case, to be safe with lenient readers).
 fn holds_a_boundary(part: &[u8], boundaries: &[String]) -> bool {
-    part.windows(3)
-        .enumerate()
-        .filter(|(at, window)| *window == b"\n--" || (*at == 0 && window.starts_with(b"--")))
-        .any(|(at, window)| {
-            let after = if window[0] == b'\n' { at + 3 } else { at + 2 };
-            boundaries.iter().any(|boundary| {
-                part.get(after..after + boundary.len())
-                    .is_some_and(|found| found.eq_ignore_ascii_case(boundary.as_bytes()))
-            })
+    let starts_a_boundary = |after: usize| {
+        boundaries.iter().any(|boundary| {
+            part.get(after..after + boundary.len())
+                .is_some_and(|found| found.eq_ignore_ascii_case(boundary.as_bytes()))
         })
+    };
+    // Lines starting with "--" are few: found with memchr, not by a window at every byte.
+    (part.starts_with(b"--") && starts_a_boundary(2))
+        || memchr::memmem::find_iter(part, b"\n--").any(|at| starts_a_boundary(at + 3))
 }
 
 /// Replaces the first part of the wanted kind with `content`, encoded anew, leaving every
@@ -440,5 +417,32 @@ fn describe(index: usize, part: &mail_parser::MessagePart<'_>) -> AttachmentInfo
             .content_id()
             .map(|cid| cid.trim_matches(|c| c == '<' || c == '>').to_string()),
         size: part.contents().len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_boundary_is_found_only_where_a_line_starts_with_it() {
+        let boundaries = ["outer-1".to_string(), "Inner-2".to_string()];
+        for (part, holds) in [
+            (&b"--outer-1\r\ntext"[..], true),
+            (b"text\r\n--inner-2--\r\n", true),
+            (b"text\r\n--outer-", false),
+            (b"text --outer-1 in a line\r\n", false),
+            (b"text\r\n-- outer-1\r\n", false),
+            (b"text\r\n--other\r\n--OUTER-1", true),
+            (b"", false),
+            (b"--", false),
+        ] {
+            assert_eq!(
+                holds_a_boundary(part, &boundaries),
+                holds,
+                "{}",
+                String::from_utf8_lossy(part)
+            );
+        }
     }
 }

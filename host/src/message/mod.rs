@@ -6,6 +6,7 @@
 
 mod body;
 mod header;
+pub(crate) mod line_ends;
 
 use std::sync::{Arc, OnceLock};
 
@@ -380,29 +381,10 @@ fn is_envelope_address(address: &str) -> bool {
 
 /// Turns bare LF (and bare CR) into CRLF; returns the input untouched when it is already right.
 fn normalize_line_ends(raw: Bytes) -> Bytes {
-    let is_clean = raw.iter().enumerate().all(|(i, &byte)| match byte {
-        b'\n' => i > 0 && raw[i - 1] == b'\r',
-        b'\r' => raw.get(i + 1) == Some(&b'\n'),
-        _ => true,
-    });
-    if is_clean {
-        return raw;
+    match line_ends::to_crlf(&raw) {
+        Some(fixed) => Bytes::from(fixed),
+        None => raw,
     }
-    let mut fixed = Vec::with_capacity(raw.len() + raw.len() / 32);
-    let mut bytes = raw.iter().copied().peekable();
-    while let Some(byte) = bytes.next() {
-        match byte {
-            b'\r' => {
-                if bytes.peek() == Some(&b'\n') {
-                    bytes.next();
-                }
-                fixed.extend_from_slice(b"\r\n");
-            }
-            b'\n' => fixed.extend_from_slice(b"\r\n"),
-            other => fixed.push(other),
-        }
-    }
-    Bytes::from(fixed)
 }
 
 /// Splits CRLF content at the empty line that ends the header fields.

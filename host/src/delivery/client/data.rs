@@ -7,29 +7,12 @@
 /// past servers that read lines differently, and RFC 5321 §2.3.8 forbids sending them anyway.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 2);
-    let mut at_line_start = true;
-    let mut bytes = message.iter().copied().peekable();
-    while let Some(byte) = bytes.next() {
-        match byte {
-            b'\r' => {
-                bytes.next_if_eq(&b'\n');
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => {
-                if at_line_start && byte == b'.' {
-                    out.push(b'.');
-                }
-                out.push(byte);
-                at_line_start = false;
-            }
+    for (line, _) in crate::message::line_ends::lines(message) {
+        if line.first() == Some(&b'.') {
+            out.push(b'.');
         }
-    }
-    if !at_line_start {
+        out.extend_from_slice(line);
+        // A last line without an end gets one: DATA's end must start a line of its own.
         out.extend_from_slice(b"\r\n");
     }
     out
