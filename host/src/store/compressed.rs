@@ -40,12 +40,24 @@ impl Packed {
     }
 }
 
-/// Packs `bodies` on a blocking worker, off the async runtime and off the writer thread.
-pub(super) async fn pack_off_thread(bodies: Vec<Vec<u8>>) -> Result<Vec<Packed>, StoreError> {
-    tokio::task::spawn_blocking(move || bodies.iter().map(|body| Packed::of(body)).collect())
+/// Packs `bodies` off the writer thread: on the calling task when they are small together
+/// (a message of tens of kilobytes packs in well under a millisecond, less than handing it to
+/// another thread and waking the task again costs in switches), else on a blocking worker, so
+/// a large message never holds an async worker thread for long.
+pub(super) async fn pack_all(bodies: Vec<Vec<u8>>) -> Result<Vec<Packed>, StoreError> {
+    let inline = bodies.iter().map(Vec::len).sum::<usize>() <= INLINE_PACK_BYTES;
+    let pack_each = move || bodies.iter().map(|body| Packed::of(body)).collect();
+    if inline {
+        return pack_each();
+    }
+    tokio::task::spawn_blocking(pack_each)
         .await
         .map_err(|error| StoreError::Body(error.to_string()))?
 }
+
+/// The most bytes packed on the calling task: about 0.2 ms of zstd at level 3 on this class
+/// of machine.
+const INLINE_PACK_BYTES: usize = 64 << 10;
 
 /// A stored body as it was given to [`pack`] (or stored raw, before bodies were compressed).
 pub(super) fn unpack(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
@@ -54,6 +66,17 @@ pub(super) fn unpack(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
         return Ok(stored.to_vec());
     }
     let failed = |error: std::io::Error| StoreError::Body(error.to_string());
+    // `pack` writes the content's size into the frame: one buffer of that size, no growing
+    // and re-copying while reading. A frame without it is read as a stream.
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(stored) {
+        if size > MAX_UNPACKED_BYTES {
+            return Err(StoreError::Body(format!(
+                "a stored body unpacks to more than {MAX_UNPACKED_BYTES} bytes"
+            )));
+        }
+        // A frame whose content is longer than it says fails here rather than growing.
+        return zstd::bulk::decompress(stored, size as usize).map_err(failed);
+    }
     let mut body = Vec::new();
     zstd::stream::read::Decoder::new(stored)
         .map_err(failed)?
@@ -92,6 +115,25 @@ mod tests {
         let raw = b"From: a@example.com\r\n\r\nhello\r\n";
         assert_eq!(unpack(raw).unwrap(), raw);
         assert_eq!(unpack(b"").unwrap(), b"");
+    }
+
+    #[test]
+    fn a_frame_that_does_not_say_its_size_is_read_as_a_stream() {
+        use std::io::Write;
+        let body = b"Subject: streamed\r\n\r\nwritten without a pledged size\r\n".repeat(50);
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), LEVEL).unwrap();
+        encoder.write_all(&body).unwrap();
+        let stored = encoder.finish().unwrap();
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&stored),
+            Ok(None)
+        ));
+        assert_eq!(unpack(&stored).unwrap(), body);
+        // What `pack` writes does say it: the path that reads into one buffer is the one taken.
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&pack(&body).unwrap()),
+            Ok(Some(size)) if size == body.len() as u64
+        ));
     }
 
     #[test]

@@ -1073,7 +1073,7 @@ impl Store {
                 (record, message.body)
             })
             .unzip();
-        let packed = compressed::pack_off_thread(bodies).await?;
+        let packed = compressed::pack_all(bodies).await?;
         self.write_row_locking(move |txn| {
             let mut records = txn.open_table(MESSAGES)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -1249,7 +1249,7 @@ impl Store {
             .into_iter()
             .flatten()
             .collect();
-        let mut packed = compressed::pack_off_thread(bodies).await?.into_iter();
+        let mut packed = compressed::pack_all(bodies).await?.into_iter();
         let body = if has_body { packed.next() } else { None };
         let archive = if has_archive {
             archive_entry.zip(packed.next())
