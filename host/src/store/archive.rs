@@ -15,11 +15,27 @@ pub(super) const ARCHIVE_EXPIRY: TableDefinition<(u64, &str), ()> =
 /// Most archives removed by one purge transaction, so a large backlog does not hold the writer.
 const PURGE_BATCH: usize = 500;
 
+/// The first bytes of an archived copy kept as the end of its message's delivered body (see
+/// [`ArchivedCopy::InBody`]), before the offset. A NUL, which neither a packed body (zstd's
+/// magic) nor a body stored raw (a header field's name) starts with.
+const IN_BODY: &[u8] = b"\0in-body\0";
+
+/// How an archived copy is stored.
+pub(super) enum ArchivedCopy {
+    /// Its own packed bytes.
+    Packed(super::compressed::Packed),
+    /// The message's body from this byte on: the archive step's copy, to which only the
+    /// fields later steps put on top (the DKIM signatures) were added. Not stored twice: the
+    /// body is written in the same transaction, never changes after it (a message's flow
+    /// finishes once) and goes only with the message, whose purge removes the archive too.
+    InBody { from: u64 },
+}
+
 /// Writes an archive entry and its message inside a transaction (the flow's outcome).
 pub(super) fn put_archive(
     txn: &WriteTransaction,
     entry: &ArchiveEntry,
-    body: &super::compressed::Packed,
+    copy: &ArchivedCopy,
 ) -> Result<(), StoreError> {
     let id = entry.message_id.as_str();
     let mut archives = txn.open_table(ARCHIVES)?;
@@ -30,9 +46,20 @@ pub(super) fn put_archive(
     }
     archives.insert(id, encode(entry)?.as_slice())?;
     expiry.insert((entry.expires_at, id), ())?;
-    txn.open_table(ARCHIVE_BODIES)?
-        .insert(id, body.as_slice())?;
+    let mut bodies = txn.open_table(ARCHIVE_BODIES)?;
+    match copy {
+        ArchivedCopy::Packed(packed) => bodies.insert(id, packed.as_slice())?,
+        ArchivedCopy::InBody { from } => {
+            bodies.insert(id, [IN_BODY, &from.to_le_bytes()[..]].concat().as_slice())?
+        }
+    }
     Ok(())
+}
+
+/// Where in the message's body an archived copy stored as [`ArchivedCopy::InBody`] starts.
+pub(super) fn in_body_from(stored: &[u8]) -> Option<u64> {
+    let offset = stored.strip_prefix(IN_BODY)?;
+    Some(u64::from_le_bytes(offset.try_into().ok()?))
 }
 
 /// When a message's archive ends, if it has one (past or not).
@@ -66,12 +93,27 @@ impl Store {
             // Past its retention but not purged yet: already gone for readers.
             return Ok(None);
         }
-        let body = txn
+        let missing = || StoreError::NotFound(format!("archived body of {message_id}"));
+        let stored = txn
             .open_table(ARCHIVE_BODIES)?
             .get(message_id)?
-            .map(|body| super::compressed::unpack(&body))
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("archived body of {message_id}")))?;
+            .ok_or_else(missing)?;
+        let body = match in_body_from(&stored) {
+            None => super::compressed::unpack(&stored)?,
+            Some(from) => {
+                let stored = txn
+                    .open_table(super::BODIES)?
+                    .get(message_id)?
+                    .ok_or_else(missing)?;
+                let mut body = super::compressed::unpack(&stored)?;
+                let from = usize::try_from(from)
+                    .ok()
+                    .filter(|from| *from <= body.len())
+                    .ok_or_else(missing)?;
+                body.drain(..from);
+                body
+            }
+        };
         Ok(Some((entry, body)))
     }
 
@@ -139,7 +181,11 @@ mod tests {
                             stored_at: 0,
                             expires_at: 1_000,
                         };
-                        put_archive(txn, &entry, &super::super::compressed::Packed::of(&body)?)?;
+                        put_archive(
+                            txn,
+                            &entry,
+                            &ArchivedCopy::Packed(super::super::compressed::Packed::of(&body)?),
+                        )?;
                     }
                     Ok(())
                 })
@@ -155,7 +201,7 @@ mod tests {
         let kept_body = b"From: a@example.com\r\n\r\nstill here\r\n".to_vec();
         let (entry, body) = (
             kept.clone(),
-            super::super::compressed::Packed::of(&kept_body).unwrap(),
+            ArchivedCopy::Packed(super::super::compressed::Packed::of(&kept_body).unwrap()),
         );
         store
             .write(move |txn| put_archive(txn, &entry, &body))

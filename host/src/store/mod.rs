@@ -1242,7 +1242,18 @@ impl Store {
     ) -> Result<Option<MessageStatus>, StoreError> {
         let hooks = Arc::clone(&self.webhooks);
         // Compressed here, not in the writer thread every account's commits wait for.
-        let (archive_entry, archived_body) = archive.unzip();
+        let (archive_entry, mut archived_body) = archive.unzip();
+        // The archive step's copy is usually the delivered body without the fields the DKIM
+        // step put on top: kept as where it starts in the body, not packed and stored again.
+        let archived_in_body = match (&body, &archived_body) {
+            (Some(body), Some(archived)) if body.ends_with(archived) => {
+                Some((body.len() - archived.len()) as u64)
+            }
+            _ => None,
+        };
+        if archived_in_body.is_some() {
+            archived_body = None;
+        }
         let held_step = held.as_ref().map(|held| held.step);
         let (has_body, has_archive) = (body.is_some(), archived_body.is_some());
         let bodies: Vec<Vec<u8>> = [body, archived_body, held.map(|held| held.body)]
@@ -1251,10 +1262,14 @@ impl Store {
             .collect();
         let mut packed = compressed::pack_all(bodies).await?.into_iter();
         let body = if has_body { packed.next() } else { None };
-        let archive = if has_archive {
-            archive_entry.zip(packed.next())
-        } else {
-            None
+        let archive = match archived_in_body {
+            Some(from) => {
+                archive_entry.map(|entry| (entry, archive::ArchivedCopy::InBody { from }))
+            }
+            None if has_archive => {
+                archive_entry.zip(packed.next().map(archive::ArchivedCopy::Packed))
+            }
+            None => None,
         };
         let held = held_step.zip(packed.next());
         self.write_row_locking(move |txn| {
@@ -1619,6 +1634,63 @@ pub(super) mod tests {
             message.body.len()
         );
         assert_eq!(store.body(&id).unwrap(), Some(message.body));
+    }
+
+    on_both_backends!(an_archived_copy_under_the_signatures_is_kept_once);
+    async fn an_archived_copy_under_the_signatures_is_kept_once(place: TestPlace) {
+        let store = place.open();
+        let archived = "From: shop@example.com\r\nSubject: news\r\n\r\nwinter coats and boots\r\n"
+            .repeat(300)
+            .into_bytes();
+        let signed = [
+            b"DKIM-Signature: v=1; a=rsa-sha256; b=abc\r\n".as_slice(),
+            &archived,
+        ]
+        .concat();
+        // One flow whose DKIM step signed the archived copy, one whose later step changed it.
+        let mut changed = archived.clone();
+        changed.extend_from_slice(b"a footer a later step added\r\n");
+        let mut stored_places = Vec::new();
+        for final_body in [signed, changed] {
+            let mut message = record(1, "news");
+            store
+                .spool(vec![NewMessage {
+                    record: message.clone(),
+                    body: b"Subject: news\r\n\r\nsubmitted\r\n".to_vec(),
+                }])
+                .await
+                .unwrap();
+            message.status = MessageStatus::Processed;
+            let entry = ArchiveEntry {
+                message_id: message.id.clone(),
+                account_id: 1,
+                stored_at: now_millis(),
+                expires_at: u64::MAX,
+            };
+            store
+                .finish_flow(
+                    message.clone(),
+                    Some(final_body.clone()),
+                    Vec::new(),
+                    Some((entry.clone(), archived.clone())),
+                    None,
+                    u64::MAX,
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                store.archive(&message.id).unwrap(),
+                Some((entry, archived.clone()))
+            );
+            assert_eq!(store.body(&message.id).unwrap(), Some(final_body));
+            let txn = store.db.begin_read().unwrap();
+            let table = txn.open_table(archive::ARCHIVE_BODIES).unwrap();
+            let stored = table.get(message.id.as_str()).unwrap().unwrap();
+            stored_places.push(archive::in_body_from(&stored));
+        }
+        // Signed: where it starts in the body, after the signature's field. Changed: its own copy.
+        let signature = b"DKIM-Signature: v=1; a=rsa-sha256; b=abc\r\n".len() as u64;
+        assert_eq!(stored_places, [Some(signature), None]);
     }
 
     /// What the store is asked from every kind of thread: async writes, sync reads, and the
