@@ -11,7 +11,6 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use mail_builder::MessageBuilder;
-use mail_builder::mime::MimePart;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 use super::{Message, MessageError, header};
@@ -332,9 +331,7 @@ pub(super) fn replace_alternative_in_place(
     };
     let content = crlf_line_ends(content.to_string());
     let mut new_part = Vec::with_capacity(content.len() + content.len() / 8 + 100);
-    MimePart::new(media_type, content.as_str())
-        .write_part(&mut new_part)
-        .map_err(|error| MessageError::Malformed(error.to_string()))?;
+    super::text_part::write(media_type, &content, &mut new_part);
     if holds_a_boundary(&new_part, &view.boundaries) {
         return Ok(false);
     }

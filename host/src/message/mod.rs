@@ -7,6 +7,7 @@
 mod body;
 mod header;
 pub(crate) mod line_ends;
+mod text_part;
 
 use std::sync::{Arc, OnceLock};
 
