@@ -247,12 +247,27 @@ impl Store {
         limit: usize,
         busy: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self.due_deliveries_from(0, now, limit, busy)?.0)
+    }
+
+    /// [`Store::due_deliveries`] of the messages due at `from` or later, and the due time of
+    /// the last entry looked at (handed out or passed over), if any: where a scheduler that
+    /// keeps track of what it handed out can start its next look.
+    pub fn due_deliveries_from(
+        &self,
+        from: u64,
+        now: u64,
+        limit: usize,
+        busy: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<(String, String)>, Option<u64>), StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(OUTBOX_DUE)?;
         let mut found = Vec::new();
-        for entry in due.range((0, "")..=(now, "\u{10ffff}"))? {
+        let mut last_looked_at = None;
+        for entry in due.range((from, "")..=(now, "\u{10ffff}"))? {
             let (key, domain) = entry?;
-            let id = key.1;
+            let (at, id) = key;
+            last_looked_at = Some(at);
             if busy(&id) {
                 continue;
             }
@@ -261,7 +276,7 @@ impl Store {
                 break;
             }
         }
-        Ok(found)
+        Ok((found, last_looked_at))
     }
 
     /// Everything one delivery attempt reads: the message, its delivery state and its body
