@@ -372,14 +372,14 @@ impl Delivery {
             None => {
                 let from = lock(&self.due_scan).start();
                 let in_flight = lock(&self.in_flight);
-                let (due, last_looked_at) =
-                    self.store
-                        .due_deliveries_from(from, now, 1000, |id| in_flight.contains(id))?;
-                if let Some(at) = last_looked_at {
+                let look = self
+                    .store
+                    .due_deliveries_from(from, now, 1000, |id| in_flight.contains(id))?;
+                if let Some(at) = look.last_looked_at {
                     let mut scan = lock(&self.due_scan);
                     scan.from = scan.from.max(at);
                 }
-                due
+                look.due
             }
         };
         for (id, domain) in due {

@@ -236,6 +236,15 @@ fn lock_due_entry(txn: &WriteTransaction, id: &str) -> Result<Option<(u64, Strin
     )))
 }
 
+/// What one look at the due queue found.
+#[derive(Debug)]
+pub struct DueLook {
+    /// The messages handed out, with their recipient domains.
+    pub due: Vec<(String, String)>,
+    /// The due time of the last entry looked at (handed out or passed over), if any.
+    pub last_looked_at: Option<u64>,
+}
+
 impl Store {
     /// Queued messages due at or before `now`, oldest first, at most `limit`, with their
     /// recipient domains.
@@ -247,7 +256,7 @@ impl Store {
         limit: usize,
         busy: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(self.due_deliveries_from(0, now, limit, busy)?.0)
+        Ok(self.due_deliveries_from(0, now, limit, busy)?.due)
     }
 
     /// [`Store::due_deliveries`] of the messages due at `from` or later, and the due time of
@@ -259,7 +268,7 @@ impl Store {
         now: u64,
         limit: usize,
         busy: impl Fn(&str) -> bool,
-    ) -> Result<(Vec<(String, String)>, Option<u64>), StoreError> {
+    ) -> Result<DueLook, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(OUTBOX_DUE)?;
         let mut found = Vec::new();
@@ -276,7 +285,10 @@ impl Store {
                 break;
             }
         }
-        Ok((found, last_looked_at))
+        Ok(DueLook {
+            due: found,
+            last_looked_at,
+        })
     }
 
     /// Everything one delivery attempt reads: the message, its delivery state and its body

@@ -41,7 +41,9 @@ use serde::de::DeserializeOwned;
 
 pub use cluster::{NodeRecord, PLUGIN_CHANGES_KEPT, PluginChanges};
 pub use deletion::StillNamed;
-pub use delivery::{AttemptRecord, DeliveryJob, DeliveryState, FilterEntry, Lease, filter_key};
+pub use delivery::{
+    AttemptRecord, DeliveryJob, DeliveryState, DueLook, FilterEntry, Lease, filter_key,
+};
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 pub use kept::{ErrorArchiveEntry, HeldCopy, SUBMITTED_KEPT_DAYS, SubmittedCopy};
 pub use listing::{MessagePage, MessageSelection, PageStart};
