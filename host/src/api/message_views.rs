@@ -242,7 +242,7 @@ pub fn view(
         views.reverse();
         views
     });
-    let online_link = if add.online_link && state.store.archive(&record.id)?.is_some() {
+    let online_link = if add.online_link && state.store.archive_entry(&record.id)?.is_some() {
         Some(state.links.online_url(&record.id))
     } else {
         None

@@ -221,7 +221,7 @@ pub(super) async fn detail(
         Ok(events) => events,
         Err(error) => return internal(error),
     };
-    let archived = matches!(state.store.archive(&id), Ok(Some(_)));
+    let archived = matches!(state.store.archive_entry(&id), Ok(Some(_)));
     let flow = record
         .flow_id
         .and_then(|flow_id| state.store.flow(flow_id).ok().flatten())

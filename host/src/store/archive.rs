@@ -82,6 +82,17 @@ pub(super) fn forget_archive(txn: &WriteTransaction, id: &str) -> Result<(), Sto
 }
 
 impl Store {
+    /// A message's archive entry while it is kept, without reading its archived message (a
+    /// list of messages with their online links asks this of each).
+    pub fn archive_entry(&self, message_id: &str) -> Result<Option<ArchiveEntry>, StoreError> {
+        let Some(entry) = self.db.get_one(ARCHIVES, message_id)? else {
+            return Ok(None);
+        };
+        let entry: ArchiveEntry = super::decode(&entry)?;
+        // Past its retention but not purged yet: already gone for readers, as in `archive`.
+        Ok((entry.expires_at > super::now_millis()).then_some(entry))
+    }
+
     /// A message's archive entry and archived message, while it is kept.
     pub fn archive(&self, message_id: &str) -> Result<Option<(ArchiveEntry, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -207,6 +218,8 @@ mod tests {
             .write(move |txn| put_archive(txn, &entry, &body))
             .await
             .unwrap();
+        // Past their retention, not purged yet: gone for readers already.
+        assert_eq!(store.archive_entry("m0-0").unwrap(), None);
         assert_eq!(store.purge_archives(2_000).await.unwrap(), 640);
         drop(store);
         let purged = file_bytes(&path);
@@ -218,6 +231,7 @@ mod tests {
             compacted < purged / 8,
             "{compacted} bytes after the open, {purged} before"
         );
+        assert_eq!(store.archive_entry("kept").unwrap(), Some(kept.clone()));
         assert_eq!(store.archive("kept").unwrap(), Some((kept, kept_body)));
         assert_eq!(store.archive("m0-0").unwrap(), None);
     }
