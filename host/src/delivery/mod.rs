@@ -203,8 +203,10 @@ pub struct Delivery {
 /// looked at: what was before it was handed out then, and new entries come after it (the
 /// store's one writer numbers them by the time of their commit; a retry is due later). What
 /// could still be behind it (a message given back without an attempt, a message queued as
-/// due in the past) is found by a look from the start: at once when a message is given back,
-/// and at least every [`schedule::IDLE_POLL`] whatever happened.
+/// due in the past, a retry whose time passed while its record committed) is found by a look
+/// from the start: at the next look when a message was given back or the clock went back, and
+/// otherwise at least every half [`schedule::IDLE_POLL`] (the scheduler sleeps at most that
+/// long, so such a message waits at most about one and a half).
 struct DueScan {
     /// The due time (milliseconds since the Unix epoch) the next look starts at.
     from: u64,
@@ -223,9 +225,12 @@ impl DueScan {
         }
     }
 
-    /// Where the next look starts.
-    fn start(&mut self) -> u64 {
-        if self.given_back || self.from_start_at.elapsed() >= schedule::IDLE_POLL {
+    /// Where the next look, at `now` (milliseconds since the Unix epoch), starts.
+    fn start(&mut self, now: u64) -> u64 {
+        if self.given_back
+            || now < self.from
+            || self.from_start_at.elapsed() >= schedule::IDLE_POLL / 2
+        {
             self.given_back = false;
             self.from_start_at = std::time::Instant::now();
             self.from = 0;
@@ -370,7 +375,7 @@ impl Delivery {
                 }
             }
             None => {
-                let from = lock(&self.due_scan).start();
+                let from = lock(&self.due_scan).start(now);
                 let in_flight = lock(&self.in_flight);
                 let look = self
                     .store
@@ -789,4 +794,28 @@ fn jitter() -> f64 {
     let mut bytes = [0u8; 4];
     let _ = getrandom::fill(&mut bytes);
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_look_at_the_due_queue_starts_where_the_last_ended_until_something_may_be_behind_it() {
+        let mut scan = DueScan::new();
+        assert_eq!(scan.start(1_000), 0);
+        scan.from = 900;
+        assert_eq!(scan.start(1_000), 900);
+        // The clock went back: entries may now be due before where the last look ended.
+        assert_eq!(scan.start(800), 0);
+        scan.from = 900;
+        scan.given_back = true;
+        assert_eq!(scan.start(1_000), 0);
+        assert!(!scan.given_back);
+        scan.from = 900;
+        scan.from_start_at -= schedule::IDLE_POLL;
+        assert_eq!(scan.start(1_000), 0);
+        scan.from = 900;
+        assert_eq!(scan.start(1_000), 900);
+    }
 }
