@@ -14,6 +14,7 @@
 pub mod columns;
 pub mod postgres;
 pub mod redb;
+mod sessions;
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;

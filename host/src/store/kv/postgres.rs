@@ -3,11 +3,9 @@
 //! encode order-preservingly, so `ORDER BY k` is the order the store walks its tables in.
 //!
 //! The storage layer is synchronous (the store's reads are plain functions called from async
-//! tasks and from blocking threads alike), the driver is async. The backend owns a small tokio
-//! runtime of its own: each operation is spawned onto it and the caller waits for the answer,
-//! inside [`tokio::task::block_in_place`] when it is a worker of a multi-thread runtime (so
-//! that runtime moves its other tasks off the thread), plainly anywhere else. The work never
-//! needs the caller's runtime, so a caller on a current-thread runtime cannot deadlock it.
+//! tasks and from blocking threads alike), the driver is async: each statement is sent and
+//! answered on the calling thread, which drives its session's connection while it waits (see
+//! [`sessions`](super::sessions)).
 //!
 //! Schema changes are versioned SQL migrations (`migrations/`, applied by refinery at open
 //! under an advisory lock, so nodes starting together do not race); a database whose schema
@@ -23,12 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::columns::Malformed;
+use super::sessions::{PooledSession, SessionPool};
 use super::{Column, Database, Entry, Key};
 use crate::store::StoreError;
 
@@ -109,6 +106,9 @@ pub enum PostgresError {
     /// The migrations do not create every table the store uses.
     #[error("the schema lacks tables the store uses (a migration is missing): {0}")]
     MissingTables(String),
+    /// The connection ended (PostgreSQL closed it, or the network failed).
+    #[error("the connection to PostgreSQL ended: {0}")]
+    Ended(String),
     /// A transaction's statement failed earlier, so its commit would roll it back.
     #[error("the transaction failed before its commit and was rolled back")]
     Aborted,
@@ -157,51 +157,9 @@ impl From<PostgresError> for StoreError {
     }
 }
 
-/// The runtime the backend's async work runs on, shut down without waiting when the database
-/// is dropped (which may happen on an async worker, where waiting is not allowed).
-struct OwnRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for OwnRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// An open PostgreSQL database: the pool of connections and the runtime they live on.
+/// An open PostgreSQL database: the pool of sessions with it.
 pub struct Postgres {
-    pool: Pool,
-    handle: Handle,
-    _runtime: OwnRuntime,
-}
-
-/// Runs `work` on the backend's runtime and waits for its outcome, from any thread: a worker
-/// of a multi-thread runtime lends its thread with `block_in_place`; a current-thread runtime
-/// or a plain thread just blocks (the work does not need it).
-fn wait<T: Send + 'static>(
-    handle: &Handle,
-    work: impl Future<Output = Result<T, PostgresError>> + Send + 'static,
-) -> Result<T, PostgresError> {
-    let (answer, answered) = std::sync::mpsc::sync_channel(1);
-    handle.spawn(async move {
-        let _ = answer.send(work.await);
-    });
-    let receive = move || answered.recv().map_err(|_| PostgresError::Stopped);
-    match Handle::try_current() {
-        Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(receive)?
-        }
-        _ => receive()?,
-    }
-}
-
-/// A connection of the pool, with a tab of the error that happened on it.
-async fn connection(pool: &Pool, wait: Duration) -> Result<Object, PostgresError> {
-    pool.get().await.map_err(|error| match error {
-        PoolError::Backend(error) => PostgresError::Query(error),
-        other => PostgresError::Unavailable(wait, other.to_string()),
-    })
+    pool: Arc<SessionPool>,
 }
 
 /// Opens the database at `url` (a `postgres://` URL or `key=value` pairs) and brings its
@@ -224,37 +182,13 @@ pub fn open(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
         .options(&options)
         .keepalives(true)
         .keepalives_idle(KEEPALIVE_IDLE);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sluice-postgres")
-        .enable_all()
-        .build()
-        .map_err(|error| PostgresError::Unavailable(settings.wait, error.to_string()))?;
-    let handle = runtime.handle().clone();
-    let manager = Manager::from_config(
-        config,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(manager)
-        .max_size(settings.max_connections.max(1))
-        .wait_timeout(Some(settings.wait))
-        .create_timeout(Some(settings.wait))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|error| PostgresError::Unavailable(settings.wait, error.to_string()))?;
-    let migrating = pool.clone();
-    wait(&handle, async move {
-        let mut conn = connection(&migrating, settings.wait).await?;
-        migrate(&mut conn).await
-    })?;
-    Ok(Database::Postgres(Postgres {
-        pool,
-        handle,
-        _runtime: OwnRuntime(Some(runtime)),
-    }))
+    let pool = SessionPool::new(config, settings.max_connections, settings.wait);
+    let mut session = pool.get()?;
+    let mut client = session.take_client();
+    let migrated = session.drive(migrate(&mut client));
+    session.put_client_back(client);
+    migrated?;
+    Ok(Database::Postgres(Postgres { pool }))
 }
 
 /// The newest schema version this build's migrations reach.
@@ -349,8 +283,6 @@ impl Postgres {
     /// Begins a transaction on a connection of the pool. Its `BEGIN` is sent with its first
     /// statement (or with its writes at commit), in one round trip (see [`Connection::query`]).
     fn begin(&self, purpose: Purpose) -> Result<Transaction, StoreError> {
-        let pool = self.pool.clone();
-        let wait_for = pool.timeouts().wait.unwrap_or_default();
         let begin = match purpose {
             Purpose::Read => READ_BEGIN,
             Purpose::Write => "BEGIN ISOLATION LEVEL SERIALIZABLE",
@@ -361,14 +293,9 @@ impl Postgres {
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF"
             }
         };
-        let conn = wait(
-            &self.handle,
-            async move { connection(&pool, wait_for).await },
-        )?;
         Ok(Transaction {
             conn: Arc::new(Connection {
-                object: conn,
-                handle: self.handle.clone(),
+                session: self.pool.get()?,
                 failed: AtomicBool::new(false),
                 // PostgreSQL takes a transaction's snapshot at its first statement, not at
                 // BEGIN, so sending BEGIN with the first statement changes nothing it sees.
@@ -385,16 +312,9 @@ impl Postgres {
     /// snapshot of its own): no BEGIN before it, nothing to end after it. Only for reads: an
     /// unsent write would wait for a commit that never comes.
     pub(super) fn single_statement(&self) -> Result<Transaction, StoreError> {
-        let pool = self.pool.clone();
-        let wait_for = pool.timeouts().wait.unwrap_or_default();
-        let conn = wait(
-            &self.handle,
-            async move { connection(&pool, wait_for).await },
-        )?;
         Ok(Transaction {
             conn: Arc::new(Connection {
-                object: conn,
-                handle: self.handle.clone(),
+                session: self.pool.get()?,
                 failed: AtomicBool::new(false),
                 unsent: std::sync::Mutex::new(Unsent::default()),
             }),
@@ -405,7 +325,7 @@ impl Postgres {
 
     /// The most connections the pool holds open.
     pub(super) fn max_connections(&self) -> usize {
-        self.pool.status().max_size
+        self.pool.max()
     }
 
     /// A read transaction.
@@ -431,8 +351,7 @@ impl Postgres {
 
 /// A connection in a transaction, shared by the transaction and the tables opened in it.
 struct Connection {
-    object: Object,
-    handle: Handle,
+    session: PooledSession,
     /// Whether a statement failed: PostgreSQL then rolls back whatever comes, COMMIT included.
     failed: AtomicBool,
     /// What goes out ahead of the next statement.
@@ -454,9 +373,6 @@ struct Unsent {
 /// The blind writes of one table: what each key gets (none: it is deleted).
 type TableWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// The most statements a connection keeps prepared.
-const STATEMENTS_KEPT: usize = 256;
-
 /// How a row-locking write transaction begins.
 const ROW_LOCKING_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
@@ -467,13 +383,13 @@ const READ_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 type Sent<'c, T> = Pin<Box<dyn Future<Output = Result<T, PostgresError>> + Send + 'c>>;
 
 impl Connection {
-    /// Runs a statement's work on the backend's runtime and waits for it.
+    /// Runs a statement's work to its end on this thread.
     fn run<T, Work>(self: &Arc<Self>, work: impl FnOnce(Arc<Self>) -> Work) -> Result<T, StoreError>
     where
-        T: Send + 'static,
-        Work: Future<Output = Result<T, PostgresError>> + Send + 'static,
+        T: Send,
+        Work: Future<Output = Result<T, PostgresError>> + Send,
     {
-        let outcome = wait(&self.handle, work(Arc::clone(self)));
+        let outcome = self.session.drive(work(Arc::clone(self)));
         if outcome.is_err() {
             self.failed.store(true, Ordering::SeqCst);
         }
@@ -498,21 +414,15 @@ impl Connection {
                     .iter()
                     .map(|param| param as &(dyn ToSql + Sync))
                     .collect();
-                Ok(conn.object.query(&statement, &params).await?)
+                Ok(conn.session.client().query(&statement, &params).await?)
             });
             conn.after_unsent(unsent, query).await
         })
     }
 
-    /// A statement prepared on this connection, from its cache when it was prepared before.
-    /// The cache is emptied when it holds [`STATEMENTS_KEPT`]: the statements writing a
-    /// transaction's changes differ by the set of tables written, so their number is bounded
-    /// only by the combinations of tables a group of changes can write.
+    /// A statement prepared on this connection (once per connection).
     async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, PostgresError> {
-        if self.object.statement_cache.size() >= STATEMENTS_KEPT {
-            self.object.statement_cache.clear();
-        }
-        Ok(self.object.prepare_cached(sql).await?)
+        self.session.prepare(sql).await
     }
 
     /// Sends what was unsent, then `last`, without waiting for answers in between (the
@@ -533,7 +443,7 @@ impl Connection {
         let mut before: Vec<Sent<'_, ()>> = Vec::with_capacity(2);
         if let Some(begin) = unsent.begin {
             before.push(Box::pin(async move {
-                Ok(self.object.batch_execute(begin).await?)
+                Ok(self.session.client().batch_execute(begin).await?)
             }));
         }
         if let Some((statement, arrays)) = &writes {
@@ -542,7 +452,7 @@ impl Connection {
                     .iter()
                     .map(|array| array as &(dyn ToSql + Sync))
                     .collect();
-                self.object.execute(statement, &params).await?;
+                self.session.client().execute(statement, &params).await?;
                 Ok(())
             }));
         }
@@ -738,7 +648,7 @@ impl Transaction {
         self.conn.refuse_after_failure()?;
         let unsent = self.conn.take_unsent_for(&[]);
         self.conn.run(|conn| async move {
-            let names: Sent<'_, _> = Box::pin(table_names_of(&conn.object));
+            let names: Sent<'_, _> = Box::pin(table_names_of(conn.session.client()));
             conn.after_unsent(unsent, names).await
         })
     }
@@ -779,8 +689,9 @@ impl Transaction {
         if self.conn.failed.load(Ordering::SeqCst) {
             self.finished = true;
             // COMMIT would answer with a silent ROLLBACK.
-            self.conn
-                .run(|conn| async move { Ok(conn.object.batch_execute("ROLLBACK").await?) })?;
+            self.conn.run(|conn| async move {
+                Ok(conn.session.client().batch_execute("ROLLBACK").await?)
+            })?;
             return Err(PostgresError::Aborted.into());
         }
         let unsent = self.conn.take_unsent();
@@ -804,7 +715,7 @@ impl Transaction {
                     .iter()
                     .map(|array| array as &(dyn ToSql + Sync))
                     .collect();
-                conn.object.execute(&statement, &params).await?;
+                conn.session.client().execute(&statement, &params).await?;
                 Ok(())
             });
         }
@@ -812,7 +723,7 @@ impl Transaction {
             // A write that failed is returned before the COMMIT's answer, which rolled the
             // transaction back without an error.
             let commit: Sent<'_, _> =
-                Box::pin(async { Ok(conn.object.batch_execute("COMMIT").await?) });
+                Box::pin(async { Ok(conn.session.client().batch_execute("COMMIT").await?) });
             conn.after_unsent(unsent, commit).await
         });
         // When the commit failed before COMMIT went out (a statement could not be prepared),
@@ -838,14 +749,15 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         if !self.finished && self.conn.has_begun() {
-            // The connection goes back to the pool once the rollback is through (the task
-            // holds it until then); nobody waits for it.
-            let conn = Arc::clone(&self.conn);
-            self.conn.handle.spawn(async move {
-                if let Err(error) = conn.object.batch_execute("ROLLBACK").await {
-                    tracing::debug!(%error, "rolling back a transaction failed");
-                }
+            // The connection goes back to the pool after the rollback; one whose rollback
+            // failed is closed instead, its transaction's state unknown.
+            let rolled_back = self.conn.run(|conn| async move {
+                Ok(conn.session.client().batch_execute("ROLLBACK").await?)
             });
+            if let Err(error) = rolled_back {
+                tracing::debug!(%error, "rolling back a transaction failed");
+                self.conn.session.discard();
+            }
         }
     }
 }
