@@ -392,8 +392,15 @@ impl TestServer {
         }
         drop(server);
         runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-        // The store's writer thread closes the database once the last handle is gone.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // The store's writer thread closes the database once the last handle is gone, which
+        // on a busy machine can take a while: until then the file cannot be opened again.
+        let file = dir.path().join("sluice.redb");
+        for _ in 0..400 {
+            if !file.exists() || redb::Database::open(&file).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
         dir
     }
 
