@@ -364,7 +364,10 @@ impl Delivery {
                 // In batches of a quarter of the workers at least while some are busy: a
                 // claim per finished attempt would cost a transaction per message.
                 if room == 0 || (in_flight > 0 && room < (workers / 4).max(1)) {
-                    Vec::new()
+                    // Nothing is claimed until a worker finishes, which wakes the scheduler:
+                    // when the next message is due does not matter until then (and asking
+                    // would cost the database a look at the queue per finished attempt).
+                    return Ok(schedule::IDLE_POLL);
                 } else {
                     self.store.claim_due_deliveries(
                         now,

@@ -212,23 +212,43 @@ pub(super) fn insert_filter(
     Ok(entry)
 }
 
-/// How many times [`lock_due_entry`] looks again for a due entry that moved while it waited.
+/// How many times [`lock_attempt_rows`] looks again for a due entry that moved while it
+/// waited.
 const DUE_ENTRY_LOOKS: u32 = 4;
+
+/// The rows recording a delivery attempt rests on, locked.
+struct AttemptRows {
+    /// When the message is due (its due entry's key).
+    due: u64,
+    /// Its recipient domain (its due entry's value).
+    domain: String,
+    /// Its delivery state, encoded.
+    state: Option<Vec<u8>>,
+    /// Its record, encoded.
+    message: Option<Vec<u8>>,
+}
 
 /// Locks a queued message's due entry, the lock every change to its delivery state takes
 /// first (a claim takes it with `SKIP LOCKED`, so a node recording or renewing is never
-/// claimed from). Returns when it is due and its recipient domain; none when it is not queued.
-/// The entry's key holds the due time, which a claim or renewal committed while this waited
-/// may have changed: the queue entry then tells the new one.
-fn lock_due_entry(txn: &WriteTransaction, id: &str) -> Result<Option<(u64, String)>, StoreError> {
+/// claimed from), and after it, in the same statement, its delivery state and its record
+/// (the lock every change to a message's events takes). None when it is not queued. The due
+/// entry's key holds the due time, which a claim or renewal committed while this waited may
+/// have changed: the queue entry then tells the new one.
+fn lock_attempt_rows(txn: &WriteTransaction, id: &str) -> Result<Option<AttemptRows>, StoreError> {
     let outbox = txn.open_table(OUTBOX)?;
-    let mut due_index = txn.open_table(OUTBOX_DUE)?;
     for _ in 0..DUE_ENTRY_LOOKS {
         let Some(due) = outbox.get(id)? else {
             return Ok(None);
         };
-        if let Some(domain) = due_index.lock((due, id))? {
-            return Ok(Some((due, domain)));
+        let (domain, state, message) =
+            txn.lock_together(((OUTBOX_DUE, (due, id)), (DELIVERIES, id), (MESSAGES, id)))?;
+        if let Some(domain) = domain {
+            return Ok(Some(AttemptRows {
+                due,
+                domain,
+                state,
+                message,
+            }));
         }
     }
     Err(StoreError::Conflict(format!(
@@ -348,13 +368,19 @@ impl Store {
         let id = id.to_string();
         let hooks = std::sync::Arc::clone(&self.webhooks);
         self.write_row_locking(move |txn| {
-            let Some((due, domain)) = lock_due_entry(txn, &id)? else {
+            let Some(AttemptRows {
+                due,
+                domain,
+                state,
+                message,
+            }) = lock_attempt_rows(txn, &id)?
+            else {
                 // Not queued any more (delivered by an earlier attempt): nothing to record.
                 return Ok(false);
             };
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut deliveries = txn.open_table(DELIVERIES)?;
-            let mut state: DeliveryState = match deliveries.get(id.as_str())? {
+            let mut state: DeliveryState = match state {
                 Some(value) => decode(&value)?,
                 None => DeliveryState {
                     attempts: 0,
@@ -375,8 +401,8 @@ impl Store {
             }
             let mut due_index = txn.open_table(OUTBOX_DUE)?;
             due_index.delete((due, id.as_str()))?;
-            let mut message = match super::record_in(txn, &id)? {
-                Some(message) => message,
+            let mut message: MessageRecord = match message {
+                Some(message) => decode(&message)?,
                 None => {
                     // A queued message without its record: nothing left to deliver or tell.
                     outbox.delete(id.as_str())?;

@@ -387,6 +387,22 @@ impl WriteTransaction {
         }
     }
 
+    /// The values under one key in each of several tables, each row locked until the
+    /// transaction ends (see [`Table::lock`]): `reads` as for [`Database::get_together`]. On
+    /// PostgreSQL one statement, which locks the rows in the order of `reads` and reads each
+    /// as it is once locked, even where it waited for another transaction to let go of it.
+    pub fn lock_together<R: Reads>(&self, reads: R) -> Result<R::Found, StoreError> {
+        match self {
+            Self::Redb(_) => reads.read_in_write(self),
+            Self::Postgres(txn) => {
+                let mut keys = Vec::new();
+                reads.encoded_keys(&mut keys);
+                let mut found = txn.locked_values_at(keys)?.into_iter();
+                R::decode(&mut found)
+            }
+        }
+    }
+
     /// Deletes a table, for tests that give a store the layout of a version before the table.
     #[cfg(test)]
     pub fn delete_table<K: Key, V: Column>(
@@ -880,6 +896,64 @@ mod tests {
         );
         let none: [(u64, &str); 0] = [];
         assert!(pairs.get_each(&none).unwrap().is_empty());
+    }
+
+    /// Rows locked together wait for a transaction holding one of them, are read as it left
+    /// them (not as they were when the statement began), and stay locked until the locking
+    /// transaction ends.
+    #[test]
+    fn rows_locked_together_are_read_as_the_transaction_holding_one_left_them() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let db = filled(&place);
+        let keys = keys();
+        let (first, second) = (
+            (keys[1].0, keys[1].1.as_str()),
+            (keys[2].0, keys[2].1.as_str()),
+        );
+        let holder = db.begin_row_locking_write().unwrap();
+        assert_eq!(
+            holder.open_table(PAIRS).unwrap().lock(second).unwrap(),
+            Some(2)
+        );
+        std::thread::scope(|scope| {
+            let locker = scope.spawn(|| {
+                let txn = db.begin_row_locking_write().unwrap();
+                let found = txn
+                    .lock_together(((PAIRS, first), (PAIRS, second), (PAIRS, (99, "missing"))))
+                    .unwrap();
+                (found, txn)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            holder
+                .open_table(PAIRS)
+                .unwrap()
+                .insert(second, 200)
+                .unwrap();
+            holder.commit().unwrap();
+            let (found, locker) = locker.join().unwrap();
+            assert_eq!(found, (Some(1), Some(200), None));
+            let other = db.begin_row_locking_write().unwrap();
+            assert_eq!(
+                other
+                    .open_table(PAIRS)
+                    .unwrap()
+                    .lock_unless_held(first)
+                    .unwrap(),
+                None,
+                "still locked by the transaction that locked it"
+            );
+            drop(locker);
+            assert_eq!(
+                other
+                    .open_table(PAIRS)
+                    .unwrap()
+                    .lock_unless_held(first)
+                    .unwrap(),
+                Some(1)
+            );
+        });
     }
 
     /// A put that PostgreSQL refuses when it is finally sent fails the commit, which then

@@ -667,6 +667,42 @@ impl Transaction {
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
+        self.values_by(sql, keys)
+    }
+
+    /// As [`Transaction::values_at`], each row locked `FOR UPDATE` in the order of `keys`.
+    /// PostgreSQL refuses a locking clause beside `UNION`, so each row is locked by a `WITH`
+    /// query of its own; a row that another transaction changed while this one waited for it
+    /// is read as that one left it.
+    pub(super) fn locked_values_at(
+        &self,
+        keys: Vec<(&'static str, Vec<u8>)>,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let locks = keys
+            .iter()
+            .enumerate()
+            .map(|(index, (table, _))| {
+                format!(
+                    "l{index} AS (SELECT v FROM kv_{table} WHERE k = ${} FOR UPDATE)",
+                    index + 1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let reads = (0..keys.len())
+            .map(|index| format!("SELECT {index}, v FROM l{index}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        self.values_by(format!("WITH {locks} {reads}"), keys)
+    }
+
+    /// The values found by `sql`, whose rows are `(index of the key, value)`, in the order of
+    /// `keys` (the statement's parameters).
+    fn values_by(
+        &self,
+        sql: String,
+        keys: Vec<(&'static str, Vec<u8>)>,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut values = vec![None; keys.len()];
         let tables: Vec<&'static str> = keys.iter().map(|(table, _)| *table).collect();
         let rows = self
