@@ -36,7 +36,8 @@ use crate::plugin::classifier::{AccountClassifiers, AccountVerdict, ReturnedReci
 use crate::schedule;
 use crate::store::EventKind;
 use crate::store::{
-    AttemptRecord, DeliveryJob, Event, MessageStatus, Store, StoreError, now_millis,
+    AttemptRecord, DeliveryJob, DueMessage, Event, FilterKey, MessageStatus, Store, StoreError,
+    now_millis,
 };
 
 /// The `[delivery]` section.
@@ -241,8 +242,8 @@ impl DueScan {
 
 #[derive(Default)]
 struct DomainQueue {
-    /// Message ids with their recipient domains.
-    pending: VecDeque<(String, String)>,
+    /// Messages handed out to this destination, not attempted yet.
+    pending: VecDeque<DueMessage>,
     connections: usize,
 }
 
@@ -388,17 +389,24 @@ impl Delivery {
                     scan.from = scan.from.max(at);
                 }
                 look.due
+                    .into_iter()
+                    .map(|(id, domain)| DueMessage {
+                        id,
+                        domain,
+                        filter_key: None,
+                    })
+                    .collect()
             }
         };
-        for (id, domain) in due {
-            if !lock(&self.in_flight).insert(id.clone()) {
+        for due in due {
+            if !lock(&self.in_flight).insert(due.id.clone()) {
                 continue;
             }
-            let key = self.destination_key(&domain);
+            let key = self.destination_key(&due.domain);
             let start_worker = {
                 let mut domains = lock(&self.domains);
                 let queue = domains.entry(key.clone()).or_default();
-                queue.pending.push_back((id, domain));
+                queue.pending.push_back(due);
                 let start = queue.connections < self.connections_per_destination();
                 if start {
                     queue.connections += 1;
@@ -439,7 +447,14 @@ impl Delivery {
                     }
                 }
             };
-            let Some((id, domain)) = next else { break };
+            let Some(DueMessage {
+                id,
+                domain,
+                filter_key,
+            }) = next
+            else {
+                break;
+            };
             slot.holding = Some(id.clone());
             let wait = self
                 .rates
@@ -457,7 +472,10 @@ impl Delivery {
                 sent = 0;
             }
             sent += 1;
-            let outcome = match self.attempt(&id, &domain, &mut session).await {
+            let outcome = match self
+                .attempt(&id, &domain, filter_key.as_ref(), &mut session)
+                .await
+            {
                 Ok(outcome) => outcome,
                 // The message could not even be prepared (a store error): it is retried like
                 // a connection failure, and expires like one, instead of coming back every tick.
@@ -543,9 +561,10 @@ impl Delivery {
         &self,
         id: &str,
         domain: &str,
+        filter_key: Option<&FilterKey>,
         session: &mut Option<(SmtpSession, String)>,
     ) -> Result<Option<AttemptRecord>, StoreError> {
-        let Some(job) = self.store.delivery_job(id)? else {
+        let Some(job) = self.store.delivery_job(id, filter_key)? else {
             return Ok(None);
         };
         if let Some(leasing) = &self.leasing
@@ -773,8 +792,8 @@ impl Drop for WorkerSlot {
             queue.connections = queue.connections.saturating_sub(1);
             if queue.connections == 0 {
                 // No worker is left to take them: the scheduler hands them out again.
-                for (id, _) in queue.pending.drain(..) {
-                    in_flight.remove(&id);
+                for due in queue.pending.drain(..) {
+                    in_flight.remove(&due.id);
                     self.delivery.given_back();
                 }
                 domains.remove(&self.key);

@@ -34,6 +34,25 @@ pub struct DeliveryState {
     /// end meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// The key of its recipient's filter entry (none in states kept before it was noted), so
+    /// the attempt reads the entry with the message instead of after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_key: Option<FilterKey>,
+}
+
+/// The key of a filter entry: the account and the recipient address as [`filter_key`] writes
+/// it.
+pub type FilterKey = (u64, String);
+
+/// A queued message handed out for an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueMessage {
+    /// The message's id.
+    pub id: String,
+    /// Its recipient domain.
+    pub domain: String,
+    /// The key of its recipient's filter entry, when its delivery state notes it.
+    pub filter_key: Option<FilterKey>,
 }
 
 /// A node's claim on a queued message: no other node attempts it until `until`. The holder
@@ -162,6 +181,7 @@ pub(super) fn queue_or_reject(
         queued_at: now,
         expires_at,
         lease: None,
+        filter_key: Some((record.account_id, address)),
     };
     txn.open_table(DELIVERIES)?
         .insert(id, encode(&state)?.as_slice())?;
@@ -311,13 +331,33 @@ impl Store {
         })
     }
 
-    /// Everything one delivery attempt reads: the message, its delivery state and its body
-    /// from one snapshot, and its recipient's filter entry. None when it is no longer queued.
-    pub fn delivery_job(&self, id: &str) -> Result<Option<DeliveryJob>, StoreError> {
-        let (Some(state), Some(record), body) =
-            self.db
-                .get_together(((DELIVERIES, id), (MESSAGES, id), (super::BODIES, id)))?
-        else {
+    /// Everything one delivery attempt reads, from one snapshot: the message, its delivery
+    /// state, its body and its recipient's filter entry (as it is now: an address filtered
+    /// while the message waited is not sent to). None when it is no longer queued. With the
+    /// key of the recipient's filter entry (from [`DueMessage::filter_key`]) one read, else
+    /// two (the key is the message's).
+    pub fn delivery_job(
+        &self,
+        id: &str,
+        known_filter_key: Option<&FilterKey>,
+    ) -> Result<Option<DeliveryJob>, StoreError> {
+        let (state, record, body, filter_entry) = match known_filter_key {
+            Some((account_id, address)) => self.db.get_together((
+                (DELIVERIES, id),
+                (MESSAGES, id),
+                (super::BODIES, id),
+                (FILTERS, (*account_id, address.as_str())),
+            ))?,
+            None => {
+                let (state, record, body) = self.db.get_together((
+                    (DELIVERIES, id),
+                    (MESSAGES, id),
+                    (super::BODIES, id),
+                ))?;
+                (state, record, body, None)
+            }
+        };
+        let (Some(state), Some(record)) = (state, record) else {
             return Ok(None);
         };
         let state: DeliveryState = decode(&state)?;
@@ -326,15 +366,14 @@ impl Store {
             .map(|body| super::compressed::unpack(&body))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("body of message {id}")))?;
-        // Read on its own: whether the recipient is filtered now is what counts.
-        let filtered = self
-            .db
-            .get_one(
-                FILTERS,
-                (record.account_id, filter_key(&record.recipient).as_str()),
-            )?
-            .map(|entry| decode(&entry))
-            .transpose()?;
+        let recipient_key = (record.account_id, filter_key(&record.recipient));
+        let filter_entry = if known_filter_key == Some(&recipient_key) {
+            filter_entry
+        } else {
+            self.db
+                .get_one(FILTERS, (recipient_key.0, recipient_key.1.as_str()))?
+        };
+        let filtered = filter_entry.map(|entry| decode(&entry)).transpose()?;
         Ok(Some(DeliveryJob {
             record,
             state,
@@ -387,6 +426,7 @@ impl Store {
                     queued_at: due,
                     expires_at: due,
                     lease: None,
+                    filter_key: None,
                 },
             };
             if let Some(holder) = &holder
@@ -460,7 +500,7 @@ impl Store {
         limit: usize,
         holder: &str,
         until: u64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<DueMessage>, StoreError> {
         let mut tries = 0;
         loop {
             match self.try_claim_due(now, limit, holder, until) {
@@ -478,7 +518,7 @@ impl Store {
         limit: usize,
         holder: &str,
         until: u64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<DueMessage>, StoreError> {
         let txn = self.db.begin_claim()?;
         let mut claimed = Vec::new();
         {
@@ -503,7 +543,11 @@ impl Store {
                 due_index.insert((until, id.as_str()), domain.as_str())?;
                 outbox.insert(id.as_str(), until)?;
                 deliveries.insert(id.as_str(), encode(&state)?.as_slice())?;
-                claimed.push((id.clone(), domain.clone()));
+                claimed.push(DueMessage {
+                    id: id.clone(),
+                    domain: domain.clone(),
+                    filter_key: state.filter_key,
+                });
             }
         }
         txn.commit()?;
@@ -678,8 +722,8 @@ mod tests {
         ids
     }
 
-    fn ids_of(claimed: Vec<(String, String)>) -> Vec<String> {
-        claimed.into_iter().map(|(id, _)| id).collect()
+    fn ids_of(claimed: Vec<DueMessage>) -> Vec<String> {
+        claimed.into_iter().map(|due| due.id).collect()
     }
 
     fn delivered() -> AttemptRecord {
@@ -687,6 +731,60 @@ mod tests {
             status: MessageStatus::Delivered,
             events: Vec::new(),
             filter: None,
+        }
+    }
+
+    on_both_backends!(
+        a_claimed_message_carries_its_filter_key_and_its_job_reads_the_entry_as_it_is_now
+    );
+    async fn a_claimed_message_carries_its_filter_key_and_its_job_reads_the_entry_as_it_is_now(
+        place: TestPlace,
+    ) {
+        let store = place.open();
+        let ids = queued(&store, 1).await;
+        let now = now_millis() + 1;
+        let claimed = store
+            .claim_due_deliveries(now, 10, "a", now + MINUTE)
+            .unwrap();
+        let expected_key = (1, "ann@example.net".to_string());
+        assert_eq!(
+            claimed,
+            [DueMessage {
+                id: ids[0].clone(),
+                domain: "example.net".into(),
+                filter_key: Some(expected_key.clone()),
+            }]
+        );
+        let job = store.delivery_job(&ids[0], Some(&expected_key)).unwrap();
+        let job = job.expect("a queued message has a job");
+        assert_eq!(job.record.id, ids[0]);
+        assert_eq!(job.body, b"Subject: x\r\n\r\nbody\r\n");
+        assert!(job.filtered.is_none());
+
+        // Filtered while it waited: every way of asking finds the entry, also with a key that
+        // is not the recipient's (then the message's own is read).
+        let entry = store
+            .add_filter(1, "Ann@Example.net", "hard bounce", None, None)
+            .await
+            .unwrap();
+        let other_key = (1, "bob@example.net".to_string());
+        for known in [Some(&expected_key), None, Some(&other_key)] {
+            let job = store.delivery_job(&ids[0], known).unwrap().unwrap();
+            assert_eq!(
+                job.filtered.map(|entry| entry.reason),
+                Some("hard bounce".to_string()),
+                "asked with {known:?}"
+            );
+        }
+        // Another address's entry is never taken for the recipient's.
+        store
+            .add_filter(1, "bob@example.net", "complaint", None, None)
+            .await
+            .unwrap();
+        store.remove_filter(1, entry.id).await.unwrap();
+        for known in [Some(&expected_key), None, Some(&other_key)] {
+            let job = store.delivery_job(&ids[0], known).unwrap().unwrap();
+            assert!(job.filtered.is_none(), "asked with {known:?}");
         }
     }
 
@@ -1011,7 +1109,7 @@ mod tests {
                         let claimed = tokio::task::block_in_place(|| {
                             store.claim_due_deliveries(now, 4, &holder, now + MINUTE)
                         })?;
-                        for (id, _) in claimed {
+                        for DueMessage { id, .. } in claimed {
                             let recorded = store
                                 .record_attempt(&id, delivered(), Some(holder.clone()))
                                 .await?;
@@ -1036,7 +1134,7 @@ mod tests {
             if claimed.is_empty() {
                 break;
             }
-            for (id, _) in claimed {
+            for DueMessage { id, .. } in claimed {
                 assert!(
                     nodes[0]
                         .record_attempt(&id, delivered(), Some("sweeper".into()))

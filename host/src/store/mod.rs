@@ -42,7 +42,8 @@ use serde::de::DeserializeOwned;
 pub use cluster::{NodeRecord, PLUGIN_CHANGES_KEPT, PluginChanges};
 pub use deletion::StillNamed;
 pub use delivery::{
-    AttemptRecord, DeliveryJob, DeliveryState, DueLook, FilterEntry, Lease, filter_key,
+    AttemptRecord, DeliveryJob, DeliveryState, DueLook, DueMessage, FilterEntry, FilterKey, Lease,
+    filter_key,
 };
 pub use engagement::{Engagement, MAX_KEPT_ENGAGEMENTS};
 pub use kept::{ErrorArchiveEntry, HeldCopy, SUBMITTED_KEPT_DAYS, SubmittedCopy};

@@ -298,6 +298,7 @@ macro_rules! reads_tuple {
 
 reads_tuple!(A, B);
 reads_tuple!(A, B, C);
+reads_tuple!(A, B, C, D);
 
 /// A read-only view of the database at one moment.
 pub enum ReadTransaction {
