@@ -141,16 +141,16 @@ pub fn filter_key(address: &str) -> String {
 
 /// Queues a processed message inside the flow's outcome transaction, unless its recipient is on
 /// the account's filter list: then it gets REJECT and is not sent. Returns the status to keep.
+/// `filter_entry` is the recipient's entry as [`recipient_filter_key`] names it, read in
+/// `txn`.
 pub(super) fn queue_or_reject(
     txn: &WriteTransaction,
     hooks: &super::webhooks::WebhookHooks,
     record: &mut MessageRecord,
+    filter_entry: Option<Vec<u8>>,
     expires_at: u64,
 ) -> Result<(), StoreError> {
-    let address = filter_key(&record.recipient);
-    let filtered = txn
-        .open_table(FILTERS)?
-        .get((record.account_id, address.as_str()))?
+    let filtered = filter_entry
         .map(|entry| decode::<FilterEntry>(&entry))
         .transpose()?;
     if let Some(entry) = filtered {
@@ -181,11 +181,16 @@ pub(super) fn queue_or_reject(
         queued_at: now,
         expires_at,
         lease: None,
-        filter_key: Some((record.account_id, address)),
+        filter_key: Some(recipient_filter_key(record)),
     };
     txn.open_table(DELIVERIES)?
         .insert(id, encode(&state)?.as_slice())?;
     Ok(())
+}
+
+/// The key of a message's recipient's filter entry.
+pub(super) fn recipient_filter_key(record: &MessageRecord) -> FilterKey {
+    (record.account_id, filter_key(&record.recipient))
 }
 
 /// Takes a message out of the delivery queue, if it is queued.
@@ -366,7 +371,7 @@ impl Store {
             .map(|body| super::compressed::unpack(&body))
             .transpose()?
             .ok_or_else(|| StoreError::NotFound(format!("body of message {id}")))?;
-        let recipient_key = (record.account_id, filter_key(&record.recipient));
+        let recipient_key = recipient_filter_key(&record);
         let filter_entry = if known_filter_key == Some(&recipient_key) {
             filter_entry
         } else {
@@ -732,6 +737,54 @@ mod tests {
             events: Vec::new(),
             filter: None,
         }
+    }
+
+    on_both_backends!(a_finished_flow_is_rejected_for_its_recipient_as_the_flow_left_it);
+    async fn a_finished_flow_is_rejected_for_its_recipient_as_the_flow_left_it(place: TestPlace) {
+        let store = place.open();
+        store
+            .add_filter(1, "bob@example.net", "hard bounce", None, None)
+            .await
+            .unwrap();
+        // Spooled to ann (not filtered), each redirected by a step before it finishes.
+        let mut statuses = Vec::new();
+        for redirected_to in ["Bob@Example.net", "carol@example.net"] {
+            let mut message = record(1, "m");
+            store
+                .spool(vec![NewMessage {
+                    record: message.clone(),
+                    body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+                }])
+                .await
+                .unwrap();
+            message.status = MessageStatus::Processed;
+            message.recipient = redirected_to.into();
+            statuses.push(
+                store
+                    .finish_flow(message, None, Vec::new(), None, None, u64::MAX)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(
+            statuses,
+            [
+                Some(MessageStatus::Rejected),
+                Some(MessageStatus::Processed)
+            ]
+        );
+        let now = now_millis() + 1;
+        let claimed = store
+            .claim_due_deliveries(now, 10, "a", now + MINUTE)
+            .unwrap();
+        assert_eq!(
+            claimed
+                .iter()
+                .map(|due| &due.filter_key)
+                .collect::<Vec<_>>(),
+            [&Some((1, "carol@example.net".to_string()))],
+            "only the copy for carol is queued"
+        );
     }
 
     on_both_backends!(

@@ -1275,9 +1275,16 @@ impl Store {
             None => None,
         };
         let held = held_step.zip(packed.next());
+        // The recipient as the flow left it (a step may have redirected this copy).
+        let (filter_account, filter_address) = delivery::recipient_filter_key(&record);
         self.write_row_locking(move |txn| {
             let mut record = record.clone();
-            let spooled = record_in(txn, &record.id)?;
+            // The record is locked, and the recipient's filter entry read with it.
+            let (spooled, filter_entry) = txn.lock_and_read(
+                (MESSAGES, record.id.as_str()),
+                (delivery::FILTERS, (filter_account, filter_address.as_str())),
+            )?;
+            let spooled: Option<MessageRecord> = spooled.map(|value| decode(&value)).transpose()?;
             if txn.open_table(SPOOL)?.remove(record.id.as_str())?.is_none() {
                 // Finished already (another node ran the same spooled message, and its outcome
                 // is the one on record) or deleted meanwhile: nothing to record twice.
@@ -1292,7 +1299,7 @@ impl Store {
             record.next_event = spooled.and_then(|spooled| spooled.next_event);
             append_events(txn, &hooks, &mut record, &events)?;
             if record.status == MessageStatus::Processed {
-                delivery::queue_or_reject(txn, &hooks, &mut record, expires_at)?;
+                delivery::queue_or_reject(txn, &hooks, &mut record, filter_entry, expires_at)?;
                 if record.status == MessageStatus::Processed {
                     returned::index_sent(txn, &record)?;
                 }

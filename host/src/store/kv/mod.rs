@@ -263,6 +263,25 @@ impl<'k, K: Key, V: Column, Q: Borrow<K::SelfType<'k>>> Reads for (TableDefiniti
     }
 }
 
+/// No reads at all.
+impl Reads for () {
+    type Found = ();
+
+    fn read_in(self, _: &ReadTransaction) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn read_in_write(self, _: &WriteTransaction) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn encoded_keys(&self, _: &mut Vec<(&'static str, Vec<u8>)>) {}
+
+    fn decode(_: &mut impl Iterator<Item = Option<Vec<u8>>>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// Implements [`Reads`] for a tuple of reads, each answered in turn.
 macro_rules! reads_tuple {
     ($($read:ident),+) => {
@@ -393,13 +412,25 @@ impl WriteTransaction {
     /// PostgreSQL one statement, which locks the rows in the order of `reads` and reads each
     /// as it is once locked, even where it waited for another transaction to let go of it.
     pub fn lock_together<R: Reads>(&self, reads: R) -> Result<R::Found, StoreError> {
+        Ok(self.lock_and_read(reads, ())?.0)
+    }
+
+    /// As [`WriteTransaction::lock_together`] for `locked`, and in the same statement reads
+    /// `read` without locking it (on PostgreSQL as committed when the statement began).
+    pub fn lock_and_read<L: Reads, R: Reads>(
+        &self,
+        locked: L,
+        read: R,
+    ) -> Result<(L::Found, R::Found), StoreError> {
         match self {
-            Self::Redb(_) => reads.read_in_write(self),
+            Self::Redb(_) => Ok((locked.read_in_write(self)?, read.read_in_write(self)?)),
             Self::Postgres(txn) => {
                 let mut keys = Vec::new();
-                reads.encoded_keys(&mut keys);
-                let mut found = txn.locked_values_at(keys)?.into_iter();
-                R::decode(&mut found)
+                locked.encoded_keys(&mut keys);
+                let locked_count = keys.len();
+                read.encoded_keys(&mut keys);
+                let mut found = txn.locked_values_at(keys, locked_count)?.into_iter();
+                Ok((L::decode(&mut found)?, R::decode(&mut found)?))
             }
         }
     }

@@ -670,20 +670,23 @@ impl Transaction {
         self.values_by(sql, keys)
     }
 
-    /// As [`Transaction::values_at`], each row locked `FOR UPDATE` in the order of `keys`.
-    /// PostgreSQL refuses a locking clause beside `UNION`, so each row is locked by a `WITH`
-    /// query of its own; a row that another transaction changed while this one waited for it
-    /// is read as that one left it.
+    /// As [`Transaction::values_at`], the rows of the first `locked` keys locked `FOR UPDATE`
+    /// in their order. PostgreSQL refuses a locking clause beside `UNION`, so each row is
+    /// read by a `WITH` query of its own; a locked row that another transaction changed while
+    /// this one waited for it is read as that one left it, the others as committed when the
+    /// statement began.
     pub(super) fn locked_values_at(
         &self,
         keys: Vec<(&'static str, Vec<u8>)>,
+        locked: usize,
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let locks = keys
             .iter()
             .enumerate()
             .map(|(index, (table, _))| {
+                let locking = if index < locked { " FOR UPDATE" } else { "" };
                 format!(
-                    "l{index} AS (SELECT v FROM kv_{table} WHERE k = ${} FOR UPDATE)",
+                    "l{index} AS (SELECT v FROM kv_{table} WHERE k = ${}{locking})",
                     index + 1
                 )
             })
