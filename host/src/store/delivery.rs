@@ -1082,8 +1082,8 @@ mod tests {
         let held: Vec<String> = held.into_iter().map(|((_, id), _)| id).collect();
         assert_eq!(held, ids[..5].to_vec());
         assert_eq!(beside, ids[5..10].to_vec());
-        // Ended with an answer awaited: a dropped transaction is rolled back in the background,
-        // and claims made before that would find its rows still held, and stop.
+        // Ended with an answer awaited, not dropped: claims made before a dropped transaction's
+        // rollback went through would find its rows still held, and stop.
         holding.commit().unwrap();
 
         let claim_all = |store: Store, holder: &'static str| {

@@ -411,12 +411,15 @@ impl WriteTransaction {
     /// transaction ends (see [`Table::lock`]): `reads` as for [`Database::get_together`]. On
     /// PostgreSQL one statement, which locks the rows in the order of `reads` and reads each
     /// as it is once locked, even where it waited for another transaction to let go of it.
+    /// When the first key has no value, the others are neither locked nor (on PostgreSQL)
+    /// read: what is found for them then means nothing.
     pub fn lock_together<R: Reads>(&self, reads: R) -> Result<R::Found, StoreError> {
         Ok(self.lock_and_read(reads, ())?.0)
     }
 
     /// As [`WriteTransaction::lock_together`] for `locked`, and in the same statement reads
-    /// `read` without locking it (on PostgreSQL as committed when the statement began).
+    /// `read` without locking it (on PostgreSQL as committed when the statement began); the
+    /// first key of `locked` rules for `read` too.
     pub fn lock_and_read<L: Reads, R: Reads>(
         &self,
         locked: L,
@@ -986,6 +989,23 @@ mod tests {
                 Some(1)
             );
         });
+
+        // Without the first row, the others are not locked.
+        let txn = db.begin_row_locking_write().unwrap();
+        let (missing, _) = txn
+            .lock_together(((PAIRS, (99, "missing")), (PAIRS, first)))
+            .unwrap();
+        assert_eq!(missing, None);
+        let other = db.begin_row_locking_write().unwrap();
+        assert_eq!(
+            other
+                .open_table(PAIRS)
+                .unwrap()
+                .lock_unless_held(first)
+                .unwrap(),
+            Some(1),
+            "locked although the first row was not there"
+        );
     }
 
     /// A put that PostgreSQL refuses when it is finally sent fails the commit, which then

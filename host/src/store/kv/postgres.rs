@@ -671,10 +671,10 @@ impl Transaction {
     }
 
     /// As [`Transaction::values_at`], the rows of the first `locked` keys locked `FOR UPDATE`
-    /// in their order. PostgreSQL refuses a locking clause beside `UNION`, so each row is
-    /// read by a `WITH` query of its own; a locked row that another transaction changed while
-    /// this one waited for it is read as that one left it, the others as committed when the
-    /// statement began.
+    /// in their order, and none but the first read or locked when the first is not there.
+    /// PostgreSQL refuses a locking clause beside `UNION`, so each row is read by a `WITH`
+    /// query of its own; a locked row that another transaction changed while this one waited
+    /// for it is read as that one left it, the others as committed when the statement began.
     pub(super) fn locked_values_at(
         &self,
         keys: Vec<(&'static str, Vec<u8>)>,
@@ -685,8 +685,15 @@ impl Transaction {
             .enumerate()
             .map(|(index, (table, _))| {
                 let locking = if index < locked { " FOR UPDATE" } else { "" };
+                // Nothing after a first row that is not there: locking the others then would
+                // hold them while the caller looks for the first again, out of its order.
+                let after_first = if index > 0 {
+                    " AND EXISTS (SELECT FROM l0)"
+                } else {
+                    ""
+                };
                 format!(
-                    "l{index} AS (SELECT v FROM kv_{table} WHERE k = ${}{locking})",
+                    "l{index} AS (SELECT v FROM kv_{table} WHERE k = ${}{after_first}{locking})",
                     index + 1
                 )
             })
@@ -728,9 +735,14 @@ impl Transaction {
         if self.conn.failed.load(Ordering::SeqCst) {
             self.finished = true;
             // COMMIT would answer with a silent ROLLBACK.
-            self.conn.run(|conn| async move {
+            let rolled_back = self.conn.run(|conn| async move {
                 Ok(conn.session.client().batch_execute("ROLLBACK").await?)
-            })?;
+            });
+            if rolled_back.is_err() {
+                // Its transaction's state unknown: closed rather than lent again.
+                self.conn.session.discard();
+            }
+            rolled_back?;
             return Err(PostgresError::Aborted.into());
         }
         let unsent = self.conn.take_unsent();
