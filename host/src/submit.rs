@@ -128,9 +128,11 @@ pub async fn accept_as(
         })
         .collect();
     let ids: Vec<String> = messages.iter().map(|m| m.record.id.clone()).collect();
-    store.spool(messages).await?;
-    for id in &ids {
-        pipeline.notify(submission.source.account_id, id.clone());
+    // The flows start from these copies instead of reading each message back.
+    let bodies: Vec<Vec<u8>> = messages.iter().map(|m| m.body.clone()).collect();
+    let kept = store.spool(messages).await?;
+    for (record, body) in kept.into_iter().zip(bodies) {
+        pipeline.notify_spooled(record, body);
     }
     Ok(ids)
 }

@@ -1,5 +1,6 @@
 //! Flows: sorting messages by rules, and the pipeline that runs their Flowsteps.
 
+mod fresh;
 pub mod pipeline;
 pub mod rules;
 

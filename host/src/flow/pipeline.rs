@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::fresh::{FRESH_COPIES_BYTES, FreshCopies};
 use super::rules::{MessageFacts, Routing};
 use crate::delivery::{DeliveryConfig, QueueSignal};
 use crate::fairness::{FairShare, NoSlot, Slot};
@@ -56,6 +57,8 @@ pub struct Pipeline {
     overflowed: AtomicBool,
     /// See [`PipelineParts::orphaned_after`].
     orphaned_after: Option<Duration>,
+    /// Messages this node just spooled, as spooled, for their flows to start from.
+    fresh: Mutex<FreshCopies>,
 }
 
 /// What the pipeline is built from.
@@ -167,6 +170,19 @@ impl PipelineHandle {
     /// spool later.
     pub fn notify(&self, account_id: u64, id: String) {
         if self.queue.try_send((account_id, id)).is_err() {
+            self.pipeline.overflowed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Queues a message just spooled, with its record and body exactly as spooled: its flow
+    /// starts from them instead of reading them back (while they are kept; see
+    /// [`FreshCopies`]).
+    pub fn notify_spooled(&self, record: MessageRecord, body: Vec<u8>) {
+        let (account_id, id) = (record.account_id, record.id.clone());
+        self.pipeline.fresh().keep(record, body);
+        if self.queue.try_send((account_id, id.clone())).is_err() {
+            // Found in the spool later, and read from the store then.
+            self.pipeline.fresh().take(&id);
             self.pipeline.overflowed.store(true, Ordering::Release);
         }
     }
@@ -385,6 +401,7 @@ impl Pipeline {
             // Start with a scan: whatever was spooled before a restart is picked up.
             overflowed: AtomicBool::new(true),
             orphaned_after,
+            fresh: Mutex::new(FreshCopies::new(FRESH_COPIES_BYTES)),
         });
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(Arc::clone(&pipeline).run(receiver));
@@ -490,9 +507,18 @@ impl Pipeline {
         });
     }
 
+    fn fresh(&self) -> std::sync::MutexGuard<'_, FreshCopies> {
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Runs one message's flow and records the outcome.
     async fn process(self: &Arc<Self>, id: &str) -> Result<(), FlowError> {
-        let Some((mut record, body)) = self.store.message_with_body(id)? else {
+        let fresh = self.fresh().take(id);
+        let stored = match fresh {
+            Some((record, body)) => Some((record, Some(body))),
+            None => self.store.message_with_body(id)?,
+        };
+        let Some((mut record, body)) = stored else {
             return Ok(());
         };
         if record.status != MessageStatus::Submitted {

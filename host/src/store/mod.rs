@@ -1061,8 +1061,9 @@ impl Store {
 
     // ---- messages
 
-    /// Spools new messages with their SUBMITTED events, in one durable transaction.
-    pub async fn spool(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
+    /// Spools new messages with their SUBMITTED events, in one durable transaction; returns
+    /// their records as kept.
+    pub async fn spool(&self, messages: Vec<NewMessage>) -> Result<Vec<MessageRecord>, StoreError> {
         let hooks = Arc::clone(&self.webhooks);
         // Compressed here, not in the writer thread every account's commits wait for.
         let (records_in, bodies): (Vec<MessageRecord>, Vec<Vec<u8>>) = messages
@@ -1077,6 +1078,7 @@ impl Store {
             })
             .unzip();
         let packed = compressed::pack_all(bodies).await?;
+        let kept = records_in.clone();
         self.write_row_locking(move |txn| {
             let mut records = txn.open_table(MESSAGES)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -1120,7 +1122,8 @@ impl Store {
             }
             Ok(())
         })
-        .await
+        .await?;
+        Ok(kept)
     }
 
     /// Ids of the messages still waiting for their flow, oldest first.
@@ -1620,6 +1623,39 @@ pub(super) mod tests {
             ]
         );
         assert_eq!(store.message(&id).unwrap().unwrap().next_event, Some(4));
+    }
+
+    on_both_backends!(spooled_records_are_returned_as_a_flow_reads_them_back);
+    async fn spooled_records_are_returned_as_a_flow_reads_them_back(place: TestPlace) {
+        let store = place.open();
+        let mut resent = record(1, "again");
+        let original = record(1, "first");
+        store
+            .spool(vec![NewMessage {
+                record: original.clone(),
+                body: b"Subject: first\r\n\r\nx\r\n".to_vec(),
+            }])
+            .await
+            .unwrap();
+        resent.resent_from = Some(original.id.clone());
+        let messages = vec![
+            NewMessage {
+                record: resent,
+                body: b"Subject: again\r\n\r\nx\r\n".to_vec(),
+            },
+            NewMessage {
+                record: record(1, "other"),
+                body: b"Subject: other\r\n\r\ny\r\n".to_vec(),
+            },
+        ];
+        let kept = store.spool(messages.clone()).await.unwrap();
+        assert_eq!(kept.len(), 2);
+        for (kept, message) in kept.into_iter().zip(messages) {
+            // What the pipeline starts a flow from when it has the copy, and what it reads.
+            let (read, body) = store.message_with_body(&kept.id).unwrap().unwrap();
+            assert_eq!(read, kept);
+            assert_eq!(body, Some(message.body));
+        }
     }
 
     on_both_backends!(bodies_are_stored_compressed_and_read_back_as_they_were);
