@@ -394,6 +394,7 @@ impl Delivery {
                         id,
                         domain,
                         filter_key: None,
+                        due: None,
                     })
                     .collect()
             }
@@ -451,6 +452,7 @@ impl Delivery {
                 id,
                 domain,
                 filter_key,
+                due,
             }) = next
             else {
                 break;
@@ -503,7 +505,7 @@ impl Delivery {
                 // shared with other connections'. The message stays in flight until the record
                 // is durable, so the scheduler cannot hand it out again meanwhile.
                 Some(outcome) => {
-                    tokio::spawn(Arc::clone(&self).record(id, outcome));
+                    tokio::spawn(Arc::clone(&self).record(id, outcome, due));
                 }
                 None => {
                     lock(&self.in_flight).remove(&id);
@@ -524,13 +526,13 @@ impl Delivery {
 
     /// Records an attempt, retrying until the store takes it: releasing the message before its
     /// outcome is durable would let the scheduler send it again.
-    async fn record(self: Arc<Self>, id: String, outcome: AttemptRecord) {
+    async fn record(self: Arc<Self>, id: String, outcome: AttemptRecord, due: Option<u64>) {
         let mut wait = Duration::from_millis(100);
         let holder = self.leasing.as_ref().map(|leasing| leasing.holder.clone());
         loop {
             match self
                 .store
-                .record_attempt(&id, outcome.clone(), holder.clone())
+                .record_attempt_due(&id, outcome.clone(), holder.clone(), due)
                 .await
             {
                 Ok(true) => break,

@@ -53,6 +53,9 @@ pub struct DueMessage {
     pub domain: String,
     /// The key of its recipient's filter entry, when its delivery state notes it.
     pub filter_key: Option<FilterKey>,
+    /// When it is due in the queue as handed out (a claim's lease end), if known: recording
+    /// the attempt then finds its due entry without reading the queue entry first.
+    pub due: Option<u64>,
 }
 
 /// A node's claim on a queued message: no other node attempts it until `until`. The holder
@@ -259,21 +262,35 @@ struct AttemptRows {
 /// (the lock every change to a message's events takes). None when it is not queued. The due
 /// entry's key holds the due time, which a claim or renewal committed while this waited may
 /// have changed: the queue entry then tells the new one.
-fn lock_attempt_rows(txn: &WriteTransaction, id: &str) -> Result<Option<AttemptRows>, StoreError> {
+fn lock_attempt_rows(
+    txn: &WriteTransaction,
+    id: &str,
+    due_hint: Option<u64>,
+) -> Result<Option<AttemptRows>, StoreError> {
+    let lock = |due: u64| {
+        txn.lock_together(((OUTBOX_DUE, (due, id)), (DELIVERIES, id), (MESSAGES, id)))
+            .map(|(domain, state, message)| {
+                domain.map(|domain| AttemptRows {
+                    due,
+                    domain,
+                    state,
+                    message,
+                })
+            })
+    };
+    // A due time that moved since (a renewal) locks nothing: then the queue entry tells.
+    if let Some(due) = due_hint
+        && let Some(rows) = lock(due)?
+    {
+        return Ok(Some(rows));
+    }
     let outbox = txn.open_table(OUTBOX)?;
     for _ in 0..DUE_ENTRY_LOOKS {
         let Some(due) = outbox.get(id)? else {
             return Ok(None);
         };
-        let (domain, state, message) =
-            txn.lock_together(((OUTBOX_DUE, (due, id)), (DELIVERIES, id), (MESSAGES, id)))?;
-        if let Some(domain) = domain {
-            return Ok(Some(AttemptRows {
-                due,
-                domain,
-                state,
-                message,
-            }));
+        if let Some(rows) = lock(due)? {
+            return Ok(Some(rows));
         }
     }
     Err(StoreError::Conflict(format!(
@@ -409,6 +426,19 @@ impl Store {
         record: AttemptRecord,
         holder: Option<String>,
     ) -> Result<bool, StoreError> {
+        self.record_attempt_due(id, record, holder, None).await
+    }
+
+    /// [`Store::record_attempt`] for a message handed out as due at `due_hint` (see
+    /// [`DueMessage::due`]): its rows are locked by one statement while that is still when
+    /// it is due.
+    pub async fn record_attempt_due(
+        &self,
+        id: &str,
+        record: AttemptRecord,
+        holder: Option<String>,
+        due_hint: Option<u64>,
+    ) -> Result<bool, StoreError> {
         let id = id.to_string();
         let hooks = std::sync::Arc::clone(&self.webhooks);
         self.write_row_locking(move |txn| {
@@ -417,7 +447,7 @@ impl Store {
                 domain,
                 state,
                 message,
-            }) = lock_attempt_rows(txn, &id)?
+            }) = lock_attempt_rows(txn, &id, due_hint)?
             else {
                 // Not queued any more (delivered by an earlier attempt): nothing to record.
                 return Ok(false);
@@ -552,6 +582,7 @@ impl Store {
                     id: id.clone(),
                     domain: domain.clone(),
                     filter_key: state.filter_key,
+                    due: Some(until),
                 });
             }
         }
@@ -739,6 +770,42 @@ mod tests {
         }
     }
 
+    on_both_backends!(an_attempt_is_recorded_whether_its_due_time_is_as_handed_out_or_moved);
+    async fn an_attempt_is_recorded_whether_its_due_time_is_as_handed_out_or_moved(
+        place: TestPlace,
+    ) {
+        let store = place.open();
+        let ids = queued(&store, 2).await;
+        let now = now_millis() + 1;
+        let claimed = store
+            .claim_due_deliveries(now, 10, "a", now + MINUTE)
+            .unwrap();
+        assert_eq!(
+            claimed.iter().map(|due| due.due).collect::<Vec<_>>(),
+            [Some(now + MINUTE), Some(now + MINUTE)]
+        );
+        // The second's lease renewed: it is due later than when it was handed out.
+        let lost = store
+            .renew_delivery_leases(vec![ids[1].clone()], "a".into(), now + 2 * MINUTE)
+            .await
+            .unwrap();
+        assert!(lost.is_empty());
+        for (id, hint) in ids.iter().zip([claimed[0].due, claimed[1].due]) {
+            assert!(
+                store
+                    .record_attempt_due(id, delivered(), Some("a".into()), hint)
+                    .await
+                    .unwrap(),
+                "{id} was not recorded"
+            );
+            assert!(
+                store.delivery_state(id).unwrap().is_none(),
+                "{id} still queued"
+            );
+        }
+        assert_eq!(store.next_due().unwrap(), None);
+    }
+
     on_both_backends!(a_finished_flow_is_rejected_for_its_recipient_as_the_flow_left_it);
     async fn a_finished_flow_is_rejected_for_its_recipient_as_the_flow_left_it(place: TestPlace) {
         let store = place.open();
@@ -806,6 +873,7 @@ mod tests {
                 id: ids[0].clone(),
                 domain: "example.net".into(),
                 filter_key: Some(expected_key.clone()),
+                due: Some(now + MINUTE),
             }]
         );
         let job = store.delivery_job(&ids[0], Some(&expected_key)).unwrap();
