@@ -6,15 +6,21 @@
 //! what it would have read. Whatever changes a spooled message before its flow finishes is
 //! settled where the flow's outcome is recorded (the record is locked there and the spool
 //! entry must still be there), as it is for a flow that read the store. The copies are
-//! bounded by their bytes, the oldest let go first: a message whose copy is gone is read
-//! from the store as before.
+//! bounded by their bytes. When they are full a new copy is not kept: the flows waiting
+//! longest start first, so letting the oldest copies go would make every flow miss its copy
+//! as long as a backlog lasts. Copies older than [`FRESH_COPY_AGE`] go first (a flow that
+//! never took its copy). A message without its copy is read from the store as before.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use crate::store::MessageRecord;
 
 /// The most bytes of bodies kept.
 pub const FRESH_COPIES_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a copy is kept at most.
+pub const FRESH_COPY_AGE: Duration = Duration::from_secs(60);
 
 /// A spooled message's record and body, as spooled.
 pub type FreshCopy = (MessageRecord, Vec<u8>);
@@ -23,17 +29,19 @@ pub type FreshCopy = (MessageRecord, Vec<u8>);
 #[derive(Debug)]
 pub struct FreshCopies {
     budget: usize,
+    max_age: Duration,
     bytes: usize,
     next: u64,
     by_id: HashMap<String, (u64, FreshCopy)>,
-    by_age: BTreeMap<u64, String>,
+    by_age: BTreeMap<u64, (Instant, String)>,
 }
 
 impl FreshCopies {
-    /// No copies, at most `budget` bytes of bodies.
-    pub fn new(budget: usize) -> Self {
+    /// No copies, at most `budget` bytes of bodies, each kept at most `max_age`.
+    pub fn new(budget: usize, max_age: Duration) -> Self {
         Self {
             budget,
+            max_age,
             bytes: 0,
             next: 0,
             by_id: HashMap::new(),
@@ -41,25 +49,30 @@ impl FreshCopies {
         }
     }
 
-    /// Keeps a copy, letting the oldest go while the bodies are over the budget (a body
-    /// larger than the whole budget is not kept).
+    /// Keeps a copy unless the bodies kept and it would be over the budget, after letting
+    /// the copies older than the most age go.
     pub fn keep(&mut self, record: MessageRecord, body: Vec<u8>) {
-        if body.len() > self.budget {
-            return;
-        }
+        self.keep_at(record, body, Instant::now());
+    }
+
+    fn keep_at(&mut self, record: MessageRecord, body: Vec<u8>, now: Instant) {
         self.take(&record.id);
-        while self.bytes + body.len() > self.budget {
-            let Some((_, oldest)) = self.by_age.pop_first() else {
+        while let Some(entry) = self.by_age.first_entry() {
+            if now.saturating_duration_since(entry.get().0) < self.max_age {
                 break;
-            };
-            if let Some((_, (_, body))) = self.by_id.remove(&oldest) {
+            }
+            let (_, id) = entry.remove();
+            if let Some((_, (_, body))) = self.by_id.remove(&id) {
                 self.bytes -= body.len();
             }
+        }
+        if self.bytes + body.len() > self.budget {
+            return;
         }
         let age = self.next;
         self.next += 1;
         self.bytes += body.len();
-        self.by_age.insert(age, record.id.clone());
+        self.by_age.insert(age, (now, record.id.clone()));
         self.by_id.insert(record.id.clone(), (age, (record, body)));
     }
 
@@ -103,30 +116,35 @@ mod tests {
     }
 
     #[test]
-    fn copies_are_taken_once_and_the_oldest_go_first_over_the_budget() {
-        let mut copies = FreshCopies::new(10);
-        copies.keep(record("a"), vec![b'a'; 4]);
-        copies.keep(record("b"), vec![b'b'; 4]);
+    fn copies_are_taken_once_and_new_ones_wait_for_room_or_for_old_ones_to_age() {
+        let start = Instant::now();
+        let mut copies = FreshCopies::new(10, Duration::from_secs(60));
+        copies.keep_at(record("a"), vec![b'a'; 4], start);
+        copies.keep_at(record("b"), vec![b'b'; 4], start);
         assert_eq!(copies.bytes, 8);
-        // c does not fit beside a and b: a, the oldest, goes.
-        copies.keep(record("c"), vec![b'c'; 4]);
-        assert_eq!(copies.bytes, 8);
-        assert!(copies.take("a").is_none());
+        // c does not fit beside a and b: not kept; a and b, whose flows come first, stay.
+        copies.keep_at(record("c"), vec![b'c'; 4], start);
+        assert!(copies.take("c").is_none());
         let (kept, body) = copies.take("b").unwrap();
         assert_eq!((kept.id.as_str(), body), ("b", vec![b'b'; 4]));
         assert!(copies.take("b").is_none(), "a copy is taken once");
         assert_eq!(copies.bytes, 4);
-        // Larger than the whole budget: not kept, and nothing else let go for it.
-        copies.keep(record("d"), vec![b'd'; 11]);
+        // Larger than the whole budget: not kept.
+        copies.keep_at(record("d"), vec![b'd'; 11], start);
         assert!(copies.take("d").is_none());
-        assert_eq!(copies.take("c").unwrap().1, vec![b'c'; 4]);
+        // a, never taken, goes once it is older than the most age, making room.
+        copies.keep_at(record("e"), vec![b'e'; 8], start + Duration::from_secs(59));
+        assert!(copies.take("e").is_none(), "no room while a is young");
+        copies.keep_at(record("e"), vec![b'e'; 8], start + Duration::from_secs(60));
+        assert!(copies.take("a").is_none());
+        assert_eq!(copies.take("e").unwrap().1, vec![b'e'; 8]);
         assert_eq!(copies.bytes, 0);
         assert!(copies.by_age.is_empty() && copies.by_id.is_empty());
     }
 
     #[test]
     fn a_copy_kept_again_replaces_the_first() {
-        let mut copies = FreshCopies::new(10);
+        let mut copies = FreshCopies::new(10, Duration::from_secs(60));
         copies.keep(record("a"), vec![b'1'; 4]);
         copies.keep(record("a"), vec![b'2'; 6]);
         assert_eq!(copies.bytes, 6);

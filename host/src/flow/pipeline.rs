@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::fresh::{FRESH_COPIES_BYTES, FreshCopies};
+use super::fresh::{FRESH_COPIES_BYTES, FRESH_COPY_AGE, FreshCopies};
 use super::rules::{MessageFacts, Routing};
 use crate::delivery::{DeliveryConfig, QueueSignal};
 use crate::fairness::{FairShare, NoSlot, Slot};
@@ -401,7 +401,7 @@ impl Pipeline {
             // Start with a scan: whatever was spooled before a restart is picked up.
             overflowed: AtomicBool::new(true),
             orphaned_after,
-            fresh: Mutex::new(FreshCopies::new(FRESH_COPIES_BYTES)),
+            fresh: Mutex::new(FreshCopies::new(FRESH_COPIES_BYTES, FRESH_COPY_AGE)),
         });
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(Arc::clone(&pipeline).run(receiver));
