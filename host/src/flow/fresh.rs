@@ -88,30 +88,11 @@ impl FreshCopies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MessageStatus;
 
     fn record(id: &str) -> MessageRecord {
         MessageRecord {
             id: id.into(),
-            account_id: 1,
-            source_id: 1,
-            submitted_over: "api".into(),
-            sender: "app@example.com".into(),
-            recipient: "ann@example.net".into(),
-            submitted_at: 0,
-            data: None,
-            flow_selector: None,
-            flow_id: None,
-            status: MessageStatus::Submitted,
-            status_reason: None,
-            subject: None,
-            tags: Vec::new(),
-            schedule_at: None,
-            dmarc: None,
-            header_message_id: None,
-            resent_from: None,
-            steps: Vec::new(),
-            next_event: Some(1),
+            ..crate::store::tests::record(1, "fresh")
         }
     }
 

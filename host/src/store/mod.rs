@@ -1338,12 +1338,12 @@ impl Store {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::backends::{TestPlace, on_both_backends};
 
     /// A submitted message's record for tests of the store.
-    pub(super) fn record(account_id: u64, subject: &str) -> MessageRecord {
+    pub(crate) fn record(account_id: u64, subject: &str) -> MessageRecord {
         MessageRecord {
             id: new_message_id(),
             account_id,

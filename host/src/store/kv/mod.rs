@@ -947,6 +947,15 @@ mod tests {
             (keys[1].0, keys[1].1.as_str()),
             (keys[2].0, keys[2].1.as_str()),
         );
+        // The first row as a transaction of its own finds it: none when it is held.
+        let taken_by_another = || {
+            db.begin_row_locking_write()
+                .unwrap()
+                .open_table(PAIRS)
+                .unwrap()
+                .lock_unless_held(first)
+                .unwrap()
+        };
         let holder = db.begin_row_locking_write().unwrap();
         assert_eq!(
             holder.open_table(PAIRS).unwrap().lock(second).unwrap(),
@@ -969,25 +978,13 @@ mod tests {
             holder.commit().unwrap();
             let (found, locker) = locker.join().unwrap();
             assert_eq!(found, (Some(1), Some(200), None));
-            let other = db.begin_row_locking_write().unwrap();
             assert_eq!(
-                other
-                    .open_table(PAIRS)
-                    .unwrap()
-                    .lock_unless_held(first)
-                    .unwrap(),
+                taken_by_another(),
                 None,
                 "still locked by the transaction that locked it"
             );
             drop(locker);
-            assert_eq!(
-                other
-                    .open_table(PAIRS)
-                    .unwrap()
-                    .lock_unless_held(first)
-                    .unwrap(),
-                Some(1)
-            );
+            assert_eq!(taken_by_another(), Some(1));
         });
 
         // Without the first row, the others are not locked.
@@ -996,13 +993,8 @@ mod tests {
             .lock_together(((PAIRS, (99, "missing")), (PAIRS, first)))
             .unwrap();
         assert_eq!(missing, None);
-        let other = db.begin_row_locking_write().unwrap();
         assert_eq!(
-            other
-                .open_table(PAIRS)
-                .unwrap()
-                .lock_unless_held(first)
-                .unwrap(),
+            taken_by_another(),
             Some(1),
             "locked although the first row was not there"
         );
