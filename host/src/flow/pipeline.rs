@@ -176,7 +176,7 @@ impl PipelineHandle {
 
     /// Queues a message just spooled, with its record and body exactly as spooled: its flow
     /// starts from them instead of reading them back (while they are kept; see
-    /// [`FreshCopies`]).
+    /// `flow/fresh.rs`).
     pub fn notify_spooled(&self, record: MessageRecord, body: Vec<u8>) {
         let (account_id, id) = (record.account_id, record.id.clone());
         self.pipeline.fresh().keep(record, body);

@@ -5,7 +5,7 @@
 //! The storage layer is synchronous (the store's reads are plain functions called from async
 //! tasks and from blocking threads alike), the driver is async: each statement is sent and
 //! answered on the calling thread, which drives its session's connection while it waits (see
-//! [`sessions`](super::sessions)).
+//! `kv/sessions.rs`).
 //!
 //! Schema changes are versioned SQL migrations (`migrations/`, applied by refinery at open
 //! under an advisory lock, so nodes starting together do not race); a database whose schema
