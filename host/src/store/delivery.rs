@@ -738,24 +738,38 @@ mod tests {
     /// returns their ids, oldest first.
     async fn queued(store: &Store, count: usize) -> Vec<String> {
         let mut ids = Vec::new();
-        for n in 0..count {
-            let mut message = record(1, &format!("m{n}"));
-            store
-                .spool(vec![NewMessage {
-                    record: message.clone(),
-                    body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
-                }])
-                .await
-                .unwrap();
-            message.status = MessageStatus::Processed;
-            let status = store
-                .finish_flow(message.clone(), None, Vec::new(), None, None, u64::MAX)
-                .await
-                .unwrap();
+        for _ in 0..count {
+            let (id, status) = spooled_and_processed(store, None).await;
             assert_eq!(status, Some(MessageStatus::Processed));
-            ids.push(message.id);
+            ids.push(id);
         }
         ids
+    }
+
+    /// Spools a message to ann and finishes its flow as processed, for `redirected_to` when
+    /// a step redirected the copy; returns its id and the status its flow's outcome recorded.
+    async fn spooled_and_processed(
+        store: &Store,
+        redirected_to: Option<&str>,
+    ) -> (String, Option<MessageStatus>) {
+        let mut message = record(1, "m");
+        store
+            .spool(vec![NewMessage {
+                record: message.clone(),
+                body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            }])
+            .await
+            .unwrap();
+        message.status = MessageStatus::Processed;
+        if let Some(recipient) = redirected_to {
+            message.recipient = recipient.into();
+        }
+        let id = message.id.clone();
+        let status = store
+            .finish_flow(message, None, Vec::new(), None, None, u64::MAX)
+            .await
+            .unwrap();
+        (id, status)
     }
 
     fn ids_of(claimed: Vec<DueMessage>) -> Vec<String> {
@@ -816,22 +830,7 @@ mod tests {
         // Spooled to ann (not filtered), each redirected by a step before it finishes.
         let mut statuses = Vec::new();
         for redirected_to in ["Bob@Example.net", "carol@example.net"] {
-            let mut message = record(1, "m");
-            store
-                .spool(vec![NewMessage {
-                    record: message.clone(),
-                    body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
-                }])
-                .await
-                .unwrap();
-            message.status = MessageStatus::Processed;
-            message.recipient = redirected_to.into();
-            statuses.push(
-                store
-                    .finish_flow(message, None, Vec::new(), None, None, u64::MAX)
-                    .await
-                    .unwrap(),
-            );
+            statuses.push(spooled_and_processed(&store, Some(redirected_to)).await.1);
         }
         assert_eq!(
             statuses,
