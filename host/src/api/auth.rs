@@ -107,11 +107,14 @@ fn check_credential(
     client_id: &str,
     issued_generation: &str,
 ) -> Result<(), ApiError> {
-    let current = state.store.credential(client_id)?.filter(|credential| {
-        credential.kind == CredentialKind::Api
-            && credential.source_id == caller.source_id
-            && credential.account_id == caller.account_id
-    });
+    let current = state
+        .store
+        .current_credential(client_id)?
+        .filter(|credential| {
+            credential.kind == CredentialKind::Api
+                && credential.source_id == caller.source_id
+                && credential.account_id == caller.account_id
+        });
     match current {
         Some(credential) if generation(&credential) == issued_generation => Ok(()),
         _ => Err(ApiError::unauthorized(

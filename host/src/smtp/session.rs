@@ -750,8 +750,9 @@ impl Session {
             return;
         };
         // A session outlives its login: the user, its password or its source may have
-        // changed since.
-        match self.shared.store.credential(&auth.username) {
+        // changed since (this node's copy: a change is seen here at once, one made through
+        // another node from its next look at the change counter).
+        match self.shared.store.current_credential(&auth.username) {
             Ok(Some(credential))
                 if credential.kind == CredentialKind::Smtp
                     && credential.source_id == auth.source.id

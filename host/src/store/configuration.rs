@@ -1,7 +1,8 @@
 //! Per-node copies of what every message's flow reads of its account's configuration: the
-//! flow rules, the flow they pick and the identity that signs for a sender's domain. Each
-//! message read them from the store (on PostgreSQL three statements of its own); they change
-//! rarely, through the API or the dashboard.
+//! flow rules, the flow they pick and the identity that signs for a sender's domain; and the
+//! credential an SMTP session or an API token is checked against again on each message or
+//! request. Each message read them from the store (on PostgreSQL four statements of its own);
+//! they change rarely, through the API or the dashboard.
 //!
 //! The copies are let go whenever a write transaction that opened one of their tables
 //! ([`TableDefinition::copied`]) commits, on this node before the change is answered. Such a
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::kv::{ReadableTable as _, WriteTransaction};
-use super::model::{Flow, Routing, SenderIdentity};
+use super::model::{Credential, Flow, Routing, SenderIdentity};
 use super::{COUNTERS, Store, StoreError, decode, next_id};
 
 /// The counter (in `counters`) every transaction changing a copied table moves.
@@ -128,6 +129,17 @@ impl Owned for FlowKey {
     }
 }
 
+/// Credentials are kept by username. Whose one is shows only in its value, so they all count
+/// as one owner's: making room lets every credential copy go.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Username(String);
+
+impl Owned for Username {
+    fn account(&self) -> u64 {
+        u64::MAX
+    }
+}
+
 /// Every copy, and the generation they belong to.
 #[derive(Debug, Default)]
 struct Kept {
@@ -137,6 +149,7 @@ struct Kept {
     routing: Copies<u64, Routing>,
     flows: Copies<FlowKey, Flow>,
     signers: Copies<(u64, String), SenderIdentity>,
+    credentials: Copies<Username, Credential>,
 }
 
 /// The copies a store's handles share.
@@ -284,6 +297,26 @@ impl Store {
                     identity.public_key.len() + identity.sealed_private_key.len() + 256
                 });
                 Ok((identity, bytes + domain.len()))
+            },
+        )
+    }
+
+    /// A credential as this node's copy has it: what a logged-in SMTP session and an API
+    /// token are checked against again on each message or request. A change made on this
+    /// node is seen at once; one made on another node from the next look at the change
+    /// counter ([`Store::refresh_configuration`]).
+    pub fn current_credential(
+        &self,
+        username: &str,
+    ) -> Result<Option<Arc<Credential>>, StoreError> {
+        self.configuration.copy_of(
+            |kept| &kept.credentials,
+            |kept| &mut kept.credentials,
+            &Username(username.to_string()),
+            || {
+                let (credential, bytes) =
+                    decoded::<Credential>(self.db.get_one(super::CREDENTIALS, username)?)?;
+                Ok((credential, bytes + username.len()))
             },
         )
     }

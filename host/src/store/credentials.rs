@@ -279,4 +279,68 @@ mod tests {
         assert!(matches!(refused, Err(StoreError::NotFound(_))));
         assert!(store.credential("late").unwrap().is_none());
     }
+
+    /// The secret hash of `username` as this node's copy has it.
+    fn current_hash(store: &Store, username: &str) -> Option<String> {
+        store
+            .current_credential(username)
+            .unwrap()
+            .map(|credential| credential.secret_hash.clone())
+    }
+
+    on_both_backends!(a_changed_credential_is_checked_at_once_on_the_node_that_changed_it);
+    async fn a_changed_credential_is_checked_at_once_on_the_node_that_changed_it(place: TestPlace) {
+        let store = place.open();
+        let source = source_of(&store, 1, "app").await;
+        assert_eq!(current_hash(&store, "app-smtp"), None);
+        let added = store
+            .add_credential(&source, CredentialKind::Smtp, "app-smtp", "first")
+            .await
+            .unwrap();
+        assert_eq!(
+            current_hash(&store, "app-smtp"),
+            Some(added.secret_hash.clone())
+        );
+        let rotated = store
+            .rotate_credential(source.id, "app-smtp", "second")
+            .await
+            .unwrap();
+        assert_ne!(rotated.secret_hash, added.secret_hash);
+        assert_eq!(current_hash(&store, "app-smtp"), Some(rotated.secret_hash));
+        assert!(store.remove_credential("app-smtp").await.unwrap());
+        assert_eq!(current_hash(&store, "app-smtp"), None);
+
+        store
+            .add_credential(&source, CredentialKind::Api, "app-api", "secret")
+            .await
+            .unwrap();
+        assert!(current_hash(&store, "app-api").is_some());
+        store.delete_source(1, source.id).await.unwrap().unwrap();
+        assert_eq!(current_hash(&store, "app-api"), None);
+    }
+
+    /// Two nodes on one database: a credential removed through one stops on the other from
+    /// that node's next look at the change counter.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_credential_removed_through_another_node_stops_from_the_next_look() {
+        let Some(place) = TestPlace::postgres(module_path!()) else {
+            return;
+        };
+        let this_node = place.open();
+        let other_node = place.open();
+        let source = source_of(&this_node, 1, "app").await;
+        this_node
+            .add_credential(&source, CredentialKind::Smtp, "app-smtp", "secret")
+            .await
+            .unwrap();
+        this_node.refresh_configuration().unwrap();
+        assert!(current_hash(&this_node, "app-smtp").is_some());
+
+        assert!(other_node.remove_credential("app-smtp").await.unwrap());
+        assert_eq!(current_hash(&other_node, "app-smtp"), None);
+        // The copy this node made before the removal stands until its next look.
+        assert!(current_hash(&this_node, "app-smtp").is_some());
+        assert!(this_node.refresh_configuration().unwrap());
+        assert_eq!(current_hash(&this_node, "app-smtp"), None);
+    }
 }

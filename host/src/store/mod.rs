@@ -68,7 +68,7 @@ pub use webhooks::{
 
 const ACCOUNTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts");
 const SOURCES: TableDefinition<u64, &[u8]> = TableDefinition::new("sources");
-const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
+const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::copied("credentials");
 const FLOWS: TableDefinition<u64, &[u8]> = TableDefinition::copied("flows");
 const ROUTING: TableDefinition<u64, &[u8]> = TableDefinition::copied("routing");
 /// The largest encoded set of an account's flow rules: every message the account sends reads
