@@ -1282,17 +1282,19 @@ impl Store {
         let (filter_account, filter_address) = delivery::recipient_filter_key(&record);
         self.write_row_locking(move |txn| {
             let mut record = record.clone();
-            // The record is locked, and the recipient's filter entry read with it.
-            let (spooled, filter_entry) = txn.lock_and_read(
-                (MESSAGES, record.id.as_str()),
+            // The record and the spool entry are locked (in the order a deletion locks them),
+            // and the recipient's filter entry read with them: one statement.
+            let ((spooled, in_spool), filter_entry) = txn.lock_and_read(
+                ((MESSAGES, record.id.as_str()), (SPOOL, record.id.as_str())),
                 (delivery::FILTERS, (filter_account, filter_address.as_str())),
             )?;
-            let spooled: Option<MessageRecord> = spooled.map(|value| decode(&value)).transpose()?;
-            if txn.open_table(SPOOL)?.remove(record.id.as_str())?.is_none() {
+            if in_spool.is_none() {
                 // Finished already (another node ran the same spooled message, and its outcome
                 // is the one on record) or deleted meanwhile: nothing to record twice.
                 return Ok(None);
             }
+            let spooled: Option<MessageRecord> = spooled.map(|value| decode(&value)).transpose()?;
+            txn.open_table(SPOOL)?.delete(record.id.as_str())?;
             // The recipient as spooled: a step may have redirected this copy since.
             let submitted_recipient = spooled.as_ref().map_or_else(
                 || record.recipient.clone(),
