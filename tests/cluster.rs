@@ -284,6 +284,53 @@ impl Drop for NodeProcess {
     }
 }
 
+/// A client of `node`'s submission port, logged in as `user`.
+fn smtp_client_of(node: &NodeProcess, user: &str, password: &str) -> lettre::SmtpTransport {
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+
+    let (host, port) = node.smtp.rsplit_once(':').unwrap();
+    lettre::SmtpTransport::builder_dangerous(host)
+        .port(port.parse().unwrap())
+        .credentials(Credentials::new(user.to_string(), password.to_string()))
+        .authentication(vec![Mechanism::Plain])
+        .build()
+}
+
+/// Sends a message from shop@example.com to `recipient` through `client`; returns its id.
+fn send_order(client: &lettre::SmtpTransport, recipient: &str, subject: &str) -> String {
+    use lettre::Transport;
+
+    let envelope = lettre::address::Envelope::new(
+        Some("shop@example.com".parse().unwrap()),
+        vec![recipient.parse().unwrap()],
+    )
+    .unwrap();
+    let content = format!("From: shop@example.com\r\nSubject: {subject}\r\n\r\nx\r\n");
+    let response = client.send_raw(&envelope, content.as_bytes()).unwrap();
+    let text = response.message().collect::<Vec<_>>().join(" ");
+    text.split_once("queued as ").unwrap().1.trim().to_string()
+}
+
+/// Sends SIGTERM to `node` and waits until it exits; fails after a minute.
+fn terminate(node: &mut NodeProcess) -> std::process::ExitStatus {
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Three real processes over one PostgreSQL database take submissions on all three and share
 /// the delivery queue by leases; one SIGKILLed in the middle of delivering to a slow sink
 /// leaves leases that run out, and the others deliver what it held; when they are killed too,
@@ -292,9 +339,6 @@ impl Drop for NodeProcess {
 /// killed node sent it without recording it.
 #[test]
 fn three_processes_share_the_queue_and_a_killed_one_loses_nothing() {
-    use lettre::address::Envelope;
-    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-    use lettre::{SmtpTransport, Transport};
     use sluice::store::{EventKind, MessageStatus};
     use sluice_test_support::postgres::TestDatabase;
     use sluice_test_support::sink::{SinkOptions, SmtpSink};
@@ -320,39 +364,19 @@ fn three_processes_share_the_queue_and_a_killed_one_loses_nothing() {
         .map(|name| NodeProcess::start(name, &url, &master_key, &sink_addr))
         .collect();
 
-    let envelope = Envelope::new(
-        Some("shop@example.com".parse().unwrap()),
-        vec!["ann@customer.test".parse().unwrap()],
-    )
-    .unwrap();
-    let transports: Vec<SmtpTransport> = nodes
+    let clients: Vec<lettre::SmtpTransport> = nodes
         .iter()
-        .map(|node| {
-            let (host, port) = node.smtp.rsplit_once(':').unwrap();
-            SmtpTransport::builder_dangerous(host)
-                .port(port.parse().unwrap())
-                .credentials(Credentials::new(user.clone(), password.clone()))
-                .authentication(vec![Mechanism::Plain])
-                .build()
-        })
+        .map(|node| smtp_client_of(node, &user, &password))
         .collect();
     const MESSAGES: usize = 90;
     // Submitted to the three at once, so that most of the delivery is still ahead at the kill.
-    let submitting: Vec<_> = transports
+    let submitting: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(node, transport)| {
-            let envelope = envelope.clone();
+        .map(|(node, client)| {
             std::thread::spawn(move || {
                 (0..MESSAGES / 3)
-                    .map(|n| {
-                        let content = format!(
-                            "From: shop@example.com\r\nSubject: order {node}-{n}\r\n\r\nx\r\n"
-                        );
-                        let response = transport.send_raw(&envelope, content.as_bytes()).unwrap();
-                        let text = response.message().collect::<Vec<_>>().join(" ");
-                        text.split_once("queued as ").unwrap().1.trim().to_string()
-                    })
+                    .map(|n| send_order(&client, "ann@customer.test", &format!("order {node}-{n}")))
                     .collect::<Vec<String>>()
             })
         })
@@ -593,22 +617,97 @@ fn a_node_stopped_with_sigterm_leaves_the_cluster_and_exits_cleanly() {
     };
     eventually("the node's heartbeat", listed);
 
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &node.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the node did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut node);
     assert!(status.success(), "{status:?}");
     assert!(!listed(), "the node's heartbeat is still there");
+}
+
+/// A node stopped with SIGTERM while it delivers to a slow receiver lets the attempts under
+/// way finish and records them before it exits, so they are not sent again; the messages it
+/// had claimed but not attempted it gives back at once, and another node sends them.
+#[test]
+fn a_node_stopped_with_sigterm_records_the_deliveries_under_way_and_gives_back_the_rest() {
+    use sluice::store::MessageStatus;
+    use sluice_test_support::postgres::TestDatabase;
+    use sluice_test_support::sink::{SinkOptions, SmtpSink};
+
+    let Some(database) = TestDatabase::create(module_path!()) else {
+        return;
+    };
+    let url = database.url().to_string();
+    let setup = TestServer::start(|config| config.store.url = Some(url.clone()));
+    let (user, password) = setup.demo_login();
+    let setup_dir = setup.stop();
+    let master_key = setup_dir.path().join("keys").join("master.key");
+    let sink = SmtpSink::start_with(SinkOptions {
+        tls: false,
+        ..SinkOptions::default()
+    });
+    // Each message's end is answered five seconds later: the stop comes in the middle.
+    sink.set_delay(Duration::from_secs(5));
+    let sink_addr = sink.addr().to_string();
+    let mut node = NodeProcess::start("stopping", &url, &master_key, &sink_addr);
+
+    // Four connections to the one destination (the default) take four; two wait their turn.
+    let client = smtp_client_of(&node, &user, &password);
+    let recipients: Vec<String> = (0..6).map(|n| format!("r{n}@customer.test")).collect();
+    let ids: Vec<String> = recipients
+        .iter()
+        .map(|recipient| send_order(&client, recipient, "order"))
+        .collect();
+    eventually("four attempts under way", || {
+        recipients
+            .iter()
+            .map(|recipient| sink.attempts_for(recipient))
+            .sum::<usize>()
+            >= 4
+    });
+    let store = sluice::store::Store::open_postgres(&url, Default::default()).unwrap();
+    // (On a slow machine the first four may be recorded by then: they leave the queue.)
+    eventually("all six claimed", || {
+        ids.iter().all(|id| {
+            let delivered = store.message(id).unwrap().unwrap().status == MessageStatus::Delivered;
+            let state = store.delivery_state(id).unwrap();
+            delivered || state.is_some_and(|state| state.lease.is_some())
+        })
+    });
+    let signalled_at = sluice::store::now_millis();
+    let status = terminate(&mut node);
+    assert!(status.success(), "{status:?}");
+
+    let received = sink.received();
+    assert!(received.len() >= 4, "the attempts under way were cut off");
+    for id in &ids {
+        let sent = received
+            .iter()
+            .any(|message| message.mail_from.contains(id.as_str()));
+        let status = store.message(id).unwrap().unwrap().status;
+        if sent {
+            assert_eq!(status, MessageStatus::Delivered, "{id} was sent unrecorded");
+        } else {
+            assert_eq!(status, MessageStatus::Processed, "{id}");
+            // Given back at the stop: a lease kept would end at least two seconds after the
+            // signal (renewed every second, for three seconds).
+            let lease = store.delivery_state(id).unwrap().unwrap().lease;
+            assert!(
+                lease
+                    .as_ref()
+                    .is_some_and(|lease| lease.until < signalled_at + 1500),
+                "{id} was not given back: {lease:?}"
+            );
+        }
+    }
+
+    // The two given back go out through another node, and nothing twice.
+    sink.set_delay(Duration::ZERO);
+    let _other = NodeProcess::start("other", &url, &master_key, &sink_addr);
+    let received = sink.wait_for(6, Duration::from_secs(60));
+    assert_eq!(received.len(), 6);
+    for id in &ids {
+        let copies = received
+            .iter()
+            .filter(|message| message.mail_from.contains(id.as_str()))
+            .count();
+        assert_eq!(copies, 1, "{id}");
+    }
 }

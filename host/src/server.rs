@@ -12,7 +12,7 @@ use crate::config::{Config, DemoConfig, RetentionConfig};
 use crate::dashboard::{self, DashboardState};
 use crate::delivery::capture::Capture;
 use crate::delivery::verp::ReturnPath;
-use crate::delivery::{Delivery, QueueSignal};
+use crate::delivery::{Delivery, QueueSignal, RunningDelivery};
 use crate::dkim::{Dkim, KeyVault};
 use crate::dns::Resolver;
 use crate::flow::rules::Routing;
@@ -67,7 +67,9 @@ pub struct Server {
     api_task: tokio::task::JoinHandle<()>,
     dashboard_task: Option<tokio::task::JoinHandle<()>>,
     purge_task: tokio::task::JoinHandle<()>,
-    delivery_task: tokio::task::JoinHandle<()>,
+    delivery: RunningDelivery,
+    /// How long a clean stop waits for the deliveries under way.
+    stop_grace: Duration,
     webhook_task: tokio::task::JoinHandle<()>,
     mx_task: Option<tokio::task::JoinHandle<()>>,
     inbound_task: tokio::task::JoinHandle<()>,
@@ -89,7 +91,7 @@ impl Drop for Server {
             task.abort();
         }
         self.purge_task.abort();
-        self.delivery_task.abort();
+        self.delivery.abort();
         self.inbound_task.abort();
         if let Some(task) = &self.mx_task {
             task.abort();
@@ -206,7 +208,7 @@ impl Server {
         });
         let resolver = Resolver::new(&config.dns)?;
         let classifiers = AccountClassifiers::new(store.clone(), Arc::clone(&runtime));
-        let delivery_task = Delivery::start(
+        let delivery = Delivery::start(
             config.delivery.clone(),
             &config.data_dir,
             store.clone(),
@@ -322,7 +324,8 @@ impl Server {
             api_task,
             dashboard_task,
             purge_task,
-            delivery_task,
+            delivery,
+            stop_grace: Duration::from_secs(config.delivery.stop_grace_secs),
             webhook_task,
             mx_task,
             inbound_task,
@@ -331,9 +334,25 @@ impl Server {
 }
 
 impl Server {
-    /// Stops being counted among the platform's nodes at once (a clean stop), rather than
-    /// after the other nodes' timeout.
-    pub async fn leave(&self) {
+    /// A clean stop: stops taking connections, lets the deliveries under way finish and be
+    /// recorded (at most `[delivery] stop_grace_secs`), and stops being counted among the
+    /// platform's nodes at once rather than after the other nodes' timeout.
+    pub async fn stop(&self) {
+        self.smtp_task.abort();
+        self.api_task.abort();
+        if let Some(task) = &self.dashboard_task {
+            task.abort();
+        }
+        if let Some(task) = &self.mx_task {
+            task.abort();
+        }
+        let unrecorded = self.delivery.drain(self.stop_grace).await;
+        if unrecorded > 0 {
+            tracing::warn!(
+                unrecorded,
+                "deliveries under way were not recorded within the stop's grace: they may go out again"
+            );
+        }
         if let Err(error) = self.membership.leave().await {
             tracing::warn!(%error, "removing this node's heartbeat failed");
         }

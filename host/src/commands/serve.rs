@@ -81,7 +81,7 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
         );
         let signal = stop_signal().await?;
         tracing::info!(signal, "shutting down");
-        server.leave().await;
+        server.stop().await;
         drop(server);
         anyhow::Ok(())
     })?;

@@ -17,6 +17,7 @@ pub mod routing;
 pub mod verp;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,6 +80,10 @@ pub struct DeliveryConfig {
     /// data folder instead of sending it, recorded as delivered to the capture (see
     /// [`capture`]). A static route covering the domain wins.
     pub capture_example_domains: bool,
+    /// On a clean stop, how long the attempts under way may take to finish and be recorded
+    /// (seconds) before the process ends without them. Keep it under the service manager's
+    /// own stop timeout.
+    pub stop_grace_secs: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -98,6 +103,7 @@ impl Default for DeliveryConfig {
             rate_limits: BTreeMap::new(),
             mx_port: 25,
             capture_example_domains: true,
+            stop_grace_secs: 25,
         }
     }
 }
@@ -194,6 +200,30 @@ pub struct Delivery {
     /// waiting for a connection, and connections open.
     domains: Mutex<HashMap<String, DomainQueue>>,
     workers: Arc<tokio::sync::Semaphore>,
+    /// A clean stop began: nothing more is handed out or attempted.
+    stopping: AtomicBool,
+}
+
+/// A running delivery service: its scheduler, and what a clean stop drains.
+pub struct RunningDelivery {
+    delivery: Arc<Delivery>,
+    scheduler: tokio::task::JoinHandle<()>,
+}
+
+impl RunningDelivery {
+    /// Stops handing out and attempting messages, and waits at most `grace` for the attempts
+    /// under way to be recorded, so that a message sent just before a stop is not sent again
+    /// after it. Messages handed out but not yet attempted are given back (on a shared
+    /// store their leases end now, so another node takes them at once). Answers how many
+    /// attempts were still unrecorded when it gave up.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.delivery.drain(grace).await
+    }
+
+    /// Stops the scheduler (attempts under way end with the runtime).
+    pub fn abort(&self) {
+        self.scheduler.abort();
+    }
 }
 
 /// Where the scheduler's next look at the due queue starts on a store of its own.
@@ -268,7 +298,7 @@ impl Delivery {
         signal: QueueSignal,
         nodes: NodeCount,
         leasing: Option<Leasing>,
-    ) -> Result<tokio::task::JoinHandle<()>, RouteError> {
+    ) -> Result<RunningDelivery, RouteError> {
         let delivery = Arc::new(Self {
             classifiers,
             routes: Routes::new(&config.routes)?,
@@ -288,8 +318,50 @@ impl Delivery {
             in_flight: Mutex::new(HashSet::new()),
             due_scan: Mutex::new(DueScan::new()),
             domains: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
         });
-        Ok(tokio::spawn(delivery.schedule()))
+        Ok(RunningDelivery {
+            scheduler: tokio::spawn(Arc::clone(&delivery).schedule()),
+            delivery,
+        })
+    }
+
+    /// See [`RunningDelivery::drain`].
+    async fn drain(&self, grace: Duration) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            // Handed out, not attempted: a connection that sees the stop leaves its
+            // destination's pending messages here.
+            let given_back: Vec<String> = {
+                let mut domains = lock(&self.domains);
+                let mut in_flight = lock(&self.in_flight);
+                let mut given_back = Vec::new();
+                for queue in domains.values_mut() {
+                    for due in queue.pending.drain(..) {
+                        in_flight.remove(&due.id);
+                        given_back.push(due.id);
+                    }
+                }
+                domains.retain(|_, queue| queue.connections > 0);
+                given_back
+            };
+            if let (Some(leasing), false) = (&self.leasing, given_back.is_empty()) {
+                // A lease renewed to end now is one any node may claim.
+                let released = self
+                    .store
+                    .renew_delivery_leases(given_back, leasing.holder.clone(), now_millis())
+                    .await;
+                if let Err(error) = released {
+                    tracing::warn!(%error, "giving back delivery leases failed: they run out");
+                }
+            }
+            let unrecorded = lock(&self.in_flight).len();
+            if unrecorded == 0 || tokio::time::Instant::now() >= deadline {
+                return unrecorded;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The connections a message to `domain` may share: its static route's (one relay takes
@@ -353,6 +425,9 @@ impl Delivery {
     /// Hands every due message to its domain's queue and starts connections as allowed;
     /// returns how long to sleep before the next look.
     fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(schedule::IDLE_POLL);
+        }
         let now = now_millis();
         let due = match &self.leasing {
             // A node claims only what its workers have room for, so the nodes of a platform
@@ -437,6 +512,13 @@ impl Delivery {
                 let mut domains = lock(&self.domains);
                 let queue = domains.entry(key.clone()).or_default();
                 match queue.pending.pop_front() {
+                    // A stop began: what is pending stays for the drain to give back.
+                    Some(next) if self.stopping.load(Ordering::SeqCst) => {
+                        queue.pending.push_front(next);
+                        queue.connections -= 1;
+                        slot.released = true;
+                        None
+                    }
                     Some(next) => Some(next),
                     None => {
                         queue.connections -= 1;
@@ -467,6 +549,21 @@ impl Delivery {
             let Ok(_permit) = Arc::clone(&self.workers).acquire_owned().await else {
                 break;
             };
+            if self.stopping.load(Ordering::SeqCst) {
+                // Not attempted: back to the queue, which the loop then leaves to the drain.
+                lock(&self.domains)
+                    .entry(key.clone())
+                    .or_default()
+                    .pending
+                    .push_front(DueMessage {
+                        id,
+                        domain,
+                        filter_key,
+                        due,
+                    });
+                slot.holding = None;
+                continue;
+            }
             if sent >= self.config.max_messages_per_connection {
                 if let Some((old, _)) = session.take() {
                     let _ = old.quit().await;
