@@ -109,17 +109,17 @@ fn check_credential(
 ) -> Result<(), ApiError> {
     let current = state
         .store
-        .current_credential(client_id)?
-        .filter(|credential| {
+        .credential_still(caller.account_id, client_id, |credential| {
             credential.kind == CredentialKind::Api
                 && credential.source_id == caller.source_id
-                && credential.account_id == caller.account_id
-        });
-    match current {
-        Some(credential) if generation(&credential) == issued_generation => Ok(()),
-        _ => Err(ApiError::unauthorized(
+                && generation(credential) == issued_generation
+        })?;
+    if current {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
             "the token's credential was rotated or revoked: ask for a new token",
-        )),
+        ))
     }
 }
 

@@ -750,14 +750,19 @@ impl Session {
             return;
         };
         // A session outlives its login: the user, its password or its source may have
-        // changed since (this node's copy: a change is seen here at once, one made through
-        // another node from its next look at the change counter).
-        match self.shared.store.current_credential(&auth.username) {
-            Ok(Some(credential))
-                if credential.kind == CredentialKind::Smtp
+        // changed since (see `Store::credential_still` for when a change is seen).
+        let still = self.shared.store.credential_still(
+            auth.source.account_id,
+            &auth.username,
+            |credential| {
+                credential.kind == CredentialKind::Smtp
                     && credential.source_id == auth.source.id
-                    && credential.secret_hash == auth.secret_hash => {}
-            Ok(_) => {
+                    && credential.secret_hash == auth.secret_hash
+            },
+        );
+        match still {
+            Ok(true) => {}
+            Ok(false) => {
                 tracing::info!(user = %auth.username, "SMTP user changed during its session");
                 self.auth = None;
                 self.reply(

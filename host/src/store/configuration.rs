@@ -1,7 +1,8 @@
 //! Per-node copies of what every message's flow reads of its account's configuration: the
 //! flow rules, the flow they pick and the identity that signs for a sender's domain; and the
 //! credential an SMTP session or an API token is checked against again on each message or
-//! request. Each message read them from the store (on PostgreSQL four statements of its own);
+//! request (kept by account, as the others: one tenant's usernames make room only from its
+//! own copies). Each message read them from the store (on PostgreSQL four statements of its own);
 //! they change rarely, through the API or the dashboard.
 //!
 //! The copies are let go whenever a write transaction that opened one of their tables
@@ -109,7 +110,7 @@ impl Owned for u64 {
     }
 }
 
-/// Signers are kept by account and domain.
+/// Signers are kept by account and domain, credentials by account and username.
 impl Owned for (u64, String) {
     fn account(&self) -> u64 {
         self.0
@@ -129,17 +130,6 @@ impl Owned for FlowKey {
     }
 }
 
-/// Credentials are kept by username. Whose one is shows only in its value, so they all count
-/// as one owner's: making room lets every credential copy go.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Username(String);
-
-impl Owned for Username {
-    fn account(&self) -> u64 {
-        u64::MAX
-    }
-}
-
 /// Every copy, and the generation they belong to.
 #[derive(Debug, Default)]
 struct Kept {
@@ -149,7 +139,7 @@ struct Kept {
     routing: Copies<u64, Routing>,
     flows: Copies<FlowKey, Flow>,
     signers: Copies<(u64, String), SenderIdentity>,
-    credentials: Copies<Username, Credential>,
+    credentials: Copies<(u64, String), Credential>,
 }
 
 /// The copies a store's handles share.
@@ -301,24 +291,36 @@ impl Store {
         )
     }
 
-    /// A credential as this node's copy has it: what a logged-in SMTP session and an API
-    /// token are checked against again on each message or request. A change made on this
-    /// node is seen at once; one made on another node from the next look at the change
-    /// counter ([`Store::refresh_configuration`]).
-    pub fn current_credential(
+    /// Whether the credential `username` of account `account_id` still passes `check`: what
+    /// a logged-in SMTP session and an API token ask again on each message or request.
+    /// Answered by this node's copy when the copy passes; otherwise by the store, so a
+    /// credential changed through another node (a new secret, made again) is used here at
+    /// once. A removal or a new secret made through this node is seen at once; through
+    /// another node, from this node's next look at the change counter
+    /// ([`Store::refresh_configuration`]).
+    pub fn credential_still(
         &self,
+        account_id: u64,
         username: &str,
-    ) -> Result<Option<Arc<Credential>>, StoreError> {
-        self.configuration.copy_of(
+        check: impl Fn(&Credential) -> bool,
+    ) -> Result<bool, StoreError> {
+        let of_account = |credential: Option<Credential>| {
+            credential.filter(|credential| credential.account_id == account_id)
+        };
+        let copy = self.configuration.copy_of(
             |kept| &kept.credentials,
             |kept| &mut kept.credentials,
-            &Username(username.to_string()),
+            &(account_id, username.to_string()),
             || {
                 let (credential, bytes) =
                     decoded::<Credential>(self.db.get_one(super::CREDENTIALS, username)?)?;
-                Ok((credential, bytes + username.len()))
+                Ok((of_account(credential), bytes + username.len()))
             },
-        )
+        )?;
+        if copy.is_some_and(|credential| check(&credential)) {
+            return Ok(true);
+        }
+        Ok(of_account(self.credential(username)?).is_some_and(|credential| check(&credential)))
     }
 
     /// On a store other nodes share, looks whether the configuration changed since the last

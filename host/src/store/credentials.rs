@@ -280,67 +280,79 @@ mod tests {
         assert!(store.credential("late").unwrap().is_none());
     }
 
-    /// The secret hash of `username` as this node's copy has it.
-    fn current_hash(store: &Store, username: &str) -> Option<String> {
+    /// Whether `username` of `account_id` still has the secret hash `hash`, as a session
+    /// asks on each message.
+    fn still_has(store: &Store, account_id: u64, username: &str, hash: &str) -> bool {
         store
-            .current_credential(username)
+            .credential_still(account_id, username, |credential| {
+                credential.secret_hash == hash
+            })
             .unwrap()
-            .map(|credential| credential.secret_hash.clone())
     }
 
     on_both_backends!(a_changed_credential_is_checked_at_once_on_the_node_that_changed_it);
     async fn a_changed_credential_is_checked_at_once_on_the_node_that_changed_it(place: TestPlace) {
         let store = place.open();
         let source = source_of(&store, 1, "app").await;
-        assert_eq!(current_hash(&store, "app-smtp"), None);
         let added = store
             .add_credential(&source, CredentialKind::Smtp, "app-smtp", "first")
             .await
             .unwrap();
-        assert_eq!(
-            current_hash(&store, "app-smtp"),
-            Some(added.secret_hash.clone())
-        );
+        assert!(still_has(&store, 1, "app-smtp", &added.secret_hash));
+        // Another account asking for the same username finds nothing of it.
+        source_of(&store, 2, "other").await;
+        assert!(!still_has(&store, 2, "app-smtp", &added.secret_hash));
         let rotated = store
             .rotate_credential(source.id, "app-smtp", "second")
             .await
             .unwrap();
         assert_ne!(rotated.secret_hash, added.secret_hash);
-        assert_eq!(current_hash(&store, "app-smtp"), Some(rotated.secret_hash));
+        assert!(!still_has(&store, 1, "app-smtp", &added.secret_hash));
+        assert!(still_has(&store, 1, "app-smtp", &rotated.secret_hash));
         assert!(store.remove_credential("app-smtp").await.unwrap());
-        assert_eq!(current_hash(&store, "app-smtp"), None);
+        assert!(!still_has(&store, 1, "app-smtp", &rotated.secret_hash));
 
-        store
+        let api = store
             .add_credential(&source, CredentialKind::Api, "app-api", "secret")
             .await
             .unwrap();
-        assert!(current_hash(&store, "app-api").is_some());
+        assert!(still_has(&store, 1, "app-api", &api.secret_hash));
         store.delete_source(1, source.id).await.unwrap().unwrap();
-        assert_eq!(current_hash(&store, "app-api"), None);
+        assert!(!still_has(&store, 1, "app-api", &api.secret_hash));
     }
 
-    /// Two nodes on one database: a credential removed through one stops on the other from
-    /// that node's next look at the change counter.
+    /// Two nodes on one database: a credential given a new secret through one is used with
+    /// that secret on the other at once; the old secret, and a credential removed, stop on
+    /// the other from that node's next look at the change counter.
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_credential_removed_through_another_node_stops_from_the_next_look() {
+    async fn a_credential_changed_through_another_node_is_seen_from_the_next_look() {
         let Some(place) = TestPlace::postgres(module_path!()) else {
             return;
         };
         let this_node = place.open();
         let other_node = place.open();
         let source = source_of(&this_node, 1, "app").await;
-        this_node
-            .add_credential(&source, CredentialKind::Smtp, "app-smtp", "secret")
+        let added = this_node
+            .add_credential(&source, CredentialKind::Smtp, "app-smtp", "first")
             .await
             .unwrap();
         this_node.refresh_configuration().unwrap();
-        assert!(current_hash(&this_node, "app-smtp").is_some());
+        assert!(still_has(&this_node, 1, "app-smtp", &added.secret_hash));
 
-        assert!(other_node.remove_credential("app-smtp").await.unwrap());
-        assert_eq!(current_hash(&other_node, "app-smtp"), None);
-        // The copy this node made before the removal stands until its next look.
-        assert!(current_hash(&this_node, "app-smtp").is_some());
+        let rotated = other_node
+            .rotate_credential(source.id, "app-smtp", "second")
+            .await
+            .unwrap();
+        assert!(still_has(&this_node, 1, "app-smtp", &rotated.secret_hash));
+        // The copy this node made before the change stands until its next look.
+        assert!(still_has(&this_node, 1, "app-smtp", &added.secret_hash));
         assert!(this_node.refresh_configuration().unwrap());
-        assert_eq!(current_hash(&this_node, "app-smtp"), None);
+        assert!(!still_has(&this_node, 1, "app-smtp", &added.secret_hash));
+
+        assert!(still_has(&this_node, 1, "app-smtp", &rotated.secret_hash));
+        assert!(other_node.remove_credential("app-smtp").await.unwrap());
+        assert!(still_has(&this_node, 1, "app-smtp", &rotated.secret_hash));
+        assert!(this_node.refresh_configuration().unwrap());
+        assert!(!still_has(&this_node, 1, "app-smtp", &rotated.secret_hash));
     }
 }
