@@ -225,6 +225,17 @@ impl NodeProcess {
     /// Starts the real binary as node `name`, with a data folder of its own holding the
     /// platform's master key, delivering everything to `sink`; waits for its SMTP address.
     fn start(name: &str, database_url: &str, master_key: &std::path::Path, sink: &str) -> Self {
+        Self::start_leasing(name, database_url, master_key, sink, 3)
+    }
+
+    /// As [`NodeProcess::start`], with delivery leases of `lease_secs`.
+    fn start_leasing(
+        name: &str,
+        database_url: &str,
+        master_key: &std::path::Path,
+        sink: &str,
+        lease_secs: u64,
+    ) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
 
@@ -240,7 +251,7 @@ impl NodeProcess {
                  [smtp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
                  [inbound]\nlisten = \"127.0.0.1:0\"\n[dashboard]\nlisten = \"127.0.0.1:0\"\n\
                  [cluster]\nnode_name = {name:?}\nheartbeat_secs = 1\nnode_timeout_secs = 3\n\
-                 lease_secs = 3\n\
+                 lease_secs = {lease_secs}\n\
                  [delivery]\nworkers = 8\nretry_initial_secs = 1\ncapture_example_domains = false\n\
                  [delivery.routes]\n\"*\" = {sink:?}\n"
             ),
@@ -646,24 +657,26 @@ fn a_node_stopped_with_sigterm_records_the_deliveries_under_way_and_gives_back_t
     // Each message's end is answered five seconds later: the stop comes in the middle.
     sink.set_delay(Duration::from_secs(5));
     let sink_addr = sink.addr().to_string();
-    let mut node = NodeProcess::start("stopping", &url, &master_key, &sink_addr);
+    // Leases of 30 s, renewed every 10 s: one kept through the stop ends long after it.
+    let mut node = NodeProcess::start_leasing("stopping", &url, &master_key, &sink_addr, 30);
 
-    // Four connections to the one destination (the default) take four; two wait their turn.
+    // Four connections to the one destination (the default; two while the set-up server
+    // still counts as a node) take four or two; the others wait their turn.
     let client = smtp_client_of(&node, &user, &password);
     let recipients: Vec<String> = (0..6).map(|n| format!("r{n}@customer.test")).collect();
     let ids: Vec<String> = recipients
         .iter()
         .map(|recipient| send_order(&client, recipient, "order"))
         .collect();
-    eventually("four attempts under way", || {
+    eventually("attempts under way", || {
         recipients
             .iter()
             .map(|recipient| sink.attempts_for(recipient))
             .sum::<usize>()
-            >= 4
+            >= 2
     });
     let store = sluice::store::Store::open_postgres(&url, Default::default()).unwrap();
-    // (On a slow machine the first four may be recorded by then: they leave the queue.)
+    // (On a slow machine the first ones may be recorded by then: they leave the queue.)
     eventually("all six claimed", || {
         ids.iter().all(|id| {
             let delivered = store.message(id).unwrap().unwrap().status == MessageStatus::Delivered;
@@ -676,7 +689,8 @@ fn a_node_stopped_with_sigterm_records_the_deliveries_under_way_and_gives_back_t
     assert!(status.success(), "{status:?}");
 
     let received = sink.received();
-    assert!(received.len() >= 4, "the attempts under way were cut off");
+    assert!(received.len() >= 2, "the attempts under way were cut off");
+    let mut given_back = 0;
     for id in &ids {
         let sent = received
             .iter()
@@ -686,17 +700,18 @@ fn a_node_stopped_with_sigterm_records_the_deliveries_under_way_and_gives_back_t
             assert_eq!(status, MessageStatus::Delivered, "{id} was sent unrecorded");
         } else {
             assert_eq!(status, MessageStatus::Processed, "{id}");
-            // Given back at the stop: a lease kept would end at least two seconds after the
-            // signal (renewed every second, for three seconds).
+            // Given back at the stop: a lease kept would end at least 20 s after the signal.
             let lease = store.delivery_state(id).unwrap().unwrap().lease;
             assert!(
                 lease
                     .as_ref()
-                    .is_some_and(|lease| lease.until < signalled_at + 1500),
+                    .is_some_and(|lease| lease.until < signalled_at + 10_000),
                 "{id} was not given back: {lease:?}"
             );
+            given_back += 1;
         }
     }
+    assert!(given_back > 0, "nothing was left to give back");
 
     // The two given back go out through another node, and nothing twice.
     sink.set_delay(Duration::ZERO);

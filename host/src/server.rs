@@ -334,9 +334,10 @@ impl Server {
 }
 
 impl Server {
-    /// A clean stop: stops taking connections, lets the deliveries under way finish and be
-    /// recorded (at most `[delivery] stop_grace_secs`), and stops being counted among the
-    /// platform's nodes at once rather than after the other nodes' timeout.
+    /// A clean stop: stops taking connections, leaves the platform's nodes at once (rather
+    /// than after the other nodes' timeout, and before a service manager that waits less than
+    /// the grace below ends the process), then lets the deliveries under way finish and be
+    /// recorded, for at most `[delivery] stop_grace_secs`.
     pub async fn stop(&self) {
         self.smtp_task.abort();
         self.api_task.abort();
@@ -346,15 +347,15 @@ impl Server {
         if let Some(task) = &self.mx_task {
             task.abort();
         }
+        if let Err(error) = self.membership.leave().await {
+            tracing::warn!(%error, "removing this node's heartbeat failed");
+        }
         let unrecorded = self.delivery.drain(self.stop_grace).await;
         if unrecorded > 0 {
             tracing::warn!(
                 unrecorded,
                 "deliveries under way were not recorded within the stop's grace: they may go out again"
             );
-        }
-        if let Err(error) = self.membership.leave().await {
-            tracing::warn!(%error, "removing this node's heartbeat failed");
         }
     }
 }

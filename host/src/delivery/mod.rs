@@ -17,7 +17,7 @@ pub mod routing;
 pub mod verp;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -202,6 +202,13 @@ pub struct Delivery {
     workers: Arc<tokio::sync::Semaphore>,
     /// A clean stop began: nothing more is handed out or attempted.
     stopping: AtomicBool,
+    /// Wakes the connections waiting out a sending rate when the stop begins.
+    stopped: Notify,
+    /// Looks at the due queue under way, which may still hand out what they claim.
+    dispatching: AtomicUsize,
+    /// Held by each renewal of leases and by the give-back at a stop, so neither undoes
+    /// the other.
+    lease_writes: tokio::sync::Mutex<()>,
 }
 
 /// A running delivery service: its scheduler, and what a clean stop drains.
@@ -319,6 +326,9 @@ impl Delivery {
             due_scan: Mutex::new(DueScan::new()),
             domains: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            stopped: Notify::new(),
+            dispatching: AtomicUsize::new(0),
+            lease_writes: tokio::sync::Mutex::new(()),
         });
         Ok(RunningDelivery {
             scheduler: tokio::spawn(Arc::clone(&delivery).schedule()),
@@ -329,38 +339,54 @@ impl Delivery {
     /// See [`RunningDelivery::drain`].
     async fn drain(&self, grace: Duration) -> usize {
         self.stopping.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            // Handed out, not attempted: a connection that sees the stop leaves its
-            // destination's pending messages here.
-            let given_back: Vec<String> = {
-                let mut domains = lock(&self.domains);
-                let mut in_flight = lock(&self.in_flight);
-                let mut given_back = Vec::new();
-                for queue in domains.values_mut() {
-                    for due in queue.pending.drain(..) {
-                        in_flight.remove(&due.id);
-                        given_back.push(due.id);
-                    }
+        // Connections waiting out a sending rate stop waiting.
+        self.stopped.notify_waiters();
+        let until_empty = async {
+            loop {
+                self.give_back_pending().await;
+                // A look at the queue under way may still hand out what it claims: the
+                // drain ends only after it, and after what it handed out was given back.
+                if lock(&self.in_flight).is_empty() && self.dispatching.load(Ordering::SeqCst) == 0
+                {
+                    return;
                 }
-                domains.retain(|_, queue| queue.connections > 0);
-                given_back
-            };
-            if let (Some(leasing), false) = (&self.leasing, given_back.is_empty()) {
-                // A lease renewed to end now is one any node may claim.
-                let released = self
-                    .store
-                    .renew_delivery_leases(given_back, leasing.holder.clone(), now_millis())
-                    .await;
-                if let Err(error) = released {
-                    tracing::warn!(%error, "giving back delivery leases failed: they run out");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, until_empty).await;
+        lock(&self.in_flight).len()
+    }
+
+    /// Gives back the messages handed out and not attempted: a connection that sees the
+    /// stop leaves its destination's pending messages in its queue. On a shared store their
+    /// leases are renewed to end now, which lets any node claim them.
+    async fn give_back_pending(&self) {
+        // The order every other holder of both takes them in: in flight, then domains.
+        let given_back: Vec<String> = {
+            let mut in_flight = lock(&self.in_flight);
+            let mut domains = lock(&self.domains);
+            let mut given_back = Vec::new();
+            for queue in domains.values_mut() {
+                for due in queue.pending.drain(..) {
+                    in_flight.remove(&due.id);
+                    given_back.push(due.id);
                 }
             }
-            let unrecorded = lock(&self.in_flight).len();
-            if unrecorded == 0 || tokio::time::Instant::now() >= deadline {
-                return unrecorded;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            domains.retain(|_, queue| queue.connections > 0);
+            given_back
+        };
+        let Some(leasing) = self.leasing.as_ref().filter(|_| !given_back.is_empty()) else {
+            return;
+        };
+        // After any renewal under way, which may have taken these ids before they left the
+        // in-flight set: its lease would otherwise outlast the give-back.
+        let _renewals = self.lease_writes.lock().await;
+        let released = self
+            .store
+            .renew_delivery_leases(given_back, leasing.holder.clone(), now_millis())
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, "giving back delivery leases failed: they run out");
         }
     }
 
@@ -400,16 +426,18 @@ impl Delivery {
         let every = leasing.duration / 3;
         loop {
             tokio::time::sleep(every).await;
+            let renewing = self.lease_writes.lock().await;
             let ids: Vec<String> = lock(&self.in_flight).iter().cloned().collect();
             if ids.is_empty() {
                 continue;
             }
             let until = leasing.until(now_millis());
-            match self
+            let renewed = self
                 .store
                 .renew_delivery_leases(ids, leasing.holder.clone(), until)
-                .await
-            {
+                .await;
+            drop(renewing);
+            match renewed {
                 Ok(lost) if !lost.is_empty() => {
                     // Recorded meanwhile, or (when renewing failed for longer than a lease)
                     // taken over by another node, whose attempt is then the one on record.
@@ -425,6 +453,15 @@ impl Delivery {
     /// Hands every due message to its domain's queue and starts connections as allowed;
     /// returns how long to sleep before the next look.
     fn dispatch_due(self: &Arc<Self>) -> Result<Duration, StoreError> {
+        // Counted before the stop is looked at: a drain that began after this look saw the
+        // stop sees the count until what the look hands out is in flight.
+        self.dispatching.fetch_add(1, Ordering::SeqCst);
+        let dispatched = self.dispatch_due_unless_stopping();
+        self.dispatching.fetch_sub(1, Ordering::SeqCst);
+        dispatched
+    }
+
+    fn dispatch_due_unless_stopping(self: &Arc<Self>) -> Result<Duration, StoreError> {
         if self.stopping.load(Ordering::SeqCst) {
             return Ok(schedule::IDLE_POLL);
         }
@@ -544,7 +581,13 @@ impl Delivery {
                 .rates
                 .reserve(&domain, tokio::time::Instant::now().into_std());
             if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+                let stopped = self.stopped.notified();
+                if !self.stopping.load(Ordering::SeqCst) {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stopped => {}
+                    }
+                }
             }
             let Ok(_permit) = Arc::clone(&self.workers).acquire_owned().await else {
                 break;
