@@ -2,8 +2,8 @@
 //! flow rules, the flow they pick and the identity that signs for a sender's domain; and the
 //! credential an SMTP session or an API token is checked against again on each message or
 //! request (kept by account, as the others: one tenant's usernames make room only from its
-//! own copies). Each message read them from the store (on PostgreSQL four statements of its own);
-//! they change rarely, through the API or the dashboard.
+//! own copies). Each message read them from the store (on PostgreSQL four statements of its
+//! own); they change rarely, through the API or the dashboard.
 //!
 //! The copies are let go whenever a write transaction that opened one of their tables
 //! ([`TableDefinition::copied`]) commits, on this node before the change is answered. Such a
