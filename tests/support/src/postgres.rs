@@ -86,6 +86,211 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A PostgreSQL cluster of one test's own that speaks TLS only: it listens on a loopback port,
+/// shows a certificate for `localhost` signed by a CA made for it, refuses connections
+/// without TLS and asks for the `postgres` user's password (SCRAM). Stopped when dropped.
+pub struct TlsCluster {
+    folder: tempfile::TempDir,
+    port: u16,
+    postmaster: Option<std::process::Child>,
+}
+
+/// The password of the cluster's `postgres` user.
+pub const TLS_CLUSTER_PASSWORD: &str = "tls-cluster-secret";
+
+impl TlsCluster {
+    /// Makes and starts the cluster; `None` (after printing that `test` was skipped, and why)
+    /// when PostgreSQL's programs are not installed, unless `SLUICE_TEST_POSTGRES_REQUIRED=1`
+    /// makes that a failure.
+    pub fn start(test: &str) -> Option<Self> {
+        match Self::try_start() {
+            Ok(cluster) => Some(cluster),
+            Err(error) if std::env::var(REQUIRED_VARIABLE).as_deref() == Ok("1") => {
+                panic!("{test}: PostgreSQL is required ({REQUIRED_VARIABLE}=1) but: {error}")
+            }
+            Err(error) => {
+                println!(
+                    "SKIPPED: {test}: no cluster of its own ({error}); to run it, install \
+                     PostgreSQL (as root: apt-get install postgresql)"
+                );
+                None
+            }
+        }
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let programs = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|error| format!("/usr/lib/postgresql: {error}"))?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .max_by_key(|bin| {
+                let version = bin.parent().and_then(|v| v.file_name());
+                version.and_then(|v| v.to_str()?.parse::<u32>().ok())
+            })
+            .ok_or("no /usr/lib/postgresql/<version>/bin/initdb")?;
+        let folder = tempfile::Builder::new()
+            .prefix("sluice-tls-cluster")
+            .tempdir()
+            .map_err(|error| error.to_string())?;
+        let data = folder.path().join("data");
+        let (certificate, key) = write_certificates(folder.path())?;
+        let password = folder.path().join("password");
+        std::fs::write(&password, TLS_CLUSTER_PASSWORD).map_err(|error| error.to_string())?;
+        // PostgreSQL refuses to run as root: as root, it runs as the postgres user.
+        let as_root = run(std::process::Command::new("id").arg("-u"))?.trim() == "0";
+        let as_owner = |program: &str| {
+            let mut command = if as_root {
+                let mut command = std::process::Command::new("setpriv");
+                command
+                    .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                    .arg(programs.join(program));
+                command
+            } else {
+                std::process::Command::new(programs.join(program))
+            };
+            command.stdin(std::process::Stdio::null());
+            command
+        };
+        if as_root {
+            run(std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(folder.path()))?;
+        }
+        run(as_owner("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth-local=trust", "--no-sync"])
+            .arg(format!("--pwfile={}", password.display())))?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all ::1/128 scram-sha-256\n\
+             hostnossl all all all reject\n",
+        )
+        .map_err(|error| error.to_string())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|error| error.to_string())?
+            .port();
+        let log = std::fs::File::create(folder.path().join("log")).map_err(|e| e.to_string())?;
+        let postmaster = as_owner("postgres")
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(folder.path())
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1,::1",
+            ])
+            .args(["-c", "ssl=on", "-c", "fsync=off"])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", certificate.display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", key.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|error| format!("starting postgres: {error}"))?;
+        let mut cluster = Self {
+            folder,
+            port,
+            postmaster: Some(postmaster),
+        };
+        let ready = programs.join("pg_isready");
+        for _ in 0..300 {
+            let answered = std::process::Command::new(&ready)
+                .arg("-q")
+                .arg("-h")
+                .arg(cluster.folder.path())
+                .args(["-p", &port.to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if answered {
+                return Ok(cluster);
+            }
+            if let Some(Ok(Some(exit))) = cluster.postmaster.as_mut().map(|p| p.try_wait()) {
+                let log = std::fs::read_to_string(cluster.folder.path().join("log"));
+                return Err(format!(
+                    "postgres ended ({exit}): {}",
+                    log.unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("postgres did not answer within 30 s".into())
+    }
+
+    /// The loopback port the cluster listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The PEM file of the CA that signed the cluster's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.folder.path().join("ca.pem")
+    }
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        if let Some(mut postmaster) = self.postmaster.take() {
+            // A fast shutdown: sessions a test left open do not hold it.
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &postmaster.id().to_string()])
+                .status();
+            let _ = postmaster.wait();
+        }
+    }
+}
+
+/// Writes a CA (`ca.pem`) and a certificate for `localhost` it signed, with its key, into
+/// `folder`; returns the certificate's and the key's paths.
+fn write_certificates(
+    folder: &std::path::Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    let failed = |error: rcgen::Error| error.to_string();
+    let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).map_err(failed)?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Sluice test cluster CA");
+    let ca = ca.self_signed(&ca_key).map_err(failed)?;
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .map_err(failed)?
+        .signed_by(&key, &ca, &ca_key)
+        .map_err(failed)?;
+    let write = |name: &str, contents: String| {
+        let path = folder.join(name);
+        std::fs::write(&path, contents).map_err(|error| format!("{name}: {error}"))?;
+        Ok::<_, String>(path)
+    };
+    write("ca.pem", ca.pem())?;
+    let certificate = write("server.pem", server.pem())?;
+    let key_file = write("server.key", key.serialize_pem())?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+        .map_err(|error| error.to_string())?;
+    Ok((certificate, key_file))
+}
+
+/// Runs `command`, returning what it printed; its error output when it fails.
+fn run(command: &mut std::process::Command) -> Result<String, String> {
+    let output = command
+        .output()
+        .map_err(|error| format!("{command:?}: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Random bytes for a database's name, from the OS.
 fn getrandom_bytes(out: &mut [u8]) {
     use std::io::Read as _;

@@ -13,7 +13,7 @@ mod data;
 mod failure;
 mod reply;
 mod session;
-mod tls;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::time::Duration;

@@ -153,11 +153,12 @@ fn verified_tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-/// Accepts any certificate: opportunistic TLS between MTAs protects against passive
-/// eavesdropping only, and most MX certificates would not verify against their MX name.
+/// Accepts any certificate, for opportunistic TLS, which protects against passive
+/// eavesdropping only: between MTAs (most MX certificates would not verify against their MX
+/// name), and to PostgreSQL under libpq's `prefer` and `require` without a root certificate.
 /// The handshake signatures are still checked, so the peer must hold the certificate's key.
 #[derive(Debug)]
-struct AnyCertificate(WebPkiSupportedAlgorithms);
+pub(crate) struct AnyCertificate(pub(crate) WebPkiSupportedAlgorithms);
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(

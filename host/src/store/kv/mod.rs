@@ -13,6 +13,7 @@
 
 pub mod columns;
 pub mod postgres;
+mod postgres_tls;
 pub mod redb;
 mod sessions;
 

@@ -25,6 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::columns::Malformed;
+use super::postgres_tls::take_tls_settings;
 use super::sessions::{PooledSession, SessionPool};
 use super::{Column, Database, Entry, Key};
 use crate::store::StoreError;
@@ -112,6 +113,9 @@ pub enum PostgresError {
     /// A transaction's statement failed earlier, so its commit would roll it back.
     #[error("the transaction failed before its commit and was rolled back")]
     Aborted,
+    /// The connection string's TLS settings cannot be followed (see `kv/postgres_tls.rs`).
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
     /// The backend's runtime is gone (the store is shutting down).
     #[error("the PostgreSQL backend has stopped")]
     Stopped,
@@ -165,7 +169,10 @@ pub struct Postgres {
 /// Opens the database at `url` (a `postgres://` URL or `key=value` pairs) and brings its
 /// schema up to date.
 pub fn open(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
+    let (url, tls) = take_tls_settings(url)?;
+    let (ssl_mode, tls) = tls.connector()?;
     let mut config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
+    config.ssl_mode(ssl_mode);
     let millis = settings.statement_timeout.as_millis().max(1);
     // Read committed is also what a statement sent outside a transaction runs at (a
     // transaction that only writes commits as one statement: see `Transaction::commit`),
@@ -182,7 +189,7 @@ pub fn open(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
         .options(&options)
         .keepalives(true)
         .keepalives_idle(KEEPALIVE_IDLE);
-    let pool = SessionPool::new(config, settings.max_connections, settings.wait);
+    let pool = SessionPool::new(config, tls, settings.max_connections, settings.wait);
     let mut session = pool.get()?;
     let mut client = session.take_client();
     let migrated = session.drive(migrate(&mut client));

@@ -26,6 +26,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_postgres::{Client, Statement};
 
 use super::postgres::PostgresError;
+use super::postgres_tls::PostgresTls;
 
 /// The most statements a session keeps prepared.
 const STATEMENTS_KEPT: usize = 256;
@@ -72,13 +73,17 @@ struct Driver {
 
 impl Session {
     /// Connects with `config`, waiting at most `wait` for PostgreSQL to accept.
-    fn connect(config: &tokio_postgres::Config, wait: Duration) -> Result<Self, PostgresError> {
+    fn connect(
+        config: &tokio_postgres::Config,
+        tls: &PostgresTls,
+        wait: Duration,
+    ) -> Result<Self, PostgresError> {
         let unavailable = |reason: String| PostgresError::Unavailable(wait, reason);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|error| unavailable(error.to_string()))?;
-        let connecting = config.connect(tokio_postgres::NoTls);
+        let connecting = config.connect(tls.clone());
         let connected =
             blocking(|| runtime.block_on(async { tokio::time::timeout(wait, connecting).await }));
         let (client, connection) = match connected {
@@ -236,6 +241,7 @@ impl Drop for Session {
 /// The node's sessions with one database: at most `max` open, idle ones kept for reuse.
 pub(super) struct SessionPool {
     config: tokio_postgres::Config,
+    tls: PostgresTls,
     max: usize,
     wait: Duration,
     state: Mutex<PoolState>,
@@ -251,11 +257,17 @@ struct PoolState {
 }
 
 impl SessionPool {
-    /// A pool connecting with `config`, holding at most `max` sessions; a request waits at
-    /// most `wait` for one.
-    pub(super) fn new(config: tokio_postgres::Config, max: usize, wait: Duration) -> Arc<Self> {
+    /// A pool connecting with `config` and `tls`, holding at most `max` sessions; a request
+    /// waits at most `wait` for one.
+    pub(super) fn new(
+        config: tokio_postgres::Config,
+        tls: PostgresTls,
+        max: usize,
+        wait: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
+            tls,
             max: max.max(1),
             wait,
             state: Mutex::new(PoolState {
@@ -294,7 +306,7 @@ impl SessionPool {
                 if state.idle.is_empty() && state.open < self.max {
                     state.open += 1;
                     drop(state);
-                    return match Session::connect(&self.config, self.wait) {
+                    return match Session::connect(&self.config, &self.tls, self.wait) {
                         Ok(session) => Ok(self.lend(session)),
                         Err(error) => {
                             self.forget_one();
@@ -436,7 +448,9 @@ mod tests {
     /// A pool over `place`'s database.
     fn pool_of(place: &TestPlace, max: usize, wait: Duration) -> Arc<SessionPool> {
         let url = place.database().expect("a PostgreSQL place").url();
-        SessionPool::new(url.parse().expect("a connection string"), max, wait)
+        let (url, tls) = super::super::postgres_tls::take_tls_settings(url).unwrap();
+        let (_, tls) = tls.connector().unwrap();
+        SessionPool::new(url.parse().expect("a connection string"), tls, max, wait)
     }
 
     /// The server process serving a session.
