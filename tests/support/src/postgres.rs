@@ -88,46 +88,77 @@ impl Drop for TestDatabase {
 
 /// A PostgreSQL cluster of one test's own that speaks TLS only: it listens on a loopback port,
 /// shows a certificate for `localhost` signed by a CA made for it, refuses connections
-/// without TLS and asks for the `postgres` user's password (SCRAM). Stopped when dropped.
+/// without TLS and asks for the `postgres` user's password (SCRAM), made at random for it.
+/// Stopped when dropped.
 pub struct TlsCluster {
     folder: tempfile::TempDir,
     port: u16,
+    password: String,
     postmaster: Option<std::process::Child>,
 }
 
-/// The password of the cluster's `postgres` user.
-pub const TLS_CLUSTER_PASSWORD: &str = "tls-cluster-secret";
+/// Why a cluster cannot start: PostgreSQL is not installed (the test is skipped), or it is
+/// but cannot be run (the test fails).
+enum NotStarted {
+    NotInstalled(String),
+    Failed(String),
+}
 
 impl TlsCluster {
     /// Makes and starts the cluster; `None` (after printing that `test` was skipped, and why)
     /// when PostgreSQL's programs are not installed, unless `SLUICE_TEST_POSTGRES_REQUIRED=1`
     /// makes that a failure.
     pub fn start(test: &str) -> Option<Self> {
-        match Self::try_start() {
-            Ok(cluster) => Some(cluster),
-            Err(error) if std::env::var(REQUIRED_VARIABLE).as_deref() == Ok("1") => {
-                panic!("{test}: PostgreSQL is required ({REQUIRED_VARIABLE}=1) but: {error}")
-            }
-            Err(error) => {
+        let programs = match Self::programs() {
+            Ok(programs) => programs,
+            Err(NotStarted::Failed(error)) => panic!("{test}: {error}"),
+            Err(NotStarted::NotInstalled(error)) => {
+                if std::env::var(REQUIRED_VARIABLE).as_deref() == Ok("1") {
+                    panic!("{test}: PostgreSQL is required ({REQUIRED_VARIABLE}=1) but: {error}")
+                }
                 println!(
                     "SKIPPED: {test}: no cluster of its own ({error}); to run it, install \
                      PostgreSQL (as root: apt-get install postgresql)"
                 );
-                None
+                return None;
+            }
+        };
+        // Another process may take the chosen port before PostgreSQL binds it: a new one then.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(&programs) {
+                Ok(cluster) => return Some(cluster),
+                Err(error) => failures.push(error),
             }
         }
+        panic!("{test}: the cluster did not start: {}", failures.join("; "))
     }
 
-    fn try_start() -> Result<Self, String> {
-        let programs = std::fs::read_dir("/usr/lib/postgresql")
-            .map_err(|error| format!("/usr/lib/postgresql: {error}"))?
+    /// The newest installed PostgreSQL's programs folder.
+    fn programs() -> Result<std::path::PathBuf, NotStarted> {
+        let installed = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|error| NotStarted::NotInstalled(format!("/usr/lib/postgresql: {error}")))?;
+        let programs = installed
             .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
             .filter(|bin| bin.join("initdb").exists())
             .max_by_key(|bin| {
                 let version = bin.parent().and_then(|v| v.file_name());
                 version.and_then(|v| v.to_str()?.parse::<u32>().ok())
             })
-            .ok_or("no /usr/lib/postgresql/<version>/bin/initdb")?;
+            .ok_or_else(|| {
+                NotStarted::NotInstalled("no /usr/lib/postgresql/<version>/bin/initdb".into())
+            })?;
+        if is_root() && !std::path::Path::new("/usr/bin/setpriv").exists() {
+            return Err(NotStarted::Failed(
+                "PostgreSQL refuses to run as root, and there is no setpriv to run it as \
+                 the postgres user"
+                    .into(),
+            ));
+        }
+        Ok(programs)
+    }
+
+    fn try_start(programs: &std::path::Path) -> Result<Self, String> {
         let folder = tempfile::Builder::new()
             .prefix("sluice-tls-cluster")
             .tempdir()
@@ -135,9 +166,12 @@ impl TlsCluster {
         let data = folder.path().join("data");
         let (certificate, key) = write_certificates(folder.path())?;
         let password = folder.path().join("password");
-        std::fs::write(&password, TLS_CLUSTER_PASSWORD).map_err(|error| error.to_string())?;
+        let mut secret = [0u8; 16];
+        getrandom_bytes(&mut secret);
+        let secret = hex::encode(secret);
+        std::fs::write(&password, &secret).map_err(|error| error.to_string())?;
         // PostgreSQL refuses to run as root: as root, it runs as the postgres user.
-        let as_root = run(std::process::Command::new("id").arg("-u"))?.trim() == "0";
+        let as_root = is_root();
         let as_owner = |program: &str| {
             let mut command = if as_root {
                 let mut command = std::process::Command::new("setpriv");
@@ -179,12 +213,8 @@ impl TlsCluster {
             .arg(&data)
             .arg("-k")
             .arg(folder.path())
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1,::1",
-            ])
+            // One address, so a port taken there stops it instead of leaving it on another.
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "ssl=on", "-c", "fsync=off"])
             .arg("-c")
             .arg(format!("ssl_cert_file={}", certificate.display()))
@@ -197,6 +227,7 @@ impl TlsCluster {
         let mut cluster = Self {
             folder,
             port,
+            password: secret,
             postmaster: Some(postmaster),
         };
         let ready = programs.join("pg_isready");
@@ -223,7 +254,12 @@ impl TlsCluster {
         Err("postgres did not answer within 30 s".into())
     }
 
-    /// The loopback port the cluster listens on.
+    /// The password of the cluster's `postgres` user.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The loopback port the cluster listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -237,10 +273,18 @@ impl TlsCluster {
 impl Drop for TlsCluster {
     fn drop(&mut self) {
         if let Some(mut postmaster) = self.postmaster.take() {
-            // A fast shutdown: sessions a test left open do not hold it.
+            // A fast shutdown: sessions a test left open do not hold it. Killed when it
+            // has not ended within ten seconds.
             let _ = std::process::Command::new("kill")
                 .args(["-INT", &postmaster.id().to_string()])
                 .status();
+            for _ in 0..100 {
+                if !matches!(postmaster.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = postmaster.kill();
             let _ = postmaster.wait();
         }
     }
@@ -275,6 +319,11 @@ fn write_certificates(
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
         .map_err(|error| error.to_string())?;
     Ok((certificate, key_file))
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    run(std::process::Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
 }
 
 /// Runs `command`, returning what it printed; its error output when it fails.

@@ -25,7 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::columns::Malformed;
-use super::postgres_tls::take_tls_settings;
+use super::postgres_tls::configure;
 use super::sessions::{PooledSession, SessionPool};
 use super::{Column, Database, Entry, Key};
 use crate::store::StoreError;
@@ -169,10 +169,7 @@ pub struct Postgres {
 /// Opens the database at `url` (a `postgres://` URL or `key=value` pairs) and brings its
 /// schema up to date.
 pub fn open(url: &str, settings: PoolSettings) -> Result<Database, StoreError> {
-    let (url, tls) = take_tls_settings(url)?;
-    let (ssl_mode, tls) = tls.connector()?;
-    let mut config: tokio_postgres::Config = url.parse().map_err(PostgresError::Url)?;
-    config.ssl_mode(ssl_mode);
+    let (mut config, tls) = configure(url)?;
     let millis = settings.statement_timeout.as_millis().max(1);
     // Read committed is also what a statement sent outside a transaction runs at (a
     // transaction that only writes commits as one statement: see `Transaction::commit`),

@@ -98,7 +98,7 @@ enum Check {
 
 /// The TLS settings a connection string carried.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct TlsSettings {
+struct TlsSettings {
     mode: Option<TlsMode>,
     roots: Option<RootCertificates>,
 }
@@ -109,13 +109,14 @@ const ROOTS_KEY: &str = "sslrootcert";
 
 /// Takes libpq's TLS settings out of `conninfo` (a URL or `key=value` pairs), returning the
 /// rest for tokio-postgres, which knows only some of them.
-pub(super) fn take_tls_settings(conninfo: &str) -> Result<(String, TlsSettings), PostgresError> {
+fn take_tls_settings(conninfo: &str) -> Result<(String, TlsSettings), PostgresError> {
     let mut settings = TlsSettings::default();
-    let mut take = |key: &str, value: &str| -> Result<bool, PostgresError> {
+    // Values come percent-encoded in a URL, as they are in pairs otherwise.
+    let mut take = |key: &str, value: &dyn Fn() -> Result<String, PostgresError>| {
         match key {
-            MODE_KEY => settings.mode = Some(TlsMode::parse(value)?),
+            MODE_KEY => settings.mode = Some(TlsMode::parse(&value()?)?),
             ROOTS_KEY => {
-                settings.roots = Some(match value {
+                settings.roots = Some(match value()?.as_str() {
                     "system" => RootCertificates::Public,
                     path => RootCertificates::File(PathBuf::from(path)),
                 })
@@ -127,19 +128,22 @@ pub(super) fn take_tls_settings(conninfo: &str) -> Result<(String, TlsSettings),
     let rest = if is_url(conninfo) {
         take_from_url(conninfo, &mut take)?
     } else {
-        match pairs(conninfo) {
-            Some(pairs) => {
-                let mut kept = Vec::new();
-                for pair in pairs {
-                    if !take(&pair.key, &pair.value)? {
-                        kept.push(&conninfo[pair.start..pair.end]);
-                    }
-                }
-                kept.join(" ")
+        // A string read otherwise than tokio-postgres reads it could hide an `sslmode` from
+        // one of the two: it is refused instead.
+        let pairs = pairs(conninfo).ok_or_else(|| {
+            PostgresError::Tls(
+                "the connection string is neither a postgres:// URL nor key=value pairs \
+                 (a value with spaces is quoted in single quotes)"
+                    .into(),
+            )
+        })?;
+        let mut kept = Vec::new();
+        for pair in pairs {
+            if !take(&pair.key, &|| Ok(pair.value.clone()))? {
+                kept.push(&conninfo[pair.start..pair.end]);
             }
-            // Malformed: tokio-postgres says how.
-            None => conninfo.to_string(),
         }
+        kept.join(" ")
     };
     Ok((rest, settings))
 }
@@ -148,18 +152,78 @@ fn is_url(conninfo: &str) -> bool {
     conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://")
 }
 
+/// The driver's configuration for `conninfo` and the TLS connector it connects with, the
+/// TLS settings taken out and followed.
+pub(super) fn configure(
+    conninfo: &str,
+) -> Result<(tokio_postgres::Config, PostgresTls), PostgresError> {
+    let (rest, settings) = take_tls_settings(conninfo)?;
+    let (negotiation, tls) = settings.connector()?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(PostgresError::Url)?;
+    // What tokio-postgres read of `sslmode` itself (its default is `prefer`) is what the
+    // string held beyond what was taken out of it: refused rather than overridden.
+    if config.get_ssl_mode() != SslMode::Prefer {
+        return Err(PostgresError::Tls(
+            "sslmode is given in a form that cannot be read for sure".into(),
+        ));
+    }
+    let unix =
+        |host: &tokio_postgres::config::Host| !matches!(host, tokio_postgres::config::Host::Tcp(_));
+    let hosts = config.get_hosts();
+    let negotiation = if !hosts.is_empty() && hosts.iter().all(unix) {
+        // As in libpq, a Unix socket is never encrypted: PostgreSQL offers no TLS there.
+        SslMode::Disable
+    } else if negotiation == SslMode::Require && hosts.iter().any(unix) {
+        return Err(PostgresError::Tls(
+            "sslmode require or verify-* with a Unix socket among the hosts: PostgreSQL \
+             offers no TLS on a socket, so that host could never be reached"
+                .into(),
+        ));
+    } else {
+        negotiation
+    };
+    config.ssl_mode(negotiation);
+    Ok((config, tls))
+}
+
+/// Where a URL's query parameters start, found as tokio-postgres finds them: the user and
+/// password run to the first `@` (wherever it is), the hosts to the next `/` or `?`, the
+/// database to the next `?`.
+fn query_start(url: &str) -> Option<usize> {
+    let scheme = url.find("://").map_or(0, |at| at + 3);
+    let hosts = url[scheme..].find('@').map_or(scheme, |at| scheme + at + 1);
+    let after_hosts = url[hosts..]
+        .find(['/', '?'])
+        .map_or(url.len(), |at| hosts + at);
+    let question = url[after_hosts..].find('?')? + after_hosts;
+    Some(question + 1)
+}
+
 /// The URL without the query parameters `take` took.
 fn take_from_url(
     url: &str,
-    take: &mut impl FnMut(&str, &str) -> Result<bool, PostgresError>,
+    take: &mut impl FnMut(
+        &str,
+        &dyn Fn() -> Result<String, PostgresError>,
+    ) -> Result<bool, PostgresError>,
 ) -> Result<String, PostgresError> {
-    let Some((base, query)) = url.split_once('?') else {
+    let Some(start) = query_start(url) else {
         return Ok(url.to_string());
     };
+    let (base, query) = (&url[..start - 1], &url[start..]);
     let mut kept = Vec::new();
     for parameter in query.split('&') {
         let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
-        if !take(&percent_decoded(key)?, &percent_decoded(value)?)? {
+        // A key that does not decode is none of the two (tokio-postgres names its fault).
+        let taken = match percent_decoded(key) {
+            Some(key) => take(&key, &|| {
+                percent_decoded(value).ok_or_else(|| {
+                    PostgresError::Tls(format!("the value of {key} is not percent-encoded UTF-8"))
+                })
+            })?,
+            None => false,
+        };
+        if !taken {
             kept.push(parameter);
         }
     }
@@ -170,22 +234,20 @@ fn take_from_url(
     })
 }
 
-fn percent_decoded(text: &str) -> Result<String, PostgresError> {
-    let malformed = || PostgresError::Tls(format!("`{text}` is not percent-encoded UTF-8"));
+fn percent_decoded(text: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
     while let Some((&byte, after)) = rest.split_first() {
         if byte == b'%' {
-            let hex = after.get(..2).ok_or_else(malformed)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| malformed())?;
-            bytes.push(u8::from_str_radix(hex, 16).map_err(|_| malformed())?);
+            let hex = std::str::from_utf8(after.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
             rest = &after[2..];
         } else {
             bytes.push(byte);
             rest = after;
         }
     }
-    String::from_utf8(bytes).map_err(|_| malformed())
+    String::from_utf8(bytes).ok()
 }
 
 /// One `key = value` pair of a connection string, with where it stands in it.
@@ -265,7 +327,7 @@ fn pairs(conninfo: &str) -> Option<Vec<Pair>> {
 impl TlsSettings {
     /// The mode in force: the one given, else `verify-full` with the public roots (as libpq
     /// has it), else `prefer`.
-    pub(super) fn mode(&self) -> TlsMode {
+    fn mode(&self) -> TlsMode {
         match (self.mode, &self.roots) {
             (Some(mode), _) => mode,
             (None, Some(RootCertificates::Public)) => TlsMode::VerifyFull,
@@ -277,6 +339,14 @@ impl TlsSettings {
     fn check(&self) -> Result<Check, PostgresError> {
         let mode = self.mode();
         Ok(match (&self.roots, mode) {
+            (Some(RootCertificates::Public), TlsMode::VerifyFull) => Check::ChainAndName,
+            (Some(RootCertificates::Public), _) => {
+                return Err(PostgresError::Tls(
+                    "sslrootcert=system goes with sslmode=verify-full only: a public \
+                     certificate proves nothing without its name"
+                        .into(),
+                ));
+            }
             (_, TlsMode::Disable) => Check::Nothing,
             (None, TlsMode::VerifyCa | TlsMode::VerifyFull) => {
                 return Err(PostgresError::Tls(format!(
@@ -290,14 +360,6 @@ impl TlsSettings {
                 )));
             }
             (None, _) => Check::Nothing,
-            (Some(RootCertificates::Public), TlsMode::VerifyFull) => Check::ChainAndName,
-            (Some(RootCertificates::Public), _) => {
-                return Err(PostgresError::Tls(
-                    "sslrootcert=system goes with sslmode=verify-full only: a public \
-                     certificate proves nothing without its name"
-                        .into(),
-                ));
-            }
             (Some(RootCertificates::File(_)), TlsMode::VerifyFull) => Check::ChainAndName,
             (Some(RootCertificates::File(_)), _) => Check::Chain,
         })
@@ -305,7 +367,7 @@ impl TlsSettings {
 
     /// What tokio-postgres is told and the connector it is given, reading the root
     /// certificates now, so a node whose file is missing or unreadable does not start.
-    pub(super) fn connector(&self) -> Result<(SslMode, PostgresTls), PostgresError> {
+    fn connector(&self) -> Result<(SslMode, PostgresTls), PostgresError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let check = self.check()?;
         let verifier: Arc<dyn ServerCertVerifier> = match check {
@@ -512,8 +574,9 @@ enum EndPointHash {
 
 /// The `tls-server-end-point` binding of `certificate`: its hash under the hash function of
 /// its own signature, SHA-256 in place of MD5 and SHA-1 (RFC 5929, section 4.1); `None` for a
-/// signature with no single hash function (Ed25519, RSA-PSS), where PostgreSQL has no binding
-/// either.
+/// signature with no single hash function (Ed25519), where PostgreSQL has no binding either,
+/// and for RSA-PSS, whose hash is in its parameters, not read here (`channel_binding=require`
+/// then fails against such a certificate).
 fn server_end_point(certificate: &[u8]) -> Option<Vec<u8>> {
     Some(match end_point_hash(signature_algorithm(certificate)?)? {
         EndPointHash::Sha224 => sha2::Sha224::digest(certificate).to_vec(),
@@ -639,12 +702,58 @@ mod tests {
         let (rest, taken) = settings("host=/var/run/postgresql dbname=sluice");
         assert_eq!(rest, "host=/var/run/postgresql dbname=sluice");
         assert_eq!(taken.mode(), TlsMode::Prefer);
-        // Malformed strings go through untouched, for tokio-postgres to name the fault.
-        assert_eq!(settings("host=db dbname").0, "host=db dbname");
+        // A string not read for sure is refused: it could hide an sslmode.
+        for unread in [
+            "host=db dbname",
+            "host=db =x sslmode=require",
+            "host=db password=ab\\",
+        ] {
+            assert!(
+                matches!(take_tls_settings(unread), Err(PostgresError::Tls(_))),
+                "{unread}"
+            );
+        }
         assert!(matches!(
             take_tls_settings("host=db sslmode=verify"),
             Err(PostgresError::Tls(_))
         ));
+    }
+
+    #[test]
+    fn a_url_is_split_where_tokio_postgres_splits_it() {
+        // A `?` in the password is not where the parameters start.
+        let (rest, taken) = settings("postgres://u:pa?ss@db/x?sslmode=require");
+        assert_eq!(rest, "postgres://u:pa?ss@db/x");
+        assert_eq!(taken.mode(), TlsMode::Require);
+        let (rest, taken) = settings("postgres://db?sslmode=verify-ca&sslrootcert=ca.pem");
+        assert_eq!(rest, "postgres://db");
+        assert_eq!(taken.mode(), TlsMode::VerifyCa);
+        // Encoded keys are the same keys; other parameters are left as they were written.
+        let (rest, taken) = settings("postgres://db/x?password=50%off&ssl%6dode=require");
+        assert_eq!(rest, "postgres://db/x?password=50%off");
+        assert_eq!(taken.mode(), TlsMode::Require);
+    }
+
+    #[test]
+    fn the_driver_is_told_what_to_negotiate() {
+        let mode = |conninfo: &str| configure(conninfo).map(|(config, _)| config.get_ssl_mode());
+        assert_eq!(mode("host=db").unwrap(), SslMode::Prefer);
+        assert_eq!(mode("host=db sslmode=require").unwrap(), SslMode::Require);
+        assert_eq!(mode("host=db sslmode=disable").unwrap(), SslMode::Disable);
+        // A Unix socket is never encrypted, whatever the mode (as in libpq)...
+        assert_eq!(
+            mode("host=/var/run/postgresql sslmode=require").unwrap(),
+            SslMode::Disable
+        );
+        // ...so a socket among network hosts cannot be reached under `require`.
+        assert!(matches!(
+            mode("host=/var/run/postgresql,db sslmode=require"),
+            Err(PostgresError::Tls(_))
+        ));
+        assert_eq!(
+            mode("host=/var/run/postgresql,db").unwrap(),
+            SslMode::Prefer
+        );
     }
 
     #[test]
@@ -676,6 +785,7 @@ mod tests {
             "host=db sslmode=verify-full",
             "host=db sslmode=verify-ca",
             "host=db sslmode=require sslrootcert=system",
+            "host=db sslmode=disable sslrootcert=system",
         ] {
             assert!(
                 matches!(check(refused), Err(PostgresError::Tls(_))),
@@ -704,14 +814,15 @@ mod tests {
 
     #[test]
     fn a_server_that_takes_tls_only_is_reached_as_the_mode_says() {
-        use sluice_test_support::postgres::{TLS_CLUSTER_PASSWORD, TlsCluster};
+        use sluice_test_support::postgres::TlsCluster;
         let test = "a_server_that_takes_tls_only_is_reached_as_the_mode_says";
         let Some(cluster) = TlsCluster::start(test) else {
             return;
         };
         let url = |host: &str, parameters: &str| {
             format!(
-                "postgres://postgres:{TLS_CLUSTER_PASSWORD}@{host}:{}/postgres?{parameters}",
+                "postgres://postgres:{}@{host}:{}/postgres?{parameters}",
+                cluster.password(),
                 cluster.port()
             )
         };
@@ -756,7 +867,7 @@ mod tests {
         }
         // The server refuses a connection without TLS, so the ones above were encrypted.
         let refused = opens(&url("localhost", "sslmode=disable")).unwrap_err();
-        assert!(refused.contains("no encryption"), "{refused}");
+        assert!(refused.contains("pg_hba.conf"), "{refused}");
     }
 
     #[test]

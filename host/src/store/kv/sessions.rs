@@ -448,9 +448,9 @@ mod tests {
     /// A pool over `place`'s database.
     fn pool_of(place: &TestPlace, max: usize, wait: Duration) -> Arc<SessionPool> {
         let url = place.database().expect("a PostgreSQL place").url();
-        let (url, tls) = super::super::postgres_tls::take_tls_settings(url).unwrap();
-        let (_, tls) = tls.connector().unwrap();
-        SessionPool::new(url.parse().expect("a connection string"), tls, max, wait)
+        let (config, tls) =
+            super::super::postgres_tls::configure(url).expect("a connection string");
+        SessionPool::new(config, tls, max, wait)
     }
 
     /// The server process serving a session.
