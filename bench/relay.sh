@@ -37,6 +37,8 @@
 #   SYSTEMS="ceiling postfix opendkim sluice-bare sluice-flow" (a subset runs only those;
 #   add sluice-pg sluice-pg2 sluice-flow-pg for the PostgreSQL store)
 #   KEEP=1 keeps the temp folder (logs, configurations) for a look afterwards.
+#   POSTGRES_SETTINGS="synchronous_commit=off ..." adds settings (`-c NAME=VALUE` each) to the
+#   run's PostgreSQL, for experiments on what bounds the PostgreSQL store.
 #
 # Needs: root (apt-get, and Postfix's master runs as root), Debian's postfix, opendkim and
 # opendkim-tools (installed when missing; the system's own Postfix is not configured or
@@ -324,9 +326,14 @@ start_postgres() {
     setpriv --reuid=postgres --regid=postgres --init-groups \
         "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 ||
         die "initdb failed: see $dir/initdb.log"
+    local setting settings=()
+    for setting in ${POSTGRES_SETTINGS:-}; do
+        settings+=(-c "$setting")
+    done
     setpriv --reuid=postgres --regid=postgres --init-groups \
         "$bin/postgres" -D "$dir/data" -k "$dir/socket" -c listen_addresses= \
-        -c shared_preload_libraries=pg_stat_statements -c max_connections=200 >"$dir/log" 2>&1 &
+        -c shared_preload_libraries=pg_stat_statements -c max_connections=200 \
+        "${settings[@]}" >"$dir/log" 2>&1 &
     POSTGRES_PID=$!
     STARTED_PIDS+=("$POSTGRES_PID")
     POSTGRES_SOCKET=$dir/socket
