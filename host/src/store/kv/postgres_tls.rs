@@ -392,12 +392,15 @@ impl TlsSettings {
                 }
             }
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports the default TLS versions")
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
+        // PostgreSQL 17 refuses a direct TLS handshake (`sslnegotiation=direct`) that does
+        // not name its protocol; older servers ignore the name.
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok((
             self.mode().negotiation(),
             PostgresTls {
