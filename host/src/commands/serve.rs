@@ -20,6 +20,10 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
     }
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
+        // Listened for before the server starts: a signal during the start (the node may
+        // already be in the cluster's list) then stops it cleanly once started, where the
+        // default action would end the process on the spot.
+        let stop = StopSignals::listen()?;
         let server = Server::start(config.clone()).await?;
         let addr = server.smtp_addr;
         let api = server.api_addr;
@@ -79,7 +83,7 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
             loaded = ?server.plugins.names(),
             "sluice is running"
         );
-        let signal = stop_signal().await?;
+        let signal = stop.next().await;
         tracing::info!(signal, "shutting down");
         server.stop().await;
         drop(server);
@@ -88,15 +92,30 @@ pub fn run(config_path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits for the signal to stop: Ctrl-C (SIGINT) at a terminal, SIGTERM from a service
+/// The signals that stop the server: Ctrl-C (SIGINT) at a terminal, SIGTERM from a service
 /// manager (systemd, a container runtime), whose default action would end the process
-/// without its leaving the cluster. Returns the signal's name.
-async fn stop_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| "SIGINT"),
-        _ = terminate.recv() => Ok("SIGTERM"),
+/// without its leaving the cluster.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Takes both signals over from their default action, from now on.
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for one of them (one that came before is not missed); returns its name.
+    async fn next(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
     }
 }
 
