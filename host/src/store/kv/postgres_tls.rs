@@ -875,32 +875,22 @@ mod tests {
 
     #[test]
     fn the_end_point_hash_follows_the_signature() {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["db.internal".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = certificate.der();
+        let certificate = |algorithm: &'static rcgen::SignatureAlgorithm| {
+            let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+            let params = rcgen::CertificateParams::new(vec!["db.internal".into()]).unwrap();
+            params.self_signed(&key).unwrap().der().to_vec()
+        };
+        let der = certificate(&rcgen::PKCS_ECDSA_P384_SHA384);
         assert_eq!(
-            server_end_point(der),
-            Some(sha2::Sha384::digest(der.as_ref()).to_vec())
+            server_end_point(&der),
+            Some(sha2::Sha384::digest(&der).to_vec())
         );
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["db.internal".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = certificate.der();
+        let der = certificate(&rcgen::PKCS_ECDSA_P256_SHA256);
         assert_eq!(
-            server_end_point(der),
-            Some(sha2::Sha256::digest(der.as_ref()).to_vec())
+            server_end_point(&der),
+            Some(sha2::Sha256::digest(&der).to_vec())
         );
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["db.internal".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        assert_eq!(server_end_point(certificate.der()), None);
+        assert_eq!(server_end_point(&certificate(&rcgen::PKCS_ED25519)), None);
         assert_eq!(
             end_point_hash(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05]),
             Some(EndPointHash::Sha256)
