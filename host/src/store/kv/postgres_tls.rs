@@ -762,28 +762,20 @@ mod tests {
     #[test]
     fn the_modes_need_what_libpq_needs() {
         let check = |conninfo: &str| take_tls_settings(conninfo).unwrap().1.check();
-        assert_eq!(check("host=db").unwrap(), Check::Nothing);
-        assert_eq!(check("host=db sslmode=require").unwrap(), Check::Nothing);
-        assert_eq!(
-            check("host=db sslmode=require sslrootcert=ca.pem").unwrap(),
-            Check::Chain
-        );
-        assert_eq!(
-            check("host=db sslmode=verify-ca sslrootcert=ca.pem").unwrap(),
-            Check::Chain
-        );
-        assert_eq!(
-            check("host=db sslmode=verify-full sslrootcert=ca.pem").unwrap(),
-            Check::ChainAndName
-        );
-        assert_eq!(
-            check("host=db sslrootcert=system").unwrap(),
-            Check::ChainAndName
-        );
-        assert_eq!(
-            check("host=db sslmode=disable sslrootcert=ca.pem").unwrap(),
-            Check::Nothing
-        );
+        for (conninfo, expected) in [
+            ("host=db", Check::Nothing),
+            ("host=db sslmode=require", Check::Nothing),
+            ("host=db sslmode=require sslrootcert=ca.pem", Check::Chain),
+            ("host=db sslmode=verify-ca sslrootcert=ca.pem", Check::Chain),
+            (
+                "host=db sslmode=verify-full sslrootcert=ca.pem",
+                Check::ChainAndName,
+            ),
+            ("host=db sslrootcert=system", Check::ChainAndName),
+            ("host=db sslmode=disable sslrootcert=ca.pem", Check::Nothing),
+        ] {
+            assert_eq!(check(conninfo).unwrap(), expected, "{conninfo}");
+        }
         for refused in [
             "host=db sslmode=verify-full",
             "host=db sslmode=verify-ca",
